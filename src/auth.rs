@@ -1,0 +1,86 @@
+//! Client authentication: `authorization: Bearer <key>` metadata against the configured keys.
+//!
+//! Keys are held only as SHA-256 digests. The lookup hashes the presented key and finds the digest in a map:
+//! the time it takes depends on the digest, which an attacker cannot steer toward a stored one, so it leaks
+//! nothing about stored keys; the final comparison is constant-time all the same.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::metadata::MetadataMap;
+
+use crate::{config::ClientKey, error::GatewayError, router::Router};
+
+/// Who is calling: travels with the request in its extensions.
+#[derive(Debug)]
+pub struct Identity {
+    /// The key's configured name; safe to log.
+    pub name: String,
+    /// Canonical model names this key may use; `None` means all.
+    allowed: Option<HashSet<String>>,
+}
+
+impl Identity {
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed.as_ref().is_none_or(|set| set.contains(model))
+    }
+}
+
+pub struct KeyStore {
+    by_digest: HashMap<[u8; 32], Arc<Identity>>,
+}
+
+impl KeyStore {
+    /// Allowlists may name aliases; they are stored as canonical names.
+    pub fn new(keys: &[ClientKey], router: &Router) -> KeyStore {
+        let by_digest = keys
+            .iter()
+            .map(|k| {
+                let allowed = k.models.as_ref().map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|n| router.canonical(n))
+                        .map(str::to_owned)
+                        .collect()
+                });
+                (
+                    k.sha256,
+                    Arc::new(Identity {
+                        name: k.name.clone(),
+                        allowed,
+                    }),
+                )
+            })
+            .collect();
+        KeyStore { by_digest }
+    }
+
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Identity>, GatewayError> {
+        let header = metadata
+            .get("authorization")
+            .ok_or(GatewayError::Unauthenticated(
+                "missing 'authorization: Bearer <key>' metadata",
+            ))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(GatewayError::Unauthenticated(
+                "authorization metadata must be 'Bearer <key>'",
+            ))?;
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        match self.by_digest.get_key_value(&digest) {
+            Some((stored, who)) if bool::from(stored.ct_eq(&digest)) => Ok(who.clone()),
+            _ => Err(GatewayError::Unauthenticated("unknown API key")),
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! Configuration: the TOML file as written ([`RawConfig`]) and the checked form the gateway runs on
+//! ([`Config`]). Every check names the field it is about; secrets (client keys, upstream keys) are read from
+//! the environment or stored as SHA-256 hashes, and never printed.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+
+/// A configuration error; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Human-readable durations: "30s", "250ms", "2m", "1h 30m".
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("'{text}': {e}")))
+}
+
+// ---- The file as written -------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    #[serde(default)]
+    interactive: RawInteractive,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: SocketAddr,
+    #[serde(default = "defaults::grace", deserialize_with = "duration")]
+    shutdown_grace: Duration,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInteractive {
+    #[serde(default = "defaults::history_messages")]
+    max_history_messages: u32,
+    #[serde(default = "defaults::history_bytes")]
+    max_history_bytes: usize,
+}
+
+impl Default for RawInteractive {
+    fn default() -> Self {
+        Self {
+            max_history_messages: defaults::history_messages(),
+            max_history_bytes: defaults::history_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    sha256: Option<String>,
+    env: Option<String>,
+    models: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: String,
+    kind: UpstreamKind,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    #[serde(default = "defaults::connect_timeout", deserialize_with = "duration")]
+    connect_timeout: Duration,
+    #[serde(default = "defaults::request_timeout", deserialize_with = "duration")]
+    request_timeout: Duration,
+    #[serde(default)]
+    max_tokens_field: MaxTokensField,
+    #[serde(default = "defaults::max_response_bytes")]
+    max_response_bytes: usize,
+    #[serde(
+        default = "defaults::first_token_latency",
+        deserialize_with = "duration"
+    )]
+    first_token_latency: Duration,
+    #[serde(default = "defaults::tokens_per_second")]
+    tokens_per_second: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    max_output_tokens: u32,
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    upstream: String,
+    model: String,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn grace() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn history_messages() -> u32 {
+        64
+    }
+    pub fn history_bytes() -> usize {
+        256 * 1024
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(600)
+    }
+    pub fn max_response_bytes() -> usize {
+        8 * 1024 * 1024
+    }
+    pub fn first_token_latency() -> Duration {
+        Duration::from_millis(50)
+    }
+    pub fn tokens_per_second() -> f64 {
+        100.0
+    }
+}
+
+// ---- The checked form ----------------------------------------------------------------------------------------
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The dialect an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    /// OpenAI chat completions over HTTP(S).
+    Openai,
+    /// The built-in in-process generator.
+    Mock,
+}
+
+/// Which request field carries the output-token limit: OpenAI's newer models want `max_completion_tokens`,
+/// most OpenAI-compatible servers still read `max_tokens`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    #[default]
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub tls: Option<TlsConfig>,
+    pub log_format: LogFormat,
+    pub interactive: InteractiveConfig,
+    pub keys: Vec<ClientKey>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct InteractiveConfig {
+    pub max_history_messages: u32,
+    pub max_history_bytes: usize,
+}
+
+/// A client key: its name (what logs show) and the SHA-256 of the secret.
+#[derive(Clone)]
+pub struct ClientKey {
+    pub name: String,
+    pub sha256: [u8; 32],
+    /// `None`: every model.
+    pub models: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKey")
+            .field("name", &self.name)
+            .field("models", &self.models)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub kind: UpstreamKind,
+    /// Without the trailing slash; `{base_url}/chat/completions` is called.
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_tokens_field: MaxTokensField,
+    pub max_response_bytes: usize,
+    pub first_token_latency: Duration,
+    pub tokens_per_second: f64,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<from env>"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub max_output_tokens: u32,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub model: String,
+}
+
+/// Hex SHA-256 of a client key, as `aigw hash-key` prints it and `sha256 = "..."` stores it.
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text, |var| std::env::var(var).ok())
+    }
+
+    /// Parses and validates config text; `env` looks up environment variables (injectable for tests).
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        let upstreams = raw
+            .upstreams
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| check_upstream(i, u, &env))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut upstream_index = HashMap::new();
+        for (i, u) in upstreams.iter().enumerate() {
+            if upstream_index.insert(u.name.clone(), i).is_some() {
+                return err(format!("upstreams[{i}].name: '{}' is used twice", u.name));
+            }
+        }
+        let models = check_models(raw.models, &upstream_index)?;
+        let keys = check_keys(raw.keys, &models, &env)?;
+        let i = &raw.interactive;
+        if i.max_history_messages < 2 {
+            return err("interactive.max_history_messages: must be at least 2 (one user turn and its answer)");
+        }
+        if i.max_history_bytes < 1024 {
+            return err("interactive.max_history_bytes: must be at least 1024");
+        }
+        Ok(Config {
+            listen: raw.server.listen,
+            shutdown_grace: raw.server.shutdown_grace,
+            tls: raw.server.tls.map(|t| TlsConfig {
+                cert: t.cert,
+                key: t.key,
+                client_ca: t.client_ca,
+            }),
+            log_format: raw.log.format,
+            interactive: InteractiveConfig {
+                max_history_messages: i.max_history_messages,
+                max_history_bytes: i.max_history_bytes,
+            },
+            keys,
+            upstreams,
+            models,
+        })
+    }
+}
+
+fn check_upstream(
+    i: usize,
+    u: RawUpstream,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<UpstreamConfig, ConfigError> {
+    let at = format!("upstreams[{i}]");
+    if u.name.is_empty() {
+        return err(format!("{at}.name: must not be empty"));
+    }
+    let base_url = match (u.kind, u.base_url) {
+        (UpstreamKind::Openai, None) => {
+            return err(format!("{at}.base_url: required for kind = \"openai\""))
+        }
+        (UpstreamKind::Openai, Some(url)) => {
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return err(format!("{at}.base_url: scheme must be http or https"));
+            }
+            url.trim_end_matches('/').to_owned()
+        }
+        (UpstreamKind::Mock, _) => String::new(),
+    };
+    let api_key = match &u.api_key_env {
+        None => None,
+        Some(var) => match env(var) {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => {
+                return err(format!(
+                    "{at}.api_key_env: environment variable {var} is not set"
+                ))
+            }
+        },
+    };
+    if !(u.tokens_per_second.is_finite() && u.tokens_per_second > 0.0) {
+        return err(format!("{at}.tokens_per_second: must be a positive number"));
+    }
+    if u.max_response_bytes < 1024 {
+        return err(format!("{at}.max_response_bytes: must be at least 1024"));
+    }
+    Ok(UpstreamConfig {
+        name: u.name,
+        kind: u.kind,
+        base_url,
+        api_key,
+        connect_timeout: u.connect_timeout,
+        request_timeout: u.request_timeout,
+        max_tokens_field: u.max_tokens_field,
+        max_response_bytes: u.max_response_bytes,
+        first_token_latency: u.first_token_latency,
+        tokens_per_second: u.tokens_per_second,
+    })
+}
+
+fn check_models(
+    raw: Vec<RawModel>,
+    upstreams: &HashMap<String, usize>,
+) -> Result<Vec<ModelConfig>, ConfigError> {
+    let mut names = HashMap::new();
+    let mut models = Vec::with_capacity(raw.len());
+    for (i, m) in raw.into_iter().enumerate() {
+        let at = format!("models[{i}]");
+        for (j, name) in std::iter::once(&m.name).chain(&m.aliases).enumerate() {
+            let field = if j == 0 {
+                "name".to_owned()
+            } else {
+                format!("aliases[{}]", j - 1)
+            };
+            if name.is_empty() {
+                return err(format!("{at}.{field}: must not be empty"));
+            }
+            if let Some(other) = names.insert(name.clone(), i) {
+                return err(format!(
+                    "{at}.{field}: '{name}' is already used by models[{other}]"
+                ));
+            }
+        }
+        if m.max_output_tokens == 0 || m.max_output_tokens > i32::MAX as u32 {
+            return err(format!(
+                "{at}.max_output_tokens: must be between 1 and {}",
+                i32::MAX
+            ));
+        }
+        if m.routes.is_empty() {
+            return err(format!("{at}.routes: at least one route is required"));
+        }
+        let routes = m
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(j, r)| match upstreams.get(&r.upstream) {
+                None => err(format!(
+                    "{at}.routes[{j}].upstream: no upstream named '{}'",
+                    r.upstream
+                )),
+                Some(_) if r.model.is_empty() => {
+                    err(format!("{at}.routes[{j}].model: must not be empty"))
+                }
+                Some(&upstream) => Ok(RouteConfig {
+                    upstream,
+                    model: r.model,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        models.push(ModelConfig {
+            name: m.name,
+            aliases: m.aliases,
+            max_output_tokens: m.max_output_tokens,
+            routes,
+        });
+    }
+    Ok(models)
+}
+
+fn check_keys(
+    raw: Vec<RawKey>,
+    models: &[ModelConfig],
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<ClientKey>, ConfigError> {
+    let mut keys: Vec<ClientKey> = Vec::with_capacity(raw.len());
+    for (i, k) in raw.into_iter().enumerate() {
+        let at = format!("keys[{i}]");
+        if k.name.is_empty() {
+            return err(format!("{at}.name: must not be empty"));
+        }
+        if keys.iter().any(|other| other.name == k.name) {
+            return err(format!("{at}.name: '{}' is used twice", k.name));
+        }
+        let sha256 = match (k.sha256, k.env) {
+            (Some(hex), None) => parse_hex32(&hex.to_ascii_lowercase()).ok_or_else(|| {
+                ConfigError(format!(
+                    "{at}.sha256: must be 64 hex digits (aigw hash-key)"
+                ))
+            })?,
+            (None, Some(var)) => match env(&var) {
+                Some(secret) if !secret.is_empty() => Sha256::digest(secret.as_bytes()).into(),
+                _ => return err(format!("{at}.env: environment variable {var} is not set")),
+            },
+            _ => return err(format!("{at}: set exactly one of sha256 or env")),
+        };
+        if keys.iter().any(|other| other.sha256 == sha256) {
+            return err(format!(
+                "{at}: the same secret is already used by another key"
+            ));
+        }
+        if let Some(allowed) = &k.models {
+            for (j, name) in allowed.iter().enumerate() {
+                if !models
+                    .iter()
+                    .any(|m| &m.name == name || m.aliases.contains(name))
+                {
+                    return err(format!("{at}.models[{j}]: no model named '{name}'"));
+                }
+            }
+        }
+        keys.push(ClientKey {
+            name: k.name,
+            sha256,
+            models: k.models,
+        });
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [[keys]]
+        name = "dev"
+        sha256 = "HASH"
+        [[upstreams]]
+        name = "mock"
+        kind = "mock"
+        [[models]]
+        name = "m"
+        aliases = ["m-alias"]
+        max_output_tokens = 100
+        routes = [{ upstream = "mock", model = "m-up" }]
+    "#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let text = text.replace("HASH", &hash_key("secret"));
+        Config::parse(&text, |var| (var == "SET").then(|| "value".to_owned()))
+    }
+
+    #[test]
+    fn the_base_config_is_valid() {
+        let cfg = parse(BASE).unwrap();
+        assert_eq!(cfg.models[0].routes[0].model, "m-up");
+        assert_eq!(
+            cfg.keys[0].sha256,
+            <[u8; 32]>::from(Sha256::digest(b"secret"))
+        );
+        assert_eq!(cfg.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                BASE.replace("kind = \"mock\"", "kind = \"mock\"\nsurprise = 1"),
+                "surprise",
+            ),
+            (
+                BASE.replace("upstream = \"mock\"", "upstream = \"nope\""),
+                "models[0].routes[0].upstream",
+            ),
+            (
+                BASE.replace("max_output_tokens = 100", "max_output_tokens = 0"),
+                "models[0].max_output_tokens",
+            ),
+            (
+                BASE.replace("aliases = [\"m-alias\"]", "aliases = [\"m\"]"),
+                "models[0].aliases[0]",
+            ),
+            (
+                BASE.replace("sha256 = \"HASH\"", "sha256 = \"abc\""),
+                "keys[0].sha256",
+            ),
+            (
+                BASE.replace("sha256 = \"HASH\"", "env = \"UNSET\""),
+                "keys[0].env",
+            ),
+            (
+                BASE.replace("kind = \"mock\"", "kind = \"openai\""),
+                "upstreams[0].base_url",
+            ),
+            (
+                BASE.replace(
+                    "kind = \"mock\"",
+                    "kind = \"openai\"\nbase_url = \"ftp://x\"",
+                ),
+                "upstreams[0].base_url",
+            ),
+            (
+                BASE.replace(
+                    "kind = \"mock\"",
+                    "kind = \"mock\"\napi_key_env = \"UNSET\"",
+                ),
+                "upstreams[0].api_key_env",
+            ),
+            (
+                BASE.replace(
+                    "listen = \"127.0.0.1:0\"",
+                    "listen = \"127.0.0.1:0\"\nshutdown_grace = \"soon\"",
+                ),
+                "soon",
+            ),
+            (
+                format!("{BASE}\n[[keys]]\nname = \"x\"\nenv = \"SET\"\nmodels = [\"zz\"]"),
+                "keys[1].models[0]",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = parse(&text).expect_err(field).to_string();
+            assert!(e.contains(field), "error {e:?} should name {field}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_stay_out_of_debug() {
+        let text = BASE.replace("sha256 = \"HASH\"", "env = \"SET\"").replace(
+            "kind = \"mock\"",
+            "kind = \"openai\"\nbase_url = \"https://example.test/v1/\"\napi_key_env = \"SET\"",
+        );
+        let cfg = parse(&text).unwrap();
+        assert_eq!(
+            cfg.keys[0].sha256,
+            <[u8; 32]>::from(Sha256::digest(b"value"))
+        );
+        assert_eq!(cfg.upstreams[0].api_key.as_deref(), Some("value"));
+        assert_eq!(cfg.upstreams[0].base_url, "https://example.test/v1");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("value"), "{shown}");
+    }
+
+    #[test]
+    fn the_shipped_config_is_valid() {
+        let text = include_str!("../config.toml");
+        let cfg = Config::parse(text, |_| None).unwrap();
+        assert!(cfg.models.iter().any(|m| m.name == "gpt-4.1"));
+        assert!(cfg.tls.is_none());
+    }
+}

@@ -1,0 +1,294 @@
+//! proto <-> OpenAI JSON, and the request checks of DESIGN §3. Pure functions: no I/O, no state.
+
+use crate::{
+    config::MaxTokensField,
+    error::GatewayError,
+    openai::{ChatMessage, ChatRequest, StreamOptions, WireUsage},
+    proto::{GenerationConfig, Message, Usage},
+};
+
+/// Roles a client may send. `tool` arrives with tool calling (it needs a `tool_call_id`).
+pub const ROLES: [&str; 4] = ["system", "developer", "user", "assistant"];
+/// OpenAI accepts at most four stop sequences.
+pub const MAX_STOP: usize = 4;
+
+fn invalid(msg: String) -> GatewayError {
+    GatewayError::InvalidArgument(msg)
+}
+
+/// Checks a conversation: not empty, known roles.
+pub fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
+    if messages.is_empty() {
+        return Err(invalid("messages: at least one message is required".into()));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(invalid(format!(
+                "messages[{i}].role: '{}' is not one of {}",
+                m.role,
+                ROLES.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks generation parameters against their ranges and the model's output limit.
+pub fn check_config(
+    config: Option<&GenerationConfig>,
+    max_output_tokens: u32,
+) -> Result<(), GatewayError> {
+    let Some(c) = config else { return Ok(()) };
+    if let Some(t) = c.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(invalid(format!("config.temperature: {t} is outside 0..2")));
+        }
+    }
+    if let Some(p) = c.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(invalid(format!("config.top_p: {p} is outside 0..1")));
+        }
+    }
+    if let Some(n) = c.max_tokens {
+        if n < 1 || n as u32 > max_output_tokens {
+            return Err(invalid(format!(
+                "config.max_tokens: {n} is outside 1..{max_output_tokens} (this model's limit)"
+            )));
+        }
+    }
+    if c.stop.len() > MAX_STOP {
+        return Err(invalid(format!(
+            "config.stop: at most {MAX_STOP} sequences, got {}",
+            c.stop.len()
+        )));
+    }
+    if let Some(i) = c.stop.iter().position(String::is_empty) {
+        return Err(invalid(format!("config.stop[{i}]: must not be empty")));
+    }
+    Ok(())
+}
+
+/// Builds the upstream request. Unset parameters stay out of the JSON; streams ask for usage in the stream.
+pub fn chat_request<'a>(
+    upstream_model: &'a str,
+    messages: impl IntoIterator<Item = &'a Message>,
+    config: Option<&'a GenerationConfig>,
+    max_tokens_field: MaxTokensField,
+    stream: bool,
+) -> ChatRequest<'a> {
+    let max = config.and_then(|c| c.max_tokens).map(|n| n.max(1) as u32);
+    let (max_tokens, max_completion_tokens) = match max_tokens_field {
+        MaxTokensField::MaxTokens => (max, None),
+        MaxTokensField::MaxCompletionTokens => (None, max),
+    };
+    ChatRequest {
+        model: upstream_model,
+        messages: messages.into_iter().map(chat_message).collect(),
+        temperature: config.and_then(|c| c.temperature),
+        top_p: config.and_then(|c| c.top_p),
+        max_tokens,
+        max_completion_tokens,
+        stop: config.map_or(&[], |c| c.stop.as_slice()),
+        stream,
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+    }
+}
+
+fn chat_message(m: &Message) -> ChatMessage<'_> {
+    ChatMessage {
+        role: &m.role,
+        content: &m.content,
+        name: (!m.name.is_empty()).then_some(m.name.as_str()),
+    }
+}
+
+/// Upstream usage to proto usage; counts beyond `i32` saturate rather than wrap.
+pub fn usage(u: WireUsage) -> Usage {
+    let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let total = if u.total_tokens == 0 {
+        u.prompt_tokens + u.completion_tokens
+    } else {
+        u.total_tokens
+    };
+    Usage {
+        prompt_tokens: clamp(u.prompt_tokens),
+        completion_tokens: clamp(u.completion_tokens),
+        total_tokens: clamp(total),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            name: String::new(),
+        }
+    }
+
+    fn cfg(
+        temperature: Option<f32>,
+        max_tokens: Option<i32>,
+        top_p: Option<f32>,
+        stop: &[&str],
+    ) -> GenerationConfig {
+        GenerationConfig {
+            temperature,
+            max_tokens,
+            top_p,
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn requests_to_json() {
+        let named = Message {
+            role: "user".into(),
+            content: "hi".into(),
+            name: "ann".into(),
+        };
+        let full = cfg(Some(0.7), Some(64), Some(0.9), &["END"]);
+        let zero = cfg(Some(0.0), None, None, &[]);
+        let cases: Vec<(
+            &str,
+            Vec<Message>,
+            Option<GenerationConfig>,
+            MaxTokensField,
+            bool,
+            serde_json::Value,
+        )> = vec![
+            (
+                "no config: nothing but model and messages",
+                vec![msg("user", "hi")],
+                None,
+                MaxTokensField::MaxTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "user", "content": "hi"}]}),
+            ),
+            (
+                "every parameter",
+                vec![msg("system", "be brief"), named.clone()],
+                Some(full.clone()),
+                MaxTokensField::MaxTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "hi", "name": "ann"}],
+                    "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "stop": ["END"]}),
+            ),
+            (
+                "temperature 0 is sent, not confused with unset",
+                vec![msg("user", "hi")],
+                Some(zero),
+                MaxTokensField::MaxTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0}),
+            ),
+            (
+                "max_completion_tokens dialect",
+                vec![msg("user", "hi")],
+                Some(cfg(None, Some(5), None, &[])),
+                MaxTokensField::MaxCompletionTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 5}),
+            ),
+            (
+                "streams ask for usage",
+                vec![msg("user", "안녕")],
+                None,
+                MaxTokensField::MaxTokens,
+                true,
+                json!({"model": "up", "messages": [{"role": "user", "content": "안녕"}],
+                    "stream": true, "stream_options": {"include_usage": true}}),
+            ),
+        ];
+        for (name, messages, config, field, stream, want) in cases {
+            let req = chat_request("up", &messages, config.as_ref(), field, stream);
+            let got: serde_json::Value =
+                serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn config_checks() {
+        let cases = [
+            (
+                cfg(Some(2.0), Some(100), Some(1.0), &["a", "b", "c", "d"]),
+                None,
+            ),
+            (cfg(Some(0.0), Some(1), Some(0.0), &[]), None),
+            (cfg(Some(-0.1), None, None, &[]), Some("config.temperature")),
+            (cfg(Some(2.5), None, None, &[]), Some("config.temperature")),
+            (
+                cfg(Some(f32::NAN), None, None, &[]),
+                Some("config.temperature"),
+            ),
+            (cfg(None, None, Some(1.5), &[]), Some("config.top_p")),
+            (cfg(None, Some(0), None, &[]), Some("config.max_tokens")),
+            (cfg(None, Some(-3), None, &[]), Some("config.max_tokens")),
+            (cfg(None, Some(101), None, &[]), Some("config.max_tokens")),
+            (
+                cfg(None, None, None, &["a", "b", "c", "d", "e"]),
+                Some("config.stop"),
+            ),
+            (cfg(None, None, None, &[""]), Some("config.stop[0]")),
+        ];
+        for (c, want) in cases {
+            let got = check_config(Some(&c), 100);
+            match want {
+                None => assert!(got.is_ok(), "{c:?}: {got:?}"),
+                Some(field) => {
+                    let e = got.expect_err(field);
+                    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                    assert!(e.to_string().starts_with(field), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn message_checks() {
+        assert!(
+            check_messages(&[msg("system", "s"), msg("user", "u"), msg("assistant", "a")]).is_ok()
+        );
+        assert!(check_messages(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("at least one"));
+        let e = check_messages(&[msg("user", "u"), msg("wizard", "w")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("messages[1].role") && e.contains("user"), "{e}");
+    }
+
+    #[test]
+    fn usage_is_exact_and_saturates() {
+        let u = usage(WireUsage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            total_tokens: 15,
+        });
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (10, 5, 15)
+        );
+        let u = usage(WireUsage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 0,
+        });
+        assert_eq!(u.total_tokens, 7);
+        let u = usage(WireUsage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: 0,
+            total_tokens: u64::MAX,
+        });
+        assert_eq!(u.prompt_tokens, i32::MAX);
+    }
+}

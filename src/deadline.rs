@@ -1,0 +1,109 @@
+//! The time a call may take: the client's `grpc-timeout`, bounded by the upstream's `request_timeout`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
+
+use crate::error::GatewayError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    /// Whose limit it is, for the error message.
+    by_client: bool,
+}
+
+impl Deadline {
+    /// The earlier of the client's deadline (if any) and `now + request_timeout`.
+    pub fn new(now: Instant, client: Option<Duration>, request_timeout: Duration) -> Deadline {
+        match client {
+            Some(t) if t <= request_timeout => Deadline {
+                at: now + t,
+                by_client: true,
+            },
+            _ => Deadline {
+                at: now + request_timeout,
+                by_client: false,
+            },
+        }
+    }
+
+    /// The same limit, capped at `other` (a turn inside a session bounded by the client).
+    pub fn min(self, other: Deadline) -> Deadline {
+        if other.at < self.at {
+            other
+        } else {
+            self
+        }
+    }
+
+    pub fn exceeded(&self) -> GatewayError {
+        GatewayError::DeadlineExceeded(if self.by_client {
+            "the client's deadline (grpc-timeout) passed before the upstream answered".into()
+        } else {
+            "the upstream did not finish within the configured request_timeout".into()
+        })
+    }
+}
+
+/// Parses `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+pub fn client_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
+}
+
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_forms() {
+        let cases = [
+            ("1H", Some(Duration::from_secs(3600))),
+            ("2M", Some(Duration::from_secs(120))),
+            ("30S", Some(Duration::from_secs(30))),
+            ("250m", Some(Duration::from_millis(250))),
+            ("99999999u", Some(Duration::from_micros(99_999_999))),
+            ("5n", Some(Duration::from_nanos(5))),
+            ("123456789S", None),
+            ("S", None),
+            ("", None),
+            ("10x", None),
+            ("-1S", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_grpc_timeout(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_earlier_limit_wins_and_is_named() {
+        let now = Instant::now();
+        let d = Deadline::new(now, Some(Duration::from_secs(1)), Duration::from_secs(60));
+        assert_eq!(d.at, now + Duration::from_secs(1));
+        assert!(d.exceeded().to_string().contains("grpc-timeout"));
+        let d = Deadline::new(now, Some(Duration::from_secs(90)), Duration::from_secs(60));
+        assert!(d.exceeded().to_string().contains("request_timeout"));
+        assert_eq!(
+            Deadline::new(now, None, Duration::from_secs(60)).at,
+            now + Duration::from_secs(60)
+        );
+    }
+}

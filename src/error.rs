@@ -1,0 +1,235 @@
+//! The one error type of the request path, its gRPC status and its short metric label.
+//!
+//! Every variant maps to exactly one gRPC code in [`GatewayError::code`]; the match is exhaustive on purpose,
+//! so adding a variant forces a decision about its status.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+/// Everything that can end a request, from the client's key to the upstream's last byte.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    /// No `authorization: Bearer` metadata, or a key the gateway does not know.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The key is known but may not use this model.
+    #[error("key '{key}' may not use model '{model}'")]
+    PermissionDenied { key: String, model: String },
+    /// A request field is out of range or malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The model is not configured (or not visible to this key); lists the models the key may use.
+    #[error("unknown model '{requested}'; models available to this key: {}", available.join(", "))]
+    UnknownModel {
+        requested: String,
+        available: Vec<String>,
+    },
+    /// A limit of the gateway's own was reached.
+    #[error("{message}")]
+    ResourceExhausted {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The upstream answered 429 (after any retries).
+    #[error("upstream '{upstream}' is rate limiting the gateway")]
+    UpstreamRateLimited {
+        upstream: String,
+        retry_after: Option<Duration>,
+    },
+    /// The upstream refused the request as malformed (400, 413, 422): its own message is passed on.
+    #[error("upstream '{upstream}' rejected the request: {message}")]
+    UpstreamRejected { upstream: String, message: String },
+    /// The upstream refused the gateway's credentials (401, 403). The upstream's body is not passed on: it can
+    /// echo part of the gateway's key.
+    #[error("upstream '{upstream}' refused the gateway's credentials (HTTP {status}); check its api_key_env")]
+    UpstreamAuth { upstream: String, status: u16 },
+    /// The upstream answered with a status that points at the gateway's configuration (404 and others).
+    #[error("upstream '{upstream}' answered HTTP {status}: {message}")]
+    UpstreamMisconfigured {
+        upstream: String,
+        status: u16,
+        message: String,
+    },
+    /// 5xx, connect or reset errors, an error event inside the stream, a stream cut short.
+    #[error("upstream '{upstream}' unavailable: {detail}")]
+    UpstreamUnavailable { upstream: String, detail: String },
+    /// The upstream sent something that is not the protocol it speaks (bad JSON, oversized event, ...).
+    #[error("upstream '{upstream}' sent a malformed response: {detail}")]
+    UpstreamProtocol { upstream: String, detail: String },
+    /// The client's `grpc-timeout` or the configured request timeout passed.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// The client cancelled (or cancelled an interactive turn).
+    #[error("{0}")]
+    Cancelled(String),
+    /// The server is draining and its grace period ran out.
+    #[error("the gateway is shutting down; retry on another replica")]
+    ShuttingDown,
+    /// A bug or an impossible state; the message is safe to show.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The gRPC code this error is reported with.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied { .. } => Code::PermissionDenied,
+            Self::InvalidArgument(_)
+            | Self::UnknownModel { .. }
+            | Self::UpstreamRejected { .. } => Code::InvalidArgument,
+            Self::ResourceExhausted { .. } | Self::UpstreamRateLimited { .. } => {
+                Code::ResourceExhausted
+            }
+            Self::UpstreamAuth { .. } | Self::UpstreamMisconfigured { .. } | Self::Internal(_) => {
+                Code::Internal
+            }
+            Self::UpstreamUnavailable { .. }
+            | Self::UpstreamProtocol { .. }
+            | Self::ShuttingDown => Code::Unavailable,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::Cancelled(_) => Code::Cancelled,
+        }
+    }
+
+    /// A short, bounded label for logs and metrics (never a request value).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::UnknownModel { .. } => "unknown_model",
+            Self::ResourceExhausted { .. } => "resource_exhausted",
+            Self::UpstreamRateLimited { .. } => "upstream_rate_limited",
+            Self::UpstreamRejected { .. } => "upstream_rejected",
+            Self::UpstreamAuth { .. } => "upstream_auth",
+            Self::UpstreamMisconfigured { .. } => "upstream_misconfigured",
+            Self::UpstreamUnavailable { .. } => "upstream_unavailable",
+            Self::UpstreamProtocol { .. } => "upstream_protocol",
+            Self::DeadlineExceeded(_) => "deadline_exceeded",
+            Self::Cancelled(_) => "cancelled",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// When the client may retry, for the rate-limit variants.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::ResourceExhausted { retry_after, .. }
+            | Self::UpstreamRateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Classifies a non-success upstream HTTP status. `message` is the upstream's own error message, already
+    /// bounded in size; it is dropped for credential failures.
+    pub fn from_upstream_status(
+        upstream: &str,
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let upstream = upstream.to_owned();
+        match status {
+            400 | 413 | 422 => Self::UpstreamRejected { upstream, message },
+            401 | 403 => Self::UpstreamAuth { upstream, status },
+            429 => Self::UpstreamRateLimited {
+                upstream,
+                retry_after,
+            },
+            408 | 500..=599 => Self::UpstreamUnavailable {
+                upstream,
+                detail: format!("HTTP {status}: {message}"),
+            },
+            _ => Self::UpstreamMisconfigured {
+                upstream,
+                status,
+                message,
+            },
+        }
+    }
+}
+
+impl From<GatewayError> for Status {
+    fn from(err: GatewayError) -> Status {
+        let code = err.code();
+        let message = match err.retry_after() {
+            Some(wait) => format!("{err}; retry after {}s", wait.as_secs().max(1)),
+            None => err.to_string(),
+        };
+        let Some(wait) = err.retry_after() else {
+            return Status::new(code, message);
+        };
+        // The wait travels three ways: in the message, as `retry-after` metadata (whole seconds, as in HTTP)
+        // and as a google.rpc.RetryInfo detail that gRPC client libraries understand.
+        let mut details = tonic_types::ErrorDetails::new();
+        details.set_retry_info(Some(wait));
+        let mut status =
+            <Status as tonic_types::StatusExt>::with_error_details(code, message, details);
+        if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+            status.metadata_mut().insert("retry-after", value);
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(status: u16) -> GatewayError {
+        GatewayError::from_upstream_status("u", status, "m".into(), None)
+    }
+
+    #[test]
+    fn upstream_statuses_map_to_the_design_table() {
+        let table = [
+            (400, Code::InvalidArgument),
+            (413, Code::InvalidArgument),
+            (422, Code::InvalidArgument),
+            (401, Code::Internal),
+            (403, Code::Internal),
+            (404, Code::Internal),
+            (408, Code::Unavailable),
+            (429, Code::ResourceExhausted),
+            (500, Code::Unavailable),
+            (502, Code::Unavailable),
+            (503, Code::Unavailable),
+            (504, Code::Unavailable),
+        ];
+        for (status, code) in table {
+            assert_eq!(up(status).code(), code, "HTTP {status}");
+        }
+    }
+
+    #[test]
+    fn credential_failures_do_not_carry_the_upstream_body() {
+        let err = GatewayError::from_upstream_status(
+            "openai",
+            401,
+            "Incorrect API key sk-abc".into(),
+            None,
+        );
+        assert!(!err.to_string().contains("sk-abc"), "{err}");
+    }
+
+    #[test]
+    fn retry_after_travels_as_metadata_and_detail() {
+        let err = GatewayError::UpstreamRateLimited {
+            upstream: "u".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "7");
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        assert_eq!(
+            details.retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(7))
+        );
+        assert!(status.message().contains("retry after 7s"));
+    }
+}

@@ -1,0 +1,29 @@
+//! aigw: a gRPC gateway for large-language-model APIs.
+//!
+//! A request flows: [`server`] (TLS, HTTP/2, routes) -> auth interceptor ([`auth`]) -> handler ([`service`])
+//! -> core ([`gateway`]: checks, [`router`], deadline) -> [`upstream`] (OpenAI HTTP client or the mock).
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod convert;
+pub mod deadline;
+pub mod error;
+pub mod gateway;
+pub mod openai;
+pub mod router;
+pub mod rpclog;
+pub mod server;
+pub mod service;
+pub mod tls;
+pub mod upstream;
+
+/// Generated code for `proto/ai_service.proto`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("holysheepai");
+
+    /// The encoded file descriptor set, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("ai_service_descriptor");
+}

@@ -1,0 +1,115 @@
+//! The `aigw` command line.
+#![forbid(unsafe_code)]
+
+use std::{io::Read, path::PathBuf, process::ExitCode};
+
+use aigw::config::{Config, LogFormat};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "aigw",
+    version,
+    about = "A gRPC gateway for large-language-model APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short, default_value = "config.toml", env = "AIGW_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit (0 when valid).
+    CheckConfig {
+        #[arg(default_value = "config.toml")]
+        path: PathBuf,
+    },
+    /// Print the SHA-256 of a client key read from standard input, for `sha256 = "..."` in the config.
+    HashKey,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { path } => match Config::load(&path) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} keys, {} upstreams, {} models)",
+                    path.display(),
+                    cfg.keys.len(),
+                    cfg.upstreams.len(),
+                    cfg.models.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::HashKey => {
+            let mut key = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut key) {
+                eprintln!("reading the key from stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+            let key = key.trim_end_matches(['\r', '\n']);
+            if key.is_empty() {
+                eprintln!("no key on stdin (try: printf %s \"$KEY\" | aigw hash-key)");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", aigw::config::hash_key(key));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn serve(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let server = aigw::server::Server::bind(&config).await?;
+        server.serve(aigw::server::shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "aigw stopped");
+            eprintln!("aigw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,203 @@
+//! The server: TCP accept, TLS, HTTP/2 (hyper), the gRPC services, and graceful shutdown.
+//!
+//! The stack, outermost first, and why each piece is there:
+//!
+//! 1. **Accept loop** — `TCP_NODELAY` on (small gRPC frames must not wait for Nagle); accept errors such as
+//!    EMFILE pause the loop briefly instead of spinning.
+//! 2. **TLS** (rustls, ALPN h2, optional mTLS) — the handshake runs on the connection's own task with a
+//!    timeout, so a slow or silent client cannot stall the accept loop or hold a task forever.
+//! 3. **HTTP/2** (hyper) — keep-alive pings find dead peers, whose streams are then dropped, and with them
+//!    their upstream requests; each connection is watched for graceful shutdown (GOAWAY).
+//! 4. **Routes** — by gRPC path: `holysheepai.AIService`, `grpc.health.v1.Health`, reflection v1 and v1alpha.
+//! 5. **Auth interceptor** (AIService only) — a cheap synchronous check of the bearer key; the caller's
+//!    identity travels on in the request extensions. Health and reflection stay open for probes.
+//! 6. **Handlers** — thin; the client's `grpc-timeout` is read by the handler itself so that the whole
+//!    upstream call, streams included, is bounded by it and ends with DEADLINE_EXCEEDED.
+//!
+//! We run hyper directly rather than tonic's `Server` because the latter answers an expired `grpc-timeout`
+//! with CANCELLED, covers only the time to the response headers, and cannot end streams when a grace period
+//! runs out.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tonic::service::Routes;
+use tonic_health::{server::HealthReporter, ServingStatus};
+
+use crate::{config::Config, gateway::Gateway, proto, service};
+
+const SERVICE_NAME: &str = "holysheepai.AIService";
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the grace period, how long cancelled streams get to send their final status.
+const STOP_FLUSH: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Gateway(#[from] crate::error::GatewayError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    gateway: Arc<Gateway>,
+    grace: Duration,
+}
+
+impl Server {
+    /// Builds everything from the config (TLS, upstream clients) and binds the listener.
+    pub async fn bind(config: &Config) -> Result<Server, ServeError> {
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let gateway = Gateway::new(config)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Server {
+            listener,
+            tls,
+            gateway,
+            grace: config.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains: NOT_SERVING, stop accepting, GOAWAY to every
+    /// connection, let calls in flight finish for the grace period, then end the rest with UNAVAILABLE.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let routes = Routes::new(service::service(self.gateway.clone()))
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .prepare();
+        let mut http = auto::Builder::new(TokioExecutor::new()).http2_only();
+        http.http2()
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .max_concurrent_streams(1024);
+        let http = Arc::new(http);
+        let graceful = GracefulShutdown::new();
+        let addr = self.local_addr().ok();
+        tracing::info!(?addr, tls = self.tls.is_some(), "aigw listening");
+
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let watcher = graceful.watcher();
+            let (http, routes, tls) = (http.clone(), routes.clone(), self.tls.clone());
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let served = match tls {
+                    None => serve_conn(&http, watcher, tcp, routes).await,
+                    Some(tls) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                            Ok(Ok(stream)) => serve_conn(&http, watcher, stream, routes).await,
+                            Ok(Err(e)) => Err(format!("TLS handshake: {e}").into()),
+                            Err(_) => Err("TLS handshake timed out".into()),
+                        }
+                    }
+                };
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+
+        tracing::info!(grace = ?self.grace, "shutting down: draining");
+        set_health(&health, ServingStatus::NotServing).await;
+        drop(self.listener);
+        self.gateway.lifecycle.draining.cancel();
+        let drained = graceful.shutdown();
+        tokio::pin!(drained);
+        if tokio::time::timeout(self.grace, &mut drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over: ending the calls still in flight");
+            self.gateway.lifecycle.stop.cancel();
+            let _ = tokio::time::timeout(STOP_FLUSH, drained).await;
+        }
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health.set_service_status(SERVICE_NAME, status).await;
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve_conn<I>(
+    http: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    routes: Routes,
+) -> Result<(), BoxError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(routes));
+    watcher.watch(conn).await
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

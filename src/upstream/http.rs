@@ -1,0 +1,393 @@
+//! The OpenAI chat-completions client: one pooled `reqwest::Client` per upstream, rustls only.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+
+use super::{sse::SseDecoder, Completion, StreamEnd, StreamEvent};
+use crate::{
+    config::{MaxTokensField, UpstreamConfig},
+    convert,
+    error::GatewayError,
+    openai::{ChatChunk, ChatCompletion, ChatRequest, ErrorBody},
+};
+
+/// How much of an upstream error body is read, and how much of its message is passed on.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+const ERROR_MESSAGE_LIMIT: usize = 512;
+
+pub struct HttpUpstream {
+    name: String,
+    url: reqwest::Url,
+    /// `Bearer <key>`, marked sensitive so no debug output shows it.
+    auth: Option<HeaderValue>,
+    client: reqwest::Client,
+    request_timeout: Duration,
+    max_tokens_field: MaxTokensField,
+    max_response_bytes: usize,
+}
+
+/// Installs ring as rustls' process-wide provider (reqwest takes it from there). Idempotent.
+pub fn install_crypto_provider() {
+    // Err means a provider is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl HttpUpstream {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Self, GatewayError> {
+        install_crypto_provider();
+        let setup =
+            |detail: String| GatewayError::Internal(format!("upstream '{}': {detail}", cfg.name));
+        let url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))
+            .map_err(|e| setup(format!("base_url: {e}")))?;
+        let auth = match &cfg.api_key {
+            None => None,
+            Some(key) => {
+                let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                    .map_err(|_| setup("the API key is not a valid header value".into()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        // Built once and shared by every request: pooled keep-alive connections, HTTP/2 where the upstream
+        // offers it through ALPN. No overall timeout here: the gateway bounds each call with its own deadline
+        // so that the client's grpc-timeout and request_timeout are one mechanism with one error code.
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("aigw/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            name: cfg.name.clone(),
+            url,
+            auth,
+            client,
+            request_timeout: cfg.request_timeout,
+            max_tokens_field: cfg.max_tokens_field,
+            max_response_bytes: cfg.max_response_bytes,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    pub fn max_tokens_field(&self) -> MaxTokensField {
+        self.max_tokens_field
+    }
+
+    fn unavailable(&self, detail: String) -> GatewayError {
+        GatewayError::UpstreamUnavailable {
+            upstream: self.name.clone(),
+            detail,
+        }
+    }
+
+    fn protocol(&self, detail: String) -> GatewayError {
+        GatewayError::UpstreamProtocol {
+            upstream: self.name.clone(),
+            detail,
+        }
+    }
+
+    /// Sends the request and checks the status; the body is left to the caller.
+    async fn send(&self, req: &ChatRequest<'_>) -> Result<reqwest::Response, GatewayError> {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
+        let accept = if req.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let mut builder = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, accept)
+            .body(body);
+        if let Some(auth) = &self.auth {
+            builder = builder.header(AUTHORIZATION, auth.clone());
+        }
+        let mut resp = builder
+            .send()
+            .await
+            .map_err(|e| self.unavailable(describe(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let retry_after = retry_after(resp.headers(), SystemTime::now());
+        let body = read_bounded(&mut resp, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        let message = error_message(&body);
+        Err(GatewayError::from_upstream_status(
+            &self.name,
+            status.as_u16(),
+            message,
+            retry_after,
+        ))
+    }
+
+    pub async fn complete(&self, req: &ChatRequest<'_>) -> Result<Completion, GatewayError> {
+        let mut resp = self.send(req).await?;
+        let body = read_bounded(&mut resp, self.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => {
+                    self.protocol(format!("body exceeds {} bytes", self.max_response_bytes))
+                }
+                BodyError::Transport(detail) => self.unavailable(detail),
+            })?;
+        let parsed: ChatCompletion = serde_json::from_slice(&body)
+            .map_err(|e| self.protocol(format!("invalid completion JSON: {e}")))?;
+        let choice = parsed
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.protocol("no choices".into()))?;
+        Ok(Completion {
+            id: parsed.id,
+            model: parsed.model,
+            content: choice
+                .message
+                .content
+                .or(choice.message.refusal)
+                .unwrap_or_default(),
+            finish_reason: choice.finish_reason.unwrap_or_default(),
+            usage: parsed.usage.map(convert::usage),
+        })
+    }
+
+    pub async fn stream(&self, req: &ChatRequest<'_>) -> Result<SseStream, GatewayError> {
+        let resp = self.send(req).await?;
+        Ok(SseStream {
+            upstream: self.name.clone(),
+            resp,
+            decoder: SseDecoder::new(self.max_response_bytes),
+            end: StreamEnd::default(),
+            done: false,
+        })
+    }
+}
+
+/// A streamed chat completion being read: SSE events in, [`StreamEvent`]s out.
+pub struct SseStream {
+    upstream: String,
+    resp: reqwest::Response,
+    decoder: SseDecoder,
+    /// Id, model, finish reason and usage, collected from the chunks as they pass.
+    end: StreamEnd,
+    done: bool,
+}
+
+impl SseStream {
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+        if self.done {
+            return None;
+        }
+        let result = self.read().await;
+        // Anything but a delta ends the stream: the end itself, or an error.
+        self.done = !matches!(result, Ok(StreamEvent::Delta(_)));
+        Some(result)
+    }
+
+    async fn read(&mut self) -> Result<StreamEvent, GatewayError> {
+        loop {
+            while let Some(event) = self
+                .decoder
+                .next_event()
+                .map_err(|e| self.protocol(e.to_string()))?
+            {
+                if let Some(out) = self.on_event(&event.event, event.data)? {
+                    return Ok(out);
+                }
+            }
+            // Response::chunk is cancel-safe: a dropped call loses no bytes.
+            match self.resp.chunk().await {
+                Ok(Some(bytes)) => self.decoder.push(&bytes),
+                Ok(None) => return Err(self.unavailable("the stream ended before [DONE]".into())),
+                Err(e) => return Err(self.unavailable(format!("stream broken: {}", describe(&e)))),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: &str, data: String) -> Result<Option<StreamEvent>, GatewayError> {
+        if data == "[DONE]" {
+            return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))));
+        }
+        let chunk = match serde_json::from_str::<ChatChunk>(&data) {
+            Ok(chunk) => chunk,
+            Err(_) if event == "error" => {
+                return Err(self.unavailable(format!("error event: {}", bounded(&data))))
+            }
+            Err(e) => return Err(self.protocol(format!("invalid chunk JSON: {e}"))),
+        };
+        if let Some(err) = chunk.error {
+            return Err(self.unavailable(format!("error in stream: {}", bounded(&err.message))));
+        }
+        if self.end.id.is_empty() {
+            self.end.id = chunk.id;
+        }
+        if self.end.model.is_empty() {
+            self.end.model = chunk.model;
+        }
+        if let Some(usage) = chunk.usage {
+            self.end.usage = Some(convert::usage(usage));
+        }
+        // We never ask for n > 1, so the first choice is the answer.
+        let Some(choice) = chunk.choices.into_iter().next() else {
+            return Ok(None);
+        };
+        if let Some(reason) = choice.finish_reason {
+            self.end.finish_reason = reason;
+        }
+        match choice.delta.content.or(choice.delta.refusal) {
+            Some(text) if !text.is_empty() => Ok(Some(StreamEvent::Delta(text))),
+            _ => Ok(None),
+        }
+    }
+
+    fn unavailable(&self, detail: String) -> GatewayError {
+        GatewayError::UpstreamUnavailable {
+            upstream: self.upstream.clone(),
+            detail,
+        }
+    }
+
+    fn protocol(&self, detail: String) -> GatewayError {
+        GatewayError::UpstreamProtocol {
+            upstream: self.upstream.clone(),
+            detail,
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(String),
+}
+
+/// Reads a whole body, refusing to hold more than `limit` bytes.
+async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Transport(describe(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The upstream's error message from an OpenAI error body, or the start of whatever text it sent.
+fn error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(parsed) => bounded(&parsed.error.message),
+        Err(_) => bounded(String::from_utf8_lossy(body).trim()),
+    }
+}
+
+/// Cuts text to a size fit for a status message, on a character boundary.
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(ERROR_MESSAGE_LIMIT) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// A transport error and its causes, without the URL (which may carry query parameters).
+fn describe(err: &reqwest::Error) -> String {
+    let mut out = if err.is_connect() {
+        "connect failed".to_owned()
+    } else if err.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// `retry-after-ms` (OpenAI's), else `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let value = text("retry-after")?;
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let cases: [(&[(&str, &str)], Option<Duration>); 6] = [
+            (&[("retry-after", "2")], Some(Duration::from_secs(2))),
+            (
+                &[("retry-after-ms", "1500")],
+                Some(Duration::from_millis(1500)),
+            ),
+            (
+                &[("retry-after-ms", "250"), ("retry-after", "9")],
+                Some(Duration::from_millis(250)),
+            ),
+            (
+                &[("retry-after", "Sun, 06 Nov 1994 08:49:47 GMT")],
+                Some(Duration::from_secs(10)),
+            ),
+            (&[("retry-after", "soon")], None),
+            (&[], None),
+        ];
+        for (pairs, want) in cases {
+            let mut headers = HeaderMap::new();
+            for (k, v) in pairs {
+                headers.insert(*k, HeaderValue::from_static(v));
+            }
+            assert_eq!(retry_after(&headers, now), want, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages_are_bounded_and_parsed() {
+        assert_eq!(
+            error_message(br#"{"error":{"message":"bad temperature","type":"x"}}"#),
+            "bad temperature"
+        );
+        assert_eq!(error_message(b"  plain text  "), "plain text");
+        let long = "가".repeat(2000);
+        let msg = error_message(long.as_bytes());
+        assert_eq!(msg.chars().count(), ERROR_MESSAGE_LIMIT + 1);
+    }
+}

@@ -1,0 +1,289 @@
+//! The built-in `mock` upstream: deterministic text derived from the conversation, paced like a real model
+//! (latency to the first token, then a steady token rate), with honest usage counts. It runs in-process, so
+//! demos, the default config and load tests need no network.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Completion, StreamEnd, StreamEvent};
+use crate::{config::UpstreamConfig, openai::ChatRequest, proto::Usage};
+
+const WORDS: [&str; 32] = [
+    "gateway", "stream", "token", "latency", "model", "request", "answer", "context", "signal",
+    "replica", "budget", "route", "channel", "window", "message", "deadline", "upstream", "cache",
+    "status", "metric", "session", "prompt", "delta", "header", "trailer", "frame", "buffer",
+    "limit", "quota", "proxy", "socket", "cluster",
+];
+/// Per-message overhead in the prompt count, as chat formats add role markers.
+const TOKENS_PER_MESSAGE: usize = 4;
+
+pub struct MockUpstream {
+    name: String,
+    first_token_latency: Duration,
+    token_interval: Duration,
+    request_timeout: Duration,
+}
+
+/// The whole answer the mock gives to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub id: String,
+    pub model: String,
+    pub tokens: Vec<String>,
+    pub finish_reason: &'static str,
+    pub usage: Usage,
+}
+
+impl MockUpstream {
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        Self {
+            name: cfg.name.clone(),
+            first_token_latency: cfg.first_token_latency,
+            token_interval: Duration::from_secs_f64(1.0 / cfg.tokens_per_second),
+            request_timeout: cfg.request_timeout,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// When token `i` (0-based) of a reply started at `start` is ready.
+    fn ready_at(&self, start: Instant, i: usize) -> Instant {
+        start + self.first_token_latency + self.token_interval * i as u32
+    }
+
+    pub async fn complete(&self, req: &ChatRequest<'_>) -> Completion {
+        let reply = reply(req);
+        let start = Instant::now();
+        tokio::time::sleep_until(self.ready_at(start, reply.tokens.len().saturating_sub(1))).await;
+        Completion {
+            id: reply.id,
+            model: reply.model,
+            content: reply.tokens.concat(),
+            finish_reason: reply.finish_reason.to_owned(),
+            usage: Some(reply.usage),
+        }
+    }
+
+    pub fn stream(&self, req: &ChatRequest<'_>) -> MockStream {
+        let reply = reply(req);
+        let start = Instant::now();
+        let schedule = (0..reply.tokens.len())
+            .map(|i| self.ready_at(start, i))
+            .collect();
+        MockStream {
+            end: Some(StreamEnd {
+                id: reply.id,
+                model: reply.model,
+                finish_reason: reply.finish_reason.to_owned(),
+                usage: Some(reply.usage),
+            }),
+            tokens: reply.tokens.into_iter(),
+            schedule,
+            next: 0,
+        }
+    }
+}
+
+pub struct MockStream {
+    tokens: std::vec::IntoIter<String>,
+    schedule: Vec<Instant>,
+    next: usize,
+    end: Option<StreamEnd>,
+}
+
+impl MockStream {
+    /// Cancel-safe: the token is taken only after its time has come.
+    pub async fn next(&mut self) -> Option<StreamEvent> {
+        if let Some(&at) = self.schedule.get(self.next) {
+            tokio::time::sleep_until(at).await;
+            self.next += 1;
+            return self.tokens.next().map(StreamEvent::Delta);
+        }
+        self.end.take().map(StreamEvent::End)
+    }
+}
+
+/// FNV-1a: a stable hash, so the same conversation always gets the same answer on every machine.
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn quote(text: &str) -> String {
+    let cut: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(48)
+        .collect();
+    format!("\"{cut}\"")
+}
+
+/// The deterministic answer: it names the turn and quotes the last user message (and the one before, so a
+/// second turn visibly depends on the first), then adds words chosen by a hash of the whole conversation.
+pub fn reply(req: &ChatRequest<'_>) -> Reply {
+    let hash = req.messages.iter().fold(0xcbf2_9ce4_8422_2325, |h, m| {
+        fnv(fnv(h, m.role.as_bytes()), m.content.as_bytes())
+    });
+    let users: Vec<&str> = req
+        .messages
+        .iter()
+        .filter(|m| m.role == "user")
+        .map(|m| m.content)
+        .collect();
+    let mut text = match users.as_slice() {
+        [] => "Hello from the mock model.".to_owned(),
+        [only] => format!("Reply 1 to {}.", quote(only)),
+        [.., prev, last] => format!(
+            "Reply {} to {}; earlier you said {}.",
+            users.len(),
+            quote(last),
+            quote(prev)
+        ),
+    };
+    let extra = 12 + (hash % 13) as usize;
+    let mut h = hash;
+    for _ in 0..extra {
+        h = fnv(h, b"w");
+        text.push(' ');
+        text.push_str(WORDS[(h % WORDS.len() as u64) as usize]);
+    }
+    text.push('.');
+
+    let mut finish_reason = "stop";
+    if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(cut);
+    }
+    // One token per word, each carrying its leading space, as real tokenizers mostly do.
+    let mut tokens: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+    tokens.retain(|t| !t.is_empty());
+    if let Some(max) = req.max_output_tokens() {
+        if tokens.len() > max as usize {
+            tokens.truncate(max as usize);
+            finish_reason = "length";
+        }
+    }
+    let prompt: usize = req
+        .messages
+        .iter()
+        .map(|m| TOKENS_PER_MESSAGE + m.content.split_whitespace().count())
+        .sum();
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    Reply {
+        id: format!("mock-{hash:016x}"),
+        model: req.model.to_owned(),
+        usage: Usage {
+            prompt_tokens: count(prompt),
+            completion_tokens: count(tokens.len()),
+            total_tokens: count(prompt + tokens.len()),
+        },
+        tokens,
+        finish_reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::ChatMessage;
+
+    fn req<'a>(
+        messages: &[(&'a str, &'a str)],
+        max_tokens: Option<u32>,
+        stop: &'a [String],
+    ) -> ChatRequest<'a> {
+        ChatRequest {
+            model: "m",
+            messages: messages
+                .iter()
+                .map(|&(role, content)| ChatMessage {
+                    role,
+                    content,
+                    name: None,
+                })
+                .collect(),
+            temperature: None,
+            top_p: None,
+            max_tokens,
+            max_completion_tokens: None,
+            stop,
+            stream: true,
+            stream_options: None,
+        }
+    }
+
+    #[test]
+    fn replies_are_deterministic_and_depend_on_the_conversation() {
+        let one = reply(&req(&[("user", "hello there")], None, &[]));
+        assert_eq!(one, reply(&req(&[("user", "hello there")], None, &[])));
+        assert!(one
+            .tokens
+            .concat()
+            .starts_with("Reply 1 to \"hello there\"."));
+        let two = reply(&req(
+            &[
+                ("user", "hello there"),
+                ("assistant", "x"),
+                ("user", "and now?"),
+            ],
+            None,
+            &[],
+        ));
+        let text = two.tokens.concat();
+        assert!(
+            text.starts_with("Reply 2 to \"and now?\"; earlier you said \"hello there\"."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn usage_is_honest() {
+        let r = reply(&req(
+            &[("system", "be brief"), ("user", "one two three")],
+            None,
+            &[],
+        ));
+        assert_eq!(r.usage.prompt_tokens, (4 + 2) + (4 + 3));
+        assert_eq!(r.usage.completion_tokens as usize, r.tokens.len());
+        assert_eq!(
+            r.usage.total_tokens,
+            r.usage.prompt_tokens + r.usage.completion_tokens
+        );
+        assert_eq!(r.finish_reason, "stop");
+    }
+
+    #[test]
+    fn max_tokens_and_stop_cut_the_answer() {
+        let r = reply(&req(&[("user", "hi")], Some(3), &[]));
+        assert_eq!((r.tokens.len(), r.finish_reason), (3, "length"));
+        let stop = ["to".to_owned()];
+        let r = reply(&req(&[("user", "hi")], None, &stop));
+        assert_eq!(r.tokens.concat(), "Reply 1 ");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_are_paced() {
+        let cfg =
+            crate::config::Config::parse(include_str!("../../config.toml"), |_| None).unwrap();
+        let mock = MockUpstream::new(&cfg.upstreams[0]); // 50ms to the first token, then 100 tokens/s
+        let start = Instant::now();
+        let mut s = mock.stream(&req(&[("user", "hi")], None, &[]));
+        let mut at = Vec::new();
+        while let Some(StreamEvent::Delta(_)) = s.next().await {
+            at.push(start.elapsed());
+        }
+        assert_eq!(at[0], Duration::from_millis(50));
+        assert_eq!(at[1], Duration::from_millis(60));
+        assert_eq!(at[4], Duration::from_millis(90));
+        assert!(s.next().await.is_none(), "nothing after the end");
+    }
+}

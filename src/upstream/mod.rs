@@ -1,0 +1,110 @@
+//! Upstreams: where a routed request goes. One value per configured upstream, built once at start.
+
+pub mod http;
+pub mod mock;
+pub mod sse;
+
+use std::time::Duration;
+
+use crate::{
+    config::{MaxTokensField, UpstreamConfig, UpstreamKind},
+    error::GatewayError,
+    openai::ChatRequest,
+    proto::Usage,
+};
+
+/// A whole answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub id: String,
+    pub model: String,
+    pub content: String,
+    pub finish_reason: String,
+    pub usage: Option<Usage>,
+}
+
+/// What a stream yields: text deltas, then one end with the totals.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// Never empty: role-only and empty deltas are not forwarded.
+    Delta(String),
+    End(StreamEnd),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamEnd {
+    pub id: String,
+    pub model: String,
+    pub finish_reason: String,
+    /// `None` when the upstream sent no usage despite being asked.
+    pub usage: Option<Usage>,
+}
+
+/// A started stream. `next` is cancel-safe: dropping its future loses no event, so callers may `select!` on it.
+pub enum ChunkStream {
+    Http(http::SseStream),
+    Mock(mock::MockStream),
+}
+
+impl ChunkStream {
+    /// The next event; `None` after the end. An error ends the stream.
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+        match self {
+            Self::Http(s) => s.next().await,
+            Self::Mock(s) => s.next().await.map(Ok),
+        }
+    }
+}
+
+/// A configured upstream.
+pub enum Upstream {
+    Http(http::HttpUpstream),
+    Mock(mock::MockUpstream),
+}
+
+impl Upstream {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, GatewayError> {
+        Ok(match cfg.kind {
+            UpstreamKind::Openai => Upstream::Http(http::HttpUpstream::new(cfg)?),
+            UpstreamKind::Mock => Upstream::Mock(mock::MockUpstream::new(cfg)),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Http(u) => u.name(),
+            Self::Mock(u) => u.name(),
+        }
+    }
+
+    /// The configured bound on a whole call (streams included).
+    pub fn request_timeout(&self) -> Duration {
+        match self {
+            Self::Http(u) => u.request_timeout(),
+            Self::Mock(u) => u.request_timeout(),
+        }
+    }
+
+    pub fn max_tokens_field(&self) -> MaxTokensField {
+        match self {
+            Self::Http(u) => u.max_tokens_field(),
+            Self::Mock(_) => MaxTokensField::MaxTokens,
+        }
+    }
+
+    /// A non-streamed completion.
+    pub async fn complete(&self, req: &ChatRequest<'_>) -> Result<Completion, GatewayError> {
+        match self {
+            Self::Http(u) => u.complete(req).await,
+            Self::Mock(u) => Ok(u.complete(req).await),
+        }
+    }
+
+    /// Starts a stream: returns once the upstream accepted the request (status checked), before any delta.
+    pub async fn stream(&self, req: &ChatRequest<'_>) -> Result<ChunkStream, GatewayError> {
+        match self {
+            Self::Http(u) => u.stream(req).await.map(ChunkStream::Http),
+            Self::Mock(u) => Ok(ChunkStream::Mock(u.stream(req))),
+        }
+    }
+}
