@@ -21,7 +21,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
@@ -92,6 +92,11 @@ impl Server {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // Each reflection version lists itself; name both so `list` shows both, whichever is asked.
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
         };
         let routes = Routes::new(service::service(self.gateway.clone()))
             .add_service(health_service)
@@ -100,6 +105,7 @@ impl Server {
             .prepare();
         let mut http = auto::Builder::new(TokioExecutor::new()).http2_only();
         http.http2()
+            .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(20))
             .max_concurrent_streams(1024);

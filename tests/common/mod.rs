@@ -1,0 +1,181 @@
+//! Shared test harness: the gateway in-process on 127.0.0.1:0, a tonic client, a scripted upstream.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::{net::SocketAddr, time::Duration};
+
+use aigw::{
+    config::Config,
+    proto::{
+        ai_service_client::AiServiceClient, GenerateRequest, GenerationConfig, Message,
+        StreamGenerateRequest,
+    },
+    server::Server,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{metadata::MetadataValue, transport::Channel, Request};
+
+pub const KEY: &str = "sk-test-client";
+pub const LIMITED_KEY: &str = "sk-test-limited";
+pub const UPSTREAM_KEY: &str = "sk-upstream-secret-0123456789";
+
+/// A config with one OpenAI-style upstream at `base_url`, two models on it, and two client keys (one limited
+/// to model "small").
+pub fn config_text(base_url: &str, extra_upstream: &str) -> String {
+    format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        shutdown_grace = "30s"
+        [interactive]
+        max_history_messages = 8
+        max_history_bytes = 4096
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[keys]]
+        name = "limited"
+        env = "TEST_LIMITED_KEY"
+        models = ["small"]
+        [[upstreams]]
+        name = "scripted"
+        kind = "openai"
+        base_url = "{base_url}"
+        api_key_env = "TEST_UPSTREAM_KEY"
+        {extra_upstream}
+        [[models]]
+        name = "big"
+        aliases = ["big-alias"]
+        max_output_tokens = 1000
+        routes = [{{ upstream = "scripted", model = "up-big" }}]
+        [[models]]
+        name = "small"
+        max_output_tokens = 100
+        routes = [{{ upstream = "scripted", model = "up-small" }}]
+        "#
+    )
+}
+
+pub fn env(var: &str) -> Option<String> {
+    match var {
+        "TEST_KEY" => Some(KEY.into()),
+        "TEST_LIMITED_KEY" => Some(LIMITED_KEY.into()),
+        "TEST_UPSTREAM_KEY" => Some(UPSTREAM_KEY.into()),
+        _ => None,
+    }
+}
+
+pub fn config(text: &str) -> Config {
+    Config::parse(text, env).expect("test config is valid")
+}
+
+pub type RawChannel = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tonic::body::Body,
+>;
+
+/// A running gateway; dropping it does not stop it, `shutdown` does.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<()>,
+}
+
+impl Gateway {
+    pub async fn start(config: Config) -> Gateway {
+        let server = Server::bind(&config).await.expect("gateway binds");
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("gateway serves");
+        });
+        Gateway {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Starts a gateway in front of `upstream`.
+    pub async fn in_front_of(upstream: &upstream::Upstream) -> Gateway {
+        Gateway::start(config(&config_text(&upstream.base_url(), ""))).await
+    }
+
+    pub async fn client(&self) -> AiServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        AiServiceClient::new(channel)
+    }
+
+    /// A client over a bare hyper HTTP/2 connection: unlike tonic's `Channel` it runs no client-side timer for
+    /// `grpc-timeout`, so the test sees the status the gateway sends when a deadline passes.
+    pub fn raw_client(&self) -> AiServiceClient<RawChannel> {
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http();
+        AiServiceClient::with_origin(http, format!("http://{}", self.addr).parse().unwrap())
+    }
+
+    /// Begins the graceful shutdown (as SIGTERM would).
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn user(content: &str) -> Message {
+    Message {
+        role: "user".into(),
+        content: content.into(),
+        name: String::new(),
+    }
+}
+
+pub fn generate(model: &str, content: &str) -> GenerateRequest {
+    GenerateRequest {
+        model: model.into(),
+        messages: vec![user(content)],
+        config: None,
+    }
+}
+
+pub fn stream_request(model: &str, content: &str) -> StreamGenerateRequest {
+    StreamGenerateRequest {
+        model: model.into(),
+        messages: vec![user(content)],
+        config: None,
+    }
+}
+
+pub fn with_config(mut req: GenerateRequest, config: GenerationConfig) -> GenerateRequest {
+    req.config = Some(config);
+    req
+}
+
+/// Wraps a message with `authorization: Bearer <key>`.
+pub fn authed<T>(msg: T, key: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    let value: MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
+    req.metadata_mut().insert("authorization", value);
+    req
+}
+
+/// Same, with a client deadline sent as `grpc-timeout` metadata only. (`Request::set_timeout` would also
+/// start tonic's client-side timer, which races the server's answer; here only the gateway enforces it.)
+pub fn authed_with_timeout<T>(msg: T, key: &str, timeout: Duration) -> Request<T> {
+    let mut req = authed(msg, key);
+    let value: MetadataValue<_> = format!("{}m", timeout.as_millis()).parse().unwrap();
+    req.metadata_mut().insert("grpc-timeout", value);
+    req
+}
