@@ -1,0 +1,251 @@
+//! InteractiveStream: a chat session on one bidirectional stream, against a scripted upstream.
+
+mod common;
+
+use aigw::proto::{
+    interactive_request::Action, interactive_response::Event, CancelTurn, InteractiveRequest,
+    InteractiveResponse, SessionStart, UserTurn,
+};
+use common::{upstream::*, *};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
+
+struct Session {
+    tx: mpsc::Sender<InteractiveRequest>,
+    rx: Streaming<InteractiveResponse>,
+}
+
+fn start(model: &str, system_prompt: &str) -> InteractiveRequest {
+    InteractiveRequest {
+        action: Some(Action::Start(SessionStart {
+            model: model.into(),
+            config: None,
+            system_prompt: system_prompt.into(),
+            history: vec![],
+        })),
+    }
+}
+
+impl Session {
+    async fn open(gw: &Gateway, key: &str, first: InteractiveRequest) -> Result<Session, Status> {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(first).await.unwrap();
+        let rx = gw
+            .client()
+            .await
+            .interactive_stream(authed(ReceiverStream::new(rx), key))
+            .await?
+            .into_inner();
+        Ok(Session { tx, rx })
+    }
+
+    async fn send(&self, action: Action) {
+        self.tx
+            .send(InteractiveRequest {
+                action: Some(action),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn say(&self, content: &str) {
+        self.send(Action::Turn(UserTurn {
+            content: content.into(),
+            name: String::new(),
+        }))
+        .await;
+    }
+
+    async fn next(&mut self) -> Result<InteractiveResponse, Status> {
+        Ok(self.rx.message().await?.expect("the session ended early"))
+    }
+
+    /// Reads one turn to its end: (turn, text, last event).
+    async fn turn(&mut self) -> (u32, String, Event) {
+        let mut text = String::new();
+        loop {
+            let msg = self.next().await.unwrap();
+            match msg.event.unwrap() {
+                Event::Delta(d) => text.push_str(&d.delta),
+                Event::Started(_) => panic!("unexpected SessionStarted"),
+                end => return (msg.turn, text, end),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_two_turn_conversation_keeps_its_history() {
+    let up = Upstream::start(vec![
+        Reply::sse(&stream_of(&["Hi", " Ann"])),
+        Reply::sse(&stream_of(&["You", " are", " Ann"])),
+    ])
+    .await;
+    let gw = Gateway::in_front_of(&up).await;
+    let mut s = Session::open(&gw, KEY, start("big-alias", "be brief"))
+        .await
+        .unwrap();
+    match s.next().await.unwrap() {
+        InteractiveResponse {
+            turn: 0,
+            event: Some(Event::Started(started)),
+        } => {
+            assert_eq!(started.model, "big");
+            assert_eq!(started.max_history_messages, 8);
+        }
+        other => panic!("expected SessionStarted, got {other:?}"),
+    }
+    s.say("my name is Ann").await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (1, "Hi Ann"));
+    let Event::Complete(done) = end else {
+        panic!("turn 1 failed: {end:?}")
+    };
+    assert_eq!(done.finish_reason, "stop");
+    assert_eq!(done.usage.unwrap().completion_tokens, 2);
+
+    s.say("what is my name?").await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (2, "You are Ann"));
+    assert!(matches!(end, Event::Complete(_)));
+
+    // The second upstream call carried the whole conversation.
+    let second = &up.requests()[1].body;
+    assert_eq!(
+        second["messages"],
+        json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "my name is Ann"},
+            {"role": "assistant", "content": "Hi Ann"},
+            {"role": "user", "content": "what is my name?"},
+        ])
+    );
+    assert_eq!(second["model"], "up-big");
+    assert_eq!(second["stream"], true);
+
+    drop(s.tx); // half-close: the session ends with OK
+    assert!(s.rx.message().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn cancelling_a_turn_keeps_the_session() {
+    let up = Upstream::start(vec![
+        Reply::sse(&[role_chunk(), chunk("part")]).end(End::Hang),
+        Reply::sse(&stream_of(&["fresh"])),
+    ])
+    .await;
+    let gw = Gateway::in_front_of(&up).await;
+    let mut s = Session::open(&gw, KEY, start("big", "")).await.unwrap();
+    s.next().await.unwrap(); // started
+    s.say("tell me a long story").await;
+    let first = s.next().await.unwrap();
+    assert_eq!(first.turn, 1);
+    assert!(matches!(first.event, Some(Event::Delta(ref d)) if d.delta == "part"));
+    s.send(Action::Cancel(CancelTurn { turn: 1 })).await;
+    let (turn, _, end) = s.turn().await;
+    assert_eq!(turn, 1);
+    let Event::Error(err) = end else {
+        panic!("expected a turn error, got {end:?}")
+    };
+    assert_eq!(err.code, Code::Cancelled as i32);
+    up.wait_aborted(1).await; // the upstream request was dropped
+
+    s.say("hello again").await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (2, "fresh"));
+    assert!(matches!(end, Event::Complete(_)));
+    // The cancelled turn left no trace in the history.
+    assert_eq!(
+        up.requests()[1].body["messages"],
+        json!([{"role": "user", "content": "hello again"}])
+    );
+}
+
+#[tokio::test]
+async fn a_failed_turn_is_reported_in_band_and_the_session_goes_on() {
+    let up = Upstream::start(vec![
+        Reply::json(503, r#"{"error":{"message":"overloaded"}}"#),
+        Reply::sse(&stream_of(&["ok"])),
+    ])
+    .await;
+    let gw = Gateway::in_front_of(&up).await;
+    let mut s = Session::open(&gw, KEY, start("big", "")).await.unwrap();
+    s.next().await.unwrap();
+    s.say("one").await;
+    let (turn, _, end) = s.turn().await;
+    let Event::Error(err) = end else {
+        panic!("expected a turn error, got {end:?}")
+    };
+    assert_eq!((turn, err.code), (1, Code::Unavailable as i32));
+    assert!(err.message.contains("overloaded"), "{}", err.message);
+
+    s.say("").await; // an empty turn is refused in-band, too
+    let (turn, _, end) = s.turn().await;
+    assert!(
+        matches!(end, Event::Error(ref e) if e.code == Code::InvalidArgument as i32),
+        "{end:?}"
+    );
+    assert_eq!(turn, 2);
+
+    s.say("two").await;
+    let (turn, text, _) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (3, "ok"));
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test]
+async fn the_history_is_bounded() {
+    let up = Upstream::start(vec![Reply::sse(&stream_of(&["ok"]))]).await;
+    let gw = Gateway::in_front_of(&up).await; // max_history_messages = 8
+    let mut s = Session::open(&gw, KEY, start("big", "sys")).await.unwrap();
+    s.next().await.unwrap();
+    for i in 1..=5 {
+        s.say(&format!("u{i}")).await;
+        assert!(matches!(s.turn().await.2, Event::Complete(_)));
+    }
+    // After four turns the history (system prompt included) held 9 > 8 messages: the oldest went.
+    let fifth = &up.requests()[4].body["messages"];
+    let contents: Vec<&str> = fifth
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["sys", "ok", "u2", "ok", "u3", "ok", "u4", "ok", "u5"]
+    );
+}
+
+#[tokio::test]
+async fn session_level_errors_end_the_stream() {
+    let up = Upstream::start(vec![Reply::sse(&stream_of(&["ok"]))]).await;
+    let gw = Gateway::in_front_of(&up).await;
+    let status = Session::open(&gw, LIMITED_KEY, start("big", ""))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = Session::open(&gw, "sk-nobody", start("big", ""))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = Session::open(&gw, KEY, start("gpt-0", ""))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let not_start = InteractiveRequest {
+        action: Some(Action::Turn(UserTurn {
+            content: "hi".into(),
+            name: String::new(),
+        })),
+    };
+    let status = Session::open(&gw, KEY, not_start).await.err().unwrap();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("SessionStart"));
+    assert_eq!(up.calls(), 0);
+}

@@ -1,0 +1,88 @@
+//! Graceful shutdown: stop accepting, let calls in flight finish within the grace period, then end the rest
+//! with UNAVAILABLE.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tonic::Code;
+
+fn mock_config(grace: &str, tokens_per_second: u32) -> aigw::config::Config {
+    config(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        shutdown_grace = "{grace}"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[upstreams]]
+        name = "mock"
+        kind = "mock"
+        first_token_latency = "0s"
+        tokens_per_second = {tokens_per_second}
+        [[models]]
+        name = "big"
+        max_output_tokens = 100
+        routes = [{{ upstream = "mock", model = "big" }}]
+        "#
+    ))
+}
+
+#[tokio::test]
+async fn in_flight_streams_finish_during_the_grace_period() {
+    let mut gw = Gateway::start(mock_config("30s", 40)).await; // ~25 tokens: well under a second
+    let mut stream = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("big", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stream.message().await.unwrap().unwrap().delta.is_empty());
+    gw.shutdown();
+
+    let mut complete = false;
+    while let Some(chunk) = stream.message().await.expect("the stream finishes cleanly") {
+        complete |= chunk.is_complete;
+    }
+    assert!(complete, "the stream in flight was completed");
+    tokio::time::timeout(Duration::from_secs(20), &mut gw.task)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+    // Stopped means stopped accepting.
+    assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn streams_still_running_when_the_grace_period_ends_get_unavailable() {
+    let mut gw = Gateway::start(mock_config("200ms", 1)).await; // one token a second: far past the grace
+    let mut stream = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("big", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stream.message().await.unwrap().unwrap().delta.is_empty());
+    gw.shutdown();
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(chunk)) => assert!(!chunk.is_complete),
+            Ok(None) => panic!("the stream ended with OK"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("shutting down"),
+        "{}",
+        status.message()
+    );
+    tokio::time::timeout(Duration::from_secs(20), &mut gw.task)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+}
