@@ -146,6 +146,16 @@ mod tests {
         }
     }
 
+    /// name, messages, config, max-tokens dialect, stream, expected JSON.
+    type Case = (
+        &'static str,
+        Vec<Message>,
+        Option<GenerationConfig>,
+        MaxTokensField,
+        bool,
+        serde_json::Value,
+    );
+
     #[test]
     fn requests_to_json() {
         let named = Message {
@@ -155,14 +165,7 @@ mod tests {
         };
         let full = cfg(Some(0.7), Some(64), Some(0.9), &["END"]);
         let zero = cfg(Some(0.0), None, None, &[]);
-        let cases: Vec<(
-            &str,
-            Vec<Message>,
-            Option<GenerationConfig>,
-            MaxTokensField,
-            bool,
-            serde_json::Value,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "no config: nothing but model and messages",
                 vec![msg("user", "hi")],

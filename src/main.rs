@@ -23,6 +23,9 @@ enum Command {
     Serve {
         #[arg(long, short, default_value = "config.toml", env = "AIGW_CONFIG")]
         config: PathBuf,
+        /// Listen on this address instead of the config's `server.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Validate a config file and exit (0 when valid).
     CheckConfig {
@@ -35,7 +38,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, listen } => serve(config, listen),
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(cfg) => {
                 println!(
@@ -69,14 +72,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: PathBuf) -> ExitCode {
-    let config = match Config::load(&path) {
+fn serve(path: PathBuf, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let mut config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     };
+    if let Some(addr) = listen {
+        config.listen = addr;
+    }
     init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -105,9 +111,12 @@ fn serve(path: PathBuf) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal; log collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -111,8 +111,10 @@ impl Server {
             .max_concurrent_streams(1024);
         let http = Arc::new(http);
         let graceful = GracefulShutdown::new();
-        let addr = self.local_addr().ok();
-        tracing::info!(?addr, tls = self.tls.is_some(), "aigw listening");
+        match self.local_addr() {
+            Ok(addr) => tracing::info!(%addr, tls = self.tls.is_some(), "aigw listening"),
+            Err(e) => tracing::warn!(error = %e, "aigw listening on an unknown address"),
+        }
 
         tokio::pin!(shutdown);
         loop {

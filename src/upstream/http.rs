@@ -353,7 +353,8 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        let cases: [(&[(&str, &str)], Option<Duration>); 6] = [
+        type Headers = &'static [(&'static str, &'static str)];
+        let cases: [(Headers, Option<Duration>); 6] = [
             (&[("retry-after", "2")], Some(Duration::from_secs(2))),
             (
                 &[("retry-after-ms", "1500")],

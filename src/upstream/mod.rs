@@ -41,6 +41,8 @@ pub struct StreamEnd {
 }
 
 /// A started stream. `next` is cancel-safe: dropping its future loses no event, so callers may `select!` on it.
+// One per stream, owned by its relay task: the size gap costs nothing, boxing would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum ChunkStream {
     Http(http::SseStream),
     Mock(mock::MockStream),

