@@ -10,6 +10,7 @@ pub mod convert;
 pub mod deadline;
 pub mod error;
 pub mod gateway;
+pub mod healthcheck;
 pub mod openai;
 pub mod router;
 pub mod rpclog;

@@ -32,6 +32,12 @@ enum Command {
         #[arg(default_value = "config.toml")]
         path: PathBuf,
     },
+    /// Exit 0 when the gateway configured by PATH answers its gRPC health check with SERVING (for container
+    /// health checks).
+    Healthcheck {
+        #[arg(default_value = "config.toml", env = "AIGW_CONFIG")]
+        path: PathBuf,
+    },
     /// Print the SHA-256 of a client key read from standard input, for `sha256 = "..."` in the config.
     HashKey,
 }
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Healthcheck { path } => healthcheck(path),
         Command::HashKey => {
             let mut key = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut key) {
@@ -103,6 +110,28 @@ fn serve(path: PathBuf, listen: Option<std::net::SocketAddr>) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "aigw stopped");
             eprintln!("aigw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck(path: PathBuf) -> ExitCode {
+    let result = Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(aigw::healthcheck::check(&config))
+        });
+    match result {
+        Ok(status) => {
+            println!("{status}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
             ExitCode::FAILURE
         }
     }

@@ -168,3 +168,32 @@ async fn a_bad_certificate_path_fails_at_start_naming_the_field() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn healthcheck_trusts_exactly_the_configured_certificate() {
+    let served = pki();
+    let mut cfg = tls_config(&served, false);
+    let gw = Gateway::start(cfg.clone()).await;
+    cfg.listen = gw.addr;
+    assert_eq!(
+        aigw::healthcheck::check(&cfg).await,
+        Ok("SERVING".to_owned())
+    );
+
+    // Another certificate than the one the server presents: refused.
+    let other = pki();
+    cfg.tls.as_mut().unwrap().cert = other.dir.path().join("server.crt");
+    let err = aigw::healthcheck::check(&cfg).await.unwrap_err();
+    assert!(err.contains("connecting"), "{err}");
+}
+
+#[tokio::test]
+async fn healthcheck_over_plaintext() {
+    let mut cfg = config(&common::config_text("http://127.0.0.1:9/v1", ""));
+    let gw = Gateway::start(cfg.clone()).await;
+    cfg.listen = gw.addr;
+    assert_eq!(
+        aigw::healthcheck::check(&cfg).await,
+        Ok("SERVING".to_owned())
+    );
+}
