@@ -636,4 +636,13 @@ mod tests {
         assert!(cfg.models.iter().any(|m| m.name == "gpt-4.1"));
         assert!(cfg.tls.is_none());
     }
+
+    #[test]
+    fn the_container_config_is_valid() {
+        let text = include_str!("../deploy/container.toml");
+        let cfg = Config::parse(text, |_| Some("from-env".to_owned())).unwrap();
+        assert_eq!(cfg.listen.port(), 443);
+        assert!(cfg.tls.is_some());
+        assert_eq!(cfg.log_format, LogFormat::Json);
+    }
 }
