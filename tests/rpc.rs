@@ -188,17 +188,8 @@ async fn a_stream_cut_short_ends_with_an_error_not_ok() {
             .await
             .unwrap()
             .into_inner();
-        let mut deltas = Vec::new();
-        let status = loop {
-            match stream.message().await {
-                Ok(Some(c)) => {
-                    assert!(!c.is_complete, "{name}: must not complete");
-                    deltas.push(c.delta);
-                }
-                Ok(None) => panic!("{name}: the stream ended with OK"),
-                Err(status) => break status,
-            }
-        };
+        let (chunks, status) = read_to_error(&mut stream).await;
+        let deltas: Vec<String> = chunks.into_iter().map(|c| c.delta).collect();
         assert_eq!(deltas, ["a", "b"], "{name}");
         assert_eq!(status.code(), code, "{name}: {status:?}");
         assert!(

@@ -9,24 +9,9 @@ use common::*;
 use tonic::Code;
 
 fn mock_config(grace: &str, tokens_per_second: u32) -> aigw::config::Config {
-    config(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        shutdown_grace = "{grace}"
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        [[upstreams]]
-        name = "mock"
-        kind = "mock"
-        first_token_latency = "0s"
-        tokens_per_second = {tokens_per_second}
-        [[models]]
-        name = "big"
-        max_output_tokens = 100
-        routes = [{{ upstream = "mock", model = "big" }}]
-        "#
+    config(&mock_config_text(
+        &format!("shutdown_grace = \"{grace}\""),
+        tokens_per_second,
     ))
 }
 
@@ -68,13 +53,7 @@ async fn streams_still_running_when_the_grace_period_ends_get_unavailable() {
         .into_inner();
     assert!(!stream.message().await.unwrap().unwrap().delta.is_empty());
     gw.shutdown();
-    let status = loop {
-        match stream.message().await {
-            Ok(Some(chunk)) => assert!(!chunk.is_complete),
-            Ok(None) => panic!("the stream ended with OK"),
-            Err(status) => break status,
-        }
-    };
+    let (_, status) = read_to_error(&mut stream).await;
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
         status.message().contains("shutting down"),

@@ -56,28 +56,9 @@ fn tls_config(pki: &Pki, mutual: bool) -> aigw::config::Config {
     } else {
         String::new()
     };
-    config(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [server.tls]
-        cert = "{d}/server.crt"
-        key = "{d}/server.key"
-        {client_ca}
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        [[upstreams]]
-        name = "mock"
-        kind = "mock"
-        first_token_latency = "0s"
-        tokens_per_second = 100000
-        [[models]]
-        name = "big"
-        max_output_tokens = 100
-        routes = [{{ upstream = "mock", model = "big" }}]
-        "#
-    ))
+    let tls =
+        format!("[server.tls]\ncert = \"{d}/server.crt\"\nkey = \"{d}/server.key\"\n{client_ca}");
+    config(&mock_config_text(&tls, 100_000))
 }
 
 async fn connect(

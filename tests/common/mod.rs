@@ -7,6 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use aigw::{
     config::Config,
+    proto::StreamChunk,
     proto::{
         ai_service_client::AiServiceClient, GenerateRequest, GenerationConfig, Message,
         StreamGenerateRequest,
@@ -55,6 +56,47 @@ pub fn config_text(base_url: &str, extra_upstream: &str) -> String {
         routes = [{{ upstream = "scripted", model = "up-small" }}]
         "#
     )
+}
+
+/// A config with only the built-in mock upstream (model "big"). `server_extra` follows `listen` in `[server]`:
+/// more keys, or a `[server.tls]` table.
+pub fn mock_config_text(server_extra: &str, tokens_per_second: u32) -> String {
+    format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        {server_extra}
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[upstreams]]
+        name = "mock"
+        kind = "mock"
+        first_token_latency = "0s"
+        tokens_per_second = {tokens_per_second}
+        [[models]]
+        name = "big"
+        max_output_tokens = 100
+        routes = [{{ upstream = "mock", model = "big" }}]
+        "#
+    )
+}
+
+/// Reads a stream that must fail: the chunks before the error (none may be the last), and the error status.
+pub async fn read_to_error(
+    stream: &mut tonic::Streaming<StreamChunk>,
+) -> (Vec<StreamChunk>, tonic::Status) {
+    let mut chunks = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(chunk)) => {
+                assert!(!chunk.is_complete, "a failing stream must not complete");
+                chunks.push(chunk);
+            }
+            Ok(None) => panic!("the stream ended with OK"),
+            Err(status) => return (chunks, status),
+        }
+    }
 }
 
 pub fn env(var: &str) -> Option<String> {
