@@ -65,3 +65,39 @@ async fn streams_still_running_when_the_grace_period_ends_get_unavailable() {
         .expect("the server stopped")
         .unwrap();
 }
+
+#[tokio::test]
+async fn health_reports_not_serving_while_draining() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let mut gw = Gateway::start(mock_config("30s", 1000)).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = HealthCheckRequest {
+        service: "holysheepai.AIService".into(),
+    };
+    let mut watch = HealthClient::new(channel)
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    gw.shutdown();
+    // The watch is a call in flight: it stays open through the drain and sees the change.
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    drop(watch);
+    tokio::time::timeout(Duration::from_secs(20), &mut gw.task)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+}

@@ -45,8 +45,11 @@ def gateway():
     yield addr["value"]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, "aigw did not shut down cleanly:\n" + "".join(lines)
-    # Logs never carry the client key.
-    assert not any(KEY in line for line in lines), "a log line contains the client key"
+    # Logs never carry the client key, nor prompt text the tests sent.
+    for secret in [KEY, "my name is Ann", "안녕하세요"]:
+        assert not any(secret in line for line in lines), f"a log line contains {secret!r}"
+    # ... but they do carry one line per RPC.
+    assert sum('rpc="Generate"' in line for line in lines) >= 2
 
 
 @pytest.fixture(scope="session")
