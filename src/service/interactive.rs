@@ -319,7 +319,7 @@ impl Session {
         }
         if let Err(e) = &outcome {
             if e.code() != Code::Cancelled {
-                relay::send_error(&tx, e, &gw.lifecycle.stop).await;
+                relay::send_error(&tx, e).await;
             }
         }
         log.finish(outcome.as_ref().map(|_| ()));

@@ -4,6 +4,8 @@
 //! control does the rest) instead of growing a buffer. The relay stops at once when the client goes away, the
 //! deadline passes, the turn is cancelled or the grace period ends; returning drops the upstream request.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -76,16 +78,13 @@ pub async fn send<M>(
     }
 }
 
-/// Ends a stream with an error status, unless the client is gone or the server must stop.
-pub async fn send_error<M>(
-    tx: &Sender<Result<M, Status>>,
-    err: &GatewayError,
-    stop: &CancellationToken,
-) {
-    tokio::select! {
-        _ = tx.send(Err(Status::from(err.clone()))) => {}
-        _ = stop.cancelled() => {}
-    }
+/// How long a stream's final error status may wait for room in its channel. It is sent even after the grace
+/// period has ended: a stream cut by shutdown must end with UNAVAILABLE, never with OK.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(5);
+
+/// Ends a stream with an error status, unless the client is gone or does not read it in time.
+pub async fn send_error<M>(tx: &Sender<Result<M, Status>>, err: &GatewayError) {
+    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(Status::from(err.clone())))).await;
 }
 
 pub fn client_gone() -> GatewayError {

@@ -77,7 +77,7 @@ pub async fn handle(
         // Drop the upstream before anything else can wait.
         drop(stream);
         if let Err(e) = &result {
-            relay::send_error(&tx, e, &gw.lifecycle.stop).await;
+            relay::send_error(&tx, e).await;
         }
         log.finish(result.as_ref().map(|_| ()));
     });
