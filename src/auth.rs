@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
-use crate::{config::ClientKey, error::GatewayError, router::Router};
+use crate::{config::ClientKey, error::GatewayError, limits::KeyLimiter, router::Router};
 
 /// Who is calling: travels with the request in its extensions.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ pub struct Identity {
     pub name: String,
     /// Canonical model names this key may use; `None` means all.
     allowed: Option<HashSet<String>>,
+    /// The key's rate and concurrency state.
+    pub limiter: KeyLimiter,
 }
 
 impl Identity {
@@ -47,13 +49,13 @@ impl KeyStore {
                         .map(str::to_owned)
                         .collect()
                 });
-                (
-                    k.sha256,
-                    Arc::new(Identity {
-                        name: k.name.clone(),
-                        allowed,
-                    }),
-                )
+                let limiter = KeyLimiter::new(&k.name, k.limits);
+                let who = Identity {
+                    name: k.name.clone(),
+                    allowed,
+                    limiter,
+                };
+                (k.sha256, Arc::new(who))
             })
             .collect();
         KeyStore { by_digest }

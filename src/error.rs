@@ -115,6 +115,25 @@ impl GatewayError {
         }
     }
 
+    /// Whether another attempt (same route after a backoff, or another route) may succeed. Only upstream
+    /// trouble qualifies: 429, 408, 5xx (but 501, 505), connect and reset errors, stalls, error events.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::UpstreamRateLimited { .. } | Self::UpstreamUnavailable { .. }
+        )
+    }
+
+    /// Whether this outcome says the route itself is failing (for its circuit breaker): `Some(false)` for a
+    /// failure, `Some(true)` for proof that the route works (it judged the request), `None` for neither.
+    pub fn route_health(&self) -> Option<bool> {
+        match self {
+            Self::UpstreamUnavailable { .. } | Self::UpstreamProtocol { .. } => Some(false),
+            Self::UpstreamRejected { .. } => Some(true),
+            _ => None,
+        }
+    }
+
     /// When the client may retry, for the rate-limit variants.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -140,7 +159,7 @@ impl GatewayError {
                 upstream,
                 retry_after,
             },
-            408 | 500..=599 => Self::UpstreamUnavailable {
+            408 | 500 | 502..=504 | 506..=599 => Self::UpstreamUnavailable {
                 upstream,
                 detail: format!("HTTP {status}: {message}"),
             },
@@ -157,23 +176,30 @@ impl From<GatewayError> for Status {
     fn from(err: GatewayError) -> Status {
         let code = err.code();
         let message = match err.retry_after() {
-            Some(wait) => format!("{err}; retry after {}s", wait.as_secs().max(1)),
+            Some(wait) => format!("{err}; retry after {}s", whole_seconds(wait)),
             None => err.to_string(),
         };
         let Some(wait) = err.retry_after() else {
             return Status::new(code, message);
         };
+        let secs = whole_seconds(wait);
         // The wait travels three ways: in the message, as `retry-after` metadata (whole seconds, as in HTTP)
         // and as a google.rpc.RetryInfo detail that gRPC client libraries understand.
         let mut details = tonic_types::ErrorDetails::new();
         details.set_retry_info(Some(wait));
         let mut status =
             <Status as tonic_types::StatusExt>::with_error_details(code, message, details);
-        if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+        if let Ok(value) = secs.to_string().parse() {
             status.metadata_mut().insert("retry-after", value);
         }
         status
     }
+}
+
+/// A wait in whole seconds for people and `retry-after`: rounded up, at least 1, so a client that obeys it
+/// is never early.
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 #[cfg(test)]
@@ -193,6 +219,7 @@ mod tests {
             (401, Code::Internal),
             (403, Code::Internal),
             (404, Code::Internal),
+            (501, Code::Internal),
             (408, Code::Unavailable),
             (429, Code::ResourceExhausted),
             (500, Code::Unavailable),
@@ -231,5 +258,14 @@ mod tests {
             Some(Duration::from_secs(7))
         );
         assert!(status.message().contains("retry after 7s"));
+        let err = GatewayError::UpstreamRateLimited {
+            upstream: "u".into(),
+            retry_after: Some(Duration::from_millis(1200)),
+        };
+        assert_eq!(
+            Status::from(err).metadata().get("retry-after").unwrap(),
+            "2",
+            "rounded up, never early"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::{future::Future, sync::Arc};
 
+use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -11,9 +12,9 @@ use crate::{
     convert,
     deadline::Deadline,
     error::GatewayError,
+    limits::{estimate_tokens, Admission},
     proto::{GenerationConfig, Message},
-    router::{Model, Route, Router},
-    upstream::{ChunkStream, Completion},
+    router::{Model, Router},
 };
 
 /// Shutdown state: `draining` fires when the server stops accepting; `stop` fires when the grace period is
@@ -29,6 +30,16 @@ pub struct Gateway {
     pub keys: KeyStore,
     pub interactive: InteractiveConfig,
     pub lifecycle: Lifecycle,
+    /// The process-wide cap on calls in flight (load shedding).
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// Tokens to reserve for a request against its key's tpm.
+pub fn reserve(model: &Model, messages: &[Message], config: Option<&GenerationConfig>) -> u64 {
+    let output = config
+        .and_then(|c| c.max_tokens)
+        .map_or(model.default_output_tokens, |n| n.max(1) as u32);
+    estimate_tokens(messages.iter().map(|m| m.content.as_str()), output)
 }
 
 impl Gateway {
@@ -40,6 +51,7 @@ impl Gateway {
             keys,
             interactive: cfg.interactive,
             lifecycle: Lifecycle::default(),
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
         }))
     }
 
@@ -57,40 +69,20 @@ impl Gateway {
         Ok(model)
     }
 
-    /// A unary completion on the model's route.
-    pub async fn complete(
+    /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt
+    /// estimate plus max_tokens (or the model's default output budget).
+    pub fn admit(
         &self,
-        route: &Route,
+        who: &Identity,
+        model: &Model,
         messages: &[Message],
         config: Option<&GenerationConfig>,
-        deadline: Deadline,
-    ) -> Result<Completion, GatewayError> {
-        let req = convert::chat_request(
-            &route.model,
-            messages,
-            config,
-            route.upstream.max_tokens_field(),
-            false,
-        );
-        self.bounded(deadline, route.upstream.complete(&req)).await
-    }
-
-    /// Opens a stream on the model's route: returns once the upstream accepted the request.
-    pub async fn open_stream<'a>(
-        &self,
-        route: &'a Route,
-        messages: impl IntoIterator<Item = &'a Message>,
-        config: Option<&'a GenerationConfig>,
-        deadline: Deadline,
-    ) -> Result<ChunkStream, GatewayError> {
-        let req = convert::chat_request(
-            &route.model,
-            messages,
-            config,
-            route.upstream.max_tokens_field(),
-            true,
-        );
-        self.bounded(deadline, route.upstream.stream(&req)).await
+    ) -> Result<Admission, GatewayError> {
+        who.limiter.admit(
+            Instant::now(),
+            reserve(model, messages, config),
+            &self.in_flight,
+        )
     }
 
     /// Runs `fut` until it finishes, the deadline passes or the grace period ends. Dropping `fut` drops the

@@ -5,13 +5,17 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod breaker;
 pub mod config;
 pub mod convert;
 pub mod deadline;
+pub mod dispatch;
 pub mod error;
 pub mod gateway;
 pub mod healthcheck;
+pub mod limits;
 pub mod openai;
+pub mod retry;
 pub mod router;
 pub mod rpclog;
 pub mod server;

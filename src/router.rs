@@ -1,31 +1,115 @@
-//! Model routing as data: a model name or alias resolves to a model and its routes (upstream + the upstream's
-//! own model id). Fallback and balancing across routes build on this; today a call takes the first route.
+//! Model routing as data: a model name or alias resolves to a model, its routes (upstream + the upstream's own
+//! model id) and its traffic policy. Each route carries its live state: circuit breaker, rate-limit parking
+//! (an upstream's Retry-After) and calls in flight.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+};
 
-use crate::{auth::Identity, config::Config, error::GatewayError, upstream::Upstream};
+use tokio::time::Instant;
+
+use crate::{
+    auth::Identity,
+    breaker::Breaker,
+    config::{Config, Policy},
+    error::GatewayError,
+    retry::RetryBudget,
+    upstream::Upstream,
+};
 
 pub struct Model {
     /// The canonical name, also what permissions and logs use.
     pub name: String,
     pub max_output_tokens: u32,
+    /// Reserved against a key's tpm when the client sets no max_tokens.
+    pub default_output_tokens: u32,
     /// Never empty (config validation guarantees it).
     pub routes: Vec<Route>,
-}
-
-impl Model {
-    /// The route a call takes.
-    pub fn primary(&self) -> Result<&Route, GatewayError> {
-        self.routes
-            .first()
-            .ok_or_else(|| GatewayError::Internal(format!("model '{}' has no route", self.name)))
-    }
+    pub policy: Policy,
+    pub budget: RetryBudget,
 }
 
 pub struct Route {
     pub upstream: Arc<Upstream>,
     /// The upstream's own id for the model.
     pub model: String,
+    pub weight: u32,
+    pub breaker: Breaker,
+    /// Out of rotation until then: the upstream answered 429 with a Retry-After.
+    parked_until: Mutex<Option<Instant>>,
+    in_flight: AtomicUsize,
+}
+
+impl Route {
+    fn new(upstream: Arc<Upstream>, model: String, weight: u32, policy: &Policy) -> Route {
+        Route {
+            upstream,
+            model,
+            weight,
+            breaker: Breaker::new(policy.breaker),
+            parked_until: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// When this route can take calls again, if not now (parked, or its breaker open).
+    pub fn unavailable_until(&self, now: Instant) -> Option<Instant> {
+        let parked = self
+            .parked_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .filter(|&t| t > now);
+        let open = self.breaker.retry_at().filter(|&t| t > now);
+        parked.max(open)
+    }
+
+    pub fn is_parked(&self, now: Instant) -> bool {
+        self.parked_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t > now)
+    }
+
+    /// Takes the route out of rotation until `until` (never shortens an existing park).
+    pub fn park(&self, until: Instant) {
+        let mut parked = self.parked_until.lock().unwrap_or_else(|p| p.into_inner());
+        *parked = Some(parked.map_or(until, |t| t.max(until)));
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a call on a route for as long as it lives (a stream: until it ends).
+pub struct RouteGuard {
+    model: Arc<Model>,
+    index: usize,
+}
+
+impl RouteGuard {
+    pub fn new(model: Arc<Model>, index: usize) -> RouteGuard {
+        model.routes[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        RouteGuard { model, index }
+    }
+
+    pub fn route(&self) -> &Route {
+        &self.model.routes[self.index]
+    }
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.model.routes[self.index]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub struct Router {
@@ -46,17 +130,25 @@ impl Router {
         let mut by_name = HashMap::new();
         let mut models = Vec::with_capacity(cfg.models.len());
         for m in &cfg.models {
+            let routes = m
+                .routes
+                .iter()
+                .map(|r| {
+                    Route::new(
+                        upstreams[r.upstream].clone(),
+                        r.model.clone(),
+                        r.weight,
+                        &m.policy,
+                    )
+                })
+                .collect();
             let model = Arc::new(Model {
                 name: m.name.clone(),
                 max_output_tokens: m.max_output_tokens,
-                routes: m
-                    .routes
-                    .iter()
-                    .map(|r| Route {
-                        upstream: upstreams[r.upstream].clone(),
-                        model: r.model.clone(),
-                    })
-                    .collect(),
+                default_output_tokens: m.default_output_tokens,
+                routes,
+                policy: m.policy,
+                budget: RetryBudget::new(&m.policy.retry),
             });
             for name in std::iter::once(&m.name).chain(&m.aliases) {
                 by_name.insert(name.clone(), model.clone());

@@ -8,33 +8,43 @@ use crate::{error::GatewayError, proto::Usage};
 pub struct RpcLog {
     rpc: &'static str,
     key: String,
+    request_id: String,
     model: String,
     upstream: String,
     start: Instant,
     usage: Usage,
     /// Turns answered, for InteractiveStream.
     turns: u32,
+    /// Upstream attempts (more than one: retries or fallbacks).
+    attempts: u32,
     /// Set by `finish`; a log dropped unfinished means the client went away (the handler future was dropped).
     outcome: Option<(tonic::Code, &'static str)>,
 }
 
 impl RpcLog {
-    pub fn new(rpc: &'static str, key: &str) -> RpcLog {
+    pub fn new(rpc: &'static str, key: &str, request_id: &str) -> RpcLog {
         RpcLog {
             rpc,
             key: key.to_owned(),
+            request_id: request_id.to_owned(),
             model: String::new(),
             upstream: String::new(),
             start: Instant::now(),
             usage: Usage::default(),
             turns: 0,
+            attempts: 0,
             outcome: None,
         }
     }
 
-    pub fn route(&mut self, model: &str, upstream: &str) {
+    pub fn model(&mut self, model: &str) {
         model.clone_into(&mut self.model);
+    }
+
+    /// The upstream that answered, and after how many attempts in all.
+    pub fn upstream(&mut self, upstream: &str, attempts: u32) {
         upstream.clone_into(&mut self.upstream);
+        self.attempts += attempts;
     }
 
     pub fn add_usage(&mut self, usage: Option<&Usage>) {
@@ -69,6 +79,7 @@ impl Drop for RpcLog {
             target: "aigw::rpc",
             rpc = self.rpc,
             key = %self.key,
+            request_id = %self.request_id,
             model = %self.model,
             upstream = %self.upstream,
             code = ?code,
@@ -77,6 +88,7 @@ impl Drop for RpcLog {
             prompt_tokens = self.usage.prompt_tokens,
             completion_tokens = self.usage.completion_tokens,
             turns = self.turns,
+            attempts = self.attempts,
         );
     }
 }

@@ -170,7 +170,7 @@ async fn a_failed_turn_is_reported_in_band_and_the_session_goes_on() {
         Reply::sse(&stream_of(&["ok"])),
     ])
     .await;
-    let gw = Gateway::in_front_of(&up).await;
+    let gw = Gateway::without_retries(&up).await;
     let mut s = Session::open(&gw, KEY, start("big", "")).await.unwrap();
     s.next().await.unwrap();
     s.say("one").await;

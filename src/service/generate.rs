@@ -1,11 +1,11 @@
 //! `Generate`: one whole completion.
 
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::identity;
+use super::Start;
 use crate::{
-    deadline::{self, Deadline},
+    dispatch::{dispatch, Answer, Call},
+    error::GatewayError,
     gateway::Gateway,
     proto::{GenerateRequest, GenerateResponse},
     rpclog::RpcLog,
@@ -15,22 +15,34 @@ pub async fn handle(
     gw: &Gateway,
     request: Request<GenerateRequest>,
 ) -> Result<Response<GenerateResponse>, Status> {
-    let who = identity(&request)?;
-    let client_timeout = deadline::client_timeout(request.metadata());
+    let start = Start::read(&request)?;
     let req = request.into_inner();
-    let mut log = RpcLog::new("Generate", &who.name);
+    let mut log = RpcLog::new("Generate", &start.who.name, &start.request_id);
     let result = async {
-        let model = gw.check(&who, &req.model, &req.messages, req.config.as_ref())?;
-        let route = model.primary()?;
-        log.route(&model.name, route.upstream.name());
-        let deadline = Deadline::new(
-            Instant::now(),
-            client_timeout,
-            route.upstream.request_timeout(),
+        let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
+        log.model(&model.name);
+        let mut admission = gw.admit(&start.who, model, &req.messages, req.config.as_ref())?;
+        let call = Call {
+            messages: &req.messages,
+            config: req.config.as_ref(),
+            deadline: start.deadline(model),
+            request_id: &start.request_id,
+        };
+        let dispatched = dispatch(gw, model, &call, false)
+            .await
+            .inspect_err(|_| admission.release())?;
+        log.upstream(
+            dispatched.route.route().upstream.name(),
+            dispatched.attempts,
         );
-        let done = gw
-            .complete(route, &req.messages, req.config.as_ref(), deadline)
-            .await?;
+        let Answer::Whole(done) = dispatched.answer else {
+            return Err(GatewayError::Internal(
+                "a stream answered a unary call".into(),
+            ));
+        };
+        if let Some(usage) = &done.usage {
+            admission.reconcile(usage.total_tokens.max(0) as u64);
+        }
         Ok(GenerateResponse {
             content: done.content,
             model: if done.model.is_empty() {
@@ -48,11 +60,11 @@ pub async fn handle(
         Ok(resp) => {
             log.add_usage(resp.usage.as_ref());
             log.finish(Ok(()));
-            Ok(Response::new(resp))
+            Ok(start.respond(resp))
         }
         Err(e) => {
             log.finish(Err(&e));
-            Err(e.into())
+            Err(start.fail(e))
         }
     }
 }

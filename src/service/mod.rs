@@ -5,19 +5,23 @@ mod interactive;
 mod relay;
 mod stream;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
     auth::Identity,
+    deadline::{self, Deadline},
+    error::GatewayError,
     gateway::Gateway,
     proto::{
         ai_service_server::{AiService, AiServiceServer},
         GenerateRequest, GenerateResponse, InteractiveRequest, InteractiveResponse, StreamChunk,
         StreamGenerateRequest,
     },
+    router::Model,
 };
 
 pub struct AiGateway {
@@ -52,6 +56,71 @@ fn identity<T>(req: &Request<T>) -> Result<Arc<Identity>, Status> {
         .get::<Arc<Identity>>()
         .cloned()
         .ok_or_else(|| Status::internal("request not authenticated"))
+}
+
+/// What every RPC reads from its metadata before taking the body.
+struct Start {
+    who: Arc<Identity>,
+    /// The client's `x-request-id`, or one made up here; sent upstream, echoed back, logged.
+    request_id: String,
+    client_timeout: Option<Duration>,
+}
+
+impl Start {
+    fn read<T>(req: &Request<T>) -> Result<Start, Status> {
+        let request_id = req
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| valid_request_id(id))
+            .map_or_else(|| format!("{:032x}", fastrand::u128(..)), str::to_owned);
+        let client_timeout = deadline::client_timeout(req.metadata());
+        let who = identity(req).map_err(|s| tag(s, &request_id))?;
+        Ok(Start {
+            who,
+            request_id,
+            client_timeout,
+        })
+    }
+
+    /// The call's deadline: the client's, bounded by the slowest route's request_timeout.
+    fn deadline(&self, model: &Model) -> Deadline {
+        let bound = model
+            .routes
+            .iter()
+            .map(|r| r.upstream.request_timeout())
+            .max();
+        Deadline::new(
+            Instant::now(),
+            self.client_timeout,
+            bound.unwrap_or(Duration::from_secs(600)),
+        )
+    }
+
+    /// An error as the client gets it: its status, tagged with the request id.
+    fn fail(&self, err: GatewayError) -> Status {
+        tag(Status::from(err), &self.request_id)
+    }
+
+    fn respond<T>(&self, msg: T) -> Response<T> {
+        let mut resp = Response::new(msg);
+        if let Ok(v) = self.request_id.parse() {
+            resp.metadata_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+}
+
+/// Printable ASCII, at most 128 bytes: anything else is replaced rather than passed upstream or into logs.
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn tag(mut status: Status, request_id: &str) -> Status {
+    if let Ok(v) = request_id.parse() {
+        status.metadata_mut().insert("x-request-id", v);
+    }
+    status
 }
 
 #[tonic::async_trait]

@@ -2,15 +2,17 @@
 //!
 //! The channel is small and `send` waits for room, so a slow client slows the upstream read (HTTP/2 flow
 //! control does the rest) instead of growing a buffer. The relay stops at once when the client goes away, the
-//! deadline passes, the turn is cancelled or the grace period ends; returning drops the upstream request.
+//! deadline or a stream limit passes, the turn is cancelled or the grace period ends; returning drops the
+//! upstream request.
 
 use std::time::Duration;
 
-use tokio::sync::mpsc::Sender;
+use tokio::{sync::mpsc::Sender, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::{
+    config::StreamLimits,
     deadline::Deadline,
     error::GatewayError,
     upstream::{ChunkStream, StreamEnd, StreamEvent},
@@ -22,10 +24,53 @@ pub const STREAM_BUFFER: usize = 16;
 /// What may end a relay early, besides the client going away.
 pub struct Limits<'a> {
     pub deadline: Deadline,
+    /// Idle gap and total duration (the first token was the dispatcher's business).
+    pub stream: StreamLimits,
+    /// When the stream was asked for, for its total duration.
+    pub started: Instant,
+    /// Named in stall errors.
+    pub upstream: &'a str,
     /// The server's grace period ended.
     pub stop: &'a CancellationToken,
     /// The client cancelled this turn (InteractiveStream only).
     pub cancel: Option<&'a CancellationToken>,
+}
+
+impl Limits<'_> {
+    /// The earliest of the deadline and the total limit, and the error it means.
+    fn hard(&self) -> (Instant, GatewayError) {
+        let total = self.started + self.stream.total;
+        if total < self.deadline.at {
+            let what = format!(
+                "the stream passed its total limit of {}",
+                humantime::format_duration(self.stream.total)
+            );
+            (total, GatewayError::DeadlineExceeded(what))
+        } else {
+            (self.deadline.at, self.deadline.exceeded())
+        }
+    }
+
+    /// The hard limit or, if earlier, the end of the idle allowance after the last event.
+    fn next(&self, last: Instant) -> (Instant, GatewayError) {
+        let idle = last + self.stream.idle;
+        let (at, err) = self.hard();
+        if idle < at {
+            let detail = format!(
+                "the stream stalled: no token for {}",
+                humantime::format_duration(self.stream.idle)
+            );
+            (
+                idle,
+                GatewayError::UpstreamUnavailable {
+                    upstream: self.upstream.to_owned(),
+                    detail,
+                },
+            )
+        } else {
+            (at, err)
+        }
+    }
 }
 
 async fn cancelled(token: Option<&CancellationToken>) {
@@ -35,22 +80,17 @@ async fn cancelled(token: Option<&CancellationToken>) {
     }
 }
 
-/// Forwards every delta (wrapped by `wrap`) until the upstream's end, which is returned for the final message.
+/// Forwards `first` and every later delta (wrapped by `wrap`) until the upstream's end, which is returned for
+/// the final message.
 pub async fn pump<M>(
+    first: StreamEvent,
     stream: &mut ChunkStream,
     tx: &Sender<Result<M, Status>>,
     mut wrap: impl FnMut(String) -> M,
     limits: &Limits<'_>,
 ) -> Result<StreamEnd, GatewayError> {
+    let mut event = Some(Ok(first));
     loop {
-        let event = tokio::select! {
-            biased;
-            _ = tx.closed() => return Err(client_gone()),
-            _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
-            _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-            _ = tokio::time::sleep_until(limits.deadline.at) => return Err(limits.deadline.exceeded()),
-            event = stream.next() => event,
-        };
         match event {
             Some(Ok(StreamEvent::Delta(text))) => send(tx, Ok(wrap(text)), limits).await?,
             Some(Ok(StreamEvent::End(end))) => return Ok(end),
@@ -61,20 +101,30 @@ pub async fn pump<M>(
                 ))
             }
         }
+        let (limit_at, limit_err) = limits.next(Instant::now());
+        event = tokio::select! {
+            biased;
+            _ = tx.closed() => return Err(client_gone()),
+            _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
+            _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
+            _ = tokio::time::sleep_until(limit_at) => return Err(limit_err),
+            event = stream.next() => event,
+        };
     }
 }
 
-/// Sends one message, waiting for room in the channel within the same limits.
+/// Sends one message, waiting for room in the channel within the hard limits.
 pub async fn send<M>(
     tx: &Sender<Result<M, Status>>,
     msg: Result<M, Status>,
     limits: &Limits<'_>,
 ) -> Result<(), GatewayError> {
+    let (at, err) = limits.hard();
     tokio::select! {
         biased;
         sent = tx.send(msg) => sent.map_err(|_| client_gone()),
         _ = limits.stop.cancelled() => Err(GatewayError::ShuttingDown),
-        _ = tokio::time::sleep_until(limits.deadline.at) => Err(limits.deadline.exceeded()),
+        _ = tokio::time::sleep_until(at) => Err(err),
     }
 }
 
@@ -83,8 +133,8 @@ pub async fn send<M>(
 const FINAL_STATUS_WAIT: Duration = Duration::from_secs(5);
 
 /// Ends a stream with an error status, unless the client is gone or does not read it in time.
-pub async fn send_error<M>(tx: &Sender<Result<M, Status>>, err: &GatewayError) {
-    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(Status::from(err.clone())))).await;
+pub async fn send_error<M>(tx: &Sender<Result<M, Status>>, status: Status) {
+    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(status))).await;
 }
 
 pub fn client_gone() -> GatewayError {

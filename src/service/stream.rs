@@ -7,11 +7,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{
-    identity,
     relay::{self, Limits, STREAM_BUFFER},
+    Start,
 };
 use crate::{
-    deadline::{self, Deadline},
+    dispatch::{dispatch, Answer, Call},
+    error::GatewayError,
     gateway::Gateway,
     proto::{StreamChunk, StreamGenerateRequest},
     rpclog::RpcLog,
@@ -21,38 +22,52 @@ pub async fn handle(
     gw: Arc<Gateway>,
     request: Request<StreamGenerateRequest>,
 ) -> Result<Response<ReceiverStream<Result<StreamChunk, Status>>>, Status> {
-    let who = identity(&request)?;
-    let client_timeout = deadline::client_timeout(request.metadata());
+    let start = Start::read(&request)?;
     let req = request.into_inner();
-    let mut log = RpcLog::new("StreamGenerate", &who.name);
-    // The upstream's status is known before the response starts, so a refused request gets its own status
-    // and not an empty stream.
+    let mut log = RpcLog::new("StreamGenerate", &start.who.name, &start.request_id);
+    let started = Instant::now();
+    // Everything up to the first delta happens before the response starts, so a refused or failed request
+    // gets its own status (and retries) rather than an empty stream.
     let opened = async {
-        let model = gw.check(&who, &req.model, &req.messages, req.config.as_ref())?;
-        let route = model.primary()?;
-        log.route(&model.name, route.upstream.name());
-        let deadline = Deadline::new(
-            Instant::now(),
-            client_timeout,
-            route.upstream.request_timeout(),
+        let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
+        log.model(&model.name);
+        let mut admission = gw.admit(&start.who, model, &req.messages, req.config.as_ref())?;
+        let deadline = start.deadline(model);
+        let call = Call {
+            messages: &req.messages,
+            config: req.config.as_ref(),
+            deadline,
+            request_id: &start.request_id,
+        };
+        let dispatched = dispatch(&gw, model, &call, true)
+            .await
+            .inspect_err(|_| admission.release())?;
+        log.upstream(
+            dispatched.route.route().upstream.name(),
+            dispatched.attempts,
         );
-        let stream = gw
-            .open_stream(route, &req.messages, req.config.as_ref(), deadline)
-            .await?;
-        Ok((stream, deadline))
+        Ok((dispatched, admission, deadline, model.policy.stream))
     }
     .await;
-    let (mut stream, deadline) = match opened {
+    let (dispatched, mut admission, deadline, stream_limits) = match opened {
         Ok(opened) => opened,
         Err(e) => {
             log.finish(Err(&e));
-            return Err(e.into());
+            return Err(start.fail(e));
         }
     };
+    let Answer::Stream { first, mut rest } = dispatched.answer else {
+        return Err(start.fail(GatewayError::Internal("a unary answer to a stream".into())));
+    };
+    let route = dispatched.route;
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let request_id = start.request_id.clone();
     tokio::spawn(async move {
         let limits = Limits {
             deadline,
+            stream: stream_limits,
+            started,
+            upstream: route.route().upstream.name(),
             stop: &gw.lifecycle.stop,
             cancel: None,
         };
@@ -60,9 +75,12 @@ pub async fn handle(
             delta,
             ..StreamChunk::default()
         };
-        let result = match relay::pump(&mut stream, &tx, wrap, &limits).await {
+        let result = match relay::pump(first, &mut rest, &tx, wrap, &limits).await {
             Ok(end) => {
                 log.add_usage(end.usage.as_ref());
+                if let Some(usage) = &end.usage {
+                    admission.reconcile(usage.total_tokens.max(0) as u64);
+                }
                 let last = StreamChunk {
                     delta: String::new(),
                     is_complete: true,
@@ -74,12 +92,16 @@ pub async fn handle(
             }
             Err(e) => Err(e),
         };
-        // Drop the upstream before anything else can wait.
-        drop(stream);
+        // The stream is over: drop the upstream and give back the concurrency slots before anything can wait.
+        drop(rest);
+        drop(admission);
         if let Err(e) = &result {
-            relay::send_error(&tx, e).await;
+            if let Some(ok) = e.route_health() {
+                route.route().breaker.record(Instant::now(), ok);
+            }
+            relay::send_error(&tx, super::tag(Status::from(e.clone()), &request_id)).await;
         }
         log.finish(result.as_ref().map(|_| ()));
     });
-    Ok(Response::new(ReceiverStream::new(rx)))
+    Ok(start.respond(ReceiverStream::new(rx)))
 }

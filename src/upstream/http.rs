@@ -98,7 +98,11 @@ impl HttpUpstream {
     }
 
     /// Sends the request and checks the status; the body is left to the caller.
-    async fn send(&self, req: &ChatRequest<'_>) -> Result<reqwest::Response, GatewayError> {
+    async fn send(
+        &self,
+        req: &ChatRequest<'_>,
+        request_id: &str,
+    ) -> Result<reqwest::Response, GatewayError> {
         let body = serde_json::to_vec(req)
             .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
         let accept = if req.stream {
@@ -111,6 +115,7 @@ impl HttpUpstream {
             .post(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, accept)
+            .header("x-request-id", request_id)
             .body(body);
         if let Some(auth) = &self.auth {
             builder = builder.header(AUTHORIZATION, auth.clone());
@@ -136,8 +141,12 @@ impl HttpUpstream {
         ))
     }
 
-    pub async fn complete(&self, req: &ChatRequest<'_>) -> Result<Completion, GatewayError> {
-        let mut resp = self.send(req).await?;
+    pub async fn complete(
+        &self,
+        req: &ChatRequest<'_>,
+        request_id: &str,
+    ) -> Result<Completion, GatewayError> {
+        let mut resp = self.send(req, request_id).await?;
         let body = read_bounded(&mut resp, self.max_response_bytes)
             .await
             .map_err(|e| match e {
@@ -166,8 +175,12 @@ impl HttpUpstream {
         })
     }
 
-    pub async fn stream(&self, req: &ChatRequest<'_>) -> Result<SseStream, GatewayError> {
-        let resp = self.send(req).await?;
+    pub async fn stream(
+        &self,
+        req: &ChatRequest<'_>,
+        request_id: &str,
+    ) -> Result<SseStream, GatewayError> {
+        let resp = self.send(req, request_id).await?;
         Ok(SseStream {
             upstream: self.name.clone(),
             resp,

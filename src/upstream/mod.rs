@@ -94,18 +94,26 @@ impl Upstream {
         }
     }
 
-    /// A non-streamed completion.
-    pub async fn complete(&self, req: &ChatRequest<'_>) -> Result<Completion, GatewayError> {
+    /// A non-streamed completion. `request_id` travels as `x-request-id`.
+    pub async fn complete(
+        &self,
+        req: &ChatRequest<'_>,
+        request_id: &str,
+    ) -> Result<Completion, GatewayError> {
         match self {
-            Self::Http(u) => u.complete(req).await,
+            Self::Http(u) => u.complete(req, request_id).await,
             Self::Mock(u) => Ok(u.complete(req).await),
         }
     }
 
     /// Starts a stream: returns once the upstream accepted the request (status checked), before any delta.
-    pub async fn stream(&self, req: &ChatRequest<'_>) -> Result<ChunkStream, GatewayError> {
+    pub async fn stream(
+        &self,
+        req: &ChatRequest<'_>,
+        request_id: &str,
+    ) -> Result<ChunkStream, GatewayError> {
         match self {
-            Self::Http(u) => u.stream(req).await.map(ChunkStream::Http),
+            Self::Http(u) => u.stream(req, request_id).await.map(ChunkStream::Http),
             Self::Mock(u) => Ok(ChunkStream::Mock(u.stream(req))),
         }
     }

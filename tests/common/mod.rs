@@ -24,11 +24,18 @@ pub const UPSTREAM_KEY: &str = "sk-upstream-secret-0123456789";
 /// A config with one OpenAI-style upstream at `base_url`, two models on it, and two client keys (one limited
 /// to model "small").
 pub fn config_text(base_url: &str, extra_upstream: &str) -> String {
+    config_with(base_url, extra_upstream, "")
+}
+
+/// The same, with `[model_defaults]` settings (e.g. `retry = { attempts = 1 }`).
+pub fn config_with(base_url: &str, extra_upstream: &str, model_defaults: &str) -> String {
     format!(
         r#"
         [server]
         listen = "127.0.0.1:0"
         shutdown_grace = "30s"
+        [model_defaults]
+        {model_defaults}
         [interactive]
         max_history_messages = 8
         max_history_bytes = 4096
@@ -147,6 +154,17 @@ impl Gateway {
     /// Starts a gateway in front of `upstream`.
     pub async fn in_front_of(upstream: &upstream::Upstream) -> Gateway {
         Gateway::start(config(&config_text(&upstream.base_url(), ""))).await
+    }
+
+    /// Starts a gateway in front of `upstream` that tries each call once: for tests of what a single upstream
+    /// answer maps to.
+    pub async fn without_retries(upstream: &upstream::Upstream) -> Gateway {
+        Gateway::start(config(&config_with(
+            &upstream.base_url(),
+            "",
+            "retry = { attempts = 1 }",
+        )))
+        .await
     }
 
     pub async fn client(&self) -> AiServiceClient<Channel> {

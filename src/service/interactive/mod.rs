@@ -5,34 +5,36 @@
 //! appended to the server-side history, so the next turn has the context. One turn runs at a time: a turn sent
 //! while another is in flight is refused in-band. `CancelTurn` stops the turn in flight and the session goes
 //! on. A failed or cancelled turn is reported in-band (`TurnError`) and leaves the history as it was, so the
-//! client may simply send it again. Whole-session problems (auth, permissions, a bad start, the client's
-//! deadline, shutdown) end the stream with a status.
+//! client may simply send it again. Whole-session problems end the stream with a status: auth, permissions,
+//! a bad start, limits (the session holds one concurrency slot for its life; each turn is a request for the
+//! rate limits), the client's deadline, shutdown.
 
-use std::{collections::VecDeque, sync::Arc};
+mod history;
+mod turn;
+
+use std::sync::Arc;
 
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::{
-    identity,
-    relay::{self, Limits, STREAM_BUFFER},
-};
+use super::{relay, relay::STREAM_BUFFER, Start};
 use crate::{
-    config::InteractiveConfig,
-    convert,
-    deadline::{self, Deadline},
+    auth::Identity,
+    deadline::Deadline,
     error::GatewayError,
-    gateway::Gateway,
+    gateway::{self, Gateway},
+    limits::Admission,
     proto::{
         interactive_request::Action, interactive_response::Event, GenerationConfig,
-        InteractiveRequest, InteractiveResponse, Message, SessionStart, SessionStarted,
-        TurnComplete, TurnDelta, TurnError, Usage, UserTurn,
+        InteractiveRequest, InteractiveResponse, Message, SessionStarted, TurnError, Usage,
+        UserTurn,
     },
     router::Model,
     rpclog::RpcLog,
 };
+use history::History;
 
 type Tx = mpsc::Sender<Result<InteractiveResponse, Status>>;
 
@@ -40,37 +42,47 @@ pub async fn handle(
     gw: Arc<Gateway>,
     request: Request<Streaming<InteractiveRequest>>,
 ) -> Result<Response<ReceiverStream<Result<InteractiveResponse, Status>>>, Status> {
-    let who = identity(&request)?;
+    let start = Start::read(&request)?;
     // The client's deadline bounds the whole session; each turn is also bounded by request_timeout.
-    let session_deadline = deadline::client_timeout(request.metadata())
+    let session_deadline = start
+        .client_timeout
         .map(|t| Deadline::new(Instant::now(), Some(t), t));
     let mut inbound = request.into_inner();
-    let mut log = RpcLog::new("InteractiveStream", &who.name);
+    let mut log = RpcLog::new("InteractiveStream", &start.who.name, &start.request_id);
     let opened = async {
         let first = tokio::select! {
             first = inbound.message() => first.map_err(|s| GatewayError::Cancelled(format!("client stream: {}", s.message())))?,
             _ = gw.lifecycle.draining.cancelled() => return Err(GatewayError::ShuttingDown),
             _ = sleep_until(session_deadline) => return Err(expired(session_deadline)),
         };
-        let start = match first.and_then(|m| m.action) {
-            Some(Action::Start(start)) => start,
-            _ => return Err(GatewayError::InvalidArgument("the first message must be SessionStart".into())),
+        let Some(Action::Start(first)) = first.and_then(|m| m.action) else {
+            return Err(GatewayError::InvalidArgument("the first message must be SessionStart".into()));
         };
-        let model = gw.router.resolve(&start.model, &who)?.clone();
-        log.route(&model.name, model.primary()?.upstream.name());
-        Session::open(model, start, gw.interactive)
+        let model = gw.router.resolve(&first.model, &start.who)?.clone();
+        log.model(&model.name);
+        crate::convert::check_config(first.config.as_ref(), model.max_output_tokens)?;
+        let history = History::new(first.system_prompt, first.history, gw.interactive)?;
+        let permits = start.who.limiter.permits(&gw.in_flight)?;
+        Ok(Session {
+            model,
+            config: first.config,
+            history,
+            who: start.who.clone(),
+            request_id: start.request_id.clone(),
+            _permits: permits,
+        })
     }
     .await;
     let session = match opened {
         Ok(session) => session,
         Err(e) => {
             log.finish(Err(&e));
-            return Err(e.into());
+            return Err(start.fail(e));
         }
     };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(session.run(gw, inbound, tx, session_deadline, log));
-    Ok(Response::new(ReceiverStream::new(rx)))
+    Ok(start.respond(ReceiverStream::new(rx)))
 }
 
 async fn sleep_until(deadline: Option<Deadline>) {
@@ -107,9 +119,11 @@ fn turn_error(turn: u32, err: &GatewayError) -> InteractiveResponse {
 struct Session {
     model: Arc<Model>,
     config: Option<GenerationConfig>,
-    system: Option<Message>,
-    history: VecDeque<Message>,
-    limits: InteractiveConfig,
+    history: History,
+    who: Arc<Identity>,
+    request_id: String,
+    /// The session's concurrency slot, held until it ends.
+    _permits: Admission,
 }
 
 /// The turn being answered.
@@ -121,124 +135,45 @@ struct InFlight {
 }
 
 impl Session {
-    fn open(
-        model: Arc<Model>,
-        start: SessionStart,
-        limits: InteractiveConfig,
-    ) -> Result<Session, GatewayError> {
-        convert::check_config(start.config.as_ref(), model.max_output_tokens)?;
-        for (i, m) in start.history.iter().enumerate() {
-            if !convert::ROLES.contains(&m.role.as_str()) {
-                return Err(GatewayError::InvalidArgument(format!(
-                    "history[{i}].role: '{}' is not one of {}",
-                    m.role,
-                    convert::ROLES.join(", ")
-                )));
-            }
-        }
-        let system = (!start.system_prompt.is_empty()).then(|| Message {
-            role: "system".into(),
-            content: start.system_prompt,
-            name: String::new(),
-        });
-        if system
-            .as_ref()
-            .is_some_and(|s| s.content.len() > limits.max_history_bytes / 2)
-        {
-            return Err(GatewayError::InvalidArgument(format!(
-                "system_prompt: longer than half of the server's history bound ({} bytes)",
-                limits.max_history_bytes
-            )));
-        }
-        let mut session = Session {
-            model,
-            config: start.config,
-            system,
-            history: start.history.into(),
-            limits,
-        };
-        session.trim();
-        Ok(session)
-    }
-
-    /// Drops the oldest messages until the history fits its bounds; the system prompt always stays.
-    fn trim(&mut self) {
-        let fixed_messages = usize::from(self.system.is_some());
-        let fixed_bytes = self.system.as_ref().map_or(0, |s| s.content.len());
-        let mut bytes: usize =
-            fixed_bytes + self.history.iter().map(|m| m.content.len()).sum::<usize>();
-        while !self.history.is_empty()
-            && (self.history.len() + fixed_messages > self.limits.max_history_messages as usize
-                || bytes > self.limits.max_history_bytes)
-        {
-            if let Some(old) = self.history.pop_front() {
-                bytes -= old.content.len();
-            }
-        }
-    }
-
-    fn remember(&mut self, user: Message, answer: String) {
-        self.history.push_back(user);
-        self.history.push_back(Message {
-            role: "assistant".into(),
-            content: answer,
-            name: String::new(),
-        });
-        self.trim();
-    }
-
-    /// Starts answering a user turn on its own task.
+    /// Starts answering a user turn on its own task. A refusal by the key's rate limits is an error of the
+    /// whole session; any other error concerns this turn only.
     fn begin(
         &self,
         gw: &Arc<Gateway>,
-        turn: u32,
+        number: u32,
         user: UserTurn,
         tx: &Tx,
         session: Option<Deadline>,
     ) -> Result<InFlight, GatewayError> {
-        if user.content.is_empty() {
-            return Err(GatewayError::InvalidArgument(
-                "turn.content: must not be empty".into(),
-            ));
-        }
-        if user.content.len() > self.limits.max_history_bytes / 2 {
-            return Err(GatewayError::InvalidArgument(format!(
-                "turn.content: longer than half of the server's history bound ({} bytes)",
-                self.limits.max_history_bytes
-            )));
-        }
-        let route = self.model.primary()?;
-        let user = Message {
-            role: "user".into(),
-            content: user.content,
-            name: user.name,
-        };
-        let messages: Vec<Message> = self
-            .system
+        let user = self.history.user_turn(user.content, user.name)?;
+        let messages = self.history.with(&user);
+        let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());
+        let admission = Admission::for_turn(self.who.limiter.rates(Instant::now(), tokens)?);
+        let bound = self
+            .model
+            .routes
             .iter()
-            .chain(&self.history)
-            .chain(std::iter::once(&user))
-            .cloned()
-            .collect();
-        let mut deadline = Deadline::new(Instant::now(), None, route.upstream.request_timeout());
+            .map(|r| r.upstream.request_timeout())
+            .max()
+            .unwrap_or_default();
+        let mut deadline = Deadline::new(Instant::now(), None, bound);
         if let Some(session) = session {
             deadline = deadline.min(session);
         }
         let cancel = gw.lifecycle.stop.child_token();
-        let task = tokio::spawn(answer_turn(
-            gw.clone(),
-            self.model.clone(),
+        let t = turn::Turn {
+            number,
             messages,
-            self.config.clone(),
-            TurnCtx {
-                turn,
-                deadline,
-                tx: tx.clone(),
-                cancel: cancel.clone(),
-            },
-        ));
+            config: self.config.clone(),
+            deadline,
+            request_id: format!("{}-{number}", self.request_id),
+            admission,
+            tx: tx.clone(),
+            cancel: cancel.clone(),
+        };
+        let task = tokio::spawn(turn::answer(gw.clone(), self.model.clone(), t));
         Ok(InFlight {
-            turn,
+            turn: number,
             user,
             cancel,
             task,
@@ -255,7 +190,7 @@ impl Session {
     ) {
         let started = SessionStarted {
             model: self.model.name.clone(),
-            max_history_messages: self.limits.max_history_messages,
+            max_history_messages: gw.interactive.max_history_messages,
         };
         let mut outcome = send(&tx, response(0, Event::Started(started))).await;
         let mut next_turn = 1u32;
@@ -272,7 +207,7 @@ impl Session {
                 done = join(&mut in_flight), if in_flight.is_some() => {
                     if let (Some(f), Ok(Some((answer, usage)))) = (in_flight.take(), done) {
                         log.add_usage(usage.as_ref());
-                        self.remember(f.user, answer);
+                        self.history.remember(f.user, answer);
                     }
                     if closing {
                         break;
@@ -293,6 +228,7 @@ impl Session {
                         };
                         match begun {
                             Ok(f) => in_flight = Some(f),
+                            Err(e) if e.code() == Code::ResourceExhausted => outcome = Err(e),
                             Err(e) => outcome = send(&tx, turn_error(turn, &e)).await,
                         }
                     }
@@ -319,7 +255,7 @@ impl Session {
         }
         if let Err(e) = &outcome {
             if e.code() != Code::Cancelled {
-                relay::send_error(&tx, e).await;
+                relay::send_error(&tx, super::tag(Status::from(e.clone()), &self.request_id)).await;
             }
         }
         log.finish(outcome.as_ref().map(|_| ()));
@@ -337,62 +273,4 @@ async fn join(
 
 async fn send(tx: &Tx, msg: InteractiveResponse) -> Result<(), GatewayError> {
     tx.send(Ok(msg)).await.map_err(|_| relay::client_gone())
-}
-
-struct TurnCtx {
-    turn: u32,
-    deadline: Deadline,
-    tx: Tx,
-    cancel: CancellationToken,
-}
-
-/// Answers one turn; returns the answer and usage when it completed, for the history.
-async fn answer_turn(
-    gw: Arc<Gateway>,
-    model: Arc<Model>,
-    messages: Vec<Message>,
-    config: Option<GenerationConfig>,
-    ctx: TurnCtx,
-) -> Option<(String, Option<Usage>)> {
-    let limits = Limits {
-        deadline: ctx.deadline,
-        stop: &gw.lifecycle.stop,
-        cancel: Some(&ctx.cancel),
-    };
-    let turn = ctx.turn;
-    let mut answer = String::new();
-    let result = async {
-        let route = model.primary()?;
-        let mut stream = tokio::select! {
-            opened = gw.open_stream(route, &messages, config.as_ref(), ctx.deadline) => opened?,
-            _ = ctx.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-        };
-        let wrap = |delta: String| {
-            answer.push_str(&delta);
-            response(turn, Event::Delta(TurnDelta { delta }))
-        };
-        relay::pump(&mut stream, &ctx.tx, wrap, &limits).await
-    }
-    .await;
-    match result {
-        Ok(end) => {
-            let complete = TurnComplete {
-                usage: end.usage,
-                finish_reason: end.finish_reason,
-                id: end.id,
-            };
-            relay::send(
-                &ctx.tx,
-                Ok(response(turn, Event::Complete(complete))),
-                &limits,
-            )
-            .await
-            .ok()?;
-            Some((answer, end.usage))
-        }
-        Err(e) => {
-            let _ = relay::send(&ctx.tx, Ok(turn_error(turn, &e)), &limits).await;
-            None
-        }
-    }
 }

@@ -2,7 +2,11 @@
 //! ([`Config`]). Every check names the field it is about; secrets (client keys, upstream keys) are read from
 //! the environment or stored as SHA-256 hashes, and never printed.
 
+mod policy;
+
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+pub use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
 
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -17,7 +21,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 }
 
 /// Human-readable durations: "30s", "250ms", "2m", "1h 30m".
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("'{text}': {e}")))
 }
@@ -32,6 +36,10 @@ struct RawConfig {
     interactive: RawInteractive,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    limits: policy::RawLimits,
+    #[serde(default)]
+    model_defaults: policy::RawPolicy,
     #[serde(default)]
     keys: Vec<RawKey>,
     #[serde(default)]
@@ -89,6 +97,8 @@ struct RawKey {
     sha256: Option<String>,
     env: Option<String>,
     models: Option<Vec<String>>,
+    #[serde(default)]
+    limits: KeyLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,7 +132,10 @@ struct RawModel {
     #[serde(default)]
     aliases: Vec<String>,
     max_output_tokens: u32,
+    default_output_tokens: Option<u32>,
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    policy: policy::RawPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +143,8 @@ struct RawModel {
 struct RawRoute {
     upstream: String,
     model: String,
+    #[serde(default = "defaults::weight")]
+    weight: u32,
 }
 
 mod defaults {
@@ -158,6 +173,11 @@ mod defaults {
     pub fn tokens_per_second() -> f64 {
         100.0
     }
+    pub fn weight() -> u32 {
+        1
+    }
+    /// Output tokens reserved against a key's tpm when a request sets no max_tokens.
+    pub const OUTPUT_BUDGET: u32 = 1024;
 }
 
 // ---- The checked form ----------------------------------------------------------------------------------------
@@ -199,6 +219,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub log_format: LogFormat,
     pub interactive: InteractiveConfig,
+    /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
+    pub max_in_flight: u32,
     pub keys: Vec<ClientKey>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
@@ -225,6 +247,8 @@ pub struct ClientKey {
     pub sha256: [u8; 32],
     /// `None`: every model.
     pub models: Option<Vec<String>>,
+    /// The key's own limits over `[limits.default]`.
+    pub limits: KeyLimits,
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -267,7 +291,10 @@ pub struct ModelConfig {
     pub name: String,
     pub aliases: Vec<String>,
     pub max_output_tokens: u32,
+    /// Output tokens reserved against tpm when the client sets no max_tokens.
+    pub default_output_tokens: u32,
     pub routes: Vec<RouteConfig>,
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +302,8 @@ pub struct RouteConfig {
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub model: String,
+    /// For `balance = "weighted"`.
+    pub weight: u32,
 }
 
 /// Hex SHA-256 of a client key, as `aigw hash-key` prints it and `sha256 = "..."` stores it.
@@ -320,8 +349,11 @@ impl Config {
                 return err(format!("upstreams[{i}].name: '{}' is used twice", u.name));
             }
         }
-        let models = check_models(raw.models, &upstream_index)?;
-        let keys = check_keys(raw.keys, &models, &env)?;
+        let models = check_models(raw.models, raw.model_defaults, &upstream_index)?;
+        let keys = check_keys(raw.keys, raw.limits.default, &models, &env)?;
+        if raw.limits.max_in_flight == 0 {
+            return err("limits.max_in_flight: must be at least 1");
+        }
         let i = &raw.interactive;
         if i.max_history_messages < 2 {
             return err("interactive.max_history_messages: must be at least 2 (one user turn and its answer)");
@@ -342,6 +374,7 @@ impl Config {
                 max_history_messages: i.max_history_messages,
                 max_history_bytes: i.max_history_bytes,
             },
+            max_in_flight: raw.limits.max_in_flight,
             keys,
             upstreams,
             models,
@@ -405,8 +438,11 @@ fn check_upstream(
 
 fn check_models(
     raw: Vec<RawModel>,
+    defaults: policy::RawPolicy,
     upstreams: &HashMap<String, usize>,
 ) -> Result<Vec<ModelConfig>, ConfigError> {
+    // The defaults alone must be valid too, so a bad [model_defaults] is named as such.
+    defaults.resolve(policy::RawPolicy::default(), "model_defaults")?;
     let mut names = HashMap::new();
     let mut models = Vec::with_capacity(raw.len());
     for (i, m) in raw.into_iter().enumerate() {
@@ -435,6 +471,9 @@ fn check_models(
         if m.routes.is_empty() {
             return err(format!("{at}.routes: at least one route is required"));
         }
+        if m.routes.len() > 64 {
+            return err(format!("{at}.routes: at most 64 routes"));
+        }
         let routes = m
             .routes
             .into_iter()
@@ -447,17 +486,32 @@ fn check_models(
                 Some(_) if r.model.is_empty() => {
                     err(format!("{at}.routes[{j}].model: must not be empty"))
                 }
+                Some(_) if r.weight == 0 => {
+                    err(format!("{at}.routes[{j}].weight: must be at least 1"))
+                }
                 Some(&upstream) => Ok(RouteConfig {
                     upstream,
                     model: r.model,
+                    weight: r.weight,
                 }),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let default_output_tokens = m
+            .default_output_tokens
+            .unwrap_or(defaults::OUTPUT_BUDGET.min(m.max_output_tokens));
+        if default_output_tokens == 0 || default_output_tokens > m.max_output_tokens {
+            return err(format!(
+                "{at}.default_output_tokens: must be between 1 and max_output_tokens"
+            ));
+        }
+        let policy = m.policy.resolve(defaults, &format!("{at}.policy"))?;
         models.push(ModelConfig {
             name: m.name,
             aliases: m.aliases,
             max_output_tokens: m.max_output_tokens,
+            default_output_tokens,
             routes,
+            policy,
         });
     }
     Ok(models)
@@ -465,6 +519,7 @@ fn check_models(
 
 fn check_keys(
     raw: Vec<RawKey>,
+    default_limits: KeyLimits,
     models: &[ModelConfig],
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<ClientKey>, ConfigError> {
@@ -504,10 +559,17 @@ fn check_keys(
                 }
             }
         }
+        let limits = k.limits.or(default_limits);
+        if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.concurrency == Some(0) {
+            return err(format!(
+                "{at}.limits: a limit of 0 would refuse every call; remove the key instead"
+            ));
+        }
         keys.push(ClientKey {
             name: k.name,
             sha256,
             models: k.models,
+            limits,
         });
     }
     Ok(keys)
@@ -631,7 +693,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_is_valid() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         let cfg = Config::parse(text, |_| None).unwrap();
         assert!(cfg.models.iter().any(|m| m.name == "gpt-4.1"));
         assert!(cfg.tls.is_none());
@@ -639,7 +701,7 @@ mod tests {
 
     #[test]
     fn the_container_config_is_valid() {
-        let text = include_str!("../deploy/container.toml");
+        let text = include_str!("../../deploy/container.toml");
         let cfg = Config::parse(text, |_| Some("from-env".to_owned())).unwrap();
         assert_eq!(cfg.listen.port(), 443);
         assert!(cfg.tls.is_some());

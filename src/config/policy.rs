@@ -1,0 +1,243 @@
+//! Traffic-control settings: per-key limits, and per-model retries, circuit breaker, balancing and stream
+//! limits. A model's `[models.policy]` fields override `[model_defaults]`, which override the built-in
+//! defaults below, field by field.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::ConfigError;
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    super::duration(d).map(Some)
+}
+
+/// Per-key limits; an unset field falls back to `[limits.default]`, and an unset default means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimits {
+    /// Requests admitted in any rolling 60 s.
+    pub rpm: Option<u32>,
+    /// Tokens (reserved, then actual) in any rolling 60 s.
+    pub tpm: Option<u64>,
+    /// Calls in flight at once; a stream counts until it ends.
+    pub concurrency: Option<u32>,
+}
+
+impl KeyLimits {
+    pub fn or(self, default: KeyLimits) -> KeyLimits {
+        KeyLimits {
+            rpm: self.rpm.or(default.rpm),
+            tpm: self.tpm.or(default.tpm),
+            concurrency: self.concurrency.or(default.concurrency),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    #[serde(default = "default_key_limits")]
+    pub default: KeyLimits,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_in_flight: default_max_in_flight(),
+            default: default_key_limits(),
+        }
+    }
+}
+
+fn default_max_in_flight() -> u32 {
+    4096
+}
+
+/// Without any configuration a key may have 64 calls in flight and no rate limit.
+fn default_key_limits() -> KeyLimits {
+    KeyLimits {
+        rpm: None,
+        tpm: None,
+        concurrency: Some(64),
+    }
+}
+
+/// How a model's calls are spread over its routes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Routes in order: the first available one; the next on a retryable failure.
+    #[default]
+    Fallback,
+    /// At random, in proportion to each route's `weight`.
+    Weighted,
+    /// The available route with the fewest calls in flight (ties: config order).
+    LeastInFlight,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    balance: Option<Balance>,
+    #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
+    breaker: RawBreaker,
+    #[serde(default)]
+    stream: RawStream,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    backoff: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max_backoff: Option<Duration>,
+    budget_ratio: Option<f64>,
+    budget_min_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    consecutive_failures: Option<u32>,
+    failure_ratio: Option<f64>,
+    min_requests: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    window: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    cooldown: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    #[serde(default, deserialize_with = "opt_duration")]
+    first_token: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    idle: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    total: Option<Duration>,
+}
+
+/// Retries of one call, before its first chunk reached the client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (1 = no retry).
+    pub attempts: u32,
+    /// Backoff before retry n (1-based) is uniform in [0, min(max_backoff, backoff * 2^(n-1))] ("full jitter").
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Retries may be at most this share of the model's requests over the last 10 s ...
+    pub budget_ratio: f64,
+    /// ... plus this many per second, so a quiet model can still retry.
+    pub budget_min_per_second: f64,
+}
+
+/// The circuit breaker of each route.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerPolicy {
+    /// Opens after this many failures in a row ...
+    pub consecutive_failures: u32,
+    /// ... or when at least `min_requests` calls in `window` failed at this ratio.
+    pub failure_ratio: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    /// Open this long, then one probe call decides (half-open).
+    pub cooldown: Duration,
+}
+
+/// Time limits on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// From the request to the first delta (retryable: nothing reached the client yet).
+    pub first_token: Duration,
+    /// Longest gap between two deltas.
+    pub idle: Duration,
+    /// The whole stream.
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    pub balance: Balance,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+    pub stream: StreamLimits,
+}
+
+impl RawPolicy {
+    /// `self` over `defaults` over the built-in defaults, checked; `at` names the section for errors.
+    pub(super) fn resolve(self, defaults: RawPolicy, at: &str) -> Result<Policy, ConfigError> {
+        let (r, dr) = (self.retry, defaults.retry);
+        let (b, db) = (self.breaker, defaults.breaker);
+        let (s, ds) = (self.stream, defaults.stream);
+        let secs = Duration::from_secs;
+        let policy = Policy {
+            balance: self.balance.or(defaults.balance).unwrap_or_default(),
+            retry: RetryPolicy {
+                attempts: r.attempts.or(dr.attempts).unwrap_or(3),
+                backoff: r
+                    .backoff
+                    .or(dr.backoff)
+                    .unwrap_or(Duration::from_millis(250)),
+                max_backoff: r.max_backoff.or(dr.max_backoff).unwrap_or(secs(8)),
+                budget_ratio: r.budget_ratio.or(dr.budget_ratio).unwrap_or(0.2),
+                budget_min_per_second: r
+                    .budget_min_per_second
+                    .or(dr.budget_min_per_second)
+                    .unwrap_or(1.0),
+            },
+            breaker: BreakerPolicy {
+                consecutive_failures: b
+                    .consecutive_failures
+                    .or(db.consecutive_failures)
+                    .unwrap_or(5),
+                failure_ratio: b.failure_ratio.or(db.failure_ratio).unwrap_or(0.5),
+                min_requests: b.min_requests.or(db.min_requests).unwrap_or(20),
+                window: b.window.or(db.window).unwrap_or(secs(30)),
+                cooldown: b.cooldown.or(db.cooldown).unwrap_or(secs(30)),
+            },
+            stream: StreamLimits {
+                first_token: s.first_token.or(ds.first_token).unwrap_or(secs(120)),
+                idle: s.idle.or(ds.idle).unwrap_or(secs(60)),
+                total: s.total.or(ds.total).unwrap_or(secs(15 * 60)),
+            },
+        };
+        let p = &policy;
+        let fail = |field: &str, what: &str| Err(ConfigError(format!("{at}.{field}: {what}")));
+        if p.retry.attempts == 0 {
+            return fail("retry.attempts", "must be at least 1 (1 means no retry)");
+        }
+        if p.retry.backoff > p.retry.max_backoff {
+            return fail("retry.backoff", "must not exceed retry.max_backoff");
+        }
+        if !(0.0..=1.0).contains(&p.retry.budget_ratio) {
+            return fail("retry.budget_ratio", "must be between 0 and 1");
+        }
+        if !(p.retry.budget_min_per_second.is_finite() && p.retry.budget_min_per_second >= 0.0) {
+            return fail("retry.budget_min_per_second", "must be 0 or more");
+        }
+        if p.breaker.consecutive_failures == 0 {
+            return fail("breaker.consecutive_failures", "must be at least 1");
+        }
+        if !(p.breaker.failure_ratio > 0.0 && p.breaker.failure_ratio <= 1.0) {
+            return fail("breaker.failure_ratio", "must be in (0, 1]");
+        }
+        if p.breaker.window.is_zero() || p.breaker.cooldown.is_zero() {
+            return fail("breaker", "window and cooldown must be longer than 0");
+        }
+        if p.stream.first_token.is_zero() || p.stream.idle.is_zero() || p.stream.total.is_zero() {
+            return fail(
+                "stream",
+                "first_token, idle and total must be longer than 0",
+            );
+        }
+        Ok(policy)
+    }
+}
