@@ -86,3 +86,18 @@ impl KeyStore {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::KeyLimits;
+
+    /// A key that may use every model, with no limits.
+    pub fn anyone() -> Identity {
+        Identity {
+            name: "test".into(),
+            allowed: None,
+            limiter: KeyLimiter::new("test", KeyLimits::default()),
+        }
+    }
+}

@@ -5,9 +5,9 @@
 //! 1. Pick a route among those not parked (429 + Retry-After) and whose breaker lets calls through, by the
 //!    model's `balance`; routes that already failed in this call come last. A route tried for the first time
 //!    in this call goes at once (fallback); a route tried again waits a full-jitter backoff first.
-//! 2. If no route can take calls, wait for the first to come back only if that is within `max_backoff` and
-//!    before the deadline; otherwise fail now with the last error (or RESOURCE_EXHAUSTED / UNAVAILABLE saying
-//!    why no route could be used) so the client can decide.
+//! 2. If no route can take calls because they are rate limited (parked), wait for the first to come back if
+//!    that is within `max_backoff` and before the deadline. Otherwise — or when breakers are open — fail now
+//!    with the last error (or RESOURCE_EXHAUSTED / UNAVAILABLE saying why no route could be used).
 //! 3. Never wait past the deadline: a retry that cannot start in time is not made, and the client gets the
 //!    upstream's error rather than DEADLINE_EXCEEDED.
 //! 4. Retry only retryable errors (429, 408, 5xx, connect and reset errors, stalls), at most `attempts` tries in
@@ -133,7 +133,13 @@ pub async fn dispatch(
                 Pick::Route(i) => excluded |= 1 << i,
                 Pick::Wait { until, parked } => {
                     let wait = until.saturating_duration_since(now);
-                    if waited || wait > policy.retry.max_backoff || until >= call.deadline.at {
+                    // Only a rate-limit park is waited out; an open breaker fails fast, or it would hold
+                    // calls on the failing upstream it exists to protect.
+                    if waited
+                        || !parked
+                        || wait > policy.retry.max_backoff
+                        || until >= call.deadline.at
+                    {
                         return Err(last.unwrap_or_else(|| no_route(model, wait, parked)));
                     }
                     break None;
@@ -270,4 +276,94 @@ async fn try_route(
             })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Config, router::Router};
+
+    fn model(balance: &str) -> Arc<Model> {
+        let text = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            [[upstreams]]
+            name = "a"
+            kind = "mock"
+            [[upstreams]]
+            name = "b"
+            kind = "mock"
+            [[models]]
+            name = "m"
+            max_output_tokens = 10
+            routes = [{{ upstream = "a", model = "x", weight = 1 }}, {{ upstream = "b", model = "y", weight = 3 }}]
+            [models.policy]
+            balance = "{balance}"
+            "#
+        );
+        let router = Router::new(&Config::parse(&text, |_| None).unwrap()).unwrap();
+        router
+            .resolve("m", &crate::auth::tests::anyone())
+            .unwrap()
+            .clone()
+    }
+
+    fn picked(p: Pick) -> usize {
+        match p {
+            Pick::Route(i) => i,
+            Pick::Wait { .. } => panic!("no route picked"),
+        }
+    }
+
+    #[test]
+    fn fallback_goes_in_order_and_prefers_untried_routes() {
+        let m = model("fallback");
+        let now = Instant::now();
+        assert_eq!(picked(pick(&m, 0, 0, now)), 0);
+        assert_eq!(
+            picked(pick(&m, 0b01, 0, now)),
+            1,
+            "route 0 failed in this call"
+        );
+        assert_eq!(picked(pick(&m, 0b11, 0, now)), 0, "all tried: start over");
+        m.routes[0].park(now + Duration::from_secs(5));
+        assert_eq!(
+            picked(pick(&m, 0, 0, now)),
+            1,
+            "a parked route is out of rotation"
+        );
+        m.routes[1].park(now + Duration::from_secs(2));
+        match pick(&m, 0, 0, now) {
+            Pick::Wait { until, parked } => {
+                assert_eq!((until, parked), (now + Duration::from_secs(2), true))
+            }
+            Pick::Route(i) => panic!("picked parked route {i}"),
+        }
+    }
+
+    #[test]
+    fn weighted_follows_the_weights() {
+        let m = model("weighted");
+        fastrand::seed(7);
+        let now = Instant::now();
+        let to_b = (0..10_000)
+            .filter(|_| picked(pick(&m, 0, 0, now)) == 1)
+            .count();
+        assert!(
+            (7_200..=7_800).contains(&to_b),
+            "weight 3 of 4 got {to_b} of 10000"
+        );
+    }
+
+    #[test]
+    fn least_in_flight_picks_the_idle_route() {
+        let m = model("least_in_flight");
+        let now = Instant::now();
+        assert_eq!(picked(pick(&m, 0, 0, now)), 0, "ties go to config order");
+        let _busy = RouteGuard::new(m.clone(), 0);
+        assert_eq!(picked(pick(&m, 0, 0, now)), 1);
+        let _busy_too = (RouteGuard::new(m.clone(), 1), RouteGuard::new(m.clone(), 1));
+        assert_eq!(picked(pick(&m, 0, 0, now)), 0);
+    }
 }

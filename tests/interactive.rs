@@ -249,3 +249,23 @@ async fn session_level_errors_end_the_stream() {
     assert!(status.message().contains("SessionStart"));
     assert_eq!(up.calls(), 0);
 }
+
+#[tokio::test]
+async fn a_rate_limit_ends_the_session_with_a_status() {
+    let up = Upstream::start(vec![Reply::sse(&stream_of(&["ok"]))]).await;
+    let text = config_text(&up.base_url(), "").replace(
+        "name = \"tester\"\n        env = \"TEST_KEY\"",
+        "name = \"tester\"\n        env = \"TEST_KEY\"\n        limits = { rpm = 1 }",
+    );
+    assert!(text.contains("rpm = 1"));
+    let gw = Gateway::start(config(&text)).await;
+    let mut s = Session::open(&gw, KEY, start("big", "")).await.unwrap();
+    s.next().await.unwrap();
+    s.say("one").await;
+    assert!(matches!(s.turn().await.2, Event::Complete(_)));
+    s.say("two").await; // each turn is a request: the second is over the key's 1 per minute
+    let status = s.next().await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.metadata().get("retry-after").is_some());
+    assert_eq!(up.calls(), 1);
+}

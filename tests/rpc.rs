@@ -404,8 +404,7 @@ async fn connect_errors_are_unavailable() {
         .generate(authed(generate("big", "x"), KEY))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("connect"), "{}", status.message());
+    assert_status(&status, Code::Unavailable, "connect");
 }
 
 #[tokio::test]
@@ -456,12 +455,7 @@ async fn configured_request_timeout_is_deadline_exceeded() {
         .generate(authed(generate("big", "x"), KEY))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert!(
-        status.message().contains("request_timeout"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::DeadlineExceeded, "request_timeout");
 }
 
 #[tokio::test]

@@ -89,6 +89,16 @@ pub fn mock_config_text(server_extra: &str, tokens_per_second: u32) -> String {
     )
 }
 
+/// Asserts a status's code and that its message says `needle`.
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, needle: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(needle),
+        "{:?} does not say {needle:?}",
+        status.message()
+    );
+}
+
 /// Reads a stream that must fail: the chunks before the error (none may be the last), and the error status.
 pub async fn read_to_error(
     stream: &mut tonic::Streaming<StreamChunk>,

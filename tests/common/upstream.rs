@@ -90,6 +90,8 @@ impl Reply {
 /// A request as the upstream saw it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// When the request arrived (for lower bounds on the waits between attempts).
+    pub at: std::time::Instant,
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
@@ -297,6 +299,7 @@ async fn read_request(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Option<Recor
         .unwrap_or(serde_json::Value::Null);
     buf.drain(..body_start + len);
     Some(Recorded {
+        at: std::time::Instant::now(),
         method,
         path,
         headers,

@@ -1,0 +1,514 @@
+//! Traffic control against scripted upstreams: retries and Retry-After, fallback, breakers, the retry budget,
+//! stream limits, and the request id. Waits are asserted as lower bounds only (never "fast enough").
+
+mod common;
+
+use std::time::Duration;
+
+use aigw::proto::GenerationConfig;
+use common::{upstream::*, *};
+use tonic::Code;
+
+/// Model "m" over the given upstreams (name, base URL), with `routes`, `[models.policy]` and key limits.
+fn traffic(
+    upstreams: &[(&str, String)],
+    routes: &str,
+    policy: &str,
+    key_limits: &str,
+    limits: &str,
+) -> aigw::config::Config {
+    let ups: String = upstreams
+        .iter()
+        .map(|(name, url)| {
+            format!(
+                "[[upstreams]]\nname = \"{name}\"\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key_env = \"TEST_UPSTREAM_KEY\"\nconnect_timeout = \"2s\"\n"
+            )
+        })
+        .collect();
+    config(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [limits]
+        {limits}
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        limits = {{ {key_limits} }}
+        {ups}
+        [[models]]
+        name = "m"
+        max_output_tokens = 2000
+        routes = [{routes}]
+        [models.policy]
+        {policy}
+        "#
+    ))
+}
+
+/// One upstream "a" behind model "m".
+async fn one(script: Vec<Reply>, policy: &str) -> (Upstream, Gateway) {
+    let up = Upstream::start(script).await;
+    let gw = Gateway::start(traffic(
+        &[("a", up.base_url())],
+        r#"{ upstream = "a", model = "up" }"#,
+        policy,
+        "",
+        "",
+    ))
+    .await;
+    (up, gw)
+}
+
+fn ok_reply() -> Reply {
+    Reply::json(200, &completion("fine", "stop", 3, 1))
+}
+
+fn err_reply(status: u16) -> Reply {
+    Reply::json(status, r#"{"error":{"message":"trouble"}}"#)
+}
+
+/// A Generate call to model "m" on a fresh connection.
+async fn gen(gw: &Gateway) -> Result<aigw::proto::GenerateResponse, tonic::Status> {
+    let resp = gw
+        .client()
+        .await
+        .generate(authed(generate("m", "hi"), KEY))
+        .await;
+    resp.map(tonic::Response::into_inner)
+}
+
+/// A StreamGenerate call to model "m" on a fresh connection.
+async fn open(gw: &Gateway) -> Result<tonic::Streaming<aigw::proto::StreamChunk>, tonic::Status> {
+    let resp = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("m", "hi"), KEY))
+        .await;
+    resp.map(tonic::Response::into_inner)
+}
+
+fn gap(up: &Upstream, i: usize) -> Duration {
+    let r = up.requests();
+    r[i + 1].at.duration_since(r[i].at)
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_then_retried() {
+    let (up, gw) = one(
+        vec![err_reply(429).header("retry-after", "2"), ok_reply()],
+        "",
+    )
+    .await;
+    let resp = gen(&gw).await.unwrap();
+    assert_eq!(resp.content, "fine");
+    assert_eq!(up.calls(), 2);
+    assert!(
+        gap(&up, 0) >= Duration::from_secs(2),
+        "retried after {:?}, before Retry-After",
+        gap(&up, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_backoff_cap_or_the_deadline_goes_back_to_the_client() {
+    // Longer than max_backoff: the client gets the wait instead of a gateway that holds the call.
+    let (up, gw) = one(
+        vec![err_reply(429).header("retry-after", "30"), ok_reply()],
+        "",
+    )
+    .await;
+    let status = gen(&gw).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "30");
+    let info = tonic_types::StatusExt::get_error_details(&status)
+        .retry_info()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.retry_delay, Some(Duration::from_secs(30)));
+    assert_eq!(up.calls(), 1);
+    // The route is now out of rotation: the next call is not sent to it at all.
+    let status = gen(&gw).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(up.calls(), 1);
+
+    // Within the cap, but past the client's deadline: fail fast with the upstream's answer, not a timeout.
+    let (up, gw) = one(
+        vec![err_reply(429).header("retry-after", "2"), ok_reply()],
+        "",
+    )
+    .await;
+    let req = authed_with_timeout(generate("m", "hi"), KEY, Duration::from_secs(1));
+    let status = gw.raw_client().generate(req).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    let (up, gw) = one(
+        vec![err_reply(503), err_reply(503), ok_reply()],
+        r#"retry = { attempts = 3, backoff = "20ms" }"#,
+    )
+    .await;
+    let resp = gen(&gw).await.unwrap();
+    assert_eq!(resp.content, "fine");
+    assert_eq!(up.calls(), 3);
+
+    // Attempts are capped, and client errors are never retried.
+    let (up, gw) = one(
+        vec![err_reply(500)],
+        r#"retry = { attempts = 2, backoff = "1ms" }"#,
+    )
+    .await;
+    let status = gen(&gw).await.unwrap_err();
+    assert_eq!((status.code(), up.calls()), (Code::Unavailable, 2));
+    for client_error in [400, 401, 403, 404, 422] {
+        let (up, gw) = one(vec![err_reply(client_error)], "").await;
+        assert!(gen(&gw).await.is_err());
+        assert_eq!(up.calls(), 1, "HTTP {client_error} was retried");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_falls_back_to_the_next_route() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let up = Upstream::start(vec![ok_reply()]).await;
+    let cfg = traffic(
+        &[
+            ("dead", format!("http://127.0.0.1:{dead}/v1")),
+            ("live", up.base_url()),
+        ],
+        r#"{ upstream = "dead", model = "up" }, { upstream = "live", model = "up-2" }"#,
+        "",
+        "",
+        "",
+    );
+    let gw = Gateway::start(cfg).await;
+    let resp = gen(&gw).await.unwrap();
+    assert_eq!(resp.content, "fine");
+    assert_eq!(up.calls(), 1);
+    assert_eq!(up.requests()[0].body["model"], "up-2");
+}
+
+#[tokio::test]
+async fn streams_are_retried_before_the_first_chunk_and_never_after() {
+    // 200, then reset before any content: nothing reached the client, so the next attempt may answer.
+    let reset_early = Reply::sse(&[role_chunk()]).end(End::Reset);
+    let (up, gw) = one(
+        vec![reset_early, Reply::sse(&stream_of(&["ok"]))],
+        r#"retry = { backoff = "1ms" }"#,
+    )
+    .await;
+    let mut s = open(&gw).await.unwrap();
+    assert_eq!(s.message().await.unwrap().unwrap().delta, "ok");
+    assert_eq!(up.calls(), 2);
+
+    // Reset after a chunk was relayed: the error goes to the client; no second call.
+    let reset_late = Reply::sse(&[chunk("half")]).end(End::Reset);
+    let (up, gw) = one(
+        vec![reset_late, Reply::sse(&stream_of(&["ok"]))],
+        r#"retry = { backoff = "1ms" }"#,
+    )
+    .await;
+    let mut s = open(&gw).await.unwrap();
+    let (chunks, status) = read_to_error(&mut s).await;
+    assert_eq!((chunks.len(), status.code()), (1, Code::Unavailable));
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_stall_before_the_first_token_is_retried() {
+    let policy = r#"stream = { first_token = "300ms" }
+        retry = { backoff = "1ms" }"#;
+    let stall = Reply::sse(&[role_chunk()]).end(End::Hang);
+    let (up, gw) = one(
+        vec![stall, Reply::sse(&stream_of(&["late", " but", " fine"]))],
+        policy,
+    )
+    .await;
+    let mut s = open(&gw).await.unwrap();
+    assert_eq!(s.message().await.unwrap().unwrap().delta, "late");
+    up.wait_aborted(1).await; // the stalled attempt's connection was dropped
+    assert_eq!(up.calls(), 2);
+
+    let policy = r#"stream = { first_token = "200ms" }
+        retry = { attempts = 1 }"#;
+    let (_up, gw) = one(vec![Reply::sse(&[role_chunk()]).end(End::Hang)], policy).await;
+    let status = open(&gw).await.unwrap_err();
+    assert_status(&status, Code::Unavailable, "no first token within 200ms");
+}
+
+#[tokio::test]
+async fn a_stall_in_the_middle_ends_the_stream_with_unavailable() {
+    let (up, gw) = one(
+        vec![Reply::sse(&[chunk("a")]).end(End::Hang)],
+        r#"stream = { idle = "300ms" }"#,
+    )
+    .await;
+    let mut s = open(&gw).await.unwrap();
+    let (chunks, status) = read_to_error(&mut s).await;
+    assert_eq!(chunks.len(), 1);
+    assert_status(&status, Code::Unavailable, "stalled: no token for 300ms");
+    up.wait_aborted(1).await;
+}
+
+#[tokio::test]
+async fn the_total_stream_limit_is_deadline_exceeded() {
+    let mut parts = vec![];
+    for i in 0..100 {
+        parts.push(Part::Bytes(
+            format!("data: {}\n\n", chunk(&format!("{i} "))).into_bytes(),
+        ));
+        parts.push(Part::Delay(Duration::from_millis(50)));
+    }
+    let (_up, gw) = one(
+        vec![Reply::sse_raw(parts)],
+        r#"stream = { total = "400ms" }"#,
+    )
+    .await;
+    let mut s = open(&gw).await.unwrap();
+    let (chunks, status) = read_to_error(&mut s).await;
+    assert!(!chunks.is_empty());
+    assert_status(&status, Code::DeadlineExceeded, "total limit of 400ms");
+}
+
+#[tokio::test]
+async fn malformed_sse_is_not_retried() {
+    let (up, gw) = one(
+        vec![
+            Reply::sse(&["{not json".into()]),
+            Reply::sse(&stream_of(&["ok"])),
+        ],
+        "",
+    )
+    .await;
+    let status = open(&gw).await.unwrap_err();
+    assert_status(&status, Code::Unavailable, "malformed");
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_then_recovers_through_a_half_open_probe() {
+    let policy = r#"retry = { attempts = 1 }
+        breaker = { consecutive_failures = 2, cooldown = "500ms" }"#;
+    let (up, gw) = one(vec![err_reply(503), err_reply(503), ok_reply()], policy).await;
+    let mut client = gw.client().await;
+    for _ in 0..2 {
+        assert_eq!(
+            client
+                .generate(authed(generate("m", "hi"), KEY))
+                .await
+                .unwrap_err()
+                .code(),
+            Code::Unavailable
+        );
+    }
+    // Open: refused without calling the upstream.
+    let status = client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::Unavailable, "circuit breaker is open");
+    assert_eq!(up.calls(), 2);
+    // After the cooldown one probe goes through; its success closes the breaker.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        client
+            .generate(authed(generate("m", "hi"), KEY))
+            .await
+            .unwrap()
+            .into_inner()
+            .content,
+        "fine"
+    );
+    assert!(client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .is_ok());
+    assert_eq!(up.calls(), 4);
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_in_an_outage() {
+    // Retries may be half the requests, with no floor: an outage cannot triple the upstream's load.
+    let policy = r#"retry = { attempts = 3, backoff = "1ms", budget_ratio = 0.5, budget_min_per_second = 0.0 }
+        breaker = { consecutive_failures = 100, min_requests = 100 }"#;
+    let (up, gw) = one(vec![err_reply(503)], policy).await;
+    let mut client = gw.client().await;
+    for _ in 0..4 {
+        assert_eq!(
+            client
+                .generate(authed(generate("m", "hi"), KEY))
+                .await
+                .unwrap_err()
+                .code(),
+            Code::Unavailable
+        );
+    }
+    // Without a budget 4 requests would make 12 calls; with it, retries <= half the requests.
+    assert_eq!(up.calls(), 4 + 2, "calls: {}", up.calls());
+}
+
+#[tokio::test]
+async fn the_request_id_travels_upstream_and_back() {
+    let (up, gw) = one(vec![ok_reply()], "").await;
+    let mut req = authed(generate("m", "hi"), KEY);
+    req.metadata_mut()
+        .insert("x-request-id", "trace-42".parse().unwrap());
+    let resp = gw.client().await.generate(req).await.unwrap();
+    assert_eq!(resp.metadata().get("x-request-id").unwrap(), "trace-42");
+    assert_eq!(up.requests()[0].header("x-request-id"), Some("trace-42"));
+
+    // None given: one is made, and it is the same on both sides; errors carry it too.
+    let resp = gw
+        .client()
+        .await
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap();
+    let id = resp
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(up.requests()[1].header("x-request-id"), Some(id.as_str()));
+    let status = gw
+        .client()
+        .await
+        .generate(authed(generate("nope", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert!(status.metadata().get("x-request-id").is_some());
+}
+
+// ---- limits ------------------------------------------------------------------------------------------------
+
+fn limited(up: &Upstream, key_limits: &str, limits: &str) -> aigw::config::Config {
+    traffic(
+        &[("a", up.base_url())],
+        r#"{ upstream = "a", model = "up" }"#,
+        "",
+        key_limits,
+        limits,
+    )
+}
+
+#[tokio::test]
+async fn requests_per_minute_are_enforced_with_the_wait() {
+    let up = Upstream::start(vec![ok_reply()]).await;
+    let gw = Gateway::start(limited(&up, "rpm = 3", "")).await;
+    let mut client = gw.client().await;
+    for _ in 0..3 {
+        client
+            .generate(authed(generate("m", "hi"), KEY))
+            .await
+            .unwrap();
+    }
+    let status = client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "3 requests per minute");
+    // The wait: until the first of the three leaves the minute — at most 60 s, and at least 59 s here.
+    let secs: u64 = status
+        .metadata()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((59..=60).contains(&secs), "retry-after {secs}");
+    let info = tonic_types::StatusExt::get_error_details(&status)
+        .retry_info()
+        .cloned()
+        .unwrap();
+    assert!(info.retry_delay.unwrap() <= Duration::from_secs(60));
+    assert_eq!(up.calls(), 3);
+}
+
+#[tokio::test]
+async fn tokens_are_reserved_and_reconciled() {
+    // The upstream reports 4 tokens per call (3 prompt + 1 completion).
+    let up = Upstream::start(vec![ok_reply()]).await;
+    let gw = Gateway::start(limited(&up, "tpm = 2000", "")).await;
+    let mut client = gw.client().await;
+    let big = |n| {
+        with_config(
+            generate("m", "hi"),
+            GenerationConfig {
+                max_tokens: Some(n),
+                ..Default::default()
+            },
+        )
+    };
+    // 1500 reserved, 4 used: reconciled, so another 1500 fits.
+    client.generate(authed(big(1500), KEY)).await.unwrap();
+    client.generate(authed(big(1500), KEY)).await.unwrap();
+    // 8 used in all; 1995 more would not fit under 2000 if the reservations had stayed.
+    client.generate(authed(big(1980), KEY)).await.unwrap();
+    let status = client.generate(authed(big(1990), KEY)).await.unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "tokens per minute");
+    // A request that can never fit says so, with no wait to offer.
+    let gw = Gateway::start(limited(&up, "tpm = 100", "")).await;
+    let status = gw
+        .client()
+        .await
+        .generate(authed(big(500), KEY))
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("lower max_tokens"),
+        "{}",
+        status.message()
+    );
+    assert!(status.metadata().get("retry-after").is_none());
+}
+
+/// Opens a stream that stays open (its upstream hangs after one chunk), then makes a second call that the
+/// limit under test must refuse; returns the open stream and the refusal.
+async fn hold_one_and_refuse_the_next(
+    gw: &Gateway,
+    needle: &str,
+) -> (tonic::Streaming<aigw::proto::StreamChunk>, tonic::Status) {
+    let mut client = gw.client().await;
+    let mut s = client
+        .stream_generate(authed(stream_request("m", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.message().await.unwrap().unwrap().delta, "a");
+    let status = client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, needle);
+    (s, status)
+}
+
+#[tokio::test]
+async fn concurrency_counts_a_stream_until_it_ends_even_cancelled() {
+    let up = Upstream::start(vec![Reply::sse(&[chunk("a")]).end(End::Hang)]).await;
+    let gw = Gateway::start(limited(&up, "concurrency = 1", "")).await;
+    let (s, _) = hold_one_and_refuse_the_next(&gw, "concurrency").await;
+    drop(s); // cancelled: the slot comes back once the gateway has dropped the upstream call
+    up.wait_aborted(1).await;
+    let mut s = open(&gw).await.unwrap();
+    assert_eq!(s.message().await.unwrap().unwrap().delta, "a");
+}
+
+#[tokio::test]
+async fn the_global_in_flight_cap_sheds_load() {
+    let up = Upstream::start(vec![Reply::sse(&[chunk("a")]).end(End::Hang)]).await;
+    let gw = Gateway::start(limited(&up, "", "max_in_flight = 1")).await;
+    let (_s, status) = hold_one_and_refuse_the_next(&gw, "gateway is at its limit").await;
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
+}
