@@ -350,7 +350,7 @@ impl Config {
             }
         }
         let models = check_models(raw.models, raw.model_defaults, &upstream_index)?;
-        let keys = check_keys(raw.keys, raw.limits.default, &models, &env)?;
+        let keys = check_keys(raw.keys, raw.limits.key_default(), &models, &env)?;
         if raw.limits.max_in_flight == 0 {
             return err("limits.max_in_flight: must be at least 1");
         }
@@ -672,6 +672,36 @@ mod tests {
             let e = parse(&text).expect_err(field).to_string();
             assert!(e.contains(field), "error {e:?} should name {field}");
         }
+    }
+
+    #[test]
+    fn traffic_settings_are_checked_and_merged() {
+        let model_policy = |p: &str| format!("{BASE}\n[models.policy]\n{p}");
+        let cases = [
+            (format!("{BASE}\n[model_defaults]\nretry = {{ attempts = 0 }}"), "model_defaults.retry.attempts"),
+            (model_policy("breaker = { failure_ratio = 1.5 }"), "models[0].policy.breaker.failure_ratio"),
+            (model_policy("retry = { backoff = \"9s\", max_backoff = \"1s\" }"), "models[0].policy.retry.backoff"),
+            (model_policy("stream = { idle = \"0s\" }"), "models[0].policy.stream"),
+            (model_policy("balance = \"random\""), "balance"),
+            (BASE.replace("sha256 = \"HASH\"", "sha256 = \"HASH\"\nlimits = { rpm = 0 }"), "keys[0].limits"),
+            (BASE.replace("model = \"m-up\" }", "model = \"m-up\", weight = 0 }"), "models[0].routes[0].weight"),
+            (format!("[limits]\nmax_in_flight = 0\n{BASE}"), "limits.max_in_flight"),
+        ];
+        for (text, field) in cases {
+            let e = parse(&text).expect_err(field).to_string();
+            assert!(e.contains(field), "error {e:?} should name {field}");
+        }
+        // A model's policy overrides [model_defaults] field by field; keys fall back to [limits.default].
+        let text = format!(
+            "[limits.default]\nrpm = 5\n[model_defaults]\nretry = {{ attempts = 7, backoff = \"1s\" }}\n{}",
+            model_policy("retry = { attempts = 2 }")
+        );
+        let cfg = parse(&text).unwrap();
+        let retry = cfg.models[0].policy.retry;
+        assert_eq!((retry.attempts, retry.backoff), (2, Duration::from_secs(1)));
+        let built_in_concurrency = Some(64);
+        assert_eq!(cfg.keys[0].limits, KeyLimits { rpm: Some(5), tpm: None, concurrency: built_in_concurrency });
+        assert_eq!(cfg.models[0].default_output_tokens, 100, "the budget is capped by max_output_tokens");
     }
 
     #[test]

@@ -39,15 +39,22 @@ impl KeyLimits {
 pub(super) struct RawLimits {
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u32,
-    #[serde(default = "default_key_limits")]
-    pub default: KeyLimits,
+    #[serde(default)]
+    default: KeyLimits,
+}
+
+impl RawLimits {
+    /// `[limits.default]` over the built-in defaults, field by field.
+    pub fn key_default(&self) -> KeyLimits {
+        self.default.or(default_key_limits())
+    }
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             max_in_flight: default_max_in_flight(),
-            default: default_key_limits(),
+            default: KeyLimits::default(),
         }
     }
 }
