@@ -112,6 +112,12 @@ struct RawUpstream {
     connect_timeout: Duration,
     #[serde(default = "defaults::request_timeout", deserialize_with = "duration")]
     request_timeout: Duration,
+    #[serde(default = "defaults::pool_idle_timeout", deserialize_with = "duration")]
+    pool_idle_timeout: Duration,
+    #[serde(default = "defaults::pool_max_idle")]
+    pool_max_idle: usize,
+    #[serde(default = "defaults::keepalive", deserialize_with = "duration")]
+    keepalive: Duration,
     #[serde(default)]
     max_tokens_field: MaxTokensField,
     #[serde(default = "defaults::max_response_bytes")]
@@ -172,6 +178,15 @@ mod defaults {
     }
     pub fn tokens_per_second() -> f64 {
         100.0
+    }
+    pub fn pool_idle_timeout() -> Duration {
+        Duration::from_secs(90)
+    }
+    pub fn pool_max_idle() -> usize {
+        64
+    }
+    pub fn keepalive() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn weight() -> u32 {
         1
@@ -269,6 +284,12 @@ pub struct UpstreamConfig {
     pub api_key: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Idle pooled connections are closed after this long ...
+    pub pool_idle_timeout: Duration,
+    /// ... and at most this many are kept per host.
+    pub pool_max_idle: usize,
+    /// TCP keep-alive and HTTP/2 PING interval on upstream connections.
+    pub keepalive: Duration,
     pub max_tokens_field: MaxTokensField,
     pub max_response_bytes: usize,
     pub first_token_latency: Duration,
@@ -429,6 +450,9 @@ fn check_upstream(
         api_key,
         connect_timeout: u.connect_timeout,
         request_timeout: u.request_timeout,
+        pool_idle_timeout: u.pool_idle_timeout,
+        pool_max_idle: u.pool_max_idle,
+        keepalive: u.keepalive,
         max_tokens_field: u.max_tokens_field,
         max_response_bytes: u.max_response_bytes,
         first_token_latency: u.first_token_latency,
@@ -678,14 +702,38 @@ mod tests {
     fn traffic_settings_are_checked_and_merged() {
         let model_policy = |p: &str| format!("{BASE}\n[models.policy]\n{p}");
         let cases = [
-            (format!("{BASE}\n[model_defaults]\nretry = {{ attempts = 0 }}"), "model_defaults.retry.attempts"),
-            (model_policy("breaker = { failure_ratio = 1.5 }"), "models[0].policy.breaker.failure_ratio"),
-            (model_policy("retry = { backoff = \"9s\", max_backoff = \"1s\" }"), "models[0].policy.retry.backoff"),
-            (model_policy("stream = { idle = \"0s\" }"), "models[0].policy.stream"),
+            (
+                format!("{BASE}\n[model_defaults]\nretry = {{ attempts = 0 }}"),
+                "model_defaults.retry.attempts",
+            ),
+            (
+                model_policy("breaker = { failure_ratio = 1.5 }"),
+                "models[0].policy.breaker.failure_ratio",
+            ),
+            (
+                model_policy("retry = { backoff = \"9s\", max_backoff = \"1s\" }"),
+                "models[0].policy.retry.backoff",
+            ),
+            (
+                model_policy("stream = { idle = \"0s\" }"),
+                "models[0].policy.stream",
+            ),
             (model_policy("balance = \"random\""), "balance"),
-            (BASE.replace("sha256 = \"HASH\"", "sha256 = \"HASH\"\nlimits = { rpm = 0 }"), "keys[0].limits"),
-            (BASE.replace("model = \"m-up\" }", "model = \"m-up\", weight = 0 }"), "models[0].routes[0].weight"),
-            (format!("[limits]\nmax_in_flight = 0\n{BASE}"), "limits.max_in_flight"),
+            (
+                BASE.replace(
+                    "sha256 = \"HASH\"",
+                    "sha256 = \"HASH\"\nlimits = { rpm = 0 }",
+                ),
+                "keys[0].limits",
+            ),
+            (
+                BASE.replace("model = \"m-up\" }", "model = \"m-up\", weight = 0 }"),
+                "models[0].routes[0].weight",
+            ),
+            (
+                format!("[limits]\nmax_in_flight = 0\n{BASE}"),
+                "limits.max_in_flight",
+            ),
         ];
         for (text, field) in cases {
             let e = parse(&text).expect_err(field).to_string();
@@ -700,8 +748,18 @@ mod tests {
         let retry = cfg.models[0].policy.retry;
         assert_eq!((retry.attempts, retry.backoff), (2, Duration::from_secs(1)));
         let built_in_concurrency = Some(64);
-        assert_eq!(cfg.keys[0].limits, KeyLimits { rpm: Some(5), tpm: None, concurrency: built_in_concurrency });
-        assert_eq!(cfg.models[0].default_output_tokens, 100, "the budget is capped by max_output_tokens");
+        assert_eq!(
+            cfg.keys[0].limits,
+            KeyLimits {
+                rpm: Some(5),
+                tpm: None,
+                concurrency: built_in_concurrency
+            }
+        );
+        assert_eq!(
+            cfg.models[0].default_output_tokens, 100,
+            "the budget is capped by max_output_tokens"
+        );
     }
 
     #[test]

@@ -54,9 +54,14 @@ impl HttpUpstream {
         // so that the client's grpc-timeout and request_timeout are one mechanism with one error code.
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle)
             .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_keepalive(cfg.keepalive)
+            // HTTP/2 PINGs find a dead upstream connection even while a stream on it is silent.
+            .http2_keep_alive_interval(cfg.keepalive)
+            .http2_keep_alive_timeout(Duration::from_secs(20))
+            .http2_keep_alive_while_idle(true)
             .user_agent(concat!("aigw/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| setup(format!("HTTP client: {e}")))?;
