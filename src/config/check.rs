@@ -1,0 +1,206 @@
+//! The checks that turn the raw file into the validated config; each error names its field.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, RawKey,
+    RawModel, RawUpstream, RouteConfig, UpstreamConfig, UpstreamKind,
+};
+
+pub(super) fn upstream(
+    i: usize,
+    u: RawUpstream,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<UpstreamConfig, ConfigError> {
+    let at = format!("upstreams[{i}]");
+    if u.name.is_empty() {
+        return err(format!("{at}.name: must not be empty"));
+    }
+    let base_url = match (u.kind, u.base_url) {
+        (UpstreamKind::Openai, None) => {
+            return err(format!("{at}.base_url: required for kind = \"openai\""))
+        }
+        (UpstreamKind::Openai, Some(url)) => {
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return err(format!("{at}.base_url: scheme must be http or https"));
+            }
+            url.trim_end_matches('/').to_owned()
+        }
+        (UpstreamKind::Mock, _) => String::new(),
+    };
+    let api_key = match &u.api_key_env {
+        None => None,
+        Some(var) => match env(var) {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => {
+                return err(format!(
+                    "{at}.api_key_env: environment variable {var} is not set"
+                ))
+            }
+        },
+    };
+    if !(u.tokens_per_second.is_finite() && u.tokens_per_second > 0.0) {
+        return err(format!("{at}.tokens_per_second: must be a positive number"));
+    }
+    if u.max_response_bytes < 1024 {
+        return err(format!("{at}.max_response_bytes: must be at least 1024"));
+    }
+    Ok(UpstreamConfig {
+        name: u.name,
+        kind: u.kind,
+        base_url,
+        api_key,
+        connect_timeout: u.connect_timeout,
+        request_timeout: u.request_timeout,
+        pool_idle_timeout: u.pool_idle_timeout,
+        pool_max_idle: u.pool_max_idle,
+        keepalive: u.keepalive,
+        max_tokens_field: u.max_tokens_field,
+        max_response_bytes: u.max_response_bytes,
+        first_token_latency: u.first_token_latency,
+        tokens_per_second: u.tokens_per_second,
+    })
+}
+
+pub(super) fn models(
+    raw: Vec<RawModel>,
+    defaults: policy::RawPolicy,
+    upstreams: &HashMap<String, usize>,
+) -> Result<Vec<ModelConfig>, ConfigError> {
+    // The defaults alone must be valid too, so a bad [model_defaults] is named as such.
+    defaults.resolve(policy::RawPolicy::default(), "model_defaults")?;
+    let mut names = HashMap::new();
+    let mut models = Vec::with_capacity(raw.len());
+    for (i, m) in raw.into_iter().enumerate() {
+        let at = format!("models[{i}]");
+        for (j, name) in std::iter::once(&m.name).chain(&m.aliases).enumerate() {
+            let field = if j == 0 {
+                "name".to_owned()
+            } else {
+                format!("aliases[{}]", j - 1)
+            };
+            if name.is_empty() {
+                return err(format!("{at}.{field}: must not be empty"));
+            }
+            if let Some(other) = names.insert(name.clone(), i) {
+                return err(format!(
+                    "{at}.{field}: '{name}' is already used by models[{other}]"
+                ));
+            }
+        }
+        if m.max_output_tokens == 0 || m.max_output_tokens > i32::MAX as u32 {
+            return err(format!(
+                "{at}.max_output_tokens: must be between 1 and {}",
+                i32::MAX
+            ));
+        }
+        if m.routes.is_empty() {
+            return err(format!("{at}.routes: at least one route is required"));
+        }
+        if m.routes.len() > 64 {
+            return err(format!("{at}.routes: at most 64 routes"));
+        }
+        let routes = m
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(j, r)| match upstreams.get(&r.upstream) {
+                None => err(format!(
+                    "{at}.routes[{j}].upstream: no upstream named '{}'",
+                    r.upstream
+                )),
+                Some(_) if r.model.is_empty() => {
+                    err(format!("{at}.routes[{j}].model: must not be empty"))
+                }
+                Some(_) if r.weight == 0 => {
+                    err(format!("{at}.routes[{j}].weight: must be at least 1"))
+                }
+                Some(&upstream) => Ok(RouteConfig {
+                    upstream,
+                    model: r.model,
+                    weight: r.weight,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let default_output_tokens = m
+            .default_output_tokens
+            .unwrap_or(defaults::OUTPUT_BUDGET.min(m.max_output_tokens));
+        if default_output_tokens == 0 || default_output_tokens > m.max_output_tokens {
+            return err(format!(
+                "{at}.default_output_tokens: must be between 1 and max_output_tokens"
+            ));
+        }
+        let policy = m.policy.resolve(defaults, &format!("{at}.policy"))?;
+        models.push(ModelConfig {
+            name: m.name,
+            aliases: m.aliases,
+            max_output_tokens: m.max_output_tokens,
+            default_output_tokens,
+            routes,
+            policy,
+        });
+    }
+    Ok(models)
+}
+
+pub(super) fn keys(
+    raw: Vec<RawKey>,
+    default_limits: KeyLimits,
+    models: &[ModelConfig],
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<ClientKey>, ConfigError> {
+    let mut keys: Vec<ClientKey> = Vec::with_capacity(raw.len());
+    for (i, k) in raw.into_iter().enumerate() {
+        let at = format!("keys[{i}]");
+        if k.name.is_empty() {
+            return err(format!("{at}.name: must not be empty"));
+        }
+        if keys.iter().any(|other| other.name == k.name) {
+            return err(format!("{at}.name: '{}' is used twice", k.name));
+        }
+        let sha256 = match (k.sha256, k.env) {
+            (Some(hex), None) => parse_hex32(&hex.to_ascii_lowercase()).ok_or_else(|| {
+                ConfigError(format!(
+                    "{at}.sha256: must be 64 hex digits (aigw hash-key)"
+                ))
+            })?,
+            (None, Some(var)) => match env(&var) {
+                Some(secret) if !secret.is_empty() => Sha256::digest(secret.as_bytes()).into(),
+                _ => return err(format!("{at}.env: environment variable {var} is not set")),
+            },
+            _ => return err(format!("{at}: set exactly one of sha256 or env")),
+        };
+        if keys.iter().any(|other| other.sha256 == sha256) {
+            return err(format!(
+                "{at}: the same secret is already used by another key"
+            ));
+        }
+        if let Some(allowed) = &k.models {
+            for (j, name) in allowed.iter().enumerate() {
+                if !models
+                    .iter()
+                    .any(|m| &m.name == name || m.aliases.contains(name))
+                {
+                    return err(format!("{at}.models[{j}]: no model named '{name}'"));
+                }
+            }
+        }
+        let limits = k.limits.or(default_limits);
+        if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.concurrency == Some(0) {
+            return err(format!(
+                "{at}.limits: a limit of 0 would refuse every call; remove the key instead"
+            ));
+        }
+        keys.push(ClientKey {
+            name: k.name,
+            sha256,
+            models: k.models,
+            limits,
+        });
+    }
+    Ok(keys)
+}

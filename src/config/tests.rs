@@ -1,0 +1,195 @@
+//! Config parsing and validation: every error names its field.
+use super::*;
+
+const BASE: &str = r#"
+    [server]
+    listen = "127.0.0.1:0"
+    [[keys]]
+    name = "dev"
+    sha256 = "HASH"
+    [[upstreams]]
+    name = "mock"
+    kind = "mock"
+    [[models]]
+    name = "m"
+    aliases = ["m-alias"]
+    max_output_tokens = 100
+    routes = [{ upstream = "mock", model = "m-up" }]
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let text = text.replace("HASH", &hash_key("secret"));
+    Config::parse(&text, |var| (var == "SET").then(|| "value".to_owned()))
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    let cfg = parse(BASE).unwrap();
+    assert_eq!(cfg.models[0].routes[0].model, "m-up");
+    assert_eq!(
+        cfg.keys[0].sha256,
+        <[u8; 32]>::from(Sha256::digest(b"secret"))
+    );
+    assert_eq!(cfg.shutdown_grace, Duration::from_secs(30));
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases = [
+        (
+            BASE.replace("kind = \"mock\"", "kind = \"mock\"\nsurprise = 1"),
+            "surprise",
+        ),
+        (
+            BASE.replace("upstream = \"mock\"", "upstream = \"nope\""),
+            "models[0].routes[0].upstream",
+        ),
+        (
+            BASE.replace("max_output_tokens = 100", "max_output_tokens = 0"),
+            "models[0].max_output_tokens",
+        ),
+        (
+            BASE.replace("aliases = [\"m-alias\"]", "aliases = [\"m\"]"),
+            "models[0].aliases[0]",
+        ),
+        (
+            BASE.replace("sha256 = \"HASH\"", "sha256 = \"abc\""),
+            "keys[0].sha256",
+        ),
+        (
+            BASE.replace("sha256 = \"HASH\"", "env = \"UNSET\""),
+            "keys[0].env",
+        ),
+        (
+            BASE.replace("kind = \"mock\"", "kind = \"openai\""),
+            "upstreams[0].base_url",
+        ),
+        (
+            BASE.replace(
+                "kind = \"mock\"",
+                "kind = \"openai\"\nbase_url = \"ftp://x\"",
+            ),
+            "upstreams[0].base_url",
+        ),
+        (
+            BASE.replace(
+                "kind = \"mock\"",
+                "kind = \"mock\"\napi_key_env = \"UNSET\"",
+            ),
+            "upstreams[0].api_key_env",
+        ),
+        (
+            BASE.replace(
+                "listen = \"127.0.0.1:0\"",
+                "listen = \"127.0.0.1:0\"\nshutdown_grace = \"soon\"",
+            ),
+            "soon",
+        ),
+        (
+            format!("{BASE}\n[[keys]]\nname = \"x\"\nenv = \"SET\"\nmodels = [\"zz\"]"),
+            "keys[1].models[0]",
+        ),
+    ];
+    for (text, field) in cases {
+        let e = parse(&text).expect_err(field).to_string();
+        assert!(e.contains(field), "error {e:?} should name {field}");
+    }
+}
+
+#[test]
+fn traffic_settings_are_checked_and_merged() {
+    let model_policy = |p: &str| format!("{BASE}\n[models.policy]\n{p}");
+    let cases = [
+        (
+            format!("{BASE}\n[model_defaults]\nretry = {{ attempts = 0 }}"),
+            "model_defaults.retry.attempts",
+        ),
+        (
+            model_policy("breaker = { failure_ratio = 1.5 }"),
+            "models[0].policy.breaker.failure_ratio",
+        ),
+        (
+            model_policy("retry = { backoff = \"9s\", max_backoff = \"1s\" }"),
+            "models[0].policy.retry.backoff",
+        ),
+        (
+            model_policy("stream = { idle = \"0s\" }"),
+            "models[0].policy.stream",
+        ),
+        (model_policy("balance = \"random\""), "balance"),
+        (
+            BASE.replace(
+                "sha256 = \"HASH\"",
+                "sha256 = \"HASH\"\nlimits = { rpm = 0 }",
+            ),
+            "keys[0].limits",
+        ),
+        (
+            BASE.replace("model = \"m-up\" }", "model = \"m-up\", weight = 0 }"),
+            "models[0].routes[0].weight",
+        ),
+        (
+            format!("[limits]\nmax_in_flight = 0\n{BASE}"),
+            "limits.max_in_flight",
+        ),
+    ];
+    for (text, field) in cases {
+        let e = parse(&text).expect_err(field).to_string();
+        assert!(e.contains(field), "error {e:?} should name {field}");
+    }
+    // A model's policy overrides [model_defaults] field by field; keys fall back to [limits.default].
+    let text = format!(
+        "[limits.default]\nrpm = 5\n[model_defaults]\nretry = {{ attempts = 7, backoff = \"1s\" }}\n{}",
+        model_policy("retry = { attempts = 2 }")
+    );
+    let cfg = parse(&text).unwrap();
+    let retry = cfg.models[0].policy.retry;
+    assert_eq!((retry.attempts, retry.backoff), (2, Duration::from_secs(1)));
+    let built_in_concurrency = Some(64);
+    assert_eq!(
+        cfg.keys[0].limits,
+        KeyLimits {
+            rpm: Some(5),
+            tpm: None,
+            concurrency: built_in_concurrency
+        }
+    );
+    assert_eq!(
+        cfg.models[0].default_output_tokens, 100,
+        "the budget is capped by max_output_tokens"
+    );
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_stay_out_of_debug() {
+    let text = BASE.replace("sha256 = \"HASH\"", "env = \"SET\"").replace(
+        "kind = \"mock\"",
+        "kind = \"openai\"\nbase_url = \"https://example.test/v1/\"\napi_key_env = \"SET\"",
+    );
+    let cfg = parse(&text).unwrap();
+    assert_eq!(
+        cfg.keys[0].sha256,
+        <[u8; 32]>::from(Sha256::digest(b"value"))
+    );
+    assert_eq!(cfg.upstreams[0].api_key.as_deref(), Some("value"));
+    assert_eq!(cfg.upstreams[0].base_url, "https://example.test/v1");
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("value"), "{shown}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let text = include_str!("../../config.toml");
+    let cfg = Config::parse(text, |_| None).unwrap();
+    assert!(cfg.models.iter().any(|m| m.name == "gpt-4.1"));
+    assert!(cfg.tls.is_none());
+}
+
+#[test]
+fn the_container_config_is_valid() {
+    let text = include_str!("../../deploy/container.toml");
+    let cfg = Config::parse(text, |_| Some("from-env".to_owned())).unwrap();
+    assert_eq!(cfg.listen.port(), 443);
+    assert!(cfg.tls.is_some());
+    assert_eq!(cfg.log_format, LogFormat::Json);
+}
