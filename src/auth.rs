@@ -34,12 +34,13 @@ impl Identity {
 
 pub struct KeyStore {
     by_digest: HashMap<[u8; 32], Arc<Identity>>,
+    by_name: HashMap<String, Arc<Identity>>,
 }
 
 impl KeyStore {
     /// Allowlists may name aliases; they are stored as canonical names.
     pub fn new(keys: &[ClientKey], router: &Router) -> KeyStore {
-        let by_digest = keys
+        let by_digest: HashMap<[u8; 32], Arc<Identity>> = keys
             .iter()
             .map(|k| {
                 let allowed = k.models.as_ref().map(|names| {
@@ -58,7 +59,16 @@ impl KeyStore {
                 (k.sha256, Arc::new(who))
             })
             .collect();
-        KeyStore { by_digest }
+        let by_name = by_digest
+            .values()
+            .map(|who| (who.name.clone(), who.clone()))
+            .collect();
+        KeyStore { by_digest, by_name }
+    }
+
+    /// A key by its configured name (for the admin API).
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Identity>> {
+        self.by_name.get(name)
     }
 
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Identity>, GatewayError> {

@@ -107,11 +107,13 @@ fn pick(model: &Model, tried: u64, excluded: u64, now: Instant) -> Pick {
 }
 
 /// Sends `call` to `model`, streamed or not, following the rules above.
+/// Time spent waiting on upstream attempts is added to `upstream_time`.
 pub async fn dispatch(
     gw: &Gateway,
     model: &Arc<Model>,
     call: &Call<'_>,
     stream: bool,
+    upstream_time: &mut Duration,
 ) -> Result<Dispatched, GatewayError> {
     let policy = &model.policy;
     model.budget.record_request(Instant::now());
@@ -119,6 +121,7 @@ pub async fn dispatch(
     let mut last: Option<GatewayError> = None;
     let mut attempt = 0;
     let mut waited = false;
+    let mut previous: Option<usize> = None;
     while attempt < policy.retry.attempts {
         let now = Instant::now();
         if attempt > 0 && !model.budget.try_retry(now) {
@@ -174,8 +177,18 @@ pub async fn dispatch(
             })
             .await?;
         }
+        if attempt > 1 {
+            gw.metrics.retries.with_label_values(&[&model.name]).inc();
+        }
+        if previous.is_some_and(|p| p != index) {
+            gw.metrics.fallbacks.with_label_values(&[&model.name]).inc();
+        }
+        previous = Some(index);
         let guard = RouteGuard::new(model.clone(), index);
-        match try_route(gw, &guard, model, call, stream).await {
+        let sent = Instant::now();
+        let result = try_route(gw, &guard, model, call, stream).await;
+        *upstream_time += sent.elapsed();
+        match result {
             Ok(answer) => {
                 guard.route().breaker.record(Instant::now(), true);
                 return Ok(Dispatched {
@@ -216,6 +229,7 @@ fn no_route(model: &Model, wait: Duration, parked: bool) -> GatewayError {
                 model.name
             ),
             retry_after: Some(wait),
+            limit: "upstream_rate_limit",
         }
     } else {
         GatewayError::UpstreamUnavailable {

@@ -25,11 +25,12 @@ pub enum GatewayError {
         requested: String,
         available: Vec<String>,
     },
-    /// A limit of the gateway's own was reached.
+    /// A limit of the gateway's own was reached; `limit` names it for metrics.
     #[error("{message}")]
     ResourceExhausted {
         message: String,
         retry_after: Option<Duration>,
+        limit: &'static str,
     },
     /// The upstream answered 429 (after any retries).
     #[error("upstream '{upstream}' is rate limiting the gateway")]

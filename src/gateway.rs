@@ -13,8 +13,10 @@ use crate::{
     deadline::Deadline,
     error::GatewayError,
     limits::{estimate_tokens, Admission},
+    metrics::Metrics,
     proto::{GenerationConfig, Message},
     router::{Model, Router},
+    usage::UsageBook,
 };
 
 /// Shutdown state: `draining` fires when the server stops accepting; `stop` fires when the grace period is
@@ -32,6 +34,8 @@ pub struct Gateway {
     pub lifecycle: Lifecycle,
     /// The process-wide cap on calls in flight (load shedding).
     pub in_flight: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+    pub usage: UsageBook,
 }
 
 /// Tokens to reserve for a request against its key's tpm.
@@ -52,6 +56,8 @@ impl Gateway {
             interactive: cfg.interactive,
             lifecycle: Lifecycle::default(),
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
+            metrics: Arc::new(Metrics::new()),
+            usage: UsageBook::new(cfg),
         }))
     }
 
@@ -78,11 +84,19 @@ impl Gateway {
         messages: &[Message],
         config: Option<&GenerationConfig>,
     ) -> Result<Admission, GatewayError> {
-        who.limiter.admit(
-            Instant::now(),
-            reserve(model, messages, config),
-            &self.in_flight,
-        )
+        let tokens = reserve(model, messages, config);
+        let admitted = who.limiter.admit(Instant::now(), tokens, &self.in_flight);
+        admitted.inspect_err(|e| self.rejected(who, e))
+    }
+
+    /// Counts a refusal by a limit.
+    pub fn rejected(&self, who: &Identity, err: &GatewayError) {
+        if let GatewayError::ResourceExhausted { limit, .. } = err {
+            self.metrics
+                .rejections
+                .with_label_values(&[who.name.as_str(), limit])
+                .inc();
+        }
     }
 
     /// Runs `fut` until it finishes, the deadline passes or the grace period ends. Dropping `fut` drops the

@@ -4,6 +4,7 @@
 //! -> core ([`gateway`]: checks, [`router`], deadline) -> [`upstream`] (OpenAI HTTP client or the mock).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod breaker;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod gateway;
 pub mod healthcheck;
 pub mod limits;
+pub mod metrics;
 pub mod openai;
 pub mod retry;
 pub mod router;
@@ -21,7 +23,9 @@ pub mod rpclog;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod trailers;
 pub mod upstream;
+pub mod usage;
 
 /// Generated code for `proto/ai_service.proto`.
 pub mod proto {

@@ -12,7 +12,7 @@
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::{
@@ -27,12 +27,18 @@ pub const GRAIN: Duration = Duration::from_millis(50);
 
 /// A sliding-window log of amounts (1 per request, or tokens).
 #[derive(Debug, Default)]
-struct Log {
+pub(crate) struct Log {
     entries: VecDeque<(Instant, u64)>,
     total: u64,
 }
 
 impl Log {
+    /// The amount in the window ending now.
+    pub(crate) fn total(&mut self, now: Instant) -> u64 {
+        self.expire(now);
+        self.total
+    }
+
     fn expire(&mut self, now: Instant) {
         while let Some(&(at, amount)) = self.entries.front() {
             if at + WINDOW > now {
@@ -64,7 +70,7 @@ impl Log {
     }
 
     /// Records `amount` at `now`; returns the time of the entry that holds it.
-    fn add(&mut self, now: Instant, amount: u64) -> Instant {
+    pub(crate) fn add(&mut self, now: Instant, amount: u64) -> Instant {
         self.total += amount;
         match self.entries.back_mut() {
             Some((at, n)) if now < *at + GRAIN => {
@@ -94,7 +100,10 @@ impl Log {
 #[derive(Debug)]
 pub struct KeyLimiter {
     name: String,
-    limits: KeyLimits,
+    /// rpm, tpm and the budget can change at run time (usage API); concurrency is fixed at start.
+    limits: Mutex<KeyLimits>,
+    /// (UTC day number, dollars spent that day).
+    spend: Mutex<(u64, f64)>,
     requests: Mutex<Log>,
     tokens: Arc<Mutex<Log>>,
     in_flight: Option<Arc<Semaphore>>,
@@ -144,7 +153,8 @@ impl KeyLimiter {
     pub fn new(name: &str, limits: KeyLimits) -> KeyLimiter {
         KeyLimiter {
             name: name.to_owned(),
-            limits,
+            limits: Mutex::new(limits),
+            spend: Mutex::new((0, 0.0)),
             requests: Mutex::default(),
             tokens: Arc::default(),
             in_flight: limits
@@ -153,10 +163,45 @@ impl KeyLimiter {
         }
     }
 
-    fn exhausted(&self, what: String, retry_after: Option<Duration>) -> GatewayError {
+    fn exhausted(
+        &self,
+        limit: &'static str,
+        what: String,
+        retry_after: Option<Duration>,
+    ) -> GatewayError {
         GatewayError::ResourceExhausted {
             message: format!("key '{}': {what}", self.name),
             retry_after,
+            limit,
+        }
+    }
+
+    pub fn limits(&self) -> KeyLimits {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the rates and the budget; concurrency stays as configured.
+    pub fn set_limits(&self, rpm: Option<u32>, tpm: Option<u64>, daily_budget_usd: Option<f64>) {
+        let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        (l.rpm, l.tpm, l.daily_budget_usd) = (rpm, tpm, daily_budget_usd);
+    }
+
+    /// Adds spend to the key's UTC day.
+    pub fn add_spend(&self, usd: f64, wall: SystemTime) {
+        let day = utc_day(wall);
+        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        if spend.0 != day {
+            *spend = (day, 0.0);
+        }
+        spend.1 += usd;
+    }
+
+    pub fn spent_today(&self, wall: SystemTime) -> f64 {
+        let spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        if spend.0 == utc_day(wall) {
+            spend.1
+        } else {
+            0.0
         }
     }
 
@@ -169,7 +214,7 @@ impl KeyLimiter {
         global: &Arc<Semaphore>,
     ) -> Result<Admission, GatewayError> {
         let mut admission = self.permits(global)?;
-        admission.reservation = self.rates(now, tokens)?;
+        admission.reservation = self.rates(now, SystemTime::now(), tokens)?;
         Ok(admission)
     }
 
@@ -182,12 +227,14 @@ impl KeyLimiter {
                 .map_err(|_| GatewayError::ResourceExhausted {
                     message: "the gateway is at its limit of calls in flight".into(),
                     retry_after: Some(Duration::from_secs(1)),
+                    limit: "max_in_flight",
                 })?;
         let key = match &self.in_flight {
             None => None,
             Some(sem) => Some(sem.clone().try_acquire_owned().map_err(|_| {
-                let n = self.limits.concurrency.unwrap_or_default();
+                let n = self.limits().concurrency.unwrap_or_default();
                 self.exhausted(
+                    "concurrency",
                     format!("{n} calls already in flight (concurrency limit)"),
                     Some(Duration::from_secs(1)),
                 )
@@ -201,36 +248,64 @@ impl KeyLimiter {
     }
 
     /// The rate part alone: one request and its token reservation (each turn of a session).
-    pub fn rates(&self, now: Instant, tokens: u64) -> Result<Option<Reservation>, GatewayError> {
+    pub fn rates(
+        &self,
+        now: Instant,
+        wall: SystemTime,
+        tokens: u64,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        let limits = self.limits();
+        if let Some(budget) = limits.daily_budget_usd {
+            let spent = self.spent_today(wall);
+            if spent >= budget {
+                let what = format!("daily budget of ${budget:.2} spent (${spent:.4} today, UTC)");
+                return Err(self.exhausted("budget", what, Some(until_utc_midnight(wall))));
+            }
+        }
         // Check both rates before recording either, so a refused call leaves no trace.
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let mut log = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rpm) = self.limits.rpm {
+        if let Some(rpm) = limits.rpm {
             if let Err(wait) = requests.check(now, 1, u64::from(rpm)) {
-                return Err(self.exhausted(format!("{rpm} requests per minute reached"), wait));
+                return Err(self.exhausted(
+                    "rpm",
+                    format!("{rpm} requests per minute reached"),
+                    wait,
+                ));
             }
         }
-        if let Some(tpm) = self.limits.tpm {
+        if let Some(tpm) = limits.tpm {
             match log.check(now, tokens, tpm) {
                 Ok(()) => {}
                 Err(None) => {
                     return Err(self.exhausted(
+                        "tpm",
                         format!("this request may use {tokens} tokens, more than the key's {tpm} per minute; lower max_tokens"),
                         None,
                     ))
                 }
-                Err(wait) => return Err(self.exhausted(format!("{tpm} tokens per minute reached"), wait)),
+                Err(wait) => return Err(self.exhausted("tpm", format!("{tpm} tokens per minute reached"), wait)),
             }
         }
-        if self.limits.rpm.is_some() {
+        if limits.rpm.is_some() {
             requests.add(now, 1);
         }
-        Ok(self.limits.tpm.map(|_| Reservation {
+        Ok(limits.tpm.map(|_| Reservation {
             tokens: self.tokens.clone(),
             at: log.add(now, tokens),
             amount: tokens,
         }))
     }
+}
+
+pub(crate) fn utc_day(wall: SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+fn until_utc_midnight(wall: SystemTime) -> Duration {
+    let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Duration::from_secs(86_400 - secs % 86_400)
 }
 
 /// Tokens to reserve for a request: about 4 bytes per token of message text plus 4 per message, and the
@@ -254,8 +329,40 @@ mod tests {
                 rpm,
                 tpm,
                 concurrency,
+                daily_budget_usd: None,
             },
         )
+    }
+
+    #[test]
+    fn the_daily_budget_holds_until_utc_midnight() {
+        let budget = KeyLimits {
+            daily_budget_usd: Some(1.0),
+            ..KeyLimits::default()
+        };
+        let l = KeyLimiter::new("k", budget);
+        let noon = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 43_200);
+        let t = Instant::now();
+        assert!(l.rates(t, noon, 10).is_ok());
+        l.add_spend(0.6, noon);
+        assert!(l.rates(t, noon, 10).is_ok());
+        l.add_spend(0.6, noon);
+        let err = l.rates(t, noon, 10).unwrap_err();
+        assert!(
+            err.to_string().contains("daily budget of $1.00 spent"),
+            "{err}"
+        );
+        assert_eq!(
+            err.retry_after(),
+            Some(Duration::from_secs(43_200)),
+            "until midnight UTC"
+        );
+        let tomorrow = noon + Duration::from_secs(43_200);
+        assert!(l.rates(t, tomorrow, 10).is_ok());
+        assert_eq!(l.spent_today(tomorrow), 0.0);
+        // Raised at run time: admitted again today.
+        l.set_limits(None, None, Some(5.0));
+        assert!(l.rates(t, noon, 10).is_ok());
     }
 
     fn global() -> Arc<Semaphore> {

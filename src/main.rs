@@ -26,6 +26,9 @@ enum Command {
         /// Listen on this address instead of the config's `server.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// The admin listener's address instead of the config's `admin.listen`.
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
     },
     /// Validate a config file and exit (0 when valid).
     CheckConfig {
@@ -44,7 +47,11 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => serve(config, listen, admin_listen),
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(cfg) => {
                 println!(
@@ -79,7 +86,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: PathBuf, listen: Option<std::net::SocketAddr>) -> ExitCode {
+fn serve(
+    path: PathBuf,
+    listen: Option<std::net::SocketAddr>,
+    admin_listen: Option<std::net::SocketAddr>,
+) -> ExitCode {
     let mut config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -89,6 +100,9 @@ fn serve(path: PathBuf, listen: Option<std::net::SocketAddr>) -> ExitCode {
     };
     if let Some(addr) = listen {
         config.listen = addr;
+    }
+    if let Some(addr) = admin_listen {
+        config.admin_listen = addr;
     }
     init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -18,6 +18,7 @@ use crate::{
     config::{Config, Policy},
     error::GatewayError,
     retry::RetryBudget,
+    rpclog::Price,
     upstream::Upstream,
 };
 
@@ -31,6 +32,7 @@ pub struct Model {
     pub routes: Vec<Route>,
     pub policy: Policy,
     pub budget: RetryBudget,
+    pub price: Price,
 }
 
 pub struct Route {
@@ -149,6 +151,7 @@ impl Router {
                 routes,
                 policy: m.policy,
                 budget: RetryBudget::new(&m.policy.retry),
+                price: m.price,
             });
             for name in std::iter::once(&m.name).chain(&m.aliases) {
                 by_name.insert(name.clone(), model.clone());
@@ -156,6 +159,11 @@ impl Router {
             models.push(model);
         }
         Ok(Router { by_name, models })
+    }
+
+    /// Every model, in config order.
+    pub fn models(&self) -> &[Arc<Model>] {
+        &self.models
     }
 
     /// The canonical name of a model or alias.

@@ -8,10 +8,12 @@
 //!    timeout, so a slow or silent client cannot stall the accept loop or hold a task forever.
 //! 3. **HTTP/2** (hyper) — keep-alive pings find dead peers, whose streams are then dropped, and with them
 //!    their upstream requests; each connection is watched for graceful shutdown (GOAWAY).
-//! 4. **Routes** — by gRPC path: `holysheepai.AIService`, `grpc.health.v1.Health`, reflection v1 and v1alpha.
-//! 5. **Auth interceptor** (AIService only) — a cheap synchronous check of the bearer key; the caller's
+//! 4. **Trailers** — puts a slot in each request for the RPC's record to fill, and adds its
+//!    `aigw-overhead-us` and `aigw-cost-usd` to the response trailers.
+//! 5. **Routes** — by gRPC path: `holysheepai.AIService`, `grpc.health.v1.Health`, reflection v1 and v1alpha.
+//! 6. **Auth interceptor** (AIService only) — a cheap synchronous check of the bearer key; the caller's
 //!    identity travels on in the request extensions. Health and reflection stay open for probes.
-//! 6. **Handlers** — thin; the client's `grpc-timeout` is read by the handler itself so that the whole
+//! 7. **Handlers** — thin; the client's `grpc-timeout` is read by the handler itself so that the whole
 //!    upstream call, streams included, is bounded by it and ends with DEADLINE_EXCEEDED.
 //!
 //! We run hyper directly rather than tonic's `Server` because the latter answers an expired `grpc-timeout`
@@ -54,6 +56,8 @@ pub enum ServeError {
 
 pub struct Server {
     listener: TcpListener,
+    admin: TcpListener,
+    admin_key: Option<[u8; 32]>,
     tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
     grace: Duration,
@@ -64,15 +68,15 @@ impl Server {
     pub async fn bind(config: &Config) -> Result<Server, ServeError> {
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let gateway = Gateway::new(config)?;
-        let listener =
-            TcpListener::bind(config.listen)
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
                 .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+                .map_err(|source| ServeError::Bind { addr, source })
+        };
         Ok(Server {
-            listener,
+            listener: bind(config.listen).await?,
+            admin: bind(config.admin_listen).await?,
+            admin_key: config.admin_key,
             tls,
             gateway,
             grace: config.shutdown_grace,
@@ -81,6 +85,16 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where the admin listener (/metrics, /readyz, usage API) is.
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// The gateway core this server runs (for embedding and tests).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
     }
 
     /// Serves until `shutdown` completes, then drains: NOT_SERVING, stop accepting, GOAWAY to every
@@ -111,10 +125,23 @@ impl Server {
             .max_concurrent_streams(1024);
         let http = Arc::new(http);
         let graceful = GracefulShutdown::new();
-        match self.local_addr() {
-            Ok(addr) => tracing::info!(%addr, tls = self.tls.is_some(), "aigw listening"),
-            Err(e) => tracing::warn!(error = %e, "aigw listening on an unknown address"),
+        match (self.local_addr(), self.admin_addr()) {
+            (Ok(addr), Ok(admin)) => {
+                tracing::info!(%addr, %admin, tls = self.tls.is_some(), "aigw listening")
+            }
+            _ => tracing::warn!("aigw listening on an unknown address"),
         }
+        // The admin listener outlives the drain, so /readyz can say "draining" until the end.
+        let admin_stop = tokio_util::sync::CancellationToken::new();
+        let admin = Arc::new(crate::admin::Admin {
+            gateway: self.gateway.clone(),
+            key: self.admin_key,
+        });
+        let admin_task = tokio::spawn(crate::admin::serve(
+            self.admin,
+            admin,
+            admin_stop.clone().cancelled_owned(),
+        ));
 
         tokio::pin!(shutdown);
         loop {
@@ -163,6 +190,8 @@ impl Server {
             self.gateway.lifecycle.stop.cancel();
             let _ = tokio::time::timeout(STOP_FLUSH, drained).await;
         }
+        admin_stop.cancel();
+        let _ = admin_task.await;
         tracing::info!("shut down");
         Ok(())
     }
@@ -184,7 +213,8 @@ async fn serve_conn<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(routes));
+    let service = tower::Layer::layer(&crate::trailers::TrailersLayer, routes);
+    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     watcher.watch(conn).await
 }
 

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::rpclog::Price;
+
 use super::{
     defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, RawKey,
     RawModel, RawUpstream, RouteConfig, UpstreamConfig, UpstreamKind,
@@ -135,6 +137,17 @@ pub(super) fn models(
             ));
         }
         let policy = m.policy.resolve(defaults, &format!("{at}.policy"))?;
+        let price = Price {
+            input: m.price.input_per_million,
+            output: m.price.output_per_million,
+        };
+        if !(price.input.is_finite()
+            && price.input >= 0.0
+            && price.output.is_finite()
+            && price.output >= 0.0)
+        {
+            return err(format!("{at}.price: prices must be 0 or more"));
+        }
         models.push(ModelConfig {
             name: m.name,
             aliases: m.aliases,
@@ -142,6 +155,7 @@ pub(super) fn models(
             default_output_tokens,
             routes,
             policy,
+            price,
         });
     }
     Ok(models)
@@ -190,7 +204,14 @@ pub(super) fn keys(
             }
         }
         let limits = k.limits.or(default_limits);
-        if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.concurrency == Some(0) {
+        let no_budget = limits
+            .daily_budget_usd
+            .is_some_and(|b| !(b.is_finite() && b > 0.0));
+        if limits.rpm == Some(0)
+            || limits.tpm == Some(0)
+            || limits.concurrency == Some(0)
+            || no_budget
+        {
             return err(format!(
                 "{at}.limits: a limit of 0 would refuse every call; remove the key instead"
             ));

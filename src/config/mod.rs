@@ -38,6 +38,8 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     limits: policy::RawLimits,
     #[serde(default)]
     model_defaults: policy::RawPolicy,
@@ -80,6 +82,23 @@ impl Default for RawInteractive {
         Self {
             max_history_messages: defaults::history_messages(),
             max_history_bytes: defaults::history_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default = "defaults::admin_listen")]
+    listen: SocketAddr,
+    key_env: Option<String>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: defaults::admin_listen(),
+            key_env: None,
         }
     }
 }
@@ -140,9 +159,21 @@ struct RawModel {
     aliases: Vec<String>,
     max_output_tokens: u32,
     default_output_tokens: Option<u32>,
+    #[serde(default)]
+    price: RawPrice,
     routes: Vec<RawRoute>,
     #[serde(default)]
     policy: policy::RawPolicy,
+}
+
+/// Dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    #[serde(default)]
+    input_per_million: f64,
+    #[serde(default)]
+    output_per_million: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +220,9 @@ mod defaults {
     pub fn keepalive() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn admin_listen() -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9090))
+    }
     pub fn weight() -> u32 {
         1
     }
@@ -234,6 +268,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub tls: Option<TlsConfig>,
     pub log_format: LogFormat,
+    /// The admin HTTP listener: /metrics, /healthz, /readyz, and the usage API.
+    pub admin_listen: SocketAddr,
+    /// SHA-256 of the admin key; without one the usage API is off.
+    pub admin_key: Option<[u8; 32]>,
     pub interactive: InteractiveConfig,
     /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: u32,
@@ -317,6 +355,7 @@ pub struct ModelConfig {
     pub default_output_tokens: u32,
     pub routes: Vec<RouteConfig>,
     pub policy: Policy,
+    pub price: crate::rpclog::Price,
 }
 
 #[derive(Debug, Clone)]
@@ -373,6 +412,22 @@ impl Config {
         }
         let models = check::models(raw.models, raw.model_defaults, &upstream_index)?;
         let keys = check::keys(raw.keys, raw.limits.key_default(), &models, &env)?;
+        let admin_key = match &raw.admin.key_env {
+            None => None,
+            Some(var) => match env(var) {
+                Some(key) if key.len() >= 16 => Some(Sha256::digest(key.as_bytes()).into()),
+                Some(_) => {
+                    return err(format!(
+                        "admin.key_env: the key in {var} is shorter than 16 characters"
+                    ))
+                }
+                None => {
+                    return err(format!(
+                        "admin.key_env: environment variable {var} is not set"
+                    ))
+                }
+            },
+        };
         if raw.limits.max_in_flight == 0 {
             return err("limits.max_in_flight: must be at least 1");
         }
@@ -392,6 +447,8 @@ impl Config {
                 client_ca: t.client_ca,
             }),
             log_format: raw.log.format,
+            admin_listen: raw.admin.listen,
+            admin_key,
             interactive: InteractiveConfig {
                 max_history_messages: i.max_history_messages,
                 max_history_bytes: i.max_history_bytes,

@@ -13,7 +13,7 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 /// Per-key limits; an unset field falls back to `[limits.default]`, and an unset default means no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyLimits {
     /// Requests admitted in any rolling 60 s.
@@ -22,6 +22,8 @@ pub struct KeyLimits {
     pub tpm: Option<u64>,
     /// Calls in flight at once; a stream counts until it ends.
     pub concurrency: Option<u32>,
+    /// Spend per UTC day, from the models' prices; refused once reached, until midnight UTC.
+    pub daily_budget_usd: Option<f64>,
 }
 
 impl KeyLimits {
@@ -30,6 +32,7 @@ impl KeyLimits {
             rpm: self.rpm.or(default.rpm),
             tpm: self.tpm.or(default.tpm),
             concurrency: self.concurrency.or(default.concurrency),
+            daily_budget_usd: self.daily_budget_usd.or(default.daily_budget_usd),
         }
     }
 }
@@ -66,9 +69,8 @@ fn default_max_in_flight() -> u32 {
 /// Without any configuration a key may have 64 calls in flight and no rate limit.
 fn default_key_limits() -> KeyLimits {
     KeyLimits {
-        rpm: None,
-        tpm: None,
         concurrency: Some(64),
+        ..KeyLimits::default()
     }
 }
 

@@ -151,7 +151,8 @@ fn traffic_settings_are_checked_and_merged() {
         KeyLimits {
             rpm: Some(5),
             tpm: None,
-            concurrency: built_in_concurrency
+            concurrency: built_in_concurrency,
+            daily_budget_usd: None,
         }
     );
     assert_eq!(

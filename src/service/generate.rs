@@ -1,26 +1,28 @@
 //! `Generate`: one whole completion.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use super::Start;
 use crate::{
+    convert,
     dispatch::{dispatch, Answer, Call},
     error::GatewayError,
     gateway::Gateway,
     proto::{GenerateRequest, GenerateResponse},
-    rpclog::RpcLog,
 };
 
 pub async fn handle(
-    gw: &Gateway,
+    gw: Arc<Gateway>,
     request: Request<GenerateRequest>,
 ) -> Result<Response<GenerateResponse>, Status> {
     let start = Start::read(&request)?;
     let req = request.into_inner();
-    let mut log = RpcLog::new("Generate", &start.who.name, &start.request_id);
+    let mut log = start.record("Generate", &gw);
     let result = async {
         let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
-        log.model(&model.name);
+        log.model(model);
         let mut admission = gw.admit(&start.who, model, &req.messages, req.config.as_ref())?;
         let call = Call {
             messages: &req.messages,
@@ -28,7 +30,7 @@ pub async fn handle(
             deadline: start.deadline(model),
             request_id: &start.request_id,
         };
-        let dispatched = dispatch(gw, model, &call, false)
+        let dispatched = dispatch(&gw, model, &call, false, &mut log.timing.upstream)
             .await
             .inspect_err(|_| admission.release())?;
         log.upstream(
@@ -40,9 +42,12 @@ pub async fn handle(
                 "a stream answered a unary call".into(),
             ));
         };
-        if let Some(usage) = &done.usage {
-            admission.reconcile(usage.total_tokens.max(0) as u64);
-        }
+        let estimated = done.usage.is_none();
+        let usage = done
+            .usage
+            .unwrap_or_else(|| convert::estimate_usage(&req.messages, done.content.len()));
+        admission.reconcile(usage.total_tokens.max(0) as u64);
+        log.add_usage(Some(&usage), estimated);
         Ok(GenerateResponse {
             content: done.content,
             model: if done.model.is_empty() {
@@ -50,15 +55,15 @@ pub async fn handle(
             } else {
                 done.model
             },
-            usage: done.usage,
+            usage: Some(usage),
             finish_reason: done.finish_reason,
             id: done.id,
+            usage_estimated: estimated,
         })
     }
     .await;
     match result {
         Ok(resp) => {
-            log.add_usage(resp.usage.as_ref());
             log.finish(Ok(()));
             Ok(start.respond(resp))
         }

@@ -22,6 +22,8 @@ use crate::{
         StreamGenerateRequest,
     },
     router::Model,
+    rpclog::RpcLog,
+    trailers::TrailerSlot,
 };
 
 pub struct AiGateway {
@@ -64,6 +66,7 @@ struct Start {
     /// The client's `x-request-id`, or one made up here; sent upstream, echoed back, logged.
     request_id: String,
     client_timeout: Option<Duration>,
+    trailers: Option<Arc<TrailerSlot>>,
 }
 
 impl Start {
@@ -76,11 +79,24 @@ impl Start {
             .map_or_else(|| format!("{:032x}", fastrand::u128(..)), str::to_owned);
         let client_timeout = deadline::client_timeout(req.metadata());
         let who = identity(req).map_err(|s| tag(s, &request_id))?;
+        let trailers = req.extensions().get::<Arc<TrailerSlot>>().cloned();
         Ok(Start {
             who,
             request_id,
             client_timeout,
+            trailers,
         })
+    }
+
+    /// The RPC's record: log line, metrics, usage book, trailers.
+    fn record(&self, rpc: &'static str, gw: &Arc<Gateway>) -> RpcLog {
+        RpcLog::new(
+            rpc,
+            gw.clone(),
+            self.who.clone(),
+            &self.request_id,
+            self.trailers.clone(),
+        )
     }
 
     /// The call's deadline: the client's, bounded by the slowest route's request_timeout.
@@ -129,7 +145,7 @@ impl AiService for AiGateway {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
-        generate::handle(&self.gateway, request).await
+        generate::handle(self.gateway.clone(), request).await
     }
 
     type StreamGenerateStream = ReceiverStream<Result<StreamChunk, Status>>;

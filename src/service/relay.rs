@@ -15,6 +15,7 @@ use crate::{
     config::StreamLimits,
     deadline::Deadline,
     error::GatewayError,
+    rpclog::Timing,
     upstream::{ChunkStream, StreamEnd, StreamEvent},
 };
 
@@ -82,17 +83,24 @@ async fn cancelled(token: Option<&CancellationToken>) {
 
 /// Forwards `first` and every later delta (wrapped by `wrap`) until the upstream's end, which is returned for
 /// the final message.
+/// Waits on the upstream and on the client are added to `timing`.
 pub async fn pump<M>(
     first: StreamEvent,
     stream: &mut ChunkStream,
     tx: &Sender<Result<M, Status>>,
     mut wrap: impl FnMut(String) -> M,
     limits: &Limits<'_>,
+    timing: &mut Timing,
 ) -> Result<StreamEnd, GatewayError> {
     let mut event = Some(Ok(first));
     loop {
         match event {
-            Some(Ok(StreamEvent::Delta(text))) => send(tx, Ok(wrap(text)), limits).await?,
+            Some(Ok(StreamEvent::Delta(text))) => {
+                let blocked = Instant::now();
+                send(tx, Ok(wrap(text)), limits).await?;
+                timing.client_wait += blocked.elapsed();
+                timing.delta_sent();
+            }
             Some(Ok(StreamEvent::End(end))) => return Ok(end),
             Some(Err(e)) => return Err(e),
             None => {
@@ -101,7 +109,8 @@ pub async fn pump<M>(
                 ))
             }
         }
-        let (limit_at, limit_err) = limits.next(Instant::now());
+        let waiting = Instant::now();
+        let (limit_at, limit_err) = limits.next(waiting);
         event = tokio::select! {
             biased;
             _ = tx.closed() => return Err(client_gone()),
@@ -110,6 +119,7 @@ pub async fn pump<M>(
             _ = tokio::time::sleep_until(limit_at) => return Err(limit_err),
             event = stream.next() => event,
         };
+        timing.upstream += waiting.elapsed();
     }
 }
 

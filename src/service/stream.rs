@@ -11,11 +11,11 @@ use super::{
     Start,
 };
 use crate::{
+    convert,
     dispatch::{dispatch, Answer, Call},
     error::GatewayError,
     gateway::Gateway,
     proto::{StreamChunk, StreamGenerateRequest},
-    rpclog::RpcLog,
 };
 
 pub async fn handle(
@@ -24,13 +24,13 @@ pub async fn handle(
 ) -> Result<Response<ReceiverStream<Result<StreamChunk, Status>>>, Status> {
     let start = Start::read(&request)?;
     let req = request.into_inner();
-    let mut log = RpcLog::new("StreamGenerate", &start.who.name, &start.request_id);
+    let mut log = start.record("StreamGenerate", &gw);
     let started = Instant::now();
     // Everything up to the first delta happens before the response starts, so a refused or failed request
     // gets its own status (and retries) rather than an empty stream.
     let opened = async {
         let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
-        log.model(&model.name);
+        log.model(model);
         let mut admission = gw.admit(&start.who, model, &req.messages, req.config.as_ref())?;
         let deadline = start.deadline(model);
         let call = Call {
@@ -39,7 +39,7 @@ pub async fn handle(
             deadline,
             request_id: &start.request_id,
         };
-        let dispatched = dispatch(&gw, model, &call, true)
+        let dispatched = dispatch(&gw, model, &call, true, &mut log.timing.upstream)
             .await
             .inspect_err(|_| admission.release())?;
         log.upstream(
@@ -62,6 +62,7 @@ pub async fn handle(
     let route = dispatched.route;
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let request_id = start.request_id.clone();
+    let messages = req.messages;
     tokio::spawn(async move {
         let limits = Limits {
             deadline,
@@ -71,30 +72,40 @@ pub async fn handle(
             stop: &gw.lifecycle.stop,
             cancel: None,
         };
-        let wrap = |delta| StreamChunk {
-            delta,
-            ..StreamChunk::default()
+        let mut delivered = 0;
+        let wrap = |delta: String| {
+            delivered += delta.len();
+            StreamChunk {
+                delta,
+                ..StreamChunk::default()
+            }
         };
-        let result = match relay::pump(first, &mut rest, &tx, wrap, &limits).await {
+        let pumped = relay::pump(first, &mut rest, &tx, wrap, &limits, &mut log.timing).await;
+        // The stream is over upstream: drop it before anything can wait.
+        drop(rest);
+        // Charged: the provider's usage; without it, or when the stream broke or the client left, the prompt and
+        // what was delivered, counted by the gateway.
+        let (usage, estimated) = match &pumped {
+            Ok(end) if end.usage.is_some() => (end.usage.unwrap_or_default(), false),
+            _ => (convert::estimate_usage(&messages, delivered), true),
+        };
+        admission.reconcile(usage.total_tokens.max(0) as u64);
+        drop(admission); // the concurrency slot is free as soon as the stream is
+        log.add_usage(Some(&usage), estimated);
+        let result = match pumped {
             Ok(end) => {
-                log.add_usage(end.usage.as_ref());
-                if let Some(usage) = &end.usage {
-                    admission.reconcile(usage.total_tokens.max(0) as u64);
-                }
                 let last = StreamChunk {
                     delta: String::new(),
                     is_complete: true,
-                    usage: end.usage,
+                    usage: Some(usage),
                     finish_reason: end.finish_reason,
                     id: end.id,
+                    usage_estimated: estimated,
                 };
                 relay::send(&tx, Ok(last), &limits).await
             }
             Err(e) => Err(e),
         };
-        // The stream is over: drop the upstream and give back the concurrency slots before anything can wait.
-        drop(rest);
-        drop(admission);
         if let Err(e) = &result {
             if let Some(ok) = e.route_health() {
                 route.route().breaker.record(Instant::now(), ok);

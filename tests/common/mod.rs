@@ -20,6 +20,7 @@ use tonic::{metadata::MetadataValue, transport::Channel, Request};
 pub const KEY: &str = "sk-test-client";
 pub const LIMITED_KEY: &str = "sk-test-limited";
 pub const UPSTREAM_KEY: &str = "sk-upstream-secret-0123456789";
+pub const ADMIN_KEY: &str = "admin-key-0123456789";
 
 /// A config with one OpenAI-style upstream at `base_url`, two models on it, and two client keys (one limited
 /// to model "small").
@@ -121,12 +122,16 @@ pub fn env(var: &str) -> Option<String> {
         "TEST_KEY" => Some(KEY.into()),
         "TEST_LIMITED_KEY" => Some(LIMITED_KEY.into()),
         "TEST_UPSTREAM_KEY" => Some(UPSTREAM_KEY.into()),
+        "TEST_ADMIN_KEY" => Some(ADMIN_KEY.into()),
         _ => None,
     }
 }
 
+/// Parses a test config; the admin listener always takes a free port (tests never share fixed ports).
 pub fn config(text: &str) -> Config {
-    Config::parse(text, env).expect("test config is valid")
+    let mut cfg = Config::parse(text, env).expect("test config is valid");
+    cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
+    cfg
 }
 
 pub type RawChannel = hyper_util::client::legacy::Client<
@@ -137,6 +142,7 @@ pub type RawChannel = hyper_util::client::legacy::Client<
 /// A running gateway; dropping it does not stop it, `shutdown` does.
 pub struct Gateway {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<()>,
 }
@@ -145,6 +151,7 @@ impl Gateway {
     pub async fn start(config: Config) -> Gateway {
         let server = Server::bind(&config).await.expect("gateway binds");
         let addr = server.local_addr().unwrap();
+        let admin = server.admin_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -156,6 +163,7 @@ impl Gateway {
         });
         Gateway {
             addr,
+            admin,
             stop: Some(stop),
             task,
         }

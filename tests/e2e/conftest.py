@@ -21,7 +21,8 @@ KEY = "sk-aigw-dev"  # the documented local key of the default config
 def gateway():
     binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
     proc = subprocess.Popen(
-        [binary, "serve", "--config", str(ROOT / "config.toml"), "--listen", "127.0.0.1:0"],
+        [binary, "serve", "--config", str(ROOT / "config.toml"), "--listen", "127.0.0.1:0",
+         "--admin-listen", "127.0.0.1:0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "RUST_LOG": "info"},
@@ -33,15 +34,17 @@ def gateway():
     def pump():
         for line in proc.stderr:
             lines.append(line)
-            m = re.search(r"aigw listening addr=(\S+)", line)
+            m = re.search(r"aigw listening addr=(\S+) admin=(\S+)", line)
             if m:
                 addr["value"] = m.group(1)
+                addr["admin"] = m.group(2)
                 found.set()
 
     threading.Thread(target=pump, daemon=True).start()
     if not found.wait(60):
         proc.kill()
         pytest.fail("aigw did not start:\n" + "".join(lines))
+    os.environ["AIGW_E2E_ADMIN"] = addr["admin"]
     yield addr["value"]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, "aigw did not shut down cleanly:\n" + "".join(lines)

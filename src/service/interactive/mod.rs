@@ -12,7 +12,7 @@
 mod history;
 mod turn;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::SystemTime};
 
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,8 +28,7 @@ use crate::{
     limits::Admission,
     proto::{
         interactive_request::Action, interactive_response::Event, GenerationConfig,
-        InteractiveRequest, InteractiveResponse, Message, SessionStarted, TurnError, Usage,
-        UserTurn,
+        InteractiveRequest, InteractiveResponse, Message, SessionStarted, TurnError, UserTurn,
     },
     router::Model,
     rpclog::RpcLog,
@@ -48,7 +47,8 @@ pub async fn handle(
         .client_timeout
         .map(|t| Deadline::new(Instant::now(), Some(t), t));
     let mut inbound = request.into_inner();
-    let mut log = RpcLog::new("InteractiveStream", &start.who.name, &start.request_id);
+    let mut log = start.record("InteractiveStream", &gw);
+    log.timing.overhead_applies = false;
     let opened = async {
         let first = tokio::select! {
             first = inbound.message() => first.map_err(|s| GatewayError::Cancelled(format!("client stream: {}", s.message())))?,
@@ -59,10 +59,10 @@ pub async fn handle(
             return Err(GatewayError::InvalidArgument("the first message must be SessionStart".into()));
         };
         let model = gw.router.resolve(&first.model, &start.who)?.clone();
-        log.model(&model.name);
+        log.model(&model);
         crate::convert::check_config(first.config.as_ref(), model.max_output_tokens)?;
         let history = History::new(first.system_prompt, first.history, gw.interactive)?;
-        let permits = start.who.limiter.permits(&gw.in_flight)?;
+        let permits = start.who.limiter.permits(&gw.in_flight).inspect_err(|e| gw.rejected(&start.who, e))?;
         Ok(Session {
             model,
             config: first.config,
@@ -131,7 +131,7 @@ struct InFlight {
     turn: u32,
     user: Message,
     cancel: CancellationToken,
-    task: JoinHandle<Option<(String, Option<Usage>)>>,
+    task: JoinHandle<turn::Outcome>,
 }
 
 impl Session {
@@ -148,7 +148,11 @@ impl Session {
         let user = self.history.user_turn(user.content, user.name)?;
         let messages = self.history.with(&user);
         let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());
-        let admission = Admission::for_turn(self.who.limiter.rates(Instant::now(), tokens)?);
+        let rates = self
+            .who
+            .limiter
+            .rates(Instant::now(), SystemTime::now(), tokens);
+        let admission = Admission::for_turn(rates.inspect_err(|e| gw.rejected(&self.who, e))?);
         let bound = self
             .model
             .routes
@@ -205,9 +209,13 @@ impl Session {
                 _ = sleep_until(deadline) => outcome = Err(expired(deadline)),
                 _ = tx.closed() => outcome = Err(relay::client_gone()),
                 done = join(&mut in_flight), if in_flight.is_some() => {
-                    if let (Some(f), Ok(Some((answer, usage)))) = (in_flight.take(), done) {
-                        log.add_usage(usage.as_ref());
-                        self.history.remember(f.user, answer);
+                    if let (Some(f), Ok(outcome)) = (in_flight.take(), done) {
+                        if let Some((usage, estimated)) = outcome.usage {
+                            log.add_usage(Some(&usage), estimated);
+                        }
+                        if let Some(answer) = outcome.answer {
+                            self.history.remember(f.user, answer);
+                        }
                     }
                     if closing {
                         break;
@@ -251,7 +259,13 @@ impl Session {
         }
         if let Some(f) = in_flight {
             f.cancel.cancel();
-            let _ = f.task.await;
+            if let Ok(turn::Outcome {
+                usage: Some((usage, estimated)),
+                ..
+            }) = f.task.await
+            {
+                log.add_usage(Some(&usage), estimated);
+            }
         }
         if let Err(e) = &outcome {
             if e.code() != Code::Cancelled {
@@ -262,9 +276,7 @@ impl Session {
     }
 }
 
-async fn join(
-    f: &mut Option<InFlight>,
-) -> Result<Option<(String, Option<Usage>)>, tokio::task::JoinError> {
+async fn join(f: &mut Option<InFlight>) -> Result<turn::Outcome, tokio::task::JoinError> {
     match f {
         Some(f) => (&mut f.task).await,
         None => std::future::pending().await,

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{response, turn_error, Tx};
 use crate::{
+    convert,
     deadline::Deadline,
     dispatch::{dispatch, Answer, Call},
     error::GatewayError,
@@ -16,6 +17,7 @@ use crate::{
         interactive_response::Event, GenerationConfig, Message, TurnComplete, TurnDelta, Usage,
     },
     router::Model,
+    rpclog::Timing,
     service::relay::{self, Limits},
 };
 
@@ -30,21 +32,29 @@ pub struct Turn {
     pub cancel: CancellationToken,
 }
 
-/// Answers the turn; returns the answer and its usage when it completed, for the history.
-pub async fn answer(
-    gw: Arc<Gateway>,
-    model: Arc<Model>,
-    mut t: Turn,
-) -> Option<(String, Option<Usage>)> {
+/// How a turn ended.
+pub struct Outcome {
+    /// The answer, when the turn completed: it joins the history.
+    pub answer: Option<String>,
+    /// What the turn is charged (and whether the gateway counted it), when it reached the upstream.
+    pub usage: Option<(Usage, bool)>,
+}
+
+/// Answers the turn. A completed turn is charged the provider's usage (or an estimate when it sent none); a
+/// cancelled or broken one the prompt and what was delivered; one that never reached the upstream nothing.
+pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome {
     let number = t.number;
     let started = Instant::now();
     let mut answer = String::new();
+    let mut timing = Timing::new();
+    let mut reached_upstream = false;
     let result = async {
         let call = Call { messages: &t.messages, config: t.config.as_ref(), deadline: t.deadline, request_id: &t.request_id };
         let dispatched = tokio::select! {
-            d = dispatch(&gw, &model, &call, true) => d.inspect_err(|_| t.admission.release())?,
+            d = dispatch(&gw, &model, &call, true, &mut timing.upstream) => d.inspect_err(|_| t.admission.release())?,
             _ = t.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
         };
+        reached_upstream = true;
         let Answer::Stream { first, mut rest } = dispatched.answer else {
             return Err(GatewayError::Internal("a unary answer to a stream".into()));
         };
@@ -60,21 +70,29 @@ pub async fn answer(
             answer.push_str(&delta);
             response(number, Event::Delta(TurnDelta { delta }))
         };
-        let end = relay::pump(first, &mut rest, &t.tx, wrap, &limits).await.inspect_err(|e| {
-            if let Some(ok) = e.route_health() {
-                dispatched.route.route().breaker.record(Instant::now(), ok);
-            }
-        })?;
-        if let Some(usage) = &end.usage {
-            t.admission.reconcile(usage.total_tokens.max(0) as u64);
+        let pumped = relay::pump(first, &mut rest, &t.tx, wrap, &limits, &mut timing).await;
+        if let Err(Some(ok)) = pumped.as_ref().map_err(GatewayError::route_health) {
+            dispatched.route.route().breaker.record(Instant::now(), ok);
         }
-        let complete = TurnComplete { usage: end.usage, finish_reason: end.finish_reason, id: end.id };
+        let end = pumped?;
+        let estimated = end.usage.is_none();
+        let usage = end.usage.unwrap_or_else(|| convert::estimate_usage(&t.messages, answer.len()));
+        t.admission.reconcile(usage.total_tokens.max(0) as u64);
+        let complete = TurnComplete {
+            usage: Some(usage),
+            finish_reason: end.finish_reason,
+            id: end.id,
+            usage_estimated: estimated,
+        };
         relay::send(&t.tx, Ok(response(number, Event::Complete(complete))), &limits).await?;
-        Ok(end.usage)
+        Ok((usage, estimated))
     }
     .await;
     match result {
-        Ok(usage) => Some((answer, usage)),
+        Ok(usage) => Outcome {
+            answer: Some(answer),
+            usage: Some(usage),
+        },
         Err(e) => {
             // In-band; bounded like a final status, since the grace period may be over.
             let _ = tokio::time::timeout(
@@ -82,7 +100,15 @@ pub async fn answer(
                 t.tx.send(Ok(turn_error(number, &e))),
             )
             .await;
-            None
+            let charged = reached_upstream.then(|| {
+                let usage = convert::estimate_usage(&t.messages, answer.len());
+                t.admission.reconcile(usage.total_tokens.max(0) as u64);
+                (usage, true)
+            });
+            Outcome {
+                answer: None,
+                usage: charged,
+            }
         }
     }
 }

@@ -1,0 +1,438 @@
+//! Metrics, trailers, usage accounting, cost and budgets, and the admin API — read back after scripted
+//! traffic and asserted exactly.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{upstream::*, *};
+use serde_json::{json, Value};
+use tonic::Code;
+
+/// Model "m" ($2 in / $8 out per million tokens) on a scripted upstream; the admin API on, with key limits.
+fn observed(up: &Upstream, key_limits: &str) -> aigw::config::Config {
+    config(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        shutdown_grace = "30s"
+        [admin]
+        key_env = "TEST_ADMIN_KEY"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        limits = {{ {key_limits} }}
+        [[upstreams]]
+        name = "a"
+        kind = "openai"
+        base_url = "{}"
+        api_key_env = "TEST_UPSTREAM_KEY"
+        [[models]]
+        name = "m"
+        max_output_tokens = 2000
+        price = {{ input_per_million = 2.0, output_per_million = 8.0 }}
+        routes = [{{ upstream = "a", model = "up" }}]
+        [models.policy]
+        retry = {{ attempts = 1 }}
+        "#,
+        up.base_url()
+    ))
+}
+
+fn http() -> reqwest::Client {
+    aigw::upstream::http::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+async fn get(gw: &Gateway, path: &str, admin_key: Option<&str>) -> (u16, String) {
+    let mut req = http().get(format!("http://{}{path}", gw.admin));
+    if let Some(key) = admin_key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn usage(gw: &Gateway) -> Value {
+    let (status, body) = get(gw, "/v1/usage", Some(ADMIN_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The value of one series in the Prometheus text (labels as the exporter orders them: alphabetically).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let up = Upstream::start(vec![
+        Reply::json(200, &completion("fine", "stop", 1000, 500)),
+        Reply::json(200, &completion("fine", "stop", 1000, 500)),
+        Reply::sse(&stream_of(&["a", "b"])), // usage 7 + 2
+    ])
+    .await;
+    let gw = Gateway::start(observed(&up, "")).await;
+    let mut client = gw.client().await;
+    for _ in 0..2 {
+        client
+            .generate(authed(generate("m", "hi"), KEY))
+            .await
+            .unwrap();
+    }
+    assert!(client
+        .generate(authed(generate("unknown", "hi"), KEY))
+        .await
+        .is_err());
+    let mut s = client
+        .stream_generate(authed(stream_request("m", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    while s.message().await.unwrap().is_some() {}
+    let trailers = s.trailers().await.unwrap().unwrap();
+
+    let (status, text) = get(&gw, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_requests_total{code="OK",key="tester",model="m",rpc="Generate"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_requests_total{code="INVALID_ARGUMENT",key="tester",model="",rpc="Generate"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_requests_total{code="OK",key="tester",model="m",rpc="StreamGenerate"}"#
+        ),
+        1.0
+    );
+    let tokens = |kind: &str| {
+        metric(
+            &text,
+            &format!(
+                r#"aigw_tokens_total{{estimated="false",key="tester",kind="{kind}",model="m"}}"#
+            ),
+        )
+    };
+    assert_eq!(tokens("prompt"), 2000.0 + 7.0);
+    assert_eq!(tokens("completion"), 1000.0 + 2.0);
+    // Cost to the cent (and below): 2 × (1000 × $2 + 500 × $8) / 1e6 + (7 × 2 + 2 × 8) / 1e6.
+    let cost = metric(&text, r#"aigw_cost_usd_total{key="tester",model="m"}"#);
+    assert!((cost - 0.012_03).abs() < 1e-9, "cost {cost}");
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_overhead_seconds_count{model="m",rpc="Generate"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_time_to_first_token_seconds_count{model="m"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"aigw_chunk_gap_seconds_count{model="m"}"#),
+        1.0,
+        "two deltas, one gap"
+    );
+    assert_eq!(metric(&text, r#"aigw_in_flight{rpc="Generate"}"#), 0.0);
+    assert_eq!(
+        metric(&text, r#"aigw_breaker_state{model="m",upstream="a"}"#),
+        0.0
+    );
+    // The histogram resolves sub-millisecond overhead.
+    assert!(text.contains(r#"aigw_overhead_seconds_bucket{model="m",rpc="Generate",le="0.0001"}"#));
+    // The stream's trailers carry the gateway's own time and the cost.
+    let overhead: u64 = trailers
+        .get("aigw-overhead-us")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(overhead < 60_000_000);
+    assert_eq!(trailers.get("aigw-cost-usd").unwrap(), "0.000030");
+}
+
+#[tokio::test]
+async fn unary_trailers_carry_overhead_and_cost() {
+    let up = Upstream::start(vec![Reply::json(
+        200,
+        &completion("fine", "stop", 1000, 500),
+    )])
+    .await;
+    let gw = Gateway::start(observed(&up, "")).await;
+    let resp = gw
+        .client()
+        .await
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap();
+    // tonic merges a unary call's trailers into its metadata.
+    assert_eq!(resp.metadata().get("aigw-cost-usd").unwrap(), "0.006000");
+    let overhead: u64 = resp
+        .metadata()
+        .get("aigw-overhead-us")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(overhead > 0);
+}
+
+#[tokio::test]
+async fn streams_without_usage_are_estimated_and_marked() {
+    // No usage chunk: the gateway counts (bytes / 4, rounded up), says so, and labels the metric.
+    let events = vec![
+        chunk("abcdefgh"),
+        chunk("ij"),
+        finish_chunk("stop"),
+        "[DONE]".to_owned(),
+    ];
+    let up = Upstream::start(vec![Reply::sse(&events)]).await;
+    let gw = Gateway::start(observed(&up, "")).await;
+    let mut s = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("m", "12345678"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(c) = s.message().await.unwrap() {
+        last = Some(c);
+    }
+    let last = last.unwrap();
+    assert!(last.is_complete && last.usage_estimated);
+    let u = last.usage.unwrap();
+    assert_eq!((u.prompt_tokens, u.completion_tokens), (2 + 4, 3));
+    let (_, text) = get(&gw, "/metrics", None).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_tokens_total{estimated="true",key="tester",kind="completion",model="m"}"#
+        ),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_stream_is_charged_for_the_prompt_and_what_was_delivered() {
+    let up = Upstream::start(vec![
+        Reply::sse(&[chunk("abcd"), chunk("efgh")]).end(End::Hang)
+    ])
+    .await;
+    let gw = Gateway::start(observed(&up, "")).await;
+    let mut s = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("m", "12345678"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    s.message().await.unwrap();
+    s.message().await.unwrap();
+    drop(s);
+    up.wait_aborted(1).await;
+    // The record is written as the relay task ends, right after it dropped the upstream: poll briefly.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = get(&gw, "/metrics", None).await.1;
+        if text.contains("aigw_cancellations_total{rpc=\"StreamGenerate\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        metric(&text, r#"aigw_cancellations_total{rpc="StreamGenerate"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_tokens_total{estimated="true",key="tester",kind="prompt",model="m"}"#
+        ),
+        6.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_tokens_total{estimated="true",key="tester",kind="completion",model="m"}"#
+        ),
+        2.0
+    );
+    let report = usage(&gw).await;
+    assert_eq!(report["keys"]["tester"]["today"]["tokens"], 8);
+}
+
+#[tokio::test]
+async fn a_daily_budget_stops_a_key_once_spent() {
+    // $0.006 a call; a $0.01 budget admits two calls, then refuses until midnight UTC.
+    let up = Upstream::start(vec![Reply::json(
+        200,
+        &completion("fine", "stop", 1000, 500),
+    )])
+    .await;
+    let gw = Gateway::start(observed(&up, "daily_budget_usd = 0.01")).await;
+    let mut client = gw.client().await;
+    client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap();
+    client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap();
+    let status = client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::ResourceExhausted,
+        "daily budget of $0.01 spent",
+    );
+    let wait: u64 = status
+        .metadata()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait <= 86_400);
+    assert_eq!(up.calls(), 2);
+    let report = usage(&gw).await;
+    let today = &report["keys"]["tester"]["today"];
+    assert_eq!(today["requests"], 3);
+    assert!(
+        (today["cost_usd"].as_f64().unwrap() - 0.012).abs() < 1e-9,
+        "{today}"
+    );
+    let (_, text) = get(&gw, "/metrics", None).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_limit_rejections_total{key="tester",limit="budget"}"#
+        ),
+        1.0
+    );
+
+    // Raised at run time through the admin API: admitted again.
+    let put = http()
+        .put(format!("http://{}/v1/keys/tester/limits", gw.admin))
+        .bearer_auth(ADMIN_KEY)
+        .body(json!({"daily_budget_usd": 1.0}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_usage_api_reports_and_changes_limits() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("fine", "stop", 3, 1))]).await;
+    let gw = Gateway::start(observed(&up, "rpm = 100")).await;
+    let mut client = gw.client().await;
+    for _ in 0..3 {
+        client
+            .generate(authed(generate("m", "hi"), KEY))
+            .await
+            .unwrap();
+    }
+    assert_eq!(get(&gw, "/v1/usage", None).await.0, 401);
+    assert_eq!(
+        get(&gw, "/v1/usage", Some("wrong-admin-key-000")).await.0,
+        401
+    );
+    let report = usage(&gw).await;
+    let key = &report["keys"]["tester"];
+    assert_eq!(key["requests_last_minute"], 3);
+    assert_eq!(key["tokens_last_minute"], 12);
+    assert_eq!(key["limits"]["rpm"], 100);
+    assert_eq!(report["models"]["m"]["today"]["tokens"], 12);
+
+    // Lower the key's rpm to 3 at run time: the next call is refused.
+    let put = |body: Value| {
+        http()
+            .put(format!("http://{}/v1/keys/tester/limits", gw.admin))
+            .bearer_auth(ADMIN_KEY)
+            .body(body.to_string())
+            .send()
+    };
+    let resp = put(json!({"rpm": 3, "tpm": 50000})).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let view: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(view["rpm"], 3);
+    let status = client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "3 requests per minute");
+    assert_eq!(put(json!({"rpm": 0})).await.unwrap().status(), 400);
+    assert_eq!(put(json!({"surprise": 1})).await.unwrap().status(), 400);
+    let missing = http()
+        .put(format!("http://{}/v1/keys/nobody/limits", gw.admin))
+        .bearer_auth(ADMIN_KEY)
+        .body(json!({}).to_string())
+        .send();
+    assert_eq!(missing.await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn probes_follow_the_lifecycle() {
+    let up = Upstream::start(vec![Reply::sse(&[chunk("a")]).end(End::Hang)]).await;
+    let mut gw = Gateway::start(observed(&up, "")).await;
+    assert_eq!(get(&gw, "/healthz", None).await, (200, "ok\n".to_owned()));
+    assert_eq!(get(&gw, "/readyz", None).await, (200, "ready\n".to_owned()));
+    // A stream in flight keeps the drain going; meanwhile the replica reports not ready.
+    let mut s = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("m", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    s.message().await.unwrap();
+    gw.shutdown();
+    let mut ready = (0, String::new());
+    for _ in 0..200 {
+        ready = get(&gw, "/readyz", None).await;
+        if ready.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ready, (503, "draining\n".to_owned()));
+    assert_eq!(
+        get(&gw, "/healthz", None).await.0,
+        200,
+        "alive while draining"
+    );
+    drop(s);
+}
