@@ -45,7 +45,13 @@ pub fn service(
             Ok(req)
         }
         Err(e) => {
-            tracing::info!(target: "aigw::rpc", code = ?e.code(), error = e.label(), "rejected before the handler");
+            // Refused before any handler: counted with empty rpc, model and key (the key is unknown).
+            let code = crate::rpclog::code_name(e.code());
+            auth.metrics
+                .requests
+                .with_label_values(&["", "", "", code])
+                .inc();
+            tracing::info!(target: "aigw::rpc", code, error = e.label(), "rejected before the handler");
             Err(Status::from(e))
         }
     };

@@ -1,0 +1,27 @@
+"""The admin listener of the built binary: probes and Prometheus metrics after real calls.
+(Named to run after the other end-to-end files, which make the calls counted here.)"""
+
+import os
+import urllib.request
+
+
+def fetch(path):
+    with urllib.request.urlopen(f"http://{os.environ['AIGW_E2E_ADMIN']}{path}", timeout=10) as resp:
+        return resp.status, resp.read().decode()
+
+
+def test_probes(gateway):
+    assert fetch("/healthz") == (200, "ok\n")
+    assert fetch("/readyz") == (200, "ready\n")
+
+
+def test_metrics_count_the_calls(gateway):
+    status, text = fetch("/metrics")
+    assert status == 200
+    ok_generate = [l for l in text.splitlines()
+                   if l.startswith('aigw_requests_total{code="OK",key="local-dev",model="gpt-4.1",rpc="Generate"}')]
+    assert ok_generate and float(ok_generate[0].split()[-1]) >= 1
+    # Refused by the auth check before any handler: counted without key, model or rpc.
+    assert 'aigw_requests_total{code="UNAUTHENTICATED",key="",model="",rpc=""}' in text
+    assert "aigw_overhead_seconds_bucket" in text
+    assert "process_resident_memory_bytes" in text
