@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::Start;
 use crate::{
@@ -20,6 +21,7 @@ pub async fn handle(
     let start = Start::read(&request)?;
     let req = request.into_inner();
     let mut log = start.record("Generate", &gw);
+    let span = start.span("Generate");
     let result = async {
         let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
         log.model(model);
@@ -61,6 +63,7 @@ pub async fn handle(
             usage_estimated: estimated,
         })
     }
+    .instrument(span)
     .await;
     match result {
         Ok(resp) => {

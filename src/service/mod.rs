@@ -94,6 +94,11 @@ impl Start {
         })
     }
 
+    /// The span every log line of this RPC is written in, its spawned tasks included.
+    fn span(&self, rpc: &'static str) -> tracing::Span {
+        tracing::info_span!("rpc", rpc, request_id = %self.request_id, key = %self.who.name)
+    }
+
     /// The RPC's record: log line, metrics, usage book, trailers.
     fn record(&self, rpc: &'static str, gw: &Arc<Gateway>) -> RpcLog {
         RpcLog::new(

@@ -18,6 +18,7 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::{relay, relay::STREAM_BUFFER, Start};
 use crate::{
@@ -49,6 +50,7 @@ pub async fn handle(
     let mut inbound = request.into_inner();
     let mut log = start.record("InteractiveStream", &gw);
     log.timing.overhead_applies = false;
+    let span = start.span("InteractiveStream");
     let opened = async {
         let first = tokio::select! {
             first = inbound.message() => first.map_err(|s| GatewayError::Cancelled(format!("client stream: {}", s.message())))?,
@@ -72,6 +74,7 @@ pub async fn handle(
             _permits: permits,
         })
     }
+    .instrument(span.clone())
     .await;
     let session = match opened {
         Ok(session) => session,
@@ -81,7 +84,11 @@ pub async fn handle(
         }
     };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    tokio::spawn(session.run(gw, inbound, tx, session_deadline, log));
+    tokio::spawn(
+        session
+            .run(gw, inbound, tx, session_deadline, log)
+            .instrument(span),
+    );
     Ok(start.respond(ReceiverStream::new(rx)))
 }
 
@@ -175,7 +182,8 @@ impl Session {
             tx: tx.clone(),
             cancel: cancel.clone(),
         };
-        let task = tokio::spawn(turn::answer(gw.clone(), self.model.clone(), t));
+        let span = tracing::info_span!("turn", turn = number);
+        let task = tokio::spawn(turn::answer(gw.clone(), self.model.clone(), t).instrument(span));
         Ok(InFlight {
             turn: number,
             user,
