@@ -6,6 +6,7 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 while serving; 503 once draining (take the replica out of the load balancer) |
 //! | `GET /v1/usage` | per key and per model: requests and tokens in the last minute, today's tokens and cost, limits |
+//! | `GET /v1/scaling` | requests last minute, the forecast peak over the horizon, recommended replicas |
 //! | `PUT /v1/keys/{name}/limits` | `{"rpm": 60, "tpm": 100000, "daily_budget_usd": 5.0}` — null or absent removes a limit |
 //!
 //! The `/v1` routes need `authorization: Bearer <admin key>` (config `admin.key_env`); without a configured
@@ -118,6 +119,7 @@ impl Admin {
             .strip_prefix("/v1/keys/")
             .and_then(|p| p.strip_suffix("/limits"));
         match (req.method(), path, key_name) {
+            (&Method::GET, "/v1/scaling", _) => json(StatusCode::OK, &gw.outlook()),
             (&Method::GET, "/v1/usage", _) => {
                 let report = gw
                     .usage

@@ -8,10 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{Identity, KeyStore},
-    config::{Config, InteractiveConfig},
+    config::{Config, InteractiveConfig, ScalingConfig},
     convert,
     deadline::Deadline,
     error::GatewayError,
+    forecast::{Outlook, Signal},
     limits::{estimate_tokens, Admission},
     metrics::Metrics,
     proto::{GenerationConfig, Message},
@@ -36,6 +37,9 @@ pub struct Gateway {
     pub in_flight: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     pub usage: UsageBook,
+    /// Per-minute request counts and their forecast: the scaling signal.
+    pub signal: Signal,
+    pub scaling: ScalingConfig,
 }
 
 /// Tokens to reserve for a request against its key's tpm.
@@ -58,6 +62,8 @@ impl Gateway {
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
             metrics: Arc::new(Metrics::new()),
             usage: UsageBook::new(cfg),
+            signal: Signal::default(),
+            scaling: cfg.scaling,
         }))
     }
 
@@ -87,6 +93,34 @@ impl Gateway {
         let tokens = reserve(model, messages, config);
         let admitted = who.limiter.admit(Instant::now(), tokens, &self.in_flight);
         admitted.inspect_err(|e| self.rejected(who, e))
+    }
+
+    /// Closes a minute of the scaling signal (the server calls it every minute) and updates its metrics.
+    pub fn scaling_tick(&self) -> Outlook {
+        self.signal.tick();
+        let outlook = self.outlook();
+        self.metrics
+            .requests_last_minute
+            .set(outlook.last_minute as i64);
+        self.metrics
+            .forecast_peak
+            .set(outlook.forecast_peak_per_minute);
+        self.metrics
+            .recommended_replicas
+            .set(i64::from(outlook.recommended_replicas));
+        outlook
+    }
+
+    pub fn outlook(&self) -> Outlook {
+        let s = &self.scaling;
+        let horizon = (s.horizon.as_secs() / 60) as usize;
+        self.signal.outlook(
+            horizon,
+            s.capacity_rpm_per_replica,
+            s.headroom,
+            s.min_replicas,
+            s.max_replicas,
+        )
     }
 
     /// Counts a refusal by a limit.

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod deadline;
 pub mod dispatch;
 pub mod error;
+pub mod forecast;
 pub mod gateway;
 pub mod healthcheck;
 pub mod limits;

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub breaker_state: IntGaugeVec,
     pub rejections: IntCounterVec,
     pub cancellations: IntCounterVec,
+    pub requests_last_minute: prometheus::IntGauge,
+    pub forecast_peak: prometheus::Gauge,
+    pub recommended_replicas: prometheus::IntGauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -81,6 +84,22 @@ impl Metrics {
             .expect("static metric definition"),
             rejections: counter("aigw_limit_rejections_total", "Calls refused by a limit.", &["key", "limit"]),
             cancellations: counter("aigw_cancellations_total", "RPCs the client cancelled.", &["rpc"]),
+            requests_last_minute: prometheus::IntGauge::new(
+                "aigw_requests_last_minute",
+                "Requests this replica received in the last whole minute.",
+            )
+            .expect("static metric definition"),
+            forecast_peak: prometheus::Gauge::new(
+                "aigw_forecast_requests_per_minute",
+                "The highest per-minute request count forecast for this replica over the scaling horizon; \
+                 sum it over replicas and divide by the capacity per replica to size the fleet.",
+            )
+            .expect("static metric definition"),
+            recommended_replicas: prometheus::IntGauge::new(
+                "aigw_recommended_replicas",
+                "Replicas needed for this replica's forecast peak alone (a single-replica view).",
+            )
+            .expect("static metric definition"),
         };
         let r = &m.registry;
         for c in [
@@ -109,6 +128,12 @@ impl Metrics {
                 .expect("unique metric names");
         }
         r.register(Box::new(m.cost.clone()))
+            .expect("unique metric names");
+        r.register(Box::new(m.requests_last_minute.clone()))
+            .expect("unique metric names");
+        r.register(Box::new(m.forecast_peak.clone()))
+            .expect("unique metric names");
+        r.register(Box::new(m.recommended_replicas.clone()))
             .expect("unique metric names");
         #[cfg(target_os = "linux")]
         let _ = r.register(Box::new(

@@ -116,6 +116,7 @@ impl RpcLog {
         trailers: Option<Arc<TrailerSlot>>,
     ) -> RpcLog {
         gw.metrics.in_flight.with_label_values(&[rpc]).inc();
+        gw.signal.count();
         RpcLog {
             rpc,
             key: who.name.clone(),

@@ -142,6 +142,19 @@ impl Server {
             admin,
             admin_stop.clone().cancelled_owned(),
         ));
+        // Once a minute, fold the minute's requests into the scaling forecast.
+        let ticker = {
+            let gw = self.gateway.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(60));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                every.tick().await; // the first tick is immediate: skip it
+                loop {
+                    every.tick().await;
+                    gw.scaling_tick();
+                }
+            })
+        };
 
         tokio::pin!(shutdown);
         loop {
@@ -191,6 +204,7 @@ impl Server {
             let _ = tokio::time::timeout(STOP_FLUSH, drained).await;
         }
         admin_stop.cancel();
+        ticker.abort();
         let _ = admin_task.await;
         tracing::info!("shut down");
         Ok(())

@@ -436,3 +436,40 @@ async fn probes_follow_the_lifecycle() {
     );
     drop(s);
 }
+
+#[tokio::test]
+async fn the_scaling_signal_follows_the_minutes() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("fine", "stop", 3, 1))]).await;
+    let mut cfg = observed(&up, "");
+    cfg.scaling.capacity_rpm_per_replica = 2.0;
+    cfg.scaling.headroom = 0.0;
+    let gw = Gateway::start(cfg).await;
+    let mut client = gw.client().await;
+    for _ in 0..5 {
+        client
+            .generate(authed(generate("m", "hi"), KEY))
+            .await
+            .unwrap();
+    }
+    let outlook = gw.core.scaling_tick(); // what the server's ticker does every minute
+    assert_eq!(outlook.last_minute, 5);
+    assert!(outlook.forecast_peak_per_minute >= 5.0);
+    assert_eq!(
+        outlook.recommended_replicas, 3,
+        "5 a minute at 2 per replica"
+    );
+    let (status, body) = get(&gw, "/v1/scaling", Some(ADMIN_KEY)).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            v["last_minute"].as_u64(),
+            v["recommended_replicas"].as_u64()
+        ),
+        (Some(5), Some(3))
+    );
+    let (_, text) = get(&gw, "/metrics", None).await;
+    assert_eq!(metric(&text, "aigw_requests_last_minute"), 5.0);
+    assert_eq!(metric(&text, "aigw_recommended_replicas"), 3.0);
+    assert_eq!(gw.core.scaling_tick().last_minute, 0, "a quiet minute");
+}

@@ -40,6 +40,8 @@ struct RawConfig {
     #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
+    scaling: ScalingConfig,
+    #[serde(default)]
     limits: policy::RawLimits,
     #[serde(default)]
     model_defaults: policy::RawPolicy,
@@ -82,6 +84,37 @@ impl Default for RawInteractive {
         Self {
             max_history_messages: defaults::history_messages(),
             max_history_bytes: defaults::history_bytes(),
+        }
+    }
+}
+
+/// The scaling signal: what one replica can take, and how far ahead to look.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingConfig {
+    /// Requests per minute one replica serves comfortably (measure it: see the benchmarks).
+    #[serde(default = "defaults::capacity")]
+    pub capacity_rpm_per_replica: f64,
+    /// Spare capacity on top of the forecast peak (0.2 = 20 %).
+    #[serde(default = "defaults::headroom")]
+    pub headroom: f64,
+    /// How far ahead the forecast peak is taken: about the time a new replica needs to become ready.
+    #[serde(default = "defaults::horizon", deserialize_with = "duration")]
+    pub horizon: Duration,
+    #[serde(default = "defaults::min_replicas")]
+    pub min_replicas: u32,
+    #[serde(default = "defaults::max_replicas")]
+    pub max_replicas: u32,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        ScalingConfig {
+            capacity_rpm_per_replica: defaults::capacity(),
+            headroom: defaults::headroom(),
+            horizon: defaults::horizon(),
+            min_replicas: defaults::min_replicas(),
+            max_replicas: defaults::max_replicas(),
         }
     }
 }
@@ -220,6 +253,21 @@ mod defaults {
     pub fn keepalive() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn capacity() -> f64 {
+        6000.0
+    }
+    pub fn headroom() -> f64 {
+        0.2
+    }
+    pub fn horizon() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    pub fn min_replicas() -> u32 {
+        1
+    }
+    pub fn max_replicas() -> u32 {
+        100
+    }
     pub fn admin_listen() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 9090))
     }
@@ -272,6 +320,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// SHA-256 of the admin key; without one the usage API is off.
     pub admin_key: Option<[u8; 32]>,
+    pub scaling: ScalingConfig,
     pub interactive: InteractiveConfig,
     /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: u32,
@@ -428,6 +477,16 @@ impl Config {
                 }
             },
         };
+        let sc = &raw.scaling;
+        if !(sc.capacity_rpm_per_replica.is_finite() && sc.capacity_rpm_per_replica > 0.0) {
+            return err("scaling.capacity_rpm_per_replica: must be above 0");
+        }
+        if !(sc.headroom.is_finite() && sc.headroom >= 0.0) || sc.horizon.as_secs() < 60 {
+            return err("scaling: headroom must be 0 or more and horizon at least 1m");
+        }
+        if sc.min_replicas == 0 || sc.min_replicas > sc.max_replicas {
+            return err("scaling.min_replicas: must be at least 1 and at most max_replicas");
+        }
         if raw.limits.max_in_flight == 0 {
             return err("limits.max_in_flight: must be at least 1");
         }
@@ -449,6 +508,7 @@ impl Config {
             log_format: raw.log.format,
             admin_listen: raw.admin.listen,
             admin_key,
+            scaling: raw.scaling,
             interactive: InteractiveConfig {
                 max_history_messages: i.max_history_messages,
                 max_history_bytes: i.max_history_bytes,

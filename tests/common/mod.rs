@@ -143,6 +143,8 @@ pub type RawChannel = hyper_util::client::legacy::Client<
 pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The core, for what a test drives directly (the per-minute scaling tick).
+    pub core: std::sync::Arc<aigw::gateway::Gateway>,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<()>,
 }
@@ -152,6 +154,7 @@ impl Gateway {
         let server = Server::bind(&config).await.expect("gateway binds");
         let addr = server.local_addr().unwrap();
         let admin = server.admin_addr().unwrap();
+        let core = server.gateway().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -164,6 +167,7 @@ impl Gateway {
         Gateway {
             addr,
             admin,
+            core,
             stop: Some(stop),
             task,
         }

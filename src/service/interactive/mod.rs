@@ -153,6 +153,7 @@ impl Session {
         session: Option<Deadline>,
     ) -> Result<InFlight, GatewayError> {
         let user = self.history.user_turn(user.content, user.name)?;
+        gw.signal.count(); // each turn is load, like a request
         let messages = self.history.with(&user);
         let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());
         let rates = self
