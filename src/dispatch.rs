@@ -19,6 +19,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::{
     config::Balance,
@@ -186,7 +187,14 @@ pub async fn dispatch(
         previous = Some(index);
         let guard = RouteGuard::new(model.clone(), index);
         let sent = Instant::now();
-        let result = try_route(gw, &guard, model, call, stream).await;
+        let span = tracing::info_span!(
+            "upstream",
+            upstream = guard.route().upstream.name(),
+            attempt
+        );
+        let result = try_route(gw, &guard, model, call, stream)
+            .instrument(span)
+            .await;
         *upstream_time += sent.elapsed();
         match result {
             Ok(answer) => {

@@ -23,6 +23,7 @@ pub mod router;
 pub mod rpclog;
 pub mod server;
 pub mod service;
+pub mod telemetry;
 pub mod tls;
 pub mod trailers;
 pub mod upstream;

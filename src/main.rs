@@ -3,7 +3,7 @@
 
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
-use aigw::config::{Config, LogFormat};
+use aigw::config::Config;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -104,7 +104,13 @@ fn serve(
     if let Some(addr) = admin_listen {
         config.admin_listen = addr;
     }
-    init_logging(config.log_format);
+    let telemetry = match aigw::telemetry::init(config.log_format, &config.tracing) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("aigw: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,10 +125,11 @@ fn serve(
         let server = aigw::server::Server::bind(&config).await?;
         server.serve(aigw::server::shutdown_signal()).await
     });
+    drop(runtime);
+    telemetry.shutdown(); // flush the last spans
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "aigw stopped");
             eprintln!("aigw: {e}");
             ExitCode::FAILURE
         }
@@ -148,20 +155,5 @@ fn healthcheck(path: PathBuf) -> ExitCode {
             eprintln!("unhealthy: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal; log collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

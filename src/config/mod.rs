@@ -42,6 +42,8 @@ struct RawConfig {
     #[serde(default)]
     scaling: ScalingConfig,
     #[serde(default)]
+    tracing: TracingConfig,
+    #[serde(default)]
     limits: policy::RawLimits,
     #[serde(default)]
     model_defaults: policy::RawPolicy,
@@ -84,6 +86,25 @@ impl Default for RawInteractive {
         Self {
             max_history_messages: defaults::history_messages(),
             max_history_bytes: defaults::history_bytes(),
+        }
+    }
+}
+
+/// OpenTelemetry trace export.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/HTTP traces endpoint, e.g. "http://otel-collector:4318/v1/traces"; export is off without it.
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "defaults::service_name")]
+    pub service_name: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            service_name: defaults::service_name(),
         }
     }
 }
@@ -253,6 +274,9 @@ mod defaults {
     pub fn keepalive() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn service_name() -> String {
+        "aigw".into()
+    }
     pub fn capacity() -> f64 {
         6000.0
     }
@@ -321,6 +345,7 @@ pub struct Config {
     /// SHA-256 of the admin key; without one the usage API is off.
     pub admin_key: Option<[u8; 32]>,
     pub scaling: ScalingConfig,
+    pub tracing: TracingConfig,
     pub interactive: InteractiveConfig,
     /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: u32,
@@ -477,6 +502,13 @@ impl Config {
                 }
             },
         };
+        if let Some(url) = &raw.tracing.otlp_endpoint {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| ConfigError(format!("tracing.otlp_endpoint: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return err("tracing.otlp_endpoint: scheme must be http or https");
+            }
+        }
         let sc = &raw.scaling;
         if !(sc.capacity_rpm_per_replica.is_finite() && sc.capacity_rpm_per_replica > 0.0) {
             return err("scaling.capacity_rpm_per_replica: must be above 0");
@@ -509,6 +541,7 @@ impl Config {
             admin_listen: raw.admin.listen,
             admin_key,
             scaling: raw.scaling,
+            tracing: raw.tracing,
             interactive: InteractiveConfig {
                 max_history_messages: i.max_history_messages,
                 max_history_bytes: i.max_history_bytes,

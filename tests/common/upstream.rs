@@ -96,6 +96,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+    /// The body as sent (for bodies that are not JSON).
+    pub raw_body: Vec<u8>,
 }
 
 impl Recorded {
@@ -295,8 +297,8 @@ async fn read_request(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Option<Recor
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let body = serde_json::from_slice(&buf[body_start..body_start + len])
-        .unwrap_or(serde_json::Value::Null);
+    let raw_body = buf[body_start..body_start + len].to_vec();
+    let body = serde_json::from_slice(&raw_body).unwrap_or(serde_json::Value::Null);
     buf.drain(..body_start + len);
     Some(Recorded {
         at: std::time::Instant::now(),
@@ -304,6 +306,7 @@ async fn read_request(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> Option<Recor
         path,
         headers,
         body,
+        raw_body,
     })
 }
 
