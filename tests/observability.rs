@@ -473,3 +473,48 @@ async fn the_scaling_signal_follows_the_minutes() {
     assert_eq!(metric(&text, "aigw_recommended_replicas"), 3.0);
     assert_eq!(gw.core.scaling_tick().last_minute, 0, "a quiet minute");
 }
+
+#[tokio::test]
+async fn retries_and_fallbacks_are_counted() {
+    let flaky = Upstream::start(vec![Reply::json(503, r#"{"error":{"message":"busy"}}"#)]).await;
+    let good = Upstream::start(vec![Reply::json(200, &completion("fine", "stop", 3, 1))]).await;
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[upstreams]]
+        name = "flaky"
+        kind = "openai"
+        base_url = "{}"
+        [[upstreams]]
+        name = "good"
+        kind = "openai"
+        base_url = "{}"
+        [[models]]
+        name = "m"
+        max_output_tokens = 100
+        routes = [{{ upstream = "flaky", model = "x" }}, {{ upstream = "good", model = "y" }}]
+        "#,
+        flaky.base_url(),
+        good.base_url()
+    );
+    let gw = Gateway::start(config(&text)).await;
+    gw.client()
+        .await
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap();
+    let (_, text) = get(&gw, "/metrics", None).await;
+    assert_eq!(metric(&text, r#"aigw_retries_total{model="m"}"#), 1.0);
+    assert_eq!(metric(&text, r#"aigw_fallbacks_total{model="m"}"#), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_upstream_duration_seconds_count{model="m",upstream="good"}"#
+        ),
+        1.0
+    );
+}
