@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # aigw container: a static-ish release build on Debian, run as non-root from a distroless image.
 #   docker build -t aigw .
-#   docker run -p 443:443 -v $PWD/tls:/etc/aigw/tls:ro -e AIGW_CLIENT_KEY=... -e OPENAI_API_KEY=... aigw
+#   docker run -p 443:443 -v $PWD/tls:/etc/aigw/tls:ro -e AIGW_CLIENT_KEY=... -e OPENAI_API_KEY=... \
+#     -e AIGW_ADMIN_KEY=... aigw
 # Mount another config at /etc/aigw/config.toml to change models, keys or upstreams.
 
 # ---- build --------------------------------------------------------------------------------------------------
@@ -31,6 +32,8 @@ ENV AIGW_CONFIG=/etc/aigw/config.toml
 # (net.ipv4.ip_unprivileged_port_start=0); the file capability above covers runtimes that do not.
 USER 65532:65532
 EXPOSE 443
+# Admin: /healthz, /readyz, /metrics, usage API. For the cluster network only.
+EXPOSE 9090
 STOPSIGNAL SIGTERM
 # The binary probes its own gRPC health service, trusting exactly the configured certificate (no shell or
 # curl in the image). With mTLS, probe from the orchestrator instead and disable this.

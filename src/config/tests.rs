@@ -189,8 +189,10 @@ fn the_shipped_config_is_valid() {
 #[test]
 fn the_container_config_is_valid() {
     let text = include_str!("../../deploy/container.toml");
-    let cfg = Config::parse(text, |_| Some("from-env".to_owned())).unwrap();
+    let cfg = Config::parse(text, |_| Some("a-secret-from-the-environment".to_owned())).unwrap();
     assert_eq!(cfg.listen.port(), 443);
     assert!(cfg.tls.is_some());
     assert_eq!(cfg.log_format, LogFormat::Json);
+    assert_eq!(cfg.admin_listen.port(), 9090);
+    assert!(cfg.admin_key.is_some());
 }
