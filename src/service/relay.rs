@@ -37,39 +37,52 @@ pub struct Limits<'a> {
     pub cancel: Option<&'a CancellationToken>,
 }
 
+/// Which limit comes first. The error itself is only built when the limit fires, so the per-chunk path
+/// allocates nothing for it.
+#[derive(Clone, Copy)]
+enum Limit {
+    Deadline,
+    Total,
+    Idle,
+}
+
 impl Limits<'_> {
-    /// The earliest of the deadline and the total limit, and the error it means.
-    fn hard(&self) -> (Instant, GatewayError) {
+    /// The earliest of the deadline and the total limit.
+    fn hard(&self) -> (Instant, Limit) {
         let total = self.started + self.stream.total;
         if total < self.deadline.at {
-            let what = format!(
-                "the stream passed its total limit of {}",
-                humantime::format_duration(self.stream.total)
-            );
-            (total, GatewayError::DeadlineExceeded(what))
+            (total, Limit::Total)
         } else {
-            (self.deadline.at, self.deadline.exceeded())
+            (self.deadline.at, Limit::Deadline)
         }
     }
 
     /// The hard limit or, if earlier, the end of the idle allowance after the last event.
-    fn next(&self, last: Instant) -> (Instant, GatewayError) {
+    fn next(&self, last: Instant) -> (Instant, Limit) {
         let idle = last + self.stream.idle;
-        let (at, err) = self.hard();
+        let (at, limit) = self.hard();
         if idle < at {
-            let detail = format!(
-                "the stream stalled: no token for {}",
-                humantime::format_duration(self.stream.idle)
-            );
-            (
-                idle,
-                GatewayError::UpstreamUnavailable {
-                    upstream: self.upstream.to_owned(),
-                    detail,
-                },
-            )
+            (idle, Limit::Idle)
         } else {
-            (at, err)
+            (at, limit)
+        }
+    }
+
+    fn error(&self, limit: Limit) -> GatewayError {
+        let show = humantime::format_duration;
+        match limit {
+            Limit::Deadline => self.deadline.exceeded(),
+            Limit::Total => GatewayError::DeadlineExceeded(format!(
+                "the stream passed its total limit of {}",
+                show(self.stream.total)
+            )),
+            Limit::Idle => GatewayError::UpstreamUnavailable {
+                upstream: self.upstream.to_owned(),
+                detail: format!(
+                    "the stream stalled: no token for {}",
+                    show(self.stream.idle)
+                ),
+            },
         }
     }
 }
@@ -110,13 +123,13 @@ pub async fn pump<M>(
             }
         }
         let waiting = Instant::now();
-        let (limit_at, limit_err) = limits.next(waiting);
+        let (limit_at, limit) = limits.next(waiting);
         event = tokio::select! {
             biased;
             _ = tx.closed() => return Err(client_gone()),
             _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
             _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-            _ = tokio::time::sleep_until(limit_at) => return Err(limit_err),
+            _ = tokio::time::sleep_until(limit_at) => return Err(limits.error(limit)),
             event = stream.next() => event,
         };
         timing.upstream += waiting.elapsed();
@@ -129,12 +142,12 @@ pub async fn send<M>(
     msg: Result<M, Status>,
     limits: &Limits<'_>,
 ) -> Result<(), GatewayError> {
-    let (at, err) = limits.hard();
+    let (at, limit) = limits.hard();
     tokio::select! {
         biased;
         sent = tx.send(msg) => sent.map_err(|_| client_gone()),
         _ = limits.stop.cancelled() => Err(GatewayError::ShuttingDown),
-        _ = tokio::time::sleep_until(at) => Err(err),
+        _ = tokio::time::sleep_until(at) => Err(limits.error(limit)),
     }
 }
 
