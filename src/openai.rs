@@ -1,6 +1,8 @@
 //! OpenAI chat-completions wire types: typed serde structs, borrowed on the request side so building a
 //! request copies no prompt text.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -69,12 +71,15 @@ pub struct ResponseMessage {
 }
 
 /// One `data:` event of a streamed answer. An error object can arrive in the stream instead of a chunk.
+///
+/// `id` and `model` repeat on every chunk but are kept once: borrowed from the event's text, they cost no
+/// allocation per chunk (unless they contain escapes).
 #[derive(Debug, Deserialize)]
-pub struct ChatChunk {
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub model: String,
+pub struct ChatChunk<'a> {
+    #[serde(default, borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub model: Cow<'a, str>,
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
     pub usage: Option<WireUsage>,

@@ -35,6 +35,17 @@ pub struct Model {
     pub price: Price,
 }
 
+impl Model {
+    /// What bounds a whole call to this model: the slowest of its routes' `request_timeout`s.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.routes
+            .iter()
+            .map(|r| r.upstream.request_timeout())
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 pub struct Route {
     pub upstream: Arc<Upstream>,
     /// The upstream's own id for the model.

@@ -112,16 +112,7 @@ impl Start {
 
     /// The call's deadline: the client's, bounded by the slowest route's request_timeout.
     fn deadline(&self, model: &Model) -> Deadline {
-        let bound = model
-            .routes
-            .iter()
-            .map(|r| r.upstream.request_timeout())
-            .max();
-        Deadline::new(
-            Instant::now(),
-            self.client_timeout,
-            bound.unwrap_or(Duration::from_secs(600)),
-        )
+        Deadline::new(Instant::now(), self.client_timeout, model.request_timeout())
     }
 
     /// An error as the client gets it: its status, tagged with the request id.

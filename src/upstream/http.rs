@@ -252,10 +252,10 @@ impl SseStream {
             return Err(self.unavailable(format!("error in stream: {}", bounded(&err.message))));
         }
         if self.end.id.is_empty() {
-            self.end.id = chunk.id;
+            self.end.id = chunk.id.into_owned();
         }
         if self.end.model.is_empty() {
-            self.end.model = chunk.model;
+            self.end.model = chunk.model.into_owned();
         }
         if let Some(usage) = chunk.usage {
             self.end.usage = Some(convert::usage(usage));

@@ -161,14 +161,7 @@ impl Session {
             .limiter
             .rates(Instant::now(), SystemTime::now(), tokens);
         let admission = Admission::for_turn(rates.inspect_err(|e| gw.rejected(&self.who, e))?);
-        let bound = self
-            .model
-            .routes
-            .iter()
-            .map(|r| r.upstream.request_timeout())
-            .max()
-            .unwrap_or_default();
-        let mut deadline = Deadline::new(Instant::now(), None, bound);
+        let mut deadline = Deadline::new(Instant::now(), None, self.model.request_timeout());
         if let Some(session) = session {
             deadline = deadline.min(session);
         }
