@@ -3,10 +3,13 @@
 //! the environment or stored as SHA-256 hashes, and never printed.
 
 mod check;
+mod ops;
 mod policy;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
+use ops::RawAdmin;
+pub use ops::{ScalingConfig, TracingConfig};
 pub use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
 
 use serde::{Deserialize, Deserializer};
@@ -86,73 +89,6 @@ impl Default for RawInteractive {
         Self {
             max_history_messages: defaults::history_messages(),
             max_history_bytes: defaults::history_bytes(),
-        }
-    }
-}
-
-/// OpenTelemetry trace export.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TracingConfig {
-    /// OTLP/HTTP traces endpoint, e.g. "http://otel-collector:4318/v1/traces"; export is off without it.
-    pub otlp_endpoint: Option<String>,
-    #[serde(default = "defaults::service_name")]
-    pub service_name: String,
-}
-
-impl Default for TracingConfig {
-    fn default() -> Self {
-        TracingConfig {
-            otlp_endpoint: None,
-            service_name: defaults::service_name(),
-        }
-    }
-}
-
-/// The scaling signal: what one replica can take, and how far ahead to look.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScalingConfig {
-    /// Requests per minute one replica serves comfortably (measure it: see the benchmarks).
-    #[serde(default = "defaults::capacity")]
-    pub capacity_rpm_per_replica: f64,
-    /// Spare capacity on top of the forecast peak (0.2 = 20 %).
-    #[serde(default = "defaults::headroom")]
-    pub headroom: f64,
-    /// How far ahead the forecast peak is taken: about the time a new replica needs to become ready.
-    #[serde(default = "defaults::horizon", deserialize_with = "duration")]
-    pub horizon: Duration,
-    #[serde(default = "defaults::min_replicas")]
-    pub min_replicas: u32,
-    #[serde(default = "defaults::max_replicas")]
-    pub max_replicas: u32,
-}
-
-impl Default for ScalingConfig {
-    fn default() -> Self {
-        ScalingConfig {
-            capacity_rpm_per_replica: defaults::capacity(),
-            headroom: defaults::headroom(),
-            horizon: defaults::horizon(),
-            min_replicas: defaults::min_replicas(),
-            max_replicas: defaults::max_replicas(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    #[serde(default = "defaults::admin_listen")]
-    listen: SocketAddr,
-    key_env: Option<String>,
-}
-
-impl Default for RawAdmin {
-    fn default() -> Self {
-        RawAdmin {
-            listen: defaults::admin_listen(),
-            key_env: None,
         }
     }
 }
@@ -273,27 +209,6 @@ mod defaults {
     }
     pub fn keepalive() -> Duration {
         Duration::from_secs(30)
-    }
-    pub fn service_name() -> String {
-        "aigw".into()
-    }
-    pub fn capacity() -> f64 {
-        6000.0
-    }
-    pub fn headroom() -> f64 {
-        0.2
-    }
-    pub fn horizon() -> Duration {
-        Duration::from_secs(15 * 60)
-    }
-    pub fn min_replicas() -> u32 {
-        1
-    }
-    pub fn max_replicas() -> u32 {
-        100
-    }
-    pub fn admin_listen() -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], 9090))
     }
     pub fn weight() -> u32 {
         1
