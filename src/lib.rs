@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
+pub mod mock_server;
 pub mod openai;
 pub mod retry;
 pub mod router;

@@ -41,6 +41,19 @@ enum Command {
         #[arg(default_value = "config.toml", env = "AIGW_CONFIG")]
         path: PathBuf,
     },
+    /// Run an OpenAI-compatible upstream that answers with the built-in mock's text (for benchmarks and tests).
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// Delay before the first token, e.g. "0ms", "200ms".
+        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+        first_token_latency: std::time::Duration,
+        #[arg(long, default_value_t = 1_000_000.0)]
+        tokens_per_second: f64,
+        /// Answer with exactly this many tokens.
+        #[arg(long)]
+        tokens: Option<usize>,
+    },
     /// Print the SHA-256 of a client key read from standard input, for `sha256 = "..."` in the config.
     HashKey,
 }
@@ -69,6 +82,23 @@ fn main() -> ExitCode {
             }
         },
         Command::Healthcheck { path } => healthcheck(path),
+        Command::MockUpstream {
+            listen,
+            first_token_latency,
+            tokens_per_second,
+            tokens,
+        } => {
+            if !(tokens_per_second.is_finite() && tokens_per_second > 0.0) {
+                eprintln!("--tokens-per-second must be above 0");
+                return ExitCode::FAILURE;
+            }
+            let cfg = aigw::mock_server::MockServerConfig {
+                first_token_latency,
+                tokens_per_second,
+                tokens,
+            };
+            mock_upstream(listen, cfg)
+        }
         Command::HashKey => {
             let mut key = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut key) {
@@ -131,6 +161,34 @@ fn serve(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("aigw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn mock_upstream(
+    listen: std::net::SocketAddr,
+    cfg: aigw::mock_server::MockServerConfig,
+) -> ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| format!("{listen}: {e}"))?;
+                let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                eprintln!("mock upstream listening addr={addr} (POST /v1/chat/completions)");
+                aigw::mock_server::serve(listener, cfg, aigw::server::shutdown_signal()).await;
+                Ok(())
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aigw mock-upstream: {e}");
             ExitCode::FAILURE
         }
     }

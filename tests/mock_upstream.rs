@@ -1,0 +1,83 @@
+//! `aigw mock-upstream` as a real HTTP peer: the gateway's OpenAI client against it, JSON and SSE.
+
+mod common;
+
+use std::time::Duration;
+
+use aigw::mock_server::{serve, MockServerConfig};
+use common::*;
+
+async fn mock(tokens: Option<usize>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = MockServerConfig {
+        first_token_latency: Duration::ZERO,
+        tokens_per_second: 1e6,
+        tokens,
+    };
+    tokio::spawn(serve(listener, cfg, std::future::pending()));
+    addr
+}
+
+#[tokio::test]
+async fn the_gateway_speaks_to_the_mock_upstream() {
+    let addr = mock(Some(40)).await;
+    let gw = Gateway::start(config(&config_text(&format!("http://{addr}/v1"), ""))).await;
+    let mut client = gw.client().await;
+    let resp = client
+        .generate(authed(generate("big", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        resp.content.starts_with("Reply 1 to \"hi\""),
+        "{}",
+        resp.content
+    );
+    let usage = resp.usage.unwrap();
+    assert_eq!(usage.completion_tokens, 40);
+    assert!(!resp.usage_estimated);
+    assert_eq!(resp.model, "up-big");
+
+    let mut s = client
+        .stream_generate(authed(stream_request("big", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chunks = Vec::new();
+    while let Some(c) = s.message().await.unwrap() {
+        chunks.push(c);
+    }
+    let last = chunks.pop().unwrap();
+    assert_eq!(chunks.len(), 40, "one chunk per token");
+    assert!(last.is_complete && !last.usage_estimated);
+    assert_eq!(last.usage.unwrap().completion_tokens, 40);
+    assert_eq!(last.finish_reason, "stop");
+}
+
+#[tokio::test]
+async fn max_tokens_cuts_the_answer() {
+    let addr = mock(Some(40)).await;
+    let gw = Gateway::start(config(&config_text(&format!("http://{addr}/v1"), ""))).await;
+    let req = with_config(
+        generate("big", "hi"),
+        aigw::proto::GenerationConfig {
+            max_tokens: Some(5),
+            ..Default::default()
+        },
+    );
+    let resp = gw
+        .client()
+        .await
+        .generate(authed(req, KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            resp.usage.unwrap().completion_tokens,
+            resp.finish_reason.as_str()
+        ),
+        (5, "length")
+    );
+}
