@@ -133,7 +133,7 @@ pub async fn dispatch(
         let mut excluded = 0u64;
         let index = loop {
             match pick(model, tried, excluded, now) {
-                Pick::Route(i) if model.routes[i].breaker.allow(now) => break Some(i),
+                Pick::Route(i) if model.routes[i].breaker.allow(now) => break Ok(i),
                 Pick::Route(i) => excluded |= 1 << i,
                 Pick::Wait { until, parked } => {
                     let wait = until.saturating_duration_since(now);
@@ -146,25 +146,22 @@ pub async fn dispatch(
                     {
                         return Err(last.unwrap_or_else(|| no_route(model, wait, parked)));
                     }
-                    break None;
+                    break Err(until);
                 }
             }
         };
-        let Some(index) = index else {
-            // Every route is out for a moment: wait once for the first to return, then pick again.
-            waited = true;
-            let until = model
-                .routes
-                .iter()
-                .filter_map(|r| r.unavailable_until(now))
-                .min()
-                .unwrap_or(now);
-            gw.bounded(call.deadline, async {
-                tokio::time::sleep_until(until).await;
-                Ok(())
-            })
-            .await?;
-            continue;
+        let index = match index {
+            Ok(index) => index,
+            Err(until) => {
+                // Every route is out for a moment: wait once for the first to return, then pick again.
+                waited = true;
+                gw.bounded(call.deadline, async {
+                    tokio::time::sleep_until(until).await;
+                    Ok(())
+                })
+                .await?;
+                continue;
+            }
         };
         attempt += 1;
         if tried & (1 << index) != 0 {
@@ -198,7 +195,7 @@ pub async fn dispatch(
         *upstream_time += sent.elapsed();
         match result {
             Ok(answer) => {
-                guard.route().breaker.record(Instant::now(), true);
+                guard.route().report(Ok(()));
                 return Ok(Dispatched {
                     answer,
                     route: guard,
@@ -207,16 +204,7 @@ pub async fn dispatch(
             }
             Err(e) => {
                 let route = guard.route();
-                if let Some(ok) = e.route_health() {
-                    route.breaker.record(Instant::now(), ok);
-                }
-                if let GatewayError::UpstreamRateLimited {
-                    retry_after: Some(wait),
-                    ..
-                } = &e
-                {
-                    route.park(Instant::now() + *wait);
-                }
+                route.report(Err(&e));
                 tracing::debug!(model = %model.name, upstream = route.upstream.name(), attempt, error = e.label(), "attempt failed");
                 if !e.is_retryable() {
                     return Err(e);

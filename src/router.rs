@@ -93,6 +93,27 @@ impl Route {
         *parked = Some(parked.map_or(until, |t| t.max(until)));
     }
 
+    /// Records how a call on this route ended: its breaker learns whether the route works, and a 429 with a
+    /// wait takes the route out of rotation for that long.
+    pub fn report(&self, outcome: Result<(), &GatewayError>) {
+        let now = Instant::now();
+        match outcome {
+            Ok(()) => self.breaker.record(now, true),
+            Err(e) => {
+                if let Some(ok) = e.route_health() {
+                    self.breaker.record(now, ok);
+                }
+                if let GatewayError::UpstreamRateLimited {
+                    retry_after: Some(wait),
+                    ..
+                } = e
+                {
+                    self.park(now + *wait);
+                }
+            }
+        }
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }

@@ -151,13 +151,14 @@ pub async fn send<M>(
     }
 }
 
-/// How long a stream's final error status may wait for room in its channel. It is sent even after the grace
-/// period has ended: a stream cut by shutdown must end with UNAVAILABLE, never with OK.
-const FINAL_STATUS_WAIT: Duration = Duration::from_secs(5);
+/// How long a stream's last word (its error status, or a turn's in-band error) may wait for room in its channel.
+/// It is sent even after the grace period has ended: a stream cut by shutdown must end with UNAVAILABLE, never
+/// with OK.
+const FINAL_SEND_WAIT: Duration = Duration::from_secs(5);
 
-/// Ends a stream with an error status, unless the client is gone or does not read it in time.
-pub async fn send_error<M>(tx: &Sender<Result<M, Status>>, status: Status) {
-    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(status))).await;
+/// Sends a stream's last word, unless the client is gone or does not read it in time.
+pub async fn send_final<M>(tx: &Sender<Result<M, Status>>, msg: Result<M, Status>) {
+    let _ = tokio::time::timeout(FINAL_SEND_WAIT, tx.send(msg)).await;
 }
 
 pub fn client_gone() -> GatewayError {

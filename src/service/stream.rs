@@ -111,10 +111,9 @@ pub async fn handle(
                 Err(e) => Err(e),
             };
             if let Err(e) = &result {
-                if let Some(ok) = e.route_health() {
-                    route.route().breaker.record(Instant::now(), ok);
-                }
-                relay::send_error(&tx, super::tag(Status::from(e.clone()), &request_id)).await;
+                route.route().report(Err(e));
+                let status = super::tag(Status::from(e.clone()), &request_id);
+                relay::send_final(&tx, Err(status)).await;
             }
             log.finish(result.as_ref().map(|_| ()));
         }

@@ -271,7 +271,11 @@ impl Session {
         }
         if let Err(e) = &outcome {
             if e.code() != Code::Cancelled {
-                relay::send_error(&tx, super::tag(Status::from(e.clone()), &self.request_id)).await;
+                relay::send_final(
+                    &tx,
+                    Err(super::tag(Status::from(e.clone()), &self.request_id)),
+                )
+                .await;
             }
         }
         log.finish(outcome.as_ref().map(|_| ()));

@@ -1,6 +1,6 @@
 //! Answering one user turn of a session, on its own task, so the session keeps reading (a cancel may come).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -71,8 +71,8 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
             response(number, Event::Delta(TurnDelta { delta }))
         };
         let pumped = relay::pump(first, &mut rest, &t.tx, wrap, &limits, &mut timing).await;
-        if let Err(Some(ok)) = pumped.as_ref().map_err(GatewayError::route_health) {
-            dispatched.route.route().breaker.record(Instant::now(), ok);
+        if let Err(e) = &pumped {
+            dispatched.route.route().report(Err(e));
         }
         let end = pumped?;
         let estimated = end.usage.is_none();
@@ -94,12 +94,7 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
             usage: Some(usage),
         },
         Err(e) => {
-            // In-band; bounded like a final status, since the grace period may be over.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                t.tx.send(Ok(turn_error(number, &e))),
-            )
-            .await;
+            relay::send_final(&t.tx, Ok(turn_error(number, &e))).await;
             let charged = reached_upstream.then(|| {
                 let usage = convert::estimate_usage(&t.messages, answer.len());
                 t.admission.reconcile(usage.total_tokens.max(0) as u64);
