@@ -12,7 +12,7 @@
 //! The `/v1` routes need `authorization: Bearer <admin key>` (config `admin.key_env`); without a configured
 //! key they answer 404. Probes and metrics are open: keep the listener on a private address.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -200,26 +200,5 @@ pub async fn serve(
     admin: Arc<Admin>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    let http = Arc::new(http);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let (http, admin) = (http.clone(), admin.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| admin.clone().handle(req));
-            let _ = http
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    crate::httpd::serve(listener, move |req| admin.clone().handle(req), shutdown).await
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod forecast;
 pub mod gateway;
 pub mod healthcheck;
+pub mod httpd;
 pub mod limits;
 pub mod metrics;
 pub mod mock_server;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::{
     openai::{ChatMessage, ChatRequest},
     proto::Usage,
-    upstream::mock::{self, Reply},
+    upstream::mock::{self, Pacing, Reply},
 };
 
 /// Request bodies larger than this are refused.
@@ -191,12 +191,12 @@ async fn handle(
         Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
     };
     let reply = answer(&incoming, cfg.tokens);
-    let interval = Duration::from_secs_f64(1.0 / cfg.tokens_per_second);
+    let pacing = Pacing::new(cfg.first_token_latency, cfg.tokens_per_second);
     let start = Instant::now();
-    let first = cfg.first_token_latency;
-    let ready_at = move |i: usize| start + first + interval * i as u32;
     if !incoming.stream {
-        pace(ready_at(reply.tokens.len().saturating_sub(1))).await;
+        pacing
+            .token(start, reply.tokens.len().saturating_sub(1))
+            .await;
         let text = reply.tokens.concat();
         let body = Completion {
             id: &reply.id,
@@ -235,7 +235,7 @@ async fn handle(
             };
             let n = reply.tokens.len();
             let text = if i < n {
-                pace(ready_at(i)).await;
+                pacing.token(start, i).await;
                 let delta = OutDelta {
                     content: Some(&reply.tokens[i]),
                 };
@@ -275,12 +275,6 @@ async fn handle(
     Ok(resp)
 }
 
-async fn pace(at: Instant) {
-    if at.saturating_duration_since(Instant::now()) >= Duration::from_millis(1) {
-        tokio::time::sleep_until(at).await;
-    }
-}
-
 /// Serves until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -288,28 +282,5 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let cfg = Arc::new(cfg);
-    let http = Arc::new(hyper_util::server::conn::auto::Builder::new(
-        hyper_util::rt::TokioExecutor::new(),
-    ));
-    tokio::pin!(shutdown);
-    loop {
-        let tcp = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let (http, cfg) = (http.clone(), cfg.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(cfg.clone(), req));
-            let _ = http
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    crate::httpd::serve(listener, move |req| handle(cfg.clone(), req), shutdown).await
 }

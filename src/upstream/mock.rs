@@ -20,9 +20,34 @@ const TOKENS_PER_MESSAGE: usize = 4;
 
 pub struct MockUpstream {
     name: String,
+    pacing: Pacing,
+    request_timeout: Duration,
+}
+
+/// How the mock paces a reply: latency to the first token, then a steady rate.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
     first_token_latency: Duration,
     token_interval: Duration,
-    request_timeout: Duration,
+}
+
+impl Pacing {
+    pub fn new(first_token_latency: Duration, tokens_per_second: f64) -> Pacing {
+        Pacing {
+            first_token_latency,
+            token_interval: Duration::from_secs_f64(1.0 / tokens_per_second),
+        }
+    }
+
+    /// When token `i` (0-based) of a reply started at `start` is ready.
+    pub fn ready_at(&self, start: Instant, i: usize) -> Instant {
+        start + self.first_token_latency + self.token_interval * i as u32
+    }
+
+    /// Waits until token `i` of a reply started at `start` is ready.
+    pub async fn token(&self, start: Instant, i: usize) {
+        pace(self.ready_at(start, i)).await
+    }
 }
 
 /// The whole answer the mock gives to one request.
@@ -39,8 +64,7 @@ impl MockUpstream {
     pub fn new(cfg: &UpstreamConfig) -> Self {
         Self {
             name: cfg.name.clone(),
-            first_token_latency: cfg.first_token_latency,
-            token_interval: Duration::from_secs_f64(1.0 / cfg.tokens_per_second),
+            pacing: Pacing::new(cfg.first_token_latency, cfg.tokens_per_second),
             request_timeout: cfg.request_timeout,
         }
     }
@@ -53,15 +77,12 @@ impl MockUpstream {
         self.request_timeout
     }
 
-    /// When token `i` (0-based) of a reply started at `start` is ready.
-    fn ready_at(&self, start: Instant, i: usize) -> Instant {
-        start + self.first_token_latency + self.token_interval * i as u32
-    }
-
     pub async fn complete(&self, req: &ChatRequest<'_>) -> Completion {
         let reply = reply(req);
         let start = Instant::now();
-        pace(self.ready_at(start, reply.tokens.len().saturating_sub(1))).await;
+        self.pacing
+            .token(start, reply.tokens.len().saturating_sub(1))
+            .await;
         Completion {
             id: reply.id,
             model: reply.model,
@@ -75,7 +96,7 @@ impl MockUpstream {
         let reply = reply(req);
         let start = Instant::now();
         let schedule = (0..reply.tokens.len())
-            .map(|i| self.ready_at(start, i))
+            .map(|i| self.pacing.ready_at(start, i))
             .collect();
         MockStream {
             end: Some(StreamEnd {
