@@ -122,9 +122,7 @@ impl Start {
 
     fn respond<T>(&self, msg: T) -> Response<T> {
         let mut resp = Response::new(msg);
-        if let Ok(v) = self.request_id.parse() {
-            resp.metadata_mut().insert("x-request-id", v);
-        }
+        set_request_id(resp.metadata_mut(), &self.request_id);
         resp
     }
 }
@@ -135,10 +133,15 @@ fn valid_request_id(id: &str) -> bool {
 }
 
 fn tag(mut status: Status, request_id: &str) -> Status {
-    if let Ok(v) = request_id.parse() {
-        status.metadata_mut().insert("x-request-id", v);
-    }
+    set_request_id(status.metadata_mut(), request_id);
     status
+}
+
+/// Echoes the request id (always printable ASCII: checked or generated in `Start::read`).
+fn set_request_id(metadata: &mut tonic::metadata::MetadataMap, request_id: &str) {
+    if let Ok(v) = request_id.parse() {
+        metadata.insert("x-request-id", v);
+    }
 }
 
 #[tonic::async_trait]

@@ -71,6 +71,11 @@ impl Reply {
         }
     }
 
+    /// An upstream that takes the request and never answers.
+    pub fn never() -> Reply {
+        Reply::json(200, "{}").head_delay(Duration::from_secs(3600))
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
         self
