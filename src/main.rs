@@ -1,7 +1,11 @@
 //! The `aigw` command line.
 #![forbid(unsafe_code)]
 
-use std::{io::Read, path::PathBuf, process::ExitCode};
+use std::{
+    io::{Read, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use aigw::config::Config;
 use clap::{Parser, Subcommand};
@@ -54,8 +58,68 @@ enum Command {
         #[arg(long)]
         tokens: Option<usize>,
     },
+    /// Load a gateway (gRPC) or an OpenAI-style endpoint (REST) and report throughput, latency percentiles,
+    /// time to first token and errors by status.
+    Bench(BenchArgs),
     /// Print the SHA-256 of a client key read from standard input, for `sha256 = "..."` in the config.
     HashKey,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// gRPC: the gateway, `http://host:port`. REST: the OpenAI base URL, e.g. `http://127.0.0.1:8081/v1`.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// "grpc" (the gateway) or "rest" (an OpenAI-style endpoint).
+    #[arg(long, default_value = "grpc")]
+    protocol: aigw::bench::Protocol,
+    /// "generate", "stream", "interactive" (sessions of --turns turns) or "idle" (sessions held open).
+    #[arg(long, default_value = "generate")]
+    rpc: aigw::bench::Rpc,
+    /// Sent as `authorization: Bearer <key>`.
+    #[arg(long, env = "AIGW_BENCH_KEY", hide_env_values = true)]
+    key: Option<String>,
+    #[arg(long, default_value = "gpt-4.1")]
+    model: String,
+    #[arg(long, default_value = "Say hello in one short sentence.")]
+    prompt: String,
+    /// Pad the prompt to this many bytes.
+    #[arg(long)]
+    prompt_bytes: Option<usize>,
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Turns per interactive session.
+    #[arg(long, default_value_t = 3)]
+    turns: u32,
+    /// Closed loop: calls kept in flight (the default, 1).
+    #[arg(long, conflicts_with = "rate")]
+    concurrency: Option<usize>,
+    /// Open loop: calls started per second, measured from their scheduled start.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// gRPC: HTTP/2 connections to spread the calls over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Calls started in this first stretch are not counted.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: std::time::Duration,
+    /// Stop after this many calls (warm-up included), if sooner than --duration.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Bounds each call.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Open loop: at most this many calls in flight; beyond it the schedule waits and the wait is counted.
+    #[arg(long, default_value_t = 20_000)]
+    max_in_flight: usize,
+    /// Runtime worker threads for the load generator (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also write the report as JSON to this file ("-": standard output, instead of the table).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +163,7 @@ fn main() -> ExitCode {
             };
             mock_upstream(listen, cfg)
         }
+        Command::Bench(args) => bench(args),
         Command::HashKey => {
             let mut key = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut key) {
@@ -192,6 +257,72 @@ fn mock_upstream(
             ExitCode::FAILURE
         }
     }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    let mut prompt = args.prompt;
+    if let Some(n) = args.prompt_bytes {
+        while prompt.len() < n {
+            prompt.push_str(" lorem ipsum");
+        }
+        prompt.truncate(n);
+    }
+    let opts = aigw::bench::Options {
+        protocol: args.protocol,
+        target: args.target,
+        key: args.key,
+        work: aigw::bench::Workload {
+            rpc: args.rpc,
+            model: args.model,
+            prompt,
+            max_tokens: args.max_tokens,
+            turns: args.turns.max(1),
+            timeout: args.timeout,
+        },
+        load: match args.rate {
+            Some(rate) => aigw::bench::Load::Open { rate },
+            None => aigw::bench::Load::Closed {
+                concurrency: args.concurrency.unwrap_or(1),
+            },
+        },
+        connections: args.connections,
+        warmup: args.warmup,
+        duration: args.duration,
+        max_calls: args.requests,
+        max_in_flight: args.max_in_flight,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let report = match runtime.enable_all().build() {
+        Ok(rt) => rt.block_on(aigw::bench::run(&opts)),
+        Err(e) => Err(format!("cannot start the runtime: {e}")),
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aigw bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = || serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+    // A closed pipe (`| head`) is not an error worth a panic: the report is printed as far as it is read.
+    let print = |text: String| {
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    };
+    match args.json.as_deref() {
+        Some(p) if p.as_os_str() == "-" => print(json()),
+        Some(p) => {
+            print(report.to_string());
+            if let Err(e) = std::fs::write(p, json()) {
+                eprintln!("aigw bench: writing {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print(report.to_string()),
+    }
+    ExitCode::SUCCESS
 }
 
 fn healthcheck(path: PathBuf) -> ExitCode {

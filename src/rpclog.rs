@@ -261,7 +261,11 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 impl Drop for RpcLog {
     fn drop(&mut self) {
         let latency_ms = self.timing.start.elapsed().as_secs_f64() * 1000.0;
-        let overhead_us = self.timing.overhead().as_micros();
+        // Left out for sessions, whose wall time includes waiting for the user.
+        let overhead_us = self
+            .timing
+            .overhead_applies
+            .then(|| self.timing.overhead().as_micros() as u64);
         let (code, error) = self
             .outcome
             .unwrap_or((tonic::Code::Cancelled, "client_gone"));

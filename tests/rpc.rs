@@ -337,6 +337,12 @@ async fn upstream_statuses_map_to_grpc_codes() {
             Code::Internal,
             Some("404"),
         ),
+        // Redirects are not followed: the prompt and key go nowhere but the configured upstream.
+        (
+            Reply::json(307, &err("moved")).header("location", "http://127.0.0.1:1/v1/chat/completions"),
+            Code::Internal,
+            Some("307"),
+        ),
         (
             Reply::json(429, &err("slow down")).header("retry-after", "7"),
             Code::ResourceExhausted,

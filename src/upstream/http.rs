@@ -63,6 +63,9 @@ impl HttpUpstream {
             .http2_keep_alive_timeout(Duration::from_secs(20))
             .http2_keep_alive_while_idle(true)
             .user_agent(concat!("aigw/", env!("CARGO_PKG_VERSION")))
+            // An API that answers a POST with a redirect is misconfigured: report it rather than resend the
+            // prompt (and the key) somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| setup(format!("HTTP client: {e}")))?;
         Ok(Self {

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""The gateway's overhead, measured: the same workload sent straight to a fast OpenAI-style upstream over REST
+and through aigw over gRPC, on one machine, with `aigw bench` as the load generator for both.
+
+It starts `aigw mock-upstream` and `aigw serve` (both on loopback, random ports), then measures:
+  1. unary latency added (p50, p99) at fixed arrival rates, the highest rate whose added p99 stays under 1 ms,
+     and the gateway's CPU per call (from /proc/<pid>/stat: the process's own accounting);
+  2. the most unary calls per second the gateway sustains here (closed loop) and its CPU per call then;
+  3. streams: time to first token added, and chunks relayed per gateway CPU-second;
+  4. memory: resident size idle and with N idle InteractiveStream sessions held open;
+  5. payload: bytes per request and response, gRPC vs the same OpenAI JSON/SSE.
+It prints Markdown tables (the ones in BENCHMARKS.md) and writes them, with every raw report, to --out.
+
+Only the standard library; Linux only (/proc). Usage: python3 bench/compare.py [--smoke] [--out DIR]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "sk-bench-not-a-secret-0001"
+TICK = os.sysconf("SC_CLK_TCK")
+
+GATEWAY_CONFIG = """
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "5s"
+[admin]
+listen = "127.0.0.1:0"
+[log]
+format = "text"
+[limits]
+max_in_flight = 1000000
+[limits.default]
+concurrency = 1000000
+[[keys]]
+name = "bench"
+env = "AIGW_BENCH_KEY"
+[[upstreams]]
+name = "fast"
+kind = "openai"
+base_url = "http://{upstream}/v1"
+pool_max_idle = 1024
+[[models]]
+name = "bench"
+max_output_tokens = 100000
+routes = [{{ upstream = "fast", model = "bench" }}]
+"""
+
+
+class Proc:
+    """A child process whose stderr is drained (to a file) so it never blocks on a full pipe."""
+
+    def __init__(self, args, log_path, ready, env=None):
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, **(env or {})})
+        self.match = None
+        found = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.log.write(line)
+                if self.match is None:
+                    m = re.search(ready, line)
+                    if m:
+                        self.match = m
+                        found.set()
+            self.log.flush()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(30):
+            self.stop()
+            sys.exit(f"{args[0]} {args[1]} did not start; see {log_path}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def cpu_seconds(self):
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def bench(aigw, args, out_dir, name):
+    """Runs `aigw bench` with `args`; returns its JSON report."""
+    path = out_dir / f"{name}.json"
+    cmd = [aigw, "bench", "--model", "bench", "--json", str(path), *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "AIGW_BENCH_KEY": KEY},
+                          timeout=600)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    return json.loads(path.read_text())
+
+
+def measured(gateway, fn):
+    """Runs fn() and returns (its result, gateway CPU seconds spent meanwhile)."""
+    before = gateway.cpu_seconds()
+    result = fn()
+    return result, gateway.cpu_seconds() - before
+
+
+def pct(report, section, q):
+    s = report.get(section) or {}
+    return s.get(q, float("nan"))
+
+
+def table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def errors(report):
+    return sum(report["errors"].values())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
+    ap.add_argument("--rates", default="500,1000,2000,3000,4000,5000,6000,8000",
+                    help="unary arrival rates per second, ascending")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    ap.add_argument("--tokens", type=int, default=16, help="tokens in each unary answer")
+    ap.add_argument("--stream-tokens", type=int, default=256, help="tokens (chunks) in each streamed answer")
+    ap.add_argument("--streams", default="1000,10000", help="idle sessions held open for the memory figures")
+    ap.add_argument("--out", default=str(ROOT / "target" / "bench"), help="directory for the results")
+    ap.add_argument("--smoke", action="store_true", help="a few seconds in all: checks the script, not speed")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.rates, opts.duration, opts.streams, opts.stream_tokens = "200,400", 1.0, "50", 32
+
+    aigw = opts.aigw
+    if not aigw:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "aigw"], cwd=ROOT, check=True)
+        aigw = str(ROOT / "target" / "release" / "aigw")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / "raw"
+    raw.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="aigw-bench-"))
+    dur = f"{opts.duration}s"
+    warm = "0.5s" if opts.smoke else "1s"
+    results = {"machine": machine(), "settings": vars(opts)}
+
+    # One upstream for everything: answers as long as the stream runs need; unary calls cap it with max_tokens.
+    upstream = Proc([aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens)],
+                    work / "upstream.log", r"listening addr=(\S+)")
+    (work / "gateway.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
+    gateway = Proc([aigw, "serve", "--config", str(work / "gateway.toml"), "--listen", "127.0.0.1:0",
+                    "--admin-listen", "127.0.0.1:0"], work / "gateway.log",
+                   r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
+    grpc = f"http://{gateway.match.group(1)}"
+    rest = f"http://{upstream.match.group(1)}/v1"
+    try:
+        time.sleep(0.5)
+        results["rss_idle_kib"] = gateway.rss_kib()
+        unary = ["--max-tokens", opts.tokens, "--duration", dur, "--warmup", warm]
+
+        # 1. Added latency at fixed rates.
+        rows, sweep = [], []
+        best_under_1ms = None
+        for rate in [float(r) for r in opts.rates.split(",")]:
+            direct = bench(aigw, ["--protocol", "rest", "--target", rest, "--rate", rate, *unary], raw,
+                           f"unary-direct-{rate:g}")
+            through, cpu = measured(gateway, lambda: bench(
+                aigw, ["--target", grpc, "--rate", rate, *unary], raw, f"unary-aigw-{rate:g}"))
+            added50 = pct(through, "latency_us", "p50") - pct(direct, "latency_us", "p50")
+            added99 = pct(through, "latency_us", "p99") - pct(direct, "latency_us", "p99")
+            # The CPU was spent on the warm-up's calls too (rate x warm-up of them, on schedule).
+            cpu_us = cpu * 1e6 / max(1, through["calls"] + rate * through["setup"]["warmup_s"])
+            kept_up = through["throughput_per_s"] >= 0.95 * rate and errors(through) == 0
+            point = {"rate": rate, "direct": direct, "aigw": through, "added_p50_us": added50,
+                     "added_p99_us": added99, "gateway_cpu_us_per_call": cpu_us, "kept_up": kept_up}
+            sweep.append(point)
+            rows.append([f"{rate:g}", f"{through['throughput_per_s']:.0f}",
+                         f"{pct(direct, 'latency_us', 'p50'):.0f}", f"{pct(through, 'latency_us', 'p50'):.0f}",
+                         f"{added50:.0f}", f"{pct(direct, 'latency_us', 'p99'):.0f}",
+                         f"{pct(through, 'latency_us', 'p99'):.0f}", f"{added99:.0f}",
+                         f"{pct(through, 'gateway_overhead_us', 'p99'):.0f}", f"{cpu_us:.0f}",
+                         errors(direct) + errors(through)])
+            if kept_up and added99 < 1000:
+                best_under_1ms = rate
+            if not kept_up:
+                break
+        results["unary_sweep"] = sweep
+        results["max_rate_added_p99_under_1ms"] = best_under_1ms
+        unary_table = table(["rate/s", "achieved/s", "direct p50", "aigw p50", "added p50", "direct p99",
+                             "aigw p99", "added p99", "in-gateway p99", "gateway CPU µs/call", "errors"], rows)
+
+        # 2. Saturation: closed loop, as many calls as the machine allows.
+        sat_conc = 8 if opts.smoke else 32
+        sat, cpu = measured(gateway, lambda: bench(
+            aigw, ["--target", grpc, "--concurrency", sat_conc, "--max-tokens", opts.tokens, "--duration", dur,
+                   "--warmup", "0s"], raw, "unary-aigw-saturated"))
+        sat_direct = bench(aigw, ["--protocol", "rest", "--target", rest, "--concurrency", sat_conc,
+                                  "--max-tokens", opts.tokens, "--duration", dur, "--warmup", "0s"], raw,
+                           "unary-direct-saturated")
+        results["saturated"] = {"aigw": sat, "direct": sat_direct,
+                                "gateway_cpu_us_per_call": cpu * 1e6 / max(1, sat["calls"])}
+        sat_table = table(["closed loop", "calls/s", "p50 µs", "p99 µs", "gateway CPU µs/call"], [
+            [f"direct REST, {sat_conc} in flight", f"{sat_direct['throughput_per_s']:.0f}",
+             f"{pct(sat_direct, 'latency_us', 'p50'):.0f}", f"{pct(sat_direct, 'latency_us', 'p99'):.0f}", "-"],
+            [f"through aigw, {sat_conc} in flight", f"{sat['throughput_per_s']:.0f}",
+             f"{pct(sat, 'latency_us', 'p50'):.0f}", f"{pct(sat, 'latency_us', 'p99'):.0f}",
+             f"{results['saturated']['gateway_cpu_us_per_call']:.0f}"]])
+
+        # 3. Streams: TTFT added at a fixed rate, then chunks per gateway CPU-second flat out.
+        srate = 50 if opts.smoke else 200
+        sargs = ["--rpc", "stream", "--rate", srate, "--duration", dur, "--warmup", warm]
+        sdirect = bench(aigw, ["--protocol", "rest", "--target", rest, *sargs], raw, "stream-direct")
+        sthrough = bench(aigw, ["--target", grpc, *sargs], raw, "stream-aigw")
+        sflat, cpu = measured(gateway, lambda: bench(
+            aigw, ["--target", grpc, "--rpc", "stream", "--concurrency", 16, "--duration", dur, "--warmup", "0s"],
+            raw, "stream-aigw-saturated"))
+        chunks_per_cpu_s = sflat["chunks"] / cpu if cpu > 0 else float("nan")
+        results["streams"] = {"direct": sdirect, "aigw": sthrough, "saturated": sflat,
+                              "chunks_per_gateway_cpu_second": chunks_per_cpu_s}
+        stream_table = table(["streams", "TTFT p50 µs", "TTFT p99 µs", "total p50 µs", "chunks/s"], [
+            [f"direct SSE, {srate}/s", f"{pct(sdirect, 'ttft_us', 'p50'):.0f}",
+             f"{pct(sdirect, 'ttft_us', 'p99'):.0f}", f"{pct(sdirect, 'latency_us', 'p50'):.0f}",
+             f"{sdirect['chunks_per_s']:.0f}"],
+            [f"StreamGenerate via aigw, {srate}/s", f"{pct(sthrough, 'ttft_us', 'p50'):.0f}",
+             f"{pct(sthrough, 'ttft_us', 'p99'):.0f}", f"{pct(sthrough, 'latency_us', 'p50'):.0f}",
+             f"{sthrough['chunks_per_s']:.0f}"],
+            ["added", f"{pct(sthrough, 'ttft_us', 'p50') - pct(sdirect, 'ttft_us', 'p50'):.0f}",
+             f"{pct(sthrough, 'ttft_us', 'p99') - pct(sdirect, 'ttft_us', 'p99'):.0f}",
+             f"{pct(sthrough, 'latency_us', 'p50') - pct(sdirect, 'latency_us', 'p50'):.0f}", ""],
+            ["via aigw, 16 in flight", "", "", "", f"{sflat['chunks_per_s']:.0f} "
+             f"({chunks_per_cpu_s:.0f} per gateway CPU-second)"]])
+
+        # 4. Memory with idle sessions held open (1,024 streams per HTTP/2 connection at most).
+        mem_rows = [["idle", "-", f"{results['rss_idle_kib'] / 1024:.1f}", "-"]]
+        results["memory"] = []
+        for n in [int(x) for x in opts.streams.split(",")]:
+            base = gateway.rss_kib()
+            hold = 4.0 if opts.smoke else 8.0
+            peak, stop = [base], threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    peak.append(gateway.rss_kib())
+                    time.sleep(0.1)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            idle = bench(aigw, ["--target", grpc, "--rpc", "idle", "--concurrency", n,
+                                "--connections", max(1, -(-n // 1000)), "--duration", f"{hold}s",
+                                "--warmup", "0s"], raw, f"idle-{n}")
+            stop.set()
+            sampler.join()
+            per_stream = (max(peak) - base) * 1024 / max(1, idle["ok"])
+            results["memory"].append({"streams": n, "opened": idle["ok"], "rss_before_kib": base,
+                                      "rss_peak_kib": max(peak), "bytes_per_stream": per_stream})
+            mem_rows.append([f"{n} idle InteractiveStream sessions", idle["ok"], f"{max(peak) / 1024:.1f}",
+                             f"{per_stream / 1024:.1f}"])
+        mem_table = table(["gateway state", "streams open", "RSS MiB", "KiB per stream"], mem_rows)
+
+        # 5. Payload bytes: from the runs above.
+        d, t = sweep[0]["direct"], sweep[0]["aigw"]
+        payload_table = table(["call", "OpenAI JSON request", "gRPC request", "OpenAI JSON response",
+                               "gRPC response"], [
+            [f"unary, {opts.tokens} tokens", d["request_bytes_per_call"], t["request_bytes_per_call"],
+             d["response_bytes_per_call"], t["response_bytes_per_call"]],
+            [f"stream, {opts.stream_tokens} tokens", sdirect["request_bytes_per_call"],
+             sthrough["request_bytes_per_call"], sdirect["response_bytes_per_call"],
+             sthrough["response_bytes_per_call"]]])
+    finally:
+        gateway.stop()
+        upstream.stop()
+
+    summary = "\n\n".join([
+        f"Machine: {results['machine']}",
+        "Unary (Generate vs POST /v1/chat/completions), open loop, latency from the scheduled send time, µs:\n\n"
+        + unary_table,
+        f"Highest rate with added p99 under 1 ms: {best_under_1ms or 'none'}/s",
+        "Saturation, closed loop:\n\n" + sat_table,
+        "Streams (StreamGenerate vs SSE), µs:\n\n" + stream_table,
+        "Memory:\n\n" + mem_table,
+        "Payload bytes per call (messages only: gRPC frames incl. 5-byte prefix, HTTP bodies; no headers):\n\n"
+        + payload_table,
+    ])
+    print(summary)
+    (out / "results.md").write_text(summary + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, raw reports in {raw}")
+
+
+def machine():
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores ({cpu}), Linux {os.uname().release}"
+
+
+if __name__ == "__main__":
+    main()
