@@ -50,11 +50,7 @@ fn options(protocol: Protocol, target: String, rpc: Rpc, load: Load, calls: u64)
 
 async fn gateway() -> (Gateway, String) {
     let upstream = mock_upstream().await;
-    let gw = Gateway::start(config(&config_text(
-        &format!("http://{upstream}/v1"),
-        "",
-    )))
-    .await;
+    let gw = Gateway::start(config(&config_text(&format!("http://{upstream}/v1"), ""))).await;
     let target = format!("http://{}", gw.addr);
     (gw, target)
 }
@@ -111,21 +107,24 @@ async fn open_loop_streams_measure_from_the_schedule() {
     assert_eq!(r.setup.load, "open");
 }
 
-#[tokio::test]
+/// The load generator sends each next turn the moment it reads `TurnComplete`: on two threads that once met
+/// the session before it had taken the last turn off its books ("turn 1 is still in flight"), about one turn
+/// in 3,000. The session now sends `TurnComplete` only after that, so no turn may fail here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_sessions_count_each_turn() {
     let (_gw, target) = gateway().await;
     let opts = options(
         Protocol::Grpc,
         target,
         Rpc::Interactive,
-        Load::Closed { concurrency: 3 },
-        6,
+        Load::Closed { concurrency: 16 },
+        200,
     );
     let r = bench::run(&opts).await.unwrap();
-    // 6 sessions of 3 turns.
-    assert_all_ok(&r, 18);
-    assert_eq!(r.chunks, 18 * TOKENS as u64);
-    assert_eq!(r.ttft_us.as_ref().unwrap().count, 18);
+    // 200 sessions of 3 turns.
+    assert_all_ok(&r, 600);
+    assert_eq!(r.chunks, 600 * TOKENS as u64);
+    assert_eq!(r.ttft_us.as_ref().unwrap().count, 600);
 }
 
 #[tokio::test]

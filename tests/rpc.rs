@@ -339,7 +339,8 @@ async fn upstream_statuses_map_to_grpc_codes() {
         ),
         // Redirects are not followed: the prompt and key go nowhere but the configured upstream.
         (
-            Reply::json(307, &err("moved")).header("location", "http://127.0.0.1:1/v1/chat/completions"),
+            Reply::json(307, &err("moved"))
+                .header("location", "http://127.0.0.1:1/v1/chat/completions"),
             Code::Internal,
             Some("307"),
         ),

@@ -256,7 +256,11 @@ impl Grpc<'_> {
         }
     }
 
-    async fn stream(&self, client: &mut AiServiceClient<Channel>, msg: &GenerateRequest) -> Outcome {
+    async fn stream(
+        &self,
+        client: &mut AiServiceClient<Channel>,
+        msg: &GenerateRequest,
+    ) -> Outcome {
         let msg = StreamGenerateRequest {
             model: msg.model.clone(),
             messages: msg.messages.clone(),
@@ -289,7 +293,13 @@ impl Grpc<'_> {
         }
         out.done = Instant::now();
         if out.status == Status::Ok {
-            out.overhead_us = stream.trailers().await.ok().flatten().as_ref().and_then(overhead_us);
+            out.overhead_us = stream
+                .trailers()
+                .await
+                .ok()
+                .flatten()
+                .as_ref()
+                .and_then(overhead_us);
         }
         out
     }
@@ -322,15 +332,21 @@ impl Grpc<'_> {
             .await
         {
             Ok(resp) => resp.into_inner(),
-            Err(status) => return rec.record(start, Outcome::failed(Status::Grpc(status.code()), sent)),
+            Err(status) => {
+                return rec.record(start, Outcome::failed(Status::Grpc(status.code()), sent))
+            }
         };
         let started = match stream.message().await {
             Ok(Some(InteractiveResponse {
                 event: Some(Event::Started(_)),
                 ..
             })) => Instant::now(),
-            Ok(_) => return rec.record(start, Outcome::failed(Status::Failed("NOT_STARTED"), sent)),
-            Err(status) => return rec.record(start, Outcome::failed(Status::Grpc(status.code()), sent)),
+            Ok(_) => {
+                return rec.record(start, Outcome::failed(Status::Failed("NOT_STARTED"), sent))
+            }
+            Err(status) => {
+                return rec.record(start, Outcome::failed(Status::Grpc(status.code()), sent))
+            }
         };
         if work.rpc == Rpc::Idle {
             rec.record(

@@ -74,7 +74,13 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     }
     let target = Arc::new(match opts.protocol {
         Protocol::Grpc => {
-            Target::grpc(&opts.target, opts.connections, opts.key.as_deref(), &opts.work).await?
+            Target::grpc(
+                &opts.target,
+                opts.connections,
+                opts.key.as_deref(),
+                &opts.work,
+            )
+            .await?
         }
         Protocol::Rest => Target::rest(&opts.target, opts.key.as_deref(), &opts.work)?,
     });
@@ -186,8 +192,12 @@ impl Pacer {
                 },
             };
             self.rec.lag(slot, Instant::now());
-            let (target, work, rec, stop) =
-                (self.target.clone(), self.work.clone(), self.rec.clone(), self.stop);
+            let (target, work, rec, stop) = (
+                self.target.clone(),
+                self.work.clone(),
+                self.rec.clone(),
+                self.stop,
+            );
             handle.spawn(async move {
                 target.call(&work, slot, stop, &rec).await;
                 drop(permit);

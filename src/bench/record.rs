@@ -309,11 +309,7 @@ impl fmt::Display for Report {
             }
         }
         if self.chunks > 0 {
-            writeln!(
-                f,
-                "  chunks {} ({:.1}/s)",
-                self.chunks, self.chunks_per_s
-            )?;
+            writeln!(f, "  chunks {} ({:.1}/s)", self.chunks, self.chunks_per_s)?;
         }
         write!(
             f,
@@ -348,7 +344,10 @@ mod tests {
         for i in 1..=100 {
             rec.record(from, ok_after(from, i));
         }
-        rec.record(from, Outcome::failed(Status::Grpc(tonic::Code::Unavailable), 10));
+        rec.record(
+            from,
+            Outcome::failed(Status::Grpc(tonic::Code::Unavailable), 10),
+        );
         rec.record(from, Outcome::failed(Status::Http(503), 10));
         let setup = Setup {
             target: "t".into(),

@@ -211,13 +211,16 @@ impl Session {
                 _ = sleep_until(deadline) => outcome = Err(expired(deadline)),
                 _ = tx.closed() => outcome = Err(relay::client_gone()),
                 done = join(&mut in_flight), if in_flight.is_some() => {
-                    if let (Some(f), Ok(outcome)) = (in_flight.take(), done) {
-                        if let Some((usage, estimated)) = outcome.usage {
+                    if let (Some(f), Ok(ended)) = (in_flight.take(), done) {
+                        if let Some((usage, estimated)) = ended.usage {
                             log.add_usage(Some(&usage), estimated);
                         }
-                        if let Some(answer) = outcome.answer {
+                        if let Some(answer) = ended.answer {
                             self.history.remember(f.user, answer);
                         }
+                        // Only now, with the session free and the answer in the history, may the client
+                        // learn that the turn ended.
+                        outcome = send_bounded(&tx, ended.last, deadline, &gw.lifecycle.stop).await;
                     }
                     if closing {
                         break;
@@ -291,4 +294,19 @@ async fn join(f: &mut Option<InFlight>) -> Result<turn::Outcome, tokio::task::Jo
 
 async fn send(tx: &Tx, msg: InteractiveResponse) -> Result<(), GatewayError> {
     tx.send(Ok(msg)).await.map_err(|_| relay::client_gone())
+}
+
+/// [`send`], waiting for room no longer than the session may run.
+async fn send_bounded(
+    tx: &Tx,
+    msg: InteractiveResponse,
+    deadline: Option<Deadline>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), GatewayError> {
+    tokio::select! {
+        biased;
+        sent = send(tx, msg) => sent,
+        _ = stop.cancelled() => Err(GatewayError::ShuttingDown),
+        _ = sleep_until(deadline) => Err(expired(deadline)),
+    }
 }

@@ -14,7 +14,8 @@ use crate::{
     gateway::Gateway,
     limits::Admission,
     proto::{
-        interactive_response::Event, GenerationConfig, Message, TurnComplete, TurnDelta, Usage,
+        interactive_response::Event, GenerationConfig, InteractiveResponse, Message, TurnComplete,
+        TurnDelta, Usage,
     },
     router::Model,
     rpclog::Timing,
@@ -38,6 +39,10 @@ pub struct Outcome {
     pub answer: Option<String>,
     /// What the turn is charged (and whether the gateway counted it), when it reached the upstream.
     pub usage: Option<(Usage, bool)>,
+    /// The turn's last word, `TurnComplete` or `TurnError`. The session sends it once it has taken the turn
+    /// off its books: a client may send its next turn the moment it reads this, and must find the session
+    /// free and the answer in the history.
+    pub last: InteractiveResponse,
 }
 
 /// Answers the turn. A completed turn is charged the provider's usage (or an estimate when it sent none); a
@@ -84,17 +89,16 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
             id: end.id,
             usage_estimated: estimated,
         };
-        relay::send(&t.tx, Ok(response(number, Event::Complete(complete))), &limits).await?;
-        Ok((usage, estimated))
+        Ok((usage, estimated, complete))
     }
     .await;
     match result {
-        Ok(usage) => Outcome {
+        Ok((usage, estimated, complete)) => Outcome {
             answer: Some(answer),
-            usage: Some(usage),
+            usage: Some((usage, estimated)),
+            last: response(number, Event::Complete(complete)),
         },
         Err(e) => {
-            relay::send_final(&t.tx, Ok(turn_error(number, &e))).await;
             let charged = reached_upstream.then(|| {
                 let usage = convert::estimate_usage(&t.messages, answer.len());
                 t.admission.reconcile(usage.total_tokens.max(0) as u64);
@@ -103,6 +107,7 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
             Outcome {
                 answer: None,
                 usage: charged,
+                last: turn_error(number, &e),
             }
         }
     }
