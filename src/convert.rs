@@ -3,8 +3,9 @@
 use crate::{
     config::MaxTokensField,
     error::GatewayError,
-    openai::{ChatMessage, ChatRequest, StreamOptions, WireUsage},
+    openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest, StreamOptions, WireUsage},
     proto::{GenerationConfig, Message, Usage},
+    upstream::{Completion, StreamEnd},
 };
 
 /// Roles a client may send. `tool` arrives with tool calling (it needs a `tool_call_id`).
@@ -129,6 +130,62 @@ pub fn usage(u: WireUsage) -> Usage {
         completion_tokens: clamp(u.completion_tokens),
         total_tokens: clamp(total),
     }
+}
+
+/// A non-streamed answer's body, parsed; the error says what is wrong with it.
+pub fn completion(body: &[u8]) -> Result<Completion, String> {
+    let parsed: ChatCompletion =
+        serde_json::from_slice(body).map_err(|e| format!("invalid completion JSON: {e}"))?;
+    let choice = parsed.choices.into_iter().next().ok_or("no choices")?;
+    Ok(Completion {
+        id: parsed.id,
+        model: parsed.model,
+        content: choice
+            .message
+            .content
+            .or(choice.message.refusal)
+            .unwrap_or_default(),
+        finish_reason: choice.finish_reason.unwrap_or_default(),
+        usage: parsed.usage.map(usage),
+    })
+}
+
+/// Why one `data:` event of a stream is not a chunk.
+#[derive(Debug)]
+pub enum ChunkError {
+    Invalid(serde_json::Error),
+    /// An error object sent in the stream instead of a chunk; its message.
+    Upstream(String),
+}
+
+/// One streamed chunk: its id, model, finish reason and usage go into `end` as they pass; the text, if any, is
+/// returned (role-only and empty deltas are not).
+pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Option<String>, ChunkError> {
+    let chunk = serde_json::from_str::<ChatChunk>(data).map_err(ChunkError::Invalid)?;
+    if let Some(err) = chunk.error {
+        return Err(ChunkError::Upstream(err.message));
+    }
+    if end.id.is_empty() {
+        end.id = chunk.id.into_owned();
+    }
+    if end.model.is_empty() {
+        end.model = chunk.model.into_owned();
+    }
+    if let Some(u) = chunk.usage {
+        end.usage = Some(usage(u));
+    }
+    // We never ask for n > 1, so the first choice is the answer.
+    let Some(choice) = chunk.choices.into_iter().next() else {
+        return Ok(None);
+    };
+    if let Some(reason) = choice.finish_reason {
+        end.finish_reason = reason;
+    }
+    Ok(choice
+        .delta
+        .content
+        .or(choice.delta.refusal)
+        .filter(|text| !text.is_empty()))
 }
 
 #[cfg(test)]

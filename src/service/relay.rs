@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use tokio::{sync::mpsc::Sender, time::Instant};
+use futures_util::FutureExt;
+use tokio::{
+    sync::mpsc::{error::TrySendError, Sender},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -124,13 +128,31 @@ pub async fn pump<M>(
         }
         let waiting = Instant::now();
         let (limit_at, limit) = limits.next(waiting);
-        event = tokio::select! {
-            biased;
-            _ = tx.closed() => return Err(client_gone()),
-            _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
-            _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-            _ = tokio::time::sleep_until(limit_at) => return Err(limits.error(limit)),
-            event = stream.next() => event,
+        // Fast path, when the next event is already buffered: the same checks in the same order, as plain
+        // reads, with no timer armed. A timer per chunk was a measurable share of a stream's CPU.
+        if tx.is_closed() {
+            return Err(client_gone());
+        }
+        if limits.stop.is_cancelled() {
+            return Err(GatewayError::ShuttingDown);
+        }
+        if limits.cancel.is_some_and(CancellationToken::is_cancelled) {
+            return Err(GatewayError::Cancelled("the turn was cancelled".into()));
+        }
+        if waiting >= limit_at {
+            return Err(limits.error(limit));
+        }
+        // `next` is cancel-safe, so a first poll that finds nothing loses nothing.
+        event = match stream.next().now_or_never() {
+            Some(ready) => ready,
+            None => tokio::select! {
+                biased;
+                _ = tx.closed() => return Err(client_gone()),
+                _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
+                _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
+                _ = tokio::time::sleep_until(limit_at) => return Err(limits.error(limit)),
+                event = stream.next() => event,
+            },
         };
         timing.upstream += waiting.elapsed();
     }
@@ -142,6 +164,12 @@ pub async fn send<M>(
     msg: Result<M, Status>,
     limits: &Limits<'_>,
 ) -> Result<(), GatewayError> {
+    // Room in the channel (the usual case): no timer needed.
+    let msg = match tx.try_send(msg) {
+        Ok(()) => return Ok(()),
+        Err(TrySendError::Closed(_)) => return Err(client_gone()),
+        Err(TrySendError::Full(msg)) => msg,
+    };
     let (at, limit) = limits.hard();
     tokio::select! {
         biased;

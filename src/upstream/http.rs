@@ -7,9 +7,9 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use super::{sse::SseDecoder, Completion, StreamEnd, StreamEvent};
 use crate::{
     config::{MaxTokensField, UpstreamConfig},
-    convert,
+    convert::{self, ChunkError},
     error::GatewayError,
-    openai::{ChatChunk, ChatCompletion, ChatRequest, ErrorBody},
+    openai::{ChatRequest, ErrorBody},
 };
 
 /// How much of an upstream error body is read, and how much of its message is passed on.
@@ -163,24 +163,7 @@ impl HttpUpstream {
                 }
                 BodyError::Transport(detail) => self.unavailable(detail),
             })?;
-        let parsed: ChatCompletion = serde_json::from_slice(&body)
-            .map_err(|e| self.protocol(format!("invalid completion JSON: {e}")))?;
-        let choice = parsed
-            .choices
-            .into_iter()
-            .next()
-            .ok_or_else(|| self.protocol("no choices".into()))?;
-        Ok(Completion {
-            id: parsed.id,
-            model: parsed.model,
-            content: choice
-                .message
-                .content
-                .or(choice.message.refusal)
-                .unwrap_or_default(),
-            finish_reason: choice.finish_reason.unwrap_or_default(),
-            usage: parsed.usage.map(convert::usage),
-        })
+        convert::completion(&body).map_err(|detail| self.protocol(detail))
     }
 
     pub async fn stream(
@@ -244,35 +227,15 @@ impl SseStream {
         if data == "[DONE]" {
             return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))));
         }
-        let chunk = match serde_json::from_str::<ChatChunk>(&data) {
-            Ok(chunk) => chunk,
-            Err(_) if event == "error" => {
-                return Err(self.unavailable(format!("error event: {}", bounded(&data))))
+        match convert::chunk(&data, &mut self.end) {
+            Ok(text) => Ok(text.map(StreamEvent::Delta)),
+            Err(ChunkError::Invalid(_)) if event == "error" => {
+                Err(self.unavailable(format!("error event: {}", bounded(&data))))
             }
-            Err(e) => return Err(self.protocol(format!("invalid chunk JSON: {e}"))),
-        };
-        if let Some(err) = chunk.error {
-            return Err(self.unavailable(format!("error in stream: {}", bounded(&err.message))));
-        }
-        if self.end.id.is_empty() {
-            self.end.id = chunk.id.into_owned();
-        }
-        if self.end.model.is_empty() {
-            self.end.model = chunk.model.into_owned();
-        }
-        if let Some(usage) = chunk.usage {
-            self.end.usage = Some(convert::usage(usage));
-        }
-        // We never ask for n > 1, so the first choice is the answer.
-        let Some(choice) = chunk.choices.into_iter().next() else {
-            return Ok(None);
-        };
-        if let Some(reason) = choice.finish_reason {
-            self.end.finish_reason = reason;
-        }
-        match choice.delta.content.or(choice.delta.refusal) {
-            Some(text) if !text.is_empty() => Ok(Some(StreamEvent::Delta(text))),
-            _ => Ok(None),
+            Err(ChunkError::Invalid(e)) => Err(self.protocol(format!("invalid chunk JSON: {e}"))),
+            Err(ChunkError::Upstream(message)) => {
+                Err(self.unavailable(format!("error in stream: {}", bounded(&message))))
+            }
         }
     }
 

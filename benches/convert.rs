@@ -1,0 +1,104 @@
+//! Conversion both ways: a gRPC request to the OpenAI JSON body sent upstream, and the upstream's JSON (a
+//! whole completion, one stream chunk) to the gRPC message sent back, encoded. Run: `cargo bench --bench convert`.
+
+use std::hint::black_box;
+
+use aigw::{
+    config::MaxTokensField,
+    convert,
+    proto::{GenerateResponse, GenerationConfig, Message, StreamChunk},
+    upstream::StreamEnd,
+};
+use criterion::{criterion_group, criterion_main, Criterion};
+use prost::Message as _;
+
+fn message(role: &str, content: &str) -> Message {
+    Message {
+        role: role.into(),
+        content: content.into(),
+        name: String::new(),
+    }
+}
+
+/// A short prompt, and a 20-message conversation of about 4 KiB.
+fn conversations() -> [(&'static str, Vec<Message>); 2] {
+    let mut long = vec![message(
+        "system",
+        "You are a careful assistant. Answer briefly.",
+    )];
+    for i in 0..19 {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        long.push(message(
+            role,
+            &format!("{i}: {}", "some \"quoted\" text, and more. ".repeat(6)),
+        ));
+    }
+    [
+        (
+            "1 message",
+            vec![message("user", "Say hello in one short sentence.")],
+        ),
+        ("20 messages, 4 KiB", long),
+    ]
+}
+
+fn to_openai(c: &mut Criterion) {
+    let config = GenerationConfig {
+        temperature: Some(0.7),
+        max_tokens: Some(256),
+        ..Default::default()
+    };
+    let mut g = c.benchmark_group("proto to OpenAI JSON");
+    for (name, messages) in conversations() {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let req = convert::chat_request(
+                    "gpt-4.1",
+                    black_box(&messages),
+                    Some(&config),
+                    MaxTokensField::MaxTokens,
+                    true,
+                );
+                serde_json::to_vec(&req).expect("serializable")
+            })
+        });
+    }
+    g.finish();
+}
+
+fn from_openai(c: &mut Criterion) {
+    let completion = br#"{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion","created":1741570283,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"The image shows a wooden boardwalk path running through a lush green field or meadow. The sky is bright blue with some scattered clouds, giving the scene a serene and peaceful atmosphere.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":1117,"completion_tokens":46,"total_tokens":1163,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_fc9f1d7035"}"#;
+    let chunk = r#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1741570283,"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_eb9dce56a8","choices":[{"index":0,"delta":{"content":" boardwalk"},"logprobs":null,"finish_reason":null}]}"#;
+    let mut g = c.benchmark_group("OpenAI JSON to proto");
+    g.bench_function("completion -> GenerateResponse, encoded", |b| {
+        b.iter(|| {
+            let done = convert::completion(black_box(completion)).expect("valid");
+            GenerateResponse {
+                content: done.content,
+                model: done.model,
+                usage: done.usage,
+                finish_reason: done.finish_reason,
+                id: done.id,
+                usage_estimated: false,
+            }
+            .encode_to_vec()
+        })
+    });
+    let mut end = StreamEnd::default();
+    g.bench_function("stream chunk -> StreamChunk, encoded", |b| {
+        b.iter(|| {
+            let delta = convert::chunk(black_box(chunk), &mut end)
+                .expect("valid")
+                .expect("text");
+            StreamChunk {
+                delta,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, to_openai, from_openai);
+criterion_main!(benches);
