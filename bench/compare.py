@@ -17,6 +17,7 @@ Only the standard library; Linux only (/proc). Usage: python3 bench/compare.py [
 import argparse
 import json
 import os
+import statistics
 import re
 import subprocess
 import sys
@@ -115,11 +116,11 @@ def bench(aigw, args, out_dir, name):
     return json.loads(path.read_text())
 
 
-def measured(gateway, fn):
-    """Runs fn() and returns (its result, gateway CPU seconds spent meanwhile)."""
-    before = gateway.cpu_seconds()
+def measured(procs, fn):
+    """Runs fn() and returns (its result, [CPU seconds each of procs spent meanwhile])."""
+    before = [p.cpu_seconds() for p in procs]
     result = fn()
-    return result, gateway.cpu_seconds() - before
+    return result, [p.cpu_seconds() - b for p, b in zip(procs, before)]
 
 
 def pct(report, section, q):
@@ -144,6 +145,7 @@ def main():
     ap.add_argument("--rates", default="500,1000,2000,3000,4000,5000,6000,8000",
                     help="unary arrival rates per second, ascending")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per unary rate (the table shows medians)")
     ap.add_argument("--tokens", type=int, default=16, help="tokens in each unary answer")
     ap.add_argument("--stream-tokens", type=int, default=256, help="tokens (chunks) in each streamed answer")
     ap.add_argument("--streams", default="1000,10000", help="idle sessions held open for the memory figures")
@@ -151,7 +153,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="a few seconds in all: checks the script, not speed")
     opts = ap.parse_args()
     if opts.smoke:
-        opts.rates, opts.duration, opts.streams, opts.stream_tokens = "200,400", 1.0, "50", 32
+        opts.rates, opts.duration, opts.streams, opts.stream_tokens, opts.repeat = "200,400", 1.0, "50", 32, 1
 
     aigw = opts.aigw
     if not aigw:
@@ -184,36 +186,57 @@ def main():
         rows, sweep = [], []
         best_under_1ms = None
         for rate in [float(r) for r in opts.rates.split(",")]:
-            direct = bench(aigw, ["--protocol", "rest", "--target", rest, "--rate", rate, *unary], raw,
-                           f"unary-direct-{rate:g}")
-            through, cpu = measured(gateway, lambda: bench(
-                aigw, ["--target", grpc, "--rate", rate, *unary], raw, f"unary-aigw-{rate:g}"))
-            added50 = pct(through, "latency_us", "p50") - pct(direct, "latency_us", "p50")
-            added99 = pct(through, "latency_us", "p99") - pct(direct, "latency_us", "p99")
-            # The CPU was spent on the warm-up's calls too (rate x warm-up of them, on schedule).
-            cpu_us = cpu * 1e6 / max(1, through["calls"] + rate * through["setup"]["warmup_s"])
-            kept_up = through["throughput_per_s"] >= 0.95 * rate and errors(through) == 0
-            point = {"rate": rate, "direct": direct, "aigw": through, "added_p50_us": added50,
-                     "added_p99_us": added99, "gateway_cpu_us_per_call": cpu_us, "kept_up": kept_up}
+            pairs, gw_cpu, up_cpu, gw_calls, up_calls = [], 0.0, 0.0, 0, 0
+            # Repeated, alternating direct and through: one run's p99 moves with whatever else the machine
+            # did meanwhile, so the table shows the median of the repeats.
+            for i in range(opts.repeat):
+                direct, (u,) = measured([upstream], lambda: bench(
+                    aigw, ["--protocol", "rest", "--target", rest, "--rate", rate, *unary], raw,
+                    f"unary-direct-{rate:g}-{i}"))
+                through, (g,) = measured([gateway], lambda: bench(
+                    aigw, ["--target", grpc, "--rate", rate, *unary], raw, f"unary-aigw-{rate:g}-{i}"))
+                pairs.append((direct, through))
+                # CPU goes to the warm-up's calls too: rate x warm-up of them, on schedule.
+                warm_calls = int(rate * through["setup"]["warmup_s"])
+                gw_cpu, gw_calls = gw_cpu + g, gw_calls + through["calls"] + warm_calls
+                up_cpu, up_calls = up_cpu + u, up_calls + direct["calls"] + warm_calls
+            med = lambda f: statistics.median(f(d, t) for d, t in pairs)  # noqa: E731
+            point = {
+                "rate": rate,
+                "runs": [{"direct": d, "aigw": t} for d, t in pairs],
+                "achieved_per_s": med(lambda d, t: t["throughput_per_s"]),
+                "direct_p50_us": med(lambda d, t: pct(d, "latency_us", "p50")),
+                "aigw_p50_us": med(lambda d, t: pct(t, "latency_us", "p50")),
+                "added_p50_us": med(lambda d, t: pct(t, "latency_us", "p50") - pct(d, "latency_us", "p50")),
+                "direct_p99_us": med(lambda d, t: pct(d, "latency_us", "p99")),
+                "aigw_p99_us": med(lambda d, t: pct(t, "latency_us", "p99")),
+                "added_p99_us": med(lambda d, t: pct(t, "latency_us", "p99") - pct(d, "latency_us", "p99")),
+                "in_gateway_p99_us": med(lambda d, t: pct(t, "gateway_overhead_us", "p99")),
+                "gateway_cpu_us_per_call": gw_cpu * 1e6 / max(1, gw_calls),
+                "upstream_cpu_us_per_call": up_cpu * 1e6 / max(1, up_calls),
+                "errors": sum(errors(d) + errors(t) for d, t in pairs),
+            }
+            point["kept_up"] = point["achieved_per_s"] >= 0.95 * rate and point["errors"] == 0
             sweep.append(point)
-            rows.append([f"{rate:g}", f"{through['throughput_per_s']:.0f}",
-                         f"{pct(direct, 'latency_us', 'p50'):.0f}", f"{pct(through, 'latency_us', 'p50'):.0f}",
-                         f"{added50:.0f}", f"{pct(direct, 'latency_us', 'p99'):.0f}",
-                         f"{pct(through, 'latency_us', 'p99'):.0f}", f"{added99:.0f}",
-                         f"{pct(through, 'gateway_overhead_us', 'p99'):.0f}", f"{cpu_us:.0f}",
-                         errors(direct) + errors(through)])
-            if kept_up and added99 < 1000:
+            rows.append([f"{rate:g}", f"{point['achieved_per_s']:.0f}"]
+                        + [f"{point[k]:.0f}" for k in ("direct_p50_us", "aigw_p50_us", "added_p50_us",
+                                                      "direct_p99_us", "aigw_p99_us", "added_p99_us",
+                                                      "in_gateway_p99_us", "gateway_cpu_us_per_call",
+                                                      "upstream_cpu_us_per_call")]
+                        + [point["errors"]])
+            if point["kept_up"] and point["added_p99_us"] < 1000:
                 best_under_1ms = rate
-            if not kept_up:
+            if not point["kept_up"]:
                 break
         results["unary_sweep"] = sweep
         results["max_rate_added_p99_under_1ms"] = best_under_1ms
         unary_table = table(["rate/s", "achieved/s", "direct p50", "aigw p50", "added p50", "direct p99",
-                             "aigw p99", "added p99", "in-gateway p99", "gateway CPU µs/call", "errors"], rows)
+                             "aigw p99", "added p99", "in-gateway p99", "gateway CPU µs/call",
+                             "upstream CPU µs/call", "errors"], rows)
 
         # 2. Saturation: closed loop, as many calls as the machine allows.
         sat_conc = 8 if opts.smoke else 32
-        sat, cpu = measured(gateway, lambda: bench(
+        sat, (cpu,) = measured([gateway], lambda: bench(
             aigw, ["--target", grpc, "--concurrency", sat_conc, "--max-tokens", opts.tokens, "--duration", dur,
                    "--warmup", "0s"], raw, "unary-aigw-saturated"))
         sat_direct = bench(aigw, ["--protocol", "rest", "--target", rest, "--concurrency", sat_conc,
@@ -233,7 +256,7 @@ def main():
         sargs = ["--rpc", "stream", "--rate", srate, "--duration", dur, "--warmup", warm]
         sdirect = bench(aigw, ["--protocol", "rest", "--target", rest, *sargs], raw, "stream-direct")
         sthrough = bench(aigw, ["--target", grpc, *sargs], raw, "stream-aigw")
-        sflat, cpu = measured(gateway, lambda: bench(
+        sflat, (cpu,) = measured([gateway], lambda: bench(
             aigw, ["--target", grpc, "--rpc", "stream", "--concurrency", 16, "--duration", dur, "--warmup", "0s"],
             raw, "stream-aigw-saturated"))
         chunks_per_cpu_s = sflat["chunks"] / cpu if cpu > 0 else float("nan")
@@ -280,7 +303,7 @@ def main():
         mem_table = table(["gateway state", "streams open", "RSS MiB", "KiB per stream"], mem_rows)
 
         # 5. Payload bytes: from the runs above.
-        d, t = sweep[0]["direct"], sweep[0]["aigw"]
+        d, t = sweep[0]["runs"][0]["direct"], sweep[0]["runs"][0]["aigw"]
         payload_table = table(["call", "OpenAI JSON request", "gRPC request", "OpenAI JSON response",
                                "gRPC response"], [
             [f"unary, {opts.tokens} tokens", d["request_bytes_per_call"], t["request_bytes_per_call"],

@@ -48,7 +48,7 @@ def test_comparison_script_smoke(tmp_path):
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((tmp_path / "results.json").read_text())
-    runs = [p[side] for p in results["unary_sweep"] for side in ("direct", "aigw")]
+    runs = [run[side] for p in results["unary_sweep"] for run in p["runs"] for side in ("direct", "aigw")]
     runs += [results["saturated"]["aigw"], results["saturated"]["direct"]]
     runs += [results["streams"][k] for k in ("direct", "aigw", "saturated")]
     for r in runs:
@@ -56,6 +56,8 @@ def test_comparison_script_smoke(tmp_path):
     assert results["streams"]["aigw"]["chunks"] == 32 * results["streams"]["aigw"]["ok"]
     assert results["memory"][0]["opened"] == 50
     assert results["rss_idle_kib"] > 0
-    sweep = results["unary_sweep"][0]
-    assert sweep["aigw"]["request_bytes_per_call"] < sweep["direct"]["request_bytes_per_call"]
+    first = results["unary_sweep"][0]
+    assert first["gateway_cpu_us_per_call"] > 0 and first["upstream_cpu_us_per_call"] > 0
+    run = first["runs"][0]
+    assert run["aigw"]["request_bytes_per_call"] < run["direct"]["request_bytes_per_call"]
     assert "| rate/s |" in (tmp_path / "results.md").read_text()
