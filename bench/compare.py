@@ -3,11 +3,11 @@
 and through aigw over gRPC, on one machine, with `aigw bench` as the load generator for both.
 
 It starts `aigw mock-upstream` and `aigw serve` (both on loopback, random ports), then measures:
-  1. unary latency added (p50, p99) at fixed arrival rates, the highest rate whose added p99 stays under 1 ms,
+  1. memory: resident size idle and with N idle InteractiveStream sessions held open (on the fresh process);
+  2. unary latency added (p50, p99) at fixed arrival rates, the highest rate whose added p99 stays under 1 ms,
      and the gateway's CPU per call (from /proc/<pid>/stat: the process's own accounting);
-  2. the most unary calls per second the gateway sustains here (closed loop) and its CPU per call then;
-  3. streams: time to first token added, and chunks relayed per gateway CPU-second;
-  4. memory: resident size idle and with N idle InteractiveStream sessions held open;
+  3. the most unary calls per second the gateway sustains here (closed loop) and its CPU per call then;
+  4. streams: time to first token added, and chunks relayed per gateway CPU-second;
   5. payload: bytes per request and response, gRPC vs the same OpenAI JSON/SSE.
 It prints Markdown tables (the ones in BENCHMARKS.md) and writes them, with every raw report, to --out.
 
@@ -182,7 +182,36 @@ def main():
         results["rss_idle_kib"] = gateway.rss_kib()
         unary = ["--max-tokens", opts.tokens, "--duration", dur, "--warmup", warm]
 
-        # 1. Added latency at fixed rates.
+        # 1. Memory, first, while the process is fresh: idle, then with N idle sessions held open (1,024 streams
+        # per HTTP/2 connection at most). Per stream: the growth over idle, divided by the sessions open.
+        mem_rows = [["idle", "-", f"{results['rss_idle_kib'] / 1024:.1f}", "-"]]
+        results["memory"] = []
+        for n in [int(x) for x in opts.streams.split(",")]:
+            base = results["rss_idle_kib"]
+            hold = 4.0 if opts.smoke else 8.0
+            peak, stop = [base], threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    peak.append(gateway.rss_kib())
+                    time.sleep(0.1)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            idle = bench(aigw, ["--target", grpc, "--rpc", "idle", "--concurrency", n,
+                                "--connections", max(1, -(-n // 1000)), "--duration", f"{hold}s",
+                                "--warmup", "0s"], raw, f"idle-{n}")
+            stop.set()
+            sampler.join()
+            per_stream = (max(peak) - base) * 1024 / max(1, idle["ok"])
+            time.sleep(1.0)  # let the sessions' teardown finish before the next step
+            results["memory"].append({"streams": n, "opened": idle["ok"], "rss_before_kib": base,
+                                      "rss_peak_kib": max(peak), "bytes_per_stream": per_stream})
+            mem_rows.append([f"{n} idle InteractiveStream sessions", idle["ok"], f"{max(peak) / 1024:.1f}",
+                             f"{per_stream / 1024:.1f}"])
+        mem_table = table(["gateway state", "streams open", "RSS MiB", "KiB per stream"], mem_rows)
+
+        # 2. Added latency at fixed rates.
         rows, sweep = [], []
         best_under_1ms = None
         for rate in [float(r) for r in opts.rates.split(",")]:
@@ -234,7 +263,7 @@ def main():
                              "aigw p99", "added p99", "in-gateway p99", "gateway CPU µs/call",
                              "upstream CPU µs/call", "errors"], rows)
 
-        # 2. Saturation: closed loop, as many calls as the machine allows.
+        # 3. Saturation: closed loop, as many calls as the machine allows.
         sat_conc = 8 if opts.smoke else 32
         sat, (cpu,) = measured([gateway], lambda: bench(
             aigw, ["--target", grpc, "--concurrency", sat_conc, "--max-tokens", opts.tokens, "--duration", dur,
@@ -251,7 +280,7 @@ def main():
              f"{pct(sat, 'latency_us', 'p50'):.0f}", f"{pct(sat, 'latency_us', 'p99'):.0f}",
              f"{results['saturated']['gateway_cpu_us_per_call']:.0f}"]])
 
-        # 3. Streams: TTFT added at a fixed rate, then chunks per gateway CPU-second flat out.
+        # 4. Streams: TTFT added at a fixed rate, then chunks per gateway CPU-second flat out.
         srate = 50 if opts.smoke else 200
         sargs = ["--rpc", "stream", "--rate", srate, "--duration", dur, "--warmup", warm]
         sdirect = bench(aigw, ["--protocol", "rest", "--target", rest, *sargs], raw, "stream-direct")
@@ -274,33 +303,6 @@ def main():
              f"{pct(sthrough, 'latency_us', 'p50') - pct(sdirect, 'latency_us', 'p50'):.0f}", ""],
             ["via aigw, 16 in flight", "", "", "", f"{sflat['chunks_per_s']:.0f} "
              f"({chunks_per_cpu_s:.0f} per gateway CPU-second)"]])
-
-        # 4. Memory with idle sessions held open (1,024 streams per HTTP/2 connection at most).
-        mem_rows = [["idle", "-", f"{results['rss_idle_kib'] / 1024:.1f}", "-"]]
-        results["memory"] = []
-        for n in [int(x) for x in opts.streams.split(",")]:
-            base = gateway.rss_kib()
-            hold = 4.0 if opts.smoke else 8.0
-            peak, stop = [base], threading.Event()
-
-            def sample():
-                while not stop.is_set():
-                    peak.append(gateway.rss_kib())
-                    time.sleep(0.1)
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            idle = bench(aigw, ["--target", grpc, "--rpc", "idle", "--concurrency", n,
-                                "--connections", max(1, -(-n // 1000)), "--duration", f"{hold}s",
-                                "--warmup", "0s"], raw, f"idle-{n}")
-            stop.set()
-            sampler.join()
-            per_stream = (max(peak) - base) * 1024 / max(1, idle["ok"])
-            results["memory"].append({"streams": n, "opened": idle["ok"], "rss_before_kib": base,
-                                      "rss_peak_kib": max(peak), "bytes_per_stream": per_stream})
-            mem_rows.append([f"{n} idle InteractiveStream sessions", idle["ok"], f"{max(peak) / 1024:.1f}",
-                             f"{per_stream / 1024:.1f}"])
-        mem_table = table(["gateway state", "streams open", "RSS MiB", "KiB per stream"], mem_rows)
 
         # 5. Payload bytes: from the runs above.
         d, t = sweep[0]["runs"][0]["direct"], sweep[0]["runs"][0]["aigw"]
@@ -338,7 +340,33 @@ def machine():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    return f"{os.cpu_count()} cores ({cpu}), Linux {os.uname().release}"
+    return (f"{os.cpu_count()} cores ({cpu}), Linux {os.uname().release}; "
+            f"thread wake-up round trip {wake_round_trip_us():.0f} µs")
+
+
+def wake_round_trip_us(n=5000):
+    """Two threads passing a byte back and forth over pipes: what one sleep-and-wake costs here, twice.
+    Every hop of a request (client, gateway, upstream, and back) pays about half of it; on bare metal it is a
+    few microseconds, in some VMs tens."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+
+    def echo():
+        for _ in range(n):
+            os.read(r1, 1)
+            os.write(w2, b"x")
+
+    t = threading.Thread(target=echo)
+    t.start()
+    start = time.perf_counter()
+    for _ in range(n):
+        os.write(w1, b"x")
+        os.read(r2, 1)
+    elapsed = time.perf_counter() - start
+    t.join()
+    for fd in (r1, w1, r2, w2):
+        os.close(fd)
+    return elapsed / n * 1e6
 
 
 if __name__ == "__main__":
