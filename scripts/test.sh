@@ -2,7 +2,8 @@
 # Runs every test of aigw from a fresh clone, installing what the tests need:
 #   1. unit and integration tests (cargo test): in-process gateway, scripted upstream, TLS, shutdown;
 #   2. end-to-end tests (pytest): the built binary on the default config.toml, called by the real grpcurl
-#      and by Python clients with stubs generated from proto/ by grpcio-tools.
+#      and by Python clients with stubs generated from proto/ by grpcio-tools; smoke runs of the k6 script,
+#      the Locust gRPC user and bench/compare.py.
 # Python packages go to .venv (pinned in tests/e2e/requirements.txt); nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")/.."

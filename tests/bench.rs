@@ -253,3 +253,22 @@ async fn failures_are_counted_by_status() {
     let err = bench::run(&opts).await.unwrap_err();
     assert!(err.contains("connecting to http://127.0.0.1:1"), "{err}");
 }
+
+#[tokio::test]
+async fn open_loop_beyond_max_in_flight_waits_and_counts_the_wait() {
+    let upstream = mock_upstream().await;
+    let mut opts = options(
+        Protocol::Rest,
+        format!("http://{upstream}/v1"),
+        Rpc::Generate,
+        Load::Open { rate: 10_000.0 },
+        20,
+    );
+    opts.max_in_flight = 1;
+    let r = bench::run(&opts).await.unwrap();
+    assert_all_ok(&r, 20);
+    // One call at a time: every call after the first waited for a slot, and that wait is in its latency.
+    let (lag, latency) = (r.schedule_lag_us.unwrap(), r.latency_us.unwrap());
+    assert_eq!(lag.count, 20);
+    assert!(latency.max >= lag.max, "latency {latency:?} lag {lag:?}");
+}
