@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{Identity, KeyStore},
+    cache::{self, ResponseCache},
     config::{Config, InteractiveConfig, ScalingConfig},
     convert,
     deadline::Deadline,
@@ -40,6 +41,7 @@ pub struct Gateway {
     /// Per-minute request counts and their forecast: the scaling signal.
     pub signal: Signal,
     pub scaling: ScalingConfig,
+    pub cache: ResponseCache,
 }
 
 /// Tokens to reserve for a request against its key's tpm.
@@ -64,7 +66,41 @@ impl Gateway {
             usage: UsageBook::new(cfg),
             signal: Signal::default(),
             scaling: cfg.scaling,
+            cache: ResponseCache::new(&cfg.cache),
         }))
+    }
+
+    /// The cached answer this request may use, if any; counts the lookup's outcome (hit, miss, bypass).
+    pub fn cached(&self, model: &Model, plan: cache::Plan) -> Option<Arc<cache::Entry>> {
+        let hit = match plan {
+            cache::Plan::Use { key, read: true } => self.cache.get(&key),
+            _ => None,
+        };
+        let label = if hit.is_some() {
+            Some("hit")
+        } else {
+            plan.miss_label()
+        };
+        if let Some(label) = label {
+            self.metrics
+                .cache
+                .with_label_values(&[&model.name, label])
+                .inc();
+        }
+        hit
+    }
+
+    /// Keeps a complete answer for the model's TTL.
+    pub fn keep(&self, model: &Model, key: cache::Key, entry: cache::Entry) {
+        let Some(policy) = &model.cache else { return };
+        self.cache.put(key, entry, policy.ttl);
+        self.metrics
+            .cache
+            .with_label_values(&[&model.name, "stored"])
+            .inc();
+        let (entries, bytes) = self.cache.size();
+        self.metrics.cache_entries.set(entries as i64);
+        self.metrics.cache_bytes.set(bytes as i64);
     }
 
     /// Resolves the model for this key and checks the request against it.

@@ -1,13 +1,15 @@
 //! aigw: a gRPC gateway for large-language-model APIs.
 //!
 //! A request flows: [`server`] (TLS, HTTP/2, routes) -> auth interceptor ([`auth`]) -> handler ([`service`])
-//! -> core ([`gateway`]: checks, [`router`], deadline) -> [`upstream`] (OpenAI HTTP client or the mock).
+//! -> core ([`gateway`]: checks, limits, [`cache`], [`router`], deadline) -> [`upstream`] (OpenAI HTTP client or
+//! the mock).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod auth;
 pub mod bench;
 pub mod breaker;
+pub mod cache;
 pub mod config;
 pub mod convert;
 pub mod deadline;

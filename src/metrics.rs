@@ -28,6 +28,9 @@ pub struct Metrics {
     pub breaker_state: IntGaugeVec,
     pub rejections: IntCounterVec,
     pub cancellations: IntCounterVec,
+    pub cache: IntCounterVec,
+    pub cache_entries: prometheus::IntGauge,
+    pub cache_bytes: prometheus::IntGauge,
     pub requests_last_minute: prometheus::IntGauge,
     pub forecast_peak: prometheus::Gauge,
     pub recommended_replicas: prometheus::IntGauge,
@@ -84,6 +87,18 @@ impl Metrics {
             .expect("static metric definition"),
             rejections: counter("aigw_limit_rejections_total", "Calls refused by a limit.", &["key", "limit"]),
             cancellations: counter("aigw_cancellations_total", "RPCs the client cancelled.", &["rpc"]),
+            cache: counter(
+                "aigw_cache_requests_total",
+                "Response cache: lookups by result (hit, miss, bypass) and answers stored.",
+                &["model", "result"],
+            ),
+            cache_entries: prometheus::IntGauge::new("aigw_cache_entries", "Answers in the response cache.")
+                .expect("static metric definition"),
+            cache_bytes: prometheus::IntGauge::new(
+                "aigw_cache_bytes",
+                "Size of the response cache (answer text plus a fixed allowance per entry and chunk).",
+            )
+            .expect("static metric definition"),
             requests_last_minute: prometheus::IntGauge::new(
                 "aigw_requests_last_minute",
                 "Requests this replica received in the last whole minute.",
@@ -109,6 +124,7 @@ impl Metrics {
             &m.fallbacks,
             &m.rejections,
             &m.cancellations,
+            &m.cache,
         ] {
             r.register(Box::new(c.clone()))
                 .expect("unique metric names");
@@ -129,8 +145,10 @@ impl Metrics {
         }
         r.register(Box::new(m.cost.clone()))
             .expect("unique metric names");
-        r.register(Box::new(m.requests_last_minute.clone()))
-            .expect("unique metric names");
+        for g in [&m.cache_entries, &m.cache_bytes, &m.requests_last_minute] {
+            r.register(Box::new(g.clone()))
+                .expect("unique metric names");
+        }
         r.register(Box::new(m.forecast_peak.clone()))
             .expect("unique metric names");
         r.register(Box::new(m.recommended_replicas.clone()))

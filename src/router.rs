@@ -33,6 +33,8 @@ pub struct Model {
     pub policy: Policy,
     pub budget: RetryBudget,
     pub price: Price,
+    /// Set when this model's answers are cached.
+    pub cache: Option<crate::config::ModelCache>,
 }
 
 impl Model {
@@ -184,6 +186,7 @@ impl Router {
                 policy: m.policy,
                 budget: RetryBudget::new(&m.policy.retry),
                 price: m.price,
+                cache: m.cache.clone(),
             });
             for name in std::iter::once(&m.name).chain(&m.aliases) {
                 by_name.insert(name.clone(), model.clone());

@@ -99,6 +99,8 @@ pub struct RpcLog {
     turns: u32,
     /// Upstream attempts (more than one: retries or fallbacks).
     attempts: u32,
+    /// The response cache's part: "hit", "miss", "bypass", or "" when the model does not cache.
+    cache: &'static str,
     pub timing: Timing,
     gw: Arc<Gateway>,
     who: Arc<Identity>,
@@ -129,6 +131,7 @@ impl RpcLog {
             cost: 0.0,
             turns: 0,
             attempts: 0,
+            cache: "",
             timing: Timing::new(),
             gw,
             who,
@@ -143,6 +146,15 @@ impl RpcLog {
         self.price = model.price;
         self.timing.gap = Some(self.gw.metrics.chunk_gap.with_label_values(&[&model.name]));
         self.gw.usage.request(&self.key, &self.model);
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// What the response cache did for this call (see [`crate::cache::Plan`]).
+    pub fn cache(&mut self, label: &'static str) {
+        self.cache = label;
     }
 
     /// The upstream that answered, and after how many attempts in all.
@@ -287,6 +299,7 @@ impl Drop for RpcLog {
             cost_usd = format_args!("{:.6}", self.cost),
             turns = self.turns,
             attempts = self.attempts,
+            cache = self.cache,
         );
     }
 }

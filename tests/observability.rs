@@ -39,37 +39,10 @@ fn observed(up: &Upstream, key_limits: &str) -> aigw::config::Config {
     ))
 }
 
-fn http() -> reqwest::Client {
-    aigw::upstream::http::install_crypto_provider();
-    reqwest::Client::new()
-}
-
-async fn get(gw: &Gateway, path: &str, admin_key: Option<&str>) -> (u16, String) {
-    let mut req = http().get(format!("http://{}{path}", gw.admin));
-    if let Some(key) = admin_key {
-        req = req.bearer_auth(key);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 async fn usage(gw: &Gateway) -> Value {
-    let (status, body) = get(gw, "/v1/usage", Some(ADMIN_KEY)).await;
+    let (status, body) = admin_get(gw, "/v1/usage", Some(ADMIN_KEY)).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-/// The value of one series in the Prometheus text (labels as the exporter orders them: alphabetically).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -100,7 +73,7 @@ async fn metrics_count_what_happened() {
     while s.message().await.unwrap().is_some() {}
     let trailers = s.trailers().await.unwrap().unwrap();
 
-    let (status, text) = get(&gw, "/metrics", None).await;
+    let (status, text) = admin_get(&gw, "/metrics", None).await;
     assert_eq!(status, 200);
     assert_eq!(
         metric(
@@ -227,7 +200,7 @@ async fn streams_without_usage_are_estimated_and_marked() {
     assert!(last.is_complete && last.usage_estimated);
     let u = last.usage.unwrap();
     assert_eq!((u.prompt_tokens, u.completion_tokens), (2 + 4, 3));
-    let (_, text) = get(&gw, "/metrics", None).await;
+    let (_, text) = admin_get(&gw, "/metrics", None).await;
     assert_eq!(
         metric(
             &text,
@@ -258,7 +231,7 @@ async fn a_cancelled_stream_is_charged_for_the_prompt_and_what_was_delivered() {
     // The record is written as the relay task ends, right after it dropped the upstream: poll briefly.
     let mut text = String::new();
     for _ in 0..200 {
-        text = get(&gw, "/metrics", None).await.1;
+        text = admin_get(&gw, "/metrics", None).await.1;
         if text.contains("aigw_cancellations_total{rpc=\"StreamGenerate\"} 1") {
             break;
         }
@@ -330,7 +303,7 @@ async fn a_daily_budget_stops_a_key_once_spent() {
         (today["cost_usd"].as_f64().unwrap() - 0.012).abs() < 1e-9,
         "{today}"
     );
-    let (_, text) = get(&gw, "/metrics", None).await;
+    let (_, text) = admin_get(&gw, "/metrics", None).await;
     assert_eq!(
         metric(
             &text,
@@ -365,9 +338,11 @@ async fn the_usage_api_reports_and_changes_limits() {
             .await
             .unwrap();
     }
-    assert_eq!(get(&gw, "/v1/usage", None).await.0, 401);
+    assert_eq!(admin_get(&gw, "/v1/usage", None).await.0, 401);
     assert_eq!(
-        get(&gw, "/v1/usage", Some("wrong-admin-key-000")).await.0,
+        admin_get(&gw, "/v1/usage", Some("wrong-admin-key-000"))
+            .await
+            .0,
         401
     );
     let report = usage(&gw).await;
@@ -408,8 +383,14 @@ async fn the_usage_api_reports_and_changes_limits() {
 async fn probes_follow_the_lifecycle() {
     let up = Upstream::start(vec![Reply::sse(&[chunk("a")]).end(End::Hang)]).await;
     let mut gw = Gateway::start(observed(&up, "")).await;
-    assert_eq!(get(&gw, "/healthz", None).await, (200, "ok\n".to_owned()));
-    assert_eq!(get(&gw, "/readyz", None).await, (200, "ready\n".to_owned()));
+    assert_eq!(
+        admin_get(&gw, "/healthz", None).await,
+        (200, "ok\n".to_owned())
+    );
+    assert_eq!(
+        admin_get(&gw, "/readyz", None).await,
+        (200, "ready\n".to_owned())
+    );
     // A stream in flight keeps the drain going; meanwhile the replica reports not ready.
     let mut s = gw
         .client()
@@ -422,7 +403,7 @@ async fn probes_follow_the_lifecycle() {
     gw.shutdown();
     let mut ready = (0, String::new());
     for _ in 0..200 {
-        ready = get(&gw, "/readyz", None).await;
+        ready = admin_get(&gw, "/readyz", None).await;
         if ready.0 == 503 {
             break;
         }
@@ -430,7 +411,7 @@ async fn probes_follow_the_lifecycle() {
     }
     assert_eq!(ready, (503, "draining\n".to_owned()));
     assert_eq!(
-        get(&gw, "/healthz", None).await.0,
+        admin_get(&gw, "/healthz", None).await.0,
         200,
         "alive while draining"
     );
@@ -458,7 +439,7 @@ async fn the_scaling_signal_follows_the_minutes() {
         outlook.recommended_replicas, 3,
         "5 a minute at 2 per replica"
     );
-    let (status, body) = get(&gw, "/v1/scaling", Some(ADMIN_KEY)).await;
+    let (status, body) = admin_get(&gw, "/v1/scaling", Some(ADMIN_KEY)).await;
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -468,7 +449,7 @@ async fn the_scaling_signal_follows_the_minutes() {
         ),
         (Some(5), Some(3))
     );
-    let (_, text) = get(&gw, "/metrics", None).await;
+    let (_, text) = admin_get(&gw, "/metrics", None).await;
     assert_eq!(metric(&text, "aigw_requests_last_minute"), 5.0);
     assert_eq!(metric(&text, "aigw_recommended_replicas"), 3.0);
     assert_eq!(gw.core.scaling_tick().last_minute, 0, "a quiet minute");
@@ -507,7 +488,7 @@ async fn retries_and_fallbacks_are_counted() {
         .generate(authed(generate("m", "hi"), KEY))
         .await
         .unwrap();
-    let (_, text) = get(&gw, "/metrics", None).await;
+    let (_, text) = admin_get(&gw, "/metrics", None).await;
     assert_eq!(metric(&text, r#"aigw_retries_total{model="m"}"#), 1.0);
     assert_eq!(metric(&text, r#"aigw_fallbacks_total{model="m"}"#), 1.0);
     assert_eq!(

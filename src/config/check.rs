@@ -148,7 +148,9 @@ pub(super) fn models(
         {
             return err(format!("{at}.price: prices must be 0 or more"));
         }
+        let cache = m.cache.map(|c| c.check(&at)).transpose()?;
         models.push(ModelConfig {
+            cache,
             name: m.name,
             aliases: m.aliases,
             max_output_tokens: m.max_output_tokens,

@@ -2,12 +2,14 @@
 //! ([`Config`]). Every check names the field it is about; secrets (client keys, upstream keys) are read from
 //! the environment or stored as SHA-256 hashes, and never printed.
 
+mod cache;
 mod check;
 mod ops;
 mod policy;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
+pub use cache::{CacheConfig, ModelCache};
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig};
 pub use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
@@ -48,6 +50,8 @@ struct RawConfig {
     tracing: TracingConfig,
     #[serde(default)]
     limits: policy::RawLimits,
+    #[serde(default)]
+    cache: CacheConfig,
     #[serde(default)]
     model_defaults: policy::RawPolicy,
     #[serde(default)]
@@ -154,6 +158,7 @@ struct RawModel {
     routes: Vec<RawRoute>,
     #[serde(default)]
     policy: policy::RawPolicy,
+    cache: Option<cache::RawModelCache>,
 }
 
 /// Dollars per million tokens.
@@ -264,6 +269,8 @@ pub struct Config {
     pub interactive: InteractiveConfig,
     /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: u32,
+    /// The response cache's bounds (used when a model caches).
+    pub cache: CacheConfig,
     pub keys: Vec<ClientKey>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
@@ -345,6 +352,8 @@ pub struct ModelConfig {
     pub routes: Vec<RouteConfig>,
     pub policy: Policy,
     pub price: crate::rpclog::Price,
+    /// Set when the model's answers are cached.
+    pub cache: Option<ModelCache>,
 }
 
 #[derive(Debug, Clone)]
@@ -462,6 +471,7 @@ impl Config {
                 max_history_bytes: i.max_history_bytes,
             },
             max_in_flight: raw.limits.max_in_flight,
+            cache: raw.cache.check()?,
             keys,
             upstreams,
             models,

@@ -196,3 +196,49 @@ fn the_container_config_is_valid() {
     assert_eq!(cfg.admin_listen.port(), 9090);
     assert!(cfg.admin_key.is_some());
 }
+
+#[test]
+fn the_response_cache_is_off_unless_a_model_turns_it_on() {
+    let cfg = parse(BASE).unwrap();
+    assert_eq!(cfg.models[0].cache, None);
+    assert_eq!(cfg.cache.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(cfg.cache.max_entries, 10_000);
+
+    let on = BASE.replace(
+        "routes = [",
+        "cache = { ttl = \"5m\", hits = \"cost\" }\n    routes = [",
+    );
+    let on = format!("{on}\n[cache]\nmax_bytes = 1048576\nmax_entries = 50\n");
+    let cfg = parse(&on).unwrap();
+    assert_eq!(
+        cfg.models[0].cache,
+        Some(ModelCache {
+            ttl: Duration::from_secs(300),
+            any_temperature: false,
+            charge_hits: true,
+        })
+    );
+    assert_eq!(
+        (cfg.cache.max_bytes, cfg.cache.max_entries),
+        (1_048_576, 50)
+    );
+
+    let defaults = BASE.replace("routes = [", "cache = {}\n    routes = [");
+    let cache = parse(&defaults).unwrap().models[0].cache.clone().unwrap();
+    assert_eq!(cache.ttl, Duration::from_secs(600));
+    assert!(!cache.charge_hits && !cache.any_temperature);
+
+    for (bad, field) in [
+        ("cache = { ttl = \"0s\" }", "models[0].cache.ttl"),
+        ("cache = { hits = \"sometimes\" }", "sometimes"),
+        ("cache = { size = 5 }", "size"),
+    ] {
+        let text = BASE.replace("routes = [", &format!("{bad}\n    routes = ["));
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains(field), "{bad}: {e}");
+    }
+    let e = parse(&format!("{BASE}\n[cache]\nmax_entries = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cache.max_entries"), "{e}");
+}

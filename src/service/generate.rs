@@ -5,9 +5,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::Start;
+use super::{cache_header, charge_hit, Start};
 use crate::{
-    convert,
+    cache, convert,
     dispatch::{dispatch, Answer, Call},
     error::GatewayError,
     gateway::Gateway,
@@ -26,6 +26,22 @@ pub async fn handle(
         let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
         log.model(model);
         let mut admission = gw.admit(&start.who, model, &req.messages, req.config.as_ref())?;
+        let plan = start.cache_plan(model, &req.messages, req.config.as_ref());
+        if let Some(hit) = gw.cached(model, plan) {
+            charge_hit(model, &hit, &mut admission, &mut log);
+            let resp = GenerateResponse {
+                content: hit.content(),
+                model: hit.model.clone(),
+                usage: Some(hit.usage),
+                finish_reason: hit.finish_reason.clone(),
+                id: hit.id.clone(),
+                usage_estimated: hit.usage_estimated,
+            };
+            return Ok((resp, Some("hit")));
+        }
+        if let Some(label) = plan.miss_label() {
+            log.cache(label);
+        }
         let call = Call {
             messages: &req.messages,
             config: req.config.as_ref(),
@@ -50,7 +66,7 @@ pub async fn handle(
             .unwrap_or_else(|| convert::estimate_usage(&req.messages, done.content.len()));
         admission.reconcile(usage.total_tokens.max(0) as u64);
         log.add_usage(Some(&usage), estimated);
-        Ok(GenerateResponse {
+        let resp = GenerateResponse {
             content: done.content,
             model: if done.model.is_empty() {
                 model.name.clone()
@@ -61,14 +77,26 @@ pub async fn handle(
             finish_reason: done.finish_reason,
             id: done.id,
             usage_estimated: estimated,
-        })
+        };
+        if let Some(key) = plan.key() {
+            let entry = cache::Entry::new(
+                vec![resp.content.clone()],
+                resp.id.clone(),
+                resp.model.clone(),
+                resp.finish_reason.clone(),
+                usage,
+                estimated,
+            );
+            gw.keep(model, key, entry);
+        }
+        Ok((resp, plan.miss_label()))
     }
     .instrument(span)
     .await;
     match result {
-        Ok(resp) => {
+        Ok((resp, cached)) => {
             log.finish(Ok(()));
-            Ok(start.respond(resp))
+            Ok(cache_header(start.respond(resp), cached))
         }
         Err(e) => {
             log.finish(Err(&e));

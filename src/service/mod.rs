@@ -13,13 +13,15 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     auth::Identity,
+    cache::{self, CacheControl, Plan},
     deadline::{self, Deadline},
     error::GatewayError,
     gateway::Gateway,
+    limits::Admission,
     proto::{
         ai_service_server::{AiService, AiServiceServer},
-        GenerateRequest, GenerateResponse, InteractiveRequest, InteractiveResponse, StreamChunk,
-        StreamGenerateRequest,
+        GenerateRequest, GenerateResponse, GenerationConfig, InteractiveRequest,
+        InteractiveResponse, Message, StreamChunk, StreamGenerateRequest,
     },
     router::Model,
     rpclog::RpcLog,
@@ -73,6 +75,7 @@ struct Start {
     request_id: String,
     client_timeout: Option<Duration>,
     trailers: Option<Arc<TrailerSlot>>,
+    cache_control: CacheControl,
 }
 
 impl Start {
@@ -91,6 +94,7 @@ impl Start {
             request_id,
             client_timeout,
             trailers,
+            cache_control: CacheControl::read(req.metadata()),
         })
     }
 
@@ -125,6 +129,45 @@ impl Start {
         set_request_id(resp.metadata_mut(), &self.request_id);
         resp
     }
+
+    /// What the response cache does for this request to `model`.
+    fn cache_plan(
+        &self,
+        model: &Model,
+        messages: &[Message],
+        config: Option<&GenerationConfig>,
+    ) -> Plan {
+        cache::plan(
+            model.cache.as_ref(),
+            self.cache_control,
+            &model.name,
+            messages,
+            config,
+        )
+    }
+}
+
+/// Bills a cache hit: the kept usage when the model charges hits (tpm, spend, cost), nothing otherwise (the
+/// tokens reserved for the call go back).
+fn charge_hit(model: &Model, hit: &cache::Entry, admission: &mut Admission, log: &mut RpcLog) {
+    log.cache("hit");
+    if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
+        admission.reconcile(hit.usage.total_tokens.max(0) as u64);
+        log.add_usage(Some(&hit.usage), hit.usage_estimated);
+    } else {
+        admission.release();
+    }
+}
+
+/// Says in the response metadata whether the cache answered: `aigw-cache: hit | miss | bypass`.
+fn cache_header<T>(mut resp: Response<T>, label: Option<&'static str>) -> Response<T> {
+    if let Some(label) = label {
+        resp.metadata_mut().insert(
+            "aigw-cache",
+            tonic::metadata::MetadataValue::from_static(label),
+        );
+    }
+    resp
 }
 
 /// Printable ASCII, at most 128 bytes: anything else is replaced rather than passed upstream or into logs.

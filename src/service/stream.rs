@@ -8,21 +8,37 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
+    cache_header, charge_hit,
     relay::{self, Limits, STREAM_BUFFER},
     Start,
 };
 use crate::{
+    cache::{self, Plan},
     convert,
-    dispatch::{dispatch, Answer, Call},
+    deadline::Deadline,
+    dispatch::{dispatch, Answer, Call, Dispatched},
     error::GatewayError,
     gateway::Gateway,
+    limits::Admission,
     proto::{StreamChunk, StreamGenerateRequest},
+    router::Model,
+    rpclog::RpcLog,
 };
+
+type Chunks = ReceiverStream<Result<StreamChunk, Status>>;
+
+/// How a stream starts: from the cache, or with the upstream's first delta in hand.
+// One per call and short-lived: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    Hit(Arc<cache::Entry>, Arc<Model>, Deadline),
+    Upstream(Dispatched, Admission, Deadline, Arc<Model>, Plan),
+}
 
 pub async fn handle(
     gw: Arc<Gateway>,
     request: Request<StreamGenerateRequest>,
-) -> Result<Response<ReceiverStream<Result<StreamChunk, Status>>>, Status> {
+) -> Result<Response<Chunks>, Status> {
     let start = Start::read(&request)?;
     let req = request.into_inner();
     let mut log = start.record("StreamGenerate", &gw);
@@ -35,6 +51,14 @@ pub async fn handle(
         log.model(model);
         let mut admission = gw.admit(&start.who, model, &req.messages, req.config.as_ref())?;
         let deadline = start.deadline(model);
+        let plan = start.cache_plan(model, &req.messages, req.config.as_ref());
+        if let Some(hit) = gw.cached(model, plan) {
+            charge_hit(model, &hit, &mut admission, &mut log);
+            return Ok(Opened::Hit(hit, model.clone(), deadline));
+        }
+        if let Some(label) = plan.miss_label() {
+            log.cache(label);
+        }
         let call = Call {
             messages: &req.messages,
             config: req.config.as_ref(),
@@ -48,12 +72,24 @@ pub async fn handle(
             dispatched.route.route().upstream.name(),
             dispatched.attempts,
         );
-        Ok((dispatched, admission, deadline, model.policy.stream))
+        Ok(Opened::Upstream(
+            dispatched,
+            admission,
+            deadline,
+            model.clone(),
+            plan,
+        ))
     }
     .instrument(span.clone())
     .await;
-    let (dispatched, mut admission, deadline, stream_limits) = match opened {
-        Ok(opened) => opened,
+    let (dispatched, mut admission, deadline, model, plan) = match opened {
+        Ok(Opened::Upstream(dispatched, admission, deadline, model, plan)) => {
+            (dispatched, admission, deadline, model, plan)
+        }
+        Ok(Opened::Hit(hit, model, deadline)) => {
+            let rx = replay(gw, hit, model, deadline, started, log, span);
+            return Ok(cache_header(start.respond(rx), Some("hit")));
+        }
         Err(e) => {
             log.finish(Err(&e));
             return Err(start.fail(e));
@@ -63,22 +99,30 @@ pub async fn handle(
         return Err(start.fail(GatewayError::Internal("a unary answer to a stream".into())));
     };
     let route = dispatched.route;
+    let miss = plan.miss_label();
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let request_id = start.request_id.clone();
     let messages = req.messages;
     tokio::spawn(
         async move {
-            let limits = Limits {
+            let limits = limits(
+                &gw,
+                &model,
                 deadline,
-                stream: stream_limits,
                 started,
-                upstream: route.route().upstream.name(),
-                stop: &gw.lifecycle.stop,
-                cancel: None,
-            };
+                route.route().upstream.name(),
+            );
             let mut delivered = 0;
+            // The chunks, kept for the cache while the answer stays small enough to keep.
+            let mut kept = plan.key().map(|_| Vec::new());
             let wrap = |delta: String| {
                 delivered += delta.len();
+                if kept.is_some() && !gw.cache.fits(delivered) {
+                    kept = None;
+                }
+                if let Some(chunks) = kept.as_mut() {
+                    chunks.push(delta.clone());
+                }
                 StreamChunk {
                     delta,
                     ..StreamChunk::default()
@@ -102,11 +146,29 @@ pub async fn handle(
                         delta: String::new(),
                         is_complete: true,
                         usage: Some(usage),
-                        finish_reason: end.finish_reason,
-                        id: end.id,
+                        finish_reason: end.finish_reason.clone(),
+                        id: end.id.clone(),
                         usage_estimated: estimated,
                     };
-                    relay::send(&tx, Ok(last), &limits).await
+                    let sent = relay::send(&tx, Ok(last), &limits).await;
+                    // Kept only once the client has the whole answer: a broken stream is never replayed.
+                    if let (Ok(()), Some(key), Some(chunks)) = (&sent, plan.key(), kept) {
+                        let name = if end.model.is_empty() {
+                            model.name.clone()
+                        } else {
+                            end.model
+                        };
+                        let entry = cache::Entry::new(
+                            chunks,
+                            end.id,
+                            name,
+                            end.finish_reason,
+                            usage,
+                            estimated,
+                        );
+                        gw.keep(&model, key, entry);
+                    }
+                    sent
                 }
                 Err(e) => Err(e),
             };
@@ -119,5 +181,71 @@ pub async fn handle(
         }
         .instrument(span),
     );
-    Ok(start.respond(ReceiverStream::new(rx)))
+    Ok(cache_header(start.respond(ReceiverStream::new(rx)), miss))
+}
+
+/// Answers from the cache: the kept chunks as they were streamed, then the final chunk with the kept usage and
+/// finish reason, within the call's deadline and the server's lifecycle like any stream.
+fn replay(
+    gw: Arc<Gateway>,
+    hit: Arc<cache::Entry>,
+    model: Arc<Model>,
+    deadline: Deadline,
+    started: Instant,
+    log: RpcLog,
+    span: tracing::Span,
+) -> Chunks {
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(
+        async move {
+            let limits = limits(&gw, &model, deadline, started, "cache");
+            let last = StreamChunk {
+                delta: String::new(),
+                is_complete: true,
+                usage: Some(hit.usage),
+                finish_reason: hit.finish_reason.clone(),
+                id: hit.id.clone(),
+                usage_estimated: hit.usage_estimated,
+            };
+            let chunks = hit.chunks.iter().map(|delta| StreamChunk {
+                delta: delta.clone(),
+                ..StreamChunk::default()
+            });
+            let mut result = Ok(());
+            for chunk in chunks.chain(std::iter::once(last)) {
+                result = relay::send(&tx, Ok(chunk), &limits).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            if let Err(e) = &result {
+                relay::send_final(
+                    &tx,
+                    Err(super::tag(Status::from(e.clone()), log.request_id())),
+                )
+                .await;
+            }
+            log.finish(result.as_ref().map(|_| ()));
+        }
+        .instrument(span),
+    );
+    ReceiverStream::new(rx)
+}
+
+/// What may end a stream of `model` early (`upstream` is named in stall errors).
+fn limits<'a>(
+    gw: &'a Gateway,
+    model: &Model,
+    deadline: Deadline,
+    started: Instant,
+    upstream: &'a str,
+) -> Limits<'a> {
+    Limits {
+        deadline,
+        stream: model.policy.stream,
+        started,
+        upstream,
+        stop: &gw.lifecycle.stop,
+        cancel: None,
+    }
 }

@@ -261,3 +261,32 @@ pub fn authed_with_timeout<T>(msg: T, key: &str, timeout: Duration) -> Request<T
     req.metadata_mut().insert("grpc-timeout", value);
     req
 }
+
+/// A plain HTTP client for the admin listener.
+pub fn http() -> reqwest::Client {
+    aigw::upstream::http::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// GET on the gateway's admin listener, with the admin key when given: (status, body).
+pub async fn admin_get(gw: &Gateway, path: &str, admin_key: Option<&str>) -> (u16, String) {
+    let mut req = http().get(format!("http://{}{path}", gw.admin));
+    if let Some(key) = admin_key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The value of one series in the Prometheus text (labels as the exporter orders them: alphabetically).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -8,8 +8,8 @@ from conftest import KEY
 AUTH = f"authorization: Bearer {KEY}"
 
 
-def run(grpcurl, addr, *args, data=None, auth=True):
-    cmd = [grpcurl, "-plaintext", "-max-time", "30"]
+def run(grpcurl, addr, *args, data=None, auth=True, flags=()):
+    cmd = [grpcurl, "-plaintext", "-max-time", "30", *flags]
     if auth:
         cmd += ["-H", AUTH]
     if data is not None:
@@ -104,3 +104,19 @@ def test_errors_carry_the_right_codes(gateway, grpcurl):
     req = json.dumps({"model": "gpt-5-imaginary", "messages": [{"role": "user", "content": "hi"}]})
     out = run(grpcurl, gateway, "holysheepai.AIService/Generate", data=req)
     assert "InvalidArgument" in out.stderr and "gpt-4.1" in out.stderr
+
+
+def test_a_repeated_deterministic_request_is_a_cache_hit(gateway, grpcurl):
+    # config.toml caches gpt-4.1's temperature-0 answers; grpcurl -v prints the response headers.
+    req = json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "cache me, e2e"}],
+                      "config": {"temperature": 0, "max_tokens": 4}})
+    first = run(grpcurl, gateway, "holysheepai.AIService/Generate", data=req, flags=["-v"])
+    second = run(grpcurl, gateway, "holysheepai.AIService/Generate", data=req, flags=["-v"])
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "aigw-cache: miss" in first.stdout
+    assert "aigw-cache: hit" in second.stdout
+    body = lambda out: out[out.index("Response contents:"):out.index("Response trailers")]  # noqa: E731
+    assert body(first.stdout) == body(second.stdout)
+    bypass = run(grpcurl, gateway, "holysheepai.AIService/Generate", data=req,
+                 flags=["-v", "-H", "cache-control: no-cache"])
+    assert "aigw-cache: bypass" in bypass.stdout
