@@ -1,0 +1,116 @@
+"""deploy/kubernetes/ against the code it deploys: the manifests parse, the ConfigMap's config.toml passes
+`aigw check-config`, and ports, probe paths, mounted files, environment variables and the autoscalers' metric
+agree with that config and with what a running gateway serves."""
+
+import os
+import subprocess
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "kubernetes"
+
+
+def docs(name):
+    return [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+
+
+def one(name, kind):
+    found = [d for d in docs(name) if d["kind"] == kind]
+    assert len(found) == 1, f"{name}: {len(found)} {kind}"
+    return found[0]
+
+
+def config():
+    return tomllib.loads(one("configmap.yaml", "ConfigMap")["data"]["config.toml"])
+
+
+def env_vars_named(cfg):
+    """Every environment variable the config reads."""
+    names = [k["env"] for k in cfg["keys"] if "env" in k]
+    names += [u["api_key_env"] for u in cfg["upstreams"] if "api_key_env" in u]
+    names.append(cfg["admin"]["key_env"])
+    return names
+
+
+def test_every_manifest_parses_and_the_kustomization_lists_files_that_exist():
+    kustomization = docs("kustomization.yaml")[0]
+    for res in kustomization["resources"]:
+        assert (K8S / res).exists(), res
+        assert docs(res), res
+    assert docs("keda-scaledobject.yaml")[0]["kind"] == "ScaledObject"
+
+
+def test_the_configmap_config_is_valid(tmp_path):
+    text = one("configmap.yaml", "ConfigMap")["data"]["config.toml"]
+    (tmp_path / "config.toml").write_text(text)
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    env = {**os.environ, **{name: "x" * 20 for name in env_vars_named(config())}}
+    done = subprocess.run([binary, "check-config", str(tmp_path / "config.toml")], capture_output=True, text=True,
+                          env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_deployment_agrees_with_the_config():
+    cfg = config()
+    dep = one("deployment.yaml", "Deployment")
+    assert dep["spec"]["replicas"] >= 3
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["grpc"] == int(cfg["server"]["listen"].rsplit(":", 1)[1])
+    assert ports["admin"] == int(cfg["admin"]["listen"].rsplit(":", 1)[1])
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    # The pod gets SIGTERM after preStop; it must have shutdown_grace left to drain, and a little more.
+    grace = int(cfg["server"]["shutdown_grace"].rstrip("s"))
+    pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] >= grace + pause + 1
+    # The files the config names are where the volumes put them.
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["AIGW_CONFIG"] in mounts
+    tls_dir = mounts["/etc/aigw/tls"]
+    for path in (cfg["server"]["tls"]["cert"], cfg["server"]["tls"]["key"]):
+        assert path.startswith(tls_dir["mountPath"] + "/"), path
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    tls_secret = volumes[tls_dir["name"]]["secret"]["secretName"]
+    # Every variable the config reads comes from the keys secret.
+    (source,) = c["envFrom"]
+    secrets = {d["metadata"]["name"]: d for d in docs("secret.yaml")}
+    keys = secrets[source["secretRef"]["name"]]
+    for name in env_vars_named(cfg):
+        assert name in keys["stringData"], name
+    assert secrets[tls_secret]["type"] == "kubernetes.io/tls"
+    for path in (cfg["server"]["tls"]["cert"], cfg["server"]["tls"]["key"]):
+        assert Path(path).name in secrets[tls_secret]["stringData"], path
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532  # the image's user
+
+
+def test_services_and_autoscalers_point_at_the_deployment(gateway):
+    dep = one("deployment.yaml", "Deployment")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    names = {p["name"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    for svc in docs("service.yaml"):
+        assert svc["spec"]["selector"].items() <= labels.items()
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} <= names
+    public = [s for s in docs("service.yaml") if s["metadata"]["name"] == "aigw"][0]
+    assert [p["port"] for p in public["spec"]["ports"]] == [443], "the admin port is never public"
+    assert one("pdb.yaml", "PodDisruptionBudget")["spec"]["minAvailable"] < dep["spec"]["replicas"]
+    hpa = one("hpa.yaml", "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+
+    keda = one("keda-scaledobject.yaml", "ScaledObject")
+    assert keda["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    (prom,) = [t for t in keda["spec"]["triggers"] if t["type"] == "prometheus"]
+    cfg = config()
+    assert float(prom["metadata"]["threshold"]) == cfg["scaling"]["capacity_rpm_per_replica"]
+    # The metric the query sums is one the gateway really exports.
+    metric = prom["metadata"]["query"].split("(", 1)[1].split(")")[0].split("{")[0]
+    with urllib.request.urlopen(f"http://{os.environ['AIGW_E2E_ADMIN']}/metrics", timeout=10) as resp:
+        exported = resp.read().decode()
+    assert f"\n{metric} " in exported, metric
