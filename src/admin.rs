@@ -76,10 +76,10 @@ impl Admin {
                 )
             }
             (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
-            (&Method::GET, "/readyz") if self.gateway.lifecycle.draining.is_cancelled() => {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
-            }
-            (&Method::GET, "/readyz") => reply(StatusCode::OK, "text/plain", "ready\n"),
+            (&Method::GET, "/readyz") => match self.gateway.ready() {
+                Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
+                Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("{why}\n")),
+            },
             (_, p) if p.starts_with("/v1/") => match self.authorized(&req) {
                 Err(resp) => resp,
                 Ok(()) => self.api(req, &path).await,

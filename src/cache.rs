@@ -63,6 +63,11 @@ impl Entry {
         }
     }
 
+    /// What it counts for against the cache's bounds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The whole answer, for a unary reply.
     pub fn content(&self) -> String {
         self.chunks.concat()

@@ -32,6 +32,10 @@ pub enum GatewayError {
         retry_after: Option<Duration>,
         limit: &'static str,
     },
+    /// `[shared] on_failure = "closed"` and Redis cannot be reached: the call is refused rather than admitted
+    /// without the fleet's limits.
+    #[error("the shared state (Redis) is unavailable; calls are refused until it is back")]
+    SharedStateUnavailable,
     /// The upstream answered 429 (after any retries).
     #[error("upstream '{upstream}' is rate limiting the gateway")]
     UpstreamRateLimited {
@@ -89,6 +93,7 @@ impl GatewayError {
             }
             Self::UpstreamUnavailable { .. }
             | Self::UpstreamProtocol { .. }
+            | Self::SharedStateUnavailable
             | Self::ShuttingDown => Code::Unavailable,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Cancelled(_) => Code::Cancelled,
@@ -112,6 +117,7 @@ impl GatewayError {
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::Cancelled(_) => "cancelled",
             Self::ShuttingDown => "shutting_down",
+            Self::SharedStateUnavailable => "shared_state_unavailable",
             Self::Internal(_) => "internal",
         }
     }

@@ -9,15 +9,16 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::{Identity, KeyStore},
     cache::{self, ResponseCache},
-    config::{Config, InteractiveConfig, ScalingConfig},
+    config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
     convert,
     deadline::Deadline,
     error::GatewayError,
     forecast::{Outlook, Signal},
-    limits::{estimate_tokens, Admission},
+    limits::{estimate_tokens, Admission, Reservation},
     metrics::Metrics,
     proto::{GenerationConfig, Message},
     router::{Model, Router},
+    shared::{Down, Shared},
     usage::UsageBook,
 };
 
@@ -41,7 +42,10 @@ pub struct Gateway {
     /// Per-minute request counts and their forecast: the scaling signal.
     pub signal: Signal,
     pub scaling: ScalingConfig,
+    /// This replica's response cache (in front of the shared one, when there is one).
     pub cache: ResponseCache,
+    /// Redis, when limits, spend and the cache are shared by the replicas.
+    pub shared: Option<Arc<Shared>>,
 }
 
 /// Tokens to reserve for a request against its key's tpm.
@@ -56,24 +60,54 @@ impl Gateway {
     pub fn new(cfg: &Config) -> Result<Arc<Gateway>, GatewayError> {
         let router = Router::new(cfg)?;
         let keys = KeyStore::new(&cfg.keys, &router);
+        let metrics = Arc::new(Metrics::new());
+        let lifecycle = Lifecycle::default();
+        let shared = match &cfg.shared {
+            None => None,
+            Some(s) => {
+                let shared = Shared::new(s, metrics.shared_up.clone())?;
+                shared.monitor(lifecycle.stop.clone());
+                Some(shared)
+            }
+        };
         Ok(Arc::new(Gateway {
             router,
             keys,
             interactive: cfg.interactive,
-            lifecycle: Lifecycle::default(),
+            lifecycle,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             usage: UsageBook::new(cfg),
             signal: Signal::default(),
             scaling: cfg.scaling,
             cache: ResponseCache::new(&cfg.cache),
+            shared,
         }))
     }
 
-    /// The cached answer this request may use, if any; counts the lookup's outcome (hit, miss, bypass).
-    pub fn cached(&self, model: &Model, plan: cache::Plan) -> Option<Arc<cache::Entry>> {
+    /// Whether this replica should take calls: not draining, and not refusing everything because the shared
+    /// state it must not do without is down.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.lifecycle.draining.is_cancelled() {
+            return Err("draining");
+        }
+        match &self.shared {
+            Some(s) if s.on_failure() == OnFailure::Closed && !s.is_up() => Err("shared state down"),
+            _ => Ok(()),
+        }
+    }
+
+    /// The cached answer this request may use, if any: this replica's first, then the fleet's. Counts the
+    /// lookup's outcome (hit, miss, bypass).
+    pub async fn cached(&self, model: &Model, plan: cache::Plan) -> Option<Arc<cache::Entry>> {
         let hit = match plan {
-            cache::Plan::Use { key, read: true } => self.cache.get(&key),
+            cache::Plan::Use { key, read: true } => match self.cache.get(&key) {
+                Some(hit) => Some(hit),
+                None => match &self.shared {
+                    Some(shared) => shared.cache_get(&key).await.ok().flatten().map(Arc::new),
+                    None => None,
+                },
+            },
             _ => None,
         };
         let label = if hit.is_some() {
@@ -93,6 +127,11 @@ impl Gateway {
     /// Keeps a complete answer for the model's TTL.
     pub fn keep(&self, model: &Model, key: cache::Key, entry: cache::Entry) {
         let Some(policy) = &model.cache else { return };
+        if let Some(shared) = &self.shared {
+            if self.cache.fits(entry.bytes()) {
+                shared.cache_put(&key, &entry, policy.ttl);
+            }
+        }
         self.cache.put(key, entry, policy.ttl);
         self.metrics
             .cache
@@ -119,7 +158,7 @@ impl Gateway {
 
     /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt
     /// estimate plus max_tokens (or the model's default output budget).
-    pub fn admit(
+    pub async fn admit(
         &self,
         who: &Identity,
         model: &Model,
@@ -127,8 +166,37 @@ impl Gateway {
         config: Option<&GenerationConfig>,
     ) -> Result<Admission, GatewayError> {
         let tokens = reserve(model, messages, config);
-        let admitted = who.limiter.admit(Instant::now(), tokens, &self.in_flight);
+        let admitted = async {
+            let permits = who.limiter.permits(&self.in_flight)?;
+            Ok(permits.with_rates(self.rates(who, tokens).await?))
+        }
+        .await;
         admitted.inspect_err(|e| self.rejected(who, e))
+    }
+
+    /// The rate part of admission (budget, requests and tokens per minute): the fleet's windows in Redis when
+    /// shared, else (or while Redis is down with `on_failure = "open"`) this replica's.
+    pub async fn rates(
+        &self,
+        who: &Identity,
+        tokens: u64,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        if let Some(shared) = &self.shared {
+            let limits = who.limiter.limits();
+            let unlimited =
+                limits.rpm.is_none() && limits.tpm.is_none() && limits.daily_budget_usd.is_none();
+            if !unlimited {
+                match shared.rates(&who.limiter, limits, tokens).await {
+                    Ok(verdict) => return verdict,
+                    Err(Down) if shared.on_failure() == OnFailure::Closed => {
+                        return Err(GatewayError::SharedStateUnavailable)
+                    }
+                    Err(Down) => {} // open: this replica's own windows, below
+                }
+            }
+        }
+        who.limiter
+            .rates(Instant::now(), std::time::SystemTime::now(), tokens)
     }
 
     /// Closes a minute of the scaling signal (the server calls it every minute) and updates its metrics.

@@ -28,6 +28,7 @@ pub mod router;
 pub mod rpclog;
 pub mod server;
 pub mod service;
+pub mod shared;
 pub mod telemetry;
 pub mod tls;
 pub mod trailers;

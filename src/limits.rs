@@ -117,12 +117,25 @@ pub struct Admission {
     reservation: Option<Reservation>,
 }
 
-/// Tokens held against a key's tpm until the call's real usage is known.
+/// Tokens held against a key's tpm until the call's real usage is known: in this replica's window, or in the
+/// fleet's (Redis).
 #[derive(Debug)]
-pub struct Reservation {
-    tokens: Arc<Mutex<Log>>,
-    at: Instant,
-    amount: u64,
+pub struct Reservation(Held);
+
+#[derive(Debug)]
+enum Held {
+    Local {
+        tokens: Arc<Mutex<Log>>,
+        at: Instant,
+        amount: u64,
+    },
+    Shared(crate::shared::SharedReservation),
+}
+
+impl Reservation {
+    pub(crate) fn shared(r: crate::shared::SharedReservation) -> Reservation {
+        Reservation(Held::Shared(r))
+    }
 }
 
 impl Admission {
@@ -135,11 +148,21 @@ impl Admission {
         }
     }
 
+    /// Adds the rate part (a request and its token reservation) to the permits.
+    pub fn with_rates(mut self, reservation: Option<Reservation>) -> Admission {
+        self.reservation = reservation;
+        self
+    }
+
     /// The call finished with this many tokens in all: the reservation becomes the real figure.
     pub fn reconcile(&mut self, total_tokens: u64) {
-        if let Some(r) = self.reservation.take() {
-            let mut log = r.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            log.adjust(r.at, total_tokens as i64 - r.amount as i64);
+        match self.reservation.take() {
+            None => {}
+            Some(Reservation(Held::Local { tokens, at, amount })) => {
+                let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
+                log.adjust(at, total_tokens as i64 - amount as i64);
+            }
+            Some(Reservation(Held::Shared(r))) => r.reconcile(total_tokens),
         }
     }
 
@@ -174,6 +197,31 @@ impl KeyLimiter {
             retry_after,
             limit,
         }
+    }
+
+    /// The refusals, worded once for the local windows and the shared ones.
+    pub(crate) fn budget_spent(&self, budget: f64, spent: f64, wall: SystemTime) -> GatewayError {
+        let what = format!("daily budget of ${budget:.2} spent (${spent:.4} today, UTC)");
+        self.exhausted("budget", what, Some(until_utc_midnight(wall)))
+    }
+
+    pub(crate) fn rpm_reached(&self, rpm: u32, wait: Option<Duration>) -> GatewayError {
+        self.exhausted("rpm", format!("{rpm} requests per minute reached"), wait)
+    }
+
+    pub(crate) fn tpm_reached(&self, tpm: u64, wait: Duration) -> GatewayError {
+        self.exhausted("tpm", format!("{tpm} tokens per minute reached"), Some(wait))
+    }
+
+    pub(crate) fn tpm_too_small(&self, tpm: u64, tokens: u64) -> GatewayError {
+        let what = format!(
+            "this request may use {tokens} tokens, more than the key's {tpm} per minute; lower max_tokens"
+        );
+        self.exhausted("tpm", what, None)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn limits(&self) -> KeyLimits {
@@ -258,8 +306,7 @@ impl KeyLimiter {
         if let Some(budget) = limits.daily_budget_usd {
             let spent = self.spent_today(wall);
             if spent >= budget {
-                let what = format!("daily budget of ${budget:.2} spent (${spent:.4} today, UTC)");
-                return Err(self.exhausted("budget", what, Some(until_utc_midnight(wall))));
+                return Err(self.budget_spent(budget, spent, wall));
             }
         }
         // Check both rates before recording either, so a refused call leaves no trace.
@@ -267,33 +314,25 @@ impl KeyLimiter {
         let mut log = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rpm) = limits.rpm {
             if let Err(wait) = requests.check(now, 1, u64::from(rpm)) {
-                return Err(self.exhausted(
-                    "rpm",
-                    format!("{rpm} requests per minute reached"),
-                    wait,
-                ));
+                return Err(self.rpm_reached(rpm, wait));
             }
         }
         if let Some(tpm) = limits.tpm {
             match log.check(now, tokens, tpm) {
                 Ok(()) => {}
-                Err(None) => {
-                    return Err(self.exhausted(
-                        "tpm",
-                        format!("this request may use {tokens} tokens, more than the key's {tpm} per minute; lower max_tokens"),
-                        None,
-                    ))
-                }
-                Err(wait) => return Err(self.exhausted("tpm", format!("{tpm} tokens per minute reached"), wait)),
+                Err(None) => return Err(self.tpm_too_small(tpm, tokens)),
+                Err(Some(wait)) => return Err(self.tpm_reached(tpm, wait)),
             }
         }
         if limits.rpm.is_some() {
             requests.add(now, 1);
         }
-        Ok(limits.tpm.map(|_| Reservation {
-            tokens: self.tokens.clone(),
-            at: log.add(now, tokens),
-            amount: tokens,
+        Ok(limits.tpm.map(|_| {
+            Reservation(Held::Local {
+                tokens: self.tokens.clone(),
+                at: log.add(now, tokens),
+                amount: tokens,
+            })
         }))
     }
 }

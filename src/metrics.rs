@@ -31,6 +31,7 @@ pub struct Metrics {
     pub cache: IntCounterVec,
     pub cache_entries: prometheus::IntGauge,
     pub cache_bytes: prometheus::IntGauge,
+    pub shared_up: prometheus::IntGauge,
     pub requests_last_minute: prometheus::IntGauge,
     pub forecast_peak: prometheus::Gauge,
     pub recommended_replicas: prometheus::IntGauge,
@@ -99,6 +100,12 @@ impl Metrics {
                 "Size of the response cache (answer text plus a fixed allowance per entry and chunk).",
             )
             .expect("static metric definition"),
+            shared_up: prometheus::IntGauge::new(
+                "aigw_shared_state_up",
+                "1 while the shared state (Redis) answers, 0 while it does not; absent limits apply per replica \
+                 (on_failure = open) or calls are refused (closed).",
+            )
+            .expect("static metric definition"),
             requests_last_minute: prometheus::IntGauge::new(
                 "aigw_requests_last_minute",
                 "Requests this replica received in the last whole minute.",
@@ -145,7 +152,7 @@ impl Metrics {
         }
         r.register(Box::new(m.cost.clone()))
             .expect("unique metric names");
-        for g in [&m.cache_entries, &m.cache_bytes, &m.requests_last_minute] {
+        for g in [&m.cache_entries, &m.cache_bytes, &m.shared_up, &m.requests_last_minute] {
             r.register(Box::new(g.clone()))
                 .expect("unique metric names");
         }

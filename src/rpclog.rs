@@ -182,6 +182,9 @@ impl RpcLog {
             .usage(&self.key, &self.model, u.total_tokens.max(0) as u64, cost);
         if cost > 0.0 {
             self.who.limiter.add_spend(cost, SystemTime::now());
+            if let Some(shared) = &self.gw.shared {
+                shared.add_spend(&self.key, cost);
+            }
         }
         cost
     }

@@ -6,12 +6,14 @@ mod cache;
 mod check;
 mod ops;
 mod policy;
+mod shared;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use cache::{CacheConfig, ModelCache};
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig};
+pub use shared::{OnFailure, SharedConfig};
 pub use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
 
 use serde::{Deserialize, Deserializer};
@@ -52,6 +54,7 @@ struct RawConfig {
     limits: policy::RawLimits,
     #[serde(default)]
     cache: CacheConfig,
+    shared: Option<shared::RawShared>,
     #[serde(default)]
     model_defaults: policy::RawPolicy,
     #[serde(default)]
@@ -271,6 +274,8 @@ pub struct Config {
     pub max_in_flight: u32,
     /// The response cache's bounds (used when a model caches).
     pub cache: CacheConfig,
+    /// Redis, when rate windows, spend and the cache are shared by the replicas.
+    pub shared: Option<SharedConfig>,
     pub keys: Vec<ClientKey>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
@@ -472,6 +477,7 @@ impl Config {
             },
             max_in_flight: raw.limits.max_in_flight,
             cache: raw.cache.check()?,
+            shared: raw.shared.map(|s| s.check(&env)).transpose()?,
             keys,
             upstreams,
             models,

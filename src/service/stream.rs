@@ -49,10 +49,12 @@ pub async fn handle(
     let opened = async {
         let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
         log.model(model);
-        let mut admission = gw.admit(&start.who, model, &req.messages, req.config.as_ref())?;
+        let mut admission = gw
+            .admit(&start.who, model, &req.messages, req.config.as_ref())
+            .await?;
         let deadline = start.deadline(model);
         let plan = start.cache_plan(model, &req.messages, req.config.as_ref());
-        if let Some(hit) = gw.cached(model, plan) {
+        if let Some(hit) = gw.cached(model, plan).await {
             charge_hit(model, &hit, &mut admission, &mut log);
             return Ok(Opened::Hit(hit, model.clone(), deadline));
         }

@@ -12,7 +12,7 @@
 mod history;
 mod turn;
 
-use std::{sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
@@ -144,7 +144,7 @@ struct InFlight {
 impl Session {
     /// Starts answering a user turn on its own task. A refusal by the key's rate limits is an error of the
     /// whole session; any other error concerns this turn only.
-    fn begin(
+    async fn begin(
         &self,
         gw: &Arc<Gateway>,
         number: u32,
@@ -156,10 +156,7 @@ impl Session {
         gw.signal.count(); // each turn is load, like a request
         let messages = self.history.with(&user);
         let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());
-        let rates = self
-            .who
-            .limiter
-            .rates(Instant::now(), SystemTime::now(), tokens);
+        let rates = gw.rates(&self.who, tokens).await;
         let admission = Admission::for_turn(rates.inspect_err(|e| gw.rejected(&self.who, e))?);
         let mut deadline = Deadline::new(Instant::now(), None, self.model.request_timeout());
         if let Some(session) = session {
@@ -237,7 +234,7 @@ impl Session {
                             Some(f) => Err(GatewayError::InvalidArgument(format!(
                                 "turn {} is still in flight: wait for it or cancel it", f.turn
                             ))),
-                            None => self.begin(&gw, turn, user, &tx, deadline),
+                            None => self.begin(&gw, turn, user, &tx, deadline).await,
                         };
                         match begun {
                             Ok(f) => in_flight = Some(f),
