@@ -4,7 +4,8 @@
 #   2. end-to-end tests (pytest): the built binary on the default config.toml, called by the real grpcurl
 #      and by Python clients with stubs generated from proto/ by grpcio-tools; smoke runs of the k6 script,
 #      the Locust gRPC user and bench/compare.py.
-# Python packages go to .venv (pinned in tests/e2e/requirements.txt); nothing is installed system-wide.
+# Python packages go to .venv (pinned in tests/e2e/requirements.txt); the one system package is Debian's
+# redis-server, installed if missing, for the shared-state tests (they start and stop their own servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,15 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+
+# The shared-state tests (tests/shared.rs) run three gateways against a real Redis they start themselves.
+if ! command -v redis-server >/dev/null; then
+  echo "== installing redis-server (Debian package)"
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then sudo_cmd=sudo; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+fi
 
 echo "== cargo test"
 cargo build --locked --bins

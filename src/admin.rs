@@ -78,7 +78,11 @@ impl Admin {
             (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/readyz") => match self.gateway.ready() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
-                Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("{why}\n")),
+                Err(why) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{why}\n"),
+                ),
             },
             (_, p) if p.starts_with("/v1/") => match self.authorized(&req) {
                 Err(resp) => resp,

@@ -92,7 +92,9 @@ impl Gateway {
             return Err("draining");
         }
         match &self.shared {
-            Some(s) if s.on_failure() == OnFailure::Closed && !s.is_up() => Err("shared state down"),
+            Some(s) if s.on_failure() == OnFailure::Closed && !s.is_up() => {
+                Err("shared state down")
+            }
             _ => Ok(()),
         }
     }

@@ -210,7 +210,11 @@ impl KeyLimiter {
     }
 
     pub(crate) fn tpm_reached(&self, tpm: u64, wait: Duration) -> GatewayError {
-        self.exhausted("tpm", format!("{tpm} tokens per minute reached"), Some(wait))
+        self.exhausted(
+            "tpm",
+            format!("{tpm} tokens per minute reached"),
+            Some(wait),
+        )
     }
 
     pub(crate) fn tpm_too_small(&self, tpm: u64, tokens: u64) -> GatewayError {

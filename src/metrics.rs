@@ -152,7 +152,12 @@ impl Metrics {
         }
         r.register(Box::new(m.cost.clone()))
             .expect("unique metric names");
-        for g in [&m.cache_entries, &m.cache_bytes, &m.shared_up, &m.requests_last_minute] {
+        for g in [
+            &m.cache_entries,
+            &m.cache_bytes,
+            &m.shared_up,
+            &m.requests_last_minute,
+        ] {
             r.register(Box::new(g.clone()))
                 .expect("unique metric names");
         }

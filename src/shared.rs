@@ -122,7 +122,9 @@ pub struct SharedReservation {
 
 impl std::fmt::Debug for SharedReservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedReservation").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("SharedReservation")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,7 +155,10 @@ struct Kept {
 }
 
 impl Shared {
-    pub fn new(cfg: &SharedConfig, gauge: prometheus::IntGauge) -> Result<Arc<Shared>, GatewayError> {
+    pub fn new(
+        cfg: &SharedConfig,
+        gauge: prometheus::IntGauge,
+    ) -> Result<Arc<Shared>, GatewayError> {
         let client = redis::Client::open(cfg.redis_url.as_str())
             .map_err(|e| GatewayError::Internal(format!("shared.redis_url: {e}")))?;
         Ok(Arc::new(Shared {
@@ -205,7 +210,7 @@ impl Shared {
                 _ => return false,
             }
         }
-        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+        self.exchange(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
             .is_ok()
     }
@@ -222,8 +227,20 @@ impl Shared {
         self.cfg.on_failure
     }
 
-    /// Runs one Redis exchange within the timeout; any failure marks Redis down until the monitor sees it back.
+    /// Runs one Redis exchange within the timeout, unless Redis is known to be down: then calls do not wait
+    /// on it at all until the monitor sees it back. Any failure marks it down.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, Down>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.is_up() {
+            return Err(Down);
+        }
+        self.exchange(f).await
+    }
+
+    async fn exchange<T, F, Fut>(&self, f: F) -> Result<T, Down>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -293,8 +310,12 @@ impl Shared {
             "rpm" => Err(limiter.rpm_reached(limits.rpm.unwrap_or(0), Some(wait()))),
             "tpm" => Err(limiter.tpm_reached(limits.tpm.unwrap_or(0), wait())),
             "tpm_never" => Err(limiter.tpm_too_small(limits.tpm.unwrap_or(0), tokens)),
-            "budget" => Err(limiter.budget_spent(budget, n.parse().unwrap_or(budget), SystemTime::now())),
-            other => Err(GatewayError::Internal(format!("shared state: unexpected verdict '{other}'"))),
+            "budget" => {
+                Err(limiter.budget_spent(budget, n.parse().unwrap_or(budget), SystemTime::now()))
+            }
+            other => Err(GatewayError::Internal(format!(
+                "shared state: unexpected verdict '{other}'"
+            ))),
         })
     }
 

@@ -13,8 +13,8 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 pub use cache::{CacheConfig, ModelCache};
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig};
-pub use shared::{OnFailure, SharedConfig};
 pub use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
+pub use shared::{OnFailure, SharedConfig};
 
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};

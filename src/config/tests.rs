@@ -242,3 +242,43 @@ fn the_response_cache_is_off_unless_a_model_turns_it_on() {
         .to_string();
     assert!(e.contains("cache.max_entries"), "{e}");
 }
+
+#[test]
+fn shared_state_takes_one_redis_url_and_never_prints_it() {
+    assert!(parse(BASE).unwrap().shared.is_none());
+    let text = format!(
+        "{BASE}\n[shared]\nredis_url = \"redis://:pw@10.0.0.5:6379/2\"\non_failure = \"closed\"\n"
+    );
+    let shared = parse(&text).unwrap().shared.unwrap();
+    assert_eq!(shared.redis_url, "redis://:pw@10.0.0.5:6379/2");
+    assert_eq!(shared.on_failure, OnFailure::Closed);
+    assert_eq!(shared.timeout, Duration::from_millis(100));
+    assert_eq!(shared.prefix, "aigw");
+    assert!(
+        !format!("{shared:?}").contains("pw"),
+        "the URL may carry a password"
+    );
+
+    let from_env = format!("{BASE}\n[shared]\nredis_url_env = \"SET\"\n");
+    let e = parse(&from_env).unwrap_err().to_string();
+    assert!(e.contains("redis://"), "{e}"); // the variable holds "value", not a URL
+    for (bad, field) in [
+        ("redis_url_env = \"UNSET\"", "UNSET"),
+        (
+            "redis_url = \"redis://a\"\nredis_url_env = \"SET\"",
+            "exactly one",
+        ),
+        ("", "exactly one"),
+        ("redis_url = \"http://a\"", "shared.redis_url"),
+        (
+            "redis_url = \"redis://a\"\ntimeout = \"0s\"",
+            "shared.timeout",
+        ),
+        ("redis_url = \"redis://a\"\non_failure = \"maybe\"", "maybe"),
+    ] {
+        let e = parse(&format!("{BASE}\n[shared]\n{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{bad}: {e}");
+    }
+}

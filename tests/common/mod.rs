@@ -1,6 +1,7 @@
 //! Shared test harness: the gateway in-process on 127.0.0.1:0, a tonic client, a scripted upstream.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod upstream;
 
 use std::{net::SocketAddr, time::Duration};

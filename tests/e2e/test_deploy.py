@@ -33,6 +33,8 @@ def env_vars_named(cfg):
     names = [k["env"] for k in cfg["keys"] if "env" in k]
     names += [u["api_key_env"] for u in cfg["upstreams"] if "api_key_env" in u]
     names.append(cfg["admin"]["key_env"])
+    if "redis_url_env" in cfg.get("shared", {}):
+        names.append(cfg["shared"]["redis_url_env"])
     return names
 
 
@@ -44,11 +46,23 @@ def test_every_manifest_parses_and_the_kustomization_lists_files_that_exist():
     assert docs("keda-scaledobject.yaml")[0]["kind"] == "ScaledObject"
 
 
+def test_the_shared_redis_is_the_reference_one():
+    cfg = config()
+    keys = {d["metadata"]["name"]: d for d in docs("secret.yaml")}["aigw-keys"]
+    url = keys["stringData"][cfg["shared"]["redis_url_env"]]
+    svc = one("redis.yaml", "Service")
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    assert host == svc["metadata"]["name"]
+    assert int(port) == svc["spec"]["ports"][0]["port"]
+
+
 def test_the_configmap_config_is_valid(tmp_path):
     text = one("configmap.yaml", "ConfigMap")["data"]["config.toml"]
     (tmp_path / "config.toml").write_text(text)
     binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
-    env = {**os.environ, **{name: "x" * 20 for name in env_vars_named(config())}}
+    cfg = config()
+    env = {**os.environ, **{name: "x" * 20 for name in env_vars_named(cfg)}}
+    env[cfg["shared"]["redis_url_env"]] = "redis://aigw-redis:6379/0"
     done = subprocess.run([binary, "check-config", str(tmp_path / "config.toml")], capture_output=True, text=True,
                           env=env, timeout=30)
     assert done.returncode == 0, done.stderr

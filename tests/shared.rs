@@ -1,0 +1,230 @@
+//! Three gateways sharing one real Redis (`[shared]`): a key's limits, budget and the response cache hold for
+//! the three together, and a Redis outage behaves as configured and heals when Redis is back.
+
+mod common;
+
+use std::time::Duration;
+
+use aigw::proto::GenerationConfig;
+use common::{redis::Redis, upstream::*, *};
+use tonic::Code;
+
+/// Model "m" ($2 in / $8 out per million tokens, caching temperature-0 answers) on a scripted upstream; key
+/// "tester" with `limits`; the shared state in `redis`, failing `on_failure`.
+fn fleet_config(
+    up: &Upstream,
+    redis: &Redis,
+    limits: &str,
+    on_failure: &str,
+) -> aigw::config::Config {
+    config(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [shared]
+        redis_url = "{}"
+        on_failure = "{on_failure}"
+        timeout = "200ms"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        limits = {{ {limits} }}
+        [[upstreams]]
+        name = "a"
+        kind = "openai"
+        base_url = "{}"
+        api_key_env = "TEST_UPSTREAM_KEY"
+        [[models]]
+        name = "m"
+        max_output_tokens = 2000
+        price = {{ input_per_million = 2.0, output_per_million = 8.0 }}
+        routes = [{{ upstream = "a", model = "up" }}]
+        cache = {{ ttl = "1m" }}
+        [models.policy]
+        retry = {{ attempts = 1 }}
+        "#,
+        redis.url(),
+        up.base_url()
+    ))
+}
+
+async fn fleet(up: &Upstream, redis: &Redis, limits: &str, on_failure: &str) -> Vec<Gateway> {
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        let gw = Gateway::start(fleet_config(up, redis, limits, on_failure)).await;
+        wait_for_shared_state(&gw, true).await;
+        gateways.push(gw);
+    }
+    gateways
+}
+
+/// Waits (bounded) until the gateway's `aigw_shared_state_up` says `up`; its monitor checks once a second.
+async fn wait_for_shared_state(gw: &Gateway, up: bool) {
+    let want = if up { 1.0 } else { 0.0 };
+    for _ in 0..100 {
+        let (_, text) = admin_get(gw, "/metrics", None).await;
+        if metric(&text, "aigw_shared_state_up") == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("aigw_shared_state_up never became {want}");
+}
+
+fn hello() -> Reply {
+    Reply::json(200, &completion("Hello!", "stop", 1000, 500))
+}
+
+async fn call(gw: &Gateway, temperature: Option<f32>) -> Result<(), tonic::Status> {
+    let req = with_config(
+        generate("m", "hi"),
+        GenerationConfig {
+            temperature,
+            ..Default::default()
+        },
+    );
+    gw.client().await.generate(authed(req, KEY)).await.map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limited_to_n_requests_gets_n_across_three_replicas() {
+    let redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gateways = fleet(&up, &redis, "rpm = 5", "open").await;
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..15 {
+        match call(&gateways[i % 3], None).await {
+            Ok(()) => ok += 1,
+            Err(status) => {
+                assert_status(&status, Code::ResourceExhausted, "5 requests per minute");
+                assert!(status.metadata().get("retry-after").is_some());
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (ok, refused),
+        (5, 10),
+        "the limit is the fleet's, not each replica's"
+    );
+    assert_eq!(up.calls(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reserved_on_one_replica_count_on_the_others() {
+    let redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    // Each call reserves its prompt estimate + 1,024 output tokens, then is charged 1,500: two fit in 3,500.
+    let gateways = fleet(&up, &redis, "tpm = 3500", "open").await;
+    assert!(call(&gateways[0], None).await.is_ok());
+    assert!(call(&gateways[1], None).await.is_ok());
+    let status = call(&gateways[2], None).await.unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "3500 tokens per minute");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spent_through_one_replica_is_enforced_by_the_others() {
+    let redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    // One call costs 1,000 x $2/M + 500 x $8/M = $0.006: over the $0.005 budget.
+    let gateways = fleet(&up, &redis, "daily_budget_usd = 0.005", "open").await;
+    assert!(call(&gateways[0], None).await.is_ok());
+    // Spend is booked right after the call, on its own task: wait for it (bounded).
+    let mut refused = None;
+    for _ in 0..50 {
+        match call(&gateways[1], None).await {
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let status = refused.expect("the budget spent on replica 0 refuses on replica 1");
+    assert_status(&status, Code::ResourceExhausted, "daily budget");
+    let status = call(&gateways[2], None).await.unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "daily budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cached_by_one_replica_is_a_hit_on_another() {
+    let redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gateways = fleet(&up, &redis, "", "open").await;
+    assert!(call(&gateways[0], Some(0.0)).await.is_ok());
+    // Kept in Redis right after the answer, on its own task: look for it on replica 1 (bounded).
+    let mut hit = false;
+    for _ in 0..50 {
+        assert!(call(&gateways[1], Some(0.0)).await.is_ok());
+        let (_, text) = admin_get(&gateways[1], "/metrics", None).await;
+        hit = text.contains(r#"aigw_cache_requests_total{model="m",result="hit"} "#);
+        if hit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hit, "replica 1 never hit the answer replica 0 kept");
+    let calls = up.calls();
+    assert!(call(&gateways[2], Some(0.0)).await.is_ok());
+    assert_eq!(
+        up.calls(),
+        calls,
+        "replica 2 answered from the shared cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_goes_on_with_local_limits_and_heals() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gw = Gateway::start(fleet_config(&up, &redis, "rpm = 3", "open")).await;
+    wait_for_shared_state(&gw, true).await;
+    assert!(call(&gw, None).await.is_ok());
+
+    redis.kill();
+    // Calls go on under this replica's own window (empty: the shared one held the first call).
+    for _ in 0..3 {
+        assert!(call(&gw, None).await.is_ok());
+    }
+    assert_status(
+        &call(&gw, None).await.unwrap_err(),
+        Code::ResourceExhausted,
+        "3 requests per minute",
+    );
+    wait_for_shared_state(&gw, false).await;
+    assert_eq!(
+        admin_get(&gw, "/readyz", None).await.0,
+        200,
+        "open: still ready"
+    );
+
+    redis.restart(); // empty: a fresh window
+    wait_for_shared_state(&gw, true).await;
+    for _ in 0..3 {
+        assert!(call(&gw, None).await.is_ok(), "the shared window again");
+    }
+    assert!(call(&gw, None).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_refuses_calls_and_readiness_until_redis_is_back() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gw = Gateway::start(fleet_config(&up, &redis, "rpm = 100", "closed")).await;
+    wait_for_shared_state(&gw, true).await;
+    assert!(call(&gw, None).await.is_ok());
+    assert_eq!(admin_get(&gw, "/readyz", None).await.0, 200);
+
+    redis.kill();
+    let status = call(&gw, None).await.unwrap_err();
+    assert_status(&status, Code::Unavailable, "shared state");
+    wait_for_shared_state(&gw, false).await;
+    assert_eq!(admin_get(&gw, "/readyz", None).await.0, 503);
+    let calls = up.calls();
+
+    redis.restart();
+    wait_for_shared_state(&gw, true).await;
+    assert_eq!(admin_get(&gw, "/readyz", None).await.0, 200);
+    assert!(call(&gw, None).await.is_ok());
+    assert_eq!(up.calls(), calls + 1);
+}
