@@ -9,29 +9,11 @@ use tonic::{metadata::MetadataValue, Code};
 
 /// Model "m" ($2 in / $8 out per million tokens) caching answers with `cache` (a TOML inline table).
 fn cached(up: &Upstream, cache: &str) -> aigw::config::Config {
-    config(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        [[upstreams]]
-        name = "a"
-        kind = "openai"
-        base_url = "{}"
-        api_key_env = "TEST_UPSTREAM_KEY"
-        [[models]]
-        name = "m"
-        aliases = ["m-alias"]
-        max_output_tokens = 2000
-        price = {{ input_per_million = 2.0, output_per_million = 8.0 }}
-        routes = [{{ upstream = "a", model = "up" }}]
-        cache = {cache}
-        [models.policy]
-        retry = {{ attempts = 1 }}
-        "#,
-        up.base_url()
+    config(&priced_config_text(
+        &up.base_url(),
+        "",
+        "",
+        &format!("cache = {cache}"),
     ))
 }
 

@@ -11,32 +11,8 @@ use tonic::Code;
 
 /// Model "m" ($2 in / $8 out per million tokens) on a scripted upstream; the admin API on, with key limits.
 fn observed(up: &Upstream, key_limits: &str) -> aigw::config::Config {
-    config(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        shutdown_grace = "30s"
-        [admin]
-        key_env = "TEST_ADMIN_KEY"
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        limits = {{ {key_limits} }}
-        [[upstreams]]
-        name = "a"
-        kind = "openai"
-        base_url = "{}"
-        api_key_env = "TEST_UPSTREAM_KEY"
-        [[models]]
-        name = "m"
-        max_output_tokens = 2000
-        price = {{ input_per_million = 2.0, output_per_million = 8.0 }}
-        routes = [{{ upstream = "a", model = "up" }}]
-        [models.policy]
-        retry = {{ attempts = 1 }}
-        "#,
-        up.base_url()
-    ))
+    let admin = "[admin]\nkey_env = \"TEST_ADMIN_KEY\"";
+    config(&priced_config_text(&up.base_url(), admin, key_limits, ""))
 }
 
 async fn usage(gw: &Gateway) -> Value {

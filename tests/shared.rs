@@ -17,34 +17,15 @@ fn fleet_config(
     limits: &str,
     on_failure: &str,
 ) -> aigw::config::Config {
-    config(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [shared]
-        redis_url = "{}"
-        on_failure = "{on_failure}"
-        timeout = "200ms"
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        limits = {{ {limits} }}
-        [[upstreams]]
-        name = "a"
-        kind = "openai"
-        base_url = "{}"
-        api_key_env = "TEST_UPSTREAM_KEY"
-        [[models]]
-        name = "m"
-        max_output_tokens = 2000
-        price = {{ input_per_million = 2.0, output_per_million = 8.0 }}
-        routes = [{{ upstream = "a", model = "up" }}]
-        cache = {{ ttl = "1m" }}
-        [models.policy]
-        retry = {{ attempts = 1 }}
-        "#,
-        redis.url(),
-        up.base_url()
+    let shared = format!(
+        "[shared]\nredis_url = \"{}\"\non_failure = \"{on_failure}\"\ntimeout = \"200ms\"",
+        redis.url()
+    );
+    config(&priced_config_text(
+        &up.base_url(),
+        &shared,
+        limits,
+        "cache = { ttl = \"1m\" }",
     ))
 }
 

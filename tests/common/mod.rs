@@ -91,6 +91,43 @@ pub fn mock_config_text(server_extra: &str, tokens_per_second: u32) -> String {
     )
 }
 
+/// Model "m" (alias "m-alias"; $2 in / $8 out per million tokens; one attempt per call) on the scripted
+/// upstream at `base_url`, and key "tester" with `key_limits`. `top` is added before the keys (tables such as
+/// `[admin]` or `[shared]`), `model_extra` inside the model (e.g. `cache = { ... }`).
+pub fn priced_config_text(
+    base_url: &str,
+    top: &str,
+    key_limits: &str,
+    model_extra: &str,
+) -> String {
+    format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        shutdown_grace = "30s"
+        {top}
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        limits = {{ {key_limits} }}
+        [[upstreams]]
+        name = "a"
+        kind = "openai"
+        base_url = "{base_url}"
+        api_key_env = "TEST_UPSTREAM_KEY"
+        [[models]]
+        name = "m"
+        aliases = ["m-alias"]
+        max_output_tokens = 2000
+        price = {{ input_per_million = 2.0, output_per_million = 8.0 }}
+        routes = [{{ upstream = "a", model = "up" }}]
+        {model_extra}
+        [models.policy]
+        retry = {{ attempts = 1 }}
+        "#
+    )
+}
+
 /// Asserts a status's code and that its message says `needle`.
 pub fn assert_status(status: &tonic::Status, code: tonic::Code, needle: &str) {
     assert_eq!(status.code(), code, "{status:?}");
