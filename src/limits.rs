@@ -257,9 +257,11 @@ impl KeyLimiter {
         }
     }
 
-    /// Admits a call that reserves `tokens`, or says which limit refused it and when to retry.
-    /// `global` is the process-wide in-flight cap, taken first so an overloaded process sheds before counting.
-    pub fn admit(
+    /// Admits a call that reserves `tokens` against this replica's windows alone, or says which limit refused
+    /// it and when to retry. (The gateway composes the two parts itself, the rates possibly shared:
+    /// `Gateway::admit`.)
+    #[cfg(test)]
+    pub(crate) fn admit(
         &self,
         now: Instant,
         tokens: u64,

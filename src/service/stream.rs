@@ -31,7 +31,7 @@ type Chunks = ReceiverStream<Result<StreamChunk, Status>>;
 // One per call and short-lived: boxing the large variant would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Opened {
-    Hit(Arc<cache::Entry>, Arc<Model>, Deadline),
+    Hit(Arc<cache::Entry>, Admission, Arc<Model>, Deadline),
     Upstream(Dispatched, Admission, Deadline, Arc<Model>, Plan),
 }
 
@@ -56,7 +56,7 @@ pub async fn handle(
         let plan = start.cache_plan(model, &req.messages, req.config.as_ref());
         if let Some(hit) = gw.cached(model, plan).await {
             charge_hit(model, &hit, &mut admission, &mut log);
-            return Ok(Opened::Hit(hit, model.clone(), deadline));
+            return Ok(Opened::Hit(hit, admission, model.clone(), deadline));
         }
         if let Some(label) = plan.miss_label() {
             log.cache(label);
@@ -88,8 +88,8 @@ pub async fn handle(
         Ok(Opened::Upstream(dispatched, admission, deadline, model, plan)) => {
             (dispatched, admission, deadline, model, plan)
         }
-        Ok(Opened::Hit(hit, model, deadline)) => {
-            let rx = replay(gw, hit, model, deadline, started, log, span);
+        Ok(Opened::Hit(hit, admission, model, deadline)) => {
+            let rx = replay(gw, (hit, admission), model, deadline, started, log, span);
             return Ok(cache_header(start.respond(rx), Some("hit")));
         }
         Err(e) => {
@@ -188,9 +188,10 @@ pub async fn handle(
 
 /// Answers from the cache: the kept chunks as they were streamed, then the final chunk with the kept usage and
 /// finish reason, within the call's deadline and the server's lifecycle like any stream.
+/// The hit comes with its admission, held (concurrency slots) until the replay ends like any stream's.
 fn replay(
     gw: Arc<Gateway>,
-    hit: Arc<cache::Entry>,
+    (hit, admission): (Arc<cache::Entry>, Admission),
     model: Arc<Model>,
     deadline: Deadline,
     started: Instant,
@@ -220,6 +221,7 @@ fn replay(
                     break;
                 }
             }
+            drop(admission);
             if let Err(e) = &result {
                 relay::send_final(
                     &tx,
