@@ -159,6 +159,8 @@ impl Shared {
         cfg: &SharedConfig,
         gauge: prometheus::IntGauge,
     ) -> Result<Arc<Shared>, GatewayError> {
+        // `rediss://` runs over rustls, trusting the system's certificate store.
+        crate::upstream::http::install_crypto_provider();
         let client = redis::Client::open(cfg.redis_url.as_str())
             .map_err(|e| GatewayError::Internal(format!("shared.redis_url: {e}")))?;
         Ok(Arc::new(Shared {
