@@ -41,6 +41,10 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
+fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
+    prometheus::IntGauge::new(name, help).expect("static metric definition")
+}
+
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
@@ -93,35 +97,30 @@ impl Metrics {
                 "Response cache: lookups by result (hit, miss, bypass) and answers stored.",
                 &["model", "result"],
             ),
-            cache_entries: prometheus::IntGauge::new("aigw_cache_entries", "Answers in the response cache.")
-                .expect("static metric definition"),
-            cache_bytes: prometheus::IntGauge::new(
+            cache_entries: gauge("aigw_cache_entries", "Answers in this replica's response cache."),
+            cache_bytes: gauge(
                 "aigw_cache_bytes",
-                "Size of the response cache (answer text plus a fixed allowance per entry and chunk).",
-            )
-            .expect("static metric definition"),
-            shared_up: prometheus::IntGauge::new(
+                "Size of this replica's response cache (answer text plus a fixed allowance per entry and chunk).",
+            ),
+            shared_up: gauge(
                 "aigw_shared_state_up",
-                "1 while the shared state (Redis) answers, 0 while it does not; absent limits apply per replica \
-                 (on_failure = open) or calls are refused (closed).",
-            )
-            .expect("static metric definition"),
-            requests_last_minute: prometheus::IntGauge::new(
+                "1 while the shared state (Redis) answers, 0 while it does not (then limits hold per replica, \
+                 or calls are refused, as [shared] on_failure says).",
+            ),
+            requests_last_minute: gauge(
                 "aigw_requests_last_minute",
                 "Requests this replica received in the last whole minute.",
-            )
-            .expect("static metric definition"),
+            ),
             forecast_peak: prometheus::Gauge::new(
                 "aigw_forecast_requests_per_minute",
                 "The highest per-minute request count forecast for this replica over the scaling horizon; \
                  sum it over replicas and divide by the capacity per replica to size the fleet.",
             )
             .expect("static metric definition"),
-            recommended_replicas: prometheus::IntGauge::new(
+            recommended_replicas: gauge(
                 "aigw_recommended_replicas",
                 "Replicas needed for this replica's forecast peak alone (a single-replica view).",
-            )
-            .expect("static metric definition"),
+            ),
         };
         let r = &m.registry;
         for c in [

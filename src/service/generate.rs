@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{cache_header, charge_hit, Start};
+use super::{cache_header, Start};
 use crate::{
     cache, convert,
     dispatch::{dispatch, Answer, Call},
@@ -28,22 +28,24 @@ pub async fn handle(
         let mut admission = gw
             .admit(&start.who, model, &req.messages, req.config.as_ref())
             .await?;
-        let plan = start.cache_plan(model, &req.messages, req.config.as_ref());
-        if let Some(hit) = gw.cached(model, plan).await {
-            charge_hit(model, &hit, &mut admission, &mut log);
-            let resp = GenerateResponse {
-                content: hit.content(),
-                model: hit.model.clone(),
-                usage: Some(hit.usage),
-                finish_reason: hit.finish_reason.clone(),
-                id: hit.id.clone(),
-                usage_estimated: hit.usage_estimated,
-            };
-            return Ok((resp, Some("hit")));
-        }
-        if let Some(label) = plan.miss_label() {
-            log.cache(label);
-        }
+        let request = (req.messages.as_slice(), req.config.as_ref());
+        let looked_up = start
+            .look_up(&gw, model, request, &mut admission, &mut log)
+            .await;
+        let plan = match looked_up {
+            Err(plan) => plan,
+            Ok(hit) => {
+                let resp = GenerateResponse {
+                    content: hit.content(),
+                    model: hit.model.clone(),
+                    usage: Some(hit.usage),
+                    finish_reason: hit.finish_reason.clone(),
+                    id: hit.id.clone(),
+                    usage_estimated: hit.usage_estimated,
+                };
+                return Ok((resp, Some("hit")));
+            }
+        };
         let call = Call {
             messages: &req.messages,
             config: req.config.as_ref(),

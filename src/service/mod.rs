@@ -130,32 +130,38 @@ impl Start {
         resp
     }
 
-    /// What the response cache does for this request to `model`.
-    fn cache_plan(
+    /// The response cache's part in this admitted request to `model`: a hit, already billed (the kept usage
+    /// when the model charges hits, else nothing: the reserved tokens go back); or the plan for a call that
+    /// goes upstream, its miss or bypass recorded in the log.
+    async fn look_up(
         &self,
+        gw: &Gateway,
         model: &Model,
-        messages: &[Message],
-        config: Option<&GenerationConfig>,
-    ) -> Plan {
-        cache::plan(
+        (messages, config): (&[Message], Option<&GenerationConfig>),
+        admission: &mut Admission,
+        log: &mut RpcLog,
+    ) -> Result<Arc<cache::Entry>, Plan> {
+        let plan = cache::plan(
             model.cache.as_ref(),
             self.cache_control,
             &model.name,
             messages,
             config,
-        )
-    }
-}
-
-/// Bills a cache hit: the kept usage when the model charges hits (tpm, spend, cost), nothing otherwise (the
-/// tokens reserved for the call go back).
-fn charge_hit(model: &Model, hit: &cache::Entry, admission: &mut Admission, log: &mut RpcLog) {
-    log.cache("hit");
-    if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
-        admission.reconcile(hit.usage.total_tokens.max(0) as u64);
-        log.add_usage(Some(&hit.usage), hit.usage_estimated);
-    } else {
-        admission.release();
+        );
+        let Some(hit) = gw.cached(model, plan).await else {
+            if let Some(label) = plan.miss_label() {
+                log.cache(label);
+            }
+            return Err(plan);
+        };
+        log.cache("hit");
+        if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
+            admission.reconcile(hit.usage.total_tokens.max(0) as u64);
+            log.add_usage(Some(&hit.usage), hit.usage_estimated);
+        } else {
+            admission.release();
+        }
+        Ok(hit)
     }
 }
 

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
-    cache_header, charge_hit,
+    cache_header,
     relay::{self, Limits, STREAM_BUFFER},
     Start,
 };
@@ -53,14 +53,14 @@ pub async fn handle(
             .admit(&start.who, model, &req.messages, req.config.as_ref())
             .await?;
         let deadline = start.deadline(model);
-        let plan = start.cache_plan(model, &req.messages, req.config.as_ref());
-        if let Some(hit) = gw.cached(model, plan).await {
-            charge_hit(model, &hit, &mut admission, &mut log);
-            return Ok(Opened::Hit(hit, admission, model.clone(), deadline));
-        }
-        if let Some(label) = plan.miss_label() {
-            log.cache(label);
-        }
+        let request = (req.messages.as_slice(), req.config.as_ref());
+        let plan = match start
+            .look_up(&gw, model, request, &mut admission, &mut log)
+            .await
+        {
+            Ok(hit) => return Ok(Opened::Hit(hit, admission, model.clone(), deadline)),
+            Err(plan) => plan,
+        };
         let call = Call {
             messages: &req.messages,
             config: req.config.as_ref(),
