@@ -65,7 +65,9 @@ pub enum Target {
         channels: Vec<Channel>,
         next: AtomicUsize,
         auth: Option<MetadataValue<tonic::metadata::Ascii>>,
+        /// Both requests, built once: each call sends a copy.
         generate: GenerateRequest,
+        stream: StreamGenerateRequest,
     },
     Rest {
         client: reqwest::Client,
@@ -118,6 +120,10 @@ impl Target {
             .map(|k| format!("Bearer {k}").parse())
             .transpose()
             .map_err(|_| "the key is not a valid header value".to_owned())?;
+        let config = Some(GenerationConfig {
+            max_tokens: work.max_tokens.map(|n| n as i32),
+            ..Default::default()
+        });
         Ok(Target::Grpc {
             channels,
             next: AtomicUsize::new(0),
@@ -125,10 +131,12 @@ impl Target {
             generate: GenerateRequest {
                 model: work.model.clone(),
                 messages: vec![user(&work.prompt)],
-                config: Some(GenerationConfig {
-                    max_tokens: work.max_tokens.map(|n| n as i32),
-                    ..Default::default()
-                }),
+                config: config.clone(),
+            },
+            stream: StreamGenerateRequest {
+                model: work.model.clone(),
+                messages: vec![user(&work.prompt)],
+                config,
             },
         })
     }
@@ -192,6 +200,7 @@ impl Target {
                 next,
                 auth,
                 generate,
+                stream,
             } => {
                 let i = next.fetch_add(1, Ordering::Relaxed) % channels.len();
                 let mut client = AiServiceClient::new(channels[i].clone());
@@ -201,7 +210,7 @@ impl Target {
                 };
                 match work.rpc {
                     Rpc::Generate => rec.record(start, grpc.generate(&mut client, generate).await),
-                    Rpc::Stream => rec.record(start, grpc.stream(&mut client, generate).await),
+                    Rpc::Stream => rec.record(start, grpc.stream(&mut client, stream).await),
                     Rpc::Interactive | Rpc::Idle => {
                         grpc.session(&mut client, work, start, stop, rec).await
                     }
@@ -259,15 +268,10 @@ impl Grpc<'_> {
     async fn stream(
         &self,
         client: &mut AiServiceClient<Channel>,
-        msg: &GenerateRequest,
+        msg: &StreamGenerateRequest,
     ) -> Outcome {
-        let msg = StreamGenerateRequest {
-            model: msg.model.clone(),
-            messages: msg.messages.clone(),
-            config: msg.config.clone(),
-        };
-        let sent = framed(&msg);
-        let mut stream = match client.stream_generate(self.request(msg)).await {
+        let sent = framed(msg);
+        let mut stream = match client.stream_generate(self.request(msg.clone())).await {
             Ok(resp) => resp.into_inner(),
             Err(status) => return Outcome::failed(Status::Grpc(status.code()), sent),
         };
