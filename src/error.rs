@@ -100,6 +100,39 @@ impl GatewayError {
         }
     }
 
+    /// The HTTP status and OpenAI error `type` / `code` of the REST door: what OpenAI itself answers for the
+    /// same condition, where it has one; upstream failures are the gateway's, so 5xx (SDKs retry 5xx and 429).
+    pub fn http(&self) -> (u16, &'static str, Option<&'static str>) {
+        const INVALID: &str = "invalid_request_error";
+        const SERVER: &str = "server_error";
+        match self {
+            Self::Unauthenticated(_) => (401, INVALID, Some("invalid_api_key")),
+            Self::PermissionDenied { .. } => (403, "permission_error", Some("model_not_allowed")),
+            Self::InvalidArgument(_) => (400, INVALID, None),
+            Self::UnknownModel { .. } => (404, INVALID, Some("model_not_found")),
+            Self::ResourceExhausted { limit, .. } => match *limit {
+                "budget" => (429, "insufficient_quota", Some("insufficient_quota")),
+                "tpm" => (429, "tokens", Some("rate_limit_exceeded")),
+                _ => (429, "requests", Some("rate_limit_exceeded")),
+            },
+            Self::UpstreamRateLimited { .. } => (429, "requests", Some("rate_limit_exceeded")),
+            Self::UpstreamRejected { .. } => (400, INVALID, Some("upstream_rejected")),
+            Self::UpstreamAuth { .. } | Self::UpstreamMisconfigured { .. } => {
+                (502, SERVER, Some("upstream_misconfigured"))
+            }
+            Self::UpstreamUnavailable { .. } | Self::UpstreamProtocol { .. } => {
+                (502, SERVER, Some("upstream_unavailable"))
+            }
+            Self::SharedStateUnavailable | Self::ShuttingDown => {
+                (503, SERVER, Some("service_unavailable"))
+            }
+            Self::DeadlineExceeded(_) => (504, "timeout", Some("deadline_exceeded")),
+            // nginx's "client closed request": the client has gone and will not read it.
+            Self::Cancelled(_) => (499, INVALID, Some("cancelled")),
+            Self::Internal(_) => (500, SERVER, None),
+        }
+    }
+
     /// A short, bounded label for logs and metrics (never a request value).
     pub fn label(&self) -> &'static str {
         match self {
@@ -187,7 +220,7 @@ impl From<GatewayError> for Status {
             None => err.to_string(),
         };
         let Some(wait) = err.retry_after() else {
-            return Status::new(code, message);
+            return with_source(Status::new(code, message), err);
         };
         let secs = whole_seconds(wait);
         // The wait travels three ways: in the message, as `retry-after` metadata (whole seconds, as in HTTP)
@@ -199,7 +232,20 @@ impl From<GatewayError> for Status {
         if let Ok(value) = secs.to_string().parse() {
             status.metadata_mut().insert("retry-after", value);
         }
-        status
+        with_source(status, err)
+    }
+}
+
+/// Keeps the error itself in the status, so the REST door can answer with its HTTP status ([`GatewayError::http`]).
+fn with_source(mut status: Status, err: GatewayError) -> Status {
+    status.set_source(std::sync::Arc::new(err));
+    status
+}
+
+impl GatewayError {
+    /// The gateway error a status was made from, if it was.
+    pub fn of(status: &Status) -> Option<&GatewayError> {
+        std::error::Error::source(status)?.downcast_ref()
     }
 }
 

@@ -1,19 +1,24 @@
-//! The server: TCP accept, TLS, HTTP/2 (hyper), the gRPC services, and graceful shutdown.
+//! The server: TCP accept, TLS, HTTP/1.1 and HTTP/2 (hyper), the three doors, and graceful shutdown.
 //!
 //! The stack, outermost first, and why each piece is there:
 //!
 //! 1. **Accept loop** — `TCP_NODELAY` on (small gRPC frames must not wait for Nagle); accept errors such as
 //!    EMFILE pause the loop briefly instead of spinning.
-//! 2. **TLS** (rustls, ALPN h2, optional mTLS) — the handshake runs on the connection's own task with a
+//! 2. **TLS** (rustls, ALPN h2 and http/1.1, optional mTLS) — the handshake runs on the connection's own task with a
 //!    timeout, so a slow or silent client cannot stall the accept loop or hold a task forever.
-//! 3. **HTTP/2** (hyper) — keep-alive pings find dead peers, whose streams are then dropped, and with them
-//!    their upstream requests; each connection is watched for graceful shutdown (GOAWAY).
-//! 4. **Trailers** — puts a slot in each request for the RPC's record to fill, and adds its
-//!    `aigw-overhead-us` and `aigw-cost-usd` to the response trailers.
-//! 5. **Routes** — by gRPC path: `holysheepai.AIService`, `grpc.health.v1.Health`, reflection v1 and v1alpha.
-//! 6. **Auth interceptor** (AIService only) — a cheap synchronous check of the bearer key; the caller's
+//! 3. **HTTP/1.1 and HTTP/2** (hyper, by ALPN or preface) — keep-alive pings find dead h2 peers, whose
+//!    streams are then dropped, and with them their upstream requests; HTTP/1.1 heads must arrive within
+//!    30 s; each connection is watched for graceful shutdown (GOAWAY, or close after the request in flight).
+//! 4. **CORS** (only with `[cors]`) — answers browsers' preflights and adds the CORS headers to every door.
+//! 5. **Door by content type** ([`crate::front`]) — `application/grpc` to the gRPC routes; `application/grpc-web`
+//!    through tonic-web's translation to the same routes; anything else to the OpenAI-compatible REST door
+//!    ([`crate::rest`]), which authenticates and calls the same handlers itself.
+//! 6. **Trailers** (gRPC and gRPC-Web) — puts a slot in each request for the RPC's record to fill, and adds
+//!    its `aigw-overhead-us` and `aigw-cost-usd` to the response trailers.
+//! 7. **Routes** — by gRPC path: `holysheepai.AIService`, `grpc.health.v1.Health`, reflection v1 and v1alpha.
+//! 8. **Auth interceptor** (AIService only) — a cheap synchronous check of the bearer key; the caller's
 //!    identity travels on in the request extensions. Health and reflection stay open for probes.
-//! 7. **Handlers** — thin; the client's `grpc-timeout` is read by the handler itself so that the whole
+//! 9. **Handlers** — thin; the client's `grpc-timeout` is read by the handler itself so that the whole
 //!    upstream call, streams included, is bounded by it and ends with DEADLINE_EXCEEDED.
 //!
 //! We run hyper directly rather than tonic's `Server` because the latter answers an expired `grpc-timeout`
@@ -32,10 +37,19 @@ use tokio_rustls::TlsAcceptor;
 use tonic::service::Routes;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::{config::Config, gateway::Gateway, proto, service};
+use tower::Layer;
+
+use crate::{
+    config::{Config, CorsConfig},
+    front::Front,
+    gateway::Gateway,
+    proto, service,
+};
 
 const SERVICE_NAME: &str = "holysheepai.AIService";
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/1.1 client that has not sent its request head by then is dropped (a slowloris holds nothing long).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the grace period, how long cancelled streams get to send their final status.
 const STOP_FLUSH: Duration = Duration::from_secs(5);
 
@@ -61,6 +75,7 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
     grace: Duration,
+    cors: Option<CorsConfig>,
 }
 
 impl Server {
@@ -80,6 +95,7 @@ impl Server {
             tls,
             gateway,
             grace: config.shutdown_grace,
+            cors: config.cors.clone(),
         })
     }
 
@@ -117,7 +133,13 @@ impl Server {
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .prepare();
-        let mut http = auto::Builder::new(TokioExecutor::new()).http2_only();
+        let front = Front::new(routes, self.gateway.clone());
+        let app =
+            tower::util::option_layer(self.cors.as_ref().map(crate::front::cors)).layer(front);
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
         http.http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(20))
@@ -170,14 +192,14 @@ impl Server {
                 },
             };
             let watcher = graceful.watcher();
-            let (http, routes, tls) = (http.clone(), routes.clone(), self.tls.clone());
+            let (http, app, tls) = (http.clone(), app.clone(), self.tls.clone());
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let served = match tls {
-                    None => serve_conn(&http, watcher, tcp, routes).await,
+                    None => serve_conn(&http, watcher, tcp, app).await,
                     Some(tls) => {
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                            Ok(Ok(stream)) => serve_conn(&http, watcher, stream, routes).await,
+                            Ok(Ok(stream)) => serve_conn(&http, watcher, stream, app).await,
                             Ok(Err(e)) => Err(format!("TLS handshake: {e}").into()),
                             Err(_) => Err("TLS handshake timed out".into()),
                         }
@@ -218,17 +240,19 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Everything above the connection: CORS (when configured), then the door for the content type.
+type App = tower::util::Either<tower_http::cors::Cors<Front>, Front>;
+
 async fn serve_conn<I>(
     http: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     io: I,
-    routes: Routes,
+    app: App,
 ) -> Result<(), BoxError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = tower::Layer::layer(&crate::trailers::TrailersLayer, routes);
-    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     watcher.watch(conn).await
 }
 

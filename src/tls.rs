@@ -1,4 +1,4 @@
-//! Server TLS with rustls: certificate chain and key from PEM files, ALPN h2, optional client-certificate
+//! Server TLS with rustls: certificate chain and key from PEM files, ALPN h2 and http/1.1, optional client-certificate
 //! verification (mutual TLS). Built once at start.
 
 use std::sync::Arc;
@@ -42,6 +42,7 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| fail("cert", &cfg.cert, &e))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // h2 for gRPC; HTTP/1.1 for REST and gRPC-Web clients that do not speak h2.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

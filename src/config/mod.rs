@@ -4,6 +4,7 @@
 
 mod cache;
 mod check;
+mod cors;
 mod ops;
 mod policy;
 mod shared;
@@ -11,6 +12,7 @@ mod shared;
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use cache::{CacheConfig, ModelCache};
+pub use cors::{CorsConfig, Origins};
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig};
 pub use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
@@ -55,6 +57,7 @@ struct RawConfig {
     #[serde(default)]
     cache: CacheConfig,
     shared: Option<shared::RawShared>,
+    cors: Option<cors::RawCors>,
     #[serde(default)]
     model_defaults: policy::RawPolicy,
     #[serde(default)]
@@ -276,6 +279,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Redis, when rate windows, spend and the cache are shared by the replicas.
     pub shared: Option<SharedConfig>,
+    /// Browser origins allowed to call (gRPC-Web, REST); none when absent.
+    pub cors: Option<CorsConfig>,
     pub keys: Vec<ClientKey>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
@@ -478,6 +483,7 @@ impl Config {
             max_in_flight: raw.limits.max_in_flight,
             cache: raw.cache.check()?,
             shared: raw.shared.map(|s| s.check(&env)).transpose()?,
+            cors: raw.cors.map(cors::RawCors::check).transpose()?,
             keys,
             upstreams,
             models,

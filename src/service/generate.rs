@@ -14,14 +14,16 @@ use crate::{
     proto::{GenerateRequest, GenerateResponse},
 };
 
+/// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
 pub async fn handle(
     gw: Arc<Gateway>,
+    rpc: &'static str,
     request: Request<GenerateRequest>,
 ) -> Result<Response<GenerateResponse>, Status> {
     let start = Start::read(&request)?;
     let req = request.into_inner();
-    let mut log = start.record("Generate", &gw);
-    let span = start.span("Generate");
+    let mut log = start.record(rpc, &gw);
+    let span = start.span(rpc);
     let result = async {
         let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
         log.model(model);

@@ -1,9 +1,9 @@
 //! The three RPC handlers: decode, check, call the core, encode. Thin on purpose.
 
-mod generate;
+pub(crate) mod generate;
 mod interactive;
 mod relay;
-mod stream;
+pub(crate) mod stream;
 
 use std::{sync::Arc, time::Duration};
 
@@ -41,23 +41,28 @@ pub fn service(
     impl tonic::service::Interceptor + Clone,
 > {
     let auth = gateway.clone();
-    let interceptor = move |mut req: Request<()>| match auth.keys.authenticate(req.metadata()) {
-        Ok(who) => {
-            req.extensions_mut().insert(who);
-            Ok(req)
-        }
-        Err(e) => {
-            // Refused before any handler: counted with empty rpc, model and key (the key is unknown).
-            let code = crate::rpclog::code_name(e.code());
-            auth.metrics
-                .requests
-                .with_label_values(&["", "", "", code])
-                .inc();
-            tracing::info!(target: "aigw::rpc", code, error = e.label(), "rejected before the handler");
-            Err(Status::from(e))
-        }
+    let interceptor = move |mut req: Request<()>| {
+        let who = authenticate(&auth, req.metadata())?;
+        req.extensions_mut().insert(who);
+        Ok(req)
     };
     AiServiceServer::with_interceptor(AiGateway { gateway }, interceptor)
+}
+
+/// The caller's identity from its bearer key. A refusal is counted and logged here, before any handler, with
+/// empty rpc, model and key labels (the key is unknown).
+pub(crate) fn authenticate(
+    gw: &Gateway,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<Arc<Identity>, GatewayError> {
+    gw.keys.authenticate(metadata).inspect_err(|e| {
+        let code = crate::rpclog::code_name(e.code());
+        gw.metrics
+            .requests
+            .with_label_values(&["", "", "", code])
+            .inc();
+        tracing::info!(target: "aigw::rpc", code, error = e.label(), "rejected before the handler");
+    })
 }
 
 /// The identity the interceptor attached.
@@ -199,7 +204,7 @@ impl AiService for AiGateway {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
-        generate::handle(self.gateway.clone(), request).await
+        generate::handle(self.gateway.clone(), "Generate", request).await
     }
 
     type StreamGenerateStream = ReceiverStream<Result<StreamChunk, Status>>;
@@ -208,7 +213,7 @@ impl AiService for AiGateway {
         &self,
         request: Request<StreamGenerateRequest>,
     ) -> Result<Response<Self::StreamGenerateStream>, Status> {
-        stream::handle(self.gateway.clone(), request).await
+        stream::handle(self.gateway.clone(), "StreamGenerate", request).await
     }
 
     type InteractiveStreamStream = ReceiverStream<Result<InteractiveResponse, Status>>;

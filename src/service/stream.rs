@@ -35,14 +35,16 @@ enum Opened {
     Upstream(Dispatched, Admission, Deadline, Arc<Model>, Plan),
 }
 
+/// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
 pub async fn handle(
     gw: Arc<Gateway>,
+    rpc: &'static str,
     request: Request<StreamGenerateRequest>,
 ) -> Result<Response<Chunks>, Status> {
     let start = Start::read(&request)?;
     let req = request.into_inner();
-    let mut log = start.record("StreamGenerate", &gw);
-    let span = start.span("StreamGenerate");
+    let mut log = start.record(rpc, &gw);
+    let span = start.span(rpc);
     let started = Instant::now();
     // Everything up to the first delta happens before the response starts, so a refused or failed request
     // gets its own status (and retries) rather than an empty stream.

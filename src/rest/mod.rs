@@ -1,0 +1,134 @@
+//! The OpenAI-compatible REST door, on the same port as gRPC (HTTP/1.1 and HTTP/2): `POST /v1/chat/completions`
+//! and `GET /v1/models[/{id}]`. Same keys (`Authorization: Bearer`), and the chat calls run through the gRPC
+//! handlers themselves, so limits, cache, routing, metrics and logs cannot drift apart between the doors.
+
+mod chat;
+mod error;
+mod wire;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tonic::{body::Body, metadata::MetadataMap};
+
+pub use chat::{parse, Parsed, RPC_STREAM, RPC_UNARY};
+
+use crate::gateway::Gateway;
+
+/// The largest request body read, as for a gRPC message (tonic's default).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Answers one REST request.
+pub async fn serve<B>(gw: Arc<Gateway>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let route = match (path, path.strip_prefix("/v1/models/")) {
+        ("/v1/chat/completions", _) => Route::Chat,
+        ("/v1/models", _) => Route::Models,
+        (_, Some(id)) if !id.is_empty() => Route::Model(id.to_owned()),
+        _ => {
+            let msg = format!("unknown request URL: {} {path}", parts.method);
+            return error::body(404, &msg, "invalid_request_error", Some("unknown_url"));
+        }
+    };
+    let (wanted, allow) = if route == Route::Chat {
+        (Method::POST, "POST")
+    } else {
+        (Method::GET, "GET")
+    };
+    if parts.method != wanted {
+        let msg = format!("{path} takes {wanted}, not {}", parts.method);
+        let mut resp = error::body(405, &msg, "invalid_request_error", None);
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        return resp;
+    }
+    let metadata = MetadataMap::from_headers(parts.headers);
+    let who = match crate::service::authenticate(&gw, &metadata) {
+        Ok(who) => who,
+        Err(e) => return error::gateway(&e),
+    };
+    match route {
+        Route::Chat => match read_body(body).await {
+            Ok(bytes) => chat::completions(gw, who, metadata, bytes).await,
+            Err(resp) => resp,
+        },
+        Route::Models => {
+            let data = gw
+                .router
+                .models()
+                .iter()
+                .filter(|m| who.allows(&m.name))
+                .map(|m| model_object(&m.name))
+                .collect();
+            let list = wire::ModelList {
+                object: "list",
+                data,
+            };
+            json(StatusCode::OK, &list)
+        }
+        Route::Model(id) => match gw.router.resolve(&id, &who) {
+            Ok(model) => json(StatusCode::OK, &model_object(&model.name)),
+            Err(e) => error::gateway(&e),
+        },
+    }
+}
+
+#[derive(PartialEq)]
+enum Route {
+    Chat,
+    Models,
+    Model(String),
+}
+
+fn model_object(name: &str) -> wire::ModelObject<'_> {
+    wire::ModelObject {
+        id: name,
+        object: "model",
+        created: 0,
+        owned_by: "aigw",
+    }
+}
+
+/// The request body, at most [`MAX_BODY`] bytes.
+async fn read_body<B>(body: B) -> Result<Bytes, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || {
+        let msg = format!("request body over {MAX_BODY} bytes");
+        error::body(413, &msg, "invalid_request_error", None)
+    };
+    // A declared length over the limit is refused before anything is read.
+    if http_body::Body::size_hint(&body).lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => {
+            let msg = format!("reading the request body: {e}");
+            Err(error::body(400, &msg, "invalid_request_error", None))
+        }
+    }
+}
+
+/// A JSON response.
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Serializing these types cannot fail (no maps with non-string keys, no failing Serialize impls).
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(Body::new(http_body_util::Full::new(Bytes::from(bytes))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
