@@ -3,7 +3,8 @@
 #   1. unit and integration tests (cargo test): in-process gateway, scripted upstream, TLS, shutdown;
 #   2. end-to-end tests (pytest): the built binary on the default config.toml, called by the real grpcurl
 #      and by Python clients with stubs generated from proto/ by grpcio-tools; smoke runs of the k6 script,
-#      the Locust gRPC user and bench/compare.py; the example clients in examples/ (Python, Node.js).
+#      the Locust gRPC user and bench/compare.py; the example clients in examples/ (Python, Node.js,
+#      gRPC-Web); the official `openai` SDK against the REST door.
 # Python packages go to .venv (pinned in tests/e2e/requirements.txt); the one system package is Debian's
 # redis-server, installed if missing, for the shared-state tests (they start and stop their own servers).
 set -euo pipefail
@@ -14,8 +15,11 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
-# The Node.js example client's dependencies, pinned by its package-lock.json.
+# The Node.js example clients' dependencies, pinned by their package-lock.json; the gRPC-Web client's stubs
+# are generated from proto/ by buf + protoc-gen-es, both from npm.
 npm ci --prefix examples/node --no-audit --no-fund --silent
+npm ci --prefix examples/grpc-web --no-audit --no-fund --silent
+npm run --prefix examples/grpc-web --silent generate
 
 # The shared-state tests (tests/shared.rs) run three gateways against a real Redis they start themselves.
 if ! command -v redis-server >/dev/null; then

@@ -1,5 +1,5 @@
-"""The example clients in examples/ (Python grpcio, Node.js @grpc/grpc-js), run as a user would run them
-against the built gateway: each calls all three RPCs and must see every answer whole."""
+"""The example clients in examples/ (Python grpcio, Node.js @grpc/grpc-js, gRPC-Web with Connect-ES), run as a
+user would run them against the built gateway: each must see every answer whole."""
 
 import os
 import shutil
@@ -41,3 +41,20 @@ def test_node_example(gateway):
     check_output(run([node, "examples/node/client.js", "--target", gateway]))
     refused = run([node, "examples/node/client.js", "--target", gateway], key="sk-wrong")
     assert refused.returncode != 0 and "UNAUTHENTICATED" in refused.stderr
+
+
+def test_grpc_web_example(gateway):
+    """Connect-ES's gRPC-Web transport, over HTTP/1.1 fetch: Generate and StreamGenerate."""
+    node = shutil.which("node")
+    assert node, "node not found"
+    assert (ROOT / "examples/grpc-web/gen/ai_service_pb.js").exists(), \
+        "run: npm ci --prefix examples/grpc-web && npm run --prefix examples/grpc-web generate"
+    url = f"http://{gateway}"
+    done = run([node, "examples/grpc-web/client.js", "--url", url])
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Generate: ") and "finish=length tokens=" in lines[0], lines
+    assert "Say hello over gRPC-Web." in lines[0], lines
+    assert lines[1].startswith("StreamGenerate: ") and "finish=stop" in lines[1], lines
+    refused = run([node, "examples/grpc-web/client.js", "--url", url], key="sk-wrong")
+    assert refused.returncode != 0 and "code=16" in refused.stderr, refused.stderr

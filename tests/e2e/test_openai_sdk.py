@@ -1,0 +1,64 @@
+"""The official `openai` Python SDK against the REST door of the built gateway, on the default config."""
+
+import openai
+import pytest
+from openai import OpenAI
+
+from conftest import KEY
+
+
+def client(gateway, key=KEY):
+    # No SDK retries: a refusal must show as the error it is, once.
+    return OpenAI(base_url=f"http://{gateway}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def test_plain_completion(gateway):
+    resp = client(gateway).chat.completions.create(
+        model="gemini-2.5-flash",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello sdk"}],
+        max_tokens=5,
+        temperature=0.3,
+    )
+    assert resp.object == "chat.completion"
+    assert resp.id.startswith("mock-")
+    choice = resp.choices[0]
+    assert choice.message.role == "assistant"
+    assert "hello sdk" in choice.message.content
+    assert choice.finish_reason == "length"
+    assert resp.usage.completion_tokens == 5
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + 5
+
+
+def test_streamed_completion(gateway):
+    stream = client(gateway).chat.completions.create(
+        model="gpt-4.1",
+        messages=[{"role": "user", "content": "stream please"}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "stream please" in text
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["length"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_models_list(gateway):
+    ids = [m.id for m in client(gateway).models.list()]
+    assert "gpt-4.1" in ids and "deepseek-v3.2" in ids
+
+
+def test_errors_are_the_sdk_exceptions(gateway):
+    with pytest.raises(openai.AuthenticationError):
+        client(gateway, key="sk-wrong").chat.completions.create(
+            model="gpt-4.1", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.NotFoundError) as e:
+        client(gateway).chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert e.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError):
+        client(gateway).chat.completions.create(
+            model="gpt-4.1", messages=[{"role": "user", "content": "x"}], max_tokens=10**9)
