@@ -17,6 +17,7 @@ fn message(role: &str, content: &str) -> Message {
         role: role.into(),
         content: content.into(),
         name: String::new(),
+        ..Default::default()
     }
 }
 
@@ -80,6 +81,7 @@ fn from_openai(c: &mut Criterion) {
                 finish_reason: done.finish_reason,
                 id: done.id,
                 usage_estimated: false,
+                ..Default::default()
             }
             .encode_to_vec()
         })
@@ -87,9 +89,11 @@ fn from_openai(c: &mut Criterion) {
     let mut end = StreamEnd::default();
     g.bench_function("stream chunk -> StreamChunk, encoded", |b| {
         b.iter(|| {
-            let delta = convert::chunk(black_box(chunk), &mut end)
-                .expect("valid")
-                .expect("text");
+            let convert::Piece::Text(delta) =
+                convert::chunk(black_box(chunk), &mut end).expect("valid")
+            else {
+                panic!("the chunk carries text")
+            };
             StreamChunk {
                 delta,
                 ..Default::default()

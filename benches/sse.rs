@@ -39,7 +39,9 @@ fn decode(bytes: &[u8], piece: usize, parse: bool) -> (usize, usize) {
         while let Some(event) = decoder.next_event().expect("valid stream") {
             events += 1;
             if parse && event.data != "[DONE]" {
-                if let Some(text) = convert::chunk(&event.data, &mut end).expect("valid chunk") {
+                if let convert::Piece::Text(text) =
+                    convert::chunk(&event.data, &mut end).expect("valid chunk")
+                {
                     deltas += black_box(text).len().min(1);
                 }
             }

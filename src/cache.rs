@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
+use prost::Message as _;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
@@ -233,23 +234,35 @@ pub fn key(model: &str, messages: &[Message], config: Option<&GenerationConfig>)
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
-    field(b"aigw-cache-v1");
+    field(b"aigw-cache-v2");
     field(model.as_bytes());
     field(&(messages.len() as u64).to_le_bytes());
     for m in messages {
         field(m.role.as_bytes());
         field(m.name.as_bytes());
         field(m.content.as_bytes());
+        field(m.tool_call_id.as_bytes());
+        field(&(m.tool_calls.len() as u64).to_le_bytes());
+        for call in &m.tool_calls {
+            field(&call.encode_to_vec());
+        }
+        field(&(m.parts.len() as u64).to_le_bytes());
+        for part in &m.parts {
+            field(&part.encode_to_vec());
+        }
     }
-    let c = config.cloned().unwrap_or_default();
+    let mut c = config.cloned().unwrap_or_default();
     let opt = |v: Option<[u8; 4]>| v.map_or([0u8; 5], |b| [1, b[0], b[1], b[2], b[3]]);
-    field(&opt(c.temperature.map(f32::to_le_bytes)));
-    field(&opt(c.top_p.map(f32::to_le_bytes)));
-    field(&opt(c.max_tokens.map(i32::to_le_bytes)));
+    field(&opt(c.temperature.take().map(f32::to_le_bytes)));
+    field(&opt(c.top_p.take().map(f32::to_le_bytes)));
+    field(&opt(c.max_tokens.take().map(i32::to_le_bytes)));
     field(&(c.stop.len() as u64).to_le_bytes());
-    for s in &c.stop {
+    for s in std::mem::take(&mut c.stop) {
         field(s.as_bytes());
     }
+    // Everything else (tools, formats, seed, penalties, provider options, ...) as its protobuf encoding, which
+    // is deterministic: fields in number order, and Struct's map is sorted.
+    field(&c.encode_to_vec());
     h.finalize().into()
 }
 
@@ -263,6 +276,7 @@ mod tests {
             role: role.into(),
             content: content.into(),
             name: String::new(),
+            ..Default::default()
         }
     }
 
@@ -323,6 +337,66 @@ mod tests {
                 &[msg("user", "hi")],
                 Some(&GenerationConfig {
                     stop: vec!["x".into()],
+                    ..zero()
+                }),
+            ),
+            // The fields beyond text: a tool result, a tool call, an image, tools, a seed, provider options.
+            key(
+                "m",
+                &[Message {
+                    tool_call_id: "call_1".into(),
+                    ..msg("tool", "hi")
+                }],
+                Some(&zero()),
+            ),
+            key(
+                "m",
+                &[Message {
+                    tool_calls: vec![crate::proto::ToolCall {
+                        id: "c".into(),
+                        name: "f".into(),
+                        arguments: "{}".into(),
+                    }],
+                    ..msg("user", "hi")
+                }],
+                Some(&zero()),
+            ),
+            key(
+                "m",
+                &[Message {
+                    parts: vec![crate::proto::ContentPart {
+                        part: Some(crate::proto::content_part::Part::Text("x".into())),
+                    }],
+                    ..msg("user", "hi")
+                }],
+                Some(&zero()),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    tools: vec![crate::proto::Tool {
+                        name: "f".into(),
+                        ..Default::default()
+                    }],
+                    ..zero()
+                }),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    seed: Some(1),
+                    ..zero()
+                }),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    provider_options: Some(crate::extras::json_to_struct(
+                        serde_json::json!({"top_k": 1}).as_object().unwrap().clone(),
+                    )),
                     ..zero()
                 }),
             ),

@@ -3,13 +3,14 @@
 use crate::{
     config::MaxTokensField,
     error::GatewayError,
+    extras,
     openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest, StreamOptions, WireUsage},
     proto::{GenerationConfig, Message, Usage},
     upstream::{Completion, StreamEnd},
 };
 
-/// Roles a client may send. `tool` arrives with tool calling (it needs a `tool_call_id`).
-pub const ROLES: [&str; 4] = ["system", "developer", "user", "assistant"];
+/// Roles a client may send (`tool` needs a `tool_call_id`).
+pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// OpenAI accepts at most four stop sequences.
 pub const MAX_STOP: usize = 4;
 
@@ -30,6 +31,7 @@ pub fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
                 ROLES.join(", ")
             )));
         }
+        crate::extras::check_message(i, m)?;
     }
     Ok(())
 }
@@ -66,7 +68,7 @@ pub fn check_config(
     if let Some(i) = c.stop.iter().position(String::is_empty) {
         return Err(invalid(format!("config.stop[{i}]: must not be empty")));
     }
-    Ok(())
+    crate::extras::check_config(c)
 }
 
 /// Builds the upstream request. Unset parameters stay out of the JSON; streams ask for usage in the stream.
@@ -94,14 +96,30 @@ pub fn chat_request<'a>(
         stream_options: stream.then_some(StreamOptions {
             include_usage: true,
         }),
+        seed: config.and_then(|c| c.seed),
+        presence_penalty: config.and_then(|c| c.presence_penalty),
+        frequency_penalty: config.and_then(|c| c.frequency_penalty),
+        logprobs: config.is_some_and(|c| c.logprobs),
+        top_logprobs: config.and_then(|c| c.top_logprobs),
+        user: config.map(|c| c.user.as_str()).filter(|u| !u.is_empty()),
+        response_format: extras::response_format(config.and_then(|c| c.response_format.as_ref())),
+        tools: config.map(|c| extras::tools(&c.tools)).unwrap_or_default(),
+        tool_choice: extras::tool_choice(config.and_then(|c| c.tool_choice.as_ref())),
+        parallel_tool_calls: config.and_then(|c| c.parallel_tool_calls),
+        provider_options: config
+            .and_then(|c| c.provider_options.as_ref())
+            .map(extras::struct_to_json)
+            .unwrap_or_default(),
     }
 }
 
 fn chat_message(m: &Message) -> ChatMessage<'_> {
     ChatMessage {
         role: &m.role,
-        content: &m.content,
+        content: extras::content(m),
         name: (!m.name.is_empty()).then_some(m.name.as_str()),
+        tool_call_id: (!m.tool_call_id.is_empty()).then_some(m.tool_call_id.as_str()),
+        tool_calls: extras::tool_calls(&m.tool_calls),
     }
 }
 
@@ -147,6 +165,8 @@ pub fn completion(body: &[u8]) -> Result<Completion, String> {
             .unwrap_or_default(),
         finish_reason: choice.finish_reason.unwrap_or_default(),
         usage: parsed.usage.map(usage),
+        tool_calls: extras::from_wire_calls(choice.message.tool_calls.unwrap_or_default()),
+        logprobs: extras::from_wire_logprobs(choice.logprobs),
     })
 }
 
@@ -156,11 +176,24 @@ pub enum ChunkError {
     Invalid(serde_json::Error),
     /// An error object sent in the stream instead of a chunk; its message.
     Upstream(String),
+    /// Well-formed, but past what the gateway holds (tool calls, logprobs).
+    TooLarge(String),
 }
 
-/// One streamed chunk: its id, model, finish reason and usage go into `end` as they pass; the text, if any, is
-/// returned (role-only and empty deltas are not).
-pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Option<String>, ChunkError> {
+/// What one chunk brought.
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    /// Text for the client (never empty).
+    Text(String),
+    /// Nothing to forward yet, but the answer moved on (a tool call's pieces, kept in the end).
+    Progress,
+    /// Nothing (a role-only or empty delta, usage, a finish reason).
+    Nothing,
+}
+
+/// One streamed chunk: its id, model, finish reason, usage, tool-call pieces (re-assembled) and logprobs go
+/// into `end` as they pass; the text, if any, is returned (role-only and empty deltas are not).
+pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Piece, ChunkError> {
     let chunk = serde_json::from_str::<ChatChunk>(data).map_err(ChunkError::Invalid)?;
     if let Some(err) = chunk.error {
         return Err(ChunkError::Upstream(err.message));
@@ -176,16 +209,38 @@ pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Option<String>, ChunkErr
     }
     // We never ask for n > 1, so the first choice is the answer.
     let Some(choice) = chunk.choices.into_iter().next() else {
-        return Ok(None);
+        return Ok(Piece::Nothing);
     };
     if let Some(reason) = choice.finish_reason {
         end.finish_reason = reason;
     }
-    Ok(choice
+    let logprobs = extras::from_wire_logprobs(choice.logprobs);
+    if end.logprobs.len() + logprobs.len() > extras::MAX_LOGPROBS {
+        return Err(ChunkError::TooLarge(format!(
+            "over {} logprobs",
+            extras::MAX_LOGPROBS
+        )));
+    }
+    end.logprobs.extend(logprobs);
+    let text = choice
         .delta
         .content
         .or(choice.delta.refusal)
-        .filter(|text| !text.is_empty()))
+        .filter(|text| !text.is_empty());
+    match (text, choice.delta.tool_calls) {
+        (Some(text), calls) => {
+            if let Some(calls) = calls {
+                extras::merge_tool_deltas(&mut end.tool_calls, calls)
+                    .map_err(ChunkError::TooLarge)?;
+            }
+            Ok(Piece::Text(text))
+        }
+        (None, Some(calls)) if !calls.is_empty() => {
+            extras::merge_tool_deltas(&mut end.tool_calls, calls).map_err(ChunkError::TooLarge)?;
+            Ok(Piece::Progress)
+        }
+        (None, _) => Ok(Piece::Nothing),
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +253,7 @@ mod tests {
             role: role.into(),
             content: content.into(),
             name: String::new(),
+            ..Default::default()
         }
     }
 
@@ -212,6 +268,7 @@ mod tests {
             max_tokens,
             top_p,
             stop: stop.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         }
     }
 
@@ -231,6 +288,7 @@ mod tests {
             role: "user".into(),
             content: "hi".into(),
             name: "ann".into(),
+            ..Default::default()
         };
         let full = cfg(Some(0.7), Some(64), Some(0.9), &["END"]);
         let zero = cfg(Some(0.0), None, None, &[]);

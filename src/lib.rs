@@ -15,6 +15,7 @@ pub mod convert;
 pub mod deadline;
 pub mod dispatch;
 pub mod error;
+pub mod extras;
 pub mod forecast;
 pub mod front;
 pub mod gateway;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::{
-    openai::{ChatMessage, ChatRequest},
+    openai::{ChatContent, ChatMessage, ChatRequest},
     proto::Usage,
     upstream::mock::{self, Pacing, Reply},
 };
@@ -141,20 +141,18 @@ fn answer(req: &IncomingRequest, tokens: Option<usize>) -> Reply {
         .iter()
         .map(|m| ChatMessage {
             role: &m.role,
-            content: &m.content,
-            name: None,
+            content: Some(ChatContent::Text(&m.content)),
+            ..ChatMessage::default()
         })
         .collect();
     let chat = ChatRequest {
         model: &req.model,
         messages,
-        temperature: None,
-        top_p: None,
         max_tokens: req.max_tokens,
         max_completion_tokens: req.max_completion_tokens,
         stop: &req.stop,
         stream: req.stream,
-        stream_options: None,
+        ..ChatRequest::default()
     };
     let mut reply = mock::reply(&chat);
     if let Some(n) = tokens.filter(|&n| n > 0) {

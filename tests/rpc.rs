@@ -40,6 +40,7 @@ async fn generate_translates_request_and_response() {
             max_tokens: Some(50),
             top_p: None,
             stop: vec!["END".into()],
+            ..Default::default()
         },
     );
     let resp = gw
@@ -209,12 +210,14 @@ async fn request_errors_map_to_invalid_argument_without_calling_upstream() {
         role: "wizard".into(),
         content: "x".into(),
         name: String::new(),
+        ..Default::default()
     };
     let cfg = |t, m, p| GenerationConfig {
         temperature: t,
         max_tokens: m,
         top_p: p,
         stop: vec![],
+        ..Default::default()
     };
     let cases = [
         (

@@ -66,6 +66,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
                 content: text(m.content).map_err(|e| invalid(format!("messages[{i}].{e}")))?,
                 role: m.role,
                 name: m.name.unwrap_or_default(),
+                ..Default::default()
             })
         })
         .collect::<Result<_, GatewayError>>()?;
@@ -88,6 +89,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         max_tokens,
         top_p: req.top_p,
         stop,
+        ..Default::default()
     });
     Ok(Parsed {
         model: req.model,
@@ -347,6 +349,7 @@ mod tests {
             role: role.into(),
             content: content.into(),
             name: String::new(),
+            ..Default::default()
         }
     }
 

@@ -44,6 +44,7 @@ pub async fn handle(
                     finish_reason: hit.finish_reason.clone(),
                     id: hit.id.clone(),
                     usage_estimated: hit.usage_estimated,
+                    ..Default::default()
                 };
                 return Ok((resp, Some("hit")));
             }
@@ -83,8 +84,12 @@ pub async fn handle(
             finish_reason: done.finish_reason,
             id: done.id,
             usage_estimated: estimated,
+            tool_calls: done.tool_calls,
+            logprobs: done.logprobs,
         };
-        if let Some(key) = plan.key() {
+        // Only text answers are kept: tool calls and logprobs are not replayed.
+        let plain = resp.tool_calls.is_empty() && resp.logprobs.is_empty();
+        if let Some(key) = plan.key().filter(|_| plain) {
             let entry = cache::Entry::new(
                 vec![resp.content.clone()],
                 resp.id.clone(),

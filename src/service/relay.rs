@@ -118,6 +118,8 @@ pub async fn pump<M>(
                 timing.client_wait += blocked.elapsed();
                 timing.delta_sent();
             }
+            // Nothing to send, but the upstream is alive: the stall timer starts again below.
+            Some(Ok(StreamEvent::Progress)) => {}
             Some(Ok(StreamEvent::End(end))) => return Ok(end),
             Some(Err(e)) => return Err(e),
             None => {

@@ -145,7 +145,9 @@ pub async fn handle(
             drop(admission); // the concurrency slot is free as soon as the stream is
             log.add_usage(Some(&usage), estimated);
             let result = match pumped {
-                Ok(end) => {
+                Ok(mut end) => {
+                    // Only text answers are kept: tool calls and logprobs are not replayed.
+                    let plain = end.tool_calls.is_empty() && end.logprobs.is_empty();
                     let last = StreamChunk {
                         delta: String::new(),
                         is_complete: true,
@@ -153,10 +155,13 @@ pub async fn handle(
                         finish_reason: end.finish_reason.clone(),
                         id: end.id.clone(),
                         usage_estimated: estimated,
+                        tool_calls: std::mem::take(&mut end.tool_calls),
+                        logprobs: std::mem::take(&mut end.logprobs),
                     };
                     let sent = relay::send(&tx, Ok(last), &limits).await;
                     // Kept only once the client has the whole answer: a broken stream is never replayed.
-                    if let (Ok(()), Some(key), Some(chunks)) = (&sent, plan.key(), kept) {
+                    let keep = plain.then_some(kept).flatten();
+                    if let (Ok(()), Some(key), Some(chunks)) = (&sent, plan.key(), keep) {
                         let name = if end.model.is_empty() {
                             model.name.clone()
                         } else {
@@ -211,6 +216,7 @@ fn replay(
                 finish_reason: hit.finish_reason.clone(),
                 id: hit.id.clone(),
                 usage_estimated: hit.usage_estimated,
+                ..Default::default()
             };
             let chunks = hit.chunks.iter().map(|delta| StreamChunk {
                 delta: delta.clone(),

@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use super::{sse::SseDecoder, Completion, StreamEnd, StreamEvent};
 use crate::{
     config::{MaxTokensField, UpstreamConfig},
-    convert::{self, ChunkError},
+    convert::{self, ChunkError, Piece},
     error::GatewayError,
     openai::{ChatRequest, ErrorBody},
 };
@@ -199,7 +199,7 @@ impl SseStream {
         }
         let result = self.read().await;
         // Anything but a delta ends the stream: the end itself, or an error.
-        self.done = !matches!(result, Ok(StreamEvent::Delta(_)));
+        self.done = !matches!(result, Ok(StreamEvent::Delta(_) | StreamEvent::Progress));
         Some(result)
     }
 
@@ -228,7 +228,10 @@ impl SseStream {
             return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))));
         }
         match convert::chunk(&data, &mut self.end) {
-            Ok(text) => Ok(text.map(StreamEvent::Delta)),
+            Ok(Piece::Text(text)) => Ok(Some(StreamEvent::Delta(text))),
+            Ok(Piece::Progress) => Ok(Some(StreamEvent::Progress)),
+            Ok(Piece::Nothing) => Ok(None),
+            Err(ChunkError::TooLarge(detail)) => Err(self.protocol(detail)),
             Err(ChunkError::Invalid(_)) if event == "error" => {
                 Err(self.unavailable(format!("error event: {}", bounded(&data))))
             }

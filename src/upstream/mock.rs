@@ -7,7 +7,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Completion, StreamEnd, StreamEvent};
-use crate::{config::UpstreamConfig, openai::ChatRequest, proto::Usage};
+use crate::{
+    config::UpstreamConfig,
+    openai::ChatRequest,
+    proto::{ToolCall, Usage},
+};
 
 const WORDS: [&str; 32] = [
     "gateway", "stream", "token", "latency", "model", "request", "answer", "context", "signal",
@@ -58,6 +62,8 @@ pub struct Reply {
     pub tokens: Vec<String>,
     pub finish_reason: &'static str,
     pub usage: Usage,
+    /// When the request offered tools and the last message is the user's: a call instead of text.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl MockUpstream {
@@ -89,6 +95,8 @@ impl MockUpstream {
             content: reply.tokens.concat(),
             finish_reason: reply.finish_reason.to_owned(),
             usage: Some(reply.usage),
+            tool_calls: reply.tool_calls,
+            logprobs: Vec::new(),
         }
     }
 
@@ -104,6 +112,8 @@ impl MockUpstream {
                 model: reply.model,
                 finish_reason: reply.finish_reason.to_owned(),
                 usage: Some(reply.usage),
+                tool_calls: reply.tool_calls,
+                logprobs: Vec::new(),
             }),
             tokens: reply.tokens.into_iter(),
             schedule,
@@ -162,15 +172,35 @@ fn quote(text: &str) -> String {
 /// second turn visibly depends on the first), then adds words chosen by a hash of the whole conversation.
 pub fn reply(req: &ChatRequest<'_>) -> Reply {
     let hash = req.messages.iter().fold(0xcbf2_9ce4_8422_2325, |h, m| {
-        fnv(fnv(h, m.role.as_bytes()), m.content.as_bytes())
+        fnv(fnv(h, m.role.as_bytes()), m.text().as_bytes())
     });
+    let texts: Vec<_> = req.messages.iter().map(|m| m.text()).collect();
     let users: Vec<&str> = req
         .messages
         .iter()
-        .filter(|m| m.role == "user")
-        .map(|m| m.content)
+        .zip(&texts)
+        .filter(|(m, _)| m.role == "user")
+        .map(|(_, t)| t.as_ref())
         .collect();
+    let last = req.messages.last();
+    if let Some(call) = last
+        .filter(|m| m.role == "user")
+        .and_then(|_| tool_call(req, users.last().copied().unwrap_or_default(), hash))
+    {
+        return Reply {
+            id: format!("mock-{hash:016x}"),
+            model: req.model.to_owned(),
+            usage: usage(prompt_tokens(req), 8),
+            tokens: Vec::new(),
+            finish_reason: "tool_calls",
+            tool_calls: vec![call],
+        };
+    }
     let mut text = match users.as_slice() {
+        _ if last.is_some_and(|m| m.role == "tool") => format!(
+            "The tool said {}.",
+            quote(texts.last().map_or("", |t| t.as_ref()))
+        ),
         [] => "Hello from the mock model.".to_owned(),
         [only] => format!("Reply 1 to {}.", quote(only)),
         [.., prev, last] => format!(
@@ -202,29 +232,52 @@ pub fn reply(req: &ChatRequest<'_>) -> Reply {
             finish_reason = "length";
         }
     }
-    let prompt: usize = req
-        .messages
-        .iter()
-        .map(|m| TOKENS_PER_MESSAGE + m.content.split_whitespace().count())
-        .sum();
-    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     Reply {
         id: format!("mock-{hash:016x}"),
         model: req.model.to_owned(),
-        usage: Usage {
-            prompt_tokens: count(prompt),
-            completion_tokens: count(tokens.len()),
-            total_tokens: count(prompt + tokens.len()),
-        },
+        usage: usage(prompt_tokens(req), tokens.len()),
         tokens,
         finish_reason,
+        tool_calls: Vec::new(),
     }
+}
+
+fn prompt_tokens(req: &ChatRequest<'_>) -> usize {
+    req.messages
+        .iter()
+        .map(|m| TOKENS_PER_MESSAGE + m.text().split_whitespace().count())
+        .sum()
+}
+
+fn usage(prompt: usize, completion: usize) -> Usage {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    Usage {
+        prompt_tokens: count(prompt),
+        completion_tokens: count(completion),
+        total_tokens: count(prompt + completion),
+    }
+}
+
+/// The mock's tool use: with tools offered and `tool_choice` not "none", it calls the chosen function (or the
+/// first) with the user's last message as `{"query": ...}`.
+fn tool_call(req: &ChatRequest<'_>, user: &str, hash: u64) -> Option<ToolCall> {
+    let chosen = match &req.tool_choice {
+        Some(serde_json::Value::String(mode)) if mode == "none" => return None,
+        Some(choice) => choice["function"]["name"].as_str(),
+        None => None,
+    };
+    let name = chosen.or_else(|| req.tools.first()?["function"]["name"].as_str())?;
+    Some(ToolCall {
+        id: format!("call_{:012x}", hash & 0xffff_ffff_ffff),
+        name: name.to_owned(),
+        arguments: serde_json::json!({ "query": user }).to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::ChatMessage;
+    use crate::openai::{ChatContent, ChatMessage};
 
     fn req<'a>(
         messages: &[(&'a str, &'a str)],
@@ -237,17 +290,14 @@ mod tests {
                 .iter()
                 .map(|&(role, content)| ChatMessage {
                     role,
-                    content,
-                    name: None,
+                    content: Some(ChatContent::Text(content)),
+                    ..ChatMessage::default()
                 })
                 .collect(),
-            temperature: None,
-            top_p: None,
             max_tokens,
-            max_completion_tokens: None,
             stop,
             stream: true,
-            stream_options: None,
+            ..ChatRequest::default()
         }
     }
 

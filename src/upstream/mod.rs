@@ -10,7 +10,7 @@ use crate::{
     config::{MaxTokensField, UpstreamConfig, UpstreamKind},
     error::GatewayError,
     openai::ChatRequest,
-    proto::Usage,
+    proto::{TokenLogprob, ToolCall, Usage},
 };
 
 /// A whole answer.
@@ -21,6 +21,8 @@ pub struct Completion {
     pub content: String,
     pub finish_reason: String,
     pub usage: Option<Usage>,
+    pub tool_calls: Vec<ToolCall>,
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// What a stream yields: text deltas, then one end with the totals.
@@ -28,6 +30,8 @@ pub struct Completion {
 pub enum StreamEvent {
     /// Never empty: role-only and empty deltas are not forwarded.
     Delta(String),
+    /// The answer moved on without text to forward (tool-call pieces): keeps stall timers from firing.
+    Progress,
     End(StreamEnd),
 }
 
@@ -38,6 +42,9 @@ pub struct StreamEnd {
     pub finish_reason: String,
     /// `None` when the upstream sent no usage despite being asked.
     pub usage: Option<Usage>,
+    /// Re-assembled from the stream's pieces, whole.
+    pub tool_calls: Vec<ToolCall>,
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// A started stream. `next` is cancel-safe: dropping its future loses no event, so callers may `select!` on it.

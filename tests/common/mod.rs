@@ -259,6 +259,7 @@ pub fn user(content: &str) -> Message {
         role: "user".into(),
         content: content.into(),
         name: String::new(),
+        ..Default::default()
     }
 }
 

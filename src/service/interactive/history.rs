@@ -16,6 +16,7 @@ fn message(role: &str, content: String, name: String) -> Message {
         role: role.into(),
         content,
         name,
+        ..Default::default()
     }
 }
 
