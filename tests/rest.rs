@@ -197,7 +197,7 @@ async fn refusals_have_http_statuses_and_openai_bodies() {
         ),
         (
             Some(KEY),
-            ask("big", json!({"tools": []})),
+            ask("big", json!({"functions": []})),
             400,
             "invalid_request_error",
             None,

@@ -8,6 +8,7 @@ Environment: AIGW_KEY (default: the dev key of config.toml), AIGW_MODEL (default
 """
 
 import importlib
+import importlib.resources
 import os
 import sys
 import tempfile
@@ -24,9 +25,12 @@ grpc_gevent.init_gevent()  # grpcio must yield to gevent, or one user would bloc
 def _stubs():
     from grpc_tools import protoc
 
+    # google/protobuf/*.proto (the contract imports struct.proto) ship inside grpcio-tools.
+    wkt = importlib.resources.files("grpc_tools") / "_proto"
+
     proto_dir = Path(__file__).resolve().parents[2] / "proto"
     out = tempfile.mkdtemp(prefix="aigw-locust-")
-    args = ["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", "ai_service.proto"]
+    args = ["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", "ai_service.proto"]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {proto_dir / 'ai_service.proto'}")
     sys.path.insert(0, out)

@@ -9,6 +9,7 @@ Plaintext by default; --tls uses the system's trust store (--ca FILE for a priva
 
 import argparse
 import importlib
+import importlib.resources
 import os
 import queue
 import sys
@@ -21,9 +22,12 @@ import grpc
 def stubs():
     from grpc_tools import protoc
 
+    # google/protobuf/*.proto (the contract imports struct.proto) ship inside grpcio-tools.
+    wkt = importlib.resources.files("grpc_tools") / "_proto"
+
     proto_dir = Path(__file__).resolve().parents[2] / "proto"
     out = tempfile.mkdtemp(prefix="aigw-example-")
-    args = ["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", "ai_service.proto"]
+    args = ["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", "ai_service.proto"]
     if protoc.main(args) != 0:
         sys.exit(f"protoc failed on {proto_dir / 'ai_service.proto'}")
     sys.path.insert(0, out)

@@ -12,15 +12,15 @@ use tonic::{body::Body, metadata::MetadataMap, Status};
 
 use super::{
     error,
-    wire::{self, ChatCompletionRequest, Content, Part, Stop},
+    request::{parse, Parsed},
+    wire,
 };
 use crate::{
     auth::Identity,
-    error::GatewayError,
     gateway::Gateway,
     proto::{
-        GenerateRequest, GenerateResponse, GenerationConfig, Message, StreamChunk,
-        StreamGenerateRequest, Usage,
+        GenerateRequest, GenerateResponse, StreamChunk, StreamGenerateRequest, TokenLogprob,
+        ToolCall, Usage,
     },
     service::{generate, stream},
 };
@@ -28,93 +28,6 @@ use crate::{
 /// The names the REST door's calls have in logs and metrics.
 pub const RPC_UNARY: &str = "ChatCompletions";
 pub const RPC_STREAM: &str = "ChatCompletionsStream";
-
-/// A request, read and turned into the gRPC request's parts.
-#[derive(Debug, PartialEq)]
-pub struct Parsed {
-    pub model: String,
-    pub messages: Vec<Message>,
-    pub config: Option<GenerationConfig>,
-    pub stream: bool,
-    pub include_usage: bool,
-}
-
-fn invalid(msg: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidArgument(msg.into())
-}
-
-/// Reads a request body. Range checks are the core's (the same as over gRPC); here only what has no gRPC
-/// counterpart is refused.
-pub fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
-    // The error names the field it is about ("messages[0].content: ...").
-    let req: ChatCompletionRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    if req.n.is_some_and(|n| n != 1) {
-        return Err(invalid("n: only 1 is supported"));
-    }
-    let stream = req.stream.unwrap_or(false);
-    if req.stream_options.is_some() && !stream {
-        return Err(invalid("stream_options: only allowed when stream is true"));
-    }
-    let messages = req
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            Ok(Message {
-                content: text(m.content).map_err(|e| invalid(format!("messages[{i}].{e}")))?,
-                role: m.role,
-                name: m.name.unwrap_or_default(),
-                ..Default::default()
-            })
-        })
-        .collect::<Result<_, GatewayError>>()?;
-    let stop = match req.stop {
-        None => Vec::new(),
-        Some(Stop::One(s)) => vec![s],
-        Some(Stop::Many(v)) => v,
-    };
-    // Out-of-range counts are kept out of range (not wrapped) for the core to refuse.
-    let max_tokens = req
-        .max_completion_tokens
-        .or(req.max_tokens)
-        .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
-    let config = (req.temperature.is_some()
-        || req.top_p.is_some()
-        || max_tokens.is_some()
-        || !stop.is_empty())
-    .then_some(GenerationConfig {
-        temperature: req.temperature,
-        max_tokens,
-        top_p: req.top_p,
-        stop,
-        ..Default::default()
-    });
-    Ok(Parsed {
-        model: req.model,
-        messages,
-        config,
-        stream,
-        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
-    })
-}
-
-/// A message's text: a string, or text parts joined.
-fn text(content: Option<Content>) -> Result<String, String> {
-    match content {
-        None => Ok(String::new()),
-        Some(Content::Text(s)) => Ok(s),
-        Some(Content::Parts(parts)) => parts
-            .into_iter()
-            .map(|p| match p {
-                Part::Text { text } => Ok(text),
-                _ => Err("content: only text parts are supported".to_owned()),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|texts| texts.concat()),
-    }
-}
 
 pub async fn completions(
     gw: Arc<Gateway>,
@@ -175,6 +88,49 @@ fn out_usage(u: Option<Usage>, estimated: bool) -> Option<wire::OutUsage> {
     })
 }
 
+/// Tool calls as OpenAI writes them; in a stream each has its `index`.
+fn out_calls(calls: &[ToolCall], indexed: bool) -> Vec<wire::OutToolCall<'_>> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| wire::OutToolCall {
+            index: indexed.then_some(i),
+            id: &c.id,
+            kind: "function",
+            function: wire::OutFunction {
+                name: &c.name,
+                arguments: &c.arguments,
+            },
+        })
+        .collect()
+}
+
+/// `{"content": [...]}`, or `null` when none were asked for.
+fn out_logprobs(logprobs: &[TokenLogprob]) -> Option<wire::OutLogprobs<'_>> {
+    fn one(token: &str, logprob: f64) -> wire::OutLogprob<'_> {
+        wire::OutLogprob {
+            token,
+            logprob,
+            bytes: token.as_bytes().to_vec(),
+            top_logprobs: None,
+        }
+    }
+    (!logprobs.is_empty()).then(|| wire::OutLogprobs {
+        content: logprobs
+            .iter()
+            .map(|t| wire::OutLogprob {
+                top_logprobs: Some(
+                    t.top_logprobs
+                        .iter()
+                        .map(|t| one(&t.token, t.logprob))
+                        .collect(),
+                ),
+                ..one(&t.token, t.logprob)
+            })
+            .collect(),
+    })
+}
+
 /// The id the REST door gives an answer: the upstream's when it is known up front (unary), else one made from
 /// the request id, the same on every chunk of a stream.
 fn made_up_id(metadata: &MetadataMap) -> String {
@@ -201,10 +157,12 @@ fn whole(resp: tonic::Response<GenerateResponse>, created: u64) -> Response<Body
             index: 0,
             message: wire::OutMessage {
                 role: "assistant",
-                content: &answer.content,
+                content: (!answer.content.is_empty() || answer.tool_calls.is_empty())
+                    .then_some(answer.content.as_str()),
                 refusal: None,
+                tool_calls: out_calls(&answer.tool_calls, false),
             },
-            logprobs: None,
+            logprobs: out_logprobs(&answer.logprobs),
             finish_reason: (!answer.finish_reason.is_empty())
                 .then_some(answer.finish_reason.as_str()),
         }],
@@ -235,6 +193,7 @@ fn sse(
         wire::Delta {
             role: Some("assistant"),
             content: Some(""),
+            ..Default::default()
         },
         None,
     );
@@ -246,8 +205,8 @@ fn sse(
         let event = match chunk {
             Ok(c) if !c.is_complete => events.chunk(
                 wire::Delta {
-                    role: None,
                     content: Some(&c.delta),
+                    ..Default::default()
                 },
                 None,
             ),
@@ -286,7 +245,16 @@ struct Events {
 
 impl Events {
     fn chunk(&self, delta: wire::Delta<'_>, finish_reason: Option<&str>) -> Bytes {
-        self.event(&wire::ChatChunk {
+        self.with_logprobs(delta, None, finish_reason)
+    }
+
+    fn with_logprobs(
+        &self,
+        delta: wire::Delta<'_>,
+        logprobs: Option<wire::OutLogprobs<'_>>,
+        finish_reason: Option<&str>,
+    ) -> Bytes {
+        sse_event(&wire::ChatChunk {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
@@ -295,19 +263,29 @@ impl Events {
             choices: vec![wire::ChunkChoice {
                 index: 0,
                 delta,
-                logprobs: None,
+                logprobs,
                 finish_reason,
             }],
             usage: self.include_usage.then_some(None),
         })
     }
 
-    /// The finish reason, then (when asked for) a chunk with no choices and the usage, then `[DONE]`.
+    /// The tool calls (each whole, in one piece) and the logprobs, if any; the finish reason; then (when asked
+    /// for) a chunk with no choices and the usage; then `[DONE]`.
     fn last(&self, last: &StreamChunk) -> Bytes {
         let reason = (!last.finish_reason.is_empty()).then_some(last.finish_reason.as_str());
-        let mut out = self.chunk(wire::Delta::default(), reason).to_vec();
+        let mut out = Vec::new();
+        if !last.tool_calls.is_empty() {
+            let calls = wire::Delta {
+                tool_calls: out_calls(&last.tool_calls, true),
+                ..Default::default()
+            };
+            out.extend_from_slice(&self.chunk(calls, None));
+        }
+        let logprobs = out_logprobs(&last.logprobs);
+        out.extend_from_slice(&self.with_logprobs(wire::Delta::default(), logprobs, reason));
         if self.include_usage {
-            out.extend_from_slice(&self.event(&wire::ChatChunk {
+            out.extend_from_slice(&sse_event(&wire::ChatChunk {
                 id: &self.id,
                 object: "chat.completion.chunk",
                 created: self.created,
@@ -319,10 +297,6 @@ impl Events {
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
         Bytes::from(out)
-    }
-
-    fn event(&self, chunk: &wire::ChatChunk<'_>) -> Bytes {
-        sse_event(chunk)
     }
 }
 
@@ -340,140 +314,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse_json(v: serde_json::Value) -> Result<Parsed, GatewayError> {
-        parse(v.to_string().as_bytes())
-    }
-
-    fn msg(role: &str, content: &str) -> Message {
-        Message {
-            role: role.into(),
-            content: content.into(),
-            name: String::new(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn requests_become_the_grpc_request() {
-        let base = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
-        let with = |extra: serde_json::Value| {
-            let mut v = base.clone();
-            for (k, x) in extra.as_object().unwrap() {
-                v[k] = x.clone();
-            }
-            parse_json(v).unwrap()
-        };
-        let plain = with(json!({}));
-        assert_eq!(
-            plain,
-            Parsed {
-                model: "m".into(),
-                messages: vec![msg("user", "hi")],
-                config: None,
-                stream: false,
-                include_usage: false,
-            }
-        );
-        let cases: &[(serde_json::Value, GenerationConfig)] = &[
-            (
-                json!({"temperature": 0.5, "top_p": 0.9}),
-                GenerationConfig {
-                    temperature: Some(0.5),
-                    top_p: Some(0.9),
-                    ..Default::default()
-                },
-            ),
-            (
-                json!({"max_tokens": 7}),
-                GenerationConfig {
-                    max_tokens: Some(7),
-                    ..Default::default()
-                },
-            ),
-            // The newer field wins when both are sent.
-            (
-                json!({"max_tokens": 7, "max_completion_tokens": 9}),
-                GenerationConfig {
-                    max_tokens: Some(9),
-                    ..Default::default()
-                },
-            ),
-            // Out of range stays out of range for the core to refuse.
-            (
-                json!({"max_tokens": 1_u64 << 40}),
-                GenerationConfig {
-                    max_tokens: Some(i32::MAX),
-                    ..Default::default()
-                },
-            ),
-            (
-                json!({"stop": "END"}),
-                GenerationConfig {
-                    stop: vec!["END".into()],
-                    ..Default::default()
-                },
-            ),
-            (
-                json!({"stop": ["a", "b"]}),
-                GenerationConfig {
-                    stop: vec!["a".into(), "b".into()],
-                    ..Default::default()
-                },
-            ),
-        ];
-        for (extra, config) in cases {
-            assert_eq!(with(extra.clone()).config.as_ref(), Some(config), "{extra}");
-        }
-        let streamed = with(json!({"stream": true, "stream_options": {"include_usage": true}}));
-        assert!(streamed.stream && streamed.include_usage);
-        // Nulls are the same as absent, as OpenAI treats them.
-        assert_eq!(with(json!({"temperature": null, "stop": null})), plain);
-        let parts = with(json!({"messages": [
-            {"role": "system", "content": [{"type": "text", "text": "be "}, {"type": "text", "text": "brief"}]},
-            {"role": "user", "content": "hi", "name": "ann"},
-            {"role": "assistant", "content": null},
-        ]}));
-        let mut named = msg("user", "hi");
-        named.name = "ann".into();
-        assert_eq!(
-            parts.messages,
-            vec![msg("system", "be brief"), named, msg("assistant", "")]
-        );
-    }
-
-    #[test]
-    fn refusals_name_the_field() {
-        let cases = [
-            (json!({"messages": []}), "model"),
-            (json!({"model": "m"}), "messages"),
-            (
-                json!({"model": "m", "messages": [], "tools": []}),
-                "unknown field `tools`",
-            ),
-            (json!({"model": "m", "messages": [], "n": 2}), "n: only 1"),
-            (
-                json!({"model": "m", "messages": [], "stream_options": {"include_usage": true}}),
-                "stream_options",
-            ),
-            (
-                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
-                "messages[0].content",
-            ),
-            (
-                json!({"model": "m", "messages": [], "temperature": "hot"}),
-                "temperature",
-            ),
-        ];
-        for (body, says) in cases {
-            let err = parse_json(body.clone()).unwrap_err();
-            assert!(
-                matches!(&err, GatewayError::InvalidArgument(m) if m.contains(says)),
-                "{body} -> {err}"
-            );
-        }
-        assert!(parse(b"{not json").is_err());
-    }
-
     #[test]
     fn stream_events_are_openai_chunks() {
         let events = Events {
@@ -484,8 +324,8 @@ mod tests {
         };
         let delta = events.chunk(
             wire::Delta {
-                role: None,
                 content: Some("hi"),
+                ..Default::default()
             },
             None,
         );

@@ -4,6 +4,7 @@
 
 mod chat;
 mod error;
+mod request;
 mod wire;
 
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tonic::{body::Body, metadata::MetadataMap};
 
-pub use chat::{parse, Parsed, RPC_STREAM, RPC_UNARY};
+pub use chat::{RPC_STREAM, RPC_UNARY};
+pub use request::{parse, Parsed};
 
 use crate::gateway::Gateway;
 

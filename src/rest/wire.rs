@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Fields not named here are the provider's: they travel on as `provider_options`, unless the gateway sets
+/// them itself (then the request is refused, naming the field).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<InMessage>,
@@ -19,6 +20,77 @@ pub struct ChatCompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Only 1 is supported (one answer per call, as over gRPC).
     pub n: Option<u32>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<i32>,
+    pub user: Option<String>,
+    pub response_format: Option<InResponseFormat>,
+    pub tools: Option<Vec<InTool>>,
+    pub tool_choice: Option<InToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InTool {
+    #[serde(rename = "type")]
+    #[allow(dead_code)] // read only to check it: "function" is the one type
+    pub kind: FunctionType,
+    pub function: InFunction,
+}
+
+/// The only tool type of chat completions.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionType {
+    Function,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InFunction {
+    pub name: String,
+    pub description: Option<String>,
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum InToolChoice {
+    Mode(String),
+    Function {
+        #[serde(rename = "type")]
+        #[allow(dead_code)] // read only to check it: "function" is the one type
+        kind: FunctionType,
+        function: NamedFunction,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NamedFunction {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: InJsonSchema },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InJsonSchema {
+    pub name: String,
+    pub description: Option<String>,
+    pub schema: Option<serde_json::Map<String, serde_json::Value>>,
+    pub strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +114,27 @@ pub struct InMessage {
     #[serde(default)]
     pub content: Option<Content>,
     pub name: Option<String>,
+    pub tool_call_id: Option<String>,
+    pub tool_calls: Option<Vec<InToolCall>>,
+    /// Sent back by some clients with the assistant's earlier answer; nothing to pass on.
+    #[allow(dead_code)]
+    pub refusal: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    #[allow(dead_code)] // read only to check it: "function" is the one type
+    pub kind: FunctionType,
+    pub function: InCalled,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InCalled {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,9 +150,19 @@ pub enum Part {
     Text {
         text: String,
     },
+    ImageUrl {
+        image_url: InImageUrl,
+    },
     /// Any other kind of part: refused with a clear error rather than dropped.
     #[serde(other)]
     Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InImageUrl {
+    pub url: String,
+    pub detail: Option<String>,
 }
 
 /// A whole answer (`object: "chat.completion"`).
@@ -78,15 +181,49 @@ pub struct ChatCompletion<'a> {
 pub struct CompletionChoice<'a> {
     pub index: u32,
     pub message: OutMessage<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<OutLogprobs<'a>>,
     pub finish_reason: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct OutMessage<'a> {
     pub role: &'static str,
-    pub content: &'a str,
+    /// `null` when the answer is all tool calls, as OpenAI sends it.
+    pub content: Option<&'a str>,
     pub refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<OutToolCall<'a>>,
+}
+
+/// A tool call; in a stream it also has its `index` (each is sent whole, in one piece).
+#[derive(Debug, Serialize)]
+pub struct OutToolCall<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: OutFunction<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutFunction<'a> {
+    pub name: &'a str,
+    pub arguments: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutLogprobs<'a> {
+    pub content: Vec<OutLogprob<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutLogprob<'a> {
+    pub token: &'a str,
+    pub logprob: f64,
+    pub bytes: Vec<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<Vec<OutLogprob<'a>>>,
 }
 
 /// One streamed event (`object: "chat.completion.chunk"`).
@@ -107,7 +244,7 @@ pub struct ChatChunk<'a> {
 pub struct ChunkChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<OutLogprobs<'a>>,
     pub finish_reason: Option<&'a str>,
 }
 
@@ -117,6 +254,8 @@ pub struct Delta<'a> {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<OutToolCall<'a>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

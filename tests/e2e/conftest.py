@@ -2,6 +2,7 @@
 50051, so runs never collide), the real grpcurl binary, and stubs generated from proto/ by grpcio-tools."""
 
 import importlib
+import importlib.resources
 import os
 import re
 import shutil
@@ -65,8 +66,11 @@ def grpcurl():
 def _generate(proto_dir: Path, proto: str, out: Path):
     from grpc_tools import protoc
 
+    # google/protobuf/*.proto (the contract imports struct.proto) ship inside grpcio-tools.
+    wkt = importlib.resources.files("grpc_tools") / "_proto"
+
     out.mkdir(parents=True, exist_ok=True)
-    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", proto])
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", proto])
     assert rc == 0, f"protoc failed for {proto}"
 
 

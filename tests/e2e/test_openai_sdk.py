@@ -62,3 +62,47 @@ def test_errors_are_the_sdk_exceptions(gateway):
     with pytest.raises(openai.BadRequestError):
         client(gateway).chat.completions.create(
             model="gpt-4.1", messages=[{"role": "user", "content": "x"}], max_tokens=10**9)
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "lookup", "description": "Look something up",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+
+
+def test_tool_call_round_trip(gateway):
+    """The mock model calls the offered tool with the user's words; the tool's answer comes back quoted."""
+    import json
+    sdk = client(gateway)
+    messages = [{"role": "user", "content": "find aigw"}]
+    first = sdk.chat.completions.create(model="gpt-4.1", messages=messages, tools=TOOLS)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "lookup"
+    assert json.loads(call.function.arguments) == {"query": "find aigw"}
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "a gRPC gateway"})
+    second = sdk.chat.completions.create(model="gpt-4.1", messages=messages, tools=TOOLS)
+    assert second.choices[0].finish_reason == "stop"
+    assert "a gRPC gateway" in second.choices[0].message.content
+
+
+def test_streamed_tool_call(gateway):
+    import json
+    stream = client(gateway).chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "stream a call"}], tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "lookup"}}, stream=True)
+    calls = {}
+    finish = None
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        for tc in delta.tool_calls or []:
+            slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+            slot["id"] += tc.id or ""
+            slot["name"] += (tc.function.name or "") if tc.function else ""
+            slot["arguments"] += (tc.function.arguments or "") if tc.function else ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert list(calls) == [0]
+    assert calls[0]["name"] == "lookup" and calls[0]["id"].startswith("call_")
+    assert json.loads(calls[0]["arguments"]) == {"query": "stream a call"}
