@@ -176,8 +176,8 @@ pub enum ChunkError {
     Invalid(serde_json::Error),
     /// An error object sent in the stream instead of a chunk; its message.
     Upstream(String),
-    /// Well-formed, but past what the gateway holds (tool calls, logprobs).
-    TooLarge(String),
+    /// JSON, but not a chunk the gateway can take: past what it holds (tool calls, logprobs), or inconsistent.
+    Malformed(String),
 }
 
 /// What one chunk brought.
@@ -216,7 +216,7 @@ pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Piece, ChunkError> {
     }
     let logprobs = extras::from_wire_logprobs(choice.logprobs);
     if end.logprobs.len() + logprobs.len() > extras::MAX_LOGPROBS {
-        return Err(ChunkError::TooLarge(format!(
+        return Err(ChunkError::Malformed(format!(
             "over {} logprobs",
             extras::MAX_LOGPROBS
         )));
@@ -231,12 +231,12 @@ pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Piece, ChunkError> {
         (Some(text), calls) => {
             if let Some(calls) = calls {
                 extras::merge_tool_deltas(&mut end.tool_calls, calls)
-                    .map_err(ChunkError::TooLarge)?;
+                    .map_err(ChunkError::Malformed)?;
             }
             Ok(Piece::Text(text))
         }
         (None, Some(calls)) if !calls.is_empty() => {
-            extras::merge_tool_deltas(&mut end.tool_calls, calls).map_err(ChunkError::TooLarge)?;
+            extras::merge_tool_deltas(&mut end.tool_calls, calls).map_err(ChunkError::Malformed)?;
             Ok(Piece::Progress)
         }
         (None, _) => Ok(Piece::Nothing),

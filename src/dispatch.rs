@@ -248,13 +248,17 @@ async fn try_route(
 ) -> Result<Answer, GatewayError> {
     let route = guard.route();
     let upstream = &route.upstream;
-    let req: ChatRequest<'_> = convert::chat_request(
+    let mut req: ChatRequest<'_> = convert::chat_request(
         &route.model,
         call.messages,
         call.config,
         upstream.max_tokens_field(),
         stream,
     );
+    if upstream.requires_max_tokens() && req.max_output_tokens().is_none() {
+        // The same limit the admission reserved tokens for.
+        req.max_tokens = Some(model.default_output_tokens);
+    }
     if !stream {
         return gw
             .bounded(call.deadline, upstream.complete(&req, call.request_id))

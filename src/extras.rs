@@ -828,7 +828,7 @@ mod tests {
         let far = piece(json!({"index": 1_000_000_000, "id": "x", "function": {"name": "f"}}));
         assert!(matches!(
             convert::chunk(&far, &mut end),
-            Err(ChunkError::TooLarge(_))
+            Err(ChunkError::Malformed(_))
         ));
     }
 

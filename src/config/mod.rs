@@ -245,6 +245,8 @@ pub enum LogFormat {
 pub enum UpstreamKind {
     /// OpenAI chat completions over HTTP(S).
     Openai,
+    /// Anthropic's Messages API over HTTP(S) (`{base_url}/messages`, `x-api-key`).
+    Anthropic,
     /// The built-in in-process generator.
     Mock,
 }
@@ -324,7 +326,7 @@ impl std::fmt::Debug for ClientKey {
 pub struct UpstreamConfig {
     pub name: String,
     pub kind: UpstreamKind,
-    /// Without the trailing slash; `{base_url}/chat/completions` is called.
+    /// Without the trailing slash; `{base_url}/chat/completions` is called (`{base_url}/messages` for Anthropic).
     pub base_url: String,
     pub api_key: Option<String>,
     pub connect_timeout: Duration,

@@ -1,12 +1,13 @@
-//! The OpenAI chat-completions client: one pooled `reqwest::Client` per upstream, rustls only.
+//! The HTTP upstream client: one pooled `reqwest::Client` per upstream, rustls only, speaking OpenAI chat
+//! completions or, for `kind = "anthropic"`, the Messages API (translated by `anthropic.rs`).
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::{sse::SseDecoder, Completion, StreamEnd, StreamEvent};
+use super::{anthropic, sse::SseDecoder, Completion, StreamEnd, StreamEvent};
 use crate::{
-    config::{MaxTokensField, UpstreamConfig},
+    config::{MaxTokensField, UpstreamConfig, UpstreamKind},
     convert::{self, ChunkError, Piece},
     error::GatewayError,
     openai::{ChatRequest, ErrorBody},
@@ -16,11 +17,20 @@ use crate::{
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const ERROR_MESSAGE_LIMIT: usize = 512;
 
+/// Which API an HTTP upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
 pub struct HttpUpstream {
     name: String,
+    dialect: Dialect,
     url: reqwest::Url,
-    /// `Bearer <key>`, marked sensitive so no debug output shows it.
-    auth: Option<HeaderValue>,
+    /// The key's header (`authorization: Bearer <key>`, or Anthropic's `x-api-key`), its value marked sensitive
+    /// so no debug output shows it.
+    auth: Option<(HeaderName, HeaderValue)>,
     client: reqwest::Client,
     request_timeout: Duration,
     max_tokens_field: MaxTokensField,
@@ -38,15 +48,23 @@ impl HttpUpstream {
         install_crypto_provider();
         let setup =
             |detail: String| GatewayError::Internal(format!("upstream '{}': {detail}", cfg.name));
-        let url = reqwest::Url::parse(&format!("{}/chat/completions", cfg.base_url))
+        let (dialect, path) = match cfg.kind {
+            UpstreamKind::Anthropic => (Dialect::Anthropic, "messages"),
+            _ => (Dialect::OpenAi, "chat/completions"),
+        };
+        let url = reqwest::Url::parse(&format!("{}/{path}", cfg.base_url))
             .map_err(|e| setup(format!("base_url: {e}")))?;
         let auth = match &cfg.api_key {
             None => None,
             Some(key) => {
-                let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                let (name, text) = match dialect {
+                    Dialect::OpenAi => (AUTHORIZATION, format!("Bearer {key}")),
+                    Dialect::Anthropic => (HeaderName::from_static("x-api-key"), key.clone()),
+                };
+                let mut value = HeaderValue::try_from(text)
                     .map_err(|_| setup("the API key is not a valid header value".into()))?;
                 value.set_sensitive(true);
-                Some(value)
+                Some((name, value))
             }
         };
         // Built once and shared by every request: pooled keep-alive connections, HTTP/2 where the upstream
@@ -70,6 +88,7 @@ impl HttpUpstream {
             .map_err(|e| setup(format!("HTTP client: {e}")))?;
         Ok(Self {
             name: cfg.name.clone(),
+            dialect,
             url,
             auth,
             client,
@@ -89,6 +108,11 @@ impl HttpUpstream {
 
     pub fn max_tokens_field(&self) -> MaxTokensField {
         self.max_tokens_field
+    }
+
+    /// Whether every request must name its output limit (Anthropic's `max_tokens` is required).
+    pub fn requires_max_tokens(&self) -> bool {
+        self.dialect == Dialect::Anthropic
     }
 
     fn unavailable(&self, detail: String) -> GatewayError {
@@ -111,8 +135,11 @@ impl HttpUpstream {
         req: &ChatRequest<'_>,
         request_id: &str,
     ) -> Result<reqwest::Response, GatewayError> {
-        let body = serde_json::to_vec(req)
-            .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
+        let body = match self.dialect {
+            Dialect::OpenAi => serde_json::to_vec(req),
+            Dialect::Anthropic => serde_json::to_vec(&anthropic::request(req)?),
+        }
+        .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
         let accept = if req.stream {
             "text/event-stream"
         } else {
@@ -125,8 +152,11 @@ impl HttpUpstream {
             .header(ACCEPT, accept)
             .header("x-request-id", request_id)
             .body(body);
-        if let Some(auth) = &self.auth {
-            builder = builder.header(AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = &self.auth {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if self.dialect == Dialect::Anthropic {
+            builder = builder.header("anthropic-version", anthropic::VERSION);
         }
         let mut resp = builder
             .send()
@@ -163,7 +193,11 @@ impl HttpUpstream {
                 }
                 BodyError::Transport(detail) => self.unavailable(detail),
             })?;
-        convert::completion(&body).map_err(|detail| self.protocol(detail))
+        match self.dialect {
+            Dialect::OpenAi => convert::completion(&body),
+            Dialect::Anthropic => anthropic::completion(&body),
+        }
+        .map_err(|detail| self.protocol(detail))
     }
 
     pub async fn stream(
@@ -177,6 +211,7 @@ impl HttpUpstream {
             resp,
             decoder: SseDecoder::new(self.max_response_bytes),
             end: StreamEnd::default(),
+            anthropic: (self.dialect == Dialect::Anthropic).then(Default::default),
             done: false,
         })
     }
@@ -189,6 +224,8 @@ pub struct SseStream {
     decoder: SseDecoder,
     /// Id, model, finish reason and usage, collected from the chunks as they pass.
     end: StreamEnd,
+    /// Set for Anthropic's event stream, which ends with `message_stop` rather than `[DONE]`.
+    anthropic: Option<anthropic::StreamState>,
     done: bool,
 }
 
@@ -224,14 +261,24 @@ impl SseStream {
     }
 
     fn on_event(&mut self, event: &str, data: String) -> Result<Option<StreamEvent>, GatewayError> {
-        if data == "[DONE]" {
-            return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))));
-        }
-        match convert::chunk(&data, &mut self.end) {
+        let piece = match &mut self.anthropic {
+            None if data == "[DONE]" => {
+                return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))))
+            }
+            None => convert::chunk(&data, &mut self.end),
+            Some(state) => {
+                let piece = anthropic::event(&data, state, &mut self.end);
+                if state.stopped {
+                    return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))));
+                }
+                piece
+            }
+        };
+        match piece {
             Ok(Piece::Text(text)) => Ok(Some(StreamEvent::Delta(text))),
             Ok(Piece::Progress) => Ok(Some(StreamEvent::Progress)),
             Ok(Piece::Nothing) => Ok(None),
-            Err(ChunkError::TooLarge(detail)) => Err(self.protocol(detail)),
+            Err(ChunkError::Malformed(detail)) => Err(self.protocol(detail)),
             Err(ChunkError::Invalid(_)) if event == "error" => {
                 Err(self.unavailable(format!("error event: {}", bounded(&data))))
             }

@@ -1,5 +1,6 @@
 //! Upstreams: where a routed request goes. One value per configured upstream, built once at start.
 
+pub mod anthropic;
 pub mod http;
 pub mod mock;
 pub mod sse;
@@ -74,7 +75,9 @@ pub enum Upstream {
 impl Upstream {
     pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, GatewayError> {
         Ok(match cfg.kind {
-            UpstreamKind::Openai => Upstream::Http(http::HttpUpstream::new(cfg)?),
+            UpstreamKind::Openai | UpstreamKind::Anthropic => {
+                Upstream::Http(http::HttpUpstream::new(cfg)?)
+            }
             UpstreamKind::Mock => Upstream::Mock(mock::MockUpstream::new(cfg)),
         })
     }
@@ -91,6 +94,14 @@ impl Upstream {
         match self {
             Self::Http(u) => u.request_timeout(),
             Self::Mock(u) => u.request_timeout(),
+        }
+    }
+
+    /// Whether every request must name its output limit (Anthropic's `max_tokens`).
+    pub fn requires_max_tokens(&self) -> bool {
+        match self {
+            Self::Http(u) => u.requires_max_tokens(),
+            Self::Mock(_) => false,
         }
     }
 

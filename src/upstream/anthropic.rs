@@ -1,0 +1,737 @@
+//! The Anthropic Messages API dialect (`kind = "anthropic"`): the gateway's request (OpenAI-shaped, see
+//! `openai::ChatRequest`) translated to `POST {base_url}/messages`, and Anthropic's answers and stream events
+//! translated back. Pure functions and a small stream state; the HTTP client is `http.rs`'s.
+//!
+//! Translation choices: system and developer messages become the top-level `system`; `tool` messages become
+//! `tool_result` blocks in a user turn; consecutive messages of one role are merged into one turn (Anthropic
+//! wants tool results for one assistant turn together); `max_tokens` is required (the dispatcher fills the
+//! model's `default_output_tokens` when the client sets none); temperature is capped at 1 (Anthropic's range);
+//! `seed` and the penalties have no Anthropic counterpart and are not sent; `logprobs` and JSON response formats
+//! are refused (INVALID_ARGUMENT) rather than silently dropped.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{Completion, StreamEnd};
+use crate::{
+    convert::{ChunkError, Piece},
+    error::GatewayError,
+    extras,
+    openai::{ChatContent, ChatMessage, ChatPart, ChatRequest},
+    proto::{ToolCall, Usage},
+};
+
+/// The API version every request names (`anthropic-version`).
+pub const VERSION: &str = "2023-06-01";
+
+fn unsupported(what: &str) -> GatewayError {
+    GatewayError::InvalidArgument(format!(
+        "{what}: not supported by upstreams of kind \"anthropic\""
+    ))
+}
+
+/// The request body.
+pub fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
+    if req.logprobs || req.top_logprobs.is_some() {
+        return Err(unsupported("config.logprobs"));
+    }
+    if let Some(format) = &req.response_format {
+        if format["type"] != "text" {
+            return Err(unsupported("config.response_format"));
+        }
+    }
+    let mut system: Vec<String> = Vec::new();
+    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
+    for m in &req.messages {
+        let (role, blocks) = match m.role {
+            "system" | "developer" => {
+                system.push(m.text().into_owned());
+                continue;
+            }
+            "tool" => ("user", vec![tool_result(m)]),
+            "assistant" => ("assistant", assistant_blocks(m)),
+            _ => ("user", content_blocks(m)),
+        };
+        match turns.last_mut() {
+            Some((last, merged)) if *last == role => merged.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    let messages: Vec<Value> = turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(req.model));
+    body.insert("messages".into(), Value::Array(messages));
+    if !system.is_empty() {
+        body.insert("system".into(), Value::from(system.join("\n\n")));
+    }
+    let max = req.max_output_tokens().unwrap_or(1);
+    body.insert("max_tokens".into(), Value::from(max));
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), float(t.min(1.0)));
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), float(p));
+    }
+    if !req.stop.is_empty() {
+        body.insert("stop_sequences".into(), Value::from(req.stop.to_vec()));
+    }
+    if req.stream {
+        body.insert("stream".into(), Value::Bool(true));
+    }
+    if let Some(user) = req.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    if !req.tools.is_empty() {
+        let tools = req.tools.iter().map(tool).collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = tool_choice(req.tool_choice.as_ref(), req.parallel_tool_calls) {
+        body.insert("tool_choice".into(), choice);
+    }
+    for (k, v) in &req.provider_options {
+        body.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Ok(Value::Object(body))
+}
+
+/// A float as the client wrote it: `0.9f32` widened to f64 would go out as 0.8999999761581421.
+fn float(v: f32) -> Value {
+    v.to_string()
+        .parse::<f64>()
+        .map_or(Value::Null, Value::from)
+}
+
+fn text_block(text: &str) -> Value {
+    json!({"type": "text", "text": text})
+}
+
+/// A user message's blocks: text, and images by URL or inline (`data:` URLs become base64 sources).
+fn content_blocks(m: &ChatMessage<'_>) -> Vec<Value> {
+    match &m.content {
+        None => Vec::new(),
+        Some(ChatContent::Text(t)) => vec![text_block(t)],
+        Some(ChatContent::Parts(parts)) => parts
+            .iter()
+            .map(|p| match p {
+                ChatPart::Text { text } => text_block(text),
+                ChatPart::ImageUrl { image_url } => image(&image_url.url),
+            })
+            .collect(),
+    }
+}
+
+fn image(url: &str) -> Value {
+    let inline = url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"));
+    match inline {
+        Some((media_type, data)) => json!({"type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data}}),
+        None => json!({"type": "image", "source": {"type": "url", "url": url}}),
+    }
+}
+
+fn assistant_blocks(m: &ChatMessage<'_>) -> Vec<Value> {
+    let text = m.text();
+    let mut blocks: Vec<Value> = Vec::new();
+    if !text.is_empty() {
+        blocks.push(text_block(&text));
+    }
+    for call in &m.tool_calls {
+        // The model wrote the arguments; Anthropic wants them as the object they spell.
+        let input: Value = serde_json::from_str(call.function.arguments)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        blocks.push(
+            json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}),
+        );
+    }
+    blocks
+}
+
+fn tool_result(m: &ChatMessage<'_>) -> Value {
+    json!({"type": "tool_result", "tool_use_id": m.tool_call_id.unwrap_or_default(),
+           "content": m.text()})
+}
+
+/// An OpenAI function definition as an Anthropic tool.
+fn tool(t: &Value) -> Value {
+    let f = &t["function"];
+    let mut out = Map::new();
+    out.insert("name".into(), f["name"].clone());
+    if let Some(d) = f["description"].as_str() {
+        out.insert("description".into(), Value::from(d));
+    }
+    let schema = match &f["parameters"] {
+        Value::Object(_) => f["parameters"].clone(),
+        _ => json!({"type": "object", "properties": {}}),
+    };
+    out.insert("input_schema".into(), schema);
+    Value::Object(out)
+}
+
+fn tool_choice(choice: Option<&Value>, parallel: Option<bool>) -> Option<Value> {
+    let mut out = match choice {
+        None if parallel.is_none() => return None,
+        None => json!({"type": "auto"}),
+        Some(Value::String(mode)) => match mode.as_str() {
+            "none" => json!({"type": "none"}),
+            "required" => json!({"type": "any"}),
+            _ => json!({"type": "auto"}),
+        },
+        Some(named) => json!({"type": "tool", "name": named["function"]["name"]}),
+    };
+    if parallel == Some(false) && out["type"] != "none" {
+        out["disable_parallel_tool_use"] = Value::Bool(true);
+    }
+    Some(out)
+}
+
+// ---- answers -------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    content: Vec<Block>,
+    stop_reason: Option<String>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    /// Thinking and other blocks carry nothing the gateway passes on.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    cache_creation_input_tokens: u64,
+    #[serde(default)]
+    cache_read_input_tokens: u64,
+}
+
+impl WireUsage {
+    /// Cached prompt tokens are prompt tokens too.
+    fn prompt(self) -> u64 {
+        self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+    }
+}
+
+fn usage(prompt: u64, completion: u64) -> Usage {
+    crate::convert::usage(crate::openai::WireUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+    })
+}
+
+/// Anthropic's stop reasons in OpenAI's words.
+pub fn finish_reason(stop: &str) -> String {
+    match stop {
+        "end_turn" | "stop_sequence" => "stop",
+        "max_tokens" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        other => other,
+    }
+    .to_owned()
+}
+
+pub fn completion(body: &[u8]) -> Result<Completion, String> {
+    let m: Message =
+        serde_json::from_slice(body).map_err(|e| format!("invalid message JSON: {e}"))?;
+    let mut content = String::new();
+    let mut tool_calls = Vec::new();
+    for block in m.content {
+        match block {
+            Block::Text { text } => content.push_str(&text),
+            Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                id,
+                name,
+                arguments: input.to_string(),
+            }),
+            Block::Other => {}
+        }
+    }
+    Ok(Completion {
+        id: m.id,
+        model: m.model,
+        content,
+        finish_reason: m
+            .stop_reason
+            .as_deref()
+            .map(finish_reason)
+            .unwrap_or_default(),
+        usage: m.usage.map(|u| usage(u.prompt(), u.output_tokens)),
+        tool_calls,
+        logprobs: Vec::new(),
+    })
+}
+
+// ---- streams -------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    MessageStart {
+        message: Message,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: Block,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: BlockDelta,
+    },
+    ContentBlockStop {},
+    MessageDelta {
+        #[serde(default)]
+        delta: MessageDelta,
+        usage: Option<WireUsage>,
+    },
+    MessageStop {},
+    Ping {},
+    Error {
+        error: crate::openai::ApiError,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MessageDelta {
+    stop_reason: Option<String>,
+}
+
+/// What a stream has told so far that the end needs: which content block is which tool call, and the usage
+/// counts, which arrive in two halves (prompt at the start, output at the end).
+#[derive(Debug, Default)]
+pub struct StreamState {
+    /// Content block index -> tool call index, for `input_json_delta`s.
+    tool_blocks: Vec<(usize, usize)>,
+    prompt_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    /// `message_stop` seen: the stream is complete.
+    pub stopped: bool,
+}
+
+/// One event of a stream: text for the client, progress (tool input arriving), or nothing; ids, finish reason,
+/// usage and tool calls go into `end`. A stream is complete at `message_stop`, never before.
+pub fn event(
+    data: &str,
+    state: &mut StreamState,
+    end: &mut StreamEnd,
+) -> Result<Piece, ChunkError> {
+    let event: Event = serde_json::from_str(data).map_err(ChunkError::Invalid)?;
+    match event {
+        Event::MessageStart { message } => {
+            end.id = message.id;
+            end.model = message.model;
+            if let Some(u) = message.usage {
+                state.prompt_tokens = Some(u.prompt());
+                state.output_tokens = Some(u.output_tokens);
+            }
+            Ok(Piece::Nothing)
+        }
+        Event::ContentBlockStart {
+            index,
+            content_block: Block::ToolUse { id, name, .. },
+        } => {
+            if end.tool_calls.len() >= extras::MAX_TOOL_CALLS {
+                return Err(ChunkError::Malformed(format!(
+                    "over {} tool calls",
+                    extras::MAX_TOOL_CALLS
+                )));
+            }
+            state.tool_blocks.push((index, end.tool_calls.len()));
+            end.tool_calls.push(ToolCall {
+                id,
+                name,
+                arguments: String::new(),
+            });
+            Ok(Piece::Progress)
+        }
+        Event::ContentBlockStart {
+            content_block: Block::Text { text },
+            ..
+        } if !text.is_empty() => Ok(Piece::Text(text)),
+        Event::ContentBlockDelta {
+            delta: BlockDelta::TextDelta { text },
+            ..
+        } if !text.is_empty() => Ok(Piece::Text(text)),
+        Event::ContentBlockDelta {
+            index,
+            delta: BlockDelta::InputJsonDelta { partial_json },
+        } => {
+            let Some(&(_, call)) = state.tool_blocks.iter().find(|(b, _)| *b == index) else {
+                return Err(ChunkError::Malformed(format!(
+                    "input for content block {index}, which is not a tool call"
+                )));
+            };
+            let total: usize = end.tool_calls.iter().map(|c| c.arguments.len()).sum();
+            if total + partial_json.len() > extras::MAX_TOOL_CALL_BYTES {
+                return Err(ChunkError::Malformed(format!(
+                    "tool calls over {} bytes",
+                    extras::MAX_TOOL_CALL_BYTES
+                )));
+            }
+            end.tool_calls[call].arguments.push_str(&partial_json);
+            Ok(Piece::Progress)
+        }
+        Event::MessageDelta { delta, usage } => {
+            if let Some(stop) = delta.stop_reason {
+                end.finish_reason = finish_reason(&stop);
+            }
+            if let Some(u) = usage {
+                state.output_tokens = Some(u.output_tokens);
+                if u.prompt() > 0 {
+                    state.prompt_tokens = Some(u.prompt());
+                }
+            }
+            Ok(Piece::Nothing)
+        }
+        Event::MessageStop {} => {
+            state.stopped = true;
+            // A tool call with no input streamed has the empty object as its arguments.
+            for call in &mut end.tool_calls {
+                if call.arguments.is_empty() {
+                    call.arguments.push_str("{}");
+                }
+            }
+            if let (Some(p), Some(c)) = (state.prompt_tokens, state.output_tokens) {
+                end.usage = Some(usage(p, c));
+            }
+            Ok(Piece::Nothing)
+        }
+        Event::Error { error } => Err(ChunkError::Upstream(error.message)),
+        _ => Ok(Piece::Nothing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::MaxTokensField,
+        convert::chat_request,
+        proto::{
+            content_part::Part, tool_choice::Choice, ContentPart, GenerationConfig, ImageData,
+            ImageUrl, Message, ResponseFormat, Tool, ToolChoice,
+        },
+    };
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            ..Default::default()
+        }
+    }
+
+    fn body(
+        messages: &[Message],
+        config: Option<&GenerationConfig>,
+    ) -> Result<Value, GatewayError> {
+        let mut req = chat_request(
+            "claude-x",
+            messages,
+            config,
+            MaxTokensField::MaxTokens,
+            true,
+        );
+        req.max_tokens = req.max_tokens.or(Some(256));
+        request(&req)
+    }
+
+    #[test]
+    fn requests_become_messages_api_bodies() {
+        let messages = vec![
+            msg("system", "Be brief."),
+            msg("developer", "Use metric units."),
+            Message {
+                parts: vec![
+                    ContentPart {
+                        part: Some(Part::Text("and this?".into())),
+                    },
+                    ContentPart {
+                        part: Some(Part::ImageUrl(ImageUrl {
+                            url: "https://img.example/a.png".into(),
+                            detail: String::new(),
+                        })),
+                    },
+                    ContentPart {
+                        part: Some(Part::Image(ImageData {
+                            data: b"PNG".to_vec(),
+                            mime_type: "image/png".into(),
+                            detail: String::new(),
+                        })),
+                    },
+                ],
+                ..msg("user", "")
+            },
+            Message {
+                tool_calls: vec![
+                    ToolCall {
+                        id: "toolu_1".into(),
+                        name: "get_weather".into(),
+                        arguments: r#"{"city":"Seoul"}"#.into(),
+                    },
+                    ToolCall {
+                        id: "toolu_2".into(),
+                        name: "get_time".into(),
+                        arguments: String::new(),
+                    },
+                ],
+                ..msg("assistant", "Let me look.")
+            },
+            Message {
+                tool_call_id: "toolu_1".into(),
+                ..msg("tool", "sunny")
+            },
+            Message {
+                tool_call_id: "toolu_2".into(),
+                ..msg("tool", "09:00")
+            },
+        ];
+        let options = json!({"top_k": 5, "thinking": {"type": "disabled"}});
+        let config = GenerationConfig {
+            temperature: Some(1.5),
+            top_p: Some(0.9),
+            stop: vec!["END".into()],
+            seed: Some(3),
+            presence_penalty: Some(1.0),
+            user: "u-1".into(),
+            tools: vec![
+                Tool {
+                    name: "get_weather".into(),
+                    description: "Weather now".into(),
+                    parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#
+                        .into(),
+                    strict: None,
+                },
+                Tool {
+                    name: "get_time".into(),
+                    ..Default::default()
+                },
+            ],
+            tool_choice: Some(ToolChoice {
+                choice: Some(Choice::Mode("required".into())),
+            }),
+            parallel_tool_calls: Some(false),
+            provider_options: Some(extras::json_to_struct(options.as_object().unwrap().clone())),
+            ..Default::default()
+        };
+        let want = json!({
+            "model": "claude-x",
+            "system": "Be brief.\n\nUse metric units.",
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "and this?"},
+                    {"type": "image", "source": {"type": "url", "url": "https://img.example/a.png"}},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "UE5H"}}]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Let me look."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Seoul"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}}]},
+                // Both results in one user turn.
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "09:00"}]}],
+            "max_tokens": 256,
+            "temperature": 1.0,
+            "top_p": 0.9,
+            "stop_sequences": ["END"],
+            "stream": true,
+            "metadata": {"user_id": "u-1"},
+            "tools": [
+                {"name": "get_weather", "description": "Weather now",
+                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+                {"name": "get_time", "input_schema": {"type": "object", "properties": {}}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "top_k": 5,
+            "thinking": {"type": "disabled"},
+        });
+        assert_eq!(body(&messages, Some(&config)).unwrap(), want);
+    }
+
+    #[test]
+    fn tool_choices_map_and_unsupported_features_are_refused() {
+        let choose = |c: Choice| {
+            let config = GenerationConfig {
+                tools: vec![Tool {
+                    name: "f".into(),
+                    ..Default::default()
+                }],
+                tool_choice: Some(ToolChoice { choice: Some(c) }),
+                ..Default::default()
+            };
+            body(&[msg("user", "hi")], Some(&config)).unwrap()["tool_choice"].clone()
+        };
+        assert_eq!(choose(Choice::Mode("auto".into())), json!({"type": "auto"}));
+        assert_eq!(choose(Choice::Mode("none".into())), json!({"type": "none"}));
+        assert_eq!(
+            choose(Choice::Function("f".into())),
+            json!({"type": "tool", "name": "f"})
+        );
+        for config in [
+            GenerationConfig {
+                logprobs: true,
+                ..Default::default()
+            },
+            GenerationConfig {
+                response_format: Some(ResponseFormat {
+                    format: Some(crate::proto::response_format::Format::JsonObject(true)),
+                }),
+                ..Default::default()
+            },
+        ] {
+            let err = body(&[msg("user", "hi")], Some(&config)).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+            assert!(err.to_string().contains("anthropic"), "{err}");
+        }
+    }
+
+    #[test]
+    fn whole_answers_translate_back() {
+        let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "Checking."},
+                        {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Seoul"}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7}});
+        let done = completion(answer.to_string().as_bytes()).unwrap();
+        assert_eq!(done.id, "msg_1");
+        assert_eq!(done.content, "Checking.");
+        assert_eq!(done.finish_reason, "tool_calls");
+        assert_eq!(
+            done.tool_calls,
+            vec![ToolCall {
+                id: "toolu_9".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Seoul"}"#.into(),
+            }]
+        );
+        let u = done.usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (15, 7, 22)
+        );
+        for (stop, reason) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("refusal", "content_filter"),
+            ("pause_turn", "pause_turn"),
+        ] {
+            assert_eq!(finish_reason(stop), reason);
+        }
+    }
+
+    #[test]
+    fn stream_events_translate_back() {
+        let events = [
+            json!({"type": "message_start", "message": {"id": "msg_s", "type": "message", "role": "assistant",
+                "model": "claude-x", "content": [], "stop_reason": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+            json!({"type": "ping"}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Se"}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "oul\"}"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {}}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 20}}),
+            json!({"type": "message_stop"}),
+        ];
+        let mut state = StreamState::default();
+        let mut end = StreamEnd::default();
+        let pieces: Vec<Piece> = events
+            .iter()
+            .map(|e| event(&e.to_string(), &mut state, &mut end).unwrap())
+            .collect();
+        let texts: Vec<&Piece> = pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::Text(_)))
+            .collect();
+        assert_eq!(
+            texts,
+            [&Piece::Text("Hel".into()), &Piece::Text("lo".into())]
+        );
+        assert!(state.stopped);
+        assert_eq!((end.id.as_str(), end.model.as_str()), ("msg_s", "claude-x"));
+        assert_eq!(end.finish_reason, "tool_calls");
+        assert_eq!(
+            end.tool_calls,
+            vec![
+                ToolCall {
+                    id: "toolu_a".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city": "Seoul"}"#.into(),
+                },
+                ToolCall {
+                    id: "toolu_b".into(),
+                    name: "get_time".into(),
+                    arguments: "{}".into(),
+                },
+            ]
+        );
+        let u = end.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (12, 20));
+        // An error event ends the stream with the upstream's message.
+        let err = event(
+            &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string(),
+            &mut StreamState::default(),
+            &mut StreamEnd::default(),
+        );
+        assert!(matches!(err, Err(ChunkError::Upstream(m)) if m == "Overloaded"));
+        // Tool input for a block that is not a tool call is malformed.
+        let stray = json!({"type": "content_block_delta", "index": 4, "delta": {"type": "input_json_delta", "partial_json": "{"}});
+        assert!(matches!(
+            event(
+                &stray.to_string(),
+                &mut StreamState::default(),
+                &mut StreamEnd::default()
+            ),
+            Err(ChunkError::Malformed(_))
+        ));
+    }
+}
