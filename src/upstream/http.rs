@@ -254,7 +254,13 @@ impl SseStream {
             // Response::chunk is cancel-safe: a dropped call loses no bytes.
             match self.resp.chunk().await {
                 Ok(Some(bytes)) => self.decoder.push(&bytes),
-                Ok(None) => return Err(self.unavailable("the stream ended before [DONE]".into())),
+                Ok(None) => {
+                    let last = match self.anthropic {
+                        None => "[DONE]",
+                        Some(_) => "message_stop",
+                    };
+                    return Err(self.unavailable(format!("the stream ended before {last}")));
+                }
                 Err(e) => return Err(self.unavailable(format!("stream broken: {}", describe(&e)))),
             }
         }

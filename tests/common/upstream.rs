@@ -61,6 +61,15 @@ impl Reply {
         Reply::sse_raw(vec![Part::Bytes(body.into_bytes())])
     }
 
+    /// Anthropic's event stream: each event as `event: <its type>` and `data: <json>`.
+    pub fn anthropic_sse(events: &[serde_json::Value]) -> Reply {
+        let body: String = events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+            .collect();
+        Reply::sse_raw(vec![Part::Bytes(body.into_bytes())])
+    }
+
     pub fn sse_raw(parts: Vec<Part>) -> Reply {
         Reply {
             status: 200,
