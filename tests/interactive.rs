@@ -54,6 +54,7 @@ impl Session {
         self.send(Action::Turn(UserTurn {
             content: content.into(),
             name: String::new(),
+            ..Default::default()
         }))
         .await;
     }
@@ -242,6 +243,7 @@ async fn session_level_errors_end_the_stream() {
         action: Some(Action::Turn(UserTurn {
             content: "hi".into(),
             name: String::new(),
+            ..Default::default()
         })),
     };
     let status = Session::open(&gw, KEY, not_start).await.err().unwrap();
@@ -268,4 +270,82 @@ async fn a_rate_limit_ends_the_session_with_a_status() {
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.metadata().get("retry-after").is_some());
     assert_eq!(up.calls(), 1);
+}
+
+/// A session with tools: the model's calls end a turn in `TurnComplete.tool_calls`, the next turn sends the
+/// results, and the upstream sees the whole exchange in OpenAI's form.
+#[tokio::test]
+async fn sessions_carry_tool_calls_and_their_results() {
+    use aigw::proto::{GenerationConfig, Tool, ToolResult};
+    let call_event = json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"aigw\"}"}}]},
+        "finish_reason": null}]})
+    .to_string();
+    let up = Upstream::start(vec![
+        Reply::sse(&[
+            role_chunk(),
+            call_event,
+            finish_chunk("tool_calls"),
+            usage_chunk(9, 4),
+            "[DONE]".into(),
+        ]),
+        Reply::sse(&stream_of(&["a ", "gateway"])),
+    ])
+    .await;
+    let gw = Gateway::in_front_of(&up).await;
+    let mut first = start("big", "");
+    if let Some(Action::Start(s)) = first.action.as_mut() {
+        s.config = Some(GenerationConfig {
+            tools: vec![Tool {
+                name: "lookup".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    let mut s = Session::open(&gw, KEY, first).await.unwrap();
+    s.next().await.unwrap(); // started
+    s.say("what is aigw?").await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (1, ""));
+    let Event::Complete(done) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(done.finish_reason, "tool_calls");
+    assert_eq!(done.tool_calls.len(), 1);
+    assert_eq!(done.tool_calls[0].arguments, r#"{"q":"aigw"}"#);
+    // A result for a call that was never made is refused in-band; the session goes on.
+    let result = |id: &str| ToolResult {
+        tool_call_id: id.into(),
+        content: "a gateway".into(),
+    };
+    s.send(Action::Turn(UserTurn {
+        tool_results: vec![result("call_9")],
+        ..Default::default()
+    }))
+    .await;
+    let (turn, _, end) = s.turn().await;
+    assert!(
+        matches!(end, Event::Error(ref e) if e.code == Code::InvalidArgument as i32 && e.message.contains("call_9")),
+        "{end:?}"
+    );
+    assert_eq!(turn, 2);
+    s.send(Action::Turn(UserTurn {
+        tool_results: vec![result("call_1")],
+        ..Default::default()
+    }))
+    .await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (3, "a gateway"));
+    assert!(matches!(end, Event::Complete(_)));
+    let sent = &up.requests()[1].body;
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "user", "content": "what is aigw?"},
+            {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "lookup", "arguments": "{\"q\":\"aigw\"}"}}]},
+            {"role": "tool", "content": "a gateway", "tool_call_id": "call_1"}])
+    );
+    assert_eq!(sent["tools"][0]["function"]["name"], "lookup");
 }

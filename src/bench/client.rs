@@ -372,6 +372,7 @@ impl Grpc<'_> {
                     action: Some(Action::Turn(UserTurn {
                         content: work.prompt.clone(),
                         name: String::new(),
+                        ..Default::default()
                     })),
                 };
                 sent += framed(&turn);

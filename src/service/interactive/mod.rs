@@ -136,7 +136,8 @@ struct Session {
 /// The turn being answered.
 struct InFlight {
     turn: u32,
-    user: Message,
+    /// The messages the turn adds to the history once answered.
+    user: Vec<Message>,
     cancel: CancellationToken,
     task: JoinHandle<turn::Outcome>,
 }
@@ -152,7 +153,7 @@ impl Session {
         tx: &Tx,
         session: Option<Deadline>,
     ) -> Result<InFlight, GatewayError> {
-        let user = self.history.user_turn(user.content, user.name)?;
+        let user = self.history.user_turn(user)?;
         gw.signal.count(); // each turn is load, like a request
         let messages = self.history.with(&user);
         let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());

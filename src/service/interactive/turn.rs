@@ -35,8 +35,8 @@ pub struct Turn {
 
 /// How a turn ended.
 pub struct Outcome {
-    /// The answer, when the turn completed: it joins the history.
-    pub answer: Option<String>,
+    /// The answer (its text and tool calls), when the turn completed: it joins the history.
+    pub answer: Option<Message>,
     /// What the turn is charged (and whether the gateway counted it), when it reached the upstream.
     pub usage: Option<(Usage, bool)>,
     /// The turn's last word, `TurnComplete` or `TurnError`. The session sends it once it has taken the turn
@@ -83,18 +83,26 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
         let estimated = end.usage.is_none();
         let usage = end.usage.unwrap_or_else(|| convert::estimate_usage(&t.messages, answer.len()));
         t.admission.reconcile(usage.total_tokens.max(0) as u64);
+        let said = Message {
+            role: "assistant".into(),
+            content: std::mem::take(&mut answer),
+            tool_calls: end.tool_calls.clone(),
+            ..Default::default()
+        };
         let complete = TurnComplete {
             usage: Some(usage),
             finish_reason: end.finish_reason,
             id: end.id,
             usage_estimated: estimated,
+            tool_calls: end.tool_calls,
+            logprobs: end.logprobs,
         };
-        Ok((usage, estimated, complete))
+        Ok((usage, estimated, complete, said))
     }
     .await;
     match result {
-        Ok((usage, estimated, complete)) => Outcome {
-            answer: Some(answer),
+        Ok((usage, estimated, complete, said)) => Outcome {
+            answer: Some(said),
             usage: Some((usage, estimated)),
             last: response(number, Event::Complete(complete)),
         },
