@@ -1,8 +1,8 @@
 //! aigw: a gRPC gateway for large-language-model APIs.
 //!
-//! A request flows: [`server`] (TLS, HTTP/2, routes) -> auth interceptor ([`auth`]) -> handler ([`service`])
-//! -> core ([`gateway`]: checks, limits, [`cache`], [`router`], deadline) -> [`upstream`] (OpenAI HTTP client or
-//! the mock).
+//! A request flows: [`server`] (TLS, HTTP/1.1 and HTTP/2) -> [`front`] (gRPC, gRPC-Web, or the OpenAI REST door
+//! [`rest`]) -> auth ([`auth`]) -> handler ([`service`]) -> core ([`gateway`]: checks, limits, [`cache`],
+//! [`router`], deadline) -> [`upstream`] (HTTP client speaking OpenAI or Anthropic, or the mock).
 #![forbid(unsafe_code)]
 
 pub mod admin;
