@@ -484,3 +484,34 @@ async fn grpc_web_calls_reach_the_same_service() {
     let refused = call("sk-wrong").await;
     assert_eq!(refused.headers()["grpc-status"], "16");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_unary_call_cancels_the_upstream_call() {
+    let up = Upstream::start(vec![Reply::never()]).await;
+    let gw = Gateway::in_front_of(&up).await;
+    for client in [
+        http(),
+        reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap(),
+    ] {
+        let seen = up.calls();
+        let call = client
+            .post(url(&gw, "/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .body(ask("big", json!({})).to_string())
+            .send();
+        // Leave once the upstream has the request.
+        let left = async {
+            while up.calls() == seen {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        tokio::select! {
+            _ = call => panic!("the upstream never answers"),
+            _ = left => {}
+        }
+        up.wait_aborted(seen + 1).await;
+    }
+}
