@@ -17,8 +17,8 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 # The Node.js example clients' dependencies, pinned by their package-lock.json; the gRPC-Web client's stubs
 # are generated from proto/ by buf + protoc-gen-es, both from npm.
-npm ci --prefix examples/node --no-audit --no-fund --silent
-npm ci --prefix examples/grpc-web --no-audit --no-fund --silent
+npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
+npm ci --prefix examples/grpc-web --no-audit --no-fund --loglevel=error
 npm run --prefix examples/grpc-web --silent generate
 
 # The shared-state tests (tests/shared.rs) run three gateways against a real Redis they start themselves.
