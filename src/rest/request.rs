@@ -24,11 +24,13 @@ pub struct Parsed {
     pub include_usage: bool,
 }
 
-/// Fields OpenAI still accepts but the gateway does not carry: refused by name rather than passed on, since
-/// their answers (`function_call`, several choices) would be lost on the way back.
-const REFUSED: [(&str, &str); 2] = [
+/// Fields OpenAI accepts but the gateway does not carry: refused by name rather than passed on, since their
+/// answers (`function_call`, audio) would be lost on the way back.
+const REFUSED: [(&str, &str); 4] = [
     ("functions", "deprecated by OpenAI; use tools"),
     ("function_call", "deprecated by OpenAI; use tool_choice"),
+    ("audio", "audio output is not carried by the gateway"),
+    ("modalities", "only text output is carried by the gateway"),
 ];
 
 fn invalid(msg: impl Into<String>) -> GatewayError {

@@ -218,6 +218,14 @@ pub fn reply(req: &ChatRequest<'_>) -> Reply {
         text.push_str(WORDS[(h % WORDS.len() as u64) as usize]);
     }
     text.push('.');
+    // JSON mode (json_object or json_schema): the same answer as a JSON object.
+    if req
+        .response_format
+        .as_ref()
+        .is_some_and(|f| f["type"] != "text")
+    {
+        text = serde_json::json!({ "answer": text }).to_string();
+    }
 
     let mut finish_reason = "stop";
     if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {

@@ -106,3 +106,13 @@ def test_streamed_tool_call(gateway):
     assert list(calls) == [0]
     assert calls[0]["name"] == "lookup" and calls[0]["id"].startswith("call_")
     assert json.loads(calls[0]["arguments"]) == {"query": "stream a call"}
+
+
+def test_json_mode(gateway):
+    """response_format reaches the model (the mock answers a JSON object in JSON mode)."""
+    import json
+    resp = client(gateway).chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "as json"}],
+        response_format={"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}}})
+    assert "as json" in json.loads(resp.choices[0].message.content)["answer"]
