@@ -419,6 +419,10 @@ mod tests {
             (json!({"model": "m", "messages": [], "n": 2}), "n: only 1"),
             (
                 json!({"model": "m", "messages": [], "functions": []}),
+                (
+                    json!({"model": "m", "messages": [], "modalities": ["text", "audio"]}),
+                    "modalities",
+                ),
                 "functions",
             ),
             (
