@@ -419,11 +419,11 @@ mod tests {
             (json!({"model": "m", "messages": [], "n": 2}), "n: only 1"),
             (
                 json!({"model": "m", "messages": [], "functions": []}),
-                (
-                    json!({"model": "m", "messages": [], "modalities": ["text", "audio"]}),
-                    "modalities",
-                ),
                 "functions",
+            ),
+            (
+                json!({"model": "m", "messages": [], "modalities": ["text", "audio"]}),
+                "modalities",
             ),
             (
                 json!({"model": "m", "messages": [], "stream_options": {"include_usage": true}}),
