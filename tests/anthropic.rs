@@ -197,18 +197,8 @@ async fn streamed_tool_calls_survive_the_round_trip() {
     // The result goes back as a tool_result block in a user turn, after the assistant's tool_use.
     let mut next = generate("claude", "weather in Seoul?");
     next.config = Some(weather_tool());
-    next.messages.push(Message {
-        role: "assistant".into(),
-        content: "Checking.".into(),
-        tool_calls: vec![call],
-        ..Default::default()
-    });
-    next.messages.push(Message {
-        role: "tool".into(),
-        tool_call_id: "toolu_01".into(),
-        content: "sunny, 21°C".into(),
-        ..Default::default()
-    });
+    next.messages.push(assistant_calls("Checking.", vec![call]));
+    next.messages.push(tool_result("toolu_01", "sunny, 21°C"));
     let resp = client
         .generate(authed(next, KEY))
         .await

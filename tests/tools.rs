@@ -3,9 +3,7 @@
 
 mod common;
 
-use aigw::proto::{
-    tool_choice::Choice, GenerationConfig, Message, StreamChunk, Tool, ToolCall, ToolChoice,
-};
+use aigw::proto::{tool_choice::Choice, GenerationConfig, StreamChunk, Tool, ToolCall, ToolChoice};
 use common::{upstream::*, *};
 use serde_json::{json, Value};
 
@@ -115,18 +113,9 @@ async fn streamed_tool_calls_survive_the_round_trip_over_grpc() {
     // The client runs the tools and sends the results back with the assistant's calls.
     let mut next = generate("big", "weather and time in Seoul?");
     next.config = Some(tools_config());
-    next.messages.push(Message {
-        role: "assistant".into(),
-        tool_calls: calls.clone(),
-        ..Default::default()
-    });
+    next.messages.push(assistant_calls("", calls.clone()));
     for (id, result) in [("call_a", "sunny"), ("call_b", "09:00")] {
-        next.messages.push(Message {
-            role: "tool".into(),
-            tool_call_id: id.into(),
-            content: result.into(),
-            ..Default::default()
-        });
+        next.messages.push(tool_result(id, result));
     }
     let resp = client
         .generate(authed(next, KEY))

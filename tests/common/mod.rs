@@ -263,6 +263,26 @@ pub fn user(content: &str) -> Message {
     }
 }
 
+/// The assistant's turn that made `calls` (after saying `content`, if anything).
+pub fn assistant_calls(content: &str, calls: Vec<aigw::proto::ToolCall>) -> Message {
+    Message {
+        role: "assistant".into(),
+        content: content.into(),
+        tool_calls: calls,
+        ..Default::default()
+    }
+}
+
+/// The result of tool call `id`.
+pub fn tool_result(id: &str, content: &str) -> Message {
+    Message {
+        role: "tool".into(),
+        tool_call_id: id.into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
+
 pub fn generate(model: &str, content: &str) -> GenerateRequest {
     GenerateRequest {
         model: model.into(),
