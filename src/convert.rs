@@ -126,7 +126,7 @@ fn chat_message(m: &Message) -> ChatMessage<'_> {
 /// Usage counted by the gateway when the upstream reports none: about 4 bytes a token, 4 per message.
 pub fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usage {
     let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
-    let p = crate::limits::estimate_tokens(prompt.iter().map(|m| m.content.as_str()), 0);
+    let p = crate::limits::estimate_tokens(prompt.iter().map(extras::size), 0);
     let c = (completion_bytes as u64).div_ceil(4);
     Usage {
         prompt_tokens: clamp(p),

@@ -12,9 +12,8 @@ use crate::{
         WireToolCall,
     },
     proto::{
-        content_part::Part, response_format::Format, tool_choice::Choice, ContentPart,
-        GenerationConfig, Message, ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice,
-        TopLogprob,
+        content_part::Part, response_format::Format, tool_choice::Choice, GenerationConfig,
+        Message, ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice, TopLogprob,
     },
 };
 
@@ -466,17 +465,28 @@ pub fn merge_tool_deltas(
     Ok(())
 }
 
-/// The parts of a message as one text, for estimates and logs of size (images count as their URL's size).
-pub fn text_len(parts: &[ContentPart]) -> usize {
-    parts
+/// What an image counts for in the gateway's estimates, in bytes of text: about 1,600 tokens, a large image's
+/// price at OpenAI and Anthropic (its own size says little: a megabyte of PNG is not 250,000 tokens).
+const IMAGE_BYTES: usize = 6_400;
+
+/// A message's size in bytes for the gateway's token estimates: its text, text parts, images (a fixed
+/// allowance each) and tool calls (names and arguments).
+pub fn size(m: &Message) -> usize {
+    let parts: usize = m
+        .parts
         .iter()
         .filter_map(|p| p.part.as_ref())
         .map(|p| match p {
             Part::Text(t) => t.len(),
-            Part::ImageUrl(i) => i.url.len(),
-            Part::Image(i) => i.data.len(),
+            Part::ImageUrl(_) | Part::Image(_) => IMAGE_BYTES,
         })
-        .sum()
+        .sum();
+    let calls: usize = m
+        .tool_calls
+        .iter()
+        .map(|c| c.name.len() + c.arguments.len())
+        .sum();
+    m.content.len() + parts + calls
 }
 
 #[cfg(test)]
@@ -485,7 +495,7 @@ mod tests {
     use crate::{
         config::MaxTokensField,
         convert::{self, chat_request, ChunkError, Piece},
-        proto::{ImageData, JsonSchema},
+        proto::{ContentPart, ImageData, JsonSchema},
         upstream::StreamEnd,
     };
 
@@ -830,6 +840,26 @@ mod tests {
             convert::chunk(&far, &mut end),
             Err(ChunkError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn sizes_count_text_parts_images_and_calls() {
+        let m = Message {
+            parts: vec![
+                ContentPart {
+                    part: Some(Part::Text("12345678".into())),
+                },
+                ContentPart {
+                    part: Some(Part::Image(ImageData {
+                        data: vec![0; 1 << 20],
+                        ..Default::default()
+                    })),
+                },
+            ],
+            tool_calls: vec![call("c", "fn", "{}")],
+            ..msg("assistant", "abc")
+        };
+        assert_eq!(size(&m), 3 + 8 + IMAGE_BYTES + 2 + 2);
     }
 
     #[test]

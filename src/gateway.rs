@@ -53,7 +53,7 @@ pub fn reserve(model: &Model, messages: &[Message], config: Option<&GenerationCo
     let output = config
         .and_then(|c| c.max_tokens)
         .map_or(model.default_output_tokens, |n| n.max(1) as u32);
-    estimate_tokens(messages.iter().map(|m| m.content.as_str()), output)
+    estimate_tokens(messages.iter().map(crate::extras::size), output)
 }
 
 impl Gateway {

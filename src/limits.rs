@@ -355,10 +355,10 @@ fn until_utc_midnight(wall: SystemTime) -> Duration {
 
 /// Tokens to reserve for a request: about 4 bytes per token of message text plus 4 per message, and the
 /// output budget. Reconciliation replaces the estimate with the provider's count.
-pub fn estimate_tokens<'a>(contents: impl IntoIterator<Item = &'a str>, output: u32) -> u64 {
-    let prompt: u64 = contents
+pub fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u32) -> u64 {
+    let prompt: u64 = message_bytes
         .into_iter()
-        .map(|c| (c.len() as u64).div_ceil(4) + 4)
+        .map(|n| (n as u64).div_ceil(4) + 4)
         .sum();
     prompt + u64::from(output)
 }
@@ -511,6 +511,6 @@ mod tests {
 
     #[test]
     fn estimates() {
-        assert_eq!(estimate_tokens(["12345678", ""], 100), (2 + 4) + 4 + 100);
+        assert_eq!(estimate_tokens([8, 0], 100), (2 + 4) + 4 + 100);
     }
 }

@@ -7,6 +7,7 @@ use crate::{
     config::InteractiveConfig,
     convert,
     error::GatewayError,
+    extras,
     proto::{Message, UserTurn},
 };
 
@@ -120,13 +121,13 @@ impl History {
     fn trim(&mut self) {
         let fixed_messages = usize::from(self.system.is_some());
         let mut bytes = self.system.as_ref().map_or(0, |s| s.content.len())
-            + self.messages.iter().map(|m| m.content.len()).sum::<usize>();
+            + self.messages.iter().map(extras::size).sum::<usize>();
         while !self.messages.is_empty()
             && (self.messages.len() + fixed_messages > self.limits.max_history_messages as usize
                 || bytes > self.limits.max_history_bytes)
         {
             if let Some(old) = self.messages.pop_front() {
-                bytes -= old.content.len();
+                bytes -= extras::size(&old);
             }
         }
         // A tool result without the call it answers is refused by providers: it goes with its call.
