@@ -31,7 +31,7 @@ pub fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
                 ROLES.join(", ")
             )));
         }
-        crate::extras::check_message(i, m)?;
+        crate::extras::check_message("messages", i, m)?;
     }
     Ok(())
 }

@@ -72,9 +72,9 @@ fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, GatewayErro
     }
 }
 
-/// The fields of one message beyond role, content and name.
-pub fn check_message(i: usize, m: &Message) -> Result<(), GatewayError> {
-    let at = |field: &str| format!("messages[{i}].{field}");
+/// The fields of one message beyond role, content and name; `list` names where it is ("messages", "history").
+pub fn check_message(list: &str, i: usize, m: &Message) -> Result<(), GatewayError> {
+    let at = |field: &str| format!("{list}[{i}].{field}");
     if m.role == "tool" {
         if m.tool_call_id.is_empty() {
             return Err(invalid(format!(

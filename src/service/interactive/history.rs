@@ -41,6 +41,7 @@ impl History {
                     convert::ROLES.join(", ")
                 )));
             }
+            extras::check_message("history", i, m)?;
         }
         if system_prompt.len() > limits.max_history_bytes / 2 {
             return Err(too_long("system_prompt", limits));
@@ -206,5 +207,14 @@ mod tests {
         );
         let kept: Vec<&str> = h.messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(kept, ["assistant", "user", "assistant"]);
+        // An earlier conversation is checked like any request's messages.
+        let orphan = vec![message("tool", "r".into(), String::new())];
+        let err = History::new(String::new(), orphan, limits(4))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("history[0].tool_call_id"),
+            "{err}"
+        );
     }
 }
