@@ -223,6 +223,7 @@ async fn refusals_have_http_statuses_and_openai_bodies() {
     for (key, body, status, kind, code) in cases {
         let resp = post(&gw, key, &body).await;
         assert_eq!(resp.status(), status, "{body}");
+        assert!(resp.headers().contains_key("x-request-id"), "{body}");
         assert_eq!(resp.headers()["content-type"], "application/json");
         let err = json_of(resp).await;
         assert_eq!(err["error"]["type"], kind, "{err}");
@@ -249,6 +250,8 @@ async fn refusals_have_http_statuses_and_openai_bodies() {
     assert_eq!(wrong_method.headers()["allow"], "POST");
     let unknown = client.get(url(&gw, "/v2/things")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
+    // Every answer names its request, refusals before any handler too.
+    assert_eq!(unknown.headers()["x-request-id"].len(), 32);
     assert_eq!(json_of(unknown).await["error"]["code"], "unknown_url");
     let huge = vec![b' '; aigw::rest::MAX_BODY + 1];
     let too_large = client

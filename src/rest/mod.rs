@@ -22,20 +22,47 @@ use crate::gateway::Gateway;
 /// The largest request body read, as for a gRPC message (tonic's default).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// Answers one REST request.
+/// Answers one REST request. Every answer, refusals included, carries the request's `x-request-id` (the
+/// client's, or one made here and used by the handler too).
 pub async fn serve<B>(gw: Arc<Gateway>, req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path();
+    let (mut parts, body) = req.into_parts();
+    let given = parts.headers.get("x-request-id");
+    let request_id = crate::service::request_id(given.and_then(|v| v.to_str().ok()));
+    // Printable ASCII by construction, so always a valid header value.
+    let id = HeaderValue::try_from(request_id).ok();
+    if let Some(id) = &id {
+        parts.headers.insert("x-request-id", id.clone());
+    }
+    let metadata = MetadataMap::from_headers(parts.headers);
+    let mut resp = answer(gw, parts.method, parts.uri, metadata, body).await;
+    if let Some(id) = id {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
+}
+
+async fn answer<B>(
+    gw: Arc<Gateway>,
+    method: Method,
+    uri: http::Uri,
+    metadata: MetadataMap,
+    body: B,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = uri.path();
     let route = match (path, path.strip_prefix("/v1/models/")) {
         ("/v1/chat/completions", _) => Route::Chat,
         ("/v1/models", _) => Route::Models,
         (_, Some(id)) if !id.is_empty() => Route::Model(id.to_owned()),
         _ => {
-            let msg = format!("unknown request URL: {} {path}", parts.method);
+            let msg = format!("unknown request URL: {method} {path}");
             return error::body(404, &msg, "invalid_request_error", Some("unknown_url"));
         }
     };
@@ -44,14 +71,13 @@ where
     } else {
         (Method::GET, "GET")
     };
-    if parts.method != wanted {
-        let msg = format!("{path} takes {wanted}, not {}", parts.method);
+    if method != wanted {
+        let msg = format!("{path} takes {wanted}, not {method}");
         let mut resp = error::body(405, &msg, "invalid_request_error", None);
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
         return resp;
     }
-    let metadata = MetadataMap::from_headers(parts.headers);
     let who = match crate::service::authenticate(&gw, &metadata) {
         Ok(who) => who,
         Err(e) => return error::gateway(&e),

@@ -85,12 +85,8 @@ struct Start {
 
 impl Start {
     fn read<T>(req: &Request<T>) -> Result<Start, Status> {
-        let request_id = req
-            .metadata()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| valid_request_id(id))
-            .map_or_else(|| format!("{:032x}", fastrand::u128(..)), str::to_owned);
+        let given = req.metadata().get("x-request-id");
+        let request_id = request_id(given.and_then(|v| v.to_str().ok()));
         let client_timeout = deadline::client_timeout(req.metadata());
         let who = identity(req).map_err(|s| tag(s, &request_id))?;
         let trailers = req.extensions().get::<Arc<TrailerSlot>>().cloned();
@@ -179,6 +175,13 @@ fn cache_header<T>(mut resp: Response<T>, label: Option<&'static str>) -> Respon
         );
     }
     resp
+}
+
+/// The client's `x-request-id` when it is fit to pass on, else a new one.
+pub(crate) fn request_id(given: Option<&str>) -> String {
+    given
+        .filter(|id| valid_request_id(id))
+        .map_or_else(|| format!("{:032x}", fastrand::u128(..)), str::to_owned)
 }
 
 /// Printable ASCII, at most 128 bytes: anything else is replaced rather than passed upstream or into logs.
