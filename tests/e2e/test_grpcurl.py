@@ -63,6 +63,20 @@ def test_generate(gateway, grpcurl):
     assert usage["totalTokens"] == usage["promptTokens"] + usage["completionTokens"] > 0
 
 
+def test_tools_and_provider_options_by_reflection(gateway, grpcurl):
+    """The README's tool example: reflection serves the new fields (struct.proto included), the mock calls the
+    tool, and a google.protobuf.Struct goes in as plain JSON."""
+    req = json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "find aigw"}],
+                      "config": {"tools": [{"name": "lookup", "parametersJson": "{\"type\":\"object\"}"}],
+                                 "providerOptions": {"reasoning_effort": "low"}}})
+    out = run(grpcurl, gateway, "holysheepai.AIService/StreamGenerate", data=req)
+    assert out.returncode == 0, out.stderr
+    [last] = objects(out.stdout)
+    assert last["isComplete"] and last["finishReason"] == "tool_calls"
+    [call] = last["toolCalls"]
+    assert call["name"] == "lookup" and json.loads(call["arguments"]) == {"query": "find aigw"}
+
+
 def test_stream_generate(gateway, grpcurl):
     req = json.dumps({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "안녕하세요, 세계"}]})
     out = run(grpcurl, gateway, "holysheepai.AIService/StreamGenerate", data=req)
