@@ -27,7 +27,8 @@ impl TrailerSlot {
         *self.values.lock().unwrap_or_else(|p| p.into_inner()) = Some((overhead, cost));
     }
 
-    fn apply(&self, trailers: &mut HeaderMap) {
+    /// Adds the values, once set, to `trailers` (or, for an answer that has none, its headers).
+    pub fn apply(&self, trailers: &mut HeaderMap) {
         let Some((overhead, cost)) = *self.values.lock().unwrap_or_else(|p| p.into_inner()) else {
             return;
         };

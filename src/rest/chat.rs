@@ -23,6 +23,7 @@ use crate::{
         ToolCall, Usage,
     },
     service::{generate, stream},
+    trailers::TrailerSlot,
 };
 
 /// The names the REST door's calls have in logs and metrics.
@@ -65,11 +66,16 @@ pub async fn completions(
             messages,
             config,
         };
+        // The call's overhead and cost, which gRPC sends as trailers, go out as headers of the whole answer.
+        let slot = Arc::new(TrailerSlot::default());
+        extensions.insert(slot.clone());
         let request = tonic::Request::from_parts(metadata, extensions, message);
-        match generate::handle(gw, RPC_UNARY, request).await {
+        let mut resp = match generate::handle(gw, RPC_UNARY, request).await {
             Ok(resp) => whole(resp, created),
             Err(status) => error::status(&status),
-        }
+        };
+        slot.apply(resp.headers_mut());
+        resp
     }
 }
 
