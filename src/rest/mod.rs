@@ -15,7 +15,6 @@ use http_body_util::BodyExt;
 use tonic::{body::Body, metadata::MetadataMap};
 
 pub use chat::{RPC_STREAM, RPC_UNARY};
-pub use request::{parse, Parsed};
 
 use crate::gateway::Gateway;
 
