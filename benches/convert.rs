@@ -7,7 +7,6 @@ use aigw::{
     config::MaxTokensField,
     convert,
     proto::{GenerateResponse, GenerationConfig, Message, StreamChunk},
-    upstream::StreamEnd,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use prost::Message as _;
@@ -86,7 +85,7 @@ fn from_openai(c: &mut Criterion) {
             .encode_to_vec()
         })
     });
-    let mut end = StreamEnd::default();
+    let mut end = convert::Reading::default();
     g.bench_function("stream chunk -> StreamChunk, encoded", |b| {
         b.iter(|| {
             let convert::Piece::Text(delta) =

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use aigw::{convert, upstream::sse::SseDecoder, upstream::StreamEnd};
+use aigw::{convert, upstream::sse::SseDecoder};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const CHUNKS: usize = 256;
@@ -32,7 +32,7 @@ fn stream() -> Vec<u8> {
 /// Decodes `bytes` pushed in `piece`-sized parts; returns the events seen and the text deltas.
 fn decode(bytes: &[u8], piece: usize, parse: bool) -> (usize, usize) {
     let mut decoder = SseDecoder::new(1 << 20);
-    let mut end = StreamEnd::default();
+    let mut end = convert::Reading::default();
     let (mut events, mut deltas) = (0, 0);
     for part in bytes.chunks(piece) {
         decoder.push(part);

@@ -6,7 +6,10 @@ use crate::{
     extras,
     openai::{ChatChunk, ChatCompletion, ChatMessage, ChatRequest, StreamOptions, WireUsage},
     proto::{GenerationConfig, Message, Usage},
-    upstream::{Completion, StreamEnd},
+    upstream::{
+        text::{RawText, Utf16Joiner},
+        Completion, StreamEnd,
+    },
 };
 
 /// Roles a client may send (`tool` needs a `tool_call_id`).
@@ -162,6 +165,7 @@ pub fn completion(body: &[u8]) -> Result<Completion, String> {
             .message
             .content
             .or(choice.message.refusal)
+            .map(RawText::into_lossy)
             .unwrap_or_default(),
         finish_reason: choice.finish_reason.unwrap_or_default(),
         usage: parsed.usage.map(usage),
@@ -191,10 +195,32 @@ pub enum Piece {
     Nothing,
 }
 
+/// What a stream's reader carries from one chunk to the next.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// Id, model, finish reason, usage, tool calls and logprobs, collected for the end.
+    pub end: StreamEnd,
+    /// The answer's text pieces, joined across surrogate pairs split between chunks.
+    pub text: Utf16Joiner,
+}
+
+impl Reading {
+    /// The text of one chunk; `Progress` when it only held back half a surrogate pair.
+    pub fn text_piece(&mut self, raw: RawText) -> Piece {
+        let text = self.text.text(raw.0);
+        if text.is_empty() {
+            Piece::Progress
+        } else {
+            Piece::Text(text)
+        }
+    }
+}
+
 /// One streamed chunk: its id, model, finish reason, usage, tool-call pieces (re-assembled) and logprobs go
-/// into `end` as they pass; the text, if any, is returned (role-only and empty deltas are not).
-pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Piece, ChunkError> {
+/// into `reading.end` as they pass; the text, if any, is returned (role-only and empty deltas are not).
+pub fn chunk(data: &str, reading: &mut Reading) -> Result<Piece, ChunkError> {
     let chunk = serde_json::from_str::<ChatChunk>(data).map_err(ChunkError::Invalid)?;
+    let end = &mut reading.end;
     if let Some(err) = chunk.error {
         return Err(ChunkError::Upstream(err.message));
     }
@@ -226,14 +252,14 @@ pub fn chunk(data: &str, end: &mut StreamEnd) -> Result<Piece, ChunkError> {
         .delta
         .content
         .or(choice.delta.refusal)
-        .filter(|text| !text.is_empty());
+        .filter(|text| !text.0.is_empty());
     match (text, choice.delta.tool_calls) {
         (Some(text), calls) => {
             if let Some(calls) = calls {
                 extras::merge_tool_deltas(&mut end.tool_calls, calls)
                     .map_err(ChunkError::Malformed)?;
             }
-            Ok(Piece::Text(text))
+            Ok(reading.text_piece(text))
         }
         (None, Some(calls)) if !calls.is_empty() => {
             extras::merge_tool_deltas(&mut end.tool_calls, calls).map_err(ChunkError::Malformed)?;

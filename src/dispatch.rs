@@ -1,20 +1,29 @@
-//! One call to a model across its routes: balancing, fallback, retries with backoff, circuit breakers,
-//! Retry-After parking and the retry budget — all before the first chunk reaches the client.
+//! One call to a model across its routes: balancing, fallback, retries, Retry-After, circuit breakers, rate-limit
+//! cooling and the retry budget — all before the first chunk reaches the client.
 //!
-//! The rules, in order, for each attempt:
-//! 1. Pick a route among those not parked (429 + Retry-After) and whose breaker lets calls through, by the
-//!    model's `balance`; routes that already failed in this call come last. A route tried for the first time
-//!    in this call goes at once (fallback); a route tried again waits a full-jitter backoff first.
-//! 2. If no route can take calls because they are rate limited (parked), wait for the first to come back if
-//!    that is within `max_backoff` and before the deadline. Otherwise — or when breakers are open — fail now
-//!    with the last error (or RESOURCE_EXHAUSTED / UNAVAILABLE saying why no route could be used).
-//! 3. Never wait past the deadline: a retry that cannot start in time is not made, and the client gets the
-//!    upstream's error rather than DEADLINE_EXCEEDED.
-//! 4. Retry only retryable errors (429, 408, 5xx, connect and reset errors, stalls), at most `attempts` tries in
-//!    all, and only while the model's retry budget allows.
+//! A gateway in front of a flaky upstream must make it look better, never worse. The rules:
+//! 1. **Pick** a route whose breaker lets calls through, by the model's `balance`: routes not yet tried in
+//!    this call first, then routes tried already; routes that are cooling down (see `cooling`) only when no
+//!    other route is left, the one that warms up first.
+//! 2. **A cooling route is waited for, never refused**: when every usable route is cooling, the call waits
+//!    for the first to warm up if that comes before its deadline; otherwise it goes at once and lets the
+//!    upstream decide. A model with one route keeps sending calls to it.
+//! 3. **A 429 or 503 is about its own request**: the retry on the same route waits for the longer of the
+//!    full-jitter backoff and the wait the upstream asked for (`Retry-After`, `retry-after-ms`; on any
+//!    retryable status), already clamped to the upstream's `max_retry_after`. Another route is tried at once.
+//!    One answer never cools a route for other callers; only a sustained signal does (`cooling`).
+//! 4. **Never past the deadline**: a retry that cannot start before the deadline is not made, and the client
+//!    gets the upstream's own error (with its Retry-After) rather than DEADLINE_EXCEEDED.
+//! 5. **What is retried**: 429, 408, 5xx (not 501/505), connect and reset errors, stalls, and malformed
+//!    answers; at most `attempts` tries in all, and only while the model's retry budget allows. The budget
+//!    (half the requests plus ten a second, by default) is far above what an upstream's ordinary error rate
+//!    needs and bites only in an outage.
+//! 6. **Breakers fail fast**: when every route's breaker is open the call fails at once with UNAVAILABLE
+//!    naming the upstreams: holding it would pile calls onto the failing upstream the breaker protects.
+//!    Breakers count transport failures, 5xx and stalls only (`GatewayError::route_health`).
 //!
 //! A stream counts as started when its first delta (or its end) arrived: an upstream that answers 200 and then
-//! fails or stalls before any content is retried like any other failure.
+//! fails, stalls or sends a malformed chunk before any content is retried like any other failure.
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,6 +40,7 @@ use crate::{
     proto::{GenerationConfig, Message},
     retry,
     router::{Model, RouteGuard},
+    rpclog::Trail,
     upstream::{ChunkStream, Completion, StreamEvent},
 };
 
@@ -57,35 +67,33 @@ pub struct Dispatched {
     pub answer: Answer,
     /// The route that answered, counted as in flight until this is dropped.
     pub route: RouteGuard,
-    pub attempts: u32,
 }
 
-enum Pick {
-    Route(usize),
-    /// No route can take calls until then; `parked` when the first to return is rate limited.
-    Wait {
-        until: Instant,
-        parked: bool,
-    },
+/// The route to try next, and when it warms up if it is cooling down.
+#[derive(Debug, PartialEq, Eq)]
+struct Pick {
+    route: usize,
+    cooling_until: Option<Instant>,
 }
 
-/// Chooses a route: untried ones first, by the model's balance; `excluded` routes are skipped.
-fn pick(model: &Model, tried: u64, excluded: u64, now: Instant) -> Pick {
-    let usable =
-        |i: usize| excluded & (1 << i) == 0 && model.routes[i].unavailable_until(now).is_none();
+/// Chooses a route by the rules above; `None` when every route not `excluded` has its breaker open.
+fn pick(model: &Model, tried: u64, excluded: u64, now: Instant) -> Option<Pick> {
+    let routes = &model.routes;
+    let closed = |i: usize| excluded & (1 << i) == 0 && routes[i].open_until(now).is_none();
+    let warm = |i: usize| closed(i) && routes[i].cooling_until(now).is_none();
     let choose = |ok: &dyn Fn(usize) -> bool| -> Option<usize> {
-        let mut candidates = (0..model.routes.len()).filter(|&i| ok(i));
+        let mut candidates = (0..routes.len()).filter(|&i| ok(i));
         match model.policy.balance {
             Balance::Fallback => candidates.next(),
-            Balance::LeastInFlight => candidates.min_by_key(|&i| model.routes[i].in_flight()),
+            Balance::LeastInFlight => candidates.min_by_key(|&i| routes[i].in_flight()),
             Balance::Weighted => {
                 let total: u64 = candidates
                     .clone()
-                    .map(|i| u64::from(model.routes[i].weight))
+                    .map(|i| u64::from(routes[i].weight))
                     .sum();
                 let mut ticket = fastrand::u64(0..total.max(1));
                 candidates.find(|&i| {
-                    let w = u64::from(model.routes[i].weight);
+                    let w = u64::from(routes[i].weight);
                     if ticket < w {
                         return true;
                     }
@@ -95,87 +103,94 @@ fn pick(model: &Model, tried: u64, excluded: u64, now: Instant) -> Pick {
             }
         }
     };
-    if let Some(i) = choose(&|i| usable(i) && tried & (1 << i) == 0).or_else(|| choose(&usable)) {
-        return Pick::Route(i);
+    if let Some(route) = choose(&|i| warm(i) && tried & (1 << i) == 0).or_else(|| choose(&warm)) {
+        return Some(Pick {
+            route,
+            cooling_until: None,
+        });
     }
-    let (until, parked) = model
-        .routes
-        .iter()
-        .filter_map(|r| r.unavailable_until(now).map(|t| (t, r.is_parked(now))))
-        .min_by_key(|&(t, _)| t)
-        .unwrap_or((now, false));
-    Pick::Wait { until, parked }
+    (0..routes.len())
+        .filter(|&i| closed(i))
+        .filter_map(|i| routes[i].cooling_until(now).map(|t| (t, i)))
+        .min()
+        .map(|(until, route)| Pick {
+            route,
+            cooling_until: Some(until),
+        })
 }
 
-/// Sends `call` to `model`, streamed or not, following the rules above.
-/// Time spent waiting on upstream attempts is added to `upstream_time`.
+/// Sleeps until `until` within the call's bounds, counting the time as waited.
+async fn wait(
+    gw: &Gateway,
+    deadline: Deadline,
+    until: Instant,
+    trail: &mut Trail,
+) -> Result<(), GatewayError> {
+    let from = Instant::now();
+    let slept = gw
+        .bounded(deadline, async {
+            tokio::time::sleep_until(until).await;
+            Ok(())
+        })
+        .await;
+    trail.waited += from.elapsed();
+    slept
+}
+
+/// Sends `call` to `model`, streamed or not, following the rules above. `trail` records the attempts, the
+/// last upstream and the time spent, whatever the outcome.
 pub async fn dispatch(
     gw: &Gateway,
     model: &Arc<Model>,
     call: &Call<'_>,
     stream: bool,
-    upstream_time: &mut Duration,
+    trail: &mut Trail,
 ) -> Result<Dispatched, GatewayError> {
     let policy = &model.policy;
     model.budget.record_request(Instant::now());
     let mut tried = 0u64;
     let mut last: Option<GatewayError> = None;
-    let mut attempt = 0;
-    let mut waited = false;
+    // Per route that asked for a wait in this call: not before then (empty, no allocation, on the happy path).
+    let mut not_before: Vec<(usize, Instant)> = Vec::new();
     let mut previous: Option<usize> = None;
-    while attempt < policy.retry.attempts {
+    while trail.attempts < policy.retry.attempts {
         let now = Instant::now();
-        if attempt > 0 && !model.budget.try_retry(now) {
+        if trail.attempts > 0 && !model.budget.try_retry(now) {
             tracing::debug!(model = %model.name, "retry budget exhausted");
             break;
         }
         // Claim a route: its breaker may refuse (a half-open probe already out), then try another.
         let mut excluded = 0u64;
-        let index = loop {
-            match pick(model, tried, excluded, now) {
-                Pick::Route(i) if model.routes[i].breaker.allow(now) => break Ok(i),
-                Pick::Route(i) => excluded |= 1 << i,
-                Pick::Wait { until, parked } => {
-                    let wait = until.saturating_duration_since(now);
-                    // Only a rate-limit park is waited out; an open breaker fails fast, or it would hold
-                    // calls on the failing upstream it exists to protect.
-                    if waited
-                        || !parked
-                        || wait > policy.retry.max_backoff
-                        || until >= call.deadline.at
-                    {
-                        return Err(last.unwrap_or_else(|| no_route(model, wait, parked)));
-                    }
-                    break Err(until);
-                }
+        let mut picked = loop {
+            let Some(p) = pick(model, tried, excluded, now) else {
+                return Err(last.unwrap_or_else(|| breakers_open(model, now)));
+            };
+            if model.routes[p.route].breaker.allow(now) {
+                break p;
             }
+            excluded |= 1 << p.route;
         };
-        let index = match index {
-            Ok(index) => index,
-            Err(until) => {
-                // Every route is out for a moment: wait once for the first to return, then pick again.
-                waited = true;
-                gw.bounded(call.deadline, async {
-                    tokio::time::sleep_until(until).await;
-                    Ok(())
-                })
-                .await?;
-                continue;
-            }
-        };
-        attempt += 1;
+        let index = picked.route;
+        let mut until = picked.cooling_until.take();
         if tried & (1 << index) != 0 {
-            let delay = retry::backoff(&policy.retry, attempt - 1, fastrand::f64());
-            if Instant::now() + delay >= call.deadline.at {
-                break; // fail fast with the upstream's error instead of sleeping into the deadline
+            let n = trail.attempts;
+            let backoff = now + retry::backoff(&policy.retry, n, fastrand::f64());
+            let asked = not_before
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|&(_, t)| t)
+                .max();
+            let retry_at = backoff.max(asked.unwrap_or(backoff));
+            if retry_at >= call.deadline.at {
+                break; // fail now with the upstream's error instead of sleeping into the deadline
             }
-            gw.bounded(call.deadline, async {
-                tokio::time::sleep(delay).await;
-                Ok(())
-            })
-            .await?;
+            until = until.max(Some(retry_at));
         }
-        if attempt > 1 {
+        if let Some(until) = until.filter(|&t| t < call.deadline.at) {
+            wait(gw, call.deadline, until, trail).await?;
+        }
+        trail.attempts += 1;
+        if trail.attempts > 1 {
             gw.metrics.retries.with_label_values(&[&model.name]).inc();
         }
         if previous.is_some_and(|p| p != index) {
@@ -183,31 +198,30 @@ pub async fn dispatch(
         }
         previous = Some(index);
         let guard = RouteGuard::new(model.clone(), index);
+        let upstream = guard.route().upstream.name();
+        upstream.clone_into(&mut trail.upstream);
         let sent = Instant::now();
-        let span = tracing::info_span!(
-            "upstream",
-            upstream = guard.route().upstream.name(),
-            attempt
-        );
+        let span = tracing::info_span!("upstream", upstream, attempt = trail.attempts);
         let result = try_route(gw, &guard, model, call, stream)
             .instrument(span)
             .await;
-        *upstream_time += sent.elapsed();
+        trail.upstream_time += sent.elapsed();
         match result {
             Ok(answer) => {
                 guard.route().report(Ok(()));
                 return Ok(Dispatched {
                     answer,
                     route: guard,
-                    attempts: attempt,
                 });
             }
             Err(e) => {
-                let route = guard.route();
-                route.report(Err(&e));
-                tracing::debug!(model = %model.name, upstream = route.upstream.name(), attempt, error = e.label(), "attempt failed");
+                guard.route().report(Err(&e));
+                tracing::debug!(model = %model.name, upstream, attempt = trail.attempts, error = e.label(), "attempt failed");
                 if !e.is_retryable() {
                     return Err(e);
+                }
+                if let Some(asked) = e.retry_after() {
+                    not_before.push((index, Instant::now() + asked));
                 }
                 tried |= 1 << index;
                 last = Some(e);
@@ -217,24 +231,22 @@ pub async fn dispatch(
     Err(last.unwrap_or_else(|| GatewayError::Internal("no attempt was made".into())))
 }
 
-fn no_route(model: &Model, wait: Duration, parked: bool) -> GatewayError {
-    if parked {
-        GatewayError::ResourceExhausted {
-            message: format!(
-                "every route of model '{}' is rate limited by its upstream",
-                model.name
-            ),
-            retry_after: Some(wait),
-            limit: "upstream_rate_limit",
-        }
-    } else {
-        GatewayError::UpstreamUnavailable {
-            upstream: model.name.clone(),
-            detail: format!(
-                "every route's circuit breaker is open; the next probe in {}s",
-                wait.as_secs().max(1)
-            ),
-        }
+/// Every route's breaker is open: UNAVAILABLE, naming the upstreams and when the first lets a probe through.
+fn breakers_open(model: &Model, now: Instant) -> GatewayError {
+    let next = model
+        .routes
+        .iter()
+        .filter_map(|r| r.open_until(now))
+        .min()
+        .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+    let names: Vec<&str> = model.routes.iter().map(|r| r.upstream.name()).collect();
+    GatewayError::UpstreamUnavailable {
+        upstream: names.join("', '"),
+        detail: format!(
+            "its circuit breaker is open after repeated failures; the next probe in {}s",
+            next.as_secs().max(1)
+        ),
+        retry_after: Some(next),
     }
 }
 
@@ -286,6 +298,7 @@ async fn try_route(
                         "no first token within {}",
                         humantime::format_duration(first_token)
                     ),
+                    retry_after: None,
                 })
             })
     })
@@ -323,10 +336,20 @@ mod tests {
             .clone()
     }
 
-    fn picked(p: Pick) -> usize {
+    fn picked(p: Option<Pick>) -> usize {
         match p {
-            Pick::Route(i) => i,
-            Pick::Wait { .. } => panic!("no route picked"),
+            Some(Pick {
+                route,
+                cooling_until: None,
+            }) => route,
+            other => panic!("no warm route picked: {other:?}"),
+        }
+    }
+
+    /// Cools a route the way a run of 429s does.
+    fn cool(route: &crate::router::Route, now: Instant, wait: Duration) {
+        for _ in 0..crate::cooling::MIN_LIMITED {
+            route.cooling.record(now, Some(Some(wait)));
         }
     }
 
@@ -341,19 +364,19 @@ mod tests {
             "route 0 failed in this call"
         );
         assert_eq!(picked(pick(&m, 0b11, 0, now)), 0, "all tried: start over");
-        m.routes[0].park(now + Duration::from_secs(5));
+        cool(&m.routes[0], now, Duration::from_secs(5));
+        assert_eq!(picked(pick(&m, 0, 0, now)), 1, "a cooling route goes last");
+        cool(&m.routes[1], now, Duration::from_secs(2));
         assert_eq!(
-            picked(pick(&m, 0, 0, now)),
-            1,
-            "a parked route is out of rotation"
+            pick(&m, 0, 0, now),
+            Some(Pick {
+                route: 1,
+                cooling_until: Some(now + Duration::from_secs(2))
+            }),
+            "every route cooling: the first to warm up, with its time"
         );
-        m.routes[1].park(now + Duration::from_secs(2));
-        match pick(&m, 0, 0, now) {
-            Pick::Wait { until, parked } => {
-                assert_eq!((until, parked), (now + Duration::from_secs(2), true))
-            }
-            Pick::Route(i) => panic!("picked parked route {i}"),
-        }
+        assert_eq!(pick(&m, 0, 0b10, now).map(|p| p.route), Some(0));
+        assert_eq!(pick(&m, 0, 0b11, now), None, "both excluded");
     }
 
     #[test]

@@ -56,9 +56,14 @@ pub enum GatewayError {
         status: u16,
         message: String,
     },
-    /// 5xx, connect or reset errors, an error event inside the stream, a stream cut short.
+    /// 5xx, connect or reset errors, an error event inside the stream, a stream cut short. `retry_after` is
+    /// the upstream's own wait (a 503's Retry-After), already clamped to the upstream's `max_retry_after`.
     #[error("upstream '{upstream}' unavailable: {detail}")]
-    UpstreamUnavailable { upstream: String, detail: String },
+    UpstreamUnavailable {
+        upstream: String,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
     /// The upstream sent something that is not the protocol it speaks (bad JSON, oversized event, ...).
     #[error("upstream '{upstream}' sent a malformed response: {detail}")]
     UpstreamProtocol { upstream: String, detail: String },
@@ -155,30 +160,36 @@ impl GatewayError {
         }
     }
 
-    /// Whether another attempt (same route after a backoff, or another route) may succeed. Only upstream
-    /// trouble qualifies: 429, 408, 5xx (but 501, 505), connect and reset errors, stalls, error events.
+    /// Whether another attempt (same route after a wait, or another route) may succeed. Upstream trouble
+    /// qualifies: 429, 408, 5xx (but 501, 505), connect and reset errors, stalls, error events, and a malformed
+    /// answer (the next one may be well formed; it is still no sign that the route is down).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::UpstreamRateLimited { .. } | Self::UpstreamUnavailable { .. }
+            Self::UpstreamRateLimited { .. }
+                | Self::UpstreamUnavailable { .. }
+                | Self::UpstreamProtocol { .. }
         )
     }
 
     /// Whether this outcome says the route itself is failing (for its circuit breaker): `Some(false)` for a
     /// failure, `Some(true)` for proof that the route works (it judged the request), `None` for neither.
+    /// Only transport failures, 5xx and stalls count against a route: what the upstream sent (malformed,
+    /// refused, odd Unicode) is about that call, and a 429 is about the account's rate, not the route's health.
     pub fn route_health(&self) -> Option<bool> {
         match self {
-            Self::UpstreamUnavailable { .. } | Self::UpstreamProtocol { .. } => Some(false),
+            Self::UpstreamUnavailable { .. } => Some(false),
             Self::UpstreamRejected { .. } => Some(true),
             _ => None,
         }
     }
 
-    /// When the client may retry, for the rate-limit variants.
+    /// When the client may retry: the gateway's own limits, and an upstream's 429 or 503 that said when.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::ResourceExhausted { retry_after, .. }
-            | Self::UpstreamRateLimited { retry_after, .. } => *retry_after,
+            | Self::UpstreamRateLimited { retry_after, .. }
+            | Self::UpstreamUnavailable { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -202,6 +213,7 @@ impl GatewayError {
             408 | 500 | 502..=504 | 506..=599 => Self::UpstreamUnavailable {
                 upstream,
                 detail: format!("HTTP {status}: {message}"),
+                retry_after,
             },
             _ => Self::UpstreamMisconfigured {
                 upstream,

@@ -496,7 +496,6 @@ mod tests {
         config::MaxTokensField,
         convert::{self, chat_request, ChunkError, Piece},
         proto::{ContentPart, ImageData, JsonSchema},
-        upstream::StreamEnd,
     };
 
     fn msg(role: &str, content: &str) -> Message {
@@ -815,11 +814,12 @@ mod tests {
             piece(json!({"index": 1, "function": {"arguments": ":\"KST\"}"}})),
             json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
         ];
-        let mut end = StreamEnd::default();
+        let mut reading = convert::Reading::default();
         let pieces: Vec<Piece> = events
             .iter()
-            .map(|e| convert::chunk(e, &mut end).unwrap())
+            .map(|e| convert::chunk(e, &mut reading).unwrap())
             .collect();
+        let end = reading.end;
         assert_eq!(pieces[0], Piece::Nothing);
         assert!(
             pieces[1..6].iter().all(|p| *p == Piece::Progress),
@@ -834,10 +834,9 @@ mod tests {
             ]
         );
         // An index far out is refused, not allocated.
-        let mut end = StreamEnd::default();
         let far = piece(json!({"index": 1_000_000_000, "id": "x", "function": {"name": "f"}}));
         assert!(matches!(
-            convert::chunk(&far, &mut end),
+            convert::chunk(&far, &mut convert::Reading::default()),
             Err(ChunkError::Malformed(_))
         ));
     }

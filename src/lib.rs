@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod convert;
+pub mod cooling;
 pub mod deadline;
 pub mod dispatch;
 pub mod error;

@@ -1,6 +1,7 @@
 //! OpenAI chat-completions wire types: typed serde structs, borrowed on the request side so building a
 //! request copies no prompt text.
 
+use crate::upstream::text::RawText;
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
@@ -204,9 +205,9 @@ pub struct Choice {
 
 #[derive(Debug, Deserialize)]
 pub struct ResponseMessage {
-    pub content: Option<String>,
+    pub content: Option<RawText>,
     /// Set instead of content when the model refuses.
-    pub refusal: Option<String>,
+    pub refusal: Option<RawText>,
     #[serde(default)]
     pub tool_calls: Option<Vec<AnswerToolCall>>,
 }
@@ -238,8 +239,9 @@ pub struct ChunkChoice {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Delta {
-    pub content: Option<String>,
-    pub refusal: Option<String>,
+    /// Read as WTF-8: a JavaScript upstream can split a surrogate pair between two chunks.
+    pub content: Option<RawText>,
+    pub refusal: Option<RawText>,
     #[serde(default)]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
 }

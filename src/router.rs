@@ -1,12 +1,12 @@
 //! Model routing as data: a model name or alias resolves to a model, its routes (upstream + the upstream's own
-//! model id) and its traffic policy. Each route carries its live state: circuit breaker, rate-limit parking
-//! (an upstream's Retry-After) and calls in flight.
+//! model id) and its traffic policy. Each route carries its live state: circuit breaker, rate-limit cooling
+//! (see `cooling`) and calls in flight.
 
 use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc,
     },
 };
 
@@ -16,6 +16,7 @@ use crate::{
     auth::Identity,
     breaker::Breaker,
     config::{Config, Policy},
+    cooling::Cooling,
     error::GatewayError,
     retry::RetryBudget,
     rpclog::Price,
@@ -54,8 +55,8 @@ pub struct Route {
     pub model: String,
     pub weight: u32,
     pub breaker: Breaker,
-    /// Out of rotation until then: the upstream answered 429 with a Retry-After.
-    parked_until: Mutex<Option<Instant>>,
+    /// Tried last while its upstream keeps answering 429.
+    pub cooling: Cooling,
     in_flight: AtomicUsize,
 }
 
@@ -66,52 +67,49 @@ impl Route {
             model,
             weight,
             breaker: Breaker::new(policy.breaker),
-            parked_until: Mutex::new(None),
+            cooling: Cooling::default(),
             in_flight: AtomicUsize::new(0),
         }
     }
 
-    /// When this route can take calls again, if not now (parked, or its breaker open).
-    pub fn unavailable_until(&self, now: Instant) -> Option<Instant> {
-        let parked = self
-            .parked_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .filter(|&t| t > now);
-        let open = self.breaker.retry_at().filter(|&t| t > now);
-        parked.max(open)
+    /// Until when the route's breaker refuses calls, if it does now.
+    pub fn open_until(&self, now: Instant) -> Option<Instant> {
+        self.breaker.retry_at().filter(|&t| t > now)
     }
 
-    pub fn is_parked(&self, now: Instant) -> bool {
-        self.parked_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|t| t > now)
+    /// Until when the route is cooling (its upstream rate limiting it), if it is now.
+    pub fn cooling_until(&self, now: Instant) -> Option<Instant> {
+        self.cooling
+            .until(now)
+            .max(self.upstream.exhausted_until(now))
     }
 
-    /// Takes the route out of rotation until `until` (never shortens an existing park).
-    pub fn park(&self, until: Instant) {
-        let mut parked = self.parked_until.lock().unwrap_or_else(|p| p.into_inner());
-        *parked = Some(parked.map_or(until, |t| t.max(until)));
-    }
-
-    /// Records how a call on this route ended: its breaker learns whether the route works, and a 429 with a
-    /// wait takes the route out of rotation for that long.
+    /// Records how an attempt on this route ended: its breaker learns whether the route works (transport
+    /// failures, 5xx and stalls count; what the upstream said about the request does not), and its cooling
+    /// counts the answer.
     pub fn report(&self, outcome: Result<(), &GatewayError>) {
         let now = Instant::now();
-        match outcome {
-            Ok(()) => self.breaker.record(now, true),
-            Err(e) => {
-                if let Some(ok) = e.route_health() {
-                    self.breaker.record(now, ok);
-                }
-                if let GatewayError::UpstreamRateLimited {
-                    retry_after: Some(wait),
-                    ..
-                } = e
-                {
-                    self.park(now + *wait);
-                }
+        let health = match outcome {
+            Ok(()) => Some(true),
+            Err(e) => e.route_health(),
+        };
+        if let Some(ok) = health {
+            self.breaker.record(now, ok);
+        }
+        let limited = match outcome {
+            Err(GatewayError::UpstreamRateLimited { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        };
+        // Only answers count: a connection that failed says nothing about the rate.
+        let answered = limited.is_some() || health.is_some();
+        if answered {
+            if let Some(until) = self.cooling.record(now, limited) {
+                tracing::warn!(
+                    upstream = self.upstream.name(),
+                    model = %self.model,
+                    cool_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "most recent answers were 429: the route is tried last until it cools down"
+                );
             }
         }
     }

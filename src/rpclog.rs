@@ -15,7 +15,19 @@ use crate::{
     trailers::TrailerSlot,
 };
 
-/// Where an RPC's time went. Overhead is what is left: end-to-end minus upstream minus client waits.
+/// What the dispatcher did for a call, whether it succeeded or not: for its log line and metrics.
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// The upstream of the last attempt ("" when none was made).
+    pub upstream: String,
+    pub attempts: u32,
+    /// Waiting on upstream answers, every attempt's.
+    pub upstream_time: Duration,
+    /// Waiting for a retry: backoff, an upstream's Retry-After, a route cooling down.
+    pub waited: Duration,
+}
+
+/// Where an RPC's time went. Overhead is what is left: end-to-end minus upstream, client and retry waits.
 #[derive(Debug)]
 pub struct Timing {
     pub start: Instant,
@@ -23,6 +35,8 @@ pub struct Timing {
     pub upstream: Duration,
     /// Blocked on a slow client (a full response channel).
     pub client_wait: Duration,
+    /// Waiting between attempts (see [`Trail::waited`]).
+    pub retry_wait: Duration,
     first_token: Option<Duration>,
     last_delta: Option<Instant>,
     gap: Option<Histogram>,
@@ -43,6 +57,7 @@ impl Timing {
             start: Instant::now(),
             upstream: Duration::ZERO,
             client_wait: Duration::ZERO,
+            retry_wait: Duration::ZERO,
             first_token: None,
             last_delta: None,
             gap: None,
@@ -65,7 +80,7 @@ impl Timing {
     pub fn overhead(&self) -> Duration {
         self.start
             .elapsed()
-            .saturating_sub(self.upstream + self.client_wait)
+            .saturating_sub(self.upstream + self.client_wait + self.retry_wait)
     }
 }
 
@@ -157,10 +172,15 @@ impl RpcLog {
         self.cache = label;
     }
 
-    /// The upstream that answered, and after how many attempts in all.
-    pub fn upstream(&mut self, upstream: &str, attempts: u32) {
-        upstream.clone_into(&mut self.upstream);
-        self.attempts += attempts;
+    /// What the dispatcher did: the upstream of its last attempt, how many attempts in all, how long it
+    /// waited between them. Called whether the call succeeded or not.
+    pub fn dispatched(&mut self, trail: &Trail) {
+        if !trail.upstream.is_empty() {
+            trail.upstream.clone_into(&mut self.upstream);
+        }
+        self.attempts += trail.attempts;
+        self.timing.upstream += trail.upstream_time;
+        self.timing.retry_wait += trail.waited;
     }
 
     /// Adds a completed answer's usage (one per turn for InteractiveStream); returns its cost.

@@ -489,8 +489,8 @@ async fn rest_call(
             let has_text = chunk
                 .choices
                 .first()
-                .and_then(|c| c.delta.content.as_deref())
-                .is_some_and(|t| !t.is_empty());
+                .and_then(|c| c.delta.content.as_ref())
+                .is_some_and(|t| !t.0.is_empty());
             if has_text {
                 out.chunks += 1;
                 out.first_token.get_or_insert_with(Instant::now);

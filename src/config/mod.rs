@@ -142,6 +142,8 @@ struct RawUpstream {
     max_tokens_field: MaxTokensField,
     #[serde(default = "defaults::max_response_bytes")]
     max_response_bytes: usize,
+    #[serde(default = "defaults::max_retry_after", deserialize_with = "duration")]
+    max_retry_after: Duration,
     #[serde(
         default = "defaults::first_token_latency",
         deserialize_with = "duration"
@@ -205,6 +207,9 @@ mod defaults {
     }
     pub fn max_response_bytes() -> usize {
         8 * 1024 * 1024
+    }
+    pub fn max_retry_after() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn first_token_latency() -> Duration {
         Duration::from_millis(50)
@@ -339,6 +344,9 @@ pub struct UpstreamConfig {
     pub keepalive: Duration,
     pub max_tokens_field: MaxTokensField,
     pub max_response_bytes: usize,
+    /// The longest wait taken from this upstream's Retry-After / retry-after-ms / rate-limit reset headers:
+    /// longer ones are clamped (and logged), so a hostile or broken upstream cannot hold calls for days.
+    pub max_retry_after: Duration,
     pub first_token_latency: Duration,
     pub tokens_per_second: f64,
 }

@@ -12,6 +12,7 @@ use crate::{
     error::GatewayError,
     gateway::Gateway,
     proto::{GenerateRequest, GenerateResponse},
+    rpclog::Trail,
 };
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
@@ -55,13 +56,10 @@ pub async fn handle(
             deadline: start.deadline(model),
             request_id: &start.request_id,
         };
-        let dispatched = dispatch(&gw, model, &call, false, &mut log.timing.upstream)
-            .await
-            .inspect_err(|_| admission.release())?;
-        log.upstream(
-            dispatched.route.route().upstream.name(),
-            dispatched.attempts,
-        );
+        let mut trail = Trail::default();
+        let dispatched = dispatch(&gw, model, &call, false, &mut trail).await;
+        log.dispatched(&trail);
+        let dispatched = dispatched.inspect_err(|_| admission.release())?;
         let Answer::Whole(done) = dispatched.answer else {
             return Err(GatewayError::Internal(
                 "a stream answered a unary call".into(),

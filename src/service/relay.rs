@@ -86,6 +86,7 @@ impl Limits<'_> {
                     "the stream stalled: no token for {}",
                     show(self.stream.idle)
                 ),
+                retry_after: None,
             },
         }
     }

@@ -22,7 +22,7 @@ use crate::{
     limits::Admission,
     proto::{StreamChunk, StreamGenerateRequest},
     router::Model,
-    rpclog::RpcLog,
+    rpclog::{RpcLog, Trail},
 };
 
 type Chunks = ReceiverStream<Result<StreamChunk, Status>>;
@@ -69,13 +69,10 @@ pub async fn handle(
             deadline,
             request_id: &start.request_id,
         };
-        let dispatched = dispatch(&gw, model, &call, true, &mut log.timing.upstream)
-            .await
-            .inspect_err(|_| admission.release())?;
-        log.upstream(
-            dispatched.route.route().upstream.name(),
-            dispatched.attempts,
-        );
+        let mut trail = Trail::default();
+        let dispatched = dispatch(&gw, model, &call, true, &mut trail).await;
+        log.dispatched(&trail);
+        let dispatched = dispatched.inspect_err(|_| admission.release())?;
         Ok(Opened::Upstream(
             dispatched,
             admission,

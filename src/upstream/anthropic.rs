@@ -12,9 +12,9 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{Completion, StreamEnd};
+use super::{text::RawText, Completion};
 use crate::{
-    convert::{ChunkError, Piece},
+    convert::{ChunkError, Piece, Reading},
     error::GatewayError,
     extras,
     openai::{ChatContent, ChatMessage, ChatPart, ChatRequest},
@@ -340,6 +340,21 @@ struct MessageDelta {
     stop_reason: Option<String>,
 }
 
+/// A `content_block_delta` with a `text_delta`, read leniently (its text as WTF-8).
+#[derive(Deserialize)]
+struct RawTextDelta {
+    #[serde(rename = "type")]
+    kind: String,
+    delta: RawTextDeltaBody,
+}
+
+#[derive(Deserialize)]
+struct RawTextDeltaBody {
+    #[serde(rename = "type")]
+    kind: String,
+    text: RawText,
+}
+
 /// What a stream has told so far that the end needs: which content block is which tool call, and the usage
 /// counts, which arrive in two halves (prompt at the start, output at the end).
 #[derive(Debug, Default)]
@@ -357,9 +372,20 @@ pub struct StreamState {
 pub fn event(
     data: &str,
     state: &mut StreamState,
-    end: &mut StreamEnd,
+    reading: &mut Reading,
 ) -> Result<Piece, ChunkError> {
-    let event: Event = serde_json::from_str(data).map_err(ChunkError::Invalid)?;
+    let event: Event = match serde_json::from_str(data) {
+        Ok(event) => event,
+        // The tagged enums above read strings strictly; a text delta carrying half a surrogate pair is read
+        // again as plain structs whose text is WTF-8 (see `upstream::text`).
+        Err(e) => match serde_json::from_str::<RawTextDelta>(data) {
+            Ok(raw) if raw.kind == "content_block_delta" && raw.delta.kind == "text_delta" => {
+                return Ok(reading.text_piece(raw.delta.text));
+            }
+            _ => return Err(ChunkError::Invalid(e)),
+        },
+    };
+    let end = &mut reading.end;
     match event {
         Event::MessageStart { message } => {
             end.id = message.id;
@@ -391,11 +417,11 @@ pub fn event(
         Event::ContentBlockStart {
             content_block: Block::Text { text },
             ..
-        } if !text.is_empty() => Ok(Piece::Text(text)),
+        } if !text.is_empty() => Ok(reading.text_piece(RawText(text.into_bytes()))),
         Event::ContentBlockDelta {
             delta: BlockDelta::TextDelta { text },
             ..
-        } if !text.is_empty() => Ok(Piece::Text(text)),
+        } if !text.is_empty() => Ok(reading.text_piece(RawText(text.into_bytes()))),
         Event::ContentBlockDelta {
             index,
             delta: BlockDelta::InputJsonDelta { partial_json },
@@ -683,11 +709,12 @@ mod tests {
             json!({"type": "message_stop"}),
         ];
         let mut state = StreamState::default();
-        let mut end = StreamEnd::default();
+        let mut reading = Reading::default();
         let pieces: Vec<Piece> = events
             .iter()
-            .map(|e| event(&e.to_string(), &mut state, &mut end).unwrap())
+            .map(|e| event(&e.to_string(), &mut state, &mut reading).unwrap())
             .collect();
+        let end = reading.end;
         let texts: Vec<&Piece> = pieces
             .iter()
             .filter(|p| matches!(p, Piece::Text(_)))
@@ -720,7 +747,7 @@ mod tests {
         let err = event(
             &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string(),
             &mut StreamState::default(),
-            &mut StreamEnd::default(),
+            &mut Reading::default(),
         );
         assert!(matches!(err, Err(ChunkError::Upstream(m)) if m == "Overloaded"));
         // Tool input for a block that is not a tool call is malformed.
@@ -729,7 +756,7 @@ mod tests {
             event(
                 &stray.to_string(),
                 &mut StreamState::default(),
-                &mut StreamEnd::default()
+                &mut Reading::default()
             ),
             Err(ChunkError::Malformed(_))
         ));

@@ -5,10 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::{anthropic, sse::SseDecoder, Completion, StreamEnd, StreamEvent};
+use super::{anthropic, retry_after, sse::SseDecoder, Completion, StreamEvent};
 use crate::{
     config::{MaxTokensField, UpstreamConfig, UpstreamKind},
-    convert::{self, ChunkError, Piece},
+    convert::{self, ChunkError, Piece, Reading},
     error::GatewayError,
     openai::{ChatRequest, ErrorBody},
 };
@@ -35,6 +35,9 @@ pub struct HttpUpstream {
     request_timeout: Duration,
     max_tokens_field: MaxTokensField,
     max_response_bytes: usize,
+    max_retry_after: Duration,
+    /// The upstream said (`x-ratelimit-remaining-requests: 0`) that it takes no more requests until then.
+    exhausted_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Installs ring as rustls' process-wide provider (reqwest takes it from there). Idempotent.
@@ -95,6 +98,8 @@ impl HttpUpstream {
             request_timeout: cfg.request_timeout,
             max_tokens_field: cfg.max_tokens_field,
             max_response_bytes: cfg.max_response_bytes,
+            max_retry_after: cfg.max_retry_after,
+            exhausted_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -115,17 +120,50 @@ impl HttpUpstream {
         self.dialect == Dialect::Anthropic
     }
 
+    /// Until when the upstream said it takes no more requests (its remaining-requests header at zero).
+    pub fn exhausted_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let until = *self
+            .exhausted_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.filter(|&t| t > now)
+    }
+
     fn unavailable(&self, detail: String) -> GatewayError {
-        GatewayError::UpstreamUnavailable {
-            upstream: self.name.clone(),
-            detail,
-        }
+        unavailable(&self.name, detail)
     }
 
     fn protocol(&self, detail: String) -> GatewayError {
         GatewayError::UpstreamProtocol {
             upstream: self.name.clone(),
             detail,
+        }
+    }
+
+    /// A wait read from this upstream's headers, clamped to `max_retry_after` (and logged when it was).
+    fn clamp(&self, header: &str, wait: Duration) -> Duration {
+        if wait > self.max_retry_after {
+            tracing::warn!(
+                upstream = %self.name,
+                header,
+                asked_secs = wait.as_secs(),
+                max_retry_after_secs = self.max_retry_after.as_secs(),
+                "an upstream wait was clamped to max_retry_after"
+            );
+        }
+        wait.min(self.max_retry_after)
+    }
+
+    /// Notes the upstream's own word that its request quota is spent (OpenAI's rate-limit headers).
+    fn note_quota(&self, headers: &HeaderMap) {
+        if let Some(reset) = retry_after::quota_exhausted(headers) {
+            let reset = self.clamp("x-ratelimit-reset-requests", reset);
+            let until = tokio::time::Instant::now() + reset;
+            let mut slot = self
+                .exhausted_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *slot = Some(slot.map_or(until, |t| t.max(until)));
         }
     }
 
@@ -163,10 +201,12 @@ impl HttpUpstream {
             .await
             .map_err(|e| self.unavailable(describe(&e)))?;
         let status = resp.status();
+        self.note_quota(resp.headers());
         if status.is_success() {
             return Ok(resp);
         }
-        let retry_after = retry_after(resp.headers(), SystemTime::now());
+        let retry_after = retry_after::parse(resp.headers(), SystemTime::now())
+            .map(|(header, wait)| self.clamp(header, wait));
         let body = read_bounded(&mut resp, ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
@@ -210,9 +250,10 @@ impl HttpUpstream {
             upstream: self.name.clone(),
             resp,
             decoder: SseDecoder::new(self.max_response_bytes),
-            end: StreamEnd::default(),
+            reading: Reading::default(),
             anthropic: (self.dialect == Dialect::Anthropic).then(Default::default),
             done: false,
+            ended: false,
         })
     }
 }
@@ -222,11 +263,13 @@ pub struct SseStream {
     upstream: String,
     resp: reqwest::Response,
     decoder: SseDecoder,
-    /// Id, model, finish reason and usage, collected from the chunks as they pass.
-    end: StreamEnd,
+    /// Id, model, finish reason and usage, collected from the chunks as they pass; the text joiner.
+    reading: Reading,
     /// Set for Anthropic's event stream, which ends with `message_stop` rather than `[DONE]`.
     anthropic: Option<anthropic::StreamState>,
     done: bool,
+    /// The end arrived while a half surrogate pair was held back: its U+FFFD went out first, the end is next.
+    ended: bool,
 }
 
 impl SseStream {
@@ -241,6 +284,9 @@ impl SseStream {
     }
 
     async fn read(&mut self) -> Result<StreamEvent, GatewayError> {
+        if self.ended {
+            return Ok(StreamEvent::End(std::mem::take(&mut self.reading.end)));
+        }
         loop {
             while let Some(event) = self
                 .decoder
@@ -266,16 +312,25 @@ impl SseStream {
         }
     }
 
+    /// The end of the answer; a half surrogate pair still held back goes out first, as U+FFFD.
+    fn end(&mut self) -> StreamEvent {
+        match self.reading.text.finish() {
+            Some(c) => {
+                self.ended = true;
+                StreamEvent::Delta(c.to_string())
+            }
+            None => StreamEvent::End(std::mem::take(&mut self.reading.end)),
+        }
+    }
+
     fn on_event(&mut self, event: &str, data: String) -> Result<Option<StreamEvent>, GatewayError> {
         let piece = match &mut self.anthropic {
-            None if data == "[DONE]" => {
-                return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))))
-            }
-            None => convert::chunk(&data, &mut self.end),
+            None if data == "[DONE]" => return Ok(Some(self.end())),
+            None => convert::chunk(&data, &mut self.reading),
             Some(state) => {
-                let piece = anthropic::event(&data, state, &mut self.end);
+                let piece = anthropic::event(&data, state, &mut self.reading);
                 if state.stopped {
-                    return Ok(Some(StreamEvent::End(std::mem::take(&mut self.end))));
+                    return Ok(Some(self.end()));
                 }
                 piece
             }
@@ -296,10 +351,7 @@ impl SseStream {
     }
 
     fn unavailable(&self, detail: String) -> GatewayError {
-        GatewayError::UpstreamUnavailable {
-            upstream: self.upstream.clone(),
-            detail,
-        }
+        unavailable(&self.upstream, detail)
     }
 
     fn protocol(&self, detail: String) -> GatewayError {
@@ -307,6 +359,14 @@ impl SseStream {
             upstream: self.upstream.clone(),
             detail,
         }
+    }
+}
+
+fn unavailable(upstream: &str, detail: String) -> GatewayError {
+    GatewayError::UpstreamUnavailable {
+        upstream: upstream.to_owned(),
+        detail,
+        retry_after: None,
     }
 }
 
@@ -365,60 +425,9 @@ fn describe(err: &reqwest::Error) -> String {
     out
 }
 
-/// `retry-after-ms` (OpenAI's), else `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
-    }
-    let value = text("retry-after")?;
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        type Headers = &'static [(&'static str, &'static str)];
-        let cases: [(Headers, Option<Duration>); 6] = [
-            (&[("retry-after", "2")], Some(Duration::from_secs(2))),
-            (
-                &[("retry-after-ms", "1500")],
-                Some(Duration::from_millis(1500)),
-            ),
-            (
-                &[("retry-after-ms", "250"), ("retry-after", "9")],
-                Some(Duration::from_millis(250)),
-            ),
-            (
-                &[("retry-after", "Sun, 06 Nov 1994 08:49:47 GMT")],
-                Some(Duration::from_secs(10)),
-            ),
-            (&[("retry-after", "soon")], None),
-            (&[], None),
-        ];
-        for (pairs, want) in cases {
-            let mut headers = HeaderMap::new();
-            for (k, v) in pairs {
-                headers.insert(*k, HeaderValue::from_static(v));
-            }
-            assert_eq!(retry_after(&headers, now), want, "{pairs:?}");
-        }
-    }
 
     #[test]
     fn error_messages_are_bounded_and_parsed() {

@@ -3,7 +3,9 @@
 pub mod anthropic;
 pub mod http;
 pub mod mock;
+pub mod retry_after;
 pub mod sse;
+pub mod text;
 
 use std::time::Duration;
 
@@ -94,6 +96,14 @@ impl Upstream {
         match self {
             Self::Http(u) => u.request_timeout(),
             Self::Mock(u) => u.request_timeout(),
+        }
+    }
+
+    /// Until when the upstream said it takes no more requests (OpenAI's remaining-requests header at zero).
+    pub fn exhausted_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        match self {
+            Self::Http(u) => u.exhausted_until(now),
+            Self::Mock(_) => None,
         }
     }
 

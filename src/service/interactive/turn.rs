@@ -18,7 +18,7 @@ use crate::{
         TurnDelta, Usage,
     },
     router::Model,
-    rpclog::Timing,
+    rpclog::{Timing, Trail},
     service::relay::{self, Limits},
 };
 
@@ -52,11 +52,12 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
     let started = Instant::now();
     let mut answer = String::new();
     let mut timing = Timing::new();
+    let mut trail = Trail::default();
     let mut reached_upstream = false;
     let result = async {
         let call = Call { messages: &t.messages, config: t.config.as_ref(), deadline: t.deadline, request_id: &t.request_id };
         let dispatched = tokio::select! {
-            d = dispatch(&gw, &model, &call, true, &mut timing.upstream) => d.inspect_err(|_| t.admission.release())?,
+            d = dispatch(&gw, &model, &call, true, &mut trail) => d.inspect_err(|_| t.admission.release())?,
             _ = t.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
         };
         reached_upstream = true;
