@@ -130,4 +130,55 @@ mod tests {
         assert!(b.try_retry(t0));
         assert!(!b.try_retry(t0));
     }
+
+    /// Requests at `per_second` for 60 s against an upstream failing a share `fail` of attempts, three
+    /// attempts each, under the default policy: (retries wanted, retries refused by the budget).
+    fn simulate(per_second: u64, fail: f64) -> (u32, u32) {
+        let cfg = crate::config::Config::parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\nkind = \"mock\"\n\
+             [[models]]\nname = \"m\"\nmax_output_tokens = 10\nroutes = [{ upstream = \"u\", model = \"x\" }]\n",
+            |_| None,
+        )
+        .unwrap();
+        let policy = cfg.models[0].policy.retry;
+        let b = RetryBudget::new(&policy);
+        let mut rng = fastrand::Rng::with_seed(5);
+        let t0 = Instant::now();
+        let (mut wanted, mut refused) = (0, 0);
+        for i in 0..per_second * 60 {
+            let now = t0 + Duration::from_micros(i * 1_000_000 / per_second);
+            b.record_request(now);
+            for _ in 1..policy.attempts {
+                if rng.f64() >= fail {
+                    break;
+                }
+                wanted += 1;
+                if !b.try_retry(now) {
+                    refused += 1;
+                    break;
+                }
+            }
+        }
+        (wanted, refused)
+    }
+
+    #[test]
+    fn the_default_budget_covers_ordinary_error_rates_and_bites_in_an_outage() {
+        for fail in [0.1, 0.2, 0.4] {
+            for rate in [5, 100, 2000] {
+                let (wanted, refused) = simulate(rate, fail);
+                assert_eq!(
+                    refused, 0,
+                    "{fail} failing at {rate}/s: {refused} of {wanted} refused"
+                );
+            }
+        }
+        // An outage: every attempt fails. Retries stay near half the requests plus the floor.
+        let (wanted, refused) = simulate(1000, 1.0);
+        let granted = wanted - refused;
+        assert!(
+            granted <= 60_000 * 6 / 10 + 10 * 60 + 100,
+            "an outage got {granted} retries for 60000 requests"
+        );
+    }
 }

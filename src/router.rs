@@ -61,7 +61,12 @@ pub struct Route {
 }
 
 impl Route {
-    fn new(upstream: Arc<Upstream>, model: String, weight: u32, policy: &Policy) -> Route {
+    pub(crate) fn new(
+        upstream: Arc<Upstream>,
+        model: String,
+        weight: u32,
+        policy: &Policy,
+    ) -> Route {
         Route {
             upstream,
             model,

@@ -326,3 +326,24 @@ impl Drop for RpcLog {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_between_attempts_are_not_overhead() {
+        let mut timing = Timing::new();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        timing.upstream = Duration::from_millis(400);
+        let trail = Trail {
+            upstream: "a".into(),
+            attempts: 2,
+            upstream_time: Duration::from_millis(100),
+            waited: Duration::from_secs(1),
+        };
+        timing.upstream += trail.upstream_time;
+        timing.retry_wait += trail.waited;
+        assert_eq!(timing.overhead(), Duration::ZERO);
+    }
+}

@@ -454,6 +454,12 @@ async fn retries_and_fallbacks_are_counted() {
         name = "m"
         max_output_tokens = 100
         routes = [{{ upstream = "flaky", model = "x" }}, {{ upstream = "good", model = "y" }}]
+        [[models]]
+        name = "f"
+        max_output_tokens = 100
+        routes = [{{ upstream = "flaky", model = "x" }}]
+        [models.policy]
+        retry = {{ attempts = 2, backoff = "1ms" }}
         "#,
         flaky.base_url(),
         good.base_url()
@@ -474,4 +480,21 @@ async fn retries_and_fallbacks_are_counted() {
         ),
         1.0
     );
+    // A call that failed after reaching the upstream is timed too, under the upstream it last tried.
+    let status = gw
+        .client()
+        .await
+        .generate(authed(generate("f", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    let (_, text) = admin_get(&gw, "/metrics", None).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"aigw_upstream_duration_seconds_count{model="f",upstream="flaky"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, r#"aigw_retries_total{model="f"}"#), 1.0);
 }

@@ -111,14 +111,16 @@ async fn a_429_with_retry_after_is_waited_out_then_retried() {
 }
 
 #[tokio::test]
-async fn a_retry_after_longer_than_the_backoff_cap_or_the_deadline_goes_back_to_the_client() {
-    // Longer than max_backoff: the client gets the wait instead of a gateway that holds the call.
+async fn a_retry_after_past_the_deadline_goes_back_to_the_client_and_cools_nothing() {
+    // The wait does not fit in the client's deadline: the client gets the upstream's answer and its wait at
+    // once, rather than a gateway that sleeps into DEADLINE_EXCEEDED.
     let (up, gw) = one(
         vec![err_reply(429).header("retry-after", "30"), ok_reply()],
         "",
     )
     .await;
-    let status = gen(&gw).await.unwrap_err();
+    let req = authed_with_timeout(generate("m", "hi"), KEY, Duration::from_secs(5));
+    let status = gw.raw_client().generate(req).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(status.metadata().get("retry-after").unwrap(), "30");
     let info = tonic_types::StatusExt::get_error_details(&status)
@@ -127,21 +129,99 @@ async fn a_retry_after_longer_than_the_backoff_cap_or_the_deadline_goes_back_to_
         .unwrap();
     assert_eq!(info.retry_delay, Some(Duration::from_secs(30)));
     assert_eq!(up.calls(), 1);
-    // The route is now out of rotation: the next call is not sent to it at all.
-    let status = gen(&gw).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert_eq!(up.calls(), 1);
+    // One 429 is about its own request: the next caller is sent to the upstream as usual.
+    assert_eq!(gen(&gw).await.unwrap().content, "fine");
+    assert_eq!(up.calls(), 2);
+}
 
-    // Within the cap, but past the client's deadline: fail fast with the upstream's answer, not a timeout.
+#[tokio::test]
+async fn hostile_retry_after_headers_are_clamped_never_a_panic() {
+    let up = Upstream::start(vec![
+        err_reply(429).header("retry-after", "18446744073709551615"),
+        err_reply(429).header("retry-after-ms", "1e30"),
+        err_reply(503).header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        err_reply(429).header("retry-after", "999999"),
+        ok_reply(),
+    ])
+    .await;
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[upstreams]]
+        name = "a"
+        kind = "openai"
+        base_url = "{}"
+        max_retry_after = "3s"
+        [[models]]
+        name = "m"
+        max_output_tokens = 100
+        routes = [{{ upstream = "a", model = "x" }}]
+        [models.policy]
+        retry = {{ attempts = 1 }}
+        "#,
+        up.base_url()
+    );
+    let gw = Gateway::start(config(&text)).await;
+    for code in [
+        Code::ResourceExhausted,
+        Code::ResourceExhausted,
+        Code::Unavailable,
+        Code::ResourceExhausted,
+    ] {
+        let status = gen(&gw).await.unwrap_err();
+        assert_eq!(status.code(), code, "{status:?}");
+        assert_eq!(
+            status.metadata().get("retry-after").unwrap(),
+            "3",
+            "clamped to max_retry_after"
+        );
+    }
+    // No panic took the route with it, and no header parked it for days: the next call is answered.
+    assert_eq!(gen(&gw).await.unwrap().content, "fine");
+    assert_eq!(up.calls(), 5);
+}
+
+/// A JavaScript upstream's stream: the emoji's two UTF-16 halves in two events, as raw JSON escapes.
+fn split_emoji_stream() -> Reply {
+    let piece = |text: &str| {
+        format!(
+            r#"{{"id":"s","model":"up","choices":[{{"index":0,"delta":{{"content":"{text}"}},"finish_reason":null}}]}}"#
+        )
+    };
+    Reply::sse(&[
+        role_chunk(),
+        piece(r"smile \ud83d"),
+        piece(r"\ude00 and a lone \udbff"),
+        piece(r"!"),
+        finish_chunk("stop"),
+        usage_chunk(5, 4),
+        "[DONE]".into(),
+    ])
+}
+
+#[tokio::test]
+async fn an_emoji_split_across_events_arrives_whole_and_the_route_stays_usable() {
     let (up, gw) = one(
-        vec![err_reply(429).header("retry-after", "2"), ok_reply()],
-        "",
+        vec![split_emoji_stream()],
+        r#"breaker = { consecutive_failures = 2 }"#,
     )
     .await;
-    let req = authed_with_timeout(generate("m", "hi"), KEY, Duration::from_secs(1));
-    let status = gw.raw_client().generate(req).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert_eq!(up.calls(), 1);
+    for _ in 0..10 {
+        let mut s = open(&gw).await.unwrap();
+        let mut text = String::new();
+        let mut complete = false;
+        while let Some(c) = s.message().await.unwrap() {
+            text.push_str(&c.delta);
+            complete |= c.is_complete;
+        }
+        assert!(complete);
+        assert_eq!(text, "smile 😀 and a lone \u{FFFD}!");
+    }
+    assert_eq!(up.calls(), 10, "every stream answered on its first attempt");
 }
 
 #[tokio::test]
@@ -278,18 +358,42 @@ async fn the_total_stream_limit_is_deadline_exceeded() {
 }
 
 #[tokio::test]
-async fn malformed_sse_is_not_retried() {
+async fn malformed_sse_is_retried_and_never_trips_the_breaker() {
+    // Before the first delta a malformed chunk is retried like any failure ...
     let (up, gw) = one(
         vec![
             Reply::sse(&["{not json".into()]),
             Reply::sse(&stream_of(&["ok"])),
         ],
-        "",
+        r#"retry = { backoff = "1ms" }"#,
     )
     .await;
-    let status = open(&gw).await.unwrap_err();
-    assert_status(&status, Code::Unavailable, "malformed");
-    assert_eq!(up.calls(), 1);
+    let mut s = open(&gw).await.unwrap();
+    assert_eq!(s.message().await.unwrap().unwrap().delta, "ok");
+    assert_eq!(up.calls(), 2);
+
+    // ... and it fails that call, never the route: five of them leave a two-failure breaker closed.
+    let malformed = Reply::sse(&["{not json".into()]);
+    let (up, gw) = one(
+        vec![
+            malformed.clone(),
+            malformed.clone(),
+            malformed.clone(),
+            malformed.clone(),
+            malformed,
+            Reply::sse(&stream_of(&["ok"])),
+        ],
+        r#"retry = { attempts = 1 }
+        breaker = { consecutive_failures = 2 }"#,
+    )
+    .await;
+    for _ in 0..5 {
+        let status = open(&gw).await.unwrap_err();
+        assert_status(&status, Code::Unavailable, "malformed");
+    }
+    let mut s = open(&gw).await.unwrap();
+    assert_eq!(s.message().await.unwrap().unwrap().delta, "ok");
+    assert_eq!(up.calls(), 6);
 }
 
 #[tokio::test]

@@ -196,10 +196,10 @@ impl RawPolicy {
                     .or(dr.backoff)
                     .unwrap_or(Duration::from_millis(250)),
                 max_backoff: r.max_backoff.or(dr.max_backoff).unwrap_or(secs(8)),
-                // An upstream failing 40% of calls needs 0.4 + 0.16 retries per request with three
-                // attempts: half the requests, plus a floor for quiet models, covers that and still caps an
-                // outage at 1.5x the load instead of 3x.
-                budget_ratio: r.budget_ratio.or(dr.budget_ratio).unwrap_or(0.5),
+                // An upstream failing 40% of attempts needs 0.4 + 0.16 retries per request with three
+                // attempts: 0.6 of the requests, plus a floor for quiet models, covers that and still caps
+                // an outage at 1.6x the load instead of 3x.
+                budget_ratio: r.budget_ratio.or(dr.budget_ratio).unwrap_or(0.6),
                 budget_min_per_second: r
                     .budget_min_per_second
                     .or(dr.budget_min_per_second)

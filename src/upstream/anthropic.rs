@@ -761,4 +761,30 @@ mod tests {
             Err(ChunkError::Malformed(_))
         ));
     }
+
+    #[test]
+    fn a_surrogate_pair_split_between_text_deltas_is_joined() {
+        let delta = |text: &str| {
+            format!(
+                r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{text}"}}}}"#
+            )
+        };
+        let mut state = StreamState::default();
+        let mut reading = Reading::default();
+        let mut text = String::new();
+        for data in [delta(r"hi \ud83d"), delta(r"\ude00!"), delta(r"\udbff")] {
+            match event(&data, &mut state, &mut reading).unwrap() {
+                Piece::Text(t) => text.push_str(&t),
+                Piece::Progress | Piece::Nothing => {}
+            }
+        }
+        text.extend(reading.text.finish());
+        assert_eq!(text, "hi 😀!\u{FFFD}");
+        // Other events with a lone surrogate are still malformed, not silently accepted.
+        let odd = r#"{"type":"message_start","message":{"id":"\ud83d","model":"m"}}"#;
+        assert!(matches!(
+            event(odd, &mut state, &mut reading),
+            Err(ChunkError::Invalid(_))
+        ));
+    }
 }

@@ -4,6 +4,8 @@ pub mod anthropic;
 pub mod http;
 pub mod mock;
 pub mod retry_after;
+#[cfg(test)]
+pub mod scripted;
 pub mod sse;
 pub mod text;
 
@@ -56,6 +58,8 @@ pub struct StreamEnd {
 pub enum ChunkStream {
     Http(http::SseStream),
     Mock(mock::MockStream),
+    #[cfg(test)]
+    Scripted(scripted::ScriptedStream),
 }
 
 impl ChunkStream {
@@ -64,6 +68,8 @@ impl ChunkStream {
         match self {
             Self::Http(s) => s.next().await,
             Self::Mock(s) => s.next().await.map(Ok),
+            #[cfg(test)]
+            Self::Scripted(s) => s.next(),
         }
     }
 }
@@ -72,6 +78,9 @@ impl ChunkStream {
 pub enum Upstream {
     Http(http::HttpUpstream),
     Mock(mock::MockUpstream),
+    /// Unit tests' seam: answers from a script, on the (paused) tokio clock.
+    #[cfg(test)]
+    Scripted(scripted::Scripted),
 }
 
 impl Upstream {
@@ -88,6 +97,8 @@ impl Upstream {
         match self {
             Self::Http(u) => u.name(),
             Self::Mock(u) => u.name(),
+            #[cfg(test)]
+            Self::Scripted(u) => u.name(),
         }
     }
 
@@ -96,6 +107,8 @@ impl Upstream {
         match self {
             Self::Http(u) => u.request_timeout(),
             Self::Mock(u) => u.request_timeout(),
+            #[cfg(test)]
+            Self::Scripted(_) => Duration::from_secs(600),
         }
     }
 
@@ -103,7 +116,7 @@ impl Upstream {
     pub fn exhausted_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
         match self {
             Self::Http(u) => u.exhausted_until(now),
-            Self::Mock(_) => None,
+            _ => None,
         }
     }
 
@@ -111,14 +124,14 @@ impl Upstream {
     pub fn requires_max_tokens(&self) -> bool {
         match self {
             Self::Http(u) => u.requires_max_tokens(),
-            Self::Mock(_) => false,
+            _ => false,
         }
     }
 
     pub fn max_tokens_field(&self) -> MaxTokensField {
         match self {
             Self::Http(u) => u.max_tokens_field(),
-            Self::Mock(_) => MaxTokensField::MaxTokens,
+            _ => MaxTokensField::MaxTokens,
         }
     }
 
@@ -131,6 +144,8 @@ impl Upstream {
         match self {
             Self::Http(u) => u.complete(req, request_id).await,
             Self::Mock(u) => Ok(u.complete(req).await),
+            #[cfg(test)]
+            Self::Scripted(u) => u.complete().await,
         }
     }
 
@@ -143,6 +158,8 @@ impl Upstream {
         match self {
             Self::Http(u) => u.stream(req, request_id).await.map(ChunkStream::Http),
             Self::Mock(u) => Ok(ChunkStream::Mock(u.stream(req))),
+            #[cfg(test)]
+            Self::Scripted(u) => u.stream().await.map(ChunkStream::Scripted),
         }
     }
 }

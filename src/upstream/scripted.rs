@@ -1,0 +1,105 @@
+//! A scripted upstream for unit tests (compiled only for them): each call takes the next scripted outcome,
+//! after the scripted delay, and is recorded with the (paused) tokio clock. The seam that lets the dispatcher's
+//! retry, cooling, breaker and Retry-After rules run under `tokio::test(start_paused = true)`.
+
+use std::{collections::VecDeque, sync::Mutex, time::Duration};
+
+use tokio::time::Instant;
+
+use super::{Completion, StreamEnd, StreamEvent};
+use crate::error::GatewayError;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A whole answer (or a stream of one delta and its end) with this text.
+    Ok(&'static str),
+    /// The call fails with this error (a stream: before its first event).
+    Fail(GatewayError),
+    /// A stream that answers 200 and then fails with this error before any delta.
+    StreamFails(GatewayError),
+}
+
+pub struct Scripted {
+    name: String,
+    delay: Duration,
+    steps: Mutex<VecDeque<Step>>,
+    calls: Mutex<Vec<Instant>>,
+}
+
+impl Scripted {
+    /// Answers with `steps` in order; the last one repeats. Each answer takes `delay`.
+    pub fn new(name: &str, delay: Duration, steps: Vec<Step>) -> Scripted {
+        Scripted {
+            name: name.to_owned(),
+            delay,
+            steps: Mutex::new(steps.into()),
+            calls: Mutex::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When each call arrived.
+    pub fn calls(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn next(&self) -> Step {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Instant::now());
+        let step = {
+            let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+            match steps.len() {
+                0 => Step::Fail(GatewayError::Internal("empty script".into())),
+                1 => steps[0].clone(),
+                _ => steps.pop_front().unwrap_or(Step::Ok("")),
+            }
+        };
+        tokio::time::sleep(self.delay).await;
+        step
+    }
+
+    pub async fn complete(&self) -> Result<Completion, GatewayError> {
+        match self.next().await {
+            Step::Ok(text) => Ok(Completion {
+                id: "scripted".into(),
+                model: self.name.clone(),
+                content: text.into(),
+                finish_reason: "stop".into(),
+                usage: None,
+                tool_calls: vec![],
+                logprobs: vec![],
+            }),
+            Step::Fail(e) | Step::StreamFails(e) => Err(e),
+        }
+    }
+
+    pub async fn stream(&self) -> Result<ScriptedStream, GatewayError> {
+        let events = match self.next().await {
+            Step::Ok(text) => vec![
+                Ok(StreamEvent::Delta(text.into())),
+                Ok(StreamEvent::End(StreamEnd::default())),
+            ],
+            Step::Fail(e) => return Err(e),
+            Step::StreamFails(e) => vec![Err(e)],
+        };
+        Ok(ScriptedStream {
+            events: events.into(),
+        })
+    }
+}
+
+pub struct ScriptedStream {
+    events: VecDeque<Result<StreamEvent, GatewayError>>,
+}
+
+impl ScriptedStream {
+    pub fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+        self.events.pop_front()
+    }
+}
