@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bench;
 pub mod breaker;
 pub mod cache;
+pub mod chaos;
 pub mod config;
 pub mod convert;
 pub mod cooling;

@@ -57,6 +57,25 @@ enum Command {
         /// Answer with exactly this many tokens.
         #[arg(long)]
         tokens: Option<usize>,
+        /// Answer this share of calls with an error status, e.g. `503=0.1` (repeatable).
+        #[arg(long = "error-rate", value_parser = aigw::chaos::parse_rate::<aigw::chaos::Status>)]
+        error_rates: Vec<(aigw::chaos::Status, f64)>,
+        /// Sent with injected errors as Retry-After and retry-after-ms, e.g. "1s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        retry_after: Option<std::time::Duration>,
+        /// Break this share of streams: disconnect, truncate, stall or malformed, e.g. `stall=0.05`
+        /// (repeatable).
+        #[arg(long = "stream-fault", value_parser = aigw::chaos::parse_rate::<aigw::chaos::StreamFault>)]
+        stream_faults: Vec<(aigw::chaos::StreamFault, f64)>,
+        /// How long a stalled stream stays silent.
+        #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+        stall: std::time::Duration,
+        /// Put an emoji in every answer, its UTF-16 halves in two stream events (as JavaScript servers do).
+        #[arg(long)]
+        split_surrogates: bool,
+        /// Seed of the fault draws.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Load a gateway (gRPC) or an OpenAI-style endpoint (REST) and report throughput, latency percentiles,
     /// time to first token and errors by status.
@@ -151,6 +170,12 @@ fn main() -> ExitCode {
             first_token_latency,
             tokens_per_second,
             tokens,
+            error_rates,
+            retry_after,
+            stream_faults,
+            stall,
+            split_surrogates,
+            seed,
         } => {
             if !(tokens_per_second.is_finite() && tokens_per_second > 0.0) {
                 eprintln!("--tokens-per-second must be above 0");
@@ -161,7 +186,15 @@ fn main() -> ExitCode {
                 tokens_per_second,
                 tokens,
             };
-            mock_upstream(listen, cfg)
+            let chaos = aigw::chaos::ChaosConfig {
+                errors: error_rates.into_iter().map(|(s, p)| (s.0, p)).collect(),
+                retry_after,
+                stream_faults,
+                stall,
+                split_surrogates,
+                seed,
+            };
+            mock_upstream(listen, cfg, chaos)
         }
         Command::Bench(args) => bench(args),
         Command::HashKey => {
@@ -234,6 +267,7 @@ fn serve(
 fn mock_upstream(
     listen: std::net::SocketAddr,
     cfg: aigw::mock_server::MockServerConfig,
+    chaos: aigw::chaos::ChaosConfig,
 ) -> ExitCode {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -246,7 +280,13 @@ fn mock_upstream(
                     .map_err(|e| format!("{listen}: {e}"))?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
                 eprintln!("mock upstream listening addr={addr} (POST /v1/chat/completions)");
-                aigw::mock_server::serve(listener, cfg, aigw::server::shutdown_signal()).await;
+                aigw::mock_server::serve_with_chaos(
+                    listener,
+                    cfg,
+                    chaos,
+                    aigw::server::shutdown_signal(),
+                )
+                .await;
                 Ok(())
             })
         });

@@ -69,7 +69,7 @@ impl ChunkStream {
             Self::Http(s) => s.next().await,
             Self::Mock(s) => s.next().await.map(Ok),
             #[cfg(test)]
-            Self::Scripted(s) => s.next(),
+            Self::Scripted(s) => s.next_event(),
         }
     }
 }

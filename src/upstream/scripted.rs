@@ -99,7 +99,7 @@ pub struct ScriptedStream {
 }
 
 impl ScriptedStream {
-    pub fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+    pub fn next_event(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
         self.events.pop_front()
     }
 }
