@@ -61,3 +61,16 @@ def test_comparison_script_smoke(tmp_path):
     run = first["runs"][0]
     assert run["aigw"]["request_bytes_per_call"] < run["direct"]["request_bytes_per_call"]
     assert "| rate/s |" in (tmp_path / "results.md").read_text()
+
+
+def test_goodput_script_smoke(tmp_path):
+    """bench/goodput.py runs end to end: with no faults every call is OK both ways, and no retry came early."""
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    done = subprocess.run([sys.executable, "bench/goodput.py", "--smoke", "--aigw", binary, "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads((tmp_path / "goodput.json").read_text())["rows"]
+    clean, faulty = rows
+    assert clean["aigw_ok"] == clean["calls"] == clean["direct_ok"] == 40, clean
+    assert faulty["upstream_requests_aigw"] > faulty["calls"], "faults were injected and retried"
+    assert all(r["early_retries_aigw"] == 0 for r in rows), rows
