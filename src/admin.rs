@@ -201,8 +201,17 @@ impl Admin {
 /// Serves the admin listener until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limits: crate::accept::ConnLimits,
     admin: Arc<Admin>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    crate::httpd::serve(listener, move |req| admin.clone().handle(req), shutdown).await
+    let metrics = admin.gateway.metrics.connections("admin");
+    crate::httpd::serve(
+        listener,
+        limits,
+        Some(metrics),
+        move |req| admin.clone().handle(req),
+        shutdown,
+    )
+    .await
 }

@@ -1,17 +1,21 @@
-//! A plain-HTTP accept loop (HTTP/1.1 and h2c) for the side listeners: the admin listener and
-//! `aigw mock-upstream`. The gRPC listener has its own loop in `server.rs` (TLS, graceful drain).
+//! Plain-HTTP listeners (HTTP/1.1 and h2c) for a handler function: the admin listener and
+//! `aigw mock-upstream`. They share the gateway port's hardened accept loop (`accept`).
 
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, sync::Arc};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
 
-/// Serves `handler` on every connection until `shutdown`. Accept errors (EMFILE) pause the loop briefly
-/// rather than spin.
+use crate::accept::{self, ConnLimits, ConnMetrics};
+
+/// Serves `handler` on every connection until `shutdown`, within `limits`; connections still open then are
+/// dropped.
 pub async fn serve<H, F, B>(
     listener: tokio::net::TcpListener,
+    limits: ConnLimits,
+    metrics: Option<ConnMetrics>,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -20,26 +24,11 @@ pub async fn serve<H, F, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let http = Arc::new(hyper_util::server::conn::auto::Builder::new(
-        TokioExecutor::new(),
-    ));
-    tokio::pin!(shutdown);
-    loop {
-        let tcp = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let (http, handler) = (http.clone(), handler.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(handler);
-            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
-        });
-    }
+    let http = Arc::new(accept::http_builder());
+    let graceful = GracefulShutdown::new();
+    let service = hyper::service::service_fn(handler);
+    accept::serve(
+        listener, limits, None, http, service, &graceful, metrics, shutdown,
+    )
+    .await;
 }

@@ -5,6 +5,7 @@
 //! [`router`], deadline) -> [`upstream`] (HTTP client speaking OpenAI or Anthropic, or the mock).
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod admin;
 pub mod auth;
 pub mod bench;

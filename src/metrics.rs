@@ -35,6 +35,9 @@ pub struct Metrics {
     pub requests_last_minute: prometheus::IntGauge,
     pub forecast_peak: prometheus::Gauge,
     pub recommended_replicas: prometheus::IntGauge,
+    pub connections_open: IntGaugeVec,
+    pub connections_closed: IntCounterVec,
+    pub panics: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -121,6 +124,22 @@ impl Metrics {
                 "aigw_recommended_replicas",
                 "Replicas needed for this replica's forecast peak alone (a single-replica view).",
             ),
+            connections_open: IntGaugeVec::new(
+                Opts::new("aigw_connections_open", "Client connections open, by listener."),
+                &["listener"],
+            )
+            .expect("static metric definition"),
+            connections_closed: counter(
+                "aigw_connections_closed_total",
+                "Client connections the gateway closed or refused, by listener and reason \
+                 (first_request_timeout, idle_timeout, evicted, refused).",
+                &["listener", "reason"],
+            ),
+            panics: counter(
+                "aigw_panics_total",
+                "Panics caught in request handlers and turn tasks (each answered INTERNAL); any is a bug.",
+                &["where"],
+            ),
         };
         let r = &m.registry;
         for c in [
@@ -131,6 +150,8 @@ impl Metrics {
             &m.rejections,
             &m.cancellations,
             &m.cache,
+            &m.connections_closed,
+            &m.panics,
         ] {
             r.register(Box::new(c.clone()))
                 .expect("unique metric names");
@@ -145,7 +166,7 @@ impl Metrics {
             r.register(Box::new(h.clone()))
                 .expect("unique metric names");
         }
-        for g in [&m.in_flight, &m.breaker_state] {
+        for g in [&m.in_flight, &m.breaker_state, &m.connections_open] {
             r.register(Box::new(g.clone()))
                 .expect("unique metric names");
         }
@@ -177,6 +198,17 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    /// The connection metrics of one listener.
+    pub fn connections(&self, listener: &'static str) -> crate::accept::ConnMetrics {
+        crate::accept::ConnMetrics {
+            listener,
+            open: self.connections_open.with_label_values(&[listener]),
+            closed: self.connections_closed.clone(),
+        }
     }
 }
 

@@ -398,5 +398,18 @@ pub async fn serve_with_chaos(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let state = Arc::new((cfg, Chaos::new(chaos)));
-    crate::httpd::serve(listener, move |req| handle(state.clone(), req), shutdown).await
+    // A test peer, not a front door: no first-request or idle deadline worth having, a generous cap.
+    let limits = crate::accept::ConnLimits {
+        first_request: Duration::from_secs(3600),
+        idle: Duration::from_secs(3600),
+        max_connections: 100_000,
+    };
+    crate::httpd::serve(
+        listener,
+        limits,
+        None,
+        move |req| handle(state.clone(), req),
+        shutdown,
+    )
+    .await
 }

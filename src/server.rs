@@ -2,8 +2,10 @@
 //!
 //! The stack, outermost first, and why each piece is there:
 //!
-//! 1. **Accept loop** — `TCP_NODELAY` on (small gRPC frames must not wait for Nagle); accept errors such as
-//!    EMFILE pause the loop briefly instead of spinning.
+//! 1. **Accept loop** ([`crate::accept`], shared with the admin listener) — a cap on open connections that evicts
+//!    the oldest silent one (or refuses) instead of starving the process, a deadline for the first request, an
+//!    idle timeout for connections with nothing in flight; `TCP_NODELAY` on (small gRPC frames must not wait
+//!    for Nagle); accept errors such as EMFILE pause the loop briefly instead of spinning.
 //! 2. **TLS** (rustls, ALPN h2 and http/1.1, optional mTLS) — the handshake runs on the connection's own task with a
 //!    timeout, so a slow or silent client cannot stall the accept loop or hold a task forever.
 //! 3. **HTTP/1.1 and HTTP/2** (hyper, by ALPN or preface) — keep-alive pings find dead h2 peers, whose
@@ -27,11 +29,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-    service::TowerToHyperService,
-};
+use hyper_util::{server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tonic::service::Routes;
@@ -40,6 +38,7 @@ use tonic_health::{server::HealthReporter, ServingStatus};
 use tower::Layer;
 
 use crate::{
+    accept::{self, ConnLimits},
     config::{Config, CorsConfig},
     front::Front,
     gateway::Gateway,
@@ -47,9 +46,8 @@ use crate::{
 };
 
 const SERVICE_NAME: &str = "holysheepai.AIService";
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// An HTTP/1.1 client that has not sent its request head by then is dropped (a slowloris holds nothing long).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// File descriptors kept for everything but client connections: upstream and Redis connections, files.
+const FD_RESERVE: u64 = 1024;
 /// After the grace period, how long cancelled streams get to send their final status.
 const STOP_FLUSH: Duration = Duration::from_secs(5);
 
@@ -76,6 +74,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     grace: Duration,
     cors: Option<CorsConfig>,
+    connections: ConnLimits,
+    admin_connections: ConnLimits,
 }
 
 impl Server {
@@ -96,6 +96,8 @@ impl Server {
             gateway,
             grace: config.shutdown_grace,
             cors: config.cors.clone(),
+            connections: fit_descriptors(config.connections, config.admin_connections),
+            admin_connections: config.admin_connections,
         })
     }
 
@@ -136,16 +138,7 @@ impl Server {
         let front = Front::new(routes, self.gateway.clone());
         let app =
             tower::util::option_layer(self.cors.as_ref().map(crate::front::cors)).layer(front);
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        http.http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .max_concurrent_streams(1024);
-        let http = Arc::new(http);
+        let http = Arc::new(accept::http_builder());
         let graceful = GracefulShutdown::new();
         match (self.local_addr(), self.admin_addr()) {
             (Ok(addr), Ok(admin)) => {
@@ -161,6 +154,7 @@ impl Server {
         });
         let admin_task = tokio::spawn(crate::admin::serve(
             self.admin,
+            self.admin_connections,
             admin,
             admin_stop.clone().cancelled_owned(),
         ));
@@ -178,42 +172,22 @@ impl Server {
             })
         };
 
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let watcher = graceful.watcher();
-            let (http, app, tls) = (http.clone(), app.clone(), self.tls.clone());
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let served = match tls {
-                    None => serve_conn(&http, watcher, tcp, app).await,
-                    Some(tls) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                            Ok(Ok(stream)) => serve_conn(&http, watcher, stream, app).await,
-                            Ok(Err(e)) => Err(format!("TLS handshake: {e}").into()),
-                            Err(_) => Err("TLS handshake timed out".into()),
-                        }
-                    }
-                };
-                if let Err(e) = served {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
+        let service = TowerToHyperService::new(app);
+        let metrics = self.gateway.metrics.connections("grpc");
+        accept::serve(
+            self.listener,
+            self.connections,
+            self.tls,
+            http,
+            service,
+            &graceful,
+            Some(metrics),
+            shutdown,
+        )
+        .await;
 
         tracing::info!(grace = ?self.grace, "shutting down: draining");
         set_health(&health, ServingStatus::NotServing).await;
-        drop(self.listener);
         self.gateway.lifecycle.draining.cancel();
         let drained = graceful.shutdown();
         tokio::pin!(drained);
@@ -238,22 +212,29 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status(SERVICE_NAME, status).await;
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Everything above the connection: CORS (when configured), then the door for the content type.
-type App = tower::util::Either<tower_http::cors::Cors<Front>, Front>;
-
-async fn serve_conn<I>(
-    http: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    io: I,
-    app: App,
-) -> Result<(), BoxError>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
-    watcher.watch(conn).await
+/// Raises the process's open-file soft limit to its hard limit, and keeps the connection caps below it, so
+/// a crowd of connections meets the cap (and its eviction) rather than EMFILE.
+fn fit_descriptors(main: ConnLimits, admin: ConnLimits) -> ConnLimits {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            return main;
+        }
+    };
+    let room = soft.saturating_sub(FD_RESERVE + admin.max_connections as u64) as usize;
+    if main.max_connections > room {
+        tracing::warn!(
+            configured = main.max_connections,
+            open_file_limit = soft,
+            used = room.max(1),
+            "server.max_connections lowered to fit the open-file limit"
+        );
+    }
+    ConnLimits {
+        max_connections: main.max_connections.min(room).max(1),
+        ..main
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -50,6 +50,9 @@ pub(super) fn upstream(
     if !(u.tokens_per_second.is_finite() && u.tokens_per_second > 0.0) {
         return err(format!("{at}.tokens_per_second: must be a positive number"));
     }
+    if u.max_retry_after > std::time::Duration::from_secs(3600) {
+        return err(format!("{at}.max_retry_after: must be at most 1h"));
+    }
     if u.max_response_bytes < 1024 {
         return err(format!("{at}.max_response_bytes: must be at least 1024"));
     }

@@ -75,6 +75,15 @@ struct RawServer {
     #[serde(default = "defaults::grace", deserialize_with = "duration")]
     shutdown_grace: Duration,
     tls: Option<RawTls>,
+    #[serde(
+        default = "defaults::first_request_timeout",
+        deserialize_with = "duration"
+    )]
+    first_request_timeout: Duration,
+    #[serde(default = "defaults::idle_timeout", deserialize_with = "duration")]
+    idle_timeout: Duration,
+    #[serde(default = "defaults::max_connections")]
+    max_connections: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +199,15 @@ struct RawRoute {
 
 mod defaults {
     use std::time::Duration;
+    pub fn first_request_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
     pub fn grace() -> Duration {
         Duration::from_secs(30)
     }
@@ -277,6 +295,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// SHA-256 of the admin key; without one the usage API is off.
     pub admin_key: Option<[u8; 32]>,
+    /// What a connection may hold, on the gateway's port and on the admin port.
+    pub connections: crate::accept::ConnLimits,
+    pub admin_connections: crate::accept::ConnLimits,
     pub scaling: ScalingConfig,
     pub tracing: TracingConfig,
     pub interactive: InteractiveConfig,
@@ -473,6 +494,19 @@ impl Config {
         if i.max_history_bytes < 1024 {
             return err("interactive.max_history_bytes: must be at least 1024");
         }
+        let limits = |max_connections| crate::accept::ConnLimits {
+            first_request: raw.server.first_request_timeout,
+            idle: raw.server.idle_timeout,
+            max_connections,
+        };
+        if raw.server.first_request_timeout.is_zero() || raw.server.idle_timeout.is_zero() {
+            return err("server: first_request_timeout and idle_timeout must be longer than 0");
+        }
+        if raw.server.max_connections == 0 || raw.admin.max_connections == 0 {
+            return err("server.max_connections and admin.max_connections: must be at least 1");
+        }
+        let connections = limits(raw.server.max_connections);
+        let admin_connections = limits(raw.admin.max_connections);
         Ok(Config {
             listen: raw.server.listen,
             shutdown_grace: raw.server.shutdown_grace,
@@ -484,6 +518,8 @@ impl Config {
             log_format: raw.log.format,
             admin_listen: raw.admin.listen,
             admin_key,
+            connections,
+            admin_connections,
             scaling: raw.scaling,
             tracing: raw.tracing,
             interactive: InteractiveConfig {

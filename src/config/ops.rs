@@ -62,6 +62,8 @@ pub(super) struct RawAdmin {
     #[serde(default = "defaults::admin_listen")]
     pub listen: SocketAddr,
     pub key_env: Option<String>,
+    #[serde(default = "defaults::admin_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for RawAdmin {
@@ -69,12 +71,17 @@ impl Default for RawAdmin {
         RawAdmin {
             listen: defaults::admin_listen(),
             key_env: None,
+            max_connections: defaults::admin_max_connections(),
         }
     }
 }
 
 mod defaults {
     use std::time::Duration;
+
+    pub fn admin_max_connections() -> usize {
+        256
+    }
 
     pub fn service_name() -> String {
         "aigw".into()

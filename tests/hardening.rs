@@ -1,0 +1,145 @@
+//! Hostile clients: connections that never speak, crowds of them, and connections left idle, on the gateway's
+//! port and on the admin port. Closing is awaited with a generous guard against hangs, never timed.
+
+mod common;
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Guards a wait for the gateway to act: long enough for a loaded machine, short enough to end a hung test.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+fn hardened(server: &str, admin: &str) -> aigw::config::Config {
+    let text = mock_config_text(server, 1_000_000).replace(
+        "[[keys]]",
+        &format!("[admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n[[keys]]"),
+    );
+    config(&text)
+}
+
+/// Opens a connection and sends `first` (maybe nothing).
+async fn connect(addr: SocketAddr, first: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    if !first.is_empty() {
+        tcp.write_all(first).await.unwrap();
+    }
+    tcp
+}
+
+/// Reads until the peer closes the connection; whatever it answered on the way is returned.
+async fn until_closed(mut tcp: TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(HANG_GUARD, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the gateway kept a silent connection open");
+    got
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[tokio::test]
+async fn connections_that_never_send_a_request_are_closed_on_both_ports() {
+    let gw = Gateway::start(hardened(r#"first_request_timeout = "1s""#, "")).await;
+    let mut silent = Vec::new();
+    for addr in [gw.addr, gw.admin] {
+        for first in [
+            &b""[..],
+            b"G",
+            H2_PREFACE,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        ] {
+            for _ in 0..5 {
+                silent.push(connect(addr, first).await);
+            }
+        }
+    }
+    let closed = futures_util::future::join_all(silent.into_iter().map(until_closed)).await;
+    assert_eq!(closed.len(), 40);
+    let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+    for listener in ["grpc", "admin"] {
+        let series = format!(
+            r#"aigw_connections_closed_total{{listener="{listener}",reason="first_request_timeout"}}"#
+        );
+        assert!(metric(&metrics, &series) >= 20.0, "{series}");
+    }
+}
+
+#[tokio::test]
+async fn a_crowd_of_silent_connections_cannot_starve_callers() {
+    // A cap of 16 on each port, and 60 silent connections at each: the newest evict the oldest silent ones.
+    let gw = Gateway::start(hardened(
+        r#"max_connections = 16
+        first_request_timeout = "60s""#,
+        "max_connections = 16",
+    ))
+    .await;
+    let mut crowd = Vec::new();
+    for addr in [gw.addr, gw.admin] {
+        for _ in 0..60 {
+            crowd.push(connect(addr, b"").await);
+        }
+    }
+    // A real call and the probes are still answered.
+    let resp = gw
+        .client()
+        .await
+        .generate(authed(generate("big", "hi"), KEY))
+        .await
+        .unwrap();
+    assert!(!resp.into_inner().content.is_empty());
+    let (status, _) = admin_get(&gw, "/healthz", None).await;
+    assert_eq!(status, 200);
+    let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+    for listener in ["grpc", "admin"] {
+        let series =
+            format!(r#"aigw_connections_closed_total{{listener="{listener}",reason="evicted"}}"#);
+        assert!(metric(&metrics, &series) >= 44.0, "{series}");
+        let open = format!(r#"aigw_connections_open{{listener="{listener}"}}"#);
+        assert!(metric(&metrics, &open) <= 17.0, "{open}");
+    }
+    drop(crowd);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_but_a_long_call_is_not_cut() {
+    let gw = Gateway::start(hardened(r#"idle_timeout = "1s""#, "")).await;
+    // One request, answered, then nothing: the connection is closed after the idle timeout.
+    let mut tcp = connect(
+        gw.admin,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await;
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    until_closed(tcp).await;
+
+    // A stream slower than the idle timeout (the mock's answer at 10 tokens a second) is answered whole.
+    let slow = mock_config_text(r#"idle_timeout = "1s""#, 10);
+    let gw = Gateway::start(config(&slow)).await;
+    let mut stream = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("big", "tell me a long story"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut complete = false;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        complete |= chunk.is_complete;
+    }
+    assert!(complete);
+}
