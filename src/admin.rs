@@ -105,8 +105,8 @@ impl Admin {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|k| <[u8; 32]>::from(Sha256::digest(k.trim().as_bytes())));
+            .and_then(crate::auth::bearer)
+            .map(|k| <[u8; 32]>::from(Sha256::digest(k.as_bytes())));
         match given {
             Some(digest) if bool::from(digest.ct_eq(key)) => Ok(()),
             _ => Err(reply(

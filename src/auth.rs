@@ -80,12 +80,7 @@ impl KeyStore {
         let key = header
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+            .and_then(bearer)
             .ok_or(GatewayError::Unauthenticated(
                 "authorization metadata must be 'Bearer <key>'",
             ))?;
@@ -97,9 +92,32 @@ impl KeyStore {
     }
 }
 
+/// The credentials of an `authorization: Bearer <key>` value. One rule for every door (gRPC, REST, admin):
+/// the scheme is case-insensitive, as HTTP auth schemes are (RFC 9110 §11.1), and the key is trimmed.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, key) = value.trim_start().split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_rule() {
+        for (value, key) in [
+            ("Bearer sk-1", Some("sk-1")),
+            ("bearer sk-1", Some("sk-1")),
+            ("BEARER   sk-1  ", Some("sk-1")),
+            ("Basic sk-1", None),
+            ("Bearer ", None),
+            ("Bearersk-1", None),
+            ("sk-1", None),
+        ] {
+            assert_eq!(bearer(value), key, "{value:?}");
+        }
+    }
     use crate::config::KeyLimits;
 
     /// A key that may use every model, with no limits.

@@ -11,7 +11,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, Method, Request, Response};
+use futures_util::FutureExt;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tonic::{body::Body, service::Routes};
 use tonic_web::GrpcWebService;
 use tower::Service;
@@ -77,7 +78,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> BoxFuture {
-        match Door::of(req.headers()) {
+        let door = Door::of(req.headers());
+        let call: BoxFuture = match door {
             Door::Grpc => {
                 let call = self.grpc.call(req.map(Body::new));
                 Box::pin(async move { Ok(call.await?.map(Body::new)) })
@@ -87,8 +89,65 @@ where
                 let gateway = self.gateway.clone();
                 Box::pin(async move { Ok(crate::rest::serve(gateway, req).await) })
             }
-        }
+        };
+        guard(door, self.gateway.metrics.panics.clone(), call)
     }
+}
+
+/// A panic in a handler must not reach the client as a reset: it ends its call with INTERNAL (500 on the
+/// REST door), and is counted.
+fn guard(door: Door, panics: prometheus::IntCounterVec, call: BoxFuture) -> BoxFuture {
+    Box::pin(
+        std::panic::AssertUnwindSafe(call)
+            .catch_unwind()
+            .map(move |result| match result {
+                Ok(resp) => resp,
+                Err(_) => {
+                    panics.with_label_values(&["handler"]).inc();
+                    tracing::error!(?door, "a request handler panicked: answered INTERNAL");
+                    Ok(panicked(door))
+                }
+            }),
+    )
+}
+
+/// The answer to a call whose handler panicked, in its door's form.
+pub fn panicked(door: Door) -> Response<Body> {
+    const MESSAGE: &str = "internal error: the gateway failed while handling the call";
+    let mut resp = match door {
+        Door::Rest => {
+            let json = serde_json::json!({"error": {"message": MESSAGE, "type": "server_error", "code": null}});
+            let mut resp = Response::new(Body::new(http_body_util::Full::new(Bytes::from(
+                json.to_string(),
+            ))));
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return resp;
+        }
+        // gRPC's trailers-only form: the status in the headers, no body.
+        Door::Grpc => Response::new(Body::empty()),
+        Door::GrpcWeb => Response::new(Body::empty()),
+    };
+    let content_type = match door {
+        Door::GrpcWeb => "application/grpc-web+proto",
+        _ => "application/grpc",
+    };
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(tonic::Code::Internal as i32),
+    );
+    headers.insert(
+        "grpc-message",
+        HeaderValue::from_static(
+            "internal%20error%3A%20the%20gateway%20failed%20while%20handling%20the%20call",
+        ),
+    );
+    resp
 }
 
 /// Headers a browser script may read from an answer: gRPC(-Web)'s status, and the gateway's own.
@@ -122,6 +181,28 @@ pub fn cors(cfg: &CorsConfig) -> CorsLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_in_its_doors_form() {
+        let panics = crate::metrics::Metrics::new().panics;
+        for door in [Door::Grpc, Door::GrpcWeb, Door::Rest] {
+            let call: BoxFuture = Box::pin(async {
+                if true {
+                    panic!("a bug in a handler");
+                }
+                Ok(Response::new(Body::empty()))
+            });
+            let resp = guard(door, panics.clone(), call).await.unwrap();
+            match door {
+                Door::Rest => assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR),
+                _ => {
+                    assert_eq!(resp.status(), StatusCode::OK);
+                    assert_eq!(resp.headers()["grpc-status"], "13");
+                }
+            }
+        }
+        assert_eq!(panics.with_label_values(&["handler"]).get(), 3);
+    }
 
     #[test]
     fn doors_by_content_type() {

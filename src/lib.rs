@@ -12,6 +12,7 @@ pub mod bench;
 pub mod breaker;
 pub mod cache;
 pub mod chaos;
+pub mod codec;
 pub mod config;
 pub mod convert;
 pub mod cooling;

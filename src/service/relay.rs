@@ -192,6 +192,49 @@ pub async fn send_final<M>(tx: &Sender<Result<M, Status>>, msg: Result<M, Status
     let _ = tokio::time::timeout(FINAL_SEND_WAIT, tx.send(msg)).await;
 }
 
+/// Spawns a stream's task so that a panic in it still ends the stream with INTERNAL (counted in
+/// `aigw_panics_total`), never with OK and no final message, and never with a bare reset.
+pub fn spawn_guarded<M: Send + 'static>(
+    panics: prometheus::IntCounterVec,
+    tx: Sender<Result<M, Status>>,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if std::panic::AssertUnwindSafe(task)
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            panics.with_label_values(&["stream"]).inc();
+            tracing::error!("a stream task panicked: ended with INTERNAL");
+            let status =
+                Status::internal("internal error: the gateway failed while streaming the answer");
+            send_final(&tx, Err(status)).await;
+        }
+    });
+}
+
 pub fn client_gone() -> GatewayError {
     GatewayError::Cancelled("the client cancelled or went away".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stream_task_that_panics_ends_its_stream_with_internal() {
+        let panics = crate::metrics::Metrics::new().panics;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(4);
+        let sender = tx.clone();
+        spawn_guarded(panics.clone(), tx, async move {
+            let _ = sender.send(Ok(1)).await;
+            panic!("a bug mid-stream");
+        });
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 1);
+        let last = rx.recv().await.unwrap().unwrap_err();
+        assert_eq!(last.code(), tonic::Code::Internal);
+        assert!(rx.recv().await.is_none());
+        assert_eq!(panics.with_label_values(&["stream"]).get(), 1);
+    }
 }

@@ -104,7 +104,10 @@ pub async fn handle(
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let request_id = start.request_id.clone();
     let messages = req.messages;
-    tokio::spawn(
+    let panics = gw.metrics.panics.clone();
+    relay::spawn_guarded(
+        panics,
+        tx.clone(),
         async move {
             let limits = limits(
                 &gw,
@@ -203,7 +206,10 @@ fn replay(
     span: tracing::Span,
 ) -> Chunks {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    tokio::spawn(
+    let panics = gw.metrics.panics.clone();
+    relay::spawn_guarded(
+        panics,
+        tx.clone(),
         async move {
             let limits = limits(&gw, &model, deadline, started, "cache");
             let last = StreamChunk {

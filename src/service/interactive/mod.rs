@@ -84,7 +84,10 @@ pub async fn handle(
         }
     };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    tokio::spawn(
+    let panics = gw.metrics.panics.clone();
+    relay::spawn_guarded(
+        panics,
+        tx.clone(),
         session
             .run(gw, inbound, tx, session_deadline, log)
             .instrument(span),
@@ -209,7 +212,8 @@ impl Session {
                 _ = sleep_until(deadline) => outcome = Err(expired(deadline)),
                 _ = tx.closed() => outcome = Err(relay::client_gone()),
                 done = join(&mut in_flight), if in_flight.is_some() => {
-                    if let (Some(f), Ok(ended)) = (in_flight.take(), done) {
+                    if let Some(f) = in_flight.take() {
+                        let ended = settle(f.turn, done, &gw.metrics.panics);
                         if let Some((usage, estimated)) = ended.usage {
                             log.add_usage(Some(&usage), estimated);
                         }
@@ -283,6 +287,29 @@ impl Session {
     }
 }
 
+/// How a turn's task ended. A task that panicked (or was aborted) still answers its turn, in-band with
+/// INTERNAL, so the session never goes quiet, nor ends OK, with a turn unanswered.
+fn settle(
+    turn: u32,
+    done: Result<turn::Outcome, tokio::task::JoinError>,
+    panics: &prometheus::IntCounterVec,
+) -> turn::Outcome {
+    done.unwrap_or_else(|e| {
+        panics.with_label_values(&["turn"]).inc();
+        tracing::error!(
+            turn,
+            panicked = e.is_panic(),
+            "a turn's task failed: answered INTERNAL"
+        );
+        let err = GatewayError::Internal("the turn failed unexpectedly; send it again".into());
+        turn::Outcome {
+            answer: None,
+            usage: None,
+            last: turn_error(turn, &err),
+        }
+    })
+}
+
 async fn join(f: &mut Option<InFlight>) -> Result<turn::Outcome, tokio::task::JoinError> {
     match f {
         Some(f) => (&mut f.task).await,
@@ -306,5 +333,33 @@ async fn send_bounded(
         sent = send(tx, msg) => sent,
         _ = stop.cancelled() => Err(GatewayError::ShuttingDown),
         _ = sleep_until(deadline) => Err(expired(deadline)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_turn_whose_task_panicked_is_answered_in_band() {
+        let panics = crate::metrics::Metrics::new().panics;
+        let task = tokio::spawn(async {
+            if true {
+                panic!("a bug in the turn");
+            }
+            turn::Outcome {
+                answer: None,
+                usage: None,
+                last: response(1, Event::Error(TurnError::default())),
+            }
+        });
+        let ended = settle(3, task.await, &panics);
+        assert!(ended.answer.is_none() && ended.usage.is_none());
+        assert_eq!(ended.last.turn, 3);
+        let Some(Event::Error(e)) = ended.last.event else {
+            panic!("no TurnError: {:?}", ended.last)
+        };
+        assert_eq!(e.code, Code::Internal as i32);
+        assert_eq!(panics.with_label_values(&["turn"]).get(), 1);
     }
 }
