@@ -72,7 +72,7 @@ fn from_openai(c: &mut Criterion) {
     let mut g = c.benchmark_group("OpenAI JSON to proto");
     g.bench_function("completion -> GenerateResponse, encoded", |b| {
         b.iter(|| {
-            let done = convert::completion(black_box(completion)).expect("valid");
+            let done = convert::completion(black_box(completion), false).expect("valid");
             GenerateResponse {
                 content: done.content,
                 model: done.model,

@@ -154,7 +154,8 @@ pub fn usage(u: WireUsage) -> Usage {
 }
 
 /// A non-streamed answer's body, parsed; the error says what is wrong with it.
-pub fn completion(body: &[u8]) -> Result<Completion, String> {
+/// A whole answer; its log probabilities only when the client asked for them (`logprobs`), and bounded.
+pub fn completion(body: &[u8], logprobs: bool) -> Result<Completion, String> {
     let parsed: ChatCompletion =
         serde_json::from_slice(body).map_err(|e| format!("invalid completion JSON: {e}"))?;
     let choice = parsed.choices.into_iter().next().ok_or("no choices")?;
@@ -170,7 +171,13 @@ pub fn completion(body: &[u8]) -> Result<Completion, String> {
         finish_reason: choice.finish_reason.unwrap_or_default(),
         usage: parsed.usage.map(usage),
         tool_calls: extras::from_wire_calls(choice.message.tool_calls.unwrap_or_default()),
-        logprobs: extras::from_wire_logprobs(choice.logprobs),
+        logprobs: {
+            let mut kept = Vec::new();
+            if logprobs {
+                extras::add_logprobs(&mut kept, &mut 0, choice.logprobs)?;
+            }
+            kept
+        },
     })
 }
 
@@ -202,6 +209,10 @@ pub struct Reading {
     pub end: StreamEnd,
     /// The answer's text pieces, joined across surrogate pairs split between chunks.
     pub text: Utf16Joiner,
+    /// The client asked for log probabilities: without that, an upstream's are dropped, never held.
+    pub logprobs: bool,
+    /// Bytes of log probabilities kept so far (see `extras::MAX_LOGPROB_BYTES`).
+    pub logprob_bytes: usize,
 }
 
 impl Reading {
@@ -240,14 +251,14 @@ pub fn chunk(data: &str, reading: &mut Reading) -> Result<Piece, ChunkError> {
     if let Some(reason) = choice.finish_reason {
         end.finish_reason = reason;
     }
-    let logprobs = extras::from_wire_logprobs(choice.logprobs);
-    if end.logprobs.len() + logprobs.len() > extras::MAX_LOGPROBS {
-        return Err(ChunkError::Malformed(format!(
-            "over {} logprobs",
-            extras::MAX_LOGPROBS
-        )));
+    if reading.logprobs {
+        extras::add_logprobs(
+            &mut end.logprobs,
+            &mut reading.logprob_bytes,
+            choice.logprobs,
+        )
+        .map_err(ChunkError::Malformed)?;
     }
-    end.logprobs.extend(logprobs);
     let text = choice
         .delta
         .content

@@ -48,8 +48,9 @@ pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "ima
 /// Bounds on what a stream's tool calls may grow to while they are re-assembled.
 pub const MAX_TOOL_CALLS: usize = 128;
 pub const MAX_TOOL_CALL_BYTES: usize = 4 << 20;
-/// Bound on the log probabilities kept for one answer.
-pub const MAX_LOGPROBS: usize = 1 << 20;
+/// Bound on the log probabilities kept for one answer, in bytes of tokens (plus 16 per entry for the number
+/// and the entry itself): an upstream cannot make the gateway hold, or send, more.
+pub const MAX_LOGPROB_BYTES: usize = 4 << 20;
 
 fn invalid(msg: String) -> GatewayError {
     GatewayError::InvalidArgument(msg)
@@ -121,6 +122,11 @@ pub fn check_message(list: &str, i: usize, m: &Message) -> Result<(), GatewayErr
             }
             Some(Part::ImageUrl(img)) if img.url.is_empty() => {
                 return Err(invalid(format!("{here}.image_url.url: required")))
+            }
+            Some(Part::ImageUrl(img)) if !image_url_allowed(&img.url) => {
+                return Err(invalid(format!(
+                    "{here}.image_url.url: only http, https and data URLs are accepted"
+                )))
             }
             Some(Part::Image(img)) if img.data.is_empty() => {
                 return Err(invalid(format!("{here}.image.data: required")))
@@ -258,6 +264,15 @@ pub fn content(m: &Message) -> Option<ChatContent<'_>> {
 
 fn detail(d: &str) -> Option<&str> {
     (!d.is_empty()).then_some(d)
+}
+
+/// Whether an image URL may go to an upstream: `http:`, `https:` or `data:` (scheme case-insensitive). Others
+/// (`file:`, `javascript:`, `ftp:` ...) could make an upstream or a tool read what it should not.
+pub fn image_url_allowed(url: &str) -> bool {
+    let scheme = url.split_once(':').map_or("", |(s, _)| s);
+    ["http", "https", "data"]
+        .iter()
+        .any(|ok| scheme.eq_ignore_ascii_case(ok))
 }
 
 /// `data:<mime>;base64,<data>`.
@@ -412,9 +427,33 @@ pub fn from_wire_calls(calls: Vec<AnswerToolCall>) -> Vec<ToolCall> {
         .collect()
 }
 
-pub fn from_wire_logprobs(l: Option<Logprobs>) -> Vec<TokenLogprob> {
-    l.and_then(|l| l.content)
-        .unwrap_or_default()
+/// Adds an answer's (or a chunk's) log probabilities to `kept`, whose size so far is `bytes`; refused past
+/// [`MAX_LOGPROB_BYTES`].
+pub fn add_logprobs(
+    kept: &mut Vec<TokenLogprob>,
+    bytes: &mut usize,
+    l: Option<Logprobs>,
+) -> Result<(), String> {
+    let Some(content) = l.and_then(|l| l.content) else {
+        return Ok(());
+    };
+    for t in &content {
+        *bytes += t.token.len() + 16;
+        *bytes += t
+            .top_logprobs
+            .iter()
+            .map(|t| t.token.len() + 16)
+            .sum::<usize>();
+    }
+    if *bytes > MAX_LOGPROB_BYTES {
+        return Err(format!("logprobs over {MAX_LOGPROB_BYTES} bytes"));
+    }
+    kept.extend(from_wire_logprobs(content));
+    Ok(())
+}
+
+fn from_wire_logprobs(content: Vec<crate::openai::WireLogprob>) -> Vec<TokenLogprob> {
+    content
         .into_iter()
         .map(|t| TokenLogprob {
             token: t.token,
@@ -790,7 +829,7 @@ mod tests {
                 {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
             "logprobs": {"content": [{"token": "a", "logprob": -0.5, "bytes": [97],
                 "top_logprobs": [{"token": "a", "logprob": -0.5}, {"token": "b", "logprob": -1.5}]}]}}]});
-        let done = convert::completion(body.to_string().as_bytes()).unwrap();
+        let done = convert::completion(body.to_string().as_bytes(), true).unwrap();
         assert_eq!(done.content, "");
         assert_eq!(done.finish_reason, "tool_calls");
         assert_eq!(done.tool_calls, vec![call("call_a", "f", "{\"x\":1}")]);
@@ -866,6 +905,21 @@ mod tests {
         let v = json!({"a": 1, "b": 1.5, "c": "s", "d": true, "e": null, "f": [1, {"g": []}]});
         let back = struct_to_json(&json_to_struct(v.as_object().unwrap().clone()));
         assert_eq!(Value::Object(back), v);
+    }
+
+    #[test]
+    fn only_web_and_data_image_urls_are_accepted() {
+        for (url, ok) in [
+            ("https://img.example/a.png", true),
+            ("HTTP://img.example/a.png", true),
+            ("data:image/png;base64,UE5H", true),
+            ("file:///etc/passwd", false),
+            ("javascript:alert(1)", false),
+            ("ftp://x/y.png", false),
+            ("img.example/a.png", false),
+        ] {
+            assert_eq!(image_url_allowed(url), ok, "{url}");
+        }
     }
 
     #[test]

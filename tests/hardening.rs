@@ -143,3 +143,170 @@ async fn an_idle_connection_is_closed_but_a_long_call_is_not_cut() {
     }
     assert!(complete);
 }
+
+/// Model "m" on a scripted upstream, one attempt per call, with an admin key.
+async fn scripted(script: Vec<upstream::Reply>) -> (upstream::Upstream, Gateway) {
+    let up = upstream::Upstream::start(script).await;
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\nkey_env = \"TEST_ADMIN_KEY\"";
+    let gw = Gateway::start(config(&priced_config_text(&up.base_url(), admin, "", ""))).await;
+    (up, gw)
+}
+
+/// A stream whose every chunk carries one character and a 1 MB logprob token.
+fn logprob_flood(chunks: usize) -> upstream::Reply {
+    let token = "x".repeat(1 << 20);
+    let mut events = vec![upstream::role_chunk()];
+    for _ in 0..chunks {
+        events.push(
+            serde_json::json!({"id": "s", "model": "up", "choices": [{"index": 0, "delta": {"content": "a"},
+                "logprobs": {"content": [{"token": token, "logprob": -0.1, "top_logprobs": []}]},
+                "finish_reason": null}]})
+            .to_string(),
+        );
+    }
+    events.push(upstream::finish_chunk("stop"));
+    events.push("[DONE]".into());
+    upstream::Reply::sse(&events)
+}
+
+#[tokio::test]
+async fn unrequested_logprobs_are_dropped_and_requested_ones_are_bounded() {
+    let (_up, gw) = scripted(vec![logprob_flood(12)]).await;
+    // Not asked for: the answer arrives whole, and its final message carries no logprobs.
+    let mut s = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("m", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(c) = s.message().await.unwrap() {
+        last = Some(c);
+    }
+    let last = last.unwrap();
+    assert!(last.is_complete && last.logprobs.is_empty());
+
+    // Asked for: past 4 MiB of them the stream ends with a clear error, not a 12 MB message.
+    let mut req = stream_request("m", "hi");
+    req.config = Some(aigw::proto::GenerationConfig {
+        logprobs: true,
+        ..Default::default()
+    });
+    let mut s = gw
+        .client()
+        .await
+        .stream_generate(authed(req, KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let (_, status) = read_to_error(&mut s).await;
+    assert_status(
+        &status,
+        tonic::Code::Unavailable,
+        "logprobs over 4194304 bytes",
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_status() {
+    let long = format!(r#"{{"error":{{"message":"{}"}}}}"#, "x".repeat(100_000));
+    let (_up, gw) = scripted(vec![upstream::Reply::json(400, &long)]).await;
+    // An upstream error body over 64 KB still gives its message's start, bounded.
+    let status = gw
+        .client()
+        .await
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("xxxxxxxx"),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().len() < 2048);
+
+    // A request that is not protobuf is the client's error.
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    static GARBAGE: [u8; 8] = [0, 0, 0, 0, 3, 0x0A, 0xFF, 0xFF];
+    let req = http::Request::post(format!("http://{}/holysheepai.AIService/Generate", gw.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            &GARBAGE,
+        )))
+        .unwrap();
+    let resp = http.request(req).await.unwrap();
+    let code = match resp.headers().get("grpc-status") {
+        Some(code) => code.to_str().unwrap().to_owned(),
+        None => {
+            use http_body_util::BodyExt;
+            let trailers = resp
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .trailers()
+                .cloned();
+            trailers.unwrap()["grpc-status"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(code, "3", "INVALID_ARGUMENT");
+
+    // Image URLs other than http(s) and data are refused by name.
+    let mut req = generate("m", "");
+    req.messages[0].content.clear();
+    req.messages[0].parts = vec![aigw::proto::ContentPart {
+        part: Some(aigw::proto::content_part::Part::ImageUrl(
+            aigw::proto::ImageUrl {
+                url: "file:///etc/passwd".into(),
+                detail: String::new(),
+            },
+        )),
+    }];
+    let status = gw
+        .client()
+        .await
+        .generate(authed(req, KEY))
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        tonic::Code::InvalidArgument,
+        "only http, https and data URLs",
+    );
+
+    // One Bearer rule on every door: the scheme's case does not matter, on the admin API too.
+    let (status, _) = admin_get_with(&gw, "/v1/usage", &format!("bearer {ADMIN_KEY}")).await;
+    assert_eq!(status, 200);
+    let mut lower = authed(generate("m", "hi"), KEY);
+    lower
+        .metadata_mut()
+        .insert("authorization", format!("bEaReR {KEY}").parse().unwrap());
+    assert_ne!(
+        gw.client()
+            .await
+            .generate(lower)
+            .await
+            .map_err(|s| s.code())
+            .err(),
+        Some(tonic::Code::Unauthenticated)
+    );
+}
+
+async fn admin_get_with(gw: &Gateway, path: &str, authorization: &str) -> (u16, String) {
+    let resp = http()
+        .get(format!("http://{}{path}", gw.admin))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}

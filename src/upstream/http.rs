@@ -207,9 +207,7 @@ impl HttpUpstream {
         }
         let retry_after = retry_after::parse(resp.headers(), SystemTime::now())
             .map(|(header, wait)| self.clamp(header, wait));
-        let body = read_bounded(&mut resp, ERROR_BODY_LIMIT)
-            .await
-            .unwrap_or_default();
+        let body = read_prefix(&mut resp, ERROR_BODY_LIMIT).await;
         let message = error_message(&body);
         Err(GatewayError::from_upstream_status(
             &self.name,
@@ -234,7 +232,7 @@ impl HttpUpstream {
                 BodyError::Transport(detail) => self.unavailable(detail),
             })?;
         match self.dialect {
-            Dialect::OpenAi => convert::completion(&body),
+            Dialect::OpenAi => convert::completion(&body, req.logprobs),
             Dialect::Anthropic => anthropic::completion(&body),
         }
         .map_err(|detail| self.protocol(detail))
@@ -250,7 +248,10 @@ impl HttpUpstream {
             upstream: self.name.clone(),
             resp,
             decoder: SseDecoder::new(self.max_response_bytes),
-            reading: Reading::default(),
+            reading: Reading {
+                logprobs: req.logprobs,
+                ..Reading::default()
+            },
             anthropic: (self.dialect == Dialect::Anthropic).then(Default::default),
             done: false,
             ended: false,
@@ -389,6 +390,20 @@ async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The first `limit` bytes of a body (all of it when shorter; what arrived when the transport failed): an error
+/// body is read for its message, and a huge one must neither be held nor lose the message.
+async fn read_prefix(resp: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == limit {
+            break;
+        }
+    }
+    body
 }
 
 /// The upstream's error message from an OpenAI error body, or the start of whatever text it sent.

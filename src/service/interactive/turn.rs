@@ -22,6 +22,10 @@ use crate::{
     service::relay::{self, Limits},
 };
 
+/// The most answer text a turn keeps for the session's history (the history itself is bounded further by
+/// `interactive.max_history_bytes`).
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
 pub struct Turn {
     pub number: u32,
     pub messages: Vec<Message>,
@@ -72,8 +76,14 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
             stop: &gw.lifecycle.stop,
             cancel: Some(&t.cancel),
         };
+        let mut overflow = false;
         let wrap = |delta: String| {
-            answer.push_str(&delta);
+            // The answer is kept for the history; past the bound it is not, and the turn fails below.
+            if answer.len() + delta.len() > MAX_ANSWER_BYTES {
+                overflow = true;
+            } else {
+                answer.push_str(&delta);
+            }
             response(number, Event::Delta(TurnDelta { delta }))
         };
         let pumped = relay::pump(first, &mut rest, &t.tx, wrap, &limits, &mut timing).await;
@@ -81,6 +91,12 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
             dispatched.route.route().report(Err(e));
         }
         let end = pumped?;
+        if overflow {
+            return Err(GatewayError::UpstreamProtocol {
+                upstream: dispatched.route.route().upstream.name().to_owned(),
+                detail: format!("the answer exceeded {MAX_ANSWER_BYTES} bytes, more than a session keeps"),
+            });
+        }
         let estimated = end.usage.is_none();
         let usage = end.usage.unwrap_or_else(|| convert::estimate_usage(&t.messages, answer.len()));
         t.admission.reconcile(usage.total_tokens.max(0) as u64);
