@@ -204,4 +204,30 @@ mod tests {
         b.record(t0 + Duration::from_secs(11), true);
         assert_eq!(b.state(), State::Closed);
     }
+
+    #[test]
+    fn the_default_breaker_stays_closed_for_a_flaky_upstream_and_opens_for_a_dead_one() {
+        let cfg = crate::config::Config::parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\nkind = \"mock\"\n\
+             [[models]]\nname = \"m\"\nmax_output_tokens = 10\nroutes = [{ upstream = \"u\", model = \"x\" }]\n",
+            |_| None,
+        )
+        .unwrap();
+        let policy = cfg.models[0].policy.breaker;
+        let b = Breaker::new(policy);
+        let mut rng = fastrand::Rng::with_seed(9);
+        let t0 = Instant::now();
+        // A quarter of 20,000 calls over 200 s fail at random: an ordinary bad day, not an outage.
+        for i in 0..20_000u64 {
+            let now = t0 + Duration::from_millis(i * 10);
+            assert!(b.allow(now), "opened after {i} calls");
+            b.record(now, rng.f64() >= 0.25);
+        }
+        // Every call fails: it opens.
+        let t1 = t0 + Duration::from_secs(300);
+        for _ in 0..policy.consecutive_failures {
+            b.record(t1, false);
+        }
+        assert_eq!(b.state(), State::Open);
+    }
 }

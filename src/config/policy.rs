@@ -206,10 +206,12 @@ impl RawPolicy {
                     .unwrap_or(10.0),
             },
             breaker: BreakerPolicy {
+                // Ten in a row: a sustained signal. Five happen every few hundred calls to an upstream failing
+                // a quarter of them, and an open breaker on a model's only route refuses everyone.
                 consecutive_failures: b
                     .consecutive_failures
                     .or(db.consecutive_failures)
-                    .unwrap_or(5),
+                    .unwrap_or(10),
                 failure_ratio: b.failure_ratio.or(db.failure_ratio).unwrap_or(0.5),
                 min_requests: b.min_requests.or(db.min_requests).unwrap_or(20),
                 window: b.window.or(db.window).unwrap_or(secs(30)),
