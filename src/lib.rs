@@ -22,6 +22,8 @@ pub mod error;
 pub mod extras;
 pub mod forecast;
 pub mod front;
+#[cfg(test)]
+mod fuzz;
 pub mod gateway;
 pub mod healthcheck;
 pub mod httpd;

@@ -5,6 +5,8 @@
 mod chat;
 mod error;
 mod request;
+#[cfg(test)]
+pub(crate) use request::parse as parse_request;
 mod wire;
 
 use std::sync::Arc;

@@ -1,0 +1,246 @@
+//! The fuzz harness: property tests, on stable Rust, of every parser of outside bytes — the SSE decoder, OpenAI
+//! chunks and completions, Anthropic events, the REST request parser, the Retry-After parser, `grpc-timeout`
+//! and the surrogate joiner. Each property runs a bounded number of cases in `cargo test` (`PROPTEST_CASES`
+//! raises it for a longer hunt); a failing input is shrunk and written to `src/fuzz.regressions`, which is
+//! committed, so it is replayed first on every later run. Inputs that once crashed the gateway are also kept
+//! below as named regression tests.
+
+use proptest::{
+    prelude::*,
+    test_runner::{Config, FileFailurePersistence},
+};
+
+use crate::{
+    convert::{self, Reading},
+    upstream::{
+        anthropic,
+        retry_after::{self, CEILING},
+        sse::{SseDecoder, SseError, SseEvent},
+    },
+};
+
+fn config() -> Config {
+    Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "src/fuzz.regressions",
+        ))),
+        ..Config::default()
+    }
+}
+
+/// Bytes that look like an event stream often enough to reach every branch, and sometimes do not.
+fn sse_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"data: ".to_vec()),
+        Just(b"data:".to_vec()),
+        Just(b"event: message_delta".to_vec()),
+        Just(b": keep-alive".to_vec()),
+        Just(b"id: 7".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"\n\n".to_vec()),
+        Just(b"[DONE]".to_vec()),
+        Just("안녕 😀".as_bytes().to_vec()),
+        Just(br#"{"choices":[{"delta":{"content":"hi"}}]}"#.to_vec()),
+        prop::collection::vec(any::<u8>(), 0..8),
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+/// All events of `input` fed in pieces cut at `cuts`, and the error that stopped it, if any.
+fn decode(input: &[u8], cuts: &[usize]) -> (Vec<SseEvent>, Option<SseError>) {
+    let mut d = SseDecoder::new(1 << 20);
+    let mut events = Vec::new();
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    points.push(input.len());
+    points.sort_unstable();
+    let mut at = 0;
+    for p in points {
+        d.push(&input[at..p]);
+        at = p;
+        loop {
+            match d.next_event() {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(e) => return (events, Some(e)),
+            }
+        }
+    }
+    (events, None)
+}
+
+/// A JSON document of bounded depth and size, with the field names upstreams use.
+fn json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+    ];
+    let key = prop_oneof![
+        Just("choices".to_owned()),
+        Just("delta".to_owned()),
+        Just("content".to_owned()),
+        Just("tool_calls".to_owned()),
+        Just("index".to_owned()),
+        Just("function".to_owned()),
+        Just("arguments".to_owned()),
+        Just("logprobs".to_owned()),
+        Just("usage".to_owned()),
+        Just("error".to_owned()),
+        Just("type".to_owned()),
+        Just("text".to_owned()),
+        Just("message".to_owned()),
+        Just("content_block".to_owned()),
+        Just("partial_json".to_owned()),
+        "[a-z_]{1,10}",
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(key.clone(), inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Text as a JavaScript server sends it: UTF-16 units, escaped `\uXXXX`, cut into pieces anywhere.
+fn js_pieces(text: &str, cuts: &[usize]) -> Vec<String> {
+    let units: Vec<u16> = text.encode_utf16().collect();
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (units.len() + 1)).collect();
+    points.push(units.len());
+    points.sort_unstable();
+    let mut at = 0;
+    points
+        .into_iter()
+        .map(|p| {
+            let piece: String = units[at..p].iter().map(|u| format!("\\u{u:04x}")).collect();
+            at = p;
+            piece
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn sse_events_do_not_depend_on_where_the_bytes_split(
+        input in sse_bytes(),
+        cuts in prop::collection::vec(any::<usize>(), 0..10),
+    ) {
+        prop_assert_eq!(decode(&input, &cuts), decode(&input, &[]));
+    }
+
+    #[test]
+    fn openai_chunks_never_panic(data in prop_oneof![".{0,64}", json().prop_map(|v| v.to_string())]) {
+        let mut reading = Reading { logprobs: true, ..Reading::default() };
+        let _ = convert::chunk(&data, &mut reading);
+        let _ = convert::completion(data.as_bytes(), true);
+    }
+
+    #[test]
+    fn openai_chunk_shapes_never_panic(choice in json(), usage in json()) {
+        let data = serde_json::json!({"id": "x", "choices": [choice], "usage": usage}).to_string();
+        let _ = convert::chunk(&data, &mut Reading { logprobs: true, ..Reading::default() });
+    }
+
+    #[test]
+    fn anthropic_events_never_panic(kind in prop_oneof![
+        Just("message_start"), Just("content_block_start"), Just("content_block_delta"),
+        Just("message_delta"), Just("message_stop"), Just("error"), Just("ping"), Just("other"),
+    ], body in json()) {
+        let mut event = match body {
+            serde_json::Value::Object(m) => serde_json::Value::Object(m),
+            other => serde_json::json!({"delta": other}),
+        };
+        event["type"] = serde_json::Value::from(kind);
+        let mut state = anthropic::StreamState::default();
+        let _ = anthropic::event(&event.to_string(), &mut state, &mut Reading::default());
+        let _ = anthropic::completion(event.to_string().as_bytes());
+    }
+
+    #[test]
+    fn rest_requests_never_panic(body in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        json().prop_map(|v| v.to_string().into_bytes()),
+        (json(), json()).prop_map(|(m, extra)| serde_json::json!({
+            "model": "m", "messages": [m], "stream": extra.is_object(), "tools": extra,
+        }).to_string().into_bytes()),
+    ]) {
+        let _ = crate::rest::parse_request(&body);
+    }
+
+    #[test]
+    fn waits_from_headers_never_panic_and_stay_bounded(text in prop_oneof![
+        ".{0,40}", "[0-9]{1,40}", "-?[0-9]{0,20}\\.?[0-9]{0,5}(e[0-9]{1,3})?",
+        "[0-9]{1,6}(h|m|s|ms)([0-9]{1,6}(m|s|ms))?",
+    ]) {
+        let now = std::time::SystemTime::now();
+        for wait in [
+            retry_after::retry_after(&text, now),
+            retry_after::millis(&text),
+            retry_after::reset(&text),
+        ].into_iter().flatten() {
+            prop_assert!(wait <= CEILING);
+        }
+    }
+
+    #[test]
+    fn grpc_timeouts_never_panic(text in ".{0,12}") {
+        let _ = crate::deadline::parse_grpc_timeout(&text);
+    }
+
+    #[test]
+    fn text_split_by_utf16_unit_arrives_whole(
+        text in "\\PC{0,24}",
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let mut reading = Reading::default();
+        let mut got = String::new();
+        for piece in js_pieces(&text, &cuts) {
+            let data = format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{piece}"}}}}]}}"#);
+            if let convert::Piece::Text(t) = convert::chunk(&data, &mut reading).unwrap() {
+                got.push_str(&t);
+            }
+        }
+        got.extend(reading.text.finish());
+        prop_assert_eq!(got, text);
+    }
+}
+
+/// Inputs that once took the gateway down, kept as they were reported.
+#[test]
+fn regressions() {
+    let now = std::time::SystemTime::now();
+    // A 429 with this Retry-After panicked adding it to an Instant.
+    assert_eq!(
+        retry_after::retry_after("18446744073709551615", now),
+        Some(CEILING)
+    );
+    // retry-after-ms: 1e30 panicked in Duration::from_secs_f64.
+    assert_eq!(retry_after::millis("1e30"), Some(CEILING));
+    // Found by this harness: a non-ASCII last character split the text inside it.
+    assert_eq!(crate::deadline::parse_grpc_timeout("1\u{f5929}"), None);
+    // An emoji's halves in two events failed the stream ("unexpected end of hex escape").
+    let mut reading = Reading::default();
+    let a = convert::chunk(
+        r#"{"choices":[{"delta":{"content":"\ud83d"}}]}"#,
+        &mut reading,
+    );
+    let b = convert::chunk(
+        r#"{"choices":[{"delta":{"content":"\ude00"}}]}"#,
+        &mut reading,
+    );
+    assert_eq!(
+        (a.unwrap(), b.unwrap()),
+        (convert::Piece::Progress, convert::Piece::Text("😀".into()))
+    );
+}
