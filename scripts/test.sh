@@ -4,7 +4,8 @@
 #   2. end-to-end tests (pytest): the built binary on the default config.toml, called by the real grpcurl
 #      and by Python clients with stubs generated from proto/ by grpcio-tools; smoke runs of the k6 script,
 #      the Locust gRPC user and bench/compare.py; the example clients in examples/ (Python, Node.js,
-#      gRPC-Web); the official `openai` SDK against the REST door.
+#      gRPC-Web); the official `openai` SDK against the REST door; checkov and hadolint on deploy/ and the
+#      Dockerfile.
 # Python packages go to .venv (pinned in tests/e2e/requirements.txt); the one system package is Debian's
 # redis-server, installed if missing, for the shared-state tests (they start and stop their own servers).
 set -euo pipefail
@@ -15,6 +16,12 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+# The deployment's linters (checkov on deploy/kubernetes, hadolint on the Dockerfile), in a venv of their own:
+# checkov's dependencies would otherwise fight the test clients' pins.
+if [ ! -x .venv-lint/bin/python ]; then
+  "$python" -m venv .venv-lint
+fi
+.venv-lint/bin/python -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements-lint.txt
 # The Node.js example clients' dependencies, pinned by their package-lock.json; the gRPC-Web client's stubs
 # are generated from proto/ by buf + protoc-gen-es, both from npm.
 npm ci --prefix examples/node --no-audit --no-fund --loglevel=error

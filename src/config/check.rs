@@ -42,7 +42,7 @@ pub(super) fn upstream(
             Some(v) if !v.is_empty() => Some(v),
             _ => {
                 return err(format!(
-                    "{at}.api_key_env: environment variable {var} is not set"
+                    "{at}.api_key_env: environment variable {var} is not set (nor {var}_FILE)"
                 ))
             }
         },
@@ -192,7 +192,7 @@ pub(super) fn keys(
             })?,
             (None, Some(var)) => match env(&var) {
                 Some(secret) if !secret.is_empty() => Sha256::digest(secret.as_bytes()).into(),
-                _ => return err(format!("{at}.env: environment variable {var} is not set")),
+                _ => return err(format!("{at}.env: environment variable {var} is not set (nor {var}_FILE)")),
             },
             _ => return err(format!("{at}: set exactly one of sha256 or env")),
         };

@@ -425,12 +425,24 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A secret named by the config: the environment variable `var`, or else the file that `<var>_FILE` names
+/// (the containers' convention for secrets mounted as files: Kubernetes, Docker and Compose secrets), its
+/// trailing newline trimmed.
+pub fn env_or_file(var: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(var) {
+        return Some(value);
+    }
+    let path = std::env::var_os(format!("{var}_FILE"))?;
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text, |var| std::env::var(var).ok())
+        Self::parse(&text, env_or_file)
     }
 
     /// Parses and validates config text; `env` looks up environment variables (injectable for tests).
@@ -462,7 +474,7 @@ impl Config {
                 }
                 None => {
                     return err(format!(
-                        "admin.key_env: environment variable {var} is not set"
+                        "admin.key_env: environment variable {var} is not set (nor {var}_FILE)"
                     ))
                 }
             },

@@ -73,7 +73,7 @@ impl RawShared {
                 Some(url) => url,
                 None => {
                     return err(format!(
-                        "shared.redis_url_env: environment variable {var} is not set"
+                        "shared.redis_url_env: environment variable {var} is not set (nor {var}_FILE)"
                     ))
                 }
             },

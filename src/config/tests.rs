@@ -282,3 +282,24 @@ fn shared_state_takes_one_redis_url_and_never_prints_it() {
         assert!(e.contains(field), "{bad}: {e}");
     }
 }
+
+#[test]
+fn secrets_come_from_the_environment_or_a_file_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "sk-from-a-file\n").unwrap();
+    // Names only this test uses: the environment is shared by the test threads.
+    std::env::set_var("AIGW_CFG_TEST_SECRET_FILE", &path);
+    assert_eq!(
+        super::env_or_file("AIGW_CFG_TEST_SECRET").as_deref(),
+        Some("sk-from-a-file")
+    );
+    std::env::set_var("AIGW_CFG_TEST_OTHER", "from-env");
+    std::env::set_var("AIGW_CFG_TEST_OTHER_FILE", &path);
+    assert_eq!(
+        super::env_or_file("AIGW_CFG_TEST_OTHER").as_deref(),
+        Some("from-env"),
+        "the variable itself wins"
+    );
+    assert_eq!(super::env_or_file("AIGW_CFG_TEST_UNSET"), None);
+}

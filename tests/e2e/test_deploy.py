@@ -3,8 +3,11 @@
 agree with that config and with what a running gateway serves."""
 
 import os
+import shutil
 import subprocess
+import sys
 import tomllib
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -46,14 +49,65 @@ def test_every_manifest_parses_and_the_kustomization_lists_files_that_exist():
     assert docs("keda-scaledobject.yaml")[0]["kind"] == "ScaledObject"
 
 
-def test_the_shared_redis_is_the_reference_one():
+def test_the_shared_redis_is_the_reference_one_with_its_password():
     cfg = config()
-    keys = {d["metadata"]["name"]: d for d in docs("secret.yaml")}["aigw-keys"]
-    url = keys["stringData"][cfg["shared"]["redis_url_env"]]
+    secrets = {d["metadata"]["name"]: d for d in docs("secret.yaml")}
+    url = urllib.parse.urlsplit(secrets["aigw-keys"]["stringData"][cfg["shared"]["redis_url_env"]])
     svc = one("redis.yaml", "Service")
-    host, port = url.removeprefix("redis://").split("/")[0].split(":")
-    assert host == svc["metadata"]["name"]
-    assert int(port) == svc["spec"]["ports"][0]["port"]
+    assert url.hostname == svc["metadata"]["name"]
+    assert url.port == svc["spec"]["ports"][0]["port"]
+    # Redis requires the password the gateway's URL carries, from a secret mounted as its config file.
+    redis = one("redis.yaml", "StatefulSet")["spec"]["template"]["spec"]
+    (c,) = redis["containers"]
+    (mount,) = c["volumeMounts"]
+    volume = {v["name"]: v for v in redis["volumes"]}[mount["name"]]
+    conf = secrets[volume["secret"]["secretName"]]["stringData"]["redis.conf"]
+    assert conf == f"requirepass {url.password}"
+    assert c["args"][0] == mount["mountPath"] + "/redis.conf"
+
+
+def test_every_object_is_namespaced_and_pods_mount_no_token():
+    for name in docs("kustomization.yaml")[0]["resources"]:
+        for d in docs(name):
+            if d["kind"] != "Namespace":
+                assert d["metadata"]["namespace"] == "aigw", (name, d["metadata"]["name"])
+    for name, kind in (("deployment.yaml", "Deployment"), ("redis.yaml", "StatefulSet")):
+        pod = one(name, kind)["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+        for c in pod["containers"]:
+            assert "@sha256:" in c["image"], c["image"]
+
+
+def test_network_policies_fence_the_admin_port_and_redis():
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs("networkpolicy.yaml")}
+    gateway, redis = policies["aigw"], policies["aigw-redis"]
+    ports = lambda rule: {p["port"] for p in rule.get("ports", [])}
+    public = [r for r in gateway["ingress"] if "from" not in r]
+    assert [ports(r) for r in public] == [{"grpc"}], "only the gRPC port is open to all"
+    (admin,) = [r for r in gateway["ingress"] if "admin" in ports(r)]
+    assert admin["from"], "the admin port has a source"
+    (only,) = redis["ingress"]
+    assert only["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "aigw"}}}]
+    assert redis["egress"] == []
+
+
+def lint_tool(name):
+    tool = shutil.which(name, path=str(ROOT / ".venv-lint" / "bin"))
+    assert tool, f"{name} not installed (scripts/test.sh installs it into .venv-lint)"
+    return tool
+
+
+def test_checkov_passes_on_the_manifests():
+    done = subprocess.run([lint_tool("checkov"), "--config-file", "deploy/checkov.yaml", "-d", "deploy/kubernetes"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    assert "Failed checks: 0" in done.stdout, done.stdout[-2000:]
+
+
+def test_hadolint_passes_on_the_dockerfile():
+    done = subprocess.run([lint_tool("hadolint"), "--config", "deploy/hadolint.yaml", "Dockerfile"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_configmap_config_is_valid(tmp_path):
@@ -92,11 +146,13 @@ def test_the_deployment_agrees_with_the_config():
         assert path.startswith(tls_dir["mountPath"] + "/"), path
     volumes = {v["name"]: v for v in pod["volumes"]}
     tls_secret = volumes[tls_dir["name"]]["secret"]["secretName"]
-    # Every variable the config reads comes from the keys secret.
-    (source,) = c["envFrom"]
+    # Every variable the config reads comes from the keys secret, mounted as files: <var>_FILE names its file.
+    assert "envFrom" not in c, "secrets as files, not environment variables"
     secrets = {d["metadata"]["name"]: d for d in docs("secret.yaml")}
-    keys = secrets[source["secretRef"]["name"]]
+    keys_mount = mounts["/etc/aigw/secrets"]
+    keys = secrets[volumes[keys_mount["name"]]["secret"]["secretName"]]
     for name in env_vars_named(cfg):
+        assert env[f"{name}_FILE"] == f"/etc/aigw/secrets/{name}", name
         assert name in keys["stringData"], name
     assert secrets[tls_secret]["type"] == "kubernetes.io/tls"
     for path in (cfg["server"]["tls"]["cert"], cfg["server"]["tls"]["key"]):
