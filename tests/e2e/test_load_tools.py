@@ -74,3 +74,18 @@ def test_goodput_script_smoke(tmp_path):
     assert clean["aigw_ok"] == clean["calls"] == clean["direct_ok"] == 40, clean
     assert faulty["upstream_requests_aigw"] > faulty["calls"], "faults were injected and retried"
     assert all(r["early_retries_aigw"] == 0 for r in rows), rows
+
+
+def test_soak_script_smoke(tmp_path):
+    """bench/soak.py runs end to end: all four loads make calls, the cancelled streams end DEADLINE_EXCEEDED,
+    and memory and descriptors are sampled."""
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    done = subprocess.run([sys.executable, "bench/soak.py", "--smoke", "--aigw", binary, "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "soak.json").read_text())
+    calls = result["calls"]
+    for name in ("unary", "streams", "sessions"):
+        assert calls[name]["ok"] > 0 and calls[name]["failed_runs"] == 0, calls
+    assert set(calls["cancellations"]["errors"]) <= {"DEADLINE_EXCEEDED", "CANCELLED"}, calls
+    assert len(result["samples"]) >= 10 and result["rss_kib"]["growth_percent"] is not None
