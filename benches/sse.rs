@@ -1,5 +1,6 @@
 //! SSE decoding: the bytes of an OpenAI stream to events, and to the text deltas the gateway relays (decoder
 //! plus chunk JSON), fed whole and in TCP-sized pieces. Run: `cargo bench --bench sse`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
 use std::hint::black_box;
 

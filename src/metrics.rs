@@ -40,14 +40,28 @@ pub struct Metrics {
     pub panics: IntCounterVec,
 }
 
+// The metric definitions below are static: names, help and labels are literals that are valid, and registered
+// once. Their `expect`s cannot fail at run time (a test builds every one), hence the allows.
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definition, built in every test"
+)]
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definition, built in every test"
+)]
 fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
     prometheus::IntGauge::new(name, help).expect("static metric definition")
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definition, built in every test"
+)]
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
@@ -57,6 +71,10 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 }
 
 impl Metrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions, registered once, built in every test"
+    )]
     pub fn new() -> Metrics {
         let m = Metrics {
             registry: Registry::new(),

@@ -1,5 +1,6 @@
 //! Upstreams of kind "anthropic": the scripted upstream speaks the Messages API (its JSON and its event
 //! stream), and gRPC and REST clients see the same answers as from an OpenAI upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `aigw bench` against real servers: the gateway in-process over gRPC, and `aigw mock-upstream` over REST.
 //! These check what the load generator counts, not how fast anything is.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The response cache, end to end: a scripted upstream that counts its calls, the gateway in front of it with
 //! caching on for model "m". (Expiry and eviction are unit-tested in `src/cache.rs` on paused time.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
 mod common;
 

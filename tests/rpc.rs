@@ -1,5 +1,6 @@
 //! Generate and StreamGenerate against a scripted upstream: the request the upstream sees, the answer the
 //! client gets, and every row of the error table.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
 mod common;
 

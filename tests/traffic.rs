@@ -1,5 +1,6 @@
 //! Traffic control against scripted upstreams: retries and Retry-After, fallback, breakers, the retry budget,
 //! stream limits, and the request id. Waits are asserted as lower bounds only (never "fast enough").
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
 mod common;
 

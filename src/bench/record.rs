@@ -81,6 +81,10 @@ struct Tally {
     last_done: Option<Instant>,
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "constant bounds that hdrhistogram accepts"
+)]
 fn histogram() -> Histogram<u64> {
     // 1 ns .. 1 hour; the bounds are constants, so this cannot fail.
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")

@@ -192,7 +192,11 @@ pub(super) fn keys(
             })?,
             (None, Some(var)) => match env(&var) {
                 Some(secret) if !secret.is_empty() => Sha256::digest(secret.as_bytes()).into(),
-                _ => return err(format!("{at}.env: environment variable {var} is not set (nor {var}_FILE)")),
+                _ => {
+                    return err(format!(
+                        "{at}.env: environment variable {var} is not set (nor {var}_FILE)"
+                    ))
+                }
             },
             _ => return err(format!("{at}: set exactly one of sha256 or env")),
         };

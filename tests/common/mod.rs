@@ -1,4 +1,7 @@
 //! Shared test harness: the gateway in-process on 127.0.0.1:0, a tonic client, a scripted upstream.
+
+// Test helpers: a failed set-up step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 pub mod redis;

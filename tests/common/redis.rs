@@ -1,6 +1,9 @@
 //! A real Redis for the tests: `redis-server` on a free loopback port, its data in a temporary directory,
 //! killed when dropped. scripts/test.sh installs Debian's redis-server when it is missing.
 
+// Test helpers: a failed set-up step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::{
     net::TcpStream,
     process::{Child, Command, Stdio},

@@ -2,6 +2,9 @@
 //! request, answers each with the next scripted reply (the last one repeats), and notices when the gateway
 //! closes a connection in the middle of a reply. Raw TCP so a script can split bytes anywhere, stall, or reset.
 
+// Test helpers: a failed set-up step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::{
     collections::VecDeque,
     net::SocketAddr,
