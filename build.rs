@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         // prost's codec, but a request that does not decode is INVALID_ARGUMENT (see src/codec.rs).
-        .codec_path("crate::codec::ProstCodec")
+        .codec_path("crate::grpc::codec::ProstCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use aigw::{
     config::MaxTokensField,
-    convert,
     proto::{GenerateResponse, GenerationConfig, Message, StreamChunk},
+    upstream::openai::convert,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use prost::Message as _;

@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use aigw::{convert, upstream::sse::SseDecoder};
+use aigw::{upstream::openai::convert, upstream::sse::SseDecoder};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const CHUNKS: usize = 256;

@@ -11,7 +11,7 @@ use proptest::{
 };
 
 use crate::{
-    convert::{self, Reading},
+    upstream::openai::convert::{self, Reading},
     upstream::{
         anthropic,
         retry_after::{self, CEILING},
@@ -195,7 +195,7 @@ proptest! {
 
     #[test]
     fn grpc_timeouts_never_panic(text in ".{0,12}") {
-        let _ = crate::deadline::parse_grpc_timeout(&text);
+        let _ = crate::core::deadline::parse_grpc_timeout(&text);
     }
 
     #[test]
@@ -228,7 +228,10 @@ fn regressions() {
     // retry-after-ms: 1e30 panicked in Duration::from_secs_f64.
     assert_eq!(retry_after::millis("1e30"), Some(CEILING));
     // Found by this harness: a non-ASCII last character split the text inside it.
-    assert_eq!(crate::deadline::parse_grpc_timeout("1\u{f5929}"), None);
+    assert_eq!(
+        crate::core::deadline::parse_grpc_timeout("1\u{f5929}"),
+        None
+    );
     // An emoji's halves in two events failed the stream ("unexpected end of hex escape").
     let mut reading = Reading::default();
     let a = convert::chunk(

@@ -1,48 +1,38 @@
 //! aigw: a gRPC gateway for large-language-model APIs.
 //!
-//! A request flows: [`server`] (TLS, HTTP/1.1 and HTTP/2) -> [`front`] (gRPC, gRPC-Web, or the OpenAI REST door
-//! [`rest`]) -> auth ([`auth`]) -> handler ([`service`]) -> core ([`gateway`]: checks, limits, [`cache`],
-//! [`router`], deadline) -> [`upstream`] (HTTP client speaking OpenAI or Anthropic, or the mock).
+//! The code is layered; each layer is a folder and depends only on the layers below it:
+//!
+//! | layer | what it holds |
+//! |---|---|
+//! | [`tools`] | the load generator, the mock upstream and its chaos mode, the health check (use everything) |
+//! | [`transport`] | the accept loop, TLS, HTTP/1.1 and HTTP/2, the doors by content type, trailers; builds the stack |
+//! | [`admin`], [`rest`], [`grpc`] | the admin listener; the OpenAI REST door; the three RPC handlers |
+//! | [`core`] | the gateway's state and the handles handlers get, deadlines, the response cache |
+//! | [`admission`] | client keys, per-key limits and budgets, the Redis-shared state |
+//! | [`routing`] | models to routes, and one call across them: retries, Retry-After, breakers, cooling |
+//! | [`observe`] | the per-call record, metrics, traces, the usage book, the forecast |
+//! | [`upstream`] | the HTTP client, its OpenAI and Anthropic dialects, SSE decoding, the in-process mock |
+//! | [`config`], [`error`], [`proto`] | validated configuration, the one error type, the generated contract |
+//!
+//! A request flows down the table and its answer back up: [`transport`] -> [`grpc`] (or [`rest`], which calls
+//! the same handlers) -> [`core`] checks, [`admission`], the cache -> [`routing`] -> [`upstream`]; [`observe`]
+//! records it on the way. `docs/architecture.md` maps each behaviour to its file.
 #![forbid(unsafe_code)]
 
-pub mod accept;
 pub mod admin;
-pub mod auth;
-pub mod bench;
-pub mod breaker;
-pub mod cache;
-pub mod chaos;
-pub mod codec;
+pub mod admission;
 pub mod config;
-pub mod convert;
-pub mod cooling;
-pub mod deadline;
-pub mod dispatch;
+pub mod core;
 pub mod error;
-pub mod extras;
-pub mod forecast;
-pub mod front;
 #[cfg(test)]
 mod fuzz;
-pub mod gateway;
-pub mod healthcheck;
-pub mod httpd;
-pub mod limits;
-pub mod metrics;
-pub mod mock_server;
-pub mod openai;
+pub mod grpc;
+pub mod observe;
 pub mod rest;
-pub mod retry;
-pub mod router;
-pub mod rpclog;
-pub mod server;
-pub mod service;
-pub mod shared;
-pub mod telemetry;
-pub mod tls;
-pub mod trailers;
+pub mod routing;
+pub mod tools;
+pub mod transport;
 pub mod upstream;
-pub mod usage;
 
 /// Generated code for `proto/ai_service.proto`.
 pub mod proto {

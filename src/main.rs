@@ -58,15 +58,15 @@ enum Command {
         #[arg(long)]
         tokens: Option<usize>,
         /// Answer this share of calls with an error status, e.g. `503=0.1` (repeatable).
-        #[arg(long = "error-rate", value_parser = aigw::chaos::parse_rate::<aigw::chaos::Status>)]
-        error_rates: Vec<(aigw::chaos::Status, f64)>,
+        #[arg(long = "error-rate", value_parser = aigw::tools::chaos::parse_rate::<aigw::tools::chaos::Status>)]
+        error_rates: Vec<(aigw::tools::chaos::Status, f64)>,
         /// Sent with injected errors as Retry-After and retry-after-ms, e.g. "1s".
         #[arg(long, value_parser = humantime::parse_duration)]
         retry_after: Option<std::time::Duration>,
         /// Break this share of streams: disconnect, truncate, stall or malformed, e.g. `stall=0.05`
         /// (repeatable).
-        #[arg(long = "stream-fault", value_parser = aigw::chaos::parse_rate::<aigw::chaos::StreamFault>)]
-        stream_faults: Vec<(aigw::chaos::StreamFault, f64)>,
+        #[arg(long = "stream-fault", value_parser = aigw::tools::chaos::parse_rate::<aigw::tools::chaos::StreamFault>)]
+        stream_faults: Vec<(aigw::tools::chaos::StreamFault, f64)>,
         /// How long a stalled stream stays silent.
         #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
         stall: std::time::Duration,
@@ -91,10 +91,10 @@ struct BenchArgs {
     target: String,
     /// "grpc" (the gateway) or "rest" (an OpenAI-style endpoint).
     #[arg(long, default_value = "grpc")]
-    protocol: aigw::bench::Protocol,
+    protocol: aigw::tools::bench::Protocol,
     /// "generate", "stream", "interactive" (sessions of --turns turns) or "idle" (sessions held open).
     #[arg(long, default_value = "generate")]
-    rpc: aigw::bench::Rpc,
+    rpc: aigw::tools::bench::Rpc,
     /// Sent as `authorization: Bearer <key>`.
     #[arg(long, env = "AIGW_BENCH_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -181,12 +181,12 @@ fn main() -> ExitCode {
                 eprintln!("--tokens-per-second must be above 0");
                 return ExitCode::FAILURE;
             }
-            let cfg = aigw::mock_server::MockServerConfig {
+            let cfg = aigw::tools::mock_server::MockServerConfig {
                 first_token_latency,
                 tokens_per_second,
                 tokens,
             };
-            let chaos = aigw::chaos::ChaosConfig {
+            let chaos = aigw::tools::chaos::ChaosConfig {
                 errors: error_rates.into_iter().map(|(s, p)| (s.0, p)).collect(),
                 retry_after,
                 stream_faults,
@@ -232,7 +232,7 @@ fn serve(
     if let Some(addr) = admin_listen {
         config.admin_listen = addr;
     }
-    let telemetry = match aigw::telemetry::init(config.log_format, &config.tracing) {
+    let telemetry = match aigw::observe::telemetry::init(config.log_format, &config.tracing) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("aigw: {e}");
@@ -250,8 +250,10 @@ fn serve(
         }
     };
     let result = runtime.block_on(async {
-        let server = aigw::server::Server::bind(&config).await?;
-        server.serve(aigw::server::shutdown_signal()).await
+        let server = aigw::transport::server::Server::bind(&config).await?;
+        server
+            .serve(aigw::transport::server::shutdown_signal())
+            .await
     });
     drop(runtime);
     telemetry.shutdown(); // flush the last spans
@@ -266,8 +268,8 @@ fn serve(
 
 fn mock_upstream(
     listen: std::net::SocketAddr,
-    cfg: aigw::mock_server::MockServerConfig,
-    chaos: aigw::chaos::ChaosConfig,
+    cfg: aigw::tools::mock_server::MockServerConfig,
+    chaos: aigw::tools::chaos::ChaosConfig,
 ) -> ExitCode {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -280,11 +282,11 @@ fn mock_upstream(
                     .map_err(|e| format!("{listen}: {e}"))?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
                 eprintln!("mock upstream listening addr={addr} (POST /v1/chat/completions)");
-                aigw::mock_server::serve_with_chaos(
+                aigw::tools::mock_server::serve_with_chaos(
                     listener,
                     cfg,
                     chaos,
-                    aigw::server::shutdown_signal(),
+                    aigw::transport::server::shutdown_signal(),
                 )
                 .await;
                 Ok(())
@@ -307,11 +309,11 @@ fn bench(args: BenchArgs) -> ExitCode {
         }
         prompt.truncate(n);
     }
-    let opts = aigw::bench::Options {
+    let opts = aigw::tools::bench::Options {
         protocol: args.protocol,
         target: args.target,
         key: args.key,
-        work: aigw::bench::Workload {
+        work: aigw::tools::bench::Workload {
             rpc: args.rpc,
             model: args.model,
             prompt,
@@ -320,8 +322,8 @@ fn bench(args: BenchArgs) -> ExitCode {
             timeout: args.timeout,
         },
         load: match args.rate {
-            Some(rate) => aigw::bench::Load::Open { rate },
-            None => aigw::bench::Load::Closed {
+            Some(rate) => aigw::tools::bench::Load::Open { rate },
+            None => aigw::tools::bench::Load::Closed {
                 concurrency: args.concurrency.unwrap_or(1),
             },
         },
@@ -336,7 +338,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         runtime.worker_threads(n.max(1));
     }
     let report = match runtime.enable_all().build() {
-        Ok(rt) => rt.block_on(aigw::bench::run(&opts)),
+        Ok(rt) => rt.block_on(aigw::tools::bench::run(&opts)),
         Err(e) => Err(format!("cannot start the runtime: {e}")),
     };
     let report = match report {
@@ -373,7 +375,7 @@ fn healthcheck(path: PathBuf) -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(aigw::healthcheck::check(&config))
+            runtime.block_on(aigw::tools::healthcheck::check(&config))
         });
     match result {
         Ok(status) => {

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use aigw::{
-    bench::{self, Load, Options, Protocol, Report, Rpc, Workload},
-    mock_server::{serve, MockServerConfig},
+    tools::bench::{self, Load, Options, Protocol, Report, Rpc, Workload},
+    tools::mock_server::{serve, MockServerConfig},
 };
 use common::*;
 

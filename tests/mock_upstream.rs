@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use aigw::mock_server::{serve, MockServerConfig};
+use aigw::tools::mock_server::{serve, MockServerConfig};
 use common::*;
 
 async fn mock(tokens: Option<usize>) -> std::net::SocketAddr {

@@ -24,7 +24,8 @@ fn spans_reach_the_collector() {
         service_name: "aigw-under-test".into(),
     };
     // Installed outside the runtime: the exporter runs on a thread of its own.
-    let telemetry = aigw::telemetry::init(aigw::config::LogFormat::Text, &tracing).unwrap();
+    let telemetry =
+        aigw::observe::telemetry::init(aigw::config::LogFormat::Text, &tracing).unwrap();
     rt.block_on(async {
         let gw = Gateway::in_front_of(&upstream).await;
         let mut req = authed(generate("big", "hi"), KEY);

@@ -140,7 +140,7 @@ async fn a_bad_certificate_path_fails_at_start_naming_the_field() {
     let pki = pki();
     let mut cfg = tls_config(&pki, false);
     cfg.tls.as_mut().unwrap().key = pki.dir.path().join("missing.key");
-    let err = aigw::server::Server::bind(&cfg)
+    let err = aigw::transport::server::Server::bind(&cfg)
         .await
         .err()
         .unwrap()
@@ -158,14 +158,14 @@ async fn healthcheck_trusts_exactly_the_configured_certificate() {
     let gw = Gateway::start(cfg.clone()).await;
     cfg.listen = gw.addr;
     assert_eq!(
-        aigw::healthcheck::check(&cfg).await,
+        aigw::tools::healthcheck::check(&cfg).await,
         Ok("SERVING".to_owned())
     );
 
     // Another certificate than the one the server presents: refused.
     let other = pki();
     cfg.tls.as_mut().unwrap().cert = other.dir.path().join("server.crt");
-    let err = aigw::healthcheck::check(&cfg).await.unwrap_err();
+    let err = aigw::tools::healthcheck::check(&cfg).await.unwrap_err();
     assert!(err.contains("connecting"), "{err}");
 }
 
@@ -175,7 +175,7 @@ async fn healthcheck_over_plaintext() {
     let gw = Gateway::start(cfg.clone()).await;
     cfg.listen = gw.addr;
     assert_eq!(
-        aigw::healthcheck::check(&cfg).await,
+        aigw::tools::healthcheck::check(&cfg).await,
         Ok("SERVING".to_owned())
     );
 }

@@ -625,8 +625,8 @@ async fn the_global_in_flight_cap_sheds_load() {
 /// in flight, three attempts: at least 90% end OK, none ends wrong, no retry comes before its Retry-After.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_upstream_looks_better_through_the_gateway() {
-    use aigw::chaos::{ChaosConfig, StreamFault};
-    use aigw::mock_server::{serve_with_chaos, MockServerConfig};
+    use aigw::tools::chaos::{ChaosConfig, StreamFault};
+    use aigw::tools::mock_server::{serve_with_chaos, MockServerConfig};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let chaos = ChaosConfig {

@@ -296,8 +296,8 @@ pub struct Config {
     /// SHA-256 of the admin key; without one the usage API is off.
     pub admin_key: Option<[u8; 32]>,
     /// What a connection may hold, on the gateway's port and on the admin port.
-    pub connections: crate::accept::ConnLimits,
-    pub admin_connections: crate::accept::ConnLimits,
+    pub connections: crate::transport::accept::ConnLimits,
+    pub admin_connections: crate::transport::accept::ConnLimits,
     pub scaling: ScalingConfig,
     pub tracing: TracingConfig,
     pub interactive: InteractiveConfig,
@@ -392,7 +392,7 @@ pub struct ModelConfig {
     pub default_output_tokens: u32,
     pub routes: Vec<RouteConfig>,
     pub policy: Policy,
-    pub price: crate::rpclog::Price,
+    pub price: crate::observe::rpclog::Price,
     /// Set when the model's answers are cached.
     pub cache: Option<ModelCache>,
 }
@@ -506,7 +506,7 @@ impl Config {
         if i.max_history_bytes < 1024 {
             return err("interactive.max_history_bytes: must be at least 1024");
         }
-        let limits = |max_connections| crate::accept::ConnLimits {
+        let limits = |max_connections| crate::transport::accept::ConnLimits {
             first_request: raw.server.first_request_timeout,
             idle: raw.server.idle_timeout,
             max_connections,

@@ -71,9 +71,11 @@ impl RawShared {
             (Some(url), None) => url,
             (None, Some(var)) => match env(&var) {
                 Some(url) => url,
-                None => return err(format!(
+                None => {
+                    return err(format!(
                     "shared.redis_url_env: environment variable {var} is not set (nor {var}_FILE)"
-                )),
+                ))
+                }
             },
             _ => return err("shared: set exactly one of redis_url and redis_url_env"),
         };

@@ -16,14 +16,14 @@ use super::{
     wire,
 };
 use crate::{
-    auth::Identity,
-    gateway::Gateway,
+    admission::auth::Identity,
+    core::gateway::Gateway,
+    grpc::{generate, stream},
     proto::{
         GenerateRequest, GenerateResponse, StreamChunk, StreamGenerateRequest, TokenLogprob,
         ToolCall, Usage,
     },
-    service::{generate, stream},
-    trailers::TrailerSlot,
+    transport::trailers::TrailerSlot,
 };
 
 /// The names the REST door's calls have in logs and metrics.

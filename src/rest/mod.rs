@@ -18,7 +18,7 @@ use tonic::{body::Body, metadata::MetadataMap};
 
 pub use chat::{RPC_STREAM, RPC_UNARY};
 
-use crate::gateway::Gateway;
+use crate::core::gateway::Gateway;
 
 /// The largest request body read, as for a gRPC message (tonic's default).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -32,7 +32,7 @@ where
 {
     let (mut parts, body) = req.into_parts();
     let given = parts.headers.get("x-request-id");
-    let request_id = crate::service::request_id(given.and_then(|v| v.to_str().ok()));
+    let request_id = crate::grpc::request_id(given.and_then(|v| v.to_str().ok()));
     // Printable ASCII by construction, so always a valid header value.
     let id = HeaderValue::try_from(request_id).ok();
     if let Some(id) = &id {
@@ -79,7 +79,7 @@ where
             .insert(header::ALLOW, HeaderValue::from_static(allow));
         return resp;
     }
-    let who = match crate::service::authenticate(&gw, &metadata) {
+    let who = match crate::grpc::authenticate(&gw, &metadata) {
         Ok(who) => who,
         Err(e) => return error::gateway(&e),
     };

@@ -7,11 +7,11 @@ use super::wire::{
 };
 use crate::{
     error::GatewayError,
-    extras,
     proto::{
         content_part, response_format::Format, tool_choice::Choice, ContentPart, GenerationConfig,
         ImageUrl, JsonSchema, Message, ResponseFormat, Tool, ToolCall, ToolChoice,
     },
+    upstream::openai::extras,
 };
 
 /// A request, read and turned into the gRPC request's parts.

@@ -14,11 +14,11 @@ use serde_json::{json, Map, Value};
 
 use super::{text::RawText, Completion};
 use crate::{
-    convert::{ChunkError, Piece, Reading},
     error::GatewayError,
-    extras,
-    openai::{ChatContent, ChatMessage, ChatPart, ChatRequest},
     proto::{ToolCall, Usage},
+    upstream::openai::convert::{ChunkError, Piece, Reading},
+    upstream::openai::extras,
+    upstream::openai::wire::{ChatContent, ChatMessage, ChatPart, ChatRequest},
 };
 
 /// The API version every request names (`anthropic-version`).
@@ -243,7 +243,7 @@ impl WireUsage {
 }
 
 fn usage(prompt: u64, completion: u64) -> Usage {
-    crate::convert::usage(crate::openai::WireUsage {
+    crate::upstream::openai::convert::usage(crate::upstream::openai::wire::WireUsage {
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: prompt + completion,
@@ -318,7 +318,7 @@ enum Event {
     MessageStop {},
     Ping {},
     Error {
-        error: crate::openai::ApiError,
+        error: crate::upstream::openai::wire::ApiError,
     },
 }
 
@@ -476,11 +476,11 @@ mod tests {
     use super::*;
     use crate::{
         config::MaxTokensField,
-        convert::chat_request,
         proto::{
             content_part::Part, tool_choice::Choice, ContentPart, GenerationConfig, ImageData,
             ImageUrl, Message, ResponseFormat, Tool, ToolChoice,
         },
+        upstream::openai::convert::chat_request,
     };
 
     fn msg(role: &str, content: &str) -> Message {

@@ -8,9 +8,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION,
 use super::{anthropic, retry_after, sse::SseDecoder, Completion, StreamEvent};
 use crate::{
     config::{MaxTokensField, UpstreamConfig, UpstreamKind},
-    convert::{self, ChunkError, Piece, Reading},
     error::GatewayError,
-    openai::{ChatRequest, ErrorBody},
+    upstream::openai::convert::{self, ChunkError, Piece, Reading},
+    upstream::openai::wire::{ChatRequest, ErrorBody},
 };
 
 /// How much of an upstream error body is read, and how much of its message is passed on.

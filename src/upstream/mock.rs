@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::{Completion, StreamEnd, StreamEvent};
 use crate::{
     config::UpstreamConfig,
-    openai::ChatRequest,
     proto::{ToolCall, Usage},
+    upstream::openai::wire::ChatRequest,
 };
 
 const WORDS: [&str; 32] = [
@@ -285,7 +285,7 @@ fn tool_call(req: &ChatRequest<'_>, user: &str, hash: u64) -> Option<ToolCall> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::{ChatContent, ChatMessage};
+    use crate::upstream::openai::wire::{ChatContent, ChatMessage};
 
     fn req<'a>(
         messages: &[(&'a str, &'a str)],

@@ -3,6 +3,7 @@
 pub mod anthropic;
 pub mod http;
 pub mod mock;
+pub mod openai;
 pub mod retry_after;
 #[cfg(test)]
 pub mod scripted;
@@ -14,8 +15,8 @@ use std::time::Duration;
 use crate::{
     config::{MaxTokensField, UpstreamConfig, UpstreamKind},
     error::GatewayError,
-    openai::ChatRequest,
     proto::{TokenLogprob, ToolCall, Usage},
+    upstream::openai::wire::ChatRequest,
 };
 
 /// A whole answer.

@@ -16,7 +16,7 @@ use aigw::{
         ai_service_client::AiServiceClient, GenerateRequest, GenerationConfig, Message,
         StreamGenerateRequest,
     },
-    server::Server,
+    transport::server::Server,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{metadata::MetadataValue, transport::Channel, Request};
@@ -185,7 +185,7 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     /// The core, for what a test drives directly (the per-minute scaling tick).
-    pub core: std::sync::Arc<aigw::gateway::Gateway>,
+    pub core: std::sync::Arc<aigw::core::gateway::Gateway>,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<()>,
 }

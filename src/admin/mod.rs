@@ -1,0 +1,217 @@
+//! The admin HTTP listener, on its own address (default 127.0.0.1:9090):
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 while serving; 503 once draining (take the replica out of the load balancer) |
+//! | `GET /v1/usage` | per key and per model: requests and tokens in the last minute, today's tokens and cost, limits |
+//! | `GET /v1/scaling` | requests last minute, the forecast peak over the horizon, recommended replicas |
+//! | `PUT /v1/keys/{name}/limits` | `{"rpm": 60, "tpm": 100000, "daily_budget_usd": 5.0}` — null or absent removes a limit |
+//!
+//! The `/v1` routes need `authorization: Bearer <admin key>` (config `admin.key_env`); without a configured
+//! key they answer 404. Probes and metrics are open: keep the listener on a private address.
+
+use std::{convert::Infallible, sync::Arc};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{core::gateway::Gateway, routing::breaker::State};
+
+/// The largest request body the admin API reads.
+const BODY_LIMIT: usize = 4096;
+
+pub struct Admin {
+    pub gateway: Arc<Gateway>,
+    pub key: Option<[u8; 32]>,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => reply(status, "application/json", body),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string(),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsUpdate {
+    rpm: Option<u32>,
+    tpm: Option<u64>,
+    daily_budget_usd: Option<f64>,
+}
+
+impl Admin {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let path = req.uri().path().to_owned();
+        Ok(match (req.method(), path.as_str()) {
+            (&Method::GET, "/metrics") => {
+                self.refresh_gauges();
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.gateway.metrics.render(),
+                )
+            }
+            (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/readyz") => match self.gateway.ready() {
+                Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
+                Err(why) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{why}\n"),
+                ),
+            },
+            (_, p) if p.starts_with("/v1/") => match self.authorized(&req) {
+                Err(resp) => resp,
+                Ok(()) => self.api(req, &path).await,
+            },
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        })
+    }
+
+    #[allow(clippy::result_large_err)] // built once per admin request, not on the gRPC path
+    fn authorized(&self, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+        let Some(key) = &self.key else {
+            return Err(reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "the usage API needs admin.key_env\n",
+            ));
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::admission::auth::bearer)
+            .map(|k| <[u8; 32]>::from(Sha256::digest(k.as_bytes())));
+        match given {
+            Some(digest) if bool::from(digest.ct_eq(key)) => Ok(()),
+            _ => Err(reply(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "admin key required\n",
+            )),
+        }
+    }
+
+    async fn api(&self, req: Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
+        let gw = &self.gateway;
+        let key_name = path
+            .strip_prefix("/v1/keys/")
+            .and_then(|p| p.strip_suffix("/limits"));
+        match (req.method(), path, key_name) {
+            (&Method::GET, "/v1/scaling", _) => json(StatusCode::OK, &gw.outlook()),
+            (&Method::GET, "/v1/usage", _) => {
+                let report = gw
+                    .usage
+                    .report(|name| gw.keys.by_name(name).map(|who| who.limiter.limits()));
+                json(StatusCode::OK, &report)
+            }
+            (&Method::PUT, _, Some(name)) => {
+                let Some(who) = gw.keys.by_name(name) else {
+                    return reply(
+                        StatusCode::NOT_FOUND,
+                        "text/plain",
+                        format!("no key named '{name}'\n"),
+                    );
+                };
+                let body = match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
+                    Ok(body) => body.to_bytes(),
+                    Err(e) => {
+                        return reply(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "text/plain",
+                            format!("{e}\n"),
+                        )
+                    }
+                };
+                match serde_json::from_slice::<LimitsUpdate>(&body) {
+                    Ok(u) if u.rpm == Some(0) || u.tpm == Some(0) => reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        "a limit of 0 refuses every call\n",
+                    ),
+                    Ok(u)
+                        if u.daily_budget_usd
+                            .is_some_and(|b| !(b.is_finite() && b > 0.0)) =>
+                    {
+                        reply(
+                            StatusCode::BAD_REQUEST,
+                            "text/plain",
+                            "daily_budget_usd must be above 0\n",
+                        )
+                    }
+                    Ok(u) => {
+                        who.limiter.set_limits(u.rpm, u.tpm, u.daily_budget_usd);
+                        tracing::info!(key = %who.name, rpm = ?u.rpm, tpm = ?u.tpm, budget = ?u.daily_budget_usd, "limits changed");
+                        json(
+                            StatusCode::OK,
+                            &crate::observe::usage::LimitsView::from(who.limiter.limits()),
+                        )
+                    }
+                    Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    }
+
+    /// Gauges that are read off live state when scraped.
+    fn refresh_gauges(&self) {
+        let gw = &self.gateway;
+        for model in gw.router.models() {
+            for route in &model.routes {
+                let state = match route.breaker.state() {
+                    State::Closed => 0,
+                    State::HalfOpen => 1,
+                    State::Open => 2,
+                };
+                gw.metrics
+                    .breaker_state
+                    .with_label_values(&[model.name.as_str(), route.upstream.name()])
+                    .set(state);
+            }
+        }
+    }
+}
+
+/// Serves the admin listener until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    limits: crate::transport::accept::ConnLimits,
+    admin: Arc<Admin>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let metrics = admin.gateway.metrics.connections("admin");
+    crate::transport::httpd::serve(
+        listener,
+        limits,
+        Some(metrics),
+        move |req| admin.clone().handle(req),
+        shutdown,
+    )
+    .await
+}

@@ -1,0 +1,133 @@
+//! Client authentication: `authorization: Bearer <key>` metadata against the configured keys.
+//!
+//! Keys are held only as SHA-256 digests. The lookup hashes the presented key and finds the digest in a map:
+//! the time it takes depends on the digest, which an attacker cannot steer toward a stored one, so it leaks
+//! nothing about stored keys; the final comparison is constant-time all the same.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::metadata::MetadataMap;
+
+use crate::{
+    admission::limits::KeyLimiter, config::ClientKey, error::GatewayError, routing::router::Router,
+};
+
+/// Who is calling: travels with the request in its extensions.
+#[derive(Debug)]
+pub struct Identity {
+    /// The key's configured name; safe to log.
+    pub name: String,
+    /// Canonical model names this key may use; `None` means all.
+    allowed: Option<HashSet<String>>,
+    /// The key's rate and concurrency state.
+    pub limiter: KeyLimiter,
+}
+
+impl Identity {
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed.as_ref().is_none_or(|set| set.contains(model))
+    }
+}
+
+pub struct KeyStore {
+    by_digest: HashMap<[u8; 32], Arc<Identity>>,
+    by_name: HashMap<String, Arc<Identity>>,
+}
+
+impl KeyStore {
+    /// Allowlists may name aliases; they are stored as canonical names.
+    pub fn new(keys: &[ClientKey], router: &Router) -> KeyStore {
+        let by_digest: HashMap<[u8; 32], Arc<Identity>> = keys
+            .iter()
+            .map(|k| {
+                let allowed = k.models.as_ref().map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|n| router.canonical(n))
+                        .map(str::to_owned)
+                        .collect()
+                });
+                let limiter = KeyLimiter::new(&k.name, k.limits);
+                let who = Identity {
+                    name: k.name.clone(),
+                    allowed,
+                    limiter,
+                };
+                (k.sha256, Arc::new(who))
+            })
+            .collect();
+        let by_name = by_digest
+            .values()
+            .map(|who| (who.name.clone(), who.clone()))
+            .collect();
+        KeyStore { by_digest, by_name }
+    }
+
+    /// A key by its configured name (for the admin API).
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Identity>> {
+        self.by_name.get(name)
+    }
+
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Identity>, GatewayError> {
+        let header = metadata
+            .get("authorization")
+            .ok_or(GatewayError::Unauthenticated(
+                "missing 'authorization: Bearer <key>' metadata",
+            ))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(bearer)
+            .ok_or(GatewayError::Unauthenticated(
+                "authorization metadata must be 'Bearer <key>'",
+            ))?;
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        match self.by_digest.get_key_value(&digest) {
+            Some((stored, who)) if bool::from(stored.ct_eq(&digest)) => Ok(who.clone()),
+            _ => Err(GatewayError::Unauthenticated("unknown API key")),
+        }
+    }
+}
+
+/// The credentials of an `authorization: Bearer <key>` value. One rule for every door (gRPC, REST, admin):
+/// the scheme is case-insensitive, as HTTP auth schemes are (RFC 9110 §11.1), and the key is trimmed.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, key) = value.trim_start().split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_rule() {
+        for (value, key) in [
+            ("Bearer sk-1", Some("sk-1")),
+            ("bearer sk-1", Some("sk-1")),
+            ("BEARER   sk-1  ", Some("sk-1")),
+            ("Basic sk-1", None),
+            ("Bearer ", None),
+            ("Bearersk-1", None),
+            ("sk-1", None),
+        ] {
+            assert_eq!(bearer(value), key, "{value:?}");
+        }
+    }
+    use crate::config::KeyLimits;
+
+    /// A key that may use every model, with no limits.
+    pub fn anyone() -> Identity {
+        Identity {
+            name: "test".into(),
+            allowed: None,
+            limiter: KeyLimiter::new("test", KeyLimits::default()),
+        }
+    }
+}

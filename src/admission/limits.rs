@@ -1,0 +1,516 @@
+//! Per-key limits (requests and tokens per rolling minute, calls in flight) and the process-wide in-flight cap.
+//!
+//! Rates are sliding-window logs, so "60 rpm" means at most 60 admissions in *any* 60 s — not 60 per clock minute,
+//! which lets 120 through around a minute boundary. Entries less than [`GRAIN`] apart are merged into the later
+//! one: that bounds memory to 60 s / GRAIN entries per key whatever the traffic, and errs on the safe side (a
+//! merged entry expires up to GRAIN later). A rejection says exactly when the call would fit.
+//!
+//! Tokens are reserved before the call (a prompt estimate plus max_tokens, or the model's default output
+//! budget) and reconciled with the real usage after it; a call that fails before reaching the upstream gives
+//! its reservation back, a cancelled one keeps it (the upstream may have done the work).
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
+
+use crate::{config::KeyLimits, error::GatewayError};
+
+pub const WINDOW: Duration = Duration::from_secs(60);
+pub const GRAIN: Duration = Duration::from_millis(50);
+
+/// A sliding-window log of amounts (1 per request, or tokens).
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    entries: VecDeque<(Instant, u64)>,
+    total: u64,
+}
+
+impl Log {
+    /// The amount in the window ending now.
+    pub(crate) fn total(&mut self, now: Instant) -> u64 {
+        self.expire(now);
+        self.total
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, amount)) = self.entries.front() {
+            if at + WINDOW > now {
+                break;
+            }
+            self.total -= amount;
+            self.entries.pop_front();
+        }
+    }
+
+    /// Ok if `amount` fits under `limit` now; else how long until it would (None: never, it exceeds the limit).
+    fn check(&mut self, now: Instant, amount: u64, limit: u64) -> Result<(), Option<Duration>> {
+        self.expire(now);
+        if amount > limit {
+            return Err(None);
+        }
+        let excess = (self.total + amount).saturating_sub(limit);
+        if excess == 0 {
+            return Ok(());
+        }
+        let mut freed = 0;
+        for &(at, n) in &self.entries {
+            freed += n;
+            if freed >= excess {
+                return Err(Some(at + WINDOW - now));
+            }
+        }
+        Err(None)
+    }
+
+    /// Records `amount` at `now`; returns the time of the entry that holds it.
+    pub(crate) fn add(&mut self, now: Instant, amount: u64) -> Instant {
+        self.total += amount;
+        match self.entries.back_mut() {
+            Some((at, n)) if now < *at + GRAIN => {
+                *at = now.max(*at);
+                *n += amount;
+                *at
+            }
+            _ => {
+                self.entries.push_back((now, amount));
+                now
+            }
+        }
+    }
+
+    /// Corrects the amount recorded in the entry at or after `at` (where a reservation went), if still in the window.
+    fn adjust(&mut self, at: Instant, delta: i64) {
+        let i = self.entries.partition_point(|&(t, _)| t < at);
+        if let Some((_, n)) = self.entries.get_mut(i) {
+            let new = (*n as i64 + delta).max(0) as u64;
+            self.total = self.total - *n + new;
+            *n = new;
+        }
+    }
+}
+
+/// One key's limit state. Locks are held for a few arithmetic steps, never across an await.
+#[derive(Debug)]
+pub struct KeyLimiter {
+    name: String,
+    /// rpm, tpm and the budget can change at run time (usage API); concurrency is fixed at start.
+    limits: Mutex<KeyLimits>,
+    /// (UTC day number, dollars spent that day).
+    spend: Mutex<(u64, f64)>,
+    requests: Mutex<Log>,
+    tokens: Arc<Mutex<Log>>,
+    in_flight: Option<Arc<Semaphore>>,
+}
+
+/// What an admitted call holds until it ends: its concurrency permits and its token reservation.
+#[derive(Debug)]
+pub struct Admission {
+    _global: Option<OwnedSemaphorePermit>,
+    _key: Option<OwnedSemaphorePermit>,
+    reservation: Option<Reservation>,
+}
+
+/// Tokens held against a key's tpm until the call's real usage is known: in this replica's window, or in the
+/// fleet's (Redis).
+#[derive(Debug)]
+pub struct Reservation(Held);
+
+#[derive(Debug)]
+enum Held {
+    Local {
+        tokens: Arc<Mutex<Log>>,
+        at: Instant,
+        amount: u64,
+    },
+    Shared(crate::admission::shared::SharedReservation),
+}
+
+impl Reservation {
+    pub(crate) fn shared(r: crate::admission::shared::SharedReservation) -> Reservation {
+        Reservation(Held::Shared(r))
+    }
+}
+
+impl Admission {
+    /// A turn's rates on top of its session's permits.
+    pub fn for_turn(reservation: Option<Reservation>) -> Admission {
+        Admission {
+            _global: None,
+            _key: None,
+            reservation,
+        }
+    }
+
+    /// Adds the rate part (a request and its token reservation) to the permits.
+    pub fn with_rates(mut self, reservation: Option<Reservation>) -> Admission {
+        self.reservation = reservation;
+        self
+    }
+
+    /// The call finished with this many tokens in all: the reservation becomes the real figure.
+    pub fn reconcile(&mut self, total_tokens: u64) {
+        match self.reservation.take() {
+            None => {}
+            Some(Reservation(Held::Local { tokens, at, amount })) => {
+                let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
+                log.adjust(at, total_tokens as i64 - amount as i64);
+            }
+            Some(Reservation(Held::Shared(r))) => r.reconcile(total_tokens),
+        }
+    }
+
+    /// The call never reached the upstream: nothing was spent.
+    pub fn release(&mut self) {
+        self.reconcile(0);
+    }
+}
+
+impl KeyLimiter {
+    pub fn new(name: &str, limits: KeyLimits) -> KeyLimiter {
+        KeyLimiter {
+            name: name.to_owned(),
+            limits: Mutex::new(limits),
+            spend: Mutex::new((0, 0.0)),
+            requests: Mutex::default(),
+            tokens: Arc::default(),
+            in_flight: limits
+                .concurrency
+                .map(|n| Arc::new(Semaphore::new(n as usize))),
+        }
+    }
+
+    fn exhausted(
+        &self,
+        limit: &'static str,
+        what: String,
+        retry_after: Option<Duration>,
+    ) -> GatewayError {
+        GatewayError::ResourceExhausted {
+            message: format!("key '{}': {what}", self.name),
+            retry_after,
+            limit,
+        }
+    }
+
+    /// The refusals, worded once for the local windows and the shared ones.
+    pub(crate) fn budget_spent(&self, budget: f64, spent: f64, wall: SystemTime) -> GatewayError {
+        let what = format!("daily budget of ${budget:.2} spent (${spent:.4} today, UTC)");
+        self.exhausted("budget", what, Some(until_utc_midnight(wall)))
+    }
+
+    pub(crate) fn rpm_reached(&self, rpm: u32, wait: Option<Duration>) -> GatewayError {
+        self.exhausted("rpm", format!("{rpm} requests per minute reached"), wait)
+    }
+
+    pub(crate) fn tpm_reached(&self, tpm: u64, wait: Duration) -> GatewayError {
+        self.exhausted(
+            "tpm",
+            format!("{tpm} tokens per minute reached"),
+            Some(wait),
+        )
+    }
+
+    pub(crate) fn tpm_too_small(&self, tpm: u64, tokens: u64) -> GatewayError {
+        let what = format!(
+            "this request may use {tokens} tokens, more than the key's {tpm} per minute; lower max_tokens"
+        );
+        self.exhausted("tpm", what, None)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> KeyLimits {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the rates and the budget; concurrency stays as configured.
+    pub fn set_limits(&self, rpm: Option<u32>, tpm: Option<u64>, daily_budget_usd: Option<f64>) {
+        let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        (l.rpm, l.tpm, l.daily_budget_usd) = (rpm, tpm, daily_budget_usd);
+    }
+
+    /// Adds spend to the key's UTC day.
+    pub fn add_spend(&self, usd: f64, wall: SystemTime) {
+        let day = utc_day(wall);
+        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        if spend.0 != day {
+            *spend = (day, 0.0);
+        }
+        spend.1 += usd;
+    }
+
+    pub fn spent_today(&self, wall: SystemTime) -> f64 {
+        let spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        if spend.0 == utc_day(wall) {
+            spend.1
+        } else {
+            0.0
+        }
+    }
+
+    /// Admits a call that reserves `tokens` against this replica's windows alone, or says which limit refused
+    /// it and when to retry. (The gateway composes the two parts itself, the rates possibly shared:
+    /// `Gateway::admit`.)
+    #[cfg(test)]
+    pub(crate) fn admit(
+        &self,
+        now: Instant,
+        tokens: u64,
+        global: &Arc<Semaphore>,
+    ) -> Result<Admission, GatewayError> {
+        let mut admission = self.permits(global)?;
+        admission.reservation = self.rates(now, SystemTime::now(), tokens)?;
+        Ok(admission)
+    }
+
+    /// The concurrency part alone: what an InteractiveStream session holds for its whole life.
+    pub fn permits(&self, global: &Arc<Semaphore>) -> Result<Admission, GatewayError> {
+        let global =
+            global
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| GatewayError::ResourceExhausted {
+                    message: "the gateway is at its limit of calls in flight".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                    limit: "max_in_flight",
+                })?;
+        let key = match &self.in_flight {
+            None => None,
+            Some(sem) => Some(sem.clone().try_acquire_owned().map_err(|_| {
+                let n = self.limits().concurrency.unwrap_or_default();
+                self.exhausted(
+                    "concurrency",
+                    format!("{n} calls already in flight (concurrency limit)"),
+                    Some(Duration::from_secs(1)),
+                )
+            })?),
+        };
+        Ok(Admission {
+            _global: Some(global),
+            _key: key,
+            reservation: None,
+        })
+    }
+
+    /// The rate part alone: one request and its token reservation (each turn of a session).
+    pub fn rates(
+        &self,
+        now: Instant,
+        wall: SystemTime,
+        tokens: u64,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        let limits = self.limits();
+        if let Some(budget) = limits.daily_budget_usd {
+            let spent = self.spent_today(wall);
+            if spent >= budget {
+                return Err(self.budget_spent(budget, spent, wall));
+            }
+        }
+        // Check both rates before recording either, so a refused call leaves no trace.
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rpm) = limits.rpm {
+            if let Err(wait) = requests.check(now, 1, u64::from(rpm)) {
+                return Err(self.rpm_reached(rpm, wait));
+            }
+        }
+        if let Some(tpm) = limits.tpm {
+            match log.check(now, tokens, tpm) {
+                Ok(()) => {}
+                Err(None) => return Err(self.tpm_too_small(tpm, tokens)),
+                Err(Some(wait)) => return Err(self.tpm_reached(tpm, wait)),
+            }
+        }
+        if limits.rpm.is_some() {
+            requests.add(now, 1);
+        }
+        Ok(limits.tpm.map(|_| {
+            Reservation(Held::Local {
+                tokens: self.tokens.clone(),
+                at: log.add(now, tokens),
+                amount: tokens,
+            })
+        }))
+    }
+}
+
+pub(crate) fn utc_day(wall: SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+fn until_utc_midnight(wall: SystemTime) -> Duration {
+    let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Duration::from_secs(86_400 - secs % 86_400)
+}
+
+/// Tokens to reserve for a request: about 4 bytes per token of message text plus 4 per message, and the
+/// output budget. Reconciliation replaces the estimate with the provider's count.
+pub fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u32) -> u64 {
+    let prompt: u64 = message_bytes
+        .into_iter()
+        .map(|n| (n as u64).div_ceil(4) + 4)
+        .sum();
+    prompt + u64::from(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rpm: Option<u32>, tpm: Option<u64>, concurrency: Option<u32>) -> KeyLimiter {
+        KeyLimiter::new(
+            "k",
+            KeyLimits {
+                rpm,
+                tpm,
+                concurrency,
+                daily_budget_usd: None,
+            },
+        )
+    }
+
+    #[test]
+    fn the_daily_budget_holds_until_utc_midnight() {
+        let budget = KeyLimits {
+            daily_budget_usd: Some(1.0),
+            ..KeyLimits::default()
+        };
+        let l = KeyLimiter::new("k", budget);
+        let noon = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 43_200);
+        let t = Instant::now();
+        assert!(l.rates(t, noon, 10).is_ok());
+        l.add_spend(0.6, noon);
+        assert!(l.rates(t, noon, 10).is_ok());
+        l.add_spend(0.6, noon);
+        let err = l.rates(t, noon, 10).unwrap_err();
+        assert!(
+            err.to_string().contains("daily budget of $1.00 spent"),
+            "{err}"
+        );
+        assert_eq!(
+            err.retry_after(),
+            Some(Duration::from_secs(43_200)),
+            "until midnight UTC"
+        );
+        let tomorrow = noon + Duration::from_secs(43_200);
+        assert!(l.rates(t, tomorrow, 10).is_ok());
+        assert_eq!(l.spent_today(tomorrow), 0.0);
+        // Raised at run time: admitted again today.
+        l.set_limits(None, None, Some(5.0));
+        assert!(l.rates(t, noon, 10).is_ok());
+    }
+
+    fn global() -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(1000))
+    }
+
+    fn retry_after(err: GatewayError) -> Option<Duration> {
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        err.retry_after()
+    }
+
+    #[test]
+    fn exactly_n_requests_in_any_rolling_minute() {
+        let l = limiter(Some(3), None, None);
+        let (g, t0) = (global(), Instant::now());
+        let s = Duration::from_secs;
+        for at in [t0, t0 + s(10), t0 + s(59)] {
+            l.admit(at, 0, &g).unwrap();
+        }
+        // The fourth within the minute: refused until the first leaves the window, exactly at t0 + 60 s.
+        let err = l
+            .admit(t0 + s(59) + Duration::from_millis(999), 0, &g)
+            .unwrap_err();
+        assert_eq!(retry_after(err), Some(Duration::from_millis(1)));
+        l.admit(t0 + s(60), 0, &g).unwrap();
+        // No burst across the boundary: t0+10 and t0+59 still count.
+        assert_eq!(
+            retry_after(l.admit(t0 + s(61), 0, &g).unwrap_err()),
+            Some(s(9))
+        );
+        l.admit(t0 + s(70), 0, &g).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_reserved_then_reconciled() {
+        let l = limiter(None, Some(1000), None);
+        let (g, t0) = (global(), Instant::now());
+        let mut a = l.admit(t0, 600, &g).unwrap();
+        // 600 reserved: another 600 does not fit, and waits for the first to leave the window.
+        let err = l.admit(t0 + Duration::from_secs(1), 600, &g).unwrap_err();
+        assert_eq!(retry_after(err), Some(Duration::from_secs(59)));
+        a.reconcile(150); // the call used only 150
+        let mut b = l.admit(t0 + Duration::from_secs(1), 600, &g).unwrap();
+        b.reconcile(850); // this one used more than it reserved: charged in full
+        assert!(l.admit(t0 + Duration::from_secs(2), 1, &g).is_err());
+        // A call that never reached the upstream gives its reservation back.
+        let mut c = limiter(None, Some(1000), None).admit(t0, 1000, &g).unwrap();
+        c.release();
+    }
+
+    #[test]
+    fn a_request_larger_than_the_limit_has_no_retry_time() {
+        let err = limiter(None, Some(100), None)
+            .admit(Instant::now(), 101, &global())
+            .unwrap_err();
+        assert_eq!(retry_after(err.clone()), None);
+        assert!(err.to_string().contains("lower max_tokens"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_call_leaves_no_trace() {
+        let l = limiter(Some(2), Some(100), None);
+        let (g, t0) = (global(), Instant::now());
+        l.admit(t0, 90, &g).unwrap();
+        assert!(l.admit(t0, 20, &g).is_err()); // tpm refuses: the rpm entry must not be recorded
+        l.admit(t0, 10, &g).unwrap(); // the second request still fits the rpm of 2
+    }
+
+    #[test]
+    fn concurrency_counts_until_the_admission_is_dropped() {
+        let l = limiter(None, None, Some(2));
+        let (g, t0) = (global(), Instant::now());
+        let a = l.admit(t0, 0, &g).unwrap();
+        let _b = l.admit(t0, 0, &g).unwrap();
+        let err = l.admit(t0, 0, &g).unwrap_err();
+        assert!(err.to_string().contains("concurrency"), "{err}");
+        drop(a);
+        l.admit(t0, 0, &g).unwrap();
+        // The global cap sheds before any key limit.
+        let tiny = Arc::new(Semaphore::new(0));
+        assert!(limiter(None, None, None)
+            .admit(t0, 0, &tiny)
+            .unwrap_err()
+            .to_string()
+            .contains("gateway"));
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_rate() {
+        let l = limiter(Some(u32::MAX), Some(u64::MAX / 2), None);
+        let (g, t0) = (global(), Instant::now());
+        for i in 0..100_000u64 {
+            l.admit(t0 + Duration::from_micros(i * 600), 1, &g).unwrap(); // 60 s of calls at ~1,700/s
+        }
+        let entries = l.requests.lock().unwrap().entries.len();
+        assert!(
+            entries <= (WINDOW.as_millis() / GRAIN.as_millis()) as usize + 1,
+            "{entries} entries"
+        );
+    }
+
+    #[test]
+    fn estimates() {
+        assert_eq!(estimate_tokens([8, 0], 100), (2 + 4) + 4 + 100);
+    }
+}

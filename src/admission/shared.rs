@@ -1,0 +1,391 @@
+//! State shared by every replica through Redis (`[shared]`): the keys' rate windows and token reservations,
+//! their daily spend, and the response cache — so a key limited to N requests a minute gets N across the fleet,
+//! not N per replica.
+//!
+//! Rates are the same sliding-window logs as the local limiter, kept in Redis and checked and recorded by one
+//! Lua script, so concurrent replicas can never both take the last slot. The script reads Redis's own clock:
+//! replicas' clocks may disagree, the window does not. Each call's token reservation is a member of the key's
+//! token window; reconciliation rewrites its amount.
+//!
+//! Redis failing is not the gateway failing. Every command is bounded by `[shared] timeout`; a monitor pings
+//! once a second and reconnects. While Redis is down, `on_failure = "open"` goes on with this replica's own
+//! windows, spend and cache, and `"closed"` refuses calls (UNAVAILABLE) and reports not ready. The state is
+//! exported as `aigw_shared_state_up`.
+
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, RwLock,
+    },
+    time::{Duration, SystemTime},
+};
+
+use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    admission::limits::{utc_day, KeyLimiter, Reservation, WINDOW},
+    config::{KeyLimits, OnFailure, SharedConfig},
+    core::cache::{self, Entry},
+    error::GatewayError,
+    proto::Usage,
+};
+
+/// Checks the budget, both windows, and records the request and its reservation — or records nothing.
+/// KEYS: requests, token window, token amounts, token total, today's spend.
+/// ARGV: rpm (0: none), tpm (0: none), tokens, reservation id, budget (-1: none), window ms.
+/// Returns {verdict, number}: {"ok", 0}, {"rpm", wait ms}, {"tpm", wait ms}, {"tpm_never", 0},
+/// {"budget", spent as a string}.
+const ADMIT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local id, budget, window = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+if budget >= 0 then
+  local spent = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if spent >= budget then return {'budget', tostring(spent)} end
+end
+local old = now - window
+if rpm > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', old)
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= rpm then
+    local frees = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
+    return {'rpm', tostring(tonumber(frees[2]) + window - now)}
+  end
+end
+if tpm > 0 then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', old)
+  for _, m in ipairs(expired) do
+    redis.call('DECRBY', KEYS[4], tonumber(redis.call('HGET', KEYS[3], m) or '0'))
+    redis.call('HDEL', KEYS[3], m)
+  end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', old) end
+  if tokens > tpm then return {'tpm_never', '0'} end
+  local excess = tonumber(redis.call('GET', KEYS[4]) or '0') + tokens - tpm
+  if excess > 0 then
+    local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    local freed = 0
+    for i = 1, #entries, 2 do
+      freed = freed + tonumber(redis.call('HGET', KEYS[3], entries[i]) or '0')
+      if freed >= excess then return {'tpm', tostring(tonumber(entries[i + 1]) + window - now)} end
+    end
+    return {'tpm', tostring(window)}
+  end
+end
+if rpm > 0 then
+  redis.call('ZADD', KEYS[1], now, id)
+  redis.call('PEXPIRE', KEYS[1], window * 2)
+end
+if tpm > 0 then
+  redis.call('ZADD', KEYS[2], now, id)
+  redis.call('HSET', KEYS[3], id, tokens)
+  redis.call('INCRBY', KEYS[4], tokens)
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], window * 2) end
+end
+return {'ok', '0'}
+"#;
+
+/// Rewrites a reservation's amount, if it is still in the window. KEYS: token amounts, token total.
+/// ARGV: reservation id, the real total.
+const RECONCILE: &str = r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCRBY', KEYS[2], tonumber(ARGV[2]) - tonumber(cur))
+return 1
+"#;
+
+/// Redis could not answer in time (or at all).
+#[derive(Debug)]
+pub struct Down;
+
+pub struct Shared {
+    cfg: SharedConfig,
+    client: redis::Client,
+    /// Set by the monitor once connected; the manager reconnects by itself after that.
+    conn: RwLock<Option<ConnectionManager>>,
+    up: AtomicBool,
+    gauge: prometheus::IntGauge,
+    admit: Script,
+    reconcile: Script,
+}
+
+/// A reservation in the fleet's token window.
+pub struct SharedReservation {
+    shared: Arc<Shared>,
+    key: String,
+    id: String,
+}
+
+impl std::fmt::Debug for SharedReservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedReservation")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedReservation {
+    /// Sends the real figure on its own task: the call that made it is over, nothing waits for this.
+    pub fn reconcile(self, total_tokens: u64) {
+        let SharedReservation { shared, key, id } = self;
+        tokio::spawn(async move {
+            let keys = shared.keys(&key);
+            let mut call = shared.reconcile.prepare_invoke();
+            call.key(&keys[2]).key(&keys[3]).arg(&id).arg(total_tokens);
+            let _ = shared
+                .run(|mut c| async move { call.invoke_async::<i64>(&mut c).await })
+                .await;
+        });
+    }
+}
+
+/// A kept answer as stored in Redis.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    chunks: Vec<String>,
+    id: String,
+    model: String,
+    finish_reason: String,
+    usage: [i32; 3],
+    usage_estimated: bool,
+}
+
+impl Shared {
+    pub fn new(
+        cfg: &SharedConfig,
+        gauge: prometheus::IntGauge,
+    ) -> Result<Arc<Shared>, GatewayError> {
+        // `rediss://` runs over rustls, trusting the system's certificate store.
+        crate::upstream::http::install_crypto_provider();
+        let client = redis::Client::open(cfg.redis_url.as_str())
+            .map_err(|e| GatewayError::Internal(format!("shared.redis_url: {e}")))?;
+        Ok(Arc::new(Shared {
+            cfg: cfg.clone(),
+            client,
+            conn: RwLock::new(None),
+            up: AtomicBool::new(false),
+            gauge,
+            admit: Script::new(ADMIT),
+            reconcile: Script::new(RECONCILE),
+        }))
+    }
+
+    /// Connects, then pings once a second, until `stop`; keeps `is_up` and the gauge current.
+    pub fn monitor(self: &Arc<Self>, stop: CancellationToken) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let up = shared.check().await;
+                if up != shared.up.swap(up, Ordering::Relaxed) {
+                    if up {
+                        tracing::info!("shared state (Redis) is up");
+                    } else {
+                        tracing::warn!(on_failure = ?shared.cfg.on_failure, "shared state (Redis) is down");
+                    }
+                }
+                shared.gauge.set(i64::from(up));
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
+    async fn check(&self) -> bool {
+        if self.connection().is_none() {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.cfg.timeout.max(Duration::from_millis(500))))
+                .set_response_timeout(Some(self.cfg.timeout))
+                .set_number_of_retries(1);
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                ConnectionManager::new_with_config(self.client.clone(), config),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => *self.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn),
+                _ => return false,
+            }
+        }
+        self.exchange(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .is_ok()
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub fn on_failure(&self) -> OnFailure {
+        self.cfg.on_failure
+    }
+
+    /// Runs one Redis exchange within the timeout, unless Redis is known to be down: then calls do not wait
+    /// on it at all until the monitor sees it back. Any failure marks it down.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, Down>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.is_up() {
+            return Err(Down);
+        }
+        self.exchange(f).await
+    }
+
+    async fn exchange<T, F, Fut>(&self, f: F) -> Result<T, Down>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection().ok_or(Down)?;
+        match tokio::time::timeout(self.cfg.timeout, f(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            _ => {
+                if self.up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("shared state (Redis) failed a command; treating it as down");
+                    self.gauge.set(0);
+                }
+                Err(Down)
+            }
+        }
+    }
+
+    /// The Redis keys of one client key: requests, token window, token amounts, token total, today's spend.
+    /// The hash tag keeps them in one slot of a Redis Cluster (the script touches them together).
+    fn keys(&self, key: &str) -> [String; 5] {
+        let p = &self.cfg.prefix;
+        let day = utc_day(SystemTime::now());
+        [
+            format!("{p}:{{{key}}}:req"),
+            format!("{p}:{{{key}}}:tok"),
+            format!("{p}:{{{key}}}:tok:amount"),
+            format!("{p}:{{{key}}}:tok:total"),
+            format!("{p}:{{{key}}}:spend:{day}"),
+        ]
+    }
+
+    /// The fleet-wide budget and rate check for one request reserving `tokens`: admitted (with its
+    /// reservation, when the key has a tpm), refused, or `Down`.
+    pub async fn rates(
+        self: &Arc<Self>,
+        limiter: &KeyLimiter,
+        limits: KeyLimits,
+        tokens: u64,
+    ) -> Result<Result<Option<Reservation>, GatewayError>, Down> {
+        let keys = self.keys(limiter.name());
+        let id = format!("{:032x}", fastrand::u128(..));
+        let budget = limits.daily_budget_usd.unwrap_or(-1.0);
+        let (verdict, n): (String, String) = self
+            .run(|mut c| {
+                let mut call = self.admit.prepare_invoke();
+                for k in &keys {
+                    call.key(k);
+                }
+                call.arg(limits.rpm.unwrap_or(0))
+                    .arg(limits.tpm.unwrap_or(0))
+                    .arg(tokens)
+                    .arg(&id)
+                    .arg(budget)
+                    .arg(WINDOW.as_millis() as u64);
+                async move { call.invoke_async(&mut c).await }
+            })
+            .await?;
+        let wait = || Duration::from_millis(n.parse::<u64>().unwrap_or(0).max(1));
+        Ok(match verdict.as_str() {
+            "ok" => Ok(limits.tpm.map(|_| {
+                Reservation::shared(SharedReservation {
+                    shared: self.clone(),
+                    key: limiter.name().to_owned(),
+                    id,
+                })
+            })),
+            "rpm" => Err(limiter.rpm_reached(limits.rpm.unwrap_or(0), Some(wait()))),
+            "tpm" => Err(limiter.tpm_reached(limits.tpm.unwrap_or(0), wait())),
+            "tpm_never" => Err(limiter.tpm_too_small(limits.tpm.unwrap_or(0), tokens)),
+            "budget" => {
+                Err(limiter.budget_spent(budget, n.parse().unwrap_or(budget), SystemTime::now()))
+            }
+            other => Err(GatewayError::Internal(format!(
+                "shared state: unexpected verdict '{other}'"
+            ))),
+        })
+    }
+
+    /// Adds spend to the key's UTC day in the fleet's book, on its own task.
+    pub fn add_spend(self: &Arc<Self>, key: &str, usd: f64) {
+        let shared = self.clone();
+        let spend = self.keys(key)[4].clone();
+        tokio::spawn(async move {
+            let _ = shared
+                .run(|mut c| async move {
+                    let _: f64 = c.incr(&spend, usd).await?;
+                    c.expire::<_, ()>(&spend, 3 * 86_400).await
+                })
+                .await;
+        });
+    }
+
+    fn cache_key(&self, key: &cache::Key) -> String {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:cache:{hex}", self.cfg.prefix)
+    }
+
+    /// A kept answer from the fleet's cache.
+    pub async fn cache_get(&self, key: &cache::Key) -> Result<Option<Entry>, Down> {
+        let k = self.cache_key(key);
+        let raw: Option<Vec<u8>> = self.run(|mut c| async move { c.get(&k).await }).await?;
+        Ok(raw
+            .and_then(|bytes| serde_json::from_slice::<Kept>(&bytes).ok())
+            .map(|kept| {
+                let [prompt_tokens, completion_tokens, total_tokens] = kept.usage;
+                Entry::new(
+                    kept.chunks,
+                    kept.id,
+                    kept.model,
+                    kept.finish_reason,
+                    Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                        total_tokens,
+                    },
+                    kept.usage_estimated,
+                )
+            }))
+    }
+
+    /// Keeps an answer in the fleet's cache for `ttl`, on its own task.
+    pub fn cache_put(self: &Arc<Self>, key: &cache::Key, entry: &Entry, ttl: Duration) {
+        let kept = Kept {
+            chunks: entry.chunks.clone(),
+            id: entry.id.clone(),
+            model: entry.model.clone(),
+            finish_reason: entry.finish_reason.clone(),
+            usage: [
+                entry.usage.prompt_tokens,
+                entry.usage.completion_tokens,
+                entry.usage.total_tokens,
+            ],
+            usage_estimated: entry.usage_estimated,
+        };
+        let Ok(bytes) = serde_json::to_vec(&kept) else {
+            return;
+        };
+        let (shared, k) = (self.clone(), self.cache_key(key));
+        let ms = ttl.as_millis().max(1) as u64;
+        tokio::spawn(async move {
+            let _ = shared
+                .run(|mut c| async move { c.pset_ex::<_, _, ()>(&k, bytes, ms).await })
+                .await;
+        });
+    }
+}

@@ -1,0 +1,488 @@
+//! The exact-match response cache: answers kept by a hash of the canonical request, so the same question to
+//! the same model with the same parameters is answered without the upstream.
+//!
+//! Off unless a model turns it on (`[[models]] cache = {...}`). Only deterministic requests (temperature 0) are
+//! kept unless the model says `any_temperature = true`. A client bypasses it with `cache-control: no-cache`
+//! (do not read; a fresh answer is still kept) or `no-store` (neither read nor keep). Bounded by bytes and
+//! entries across all models, least recently used out first; each entry lives for its model's TTL.
+//! An answer is kept as the chunks it was streamed in, so a stream is replayed chunk for chunk; a unary
+//! answer is one chunk. Only complete answers are kept: a failed or cancelled stream never is.
+
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
+
+use crate::{
+    config::{CacheConfig, ModelCache},
+    proto::{GenerationConfig, Message, Usage},
+};
+
+/// A canonical request's SHA-256.
+pub type Key = [u8; 32];
+
+/// A kept answer.
+#[derive(Debug)]
+pub struct Entry {
+    pub chunks: Vec<String>,
+    pub id: String,
+    pub model: String,
+    pub finish_reason: String,
+    pub usage: Usage,
+    pub usage_estimated: bool,
+    expires: Instant,
+    bytes: usize,
+}
+
+impl Entry {
+    pub fn new(
+        chunks: Vec<String>,
+        id: String,
+        model: String,
+        finish_reason: String,
+        usage: Usage,
+        usage_estimated: bool,
+    ) -> Entry {
+        // The text plus a fixed allowance per entry and per chunk for the bookkeeping around it.
+        let bytes = 128
+            + id.len()
+            + model.len()
+            + finish_reason.len()
+            + chunks.iter().map(|c| c.len() + 24).sum::<usize>();
+        Entry {
+            chunks,
+            id,
+            model,
+            finish_reason,
+            usage,
+            usage_estimated,
+            expires: Instant::now(),
+            bytes,
+        }
+    }
+
+    /// What it counts for against the cache's bounds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The whole answer, for a unary reply.
+    pub fn content(&self) -> String {
+        self.chunks.concat()
+    }
+}
+
+/// What one request does with the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// The model does not cache, or the request is not deterministic: nothing to do.
+    Off,
+    /// The client said `no-store`: neither read nor keep.
+    Bypass,
+    /// Look it up (unless `read` is false: the client said `no-cache`), and keep a fresh answer.
+    Use { key: Key, read: bool },
+}
+
+impl Plan {
+    /// The `aigw-cache` response metadata for a call that was not a hit.
+    pub fn miss_label(self) -> Option<&'static str> {
+        match self {
+            Plan::Off => None,
+            Plan::Bypass | Plan::Use { read: false, .. } => Some("bypass"),
+            Plan::Use { .. } => Some("miss"),
+        }
+    }
+
+    pub fn key(self) -> Option<Key> {
+        match self {
+            Plan::Use { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+pub struct ResponseCache {
+    entries: Mutex<Lru>,
+    max_bytes: usize,
+    max_entries: usize,
+}
+
+struct Lru {
+    map: LruCache<Key, Arc<Entry>>,
+    bytes: usize,
+}
+
+impl ResponseCache {
+    pub fn new(cfg: &CacheConfig) -> ResponseCache {
+        ResponseCache {
+            entries: Mutex::new(Lru {
+                map: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            max_bytes: cfg.max_bytes,
+            max_entries: cfg.max_entries.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The kept answer, if there is one and it has not expired.
+    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        let mut lru = self.lock();
+        let entry = lru.map.get(key)?.clone();
+        if entry.expires > Instant::now() {
+            return Some(entry);
+        }
+        lru.map.pop(key);
+        lru.bytes -= entry.bytes;
+        None
+    }
+
+    /// Keeps an answer for `ttl`, evicting the least recently used to make room. An answer larger than an
+    /// eighth of the whole cache is not kept: one long answer must not flush everything else.
+    pub fn put(&self, key: Key, mut entry: Entry, ttl: std::time::Duration) {
+        if entry.bytes > self.max_bytes / 8 {
+            return;
+        }
+        entry.expires = Instant::now() + ttl;
+        let bytes = entry.bytes;
+        let mut lru = self.lock();
+        if let Some(old) = lru.map.put(key, Arc::new(entry)) {
+            lru.bytes -= old.bytes;
+        }
+        lru.bytes += bytes;
+        while lru.bytes > self.max_bytes || lru.map.len() > self.max_entries {
+            match lru.map.pop_lru() {
+                Some((_, old)) => lru.bytes -= old.bytes,
+                None => break,
+            }
+        }
+    }
+
+    /// Entries and bytes held, for the gauges.
+    pub fn size(&self) -> (usize, usize) {
+        let lru = self.lock();
+        (lru.map.len(), lru.bytes)
+    }
+
+    /// Whether the largest answer a stream may keep collecting is still within what `put` would keep.
+    pub fn fits(&self, bytes: usize) -> bool {
+        bytes <= self.max_bytes / 8
+    }
+}
+
+/// The client's `cache-control` metadata: `no-cache` (do not answer from the cache) and `no-store` (do not
+/// keep the answer either). Other directives are ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    pub no_cache: bool,
+    pub no_store: bool,
+}
+
+impl CacheControl {
+    pub fn read(metadata: &MetadataMap) -> CacheControl {
+        let mut control = CacheControl::default();
+        let directives = metadata
+            .get_all("cache-control")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim);
+        for d in directives {
+            control.no_cache |= d.eq_ignore_ascii_case("no-cache");
+            control.no_store |= d.eq_ignore_ascii_case("no-store");
+        }
+        control
+    }
+}
+
+/// What this request does with the cache: whether its model caches, whether its parameters are deterministic
+/// enough (temperature 0, unless the model widens it), and what the client asked.
+pub fn plan(
+    policy: Option<&ModelCache>,
+    control: CacheControl,
+    model: &str,
+    messages: &[Message],
+    config: Option<&GenerationConfig>,
+) -> Plan {
+    let Some(policy) = policy else {
+        return Plan::Off;
+    };
+    let deterministic = config.and_then(|c| c.temperature) == Some(0.0);
+    if !(deterministic || policy.any_temperature) {
+        return Plan::Off;
+    }
+    if control.no_store {
+        return Plan::Bypass;
+    }
+    Plan::Use {
+        key: key(model, messages, config),
+        read: !control.no_cache,
+    }
+}
+
+/// SHA-256 over the canonical request: the model's canonical name, every message (role, name, content) and
+/// every generation parameter, each length-prefixed so no two requests can run together into one text.
+pub fn key(model: &str, messages: &[Message], config: Option<&GenerationConfig>) -> Key {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(b"aigw-cache-v2");
+    field(model.as_bytes());
+    field(&(messages.len() as u64).to_le_bytes());
+    for m in messages {
+        field(m.role.as_bytes());
+        field(m.name.as_bytes());
+        field(m.content.as_bytes());
+        field(m.tool_call_id.as_bytes());
+        field(&(m.tool_calls.len() as u64).to_le_bytes());
+        for call in &m.tool_calls {
+            field(&call.encode_to_vec());
+        }
+        field(&(m.parts.len() as u64).to_le_bytes());
+        for part in &m.parts {
+            field(&part.encode_to_vec());
+        }
+    }
+    let mut c = config.cloned().unwrap_or_default();
+    let opt = |v: Option<[u8; 4]>| v.map_or([0u8; 5], |b| [1, b[0], b[1], b[2], b[3]]);
+    field(&opt(c.temperature.take().map(f32::to_le_bytes)));
+    field(&opt(c.top_p.take().map(f32::to_le_bytes)));
+    field(&opt(c.max_tokens.take().map(i32::to_le_bytes)));
+    field(&(c.stop.len() as u64).to_le_bytes());
+    for s in std::mem::take(&mut c.stop) {
+        field(s.as_bytes());
+    }
+    // Everything else (tools, formats, seed, penalties, provider options, ...) as its protobuf encoding, which
+    // is deterministic: fields in number order, and Struct's map is sorted.
+    field(&c.encode_to_vec());
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            name: String::new(),
+            ..Default::default()
+        }
+    }
+
+    fn zero() -> GenerationConfig {
+        GenerationConfig {
+            temperature: Some(0.0),
+            ..Default::default()
+        }
+    }
+
+    fn entry(text: &str) -> Entry {
+        Entry::new(
+            vec![text.into()],
+            "id".into(),
+            "m".into(),
+            "stop".into(),
+            Usage::default(),
+            false,
+        )
+    }
+
+    #[test]
+    fn the_key_covers_every_part_of_the_request() {
+        let base = key("m", &[msg("user", "hi")], Some(&zero()));
+        assert_eq!(base, key("m", &[msg("user", "hi")], Some(&zero())));
+        let others = [
+            key("n", &[msg("user", "hi")], Some(&zero())),
+            key("m", &[msg("system", "hi")], Some(&zero())),
+            key("m", &[msg("user", "hi!")], Some(&zero())),
+            key("m", &[msg("user", "h"), msg("user", "i")], Some(&zero())),
+            key("m", &[msg("user", "hi")], None),
+            key(
+                "m",
+                &[Message {
+                    name: "ann".into(),
+                    ..msg("user", "hi")
+                }],
+                Some(&zero()),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    max_tokens: Some(5),
+                    ..zero()
+                }),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    top_p: Some(0.5),
+                    ..zero()
+                }),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    stop: vec!["x".into()],
+                    ..zero()
+                }),
+            ),
+            // The fields beyond text: a tool result, a tool call, an image, tools, a seed, provider options.
+            key(
+                "m",
+                &[Message {
+                    tool_call_id: "call_1".into(),
+                    ..msg("tool", "hi")
+                }],
+                Some(&zero()),
+            ),
+            key(
+                "m",
+                &[Message {
+                    tool_calls: vec![crate::proto::ToolCall {
+                        id: "c".into(),
+                        name: "f".into(),
+                        arguments: "{}".into(),
+                    }],
+                    ..msg("user", "hi")
+                }],
+                Some(&zero()),
+            ),
+            key(
+                "m",
+                &[Message {
+                    parts: vec![crate::proto::ContentPart {
+                        part: Some(crate::proto::content_part::Part::Text("x".into())),
+                    }],
+                    ..msg("user", "hi")
+                }],
+                Some(&zero()),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    tools: vec![crate::proto::Tool {
+                        name: "f".into(),
+                        ..Default::default()
+                    }],
+                    ..zero()
+                }),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    seed: Some(1),
+                    ..zero()
+                }),
+            ),
+            key(
+                "m",
+                &[msg("user", "hi")],
+                Some(&GenerationConfig {
+                    provider_options: Some(crate::upstream::openai::extras::json_to_struct(
+                        serde_json::json!({"top_k": 1}).as_object().unwrap().clone(),
+                    )),
+                    ..zero()
+                }),
+            ),
+        ];
+        for (i, k) in others.iter().enumerate() {
+            assert_ne!(*k, base, "variant {i} collided");
+        }
+    }
+
+    #[test]
+    fn only_deterministic_requests_unless_widened_and_cache_control_is_obeyed() {
+        let policy = ModelCache {
+            ttl: Duration::from_secs(60),
+            any_temperature: false,
+            charge_hits: false,
+        };
+        let m = [msg("user", "hi")];
+        let none = CacheControl::default();
+        assert_eq!(plan(None, none, "m", &m, Some(&zero())), Plan::Off);
+        assert_eq!(plan(Some(&policy), none, "m", &m, None), Plan::Off);
+        assert!(matches!(
+            plan(Some(&policy), none, "m", &m, Some(&zero())),
+            Plan::Use { read: true, .. }
+        ));
+        let wide = ModelCache {
+            any_temperature: true,
+            ..policy.clone()
+        };
+        assert!(matches!(
+            plan(Some(&wide), none, "m", &m, None),
+            Plan::Use { .. }
+        ));
+        let mut md = MetadataMap::new();
+        md.insert("cache-control", "max-age=0, No-Cache".parse().unwrap());
+        let control = CacheControl::read(&md);
+        assert_eq!(
+            control,
+            CacheControl {
+                no_cache: true,
+                no_store: false
+            }
+        );
+        assert!(matches!(
+            plan(Some(&policy), control, "m", &m, Some(&zero())),
+            Plan::Use { read: false, .. }
+        ));
+        md.insert("cache-control", "no-store".parse().unwrap());
+        let control = CacheControl::read(&md);
+        assert_eq!(
+            plan(Some(&policy), control, "m", &m, Some(&zero())),
+            Plan::Bypass
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_and_the_bounds_evict_the_least_recently_used() {
+        let cache = ResponseCache::new(&CacheConfig {
+            max_bytes: 100_000,
+            max_entries: 2,
+        });
+        let ttl = Duration::from_secs(10);
+        cache.put([1; 32], entry("a"), ttl);
+        cache.put([2; 32], entry("b"), ttl);
+        assert_eq!(cache.get(&[1; 32]).unwrap().content(), "a"); // 1 is now the most recent
+        cache.put([3; 32], entry("c"), ttl);
+        assert!(
+            cache.get(&[2; 32]).is_none(),
+            "the least recently used went"
+        );
+        assert!(cache.get(&[1; 32]).is_some() && cache.get(&[3; 32]).is_some());
+        tokio::time::advance(ttl).await;
+        assert!(cache.get(&[1; 32]).is_none(), "expired");
+        assert_eq!(cache.size().0, 1);
+
+        // Bytes: each entry counts 160 bytes here; a 1,600-byte cache keeps ten, and refuses one larger than
+        // an eighth of it.
+        let small = ResponseCache::new(&CacheConfig {
+            max_bytes: 1_600,
+            max_entries: 100,
+        });
+        for i in 0..12u8 {
+            small.put([i; 32], entry("x"), ttl);
+        }
+        assert_eq!(small.size(), (10, 1_600));
+        assert!(small.get(&[0; 32]).is_none() && small.get(&[11; 32]).is_some());
+        small.put([99; 32], entry(&"y".repeat(200)), ttl);
+        assert!(small.get(&[99; 32]).is_none());
+    }
+}

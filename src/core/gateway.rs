@@ -1,0 +1,259 @@
+//! The gateway core that the handlers call: resolve and check a request, then call its upstream within its
+//! deadline and the server's lifecycle. Built once at start; shared by every request.
+
+use std::{future::Future, sync::Arc};
+
+use tokio::{sync::Semaphore, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    admission::auth::{Identity, KeyStore},
+    admission::limits::{estimate_tokens, Admission, Reservation},
+    admission::shared::{Down, Shared},
+    config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
+    core::cache::{self, ResponseCache},
+    core::deadline::Deadline,
+    error::GatewayError,
+    observe::forecast::{Outlook, Signal},
+    observe::metrics::Metrics,
+    observe::usage::UsageBook,
+    proto::{GenerationConfig, Message},
+    routing::router::{Model, Router},
+    upstream::openai::convert,
+};
+
+/// Shutdown state: `draining` fires when the server stops accepting; `stop` fires when the grace period is
+/// over and whatever is still running must end.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    pub draining: CancellationToken,
+    pub stop: CancellationToken,
+}
+
+pub struct Gateway {
+    pub router: Router,
+    pub keys: KeyStore,
+    pub interactive: InteractiveConfig,
+    pub lifecycle: Lifecycle,
+    /// The process-wide cap on calls in flight (load shedding).
+    pub in_flight: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+    pub usage: UsageBook,
+    /// Per-minute request counts and their forecast: the scaling signal.
+    pub signal: Signal,
+    pub scaling: ScalingConfig,
+    /// This replica's response cache (in front of the shared one, when there is one).
+    pub cache: ResponseCache,
+    /// Redis, when limits, spend and the cache are shared by the replicas.
+    pub shared: Option<Arc<Shared>>,
+}
+
+/// Tokens to reserve for a request against its key's tpm.
+pub fn reserve(model: &Model, messages: &[Message], config: Option<&GenerationConfig>) -> u64 {
+    let output = config
+        .and_then(|c| c.max_tokens)
+        .map_or(model.default_output_tokens, |n| n.max(1) as u32);
+    estimate_tokens(
+        messages.iter().map(crate::upstream::openai::extras::size),
+        output,
+    )
+}
+
+impl Gateway {
+    pub fn new(cfg: &Config) -> Result<Arc<Gateway>, GatewayError> {
+        let router = Router::new(cfg)?;
+        let keys = KeyStore::new(&cfg.keys, &router);
+        let metrics = Arc::new(Metrics::new());
+        let lifecycle = Lifecycle::default();
+        let shared = match &cfg.shared {
+            None => None,
+            Some(s) => {
+                let shared = Shared::new(s, metrics.shared_up.clone())?;
+                shared.monitor(lifecycle.stop.clone());
+                Some(shared)
+            }
+        };
+        Ok(Arc::new(Gateway {
+            router,
+            keys,
+            interactive: cfg.interactive,
+            lifecycle,
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
+            metrics,
+            usage: UsageBook::new(cfg),
+            signal: Signal::default(),
+            scaling: cfg.scaling,
+            cache: ResponseCache::new(&cfg.cache),
+            shared,
+        }))
+    }
+
+    /// Whether this replica should take calls: not draining, and not refusing everything because the shared
+    /// state it must not do without is down.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.lifecycle.draining.is_cancelled() {
+            return Err("draining");
+        }
+        match &self.shared {
+            Some(s) if s.on_failure() == OnFailure::Closed && !s.is_up() => {
+                Err("shared state down")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The cached answer this request may use, if any: this replica's first, then the fleet's. Counts the
+    /// lookup's outcome (hit, miss, bypass).
+    pub async fn cached(&self, model: &Model, plan: cache::Plan) -> Option<Arc<cache::Entry>> {
+        let hit = match plan {
+            cache::Plan::Use { key, read: true } => match self.cache.get(&key) {
+                Some(hit) => Some(hit),
+                None => match &self.shared {
+                    Some(shared) => shared.cache_get(&key).await.ok().flatten().map(Arc::new),
+                    None => None,
+                },
+            },
+            _ => None,
+        };
+        let label = if hit.is_some() {
+            Some("hit")
+        } else {
+            plan.miss_label()
+        };
+        if let Some(label) = label {
+            self.metrics
+                .cache
+                .with_label_values(&[&model.name, label])
+                .inc();
+        }
+        hit
+    }
+
+    /// Keeps a complete answer for the model's TTL.
+    pub fn keep(&self, model: &Model, key: cache::Key, entry: cache::Entry) {
+        let Some(policy) = &model.cache else { return };
+        if let Some(shared) = &self.shared {
+            if self.cache.fits(entry.bytes()) {
+                shared.cache_put(&key, &entry, policy.ttl);
+            }
+        }
+        self.cache.put(key, entry, policy.ttl);
+        self.metrics
+            .cache
+            .with_label_values(&[&model.name, "stored"])
+            .inc();
+        let (entries, bytes) = self.cache.size();
+        self.metrics.cache_entries.set(entries as i64);
+        self.metrics.cache_bytes.set(bytes as i64);
+    }
+
+    /// Resolves the model for this key and checks the request against it.
+    pub fn check(
+        &self,
+        who: &Identity,
+        model: &str,
+        messages: &[Message],
+        config: Option<&GenerationConfig>,
+    ) -> Result<&Arc<Model>, GatewayError> {
+        let model = self.router.resolve(model, who)?;
+        convert::check_messages(messages)?;
+        convert::check_config(config, model.max_output_tokens)?;
+        Ok(model)
+    }
+
+    /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt
+    /// estimate plus max_tokens (or the model's default output budget).
+    pub async fn admit(
+        &self,
+        who: &Identity,
+        model: &Model,
+        messages: &[Message],
+        config: Option<&GenerationConfig>,
+    ) -> Result<Admission, GatewayError> {
+        let tokens = reserve(model, messages, config);
+        let admitted = async {
+            let permits = who.limiter.permits(&self.in_flight)?;
+            Ok(permits.with_rates(self.rates(who, tokens).await?))
+        }
+        .await;
+        admitted.inspect_err(|e| self.rejected(who, e))
+    }
+
+    /// The rate part of admission (budget, requests and tokens per minute): the fleet's windows in Redis when
+    /// shared, else (or while Redis is down with `on_failure = "open"`) this replica's.
+    pub async fn rates(
+        &self,
+        who: &Identity,
+        tokens: u64,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        if let Some(shared) = &self.shared {
+            let limits = who.limiter.limits();
+            let unlimited =
+                limits.rpm.is_none() && limits.tpm.is_none() && limits.daily_budget_usd.is_none();
+            if !unlimited {
+                match shared.rates(&who.limiter, limits, tokens).await {
+                    Ok(verdict) => return verdict,
+                    Err(Down) if shared.on_failure() == OnFailure::Closed => {
+                        return Err(GatewayError::SharedStateUnavailable)
+                    }
+                    Err(Down) => {} // open: this replica's own windows, below
+                }
+            }
+        }
+        who.limiter
+            .rates(Instant::now(), std::time::SystemTime::now(), tokens)
+    }
+
+    /// Closes a minute of the scaling signal (the server calls it every minute) and updates its metrics.
+    pub fn scaling_tick(&self) -> Outlook {
+        self.signal.tick();
+        let outlook = self.outlook();
+        self.metrics
+            .requests_last_minute
+            .set(outlook.last_minute as i64);
+        self.metrics
+            .forecast_peak
+            .set(outlook.forecast_peak_per_minute);
+        self.metrics
+            .recommended_replicas
+            .set(i64::from(outlook.recommended_replicas));
+        outlook
+    }
+
+    pub fn outlook(&self) -> Outlook {
+        let s = &self.scaling;
+        let horizon = (s.horizon.as_secs() / 60) as usize;
+        self.signal.outlook(
+            horizon,
+            s.capacity_rpm_per_replica,
+            s.headroom,
+            s.min_replicas,
+            s.max_replicas,
+        )
+    }
+
+    /// Counts a refusal by a limit.
+    pub fn rejected(&self, who: &Identity, err: &GatewayError) {
+        if let GatewayError::ResourceExhausted { limit, .. } = err {
+            self.metrics
+                .rejections
+                .with_label_values(&[who.name.as_str(), limit])
+                .inc();
+        }
+    }
+
+    /// Runs `fut` until it finishes, the deadline passes or the grace period ends. Dropping `fut` drops the
+    /// upstream request with it.
+    pub async fn bounded<T>(
+        &self,
+        deadline: Deadline,
+        fut: impl Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        tokio::select! {
+            biased;
+            _ = self.lifecycle.stop.cancelled() => Err(GatewayError::ShuttingDown),
+            _ = tokio::time::sleep_until(deadline.at) => Err(deadline.exceeded()),
+            result = fut => result,
+        }
+    }
+}

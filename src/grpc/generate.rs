@@ -1,0 +1,116 @@
+//! `Generate`: one whole completion.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::{cache_header, Start};
+use crate::{
+    core::cache,
+    core::gateway::Gateway,
+    error::GatewayError,
+    observe::rpclog::Trail,
+    proto::{GenerateRequest, GenerateResponse},
+    routing::dispatch::{dispatch, Answer, Call},
+    upstream::openai::convert,
+};
+
+/// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    rpc: &'static str,
+    request: Request<GenerateRequest>,
+) -> Result<Response<GenerateResponse>, Status> {
+    let start = Start::read(&request)?;
+    let req = request.into_inner();
+    let mut log = start.record(rpc, &gw);
+    let span = start.span(rpc);
+    let result = async {
+        let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
+        log.model(model);
+        let mut admission = gw
+            .admit(&start.who, model, &req.messages, req.config.as_ref())
+            .await?;
+        let request = (req.messages.as_slice(), req.config.as_ref());
+        let looked_up = start
+            .look_up(&gw, model, request, &mut admission, &mut log)
+            .await;
+        let plan = match looked_up {
+            Err(plan) => plan,
+            Ok(hit) => {
+                let resp = GenerateResponse {
+                    content: hit.content(),
+                    model: hit.model.clone(),
+                    usage: Some(hit.usage),
+                    finish_reason: hit.finish_reason.clone(),
+                    id: hit.id.clone(),
+                    usage_estimated: hit.usage_estimated,
+                    ..Default::default()
+                };
+                return Ok((resp, Some("hit")));
+            }
+        };
+        let call = Call {
+            messages: &req.messages,
+            config: req.config.as_ref(),
+            deadline: start.deadline(model),
+            request_id: &start.request_id,
+        };
+        let mut trail = Trail::default();
+        let dispatched = dispatch(&gw, model, &call, false, &mut trail).await;
+        log.dispatched(&trail);
+        let dispatched = dispatched.inspect_err(|_| admission.release())?;
+        let Answer::Whole(done) = dispatched.answer else {
+            return Err(GatewayError::Internal(
+                "a stream answered a unary call".into(),
+            ));
+        };
+        let estimated = done.usage.is_none();
+        let usage = done
+            .usage
+            .unwrap_or_else(|| convert::estimate_usage(&req.messages, done.content.len()));
+        admission.reconcile(usage.total_tokens.max(0) as u64);
+        log.add_usage(Some(&usage), estimated);
+        let resp = GenerateResponse {
+            content: done.content,
+            model: if done.model.is_empty() {
+                model.name.clone()
+            } else {
+                done.model
+            },
+            usage: Some(usage),
+            finish_reason: done.finish_reason,
+            id: done.id,
+            usage_estimated: estimated,
+            tool_calls: done.tool_calls,
+            logprobs: done.logprobs,
+        };
+        // Only text answers are kept: tool calls and logprobs are not replayed.
+        let plain = resp.tool_calls.is_empty() && resp.logprobs.is_empty();
+        if let Some(key) = plan.key().filter(|_| plain) {
+            let entry = cache::Entry::new(
+                vec![resp.content.clone()],
+                resp.id.clone(),
+                resp.model.clone(),
+                resp.finish_reason.clone(),
+                usage,
+                estimated,
+            );
+            gw.keep(model, key, entry);
+        }
+        Ok((resp, plan.miss_label()))
+    }
+    .instrument(span)
+    .await;
+    match result {
+        Ok((resp, cached)) => {
+            log.finish(Ok(()));
+            Ok(cache_header(start.respond(resp), cached))
+        }
+        Err(e) => {
+            log.finish(Err(&e));
+            Err(start.fail(e))
+        }
+    }
+}

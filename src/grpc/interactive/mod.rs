@@ -1,0 +1,365 @@
+//! `InteractiveStream`: a chat session on one bidirectional stream.
+//!
+//! The first message names the model, config and optional system prompt/history. Each user turn is numbered
+//! (1, 2, ...) and answered by its own task with deltas tagged by the turn, then `TurnComplete`; the answer is
+//! appended to the server-side history, so the next turn has the context. One turn runs at a time: a turn sent
+//! while another is in flight is refused in-band. `CancelTurn` stops the turn in flight and the session goes
+//! on. A failed or cancelled turn is reported in-band (`TurnError`) and leaves the history as it was, so the
+//! client may simply send it again. Whole-session problems end the stream with a status: auth, permissions,
+//! a bad start, limits (the session holds one concurrency slot for its life; each turn is a request for the
+//! rate limits), the client's deadline, shutdown.
+
+mod history;
+mod turn;
+
+use std::sync::Arc;
+
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::{relay, relay::STREAM_BUFFER, Start};
+use crate::{
+    admission::auth::Identity,
+    admission::limits::Admission,
+    core::deadline::Deadline,
+    core::gateway::{self, Gateway},
+    error::GatewayError,
+    observe::rpclog::RpcLog,
+    proto::{
+        interactive_request::Action, interactive_response::Event, GenerationConfig,
+        InteractiveRequest, InteractiveResponse, Message, SessionStarted, TurnError, UserTurn,
+    },
+    routing::router::Model,
+};
+use history::History;
+
+type Tx = mpsc::Sender<Result<InteractiveResponse, Status>>;
+
+pub async fn handle(
+    gw: Arc<Gateway>,
+    request: Request<Streaming<InteractiveRequest>>,
+) -> Result<Response<ReceiverStream<Result<InteractiveResponse, Status>>>, Status> {
+    let start = Start::read(&request)?;
+    // The client's deadline bounds the whole session; each turn is also bounded by request_timeout.
+    let session_deadline = start
+        .client_timeout
+        .map(|t| Deadline::new(Instant::now(), Some(t), t));
+    let mut inbound = request.into_inner();
+    let mut log = start.record("InteractiveStream", &gw);
+    log.timing.overhead_applies = false;
+    let span = start.span("InteractiveStream");
+    let opened = async {
+        let first = tokio::select! {
+            first = inbound.message() => first.map_err(|s| GatewayError::Cancelled(format!("client stream: {}", s.message())))?,
+            _ = gw.lifecycle.draining.cancelled() => return Err(GatewayError::ShuttingDown),
+            _ = sleep_until(session_deadline) => return Err(expired(session_deadline)),
+        };
+        let Some(Action::Start(first)) = first.and_then(|m| m.action) else {
+            return Err(GatewayError::InvalidArgument("the first message must be SessionStart".into()));
+        };
+        let model = gw.router.resolve(&first.model, &start.who)?.clone();
+        log.model(&model);
+        crate::upstream::openai::convert::check_config(first.config.as_ref(), model.max_output_tokens)?;
+        let history = History::new(first.system_prompt, first.history, gw.interactive)?;
+        let permits = start.who.limiter.permits(&gw.in_flight).inspect_err(|e| gw.rejected(&start.who, e))?;
+        Ok(Session {
+            model,
+            config: first.config,
+            history,
+            who: start.who.clone(),
+            request_id: start.request_id.clone(),
+            _permits: permits,
+        })
+    }
+    .instrument(span.clone())
+    .await;
+    let session = match opened {
+        Ok(session) => session,
+        Err(e) => {
+            log.finish(Err(&e));
+            return Err(start.fail(e));
+        }
+    };
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let panics = gw.metrics.panics.clone();
+    relay::spawn_guarded(
+        panics,
+        tx.clone(),
+        session
+            .run(gw, inbound, tx, session_deadline, log)
+            .instrument(span),
+    );
+    Ok(start.respond(ReceiverStream::new(rx)))
+}
+
+async fn sleep_until(deadline: Option<Deadline>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn expired(deadline: Option<Deadline>) -> GatewayError {
+    deadline.map_or_else(
+        || GatewayError::Internal("no deadline".into()),
+        |d| d.exceeded(),
+    )
+}
+
+fn response(turn: u32, event: Event) -> InteractiveResponse {
+    InteractiveResponse {
+        turn,
+        event: Some(event),
+    }
+}
+
+fn turn_error(turn: u32, err: &GatewayError) -> InteractiveResponse {
+    response(
+        turn,
+        Event::Error(TurnError {
+            code: err.code() as i32,
+            message: err.to_string(),
+        }),
+    )
+}
+
+struct Session {
+    model: Arc<Model>,
+    config: Option<GenerationConfig>,
+    history: History,
+    who: Arc<Identity>,
+    request_id: String,
+    /// The session's concurrency slot, held until it ends.
+    _permits: Admission,
+}
+
+/// The turn being answered.
+struct InFlight {
+    turn: u32,
+    /// The messages the turn adds to the history once answered.
+    user: Vec<Message>,
+    cancel: CancellationToken,
+    task: JoinHandle<turn::Outcome>,
+}
+
+impl Session {
+    /// Starts answering a user turn on its own task. A refusal by the key's rate limits is an error of the
+    /// whole session; any other error concerns this turn only.
+    async fn begin(
+        &self,
+        gw: &Arc<Gateway>,
+        number: u32,
+        user: UserTurn,
+        tx: &Tx,
+        session: Option<Deadline>,
+    ) -> Result<InFlight, GatewayError> {
+        let user = self.history.user_turn(user)?;
+        gw.signal.count(); // each turn is load, like a request
+        let messages = self.history.with(&user);
+        let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());
+        let rates = gw.rates(&self.who, tokens).await;
+        let admission = Admission::for_turn(rates.inspect_err(|e| gw.rejected(&self.who, e))?);
+        let mut deadline = Deadline::new(Instant::now(), None, self.model.request_timeout());
+        if let Some(session) = session {
+            deadline = deadline.min(session);
+        }
+        let cancel = gw.lifecycle.stop.child_token();
+        let t = turn::Turn {
+            number,
+            messages,
+            config: self.config.clone(),
+            deadline,
+            request_id: format!("{}-{number}", self.request_id),
+            admission,
+            tx: tx.clone(),
+            cancel: cancel.clone(),
+        };
+        let span = tracing::info_span!("turn", turn = number);
+        let task = tokio::spawn(turn::answer(gw.clone(), self.model.clone(), t).instrument(span));
+        Ok(InFlight {
+            turn: number,
+            user,
+            cancel,
+            task,
+        })
+    }
+
+    async fn run(
+        mut self,
+        gw: Arc<Gateway>,
+        mut inbound: Streaming<InteractiveRequest>,
+        tx: Tx,
+        deadline: Option<Deadline>,
+        mut log: RpcLog,
+    ) {
+        let started = SessionStarted {
+            model: self.model.name.clone(),
+            max_history_messages: gw.interactive.max_history_messages,
+        };
+        let mut outcome = send(&tx, response(0, Event::Started(started))).await;
+        let mut next_turn = 1u32;
+        let mut in_flight: Option<InFlight> = None;
+        let mut closing = false;
+        while outcome.is_ok() {
+            tokio::select! {
+                biased;
+                _ = gw.lifecycle.stop.cancelled() => outcome = Err(GatewayError::ShuttingDown),
+                // While draining, a session ends at the first moment no turn is in flight.
+                _ = gw.lifecycle.draining.cancelled(), if in_flight.is_none() => outcome = Err(GatewayError::ShuttingDown),
+                _ = sleep_until(deadline) => outcome = Err(expired(deadline)),
+                _ = tx.closed() => outcome = Err(relay::client_gone()),
+                done = join(&mut in_flight), if in_flight.is_some() => {
+                    if let Some(f) = in_flight.take() {
+                        let ended = settle(f.turn, done, &gw.metrics.panics);
+                        if let Some((usage, estimated)) = ended.usage {
+                            log.add_usage(Some(&usage), estimated);
+                        }
+                        if let Some(answer) = ended.answer {
+                            self.history.remember(f.user, answer);
+                        }
+                        // Only now, with the session free and the answer in the history, may the client
+                        // learn that the turn ended.
+                        outcome = send_bounded(&tx, ended.last, deadline, &gw.lifecycle.stop).await;
+                    }
+                    if closing {
+                        break;
+                    }
+                }
+                msg = inbound.message(), if !closing => match msg {
+                    Err(status) => outcome = Err(GatewayError::Cancelled(format!("client stream: {}", status.message()))),
+                    Ok(None) if in_flight.is_none() => break,
+                    Ok(None) => closing = true, // half-closed: answer the turn in flight, then end
+                    Ok(Some(InteractiveRequest { action: Some(Action::Turn(user)) })) => {
+                        let turn = next_turn;
+                        next_turn += 1;
+                        let begun = match &in_flight {
+                            Some(f) => Err(GatewayError::InvalidArgument(format!(
+                                "turn {} is still in flight: wait for it or cancel it", f.turn
+                            ))),
+                            None => self.begin(&gw, turn, user, &tx, deadline).await,
+                        };
+                        match begun {
+                            Ok(f) => in_flight = Some(f),
+                            Err(e) if e.code() == Code::ResourceExhausted => outcome = Err(e),
+                            Err(e) => outcome = send(&tx, turn_error(turn, &e)).await,
+                        }
+                    }
+                    Ok(Some(InteractiveRequest { action: Some(Action::Cancel(c)) })) => {
+                        // Cancelling a turn that already ended is not an error: the two crossed on the wire.
+                        if let Some(f) = in_flight.as_ref().filter(|f| c.turn == 0 || c.turn == f.turn) {
+                            f.cancel.cancel();
+                        }
+                    }
+                    Ok(Some(InteractiveRequest { action: Some(Action::Start(_)) })) => {
+                        let e = GatewayError::InvalidArgument("the session has started already".into());
+                        outcome = send(&tx, turn_error(0, &e)).await;
+                    }
+                    Ok(Some(InteractiveRequest { action: None })) => {
+                        let e = GatewayError::InvalidArgument("empty InteractiveRequest".into());
+                        outcome = send(&tx, turn_error(0, &e)).await;
+                    }
+                },
+            }
+        }
+        if let Some(f) = in_flight {
+            f.cancel.cancel();
+            if let Ok(turn::Outcome {
+                usage: Some((usage, estimated)),
+                ..
+            }) = f.task.await
+            {
+                log.add_usage(Some(&usage), estimated);
+            }
+        }
+        if let Err(e) = &outcome {
+            if e.code() != Code::Cancelled {
+                relay::send_final(
+                    &tx,
+                    Err(super::tag(Status::from(e.clone()), &self.request_id)),
+                )
+                .await;
+            }
+        }
+        log.finish(outcome.as_ref().map(|_| ()));
+    }
+}
+
+/// How a turn's task ended. A task that panicked (or was aborted) still answers its turn, in-band with
+/// INTERNAL, so the session never goes quiet, nor ends OK, with a turn unanswered.
+fn settle(
+    turn: u32,
+    done: Result<turn::Outcome, tokio::task::JoinError>,
+    panics: &prometheus::IntCounterVec,
+) -> turn::Outcome {
+    done.unwrap_or_else(|e| {
+        panics.with_label_values(&["turn"]).inc();
+        tracing::error!(
+            turn,
+            panicked = e.is_panic(),
+            "a turn's task failed: answered INTERNAL"
+        );
+        let err = GatewayError::Internal("the turn failed unexpectedly; send it again".into());
+        turn::Outcome {
+            answer: None,
+            usage: None,
+            last: turn_error(turn, &err),
+        }
+    })
+}
+
+async fn join(f: &mut Option<InFlight>) -> Result<turn::Outcome, tokio::task::JoinError> {
+    match f {
+        Some(f) => (&mut f.task).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(tx: &Tx, msg: InteractiveResponse) -> Result<(), GatewayError> {
+    tx.send(Ok(msg)).await.map_err(|_| relay::client_gone())
+}
+
+/// [`send`], waiting for room no longer than the session may run.
+async fn send_bounded(
+    tx: &Tx,
+    msg: InteractiveResponse,
+    deadline: Option<Deadline>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), GatewayError> {
+    tokio::select! {
+        biased;
+        sent = send(tx, msg) => sent,
+        _ = stop.cancelled() => Err(GatewayError::ShuttingDown),
+        _ = sleep_until(deadline) => Err(expired(deadline)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_turn_whose_task_panicked_is_answered_in_band() {
+        let panics = crate::observe::metrics::Metrics::new().panics;
+        let task = tokio::spawn(async {
+            if true {
+                panic!("a bug in the turn");
+            }
+            turn::Outcome {
+                answer: None,
+                usage: None,
+                last: response(1, Event::Error(TurnError::default())),
+            }
+        });
+        let ended = settle(3, task.await, &panics);
+        assert!(ended.answer.is_none() && ended.usage.is_none());
+        assert_eq!(ended.last.turn, 3);
+        let Some(Event::Error(e)) = ended.last.event else {
+            panic!("no TurnError: {:?}", ended.last)
+        };
+        assert_eq!(e.code, Code::Internal as i32);
+        assert_eq!(panics.with_label_values(&["turn"]).get(), 1);
+    }
+}

@@ -1,0 +1,139 @@
+//! Answering one user turn of a session, on its own task, so the session keeps reading (a cancel may come).
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{response, turn_error, Tx};
+use crate::{
+    admission::limits::Admission,
+    core::deadline::Deadline,
+    core::gateway::Gateway,
+    error::GatewayError,
+    grpc::relay::{self, Limits},
+    observe::rpclog::{Timing, Trail},
+    proto::{
+        interactive_response::Event, GenerationConfig, InteractiveResponse, Message, TurnComplete,
+        TurnDelta, Usage,
+    },
+    routing::dispatch::{dispatch, Answer, Call},
+    routing::router::Model,
+    upstream::openai::convert,
+};
+
+/// The most answer text a turn keeps for the session's history (the history itself is bounded further by
+/// `interactive.max_history_bytes`).
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+pub struct Turn {
+    pub number: u32,
+    pub messages: Vec<Message>,
+    pub config: Option<GenerationConfig>,
+    pub deadline: Deadline,
+    pub request_id: String,
+    pub admission: Admission,
+    pub tx: Tx,
+    pub cancel: CancellationToken,
+}
+
+/// How a turn ended.
+pub struct Outcome {
+    /// The answer (its text and tool calls), when the turn completed: it joins the history.
+    pub answer: Option<Message>,
+    /// What the turn is charged (and whether the gateway counted it), when it reached the upstream.
+    pub usage: Option<(Usage, bool)>,
+    /// The turn's last word, `TurnComplete` or `TurnError`. The session sends it once it has taken the turn
+    /// off its books: a client may send its next turn the moment it reads this, and must find the session
+    /// free and the answer in the history.
+    pub last: InteractiveResponse,
+}
+
+/// Answers the turn. A completed turn is charged the provider's usage (or an estimate when it sent none); a
+/// cancelled or broken one the prompt and what was delivered; one that never reached the upstream nothing.
+pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome {
+    let number = t.number;
+    let started = Instant::now();
+    let mut answer = String::new();
+    let mut timing = Timing::new();
+    let mut trail = Trail::default();
+    let mut reached_upstream = false;
+    let result = async {
+        let call = Call { messages: &t.messages, config: t.config.as_ref(), deadline: t.deadline, request_id: &t.request_id };
+        let dispatched = tokio::select! {
+            d = dispatch(&gw, &model, &call, true, &mut trail) => d.inspect_err(|_| t.admission.release())?,
+            _ = t.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
+        };
+        reached_upstream = true;
+        let Answer::Stream { first, mut rest } = dispatched.answer else {
+            return Err(GatewayError::Internal("a unary answer to a stream".into()));
+        };
+        let limits = Limits {
+            deadline: t.deadline,
+            stream: model.policy.stream,
+            started,
+            upstream: dispatched.route.route().upstream.name(),
+            stop: &gw.lifecycle.stop,
+            cancel: Some(&t.cancel),
+        };
+        let mut overflow = false;
+        let wrap = |delta: String| {
+            // The answer is kept for the history; past the bound it is not, and the turn fails below.
+            if answer.len() + delta.len() > MAX_ANSWER_BYTES {
+                overflow = true;
+            } else {
+                answer.push_str(&delta);
+            }
+            response(number, Event::Delta(TurnDelta { delta }))
+        };
+        let pumped = relay::pump(first, &mut rest, &t.tx, wrap, &limits, &mut timing).await;
+        if let Err(e) = &pumped {
+            dispatched.route.route().report(Err(e));
+        }
+        let end = pumped?;
+        if overflow {
+            return Err(GatewayError::UpstreamProtocol {
+                upstream: dispatched.route.route().upstream.name().to_owned(),
+                detail: format!("the answer exceeded {MAX_ANSWER_BYTES} bytes, more than a session keeps"),
+            });
+        }
+        let estimated = end.usage.is_none();
+        let usage = end.usage.unwrap_or_else(|| convert::estimate_usage(&t.messages, answer.len()));
+        t.admission.reconcile(usage.total_tokens.max(0) as u64);
+        let said = Message {
+            role: "assistant".into(),
+            content: std::mem::take(&mut answer),
+            tool_calls: end.tool_calls.clone(),
+            ..Default::default()
+        };
+        let complete = TurnComplete {
+            usage: Some(usage),
+            finish_reason: end.finish_reason,
+            id: end.id,
+            usage_estimated: estimated,
+            tool_calls: end.tool_calls,
+            logprobs: end.logprobs,
+        };
+        Ok((usage, estimated, complete, said))
+    }
+    .await;
+    match result {
+        Ok((usage, estimated, complete, said)) => Outcome {
+            answer: Some(said),
+            usage: Some((usage, estimated)),
+            last: response(number, Event::Complete(complete)),
+        },
+        Err(e) => {
+            let charged = reached_upstream.then(|| {
+                let usage = convert::estimate_usage(&t.messages, answer.len());
+                t.admission.reconcile(usage.total_tokens.max(0) as u64);
+                (usage, true)
+            });
+            Outcome {
+                answer: None,
+                usage: charged,
+                last: turn_error(number, &e),
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Prometheus metrics. Every label comes from a bounded set: configured key and model names, upstream names,
+//! gRPC code names, RPC names and a few fixed words — never a raw request value (an unknown model is "").
+//!
+//! Latency histograms start at 50 µs so the gateway's sub-millisecond overhead is visible.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub in_flight: IntGaugeVec,
+    pub duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub overhead: HistogramVec,
+    pub first_token: HistogramVec,
+    pub chunk_gap: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub cost: prometheus::CounterVec,
+    pub retries: IntCounterVec,
+    pub fallbacks: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
+    pub rejections: IntCounterVec,
+    pub cancellations: IntCounterVec,
+    pub cache: IntCounterVec,
+    pub cache_entries: prometheus::IntGauge,
+    pub cache_bytes: prometheus::IntGauge,
+    pub shared_up: prometheus::IntGauge,
+    pub requests_last_minute: prometheus::IntGauge,
+    pub forecast_peak: prometheus::Gauge,
+    pub recommended_replicas: prometheus::IntGauge,
+    pub connections_open: IntGaugeVec,
+    pub connections_closed: IntCounterVec,
+    pub panics: IntCounterVec,
+}
+
+// The metric definitions below are static: names, help and labels are literals that are valid, and registered
+// once. Their `expect`s cannot fail at run time (a test builds every one), hence the allows.
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definition, built in every test"
+)]
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definition, built in every test"
+)]
+fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
+    prometheus::IntGauge::new(name, help).expect("static metric definition")
+}
+
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definition, built in every test"
+)]
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("static metric definition")
+}
+
+impl Metrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions, registered once, built in every test"
+    )]
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::new(),
+            requests: counter("aigw_requests_total", "RPCs by outcome.", &["rpc", "model", "key", "code"]),
+            in_flight: IntGaugeVec::new(Opts::new("aigw_in_flight", "RPCs in progress."), &["rpc"])
+                .expect("static metric definition"),
+            duration: histogram("aigw_request_duration_seconds", "End-to-end RPC latency.", &["rpc", "model"]),
+            upstream_duration: histogram(
+                "aigw_upstream_duration_seconds",
+                "Time spent waiting on the upstream within an RPC.",
+                &["model", "upstream"],
+            ),
+            overhead: histogram(
+                "aigw_overhead_seconds",
+                "Time the gateway itself added: end-to-end minus upstream time minus waiting for the client.",
+                &["rpc", "model"],
+            ),
+            first_token: histogram("aigw_time_to_first_token_seconds", "RPC start to first delta sent.", &["model"]),
+            chunk_gap: histogram("aigw_chunk_gap_seconds", "Gap between deltas from the upstream.", &["model"]),
+            tokens: counter(
+                "aigw_tokens_total",
+                "Tokens by kind; estimated when the upstream reported no usage.",
+                &["model", "key", "kind", "estimated"],
+            ),
+            cost: prometheus::CounterVec::new(
+                Opts::new("aigw_cost_usd_total", "Spend in US dollars, from the model's price."),
+                &["model", "key"],
+            )
+            .expect("static metric definition"),
+            retries: counter("aigw_retries_total", "Upstream attempts after the first.", &["model"]),
+            fallbacks: counter("aigw_fallbacks_total", "Attempts sent to another route than the last.", &["model"]),
+            breaker_state: IntGaugeVec::new(
+                Opts::new("aigw_breaker_state", "Circuit breaker per route: 0 closed, 1 half-open, 2 open."),
+                &["model", "upstream"],
+            )
+            .expect("static metric definition"),
+            rejections: counter("aigw_limit_rejections_total", "Calls refused by a limit.", &["key", "limit"]),
+            cancellations: counter("aigw_cancellations_total", "RPCs the client cancelled.", &["rpc"]),
+            cache: counter(
+                "aigw_cache_requests_total",
+                "Response cache: lookups by result (hit, miss, bypass) and answers stored.",
+                &["model", "result"],
+            ),
+            cache_entries: gauge("aigw_cache_entries", "Answers in this replica's response cache."),
+            cache_bytes: gauge(
+                "aigw_cache_bytes",
+                "Size of this replica's response cache (answer text plus a fixed allowance per entry and chunk).",
+            ),
+            shared_up: gauge(
+                "aigw_shared_state_up",
+                "1 while the shared state (Redis) answers, 0 while it does not (then limits hold per replica, \
+                 or calls are refused, as [shared] on_failure says).",
+            ),
+            requests_last_minute: gauge(
+                "aigw_requests_last_minute",
+                "Requests this replica received in the last whole minute.",
+            ),
+            forecast_peak: prometheus::Gauge::new(
+                "aigw_forecast_requests_per_minute",
+                "The highest per-minute request count forecast for this replica over the scaling horizon; \
+                 sum it over replicas and divide by the capacity per replica to size the fleet.",
+            )
+            .expect("static metric definition"),
+            recommended_replicas: gauge(
+                "aigw_recommended_replicas",
+                "Replicas needed for this replica's forecast peak alone (a single-replica view).",
+            ),
+            connections_open: IntGaugeVec::new(
+                Opts::new("aigw_connections_open", "Client connections open, by listener."),
+                &["listener"],
+            )
+            .expect("static metric definition"),
+            connections_closed: counter(
+                "aigw_connections_closed_total",
+                "Client connections the gateway closed or refused, by listener and reason \
+                 (first_request_timeout, idle_timeout, evicted, refused).",
+                &["listener", "reason"],
+            ),
+            panics: counter(
+                "aigw_panics_total",
+                "Panics caught in request handlers and turn tasks (each answered INTERNAL); any is a bug.",
+                &["where"],
+            ),
+        };
+        let r = &m.registry;
+        for c in [
+            &m.requests,
+            &m.tokens,
+            &m.retries,
+            &m.fallbacks,
+            &m.rejections,
+            &m.cancellations,
+            &m.cache,
+            &m.connections_closed,
+            &m.panics,
+        ] {
+            r.register(Box::new(c.clone()))
+                .expect("unique metric names");
+        }
+        for h in [
+            &m.duration,
+            &m.upstream_duration,
+            &m.overhead,
+            &m.first_token,
+            &m.chunk_gap,
+        ] {
+            r.register(Box::new(h.clone()))
+                .expect("unique metric names");
+        }
+        for g in [&m.in_flight, &m.breaker_state, &m.connections_open] {
+            r.register(Box::new(g.clone()))
+                .expect("unique metric names");
+        }
+        r.register(Box::new(m.cost.clone()))
+            .expect("unique metric names");
+        for g in [
+            &m.cache_entries,
+            &m.cache_bytes,
+            &m.shared_up,
+            &m.requests_last_minute,
+        ] {
+            r.register(Box::new(g.clone()))
+                .expect("unique metric names");
+        }
+        r.register(Box::new(m.forecast_peak.clone()))
+            .expect("unique metric names");
+        r.register(Box::new(m.recommended_replicas.clone()))
+            .expect("unique metric names");
+        #[cfg(target_os = "linux")]
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        m
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    /// The connection metrics of one listener.
+    pub fn connections(&self, listener: &'static str) -> crate::transport::accept::ConnMetrics {
+        crate::transport::accept::ConnMetrics {
+            listener,
+            open: self.connections_open.with_label_values(&[listener]),
+            closed: self.connections_closed.clone(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

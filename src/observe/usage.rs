@@ -1,0 +1,177 @@
+//! The usage book behind the admin usage API: per key and per model, requests and tokens in the rolling
+//! minute, and today's (UTC) requests, tokens and cost. Keys and models are fixed at start, so the book
+//! never grows.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+    time::SystemTime,
+};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::{
+    admission::limits::{utc_day, Log},
+    config::{Config, KeyLimits},
+};
+
+#[derive(Debug, Default)]
+struct Counters {
+    minute: Mutex<(Log, Log)>,
+    /// (UTC day, requests, tokens, cost).
+    today: Mutex<(u64, u64, u64, f64)>,
+}
+
+impl Counters {
+    fn request(&self, now: Instant, wall: SystemTime) {
+        self.minute
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .add(now, 1);
+        self.with_today(wall, |t| t.1 += 1);
+    }
+
+    fn usage(&self, tokens: u64, cost: f64, now: Instant, wall: SystemTime) {
+        self.minute
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .add(now, tokens);
+        self.with_today(wall, |t| {
+            t.2 += tokens;
+            t.3 += cost;
+        });
+    }
+
+    fn with_today(&self, wall: SystemTime, f: impl FnOnce(&mut (u64, u64, u64, f64))) {
+        let mut t = self.today.lock().unwrap_or_else(|p| p.into_inner());
+        let day = utc_day(wall);
+        if t.0 != day {
+            *t = (day, 0, 0, 0.0);
+        }
+        f(&mut t);
+    }
+
+    fn report(&self, now: Instant, wall: SystemTime) -> Entry {
+        let (requests, tokens) = {
+            let mut m = self.minute.lock().unwrap_or_else(|p| p.into_inner());
+            (m.0.total(now), m.1.total(now))
+        };
+        let mut today = Today::default();
+        self.with_today(wall, |t| {
+            today = Today {
+                requests: t.1,
+                tokens: t.2,
+                cost_usd: t.3,
+            }
+        });
+        Entry {
+            requests_last_minute: requests,
+            tokens_last_minute: tokens,
+            today,
+            limits: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Today {
+    pub requests: u64,
+    pub tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Entry {
+    pub requests_last_minute: u64,
+    pub tokens_last_minute: u64,
+    pub today: Today,
+    /// Keys only: the limits in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsView>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct LimitsView {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u32>,
+    pub daily_budget_usd: Option<f64>,
+}
+
+impl From<KeyLimits> for LimitsView {
+    fn from(l: KeyLimits) -> Self {
+        LimitsView {
+            rpm: l.rpm,
+            tpm: l.tpm,
+            concurrency: l.concurrency,
+            daily_budget_usd: l.daily_budget_usd,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub keys: BTreeMap<String, Entry>,
+    pub models: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug)]
+pub struct UsageBook {
+    keys: HashMap<String, Counters>,
+    models: HashMap<String, Counters>,
+}
+
+impl UsageBook {
+    pub fn new(cfg: &Config) -> UsageBook {
+        UsageBook {
+            keys: cfg
+                .keys
+                .iter()
+                .map(|k| (k.name.clone(), Counters::default()))
+                .collect(),
+            models: cfg
+                .models
+                .iter()
+                .map(|m| (m.name.clone(), Counters::default()))
+                .collect(),
+        }
+    }
+
+    fn both(&self, key: &str, model: &str) -> impl Iterator<Item = &Counters> {
+        self.keys.get(key).into_iter().chain(self.models.get(model))
+    }
+
+    pub fn request(&self, key: &str, model: &str) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        self.both(key, model).for_each(|c| c.request(now, wall));
+    }
+
+    pub fn usage(&self, key: &str, model: &str, tokens: u64, cost: f64) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        self.both(key, model)
+            .for_each(|c| c.usage(tokens, cost, now, wall));
+    }
+
+    /// Everything, with each key's limits from `limits_of`.
+    pub fn report(&self, limits_of: impl Fn(&str) -> Option<KeyLimits>) -> Report {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let keys = self
+            .keys
+            .iter()
+            .map(|(name, c)| {
+                let mut e = c.report(now, wall);
+                e.limits = limits_of(name).map(LimitsView::from);
+                (name.clone(), e)
+            })
+            .collect();
+        let models = self
+            .models
+            .iter()
+            .map(|(name, c)| (name.clone(), c.report(now, wall)))
+            .collect();
+        Report { keys, models }
+    }
+}

@@ -1,0 +1,231 @@
+//! Model routing as data: a model name or alias resolves to a model, its routes (upstream + the upstream's own
+//! model id) and its traffic policy. Each route carries its live state: circuit breaker, rate-limit cooling
+//! (see `cooling`) and calls in flight.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use tokio::time::Instant;
+
+use crate::{
+    admission::auth::Identity,
+    config::{Config, Policy},
+    error::GatewayError,
+    observe::rpclog::Price,
+    routing::breaker::Breaker,
+    routing::cooling::Cooling,
+    routing::retry::RetryBudget,
+    upstream::Upstream,
+};
+
+pub struct Model {
+    /// The canonical name, also what permissions and logs use.
+    pub name: String,
+    pub max_output_tokens: u32,
+    /// Reserved against a key's tpm when the client sets no max_tokens.
+    pub default_output_tokens: u32,
+    /// Never empty (config validation guarantees it).
+    pub routes: Vec<Route>,
+    pub policy: Policy,
+    pub budget: RetryBudget,
+    pub price: Price,
+    /// Set when this model's answers are cached.
+    pub cache: Option<crate::config::ModelCache>,
+}
+
+impl Model {
+    /// What bounds a whole call to this model: the slowest of its routes' `request_timeout`s.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.routes
+            .iter()
+            .map(|r| r.upstream.request_timeout())
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+pub struct Route {
+    pub upstream: Arc<Upstream>,
+    /// The upstream's own id for the model.
+    pub model: String,
+    pub weight: u32,
+    pub breaker: Breaker,
+    /// Tried last while its upstream keeps answering 429.
+    pub cooling: Cooling,
+    in_flight: AtomicUsize,
+}
+
+impl Route {
+    pub(crate) fn new(
+        upstream: Arc<Upstream>,
+        model: String,
+        weight: u32,
+        policy: &Policy,
+    ) -> Route {
+        Route {
+            upstream,
+            model,
+            weight,
+            breaker: Breaker::new(policy.breaker),
+            cooling: Cooling::default(),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Until when the route's breaker refuses calls, if it does now.
+    pub fn open_until(&self, now: Instant) -> Option<Instant> {
+        self.breaker.retry_at().filter(|&t| t > now)
+    }
+
+    /// Until when the route is cooling (its upstream rate limiting it), if it is now.
+    pub fn cooling_until(&self, now: Instant) -> Option<Instant> {
+        self.cooling
+            .until(now)
+            .max(self.upstream.exhausted_until(now))
+    }
+
+    /// Records how an attempt on this route ended: its breaker learns whether the route works (transport
+    /// failures, 5xx and stalls count; what the upstream said about the request does not), and its cooling
+    /// counts the answer.
+    pub fn report(&self, outcome: Result<(), &GatewayError>) {
+        let now = Instant::now();
+        let health = match outcome {
+            Ok(()) => Some(true),
+            Err(e) => e.route_health(),
+        };
+        if let Some(ok) = health {
+            self.breaker.record(now, ok);
+        }
+        let limited = match outcome {
+            Err(GatewayError::UpstreamRateLimited { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        };
+        // Only answers count: a connection that failed says nothing about the rate.
+        let answered = limited.is_some() || health.is_some();
+        if answered {
+            if let Some(until) = self.cooling.record(now, limited) {
+                tracing::warn!(
+                    upstream = self.upstream.name(),
+                    model = %self.model,
+                    cool_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "most recent answers were 429: the route is tried last until it cools down"
+                );
+            }
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a call on a route for as long as it lives (a stream: until it ends).
+pub struct RouteGuard {
+    model: Arc<Model>,
+    index: usize,
+}
+
+impl RouteGuard {
+    pub fn new(model: Arc<Model>, index: usize) -> RouteGuard {
+        model.routes[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        RouteGuard { model, index }
+    }
+
+    pub fn route(&self) -> &Route {
+        &self.model.routes[self.index]
+    }
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.model.routes[self.index]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Router {
+    /// Names and aliases.
+    by_name: HashMap<String, Arc<Model>>,
+    /// Canonical models in config order, for listing.
+    models: Vec<Arc<Model>>,
+}
+
+impl Router {
+    /// Builds every upstream (one HTTP client each) and the name table.
+    pub fn new(cfg: &Config) -> Result<Router, GatewayError> {
+        let upstreams = cfg
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut by_name = HashMap::new();
+        let mut models = Vec::with_capacity(cfg.models.len());
+        for m in &cfg.models {
+            let routes = m
+                .routes
+                .iter()
+                .map(|r| {
+                    Route::new(
+                        upstreams[r.upstream].clone(),
+                        r.model.clone(),
+                        r.weight,
+                        &m.policy,
+                    )
+                })
+                .collect();
+            let model = Arc::new(Model {
+                name: m.name.clone(),
+                max_output_tokens: m.max_output_tokens,
+                default_output_tokens: m.default_output_tokens,
+                routes,
+                policy: m.policy,
+                budget: RetryBudget::new(&m.policy.retry),
+                price: m.price,
+                cache: m.cache.clone(),
+            });
+            for name in std::iter::once(&m.name).chain(&m.aliases) {
+                by_name.insert(name.clone(), model.clone());
+            }
+            models.push(model);
+        }
+        Ok(Router { by_name, models })
+    }
+
+    /// Every model, in config order.
+    pub fn models(&self) -> &[Arc<Model>] {
+        &self.models
+    }
+
+    /// The canonical name of a model or alias.
+    pub fn canonical(&self, name: &str) -> Option<&str> {
+        self.by_name.get(name).map(|m| m.name.as_str())
+    }
+
+    /// Resolves a requested model for a key: unknown models list what the key may use instead.
+    pub fn resolve(&self, requested: &str, who: &Identity) -> Result<&Arc<Model>, GatewayError> {
+        match self.by_name.get(requested) {
+            Some(model) if who.allows(&model.name) => Ok(model),
+            Some(model) => Err(GatewayError::PermissionDenied {
+                key: who.name.clone(),
+                model: model.name.clone(),
+            }),
+            None => Err(GatewayError::UnknownModel {
+                requested: requested.to_owned(),
+                available: self
+                    .models
+                    .iter()
+                    .filter(|m| who.allows(&m.name))
+                    .map(|m| m.name.clone())
+                    .collect(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! `aigw mock-upstream`: an OpenAI-compatible HTTP server (HTTP/1.1 and h2c) that answers
+//! `POST …/chat/completions` with the built-in mock's deterministic text, as JSON or as an SSE stream (with the
+//! usage chunk when asked and `[DONE]`), paced as configured. It costs next to nothing itself, so a benchmark
+//! through it measures the gateway; it is also a real HTTP peer for the gateway's `openai` client. With
+//! [`ChaosConfig`] it injects faults (see `chaos`) and serves its score at `GET /stats`.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::{
+    proto::Usage,
+    tools::chaos::{Chaos, ChaosConfig, Fate, StreamFault},
+    upstream::mock::{self, Pacing, Reply},
+    upstream::openai::wire::{ChatContent, ChatMessage, ChatRequest},
+};
+
+/// Request bodies larger than this are refused.
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct MockServerConfig {
+    pub first_token_latency: Duration,
+    pub tokens_per_second: f64,
+    /// Answer with exactly this many tokens (the text repeats as needed); by default the mock's own length.
+    pub tokens: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct IncomingRequest {
+    model: String,
+    messages: Vec<IncomingMessage>,
+    #[serde(default)]
+    stream: bool,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stop: Vec<String>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct IncomingMessage {
+    role: String,
+    #[serde(default)]
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    model: &'a str,
+    choices: [CompletionChoice<'a>; 1],
+    usage: OutUsage,
+}
+
+#[derive(Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: OutMessage<'a>,
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    model: &'a str,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<OutUsage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: OutDelta<'a>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OutDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OutUsage {
+    prompt_tokens: i32,
+    completion_tokens: i32,
+    total_tokens: i32,
+}
+
+impl From<Usage> for OutUsage {
+    fn from(u: Usage) -> Self {
+        OutUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens,
+        }
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let body = Full::new(body.into()).map_err(|never: Infallible| match never {});
+    let mut resp = Response::new(body.boxed());
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"message": message, "type": "invalid_request_error"}});
+    full(status, "application/json", body.to_string())
+}
+
+/// The mock's answer, resized to `tokens` when set.
+fn answer(req: &IncomingRequest, tokens: Option<usize>) -> Reply {
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: &m.role,
+            content: Some(ChatContent::Text(&m.content)),
+            ..ChatMessage::default()
+        })
+        .collect();
+    let chat = ChatRequest {
+        model: &req.model,
+        messages,
+        max_tokens: req.max_tokens,
+        max_completion_tokens: req.max_completion_tokens,
+        stop: &req.stop,
+        stream: req.stream,
+        ..ChatRequest::default()
+    };
+    let mut reply = mock::reply(&chat);
+    if let Some(n) = tokens.filter(|&n| n > 0) {
+        let words: Vec<String> = reply.tokens.iter().cycle().take(n).cloned().collect();
+        let cap = chat.max_output_tokens().map_or(n, |m| m as usize);
+        reply.finish_reason = if n > cap { "length" } else { "stop" };
+        reply.tokens = words.into_iter().take(cap).collect();
+        let completion = reply.tokens.len() as i32;
+        reply.usage = Usage {
+            prompt_tokens: reply.usage.prompt_tokens,
+            completion_tokens: completion,
+            total_tokens: reply.usage.prompt_tokens + completion,
+        };
+    }
+    reply
+}
+
+/// Stand-ins for an emoji's two UTF-16 halves: private-use characters that serde_json writes as they are,
+/// replaced by the `\ud83d` and `\ude00` escapes after encoding (serde_json cannot write a lone surrogate).
+const HIGH: char = '\u{E000}';
+const LOW: char = '\u{E001}';
+
+fn with_surrogate_escapes(json: String) -> String {
+    if json.contains([HIGH, LOW]) {
+        json.replace(HIGH, r"\ud83d").replace(LOW, r"\ude00")
+    } else {
+        json
+    }
+}
+
+/// An injected error, as an OpenAI-style error body with the configured waits.
+fn injected(status: u16, retry_after: Option<Duration>) -> Response<Body> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut resp = error(code, "injected fault");
+    if let Some(wait) = retry_after {
+        let headers = resp.headers_mut();
+        let secs = wait.as_millis().div_ceil(1000).to_string();
+        if let Ok(v) = secs.parse() {
+            headers.insert(header::RETRY_AFTER, v);
+        }
+        if let Ok(v) = wait.as_millis().to_string().parse() {
+            headers.insert("retry-after-ms", v);
+        }
+    }
+    resp
+}
+
+/// One step of a streamed body.
+enum Step {
+    /// Token `i`'s event, sent when the pacing says.
+    Token(usize),
+    /// Bytes sent at once.
+    Raw(String),
+    Sleep(Duration),
+    /// Cut the connection.
+    Fail,
+}
+
+async fn handle(
+    state: Arc<(MockServerConfig, Chaos)>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let (cfg, chaos) = (&state.0, &state.1);
+    if req.method() == Method::GET && req.uri().path() == "/stats" {
+        let json = serde_json::to_vec(&chaos.stats()).unwrap_or_default();
+        return Ok(full(StatusCode::OK, "application/json", json));
+    }
+    if req.method() != Method::POST || !req.uri().path().ends_with("/chat/completions") {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "only POST …/chat/completions is served",
+        ));
+    }
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())),
+    };
+    let incoming: IncomingRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
+    };
+    let mut reply = answer(&incoming, cfg.tokens);
+    let fate = chaos.fate(request_id.as_deref(), incoming.stream, reply.tokens.len());
+    if let Fate::Error(status) = fate {
+        return Ok(injected(status, chaos.config.retry_after));
+    }
+    if chaos.config.split_surrogates && !reply.tokens.is_empty() {
+        let n = reply.tokens.len();
+        if incoming.stream && n >= 2 {
+            reply.tokens[n - 2].push(HIGH);
+            reply.tokens[n - 1].insert(0, LOW);
+        } else {
+            reply.tokens[n - 1].push('😀');
+        }
+    }
+    let pacing = Pacing::new(cfg.first_token_latency, cfg.tokens_per_second);
+    let start = Instant::now();
+    if !incoming.stream {
+        pacing
+            .token(start, reply.tokens.len().saturating_sub(1))
+            .await;
+        let text = reply.tokens.concat();
+        let body = Completion {
+            id: &reply.id,
+            object: "chat.completion",
+            model: &reply.model,
+            choices: [CompletionChoice {
+                index: 0,
+                message: OutMessage {
+                    role: "assistant",
+                    content: &text,
+                },
+                finish_reason: reply.finish_reason,
+            }],
+            usage: reply.usage.into(),
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        return Ok(full(StatusCode::OK, "application/json", json));
+    }
+    let include_usage = incoming.stream_options.is_some_and(|o| o.include_usage);
+    let reply = Arc::new(reply);
+    let line = |chunk: &Chunk<'_>| {
+        let json = serde_json::to_string(chunk).unwrap_or_default();
+        format!("data: {}\n\n", with_surrogate_escapes(json))
+    };
+    let chunk = |choices, usage| Chunk {
+        id: &reply.id,
+        object: "chat.completion.chunk",
+        model: &reply.model,
+        choices,
+        usage,
+    };
+    // The body as steps: the tokens, the finish chunk, the usage chunk, [DONE]; a fault cuts in at its token.
+    let n = reply.tokens.len();
+    let mut steps = Vec::with_capacity(n + 4);
+    let mut cut = false;
+    for i in 0..=n {
+        if let Fate::Break(fault, at) = fate {
+            if at == i {
+                match fault {
+                    StreamFault::Disconnect => steps.push(Step::Fail),
+                    StreamFault::Truncate => {}
+                    StreamFault::Stall => steps.push(Step::Sleep(chaos.config.stall)),
+                    StreamFault::Malformed => steps.push(Step::Raw(
+                        "data: {\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"oo\n\n".into(),
+                    )),
+                }
+                cut = matches!(fault, StreamFault::Disconnect | StreamFault::Truncate);
+                if cut {
+                    break;
+                }
+            }
+        }
+        if i < n {
+            steps.push(Step::Token(i));
+        }
+    }
+    if !cut {
+        let finish = ChunkChoice {
+            index: 0,
+            delta: OutDelta { content: None },
+            finish_reason: Some(reply.finish_reason),
+        };
+        steps.push(Step::Raw(line(&chunk(vec![finish], None))));
+        if include_usage {
+            steps.push(Step::Raw(line(&chunk(vec![], Some(reply.usage.into())))));
+        }
+        steps.push(Step::Raw("data: [DONE]\n\n".into()));
+    }
+    let token_line = move |i: usize| {
+        let delta = OutDelta {
+            content: Some(&reply.tokens[i]),
+        };
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: None,
+        };
+        line(&Chunk {
+            id: &reply.id,
+            object: "chat.completion.chunk",
+            model: &reply.model,
+            choices: vec![choice],
+            usage: None,
+        })
+    };
+    let events = futures_util::stream::unfold(
+        (steps.into_iter(), Duration::ZERO),
+        move |(mut steps, mut stalled)| {
+            let token_line = token_line.clone();
+            async move {
+                loop {
+                    let text = match steps.next()? {
+                        Step::Token(i) => {
+                            pacing.token(start + stalled, i).await;
+                            token_line(i)
+                        }
+                        Step::Raw(text) => text,
+                        Step::Sleep(d) => {
+                            tokio::time::sleep(d).await;
+                            stalled += d;
+                            continue;
+                        }
+                        Step::Fail => {
+                            let cut = std::io::Error::other("injected disconnect");
+                            return Some((Err(cut), (steps, stalled)));
+                        }
+                    };
+                    return Some((Ok(Frame::data(Bytes::from(text))), (steps, stalled)));
+                }
+            }
+        },
+    );
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(events)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    Ok(resp)
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: MockServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    serve_with_chaos(listener, cfg, ChaosConfig::default(), shutdown).await
+}
+
+/// Serves until `shutdown`, injecting the faults `chaos` asks for.
+pub async fn serve_with_chaos(
+    listener: tokio::net::TcpListener,
+    cfg: MockServerConfig,
+    chaos: ChaosConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let state = Arc::new((cfg, Chaos::new(chaos)));
+    // A test peer, not a front door: no first-request or idle deadline worth having, a generous cap.
+    let limits = crate::transport::accept::ConnLimits {
+        first_request: Duration::from_secs(3600),
+        idle: Duration::from_secs(3600),
+        max_connections: 100_000,
+    };
+    crate::transport::httpd::serve(
+        listener,
+        limits,
+        None,
+        move |req| handle(state.clone(), req),
+        shutdown,
+    )
+    .await
+}

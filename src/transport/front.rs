@@ -1,0 +1,227 @@
+//! The three doors on one port, chosen by content type: gRPC (`application/grpc…`), gRPC-Web
+//! (`application/grpc-web…`, translated to gRPC by tonic-web in front of the same routes) and everything else,
+//! the OpenAI-compatible REST door. CORS, when configured, wraps all three (see `server.rs` for the order).
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use tonic::{body::Body, service::Routes};
+use tonic_web::GrpcWebService;
+use tower::Service;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use crate::{
+    config::{CorsConfig, Origins},
+    core::gateway::Gateway,
+    transport::trailers::Trailers,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Grpc,
+    GrpcWeb,
+    Rest,
+}
+
+impl Door {
+    pub fn of(headers: &HeaderMap) -> Door {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map_or(&b""[..], |v| v.as_bytes());
+        if content_type.starts_with(b"application/grpc-web") {
+            Door::GrpcWeb
+        } else if content_type.starts_with(b"application/grpc") {
+            Door::Grpc
+        } else {
+            Door::Rest
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Front {
+    grpc: Trailers<Routes>,
+    web: GrpcWebService<Trailers<Routes>>,
+    gateway: Arc<Gateway>,
+}
+
+impl Front {
+    pub fn new(routes: Routes, gateway: Arc<Gateway>) -> Front {
+        let grpc = tower::Layer::layer(&crate::transport::trailers::TrailersLayer, routes);
+        let web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), grpc.clone());
+        Front { grpc, web, gateway }
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<B> Service<Request<B>> for Front
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    /// Always ready: tonic's routes are, and the REST door holds no capacity of its own.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> BoxFuture {
+        let door = Door::of(req.headers());
+        let call: BoxFuture = match door {
+            Door::Grpc => {
+                let call = self.grpc.call(req.map(Body::new));
+                Box::pin(async move { Ok(call.await?.map(Body::new)) })
+            }
+            Door::GrpcWeb => Box::pin(self.web.call(req)),
+            Door::Rest => {
+                let gateway = self.gateway.clone();
+                Box::pin(async move { Ok(crate::rest::serve(gateway, req).await) })
+            }
+        };
+        guard(door, self.gateway.metrics.panics.clone(), call)
+    }
+}
+
+/// A panic in a handler must not reach the client as a reset: it ends its call with INTERNAL (500 on the
+/// REST door), and is counted.
+fn guard(door: Door, panics: prometheus::IntCounterVec, call: BoxFuture) -> BoxFuture {
+    Box::pin(
+        std::panic::AssertUnwindSafe(call)
+            .catch_unwind()
+            .map(move |result| match result {
+                Ok(resp) => resp,
+                Err(_) => {
+                    panics.with_label_values(&["handler"]).inc();
+                    tracing::error!(?door, "a request handler panicked: answered INTERNAL");
+                    Ok(panicked(door))
+                }
+            }),
+    )
+}
+
+/// The answer to a call whose handler panicked, in its door's form.
+pub fn panicked(door: Door) -> Response<Body> {
+    const MESSAGE: &str = "internal error: the gateway failed while handling the call";
+    let mut resp = match door {
+        Door::Rest => {
+            let json = serde_json::json!({"error": {"message": MESSAGE, "type": "server_error", "code": null}});
+            let mut resp = Response::new(Body::new(http_body_util::Full::new(Bytes::from(
+                json.to_string(),
+            ))));
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return resp;
+        }
+        // gRPC's trailers-only form: the status in the headers, no body.
+        Door::Grpc => Response::new(Body::empty()),
+        Door::GrpcWeb => Response::new(Body::empty()),
+    };
+    let content_type = match door {
+        Door::GrpcWeb => "application/grpc-web+proto",
+        _ => "application/grpc",
+    };
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(tonic::Code::Internal as i32),
+    );
+    headers.insert(
+        "grpc-message",
+        HeaderValue::from_static(
+            "internal%20error%3A%20the%20gateway%20failed%20while%20handling%20the%20call",
+        ),
+    );
+    resp
+}
+
+/// Headers a browser script may read from an answer: gRPC(-Web)'s status, and the gateway's own.
+const EXPOSED: [&str; 8] = [
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "x-request-id",
+    "retry-after",
+    "aigw-cache",
+    "aigw-overhead-us",
+    "aigw-cost-usd",
+];
+
+/// The CORS layer `[cors]` asks for. Request headers are mirrored: gRPC-Web and SDK clients send their own
+/// (`x-grpc-web`, `x-user-agent`, `grpc-timeout`, `x-stainless-*`, ...), and the key travels in a header a
+/// page cannot send without holding it, never in a cookie, so no credentials mode is needed.
+pub fn cors(cfg: &CorsConfig) -> CorsLayer {
+    let origins = match &cfg.allow_origins {
+        Origins::Any => AllowOrigin::any(),
+        Origins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(EXPOSED.map(HeaderName::from_static))
+        .max_age(cfg.max_age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_in_its_doors_form() {
+        let panics = crate::observe::metrics::Metrics::new().panics;
+        for door in [Door::Grpc, Door::GrpcWeb, Door::Rest] {
+            let call: BoxFuture = Box::pin(async {
+                if true {
+                    panic!("a bug in a handler");
+                }
+                Ok(Response::new(Body::empty()))
+            });
+            let resp = guard(door, panics.clone(), call).await.unwrap();
+            match door {
+                Door::Rest => assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR),
+                _ => {
+                    assert_eq!(resp.status(), StatusCode::OK);
+                    assert_eq!(resp.headers()["grpc-status"], "13");
+                }
+            }
+        }
+        assert_eq!(panics.with_label_values(&["handler"]).get(), 3);
+    }
+
+    #[test]
+    fn doors_by_content_type() {
+        let cases = [
+            (Some("application/grpc"), Door::Grpc),
+            (Some("application/grpc+proto"), Door::Grpc),
+            (Some("application/grpc-web"), Door::GrpcWeb),
+            (Some("application/grpc-web+proto"), Door::GrpcWeb),
+            (Some("application/grpc-web-text"), Door::GrpcWeb),
+            (Some("application/json"), Door::Rest),
+            (Some("text/plain"), Door::Rest),
+            (None, Door::Rest),
+        ];
+        for (content_type, door) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(ct) = content_type {
+                headers.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            }
+            assert_eq!(Door::of(&headers), door, "{content_type:?}");
+        }
+    }
+}

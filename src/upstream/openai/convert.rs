@@ -1,0 +1,472 @@
+//! proto <-> OpenAI JSON, and the request checks of DESIGN §3. Pure functions: no I/O, no state.
+
+use crate::{
+    config::MaxTokensField,
+    error::GatewayError,
+    proto::{GenerationConfig, Message, Usage},
+    upstream::openai::extras,
+    upstream::openai::wire::{
+        ChatChunk, ChatCompletion, ChatMessage, ChatRequest, StreamOptions, WireUsage,
+    },
+    upstream::{
+        text::{RawText, Utf16Joiner},
+        Completion, StreamEnd,
+    },
+};
+
+/// Roles a client may send (`tool` needs a `tool_call_id`).
+pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+/// OpenAI accepts at most four stop sequences.
+pub const MAX_STOP: usize = 4;
+
+fn invalid(msg: String) -> GatewayError {
+    GatewayError::InvalidArgument(msg)
+}
+
+/// Checks a conversation: not empty, known roles.
+pub fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
+    if messages.is_empty() {
+        return Err(invalid("messages: at least one message is required".into()));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(invalid(format!(
+                "messages[{i}].role: '{}' is not one of {}",
+                m.role,
+                ROLES.join(", ")
+            )));
+        }
+        crate::upstream::openai::extras::check_message("messages", i, m)?;
+    }
+    Ok(())
+}
+
+/// Checks generation parameters against their ranges and the model's output limit.
+pub fn check_config(
+    config: Option<&GenerationConfig>,
+    max_output_tokens: u32,
+) -> Result<(), GatewayError> {
+    let Some(c) = config else { return Ok(()) };
+    if let Some(t) = c.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(invalid(format!("config.temperature: {t} is outside 0..2")));
+        }
+    }
+    if let Some(p) = c.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(invalid(format!("config.top_p: {p} is outside 0..1")));
+        }
+    }
+    if let Some(n) = c.max_tokens {
+        if n < 1 || n as u32 > max_output_tokens {
+            return Err(invalid(format!(
+                "config.max_tokens: {n} is outside 1..{max_output_tokens} (this model's limit)"
+            )));
+        }
+    }
+    if c.stop.len() > MAX_STOP {
+        return Err(invalid(format!(
+            "config.stop: at most {MAX_STOP} sequences, got {}",
+            c.stop.len()
+        )));
+    }
+    if let Some(i) = c.stop.iter().position(String::is_empty) {
+        return Err(invalid(format!("config.stop[{i}]: must not be empty")));
+    }
+    crate::upstream::openai::extras::check_config(c)
+}
+
+/// Builds the upstream request. Unset parameters stay out of the JSON; streams ask for usage in the stream.
+pub fn chat_request<'a>(
+    upstream_model: &'a str,
+    messages: impl IntoIterator<Item = &'a Message>,
+    config: Option<&'a GenerationConfig>,
+    max_tokens_field: MaxTokensField,
+    stream: bool,
+) -> ChatRequest<'a> {
+    let max = config.and_then(|c| c.max_tokens).map(|n| n.max(1) as u32);
+    let (max_tokens, max_completion_tokens) = match max_tokens_field {
+        MaxTokensField::MaxTokens => (max, None),
+        MaxTokensField::MaxCompletionTokens => (None, max),
+    };
+    ChatRequest {
+        model: upstream_model,
+        messages: messages.into_iter().map(chat_message).collect(),
+        temperature: config.and_then(|c| c.temperature),
+        top_p: config.and_then(|c| c.top_p),
+        max_tokens,
+        max_completion_tokens,
+        stop: config.map_or(&[], |c| c.stop.as_slice()),
+        stream,
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+        seed: config.and_then(|c| c.seed),
+        presence_penalty: config.and_then(|c| c.presence_penalty),
+        frequency_penalty: config.and_then(|c| c.frequency_penalty),
+        logprobs: config.is_some_and(|c| c.logprobs),
+        top_logprobs: config.and_then(|c| c.top_logprobs),
+        user: config.map(|c| c.user.as_str()).filter(|u| !u.is_empty()),
+        response_format: extras::response_format(config.and_then(|c| c.response_format.as_ref())),
+        tools: config.map(|c| extras::tools(&c.tools)).unwrap_or_default(),
+        tool_choice: extras::tool_choice(config.and_then(|c| c.tool_choice.as_ref())),
+        parallel_tool_calls: config.and_then(|c| c.parallel_tool_calls),
+        provider_options: config
+            .and_then(|c| c.provider_options.as_ref())
+            .map(extras::struct_to_json)
+            .unwrap_or_default(),
+    }
+}
+
+fn chat_message(m: &Message) -> ChatMessage<'_> {
+    ChatMessage {
+        role: &m.role,
+        content: extras::content(m),
+        name: (!m.name.is_empty()).then_some(m.name.as_str()),
+        tool_call_id: (!m.tool_call_id.is_empty()).then_some(m.tool_call_id.as_str()),
+        tool_calls: extras::tool_calls(&m.tool_calls),
+    }
+}
+
+/// Usage counted by the gateway when the upstream reports none: about 4 bytes a token, 4 per message.
+pub fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usage {
+    let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let p = crate::admission::limits::estimate_tokens(prompt.iter().map(extras::size), 0);
+    let c = (completion_bytes as u64).div_ceil(4);
+    Usage {
+        prompt_tokens: clamp(p),
+        completion_tokens: clamp(c),
+        total_tokens: clamp(p + c),
+    }
+}
+
+/// Upstream usage to proto usage; counts beyond `i32` saturate rather than wrap.
+pub fn usage(u: WireUsage) -> Usage {
+    let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let total = if u.total_tokens == 0 {
+        u.prompt_tokens + u.completion_tokens
+    } else {
+        u.total_tokens
+    };
+    Usage {
+        prompt_tokens: clamp(u.prompt_tokens),
+        completion_tokens: clamp(u.completion_tokens),
+        total_tokens: clamp(total),
+    }
+}
+
+/// A non-streamed answer's body, parsed; the error says what is wrong with it.
+/// A whole answer; its log probabilities only when the client asked for them (`logprobs`), and bounded.
+pub fn completion(body: &[u8], logprobs: bool) -> Result<Completion, String> {
+    let parsed: ChatCompletion =
+        serde_json::from_slice(body).map_err(|e| format!("invalid completion JSON: {e}"))?;
+    let choice = parsed.choices.into_iter().next().ok_or("no choices")?;
+    Ok(Completion {
+        id: parsed.id,
+        model: parsed.model,
+        content: choice
+            .message
+            .content
+            .or(choice.message.refusal)
+            .map(RawText::into_lossy)
+            .unwrap_or_default(),
+        finish_reason: choice.finish_reason.unwrap_or_default(),
+        usage: parsed.usage.map(usage),
+        tool_calls: extras::from_wire_calls(choice.message.tool_calls.unwrap_or_default()),
+        logprobs: {
+            let mut kept = Vec::new();
+            if logprobs {
+                extras::add_logprobs(&mut kept, &mut 0, choice.logprobs)?;
+            }
+            kept
+        },
+    })
+}
+
+/// Why one `data:` event of a stream is not a chunk.
+#[derive(Debug)]
+pub enum ChunkError {
+    Invalid(serde_json::Error),
+    /// An error object sent in the stream instead of a chunk; its message.
+    Upstream(String),
+    /// JSON, but not a chunk the gateway can take: past what it holds (tool calls, logprobs), or inconsistent.
+    Malformed(String),
+}
+
+/// What one chunk brought.
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    /// Text for the client (never empty).
+    Text(String),
+    /// Nothing to forward yet, but the answer moved on (a tool call's pieces, kept in the end).
+    Progress,
+    /// Nothing (a role-only or empty delta, usage, a finish reason).
+    Nothing,
+}
+
+/// What a stream's reader carries from one chunk to the next.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// Id, model, finish reason, usage, tool calls and logprobs, collected for the end.
+    pub end: StreamEnd,
+    /// The answer's text pieces, joined across surrogate pairs split between chunks.
+    pub text: Utf16Joiner,
+    /// The client asked for log probabilities: without that, an upstream's are dropped, never held.
+    pub logprobs: bool,
+    /// Bytes of log probabilities kept so far (see `extras::MAX_LOGPROB_BYTES`).
+    pub logprob_bytes: usize,
+}
+
+impl Reading {
+    /// The text of one chunk; `Progress` when it only held back half a surrogate pair.
+    pub fn text_piece(&mut self, raw: RawText) -> Piece {
+        let text = self.text.text(raw.0);
+        if text.is_empty() {
+            Piece::Progress
+        } else {
+            Piece::Text(text)
+        }
+    }
+}
+
+/// One streamed chunk: its id, model, finish reason, usage, tool-call pieces (re-assembled) and logprobs go
+/// into `reading.end` as they pass; the text, if any, is returned (role-only and empty deltas are not).
+pub fn chunk(data: &str, reading: &mut Reading) -> Result<Piece, ChunkError> {
+    let chunk = serde_json::from_str::<ChatChunk>(data).map_err(ChunkError::Invalid)?;
+    let end = &mut reading.end;
+    if let Some(err) = chunk.error {
+        return Err(ChunkError::Upstream(err.message));
+    }
+    if end.id.is_empty() {
+        end.id = chunk.id.into_owned();
+    }
+    if end.model.is_empty() {
+        end.model = chunk.model.into_owned();
+    }
+    if let Some(u) = chunk.usage {
+        end.usage = Some(usage(u));
+    }
+    // We never ask for n > 1, so the first choice is the answer.
+    let Some(choice) = chunk.choices.into_iter().next() else {
+        return Ok(Piece::Nothing);
+    };
+    if let Some(reason) = choice.finish_reason {
+        end.finish_reason = reason;
+    }
+    if reading.logprobs {
+        extras::add_logprobs(
+            &mut end.logprobs,
+            &mut reading.logprob_bytes,
+            choice.logprobs,
+        )
+        .map_err(ChunkError::Malformed)?;
+    }
+    let text = choice
+        .delta
+        .content
+        .or(choice.delta.refusal)
+        .filter(|text| !text.0.is_empty());
+    match (text, choice.delta.tool_calls) {
+        (Some(text), calls) => {
+            if let Some(calls) = calls {
+                extras::merge_tool_deltas(&mut end.tool_calls, calls)
+                    .map_err(ChunkError::Malformed)?;
+            }
+            Ok(reading.text_piece(text))
+        }
+        (None, Some(calls)) if !calls.is_empty() => {
+            extras::merge_tool_deltas(&mut end.tool_calls, calls).map_err(ChunkError::Malformed)?;
+            Ok(Piece::Progress)
+        }
+        (None, _) => Ok(Piece::Nothing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            name: String::new(),
+            ..Default::default()
+        }
+    }
+
+    fn cfg(
+        temperature: Option<f32>,
+        max_tokens: Option<i32>,
+        top_p: Option<f32>,
+        stop: &[&str],
+    ) -> GenerationConfig {
+        GenerationConfig {
+            temperature,
+            max_tokens,
+            top_p,
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// name, messages, config, max-tokens dialect, stream, expected JSON.
+    type Case = (
+        &'static str,
+        Vec<Message>,
+        Option<GenerationConfig>,
+        MaxTokensField,
+        bool,
+        serde_json::Value,
+    );
+
+    #[test]
+    fn requests_to_json() {
+        let named = Message {
+            role: "user".into(),
+            content: "hi".into(),
+            name: "ann".into(),
+            ..Default::default()
+        };
+        let full = cfg(Some(0.7), Some(64), Some(0.9), &["END"]);
+        let zero = cfg(Some(0.0), None, None, &[]);
+        let cases: Vec<Case> = vec![
+            (
+                "no config: nothing but model and messages",
+                vec![msg("user", "hi")],
+                None,
+                MaxTokensField::MaxTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "user", "content": "hi"}]}),
+            ),
+            (
+                "every parameter",
+                vec![msg("system", "be brief"), named.clone()],
+                Some(full.clone()),
+                MaxTokensField::MaxTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "hi", "name": "ann"}],
+                    "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "stop": ["END"]}),
+            ),
+            (
+                "temperature 0 is sent, not confused with unset",
+                vec![msg("user", "hi")],
+                Some(zero),
+                MaxTokensField::MaxTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0}),
+            ),
+            (
+                "max_completion_tokens dialect",
+                vec![msg("user", "hi")],
+                Some(cfg(None, Some(5), None, &[])),
+                MaxTokensField::MaxCompletionTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 5}),
+            ),
+            (
+                "streams ask for usage",
+                vec![msg("user", "안녕")],
+                None,
+                MaxTokensField::MaxTokens,
+                true,
+                json!({"model": "up", "messages": [{"role": "user", "content": "안녕"}],
+                    "stream": true, "stream_options": {"include_usage": true}}),
+            ),
+        ];
+        for (name, messages, config, field, stream, want) in cases {
+            let req = chat_request("up", &messages, config.as_ref(), field, stream);
+            let got: serde_json::Value =
+                serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn config_checks() {
+        let cases = [
+            (
+                cfg(Some(2.0), Some(100), Some(1.0), &["a", "b", "c", "d"]),
+                None,
+            ),
+            (cfg(Some(0.0), Some(1), Some(0.0), &[]), None),
+            (cfg(Some(-0.1), None, None, &[]), Some("config.temperature")),
+            (cfg(Some(2.5), None, None, &[]), Some("config.temperature")),
+            (
+                cfg(Some(f32::NAN), None, None, &[]),
+                Some("config.temperature"),
+            ),
+            (cfg(None, None, Some(1.5), &[]), Some("config.top_p")),
+            (cfg(None, Some(0), None, &[]), Some("config.max_tokens")),
+            (cfg(None, Some(-3), None, &[]), Some("config.max_tokens")),
+            (cfg(None, Some(101), None, &[]), Some("config.max_tokens")),
+            (
+                cfg(None, None, None, &["a", "b", "c", "d", "e"]),
+                Some("config.stop"),
+            ),
+            (cfg(None, None, None, &[""]), Some("config.stop[0]")),
+        ];
+        for (c, want) in cases {
+            let got = check_config(Some(&c), 100);
+            match want {
+                None => assert!(got.is_ok(), "{c:?}: {got:?}"),
+                Some(field) => {
+                    let e = got.expect_err(field);
+                    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                    assert!(e.to_string().starts_with(field), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn message_checks() {
+        assert!(
+            check_messages(&[msg("system", "s"), msg("user", "u"), msg("assistant", "a")]).is_ok()
+        );
+        assert!(check_messages(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("at least one"));
+        let e = check_messages(&[msg("user", "u"), msg("wizard", "w")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("messages[1].role") && e.contains("user"), "{e}");
+    }
+
+    #[test]
+    fn estimates_count_about_four_bytes_a_token() {
+        let u = estimate_usage(&[msg("user", "12345678")], 9);
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (2 + 4, 3, 9)
+        );
+    }
+
+    #[test]
+    fn usage_is_exact_and_saturates() {
+        let u = usage(WireUsage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            total_tokens: 15,
+        });
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (10, 5, 15)
+        );
+        let u = usage(WireUsage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 0,
+        });
+        assert_eq!(u.total_tokens, 7);
+        let u = usage(WireUsage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: 0,
+            total_tokens: u64::MAX,
+        });
+        assert_eq!(u.prompt_tokens, i32::MAX);
+    }
+}

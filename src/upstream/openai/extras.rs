@@ -1,0 +1,942 @@
+//! The request and answer fields beyond plain text — tools, tool results, response formats, images, sampling
+//! extras, logprobs and provider options: their checks and their OpenAI JSON. Pure functions, like `convert`.
+
+use std::borrow::Cow;
+
+use serde_json::{json, Map, Value};
+
+use crate::{
+    error::GatewayError,
+    proto::{
+        content_part::Part, response_format::Format, tool_choice::Choice, GenerationConfig,
+        Message, ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice, TopLogprob,
+    },
+    upstream::openai::wire::{
+        AnswerToolCall, ChatContent, ChatPart, ImageUrl, Logprobs, ToolCallDelta, WireFunction,
+        WireToolCall,
+    },
+};
+
+/// Fields of the upstream request the gateway sets itself: `provider_options` may not override them.
+pub const RESERVED: [&str; 21] = [
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "n",
+    "system",
+];
+
+/// Image types every major provider accepts inline.
+pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// Bounds on what a stream's tool calls may grow to while they are re-assembled.
+pub const MAX_TOOL_CALLS: usize = 128;
+pub const MAX_TOOL_CALL_BYTES: usize = 4 << 20;
+/// Bound on the log probabilities kept for one answer, in bytes of tokens (plus 16 per entry for the number
+/// and the entry itself): an upstream cannot make the gateway hold, or send, more.
+pub const MAX_LOGPROB_BYTES: usize = 4 << 20;
+
+fn invalid(msg: String) -> GatewayError {
+    GatewayError::InvalidArgument(msg)
+}
+
+/// OpenAI's rule for function and schema names.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// JSON text that must hold an object; `what` names the field in the error.
+fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(invalid(format!("{what}: must be a JSON object"))),
+        Err(e) => Err(invalid(format!("{what}: invalid JSON: {e}"))),
+    }
+}
+
+/// The fields of one message beyond role, content and name; `list` names where it is ("messages", "history").
+pub fn check_message(list: &str, i: usize, m: &Message) -> Result<(), GatewayError> {
+    let at = |field: &str| format!("{list}[{i}].{field}");
+    if m.role == "tool" {
+        if m.tool_call_id.is_empty() {
+            return Err(invalid(format!(
+                "{}: required for role 'tool'",
+                at("tool_call_id")
+            )));
+        }
+    } else if !m.tool_call_id.is_empty() {
+        return Err(invalid(format!(
+            "{}: only for role 'tool'",
+            at("tool_call_id")
+        )));
+    }
+    if !m.tool_calls.is_empty() && m.role != "assistant" {
+        return Err(invalid(format!(
+            "{}: only for role 'assistant'",
+            at("tool_calls")
+        )));
+    }
+    for (j, call) in m.tool_calls.iter().enumerate() {
+        if call.id.is_empty() || !valid_name(&call.name) {
+            return Err(invalid(format!(
+                "{}: needs an id and a function name (letters, digits, _ and -, at most 64)",
+                at(&format!("tool_calls[{j}]"))
+            )));
+        }
+    }
+    if m.parts.is_empty() {
+        return Ok(());
+    }
+    if !m.content.is_empty() {
+        return Err(invalid(format!(
+            "{}: set content or parts, not both",
+            at("parts")
+        )));
+    }
+    for (j, part) in m.parts.iter().enumerate() {
+        let here = at(&format!("parts[{j}]"));
+        match &part.part {
+            None => return Err(invalid(format!("{here}: empty part"))),
+            Some(Part::Text(_)) => {}
+            Some(_) if m.role != "user" => {
+                return Err(invalid(format!("{here}: images only in user messages")))
+            }
+            Some(Part::ImageUrl(img)) if img.url.is_empty() => {
+                return Err(invalid(format!("{here}.image_url.url: required")))
+            }
+            Some(Part::ImageUrl(img)) if !image_url_allowed(&img.url) => {
+                return Err(invalid(format!(
+                    "{here}.image_url.url: only http, https and data URLs are accepted"
+                )))
+            }
+            Some(Part::Image(img)) if img.data.is_empty() => {
+                return Err(invalid(format!("{here}.image.data: required")))
+            }
+            Some(Part::Image(img)) if !IMAGE_TYPES.contains(&img.mime_type.as_str()) => {
+                return Err(invalid(format!(
+                    "{here}.image.mime_type: '{}' is not one of {}",
+                    img.mime_type,
+                    IMAGE_TYPES.join(", ")
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The generation parameters beyond temperature, top_p, max_tokens and stop.
+pub fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
+    for (name, v) in [
+        ("presence_penalty", c.presence_penalty),
+        ("frequency_penalty", c.frequency_penalty),
+    ] {
+        if let Some(v) = v.filter(|v| !(-2.0..=2.0).contains(v)) {
+            return Err(invalid(format!("config.{name}: {v} is outside -2..2")));
+        }
+    }
+    if let Some(n) = c.top_logprobs {
+        if !(0..=20).contains(&n) {
+            return Err(invalid(format!(
+                "config.top_logprobs: {n} is outside 0..20"
+            )));
+        }
+        if !c.logprobs {
+            return Err(invalid("config.top_logprobs: needs logprobs = true".into()));
+        }
+    }
+    for (i, tool) in c.tools.iter().enumerate() {
+        if !valid_name(&tool.name) {
+            return Err(invalid(format!(
+                "config.tools[{i}].name: '{}' must be 1..64 letters, digits, _ or -",
+                tool.name
+            )));
+        }
+        if c.tools[..i].iter().any(|t| t.name == tool.name) {
+            return Err(invalid(format!(
+                "config.tools[{i}].name: '{}' is defined twice",
+                tool.name
+            )));
+        }
+        if !tool.parameters_json.is_empty() {
+            json_object(
+                &tool.parameters_json,
+                &format!("config.tools[{i}].parameters_json"),
+            )?;
+        }
+    }
+    match c.tool_choice.as_ref().and_then(|t| t.choice.as_ref()) {
+        None => {}
+        Some(Choice::Mode(mode)) => {
+            if !["none", "auto", "required"].contains(&mode.as_str()) {
+                return Err(invalid(format!(
+                    "config.tool_choice.mode: '{mode}' is not one of none, auto, required"
+                )));
+            }
+            if mode == "required" && c.tools.is_empty() {
+                return Err(invalid(
+                    "config.tool_choice: 'required' needs config.tools".into(),
+                ));
+            }
+        }
+        Some(Choice::Function(name)) if !c.tools.iter().any(|t| &t.name == name) => {
+            return Err(invalid(format!(
+                "config.tool_choice.function: '{name}' is not in config.tools"
+            )));
+        }
+        Some(Choice::Function(_)) => {}
+    }
+    if let Some(Format::JsonSchema(s)) = c.response_format.as_ref().and_then(|f| f.format.as_ref())
+    {
+        if !valid_name(&s.name) {
+            return Err(invalid(format!(
+                "config.response_format.json_schema.name: '{}' must be 1..64 letters, digits, _ or -",
+                s.name
+            )));
+        }
+        json_object(
+            &s.schema_json,
+            "config.response_format.json_schema.schema_json",
+        )?;
+    }
+    if let Some(key) = c
+        .provider_options
+        .as_ref()
+        .and_then(|o| o.fields.keys().find(|k| RESERVED.contains(&k.as_str())))
+    {
+        return Err(invalid(format!(
+            "config.provider_options.{key}: set by the gateway; use the typed field"
+        )));
+    }
+    Ok(())
+}
+
+/// A message's content for the upstream: its text, or its parts (images as URLs, inline bytes as `data:`
+/// URLs). `None` for an assistant message that is all tool calls.
+pub fn content(m: &Message) -> Option<ChatContent<'_>> {
+    if m.parts.is_empty() {
+        if m.content.is_empty() && !m.tool_calls.is_empty() {
+            return None;
+        }
+        return Some(ChatContent::Text(&m.content));
+    }
+    let parts = m
+        .parts
+        .iter()
+        .filter_map(|p| p.part.as_ref())
+        .map(|p| match p {
+            Part::Text(text) => ChatPart::Text { text },
+            Part::ImageUrl(img) => ChatPart::ImageUrl {
+                image_url: ImageUrl {
+                    url: Cow::Borrowed(&img.url),
+                    detail: detail(&img.detail),
+                },
+            },
+            Part::Image(img) => ChatPart::ImageUrl {
+                image_url: ImageUrl {
+                    url: Cow::Owned(data_url(&img.mime_type, &img.data)),
+                    detail: detail(&img.detail),
+                },
+            },
+        })
+        .collect();
+    Some(ChatContent::Parts(parts))
+}
+
+fn detail(d: &str) -> Option<&str> {
+    (!d.is_empty()).then_some(d)
+}
+
+/// Whether an image URL may go to an upstream: `http:`, `https:` or `data:` (scheme case-insensitive). Others
+/// (`file:`, `javascript:`, `ftp:` ...) could make an upstream or a tool read what it should not.
+pub fn image_url_allowed(url: &str) -> bool {
+    let scheme = url.split_once(':').map_or("", |(s, _)| s);
+    ["http", "https", "data"]
+        .iter()
+        .any(|ok| scheme.eq_ignore_ascii_case(ok))
+}
+
+/// `data:<mime>;base64,<data>`.
+pub fn data_url(mime: &str, data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(mime.len() + 13 + data.len().div_ceil(3) * 4);
+    out.push_str("data:");
+    out.push_str(mime);
+    out.push_str(";base64,");
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if k <= chunk.len() {
+                out.push(ALPHABET[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn tool_calls(calls: &[ToolCall]) -> Vec<WireToolCall<'_>> {
+    calls
+        .iter()
+        .map(|c| WireToolCall {
+            id: &c.id,
+            kind: "function",
+            function: WireFunction {
+                name: &c.name,
+                arguments: &c.arguments,
+            },
+        })
+        .collect()
+}
+
+/// Tool definitions as OpenAI takes them (schemas were checked to be JSON objects).
+pub fn tools(tools: &[Tool]) -> Vec<Value> {
+    tools
+        .iter()
+        .map(|t| {
+            let mut function = Map::new();
+            function.insert("name".into(), Value::from(t.name.as_str()));
+            if !t.description.is_empty() {
+                function.insert("description".into(), Value::from(t.description.as_str()));
+            }
+            if !t.parameters_json.is_empty() {
+                let schema = serde_json::from_str(&t.parameters_json).unwrap_or(Value::Null);
+                function.insert("parameters".into(), schema);
+            }
+            if let Some(strict) = t.strict {
+                function.insert("strict".into(), Value::Bool(strict));
+            }
+            json!({"type": "function", "function": function})
+        })
+        .collect()
+}
+
+pub fn tool_choice(choice: Option<&ToolChoice>) -> Option<Value> {
+    match choice?.choice.as_ref()? {
+        Choice::Mode(mode) => Some(Value::from(mode.as_str())),
+        Choice::Function(name) => Some(json!({"type": "function", "function": {"name": name}})),
+    }
+}
+
+pub fn response_format(format: Option<&ResponseFormat>) -> Option<Value> {
+    match format?.format.as_ref()? {
+        Format::Text(_) => Some(json!({"type": "text"})),
+        Format::JsonObject(_) => Some(json!({"type": "json_object"})),
+        Format::JsonSchema(s) => {
+            let mut schema = Map::new();
+            schema.insert("name".into(), Value::from(s.name.as_str()));
+            if !s.description.is_empty() {
+                schema.insert("description".into(), Value::from(s.description.as_str()));
+            }
+            let body = serde_json::from_str(&s.schema_json).unwrap_or(Value::Null);
+            schema.insert("schema".into(), body);
+            if let Some(strict) = s.strict {
+                schema.insert("strict".into(), Value::Bool(strict));
+            }
+            Some(json!({"type": "json_schema", "json_schema": schema}))
+        }
+    }
+}
+
+// ---- google.protobuf.Struct <-> JSON --------------------------------------------------------------------------
+
+pub fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), value_to_json(v)))
+        .collect()
+}
+
+fn value_to_json(v: &prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        // Struct numbers are doubles; whole ones go out as integers, which strict APIs want for counts.
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => {
+            Value::from(*n as i64)
+        }
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+        }
+        Some(Kind::StringValue(s)) => Value::from(s.as_str()),
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StructValue(s)) => Value::Object(struct_to_json(s)),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
+    }
+}
+
+pub fn json_to_struct(map: Map<String, Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .into_iter()
+            .map(|(k, v)| (k, json_to_value(v)))
+            .collect(),
+    }
+}
+
+fn json_to_value(v: Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(json_to_value).collect(),
+        }),
+        Value::Object(m) => Kind::StructValue(json_to_struct(m)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+// ---- answers ---------------------------------------------------------------------------------------------------
+
+pub fn from_wire_calls(calls: Vec<AnswerToolCall>) -> Vec<ToolCall> {
+    calls
+        .into_iter()
+        .map(|c| ToolCall {
+            id: c.id,
+            name: c.function.name,
+            arguments: c.function.arguments,
+        })
+        .collect()
+}
+
+/// Adds an answer's (or a chunk's) log probabilities to `kept`, whose size so far is `bytes`; refused past
+/// [`MAX_LOGPROB_BYTES`].
+pub fn add_logprobs(
+    kept: &mut Vec<TokenLogprob>,
+    bytes: &mut usize,
+    l: Option<Logprobs>,
+) -> Result<(), String> {
+    let Some(content) = l.and_then(|l| l.content) else {
+        return Ok(());
+    };
+    for t in &content {
+        *bytes += t.token.len() + 16;
+        *bytes += t
+            .top_logprobs
+            .iter()
+            .map(|t| t.token.len() + 16)
+            .sum::<usize>();
+    }
+    if *bytes > MAX_LOGPROB_BYTES {
+        return Err(format!("logprobs over {MAX_LOGPROB_BYTES} bytes"));
+    }
+    kept.extend(from_wire_logprobs(content));
+    Ok(())
+}
+
+fn from_wire_logprobs(
+    content: Vec<crate::upstream::openai::wire::WireLogprob>,
+) -> Vec<TokenLogprob> {
+    content
+        .into_iter()
+        .map(|t| TokenLogprob {
+            token: t.token,
+            logprob: t.logprob,
+            top_logprobs: t
+                .top_logprobs
+                .into_iter()
+                .map(|t| TopLogprob {
+                    token: t.token,
+                    logprob: t.logprob,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Adds a chunk's tool-call pieces to the calls re-assembled so far: by `index`, the first piece brings the id
+/// and name, later ones append to the arguments. Bounded: an upstream cannot make the gateway hold more than
+/// [`MAX_TOOL_CALLS`] calls or [`MAX_TOOL_CALL_BYTES`] of arguments.
+pub fn merge_tool_deltas(
+    calls: &mut Vec<ToolCall>,
+    deltas: Vec<ToolCallDelta>,
+) -> Result<(), String> {
+    for d in deltas {
+        if d.index >= MAX_TOOL_CALLS {
+            return Err(format!("tool call index {} over {MAX_TOOL_CALLS}", d.index));
+        }
+        if calls.len() <= d.index {
+            calls.resize_with(d.index + 1, ToolCall::default);
+        }
+        let call = &mut calls[d.index];
+        if let Some(id) = d.id.filter(|id| !id.is_empty()) {
+            call.id = id;
+        }
+        if let Some(f) = d.function {
+            if let Some(name) = f.name {
+                call.name.push_str(&name);
+            }
+            if let Some(args) = f.arguments {
+                call.arguments.push_str(&args);
+            }
+        }
+    }
+    let bytes: usize = calls.iter().map(|c| c.arguments.len() + c.name.len()).sum();
+    if bytes > MAX_TOOL_CALL_BYTES {
+        return Err(format!("tool calls over {MAX_TOOL_CALL_BYTES} bytes"));
+    }
+    Ok(())
+}
+
+/// What an image counts for in the gateway's estimates, in bytes of text: about 1,600 tokens, a large image's
+/// price at OpenAI and Anthropic (its own size says little: a megabyte of PNG is not 250,000 tokens).
+const IMAGE_BYTES: usize = 6_400;
+
+/// A message's size in bytes for the gateway's token estimates: its text, text parts, images (a fixed
+/// allowance each) and tool calls (names and arguments).
+pub fn size(m: &Message) -> usize {
+    let parts: usize = m
+        .parts
+        .iter()
+        .filter_map(|p| p.part.as_ref())
+        .map(|p| match p {
+            Part::Text(t) => t.len(),
+            Part::ImageUrl(_) | Part::Image(_) => IMAGE_BYTES,
+        })
+        .sum();
+    let calls: usize = m
+        .tool_calls
+        .iter()
+        .map(|c| c.name.len() + c.arguments.len())
+        .sum();
+    m.content.len() + parts + calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::MaxTokensField,
+        proto::{ContentPart, ImageData, JsonSchema},
+        upstream::openai::convert::{self, chat_request, ChunkError, Piece},
+    };
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            ..Default::default()
+        }
+    }
+
+    fn call(id: &str, name: &str, arguments: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    fn weather() -> Tool {
+        Tool {
+            name: "get_weather".into(),
+            description: "Weather now".into(),
+            parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
+            strict: Some(true),
+        }
+    }
+
+    fn to_json(messages: &[Message], config: Option<&GenerationConfig>) -> Value {
+        let req = chat_request("up", messages, config, MaxTokensField::MaxTokens, false);
+        serde_json::to_value(&req).unwrap()
+    }
+
+    #[test]
+    fn requests_with_tools_images_and_extras_to_json() {
+        let messages = vec![
+            Message {
+                parts: vec![
+                    ContentPart {
+                        part: Some(Part::Text("what is this?".into())),
+                    },
+                    ContentPart {
+                        part: Some(Part::ImageUrl(crate::proto::ImageUrl {
+                            url: "https://img.example/a.png".into(),
+                            detail: "low".into(),
+                        })),
+                    },
+                    ContentPart {
+                        part: Some(Part::Image(ImageData {
+                            data: b"PNG".to_vec(),
+                            mime_type: "image/png".into(),
+                            detail: String::new(),
+                        })),
+                    },
+                ],
+                ..msg("user", "")
+            },
+            Message {
+                tool_calls: vec![call("call_1", "get_weather", r#"{"city":"Seoul"}"#)],
+                ..msg("assistant", "")
+            },
+            Message {
+                tool_call_id: "call_1".into(),
+                ..msg("tool", "sunny")
+            },
+        ];
+        let options =
+            json!({"reasoning_effort": "low", "top_k": 40, "ratio": 0.5, "tags": ["a", null]});
+        let config = GenerationConfig {
+            seed: Some(7),
+            presence_penalty: Some(0.5),
+            frequency_penalty: Some(-0.5),
+            logprobs: true,
+            top_logprobs: Some(2),
+            user: "user-42".into(),
+            response_format: Some(ResponseFormat {
+                format: Some(Format::JsonSchema(JsonSchema {
+                    name: "answer".into(),
+                    description: String::new(),
+                    schema_json: r#"{"type":"object"}"#.into(),
+                    strict: Some(true),
+                })),
+            }),
+            tools: vec![weather()],
+            tool_choice: Some(ToolChoice {
+                choice: Some(Choice::Function("get_weather".into())),
+            }),
+            parallel_tool_calls: Some(false),
+            provider_options: Some(json_to_struct(options.as_object().unwrap().clone())),
+            ..Default::default()
+        };
+        let want = json!({
+            "model": "up",
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "https://img.example/a.png", "detail": "low"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,UE5H"}}]},
+                {"role": "assistant", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Seoul\"}"}}]},
+                {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}],
+            "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5, "logprobs": true, "top_logprobs": 2,
+            "user": "user-42",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": true}},
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}}],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": false,
+            "reasoning_effort": "low", "top_k": 40, "ratio": 0.5, "tags": ["a", null],
+        });
+        assert_eq!(to_json(&messages, Some(&config)), want);
+        // The simple forms.
+        let simple = GenerationConfig {
+            response_format: Some(ResponseFormat {
+                format: Some(Format::JsonObject(true)),
+            }),
+            tool_choice: Some(ToolChoice {
+                choice: Some(Choice::Mode("required".into())),
+            }),
+            tools: vec![Tool {
+                name: "now".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let got = to_json(&[msg("user", "hi")], Some(&simple));
+        assert_eq!(got["response_format"], json!({"type": "json_object"}));
+        assert_eq!(got["tool_choice"], json!("required"));
+        assert_eq!(
+            got["tools"],
+            json!([{"type": "function", "function": {"name": "now"}}])
+        );
+        assert!(got.get("logprobs").is_none() && got.get("user").is_none());
+    }
+
+    #[test]
+    fn checks_name_the_field() {
+        let ok = GenerationConfig {
+            tools: vec![weather()],
+            ..Default::default()
+        };
+        assert!(check_config(&ok).is_ok());
+        let with = |f: &dyn Fn(&mut GenerationConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            check_config(&c).unwrap_err().to_string()
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                with(&|c| c.presence_penalty = Some(2.5)),
+                "config.presence_penalty",
+            ),
+            (
+                with(&|c| c.frequency_penalty = Some(-3.0)),
+                "config.frequency_penalty",
+            ),
+            (
+                with(&|c| c.top_logprobs = Some(2)),
+                "config.top_logprobs: needs logprobs",
+            ),
+            (
+                with(&|c| {
+                    c.logprobs = true;
+                    c.top_logprobs = Some(21)
+                }),
+                "config.top_logprobs",
+            ),
+            (
+                with(&|c| c.tools[0].name = "bad name".into()),
+                "config.tools[0].name",
+            ),
+            (with(&|c| c.tools.push(weather())), "config.tools[1].name"),
+            (
+                with(&|c| c.tools[0].parameters_json = "[1]".into()),
+                "config.tools[0].parameters_json",
+            ),
+            (
+                with(&|c| c.tools[0].parameters_json = "{".into()),
+                "config.tools[0].parameters_json",
+            ),
+            (
+                with(&|c| {
+                    c.tool_choice = Some(ToolChoice {
+                        choice: Some(Choice::Function("other".into())),
+                    })
+                }),
+                "config.tool_choice.function",
+            ),
+            (
+                with(&|c| {
+                    c.tool_choice = Some(ToolChoice {
+                        choice: Some(Choice::Mode("always".into())),
+                    })
+                }),
+                "config.tool_choice.mode",
+            ),
+            (
+                with(&|c| {
+                    c.response_format = Some(ResponseFormat {
+                        format: Some(Format::JsonSchema(JsonSchema {
+                            name: "s".into(),
+                            schema_json: "nope".into(),
+                            ..Default::default()
+                        })),
+                    })
+                }),
+                "config.response_format.json_schema.schema_json",
+            ),
+            (
+                with(&|c| {
+                    c.provider_options = Some(json_to_struct(
+                        json!({"model": "x"}).as_object().unwrap().clone(),
+                    ))
+                }),
+                "config.provider_options.model",
+            ),
+        ];
+        for (err, field) in cases {
+            assert!(err.starts_with(field), "{err} (wanted {field})");
+        }
+        let messages: Vec<(Message, &str)> = vec![
+            (msg("tool", "x"), "messages[0].tool_call_id: required"),
+            (
+                Message {
+                    tool_call_id: "c".into(),
+                    ..msg("user", "x")
+                },
+                "messages[0].tool_call_id: only",
+            ),
+            (
+                Message {
+                    tool_calls: vec![call("c", "f", "{}")],
+                    ..msg("user", "x")
+                },
+                "messages[0].tool_calls",
+            ),
+            (
+                Message {
+                    tool_calls: vec![call("", "f", "{}")],
+                    ..msg("assistant", "")
+                },
+                "messages[0].tool_calls[0]",
+            ),
+            (
+                Message {
+                    parts: vec![ContentPart { part: None }],
+                    ..msg("user", "")
+                },
+                "messages[0].parts[0]",
+            ),
+            (
+                Message {
+                    parts: vec![ContentPart {
+                        part: Some(Part::Text("a".into())),
+                    }],
+                    ..msg("user", "also content")
+                },
+                "messages[0].parts: set content or parts",
+            ),
+            (
+                Message {
+                    parts: vec![ContentPart {
+                        part: Some(Part::Image(ImageData {
+                            data: b"x".to_vec(),
+                            mime_type: "image/tiff".into(),
+                            detail: String::new(),
+                        })),
+                    }],
+                    ..msg("user", "")
+                },
+                "messages[0].parts[0].image.mime_type",
+            ),
+            (
+                Message {
+                    parts: vec![ContentPart {
+                        part: Some(Part::ImageUrl(Default::default())),
+                    }],
+                    ..msg("system", "")
+                },
+                "messages[0].parts[0]: images only",
+            ),
+        ];
+        for (m, says) in messages {
+            let err = convert::check_messages(&[m]).unwrap_err().to_string();
+            assert!(err.starts_with(says), "{err} (wanted {says})");
+        }
+    }
+
+    #[test]
+    fn answers_carry_tool_calls_and_logprobs() {
+        let body = json!({"id": "c1", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+            "logprobs": {"content": [{"token": "a", "logprob": -0.5, "bytes": [97],
+                "top_logprobs": [{"token": "a", "logprob": -0.5}, {"token": "b", "logprob": -1.5}]}]}}]});
+        let done = convert::completion(body.to_string().as_bytes(), true).unwrap();
+        assert_eq!(done.content, "");
+        assert_eq!(done.finish_reason, "tool_calls");
+        assert_eq!(done.tool_calls, vec![call("call_a", "f", "{\"x\":1}")]);
+        assert_eq!(done.logprobs.len(), 1);
+        assert_eq!(done.logprobs[0].top_logprobs[1].token, "b");
+    }
+
+    /// Two parallel calls whose pieces interleave and split their arguments anywhere, as OpenAI streams them.
+    #[test]
+    fn streamed_tool_call_pieces_are_reassembled() {
+        let piece = |tc: Value| {
+            json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [tc]}, "finish_reason": null}]})
+                .to_string()
+        };
+        let events = [
+            json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": null}}]}).to_string(),
+            piece(json!({"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}})),
+            piece(json!({"index": 0, "function": {"arguments": "{\"ci"}})),
+            piece(json!({"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\""}})),
+            piece(json!({"index": 0, "function": {"arguments": "ty\":\"서울\"}"}})),
+            piece(json!({"index": 1, "function": {"arguments": ":\"KST\"}"}})),
+            json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
+        ];
+        let mut reading = convert::Reading::default();
+        let pieces: Vec<Piece> = events
+            .iter()
+            .map(|e| convert::chunk(e, &mut reading).unwrap())
+            .collect();
+        let end = reading.end;
+        assert_eq!(pieces[0], Piece::Nothing);
+        assert!(
+            pieces[1..6].iter().all(|p| *p == Piece::Progress),
+            "{pieces:?}"
+        );
+        assert_eq!(end.finish_reason, "tool_calls");
+        assert_eq!(
+            end.tool_calls,
+            vec![
+                call("call_a", "get_weather", "{\"city\":\"서울\"}"),
+                call("call_b", "get_time", "{\"tz\":\"KST\"}"),
+            ]
+        );
+        // An index far out is refused, not allocated.
+        let far = piece(json!({"index": 1_000_000_000, "id": "x", "function": {"name": "f"}}));
+        assert!(matches!(
+            convert::chunk(&far, &mut convert::Reading::default()),
+            Err(ChunkError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn sizes_count_text_parts_images_and_calls() {
+        let m = Message {
+            parts: vec![
+                ContentPart {
+                    part: Some(Part::Text("12345678".into())),
+                },
+                ContentPart {
+                    part: Some(Part::Image(ImageData {
+                        data: vec![0; 1 << 20],
+                        ..Default::default()
+                    })),
+                },
+            ],
+            tool_calls: vec![call("c", "fn", "{}")],
+            ..msg("assistant", "abc")
+        };
+        assert_eq!(size(&m), 3 + 8 + IMAGE_BYTES + 2 + 2);
+    }
+
+    #[test]
+    fn structs_and_json_round_trip() {
+        let v = json!({"a": 1, "b": 1.5, "c": "s", "d": true, "e": null, "f": [1, {"g": []}]});
+        let back = struct_to_json(&json_to_struct(v.as_object().unwrap().clone()));
+        assert_eq!(Value::Object(back), v);
+    }
+
+    #[test]
+    fn only_web_and_data_image_urls_are_accepted() {
+        for (url, ok) in [
+            ("https://img.example/a.png", true),
+            ("HTTP://img.example/a.png", true),
+            ("data:image/png;base64,UE5H", true),
+            ("file:///etc/passwd", false),
+            ("javascript:alert(1)", false),
+            ("ftp://x/y.png", false),
+            ("img.example/a.png", false),
+        ] {
+            assert_eq!(image_url_allowed(url), ok, "{url}");
+        }
+    }
+
+    #[test]
+    fn data_urls_are_base64() {
+        for (data, b64) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ] {
+            assert_eq!(
+                data_url("image/png", data.as_bytes()),
+                format!("data:image/png;base64,{b64}")
+            );
+        }
+    }
+}

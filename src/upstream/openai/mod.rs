@@ -1,0 +1,7 @@
+//! The OpenAI chat-completions dialect: its wire types (`wire`), the translation of gRPC requests to it and of
+//! its answers back (`convert`), and the fields beyond text — tools, images, logprobs, provider options
+//! (`extras`).
+
+pub mod convert;
+pub mod extras;
+pub mod wire;
