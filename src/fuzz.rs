@@ -195,7 +195,7 @@ proptest! {
 
     #[test]
     fn grpc_timeouts_never_panic(text in ".{0,12}") {
-        let _ = crate::core::deadline::parse_grpc_timeout(&text);
+        let _ = crate::routing::deadline::parse_grpc_timeout(&text);
     }
 
     #[test]
@@ -229,7 +229,7 @@ fn regressions() {
     assert_eq!(retry_after::millis("1e30"), Some(CEILING));
     // Found by this harness: a non-ASCII last character split the text inside it.
     assert_eq!(
-        crate::core::deadline::parse_grpc_timeout("1\u{f5929}"),
+        crate::routing::deadline::parse_grpc_timeout("1\u{f5929}"),
         None
     );
     // An emoji's halves in two events failed the stream ("unexpected end of hex escape").

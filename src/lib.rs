@@ -24,12 +24,14 @@ pub mod admission;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod front;
 #[cfg(test)]
 mod fuzz;
 pub mod grpc;
 pub mod observe;
 pub mod rest;
 pub mod routing;
+pub mod server;
 pub mod tools;
 pub mod transport;
 pub mod upstream;

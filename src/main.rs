@@ -250,10 +250,8 @@ fn serve(
         }
     };
     let result = runtime.block_on(async {
-        let server = aigw::transport::server::Server::bind(&config).await?;
-        server
-            .serve(aigw::transport::server::shutdown_signal())
-            .await
+        let server = aigw::server::Server::bind(&config).await?;
+        server.serve(aigw::server::shutdown_signal()).await
     });
     drop(runtime);
     telemetry.shutdown(); // flush the last spans
@@ -286,7 +284,7 @@ fn mock_upstream(
                     listener,
                     cfg,
                     chaos,
-                    aigw::transport::server::shutdown_signal(),
+                    aigw::server::shutdown_signal(),
                 )
                 .await;
                 Ok(())

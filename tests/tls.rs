@@ -140,7 +140,7 @@ async fn a_bad_certificate_path_fails_at_start_naming_the_field() {
     let pki = pki();
     let mut cfg = tls_config(&pki, false);
     cfg.tls.as_mut().unwrap().key = pki.dir.path().join("missing.key");
-    let err = aigw::transport::server::Server::bind(&cfg)
+    let err = aigw::server::Server::bind(&cfg)
         .await
         .err()
         .unwrap()

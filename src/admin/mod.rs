@@ -169,7 +169,7 @@ impl Admin {
                         tracing::info!(key = %who.name, rpm = ?u.rpm, tpm = ?u.tpm, budget = ?u.daily_budget_usd, "limits changed");
                         json(
                             StatusCode::OK,
-                            &crate::observe::usage::LimitsView::from(who.limiter.limits()),
+                            &crate::admission::usage::LimitsView::from(who.limiter.limits()),
                         )
                     }
                     Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),

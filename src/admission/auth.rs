@@ -34,6 +34,16 @@ impl Identity {
     }
 }
 
+impl crate::routing::router::Caller for Identity {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn allows(&self, model: &str) -> bool {
+        Identity::allows(self, model)
+    }
+}
+
 pub struct KeyStore {
     by_digest: HashMap<[u8; 32], Arc<Identity>>,
     by_name: HashMap<String, Arc<Identity>>,

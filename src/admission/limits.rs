@@ -353,16 +353,6 @@ fn until_utc_midnight(wall: SystemTime) -> Duration {
     Duration::from_secs(86_400 - secs % 86_400)
 }
 
-/// Tokens to reserve for a request: about 4 bytes per token of message text plus 4 per message, and the
-/// output budget. Reconciliation replaces the estimate with the provider's count.
-pub fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u32) -> u64 {
-    let prompt: u64 = message_bytes
-        .into_iter()
-        .map(|n| (n as u64).div_ceil(4) + 4)
-        .sum();
-    prompt + u64::from(output)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +501,9 @@ mod tests {
 
     #[test]
     fn estimates() {
-        assert_eq!(estimate_tokens([8, 0], 100), (2 + 4) + 4 + 100);
+        assert_eq!(
+            crate::upstream::openai::convert::estimate_tokens([8, 0], 100),
+            (2 + 4) + 4 + 100
+        );
     }
 }

@@ -22,15 +22,12 @@ use std::{
 };
 
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::limits::{utc_day, KeyLimiter, Reservation, WINDOW},
     config::{KeyLimits, OnFailure, SharedConfig},
-    core::cache::{self, Entry},
     error::GatewayError,
-    proto::Usage,
 };
 
 /// Checks the budget, both windows, and records the request and its reservation — or records nothing.
@@ -141,17 +138,6 @@ impl SharedReservation {
                 .await;
         });
     }
-}
-
-/// A kept answer as stored in Redis.
-#[derive(Serialize, Deserialize)]
-struct Kept {
-    chunks: Vec<String>,
-    id: String,
-    model: String,
-    finish_reason: String,
-    usage: [i32; 3],
-    usage_estimated: bool,
 }
 
 impl Shared {
@@ -335,51 +321,19 @@ impl Shared {
         });
     }
 
-    fn cache_key(&self, key: &cache::Key) -> String {
+    fn cache_key(&self, key: &[u8; 32]) -> String {
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         format!("{}:cache:{hex}", self.cfg.prefix)
     }
 
-    /// A kept answer from the fleet's cache.
-    pub async fn cache_get(&self, key: &cache::Key) -> Result<Option<Entry>, Down> {
+    /// A kept answer from the fleet's cache, as `core::cache` encoded it.
+    pub async fn cache_get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, Down> {
         let k = self.cache_key(key);
-        let raw: Option<Vec<u8>> = self.run(|mut c| async move { c.get(&k).await }).await?;
-        Ok(raw
-            .and_then(|bytes| serde_json::from_slice::<Kept>(&bytes).ok())
-            .map(|kept| {
-                let [prompt_tokens, completion_tokens, total_tokens] = kept.usage;
-                Entry::new(
-                    kept.chunks,
-                    kept.id,
-                    kept.model,
-                    kept.finish_reason,
-                    Usage {
-                        prompt_tokens,
-                        completion_tokens,
-                        total_tokens,
-                    },
-                    kept.usage_estimated,
-                )
-            }))
+        self.run(|mut c| async move { c.get(&k).await }).await
     }
 
-    /// Keeps an answer in the fleet's cache for `ttl`, on its own task.
-    pub fn cache_put(self: &Arc<Self>, key: &cache::Key, entry: &Entry, ttl: Duration) {
-        let kept = Kept {
-            chunks: entry.chunks.clone(),
-            id: entry.id.clone(),
-            model: entry.model.clone(),
-            finish_reason: entry.finish_reason.clone(),
-            usage: [
-                entry.usage.prompt_tokens,
-                entry.usage.completion_tokens,
-                entry.usage.total_tokens,
-            ],
-            usage_estimated: entry.usage_estimated,
-        };
-        let Ok(bytes) = serde_json::to_vec(&kept) else {
-            return;
-        };
+    /// Keeps an encoded answer in the fleet's cache for `ttl`, on its own task.
+    pub fn cache_put(self: &Arc<Self>, key: &[u8; 32], bytes: Vec<u8>, ttl: Duration) {
         let (shared, k) = (self.clone(), self.cache_key(key));
         let ms = ttl.as_millis().max(1) as u64;
         tokio::spawn(async move {

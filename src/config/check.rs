@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::observe::rpclog::Price;
+use super::Price;
 
 use super::{
     defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, RawKey,

@@ -296,8 +296,8 @@ pub struct Config {
     /// SHA-256 of the admin key; without one the usage API is off.
     pub admin_key: Option<[u8; 32]>,
     /// What a connection may hold, on the gateway's port and on the admin port.
-    pub connections: crate::transport::accept::ConnLimits,
-    pub admin_connections: crate::transport::accept::ConnLimits,
+    pub connections: ConnLimits,
+    pub admin_connections: ConnLimits,
     pub scaling: ScalingConfig,
     pub tracing: TracingConfig,
     pub interactive: InteractiveConfig,
@@ -392,7 +392,7 @@ pub struct ModelConfig {
     pub default_output_tokens: u32,
     pub routes: Vec<RouteConfig>,
     pub policy: Policy,
-    pub price: crate::observe::rpclog::Price,
+    pub price: Price,
     /// Set when the model's answers are cached.
     pub cache: Option<ModelCache>,
 }
@@ -404,6 +404,31 @@ pub struct RouteConfig {
     pub model: String,
     /// For `balance = "weighted"`.
     pub weight: u32,
+}
+
+/// Dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
+
+impl Price {
+    pub fn cost(&self, usage: &crate::proto::Usage) -> f64 {
+        (f64::from(usage.prompt_tokens.max(0)) * self.input
+            + f64::from(usage.completion_tokens.max(0)) * self.output)
+            / 1e6
+    }
+}
+
+/// What a listener lets a connection hold (see `transport::accept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// A connection that has not sent a whole first request by then is closed.
+    pub first_request: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle: Duration,
+    pub max_connections: usize,
 }
 
 /// Hex SHA-256 of a client key, as `aigw hash-key` prints it and `sha256 = "..."` stores it.
@@ -506,7 +531,7 @@ impl Config {
         if i.max_history_bytes < 1024 {
             return err("interactive.max_history_bytes: must be at least 1024");
         }
-        let limits = |max_connections| crate::transport::accept::ConnLimits {
+        let limits = |max_connections| ConnLimits {
             first_request: raw.server.first_request_timeout,
             idle: raw.server.idle_timeout,
             max_connections,

@@ -37,7 +37,53 @@ pub struct Entry {
     bytes: usize,
 }
 
+/// A kept answer as the fleet's cache stores it (JSON, in Redis).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    chunks: Vec<String>,
+    id: String,
+    model: String,
+    finish_reason: String,
+    usage: [i32; 3],
+    usage_estimated: bool,
+}
+
 impl Entry {
+    /// The entry as the fleet's cache stores it.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let kept = Kept {
+            chunks: self.chunks.clone(),
+            id: self.id.clone(),
+            model: self.model.clone(),
+            finish_reason: self.finish_reason.clone(),
+            usage: [
+                self.usage.prompt_tokens,
+                self.usage.completion_tokens,
+                self.usage.total_tokens,
+            ],
+            usage_estimated: self.usage_estimated,
+        };
+        serde_json::to_vec(&kept).ok()
+    }
+
+    /// An entry from the fleet's cache; `None` when the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Entry> {
+        let kept: Kept = serde_json::from_slice(bytes).ok()?;
+        let [prompt_tokens, completion_tokens, total_tokens] = kept.usage;
+        Some(Entry::new(
+            kept.chunks,
+            kept.id,
+            kept.model,
+            kept.finish_reason,
+            Usage {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens,
+            },
+            kept.usage_estimated,
+        ))
+    }
+
     pub fn new(
         chunks: Vec<String>,
         id: String,

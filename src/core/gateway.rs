@@ -1,25 +1,25 @@
 //! The gateway core that the handlers call: resolve and check a request, then call its upstream within its
 //! deadline and the server's lifecycle. Built once at start; shared by every request.
 
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 
 use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::auth::{Identity, KeyStore},
-    admission::limits::{estimate_tokens, Admission, Reservation},
+    admission::limits::{Admission, Reservation},
     admission::shared::{Down, Shared},
+    admission::usage::UsageBook,
     config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
     core::cache::{self, ResponseCache},
-    core::deadline::Deadline,
     error::GatewayError,
     observe::forecast::{Outlook, Signal},
     observe::metrics::Metrics,
-    observe::usage::UsageBook,
     proto::{GenerationConfig, Message},
     routing::router::{Model, Router},
     upstream::openai::convert,
+    upstream::openai::convert::estimate_tokens,
 };
 
 /// Shutdown state: `draining` fires when the server stops accepting; `stop` fires when the grace period is
@@ -109,7 +109,13 @@ impl Gateway {
             cache::Plan::Use { key, read: true } => match self.cache.get(&key) {
                 Some(hit) => Some(hit),
                 None => match &self.shared {
-                    Some(shared) => shared.cache_get(&key).await.ok().flatten().map(Arc::new),
+                    Some(shared) => shared
+                        .cache_get(&key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|bytes| cache::Entry::decode(&bytes))
+                        .map(Arc::new),
                     None => None,
                 },
             },
@@ -134,7 +140,9 @@ impl Gateway {
         let Some(policy) = &model.cache else { return };
         if let Some(shared) = &self.shared {
             if self.cache.fits(entry.bytes()) {
-                shared.cache_put(&key, &entry, policy.ttl);
+                if let Some(bytes) = entry.encode() {
+                    shared.cache_put(&key, bytes, policy.ttl);
+                }
             }
         }
         self.cache.put(key, entry, policy.ttl);
@@ -242,18 +250,11 @@ impl Gateway {
         }
     }
 
-    /// Runs `fut` until it finishes, the deadline passes or the grace period ends. Dropping `fut` drops the
-    /// upstream request with it.
-    pub async fn bounded<T>(
-        &self,
-        deadline: Deadline,
-        fut: impl Future<Output = Result<T, GatewayError>>,
-    ) -> Result<T, GatewayError> {
-        tokio::select! {
-            biased;
-            _ = self.lifecycle.stop.cancelled() => Err(GatewayError::ShuttingDown),
-            _ = tokio::time::sleep_until(deadline.at) => Err(deadline.exceeded()),
-            result = fut => result,
+    /// What the dispatcher needs of the gateway.
+    pub fn handles(&self) -> crate::routing::dispatch::Handles<'_> {
+        crate::routing::dispatch::Handles {
+            metrics: &self.metrics,
+            stop: &self.lifecycle.stop,
         }
     }
 }

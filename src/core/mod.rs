@@ -1,6 +1,6 @@
-//! The gateway's core: its state and the handles handlers get (`gateway`), a call's deadline, and the
-//! response cache.
+//! The gateway's core: its state and the handles handlers get (`gateway`), the per-call record (`rpclog`: log
+//! line, metrics, usage, trailers), and the response cache.
 
 pub mod cache;
-pub mod deadline;
 pub mod gateway;
+pub mod rpclog;

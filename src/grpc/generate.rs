@@ -10,7 +10,7 @@ use crate::{
     core::cache,
     core::gateway::Gateway,
     error::GatewayError,
-    observe::rpclog::Trail,
+    observe::timing::Trail,
     proto::{GenerateRequest, GenerateResponse},
     routing::dispatch::{dispatch, Answer, Call},
     upstream::openai::convert,
@@ -58,7 +58,7 @@ pub async fn handle(
             request_id: &start.request_id,
         };
         let mut trail = Trail::default();
-        let dispatched = dispatch(&gw, model, &call, false, &mut trail).await;
+        let dispatched = dispatch(&gw.handles(), model, &call, false, &mut trail).await;
         log.dispatched(&trail);
         let dispatched = dispatched.inspect_err(|_| admission.release())?;
         let Answer::Whole(done) = dispatched.answer else {

@@ -16,15 +16,15 @@ use crate::{
     admission::auth::Identity,
     admission::limits::Admission,
     core::cache::{self, CacheControl, Plan},
-    core::deadline::{self, Deadline},
     core::gateway::Gateway,
+    core::rpclog::RpcLog,
     error::GatewayError,
-    observe::rpclog::RpcLog,
     proto::{
         ai_service_server::{AiService, AiServiceServer},
         GenerateRequest, GenerateResponse, GenerationConfig, InteractiveRequest,
         InteractiveResponse, Message, StreamChunk, StreamGenerateRequest,
     },
+    routing::deadline::{self, Deadline},
     routing::router::Model,
     transport::trailers::TrailerSlot,
 };
@@ -57,7 +57,7 @@ pub(crate) fn authenticate(
     metadata: &tonic::metadata::MetadataMap,
 ) -> Result<Arc<Identity>, GatewayError> {
     gw.keys.authenticate(metadata).inspect_err(|e| {
-        let code = crate::observe::rpclog::code_name(e.code());
+        let code = crate::core::rpclog::code_name(e.code());
         gw.metrics
             .requests
             .with_label_values(&["", "", "", code])

@@ -17,9 +17,9 @@ use tonic::Status;
 
 use crate::{
     config::StreamLimits,
-    core::deadline::Deadline,
     error::GatewayError,
-    observe::rpclog::Timing,
+    observe::timing::Timing,
+    routing::deadline::Deadline,
     upstream::{ChunkStream, StreamEnd, StreamEvent},
 };
 

@@ -15,11 +15,12 @@ use super::{
 use crate::{
     admission::limits::Admission,
     core::cache::{self, Plan},
-    core::deadline::Deadline,
     core::gateway::Gateway,
+    core::rpclog::RpcLog,
     error::GatewayError,
-    observe::rpclog::{RpcLog, Trail},
+    observe::timing::Trail,
     proto::{StreamChunk, StreamGenerateRequest},
+    routing::deadline::Deadline,
     routing::dispatch::{dispatch, Answer, Call, Dispatched},
     routing::router::Model,
     upstream::openai::convert,
@@ -70,7 +71,7 @@ pub async fn handle(
             request_id: &start.request_id,
         };
         let mut trail = Trail::default();
-        let dispatched = dispatch(&gw, model, &call, true, &mut trail).await;
+        let dispatched = dispatch(&gw.handles(), model, &call, true, &mut trail).await;
         log.dispatched(&trail);
         let dispatched = dispatched.inspect_err(|_| admission.release())?;
         Ok(Opened::Upstream(

@@ -219,10 +219,28 @@ impl Metrics {
     }
 }
 
+/// A listener's connection metrics: open connections, and closures by reason.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    /// The listener's label: "grpc" (the gateway's port), "admin".
+    pub listener: &'static str,
+    pub open: prometheus::IntGauge,
+    /// By listener and `reason`: first_request_timeout, idle_timeout, evicted, refused.
+    pub closed: IntCounterVec,
+}
+
+impl ConnMetrics {
+    pub fn closed(&self, reason: &str) {
+        self.closed
+            .with_label_values(&[self.listener, reason])
+            .inc();
+    }
+}
+
 impl Metrics {
     /// The connection metrics of one listener.
-    pub fn connections(&self, listener: &'static str) -> crate::transport::accept::ConnMetrics {
-        crate::transport::accept::ConnMetrics {
+    pub fn connections(&self, listener: &'static str) -> ConnMetrics {
+        ConnMetrics {
             listener,
             open: self.connections_open.with_label_values(&[listener]),
             closed: self.connections_closed.clone(),

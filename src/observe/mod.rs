@@ -1,8 +1,8 @@
-//! What the gateway tells its operators: the per-call record (`rpclog`: the log line, metrics, trailers), the
-//! Prometheus metrics, traces (`telemetry`), the usage book, and the load forecast behind the scaling signal.
+//! What the gateway tells its operators: where a call's time went (`timing`), the Prometheus metrics, traces
+//! (`telemetry`) and the load forecast behind the scaling signal. The per-call record that
+//! writes them is `core::rpclog`.
 
 pub mod forecast;
 pub mod metrics;
-pub mod rpclog;
 pub mod telemetry;
-pub mod usage;
+pub mod timing;

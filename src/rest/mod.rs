@@ -102,7 +102,7 @@ where
             };
             json(StatusCode::OK, &list)
         }
-        Route::Model(id) => match gw.router.resolve(&id, &who) {
+        Route::Model(id) => match gw.router.resolve(&id, &*who) {
             Ok(model) => json(StatusCode::OK, &model_object(&model.name)),
             Err(e) => error::gateway(&e),
         },

@@ -28,21 +28,41 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
     config::Balance,
-    core::deadline::Deadline,
-    core::gateway::Gateway,
     error::GatewayError,
-    observe::rpclog::Trail,
+    observe::metrics::Metrics,
+    observe::timing::Trail,
     proto::{GenerationConfig, Message},
+    routing::deadline::{self, Deadline},
     routing::retry,
     routing::router::{Model, RouteGuard},
     upstream::openai::convert,
     upstream::openai::wire::ChatRequest,
     upstream::{ChunkStream, Completion, StreamEvent},
 };
+
+/// What the dispatcher needs of the gateway: where to count retries and fallbacks, and when the grace period
+/// has ended.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub metrics: &'a Metrics,
+    pub stop: &'a CancellationToken,
+}
+
+impl Handles<'_> {
+    /// Runs `fut` within the call's deadline and the server's lifecycle (see [`deadline::bounded`]).
+    async fn bounded<T>(
+        &self,
+        deadline: Deadline,
+        fut: impl std::future::Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        deadline::bounded(self.stop, deadline, fut).await
+    }
+}
 
 /// What is being asked, independent of the route.
 pub struct Call<'a> {
@@ -121,7 +141,7 @@ fn pick(model: &Model, tried: u64, excluded: u64, now: Instant) -> Option<Pick> 
 
 /// Sleeps until `until` within the call's bounds, counting the time as waited.
 async fn wait(
-    gw: &Gateway,
+    gw: &Handles<'_>,
     deadline: Deadline,
     until: Instant,
     trail: &mut Trail,
@@ -140,7 +160,7 @@ async fn wait(
 /// Sends `call` to `model`, streamed or not, following the rules above. `trail` records the attempts, the
 /// last upstream and the time spent, whatever the outcome.
 pub async fn dispatch(
-    gw: &Gateway,
+    gw: &Handles<'_>,
     model: &Arc<Model>,
     call: &Call<'_>,
     stream: bool,
@@ -252,7 +272,7 @@ fn breakers_open(model: &Model, now: Instant) -> GatewayError {
 
 /// One attempt on one route, bounded by the deadline, the grace period and (streams) the first-token limit.
 async fn try_route(
-    gw: &Gateway,
+    gw: &Handles<'_>,
     guard: &RouteGuard,
     model: &Model,
     call: &Call<'_>,
@@ -442,7 +462,7 @@ mod tests {
         }
 
         struct Bench {
-            gw: Arc<Gateway>,
+            gw: Arc<crate::core::gateway::Gateway>,
             model: Arc<Model>,
             ups: Vec<Arc<Upstream>>,
         }
@@ -456,7 +476,7 @@ mod tests {
                      [models.policy]\n{policy}\n"
                 );
                 let cfg = Config::parse(&text, |_| None).unwrap();
-                let gw = Gateway::new(&cfg).unwrap();
+                let gw = crate::core::gateway::Gateway::new(&cfg).unwrap();
                 let base = Router::new(&cfg).unwrap().models()[0].clone();
                 let names = ["a", "b", "c"];
                 let ups: Vec<Arc<Upstream>> = scripts
@@ -511,7 +531,8 @@ mod tests {
                     request_id: "r",
                 };
                 let mut trail = Trail::default();
-                let result = dispatch(&self.gw, &self.model, &call, stream, &mut trail).await;
+                let result =
+                    dispatch(&self.gw.handles(), &self.model, &call, stream, &mut trail).await;
                 (result, trail)
             }
         }

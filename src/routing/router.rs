@@ -13,10 +13,8 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    admission::auth::Identity,
-    config::{Config, Policy},
+    config::{Config, Policy, Price},
     error::GatewayError,
-    observe::rpclog::Price,
     routing::breaker::Breaker,
     routing::cooling::Cooling,
     routing::retry::RetryBudget,
@@ -151,6 +149,13 @@ impl Drop for RouteGuard {
     }
 }
 
+/// Who asks for a model: a name for errors, and which canonical models it may use. Client keys
+/// (`admission::auth::Identity`) are callers.
+pub trait Caller {
+    fn name(&self) -> &str;
+    fn allows(&self, model: &str) -> bool;
+}
+
 pub struct Router {
     /// Names and aliases.
     by_name: HashMap<String, Arc<Model>>,
@@ -210,11 +215,11 @@ impl Router {
     }
 
     /// Resolves a requested model for a key: unknown models list what the key may use instead.
-    pub fn resolve(&self, requested: &str, who: &Identity) -> Result<&Arc<Model>, GatewayError> {
+    pub fn resolve(&self, requested: &str, who: &impl Caller) -> Result<&Arc<Model>, GatewayError> {
         match self.by_name.get(requested) {
             Some(model) if who.allows(&model.name) => Ok(model),
             Some(model) => Err(GatewayError::PermissionDenied {
-                key: who.name.clone(),
+                key: who.name().to_owned(),
                 model: model.name.clone(),
             }),
             None => Err(GatewayError::UnknownModel {

@@ -32,42 +32,17 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use prometheus::{IntCounterVec, IntGauge};
 use tokio::{net::TcpListener, time::Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::{config::ConnLimits, observe::metrics::ConnMetrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP/1.1 client that has not sent its request head by then is dropped (a slowloris holds nothing long).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What a listener lets a connection hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
-    pub first_request: Duration,
-    pub idle: Duration,
-    pub max_connections: usize,
-}
-
-/// A listener's connection metrics: open connections, and closures by reason.
-#[derive(Clone)]
-pub struct ConnMetrics {
-    /// The listener's label: "grpc" (the gateway's port), "admin".
-    pub listener: &'static str,
-    pub open: IntGauge,
-    /// By listener and `reason`: first_request_timeout, idle_timeout, evicted, refused.
-    pub closed: IntCounterVec,
-}
-
-impl ConnMetrics {
-    fn closed(&self, reason: &str) {
-        self.closed
-            .with_label_values(&[self.listener, reason])
-            .inc();
-    }
-}
 
 /// The HTTP/1.1 + HTTP/2 settings every listener shares.
 pub fn http_builder() -> auto::Builder<TokioExecutor> {
@@ -249,7 +224,7 @@ struct Slot {
     registry: Arc<Registry>,
     activity: Arc<Activity>,
     evict: CancellationToken,
-    open: Option<IntGauge>,
+    open: Option<prometheus::IntGauge>,
 }
 
 impl Registry {

@@ -16,7 +16,7 @@ use aigw::{
         ai_service_client::AiServiceClient, GenerateRequest, GenerationConfig, Message,
         StreamGenerateRequest,
     },
-    transport::server::Server,
+    server::Server,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{metadata::MetadataValue, transport::Channel, Request};

@@ -24,14 +24,14 @@ use super::{relay, relay::STREAM_BUFFER, Start};
 use crate::{
     admission::auth::Identity,
     admission::limits::Admission,
-    core::deadline::Deadline,
     core::gateway::{self, Gateway},
+    core::rpclog::RpcLog,
     error::GatewayError,
-    observe::rpclog::RpcLog,
     proto::{
         interactive_request::Action, interactive_response::Event, GenerationConfig,
         InteractiveRequest, InteractiveResponse, Message, SessionStarted, TurnError, UserTurn,
     },
+    routing::deadline::Deadline,
     routing::router::Model,
 };
 use history::History;
@@ -60,7 +60,7 @@ pub async fn handle(
         let Some(Action::Start(first)) = first.and_then(|m| m.action) else {
             return Err(GatewayError::InvalidArgument("the first message must be SessionStart".into()));
         };
-        let model = gw.router.resolve(&first.model, &start.who)?.clone();
+        let model = gw.router.resolve(&first.model, &*start.who)?.clone();
         log.model(&model);
         crate::upstream::openai::convert::check_config(first.config.as_ref(), model.max_output_tokens)?;
         let history = History::new(first.system_prompt, first.history, gw.interactive)?;

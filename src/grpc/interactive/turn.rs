@@ -8,15 +8,15 @@ use tokio_util::sync::CancellationToken;
 use super::{response, turn_error, Tx};
 use crate::{
     admission::limits::Admission,
-    core::deadline::Deadline,
     core::gateway::Gateway,
     error::GatewayError,
     grpc::relay::{self, Limits},
-    observe::rpclog::{Timing, Trail},
+    observe::timing::{Timing, Trail},
     proto::{
         interactive_response::Event, GenerationConfig, InteractiveResponse, Message, TurnComplete,
         TurnDelta, Usage,
     },
+    routing::deadline::Deadline,
     routing::dispatch::{dispatch, Answer, Call},
     routing::router::Model,
     upstream::openai::convert,
@@ -60,8 +60,9 @@ pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome
     let mut reached_upstream = false;
     let result = async {
         let call = Call { messages: &t.messages, config: t.config.as_ref(), deadline: t.deadline, request_id: &t.request_id };
+        let handles = gw.handles();
         let dispatched = tokio::select! {
-            d = dispatch(&gw, &model, &call, true, &mut trail) => d.inspect_err(|_| t.admission.release())?,
+            d = dispatch(&handles, &model, &call, true, &mut trail) => d.inspect_err(|_| t.admission.release())?,
             _ = t.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
         };
         reached_upstream = true;

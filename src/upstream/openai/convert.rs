@@ -128,10 +128,20 @@ fn chat_message(m: &Message) -> ChatMessage<'_> {
     }
 }
 
+/// Tokens to reserve for a request: about 4 bytes per token of message text plus 4 per message, and the
+/// output budget. Reconciliation replaces the estimate with the provider's count.
+pub fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u32) -> u64 {
+    let prompt: u64 = message_bytes
+        .into_iter()
+        .map(|n| (n as u64).div_ceil(4) + 4)
+        .sum();
+    prompt + u64::from(output)
+}
+
 /// Usage counted by the gateway when the upstream reports none: about 4 bytes a token, 4 per message.
 pub fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usage {
     let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
-    let p = crate::admission::limits::estimate_tokens(prompt.iter().map(extras::size), 0);
+    let p = estimate_tokens(prompt.iter().map(extras::size), 0);
     let c = (completion_bytes as u64).div_ceil(4);
     Usage {
         prompt_tokens: clamp(p),

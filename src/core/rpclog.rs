@@ -2,102 +2,18 @@
 //! writes one structured log line and its metrics, and fills the response trailers. Key name, model, upstream,
 //! status, latency, tokens, cost; never the client key, the upstream key or any prompt or answer text.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
-
-use prometheus::Histogram;
-use tokio::time::Instant;
+use std::{sync::Arc, time::SystemTime};
 
 use crate::{
-    admission::auth::Identity, core::gateway::Gateway, error::GatewayError, proto::Usage,
-    routing::router::Model, transport::trailers::TrailerSlot,
+    admission::auth::Identity,
+    config::Price,
+    core::gateway::Gateway,
+    error::GatewayError,
+    observe::timing::{Timing, Trail},
+    proto::Usage,
+    routing::router::Model,
+    transport::trailers::TrailerSlot,
 };
-
-/// What the dispatcher did for a call, whether it succeeded or not: for its log line and metrics.
-#[derive(Debug, Default)]
-pub struct Trail {
-    /// The upstream of the last attempt ("" when none was made).
-    pub upstream: String,
-    pub attempts: u32,
-    /// Waiting on upstream answers, every attempt's.
-    pub upstream_time: Duration,
-    /// Waiting for a retry: backoff, an upstream's Retry-After, a route cooling down.
-    pub waited: Duration,
-}
-
-/// Where an RPC's time went. Overhead is what is left: end-to-end minus upstream, client and retry waits.
-#[derive(Debug)]
-pub struct Timing {
-    pub start: Instant,
-    /// Waiting on upstream answers (every attempt, and every read of a stream).
-    pub upstream: Duration,
-    /// Blocked on a slow client (a full response channel).
-    pub client_wait: Duration,
-    /// Waiting between attempts (see [`Trail::waited`]).
-    pub retry_wait: Duration,
-    first_token: Option<Duration>,
-    last_delta: Option<Instant>,
-    gap: Option<Histogram>,
-    /// False for InteractiveStream: a session's wall time includes waiting for the user, so "overhead"
-    /// would be meaningless there.
-    pub overhead_applies: bool,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing::new()
-    }
-}
-
-impl Timing {
-    pub fn new() -> Timing {
-        Timing {
-            start: Instant::now(),
-            upstream: Duration::ZERO,
-            client_wait: Duration::ZERO,
-            retry_wait: Duration::ZERO,
-            first_token: None,
-            last_delta: None,
-            gap: None,
-            overhead_applies: true,
-        }
-    }
-
-    /// A delta went to the client now.
-    pub fn delta_sent(&mut self) {
-        let now = Instant::now();
-        if self.first_token.is_none() {
-            self.first_token = Some(now - self.start);
-        }
-        if let (Some(last), Some(gap)) = (self.last_delta, &self.gap) {
-            gap.observe((now - last).as_secs_f64());
-        }
-        self.last_delta = Some(now);
-    }
-
-    pub fn overhead(&self) -> Duration {
-        self.start
-            .elapsed()
-            .saturating_sub(self.upstream + self.client_wait + self.retry_wait)
-    }
-}
-
-/// Dollars per million tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-}
-
-impl Price {
-    pub fn cost(&self, usage: &Usage) -> f64 {
-        (f64::from(usage.prompt_tokens.max(0)) * self.input
-            + f64::from(usage.completion_tokens.max(0)) * self.output)
-            / 1e6
-    }
-}
 
 pub struct RpcLog {
     rpc: &'static str,
@@ -324,26 +240,5 @@ impl Drop for RpcLog {
             attempts = self.attempts,
             cache = self.cache,
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn waits_between_attempts_are_not_overhead() {
-        let mut timing = Timing::new();
-        tokio::time::advance(Duration::from_millis(1500)).await;
-        timing.upstream = Duration::from_millis(400);
-        let trail = Trail {
-            upstream: "a".into(),
-            attempts: 2,
-            upstream_time: Duration::from_millis(100),
-            waited: Duration::from_secs(1),
-        };
-        timing.upstream += trail.upstream_time;
-        timing.retry_wait += trail.waited;
-        assert_eq!(timing.overhead(), Duration::ZERO);
     }
 }

@@ -47,6 +47,21 @@ impl Deadline {
     }
 }
 
+/// Runs `fut` until it finishes, the deadline passes or the grace period ends (`stop`). Dropping `fut` drops
+/// the upstream request with it.
+pub async fn bounded<T>(
+    stop: &tokio_util::sync::CancellationToken,
+    deadline: Deadline,
+    fut: impl std::future::Future<Output = Result<T, GatewayError>>,
+) -> Result<T, GatewayError> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => Err(GatewayError::ShuttingDown),
+        _ = tokio::time::sleep_until(deadline.at) => Err(deadline.exceeded()),
+        result = fut => result,
+    }
+}
+
 /// Parses `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
 pub fn client_timeout(metadata: &MetadataMap) -> Option<Duration> {
     parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
