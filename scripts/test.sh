@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of aigw from a fresh clone, installing what the tests need:
+# Runs every test of aigw from a fresh clone, installing what the tests need. First the gates: rustfmt,
+# clippy with warnings denied, the layer rule (scripts/layers.py: no import circle across src/'s folders) and
+# cargo deny (bans: no OpenSSL or native-tls; licenses; sources); then
 #   1. unit and integration tests (cargo test): in-process gateway, scripted upstream, TLS, shutdown;
 #   2. end-to-end tests (pytest): the built binary on the default config.toml, called by the real grpcurl
 #      and by Python clients with stubs generated from proto/ by grpcio-tools; smoke runs of the k6 script,
@@ -36,6 +38,16 @@ if ! command -v redis-server >/dev/null; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
 fi
+
+echo "== gates: rustfmt, clippy, the layer rule, cargo deny"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+python3 scripts/layers.py > /dev/null || { python3 scripts/layers.py; exit 1; }
+if ! command -v cargo-deny > /dev/null; then
+  echo "== installing cargo-deny (crates.io)"
+  cargo install --locked cargo-deny --version 0.20.2
+fi
+cargo deny --log-level error check bans licenses sources
 
 echo "== cargo test"
 cargo build --locked --bins
