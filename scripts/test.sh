@@ -30,7 +30,7 @@ npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
 npm ci --prefix examples/grpc-web --no-audit --no-fund --loglevel=error
 npm run --prefix examples/grpc-web --silent generate
 
-# The shared-state tests (tests/shared.rs) run three gateways against a real Redis they start themselves.
+# The shared-state tests (tests/it/shared.rs) run three gateways against a real Redis they start themselves.
 if ! command -v redis-server >/dev/null; then
   echo "== installing redis-server (Debian package)"
   sudo_cmd=""

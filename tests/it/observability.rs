@@ -1,12 +1,9 @@
 //! Metrics, trailers, usage accounting, cost and budgets, and the admin API — read back after scripted
 //! traffic and asserted exactly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::time::Duration;
 
-use common::{upstream::*, *};
+use crate::common::{upstream::*, *};
 use serde_json::{json, Value};
 use tonic::Code;
 

@@ -1,10 +1,7 @@
 //! Traces exported over OTLP/HTTP: a span per RPC (with its request id) and per upstream attempt reach a
 //! collector. Its own test binary, because the tracing subscriber is global to the process.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
-mod common;
-
-use common::{upstream::*, *};
+use crate::common::{upstream::*, *};
 
 #[test]
 fn spans_reach_the_collector() {

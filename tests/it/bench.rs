@@ -1,16 +1,13 @@
 //! `aigw bench` against real servers: the gateway in-process over gRPC, and `aigw mock-upstream` over REST.
 //! These check what the load generator counts, not how fast anything is.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::time::Duration;
 
+use crate::common::*;
 use aigw::{
     tools::bench::{self, Load, Options, Protocol, Report, Rpc, Workload},
     tools::mock_server::{serve, MockServerConfig},
 };
-use common::*;
 
 const TOKENS: usize = 12;
 

@@ -1,10 +1,7 @@
 //! TLS and mutual TLS with certificates generated at test time.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
-mod common;
-
+use crate::common::*;
 use aigw::proto::ai_service_client::AiServiceClient;
-use common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     SanType,
@@ -171,7 +168,7 @@ async fn healthcheck_trusts_exactly_the_configured_certificate() {
 
 #[tokio::test]
 async fn healthcheck_over_plaintext() {
-    let mut cfg = config(&common::config_text("http://127.0.0.1:9/v1", ""));
+    let mut cfg = config(&crate::common::config_text("http://127.0.0.1:9/v1", ""));
     let gw = Gateway::start(cfg.clone()).await;
     cfg.listen = gw.addr;
     assert_eq!(

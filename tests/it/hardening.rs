@@ -1,12 +1,9 @@
 //! Hostile clients: connections that never speak, crowds of them, and connections left idle, on the gateway's
 //! port and on the admin port. Closing is awaited with a generous guard against hangs, never timed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::*;
+use crate::common::*;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

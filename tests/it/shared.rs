@@ -1,13 +1,10 @@
 //! Three gateways sharing one real Redis (`[shared]`): a key's limits, budget and the response cache hold for
 //! the three together, and a Redis outage behaves as configured and heals when Redis is back.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::time::Duration;
 
+use crate::common::{redis::Redis, upstream::*, *};
 use aigw::proto::GenerationConfig;
-use common::{redis::Redis, upstream::*, *};
 use tonic::Code;
 
 /// Model "m" ($2 in / $8 out per million tokens, caching temperature-0 answers) on a scripted upstream; key

@@ -1,13 +1,10 @@
 //! Generate and StreamGenerate against a scripted upstream: the request the upstream sees, the answer the
 //! client gets, and every row of the error table.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::time::Duration;
 
+use crate::common::{upstream::*, *};
 use aigw::proto::{GenerationConfig, Message};
-use common::{upstream::*, *};
 use serde_json::json;
 use tonic::Code;
 

@@ -1,13 +1,10 @@
 //! InteractiveStream: a chat session on one bidirectional stream, against a scripted upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
-mod common;
-
+use crate::common::{upstream::*, *};
 use aigw::proto::{
     interactive_request::Action, interactive_response::Event, CancelTurn, InteractiveRequest,
     InteractiveResponse, SessionStart, UserTurn,
 };
-use common::{upstream::*, *};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -1,11 +1,8 @@
 //! The response cache, end to end: a scripted upstream that counts its calls, the gateway in front of it with
 //! caching on for model "m". (Expiry and eviction are unit-tested in `src/cache.rs` on paused time.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
-mod common;
-
+use crate::common::{upstream::*, *};
 use aigw::proto::{GenerationConfig, StreamChunk};
-use common::{upstream::*, *};
 use tonic::{metadata::MetadataValue, Code};
 
 /// Model "m" ($2 in / $8 out per million tokens) caching answers with `cache` (a TOML inline table).

@@ -1,11 +1,8 @@
 //! Tools, tool results, logprobs and provider options end to end: a scripted OpenAI upstream that streams tool
 //! calls in pieces, the gateway in front of it, and gRPC and REST clients on the other side.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
-mod common;
-
+use crate::common::{upstream::*, *};
 use aigw::proto::{tool_choice::Choice, GenerationConfig, StreamChunk, Tool, ToolCall, ToolChoice};
-use common::{upstream::*, *};
 use serde_json::{json, Value};
 
 fn event(delta: Value, finish: Option<&str>) -> String {

@@ -1,11 +1,8 @@
 //! Upstreams of kind "anthropic": the scripted upstream speaks the Messages API (its JSON and its event
 //! stream), and gRPC and REST clients see the same answers as from an OpenAI upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
-mod common;
-
+use crate::common::{upstream::*, *};
 use aigw::proto::{GenerationConfig, Message, StreamChunk, Tool, ToolCall};
-use common::{upstream::*, *};
 use serde_json::{json, Value};
 
 /// Model "claude" (max_output_tokens 1000, default output 300) on an Anthropic upstream, one attempt per call.

@@ -1,12 +1,9 @@
 //! Graceful shutdown: stop accepting, let calls in flight finish within the grace period, then end the rest
 //! with UNAVAILABLE.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tonic::Code;
 
 fn mock_config(grace: &str, tokens_per_second: u32) -> aigw::config::Config {

@@ -1,13 +1,10 @@
 //! Traffic control against scripted upstreams: retries and Retry-After, fallback, breakers, the retry budget,
 //! stream limits, and the request id. Waits are asserted as lower bounds only (never "fast enough").
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::time::Duration;
 
+use crate::common::{upstream::*, *};
 use aigw::proto::GenerationConfig;
-use common::{upstream::*, *};
 use futures_util::StreamExt;
 use tonic::Code;
 

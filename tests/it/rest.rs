@@ -1,11 +1,8 @@
 //! The OpenAI-compatible REST door and gRPC-Web on the gRPC port: a real HTTP client (reqwest, HTTP/1.1 and
 //! h2c) against the in-process gateway in front of the scripted upstream. (The official `openai` SDK and a
 //! gRPC-Web client library are run against the built binary by the e2e tests.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
-mod common;
-
-use common::{upstream::*, *};
+use crate::common::{upstream::*, *};
 use serde_json::{json, Value};
 
 fn url(gw: &Gateway, path: &str) -> String {

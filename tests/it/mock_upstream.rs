@@ -1,12 +1,9 @@
 //! `aigw mock-upstream` as a real HTTP peer: the gateway's OpenAI client against it, JSON and SSE.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
-
-mod common;
 
 use std::time::Duration;
 
+use crate::common::*;
 use aigw::tools::mock_server::{serve, MockServerConfig};
-use common::*;
 
 async fn mock(tokens: Option<usize>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

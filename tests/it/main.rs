@@ -1,0 +1,21 @@
+//! The integration tests, one binary (linking the crate once instead of once per file): the gateway in-process
+//! on 127.0.0.1:0 against scripted upstreams, a real Redis, real TLS. `common` holds the shared set-up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
+
+mod common;
+
+mod anthropic;
+mod bench;
+mod cache;
+mod hardening;
+mod interactive;
+mod mock_upstream;
+mod observability;
+mod otlp;
+mod rest;
+mod rpc;
+mod shared;
+mod shutdown;
+mod tls;
+mod tools;
+mod traffic;
