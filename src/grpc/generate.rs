@@ -5,14 +5,16 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{cache_header, Start};
+use super::{
+    cache_header,
+    pipeline::{self, Ask, Opened},
+    Start,
+};
 use crate::{
-    core::cache,
-    core::gateway::Gateway,
+    core::{cache, gateway::Gateway},
     error::GatewayError,
-    observe::timing::Trail,
     proto::{GenerateRequest, GenerateResponse},
-    routing::dispatch::{dispatch, Answer, Call},
+    routing::dispatch::Answer,
     upstream::openai::convert,
 };
 
@@ -27,40 +29,33 @@ pub async fn handle(
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
     let result = async {
-        let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
-        log.model(model);
-        let mut admission = gw
-            .admit(&start.who, model, &req.messages, req.config.as_ref())
-            .await?;
-        let request = (req.messages.as_slice(), req.config.as_ref());
-        let looked_up = start
-            .look_up(&gw, model, request, &mut admission, &mut log)
-            .await;
-        let plan = match looked_up {
-            Err(plan) => plan,
-            Ok(hit) => {
-                let resp = GenerateResponse {
-                    content: hit.content(),
-                    model: hit.model.clone(),
-                    usage: Some(hit.usage),
-                    finish_reason: hit.finish_reason.clone(),
-                    id: hit.id.clone(),
-                    usage_estimated: hit.usage_estimated,
-                    ..Default::default()
-                };
-                return Ok((resp, Some("hit")));
-            }
-        };
-        let call = Call {
+        let ask = Ask {
+            model: &req.model,
             messages: &req.messages,
             config: req.config.as_ref(),
-            deadline: start.deadline(model),
-            request_id: &start.request_id,
         };
-        let mut trail = Trail::default();
-        let dispatched = dispatch(&gw.handles(), model, &call, false, &mut trail).await;
-        log.dispatched(&trail);
-        let dispatched = dispatched.inspect_err(|_| admission.release())?;
+        let (dispatched, mut admission, model, plan) =
+            match pipeline::open(&gw, &start, ask, false, &mut log).await? {
+                Opened::Hit { hit, .. } => {
+                    let resp = GenerateResponse {
+                        content: hit.content(),
+                        model: hit.model.clone(),
+                        usage: Some(hit.usage),
+                        finish_reason: hit.finish_reason.clone(),
+                        id: hit.id.clone(),
+                        usage_estimated: hit.usage_estimated,
+                        ..Default::default()
+                    };
+                    return Ok((resp, Some("hit")));
+                }
+                Opened::Upstream {
+                    dispatched,
+                    admission,
+                    model,
+                    plan,
+                    ..
+                } => (dispatched, admission, model, plan),
+            };
         let Answer::Whole(done) = dispatched.answer else {
             return Err(GatewayError::Internal(
                 "a stream answered a unary call".into(),
@@ -97,7 +92,7 @@ pub async fn handle(
                 usage,
                 estimated,
             );
-            gw.keep(model, key, entry);
+            gw.keep(&model, key, entry);
         }
         Ok((resp, plan.miss_label()))
     }

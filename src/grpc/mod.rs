@@ -3,6 +3,7 @@
 pub mod codec;
 pub(crate) mod generate;
 mod interactive;
+mod pipeline;
 mod relay;
 pub(crate) mod stream;
 

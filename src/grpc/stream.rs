@@ -9,32 +9,24 @@ use tracing::Instrument;
 
 use super::{
     cache_header,
+    pipeline::{self, Ask, Opened},
     relay::{self, Limits, STREAM_BUFFER},
     Start,
 };
 use crate::{
     admission::limits::Admission,
-    core::cache::{self, Plan},
+    core::cache,
     core::gateway::Gateway,
     core::rpclog::RpcLog,
     error::GatewayError,
-    observe::timing::Trail,
     proto::{StreamChunk, StreamGenerateRequest},
     routing::deadline::Deadline,
-    routing::dispatch::{dispatch, Answer, Call, Dispatched},
+    routing::dispatch::Answer,
     routing::router::Model,
     upstream::openai::convert,
 };
 
 type Chunks = ReceiverStream<Result<StreamChunk, Status>>;
-
-/// How a stream starts: from the cache, or with the upstream's first delta in hand.
-// One per call and short-lived: boxing the large variant would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Opened {
-    Hit(Arc<cache::Entry>, Admission, Arc<Model>, Deadline),
-    Upstream(Dispatched, Admission, Deadline, Arc<Model>, Plan),
-}
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
 pub async fn handle(
@@ -49,46 +41,28 @@ pub async fn handle(
     let started = Instant::now();
     // Everything up to the first delta happens before the response starts, so a refused or failed request
     // gets its own status (and retries) rather than an empty stream.
-    let opened = async {
-        let model = gw.check(&start.who, &req.model, &req.messages, req.config.as_ref())?;
-        log.model(model);
-        let mut admission = gw
-            .admit(&start.who, model, &req.messages, req.config.as_ref())
-            .await?;
-        let deadline = start.deadline(model);
-        let request = (req.messages.as_slice(), req.config.as_ref());
-        let plan = match start
-            .look_up(&gw, model, request, &mut admission, &mut log)
-            .await
-        {
-            Ok(hit) => return Ok(Opened::Hit(hit, admission, model.clone(), deadline)),
-            Err(plan) => plan,
-        };
-        let call = Call {
-            messages: &req.messages,
-            config: req.config.as_ref(),
-            deadline,
-            request_id: &start.request_id,
-        };
-        let mut trail = Trail::default();
-        let dispatched = dispatch(&gw.handles(), model, &call, true, &mut trail).await;
-        log.dispatched(&trail);
-        let dispatched = dispatched.inspect_err(|_| admission.release())?;
-        Ok(Opened::Upstream(
+    let ask = Ask {
+        model: &req.model,
+        messages: &req.messages,
+        config: req.config.as_ref(),
+    };
+    let opened = pipeline::open(&gw, &start, ask, true, &mut log)
+        .instrument(span.clone())
+        .await;
+    let (dispatched, mut admission, deadline, model, plan) = match opened {
+        Ok(Opened::Upstream {
             dispatched,
             admission,
+            model,
             deadline,
-            model.clone(),
             plan,
-        ))
-    }
-    .instrument(span.clone())
-    .await;
-    let (dispatched, mut admission, deadline, model, plan) = match opened {
-        Ok(Opened::Upstream(dispatched, admission, deadline, model, plan)) => {
-            (dispatched, admission, deadline, model, plan)
-        }
-        Ok(Opened::Hit(hit, admission, model, deadline)) => {
+        }) => (dispatched, admission, deadline, model, plan),
+        Ok(Opened::Hit {
+            hit,
+            admission,
+            model,
+            deadline,
+        }) => {
             let rx = replay(gw, (hit, admission), model, deadline, started, log, span);
             return Ok(cache_header(start.respond(rx), Some("hit")));
         }

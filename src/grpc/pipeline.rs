@@ -1,0 +1,96 @@
+//! The one opening every call takes before its answer — `Generate`, `StreamGenerate`, and through them the
+//! REST door: check the request, admit it against the key's limits, look the answer up in the cache, and
+//! otherwise dispatch it upstream. Each step records into the call's log. Interactive turns take the same
+//! steps from `interactive::turn`, with the session's admission and without the cache.
+
+use std::sync::Arc;
+
+use super::Start;
+use crate::{
+    admission::limits::Admission,
+    core::{cache, gateway::Gateway, rpclog::RpcLog},
+    error::GatewayError,
+    observe::timing::Trail,
+    proto::{GenerationConfig, Message},
+    routing::{
+        deadline::Deadline,
+        dispatch::{dispatch, Call, Dispatched},
+        router::Model,
+    },
+};
+
+/// What is asked, as every RPC's request carries it.
+pub(super) struct Ask<'a> {
+    pub model: &'a str,
+    pub messages: &'a [Message],
+    pub config: Option<&'a GenerationConfig>,
+}
+
+/// A call past its opening: answered from the cache, or by an upstream (a stream: its first delta in hand).
+// One per call and short-lived: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Opened {
+    Hit {
+        hit: Arc<cache::Entry>,
+        /// Held until the answer has been sent (concurrency slots).
+        admission: Admission,
+        model: Arc<Model>,
+        deadline: Deadline,
+    },
+    Upstream {
+        dispatched: Dispatched,
+        /// Reconciled with the usage once the answer is complete.
+        admission: Admission,
+        model: Arc<Model>,
+        deadline: Deadline,
+        /// Where the answer goes in the cache, if it is kept.
+        plan: cache::Plan,
+    },
+}
+
+/// Opens a call: the steps above, in order. A refusal or failure here is the call's status.
+pub(super) async fn open(
+    gw: &Arc<Gateway>,
+    start: &Start,
+    ask: Ask<'_>,
+    stream: bool,
+    log: &mut RpcLog,
+) -> Result<Opened, GatewayError> {
+    let model = gw.check(&start.who, ask.model, ask.messages, ask.config)?;
+    log.model(model);
+    let mut admission = gw
+        .admit(&start.who, model, ask.messages, ask.config)
+        .await?;
+    let deadline = start.deadline(model);
+    let plan = match start
+        .look_up(gw, model, (ask.messages, ask.config), &mut admission, log)
+        .await
+    {
+        Ok(hit) => {
+            return Ok(Opened::Hit {
+                hit,
+                admission,
+                model: model.clone(),
+                deadline,
+            })
+        }
+        Err(plan) => plan,
+    };
+    let call = Call {
+        messages: ask.messages,
+        config: ask.config,
+        deadline,
+        request_id: &start.request_id,
+    };
+    let mut trail = Trail::default();
+    let dispatched = dispatch(&gw.handles(), model, &call, stream, &mut trail).await;
+    log.dispatched(&trail);
+    let dispatched = dispatched.inspect_err(|_| admission.release())?;
+    Ok(Opened::Upstream {
+        dispatched,
+        admission,
+        model: model.clone(),
+        deadline,
+        plan,
+    })
+}
