@@ -1,0 +1,312 @@
+use super::*;
+use crate::{
+    config::MaxTokensField,
+    proto::{
+        content_part::Part, tool_choice::Choice, ContentPart, GenerationConfig, ImageData,
+        ImageUrl, Message, ResponseFormat, Tool, ToolChoice,
+    },
+    upstream::openai::convert::chat_request,
+};
+
+fn msg(role: &str, content: &str) -> Message {
+    Message {
+        role: role.into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
+
+fn body(messages: &[Message], config: Option<&GenerationConfig>) -> Result<Value, GatewayError> {
+    let mut req = chat_request(
+        "claude-x",
+        messages,
+        config,
+        MaxTokensField::MaxTokens,
+        true,
+    );
+    req.max_tokens = req.max_tokens.or(Some(256));
+    request(&req)
+}
+
+#[test]
+fn requests_become_messages_api_bodies() {
+    let messages = vec![
+        msg("system", "Be brief."),
+        msg("developer", "Use metric units."),
+        Message {
+            parts: vec![
+                ContentPart {
+                    part: Some(Part::Text("and this?".into())),
+                },
+                ContentPart {
+                    part: Some(Part::ImageUrl(ImageUrl {
+                        url: "https://img.example/a.png".into(),
+                        detail: String::new(),
+                    })),
+                },
+                ContentPart {
+                    part: Some(Part::Image(ImageData {
+                        data: b"PNG".to_vec(),
+                        mime_type: "image/png".into(),
+                        detail: String::new(),
+                    })),
+                },
+            ],
+            ..msg("user", "")
+        },
+        Message {
+            tool_calls: vec![
+                ToolCall {
+                    id: "toolu_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Seoul"}"#.into(),
+                },
+                ToolCall {
+                    id: "toolu_2".into(),
+                    name: "get_time".into(),
+                    arguments: String::new(),
+                },
+            ],
+            ..msg("assistant", "Let me look.")
+        },
+        Message {
+            tool_call_id: "toolu_1".into(),
+            ..msg("tool", "sunny")
+        },
+        Message {
+            tool_call_id: "toolu_2".into(),
+            ..msg("tool", "09:00")
+        },
+    ];
+    let options = json!({"top_k": 5, "thinking": {"type": "disabled"}});
+    let config = GenerationConfig {
+        temperature: Some(1.5),
+        top_p: Some(0.9),
+        stop: vec!["END".into()],
+        seed: Some(3),
+        presence_penalty: Some(1.0),
+        user: "u-1".into(),
+        tools: vec![
+            Tool {
+                name: "get_weather".into(),
+                description: "Weather now".into(),
+                parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#
+                    .into(),
+                strict: None,
+            },
+            Tool {
+                name: "get_time".into(),
+                ..Default::default()
+            },
+        ],
+        tool_choice: Some(ToolChoice {
+            choice: Some(Choice::Mode("required".into())),
+        }),
+        parallel_tool_calls: Some(false),
+        provider_options: Some(extras::json_to_struct(options.as_object().unwrap().clone())),
+        ..Default::default()
+    };
+    let want = json!({
+        "model": "claude-x",
+        "system": "Be brief.\n\nUse metric units.",
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "and this?"},
+                {"type": "image", "source": {"type": "url", "url": "https://img.example/a.png"}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "UE5H"}}]},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Seoul"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}}]},
+            // Both results in one user turn.
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "09:00"}]}],
+        "max_tokens": 256,
+        "temperature": 1.0,
+        "top_p": 0.9,
+        "stop_sequences": ["END"],
+        "stream": true,
+        "metadata": {"user_id": "u-1"},
+        "tools": [
+            {"name": "get_weather", "description": "Weather now",
+             "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+            {"name": "get_time", "input_schema": {"type": "object", "properties": {}}}],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+        "top_k": 5,
+        "thinking": {"type": "disabled"},
+    });
+    assert_eq!(body(&messages, Some(&config)).unwrap(), want);
+}
+
+#[test]
+fn tool_choices_map_and_unsupported_features_are_refused() {
+    let choose = |c: Choice| {
+        let config = GenerationConfig {
+            tools: vec![Tool {
+                name: "f".into(),
+                ..Default::default()
+            }],
+            tool_choice: Some(ToolChoice { choice: Some(c) }),
+            ..Default::default()
+        };
+        body(&[msg("user", "hi")], Some(&config)).unwrap()["tool_choice"].clone()
+    };
+    assert_eq!(choose(Choice::Mode("auto".into())), json!({"type": "auto"}));
+    assert_eq!(choose(Choice::Mode("none".into())), json!({"type": "none"}));
+    assert_eq!(
+        choose(Choice::Function("f".into())),
+        json!({"type": "tool", "name": "f"})
+    );
+    for config in [
+        GenerationConfig {
+            logprobs: true,
+            ..Default::default()
+        },
+        GenerationConfig {
+            response_format: Some(ResponseFormat {
+                format: Some(crate::proto::response_format::Format::JsonObject(true)),
+            }),
+            ..Default::default()
+        },
+    ] {
+        let err = body(&[msg("user", "hi")], Some(&config)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("anthropic"), "{err}");
+    }
+}
+
+#[test]
+fn whole_answers_translate_back() {
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Seoul"}}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7}});
+    let done = completion(answer.to_string().as_bytes()).unwrap();
+    assert_eq!(done.id, "msg_1");
+    assert_eq!(done.content, "Checking.");
+    assert_eq!(done.finish_reason, "tool_calls");
+    assert_eq!(
+        done.tool_calls,
+        vec![ToolCall {
+            id: "toolu_9".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Seoul"}"#.into(),
+        }]
+    );
+    let u = done.usage.unwrap();
+    assert_eq!(
+        (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+        (15, 7, 22)
+    );
+    for (stop, reason) in [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("refusal", "content_filter"),
+        ("pause_turn", "pause_turn"),
+    ] {
+        assert_eq!(finish_reason(stop), reason);
+    }
+}
+
+#[test]
+fn stream_events_translate_back() {
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_s", "type": "message", "role": "assistant",
+            "model": "claude-x", "content": [], "stop_reason": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        json!({"type": "ping"}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Se"}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "oul\"}"}}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {}}}),
+        json!({"type": "content_block_stop", "index": 2}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 20}}),
+        json!({"type": "message_stop"}),
+    ];
+    let mut state = StreamState::default();
+    let mut reading = Reading::default();
+    let pieces: Vec<Piece> = events
+        .iter()
+        .map(|e| event(&e.to_string(), &mut state, &mut reading).unwrap())
+        .collect();
+    let end = reading.end;
+    let texts: Vec<&Piece> = pieces
+        .iter()
+        .filter(|p| matches!(p, Piece::Text(_)))
+        .collect();
+    assert_eq!(
+        texts,
+        [&Piece::Text("Hel".into()), &Piece::Text("lo".into())]
+    );
+    assert!(state.stopped);
+    assert_eq!((end.id.as_str(), end.model.as_str()), ("msg_s", "claude-x"));
+    assert_eq!(end.finish_reason, "tool_calls");
+    assert_eq!(
+        end.tool_calls,
+        vec![
+            ToolCall {
+                id: "toolu_a".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city": "Seoul"}"#.into(),
+            },
+            ToolCall {
+                id: "toolu_b".into(),
+                name: "get_time".into(),
+                arguments: "{}".into(),
+            },
+        ]
+    );
+    let u = end.usage.unwrap();
+    assert_eq!((u.prompt_tokens, u.completion_tokens), (12, 20));
+    // An error event ends the stream with the upstream's message.
+    let err = event(
+        &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            .to_string(),
+        &mut StreamState::default(),
+        &mut Reading::default(),
+    );
+    assert!(matches!(err, Err(ChunkError::Upstream(m)) if m == "Overloaded"));
+    // Tool input for a block that is not a tool call is malformed.
+    let stray = json!({"type": "content_block_delta", "index": 4, "delta": {"type": "input_json_delta", "partial_json": "{"}});
+    assert!(matches!(
+        event(
+            &stray.to_string(),
+            &mut StreamState::default(),
+            &mut Reading::default()
+        ),
+        Err(ChunkError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_surrogate_pair_split_between_text_deltas_is_joined() {
+    let delta = |text: &str| {
+        format!(
+            r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{text}"}}}}"#
+        )
+    };
+    let mut state = StreamState::default();
+    let mut reading = Reading::default();
+    let mut text = String::new();
+    for data in [delta(r"hi \ud83d"), delta(r"\ude00!"), delta(r"\udbff")] {
+        match event(&data, &mut state, &mut reading).unwrap() {
+            Piece::Text(t) => text.push_str(&t),
+            Piece::Progress | Piece::Nothing => {}
+        }
+    }
+    text.extend(reading.text.finish());
+    assert_eq!(text, "hi 😀!\u{FFFD}");
+    // Other events with a lone surrogate are still malformed, not silently accepted.
+    let odd = r#"{"type":"message_start","message":{"id":"\ud83d","model":"m"}}"#;
+    assert!(matches!(
+        event(odd, &mut state, &mut reading),
+        Err(ChunkError::Invalid(_))
+    ));
+}

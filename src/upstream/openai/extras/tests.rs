@@ -1,0 +1,407 @@
+use super::*;
+use crate::{
+    config::MaxTokensField,
+    proto::{ContentPart, ImageData, JsonSchema},
+    upstream::openai::convert::{self, chat_request, ChunkError, Piece},
+};
+
+fn msg(role: &str, content: &str) -> Message {
+    Message {
+        role: role.into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
+
+fn call(id: &str, name: &str, arguments: &str) -> ToolCall {
+    ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: arguments.into(),
+    }
+}
+
+fn weather() -> Tool {
+    Tool {
+        name: "get_weather".into(),
+        description: "Weather now".into(),
+        parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
+        strict: Some(true),
+    }
+}
+
+fn to_json(messages: &[Message], config: Option<&GenerationConfig>) -> Value {
+    let req = chat_request("up", messages, config, MaxTokensField::MaxTokens, false);
+    serde_json::to_value(&req).unwrap()
+}
+
+#[test]
+fn requests_with_tools_images_and_extras_to_json() {
+    let messages = vec![
+        Message {
+            parts: vec![
+                ContentPart {
+                    part: Some(Part::Text("what is this?".into())),
+                },
+                ContentPart {
+                    part: Some(Part::ImageUrl(crate::proto::ImageUrl {
+                        url: "https://img.example/a.png".into(),
+                        detail: "low".into(),
+                    })),
+                },
+                ContentPart {
+                    part: Some(Part::Image(ImageData {
+                        data: b"PNG".to_vec(),
+                        mime_type: "image/png".into(),
+                        detail: String::new(),
+                    })),
+                },
+            ],
+            ..msg("user", "")
+        },
+        Message {
+            tool_calls: vec![call("call_1", "get_weather", r#"{"city":"Seoul"}"#)],
+            ..msg("assistant", "")
+        },
+        Message {
+            tool_call_id: "call_1".into(),
+            ..msg("tool", "sunny")
+        },
+    ];
+    let options =
+        json!({"reasoning_effort": "low", "top_k": 40, "ratio": 0.5, "tags": ["a", null]});
+    let config = GenerationConfig {
+        seed: Some(7),
+        presence_penalty: Some(0.5),
+        frequency_penalty: Some(-0.5),
+        logprobs: true,
+        top_logprobs: Some(2),
+        user: "user-42".into(),
+        response_format: Some(ResponseFormat {
+            format: Some(Format::JsonSchema(JsonSchema {
+                name: "answer".into(),
+                description: String::new(),
+                schema_json: r#"{"type":"object"}"#.into(),
+                strict: Some(true),
+            })),
+        }),
+        tools: vec![weather()],
+        tool_choice: Some(ToolChoice {
+            choice: Some(Choice::Function("get_weather".into())),
+        }),
+        parallel_tool_calls: Some(false),
+        provider_options: Some(json_to_struct(options.as_object().unwrap().clone())),
+        ..Default::default()
+    };
+    let want = json!({
+        "model": "up",
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "https://img.example/a.png", "detail": "low"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,UE5H"}}]},
+            {"role": "assistant", "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Seoul\"}"}}]},
+            {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}],
+        "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5, "logprobs": true, "top_logprobs": 2,
+        "user": "user-42",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": true}},
+        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": false,
+        "reasoning_effort": "low", "top_k": 40, "ratio": 0.5, "tags": ["a", null],
+    });
+    assert_eq!(to_json(&messages, Some(&config)), want);
+    // The simple forms.
+    let simple = GenerationConfig {
+        response_format: Some(ResponseFormat {
+            format: Some(Format::JsonObject(true)),
+        }),
+        tool_choice: Some(ToolChoice {
+            choice: Some(Choice::Mode("required".into())),
+        }),
+        tools: vec![Tool {
+            name: "now".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let got = to_json(&[msg("user", "hi")], Some(&simple));
+    assert_eq!(got["response_format"], json!({"type": "json_object"}));
+    assert_eq!(got["tool_choice"], json!("required"));
+    assert_eq!(
+        got["tools"],
+        json!([{"type": "function", "function": {"name": "now"}}])
+    );
+    assert!(got.get("logprobs").is_none() && got.get("user").is_none());
+}
+
+#[test]
+fn checks_name_the_field() {
+    let ok = GenerationConfig {
+        tools: vec![weather()],
+        ..Default::default()
+    };
+    assert!(check_config(&ok).is_ok());
+    let with = |f: &dyn Fn(&mut GenerationConfig)| {
+        let mut c = ok.clone();
+        f(&mut c);
+        check_config(&c).unwrap_err().to_string()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with(&|c| c.presence_penalty = Some(2.5)),
+            "config.presence_penalty",
+        ),
+        (
+            with(&|c| c.frequency_penalty = Some(-3.0)),
+            "config.frequency_penalty",
+        ),
+        (
+            with(&|c| c.top_logprobs = Some(2)),
+            "config.top_logprobs: needs logprobs",
+        ),
+        (
+            with(&|c| {
+                c.logprobs = true;
+                c.top_logprobs = Some(21)
+            }),
+            "config.top_logprobs",
+        ),
+        (
+            with(&|c| c.tools[0].name = "bad name".into()),
+            "config.tools[0].name",
+        ),
+        (with(&|c| c.tools.push(weather())), "config.tools[1].name"),
+        (
+            with(&|c| c.tools[0].parameters_json = "[1]".into()),
+            "config.tools[0].parameters_json",
+        ),
+        (
+            with(&|c| c.tools[0].parameters_json = "{".into()),
+            "config.tools[0].parameters_json",
+        ),
+        (
+            with(&|c| {
+                c.tool_choice = Some(ToolChoice {
+                    choice: Some(Choice::Function("other".into())),
+                })
+            }),
+            "config.tool_choice.function",
+        ),
+        (
+            with(&|c| {
+                c.tool_choice = Some(ToolChoice {
+                    choice: Some(Choice::Mode("always".into())),
+                })
+            }),
+            "config.tool_choice.mode",
+        ),
+        (
+            with(&|c| {
+                c.response_format = Some(ResponseFormat {
+                    format: Some(Format::JsonSchema(JsonSchema {
+                        name: "s".into(),
+                        schema_json: "nope".into(),
+                        ..Default::default()
+                    })),
+                })
+            }),
+            "config.response_format.json_schema.schema_json",
+        ),
+        (
+            with(&|c| {
+                c.provider_options = Some(json_to_struct(
+                    json!({"model": "x"}).as_object().unwrap().clone(),
+                ))
+            }),
+            "config.provider_options.model",
+        ),
+    ];
+    for (err, field) in cases {
+        assert!(err.starts_with(field), "{err} (wanted {field})");
+    }
+    let messages: Vec<(Message, &str)> = vec![
+        (msg("tool", "x"), "messages[0].tool_call_id: required"),
+        (
+            Message {
+                tool_call_id: "c".into(),
+                ..msg("user", "x")
+            },
+            "messages[0].tool_call_id: only",
+        ),
+        (
+            Message {
+                tool_calls: vec![call("c", "f", "{}")],
+                ..msg("user", "x")
+            },
+            "messages[0].tool_calls",
+        ),
+        (
+            Message {
+                tool_calls: vec![call("", "f", "{}")],
+                ..msg("assistant", "")
+            },
+            "messages[0].tool_calls[0]",
+        ),
+        (
+            Message {
+                parts: vec![ContentPart { part: None }],
+                ..msg("user", "")
+            },
+            "messages[0].parts[0]",
+        ),
+        (
+            Message {
+                parts: vec![ContentPart {
+                    part: Some(Part::Text("a".into())),
+                }],
+                ..msg("user", "also content")
+            },
+            "messages[0].parts: set content or parts",
+        ),
+        (
+            Message {
+                parts: vec![ContentPart {
+                    part: Some(Part::Image(ImageData {
+                        data: b"x".to_vec(),
+                        mime_type: "image/tiff".into(),
+                        detail: String::new(),
+                    })),
+                }],
+                ..msg("user", "")
+            },
+            "messages[0].parts[0].image.mime_type",
+        ),
+        (
+            Message {
+                parts: vec![ContentPart {
+                    part: Some(Part::ImageUrl(Default::default())),
+                }],
+                ..msg("system", "")
+            },
+            "messages[0].parts[0]: images only",
+        ),
+    ];
+    for (m, says) in messages {
+        let err = convert::check_messages(&[m]).unwrap_err().to_string();
+        assert!(err.starts_with(says), "{err} (wanted {says})");
+    }
+}
+
+#[test]
+fn answers_carry_tool_calls_and_logprobs() {
+    let body = json!({"id": "c1", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
+        "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+        "logprobs": {"content": [{"token": "a", "logprob": -0.5, "bytes": [97],
+            "top_logprobs": [{"token": "a", "logprob": -0.5}, {"token": "b", "logprob": -1.5}]}]}}]});
+    let done = convert::completion(body.to_string().as_bytes(), true).unwrap();
+    assert_eq!(done.content, "");
+    assert_eq!(done.finish_reason, "tool_calls");
+    assert_eq!(done.tool_calls, vec![call("call_a", "f", "{\"x\":1}")]);
+    assert_eq!(done.logprobs.len(), 1);
+    assert_eq!(done.logprobs[0].top_logprobs[1].token, "b");
+}
+
+/// Two parallel calls whose pieces interleave and split their arguments anywhere, as OpenAI streams them.
+#[test]
+fn streamed_tool_call_pieces_are_reassembled() {
+    let piece = |tc: Value| {
+        json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [tc]}, "finish_reason": null}]})
+            .to_string()
+    };
+    let events = [
+        json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": null}}]}).to_string(),
+        piece(json!({"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}})),
+        piece(json!({"index": 0, "function": {"arguments": "{\"ci"}})),
+        piece(json!({"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\""}})),
+        piece(json!({"index": 0, "function": {"arguments": "ty\":\"서울\"}"}})),
+        piece(json!({"index": 1, "function": {"arguments": ":\"KST\"}"}})),
+        json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
+    ];
+    let mut reading = convert::Reading::default();
+    let pieces: Vec<Piece> = events
+        .iter()
+        .map(|e| convert::chunk(e, &mut reading).unwrap())
+        .collect();
+    let end = reading.end;
+    assert_eq!(pieces[0], Piece::Nothing);
+    assert!(
+        pieces[1..6].iter().all(|p| *p == Piece::Progress),
+        "{pieces:?}"
+    );
+    assert_eq!(end.finish_reason, "tool_calls");
+    assert_eq!(
+        end.tool_calls,
+        vec![
+            call("call_a", "get_weather", "{\"city\":\"서울\"}"),
+            call("call_b", "get_time", "{\"tz\":\"KST\"}"),
+        ]
+    );
+    // An index far out is refused, not allocated.
+    let far = piece(json!({"index": 1_000_000_000, "id": "x", "function": {"name": "f"}}));
+    assert!(matches!(
+        convert::chunk(&far, &mut convert::Reading::default()),
+        Err(ChunkError::Malformed(_))
+    ));
+}
+
+#[test]
+fn sizes_count_text_parts_images_and_calls() {
+    let m = Message {
+        parts: vec![
+            ContentPart {
+                part: Some(Part::Text("12345678".into())),
+            },
+            ContentPart {
+                part: Some(Part::Image(ImageData {
+                    data: vec![0; 1 << 20],
+                    ..Default::default()
+                })),
+            },
+        ],
+        tool_calls: vec![call("c", "fn", "{}")],
+        ..msg("assistant", "abc")
+    };
+    assert_eq!(size(&m), 3 + 8 + IMAGE_BYTES + 2 + 2);
+}
+
+#[test]
+fn structs_and_json_round_trip() {
+    let v = json!({"a": 1, "b": 1.5, "c": "s", "d": true, "e": null, "f": [1, {"g": []}]});
+    let back = struct_to_json(&json_to_struct(v.as_object().unwrap().clone()));
+    assert_eq!(Value::Object(back), v);
+}
+
+#[test]
+fn only_web_and_data_image_urls_are_accepted() {
+    for (url, ok) in [
+        ("https://img.example/a.png", true),
+        ("HTTP://img.example/a.png", true),
+        ("data:image/png;base64,UE5H", true),
+        ("file:///etc/passwd", false),
+        ("javascript:alert(1)", false),
+        ("ftp://x/y.png", false),
+        ("img.example/a.png", false),
+    ] {
+        assert_eq!(image_url_allowed(url), ok, "{url}");
+    }
+}
+
+#[test]
+fn data_urls_are_base64() {
+    for (data, b64) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+    ] {
+        assert_eq!(
+            data_url("image/png", data.as_bytes()),
+            format!("data:image/png;base64,{b64}")
+        );
+    }
+}
