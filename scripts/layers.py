@@ -43,7 +43,7 @@ def imports(text):
 
 graph = {}
 for path in SRC.rglob("*.rs"):
-    if path.name in ("main.rs", "fuzz.rs") or path.parts[-1] == "scripted.rs":
+    if path.name in ("main.rs", "fuzz.rs", "tests.rs", "scripted.rs"):
         continue
     me = layer_of(path)
     deps = {d for d in imports(strip_tests(path.read_text())) if (SRC / d).is_dir() or (SRC / f"{d}.rs").exists()}
