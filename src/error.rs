@@ -83,7 +83,7 @@ pub enum GatewayError {
 
 impl GatewayError {
     /// The gRPC code this error is reported with.
-    pub fn code(&self) -> Code {
+    pub(crate) fn code(&self) -> Code {
         match self {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
@@ -107,7 +107,7 @@ impl GatewayError {
 
     /// The HTTP status and OpenAI error `type` / `code` of the REST door: what OpenAI itself answers for the
     /// same condition, where it has one; upstream failures are the gateway's, so 5xx (SDKs retry 5xx and 429).
-    pub fn http(&self) -> (u16, &'static str, Option<&'static str>) {
+    pub(crate) fn http(&self) -> (u16, &'static str, Option<&'static str>) {
         const INVALID: &str = "invalid_request_error";
         const SERVER: &str = "server_error";
         match self {
@@ -139,7 +139,7 @@ impl GatewayError {
     }
 
     /// A short, bounded label for logs and metrics (never a request value).
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::PermissionDenied { .. } => "permission_denied",
@@ -163,7 +163,7 @@ impl GatewayError {
     /// Whether another attempt (same route after a wait, or another route) may succeed. Upstream trouble
     /// qualifies: 429, 408, 5xx (but 501, 505), connect and reset errors, stalls, error events, and a malformed
     /// answer (the next one may be well formed; it is still no sign that the route is down).
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         matches!(
             self,
             Self::UpstreamRateLimited { .. }
@@ -176,7 +176,7 @@ impl GatewayError {
     /// failure, `Some(true)` for proof that the route works (it judged the request), `None` for neither.
     /// Only transport failures, 5xx and stalls count against a route: what the upstream sent (malformed,
     /// refused, odd Unicode) is about that call, and a 429 is about the account's rate, not the route's health.
-    pub fn route_health(&self) -> Option<bool> {
+    pub(crate) fn route_health(&self) -> Option<bool> {
         match self {
             Self::UpstreamUnavailable { .. } => Some(false),
             Self::UpstreamRejected { .. } => Some(true),
@@ -185,7 +185,7 @@ impl GatewayError {
     }
 
     /// When the client may retry: the gateway's own limits, and an upstream's 429 or 503 that said when.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::ResourceExhausted { retry_after, .. }
             | Self::UpstreamRateLimited { retry_after, .. }
@@ -196,7 +196,7 @@ impl GatewayError {
 
     /// Classifies a non-success upstream HTTP status. `message` is the upstream's own error message, already
     /// bounded in size; it is dropped for credential failures.
-    pub fn from_upstream_status(
+    pub(crate) fn from_upstream_status(
         upstream: &str,
         status: u16,
         message: String,
@@ -256,7 +256,7 @@ fn with_source(mut status: Status, err: GatewayError) -> Status {
 
 impl GatewayError {
     /// The gateway error a status was made from, if it was.
-    pub fn of(status: &Status) -> Option<&GatewayError> {
+    pub(crate) fn of(status: &Status) -> Option<&GatewayError> {
         std::error::Error::source(status)?.downcast_ref()
     }
 }

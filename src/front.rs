@@ -25,14 +25,14 @@ use crate::{
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Door {
+pub(crate) enum Door {
     Grpc,
     GrpcWeb,
     Rest,
 }
 
 impl Door {
-    pub fn of(headers: &HeaderMap) -> Door {
+    pub(crate) fn of(headers: &HeaderMap) -> Door {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .map_or(&b""[..], |v| v.as_bytes());
@@ -47,14 +47,14 @@ impl Door {
 }
 
 #[derive(Clone)]
-pub struct Front {
+pub(crate) struct Front {
     grpc: Trailers<Routes>,
     web: GrpcWebService<Trailers<Routes>>,
     gateway: Arc<Gateway>,
 }
 
 impl Front {
-    pub fn new(routes: Routes, gateway: Arc<Gateway>) -> Front {
+    pub(crate) fn new(routes: Routes, gateway: Arc<Gateway>) -> Front {
         let grpc = tower::Layer::layer(&crate::transport::trailers::TrailersLayer, routes);
         let web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), grpc.clone());
         Front { grpc, web, gateway }
@@ -112,7 +112,7 @@ fn guard(door: Door, panics: prometheus::IntCounterVec, call: BoxFuture) -> BoxF
 }
 
 /// The answer to a call whose handler panicked, in its door's form.
-pub fn panicked(door: Door) -> Response<Body> {
+pub(crate) fn panicked(door: Door) -> Response<Body> {
     const MESSAGE: &str = "internal error: the gateway failed while handling the call";
     let mut resp = match door {
         Door::Rest => {
@@ -165,7 +165,7 @@ const EXPOSED: [&str; 8] = [
 /// The CORS layer `[cors]` asks for. Request headers are mirrored: gRPC-Web and SDK clients send their own
 /// (`x-grpc-web`, `x-user-agent`, `grpc-timeout`, `x-stainless-*`, ...), and the key travels in a header a
 /// page cannot send without holding it, never in a cookie, so no credentials mode is needed.
-pub fn cors(cfg: &CorsConfig) -> CorsLayer {
+pub(crate) fn cors(cfg: &CorsConfig) -> CorsLayer {
     let origins = match &cfg.allow_origins {
         Origins::Any => AllowOrigin::any(),
         Origins::List(list) => AllowOrigin::list(list.iter().cloned()),

@@ -27,9 +27,9 @@ use crate::{core::gateway::Gateway, routing::breaker::State};
 /// The largest request body the admin API reads.
 const BODY_LIMIT: usize = 4096;
 
-pub struct Admin {
-    pub gateway: Arc<Gateway>,
-    pub key: Option<[u8; 32]>,
+pub(crate) struct Admin {
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) key: Option<[u8; 32]>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -61,7 +61,7 @@ struct LimitsUpdate {
 }
 
 impl Admin {
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -199,7 +199,7 @@ impl Admin {
 }
 
 /// Serves the admin listener until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     limits: crate::transport::accept::ConnLimits,
     admin: Arc<Admin>,

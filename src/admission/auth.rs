@@ -19,17 +19,17 @@ use crate::{
 
 /// Who is calling: travels with the request in its extensions.
 #[derive(Debug)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The key's configured name; safe to log.
-    pub name: String,
+    pub(crate) name: String,
     /// Canonical model names this key may use; `None` means all.
     allowed: Option<HashSet<String>>,
     /// The key's rate and concurrency state.
-    pub limiter: KeyLimiter,
+    pub(crate) limiter: KeyLimiter,
 }
 
 impl Identity {
-    pub fn allows(&self, model: &str) -> bool {
+    pub(crate) fn allows(&self, model: &str) -> bool {
         self.allowed.as_ref().is_none_or(|set| set.contains(model))
     }
 }
@@ -44,14 +44,14 @@ impl crate::routing::router::Caller for Identity {
     }
 }
 
-pub struct KeyStore {
+pub(crate) struct KeyStore {
     by_digest: HashMap<[u8; 32], Arc<Identity>>,
     by_name: HashMap<String, Arc<Identity>>,
 }
 
 impl KeyStore {
     /// Allowlists may name aliases; they are stored as canonical names.
-    pub fn new(keys: &[ClientKey], router: &Router) -> KeyStore {
+    pub(crate) fn new(keys: &[ClientKey], router: &Router) -> KeyStore {
         let by_digest: HashMap<[u8; 32], Arc<Identity>> = keys
             .iter()
             .map(|k| {
@@ -79,11 +79,14 @@ impl KeyStore {
     }
 
     /// A key by its configured name (for the admin API).
-    pub fn by_name(&self, name: &str) -> Option<&Arc<Identity>> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<&Arc<Identity>> {
         self.by_name.get(name)
     }
 
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Identity>, GatewayError> {
+    pub(crate) fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<Arc<Identity>, GatewayError> {
         let header = metadata
             .get("authorization")
             .ok_or(GatewayError::Unauthenticated(
@@ -106,7 +109,7 @@ impl KeyStore {
 
 /// The credentials of an `authorization: Bearer <key>` value. One rule for every door (gRPC, REST, admin):
 /// the scheme is case-insensitive, as HTTP auth schemes are (RFC 9110 §11.1), and the key is trimmed.
-pub fn bearer(value: &str) -> Option<&str> {
+pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, key) = value.trim_start().split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
@@ -133,7 +136,7 @@ pub(crate) mod tests {
     use crate::config::KeyLimits;
 
     /// A key that may use every model, with no limits.
-    pub fn anyone() -> Identity {
+    pub(crate) fn anyone() -> Identity {
         Identity {
             name: "test".into(),
             allowed: None,

@@ -22,8 +22,8 @@ use tokio::{
 
 use crate::{config::KeyLimits, error::GatewayError};
 
-pub const WINDOW: Duration = Duration::from_secs(60);
-pub const GRAIN: Duration = Duration::from_millis(50);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const GRAIN: Duration = Duration::from_millis(50);
 
 /// A sliding-window log of amounts (1 per request, or tokens).
 #[derive(Debug, Default)]
@@ -98,7 +98,7 @@ impl Log {
 
 /// One key's limit state. Locks are held for a few arithmetic steps, never across an await.
 #[derive(Debug)]
-pub struct KeyLimiter {
+pub(crate) struct KeyLimiter {
     name: String,
     /// rpm, tpm and the budget can change at run time (usage API); concurrency is fixed at start.
     limits: Mutex<KeyLimits>,
@@ -111,7 +111,7 @@ pub struct KeyLimiter {
 
 /// What an admitted call holds until it ends: its concurrency permits and its token reservation.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     _global: Option<OwnedSemaphorePermit>,
     _key: Option<OwnedSemaphorePermit>,
     reservation: Option<Reservation>,
@@ -120,7 +120,7 @@ pub struct Admission {
 /// Tokens held against a key's tpm until the call's real usage is known: in this replica's window, or in the
 /// fleet's (Redis).
 #[derive(Debug)]
-pub struct Reservation(Held);
+pub(crate) struct Reservation(Held);
 
 #[derive(Debug)]
 enum Held {
@@ -140,7 +140,7 @@ impl Reservation {
 
 impl Admission {
     /// A turn's rates on top of its session's permits.
-    pub fn for_turn(reservation: Option<Reservation>) -> Admission {
+    pub(crate) fn for_turn(reservation: Option<Reservation>) -> Admission {
         Admission {
             _global: None,
             _key: None,
@@ -149,13 +149,13 @@ impl Admission {
     }
 
     /// Adds the rate part (a request and its token reservation) to the permits.
-    pub fn with_rates(mut self, reservation: Option<Reservation>) -> Admission {
+    pub(crate) fn with_rates(mut self, reservation: Option<Reservation>) -> Admission {
         self.reservation = reservation;
         self
     }
 
     /// The call finished with this many tokens in all: the reservation becomes the real figure.
-    pub fn reconcile(&mut self, total_tokens: u64) {
+    pub(crate) fn reconcile(&mut self, total_tokens: u64) {
         match self.reservation.take() {
             None => {}
             Some(Reservation(Held::Local { tokens, at, amount })) => {
@@ -167,13 +167,13 @@ impl Admission {
     }
 
     /// The call never reached the upstream: nothing was spent.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.reconcile(0);
     }
 }
 
 impl KeyLimiter {
-    pub fn new(name: &str, limits: KeyLimits) -> KeyLimiter {
+    pub(crate) fn new(name: &str, limits: KeyLimits) -> KeyLimiter {
         KeyLimiter {
             name: name.to_owned(),
             limits: Mutex::new(limits),
@@ -224,22 +224,27 @@ impl KeyLimiter {
         self.exhausted("tpm", what, None)
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn limits(&self) -> KeyLimits {
+    pub(crate) fn limits(&self) -> KeyLimits {
         *self.limits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Changes the rates and the budget; concurrency stays as configured.
-    pub fn set_limits(&self, rpm: Option<u32>, tpm: Option<u64>, daily_budget_usd: Option<f64>) {
+    pub(crate) fn set_limits(
+        &self,
+        rpm: Option<u32>,
+        tpm: Option<u64>,
+        daily_budget_usd: Option<f64>,
+    ) {
         let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
         (l.rpm, l.tpm, l.daily_budget_usd) = (rpm, tpm, daily_budget_usd);
     }
 
     /// Adds spend to the key's UTC day.
-    pub fn add_spend(&self, usd: f64, wall: SystemTime) {
+    pub(crate) fn add_spend(&self, usd: f64, wall: SystemTime) {
         let day = utc_day(wall);
         let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
         if spend.0 != day {
@@ -248,7 +253,7 @@ impl KeyLimiter {
         spend.1 += usd;
     }
 
-    pub fn spent_today(&self, wall: SystemTime) -> f64 {
+    pub(crate) fn spent_today(&self, wall: SystemTime) -> f64 {
         let spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
         if spend.0 == utc_day(wall) {
             spend.1
@@ -273,7 +278,7 @@ impl KeyLimiter {
     }
 
     /// The concurrency part alone: what an InteractiveStream session holds for its whole life.
-    pub fn permits(&self, global: &Arc<Semaphore>) -> Result<Admission, GatewayError> {
+    pub(crate) fn permits(&self, global: &Arc<Semaphore>) -> Result<Admission, GatewayError> {
         let global =
             global
                 .clone()
@@ -302,7 +307,7 @@ impl KeyLimiter {
     }
 
     /// The rate part alone: one request and its token reservation (each turn of a session).
-    pub fn rates(
+    pub(crate) fn rates(
         &self,
         now: Instant,
         wall: SystemTime,

@@ -97,9 +97,9 @@ return 1
 
 /// Redis could not answer in time (or at all).
 #[derive(Debug)]
-pub struct Down;
+pub(crate) struct Down;
 
-pub struct Shared {
+pub(crate) struct Shared {
     cfg: SharedConfig,
     client: redis::Client,
     /// Set by the monitor once connected; the manager reconnects by itself after that.
@@ -111,7 +111,7 @@ pub struct Shared {
 }
 
 /// A reservation in the fleet's token window.
-pub struct SharedReservation {
+pub(crate) struct SharedReservation {
     shared: Arc<Shared>,
     key: String,
     id: String,
@@ -127,7 +127,7 @@ impl std::fmt::Debug for SharedReservation {
 
 impl SharedReservation {
     /// Sends the real figure on its own task: the call that made it is over, nothing waits for this.
-    pub fn reconcile(self, total_tokens: u64) {
+    pub(crate) fn reconcile(self, total_tokens: u64) {
         let SharedReservation { shared, key, id } = self;
         tokio::spawn(async move {
             let keys = shared.keys(&key);
@@ -141,7 +141,7 @@ impl SharedReservation {
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         cfg: &SharedConfig,
         gauge: prometheus::IntGauge,
     ) -> Result<Arc<Shared>, GatewayError> {
@@ -161,7 +161,7 @@ impl Shared {
     }
 
     /// Connects, then pings once a second, until `stop`; keeps `is_up` and the gauge current.
-    pub fn monitor(self: &Arc<Self>, stop: CancellationToken) {
+    pub(crate) fn monitor(self: &Arc<Self>, stop: CancellationToken) {
         let shared = self.clone();
         tokio::spawn(async move {
             loop {
@@ -207,11 +207,11 @@ impl Shared {
         self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
-    pub fn on_failure(&self) -> OnFailure {
+    pub(crate) fn on_failure(&self) -> OnFailure {
         self.cfg.on_failure
     }
 
@@ -262,7 +262,7 @@ impl Shared {
 
     /// The fleet-wide budget and rate check for one request reserving `tokens`: admitted (with its
     /// reservation, when the key has a tpm), refused, or `Down`.
-    pub async fn rates(
+    pub(crate) async fn rates(
         self: &Arc<Self>,
         limiter: &KeyLimiter,
         limits: KeyLimits,
@@ -308,7 +308,7 @@ impl Shared {
     }
 
     /// Adds spend to the key's UTC day in the fleet's book, on its own task.
-    pub fn add_spend(self: &Arc<Self>, key: &str, usd: f64) {
+    pub(crate) fn add_spend(self: &Arc<Self>, key: &str, usd: f64) {
         let shared = self.clone();
         let spend = self.keys(key)[4].clone();
         tokio::spawn(async move {
@@ -327,13 +327,13 @@ impl Shared {
     }
 
     /// A kept answer from the fleet's cache, as `core::cache` encoded it.
-    pub async fn cache_get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, Down> {
+    pub(crate) async fn cache_get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, Down> {
         let k = self.cache_key(key);
         self.run(|mut c| async move { c.get(&k).await }).await
     }
 
     /// Keeps an encoded answer in the fleet's cache for `ttl`, on its own task.
-    pub fn cache_put(self: &Arc<Self>, key: &[u8; 32], bytes: Vec<u8>, ttl: Duration) {
+    pub(crate) fn cache_put(self: &Arc<Self>, key: &[u8; 32], bytes: Vec<u8>, ttl: Duration) {
         let (shared, k) = (self.clone(), self.cache_key(key));
         let ms = ttl.as_millis().max(1) as u64;
         tokio::spawn(async move {

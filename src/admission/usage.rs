@@ -77,28 +77,28 @@ impl Counters {
 }
 
 #[derive(Debug, Default, Serialize, PartialEq)]
-pub struct Today {
-    pub requests: u64,
-    pub tokens: u64,
-    pub cost_usd: f64,
+pub(crate) struct Today {
+    pub(crate) requests: u64,
+    pub(crate) tokens: u64,
+    pub(crate) cost_usd: f64,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
-pub struct Entry {
-    pub requests_last_minute: u64,
-    pub tokens_last_minute: u64,
-    pub today: Today,
+pub(crate) struct Entry {
+    pub(crate) requests_last_minute: u64,
+    pub(crate) tokens_last_minute: u64,
+    pub(crate) today: Today,
     /// Keys only: the limits in force.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub limits: Option<LimitsView>,
+    pub(crate) limits: Option<LimitsView>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
-pub struct LimitsView {
-    pub rpm: Option<u32>,
-    pub tpm: Option<u64>,
-    pub concurrency: Option<u32>,
-    pub daily_budget_usd: Option<f64>,
+pub(crate) struct LimitsView {
+    pub(crate) rpm: Option<u32>,
+    pub(crate) tpm: Option<u64>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) daily_budget_usd: Option<f64>,
 }
 
 impl From<KeyLimits> for LimitsView {
@@ -113,19 +113,19 @@ impl From<KeyLimits> for LimitsView {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub keys: BTreeMap<String, Entry>,
-    pub models: BTreeMap<String, Entry>,
+pub(crate) struct Report {
+    pub(crate) keys: BTreeMap<String, Entry>,
+    pub(crate) models: BTreeMap<String, Entry>,
 }
 
 #[derive(Debug)]
-pub struct UsageBook {
+pub(crate) struct UsageBook {
     keys: HashMap<String, Counters>,
     models: HashMap<String, Counters>,
 }
 
 impl UsageBook {
-    pub fn new(cfg: &Config) -> UsageBook {
+    pub(crate) fn new(cfg: &Config) -> UsageBook {
         UsageBook {
             keys: cfg
                 .keys
@@ -144,19 +144,19 @@ impl UsageBook {
         self.keys.get(key).into_iter().chain(self.models.get(model))
     }
 
-    pub fn request(&self, key: &str, model: &str) {
+    pub(crate) fn request(&self, key: &str, model: &str) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         self.both(key, model).for_each(|c| c.request(now, wall));
     }
 
-    pub fn usage(&self, key: &str, model: &str, tokens: u64, cost: f64) {
+    pub(crate) fn usage(&self, key: &str, model: &str, tokens: u64, cost: f64) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         self.both(key, model)
             .for_each(|c| c.usage(tokens, cost, now, wall));
     }
 
     /// Everything, with each key's limits from `limits_of`.
-    pub fn report(&self, limits_of: impl Fn(&str) -> Option<KeyLimits>) -> Report {
+    pub(crate) fn report(&self, limits_of: impl Fn(&str) -> Option<KeyLimits>) -> Report {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let keys = self
             .keys

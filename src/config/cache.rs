@@ -8,12 +8,12 @@ use super::{duration, err, ConfigError};
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CacheConfig {
+pub(crate) struct CacheConfig {
     /// The cache's size across all models, counted as answer text plus a fixed allowance per entry and chunk.
     #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     #[serde(default = "default_max_entries")]
-    pub max_entries: usize,
+    pub(crate) max_entries: usize,
 }
 
 impl Default for CacheConfig {
@@ -72,12 +72,12 @@ fn default_ttl() -> Duration {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModelCache {
-    pub ttl: Duration,
+pub(crate) struct ModelCache {
+    pub(crate) ttl: Duration,
     /// Keep answers to requests at any temperature, not only 0.
-    pub any_temperature: bool,
+    pub(crate) any_temperature: bool,
     /// Charge a hit the kept usage (tpm, spend, cost metrics); otherwise hits are free.
-    pub charge_hits: bool,
+    pub(crate) charge_hits: bool,
 }
 
 impl RawModelCache {

@@ -20,17 +20,17 @@ fn default_max_age() -> Duration {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Origins {
+pub(crate) enum Origins {
     /// `["*"]`: any origin. Safe here because calls carry their key in a header, never in a cookie.
     Any,
     List(Vec<HeaderValue>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct CorsConfig {
-    pub allow_origins: Origins,
+pub(crate) struct CorsConfig {
+    pub(crate) allow_origins: Origins,
     /// How long a browser may keep a preflight's answer.
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
 }
 
 impl RawCors {

@@ -11,12 +11,12 @@ mod shared;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-pub use cache::{CacheConfig, ModelCache};
-pub use cors::{CorsConfig, Origins};
+pub(crate) use cache::{CacheConfig, ModelCache};
+pub(crate) use cors::{CorsConfig, Origins};
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig};
-pub use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
-pub use shared::{OnFailure, SharedConfig};
+pub(crate) use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
+pub(crate) use shared::{OnFailure, SharedConfig};
 
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -199,56 +199,56 @@ struct RawRoute {
 
 mod defaults {
     use std::time::Duration;
-    pub fn first_request_timeout() -> Duration {
+    pub(crate) fn first_request_timeout() -> Duration {
         Duration::from_secs(10)
     }
-    pub fn idle_timeout() -> Duration {
+    pub(crate) fn idle_timeout() -> Duration {
         Duration::from_secs(300)
     }
-    pub fn max_connections() -> usize {
+    pub(crate) fn max_connections() -> usize {
         10_000
     }
-    pub fn grace() -> Duration {
+    pub(crate) fn grace() -> Duration {
         Duration::from_secs(30)
     }
-    pub fn history_messages() -> u32 {
+    pub(crate) fn history_messages() -> u32 {
         64
     }
-    pub fn history_bytes() -> usize {
+    pub(crate) fn history_bytes() -> usize {
         256 * 1024
     }
-    pub fn connect_timeout() -> Duration {
+    pub(crate) fn connect_timeout() -> Duration {
         Duration::from_secs(5)
     }
-    pub fn request_timeout() -> Duration {
+    pub(crate) fn request_timeout() -> Duration {
         Duration::from_secs(600)
     }
-    pub fn max_response_bytes() -> usize {
+    pub(crate) fn max_response_bytes() -> usize {
         8 * 1024 * 1024
     }
-    pub fn max_retry_after() -> Duration {
+    pub(crate) fn max_retry_after() -> Duration {
         Duration::from_secs(60)
     }
-    pub fn first_token_latency() -> Duration {
+    pub(crate) fn first_token_latency() -> Duration {
         Duration::from_millis(50)
     }
-    pub fn tokens_per_second() -> f64 {
+    pub(crate) fn tokens_per_second() -> f64 {
         100.0
     }
-    pub fn pool_idle_timeout() -> Duration {
+    pub(crate) fn pool_idle_timeout() -> Duration {
         Duration::from_secs(90)
     }
-    pub fn pool_max_idle() -> usize {
+    pub(crate) fn pool_max_idle() -> usize {
         64
     }
-    pub fn keepalive() -> Duration {
+    pub(crate) fn keepalive() -> Duration {
         Duration::from_secs(30)
     }
-    pub fn weight() -> u32 {
+    pub(crate) fn weight() -> u32 {
         1
     }
     /// Output tokens reserved against a key's tpm when a request sets no max_tokens.
-    pub const OUTPUT_BUDGET: u32 = 1024;
+    pub(crate) const OUTPUT_BUDGET: u32 = 1024;
 }
 
 // ---- The checked form ----------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ pub enum LogFormat {
 /// The dialect an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum UpstreamKind {
+pub(crate) enum UpstreamKind {
     /// OpenAI chat completions over HTTP(S).
     Openai,
     /// Anthropic's Messages API over HTTP(S) (`{base_url}/messages`, `x-api-key`).
@@ -288,27 +288,27 @@ pub enum MaxTokensField {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     pub tls: Option<TlsConfig>,
     pub log_format: LogFormat,
     /// The admin HTTP listener: /metrics, /healthz, /readyz, and the usage API.
     pub admin_listen: SocketAddr,
     /// SHA-256 of the admin key; without one the usage API is off.
-    pub admin_key: Option<[u8; 32]>,
+    pub(crate) admin_key: Option<[u8; 32]>,
     /// What a connection may hold, on the gateway's port and on the admin port.
-    pub connections: ConnLimits,
-    pub admin_connections: ConnLimits,
+    pub(crate) connections: ConnLimits,
+    pub(crate) admin_connections: ConnLimits,
     pub scaling: ScalingConfig,
     pub tracing: TracingConfig,
-    pub interactive: InteractiveConfig,
+    pub(crate) interactive: InteractiveConfig,
     /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
-    pub max_in_flight: u32,
+    pub(crate) max_in_flight: u32,
     /// The response cache's bounds (used when a model caches).
-    pub cache: CacheConfig,
+    pub(crate) cache: CacheConfig,
     /// Redis, when rate windows, spend and the cache are shared by the replicas.
-    pub shared: Option<SharedConfig>,
+    pub(crate) shared: Option<SharedConfig>,
     /// Browser origins allowed to call (gRPC-Web, REST); none when absent.
-    pub cors: Option<CorsConfig>,
+    pub(crate) cors: Option<CorsConfig>,
     pub keys: Vec<ClientKey>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
@@ -319,24 +319,24 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// When set, clients must present a certificate signed by this CA (mutual TLS).
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct InteractiveConfig {
-    pub max_history_messages: u32,
-    pub max_history_bytes: usize,
+pub(crate) struct InteractiveConfig {
+    pub(crate) max_history_messages: u32,
+    pub(crate) max_history_bytes: usize,
 }
 
 /// A client key: its name (what logs show) and the SHA-256 of the secret.
 #[derive(Clone)]
 pub struct ClientKey {
-    pub name: String,
-    pub sha256: [u8; 32],
+    pub(crate) name: String,
+    pub(crate) sha256: [u8; 32],
     /// `None`: every model.
-    pub models: Option<Vec<String>>,
+    pub(crate) models: Option<Vec<String>>,
     /// The key's own limits over `[limits.default]`.
-    pub limits: KeyLimits,
+    pub(crate) limits: KeyLimits,
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -350,26 +350,26 @@ impl std::fmt::Debug for ClientKey {
 
 #[derive(Clone)]
 pub struct UpstreamConfig {
-    pub name: String,
-    pub kind: UpstreamKind,
+    pub(crate) name: String,
+    pub(crate) kind: UpstreamKind,
     /// Without the trailing slash; `{base_url}/chat/completions` is called (`{base_url}/messages` for Anthropic).
-    pub base_url: String,
-    pub api_key: Option<String>,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
+    pub(crate) base_url: String,
+    pub(crate) api_key: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Idle pooled connections are closed after this long ...
-    pub pool_idle_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
     /// ... and at most this many are kept per host.
-    pub pool_max_idle: usize,
+    pub(crate) pool_max_idle: usize,
     /// TCP keep-alive and HTTP/2 PING interval on upstream connections.
-    pub keepalive: Duration,
-    pub max_tokens_field: MaxTokensField,
-    pub max_response_bytes: usize,
+    pub(crate) keepalive: Duration,
+    pub(crate) max_tokens_field: MaxTokensField,
+    pub(crate) max_response_bytes: usize,
     /// The longest wait taken from this upstream's Retry-After / retry-after-ms / rate-limit reset headers:
     /// longer ones are clamped (and logged), so a hostile or broken upstream cannot hold calls for days.
-    pub max_retry_after: Duration,
-    pub first_token_latency: Duration,
-    pub tokens_per_second: f64,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) first_token_latency: Duration,
+    pub(crate) tokens_per_second: f64,
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -385,36 +385,36 @@ impl std::fmt::Debug for UpstreamConfig {
 
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
-    pub name: String,
-    pub aliases: Vec<String>,
-    pub max_output_tokens: u32,
+    pub(crate) name: String,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) max_output_tokens: u32,
     /// Output tokens reserved against tpm when the client sets no max_tokens.
-    pub default_output_tokens: u32,
-    pub routes: Vec<RouteConfig>,
-    pub policy: Policy,
-    pub price: Price,
+    pub(crate) default_output_tokens: u32,
+    pub(crate) routes: Vec<RouteConfig>,
+    pub(crate) policy: Policy,
+    pub(crate) price: Price,
     /// Set when the model's answers are cached.
-    pub cache: Option<ModelCache>,
+    pub(crate) cache: Option<ModelCache>,
 }
 
 #[derive(Debug, Clone)]
-pub struct RouteConfig {
+pub(crate) struct RouteConfig {
     /// Index into [`Config::upstreams`].
-    pub upstream: usize,
-    pub model: String,
+    pub(crate) upstream: usize,
+    pub(crate) model: String,
     /// For `balance = "weighted"`.
-    pub weight: u32,
+    pub(crate) weight: u32,
 }
 
 /// Dollars per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
+pub(crate) struct Price {
+    pub(crate) input: f64,
+    pub(crate) output: f64,
 }
 
 impl Price {
-    pub fn cost(&self, usage: &crate::proto::Usage) -> f64 {
+    pub(crate) fn cost(&self, usage: &crate::proto::Usage) -> f64 {
         (f64::from(usage.prompt_tokens.max(0)) * self.input
             + f64::from(usage.completion_tokens.max(0)) * self.output)
             / 1e6
@@ -423,12 +423,12 @@ impl Price {
 
 /// What a listener lets a connection hold (see `transport::accept`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// A connection that has not sent a whole first request by then is closed.
-    pub first_request: Duration,
+    pub(crate) first_request: Duration,
     /// A connection with no request in flight for this long is closed.
-    pub idle: Duration,
-    pub max_connections: usize,
+    pub(crate) idle: Duration,
+    pub(crate) max_connections: usize,
 }
 
 /// Hex SHA-256 of a client key, as `aigw hash-key` prints it and `sha256 = "..."` stores it.
@@ -453,7 +453,7 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
 /// A secret named by the config: the environment variable `var`, or else the file that `<var>_FILE` names
 /// (the containers' convention for secrets mounted as files: Kubernetes, Docker and Compose secrets), its
 /// trailing newline trimmed.
-pub fn env_or_file(var: &str) -> Option<String> {
+pub(crate) fn env_or_file(var: &str) -> Option<String> {
     if let Ok(value) = std::env::var(var) {
         return Some(value);
     }

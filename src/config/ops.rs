@@ -37,11 +37,11 @@ pub struct ScalingConfig {
     pub headroom: f64,
     /// How far ahead the forecast peak is taken: about the time a new replica needs to become ready.
     #[serde(default = "defaults::horizon", deserialize_with = "duration")]
-    pub horizon: Duration,
+    pub(crate) horizon: Duration,
     #[serde(default = "defaults::min_replicas")]
-    pub min_replicas: u32,
+    pub(crate) min_replicas: u32,
     #[serde(default = "defaults::max_replicas")]
-    pub max_replicas: u32,
+    pub(crate) max_replicas: u32,
 }
 
 impl Default for ScalingConfig {
@@ -60,10 +60,10 @@ impl Default for ScalingConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     #[serde(default = "defaults::admin_listen")]
-    pub listen: SocketAddr,
-    pub key_env: Option<String>,
+    pub(crate) listen: SocketAddr,
+    pub(crate) key_env: Option<String>,
     #[serde(default = "defaults::admin_max_connections")]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for RawAdmin {
@@ -79,32 +79,32 @@ impl Default for RawAdmin {
 mod defaults {
     use std::time::Duration;
 
-    pub fn admin_max_connections() -> usize {
+    pub(crate) fn admin_max_connections() -> usize {
         256
     }
 
-    pub fn service_name() -> String {
+    pub(crate) fn service_name() -> String {
         "aigw".into()
     }
     /// From BENCHMARKS.md: a 2-core replica relays about 157,000 chunks per CPU-second; at half its CPU and
     /// ~500 streamed tokens a call that is ~314 calls a second, ~18,000 a minute. Unary calls go further
     /// (2,000 a second with a p99 in-gateway overhead under 60 µs).
-    pub fn capacity() -> f64 {
+    pub(crate) fn capacity() -> f64 {
         18000.0
     }
-    pub fn headroom() -> f64 {
+    pub(crate) fn headroom() -> f64 {
         0.2
     }
-    pub fn horizon() -> Duration {
+    pub(crate) fn horizon() -> Duration {
         Duration::from_secs(15 * 60)
     }
-    pub fn min_replicas() -> u32 {
+    pub(crate) fn min_replicas() -> u32 {
         1
     }
-    pub fn max_replicas() -> u32 {
+    pub(crate) fn max_replicas() -> u32 {
         100
     }
-    pub fn admin_listen() -> std::net::SocketAddr {
+    pub(crate) fn admin_listen() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 9090))
     }
 }

@@ -15,19 +15,19 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 /// Per-key limits; an unset field falls back to `[limits.default]`, and an unset default means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyLimits {
+pub(crate) struct KeyLimits {
     /// Requests admitted in any rolling 60 s.
-    pub rpm: Option<u32>,
+    pub(crate) rpm: Option<u32>,
     /// Tokens (reserved, then actual) in any rolling 60 s.
-    pub tpm: Option<u64>,
+    pub(crate) tpm: Option<u64>,
     /// Calls in flight at once; a stream counts until it ends.
-    pub concurrency: Option<u32>,
+    pub(crate) concurrency: Option<u32>,
     /// Spend per UTC day, from the models' prices; refused once reached, until midnight UTC.
-    pub daily_budget_usd: Option<f64>,
+    pub(crate) daily_budget_usd: Option<f64>,
 }
 
 impl KeyLimits {
-    pub fn or(self, default: KeyLimits) -> KeyLimits {
+    pub(crate) fn or(self, default: KeyLimits) -> KeyLimits {
         KeyLimits {
             rpm: self.rpm.or(default.rpm),
             tpm: self.tpm.or(default.tpm),
@@ -41,14 +41,14 @@ impl KeyLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: u32,
+    pub(crate) max_in_flight: u32,
     #[serde(default)]
     default: KeyLimits,
 }
 
 impl RawLimits {
     /// `[limits.default]` over the built-in defaults, field by field.
-    pub fn key_default(&self) -> KeyLimits {
+    pub(crate) fn key_default(&self) -> KeyLimits {
         self.default.or(default_key_limits())
     }
 }
@@ -77,7 +77,7 @@ fn default_key_limits() -> KeyLimits {
 /// How a model's calls are spread over its routes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Balance {
+pub(crate) enum Balance {
     /// Routes in order: the first available one; the next on a retryable failure.
     #[default]
     Fallback,
@@ -136,48 +136,48 @@ struct RawStream {
 
 /// Retries of one call, before its first chunk reached the client.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Tries in all, the first included (1 = no retry).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// Backoff before retry n (1-based) is uniform in [0, min(max_backoff, backoff * 2^(n-1))] ("full jitter").
-    pub backoff: Duration,
-    pub max_backoff: Duration,
+    pub(crate) backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// Retries may be at most this share of the model's requests over the last 10 s ...
-    pub budget_ratio: f64,
+    pub(crate) budget_ratio: f64,
     /// ... plus this many per second, so a quiet model can still retry.
-    pub budget_min_per_second: f64,
+    pub(crate) budget_min_per_second: f64,
 }
 
 /// The circuit breaker of each route.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BreakerPolicy {
+pub(crate) struct BreakerPolicy {
     /// Opens after this many failures in a row ...
-    pub consecutive_failures: u32,
+    pub(crate) consecutive_failures: u32,
     /// ... or when at least `min_requests` calls in `window` failed at this ratio.
-    pub failure_ratio: f64,
-    pub min_requests: u32,
-    pub window: Duration,
+    pub(crate) failure_ratio: f64,
+    pub(crate) min_requests: u32,
+    pub(crate) window: Duration,
     /// Open this long, then one probe call decides (half-open).
-    pub cooldown: Duration,
+    pub(crate) cooldown: Duration,
 }
 
 /// Time limits on a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamLimits {
+pub(crate) struct StreamLimits {
     /// From the request to the first delta (retryable: nothing reached the client yet).
-    pub first_token: Duration,
+    pub(crate) first_token: Duration,
     /// Longest gap between two deltas.
-    pub idle: Duration,
+    pub(crate) idle: Duration,
     /// The whole stream.
-    pub total: Duration,
+    pub(crate) total: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Policy {
-    pub balance: Balance,
-    pub retry: RetryPolicy,
-    pub breaker: BreakerPolicy,
-    pub stream: StreamLimits,
+pub(crate) struct Policy {
+    pub(crate) balance: Balance,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) breaker: BreakerPolicy,
+    pub(crate) stream: StreamLimits,
 }
 
 impl RawPolicy {

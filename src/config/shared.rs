@@ -25,7 +25,7 @@ pub(super) struct RawShared {
 /// What a replica does while Redis cannot be reached.
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum OnFailure {
+pub(crate) enum OnFailure {
     /// Go on with this replica's own limits, spend and cache (limits hold per replica until Redis is back).
     #[default]
     Open,
@@ -42,13 +42,13 @@ fn default_prefix() -> String {
 }
 
 #[derive(Clone, PartialEq)]
-pub struct SharedConfig {
-    pub redis_url: String,
-    pub on_failure: OnFailure,
+pub(crate) struct SharedConfig {
+    pub(crate) redis_url: String,
+    pub(crate) on_failure: OnFailure,
     /// Bounds each Redis command; a slower answer counts as a failure.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Every Redis key starts with `{prefix}:`, so several fleets can share one Redis.
-    pub prefix: String,
+    pub(crate) prefix: String,
 }
 
 impl std::fmt::Debug for SharedConfig {

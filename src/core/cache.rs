@@ -22,17 +22,17 @@ use crate::{
 };
 
 /// A canonical request's SHA-256.
-pub type Key = [u8; 32];
+pub(crate) type Key = [u8; 32];
 
 /// A kept answer.
 #[derive(Debug)]
-pub struct Entry {
-    pub chunks: Vec<String>,
-    pub id: String,
-    pub model: String,
-    pub finish_reason: String,
-    pub usage: Usage,
-    pub usage_estimated: bool,
+pub(crate) struct Entry {
+    pub(crate) chunks: Vec<String>,
+    pub(crate) id: String,
+    pub(crate) model: String,
+    pub(crate) finish_reason: String,
+    pub(crate) usage: Usage,
+    pub(crate) usage_estimated: bool,
     expires: Instant,
     bytes: usize,
 }
@@ -50,7 +50,7 @@ struct Kept {
 
 impl Entry {
     /// The entry as the fleet's cache stores it.
-    pub fn encode(&self) -> Option<Vec<u8>> {
+    pub(crate) fn encode(&self) -> Option<Vec<u8>> {
         let kept = Kept {
             chunks: self.chunks.clone(),
             id: self.id.clone(),
@@ -67,7 +67,7 @@ impl Entry {
     }
 
     /// An entry from the fleet's cache; `None` when the bytes are not one.
-    pub fn decode(bytes: &[u8]) -> Option<Entry> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Entry> {
         let kept: Kept = serde_json::from_slice(bytes).ok()?;
         let [prompt_tokens, completion_tokens, total_tokens] = kept.usage;
         Some(Entry::new(
@@ -84,7 +84,7 @@ impl Entry {
         ))
     }
 
-    pub fn new(
+    pub(crate) fn new(
         chunks: Vec<String>,
         id: String,
         model: String,
@@ -111,19 +111,19 @@ impl Entry {
     }
 
     /// What it counts for against the cache's bounds.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// The whole answer, for a unary reply.
-    pub fn content(&self) -> String {
+    pub(crate) fn content(&self) -> String {
         self.chunks.concat()
     }
 }
 
 /// What one request does with the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// The model does not cache, or the request is not deterministic: nothing to do.
     Off,
     /// The client said `no-store`: neither read nor keep.
@@ -134,7 +134,7 @@ pub enum Plan {
 
 impl Plan {
     /// The `aigw-cache` response metadata for a call that was not a hit.
-    pub fn miss_label(self) -> Option<&'static str> {
+    pub(crate) fn miss_label(self) -> Option<&'static str> {
         match self {
             Plan::Off => None,
             Plan::Bypass | Plan::Use { read: false, .. } => Some("bypass"),
@@ -142,7 +142,7 @@ impl Plan {
         }
     }
 
-    pub fn key(self) -> Option<Key> {
+    pub(crate) fn key(self) -> Option<Key> {
         match self {
             Plan::Use { key, .. } => Some(key),
             _ => None,
@@ -150,7 +150,7 @@ impl Plan {
     }
 }
 
-pub struct ResponseCache {
+pub(crate) struct ResponseCache {
     entries: Mutex<Lru>,
     max_bytes: usize,
     max_entries: usize,
@@ -162,7 +162,7 @@ struct Lru {
 }
 
 impl ResponseCache {
-    pub fn new(cfg: &CacheConfig) -> ResponseCache {
+    pub(crate) fn new(cfg: &CacheConfig) -> ResponseCache {
         ResponseCache {
             entries: Mutex::new(Lru {
                 map: LruCache::unbounded(),
@@ -178,7 +178,7 @@ impl ResponseCache {
     }
 
     /// The kept answer, if there is one and it has not expired.
-    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+    pub(crate) fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         let mut lru = self.lock();
         let entry = lru.map.get(key)?.clone();
         if entry.expires > Instant::now() {
@@ -191,7 +191,7 @@ impl ResponseCache {
 
     /// Keeps an answer for `ttl`, evicting the least recently used to make room. An answer larger than an
     /// eighth of the whole cache is not kept: one long answer must not flush everything else.
-    pub fn put(&self, key: Key, mut entry: Entry, ttl: std::time::Duration) {
+    pub(crate) fn put(&self, key: Key, mut entry: Entry, ttl: std::time::Duration) {
         if entry.bytes > self.max_bytes / 8 {
             return;
         }
@@ -211,13 +211,13 @@ impl ResponseCache {
     }
 
     /// Entries and bytes held, for the gauges.
-    pub fn size(&self) -> (usize, usize) {
+    pub(crate) fn size(&self) -> (usize, usize) {
         let lru = self.lock();
         (lru.map.len(), lru.bytes)
     }
 
     /// Whether the largest answer a stream may keep collecting is still within what `put` would keep.
-    pub fn fits(&self, bytes: usize) -> bool {
+    pub(crate) fn fits(&self, bytes: usize) -> bool {
         bytes <= self.max_bytes / 8
     }
 }
@@ -225,13 +225,13 @@ impl ResponseCache {
 /// The client's `cache-control` metadata: `no-cache` (do not answer from the cache) and `no-store` (do not
 /// keep the answer either). Other directives are ignored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheControl {
-    pub no_cache: bool,
-    pub no_store: bool,
+pub(crate) struct CacheControl {
+    pub(crate) no_cache: bool,
+    pub(crate) no_store: bool,
 }
 
 impl CacheControl {
-    pub fn read(metadata: &MetadataMap) -> CacheControl {
+    pub(crate) fn read(metadata: &MetadataMap) -> CacheControl {
         let mut control = CacheControl::default();
         let directives = metadata
             .get_all("cache-control")
@@ -249,7 +249,7 @@ impl CacheControl {
 
 /// What this request does with the cache: whether its model caches, whether its parameters are deterministic
 /// enough (temperature 0, unless the model widens it), and what the client asked.
-pub fn plan(
+pub(crate) fn plan(
     policy: Option<&ModelCache>,
     control: CacheControl,
     model: &str,
@@ -274,7 +274,7 @@ pub fn plan(
 
 /// SHA-256 over the canonical request: the model's canonical name, every message (role, name, content) and
 /// every generation parameter, each length-prefixed so no two requests can run together into one text.
-pub fn key(model: &str, messages: &[Message], config: Option<&GenerationConfig>) -> Key {
+pub(crate) fn key(model: &str, messages: &[Message], config: Option<&GenerationConfig>) -> Key {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());

@@ -25,31 +25,35 @@ use crate::{
 /// Shutdown state: `draining` fires when the server stops accepting; `stop` fires when the grace period is
 /// over and whatever is still running must end.
 #[derive(Clone, Default)]
-pub struct Lifecycle {
-    pub draining: CancellationToken,
-    pub stop: CancellationToken,
+pub(crate) struct Lifecycle {
+    pub(crate) draining: CancellationToken,
+    pub(crate) stop: CancellationToken,
 }
 
 pub struct Gateway {
-    pub router: Router,
-    pub keys: KeyStore,
-    pub interactive: InteractiveConfig,
-    pub lifecycle: Lifecycle,
+    pub(crate) router: Router,
+    pub(crate) keys: KeyStore,
+    pub(crate) interactive: InteractiveConfig,
+    pub(crate) lifecycle: Lifecycle,
     /// The process-wide cap on calls in flight (load shedding).
-    pub in_flight: Arc<Semaphore>,
-    pub metrics: Arc<Metrics>,
-    pub usage: UsageBook,
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) usage: UsageBook,
     /// Per-minute request counts and their forecast: the scaling signal.
-    pub signal: Signal,
-    pub scaling: ScalingConfig,
+    pub(crate) signal: Signal,
+    pub(crate) scaling: ScalingConfig,
     /// This replica's response cache (in front of the shared one, when there is one).
-    pub cache: ResponseCache,
+    pub(crate) cache: ResponseCache,
     /// Redis, when limits, spend and the cache are shared by the replicas.
-    pub shared: Option<Arc<Shared>>,
+    pub(crate) shared: Option<Arc<Shared>>,
 }
 
 /// Tokens to reserve for a request against its key's tpm.
-pub fn reserve(model: &Model, messages: &[Message], config: Option<&GenerationConfig>) -> u64 {
+pub(crate) fn reserve(
+    model: &Model,
+    messages: &[Message],
+    config: Option<&GenerationConfig>,
+) -> u64 {
     let output = config
         .and_then(|c| c.max_tokens)
         .map_or(model.default_output_tokens, |n| n.max(1) as u32);
@@ -60,7 +64,7 @@ pub fn reserve(model: &Model, messages: &[Message], config: Option<&GenerationCo
 }
 
 impl Gateway {
-    pub fn new(cfg: &Config) -> Result<Arc<Gateway>, GatewayError> {
+    pub(crate) fn new(cfg: &Config) -> Result<Arc<Gateway>, GatewayError> {
         let router = Router::new(cfg)?;
         let keys = KeyStore::new(&cfg.keys, &router);
         let metrics = Arc::new(Metrics::new());
@@ -90,7 +94,7 @@ impl Gateway {
 
     /// Whether this replica should take calls: not draining, and not refusing everything because the shared
     /// state it must not do without is down.
-    pub fn ready(&self) -> Result<(), &'static str> {
+    pub(crate) fn ready(&self) -> Result<(), &'static str> {
         if self.lifecycle.draining.is_cancelled() {
             return Err("draining");
         }
@@ -104,7 +108,11 @@ impl Gateway {
 
     /// The cached answer this request may use, if any: this replica's first, then the fleet's. Counts the
     /// lookup's outcome (hit, miss, bypass).
-    pub async fn cached(&self, model: &Model, plan: cache::Plan) -> Option<Arc<cache::Entry>> {
+    pub(crate) async fn cached(
+        &self,
+        model: &Model,
+        plan: cache::Plan,
+    ) -> Option<Arc<cache::Entry>> {
         let hit = match plan {
             cache::Plan::Use { key, read: true } => match self.cache.get(&key) {
                 Some(hit) => Some(hit),
@@ -136,7 +144,7 @@ impl Gateway {
     }
 
     /// Keeps a complete answer for the model's TTL.
-    pub fn keep(&self, model: &Model, key: cache::Key, entry: cache::Entry) {
+    pub(crate) fn keep(&self, model: &Model, key: cache::Key, entry: cache::Entry) {
         let Some(policy) = &model.cache else { return };
         if let Some(shared) = &self.shared {
             if self.cache.fits(entry.bytes()) {
@@ -156,7 +164,7 @@ impl Gateway {
     }
 
     /// Resolves the model for this key and checks the request against it.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         who: &Identity,
         model: &str,
@@ -171,7 +179,7 @@ impl Gateway {
 
     /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt
     /// estimate plus max_tokens (or the model's default output budget).
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         who: &Identity,
         model: &Model,
@@ -189,7 +197,7 @@ impl Gateway {
 
     /// The rate part of admission (budget, requests and tokens per minute): the fleet's windows in Redis when
     /// shared, else (or while Redis is down with `on_failure = "open"`) this replica's.
-    pub async fn rates(
+    pub(crate) async fn rates(
         &self,
         who: &Identity,
         tokens: u64,
@@ -228,7 +236,7 @@ impl Gateway {
         outlook
     }
 
-    pub fn outlook(&self) -> Outlook {
+    pub(crate) fn outlook(&self) -> Outlook {
         let s = &self.scaling;
         let horizon = (s.horizon.as_secs() / 60) as usize;
         self.signal.outlook(
@@ -241,7 +249,7 @@ impl Gateway {
     }
 
     /// Counts a refusal by a limit.
-    pub fn rejected(&self, who: &Identity, err: &GatewayError) {
+    pub(crate) fn rejected(&self, who: &Identity, err: &GatewayError) {
         if let GatewayError::ResourceExhausted { limit, .. } = err {
             self.metrics
                 .rejections
@@ -251,7 +259,7 @@ impl Gateway {
     }
 
     /// What the dispatcher needs of the gateway.
-    pub fn handles(&self) -> crate::routing::dispatch::Handles<'_> {
+    pub(crate) fn handles(&self) -> crate::routing::dispatch::Handles<'_> {
         crate::routing::dispatch::Handles {
             metrics: &self.metrics,
             stop: &self.lifecycle.stop,

@@ -15,7 +15,7 @@ use crate::{
     transport::trailers::TrailerSlot,
 };
 
-pub struct RpcLog {
+pub(crate) struct RpcLog {
     rpc: &'static str,
     key: String,
     request_id: String,
@@ -32,7 +32,7 @@ pub struct RpcLog {
     attempts: u32,
     /// The response cache's part: "hit", "miss", "bypass", or "" when the model does not cache.
     cache: &'static str,
-    pub timing: Timing,
+    pub(crate) timing: Timing,
     gw: Arc<Gateway>,
     who: Arc<Identity>,
     trailers: Option<Arc<TrailerSlot>>,
@@ -41,7 +41,7 @@ pub struct RpcLog {
 }
 
 impl RpcLog {
-    pub fn new(
+    pub(crate) fn new(
         rpc: &'static str,
         gw: Arc<Gateway>,
         who: Arc<Identity>,
@@ -72,25 +72,25 @@ impl RpcLog {
     }
 
     /// The request is for this model: from here it counts in the model's usage.
-    pub fn model(&mut self, model: &Model) {
+    pub(crate) fn model(&mut self, model: &Model) {
         model.name.clone_into(&mut self.model);
         self.price = model.price;
         self.timing.gap = Some(self.gw.metrics.chunk_gap.with_label_values(&[&model.name]));
         self.gw.usage.request(&self.key, &self.model);
     }
 
-    pub fn request_id(&self) -> &str {
+    pub(crate) fn request_id(&self) -> &str {
         &self.request_id
     }
 
     /// What the response cache did for this call (see [`crate::core::cache::Plan`]).
-    pub fn cache(&mut self, label: &'static str) {
+    pub(crate) fn cache(&mut self, label: &'static str) {
         self.cache = label;
     }
 
     /// What the dispatcher did: the upstream of its last attempt, how many attempts in all, how long it
     /// waited between them. Called whether the call succeeded or not.
-    pub fn dispatched(&mut self, trail: &Trail) {
+    pub(crate) fn dispatched(&mut self, trail: &Trail) {
         if !trail.upstream.is_empty() {
             trail.upstream.clone_into(&mut self.upstream);
         }
@@ -100,7 +100,7 @@ impl RpcLog {
     }
 
     /// Adds a completed answer's usage (one per turn for InteractiveStream); returns its cost.
-    pub fn add_usage(&mut self, usage: Option<&Usage>, estimated: bool) -> f64 {
+    pub(crate) fn add_usage(&mut self, usage: Option<&Usage>, estimated: bool) -> f64 {
         self.turns += 1;
         let Some(u) = usage else { return 0.0 };
         self.usage.prompt_tokens = self.usage.prompt_tokens.saturating_add(u.prompt_tokens);
@@ -127,7 +127,7 @@ impl RpcLog {
 
     /// Records the outcome and fills the trailers; the line and the metrics are written when the log is
     /// dropped. Errors are logged by code and label only: their messages can quote the upstream.
-    pub fn finish(mut self, outcome: Result<(), &GatewayError>) {
+    pub(crate) fn finish(mut self, outcome: Result<(), &GatewayError>) {
         self.outcome = Some(match outcome {
             Ok(()) => (tonic::Code::Ok, ""),
             Err(e) => (e.code(), e.label()),
@@ -186,7 +186,7 @@ impl RpcLog {
 }
 
 /// The canonical upper-case gRPC code name, as a label.
-pub fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

@@ -7,7 +7,7 @@ use tonic::{
     Status,
 };
 
-pub struct ProstCodec<T, U>(tonic_prost::ProstCodec<T, U>);
+pub(crate) struct ProstCodec<T, U>(tonic_prost::ProstCodec<T, U>);
 
 impl<T, U> Default for ProstCodec<T, U> {
     fn default() -> Self {
@@ -34,7 +34,7 @@ where
     }
 }
 
-pub struct Decoder<U>(tonic_prost::ProstDecoder<U>);
+pub(crate) struct Decoder<U>(tonic_prost::ProstDecoder<U>);
 
 impl<U: Message + Default> tonic::codec::Decoder for Decoder<U> {
     type Item = U;

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
-pub async fn handle(
+pub(crate) async fn handle(
     gw: Arc<Gateway>,
     rpc: &'static str,
     request: Request<GenerateRequest>,

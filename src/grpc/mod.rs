@@ -1,6 +1,6 @@
 //! The three RPC handlers: decode, check, call the core, encode. Thin on purpose.
 
-pub mod codec;
+pub(crate) mod codec;
 pub(crate) mod generate;
 mod interactive;
 mod pipeline;
@@ -30,13 +30,13 @@ use crate::{
     transport::trailers::TrailerSlot,
 };
 
-pub struct AiGateway {
+pub(crate) struct AiGateway {
     gateway: Arc<Gateway>,
 }
 
 /// The AIService with authentication in front: a cheap synchronous check, so a tonic interceptor. It puts
 /// the caller's [`Identity`] into the request extensions for the handler.
-pub fn service(
+pub(crate) fn service(
     gateway: Arc<Gateway>,
 ) -> tonic::service::interceptor::InterceptedService<
     AiServiceServer<AiGateway>,

@@ -21,9 +21,9 @@ use crate::{
 
 /// What is asked, as every RPC's request carries it.
 pub(super) struct Ask<'a> {
-    pub model: &'a str,
-    pub messages: &'a [Message],
-    pub config: Option<&'a GenerationConfig>,
+    pub(crate) model: &'a str,
+    pub(crate) messages: &'a [Message],
+    pub(crate) config: Option<&'a GenerationConfig>,
 }
 
 /// A call past its opening: answered from the cache, or by an upstream (a stream: its first delta in hand).

@@ -24,21 +24,21 @@ use crate::{
 };
 
 /// Messages buffered per stream between the relay task and the connection.
-pub const STREAM_BUFFER: usize = 16;
+pub(crate) const STREAM_BUFFER: usize = 16;
 
 /// What may end a relay early, besides the client going away.
-pub struct Limits<'a> {
-    pub deadline: Deadline,
+pub(crate) struct Limits<'a> {
+    pub(crate) deadline: Deadline,
     /// Idle gap and total duration (the first token was the dispatcher's business).
-    pub stream: StreamLimits,
+    pub(crate) stream: StreamLimits,
     /// When the stream was asked for, for its total duration.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Named in stall errors.
-    pub upstream: &'a str,
+    pub(crate) upstream: &'a str,
     /// The server's grace period ended.
-    pub stop: &'a CancellationToken,
+    pub(crate) stop: &'a CancellationToken,
     /// The client cancelled this turn (InteractiveStream only).
-    pub cancel: Option<&'a CancellationToken>,
+    pub(crate) cancel: Option<&'a CancellationToken>,
 }
 
 /// Which limit comes first. The error itself is only built when the limit fires, so the per-chunk path
@@ -102,7 +102,7 @@ async fn cancelled(token: Option<&CancellationToken>) {
 /// Forwards `first` and every later delta (wrapped by `wrap`) until the upstream's end, which is returned for
 /// the final message.
 /// Waits on the upstream and on the client are added to `timing`.
-pub async fn pump<M>(
+pub(crate) async fn pump<M>(
     first: StreamEvent,
     stream: &mut ChunkStream,
     tx: &Sender<Result<M, Status>>,
@@ -162,7 +162,7 @@ pub async fn pump<M>(
 }
 
 /// Sends one message, waiting for room in the channel within the hard limits.
-pub async fn send<M>(
+pub(crate) async fn send<M>(
     tx: &Sender<Result<M, Status>>,
     msg: Result<M, Status>,
     limits: &Limits<'_>,
@@ -188,13 +188,13 @@ pub async fn send<M>(
 const FINAL_SEND_WAIT: Duration = Duration::from_secs(5);
 
 /// Sends a stream's last word, unless the client is gone or does not read it in time.
-pub async fn send_final<M>(tx: &Sender<Result<M, Status>>, msg: Result<M, Status>) {
+pub(crate) async fn send_final<M>(tx: &Sender<Result<M, Status>>, msg: Result<M, Status>) {
     let _ = tokio::time::timeout(FINAL_SEND_WAIT, tx.send(msg)).await;
 }
 
 /// Spawns a stream's task so that a panic in it still ends the stream with INTERNAL (counted in
 /// `aigw_panics_total`), never with OK and no final message, and never with a bare reset.
-pub fn spawn_guarded<M: Send + 'static>(
+pub(crate) fn spawn_guarded<M: Send + 'static>(
     panics: prometheus::IntCounterVec,
     tx: Sender<Result<M, Status>>,
     task: impl std::future::Future<Output = ()> + Send + 'static,
@@ -214,7 +214,7 @@ pub fn spawn_guarded<M: Send + 'static>(
     });
 }
 
-pub fn client_gone() -> GatewayError {
+pub(crate) fn client_gone() -> GatewayError {
     GatewayError::Cancelled("the client cancelled or went away".into())
 }
 

@@ -29,7 +29,7 @@ use crate::{
 type Chunks = ReceiverStream<Result<StreamChunk, Status>>;
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
-pub async fn handle(
+pub(crate) async fn handle(
     gw: Arc<Gateway>,
     rpc: &'static str,
     request: Request<StreamGenerateRequest>,

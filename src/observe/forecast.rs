@@ -20,11 +20,11 @@ use std::{
 };
 
 /// One-minute slots in a day: the season.
-pub const SEASON: usize = 1440;
+pub(crate) const SEASON: usize = 1440;
 const SMOOTHING: usize = 15;
 
 #[derive(Debug, Clone)]
-pub struct HoltWinters {
+pub(crate) struct HoltWinters {
     alpha: f64,
     beta: f64,
     gamma: f64,
@@ -44,7 +44,7 @@ impl Default for HoltWinters {
 }
 
 impl HoltWinters {
-    pub fn new(alpha: f64, beta: f64, gamma: f64) -> HoltWinters {
+    pub(crate) fn new(alpha: f64, beta: f64, gamma: f64) -> HoltWinters {
         HoltWinters {
             alpha,
             beta,
@@ -62,7 +62,7 @@ impl HoltWinters {
     }
 
     /// Adds the count of the minute that just ended.
-    pub fn observe(&mut self, x: f64) {
+    pub(crate) fn observe(&mut self, x: f64) {
         let i = self.seen % SEASON;
         if self.seen == 0 {
             self.level = x;
@@ -107,14 +107,14 @@ impl HoltWinters {
     }
 
     /// The count expected `h` minutes after the last one observed (h ≥ 1), never below 0.
-    pub fn forecast(&self, h: usize) -> f64 {
+    pub(crate) fn forecast(&self, h: usize) -> f64 {
         let slot = self.seen + h - 1;
         (self.level + h as f64 * self.trend + self.slot(slot)).max(0.0)
     }
 }
 
 /// Replicas for a load: enough for the highest of now and the forecast, plus headroom, within bounds.
-pub fn recommended_replicas(
+pub(crate) fn recommended_replicas(
     peak_per_minute: f64,
     capacity_per_replica: f64,
     headroom: f64,
@@ -127,7 +127,7 @@ pub fn recommended_replicas(
 
 /// The live signal: counts requests as they come, and once a minute folds the count into the forecaster.
 #[derive(Debug, Default)]
-pub struct Signal {
+pub(crate) struct Signal {
     this_minute: AtomicU64,
     state: Mutex<SignalState>,
 }
@@ -149,12 +149,12 @@ pub struct Outlook {
 }
 
 impl Signal {
-    pub fn count(&self) {
+    pub(crate) fn count(&self) {
         self.this_minute.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Closes the minute: feeds its count to the forecaster.
-    pub fn tick(&self) -> u64 {
+    pub(crate) fn tick(&self) -> u64 {
         let n = self.this_minute.swap(0, Ordering::Relaxed);
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.model.observe(n as f64);
@@ -165,7 +165,7 @@ impl Signal {
         n
     }
 
-    pub fn outlook(
+    pub(crate) fn outlook(
         &self,
         horizon_minutes: usize,
         capacity: f64,

@@ -12,32 +12,32 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
-    pub in_flight: IntGaugeVec,
-    pub duration: HistogramVec,
-    pub upstream_duration: HistogramVec,
-    pub overhead: HistogramVec,
-    pub first_token: HistogramVec,
-    pub chunk_gap: HistogramVec,
-    pub tokens: IntCounterVec,
-    pub cost: prometheus::CounterVec,
-    pub retries: IntCounterVec,
-    pub fallbacks: IntCounterVec,
-    pub breaker_state: IntGaugeVec,
-    pub rejections: IntCounterVec,
-    pub cancellations: IntCounterVec,
-    pub cache: IntCounterVec,
-    pub cache_entries: prometheus::IntGauge,
-    pub cache_bytes: prometheus::IntGauge,
-    pub shared_up: prometheus::IntGauge,
-    pub requests_last_minute: prometheus::IntGauge,
-    pub forecast_peak: prometheus::Gauge,
-    pub recommended_replicas: prometheus::IntGauge,
-    pub connections_open: IntGaugeVec,
-    pub connections_closed: IntCounterVec,
-    pub panics: IntCounterVec,
+    pub(crate) requests: IntCounterVec,
+    pub(crate) in_flight: IntGaugeVec,
+    pub(crate) duration: HistogramVec,
+    pub(crate) upstream_duration: HistogramVec,
+    pub(crate) overhead: HistogramVec,
+    pub(crate) first_token: HistogramVec,
+    pub(crate) chunk_gap: HistogramVec,
+    pub(crate) tokens: IntCounterVec,
+    pub(crate) cost: prometheus::CounterVec,
+    pub(crate) retries: IntCounterVec,
+    pub(crate) fallbacks: IntCounterVec,
+    pub(crate) breaker_state: IntGaugeVec,
+    pub(crate) rejections: IntCounterVec,
+    pub(crate) cancellations: IntCounterVec,
+    pub(crate) cache: IntCounterVec,
+    pub(crate) cache_entries: prometheus::IntGauge,
+    pub(crate) cache_bytes: prometheus::IntGauge,
+    pub(crate) shared_up: prometheus::IntGauge,
+    pub(crate) requests_last_minute: prometheus::IntGauge,
+    pub(crate) forecast_peak: prometheus::Gauge,
+    pub(crate) recommended_replicas: prometheus::IntGauge,
+    pub(crate) connections_open: IntGaugeVec,
+    pub(crate) connections_closed: IntCounterVec,
+    pub(crate) panics: IntCounterVec,
 }
 
 // The metric definitions below are static: names, help and labels are literals that are valid, and registered
@@ -75,7 +75,7 @@ impl Metrics {
         clippy::expect_used,
         reason = "static metric definitions, registered once, built in every test"
     )]
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let m = Metrics {
             registry: Registry::new(),
             requests: counter("aigw_requests_total", "RPCs by outcome.", &["rpc", "model", "key", "code"]),
@@ -211,7 +211,7 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -221,16 +221,16 @@ impl Metrics {
 
 /// A listener's connection metrics: open connections, and closures by reason.
 #[derive(Clone)]
-pub struct ConnMetrics {
+pub(crate) struct ConnMetrics {
     /// The listener's label: "grpc" (the gateway's port), "admin".
-    pub listener: &'static str,
-    pub open: prometheus::IntGauge,
+    pub(crate) listener: &'static str,
+    pub(crate) open: prometheus::IntGauge,
     /// By listener and `reason`: first_request_timeout, idle_timeout, evicted, refused.
-    pub closed: IntCounterVec,
+    pub(crate) closed: IntCounterVec,
 }
 
 impl ConnMetrics {
-    pub fn closed(&self, reason: &str) {
+    pub(crate) fn closed(&self, reason: &str) {
         self.closed
             .with_label_values(&[self.listener, reason])
             .inc();
@@ -239,7 +239,7 @@ impl ConnMetrics {
 
 impl Metrics {
     /// The connection metrics of one listener.
-    pub fn connections(&self, listener: &'static str) -> ConnMetrics {
+    pub(crate) fn connections(&self, listener: &'static str) -> ConnMetrics {
         ConnMetrics {
             listener,
             open: self.connections_open.with_label_values(&[listener]),

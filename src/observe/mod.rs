@@ -2,7 +2,7 @@
 //! (`telemetry`) and the load forecast behind the scaling signal. The per-call record that
 //! writes them is `core::rpclog`.
 
-pub mod forecast;
-pub mod metrics;
+pub(crate) mod forecast;
+pub(crate) mod metrics;
 pub mod telemetry;
-pub mod timing;
+pub(crate) mod timing;

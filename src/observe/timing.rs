@@ -8,33 +8,33 @@ use tokio::time::Instant;
 
 /// What the dispatcher did for a call, whether it succeeded or not: for its log line and metrics.
 #[derive(Debug, Default)]
-pub struct Trail {
+pub(crate) struct Trail {
     /// The upstream of the last attempt ("" when none was made).
-    pub upstream: String,
-    pub attempts: u32,
+    pub(crate) upstream: String,
+    pub(crate) attempts: u32,
     /// Waiting on upstream answers, every attempt's.
-    pub upstream_time: Duration,
+    pub(crate) upstream_time: Duration,
     /// Waiting for a retry: backoff, an upstream's Retry-After, a route cooling down.
-    pub waited: Duration,
+    pub(crate) waited: Duration,
 }
 
 /// Where an RPC's time went. Overhead is what is left: end-to-end minus upstream, client and retry waits.
 #[derive(Debug)]
-pub struct Timing {
-    pub start: Instant,
+pub(crate) struct Timing {
+    pub(crate) start: Instant,
     /// Waiting on upstream answers (every attempt, and every read of a stream).
-    pub upstream: Duration,
+    pub(crate) upstream: Duration,
     /// Blocked on a slow client (a full response channel).
-    pub client_wait: Duration,
+    pub(crate) client_wait: Duration,
     /// Waiting between attempts (see [`Trail::waited`]).
-    pub retry_wait: Duration,
-    pub first_token: Option<Duration>,
+    pub(crate) retry_wait: Duration,
+    pub(crate) first_token: Option<Duration>,
     last_delta: Option<Instant>,
     /// The histogram of gaps between deltas, once the model is known.
-    pub gap: Option<Histogram>,
+    pub(crate) gap: Option<Histogram>,
     /// False for InteractiveStream: a session's wall time includes waiting for the user, so "overhead"
     /// would be meaningless there.
-    pub overhead_applies: bool,
+    pub(crate) overhead_applies: bool,
 }
 
 impl Default for Timing {
@@ -44,7 +44,7 @@ impl Default for Timing {
 }
 
 impl Timing {
-    pub fn new() -> Timing {
+    pub(crate) fn new() -> Timing {
         Timing {
             start: Instant::now(),
             upstream: Duration::ZERO,
@@ -58,7 +58,7 @@ impl Timing {
     }
 
     /// A delta went to the client now.
-    pub fn delta_sent(&mut self) {
+    pub(crate) fn delta_sent(&mut self) {
         let now = Instant::now();
         if self.first_token.is_none() {
             self.first_token = Some(now - self.start);
@@ -69,7 +69,7 @@ impl Timing {
         self.last_delta = Some(now);
     }
 
-    pub fn overhead(&self) -> Duration {
+    pub(crate) fn overhead(&self) -> Duration {
         self.start
             .elapsed()
             .saturating_sub(self.upstream + self.client_wait + self.retry_wait)

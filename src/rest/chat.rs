@@ -27,10 +27,10 @@ use crate::{
 };
 
 /// The names the REST door's calls have in logs and metrics.
-pub const RPC_UNARY: &str = "ChatCompletions";
-pub const RPC_STREAM: &str = "ChatCompletionsStream";
+pub(crate) const RPC_UNARY: &str = "ChatCompletions";
+pub(crate) const RPC_STREAM: &str = "ChatCompletionsStream";
 
-pub async fn completions(
+pub(crate) async fn completions(
     gw: Arc<Gateway>,
     who: Arc<Identity>,
     metadata: MetadataMap,
@@ -307,7 +307,7 @@ impl Events {
 }
 
 /// `data: <json>\n\n`.
-pub fn sse_event(value: &impl serde::Serialize) -> Bytes {
+pub(crate) fn sse_event(value: &impl serde::Serialize) -> Bytes {
     let mut out = b"data: ".to_vec();
     // Serializing these types cannot fail: no maps with non-string keys, no failing Serialize impls.
     let _ = serde_json::to_writer(&mut out, value);

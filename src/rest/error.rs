@@ -32,7 +32,7 @@ fn kind(status: &Status) -> (u16, &'static str, Option<&'static str>) {
 }
 
 /// A refused or failed call: its HTTP status and error body; `retry-after` and `x-request-id` go along.
-pub fn status(status: &Status) -> Response<Body> {
+pub(crate) fn status(status: &Status) -> Response<Body> {
     let (http, kind, code) = kind(status);
     let mut resp = body(http, status.message(), kind, code);
     resp.headers_mut()
@@ -40,13 +40,13 @@ pub fn status(status: &Status) -> Response<Body> {
     resp
 }
 
-pub fn gateway(err: &GatewayError) -> Response<Body> {
+pub(crate) fn gateway(err: &GatewayError) -> Response<Body> {
     let (http, kind, code) = err.http();
     body(http, &err.to_string(), kind, code)
 }
 
 /// An error response the door makes itself (unknown path, wrong method, body too large).
-pub fn body(http: u16, message: &str, kind: &str, code: Option<&str>) -> Response<Body> {
+pub(crate) fn body(http: u16, message: &str, kind: &str, code: Option<&str>) -> Response<Body> {
     let status = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     super::json(status, &object(message, kind, code))
 }
@@ -64,7 +64,7 @@ fn object<'a>(message: &'a str, kind: &'a str, code: Option<&'a str>) -> ErrorBo
 
 /// The event that ends a stream which failed after it started: OpenAI's error object as a `data:` event (the
 /// SDKs raise it), and no `[DONE]`, so a broken stream never looks complete.
-pub fn event(status: &Status) -> Bytes {
+pub(crate) fn event(status: &Status) -> Bytes {
     let (_, kind, code) = kind(status);
     super::chat::sse_event(&object(status.message(), kind, code))
 }

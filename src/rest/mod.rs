@@ -16,8 +16,6 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tonic::{body::Body, metadata::MetadataMap};
 
-pub use chat::{RPC_STREAM, RPC_UNARY};
-
 use crate::core::gateway::Gateway;
 
 /// The largest request body read, as for a gRPC message (tonic's default).
@@ -25,7 +23,7 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// Answers one REST request. Every answer, refusals included, carries the request's `x-request-id` (the
 /// client's, or one made here and used by the handler too).
-pub async fn serve<B>(gw: Arc<Gateway>, req: Request<B>) -> Response<Body>
+pub(crate) async fn serve<B>(gw: Arc<Gateway>, req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

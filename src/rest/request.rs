@@ -16,12 +16,12 @@ use crate::{
 
 /// A request, read and turned into the gRPC request's parts.
 #[derive(Debug, PartialEq)]
-pub struct Parsed {
-    pub model: String,
-    pub messages: Vec<Message>,
-    pub config: Option<GenerationConfig>,
-    pub stream: bool,
-    pub include_usage: bool,
+pub(crate) struct Parsed {
+    pub(crate) model: String,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) config: Option<GenerationConfig>,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
 }
 
 /// Fields OpenAI accepts but the gateway does not carry: refused by name rather than passed on, since their
@@ -37,7 +37,7 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
     GatewayError::InvalidArgument(msg.into())
 }
 
-pub fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
+pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     // The error names the field it is about ("messages[0].content: ...").
     let req: ChatCompletionRequest =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))

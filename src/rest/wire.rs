@@ -7,61 +7,61 @@ use serde::{Deserialize, Serialize};
 /// Fields not named here are the provider's: they travel on as `provider_options`, unless the gateway sets
 /// them itself (then the request is refused, naming the field).
 #[derive(Debug, Deserialize)]
-pub struct ChatCompletionRequest {
-    pub model: String,
-    pub messages: Vec<InMessage>,
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
+pub(crate) struct ChatCompletionRequest {
+    pub(crate) model: String,
+    pub(crate) messages: Vec<InMessage>,
+    pub(crate) temperature: Option<f32>,
+    pub(crate) top_p: Option<f32>,
     /// Deprecated by OpenAI in favour of `max_completion_tokens`; either is accepted.
-    pub max_tokens: Option<i64>,
-    pub max_completion_tokens: Option<i64>,
-    pub stop: Option<Stop>,
-    pub stream: Option<bool>,
-    pub stream_options: Option<StreamOptions>,
+    pub(crate) max_tokens: Option<i64>,
+    pub(crate) max_completion_tokens: Option<i64>,
+    pub(crate) stop: Option<Stop>,
+    pub(crate) stream: Option<bool>,
+    pub(crate) stream_options: Option<StreamOptions>,
     /// Only 1 is supported (one answer per call, as over gRPC).
-    pub n: Option<u32>,
-    pub seed: Option<i64>,
-    pub presence_penalty: Option<f32>,
-    pub frequency_penalty: Option<f32>,
-    pub logprobs: Option<bool>,
-    pub top_logprobs: Option<i32>,
-    pub user: Option<String>,
-    pub response_format: Option<InResponseFormat>,
-    pub tools: Option<Vec<InTool>>,
-    pub tool_choice: Option<InToolChoice>,
-    pub parallel_tool_calls: Option<bool>,
+    pub(crate) n: Option<u32>,
+    pub(crate) seed: Option<i64>,
+    pub(crate) presence_penalty: Option<f32>,
+    pub(crate) frequency_penalty: Option<f32>,
+    pub(crate) logprobs: Option<bool>,
+    pub(crate) top_logprobs: Option<i32>,
+    pub(crate) user: Option<String>,
+    pub(crate) response_format: Option<InResponseFormat>,
+    pub(crate) tools: Option<Vec<InTool>>,
+    pub(crate) tool_choice: Option<InToolChoice>,
+    pub(crate) parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
-    pub rest: serde_json::Map<String, serde_json::Value>,
+    pub(crate) rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InTool {
+pub(crate) struct InTool {
     #[serde(rename = "type")]
     #[allow(dead_code)] // read only to check it: "function" is the one type
-    pub kind: FunctionType,
-    pub function: InFunction,
+    pub(crate) kind: FunctionType,
+    pub(crate) function: InFunction,
 }
 
 /// The only tool type of chat completions.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FunctionType {
+pub(crate) enum FunctionType {
     Function,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InFunction {
-    pub name: String,
-    pub description: Option<String>,
-    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    pub strict: Option<bool>,
+pub(crate) struct InFunction {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum InToolChoice {
+pub(crate) enum InToolChoice {
     Mode(String),
     Function {
         #[serde(rename = "type")]
@@ -72,13 +72,13 @@ pub enum InToolChoice {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct NamedFunction {
-    pub name: String,
+pub(crate) struct NamedFunction {
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum InResponseFormat {
+pub(crate) enum InResponseFormat {
     Text,
     JsonObject,
     JsonSchema { json_schema: InJsonSchema },
@@ -86,67 +86,67 @@ pub enum InResponseFormat {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InJsonSchema {
-    pub name: String,
-    pub description: Option<String>,
-    pub schema: Option<serde_json::Map<String, serde_json::Value>>,
-    pub strict: Option<bool>,
+pub(crate) struct InJsonSchema {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) schema: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Stop {
+pub(crate) enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     #[serde(default)]
-    pub include_usage: bool,
+    pub(crate) include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InMessage {
-    pub role: String,
+pub(crate) struct InMessage {
+    pub(crate) role: String,
     #[serde(default)]
-    pub content: Option<Content>,
-    pub name: Option<String>,
-    pub tool_call_id: Option<String>,
-    pub tool_calls: Option<Vec<InToolCall>>,
+    pub(crate) content: Option<Content>,
+    pub(crate) name: Option<String>,
+    pub(crate) tool_call_id: Option<String>,
+    pub(crate) tool_calls: Option<Vec<InToolCall>>,
     /// Sent back by some clients with the assistant's earlier answer; nothing to pass on.
     #[allow(dead_code)]
-    pub refusal: Option<String>,
+    pub(crate) refusal: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct InToolCall {
-    pub id: String,
+pub(crate) struct InToolCall {
+    pub(crate) id: String,
     #[serde(rename = "type")]
     #[allow(dead_code)] // read only to check it: "function" is the one type
-    pub kind: FunctionType,
-    pub function: InCalled,
+    pub(crate) kind: FunctionType,
+    pub(crate) function: InCalled,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct InCalled {
-    pub name: String,
+pub(crate) struct InCalled {
+    pub(crate) name: String,
     #[serde(default)]
-    pub arguments: String,
+    pub(crate) arguments: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Content {
+pub(crate) enum Content {
     Text(String),
     Parts(Vec<Part>),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Part {
+pub(crate) enum Part {
     Text {
         text: String,
     },
@@ -160,140 +160,140 @@ pub enum Part {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InImageUrl {
-    pub url: String,
-    pub detail: Option<String>,
+pub(crate) struct InImageUrl {
+    pub(crate) url: String,
+    pub(crate) detail: Option<String>,
 }
 
 /// A whole answer (`object: "chat.completion"`).
 #[derive(Debug, Serialize)]
-pub struct ChatCompletion<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: &'a str,
-    pub choices: [CompletionChoice<'a>; 1],
-    pub usage: Option<OutUsage>,
-    pub system_fingerprint: Option<&'a str>,
+pub(crate) struct ChatCompletion<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: &'a str,
+    pub(crate) choices: [CompletionChoice<'a>; 1],
+    pub(crate) usage: Option<OutUsage>,
+    pub(crate) system_fingerprint: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct CompletionChoice<'a> {
-    pub index: u32,
-    pub message: OutMessage<'a>,
-    pub logprobs: Option<OutLogprobs<'a>>,
-    pub finish_reason: Option<&'a str>,
+pub(crate) struct CompletionChoice<'a> {
+    pub(crate) index: u32,
+    pub(crate) message: OutMessage<'a>,
+    pub(crate) logprobs: Option<OutLogprobs<'a>>,
+    pub(crate) finish_reason: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct OutMessage<'a> {
-    pub role: &'static str,
+pub(crate) struct OutMessage<'a> {
+    pub(crate) role: &'static str,
     /// `null` when the answer is all tool calls, as OpenAI sends it.
-    pub content: Option<&'a str>,
-    pub refusal: Option<&'a str>,
+    pub(crate) content: Option<&'a str>,
+    pub(crate) refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<OutToolCall<'a>>,
+    pub(crate) tool_calls: Vec<OutToolCall<'a>>,
 }
 
 /// A tool call; in a stream it also has its `index` (each is sent whole, in one piece).
 #[derive(Debug, Serialize)]
-pub struct OutToolCall<'a> {
+pub(crate) struct OutToolCall<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    pub id: &'a str,
+    pub(crate) index: Option<usize>,
+    pub(crate) id: &'a str,
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: OutFunction<'a>,
+    pub(crate) kind: &'static str,
+    pub(crate) function: OutFunction<'a>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct OutFunction<'a> {
-    pub name: &'a str,
-    pub arguments: &'a str,
+pub(crate) struct OutFunction<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) arguments: &'a str,
 }
 
 #[derive(Debug, Serialize)]
-pub struct OutLogprobs<'a> {
-    pub content: Vec<OutLogprob<'a>>,
+pub(crate) struct OutLogprobs<'a> {
+    pub(crate) content: Vec<OutLogprob<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct OutLogprob<'a> {
-    pub token: &'a str,
-    pub logprob: f64,
-    pub bytes: Vec<u8>,
+pub(crate) struct OutLogprob<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) logprob: f64,
+    pub(crate) bytes: Vec<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_logprobs: Option<Vec<OutLogprob<'a>>>,
+    pub(crate) top_logprobs: Option<Vec<OutLogprob<'a>>>,
 }
 
 /// One streamed event (`object: "chat.completion.chunk"`).
 #[derive(Debug, Serialize)]
-pub struct ChatChunk<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: &'a str,
-    pub system_fingerprint: Option<&'a str>,
-    pub choices: Vec<ChunkChoice<'a>>,
+pub(crate) struct ChatChunk<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: &'a str,
+    pub(crate) system_fingerprint: Option<&'a str>,
+    pub(crate) choices: Vec<ChunkChoice<'a>>,
     /// Left out unless the client asked for usage; then `null` on every chunk but the last, as OpenAI does.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Option<OutUsage>>,
+    pub(crate) usage: Option<Option<OutUsage>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ChunkChoice<'a> {
-    pub index: u32,
-    pub delta: Delta<'a>,
-    pub logprobs: Option<OutLogprobs<'a>>,
-    pub finish_reason: Option<&'a str>,
+pub(crate) struct ChunkChoice<'a> {
+    pub(crate) index: u32,
+    pub(crate) delta: Delta<'a>,
+    pub(crate) logprobs: Option<OutLogprobs<'a>>,
+    pub(crate) finish_reason: Option<&'a str>,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Delta<'a> {
+pub(crate) struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<&'static str>,
+    pub(crate) role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<&'a str>,
+    pub(crate) content: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<OutToolCall<'a>>,
+    pub(crate) tool_calls: Vec<OutToolCall<'a>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct OutUsage {
-    pub prompt_tokens: i32,
-    pub completion_tokens: i32,
-    pub total_tokens: i32,
+pub(crate) struct OutUsage {
+    pub(crate) prompt_tokens: i32,
+    pub(crate) completion_tokens: i32,
+    pub(crate) total_tokens: i32,
     /// The gateway's own: present (true) only when the upstream reported no usage and the gateway counted it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub aigw_estimated: bool,
+    pub(crate) aigw_estimated: bool,
 }
 
 /// `{"error": {...}}`, as OpenAI answers a failed request (and ends a failed stream).
 #[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: ErrorObject<'a>,
+pub(crate) struct ErrorBody<'a> {
+    pub(crate) error: ErrorObject<'a>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ErrorObject<'a> {
-    pub message: &'a str,
+pub(crate) struct ErrorObject<'a> {
+    pub(crate) message: &'a str,
     #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub param: Option<&'a str>,
-    pub code: Option<&'a str>,
+    pub(crate) kind: &'a str,
+    pub(crate) param: Option<&'a str>,
+    pub(crate) code: Option<&'a str>,
 }
 
 /// `GET /v1/models`.
 #[derive(Debug, Serialize)]
-pub struct ModelList<'a> {
-    pub object: &'static str,
-    pub data: Vec<ModelObject<'a>>,
+pub(crate) struct ModelList<'a> {
+    pub(crate) object: &'static str,
+    pub(crate) data: Vec<ModelObject<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ModelObject<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: u64,
-    pub owned_by: &'static str,
+pub(crate) struct ModelObject<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) owned_by: &'static str,
 }

@@ -16,14 +16,14 @@ use crate::config::BreakerPolicy;
 const BUCKET: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Closed,
     Open,
     HalfOpen,
 }
 
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     policy: BreakerPolicy,
     inner: Mutex<Inner>,
 }
@@ -39,7 +39,7 @@ struct Inner {
 }
 
 impl Breaker {
-    pub fn new(policy: BreakerPolicy) -> Breaker {
+    pub(crate) fn new(policy: BreakerPolicy) -> Breaker {
         let inner = Inner {
             state: State::Closed,
             consecutive: 0,
@@ -56,12 +56,12 @@ impl Breaker {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.lock().state
     }
 
     /// Whether a call may go to this route now; in half-open this claims the probe.
-    pub fn allow(&self, now: Instant) -> bool {
+    pub(crate) fn allow(&self, now: Instant) -> bool {
         let mut inner = self.lock();
         match inner.state {
             State::Closed => true,
@@ -80,12 +80,12 @@ impl Breaker {
     }
 
     /// When an open breaker lets its next probe through.
-    pub fn retry_at(&self) -> Option<Instant> {
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
         let inner = self.lock();
         (inner.state == State::Open).then_some(inner.since)
     }
 
-    pub fn record(&self, now: Instant, success: bool) {
+    pub(crate) fn record(&self, now: Instant, success: bool) {
         let mut inner = self.lock();
         let p = &self.policy;
         while inner

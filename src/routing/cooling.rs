@@ -16,15 +16,15 @@ use std::{collections::VecDeque, sync::Mutex, time::Duration};
 use tokio::time::Instant;
 
 /// How far back answers count.
-pub const WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 /// Rate-limited answers needed (and they must be half of all answers) before a route cools.
-pub const MIN_LIMITED: u32 = 3;
+pub(crate) const MIN_LIMITED: u32 = 3;
 /// How long a route cools when the answer that tipped it named no wait.
-pub const DEFAULT_COOL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_COOL: Duration = Duration::from_secs(1);
 const BUCKET: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
-pub struct Cooling {
+pub(crate) struct Cooling {
     inner: Mutex<Inner>,
 }
 
@@ -38,7 +38,11 @@ struct Inner {
 impl Cooling {
     /// Counts one answer of the route; `limited` carries a 429's wait (if it named one). Returns the end of
     /// the cool-down this answer started, if it started one.
-    pub fn record(&self, now: Instant, limited: Option<Option<Duration>>) -> Option<Instant> {
+    pub(crate) fn record(
+        &self,
+        now: Instant,
+        limited: Option<Option<Duration>>,
+    ) -> Option<Instant> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         while inner
             .buckets
@@ -71,7 +75,7 @@ impl Cooling {
     }
 
     /// When the route warms up again, if it is cooling now.
-    pub fn until(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn until(&self, now: Instant) -> Option<Instant> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.until.filter(|&t| t > now)
     }

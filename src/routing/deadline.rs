@@ -8,15 +8,19 @@ use tonic::metadata::MetadataMap;
 use crate::error::GatewayError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    pub at: Instant,
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
     /// Whose limit it is, for the error message.
     by_client: bool,
 }
 
 impl Deadline {
     /// The earlier of the client's deadline (if any) and `now + request_timeout`.
-    pub fn new(now: Instant, client: Option<Duration>, request_timeout: Duration) -> Deadline {
+    pub(crate) fn new(
+        now: Instant,
+        client: Option<Duration>,
+        request_timeout: Duration,
+    ) -> Deadline {
         match client {
             Some(t) if t <= request_timeout => Deadline {
                 at: now + t,
@@ -30,7 +34,7 @@ impl Deadline {
     }
 
     /// The same limit, capped at `other` (a turn inside a session bounded by the client).
-    pub fn min(self, other: Deadline) -> Deadline {
+    pub(crate) fn min(self, other: Deadline) -> Deadline {
         if other.at < self.at {
             other
         } else {
@@ -38,7 +42,7 @@ impl Deadline {
         }
     }
 
-    pub fn exceeded(&self) -> GatewayError {
+    pub(crate) fn exceeded(&self) -> GatewayError {
         GatewayError::DeadlineExceeded(if self.by_client {
             "the client's deadline (grpc-timeout) passed before the upstream answered".into()
         } else {
@@ -49,7 +53,7 @@ impl Deadline {
 
 /// Runs `fut` until it finishes, the deadline passes or the grace period ends (`stop`). Dropping `fut` drops
 /// the upstream request with it.
-pub async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     stop: &tokio_util::sync::CancellationToken,
     deadline: Deadline,
     fut: impl std::future::Future<Output = Result<T, GatewayError>>,
@@ -63,7 +67,7 @@ pub async fn bounded<T>(
 }
 
 /// Parses `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
-pub fn client_timeout(metadata: &MetadataMap) -> Option<Duration> {
+pub(crate) fn client_timeout(metadata: &MetadataMap) -> Option<Duration> {
     parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
 }
 

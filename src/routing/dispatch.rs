@@ -48,9 +48,9 @@ use crate::{
 /// What the dispatcher needs of the gateway: where to count retries and fallbacks, and when the grace period
 /// has ended.
 #[derive(Clone, Copy)]
-pub struct Handles<'a> {
-    pub metrics: &'a Metrics,
-    pub stop: &'a CancellationToken,
+pub(crate) struct Handles<'a> {
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) stop: &'a CancellationToken,
 }
 
 impl Handles<'_> {
@@ -65,16 +65,16 @@ impl Handles<'_> {
 }
 
 /// What is being asked, independent of the route.
-pub struct Call<'a> {
-    pub messages: &'a [Message],
-    pub config: Option<&'a GenerationConfig>,
-    pub deadline: Deadline,
-    pub request_id: &'a str,
+pub(crate) struct Call<'a> {
+    pub(crate) messages: &'a [Message],
+    pub(crate) config: Option<&'a GenerationConfig>,
+    pub(crate) deadline: Deadline,
+    pub(crate) request_id: &'a str,
 }
 
 // Lives for one hand-over from the dispatcher to the relay: the size gap costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Answer {
+pub(crate) enum Answer {
     Whole(Completion),
     /// A started stream: its first event (a delta, or the end of an empty answer) and the rest.
     Stream {
@@ -83,10 +83,10 @@ pub enum Answer {
     },
 }
 
-pub struct Dispatched {
-    pub answer: Answer,
+pub(crate) struct Dispatched {
+    pub(crate) answer: Answer,
     /// The route that answered, counted as in flight until this is dropped.
-    pub route: RouteGuard,
+    pub(crate) route: RouteGuard,
 }
 
 /// The route to try next, and when it warms up if it is cooling down.
@@ -159,7 +159,7 @@ async fn wait(
 
 /// Sends `call` to `model`, streamed or not, following the rules above. `trail` records the attempts, the
 /// last upstream and the time spent, whatever the outcome.
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     gw: &Handles<'_>,
     model: &Arc<Model>,
     call: &Call<'_>,

@@ -2,9 +2,9 @@
 //! (`deadline`): retries and their timing (`retry`), circuit breakers (`breaker`), rate-limit cooling
 //! (`cooling`).
 
-pub mod breaker;
-pub mod cooling;
-pub mod deadline;
-pub mod dispatch;
-pub mod retry;
-pub mod router;
+pub(crate) mod breaker;
+pub(crate) mod cooling;
+pub(crate) mod deadline;
+pub(crate) mod dispatch;
+pub(crate) mod retry;
+pub(crate) mod router;

@@ -15,14 +15,14 @@ const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 const BUCKET: Duration = Duration::from_secs(1);
 
 /// The wait before retry `n` (1-based), given a uniform random `unit` in [0, 1).
-pub fn backoff(policy: &RetryPolicy, n: u32, unit: f64) -> Duration {
+pub(crate) fn backoff(policy: &RetryPolicy, n: u32, unit: f64) -> Duration {
     let exp = 2u32.saturating_pow(n.saturating_sub(1).min(30));
     let cap = policy.backoff.saturating_mul(exp).min(policy.max_backoff);
     cap.mul_f64(unit.clamp(0.0, 1.0))
 }
 
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     ratio: f64,
     floor: f64,
     /// (bucket start, requests, retries), oldest first.
@@ -30,7 +30,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    pub fn new(policy: &RetryPolicy) -> RetryBudget {
+    pub(crate) fn new(policy: &RetryPolicy) -> RetryBudget {
         RetryBudget {
             ratio: policy.budget_ratio,
             floor: policy.budget_min_per_second * BUDGET_WINDOW.as_secs_f64(),
@@ -53,7 +53,7 @@ impl RetryBudget {
     }
 
     /// Counts a call to the model (its first attempt).
-    pub fn record_request(&self, now: Instant) {
+    pub(crate) fn record_request(&self, now: Instant) {
         self.with(now, |b| {
             if let Some(last) = b.back_mut() {
                 last.1 += 1;
@@ -62,7 +62,7 @@ impl RetryBudget {
     }
 
     /// Takes one retry from the budget if there is one left.
-    pub fn try_retry(&self, now: Instant) -> bool {
+    pub(crate) fn try_retry(&self, now: Instant) -> bool {
         self.with(now, |b| {
             let (requests, retries) = b
                 .iter()

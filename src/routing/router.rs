@@ -21,24 +21,24 @@ use crate::{
     upstream::Upstream,
 };
 
-pub struct Model {
+pub(crate) struct Model {
     /// The canonical name, also what permissions and logs use.
-    pub name: String,
-    pub max_output_tokens: u32,
+    pub(crate) name: String,
+    pub(crate) max_output_tokens: u32,
     /// Reserved against a key's tpm when the client sets no max_tokens.
-    pub default_output_tokens: u32,
+    pub(crate) default_output_tokens: u32,
     /// Never empty (config validation guarantees it).
-    pub routes: Vec<Route>,
-    pub policy: Policy,
-    pub budget: RetryBudget,
-    pub price: Price,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) policy: Policy,
+    pub(crate) budget: RetryBudget,
+    pub(crate) price: Price,
     /// Set when this model's answers are cached.
-    pub cache: Option<crate::config::ModelCache>,
+    pub(crate) cache: Option<crate::config::ModelCache>,
 }
 
 impl Model {
     /// What bounds a whole call to this model: the slowest of its routes' `request_timeout`s.
-    pub fn request_timeout(&self) -> std::time::Duration {
+    pub(crate) fn request_timeout(&self) -> std::time::Duration {
         self.routes
             .iter()
             .map(|r| r.upstream.request_timeout())
@@ -47,14 +47,14 @@ impl Model {
     }
 }
 
-pub struct Route {
-    pub upstream: Arc<Upstream>,
+pub(crate) struct Route {
+    pub(crate) upstream: Arc<Upstream>,
     /// The upstream's own id for the model.
-    pub model: String,
-    pub weight: u32,
-    pub breaker: Breaker,
+    pub(crate) model: String,
+    pub(crate) weight: u32,
+    pub(crate) breaker: Breaker,
     /// Tried last while its upstream keeps answering 429.
-    pub cooling: Cooling,
+    pub(crate) cooling: Cooling,
     in_flight: AtomicUsize,
 }
 
@@ -76,12 +76,12 @@ impl Route {
     }
 
     /// Until when the route's breaker refuses calls, if it does now.
-    pub fn open_until(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn open_until(&self, now: Instant) -> Option<Instant> {
         self.breaker.retry_at().filter(|&t| t > now)
     }
 
     /// Until when the route is cooling (its upstream rate limiting it), if it is now.
-    pub fn cooling_until(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn cooling_until(&self, now: Instant) -> Option<Instant> {
         self.cooling
             .until(now)
             .max(self.upstream.exhausted_until(now))
@@ -90,7 +90,7 @@ impl Route {
     /// Records how an attempt on this route ended: its breaker learns whether the route works (transport
     /// failures, 5xx and stalls count; what the upstream said about the request does not), and its cooling
     /// counts the answer.
-    pub fn report(&self, outcome: Result<(), &GatewayError>) {
+    pub(crate) fn report(&self, outcome: Result<(), &GatewayError>) {
         let now = Instant::now();
         let health = match outcome {
             Ok(()) => Some(true),
@@ -117,26 +117,26 @@ impl Route {
         }
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 }
 
 /// Counts a call on a route for as long as it lives (a stream: until it ends).
-pub struct RouteGuard {
+pub(crate) struct RouteGuard {
     model: Arc<Model>,
     index: usize,
 }
 
 impl RouteGuard {
-    pub fn new(model: Arc<Model>, index: usize) -> RouteGuard {
+    pub(crate) fn new(model: Arc<Model>, index: usize) -> RouteGuard {
         model.routes[index]
             .in_flight
             .fetch_add(1, Ordering::Relaxed);
         RouteGuard { model, index }
     }
 
-    pub fn route(&self) -> &Route {
+    pub(crate) fn route(&self) -> &Route {
         &self.model.routes[self.index]
     }
 }
@@ -151,12 +151,12 @@ impl Drop for RouteGuard {
 
 /// Who asks for a model: a name for errors, and which canonical models it may use. Client keys
 /// (`admission::auth::Identity`) are callers.
-pub trait Caller {
+pub(crate) trait Caller {
     fn name(&self) -> &str;
     fn allows(&self, model: &str) -> bool;
 }
 
-pub struct Router {
+pub(crate) struct Router {
     /// Names and aliases.
     by_name: HashMap<String, Arc<Model>>,
     /// Canonical models in config order, for listing.
@@ -165,7 +165,7 @@ pub struct Router {
 
 impl Router {
     /// Builds every upstream (one HTTP client each) and the name table.
-    pub fn new(cfg: &Config) -> Result<Router, GatewayError> {
+    pub(crate) fn new(cfg: &Config) -> Result<Router, GatewayError> {
         let upstreams = cfg
             .upstreams
             .iter()
@@ -205,17 +205,21 @@ impl Router {
     }
 
     /// Every model, in config order.
-    pub fn models(&self) -> &[Arc<Model>] {
+    pub(crate) fn models(&self) -> &[Arc<Model>] {
         &self.models
     }
 
     /// The canonical name of a model or alias.
-    pub fn canonical(&self, name: &str) -> Option<&str> {
+    pub(crate) fn canonical(&self, name: &str) -> Option<&str> {
         self.by_name.get(name).map(|m| m.name.as_str())
     }
 
     /// Resolves a requested model for a key: unknown models list what the key may use instead.
-    pub fn resolve(&self, requested: &str, who: &impl Caller) -> Result<&Arc<Model>, GatewayError> {
+    pub(crate) fn resolve(
+        &self,
+        requested: &str,
+        who: &impl Caller,
+    ) -> Result<&Arc<Model>, GatewayError> {
         match self.by_name.get(requested) {
             Some(model) if who.allows(&model.name) => Ok(model),
             Some(model) => Err(GatewayError::PermissionDenied {

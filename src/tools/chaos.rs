@@ -92,7 +92,7 @@ pub struct ChaosConfig {
 
 /// What happens to one call.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Fate {
+pub(crate) enum Fate {
     Answer,
     Error(u16),
     /// The stream breaks at token `at` (0: before the first).
@@ -100,8 +100,8 @@ pub enum Fate {
 }
 
 /// The injector and the score.
-pub struct Chaos {
-    pub config: ChaosConfig,
+pub(crate) struct Chaos {
+    pub(crate) config: ChaosConfig,
     rng: Mutex<fastrand::Rng>,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -115,16 +115,16 @@ pub struct Chaos {
 const MAX_REMEMBERED: usize = 100_000;
 
 #[derive(Debug, Serialize)]
-pub struct Stats {
-    pub requests: u64,
-    pub injected_errors: u64,
-    pub stream_faults: u64,
+pub(crate) struct Stats {
+    pub(crate) requests: u64,
+    pub(crate) injected_errors: u64,
+    pub(crate) stream_faults: u64,
     /// Retries that came before the Retry-After their request was given.
-    pub early_retries: u64,
+    pub(crate) early_retries: u64,
 }
 
 impl Chaos {
-    pub fn new(config: ChaosConfig) -> Chaos {
+    pub(crate) fn new(config: ChaosConfig) -> Chaos {
         Chaos {
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             config,
@@ -137,7 +137,7 @@ impl Chaos {
     }
 
     /// Decides a call's fate; `tokens` is the length of its answer.
-    pub fn fate(&self, request_id: Option<&str>, stream: bool, tokens: usize) -> Fate {
+    pub(crate) fn fate(&self, request_id: Option<&str>, stream: bool, tokens: usize) -> Fate {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(id) = request_id {
             let mut told = self.told_to_wait.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,7 +166,7 @@ impl Chaos {
         Fate::Answer
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         Stats {
             requests: self.requests.load(Ordering::Relaxed),
             injected_errors: self.errors.load(Ordering::Relaxed),

@@ -36,7 +36,7 @@ use tokio::{net::TcpListener, time::Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::{config::ConnLimits, observe::metrics::ConnMetrics};
+pub(crate) use crate::{config::ConnLimits, observe::metrics::ConnMetrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -45,7 +45,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTP/1.1 + HTTP/2 settings every listener shares.
-pub fn http_builder() -> auto::Builder<TokioExecutor> {
+pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -61,7 +61,7 @@ pub fn http_builder() -> auto::Builder<TokioExecutor> {
 /// Serves `service` on every connection accepted on `listener` until `shutdown`, within `limits`. Connections
 /// are watched by `graceful`, so the caller can drain them afterwards.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve<S, B>(
+pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     limits: ConnLimits,
     tls: Option<TlsAcceptor>,
@@ -337,7 +337,7 @@ where
 
 pin_project_lite::pin_project! {
     /// A response body that keeps its request in flight until it ends or is dropped.
-    pub struct TrackedBody<B> {
+    pub(crate) struct TrackedBody<B> {
         #[pin]
         body: B,
         guard: Option<InFlight>,

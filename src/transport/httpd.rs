@@ -12,7 +12,7 @@ use crate::transport::accept::{self, ConnLimits, ConnMetrics};
 
 /// Serves `handler` on every connection until `shutdown`, within `limits`; connections still open then are
 /// dropped.
-pub async fn serve<H, F, B>(
+pub(crate) async fn serve<H, F, B>(
     listener: tokio::net::TcpListener,
     limits: ConnLimits,
     metrics: Option<ConnMetrics>,

@@ -2,7 +2,7 @@
 //! TLS, and the trailers every gRPC answer carries. `crate::server` builds the stack on it and documents its
 //! order; `crate::front` picks the door for each request.
 
-pub mod accept;
-pub mod httpd;
-pub mod tls;
-pub mod trailers;
+pub(crate) mod accept;
+pub(crate) mod httpd;
+pub(crate) mod tls;
+pub(crate) mod trailers;

@@ -9,7 +9,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ConfigError, TlsConfig};
 
-pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
+pub(crate) fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
     crate::upstream::http::install_crypto_provider();
     let fail = |field: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
         ConfigError(format!("server.tls.{field}: {}: {e}", path.display()))

@@ -18,17 +18,17 @@ use http_body::{Body, Frame, SizeHint};
 
 /// What the RPC's record leaves for the trailers.
 #[derive(Debug, Default)]
-pub struct TrailerSlot {
+pub(crate) struct TrailerSlot {
     values: Mutex<Option<(Option<Duration>, Option<f64>)>>,
 }
 
 impl TrailerSlot {
-    pub fn set(&self, overhead: Option<Duration>, cost: Option<f64>) {
+    pub(crate) fn set(&self, overhead: Option<Duration>, cost: Option<f64>) {
         *self.values.lock().unwrap_or_else(|p| p.into_inner()) = Some((overhead, cost));
     }
 
     /// Adds the values, once set, to `trailers` (or, for an answer that has none, its headers).
-    pub fn apply(&self, trailers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, trailers: &mut HeaderMap) {
         let Some((overhead, cost)) = *self.values.lock().unwrap_or_else(|p| p.into_inner()) else {
             return;
         };
@@ -45,7 +45,7 @@ impl TrailerSlot {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct TrailersLayer;
+pub(crate) struct TrailersLayer;
 
 impl<S> tower::Layer<S> for TrailersLayer {
     type Service = Trailers<S>;
@@ -55,7 +55,7 @@ impl<S> tower::Layer<S> for TrailersLayer {
 }
 
 #[derive(Clone, Debug)]
-pub struct Trailers<S> {
+pub(crate) struct Trailers<S> {
     inner: S,
 }
 
@@ -82,7 +82,7 @@ where
 }
 
 pin_project_lite::pin_project! {
-    pub struct ResponseFuture<F> {
+    pub(crate) struct ResponseFuture<F> {
         #[pin]
         inner: F,
         slot: Option<Arc<TrailerSlot>>,
@@ -104,7 +104,7 @@ where
 }
 
 pin_project_lite::pin_project! {
-    pub struct TrailerBody<B> {
+    pub(crate) struct TrailerBody<B> {
         #[pin]
         inner: B,
         slot: Arc<TrailerSlot>,

@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// The API version every request names (`anthropic-version`).
-pub const VERSION: &str = "2023-06-01";
+pub(crate) const VERSION: &str = "2023-06-01";
 
 fn unsupported(what: &str) -> GatewayError {
     GatewayError::InvalidArgument(format!(
@@ -31,7 +31,7 @@ fn unsupported(what: &str) -> GatewayError {
 }
 
 /// The request body.
-pub fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
+pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
     if req.logprobs || req.top_logprobs.is_some() {
         return Err(unsupported("config.logprobs"));
     }
@@ -251,7 +251,7 @@ fn usage(prompt: u64, completion: u64) -> Usage {
 }
 
 /// Anthropic's stop reasons in OpenAI's words.
-pub fn finish_reason(stop: &str) -> String {
+pub(crate) fn finish_reason(stop: &str) -> String {
     match stop {
         "end_turn" | "stop_sequence" => "stop",
         "max_tokens" => "length",
@@ -262,7 +262,7 @@ pub fn finish_reason(stop: &str) -> String {
     .to_owned()
 }
 
-pub fn completion(body: &[u8]) -> Result<Completion, String> {
+pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
     let m: Message =
         serde_json::from_slice(body).map_err(|e| format!("invalid message JSON: {e}"))?;
     let mut content = String::new();
@@ -358,18 +358,18 @@ struct RawTextDeltaBody {
 /// What a stream has told so far that the end needs: which content block is which tool call, and the usage
 /// counts, which arrive in two halves (prompt at the start, output at the end).
 #[derive(Debug, Default)]
-pub struct StreamState {
+pub(crate) struct StreamState {
     /// Content block index -> tool call index, for `input_json_delta`s.
     tool_blocks: Vec<(usize, usize)>,
     prompt_tokens: Option<u64>,
     output_tokens: Option<u64>,
     /// `message_stop` seen: the stream is complete.
-    pub stopped: bool,
+    pub(crate) stopped: bool,
 }
 
 /// One event of a stream: text for the client, progress (tool input arriving), or nothing; ids, finish reason,
 /// usage and tool calls go into `end`. A stream is complete at `message_stop`, never before.
-pub fn event(
+pub(crate) fn event(
     data: &str,
     state: &mut StreamState,
     reading: &mut Reading,

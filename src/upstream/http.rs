@@ -19,12 +19,12 @@ const ERROR_MESSAGE_LIMIT: usize = 512;
 
 /// Which API an HTTP upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
 }
 
-pub struct HttpUpstream {
+pub(crate) struct HttpUpstream {
     name: String,
     dialect: Dialect,
     url: reqwest::Url,
@@ -47,7 +47,7 @@ pub fn install_crypto_provider() {
 }
 
 impl HttpUpstream {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, GatewayError> {
+    pub(crate) fn new(cfg: &UpstreamConfig) -> Result<Self, GatewayError> {
         install_crypto_provider();
         let setup =
             |detail: String| GatewayError::Internal(format!("upstream '{}': {detail}", cfg.name));
@@ -103,25 +103,28 @@ impl HttpUpstream {
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
-    pub fn max_tokens_field(&self) -> MaxTokensField {
+    pub(crate) fn max_tokens_field(&self) -> MaxTokensField {
         self.max_tokens_field
     }
 
     /// Whether every request must name its output limit (Anthropic's `max_tokens` is required).
-    pub fn requires_max_tokens(&self) -> bool {
+    pub(crate) fn requires_max_tokens(&self) -> bool {
         self.dialect == Dialect::Anthropic
     }
 
     /// Until when the upstream said it takes no more requests (its remaining-requests header at zero).
-    pub fn exhausted_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+    pub(crate) fn exhausted_until(
+        &self,
+        now: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
         let until = *self
             .exhausted_until
             .lock()
@@ -217,7 +220,7 @@ impl HttpUpstream {
         ))
     }
 
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         req: &ChatRequest<'_>,
         request_id: &str,
@@ -238,7 +241,7 @@ impl HttpUpstream {
         .map_err(|detail| self.protocol(detail))
     }
 
-    pub async fn stream(
+    pub(crate) async fn stream(
         &self,
         req: &ChatRequest<'_>,
         request_id: &str,
@@ -260,7 +263,7 @@ impl HttpUpstream {
 }
 
 /// A streamed chat completion being read: SSE events in, [`StreamEvent`]s out.
-pub struct SseStream {
+pub(crate) struct SseStream {
     upstream: String,
     resp: reqwest::Response,
     decoder: SseDecoder,
@@ -274,7 +277,7 @@ pub struct SseStream {
 }
 
 impl SseStream {
-    pub async fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+    pub(crate) async fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
         if self.done {
             return None;
         }

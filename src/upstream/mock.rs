@@ -22,7 +22,7 @@ const WORDS: [&str; 32] = [
 /// Per-message overhead in the prompt count, as chat formats add role markers.
 const TOKENS_PER_MESSAGE: usize = 4;
 
-pub struct MockUpstream {
+pub(crate) struct MockUpstream {
     name: String,
     pacing: Pacing,
     request_timeout: Duration,
@@ -30,13 +30,13 @@ pub struct MockUpstream {
 
 /// How the mock paces a reply: latency to the first token, then a steady rate.
 #[derive(Debug, Clone, Copy)]
-pub struct Pacing {
+pub(crate) struct Pacing {
     first_token_latency: Duration,
     token_interval: Duration,
 }
 
 impl Pacing {
-    pub fn new(first_token_latency: Duration, tokens_per_second: f64) -> Pacing {
+    pub(crate) fn new(first_token_latency: Duration, tokens_per_second: f64) -> Pacing {
         Pacing {
             first_token_latency,
             token_interval: Duration::from_secs_f64(1.0 / tokens_per_second),
@@ -44,30 +44,30 @@ impl Pacing {
     }
 
     /// When token `i` (0-based) of a reply started at `start` is ready.
-    pub fn ready_at(&self, start: Instant, i: usize) -> Instant {
+    pub(crate) fn ready_at(&self, start: Instant, i: usize) -> Instant {
         start + self.first_token_latency + self.token_interval * i as u32
     }
 
     /// Waits until token `i` of a reply started at `start` is ready.
-    pub async fn token(&self, start: Instant, i: usize) {
+    pub(crate) async fn token(&self, start: Instant, i: usize) {
         pace(self.ready_at(start, i)).await
     }
 }
 
 /// The whole answer the mock gives to one request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub id: String,
-    pub model: String,
-    pub tokens: Vec<String>,
-    pub finish_reason: &'static str,
-    pub usage: Usage,
+pub(crate) struct Reply {
+    pub(crate) id: String,
+    pub(crate) model: String,
+    pub(crate) tokens: Vec<String>,
+    pub(crate) finish_reason: &'static str,
+    pub(crate) usage: Usage,
     /// When the request offered tools and the last message is the user's: a call instead of text.
-    pub tool_calls: Vec<ToolCall>,
+    pub(crate) tool_calls: Vec<ToolCall>,
 }
 
 impl MockUpstream {
-    pub fn new(cfg: &UpstreamConfig) -> Self {
+    pub(crate) fn new(cfg: &UpstreamConfig) -> Self {
         Self {
             name: cfg.name.clone(),
             pacing: Pacing::new(cfg.first_token_latency, cfg.tokens_per_second),
@@ -75,15 +75,15 @@ impl MockUpstream {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
-    pub async fn complete(&self, req: &ChatRequest<'_>) -> Completion {
+    pub(crate) async fn complete(&self, req: &ChatRequest<'_>) -> Completion {
         let reply = reply(req);
         let start = Instant::now();
         self.pacing
@@ -100,7 +100,7 @@ impl MockUpstream {
         }
     }
 
-    pub fn stream(&self, req: &ChatRequest<'_>) -> MockStream {
+    pub(crate) fn stream(&self, req: &ChatRequest<'_>) -> MockStream {
         let reply = reply(req);
         let start = Instant::now();
         let schedule = (0..reply.tokens.len())
@@ -122,7 +122,7 @@ impl MockUpstream {
     }
 }
 
-pub struct MockStream {
+pub(crate) struct MockStream {
     tokens: std::vec::IntoIter<String>,
     schedule: Vec<Instant>,
     next: usize,
@@ -131,7 +131,7 @@ pub struct MockStream {
 
 impl MockStream {
     /// Cancel-safe: the token is taken only after its time has come.
-    pub async fn next(&mut self) -> Option<StreamEvent> {
+    pub(crate) async fn next(&mut self) -> Option<StreamEvent> {
         if let Some(&at) = self.schedule.get(self.next) {
             pace(at).await;
             self.next += 1;
@@ -170,7 +170,7 @@ fn quote(text: &str) -> String {
 
 /// The deterministic answer: it names the turn and quotes the last user message (and the one before, so a
 /// second turn visibly depends on the first), then adds words chosen by a hash of the whole conversation.
-pub fn reply(req: &ChatRequest<'_>) -> Reply {
+pub(crate) fn reply(req: &ChatRequest<'_>) -> Reply {
     let hash = req.messages.iter().fold(0xcbf2_9ce4_8422_2325, |h, m| {
         fnv(fnv(h, m.role.as_bytes()), m.text().as_bytes())
     });

@@ -1,14 +1,14 @@
 //! Upstreams: where a routed request goes. One value per configured upstream, built once at start.
 
-pub mod anthropic;
+pub(crate) mod anthropic;
 pub mod http;
-pub mod mock;
+pub(crate) mod mock;
 pub mod openai;
-pub mod retry_after;
+pub(crate) mod retry_after;
 #[cfg(test)]
-pub mod scripted;
+pub(crate) mod scripted;
 pub mod sse;
-pub mod text;
+pub(crate) mod text;
 
 use std::time::Duration;
 
@@ -27,13 +27,13 @@ pub struct Completion {
     pub content: String,
     pub finish_reason: String,
     pub usage: Option<Usage>,
-    pub tool_calls: Vec<ToolCall>,
-    pub logprobs: Vec<TokenLogprob>,
+    pub(crate) tool_calls: Vec<ToolCall>,
+    pub(crate) logprobs: Vec<TokenLogprob>,
 }
 
 /// What a stream yields: text deltas, then one end with the totals.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StreamEvent {
+pub(crate) enum StreamEvent {
     /// Never empty: role-only and empty deltas are not forwarded.
     Delta(String),
     /// The answer moved on without text to forward (tool-call pieces): keeps stall timers from firing.
@@ -42,21 +42,21 @@ pub enum StreamEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct StreamEnd {
-    pub id: String,
-    pub model: String,
-    pub finish_reason: String,
+pub(crate) struct StreamEnd {
+    pub(crate) id: String,
+    pub(crate) model: String,
+    pub(crate) finish_reason: String,
     /// `None` when the upstream sent no usage despite being asked.
-    pub usage: Option<Usage>,
+    pub(crate) usage: Option<Usage>,
     /// Re-assembled from the stream's pieces, whole.
-    pub tool_calls: Vec<ToolCall>,
-    pub logprobs: Vec<TokenLogprob>,
+    pub(crate) tool_calls: Vec<ToolCall>,
+    pub(crate) logprobs: Vec<TokenLogprob>,
 }
 
 /// A started stream. `next` is cancel-safe: dropping its future loses no event, so callers may `select!` on it.
 // One per stream, owned by its relay task: the size gap costs nothing, boxing would cost an allocation.
 #[allow(clippy::large_enum_variant)]
-pub enum ChunkStream {
+pub(crate) enum ChunkStream {
     Http(http::SseStream),
     Mock(mock::MockStream),
     #[cfg(test)]
@@ -65,7 +65,7 @@ pub enum ChunkStream {
 
 impl ChunkStream {
     /// The next event; `None` after the end. An error ends the stream.
-    pub async fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+    pub(crate) async fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
         match self {
             Self::Http(s) => s.next().await,
             Self::Mock(s) => s.next().await.map(Ok),
@@ -76,7 +76,7 @@ impl ChunkStream {
 }
 
 /// A configured upstream.
-pub enum Upstream {
+pub(crate) enum Upstream {
     Http(http::HttpUpstream),
     Mock(mock::MockUpstream),
     /// Unit tests' seam: answers from a script, on the (paused) tokio clock.
@@ -85,7 +85,7 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, GatewayError> {
+    pub(crate) fn new(cfg: &UpstreamConfig) -> Result<Upstream, GatewayError> {
         Ok(match cfg.kind {
             UpstreamKind::Openai | UpstreamKind::Anthropic => {
                 Upstream::Http(http::HttpUpstream::new(cfg)?)
@@ -94,7 +94,7 @@ impl Upstream {
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Self::Http(u) => u.name(),
             Self::Mock(u) => u.name(),
@@ -104,7 +104,7 @@ impl Upstream {
     }
 
     /// The configured bound on a whole call (streams included).
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         match self {
             Self::Http(u) => u.request_timeout(),
             Self::Mock(u) => u.request_timeout(),
@@ -114,7 +114,10 @@ impl Upstream {
     }
 
     /// Until when the upstream said it takes no more requests (OpenAI's remaining-requests header at zero).
-    pub fn exhausted_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+    pub(crate) fn exhausted_until(
+        &self,
+        now: tokio::time::Instant,
+    ) -> Option<tokio::time::Instant> {
         match self {
             Self::Http(u) => u.exhausted_until(now),
             _ => None,
@@ -122,14 +125,14 @@ impl Upstream {
     }
 
     /// Whether every request must name its output limit (Anthropic's `max_tokens`).
-    pub fn requires_max_tokens(&self) -> bool {
+    pub(crate) fn requires_max_tokens(&self) -> bool {
         match self {
             Self::Http(u) => u.requires_max_tokens(),
             _ => false,
         }
     }
 
-    pub fn max_tokens_field(&self) -> MaxTokensField {
+    pub(crate) fn max_tokens_field(&self) -> MaxTokensField {
         match self {
             Self::Http(u) => u.max_tokens_field(),
             _ => MaxTokensField::MaxTokens,
@@ -137,7 +140,7 @@ impl Upstream {
     }
 
     /// A non-streamed completion. `request_id` travels as `x-request-id`.
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         req: &ChatRequest<'_>,
         request_id: &str,
@@ -151,7 +154,7 @@ impl Upstream {
     }
 
     /// Starts a stream: returns once the upstream accepted the request (status checked), before any delta.
-    pub async fn stream(
+    pub(crate) async fn stream(
         &self,
         req: &ChatRequest<'_>,
         request_id: &str,

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::HeaderMap;
 
 /// The longest wait any header can express here; the configured `max_retry_after` is far below it.
-pub const CEILING: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const CEILING: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The wait an answer asks for, and the header that said it: `retry-after-ms` first (finer), else
 /// `Retry-After`. A value that is not a wait (negative, NaN, garbage) counts as absent.
-pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<(&'static str, Duration)> {
+pub(crate) fn parse(headers: &HeaderMap, now: SystemTime) -> Option<(&'static str, Duration)> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(wait) = text("retry-after-ms").and_then(millis) {
         return Some(("retry-after-ms", wait));
@@ -26,7 +26,7 @@ pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<(&'static str, Dura
 
 /// How long until the upstream takes requests again, when it says it has none left
 /// (`x-ratelimit-remaining-requests: 0`); one second when it does not say when.
-pub fn quota_exhausted(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn quota_exhausted(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let remaining = text("x-ratelimit-remaining-requests")?.trim();
     if remaining != "0" {
@@ -40,13 +40,13 @@ pub fn quota_exhausted(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// `retry-after-ms`: milliseconds, possibly fractional.
-pub fn millis(text: &str) -> Option<Duration> {
+pub(crate) fn millis(text: &str) -> Option<Duration> {
     seconds_f64(text.trim().parse::<f64>().ok()? / 1000.0)
 }
 
 /// `Retry-After`: delay-seconds (digits; a fraction is tolerated) or an HTTP date, which counts from `now` (a
 /// date in the past is no wait).
-pub fn retry_after(text: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(text: &str, now: SystemTime) -> Option<Duration> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         // Digits only: saturate rather than fail on a number too large for u64.
@@ -65,7 +65,7 @@ pub fn retry_after(text: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// OpenAI's reset durations: `1s`, `6m0s`, `20ms`, `1h2m3.5s`.
-pub fn reset(text: &str) -> Option<Duration> {
+pub(crate) fn reset(text: &str) -> Option<Duration> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return None;

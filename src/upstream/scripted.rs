@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
-pub enum Step {
+pub(crate) enum Step {
     /// A whole answer (or a stream of one delta and its end) with this text.
     Ok(&'static str),
     /// The call fails with this error (a stream: before its first event).
@@ -20,7 +20,7 @@ pub enum Step {
     StreamFails(GatewayError),
 }
 
-pub struct Scripted {
+pub(crate) struct Scripted {
     name: String,
     delay: Duration,
     steps: Mutex<VecDeque<Step>>,
@@ -29,7 +29,7 @@ pub struct Scripted {
 
 impl Scripted {
     /// Answers with `steps` in order; the last one repeats. Each answer takes `delay`.
-    pub fn new(name: &str, delay: Duration, steps: Vec<Step>) -> Scripted {
+    pub(crate) fn new(name: &str, delay: Duration, steps: Vec<Step>) -> Scripted {
         Scripted {
             name: name.to_owned(),
             delay,
@@ -38,12 +38,12 @@ impl Scripted {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// When each call arrived.
-    pub fn calls(&self) -> Vec<Instant> {
+    pub(crate) fn calls(&self) -> Vec<Instant> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -64,7 +64,7 @@ impl Scripted {
         step
     }
 
-    pub async fn complete(&self) -> Result<Completion, GatewayError> {
+    pub(crate) async fn complete(&self) -> Result<Completion, GatewayError> {
         match self.next().await {
             Step::Ok(text) => Ok(Completion {
                 id: "scripted".into(),
@@ -79,7 +79,7 @@ impl Scripted {
         }
     }
 
-    pub async fn stream(&self) -> Result<ScriptedStream, GatewayError> {
+    pub(crate) async fn stream(&self) -> Result<ScriptedStream, GatewayError> {
         let events = match self.next().await {
             Step::Ok(text) => vec![
                 Ok(StreamEvent::Delta(text.into())),
@@ -94,12 +94,12 @@ impl Scripted {
     }
 }
 
-pub struct ScriptedStream {
+pub(crate) struct ScriptedStream {
     events: VecDeque<Result<StreamEvent, GatewayError>>,
 }
 
 impl ScriptedStream {
-    pub fn next_event(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+    pub(crate) fn next_event(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
         self.events.pop_front()
     }
 }

@@ -12,7 +12,7 @@ use bytes::{Buf, BytesMut};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
     /// The `event:` field; empty for the default "message" type.
-    pub event: String,
+    pub(crate) event: String,
     pub data: String,
 }
 
@@ -130,7 +130,8 @@ impl SseDecoder {
     }
 
     /// Bytes received but not yet part of a dispatched event (a stream that ends here was cut short).
-    pub fn has_partial_event(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_partial_event(&self) -> bool {
         !self.buf.is_empty() || self.has_data
     }
 }

@@ -12,7 +12,7 @@ use serde::{de, Deserialize, Deserializer};
 /// The bytes of one JSON string, WTF-8 encoded: valid UTF-8 except that lone surrogates may appear as the
 /// 3-byte sequences `ED A0..BF 80..BF`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RawText(pub Vec<u8>);
+pub(crate) struct RawText(pub Vec<u8>);
 
 impl<'de> Deserialize<'de> for RawText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -41,7 +41,7 @@ impl<'de> Deserialize<'de> for RawText {
 
 impl RawText {
     /// The text on its own (a whole answer): every lone surrogate becomes U+FFFD.
-    pub fn into_lossy(self) -> String {
+    pub(crate) fn into_lossy(self) -> String {
         let mut joiner = Utf16Joiner::default();
         let mut text = joiner.text(self.0);
         if let Some(c) = joiner.finish() {
@@ -55,7 +55,7 @@ const REPLACEMENT: char = '\u{FFFD}';
 
 /// Decodes consecutive pieces of one text, joining surrogate pairs split between pieces.
 #[derive(Debug, Default)]
-pub struct Utf16Joiner {
+pub(crate) struct Utf16Joiner {
     /// A high surrogate that ended the last piece, waiting for its low half.
     high: Option<u16>,
 }
@@ -63,7 +63,7 @@ pub struct Utf16Joiner {
 impl Utf16Joiner {
     /// The next piece as text. A trailing high surrogate is held back for the next piece, so the result may be
     /// empty.
-    pub fn text(&mut self, bytes: Vec<u8>) -> String {
+    pub(crate) fn text(&mut self, bytes: Vec<u8>) -> String {
         // The usual case: plain UTF-8 and nothing held back, no copy.
         let bytes = match (self.high, String::from_utf8(bytes)) {
             (None, Ok(text)) => return text,
@@ -107,7 +107,7 @@ impl Utf16Joiner {
     }
 
     /// The text has ended: a high surrogate still held back becomes U+FFFD.
-    pub fn finish(&mut self) -> Option<char> {
+    pub(crate) fn finish(&mut self) -> Option<char> {
         self.high.take().map(|_| REPLACEMENT)
     }
 

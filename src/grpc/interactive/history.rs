@@ -11,7 +11,7 @@ use crate::{
     upstream::openai::extras,
 };
 
-pub struct History {
+pub(crate) struct History {
     system: Option<Message>,
     messages: VecDeque<Message>,
     limits: InteractiveConfig,
@@ -28,7 +28,7 @@ fn message(role: &str, content: String, name: String) -> Message {
 
 impl History {
     /// Starts from the session's system prompt and earlier conversation (trimmed to fit).
-    pub fn new(
+    pub(crate) fn new(
         system_prompt: String,
         earlier: Vec<Message>,
         limits: InteractiveConfig,
@@ -59,7 +59,7 @@ impl History {
 
     /// The messages a turn adds: a tool message per result (answers to the calls the last answer made), then
     /// the user's message, if any.
-    pub fn user_turn(&self, turn: UserTurn) -> Result<Vec<Message>, GatewayError> {
+    pub(crate) fn user_turn(&self, turn: UserTurn) -> Result<Vec<Message>, GatewayError> {
         let invalid = |msg: String| GatewayError::InvalidArgument(msg);
         if turn.content.is_empty() && turn.tool_results.is_empty() {
             return Err(invalid(
@@ -103,7 +103,7 @@ impl History {
     }
 
     /// What the upstream gets for a turn: the system prompt, the history, the turn's new messages.
-    pub fn with(&self, turn: &[Message]) -> Vec<Message> {
+    pub(crate) fn with(&self, turn: &[Message]) -> Vec<Message> {
         self.system
             .iter()
             .chain(&self.messages)
@@ -113,7 +113,7 @@ impl History {
     }
 
     /// Appends a completed turn: its messages and the answer (text, tool calls or both).
-    pub fn remember(&mut self, turn: Vec<Message>, answer: Message) {
+    pub(crate) fn remember(&mut self, turn: Vec<Message>, answer: Message) {
         self.messages.extend(turn);
         self.messages.push_back(answer);
         self.trim();

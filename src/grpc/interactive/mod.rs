@@ -38,7 +38,7 @@ use history::History;
 
 type Tx = mpsc::Sender<Result<InteractiveResponse, Status>>;
 
-pub async fn handle(
+pub(crate) async fn handle(
     gw: Arc<Gateway>,
     request: Request<Streaming<InteractiveRequest>>,
 ) -> Result<Response<ReceiverStream<Result<InteractiveResponse, Status>>>, Status> {

@@ -24,34 +24,34 @@ use crate::{
 
 /// The most answer text a turn keeps for the session's history (the history itself is bounded further by
 /// `interactive.max_history_bytes`).
-pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+pub(crate) const MAX_ANSWER_BYTES: usize = 8 << 20;
 
-pub struct Turn {
-    pub number: u32,
-    pub messages: Vec<Message>,
-    pub config: Option<GenerationConfig>,
-    pub deadline: Deadline,
-    pub request_id: String,
-    pub admission: Admission,
-    pub tx: Tx,
-    pub cancel: CancellationToken,
+pub(crate) struct Turn {
+    pub(crate) number: u32,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) config: Option<GenerationConfig>,
+    pub(crate) deadline: Deadline,
+    pub(crate) request_id: String,
+    pub(crate) admission: Admission,
+    pub(crate) tx: Tx,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// How a turn ended.
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The answer (its text and tool calls), when the turn completed: it joins the history.
-    pub answer: Option<Message>,
+    pub(crate) answer: Option<Message>,
     /// What the turn is charged (and whether the gateway counted it), when it reached the upstream.
-    pub usage: Option<(Usage, bool)>,
+    pub(crate) usage: Option<(Usage, bool)>,
     /// The turn's last word, `TurnComplete` or `TurnError`. The session sends it once it has taken the turn
     /// off its books: a client may send its next turn the moment it reads this, and must find the session
     /// free and the answer in the history.
-    pub last: InteractiveResponse,
+    pub(crate) last: InteractiveResponse,
 }
 
 /// Answers the turn. A completed turn is charged the provider's usage (or an estimate when it sent none); a
 /// cancelled or broken one the prompt and what was delivered; one that never reached the upstream nothing.
-pub async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome {
+pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> Outcome {
     let number = t.number;
     let started = Instant::now();
     let mut answer = String::new();

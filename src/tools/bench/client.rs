@@ -38,7 +38,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Generate => "generate",
             Self::Stream => "stream",
@@ -101,7 +101,7 @@ fn overhead_us(meta: &tonic::metadata::MetadataMap) -> Option<u64> {
 
 impl Target {
     /// `connections` HTTP/2 connections to a gRPC target, used in turn; one HTTP/1.1 pool for a REST target.
-    pub async fn grpc(
+    pub(crate) async fn grpc(
         url: &str,
         connections: usize,
         key: Option<&str>,
@@ -146,7 +146,11 @@ impl Target {
     }
 
     /// `base_url` as in the gateway's config: `{base_url}/chat/completions` is called.
-    pub fn rest(base_url: &str, key: Option<&str>, work: &Workload) -> Result<Target, String> {
+    pub(crate) fn rest(
+        base_url: &str,
+        key: Option<&str>,
+        work: &Workload,
+    ) -> Result<Target, String> {
         crate::upstream::http::install_crypto_provider();
         let url = reqwest::Url::parse(&format!(
             "{}/chat/completions",
@@ -194,7 +198,13 @@ impl Target {
 
     /// Makes one call (an interactive session: `turns` calls) and records it. `start` is when it was meant to
     /// start; `stop` ends idle sessions.
-    pub async fn call(&self, work: &Workload, start: Instant, stop: Instant, rec: &Recorder) {
+    pub(crate) async fn call(
+        &self,
+        work: &Workload,
+        start: Instant,
+        stop: Instant,
+        rec: &Recorder,
+    ) {
         match self {
             Target::Grpc {
                 channels,

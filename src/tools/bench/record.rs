@@ -33,21 +33,21 @@ impl fmt::Display for Status {
 /// One finished call, as the client saw it.
 #[derive(Debug)]
 pub struct Outcome {
-    pub status: Status,
+    pub(crate) status: Status,
     /// When the first non-empty delta arrived (streams only).
-    pub first_token: Option<Instant>,
-    pub done: Instant,
+    pub(crate) first_token: Option<Instant>,
+    pub(crate) done: Instant,
     /// Non-empty deltas received.
-    pub chunks: u64,
+    pub(crate) chunks: u64,
     /// Payload bytes: gRPC messages with their 5-byte frame prefix, or the HTTP body.
-    pub request_bytes: u64,
-    pub response_bytes: u64,
+    pub(crate) request_bytes: u64,
+    pub(crate) response_bytes: u64,
     /// The gateway's own `aigw-overhead-us` trailer, when it sent one.
-    pub overhead_us: Option<u64>,
+    pub(crate) overhead_us: Option<u64>,
 }
 
 impl Outcome {
-    pub fn failed(status: Status, request_bytes: u64) -> Outcome {
+    pub(crate) fn failed(status: Status, request_bytes: u64) -> Outcome {
         Outcome {
             status,
             first_token: None,
@@ -95,7 +95,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Recorder {
-    pub fn new(measure_from: Instant) -> Recorder {
+    pub(crate) fn new(measure_from: Instant) -> Recorder {
         Recorder {
             measure_from,
             tally: Mutex::new(Tally {
@@ -113,7 +113,7 @@ impl Recorder {
         }
     }
 
-    pub fn measure_from(&self) -> Instant {
+    pub(crate) fn measure_from(&self) -> Instant {
         self.measure_from
     }
 
@@ -123,7 +123,7 @@ impl Recorder {
 
     /// Counts a call that was meant to start at `start` (open loop: its slot in the schedule, so time spent
     /// queued in the client counts; closed loop: when it was sent).
-    pub fn record(&self, start: Instant, outcome: Outcome) {
+    pub(crate) fn record(&self, start: Instant, outcome: Outcome) {
         if start < self.measure_from {
             return;
         }
@@ -150,7 +150,7 @@ impl Recorder {
     }
 
     /// Open loop: how late the pacer sent a call after its slot.
-    pub fn lag(&self, intended: Instant, sent: Instant) {
+    pub(crate) fn lag(&self, intended: Instant, sent: Instant) {
         if intended >= self.measure_from {
             self.tally()
                 .lag
@@ -158,7 +158,7 @@ impl Recorder {
         }
     }
 
-    pub fn report(&self, setup: Setup, planned: Duration) -> Report {
+    pub(crate) fn report(&self, setup: Setup, planned: Duration) -> Report {
         let t = self.tally();
         let ok = t.ok;
         let calls = ok + t.errors.values().sum::<u64>();
@@ -206,28 +206,28 @@ fn round3(x: f64) -> f64 {
 /// What was run, echoed in the report so a JSON file explains itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct Setup {
-    pub target: String,
-    pub protocol: &'static str,
-    pub rpc: &'static str,
+    pub(crate) target: String,
+    pub(crate) protocol: &'static str,
+    pub(crate) rpc: &'static str,
     /// "closed" (fixed concurrency) or "open" (fixed arrival rate).
     pub load: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<usize>,
+    pub(crate) concurrency: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_per_s: Option<f64>,
-    pub connections: usize,
-    pub warmup_s: f64,
+    pub(crate) rate_per_s: Option<f64>,
+    pub(crate) connections: usize,
+    pub(crate) warmup_s: f64,
 }
 
 /// Percentiles in microseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub count: u64,
-    pub mean: f64,
+    pub(crate) mean: f64,
     pub p50: f64,
-    pub p90: f64,
+    pub(crate) p90: f64,
     pub p99: f64,
-    pub p999: f64,
+    pub(crate) p999: f64,
     pub max: f64,
 }
 
@@ -266,7 +266,7 @@ pub struct Report {
     /// Open loop: how late calls left after their scheduled time (the client's own precision).
     pub schedule_lag_us: Option<Summary>,
     pub chunks: u64,
-    pub chunks_per_s: f64,
+    pub(crate) chunks_per_s: f64,
     pub request_bytes_per_call: f64,
     pub response_bytes_per_call: f64,
 }

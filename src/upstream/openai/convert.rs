@@ -15,16 +15,16 @@ use crate::{
 };
 
 /// Roles a client may send (`tool` needs a `tool_call_id`).
-pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+pub(crate) const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// OpenAI accepts at most four stop sequences.
-pub const MAX_STOP: usize = 4;
+pub(crate) const MAX_STOP: usize = 4;
 
 fn invalid(msg: String) -> GatewayError {
     GatewayError::InvalidArgument(msg)
 }
 
 /// Checks a conversation: not empty, known roles.
-pub fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
+pub(crate) fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
     if messages.is_empty() {
         return Err(invalid("messages: at least one message is required".into()));
     }
@@ -42,7 +42,7 @@ pub fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
 }
 
 /// Checks generation parameters against their ranges and the model's output limit.
-pub fn check_config(
+pub(crate) fn check_config(
     config: Option<&GenerationConfig>,
     max_output_tokens: u32,
 ) -> Result<(), GatewayError> {
@@ -130,7 +130,7 @@ fn chat_message(m: &Message) -> ChatMessage<'_> {
 
 /// Tokens to reserve for a request: about 4 bytes per token of message text plus 4 per message, and the
 /// output budget. Reconciliation replaces the estimate with the provider's count.
-pub fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u32) -> u64 {
+pub(crate) fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u32) -> u64 {
     let prompt: u64 = message_bytes
         .into_iter()
         .map(|n| (n as u64).div_ceil(4) + 4)
@@ -139,7 +139,7 @@ pub fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u
 }
 
 /// Usage counted by the gateway when the upstream reports none: about 4 bytes a token, 4 per message.
-pub fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usage {
+pub(crate) fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usage {
     let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
     let p = estimate_tokens(prompt.iter().map(extras::size), 0);
     let c = (completion_bytes as u64).div_ceil(4);
@@ -151,7 +151,7 @@ pub fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usage {
 }
 
 /// Upstream usage to proto usage; counts beyond `i32` saturate rather than wrap.
-pub fn usage(u: WireUsage) -> Usage {
+pub(crate) fn usage(u: WireUsage) -> Usage {
     let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
     let total = if u.total_tokens == 0 {
         u.prompt_tokens + u.completion_tokens
@@ -218,18 +218,18 @@ pub enum Piece {
 #[derive(Debug, Default)]
 pub struct Reading {
     /// Id, model, finish reason, usage, tool calls and logprobs, collected for the end.
-    pub end: StreamEnd,
+    pub(crate) end: StreamEnd,
     /// The answer's text pieces, joined across surrogate pairs split between chunks.
-    pub text: Utf16Joiner,
+    pub(crate) text: Utf16Joiner,
     /// The client asked for log probabilities: without that, an upstream's are dropped, never held.
-    pub logprobs: bool,
+    pub(crate) logprobs: bool,
     /// Bytes of log probabilities kept so far (see `extras::MAX_LOGPROB_BYTES`).
-    pub logprob_bytes: usize,
+    pub(crate) logprob_bytes: usize,
 }
 
 impl Reading {
     /// The text of one chunk; `Progress` when it only held back half a surrogate pair.
-    pub fn text_piece(&mut self, raw: RawText) -> Piece {
+    pub(crate) fn text_piece(&mut self, raw: RawText) -> Piece {
         let text = self.text.text(raw.0);
         if text.is_empty() {
             Piece::Progress

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Fields of the upstream request the gateway sets itself: `provider_options` may not override them.
-pub const RESERVED: [&str; 21] = [
+pub(crate) const RESERVED: [&str; 21] = [
     "model",
     "messages",
     "stream",
@@ -43,14 +43,14 @@ pub const RESERVED: [&str; 21] = [
 ];
 
 /// Image types every major provider accepts inline.
-pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+pub(crate) const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 /// Bounds on what a stream's tool calls may grow to while they are re-assembled.
-pub const MAX_TOOL_CALLS: usize = 128;
-pub const MAX_TOOL_CALL_BYTES: usize = 4 << 20;
+pub(crate) const MAX_TOOL_CALLS: usize = 128;
+pub(crate) const MAX_TOOL_CALL_BYTES: usize = 4 << 20;
 /// Bound on the log probabilities kept for one answer, in bytes of tokens (plus 16 per entry for the number
 /// and the entry itself): an upstream cannot make the gateway hold, or send, more.
-pub const MAX_LOGPROB_BYTES: usize = 4 << 20;
+pub(crate) const MAX_LOGPROB_BYTES: usize = 4 << 20;
 
 fn invalid(msg: String) -> GatewayError {
     GatewayError::InvalidArgument(msg)
@@ -74,7 +74,7 @@ fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, GatewayErro
 }
 
 /// The fields of one message beyond role, content and name; `list` names where it is ("messages", "history").
-pub fn check_message(list: &str, i: usize, m: &Message) -> Result<(), GatewayError> {
+pub(crate) fn check_message(list: &str, i: usize, m: &Message) -> Result<(), GatewayError> {
     let at = |field: &str| format!("{list}[{i}].{field}");
     if m.role == "tool" {
         if m.tool_call_id.is_empty() {
@@ -145,7 +145,7 @@ pub fn check_message(list: &str, i: usize, m: &Message) -> Result<(), GatewayErr
 }
 
 /// The generation parameters beyond temperature, top_p, max_tokens and stop.
-pub fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
+pub(crate) fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
     for (name, v) in [
         ("presence_penalty", c.presence_penalty),
         ("frequency_penalty", c.frequency_penalty),
@@ -232,7 +232,7 @@ pub fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
 
 /// A message's content for the upstream: its text, or its parts (images as URLs, inline bytes as `data:`
 /// URLs). `None` for an assistant message that is all tool calls.
-pub fn content(m: &Message) -> Option<ChatContent<'_>> {
+pub(crate) fn content(m: &Message) -> Option<ChatContent<'_>> {
     if m.parts.is_empty() {
         if m.content.is_empty() && !m.tool_calls.is_empty() {
             return None;
@@ -268,7 +268,7 @@ fn detail(d: &str) -> Option<&str> {
 
 /// Whether an image URL may go to an upstream: `http:`, `https:` or `data:` (scheme case-insensitive). Others
 /// (`file:`, `javascript:`, `ftp:` ...) could make an upstream or a tool read what it should not.
-pub fn image_url_allowed(url: &str) -> bool {
+pub(crate) fn image_url_allowed(url: &str) -> bool {
     let scheme = url.split_once(':').map_or("", |(s, _)| s);
     ["http", "https", "data"]
         .iter()
@@ -276,7 +276,7 @@ pub fn image_url_allowed(url: &str) -> bool {
 }
 
 /// `data:<mime>;base64,<data>`.
-pub fn data_url(mime: &str, data: &[u8]) -> String {
+pub(crate) fn data_url(mime: &str, data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(mime.len() + 13 + data.len().div_ceil(3) * 4);
     out.push_str("data:");
@@ -300,7 +300,7 @@ pub fn data_url(mime: &str, data: &[u8]) -> String {
     out
 }
 
-pub fn tool_calls(calls: &[ToolCall]) -> Vec<WireToolCall<'_>> {
+pub(crate) fn tool_calls(calls: &[ToolCall]) -> Vec<WireToolCall<'_>> {
     calls
         .iter()
         .map(|c| WireToolCall {
@@ -315,7 +315,7 @@ pub fn tool_calls(calls: &[ToolCall]) -> Vec<WireToolCall<'_>> {
 }
 
 /// Tool definitions as OpenAI takes them (schemas were checked to be JSON objects).
-pub fn tools(tools: &[Tool]) -> Vec<Value> {
+pub(crate) fn tools(tools: &[Tool]) -> Vec<Value> {
     tools
         .iter()
         .map(|t| {
@@ -336,14 +336,14 @@ pub fn tools(tools: &[Tool]) -> Vec<Value> {
         .collect()
 }
 
-pub fn tool_choice(choice: Option<&ToolChoice>) -> Option<Value> {
+pub(crate) fn tool_choice(choice: Option<&ToolChoice>) -> Option<Value> {
     match choice?.choice.as_ref()? {
         Choice::Mode(mode) => Some(Value::from(mode.as_str())),
         Choice::Function(name) => Some(json!({"type": "function", "function": {"name": name}})),
     }
 }
 
-pub fn response_format(format: Option<&ResponseFormat>) -> Option<Value> {
+pub(crate) fn response_format(format: Option<&ResponseFormat>) -> Option<Value> {
     match format?.format.as_ref()? {
         Format::Text(_) => Some(json!({"type": "text"})),
         Format::JsonObject(_) => Some(json!({"type": "json_object"})),
@@ -365,7 +365,7 @@ pub fn response_format(format: Option<&ResponseFormat>) -> Option<Value> {
 
 // ---- google.protobuf.Struct <-> JSON --------------------------------------------------------------------------
 
-pub fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
+pub(crate) fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
     s.fields
         .iter()
         .map(|(k, v)| (k.clone(), value_to_json(v)))
@@ -416,7 +416,7 @@ fn json_to_value(v: Value) -> prost_types::Value {
 
 // ---- answers ---------------------------------------------------------------------------------------------------
 
-pub fn from_wire_calls(calls: Vec<AnswerToolCall>) -> Vec<ToolCall> {
+pub(crate) fn from_wire_calls(calls: Vec<AnswerToolCall>) -> Vec<ToolCall> {
     calls
         .into_iter()
         .map(|c| ToolCall {
@@ -429,7 +429,7 @@ pub fn from_wire_calls(calls: Vec<AnswerToolCall>) -> Vec<ToolCall> {
 
 /// Adds an answer's (or a chunk's) log probabilities to `kept`, whose size so far is `bytes`; refused past
 /// [`MAX_LOGPROB_BYTES`].
-pub fn add_logprobs(
+pub(crate) fn add_logprobs(
     kept: &mut Vec<TokenLogprob>,
     bytes: &mut usize,
     l: Option<Logprobs>,
@@ -475,7 +475,7 @@ fn from_wire_logprobs(
 /// Adds a chunk's tool-call pieces to the calls re-assembled so far: by `index`, the first piece brings the id
 /// and name, later ones append to the arguments. Bounded: an upstream cannot make the gateway hold more than
 /// [`MAX_TOOL_CALLS`] calls or [`MAX_TOOL_CALL_BYTES`] of arguments.
-pub fn merge_tool_deltas(
+pub(crate) fn merge_tool_deltas(
     calls: &mut Vec<ToolCall>,
     deltas: Vec<ToolCallDelta>,
 ) -> Result<(), String> {
@@ -512,7 +512,7 @@ const IMAGE_BYTES: usize = 6_400;
 
 /// A message's size in bytes for the gateway's token estimates: its text, text parts, images (a fixed
 /// allowance each) and tool calls (names and arguments).
-pub fn size(m: &Message) -> usize {
+pub(crate) fn size(m: &Message) -> usize {
     let parts: usize = m
         .parts
         .iter()

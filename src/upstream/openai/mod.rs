@@ -4,4 +4,4 @@
 
 pub mod convert;
 pub mod extras;
-pub mod wire;
+pub(crate) mod wire;
