@@ -19,11 +19,13 @@ use crate::{
     core::gateway::Gateway,
     core::rpclog::RpcLog,
     error::GatewayError,
+    proto::Message,
     proto::{StreamChunk, StreamGenerateRequest},
     routing::deadline::Deadline,
-    routing::dispatch::Answer,
     routing::router::Model,
+    routing::{dispatch::Answer, router::RouteGuard},
     upstream::openai::convert,
+    upstream::{ChunkStream, StreamEvent},
 };
 
 type Chunks = ReceiverStream<Result<StreamChunk, Status>>;
@@ -49,7 +51,7 @@ pub(crate) async fn handle(
     let opened = pipeline::open(&gw, &start, ask, true, &mut log)
         .instrument(span.clone())
         .await;
-    let (dispatched, mut admission, deadline, model, plan) = match opened {
+    let (dispatched, admission, deadline, model, plan) = match opened {
         Ok(Opened::Upstream {
             dispatched,
             admission,
@@ -71,101 +73,147 @@ pub(crate) async fn handle(
             return Err(start.fail(e));
         }
     };
-    let Answer::Stream { first, mut rest } = dispatched.answer else {
+    let Answer::Stream { first, rest } = dispatched.answer else {
         return Err(start.fail(GatewayError::Internal("a unary answer to a stream".into())));
     };
-    let route = dispatched.route;
     let miss = plan.miss_label();
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let request_id = start.request_id.clone();
-    let messages = req.messages;
-    let panics = gw.metrics.panics.clone();
-    relay::spawn_guarded(
-        panics,
-        tx.clone(),
-        async move {
-            let limits = limits(
-                &gw,
-                &model,
-                deadline,
-                started,
-                route.route().upstream.name(),
-            );
-            let mut delivered = 0;
-            // The chunks, kept for the cache while the answer stays small enough to keep.
-            let mut kept = plan.key().map(|_| Vec::new());
-            let wrap = |delta: String| {
-                delivered += delta.len();
-                if kept.is_some() && !gw.cache.fits(delivered) {
-                    kept = None;
-                }
-                if let Some(chunks) = kept.as_mut() {
-                    chunks.push(delta.clone());
-                }
-                StreamChunk {
-                    delta,
-                    ..StreamChunk::default()
-                }
-            };
-            let pumped = relay::pump(first, &mut rest, &tx, wrap, &limits, &mut log.timing).await;
-            // The stream is over upstream: drop it before anything can wait.
-            drop(rest);
-            // Charged: the provider's usage; without it, or when the stream broke or the client left, the prompt and
-            // what was delivered, counted by the gateway.
-            let (usage, estimated) = match &pumped {
-                Ok(end) if end.usage.is_some() => (end.usage.unwrap_or_default(), false),
-                _ => (convert::estimate_usage(&messages, delivered), true),
-            };
-            admission.reconcile(usage.total_tokens.max(0) as u64);
-            drop(admission); // the concurrency slot is free as soon as the stream is
-            log.add_usage(Some(&usage), estimated);
-            let result = match pumped {
-                Ok(mut end) => {
-                    // Only text answers are kept: tool calls and logprobs are not replayed.
-                    let plain = end.tool_calls.is_empty() && end.logprobs.is_empty();
-                    let last = StreamChunk {
-                        delta: String::new(),
-                        is_complete: true,
-                        usage: Some(usage),
-                        finish_reason: end.finish_reason.clone(),
-                        id: end.id.clone(),
-                        usage_estimated: estimated,
-                        tool_calls: std::mem::take(&mut end.tool_calls),
-                        logprobs: std::mem::take(&mut end.logprobs),
-                    };
-                    let sent = relay::send(&tx, Ok(last), &limits).await;
-                    // Kept only once the client has the whole answer: a broken stream is never replayed.
-                    let keep = plain.then_some(kept).flatten();
-                    if let (Ok(()), Some(key), Some(chunks)) = (&sent, plan.key(), keep) {
-                        let name = if end.model.is_empty() {
-                            model.name.clone()
-                        } else {
-                            end.model
-                        };
-                        let entry = cache::Entry::new(
-                            chunks,
-                            end.id,
-                            name,
-                            end.finish_reason,
-                            usage,
-                            estimated,
-                        );
-                        gw.keep(&model, key, entry);
-                    }
-                    sent
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = &result {
-                route.route().report(Err(e));
-                let status = super::tag(Status::from(e.clone()), &request_id);
-                relay::send_final(&tx, Err(status)).await;
-            }
-            log.finish(result.as_ref().map(|_| ()));
-        }
-        .instrument(span),
-    );
+    let task = Relay {
+        gw: gw.clone(),
+        model,
+        deadline,
+        started,
+        route: dispatched.route,
+        first,
+        rest,
+        admission,
+        plan,
+        log,
+        tx: tx.clone(),
+        messages: req.messages,
+        request_id: start.request_id.clone(),
+    };
+    relay::spawn_guarded(gw.metrics.panics.clone(), tx, task.run().instrument(span));
     Ok(cache_header(start.respond(ReceiverStream::new(rx)), miss))
+}
+
+/// A started stream on its own task: relays the upstream's deltas, then the final chunk with the usage (or
+/// ends with the error), reconciles the admission, books the usage, keeps a complete text answer in the
+/// cache, and writes the call's record. The concurrency permit lives inside, so limits cover the whole stream.
+struct Relay {
+    gw: Arc<Gateway>,
+    model: Arc<Model>,
+    deadline: Deadline,
+    started: Instant,
+    /// Counted as in flight on its route until the stream ends.
+    route: RouteGuard,
+    first: StreamEvent,
+    rest: ChunkStream,
+    admission: Admission,
+    plan: cache::Plan,
+    log: RpcLog,
+    tx: mpsc::Sender<Result<StreamChunk, Status>>,
+    /// The prompt, for the usage estimate when the upstream sends none.
+    messages: Vec<Message>,
+    request_id: String,
+}
+
+impl Relay {
+    async fn run(self) {
+        let Relay {
+            gw,
+            model,
+            deadline,
+            started,
+            route,
+            first,
+            mut rest,
+            mut admission,
+            plan,
+            mut log,
+            tx,
+            messages,
+            request_id,
+        } = self;
+        let limits = limits(
+            &gw,
+            &model,
+            deadline,
+            started,
+            route.route().upstream.name(),
+        );
+        let mut delivered = 0;
+        // The chunks, kept for the cache while the answer stays small enough to keep.
+        let mut kept = plan.key().map(|_| Vec::new());
+        let wrap = |delta: String| {
+            delivered += delta.len();
+            if kept.is_some() && !gw.cache.fits(delivered) {
+                kept = None;
+            }
+            if let Some(chunks) = kept.as_mut() {
+                chunks.push(delta.clone());
+            }
+            StreamChunk {
+                delta,
+                ..StreamChunk::default()
+            }
+        };
+        let pumped = relay::pump(first, &mut rest, &tx, wrap, &limits, &mut log.timing).await;
+        // The stream is over upstream: drop it before anything can wait.
+        drop(rest);
+        // Charged: the provider's usage; without it, or when the stream broke or the client left, the prompt and
+        // what was delivered, counted by the gateway.
+        let (usage, estimated) = match &pumped {
+            Ok(end) if end.usage.is_some() => (end.usage.unwrap_or_default(), false),
+            _ => (convert::estimate_usage(&messages, delivered), true),
+        };
+        admission.reconcile(usage.total_tokens.max(0) as u64);
+        drop(admission); // the concurrency slot is free as soon as the stream is
+        log.add_usage(Some(&usage), estimated);
+        let result = match pumped {
+            Ok(mut end) => {
+                // Only text answers are kept: tool calls and logprobs are not replayed.
+                let plain = end.tool_calls.is_empty() && end.logprobs.is_empty();
+                let last = StreamChunk {
+                    delta: String::new(),
+                    is_complete: true,
+                    usage: Some(usage),
+                    finish_reason: end.finish_reason.clone(),
+                    id: end.id.clone(),
+                    usage_estimated: estimated,
+                    tool_calls: std::mem::take(&mut end.tool_calls),
+                    logprobs: std::mem::take(&mut end.logprobs),
+                };
+                let sent = relay::send(&tx, Ok(last), &limits).await;
+                // Kept only once the client has the whole answer: a broken stream is never replayed.
+                let keep = plain.then_some(kept).flatten();
+                if let (Ok(()), Some(key), Some(chunks)) = (&sent, plan.key(), keep) {
+                    let name = if end.model.is_empty() {
+                        model.name.clone()
+                    } else {
+                        end.model
+                    };
+                    let entry = cache::Entry::new(
+                        chunks,
+                        end.id,
+                        name,
+                        end.finish_reason,
+                        usage,
+                        estimated,
+                    );
+                    gw.keep(&model, key, entry);
+                }
+                sent
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            route.route().report(Err(e));
+            let status = super::tag(Status::from(e.clone()), &request_id);
+            relay::send_final(&tx, Err(status)).await;
+        }
+        log.finish(result.as_ref().map(|_| ()));
+    }
 }
 
 /// Answers from the cache: the kept chunks as they were streamed, then the final chunk with the kept usage and
