@@ -70,7 +70,7 @@ impl ChunkStream {
             Self::Http(s) => s.next().await,
             Self::Mock(s) => s.next().await.map(Ok),
             #[cfg(test)]
-            Self::Scripted(s) => s.next_event(),
+            Self::Scripted(s) => s.next_event().await,
         }
     }
 }

@@ -18,6 +18,8 @@ pub(crate) enum Step {
     Fail(GatewayError),
     /// A stream that answers 200 and then fails with this error before any delta.
     StreamFails(GatewayError),
+    /// A stream that answers 200 and then sends nothing, ever.
+    StreamStalls,
 }
 
 pub(crate) struct Scripted {
@@ -76,6 +78,9 @@ impl Scripted {
                 logprobs: vec![],
             }),
             Step::Fail(e) | Step::StreamFails(e) => Err(e),
+            Step::StreamStalls => Err(GatewayError::Internal(
+                "a stall scripted for a unary call".into(),
+            )),
         }
     }
 
@@ -87,19 +92,31 @@ impl Scripted {
             ],
             Step::Fail(e) => return Err(e),
             Step::StreamFails(e) => vec![Err(e)],
+            Step::StreamStalls => {
+                return Ok(ScriptedStream {
+                    events: VecDeque::new(),
+                    stalls: true,
+                })
+            }
         };
         Ok(ScriptedStream {
             events: events.into(),
+            stalls: false,
         })
     }
 }
 
 pub(crate) struct ScriptedStream {
     events: VecDeque<Result<StreamEvent, GatewayError>>,
+    /// Sends nothing, ever.
+    stalls: bool,
 }
 
 impl ScriptedStream {
-    pub(crate) fn next_event(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+    pub(crate) async fn next_event(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+        if self.stalls {
+            std::future::pending::<()>().await;
+        }
         self.events.pop_front()
     }
 }

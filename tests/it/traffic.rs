@@ -302,7 +302,9 @@ async fn streams_are_retried_before_the_first_chunk_and_never_after() {
 
 #[tokio::test]
 async fn a_stall_before_the_first_token_is_retried() {
-    let policy = r#"stream = { first_token = "300ms" }
+    // The timing is tested on paused time (routing::dispatch::tests::rules); here, that the stalled connection
+    // is really dropped. The limit leaves the good attempt seconds to answer, however busy the machine.
+    let policy = r#"stream = { first_token = "2s" }
         retry = { backoff = "1ms" }"#;
     let stall = Reply::sse(&[role_chunk()]).end(End::Hang);
     let (up, gw) = one(
@@ -396,9 +398,11 @@ async fn malformed_sse_is_retried_and_never_trips_the_breaker() {
 }
 
 #[tokio::test]
-async fn the_breaker_opens_then_recovers_through_a_half_open_probe() {
+async fn an_open_breaker_refuses_without_calling_the_upstream() {
+    // The half-open probe after the cooldown is tested on paused time (routing::dispatch::tests::rules); here
+    // the cooldown is long enough that no machine is slow enough to reach it.
     let policy = r#"retry = { attempts = 1 }
-        breaker = { consecutive_failures = 2, cooldown = "500ms" }"#;
+        breaker = { consecutive_failures = 2, cooldown = "60s" }"#;
     let (up, gw) = one(vec![err_reply(503), err_reply(503), ok_reply()], policy).await;
     let mut client = gw.client().await;
     for _ in 0..2 {
@@ -411,29 +415,12 @@ async fn the_breaker_opens_then_recovers_through_a_half_open_probe() {
             Code::Unavailable
         );
     }
-    // Open: refused without calling the upstream.
     let status = client
         .generate(authed(generate("m", "hi"), KEY))
         .await
         .unwrap_err();
     assert_status(&status, Code::Unavailable, "circuit breaker is open");
     assert_eq!(up.calls(), 2);
-    // After the cooldown one probe goes through; its success closes the breaker.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        client
-            .generate(authed(generate("m", "hi"), KEY))
-            .await
-            .unwrap()
-            .into_inner()
-            .content,
-        "fine"
-    );
-    assert!(client
-        .generate(authed(generate("m", "hi"), KEY))
-        .await
-        .is_ok());
-    assert_eq!(up.calls(), 4);
 }
 
 #[tokio::test]
@@ -520,7 +507,8 @@ async fn requests_per_minute_are_enforced_with_the_wait() {
         .await
         .unwrap_err();
     assert_status(&status, Code::ResourceExhausted, "3 requests per minute");
-    // The wait: until the first of the three leaves the minute — at most 60 s, and at least 59 s here.
+    // The wait: until the first of the three leaves the minute — at most 60 s. (Its exact value is unit-tested
+    // on constructed time in admission::limits; here the calls may take any time.)
     let secs: u64 = status
         .metadata()
         .get("retry-after")
@@ -529,7 +517,7 @@ async fn requests_per_minute_are_enforced_with_the_wait() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((59..=60).contains(&secs), "retry-after {secs}");
+    assert!((1..=60).contains(&secs), "retry-after {secs}");
     let info = tonic_types::StatusExt::get_error_details(&status)
         .retry_info()
         .cloned()

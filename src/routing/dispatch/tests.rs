@@ -332,4 +332,55 @@ mod rules {
             "{err}"
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_fails_fast_then_lets_one_probe_through_after_its_cooldown() {
+        let policy =
+            "retry = { attempts = 1 }\nbreaker = { consecutive_failures = 2, cooldown = \"5s\" }";
+        let script = vec![
+            Step::Fail(unavailable(None)),
+            Step::Fail(unavailable(None)),
+            Step::Ok("fine"),
+        ];
+        let b = Bench::new(policy, vec![script]);
+        for _ in 0..2 {
+            assert!(b.call(false, None).await.0.is_err());
+        }
+        let (result, trail) = b.call(false, None).await;
+        assert!(
+            result.is_err() && trail.attempts == 0,
+            "open: refused without a call"
+        );
+        assert_eq!(b.calls(0).len(), 2);
+        tokio::time::advance(S(5)).await;
+        let (result, _) = b.call(false, None).await;
+        assert!(result.is_ok(), "the probe went through and succeeded");
+        assert_eq!(b.model.routes[0].breaker.state(), State::Closed);
+        assert!(b.call(false, None).await.0.is_ok());
+        assert_eq!(b.calls(0).len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_before_the_first_token_is_retried_at_the_first_token_limit() {
+        let policy = "stream = { first_token = \"300ms\" }\nretry = { backoff = \"1ms\" }";
+        let b = Bench::new(policy, vec![vec![Step::StreamStalls, Step::Ok("late")]]);
+        let t0 = Instant::now();
+        let (result, trail) = b.call(true, None).await;
+        assert!(result.is_ok());
+        assert_eq!(trail.attempts, 2);
+        let calls = b.calls(0);
+        assert!(
+            calls[1] - t0 >= Duration::from_millis(300),
+            "retried after {:?}",
+            calls[1] - t0
+        );
+        // With one attempt, the stall is the call's answer.
+        let policy = "stream = { first_token = \"300ms\" }\nretry = { attempts = 1 }";
+        let b = Bench::new(policy, vec![vec![Step::StreamStalls]]);
+        let err = b.call(true, None).await.0.err().unwrap();
+        assert!(
+            err.to_string().contains("no first token within 300ms"),
+            "{err}"
+        );
+    }
 }
