@@ -4,7 +4,8 @@
 //   k6 run -e AIGW_TARGET=host:443 -e AIGW_TLS=1 -e AIGW_KEY=... -e RATE=200 -e DURATION=1m bench/k6/aigw.js
 //
 // Two scenarios run side by side: Generate at a fixed arrival rate, and StreamGenerate from a few VUs reading
-// every chunk. The thresholds fail the run (exit code 99) when a call fails or the gateway is slow.
+// every chunk. The thresholds fail the run (exit code 99) when a call fails, or, with -e P99_MS=N, when the
+// gateway is slower than that.
 import grpc from 'k6/net/grpc';
 import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
@@ -39,11 +40,12 @@ export const options = {
       duration,
     },
   },
-  thresholds: {
-    checks: ['rate==1'],
-    'grpc_req_duration{scenario:generate}': [`p(99)<${__ENV.P99_MS || 5000}`],
-    aigw_streams_complete: ['count>0'],
-  },
+  thresholds: Object.assign(
+    { checks: ['rate==1'], aigw_streams_complete: ['count>0'] },
+    // A latency bound only when asked for (-e P99_MS=...): the smoke run in the test command checks behaviour,
+    // never speed.
+    __ENV.P99_MS ? { 'grpc_req_duration{scenario:generate}': [`p(99)<${__ENV.P99_MS}`] } : {},
+  ),
 };
 
 function connect() {

@@ -1,8 +1,6 @@
 //! Metrics, trailers, usage accounting, cost and budgets, and the admin API — read back after scripted
 //! traffic and asserted exactly.
 
-use std::time::Duration;
-
 use crate::common::{upstream::*, *};
 use serde_json::{json, Value};
 use tonic::Code;
@@ -202,15 +200,14 @@ async fn a_cancelled_stream_is_charged_for_the_prompt_and_what_was_delivered() {
     s.message().await.unwrap();
     drop(s);
     up.wait_aborted(1).await;
-    // The record is written as the relay task ends, right after it dropped the upstream: poll briefly.
-    let mut text = String::new();
-    for _ in 0..200 {
-        text = admin_get(&gw, "/metrics", None).await.1;
-        if text.contains("aigw_cancellations_total{rpc=\"StreamGenerate\"} 1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The record is written as the relay task ends, right after it dropped the upstream.
+    let gwr = &gw;
+    let text = eventually("the cancelled stream is counted", || async move {
+        let text = admin_get(gwr, "/metrics", None).await.1;
+        text.contains("aigw_cancellations_total{rpc=\"StreamGenerate\"} 1")
+            .then_some(text)
+    })
+    .await;
     assert_eq!(
         metric(&text, r#"aigw_cancellations_total{rpc="StreamGenerate"}"#),
         1.0
@@ -375,14 +372,12 @@ async fn probes_follow_the_lifecycle() {
         .into_inner();
     s.message().await.unwrap();
     gw.shutdown();
-    let mut ready = (0, String::new());
-    for _ in 0..200 {
-        ready = admin_get(&gw, "/readyz", None).await;
-        if ready.0 == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let gwr = &gw;
+    let ready = eventually("readiness turns 503", || async move {
+        let ready = admin_get(gwr, "/readyz", None).await;
+        (ready.0 == 503).then_some(ready)
+    })
+    .await;
     assert_eq!(ready, (503, "draining\n".to_owned()));
     assert_eq!(
         admin_get(&gw, "/healthz", None).await.0,

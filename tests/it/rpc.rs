@@ -430,7 +430,8 @@ async fn client_deadline_bounds_the_upstream_call() {
     // Streams: the deadline bounds the whole stream, not only its start.
     let up = Upstream::start(vec![Reply::sse(&[chunk("a")]).end(End::Hang)]).await;
     let gw = Gateway::in_front_of(&up).await;
-    let req = authed_with_timeout(stream_request("big", "x"), KEY, Duration::from_millis(300));
+    // Seconds, so the first chunk (sent at once) arrives before it on any machine.
+    let req = authed_with_timeout(stream_request("big", "x"), KEY, Duration::from_secs(3));
     let mut stream = gw
         .raw_client()
         .stream_generate(req)

@@ -1,8 +1,6 @@
 //! Three gateways sharing one real Redis (`[shared]`): a key's limits, budget and the response cache hold for
 //! the three together, and a Redis outage behaves as configured and heals when Redis is back.
 
-use std::time::Duration;
-
 use crate::common::{redis::Redis, upstream::*, *};
 use aigw::proto::GenerationConfig;
 use tonic::Code;
@@ -16,7 +14,7 @@ fn fleet_config(
     on_failure: &str,
 ) -> aigw::config::Config {
     let shared = format!(
-        "[shared]\nredis_url = \"{}\"\non_failure = \"{on_failure}\"\ntimeout = \"200ms\"",
+        "[shared]\nredis_url = \"{}\"\non_failure = \"{on_failure}\"\ntimeout = \"5s\"",
         redis.url()
     );
     config(&priced_config_text(
@@ -37,17 +35,14 @@ async fn fleet(up: &Upstream, redis: &Redis, limits: &str, on_failure: &str) -> 
     gateways
 }
 
-/// Waits (bounded) until the gateway's `aigw_shared_state_up` says `up`; its monitor checks once a second.
+/// Waits until the gateway's `aigw_shared_state_up` says `up`; its monitor checks once a second.
 async fn wait_for_shared_state(gw: &Gateway, up: bool) {
     let want = if up { 1.0 } else { 0.0 };
-    for _ in 0..100 {
+    eventually("aigw_shared_state_up changes", || async move {
         let (_, text) = admin_get(gw, "/metrics", None).await;
-        if metric(&text, "aigw_shared_state_up") == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("aigw_shared_state_up never became {want}");
+        (metric(&text, "aigw_shared_state_up") == want).then_some(())
+    })
+    .await;
 }
 
 fn hello() -> Reply {
@@ -108,18 +103,13 @@ async fn a_budget_spent_through_one_replica_is_enforced_by_the_others() {
     // One call costs 1,000 x $2/M + 500 x $8/M = $0.006: over the $0.005 budget.
     let gateways = fleet(&up, &redis, "daily_budget_usd = 0.005", "open").await;
     assert!(call(&gateways[0], None).await.is_ok());
-    // Spend is booked right after the call, on its own task: wait for it (bounded).
-    let mut refused = None;
-    for _ in 0..50 {
-        match call(&gateways[1], None).await {
-            Err(status) => {
-                refused = Some(status);
-                break;
-            }
-            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    let status = refused.expect("the budget spent on replica 0 refuses on replica 1");
+    // Spend is booked right after the call, on its own task: wait for it.
+    let replica = &gateways[1];
+    let status = eventually(
+        "the budget spent on replica 0 refuses on replica 1",
+        || async move { call(replica, None).await.err() },
+    )
+    .await;
     assert_status(&status, Code::ResourceExhausted, "daily budget");
     let status = call(&gateways[2], None).await.unwrap_err();
     assert_status(&status, Code::ResourceExhausted, "daily budget");
@@ -131,18 +121,15 @@ async fn an_answer_cached_by_one_replica_is_a_hit_on_another() {
     let up = Upstream::start(vec![hello()]).await;
     let gateways = fleet(&up, &redis, "", "open").await;
     assert!(call(&gateways[0], Some(0.0)).await.is_ok());
-    // Kept in Redis right after the answer, on its own task: look for it on replica 1 (bounded).
-    let mut hit = false;
-    for _ in 0..50 {
-        assert!(call(&gateways[1], Some(0.0)).await.is_ok());
-        let (_, text) = admin_get(&gateways[1], "/metrics", None).await;
-        hit = text.contains(r#"aigw_cache_requests_total{model="m",result="hit"} "#);
-        if hit {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(hit, "replica 1 never hit the answer replica 0 kept");
+    // Kept in Redis right after the answer, on its own task: look for it on replica 1.
+    let replica = &gateways[1];
+    eventually("replica 1 hits the answer replica 0 kept", || async move {
+        assert!(call(replica, Some(0.0)).await.is_ok());
+        let (_, text) = admin_get(replica, "/metrics", None).await;
+        text.contains(r#"aigw_cache_requests_total{model="m",result="hit"} "#)
+            .then_some(())
+    })
+    .await;
     let calls = up.calls();
     assert!(call(&gateways[2], Some(0.0)).await.is_ok());
     assert_eq!(

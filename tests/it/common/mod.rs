@@ -352,3 +352,23 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// Polls `check` every 10 ms until it gives a value. Bounded by two minutes as a guard against a hang, never as
+/// a speed requirement: a busy machine only polls longer.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let guard = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
