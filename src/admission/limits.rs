@@ -448,9 +448,25 @@ mod tests {
         let mut b = l.admit(t0 + Duration::from_secs(1), 600, &g).unwrap();
         b.reconcile(850); // this one used more than it reserved: charged in full
         assert!(l.admit(t0 + Duration::from_secs(2), 1, &g).is_err());
-        // A call that never reached the upstream gives its reservation back.
-        let mut c = limiter(None, Some(1000), None).admit(t0, 1000, &g).unwrap();
+        // A call that never reached the upstream gives its reservation back: the whole limit fits again.
+        let fresh = limiter(None, Some(1000), None);
+        let mut c = fresh.admit(t0, 1000, &g).unwrap();
+        assert!(fresh.admit(t0, 1, &g).is_err());
         c.release();
+        assert!(fresh.admit(t0, 1000, &g).is_ok());
+    }
+
+    #[test]
+    fn a_cancelled_call_keeps_its_reservation() {
+        // Dropped without a reconcile (the client left mid-call): the upstream may have done the work, so the
+        // reserved tokens stay charged for the minute; only the concurrency slot is free.
+        let l = limiter(None, Some(1000), Some(1));
+        let (g, t0) = (global(), Instant::now());
+        let a = l.admit(t0, 600, &g).unwrap();
+        drop(a);
+        let err = l.admit(t0 + Duration::from_secs(1), 600, &g).unwrap_err();
+        assert_eq!(retry_after(err), Some(Duration::from_secs(59)));
+        assert!(l.admit(t0 + Duration::from_secs(1), 400, &g).is_ok(), "the slot is free");
     }
 
     #[test]
