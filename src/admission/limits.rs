@@ -466,7 +466,10 @@ mod tests {
         drop(a);
         let err = l.admit(t0 + Duration::from_secs(1), 600, &g).unwrap_err();
         assert_eq!(retry_after(err), Some(Duration::from_secs(59)));
-        assert!(l.admit(t0 + Duration::from_secs(1), 400, &g).is_ok(), "the slot is free");
+        assert!(
+            l.admit(t0 + Duration::from_secs(1), 400, &g).is_ok(),
+            "the slot is free"
+        );
     }
 
     #[test]

@@ -85,6 +85,25 @@ async fn a_key_limited_to_n_requests_gets_n_across_three_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fired_at_three_replicas_at_once_get_exactly_n() {
+    // All at once, so a read-check-write that is not atomic in Redis would admit more than N.
+    let redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gateways = fleet(&up, &redis, "rpm = 7", "open").await;
+    let calls = (0..30).map(|i| call(&gateways[i % 3], None));
+    let outcomes = futures_util::future::join_all(calls).await;
+    let ok = outcomes.iter().filter(|o| o.is_ok()).count();
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_status(refused, Code::ResourceExhausted, "7 requests per minute");
+    }
+    assert_eq!(
+        ok, 7,
+        "exactly the fleet's limit, whatever the interleaving"
+    );
+    assert_eq!(up.calls(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_reserved_on_one_replica_count_on_the_others() {
     let redis = Redis::start();
     let up = Upstream::start(vec![hello()]).await;
