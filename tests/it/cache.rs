@@ -270,3 +270,25 @@ async fn hits_are_free_unless_the_model_charges_them() {
     }
     assert_eq!(up.calls(), 2);
 }
+
+#[tokio::test]
+async fn a_stream_the_client_cancelled_is_never_kept() {
+    // The first answer stalls after one chunk; the client leaves. The next identical call must go upstream.
+    let stalled = Reply::sse(&[chunk("Hel")]).end(End::Hang);
+    let up = Upstream::start(vec![stalled, Reply::sse(&stream_of(&["Hello"]))]).await;
+    let gw = Gateway::start(cached(&up, "{ ttl = \"1m\" }")).await;
+    let mut client = gw.client().await;
+    let req = || {
+        let mut r = stream_request("m", "hi");
+        r.config = Some(zero());
+        authed(r, KEY)
+    };
+    let mut s = client.stream_generate(req()).await.unwrap().into_inner();
+    assert_eq!(s.message().await.unwrap().unwrap().delta, "Hel");
+    drop(s);
+    up.wait_aborted(1).await;
+    let next = client.stream_generate(req()).await.unwrap();
+    assert_eq!(cache_header(&next), Some("miss"));
+    read_all(&mut next.into_inner()).await;
+    assert_eq!(up.calls(), 2);
+}

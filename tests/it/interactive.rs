@@ -347,3 +347,37 @@ async fn sessions_carry_tool_calls_and_their_results() {
     );
     assert_eq!(sent["tools"][0]["function"]["name"], "lookup");
 }
+
+#[tokio::test]
+async fn each_turn_goes_upstream_as_its_own_request_id() {
+    let up = Upstream::start(vec![
+        Reply::sse(&stream_of(&["one"])),
+        Reply::sse(&stream_of(&["two"])),
+    ])
+    .await;
+    let gw = Gateway::in_front_of(&up).await;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(start("big", "")).await.unwrap();
+    let mut req = authed(ReceiverStream::new(rx), KEY);
+    req.metadata_mut()
+        .insert("x-request-id", "session-42".parse().unwrap());
+    let rx = gw
+        .client()
+        .await
+        .interactive_stream(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut s = Session { tx, rx };
+    s.next().await.unwrap(); // started
+    for _ in 0..2 {
+        s.say("hi").await;
+        assert!(matches!(s.turn().await.2, Event::Complete(_)));
+    }
+    let ids: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| r.header("x-request-id").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids, ["session-42-1", "session-42-2"]);
+}
