@@ -519,3 +519,62 @@ async fn a_client_that_leaves_a_unary_call_cancels_the_upstream_call() {
         up.wait_aborted(seen + 1).await;
     }
 }
+
+#[tokio::test]
+async fn upstream_failures_limits_and_budgets_have_their_http_statuses() {
+    // An upstream 503 (one attempt): 502 with OpenAI's server_error body.
+    let up = Upstream::start(vec![Reply::json(503, r#"{"error":{"message":"busy"}}"#)]).await;
+    let gw = Gateway::start(config(&priced_config_text(
+        &up.base_url(),
+        "",
+        "tpm = 1000",
+        "",
+    )))
+    .await;
+    let resp = post(&gw, Some(KEY), &ask("m", json!({"max_tokens": 10}))).await;
+    assert_eq!(resp.status(), 502);
+    let body = json_of(resp).await;
+    assert_eq!(body["error"]["type"], "server_error");
+    assert_eq!(body["error"]["code"], "upstream_unavailable");
+    // More tokens than the key's whole minute: 429 of type "tokens".
+    let refused = post(&gw, Some(KEY), &ask("m", json!({"max_tokens": 1900}))).await;
+    assert_eq!(refused.status(), 429);
+    let body = json_of(refused).await;
+    assert_eq!(body["error"]["type"], "tokens");
+
+    // A spent daily budget: 429 insufficient_quota.
+    let up = Upstream::start(vec![Reply::json(
+        200,
+        &completion("x", "stop", 100_000, 100_000),
+    )])
+    .await;
+    let gw = Gateway::start(config(&priced_config_text(
+        &up.base_url(),
+        "",
+        "daily_budget_usd = 0.5",
+        "",
+    )))
+    .await;
+    assert_eq!(
+        post(&gw, Some(KEY), &ask("m", json!({}))).await.status(),
+        200
+    );
+    let refused = eventually("the spent budget refuses", || async {
+        let resp = post(&gw, Some(KEY), &ask("m", json!({}))).await;
+        (resp.status() == 429).then_some(resp)
+    })
+    .await;
+    let body = json_of(refused).await;
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+
+    // The upstream's request_timeout passed: 504.
+    let up = Upstream::start(vec![Reply::never()]).await;
+    let text = priced_config_text(&up.base_url(), "", "", "").replace(
+        "api_key_env = \"TEST_UPSTREAM_KEY\"",
+        "api_key_env = \"TEST_UPSTREAM_KEY\"\nrequest_timeout = \"1s\"",
+    );
+    let gw = Gateway::start(config(&text)).await;
+    let resp = post(&gw, Some(KEY), &ask("m", json!({}))).await;
+    assert_eq!(resp.status(), 504);
+    assert_eq!(json_of(resp).await["error"]["code"], "deadline_exceeded");
+}
