@@ -381,3 +381,68 @@ async fn each_turn_goes_upstream_as_its_own_request_id() {
         .collect();
     assert_eq!(ids, ["session-42-1", "session-42-2"]);
 }
+
+#[tokio::test]
+async fn a_session_holds_one_concurrency_slot_for_its_life() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("x", "stop", 1, 1))]).await;
+    let gw = Gateway::start(config(&priced_config_text(
+        &up.base_url(),
+        "",
+        "concurrency = 1",
+        "",
+    )))
+    .await;
+    let mut s = Session::open(&gw, KEY, start("m", "")).await.unwrap();
+    s.next().await.unwrap(); // started: the slot is taken
+    let status = gw
+        .client()
+        .await
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "concurrency limit");
+    // Closing the session frees it.
+    drop(s);
+    let gwr = &gw;
+    eventually("the slot is free once the session ended", || async move {
+        gwr.client()
+            .await
+            .generate(authed(generate("m", "hi"), KEY))
+            .await
+            .ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_clients_deadline_bounds_the_whole_session() {
+    let up = Upstream::start(vec![Reply::sse(&stream_of(&["hi"]))]).await;
+    let gw = Gateway::in_front_of(&up).await;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(start("big", "")).await.unwrap();
+    let req = authed_with_timeout(
+        ReceiverStream::new(rx),
+        KEY,
+        std::time::Duration::from_secs(2),
+    );
+    let mut rx = gw
+        .raw_client()
+        .interactive_stream(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        rx.message().await.unwrap().unwrap().event,
+        Some(Event::Started(_))
+    ));
+    // A quiet session: the deadline, not a turn, ends it, with DEADLINE_EXCEEDED.
+    let status = loop {
+        match rx.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the session ended OK past its deadline"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    drop(tx);
+}

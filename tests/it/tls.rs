@@ -176,3 +176,47 @@ async fn healthcheck_over_plaintext() {
         Ok("SERVING".to_owned())
     );
 }
+
+#[tokio::test]
+async fn a_client_certificate_from_another_ca_is_refused() {
+    let pki = pki();
+    let stranger = self::pki(); // a second CA, and a client certificate it signed
+    let gw = Gateway::start(tls_config(&pki, true)).await;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(
+            &stranger.client_cert,
+            &stranger.client_key,
+        ));
+    let refused = match connect(&gw, tls).await {
+        Err(_) => true,
+        Ok(mut client) => client
+            .generate(authed(generate("big", "hi"), KEY))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a certificate from another CA got through");
+}
+
+#[tokio::test]
+async fn http1_over_tls_is_chosen_by_alpn() {
+    let pki = pki();
+    let gw = Gateway::start(tls_config(&pki, false)).await;
+    aigw::upstream::http::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .http1_only()
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{}/v1/models", gw.addr.port()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["data"][0]["id"], "big");
+}
