@@ -1,8 +1,10 @@
-"""The admin listener of the built binary: probes and Prometheus metrics after real calls.
-(Named to run after the other end-to-end files, which make the calls counted here.)"""
+"""The admin listener of the built binary: probes and Prometheus metrics after real calls, which this file
+makes itself (it passes alone as well as after the other files)."""
 
 import os
 import urllib.request
+
+import grpc
 
 
 def fetch(path):
@@ -15,7 +17,16 @@ def test_probes(gateway):
     assert fetch("/readyz") == (200, "ready\n")
 
 
-def test_metrics_count_the_calls(gateway):
+def test_metrics_count_the_calls(gateway, stubs):
+    pb, pb_grpc = stubs
+    stub = pb_grpc.AIServiceStub(grpc.insecure_channel(gateway))
+    req = pb.GenerateRequest(model="gpt-4.1", messages=[pb.Message(role="user", content="count me")])
+    for _ in range(2):
+        stub.Generate(req, metadata=[("authorization", "Bearer sk-aigw-dev")], timeout=60)
+    try:
+        stub.Generate(req, metadata=[("authorization", "Bearer sk-wrong")], timeout=60)
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED
     status, text = fetch("/metrics")
     assert status == 200
     ok_generate = [l for l in text.splitlines()
