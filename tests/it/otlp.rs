@@ -38,16 +38,81 @@ fn spans_reach_the_collector() {
         sent[0].header("content-type"),
         Some("application/x-protobuf")
     );
-    let body: Vec<u8> = sent.iter().flat_map(|r| r.raw_body.clone()).collect();
-    let has = |needle: &str| body.windows(needle.len()).any(|w| w == needle.as_bytes());
-    for needle in [
-        "aigw-under-test",
-        "rpc",
-        "upstream",
-        "trace-me-7",
-        "Generate",
-    ] {
-        assert!(has(needle), "the exported spans do not mention {needle:?}");
-    }
+    // Decode what was exported: spans by name, with their attributes and parents.
+    let spans: Vec<otlp::Span> = sent
+        .iter()
+        .map(|r| <otlp::Export as prost::Message>::decode(r.raw_body.as_slice()).unwrap())
+        .flat_map(|e| e.resource_spans)
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    let named = |name: &str| spans.iter().find(|s| s.name == name);
+    let rpc = named("rpc").expect("an rpc span");
+    let upstream = named("upstream").expect("an upstream span");
+    assert_eq!(rpc.attribute("request_id"), Some("trace-me-7"));
+    assert_eq!(rpc.attribute("rpc"), Some("Generate"));
+    assert_eq!(upstream.trace_id, rpc.trace_id, "one trace");
+    assert_eq!(
+        upstream.parent_span_id, rpc.span_id,
+        "the attempt is a child of the call"
+    );
+    assert_eq!(upstream.attribute("upstream"), Some("scripted"));
     telemetry.shutdown();
+}
+
+/// Just enough of OTLP's trace protobuf (opentelemetry-proto's `trace/v1`) to read names, ids and string
+/// attributes back.
+mod otlp {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Export {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_spans: Vec<ResourceSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceSpans {
+        #[prost(message, repeated, tag = "2")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeSpans {
+        #[prost(message, repeated, tag = "2")]
+        pub spans: Vec<Span>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "4")]
+        pub parent_span_id: Vec<u8>,
+        #[prost(string, tag = "5")]
+        pub name: String,
+        #[prost(message, repeated, tag = "9")]
+        pub attributes: Vec<KeyValue>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<AnyValue>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AnyValue {
+        #[prost(string, optional, tag = "1")]
+        pub string_value: Option<String>,
+    }
+
+    impl Span {
+        pub fn attribute(&self, key: &str) -> Option<&str> {
+            self.attributes
+                .iter()
+                .find(|kv| kv.key == key)?
+                .value
+                .as_ref()?
+                .string_value
+                .as_deref()
+        }
+    }
 }
