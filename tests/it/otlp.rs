@@ -39,9 +39,9 @@ fn spans_reach_the_collector() {
         Some("application/x-protobuf")
     );
     // Decode what was exported: spans by name, with their attributes and parents.
-    let spans: Vec<otlp::Span> = sent
+    let spans: Vec<wire::Span> = sent
         .iter()
-        .map(|r| <otlp::Export as prost::Message>::decode(r.raw_body.as_slice()).unwrap())
+        .map(|r| <wire::Export as prost::Message>::decode(r.raw_body.as_slice()).unwrap())
         .flat_map(|e| e.resource_spans)
         .flat_map(|r| r.scope_spans)
         .flat_map(|s| s.spans)
@@ -62,7 +62,7 @@ fn spans_reach_the_collector() {
 
 /// Just enough of OTLP's trace protobuf (opentelemetry-proto's `trace/v1`) to read names, ids and string
 /// attributes back.
-mod otlp {
+mod wire {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Export {
         #[prost(message, repeated, tag = "1")]
