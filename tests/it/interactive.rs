@@ -446,3 +446,55 @@ async fn the_clients_deadline_bounds_the_whole_session() {
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     drop(tx);
 }
+
+#[tokio::test]
+async fn one_turn_at_a_time() {
+    // Turn 1 hangs upstream; turn 2, sent meanwhile, is refused in-band and the session goes on.
+    let up = Upstream::start(vec![
+        Reply::sse(&[chunk("a")]).end(End::Hang),
+        Reply::sse(&stream_of(&["b"])),
+    ])
+    .await;
+    let gw = Gateway::in_front_of(&up).await;
+    let mut s = Session::open(&gw, KEY, start("big", "")).await.unwrap();
+    s.next().await.unwrap(); // started
+    s.say("first").await;
+    let first = s.next().await.unwrap();
+    assert_eq!(first.turn, 1, "turn 1 is answering: {first:?}");
+    s.say("second").await;
+    let refused = s.next().await.unwrap();
+    let Some(Event::Error(e)) = refused.event else {
+        panic!("turn 2 was not refused: {refused:?}")
+    };
+    assert_eq!(refused.turn, 2);
+    assert!(
+        e.message.contains("turn 1 is still in flight"),
+        "{}",
+        e.message
+    );
+    s.send(Action::Cancel(CancelTurn { turn: 1 })).await;
+    let (turn, _, end) = s.turn().await;
+    assert_eq!(turn, 1);
+    assert!(matches!(end, Event::Error(_)), "turn 1 ended cancelled");
+    s.say("third").await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (3, "b"));
+    assert!(matches!(end, Event::Complete(_)));
+}
+
+#[tokio::test]
+async fn a_quiet_session_ends_with_unavailable_at_shutdown() {
+    let up = Upstream::start(vec![Reply::sse(&stream_of(&["hi"]))]).await;
+    let mut gw = Gateway::in_front_of(&up).await;
+    let mut s = Session::open(&gw, KEY, start("big", "")).await.unwrap();
+    s.next().await.unwrap(); // started
+    gw.shutdown();
+    let status = loop {
+        match s.rx.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the session ended OK at shutdown"),
+            Err(status) => break status,
+        }
+    };
+    assert_status(&status, Code::Unavailable, "shutting down");
+}
