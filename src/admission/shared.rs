@@ -343,3 +343,6 @@ impl Shared {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

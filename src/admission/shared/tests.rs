@@ -1,0 +1,184 @@
+//! The Lua scripts and the key names, against a real `redis-server` (scripts/test.sh installs it): what each
+//! verdict records, and what a refusal leaves behind (nothing).
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use redis::{AsyncCommands, Script};
+
+use super::{ADMIT, RECONCILE};
+
+/// A redis-server on a loopback port, killed when dropped.
+struct Server {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pong(port: u16) -> bool {
+    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reply = [0u8; 7];
+    tcp.write_all(b"PING\r\n").is_ok()
+        && tcp.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+/// Starts a server; a port taken between the pick and the bind makes it exit, and another is tried.
+fn server() -> Server {
+    for _ in 0..10 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: run scripts/test.sh, which installs it");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pong(port) && child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait().unwrap().is_none() {
+            return Server {
+                port,
+                child,
+                _dir: dir,
+            };
+        }
+    }
+    panic!("redis-server did not start on any of 10 ports");
+}
+
+const KEYS: [&str; 5] = [
+    "t:{k}:req",
+    "t:{k}:tok",
+    "t:{k}:tok:amount",
+    "t:{k}:tok:total",
+    "t:{k}:spend:1",
+];
+
+/// ADMIT with rpm, tpm, tokens, reservation id and budget (-1: none), over a one-minute window.
+async fn admit(
+    c: &mut redis::aio::MultiplexedConnection,
+    (rpm, tpm, tokens, id, budget): (u32, u64, u64, &str, f64),
+) -> (String, String) {
+    let script = Script::new(ADMIT);
+    let mut call = script.prepare_invoke();
+    for k in KEYS {
+        call.key(k);
+    }
+    call.arg(rpm)
+        .arg(tpm)
+        .arg(tokens)
+        .arg(id)
+        .arg(budget)
+        .arg(60_000u64);
+    call.invoke_async(c).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_scripts_admit_refuse_and_reconcile_exactly() {
+    let server = server();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port)).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+
+    // rpm 2: two admitted, the third refused with a wait within the minute, and not recorded.
+    for id in ["a", "b"] {
+        assert_eq!(admit(&mut c, (2, 0, 0, id, -1.0)).await.0, "ok");
+    }
+    let (verdict, wait) = admit(&mut c, (2, 0, 0, "c", -1.0)).await;
+    assert_eq!(verdict, "rpm");
+    let wait: i64 = wait.parse().unwrap();
+    assert!((0..=60_000).contains(&wait), "{wait}");
+    let n: i64 = c.zcard(KEYS[0]).await.unwrap();
+    assert_eq!(n, 2, "a refusal records nothing");
+
+    // tpm 1000: 600 reserved; another 600 does not fit (and is not recorded); 1001 never fits.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    assert_eq!(admit(&mut c, (0, 1000, 600, "r1", -1.0)).await.0, "ok");
+    assert_eq!(admit(&mut c, (0, 1000, 600, "r2", -1.0)).await.0, "tpm");
+    assert_eq!(
+        admit(&mut c, (0, 1000, 1001, "r3", -1.0)).await.0,
+        "tpm_never"
+    );
+    let total: i64 = c.get(KEYS[3]).await.unwrap();
+    assert_eq!(total, 600);
+
+    // RECONCILE: the call used 150, so 600 more fit now; an unknown reservation changes nothing.
+    let reconcile = Script::new(RECONCILE);
+    let mut call = reconcile.prepare_invoke();
+    call.key(KEYS[2]).key(KEYS[3]).arg("r1").arg(150u64);
+    let changed: i64 = call.invoke_async(&mut c).await.unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(admit(&mut c, (0, 1000, 600, "r4", -1.0)).await.0, "ok");
+    let mut call = reconcile.prepare_invoke();
+    call.key(KEYS[2]).key(KEYS[3]).arg("gone").arg(999u64);
+    let changed: i64 = call.invoke_async(&mut c).await.unwrap();
+    assert_eq!(changed, 0);
+    let total: i64 = c.get(KEYS[3]).await.unwrap();
+    assert_eq!(total, 750);
+
+    // A spent budget refuses before anything is recorded, and says what was spent.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    let _: f64 = c.incr(KEYS[4], 2.5f64).await.unwrap();
+    assert_eq!(
+        admit(&mut c, (5, 1000, 10, "x", 2.0)).await,
+        ("budget".to_owned(), "2.5".to_owned())
+    );
+    let n: i64 = c.zcard(KEYS[0]).await.unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(admit(&mut c, (5, 1000, 10, "y", 3.0)).await.0, "ok");
+}
+
+#[test]
+fn a_keys_names_share_one_cluster_slot_and_the_prefix() {
+    let cfg = crate::config::SharedConfig {
+        redis_url: "redis://127.0.0.1:1/0".into(),
+        on_failure: crate::config::OnFailure::Open,
+        timeout: Duration::from_secs(1),
+        prefix: "fleet".into(),
+    };
+    let shared = super::Shared::new(&cfg, prometheus::IntGauge::new("g", "g").unwrap()).unwrap();
+    let keys = shared.keys("tester");
+    for k in &keys {
+        assert!(k.starts_with("fleet:{tester}:"), "{k}");
+    }
+    assert_eq!(
+        &keys[..4],
+        [
+            "fleet:{tester}:req",
+            "fleet:{tester}:tok",
+            "fleet:{tester}:tok:amount",
+            "fleet:{tester}:tok:total"
+        ]
+    );
+    assert!(keys[4].starts_with("fleet:{tester}:spend:"));
+}
