@@ -213,3 +213,26 @@ async fn fail_closed_refuses_calls_and_readiness_until_redis_is_back() {
     assert!(call(&gw, None).await.is_ok());
     assert_eq!(up.calls(), calls + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_door_answers_503_while_a_closed_fleet_has_no_redis() {
+    // A key with fleet limits: without Redis they cannot be checked, so its calls are refused.
+    let mut redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gw = Gateway::start(fleet_config(&up, &redis, "rpm = 100", "closed")).await;
+    wait_for_shared_state(&gw, true).await;
+    redis.kill();
+    wait_for_shared_state(&gw, false).await;
+    let resp = http()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    assert_eq!(up.calls(), 0);
+}
