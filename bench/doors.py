@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Two side measurements behind BENCHMARKS.md, each run twice:
+  1. the REST door against gRPC: `aigw bench` at one release gateway with the in-process mock (no pacing),
+     open loop — `Generate` and REST JSON at 1,000/s, `StreamGenerate` and REST SSE at 500/s;
+  2. shared limits against local ones: `Generate` at 1,000/s for a key with rpm and tpm, its windows kept in
+     this replica or in a Redis on loopback (`redis-server`, started here) — the admission's cost is the
+     gateway's own time (`aigw-overhead-us`).
+Every report is written to --out; the tables are printed and written to --out/doors.md.
+
+Only the standard library; needs redis-server for part 2. Usage: python3 bench/doors.py [--smoke] [--out DIR]
+"""
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import KEY, ROOT, Proc, bench, machine, table  # noqa: E402
+
+CONFIG = """
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[limits]
+max_in_flight = 1000000
+[limits.default]
+concurrency = 1000000
+{limits}
+{shared}
+[[keys]]
+name = "bench"
+env = "AIGW_BENCH_KEY"
+[[upstreams]]
+name = "mock"
+kind = "mock"
+first_token_latency = "0s"
+tokens_per_second = 100000000
+[[models]]
+name = "bench"
+max_output_tokens = 100000
+routes = [{{ upstream = "mock", model = "bench" }}]
+"""
+
+
+def gateway(aigw, work, name, shared="", key_limits=""):
+    path = work / f"{name}.toml"
+    text = CONFIG.format(limits="", shared=shared)
+    if key_limits:
+        text = text.replace('env = "AIGW_BENCH_KEY"', f'env = "AIGW_BENCH_KEY"\n{key_limits}')
+    path.write_text(text)
+    return Proc([aigw, "serve", "--config", str(path)], work / f"{name}.log",
+                r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
+
+
+def redis_server(work):
+    for _ in range(10):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            if proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(7) == b"+PONG\r\n":
+                        return proc, port
+            except OSError:
+                time.sleep(0.02)
+        proc.kill()
+    sys.exit("redis-server did not start")
+
+
+def q(report, section, key):
+    return (report.get(section) or {}).get(key, float("nan"))
+
+
+def span(values, unit="µs", scale=1.0):
+    lo, hi = min(values) / scale, max(values) / scale
+    fmt = (lambda v: f"{v:.0f}") if scale == 1.0 else (lambda v: f"{v:.2f}")
+    return f"{fmt(lo)}–{fmt(hi)} {unit}" if fmt(lo) != fmt(hi) else f"{fmt(lo)} {unit}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
+    ap.add_argument("--duration", default="4s")
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "target" / "bench-doors"))
+    ap.add_argument("--smoke", action="store_true", help="short runs: checks the script, not the figures")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.duration, opts.runs = "1s", 1
+    aigw = opts.aigw
+    if not aigw:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "aigw"], cwd=ROOT, check=True)
+        aigw = str(ROOT / "target" / "release" / "aigw")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="aigw-doors-"))
+    common = ["--duration", opts.duration, "--warmup", "1s", "--threads", "1"]
+    results = {"machine": machine(), "settings": vars(opts), "doors": {}, "limits": {}}
+
+    gw = gateway(aigw, work, "doors")
+    grpc, rest = f"http://{gw.match.group(1)}", f"http://{gw.match.group(1)}/v1"
+    rows = [("gRPC `Generate`, 1,000/s", ["--target", grpc, "--rate", 1000, "--max-tokens", 16]),
+            ("REST JSON (HTTP/1.1), 1,000/s", ["--protocol", "rest", "--target", rest, "--rate", 1000,
+                                              "--max-tokens", 16]),
+            ("gRPC `StreamGenerate`, 500/s", ["--target", grpc, "--rpc", "stream", "--rate", 500]),
+            ("REST SSE (HTTP/1.1), 500/s", ["--protocol", "rest", "--target", rest, "--rpc", "stream",
+                                           "--rate", 500])]
+    try:
+        for label, args in rows:
+            reports = [bench(aigw, [*args, *common], out, f"door-{i}-{label[:12]}".replace(" ", "_"))
+                       for i in range(opts.runs)]
+            results["doors"][label] = reports
+    finally:
+        gw.stop()
+
+    redis, port = redis_server(work)
+    # The key has (huge) rpm and tpm, so admission consults the windows: this replica's, or Redis's.
+    key_limits = "limits = { rpm = 100000000, tpm = 100000000000 }"
+    try:
+        for label, shared in [("local limits", ""),
+                              ("shared limits (Redis on loopback)",
+                               f'[shared]\nredis_url = "redis://127.0.0.1:{port}/0"\non_failure = "closed"')]:
+            gw = gateway(aigw, work, "limits", shared=shared, key_limits=key_limits)
+            time.sleep(1.5)  # the shared-state monitor connects within its first second
+            try:
+                reports = [bench(aigw, ["--target", f"http://{gw.match.group(1)}", "--rate", 1000,
+                                        "--max-tokens", 16, *common], out,
+                                 f"limits-{i}-{'shared' if shared else 'local'}") for i in range(opts.runs)]
+            finally:
+                gw.stop()
+            results["limits"][label] = reports
+    finally:
+        redis.kill()
+
+    door_table = table(["", "p50", "p90", "p99"], [
+        [label, span([q(r, "latency_us", "p50") for r in rs]), span([q(r, "latency_us", "p90") for r in rs]),
+         span([q(r, "latency_us", "p99") for r in rs])] for label, rs in results["doors"].items()])
+    limit_table = table(["", "in-gateway p50", "in-gateway p99", "end-to-end p50"], [
+        [label, span([q(r, "gateway_overhead_us", "p50") for r in rs]),
+         span([q(r, "gateway_overhead_us", "p99") for r in rs]),
+         span([q(r, "latency_us", "p50") for r in rs])] for label, rs in results["limits"].items()])
+    errors = sum(sum(r["errors"].values()) for group in ("doors", "limits")
+                 for rs in results[group].values() for r in rs)
+    md = f"{results['machine']}\n\n{door_table}\n\n{limit_table}\n\nerrors: {errors}\n"
+    (out / "doors.json").write_text(json.dumps(results, indent=2))
+    (out / "doors.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
