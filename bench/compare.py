@@ -105,6 +105,14 @@ class Proc:
             self.proc.wait()
 
 
+def release_binary(given):
+    """The aigw binary to measure: `given`, or the release build (built now)."""
+    if given:
+        return given
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "aigw"], cwd=ROOT, check=True)
+    return str(ROOT / "target" / "release" / "aigw")
+
+
 def bench(aigw, args, out_dir, name):
     """Runs `aigw bench` with `args`; returns its JSON report."""
     path = out_dir / f"{name}.json"
@@ -155,10 +163,7 @@ def main():
     if opts.smoke:
         opts.rates, opts.duration, opts.streams, opts.stream_tokens, opts.repeat = "200,400", 1.0, "50", 32, 1
 
-    aigw = opts.aigw
-    if not aigw:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "aigw"], cwd=ROOT, check=True)
-        aigw = str(ROOT / "target" / "release" / "aigw")
+    aigw = release_binary(opts.aigw)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     raw = out / "raw"

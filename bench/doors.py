@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import KEY, ROOT, Proc, bench, machine, table  # noqa: E402
+from compare import release_binary, KEY, ROOT, Proc, bench, machine, table  # noqa: E402
 
 CONFIG = """
 [server]
@@ -100,10 +100,7 @@ def main():
     opts = ap.parse_args()
     if opts.smoke:
         opts.duration, opts.runs = "1s", 1
-    aigw = opts.aigw
-    if not aigw:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "aigw"], cwd=ROOT, check=True)
-        aigw = str(ROOT / "target" / "release" / "aigw")
+    aigw = release_binary(opts.aigw)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aigw-doors-"))

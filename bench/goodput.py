@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import GATEWAY_CONFIG, KEY, ROOT, Proc, bench, machine, table  # noqa: E402
+from compare import release_binary, GATEWAY_CONFIG, KEY, ROOT, Proc, bench, machine, table  # noqa: E402
 
 MODEL_POLICY = """
 [models.policy]
@@ -155,10 +155,7 @@ def main():
     opts = ap.parse_args()
     if opts.smoke:
         opts.rates, opts.calls = "0,0.2", 40
-    aigw = opts.aigw
-    if not aigw:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "aigw"], cwd=ROOT, check=True)
-        aigw = str(ROOT / "target" / "release" / "aigw")
+    aigw = release_binary(opts.aigw)
     out = Path(opts.out)
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import GATEWAY_CONFIG, KEY, ROOT, Proc, machine  # noqa: E402
+from compare import release_binary, GATEWAY_CONFIG, KEY, ROOT, Proc, machine  # noqa: E402
 
 
 def seconds(text):
@@ -83,10 +83,7 @@ def main():
     opts = ap.parse_args()
     if opts.smoke:
         opts.duration, opts.warmup, opts.every, opts.rate = "20s", "2s", 1.0, 50
-    aigw = opts.aigw
-    if not aigw:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "aigw"], cwd=ROOT, check=True)
-        aigw = str(ROOT / "target" / "release" / "aigw")
+    aigw = release_binary(opts.aigw)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aigw-soak-"))
