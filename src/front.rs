@@ -79,24 +79,30 @@ where
 
     fn call(&mut self, req: Request<B>) -> BoxFuture {
         let door = Door::of(req.headers());
-        let call: BoxFuture = match door {
+        let panics = self.gateway.metrics.panics.clone();
+        match door {
             Door::Grpc => {
                 let call = self.grpc.call(req.map(Body::new));
-                Box::pin(async move { Ok(call.await?.map(Body::new)) })
+                guard(door, panics, async move { Ok(call.await?.map(Body::new)) })
             }
-            Door::GrpcWeb => Box::pin(self.web.call(req)),
+            Door::GrpcWeb => guard(door, panics, self.web.call(req)),
             Door::Rest => {
                 let gateway = self.gateway.clone();
-                Box::pin(async move { Ok(crate::rest::serve(gateway, req).await) })
+                guard(door, panics, async move {
+                    Ok(crate::rest::serve(gateway, req).await)
+                })
             }
-        };
-        guard(door, self.gateway.metrics.panics.clone(), call)
+        }
     }
 }
 
 /// A panic in a handler must not reach the client as a reset: it ends its call with INTERNAL (500 on the
-/// REST door), and is counted.
-fn guard(door: Door, panics: prometheus::IntCounterVec, call: BoxFuture) -> BoxFuture {
+/// REST door), and is counted. The one allocation per request is here.
+fn guard(
+    door: Door,
+    panics: prometheus::IntCounterVec,
+    call: impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+) -> BoxFuture {
     Box::pin(
         std::panic::AssertUnwindSafe(call)
             .catch_unwind()

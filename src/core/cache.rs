@@ -38,12 +38,13 @@ pub(crate) struct Entry {
 }
 
 /// A kept answer as the fleet's cache stores it (JSON, in Redis).
+/// Borrowed when encoding (nothing is copied), owned when decoding.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Kept {
-    chunks: Vec<String>,
-    id: String,
-    model: String,
-    finish_reason: String,
+struct Kept<'a> {
+    chunks: std::borrow::Cow<'a, [String]>,
+    id: std::borrow::Cow<'a, str>,
+    model: std::borrow::Cow<'a, str>,
+    finish_reason: std::borrow::Cow<'a, str>,
     usage: [i32; 3],
     usage_estimated: bool,
 }
@@ -52,10 +53,10 @@ impl Entry {
     /// The entry as the fleet's cache stores it.
     pub(crate) fn encode(&self) -> Option<Vec<u8>> {
         let kept = Kept {
-            chunks: self.chunks.clone(),
-            id: self.id.clone(),
-            model: self.model.clone(),
-            finish_reason: self.finish_reason.clone(),
+            chunks: (&self.chunks[..]).into(),
+            id: self.id.as_str().into(),
+            model: self.model.as_str().into(),
+            finish_reason: self.finish_reason.as_str().into(),
             usage: [
                 self.usage.prompt_tokens,
                 self.usage.completion_tokens,
@@ -71,10 +72,10 @@ impl Entry {
         let kept: Kept = serde_json::from_slice(bytes).ok()?;
         let [prompt_tokens, completion_tokens, total_tokens] = kept.usage;
         Some(Entry::new(
-            kept.chunks,
-            kept.id,
-            kept.model,
-            kept.finish_reason,
+            kept.chunks.into_owned(),
+            kept.id.into_owned(),
+            kept.model.into_owned(),
+            kept.finish_reason.into_owned(),
             Usage {
                 prompt_tokens,
                 completion_tokens,

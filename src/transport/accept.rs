@@ -149,20 +149,22 @@ pub(crate) async fn serve<S, B>(
 async fn watchdog(activity: &Activity, limits: ConnLimits) -> &'static str {
     loop {
         let now = Instant::now();
-        let (deadline, reason) = if activity.requests.load(Ordering::Acquire) == 0 {
-            (
+        let due = if activity.requests.load(Ordering::Acquire) == 0 {
+            Some((
                 activity.accepted + limits.first_request,
                 "first_request_timeout",
-            )
+            ))
         } else if activity.in_flight.load(Ordering::Acquire) == 0 {
-            (activity.idle_since() + limits.idle, "idle_timeout")
+            Some((activity.idle_since() + limits.idle, "idle_timeout"))
         } else {
-            (now + limits.idle, "") // busy: look again later
+            None // busy: nothing is due; look again later
         };
-        if now >= deadline && !reason.is_empty() {
-            return reason;
-        }
-        tokio::time::sleep_until(deadline.max(now + Duration::from_millis(1))).await;
+        let wake = match due {
+            Some((at, reason)) if now >= at => return reason,
+            Some((at, _)) => at,
+            None => now + limits.idle,
+        };
+        tokio::time::sleep_until(wake).await;
     }
 }
 
