@@ -10,7 +10,7 @@ use super::{duration, err, ConfigError};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawShared {
-    /// `redis://host:6379/0` (or `rediss://` for TLS) ...
+    /// `redis://host:6379/0` (or `rediss://` for TLS, or `redis+unix:///path/redis.sock` on the same host) ...
     redis_url: Option<String>,
     /// ... or the name of an environment variable holding it (it may carry a password).
     redis_url_env: Option<String>,
@@ -79,8 +79,9 @@ impl RawShared {
             },
             _ => return err("shared: set exactly one of redis_url and redis_url_env"),
         };
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return err("shared.redis_url: must start with redis:// or rediss://");
+        const SCHEMES: [&str; 3] = ["redis://", "rediss://", "redis+unix://"];
+        if !SCHEMES.iter().any(|s| redis_url.starts_with(s)) {
+            return err("shared.redis_url: must start with redis://, rediss:// or redis+unix://");
         }
         if self.timeout.is_zero() {
             return err("shared.timeout: must be above 0");

@@ -237,4 +237,67 @@ mod tests {
         assert!(rx.recv().await.is_none());
         assert_eq!(panics.with_label_values(&["stream"]).get(), 1);
     }
+
+    /// A reader that does not read holds the relay at the channel's size: the relay stops pulling from the
+    /// upstream (whose own flow control then holds the provider), and pulls one more event per message read.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_holds_the_upstream_read_at_the_channel_size() {
+        use std::sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        };
+
+        use crate::{
+            config::StreamLimits, observe::timing::Timing, upstream::scripted::ScriptedStream,
+        };
+
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut upstream = ChunkStream::Scripted(ScriptedStream::deltas(1_000, taken.clone()));
+        let first = match upstream.next().await {
+            Some(Ok(event)) => event,
+            _ => panic!("the script starts with a delta"),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, Status>>(STREAM_BUFFER);
+        let stop = CancellationToken::new();
+        let relay = tokio::spawn(async move {
+            let limits = Limits {
+                deadline: Deadline::new(Instant::now(), None, Duration::from_secs(3_600)),
+                stream: StreamLimits {
+                    first_token: Duration::from_secs(60),
+                    idle: Duration::from_secs(60),
+                    total: Duration::from_secs(3_600),
+                },
+                started: Instant::now(),
+                upstream: "scripted",
+                stop: &stop,
+                cancel: None,
+            };
+            let mut timing = Timing::default();
+            pump(first, &mut upstream, &tx, |d| d, &limits, &mut timing).await
+        });
+        let settle = || async {
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+        };
+        settle().await;
+        // The channel is full and one more delta waits to be sent; nothing else was read upstream.
+        assert_eq!(rx.len(), STREAM_BUFFER);
+        assert_eq!(taken.load(Ordering::SeqCst), STREAM_BUFFER + 1);
+        // Still held a minute later: waiting for room is not an upstream stall.
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        settle().await;
+        assert_eq!(taken.load(Ordering::SeqCst), STREAM_BUFFER + 1);
+        // Each message read lets exactly one more event through.
+        for read in 1..=3 {
+            assert_eq!(rx.recv().await.unwrap().unwrap(), format!("t{} ", read - 1));
+            settle().await;
+            assert_eq!(taken.load(Ordering::SeqCst), STREAM_BUFFER + 1 + read);
+        }
+        // A reader that leaves ends the relay at once, the rest of the upstream unread.
+        drop(rx);
+        let ended = relay.await.unwrap();
+        assert!(matches!(ended, Err(GatewayError::Cancelled(_))));
+        assert_eq!(taken.load(Ordering::SeqCst), STREAM_BUFFER + 4);
+    }
 }

@@ -2,7 +2,14 @@
 //! after the scripted delay, and is recorded with the (paused) tokio clock. The seam that lets the dispatcher's
 //! retry, cooling, breaker and Retry-After rules run under `tokio::test(start_paused = true)`.
 
-use std::{collections::VecDeque, sync::Mutex, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
 
 use tokio::time::Instant;
 
@@ -96,12 +103,14 @@ impl Scripted {
                 return Ok(ScriptedStream {
                     events: VecDeque::new(),
                     stalls: true,
+                    taken: None,
                 })
             }
         };
         Ok(ScriptedStream {
             events: events.into(),
             stalls: false,
+            taken: None,
         })
     }
 }
@@ -110,13 +119,32 @@ pub(crate) struct ScriptedStream {
     events: VecDeque<Result<StreamEvent, GatewayError>>,
     /// Sends nothing, ever.
     stalls: bool,
+    /// Counts the events handed out, for tests of how far a reader has pulled.
+    taken: Option<Arc<AtomicUsize>>,
 }
 
 impl ScriptedStream {
+    /// `n` deltas, then the end, each ready at once; `taken` counts those handed out.
+    pub(crate) fn deltas(n: usize, taken: Arc<AtomicUsize>) -> ScriptedStream {
+        let mut events: VecDeque<_> = (0..n)
+            .map(|i| Ok(StreamEvent::Delta(format!("t{i} "))))
+            .collect();
+        events.push_back(Ok(StreamEvent::End(StreamEnd::default())));
+        ScriptedStream {
+            events,
+            stalls: false,
+            taken: Some(taken),
+        }
+    }
+
     pub(crate) async fn next_event(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
         if self.stalls {
             std::future::pending::<()>().await;
         }
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if let (Some(taken), Some(_)) = (&self.taken, &event) {
+            taken.fetch_add(1, Ordering::SeqCst);
+        }
+        event
     }
 }

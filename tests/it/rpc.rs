@@ -395,12 +395,7 @@ async fn upstream_statuses_map_to_grpc_codes() {
 
 #[tokio::test]
 async fn connect_errors_are_unavailable() {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_held, port) = refusing_port();
     let gw = Gateway::start(config(&config_text(
         &format!("http://127.0.0.1:{port}/v1"),
         "",

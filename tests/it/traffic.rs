@@ -251,11 +251,7 @@ async fn server_errors_are_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_refused_connection_falls_back_to_the_next_route() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_held, dead) = refusing_port();
     let up = Upstream::start(vec![ok_reply()]).await;
     let cfg = traffic(
         &[

@@ -3,7 +3,8 @@
 
 use std::{
     io::{Read, Write},
-    net::TcpStream,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -12,11 +13,16 @@ use redis::{AsyncCommands, Script};
 
 use super::{ADMIT, RECONCILE};
 
-/// A redis-server on a loopback port, killed when dropped.
+/// A redis-server on a unix socket in its own directory (no TCP port to race for), killed when dropped.
 struct Server {
-    port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
 }
 
 impl Drop for Server {
@@ -26,55 +32,37 @@ impl Drop for Server {
     }
 }
 
-fn pong(port: u16) -> bool {
-    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) else {
+fn pong(socket: &Path) -> bool {
+    let Ok(mut conn) = UnixStream::connect(socket) else {
         return false;
     };
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reply = [0u8; 7];
-    tcp.write_all(b"PING\r\n").is_ok()
-        && tcp.read_exact(&mut reply).is_ok()
+    conn.write_all(b"PING\r\n").is_ok()
+        && conn.read_exact(&mut reply).is_ok()
         && &reply == b"+PONG\r\n"
 }
 
-/// Starts a server; a port taken between the pick and the bind makes it exit, and another is tried.
 fn server() -> Server {
-    for _ in 0..10 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: run scripts/test.sh, which installs it");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !pong(port) && child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if child.try_wait().unwrap().is_none() {
-            return Server {
-                port,
-                child,
-                _dir: dir,
-            };
-        }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("redis.sock");
+    let mut child = Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(&socket)
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server not found: run scripts/test.sh, which installs it");
+    // A hang guard only, never a speed bound.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pong(&socket) {
+        assert!(child.try_wait().unwrap().is_none(), "redis-server exited");
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("redis-server did not start on any of 10 ports");
+    Server { child, dir }
 }
 
 const KEYS: [&str; 5] = [
@@ -107,7 +95,8 @@ async fn admit(
 #[tokio::test]
 async fn the_scripts_admit_refuse_and_reconcile_exactly() {
     let server = server();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port)).unwrap();
+    let client =
+        redis::Client::open(format!("redis+unix://{}", server.socket().display())).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
 
     // rpm 2: two admitted, the third refused with a wait within the minute, and not recorded.

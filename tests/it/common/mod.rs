@@ -372,3 +372,12 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A loopback port that refuses connections: bound but never listening, and held (with the returned socket) so
+/// that no other test can take it meanwhile.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}

@@ -1,82 +1,63 @@
-//! A real Redis for the tests: `redis-server` on a free loopback port, its data in a temporary directory,
+//! A real Redis for the tests: `redis-server` on a unix socket, its data in a temporary directory,
 //! killed when dropped. scripts/test.sh installs Debian's redis-server when it is missing.
 
 // Test helpers: a failed set-up step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    net::TcpStream,
+    os::unix::net::UnixStream,
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+/// Listens on a unix socket in its own directory, never on a TCP port: nothing to pick, release and rebind.
 pub struct Redis {
-    pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
-/// A port that was free a moment ago. redis-server cannot be handed a bound socket, so another process may take
-/// the port before it binds: `start` then sees the server exit and tries another port.
-fn candidate_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Redis {
     pub fn start() -> Redis {
-        for _ in 0..10 {
-            let mut redis = Redis {
-                port: candidate_port(),
-                child: None,
-                dir: tempfile::tempdir().unwrap(),
-            };
-            if redis.try_start() {
-                return redis;
-            }
-        }
-        panic!("redis-server did not start on any of 10 ports");
+        let mut redis = Redis {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.restart();
+        redis
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        format!("redis+unix://{}", self.socket().display())
     }
 
-    /// Starts (again) on the same port, with no data.
+    /// Starts (again) on the same socket, with no data.
     pub fn restart(&mut self) {
-        assert!(
-            self.try_start(),
-            "redis-server did not start again on its port"
-        );
-    }
-
-    /// Starts the server; false when it exited instead of listening (its port was taken meanwhile).
-    fn try_start(&mut self) -> bool {
+        let _ = std::fs::remove_file(self.socket());
         let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--dir"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server not found: run scripts/test.sh, which installs it (apt-get install redis-server)");
+        // A hang guard only: the server is awaited for as long as a slow machine needs.
         let deadline = Instant::now() + Duration::from_secs(60);
-        // Ours once it answers PING: a process that took the port meanwhile would not, and ours would exit.
-        while !answers_ping(self.port) {
-            if child.try_wait().unwrap().is_some() {
-                return false;
-            }
+        while !answers_ping(&self.socket()) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "redis-server exited at start"
+            );
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
         self.child = Some(child);
-        true
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients).
@@ -88,15 +69,15 @@ impl Redis {
     }
 }
 
-fn answers_ping(port: u16) -> bool {
+fn answers_ping(socket: &std::path::Path) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut conn) = UnixStream::connect(socket) else {
         return false;
     };
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reply = [0u8; 7];
-    tcp.write_all(b"PING\r\n").is_ok()
-        && tcp.read_exact(&mut reply).is_ok()
+    conn.write_all(b"PING\r\n").is_ok()
+        && conn.read_exact(&mut reply).is_ok()
         && &reply == b"+PONG\r\n"
 }
 
