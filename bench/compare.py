@@ -136,6 +136,16 @@ def pct(report, section, q):
     return s.get(q, float("nan"))
 
 
+SPREAD = ("added_p50_us", "added_p99_us", "in_gateway_p99_us", "gateway_cpu_us_per_call",
+          "upstream_cpu_us_per_call")
+
+
+def spread(values):
+    """min–max of a list, as whole numbers."""
+    lo, hi = min(values), max(values)
+    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
+
+
 def table(headers, rows):
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
     for row in rows:
@@ -217,12 +227,12 @@ def main():
         mem_table = table(["gateway state", "streams open", "RSS MiB", "KiB per stream"], mem_rows)
 
         # 2. Added latency at fixed rates.
-        rows, sweep = [], []
+        rows, sweep, span_rows = [], [], []
         best_under_1ms = None
         for rate in [float(r) for r in opts.rates.split(",")]:
-            pairs, gw_cpu, up_cpu, gw_calls, up_calls = [], 0.0, 0.0, 0, 0
+            pairs, gw_cpu, up_cpu = [], [], []
             # Repeated, alternating direct and through: one run's p99 moves with whatever else the machine
-            # did meanwhile, so the table shows the median of the repeats.
+            # did meanwhile, so the table shows the median of the repeats, and the ranges table their spread.
             for i in range(opts.repeat):
                 direct, (u,) = measured([upstream], lambda: bench(
                     aigw, ["--protocol", "rest", "--target", rest, "--rate", rate, *unary], raw,
@@ -232,24 +242,23 @@ def main():
                 pairs.append((direct, through))
                 # CPU goes to the warm-up's calls too: rate x warm-up of them, on schedule.
                 warm_calls = int(rate * through["setup"]["warmup_s"])
-                gw_cpu, gw_calls = gw_cpu + g, gw_calls + through["calls"] + warm_calls
-                up_cpu, up_calls = up_cpu + u, up_calls + direct["calls"] + warm_calls
-            med = lambda f: statistics.median(f(d, t) for d, t in pairs)  # noqa: E731
-            point = {
-                "rate": rate,
-                "runs": [{"direct": d, "aigw": t} for d, t in pairs],
-                "achieved_per_s": med(lambda d, t: t["throughput_per_s"]),
-                "direct_p50_us": med(lambda d, t: pct(d, "latency_us", "p50")),
-                "aigw_p50_us": med(lambda d, t: pct(t, "latency_us", "p50")),
-                "added_p50_us": med(lambda d, t: pct(t, "latency_us", "p50") - pct(d, "latency_us", "p50")),
-                "direct_p99_us": med(lambda d, t: pct(d, "latency_us", "p99")),
-                "aigw_p99_us": med(lambda d, t: pct(t, "latency_us", "p99")),
-                "added_p99_us": med(lambda d, t: pct(t, "latency_us", "p99") - pct(d, "latency_us", "p99")),
-                "in_gateway_p99_us": med(lambda d, t: pct(t, "gateway_overhead_us", "p99")),
-                "gateway_cpu_us_per_call": gw_cpu * 1e6 / max(1, gw_calls),
-                "upstream_cpu_us_per_call": up_cpu * 1e6 / max(1, up_calls),
-                "errors": sum(errors(d) + errors(t) for d, t in pairs),
+                gw_cpu.append(g * 1e6 / max(1, through["calls"] + warm_calls))
+                up_cpu.append(u * 1e6 / max(1, direct["calls"] + warm_calls))
+            per_run = {
+                "achieved_per_s": [t["throughput_per_s"] for d, t in pairs],
+                "direct_p50_us": [pct(d, "latency_us", "p50") for d, t in pairs],
+                "aigw_p50_us": [pct(t, "latency_us", "p50") for d, t in pairs],
+                "added_p50_us": [pct(t, "latency_us", "p50") - pct(d, "latency_us", "p50") for d, t in pairs],
+                "direct_p99_us": [pct(d, "latency_us", "p99") for d, t in pairs],
+                "aigw_p99_us": [pct(t, "latency_us", "p99") for d, t in pairs],
+                "added_p99_us": [pct(t, "latency_us", "p99") - pct(d, "latency_us", "p99") for d, t in pairs],
+                "in_gateway_p99_us": [pct(t, "gateway_overhead_us", "p99") for d, t in pairs],
+                "gateway_cpu_us_per_call": gw_cpu,
+                "upstream_cpu_us_per_call": up_cpu,
             }
+            point = {"rate": rate, "runs": [{"direct": d, "aigw": t} for d, t in pairs], "per_run": per_run}
+            point.update({k: statistics.median(v) for k, v in per_run.items()})
+            point["errors"] = sum(errors(d) + errors(t) for d, t in pairs)
             point["kept_up"] = point["achieved_per_s"] >= 0.95 * rate and point["errors"] == 0
             sweep.append(point)
             rows.append([f"{rate:g}", f"{point['achieved_per_s']:.0f}"]
@@ -258,6 +267,8 @@ def main():
                                                       "in_gateway_p99_us", "gateway_cpu_us_per_call",
                                                       "upstream_cpu_us_per_call")]
                         + [point["errors"]])
+            span_rows.append([f"{rate:g}"] + [spread(per_run[k]) for k in SPREAD] + [
+                f"{sum(v < 1000 for v in per_run['added_p99_us'])} of {len(pairs)}"])
             if point["kept_up"] and point["added_p99_us"] < 1000:
                 best_under_1ms = rate
             if not point["kept_up"]:
@@ -267,6 +278,8 @@ def main():
         unary_table = table(["rate/s", "achieved/s", "direct p50", "aigw p50", "added p50", "direct p99",
                              "aigw p99", "added p99", "in-gateway p99", "gateway CPU µs/call",
                              "upstream CPU µs/call", "errors"], rows)
+        span_table = table(["rate/s", "added p50", "added p99", "in-gateway p99", "gateway CPU µs/call",
+                            "upstream CPU µs/call", "runs with added p99 < 1 ms"], span_rows)
 
         # 3. Saturation: closed loop, as many calls as the machine allows.
         sat_conc = 8 if opts.smoke else 32
@@ -290,12 +303,18 @@ def main():
         sargs = ["--rpc", "stream", "--rate", srate, "--duration", dur, "--warmup", warm]
         sdirect = bench(aigw, ["--protocol", "rest", "--target", rest, *sargs], raw, "stream-direct")
         sthrough = bench(aigw, ["--target", grpc, *sargs], raw, "stream-aigw")
-        sflat, (cpu,) = measured([gateway], lambda: bench(
-            aigw, ["--target", grpc, "--rpc", "stream", "--concurrency", 16, "--duration", dur, "--warmup", "0s"],
-            raw, "stream-aigw-saturated"))
-        chunks_per_cpu_s = sflat["chunks"] / cpu if cpu > 0 else float("nan")
-        results["streams"] = {"direct": sdirect, "aigw": sthrough, "saturated": sflat,
-                              "chunks_per_gateway_cpu_second": chunks_per_cpu_s}
+        flats = []
+        for i in range(opts.repeat):
+            flat, (cpu,) = measured([gateway], lambda: bench(
+                aigw, ["--target", grpc, "--rpc", "stream", "--concurrency", 16, "--duration", dur,
+                       "--warmup", "0s"], raw, f"stream-aigw-saturated-{i}"))
+            flats.append((flat, flat["chunks"] / cpu if cpu > 0 else float("nan")))
+        per_cpu_runs = [c for _, c in flats]
+        chunks_per_cpu_s = statistics.median(per_cpu_runs)
+        sflat = sorted(flats, key=lambda fc: fc[1])[len(flats) // 2][0]
+        results["streams"] = {"direct": sdirect, "aigw": sthrough, "saturated": [f for f, _ in flats],
+                              "chunks_per_gateway_cpu_second": chunks_per_cpu_s,
+                              "chunks_per_gateway_cpu_second_runs": per_cpu_runs}
         stream_table = table(["streams", "TTFT p50 µs", "TTFT p99 µs", "total p50 µs", "chunks/s"], [
             [f"direct SSE, {srate}/s", f"{pct(sdirect, 'ttft_us', 'p50'):.0f}",
              f"{pct(sdirect, 'ttft_us', 'p99'):.0f}", f"{pct(sdirect, 'latency_us', 'p50'):.0f}",
@@ -307,7 +326,8 @@ def main():
              f"{pct(sthrough, 'ttft_us', 'p99') - pct(sdirect, 'ttft_us', 'p99'):.0f}",
              f"{pct(sthrough, 'latency_us', 'p50') - pct(sdirect, 'latency_us', 'p50'):.0f}", ""],
             ["via aigw, 16 in flight", "", "", "", f"{sflat['chunks_per_s']:.0f} "
-             f"({chunks_per_cpu_s:.0f} per gateway CPU-second)"]])
+             f"({chunks_per_cpu_s:.0f} per gateway CPU-second, median of {len(flats)} runs; "
+             f"{spread(per_cpu_runs)} across them)"]])
 
         # 5. Payload bytes: from the runs above.
         d, t = sweep[0]["runs"][0]["direct"], sweep[0]["runs"][0]["aigw"]
@@ -326,7 +346,8 @@ def main():
         f"Machine: {results['machine']}",
         "Unary (Generate vs POST /v1/chat/completions), open loop, latency from the scheduled send time, µs:\n\n"
         + unary_table,
-        f"Highest rate with added p99 under 1 ms: {best_under_1ms or 'none'}/s",
+        "Spread of the unary runs (min–max over the repeats at each rate), µs:\n\n" + span_table,
+        f"Highest rate with median added p99 under 1 ms: {best_under_1ms or 'none'}/s",
         "Saturation, closed loop:\n\n" + sat_table,
         "Streams (StreamGenerate vs SSE), µs:\n\n" + stream_table,
         "Memory:\n\n" + mem_table,
