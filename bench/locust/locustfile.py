@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
-from locust import User, constant, task
+from locust import SequentialTaskSet, User, constant
 
 grpc_gevent.init_gevent()  # grpcio must yield to gevent, or one user would block them all
 
@@ -48,10 +48,42 @@ class IncompleteStream(Exception):
     """The stream ended without its final chunk: a failure, even though the status was OK."""
 
 
+class Calls(SequentialTaskSet):
+    """Per user, in this order and over again: one stream, then three unary calls. A fixed order rather than
+    random weights, so that even the shortest run calls both."""
+
+    def _stream(self):
+        started, length, exception = time.perf_counter(), 0, None
+        try:
+            complete = False
+            for chunk in self.user.stub.StreamGenerate(pb.StreamGenerateRequest(model=MODEL, messages=MESSAGES),
+                                                       metadata=METADATA, timeout=30):
+                length += chunk.ByteSize()
+                complete = complete or chunk.is_complete
+            if not complete:
+                exception = IncompleteStream("no final chunk")
+        except grpc.RpcError as e:
+            exception = e
+        self.user.report("StreamGenerate", started, length, exception)
+
+    def _generate(self):
+        started, length, exception = time.perf_counter(), 0, None
+        try:
+            resp = self.user.stub.Generate(pb.GenerateRequest(model=MODEL, messages=MESSAGES), metadata=METADATA,
+                                           timeout=30)
+            length = resp.ByteSize()
+        except grpc.RpcError as e:
+            exception = e
+        self.user.report("Generate", started, length, exception)
+
+    tasks = [_stream, _generate, _generate, _generate]
+
+
 class AigwUser(User):
     """One gRPC channel per user; calls back to back (wait_time 0), three unary calls to one stream."""
 
     wait_time = constant(0)
+    tasks = [Calls]
 
     def on_start(self):
         self.channel = grpc.insecure_channel(self.host or "127.0.0.1:50051")
@@ -60,7 +92,7 @@ class AigwUser(User):
     def on_stop(self):
         self.channel.close()
 
-    def _report(self, name, started, length, exception):
+    def report(self, name, started, length, exception):
         self.environment.events.request.fire(
             request_type="grpc",
             name=name,
@@ -69,29 +101,3 @@ class AigwUser(User):
             exception=exception,
             context={},
         )
-
-    @task(3)
-    def generate(self):
-        started, length, exception = time.perf_counter(), 0, None
-        try:
-            resp = self.stub.Generate(pb.GenerateRequest(model=MODEL, messages=MESSAGES), metadata=METADATA,
-                                      timeout=30)
-            length = resp.ByteSize()
-        except grpc.RpcError as e:
-            exception = e
-        self._report("Generate", started, length, exception)
-
-    @task(1)
-    def stream_generate(self):
-        started, length, exception = time.perf_counter(), 0, None
-        try:
-            complete = False
-            for chunk in self.stub.StreamGenerate(pb.StreamGenerateRequest(model=MODEL, messages=MESSAGES),
-                                                  metadata=METADATA, timeout=30):
-                length += chunk.ByteSize()
-                complete = complete or chunk.is_complete
-            if not complete:
-                exception = IncompleteStream("no final chunk")
-        except grpc.RpcError as e:
-            exception = e
-        self._report("StreamGenerate", started, length, exception)

@@ -2,6 +2,8 @@
 //! (latency to the first token, then a steady token rate), with honest usage counts. It runs in-process, so
 //! demos, the default config and load tests need no network.
 
+mod schema;
+
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -218,13 +220,18 @@ pub(crate) fn reply(req: &ChatRequest<'_>) -> Reply {
         text.push_str(WORDS[(h % WORDS.len() as u64) as usize]);
     }
     text.push('.');
-    // JSON mode (json_object or json_schema): the same answer as a JSON object.
-    if req
-        .response_format
-        .as_ref()
-        .is_some_and(|f| f["type"] != "text")
-    {
-        text = serde_json::json!({ "answer": text }).to_string();
+    // JSON mode: a `json_schema` format gets an object valid against its schema, `json_object` the answer as
+    // an object.
+    if let Some(format) = req.response_format.as_ref() {
+        match format["type"].as_str() {
+            Some("json_schema") => {
+                let schema = &format["json_schema"]["schema"];
+                let user = users.last().copied().unwrap_or_default();
+                text = schema::instance(schema, schema, &mut schema::Picks::new(user)).to_string();
+            }
+            Some("json_object") => text = serde_json::json!({ "answer": text }).to_string(),
+            _ => {}
+        }
     }
 
     let mut finish_reason = "stop";
@@ -267,7 +274,7 @@ fn usage(prompt: usize, completion: usize) -> Usage {
 }
 
 /// The mock's tool use: with tools offered and `tool_choice` not "none", it calls the chosen function (or the
-/// first) with the user's last message as `{"query": ...}`.
+/// first) with arguments valid against its parameters' schema, filled from the user's last message.
 fn tool_call(req: &ChatRequest<'_>, user: &str, hash: u64) -> Option<ToolCall> {
     let chosen = match &req.tool_choice {
         Some(serde_json::Value::String(mode)) if mode == "none" => return None,
@@ -275,10 +282,20 @@ fn tool_call(req: &ChatRequest<'_>, user: &str, hash: u64) -> Option<ToolCall> {
         None => None,
     };
     let name = chosen.or_else(|| req.tools.first()?["function"]["name"].as_str())?;
+    let params = req
+        .tools
+        .iter()
+        .find(|t| t["function"]["name"] == name)
+        .map(|t| &t["function"]["parameters"])
+        .filter(|p| p.is_object());
+    let arguments = match params {
+        Some(schema) => schema::instance(schema, schema, &mut schema::Picks::new(user)),
+        None => serde_json::json!({}),
+    };
     Some(ToolCall {
         id: format!("call_{:012x}", hash & 0xffff_ffff_ffff),
         name: name.to_owned(),
-        arguments: serde_json::json!({ "query": user }).to_string(),
+        arguments: arguments.to_string(),
     })
 }
 

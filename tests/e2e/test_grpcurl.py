@@ -67,7 +67,8 @@ def test_tools_and_provider_options_by_reflection(gateway, grpcurl):
     """The README's tool example: reflection serves the new fields (struct.proto included), the mock calls the
     tool, and a google.protobuf.Struct goes in as plain JSON."""
     req = json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "find aigw"}],
-                      "config": {"tools": [{"name": "lookup", "parametersJson": "{\"type\":\"object\"}"}],
+                      "config": {"tools": [{"name": "lookup", "parametersJson": json.dumps(
+                          {"type": "object", "properties": {"query": {"type": "string"}}})}],
                                  "providerOptions": {"reasoning_effort": "low"}}})
     out = run(grpcurl, gateway, "holysheepai.AIService/StreamGenerate", data=req)
     assert out.returncode == 0, out.stderr
