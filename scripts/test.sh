@@ -6,10 +6,11 @@
 #   2. end-to-end tests (pytest): the built binary on the default config.toml, called by the real grpcurl
 #      and by Python clients with stubs generated from proto/ by grpcio-tools; smoke runs of the k6 script,
 #      the Locust gRPC user and bench/compare.py; the example clients in examples/ (Python, Node.js,
-#      gRPC-Web); the official `openai` SDK against the REST door; checkov and hadolint on deploy/ and the
-#      Dockerfile.
-# Python packages go to .venv (pinned in tests/e2e/requirements.txt); the one system package is Debian's
-# redis-server, installed if missing, for the shared-state tests (they start and stop their own servers).
+#      gRPC-Web); the official `openai` SDK against the REST door; the dashboard in headless chromium;
+#      promtool on the alert rules, the scrape config and a live /metrics; checkov and hadolint on deploy/
+#      and the Dockerfile.
+# Python packages go to .venv (pinned in tests/e2e/requirements.txt), npm packages to each test's own folder
+# (package-lock.json); Debian's redis-server, chromium and prometheus are installed when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,13 +31,22 @@ npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
 npm ci --prefix examples/grpc-web --no-audit --no-fund --loglevel=error
 npm run --prefix examples/grpc-web --silent generate
 
-# The shared-state tests (tests/it/shared.rs) run three gateways against a real Redis they start themselves.
-if ! command -v redis-server >/dev/null; then
-  echo "== installing redis-server (Debian package)"
+npm ci --prefix tests/e2e/dashboard --no-audit --no-fund --loglevel=error
+
+# Debian packages the tests run: redis-server (tests/it/shared.rs starts real Redis servers), chromium (the
+# dashboard in a headless browser, tests/e2e/test_dashboard.py) and prometheus for promtool (rules, config and a
+# live /metrics, tests/e2e/test_monitoring.py).
+missing=""
+command -v redis-server >/dev/null || missing="$missing redis-server"
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v promtool >/dev/null || missing="$missing prometheus"
+if [ -n "$missing" ]; then
+  echo "== installing Debian packages:$missing"
   sudo_cmd=""
   if [ "$(id -u)" != 0 ]; then sudo_cmd=sudo; fi
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null
 fi
 
 echo "== gates: rustfmt, clippy, the layer rule, cargo deny"

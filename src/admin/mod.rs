@@ -8,9 +8,12 @@
 //! | `GET /v1/usage` | per key and per model: requests and tokens in the last minute, today's tokens and cost, limits |
 //! | `GET /v1/scaling` | requests last minute, the forecast peak over the horizon, recommended replicas |
 //! | `PUT /v1/keys/{name}/limits` | `{"rpm": 60, "tpm": 100000, "daily_budget_usd": 5.0}` — null or absent removes a limit |
+//! | `GET /dashboard` | the live dashboard (`dashboard.rs`), with `GET /dashboard/data` and `POST /dashboard/chat` |
 //!
 //! The `/v1` routes need `authorization: Bearer <admin key>` (config `admin.key_env`); without a configured
 //! key they answer 404. Probes and metrics are open: keep the listener on a private address.
+
+mod dashboard;
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -21,6 +24,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tonic::body::Body;
 
 use crate::{core::gateway::Gateway, routing::breaker::State};
 
@@ -32,8 +36,8 @@ pub(crate) struct Admin {
     pub(crate) key: Option<[u8; 32]>,
 }
 
-fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Full::new(body.into())));
     *resp.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -41,7 +45,7 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
     resp
 }
 
-fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(body) => reply(status, "application/json", body),
         Err(e) => reply(
@@ -64,7 +68,7 @@ impl Admin {
     pub(crate) async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
+    ) -> Result<Response<Body>, Infallible> {
         let path = req.uri().path().to_owned();
         Ok(match (req.method(), path.as_str()) {
             (&Method::GET, "/metrics") => {
@@ -76,6 +80,12 @@ impl Admin {
                 )
             }
             (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/dashboard") => dashboard::page(),
+            (&Method::GET, "/dashboard/data") => {
+                self.refresh_gauges();
+                dashboard::data(&self.gateway)
+            }
+            (&Method::POST, "/dashboard/chat") => dashboard::chat(self.gateway.clone(), req).await,
             (&Method::GET, "/readyz") => match self.gateway.ready() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
                 Err(why) => reply(
@@ -93,7 +103,7 @@ impl Admin {
     }
 
     #[allow(clippy::result_large_err)] // built once per admin request, not on the gRPC path
-    fn authorized(&self, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+    fn authorized(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
         let Some(key) = &self.key else {
             return Err(reply(
                 StatusCode::NOT_FOUND,
@@ -117,7 +127,7 @@ impl Admin {
         }
     }
 
-    async fn api(&self, req: Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
+    async fn api(&self, req: Request<Incoming>, path: &str) -> Response<Body> {
         let gw = &self.gateway;
         let key_name = path
             .strip_prefix("/v1/keys/")
@@ -182,6 +192,26 @@ impl Admin {
     /// Gauges that are read off live state when scraped.
     fn refresh_gauges(&self) {
         let gw = &self.gateway;
+        let usage = gw
+            .usage
+            .report(|name| gw.keys.by_name(name).map(|who| who.limiter.limits()));
+        for (name, entry) in &usage.keys {
+            let budget = entry.limits.as_ref().and_then(|l| l.daily_budget_usd);
+            match budget {
+                Some(b) => {
+                    gw.metrics.daily_budget.with_label_values(&[name]).set(b);
+                    gw.metrics
+                        .spend_today
+                        .with_label_values(&[name])
+                        .set(entry.today.cost_usd);
+                }
+                // A budget removed at run time: its series go too.
+                None => {
+                    let _ = gw.metrics.daily_budget.remove_label_values(&[name]);
+                    let _ = gw.metrics.spend_today.remove_label_values(&[name]);
+                }
+            }
+        }
         for model in gw.router.models() {
             for route in &model.routes {
                 let state = match route.breaker.state() {

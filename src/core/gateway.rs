@@ -68,11 +68,12 @@ impl Gateway {
         let router = Router::new(cfg)?;
         let keys = KeyStore::new(&cfg.keys, &router);
         let metrics = Arc::new(Metrics::new());
+        metrics.capacity.set(cfg.scaling.capacity_rpm_per_replica);
         let lifecycle = Lifecycle::default();
         let shared = match &cfg.shared {
             None => None,
             Some(s) => {
-                let shared = Shared::new(s, metrics.shared_up.clone())?;
+                let shared = Shared::new(s, metrics.watch_shared())?;
                 shared.monitor(lifecycle.stop.clone());
                 Some(shared)
             }

@@ -35,6 +35,12 @@ pub(crate) struct Metrics {
     pub(crate) requests_last_minute: prometheus::IntGauge,
     pub(crate) forecast_peak: prometheus::Gauge,
     pub(crate) recommended_replicas: prometheus::IntGauge,
+    /// `[scaling] capacity_rpm_per_replica`: summed over replicas, the fleet's capacity (for the alert).
+    pub(crate) capacity: prometheus::Gauge,
+    /// Per key with a daily budget, read off the usage book when scraped: this replica's spend today and the
+    /// budget (sum the spend over replicas, as the budget is the fleet's).
+    pub(crate) spend_today: prometheus::GaugeVec,
+    pub(crate) daily_budget: prometheus::GaugeVec,
     pub(crate) connections_open: IntGaugeVec,
     pub(crate) connections_closed: IntCounterVec,
     pub(crate) panics: IntCounterVec,
@@ -142,6 +148,27 @@ impl Metrics {
                 "aigw_recommended_replicas",
                 "Replicas needed for this replica's forecast peak alone (a single-replica view).",
             ),
+            capacity: prometheus::Gauge::new(
+                "aigw_capacity_requests_per_minute",
+                "The requests per minute one replica serves comfortably ([scaling] capacity_rpm_per_replica).",
+            )
+            .expect("static metric definition"),
+            spend_today: prometheus::GaugeVec::new(
+                Opts::new(
+                    "aigw_key_spend_today_usd",
+                    "Spend through this replica today (UTC), per key with a daily budget.",
+                ),
+                &["key"],
+            )
+            .expect("static metric definition"),
+            daily_budget: prometheus::GaugeVec::new(
+                Opts::new(
+                    "aigw_key_daily_budget_usd",
+                    "A key's daily budget in US dollars (fleet-wide with [shared]).",
+                ),
+                &["key"],
+            )
+            .expect("static metric definition"),
             connections_open: IntGaugeVec::new(
                 Opts::new("aigw_connections_open", "Client connections open, by listener."),
                 &["listener"],
@@ -190,12 +217,7 @@ impl Metrics {
         }
         r.register(Box::new(m.cost.clone()))
             .expect("unique metric names");
-        for g in [
-            &m.cache_entries,
-            &m.cache_bytes,
-            &m.shared_up,
-            &m.requests_last_minute,
-        ] {
+        for g in [&m.cache_entries, &m.cache_bytes, &m.requests_last_minute] {
             r.register(Box::new(g.clone()))
                 .expect("unique metric names");
         }
@@ -203,11 +225,30 @@ impl Metrics {
             .expect("unique metric names");
         r.register(Box::new(m.recommended_replicas.clone()))
             .expect("unique metric names");
+        r.register(Box::new(m.capacity.clone()))
+            .expect("unique metric names");
+        for g in [&m.spend_today, &m.daily_budget] {
+            r.register(Box::new(g.clone()))
+                .expect("unique metric names");
+        }
         #[cfg(target_os = "linux")]
         let _ = r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
         m
+    }
+
+    /// Every family, for the dashboard's JSON.
+    pub(crate) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
+    /// `aigw_shared_state_up`, exported only by a gateway with `[shared]`: without it there is nothing to be
+    /// down, and a 0 would fire the alert.
+    pub(crate) fn watch_shared(&self) -> prometheus::IntGauge {
+        // Registered once per gateway; a second registration would only fail as a duplicate.
+        let _ = self.registry.register(Box::new(self.shared_up.clone()));
+        self.shared_up.clone()
     }
 
     /// The text exposition format.

@@ -18,16 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-aigw-dev"  # the documented local key of the default config
 
 
-@pytest.fixture(scope="session")
-def gateway():
+def spawn_gateway(config, env=None, listen=True):
+    """Starts the built binary on `config` (with `--listen`/`--admin-listen` on loopback port 0 unless the
+    config sets them) and waits for its "listening" line. Returns the process, {"grpc", "admin"} and the list
+    its stderr lines go into."""
     binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
-    proc = subprocess.Popen(
-        [binary, "serve", "--config", str(ROOT / "config.toml"), "--listen", "127.0.0.1:0",
-         "--admin-listen", "127.0.0.1:0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "RUST_LOG": "info"},
-    )
+    args = [binary, "serve", "--config", str(config)]
+    if listen:
+        args += ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RUST_LOG": "info", **(env or {})})
     lines = []
     found = threading.Event()
     addr = {}
@@ -37,7 +37,7 @@ def gateway():
             lines.append(line)
             m = re.search(r"aigw listening addr=(\S+) admin=(\S+)", line)
             if m:
-                addr["value"] = m.group(1)
+                addr["grpc"] = addr["value"] = m.group(1)
                 addr["admin"] = m.group(2)
                 found.set()
 
@@ -45,6 +45,12 @@ def gateway():
     if not found.wait(60):
         proc.kill()
         pytest.fail("aigw did not start:\n" + "".join(lines))
+    return proc, addr, lines
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    proc, addr, lines = spawn_gateway(ROOT / "config.toml")
     os.environ["AIGW_E2E_ADMIN"] = addr["admin"]
     yield addr["value"]
     proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,138 @@
+//! The live dashboard on the admin listener: one page served from the binary (no build step, no CDN), which
+//! polls a JSON snapshot of its own every two seconds and draws rates, latencies and charts from the change
+//! between snapshots.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /dashboard` | the page |
+//! | `GET /dashboard/data` | every metric family as JSON, the scaling outlook and the models; open, like `/metrics` |
+//! | `POST /dashboard/chat` | the playground: a chat completion through the REST door, with the client key the user typed |
+//!
+//! Per-key use against limits and budgets comes from `/v1/usage`, which the page calls with the admin key the
+//! user types; the key stays in the page (never stored).
+
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use prometheus::proto::{MetricFamily, MetricType};
+use serde::Serialize;
+use tonic::body::Body;
+
+use crate::core::gateway::Gateway;
+
+const PAGE: &str = include_str!("dashboard.html");
+
+/// The page: strict headers, since it is served from the same origin as the admin API.
+pub(super) fn page() -> Response<Body> {
+    let mut resp = Response::new(Body::new(http_body_util::Full::new(Bytes::from_static(
+        PAGE.as_bytes(),
+    ))));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[derive(Serialize)]
+struct Series {
+    labels: BTreeMap<String, String>,
+    /// Counters and gauges.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+    /// Histograms: the observation count, their sum, and cumulative buckets as `[upper bound, count]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sum: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buckets: Vec<(f64, u64)>,
+}
+
+#[derive(Serialize)]
+struct Snapshot {
+    time_ms: u128,
+    outlook: crate::observe::forecast::Outlook,
+    models: Vec<String>,
+    metrics: BTreeMap<String, Vec<Series>>,
+}
+
+fn series(family: &MetricFamily) -> Vec<Series> {
+    family
+        .get_metric()
+        .iter()
+        .map(|m| {
+            let labels = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name().to_owned(), l.value().to_owned()))
+                .collect();
+            let mut s = Series {
+                labels,
+                value: None,
+                count: None,
+                sum: None,
+                buckets: Vec::new(),
+            };
+            match family.get_field_type() {
+                MetricType::COUNTER => s.value = Some(m.get_counter().get_value()),
+                MetricType::GAUGE => s.value = Some(m.get_gauge().get_value()),
+                MetricType::HISTOGRAM => {
+                    let h = m.get_histogram();
+                    s.count = Some(h.get_sample_count());
+                    s.sum = Some(h.get_sample_sum());
+                    s.buckets = h
+                        .get_bucket()
+                        .iter()
+                        .map(|b| (b.upper_bound(), b.cumulative_count()))
+                        .collect();
+                }
+                MetricType::SUMMARY | MetricType::UNTYPED => {}
+            }
+            s
+        })
+        .collect()
+}
+
+/// Everything a scrape exposes, as JSON the page can take deltas of.
+pub(super) fn data(gw: &Gateway) -> Response<Body> {
+    let metrics = gw
+        .metrics
+        .gather()
+        .iter()
+        .map(|f| (f.name().to_owned(), series(f)))
+        .collect();
+    let snapshot = Snapshot {
+        time_ms: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default(),
+        outlook: gw.outlook(),
+        models: gw.router.models().iter().map(|m| m.name.clone()).collect(),
+        metrics,
+    };
+    super::json(StatusCode::OK, &snapshot)
+}
+
+/// The playground: the request goes to the REST door's own handler, in process, as
+/// `POST /v1/chat/completions` with the caller's headers, so its key, limits and metrics are the door's.
+pub(super) async fn chat(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = http::Uri::from_static("/v1/chat/completions");
+    crate::rest::serve(gw, Request::from_parts(parts, body)).await
+}

@@ -1,0 +1,91 @@
+"""The live dashboard in a real browser: a gateway of its own (the default config with an admin key and one
+more client key), known calls, then Debian's headless chromium driven by puppeteer-core
+(tests/e2e/dashboard/drive.mjs) reads the rendered page, the keys tab and a playground chat."""
+
+import json
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import KEY, ROOT, spawn_gateway
+
+ADMIN_KEY = "admin-dash-not-a-secret"
+TEAM_KEY = "sk-dash-team-not-a-secret"
+
+
+@pytest.fixture(scope="module")
+def dash_gateway(tmp_path_factory):
+    text = (ROOT / "config.toml").read_text()
+    assert '# key_env = "AIGW_ADMIN_KEY"' in text
+    text = text.replace('# key_env = "AIGW_ADMIN_KEY"', 'key_env = "AIGW_ADMIN_KEY"')
+    text += '\n[[keys]]\nname = "dash-team"\nenv = "AIGW_DASH_TEAM_KEY"\nlimits = { rpm = 60, daily_budget_usd = 1.0 }\n'
+    cfg = tmp_path_factory.mktemp("dash") / "config.toml"
+    cfg.write_text(text)
+    proc, addr, lines = spawn_gateway(cfg, {"AIGW_ADMIN_KEY": ADMIN_KEY, "AIGW_DASH_TEAM_KEY": TEAM_KEY})
+    yield addr
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, "".join(lines)
+
+
+def chat(addr, key, model, content):
+    req = urllib.request.Request(
+        f"http://{addr}/v1/chat/completions", method="POST",
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        data=json.dumps({"model": model, "messages": [{"role": "user", "content": content}],
+                         "max_tokens": 8}).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
+    for i in range(3):
+        assert chat(dash_gateway["grpc"], TEAM_KEY, "deepseek-v3.2", f"dashboard call {i}") == 200
+    assert chat(dash_gateway["grpc"], TEAM_KEY, "no-such-model", "x") == 404
+    done = subprocess.run(
+        ["node", "drive.mjs", f"http://{dash_gateway['admin']}", ADMIN_KEY, KEY, "gpt-4.1", str(tmp_path)],
+        cwd=Path(__file__).parent / "dashboard", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["errors"] == [], seen["errors"]
+
+    # The overview: the model, the key and their counts, the refusal by its status, and every route.
+    models = {row[0]: row for row in seen["models"]}
+    assert models["deepseek-v3.2"][1:3] == ["3", "0"], models
+    assert int(models["deepseek-v3.2"][3]) > 0  # tokens
+    keys = {row[0]: row for row in seen["keys"]}
+    assert keys["dash-team"][1:3] == ["4", "1"], keys
+    codes = dict(seen["codes"])
+    # An unknown model is INVALID_ARGUMENT in gRPC terms (HTTP 404 at the REST door), counted without a model.
+    assert codes == {"OK": "3", "INVALID_ARGUMENT": "1"}, codes
+    assert models["(none)"][1:3] == ["1", "1"], models
+    assert {r[0] for r in seen["routes"]} == {"gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2"}
+    assert all(r[2] == "closed" for r in seen["routes"])
+    assert seen["tiles"]["recommended replicas"] == "1"
+
+    # The keys tab, with the admin key: this minute's use against the key's limits.
+    usage = {row[0]: row for row in seen["usage"]}
+    # (the usage book counts the calls that reached a model: the refused one is not among them)
+    assert usage["dash-team"][1:3] == ["3", "60"] and usage["dash-team"][5] == "3", usage
+
+    # The playground streamed a chat through the REST door with the client key.
+    assert "Hello from the playground" in seen["answer"], seen
+    assert "tokens" in seen["meta"]
+    for shot in ["dashboard.png", "dashboard-keys.png", "dashboard-playground.png"]:
+        assert (tmp_path / shot).stat().st_size > 10_000
+
+
+def test_the_data_is_open_and_the_usage_needs_the_key(dash_gateway):
+    with urllib.request.urlopen(f"http://{dash_gateway['admin']}/dashboard/data", timeout=10) as resp:
+        data = json.load(resp)
+    assert "aigw_requests_total" in data["metrics"] and "gpt-4.1" in data["models"]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://{dash_gateway['admin']}/v1/usage", timeout=10)
+    assert e.value.code == 401
