@@ -7,22 +7,14 @@ use serde::Deserialize;
 use super::duration;
 
 /// OpenTelemetry trace export.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
-    /// OTLP/HTTP traces endpoint, e.g. "http://otel-collector:4318/v1/traces"; export is off without it.
+    /// OTLP/HTTP traces endpoint, e.g. "http://otel-collector:4318/v1/traces". Without it, export follows the
+    /// standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables, and is off when neither is set.
     pub otlp_endpoint: Option<String>,
-    #[serde(default = "defaults::service_name")]
-    pub service_name: String,
-}
-
-impl Default for TracingConfig {
-    fn default() -> Self {
-        TracingConfig {
-            otlp_endpoint: None,
-            service_name: defaults::service_name(),
-        }
-    }
+    /// `service.name`; else OTEL_SERVICE_NAME; else "aigw".
+    pub service_name: Option<String>,
 }
 
 /// The scaling signal: what one replica can take, and how far ahead to look.
@@ -83,12 +75,8 @@ mod defaults {
         256
     }
 
-    pub(crate) fn service_name() -> String {
-        "aigw".into()
-    }
-    /// From BENCHMARKS.md: a 2-core replica relays about 157,000 chunks per CPU-second; at half its CPU and
-    /// ~500 streamed tokens a call that is ~314 calls a second, ~18,000 a minute. Unary calls go further
-    /// (2,000 a second with a p99 in-gateway overhead under 60 µs).
+    /// From BENCHMARKS.md: half of what a 2-core replica relays at half its CPU with ~500 streamed tokens a
+    /// call (about 36,000 a minute in the 2026-11-30 run), as the VM's speed moves from run to run.
     pub(crate) fn capacity() -> f64 {
         18000.0
     }

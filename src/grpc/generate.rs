@@ -13,6 +13,7 @@ use super::{
 use crate::{
     core::{cache, gateway::Gateway},
     error::GatewayError,
+    observe::telemetry,
     proto::{GenerateRequest, GenerateResponse},
     routing::dispatch::Answer,
     upstream::openai::convert,
@@ -28,6 +29,8 @@ pub(crate) async fn handle(
     let req = request.into_inner();
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
+    telemetry::record_request(&span, &req.model);
+    let rpc_span = span.clone();
     let result = async {
         let ask = Ask {
             model: &req.model,
@@ -37,6 +40,13 @@ pub(crate) async fn handle(
         let (dispatched, mut admission, model, plan) =
             match pipeline::open(&gw, &start, ask, false, &mut log).await? {
                 Opened::Hit { hit, .. } => {
+                    telemetry::record_answer(
+                        &rpc_span,
+                        &hit.id,
+                        &hit.model,
+                        &hit.finish_reason,
+                        Some(&hit.usage),
+                    );
                     let resp = GenerateResponse {
                         content: hit.content(),
                         model: hit.model.clone(),
@@ -81,6 +91,13 @@ pub(crate) async fn handle(
             tool_calls: done.tool_calls,
             logprobs: done.logprobs,
         };
+        telemetry::record_answer(
+            &rpc_span,
+            &resp.id,
+            &resp.model,
+            &resp.finish_reason,
+            resp.usage.as_ref(),
+        );
         // Only text answers are kept: tool calls and logprobs are not replayed.
         let plain = resp.tool_calls.is_empty() && resp.logprobs.is_empty();
         if let Some(key) = plan.key().filter(|_| plain) {

@@ -20,6 +20,7 @@ use crate::{
     core::gateway::Gateway,
     core::rpclog::RpcLog,
     error::GatewayError,
+    observe::telemetry,
     proto::{
         ai_service_server::{AiService, AiServiceServer},
         GenerateRequest, GenerateResponse, GenerationConfig, InteractiveRequest,
@@ -83,6 +84,8 @@ struct Start {
     client_timeout: Option<Duration>,
     trailers: Option<Arc<TrailerSlot>>,
     cache_control: CacheControl,
+    /// The caller's W3C trace context, when it sent one and tracing is on.
+    parent: Option<opentelemetry::Context>,
 }
 
 impl Start {
@@ -98,12 +101,14 @@ impl Start {
             client_timeout,
             trailers,
             cache_control: CacheControl::read(req.metadata()),
+            parent: telemetry::caller_context(req.metadata()),
         })
     }
 
-    /// The span every log line of this RPC is written in, its spawned tasks included.
+    /// The span every log line of this RPC is written in, its spawned tasks included: a child of the caller's
+    /// trace when it sent one.
     fn span(&self, rpc: &'static str) -> tracing::Span {
-        tracing::info_span!("rpc", rpc, request_id = %self.request_id, key = %self.who.name)
+        telemetry::rpc_span(rpc, &self.request_id, &self.who.name, self.parent.as_ref())
     }
 
     /// The RPC's record: log line, metrics, usage book, trailers.

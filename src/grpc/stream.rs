@@ -19,6 +19,7 @@ use crate::{
     core::gateway::Gateway,
     core::rpclog::RpcLog,
     error::GatewayError,
+    observe::telemetry,
     proto::Message,
     proto::{StreamChunk, StreamGenerateRequest},
     routing::deadline::Deadline,
@@ -40,6 +41,7 @@ pub(crate) async fn handle(
     let req = request.into_inner();
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
+    telemetry::record_request(&span, &req.model);
     let started = Instant::now();
     // Everything up to the first delta happens before the response starts, so a refused or failed request
     // gets its own status (and retries) rather than an empty stream.
@@ -92,6 +94,7 @@ pub(crate) async fn handle(
         tx: tx.clone(),
         messages: req.messages,
         request_id: start.request_id.clone(),
+        attempt: dispatched.span,
     };
     relay::spawn_guarded(gw.metrics.panics.clone(), tx, task.run().instrument(span));
     Ok(cache_header(start.respond(ReceiverStream::new(rx)), miss))
@@ -116,6 +119,8 @@ struct Relay {
     /// The prompt, for the usage estimate when the upstream sends none.
     messages: Vec<Message>,
     request_id: String,
+    /// The answering attempt's span, open until the stream ends.
+    attempt: tracing::Span,
 }
 
 impl Relay {
@@ -134,6 +139,7 @@ impl Relay {
             tx,
             messages,
             request_id,
+            attempt,
         } = self;
         let limits = limits(
             &gw,
@@ -172,6 +178,15 @@ impl Relay {
         log.add_usage(Some(&usage), estimated);
         let result = match pumped {
             Ok(mut end) => {
+                for span in [&tracing::Span::current(), &attempt] {
+                    telemetry::record_answer(
+                        span,
+                        &end.id,
+                        &end.model,
+                        &end.finish_reason,
+                        Some(&usage),
+                    );
+                }
                 // Only text answers are kept: tool calls and logprobs are not replayed.
                 let plain = end.tool_calls.is_empty() && end.logprobs.is_empty();
                 let last = StreamChunk {
@@ -208,6 +223,7 @@ impl Relay {
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
+            attempt.record("error.type", e.label());
             route.route().report(Err(e));
             let status = super::tag(Status::from(e.clone()), &request_id);
             relay::send_final(&tx, Err(status)).await;

@@ -35,6 +35,7 @@ use crate::{
     config::Balance,
     error::GatewayError,
     observe::metrics::Metrics,
+    observe::telemetry,
     observe::timing::Trail,
     proto::{GenerationConfig, Message},
     routing::deadline::{self, Deadline},
@@ -87,6 +88,8 @@ pub(crate) struct Dispatched {
     pub(crate) answer: Answer,
     /// The route that answered, counted as in flight until this is dropped.
     pub(crate) route: RouteGuard,
+    /// The answering attempt's span: a stream's stays open until its relay ends, which records the answer.
+    pub(crate) span: tracing::Span,
 }
 
 /// The route to try next, and when it warms up if it is cooling down.
@@ -221,20 +224,37 @@ pub(crate) async fn dispatch(
         let upstream = guard.route().upstream.name();
         upstream.clone_into(&mut trail.upstream);
         let sent = Instant::now();
-        let span = tracing::info_span!("upstream", upstream, attempt = trail.attempts);
+        let route = guard.route();
+        let span = telemetry::attempt_span(
+            upstream,
+            trail.attempts,
+            route.upstream.provider(),
+            &route.model,
+        );
         let result = try_route(gw, &guard, model, call, stream)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
         trail.upstream_time += sent.elapsed();
         match result {
             Ok(answer) => {
                 guard.route().report(Ok(()));
+                if let Answer::Whole(c) = &answer {
+                    telemetry::record_answer(
+                        &span,
+                        &c.id,
+                        &c.model,
+                        &c.finish_reason,
+                        c.usage.as_ref(),
+                    );
+                }
                 return Ok(Dispatched {
                     answer,
                     route: guard,
+                    span,
                 });
             }
             Err(e) => {
+                span.record("error.type", e.label());
                 guard.route().report(Err(&e));
                 tracing::debug!(model = %model.name, upstream, attempt = trail.attempts, error = e.label(), "attempt failed");
                 if !e.is_retryable() {

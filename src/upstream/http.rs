@@ -103,6 +103,14 @@ impl HttpUpstream {
         })
     }
 
+    /// `gen_ai.provider.name` in OpenTelemetry's GenAI conventions.
+    pub(crate) fn provider(&self) -> &'static str {
+        match self.dialect {
+            Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -198,6 +206,11 @@ impl HttpUpstream {
         }
         if self.dialect == Dialect::Anthropic {
             builder = builder.header("anthropic-version", anthropic::VERSION);
+        }
+        if super::tracecontext::enabled() {
+            let mut trace = HeaderMap::new();
+            super::tracecontext::inject(&mut trace);
+            builder = builder.headers(trace);
         }
         let mut resp = builder
             .send()

@@ -9,6 +9,7 @@ pub(crate) mod retry_after;
 pub(crate) mod scripted;
 pub mod sse;
 pub(crate) mod text;
+pub(crate) mod tracecontext;
 
 use std::time::Duration;
 
@@ -92,6 +93,16 @@ impl Upstream {
             }
             UpstreamKind::Mock => Upstream::Mock(mock::MockUpstream::new(cfg)),
         })
+    }
+
+    /// `gen_ai.provider.name` (OpenTelemetry's GenAI conventions): the API it speaks.
+    pub(crate) fn provider(&self) -> &'static str {
+        match self {
+            Self::Http(u) => u.provider(),
+            Self::Mock(_) => "aigw.mock",
+            #[cfg(test)]
+            Self::Scripted(_) => "aigw.scripted",
+        }
     }
 
     pub(crate) fn name(&self) -> &str {

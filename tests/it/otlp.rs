@@ -1,7 +1,15 @@
-//! Traces exported over OTLP/HTTP: a span per RPC (with its request id) and per upstream attempt reach a
-//! collector. Its own test binary, because the tracing subscriber is global to the process.
+//! Traces exported over OTLP/HTTP: a server span per RPC (with its request id), a child of the caller's W3C
+//! `traceparent`, and a client span per upstream attempt with OpenTelemetry's GenAI attributes, whose context
+//! the upstream receives. Installs the process's global tracing subscriber.
 
 use crate::common::{upstream::*, *};
+
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 #[test]
 fn spans_reach_the_collector() {
@@ -10,25 +18,44 @@ fn spans_reach_the_collector() {
         .enable_all()
         .build()
         .unwrap();
-    let (collector, upstream) = rt.block_on(async {
+    let (collector, upstream_server) = rt.block_on(async {
         (
             Upstream::start(vec![Reply::json(200, "")]).await,
-            Upstream::start(vec![Reply::json(200, &completion("fine", "stop", 3, 1))]).await,
+            Upstream::start(vec![
+                Reply::json(200, &completion("fine", "stop", 3, 1)),
+                Reply::sse(&stream_of(&["a", "b"])),
+            ])
+            .await,
         )
     });
     let tracing = aigw::config::TracingConfig {
         otlp_endpoint: Some(format!("http://{}/v1/traces", collector.addr)),
-        service_name: "aigw-under-test".into(),
+        service_name: Some("aigw-under-test".into()),
     };
     // Installed outside the runtime: the exporter runs on a thread of its own.
     let telemetry =
         aigw::observe::telemetry::init(aigw::config::LogFormat::Text, &tracing).unwrap();
     rt.block_on(async {
-        let gw = Gateway::in_front_of(&upstream).await;
+        let gw = Gateway::in_front_of(&upstream_server).await;
         let mut req = authed(generate("big", "hi"), KEY);
         req.metadata_mut()
             .insert("x-request-id", "trace-me-7".parse().unwrap());
+        req.metadata_mut().insert(
+            "traceparent",
+            format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+                .parse()
+                .unwrap(),
+        );
         gw.client().await.generate(req).await.unwrap();
+        // A stream: its attempt span lasts until the stream ends, and carries the usage from its last event.
+        let mut chunks = gw
+            .client()
+            .await
+            .stream_generate(authed(stream_request("big", "hi"), KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        while chunks.message().await.unwrap().is_some() {}
     });
     telemetry.flush(); // the collector runs on the runtime's workers meanwhile
     let sent = collector.requests();
@@ -48,15 +75,54 @@ fn spans_reach_the_collector() {
         .collect();
     let named = |name: &str| spans.iter().find(|s| s.name == name);
     let rpc = named("rpc").expect("an rpc span");
-    let upstream = named("upstream").expect("an upstream span");
+    let upstream = named("chat up-big").expect("an attempt span named `chat {model}`");
     assert_eq!(rpc.attribute("request_id"), Some("trace-me-7"));
     assert_eq!(rpc.attribute("rpc"), Some("Generate"));
+    // The caller's trace continues: same trace id, the caller's span as parent.
+    assert_eq!(hex(&rpc.trace_id), CALLER_TRACE);
+    assert_eq!(hex(&rpc.parent_span_id), CALLER_SPAN);
+    assert_eq!(rpc.kind, 2, "a server span");
     assert_eq!(upstream.trace_id, rpc.trace_id, "one trace");
     assert_eq!(
         upstream.parent_span_id, rpc.span_id,
         "the attempt is a child of the call"
     );
+    assert_eq!(upstream.kind, 3, "a client span");
     assert_eq!(upstream.attribute("upstream"), Some("scripted"));
+    // GenAI conventions: the request, the answer and its usage, on the attempt and on the call.
+    for (span, model) in [(upstream, "up-big"), (rpc, "big")] {
+        assert_eq!(span.attribute("gen_ai.operation.name"), Some("chat"));
+        assert_eq!(span.attribute("gen_ai.request.model"), Some(model));
+        assert_eq!(span.attribute("gen_ai.response.id"), Some("chatcmpl-test"));
+        assert_eq!(
+            span.attribute("gen_ai.response.finish_reasons"),
+            Some(r#"["stop"]"#)
+        );
+        assert_eq!(span.int_attribute("gen_ai.usage.input_tokens"), Some(3));
+        assert_eq!(span.int_attribute("gen_ai.usage.output_tokens"), Some(1));
+    }
+    assert_eq!(upstream.attribute("gen_ai.provider.name"), Some("openai"));
+    let streamed: Vec<_> = spans.iter().filter(|s| s.name == "chat up-big").collect();
+    assert_eq!(streamed.len(), 2, "one attempt span per call");
+    assert_eq!(
+        streamed[1].int_attribute("gen_ai.usage.input_tokens"),
+        Some(7)
+    );
+    assert_eq!(
+        streamed[1].int_attribute("gen_ai.usage.output_tokens"),
+        Some(2)
+    );
+    assert_eq!(
+        streamed[1].attribute("gen_ai.response.finish_reasons"),
+        Some(r#"["stop"]"#)
+    );
+    // The upstream was told the attempt's context.
+    let sent = &upstream_server.requests()[0];
+    let traceparent = sent.header("traceparent").expect("a traceparent upstream");
+    assert_eq!(
+        traceparent,
+        format!("00-{CALLER_TRACE}-{}-01", hex(&upstream.span_id))
+    );
     telemetry.shutdown();
 }
 
@@ -88,6 +154,8 @@ mod wire {
         pub parent_span_id: Vec<u8>,
         #[prost(string, tag = "5")]
         pub name: String,
+        #[prost(int32, tag = "6")]
+        pub kind: i32,
         #[prost(message, repeated, tag = "9")]
         pub attributes: Vec<KeyValue>,
     }
@@ -102,6 +170,8 @@ mod wire {
     pub struct AnyValue {
         #[prost(string, optional, tag = "1")]
         pub string_value: Option<String>,
+        #[prost(int64, optional, tag = "3")]
+        pub int_value: Option<i64>,
     }
 
     impl Span {
@@ -113,6 +183,15 @@ mod wire {
                 .as_ref()?
                 .string_value
                 .as_deref()
+        }
+
+        pub fn int_attribute(&self, key: &str) -> Option<i64> {
+            self.attributes
+                .iter()
+                .find(|kv| kv.key == key)?
+                .value
+                .as_ref()?
+                .int_value
         }
     }
 }
