@@ -358,6 +358,9 @@ def main():
     (out / "results.md").write_text(summary + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, raw reports in {raw}")
+    # The figures in BENCHMARKS.md, from the JSON just written.
+    subprocess.run([sys.executable, str(ROOT / "bench" / "plot.py"), str(out / "results.json"), str(out / "results")],
+                   check=True)
 
 
 def machine():

@@ -136,7 +136,14 @@ struct BenchArgs {
     /// Runtime worker threads for the load generator (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Also write the report as JSON to this file ("-": standard output, instead of the table).
+    /// Draw the run as SVG charts in this file: calls per second and latency over time, latency by percentile.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print a progress line once a second (the default when standard error is a terminal).
+    #[arg(long)]
+    progress: bool,
+    /// Also write the report as JSON to this file ("-": standard output, instead of the table), with the
+    /// second-by-second timeline.
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -330,6 +337,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         duration: args.duration,
         max_calls: args.requests,
         max_in_flight: args.max_in_flight,
+        progress: args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
@@ -346,6 +354,14 @@ fn bench(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(path) = &args.plot {
+        let written = aigw::tools::bench::svg(&report)
+            .and_then(|svg| std::fs::write(path, svg).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("aigw bench: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let json = || serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
     // A closed pipe (`| head`) is not an error worth a panic: the report is printed as far as it is read.
     let print = |text: String| {

@@ -64,6 +64,8 @@ def test_comparison_script_smoke(tmp_path):
     run = first["runs"][0]
     assert run["aigw"]["request_bytes_per_call"] < run["direct"]["request_bytes_per_call"]
     assert "| rate/s |" in (tmp_path / "results.md").read_text()
+    for figure in ["results-latency.svg", "results-cpu.svg"]:
+        assert (tmp_path / figure).read_text().startswith("<svg"), figure
 
 
 def test_goodput_script_smoke(tmp_path):

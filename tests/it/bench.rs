@@ -43,6 +43,7 @@ fn options(protocol: Protocol, target: String, rpc: Rpc, load: Load, calls: u64)
         duration: Duration::from_secs(60),
         max_calls: Some(calls),
         max_in_flight: 100,
+        progress: false,
     }
 }
 
@@ -265,4 +266,36 @@ async fn open_loop_beyond_max_in_flight_waits_and_counts_the_wait() {
     let (lag, latency) = (r.schedule_lag_us.unwrap(), r.latency_us.unwrap());
     assert_eq!(lag.count, 20);
     assert!(latency.max >= lag.max, "latency {latency:?} lag {lag:?}");
+}
+
+/// The per-second timeline adds up to the run, and `--plot` draws its three charts.
+#[tokio::test]
+async fn the_timeline_adds_up_and_the_plot_draws_it() {
+    let (_gw, target) = gateway().await;
+    let opts = options(
+        Protocol::Grpc,
+        target,
+        Rpc::Stream,
+        Load::Closed { concurrency: 4 },
+        60,
+    );
+    let r = bench::run(&opts).await.unwrap();
+    assert_all_ok(&r, 60);
+    assert!(!r.timeline.is_empty());
+    let ok: u64 = r.timeline.iter().map(|s| s.ok).sum();
+    let errors: u64 = r.timeline.iter().map(|s| s.errors).sum();
+    assert_eq!((ok, errors), (60, 0), "every call in exactly one second");
+    assert!(r.timeline.windows(2).all(|w| w[0].t < w[1].t));
+    assert_eq!(r.latency_curve.len(), 51);
+    let svg = bench::svg(&r).unwrap();
+    assert!(svg.starts_with("<svg"));
+    for caption in [
+        "Calls per second",
+        "Latency over time",
+        "Latency by percentile",
+    ] {
+        assert!(svg.contains(caption), "{caption}");
+    }
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["timeline"].as_array().unwrap().len(), r.timeline.len());
 }

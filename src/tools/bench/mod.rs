@@ -7,6 +7,7 @@
 //! ("coordinated omission"). Every run is bounded by a duration and optionally a call count.
 
 mod client;
+mod plot;
 mod record;
 
 use std::{
@@ -20,7 +21,8 @@ use std::{
 use tokio::{sync::Semaphore, time::Instant};
 
 pub use client::{Rpc, Target, Workload};
-pub use record::{Outcome, Recorder, Report, Setup, Status, Summary};
+pub use plot::svg;
+pub use record::{Outcome, Progress, Recorder, Report, Second, Setup, Status, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Load {
@@ -54,6 +56,8 @@ pub struct Options {
     pub max_calls: Option<u64>,
     /// Open loop: at most this many calls in flight; the schedule waits (and its lag is counted) beyond it.
     pub max_in_flight: usize,
+    /// A progress line on standard error once a second (calls, rate, errors, p99 so far).
+    pub progress: bool,
 }
 
 impl std::str::FromStr for Protocol {
@@ -89,6 +93,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     let stop = rec.measure_from() + opts.duration;
     let budget = Arc::new(AtomicU64::new(opts.max_calls.unwrap_or(u64::MAX)));
     let work = Arc::new(opts.work.clone());
+    let ticker = tokio::spawn(tick_every_second(rec.clone(), opts.progress));
     match opts.load {
         Load::Closed { concurrency } => {
             let mut workers = tokio::task::JoinSet::new();
@@ -129,6 +134,15 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                 .map_err(|e| e.to_string())?;
         }
     }
+    ticker.abort();
+    // The last, partial second.
+    let end = Instant::now()
+        .saturating_duration_since(rec.measure_from())
+        .as_secs_f64();
+    let last = rec.tick(end.max(0.001));
+    if opts.progress {
+        eprintln!("\r{last}");
+    }
     let (concurrency, rate_per_s, load) = match opts.load {
         Load::Closed { concurrency } => (Some(concurrency), None, "closed"),
         Load::Open { rate } => (None, Some(rate), "open"),
@@ -150,6 +164,19 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         warmup_s: opts.warmup.as_secs_f64(),
     };
     Ok(rec.report(setup, opts.duration))
+}
+
+/// Folds each second after the warm-up into the timeline, printing the progress line if asked.
+async fn tick_every_second(rec: Arc<Recorder>, progress: bool) {
+    use std::io::Write;
+    for n in 1u32.. {
+        tokio::time::sleep_until(rec.measure_from() + Duration::from_secs(u64::from(n))).await;
+        let now = rec.tick(f64::from(n));
+        if progress {
+            // One line rewritten in place; a closed stderr is no reason to stop the run.
+            let _ = write!(std::io::stderr().lock(), "\r{now}");
+        }
+    }
 }
 
 /// Takes one call from the budget; false when it is spent.

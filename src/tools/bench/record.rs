@@ -69,6 +69,10 @@ pub struct Recorder {
 }
 
 struct Tally {
+    /// The second being counted (by when calls ended), folded into `timeline` by `tick`.
+    second: Second,
+    second_latency: Histogram<u64>,
+    timeline: Vec<Second>,
     latency: Histogram<u64>,
     ttft: Histogram<u64>,
     overhead: Histogram<u64>,
@@ -99,6 +103,9 @@ impl Recorder {
         Recorder {
             measure_from,
             tally: Mutex::new(Tally {
+                second: Second::default(),
+                second_latency: histogram(),
+                timeline: Vec::new(),
                 latency: histogram(),
                 ttft: histogram(),
                 overhead: histogram(),
@@ -130,8 +137,10 @@ impl Recorder {
         let mut t = self.tally();
         if outcome.status == Status::Ok {
             t.ok += 1;
-            t.latency
-                .saturating_record(nanos(outcome.done.saturating_duration_since(start)));
+            t.second.ok += 1;
+            let took = nanos(outcome.done.saturating_duration_since(start));
+            t.latency.saturating_record(took);
+            t.second_latency.saturating_record(took);
             if let Some(first) = outcome.first_token {
                 t.ttft
                     .saturating_record(nanos(first.saturating_duration_since(start)));
@@ -145,8 +154,33 @@ impl Recorder {
         t.response_bytes += outcome.response_bytes;
         if outcome.status != Status::Ok {
             *t.errors.entry(outcome.status.to_string()).or_default() += 1;
+            t.second.errors += 1;
         }
         t.last_done = Some(t.last_done.map_or(outcome.done, |d| d.max(outcome.done)));
+    }
+
+    /// Closes the second that ends `at_s` seconds after the warm-up: its row goes into the timeline and is
+    /// returned with the run's totals so far, for the progress line.
+    pub(crate) fn tick(&self, at_s: f64) -> Progress {
+        let mut t = self.tally();
+        let mut row = std::mem::take(&mut t.second);
+        row.t = round3(at_s);
+        let h = &mut t.second_latency;
+        if !h.is_empty() {
+            row.p50_us = Some(round1(h.value_at_quantile(0.5) as f64 / 1000.0));
+            row.p99_us = Some(round1(h.value_at_quantile(0.99) as f64 / 1000.0));
+        }
+        h.reset();
+        t.timeline.push(row);
+        let errors = t.errors.values().sum::<u64>();
+        Progress {
+            seconds: at_s,
+            calls: t.ok + errors,
+            errors,
+            last_second: row,
+            p99_us: (!t.latency.is_empty())
+                .then(|| round1(t.latency.value_at_quantile(0.99) as f64 / 1000.0)),
+        }
     }
 
     /// Open loop: how late the pacer sent a call after its slot.
@@ -191,8 +225,65 @@ impl Recorder {
             chunks_per_s: round1(t.chunks as f64 / window),
             request_bytes_per_call: per_call(t.request_bytes),
             response_bytes_per_call: per_call(t.response_bytes),
+            timeline: t.timeline.clone(),
+            latency_curve: curve(&t.latency),
         }
     }
+}
+
+/// One second of the run, by when calls ended.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Second {
+    /// Seconds after the warm-up at the end of this second.
+    pub t: f64,
+    pub ok: u64,
+    pub errors: u64,
+    /// OK calls that ended in this second.
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+}
+
+/// The run so far, once a second.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub seconds: f64,
+    pub calls: u64,
+    pub errors: u64,
+    pub last_second: Second,
+    pub p99_us: Option<f64>,
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p99 = self
+            .p99_us
+            .map_or("-".to_owned(), |us| format!("{:.2} ms", us / 1000.0));
+        write!(
+            f,
+            "{:>6.0}s  calls {:>9}  rate {:>8.0}/s  errors {:>6}  p99 so far {p99}",
+            self.seconds,
+            self.calls,
+            (self.last_second.ok + self.last_second.errors) as f64,
+            self.errors
+        )
+    }
+}
+
+/// Latency at percentiles from 0 to 99.999, for the percentile plot: `(percentile, µs)`.
+fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    // Evenly spaced in "nines": 0, 50, 75, 90, 95, 99, 99.5, 99.9, ... as -log10(1 - q) goes from 0 to 5.
+    (0..=50)
+        .map(|i| {
+            let q = 1.0 - 10f64.powf(-f64::from(i) / 10.0);
+            (
+                round3(q * 100.0),
+                round1(h.value_at_quantile(q) as f64 / 1000.0),
+            )
+        })
+        .collect()
 }
 
 fn round1(x: f64) -> f64 {
@@ -269,6 +360,10 @@ pub struct Report {
     pub(crate) chunks_per_s: f64,
     pub request_bytes_per_call: f64,
     pub response_bytes_per_call: f64,
+    /// Second by second after the warm-up: calls ended OK and not, and the latency of those that ended.
+    pub timeline: Vec<Second>,
+    /// Latency (µs) at percentiles from 0 to 99.999: the percentile plot's line.
+    pub latency_curve: Vec<(f64, f64)>,
 }
 
 impl fmt::Display for Report {
@@ -327,6 +422,19 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
 
+    fn setup() -> Setup {
+        Setup {
+            target: "t".into(),
+            protocol: "grpc",
+            rpc: "generate",
+            load: "closed",
+            concurrency: Some(1),
+            rate_per_s: None,
+            connections: 1,
+            warmup_s: 1.0,
+        }
+    }
+
     fn ok_after(start: Instant, ms: u64) -> Outcome {
         Outcome {
             status: Status::Ok,
@@ -353,17 +461,7 @@ mod tests {
             Outcome::failed(Status::Grpc(tonic::Code::Unavailable), 10),
         );
         rec.record(from, Outcome::failed(Status::Http(503), 10));
-        let setup = Setup {
-            target: "t".into(),
-            protocol: "grpc",
-            rpc: "generate",
-            load: "closed",
-            concurrency: Some(1),
-            rate_per_s: None,
-            connections: 1,
-            warmup_s: 1.0,
-        };
-        let r = rec.report(setup, Duration::from_secs(1));
+        let r = rec.report(setup(), Duration::from_secs(1));
         assert_eq!((r.calls, r.ok), (102, 100));
         assert_eq!(r.errors.get("UNAVAILABLE"), Some(&1));
         assert_eq!(r.errors.get("HTTP_503"), Some(&1));
@@ -380,5 +478,29 @@ mod tests {
         assert!((r.seconds - 0.1).abs() < 1e-9, "{}", r.seconds);
         assert_eq!(r.throughput_per_s, 1000.0);
         assert_eq!(r.request_bytes_per_call, 10.0);
+        assert_eq!(r.latency_curve.first().map(|p| p.0), Some(0.0));
+        assert!((r.latency_curve.last().unwrap().0 - 99.999).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_second_is_its_own_row() {
+        let from = Instant::now();
+        let rec = Recorder::new(from);
+        for i in 1..=10 {
+            rec.record(from, ok_after(from, i));
+        }
+        rec.record(from, Outcome::failed(Status::Http(503), 10));
+        let first = rec.tick(1.0);
+        assert_eq!((first.calls, first.errors), (11, 1));
+        assert_eq!((first.last_second.ok, first.last_second.errors), (10, 1));
+        assert!((first.last_second.p99_us.unwrap() - 10_000.0).abs() <= 10.0);
+        // A quiet second: a row of zeros, the totals unchanged.
+        let second = rec.tick(2.0);
+        assert_eq!((second.calls, second.last_second.ok), (11, 0));
+        assert_eq!(second.last_second.p50_us, None);
+        let r = rec.report(setup(), Duration::from_secs(2));
+        assert_eq!(r.timeline.len(), 2);
+        assert_eq!((r.timeline[0].t, r.timeline[1].t), (1.0, 2.0));
+        assert!(first.to_string().contains("calls        11"), "{first}");
     }
 }
