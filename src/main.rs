@@ -45,6 +45,24 @@ enum Command {
         #[arg(default_value = "config.toml", env = "AIGW_CONFIG")]
         path: PathBuf,
     },
+    /// Chat with a model through a running gateway (an InteractiveStream session; /cancel, /system, /model,
+    /// /quit).
+    Chat {
+        /// The gateway: `http://host:port`, or `https://host:port` with --ca.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        target: String,
+        /// Sent as `authorization: Bearer <key>`.
+        #[arg(long, env = "AIGW_KEY", hide_env_values = true)]
+        key: Option<String>,
+        #[arg(long, default_value = "gpt-4.1")]
+        model: String,
+        /// A system prompt for the session.
+        #[arg(long)]
+        system: Option<String>,
+        /// PEM file of the CA that signed the gateway's certificate (https).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
     /// Run an OpenAI-compatible upstream that answers with the built-in mock's text (for benchmarks and tests).
     MockUpstream {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -204,6 +222,13 @@ fn main() -> ExitCode {
             mock_upstream(listen, cfg, chaos)
         }
         Command::Bench(args) => bench(args),
+        Command::Chat {
+            target,
+            key,
+            model,
+            system,
+            ca,
+        } => chat(target, key, model, system, ca),
         Command::HashKey => {
             let mut key = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut key) {
@@ -379,6 +404,47 @@ fn bench(args: BenchArgs) -> ExitCode {
         None => print(report.to_string()),
     }
     ExitCode::SUCCESS
+}
+
+fn chat(
+    target: String,
+    key: Option<String>,
+    model: String,
+    system: Option<String>,
+    ca: Option<PathBuf>,
+) -> ExitCode {
+    let ca = match ca.map(std::fs::read).transpose() {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("aigw chat: reading the CA: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = aigw::tools::chat::ChatOptions {
+        target,
+        key,
+        model,
+        system,
+        ca,
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(aigw::tools::chat::run(
+                opts,
+                tokio::io::BufReader::new(tokio::io::stdin()),
+                tokio::io::stdout(),
+            ))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aigw chat: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn healthcheck(path: PathBuf) -> ExitCode {

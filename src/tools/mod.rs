@@ -3,5 +3,6 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod chat;
 pub mod healthcheck;
 pub mod mock_server;

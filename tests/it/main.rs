@@ -7,6 +7,7 @@ mod common;
 mod anthropic;
 mod bench;
 mod cache;
+mod chat;
 mod hardening;
 mod interactive;
 mod mock_upstream;
