@@ -282,7 +282,7 @@ fn serve(
         }
     };
     let result = runtime.block_on(async {
-        let server = aigw::server::Server::bind(&config).await?;
+        let server = aigw::server::Server::bind(&config).await?.reload_from(path);
         server.serve(aigw::server::shutdown_signal()).await
     });
     drop(runtime);

@@ -27,7 +27,7 @@
 //! with CANCELLED, covers only the time to the response headers, and cannot end streams when a grace period
 //! runs out.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use hyper_util::{server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio::net::TcpListener;
@@ -39,7 +39,7 @@ use tower::Layer;
 
 use crate::{
     config::{Config, CorsConfig},
-    core::gateway::Gateway,
+    core::{gateway::Gateway, reload::Reloader},
     front::Front,
     grpc, proto,
     transport::accept::{self, ConnLimits},
@@ -71,6 +71,12 @@ pub struct Server {
     admin: TcpListener,
     admin_key: Option<[u8; 32]>,
     tls: Option<TlsAcceptor>,
+    certificate: Option<Arc<crate::transport::tls::Certificate>>,
+    /// The config as started, kept for reloads.
+    config: Config,
+    /// Where the config came from, and how its variables are read: `SIGHUP` and `POST /v1/reload` read it
+    /// again.
+    reload_from: Option<(PathBuf, crate::core::reload::Env)>,
     gateway: Arc<Gateway>,
     grace: Duration,
     cors: Option<CorsConfig>,
@@ -81,11 +87,13 @@ pub struct Server {
 impl Server {
     /// Builds everything from the config (TLS, upstream clients) and binds the listener.
     pub async fn bind(config: &Config) -> Result<Server, ServeError> {
-        let tls = config
-            .tls
-            .as_ref()
-            .map(crate::transport::tls::acceptor)
-            .transpose()?;
+        let (tls, certificate) = match config.tls.as_ref() {
+            Some(t) => {
+                let (acceptor, certificate) = crate::transport::tls::acceptor(t)?;
+                (Some(acceptor), Some(certificate))
+            }
+            None => (None, None),
+        };
         let gateway = Gateway::new(config)?;
         let bind = |addr| async move {
             TcpListener::bind(addr)
@@ -97,12 +105,27 @@ impl Server {
             admin: bind(config.admin_listen).await?,
             admin_key: config.admin_key,
             tls,
+            certificate,
+            config: config.clone(),
+            reload_from: None,
             gateway,
             grace: config.shutdown_grace,
             cors: config.cors.clone(),
             connections: fit_descriptors(config.connections, config.admin_connections),
             admin_connections: config.admin_connections,
         })
+    }
+
+    /// Lets `SIGHUP` and `POST /v1/reload` (admin key) read the config at `path` again while serving, its
+    /// variables from the environment (or from their `<VAR>_FILE`).
+    pub fn reload_from(self, path: PathBuf) -> Server {
+        self.reload_from_with(path, Arc::new(crate::config::env_or_file))
+    }
+
+    /// The same, with variables looked up by `env` (tests).
+    pub fn reload_from_with(mut self, path: PathBuf, env: crate::core::reload::Env) -> Server {
+        self.reload_from = Some((path, env));
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -152,9 +175,19 @@ impl Server {
         }
         // The admin listener outlives the drain, so /readyz can say "draining" until the end.
         let admin_stop = tokio_util::sync::CancellationToken::new();
+        let reloader = self.reload_from.clone().map(|source| {
+            Arc::new(Reloader::new(
+                source,
+                self.gateway.clone(),
+                self.certificate.clone(),
+                self.config.clone(),
+            ))
+        });
+        let on_hangup = reloader.clone().map(|r| tokio::spawn(reload_on_hangup(r)));
         let admin = Arc::new(crate::admin::Admin {
             gateway: self.gateway.clone(),
             key: self.admin_key,
+            reloader,
         });
         let admin_task = tokio::spawn(crate::admin::serve(
             self.admin,
@@ -205,6 +238,9 @@ impl Server {
         }
         admin_stop.cancel();
         ticker.abort();
+        if let Some(task) = on_hangup {
+            task.abort();
+        }
         let _ = admin_task.await;
         tracing::info!("shut down");
         Ok(())
@@ -242,6 +278,26 @@ fn fit_descriptors(main: ConnLimits, admin: ConnLimits) -> ConnLimits {
 }
 
 /// Completes on SIGTERM or SIGINT.
+/// Reloads the config on each `SIGHUP` (which would otherwise end the process).
+async fn reload_on_hangup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: reload through POST /v1/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            // Reading the file and building upstream clients is blocking work: off the runtime's workers.
+            let r = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -123,7 +123,13 @@ pub(super) fn data(gw: &Gateway) -> Response<Body> {
             .map(|d| d.as_millis())
             .unwrap_or_default(),
         outlook: gw.outlook(),
-        models: gw.router.models().iter().map(|m| m.name.clone()).collect(),
+        models: gw
+            .catalog()
+            .router
+            .models()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect(),
         metrics,
     };
     super::json(StatusCode::OK, &snapshot)

@@ -7,6 +7,7 @@
 //! | `GET /readyz` | 200 while serving; 503 once draining (take the replica out of the load balancer) |
 //! | `GET /v1/usage` | per key and per model: requests and tokens in the last minute, today's tokens and cost, limits |
 //! | `GET /v1/scaling` | requests last minute, the forecast peak over the horizon, recommended replicas |
+//! | `POST /v1/reload` | reads the config file again (as `SIGHUP` does): models, routes, keys, limits, TLS certificate |
 //! | `PUT /v1/keys/{name}/limits` | `{"rpm": 60, "tpm": 100000, "daily_budget_usd": 5.0}` — null or absent removes a limit |
 //! | `GET /dashboard` | the live dashboard (`dashboard.rs`), with `GET /dashboard/data` and `POST /dashboard/chat` |
 //!
@@ -34,6 +35,8 @@ const BODY_LIMIT: usize = 4096;
 pub(crate) struct Admin {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) key: Option<[u8; 32]>,
+    /// Set when the server knows its config file: `POST /v1/reload`.
+    pub(crate) reloader: Option<Arc<crate::core::reload::Reloader>>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
@@ -134,14 +137,29 @@ impl Admin {
             .and_then(|p| p.strip_suffix("/limits"));
         match (req.method(), path, key_name) {
             (&Method::GET, "/v1/scaling", _) => json(StatusCode::OK, &gw.outlook()),
-            (&Method::GET, "/v1/usage", _) => {
-                let report = gw
-                    .usage
-                    .report(|name| gw.keys.by_name(name).map(|who| who.limiter.limits()));
-                json(StatusCode::OK, &report)
-            }
+            (&Method::POST, "/v1/reload", _) => match self.reloader.clone() {
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "this gateway was not started from a config file\n",
+                ),
+                Some(r) => match tokio::task::spawn_blocking(move || r.reload()).await {
+                    Ok(Ok(done)) => json(StatusCode::OK, &done),
+                    Ok(Err(e)) => json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &serde_json::json!({ "error": e }),
+                    ),
+                    Err(e) => reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        format!("{e}\n"),
+                    ),
+                },
+            },
+            (&Method::GET, "/v1/usage", _) => json(StatusCode::OK, &usage(gw)),
             (&Method::PUT, _, Some(name)) => {
-                let Some(who) = gw.keys.by_name(name) else {
+                let catalog = gw.catalog();
+                let Some(who) = catalog.keys.by_name(name) else {
                     return reply(
                         StatusCode::NOT_FOUND,
                         "text/plain",
@@ -192,10 +210,7 @@ impl Admin {
     /// Gauges that are read off live state when scraped.
     fn refresh_gauges(&self) {
         let gw = &self.gateway;
-        let usage = gw
-            .usage
-            .report(|name| gw.keys.by_name(name).map(|who| who.limiter.limits()));
-        for (name, entry) in &usage.keys {
+        for (name, entry) in &usage(gw).keys {
             let budget = entry.limits.as_ref().and_then(|l| l.daily_budget_usd);
             match budget {
                 Some(b) => {
@@ -212,7 +227,7 @@ impl Admin {
                 }
             }
         }
-        for model in gw.router.models() {
+        for model in gw.catalog().router.models() {
             for route in &model.routes {
                 let state = match route.breaker.state() {
                     State::Closed => 0,
@@ -226,6 +241,13 @@ impl Admin {
             }
         }
     }
+}
+
+/// The usage book, with the limits in force for each key.
+fn usage(gw: &Gateway) -> crate::admission::usage::Report {
+    let catalog = gw.catalog();
+    gw.usage
+        .report(|name| catalog.keys.by_name(name).map(|who| who.limiter.limits()))
 }
 
 /// Serves the admin listener until `shutdown`.

@@ -24,8 +24,8 @@ pub(crate) struct Identity {
     pub(crate) name: String,
     /// Canonical model names this key may use; `None` means all.
     allowed: Option<HashSet<String>>,
-    /// The key's rate and concurrency state.
-    pub(crate) limiter: KeyLimiter,
+    /// The key's rate and concurrency state (shared with the identity a reload makes for the same key).
+    pub(crate) limiter: Arc<KeyLimiter>,
 }
 
 impl Identity {
@@ -50,8 +50,9 @@ pub(crate) struct KeyStore {
 }
 
 impl KeyStore {
-    /// Allowlists may name aliases; they are stored as canonical names.
-    pub(crate) fn new(keys: &[ClientKey], router: &Router) -> KeyStore {
+    /// Allowlists may name aliases; they are stored as canonical names. Given the store it replaces, a key
+    /// that keeps its name (and its concurrency limit) keeps its limiter, with the new limits.
+    pub(crate) fn new(keys: &[ClientKey], router: &Router, before: Option<&KeyStore>) -> KeyStore {
         let by_digest: HashMap<[u8; 32], Arc<Identity>> = keys
             .iter()
             .map(|k| {
@@ -62,7 +63,17 @@ impl KeyStore {
                         .map(str::to_owned)
                         .collect()
                 });
-                let limiter = KeyLimiter::new(&k.name, k.limits);
+                let kept = before
+                    .and_then(|b| b.by_name(&k.name))
+                    .map(|who| who.limiter.clone())
+                    .filter(|l| l.limits().concurrency == k.limits.concurrency);
+                let limiter = match kept {
+                    Some(l) => {
+                        l.set_limits(k.limits.rpm, k.limits.tpm, k.limits.daily_budget_usd);
+                        l
+                    }
+                    None => Arc::new(KeyLimiter::new(&k.name, k.limits)),
+                };
                 let who = Identity {
                     name: k.name.clone(),
                     allowed,
@@ -76,6 +87,10 @@ impl KeyStore {
             .map(|who| (who.name.clone(), who.clone()))
             .collect();
         KeyStore { by_digest, by_name }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_name.len()
     }
 
     /// A key by its configured name (for the admin API).
@@ -140,7 +155,7 @@ pub(crate) mod tests {
         Identity {
             name: "test".into(),
             allowed: None,
-            limiter: KeyLimiter::new("test", KeyLimits::default()),
+            limiter: Arc::new(KeyLimiter::new("test", KeyLimits::default())),
         }
     }
 }

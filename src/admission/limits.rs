@@ -335,16 +335,14 @@ impl KeyLimiter {
                 Err(Some(wait)) => return Err(self.tpm_reached(tpm, wait)),
             }
         }
-        if limits.rpm.is_some() {
-            requests.add(now, 1);
-        }
-        Ok(limits.tpm.map(|_| {
-            Reservation(Held::Local {
-                tokens: self.tokens.clone(),
-                at: log.add(now, tokens),
-                amount: tokens,
-            })
-        }))
+        // Recorded whether or not a limit is set, so that one set or lowered at run time counts the calls and
+        // tokens already in its window. (GRAIN bounds each log to 1,200 entries whatever the traffic.)
+        requests.add(now, 1);
+        Ok(Some(Reservation(Held::Local {
+            tokens: self.tokens.clone(),
+            at: log.add(now, tokens),
+            amount: tokens,
+        })))
     }
 }
 
@@ -434,6 +432,33 @@ mod tests {
             Some(s(9))
         );
         l.admit(t0 + s(70), 0, &g).unwrap();
+    }
+
+    /// A limit set (or lowered) at run time counts what is already in its window: after 3 calls with no
+    /// limit, rpm = 4 admits exactly one more; tpm likewise counts the tokens already used.
+    #[test]
+    fn a_limit_set_at_run_time_counts_the_window_so_far() {
+        let l = limiter(None, None, None);
+        let (g, t0) = (global(), Instant::now());
+        for i in 0..3 {
+            let mut a = l.admit(t0 + Duration::from_secs(i), 100, &g).unwrap();
+            a.reconcile(50);
+        }
+        l.set_limits(Some(4), Some(200), None);
+        let now = t0 + Duration::from_secs(5);
+        l.admit(now, 40, &g).unwrap();
+        let refused = l.admit(now, 0, &g).unwrap_err();
+        assert!(matches!(
+            refused,
+            GatewayError::ResourceExhausted { limit: "rpm", .. }
+        ));
+        // 3 x 50 + 40 = 190 tokens in the window: 20 more do not fit under 200.
+        l.set_limits(None, Some(200), None);
+        let refused = l.admit(now, 20, &g).unwrap_err();
+        assert!(matches!(
+            refused,
+            GatewayError::ResourceExhausted { limit: "tpm", .. }
+        ));
     }
 
     #[test]

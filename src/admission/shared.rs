@@ -45,8 +45,14 @@ if budget >= 0 then
   if spent >= budget then return {'budget', tostring(spent)} end
 end
 local old = now - window
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', old)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', old)
+for _, m in ipairs(expired) do
+  redis.call('DECRBY', KEYS[4], tonumber(redis.call('HGET', KEYS[3], m) or '0'))
+  redis.call('HDEL', KEYS[3], m)
+end
+if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', old) end
 if rpm > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', old)
   local n = redis.call('ZCARD', KEYS[1])
   if n >= rpm then
     local frees = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
@@ -54,12 +60,6 @@ if rpm > 0 then
   end
 end
 if tpm > 0 then
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', old)
-  for _, m in ipairs(expired) do
-    redis.call('DECRBY', KEYS[4], tonumber(redis.call('HGET', KEYS[3], m) or '0'))
-    redis.call('HDEL', KEYS[3], m)
-  end
-  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', old) end
   if tokens > tpm then return {'tpm_never', '0'} end
   local excess = tonumber(redis.call('GET', KEYS[4]) or '0') + tokens - tpm
   if excess > 0 then
@@ -72,16 +72,13 @@ if tpm > 0 then
     return {'tpm', tostring(window)}
   end
 end
-if rpm > 0 then
-  redis.call('ZADD', KEYS[1], now, id)
-  redis.call('PEXPIRE', KEYS[1], window * 2)
-end
-if tpm > 0 then
-  redis.call('ZADD', KEYS[2], now, id)
-  redis.call('HSET', KEYS[3], id, tokens)
-  redis.call('INCRBY', KEYS[4], tokens)
-  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], window * 2) end
-end
+-- Both windows record every admitted call, limit or not: a limit set or lowered at run time then counts the
+-- calls and tokens already in its window.
+redis.call('ZADD', KEYS[1], now, id)
+redis.call('ZADD', KEYS[2], now, id)
+redis.call('HSET', KEYS[3], id, tokens)
+redis.call('INCRBY', KEYS[4], tokens)
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], window * 2) end
 return {'ok', '0'}
 "#;
 
@@ -261,7 +258,7 @@ impl Shared {
     }
 
     /// The fleet-wide budget and rate check for one request reserving `tokens`: admitted (with its
-    /// reservation, when the key has a tpm), refused, or `Down`.
+    /// reservation, reconciled with the real usage later), refused, or `Down`.
     pub(crate) async fn rates(
         self: &Arc<Self>,
         limiter: &KeyLimiter,
@@ -288,13 +285,11 @@ impl Shared {
             .await?;
         let wait = || Duration::from_millis(n.parse::<u64>().unwrap_or(0).max(1));
         Ok(match verdict.as_str() {
-            "ok" => Ok(limits.tpm.map(|_| {
-                Reservation::shared(SharedReservation {
-                    shared: self.clone(),
-                    key: limiter.name().to_owned(),
-                    id,
-                })
-            })),
+            "ok" => Ok(Some(Reservation::shared(SharedReservation {
+                shared: self.clone(),
+                key: limiter.name().to_owned(),
+                id,
+            }))),
             "rpm" => Err(limiter.rpm_reached(limits.rpm.unwrap_or(0), Some(wait()))),
             "tpm" => Err(limiter.tpm_reached(limits.tpm.unwrap_or(0), wait())),
             "tpm_never" => Err(limiter.tpm_too_small(limits.tpm.unwrap_or(0), tokens)),

@@ -1,10 +1,10 @@
 //! The usage book behind the admin usage API: per key and per model, requests and tokens in the rolling
-//! minute, and today's (UTC) requests, tokens and cost. Keys and models are fixed at start, so the book
-//! never grows.
+//! minute, and today's (UTC) requests, tokens and cost. It holds the configured keys and models, and those a
+//! reload adds (`know`): it grows only with the config, never with traffic.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex, RwLock},
     time::SystemTime,
 };
 
@@ -118,30 +118,58 @@ pub(crate) struct Report {
     pub(crate) models: BTreeMap<String, Entry>,
 }
 
+type Book = RwLock<HashMap<String, Arc<Counters>>>;
+
 #[derive(Debug)]
 pub(crate) struct UsageBook {
-    keys: HashMap<String, Counters>,
-    models: HashMap<String, Counters>,
+    keys: Book,
+    models: Book,
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a String>) -> Book {
+    RwLock::new(names.map(|n| (n.clone(), Arc::default())).collect())
+}
+
+fn get(book: &Book, name: &str) -> Option<Arc<Counters>> {
+    book.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name)
+        .cloned()
+}
+
+fn list(book: &Book) -> Vec<(String, Arc<Counters>)> {
+    let book = book.read().unwrap_or_else(|p| p.into_inner());
+    book.iter().map(|(n, c)| (n.clone(), c.clone())).collect()
 }
 
 impl UsageBook {
     pub(crate) fn new(cfg: &Config) -> UsageBook {
         UsageBook {
-            keys: cfg
-                .keys
-                .iter()
-                .map(|k| (k.name.clone(), Counters::default()))
-                .collect(),
-            models: cfg
-                .models
-                .iter()
-                .map(|m| (m.name.clone(), Counters::default()))
-                .collect(),
+            keys: names(cfg.keys.iter().map(|k| &k.name)),
+            models: names(cfg.models.iter().map(|m| &m.name)),
         }
     }
 
-    fn both(&self, key: &str, model: &str) -> impl Iterator<Item = &Counters> {
-        self.keys.get(key).into_iter().chain(self.models.get(model))
+    /// Adds the keys and models of a reloaded config; those already known keep their counts.
+    pub(crate) fn know(&self, cfg: &Config) {
+        for (book, names) in [
+            (
+                &self.keys,
+                cfg.keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
+            ),
+            (&self.models, cfg.models.iter().map(|m| &m.name).collect()),
+        ] {
+            let mut book = book.write().unwrap_or_else(|p| p.into_inner());
+            for name in names {
+                book.entry(name.clone()).or_default();
+            }
+        }
+    }
+
+    fn both(&self, key: &str, model: &str) -> impl Iterator<Item = Arc<Counters>> {
+        get(&self.keys, key)
+            .into_iter()
+            .chain(get(&self.models, model))
     }
 
     pub(crate) fn request(&self, key: &str, model: &str) {
@@ -158,19 +186,17 @@ impl UsageBook {
     /// Everything, with each key's limits from `limits_of`.
     pub(crate) fn report(&self, limits_of: impl Fn(&str) -> Option<KeyLimits>) -> Report {
         let (now, wall) = (Instant::now(), SystemTime::now());
-        let keys = self
-            .keys
-            .iter()
+        let keys = list(&self.keys)
+            .into_iter()
             .map(|(name, c)| {
                 let mut e = c.report(now, wall);
-                e.limits = limits_of(name).map(LimitsView::from);
-                (name.clone(), e)
+                e.limits = limits_of(&name).map(LimitsView::from);
+                (name, e)
             })
             .collect();
-        let models = self
-            .models
-            .iter()
-            .map(|(name, c)| (name.clone(), c.report(now, wall)))
+        let models = list(&self.models)
+            .into_iter()
+            .map(|(name, c)| (name, c.report(now, wall)))
             .collect();
         Report { keys, models }
     }

@@ -465,9 +465,17 @@ pub(crate) fn env_or_file(var: &str) -> Option<String> {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, env_or_file)
+    }
+
+    /// Reads and validates a config file, looking variables up with `env`.
+    pub fn load_with(
+        path: &std::path::Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text, env_or_file)
+        Self::parse(&text, env)
     }
 
     /// Parses and validates config text; `env` looks up environment variables (injectable for tests).

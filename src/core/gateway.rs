@@ -7,17 +7,18 @@ use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admission::auth::{Identity, KeyStore},
+    admission::auth::Identity,
     admission::limits::{Admission, Reservation},
     admission::shared::{Down, Shared},
     admission::usage::UsageBook,
     config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
     core::cache::{self, ResponseCache},
+    core::catalog::{Catalog, Current},
     error::GatewayError,
     observe::forecast::{Outlook, Signal},
     observe::metrics::Metrics,
     proto::{GenerationConfig, Message},
-    routing::router::{Model, Router},
+    routing::router::Model,
     upstream::openai::convert,
     upstream::openai::convert::estimate_tokens,
 };
@@ -31,8 +32,8 @@ pub(crate) struct Lifecycle {
 }
 
 pub struct Gateway {
-    pub(crate) router: Router,
-    pub(crate) keys: KeyStore,
+    /// Models, routes and keys: swapped whole by a reload (`catalog.rs`).
+    pub(crate) catalog: Current,
     pub(crate) interactive: InteractiveConfig,
     pub(crate) lifecycle: Lifecycle,
     /// The process-wide cap on calls in flight (load shedding).
@@ -65,8 +66,7 @@ pub(crate) fn reserve(
 
 impl Gateway {
     pub(crate) fn new(cfg: &Config) -> Result<Arc<Gateway>, GatewayError> {
-        let router = Router::new(cfg)?;
-        let keys = KeyStore::new(&cfg.keys, &router);
+        let catalog = Current::new(cfg)?;
         let metrics = Arc::new(Metrics::new());
         metrics.capacity.set(cfg.scaling.capacity_rpm_per_replica);
         let lifecycle = Lifecycle::default();
@@ -79,8 +79,7 @@ impl Gateway {
             }
         };
         Ok(Arc::new(Gateway {
-            router,
-            keys,
+            catalog,
             interactive: cfg.interactive,
             lifecycle,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
@@ -164,6 +163,23 @@ impl Gateway {
         self.metrics.cache_bytes.set(bytes as i64);
     }
 
+    /// The models and keys in force now.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.get()
+    }
+
+    /// Re-reads the models, routes, prices and keys from `cfg`; calls and sessions in flight keep what they
+    /// started with. On an error the old catalog stays. Returns a line for the log.
+    pub(crate) fn reload(&self, cfg: &Config) -> Result<String, GatewayError> {
+        let new = self.catalog.reload(cfg)?;
+        self.usage.know(cfg);
+        Ok(format!(
+            "{} models, {} keys",
+            new.router.models().len(),
+            new.keys.len()
+        ))
+    }
+
     /// Resolves the model for this key and checks the request against it.
     pub(crate) fn check(
         &self,
@@ -171,8 +187,8 @@ impl Gateway {
         model: &str,
         messages: &[Message],
         config: Option<&GenerationConfig>,
-    ) -> Result<&Arc<Model>, GatewayError> {
-        let model = self.router.resolve(model, who)?;
+    ) -> Result<Arc<Model>, GatewayError> {
+        let model = self.catalog().router.resolve(model, who)?.clone();
         convert::check_messages(messages)?;
         convert::check_config(config, model.max_output_tokens)?;
         Ok(model)

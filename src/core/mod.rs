@@ -2,5 +2,7 @@
 //! line, metrics, usage, trailers), and the response cache.
 
 pub(crate) mod cache;
+pub(crate) mod catalog;
 pub mod gateway;
+pub mod reload;
 pub(crate) mod rpclog;

@@ -58,7 +58,7 @@ pub(crate) fn authenticate(
     gw: &Gateway,
     metadata: &tonic::metadata::MetadataMap,
 ) -> Result<Arc<Identity>, GatewayError> {
-    gw.keys.authenticate(metadata).inspect_err(|e| {
+    gw.catalog().keys.authenticate(metadata).inspect_err(|e| {
         let code = crate::core::rpclog::code_name(e.code());
         gw.metrics
             .requests

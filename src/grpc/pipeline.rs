@@ -56,7 +56,7 @@ pub(super) async fn open(
     stream: bool,
     log: &mut RpcLog,
 ) -> Result<Opened, GatewayError> {
-    let model = gw.check(&start.who, ask.model, ask.messages, ask.config)?;
+    let model = &gw.check(&start.who, ask.model, ask.messages, ask.config)?;
     log.model(model);
     let mut admission = gw
         .admit(&start.who, model, ask.messages, ask.config)

@@ -87,7 +87,8 @@ where
             Err(resp) => resp,
         },
         Route::Models => {
-            let data = gw
+            let catalog = gw.catalog();
+            let data = catalog
                 .router
                 .models()
                 .iter()
@@ -100,7 +101,7 @@ where
             };
             json(StatusCode::OK, &list)
         }
-        Route::Model(id) => match gw.router.resolve(&id, &*who) {
+        Route::Model(id) => match gw.catalog().router.resolve(&id, &*who) {
             Ok(model) => json(StatusCode::OK, &model_object(&model.name)),
             Err(e) => error::gateway(&e),
         },

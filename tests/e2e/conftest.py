@@ -2,6 +2,7 @@
 50051, so runs never collide), the real grpcurl binary, and stubs generated from proto/ by grpcio-tools."""
 
 import importlib
+import json
 import importlib.resources
 import os
 import re
@@ -10,6 +11,8 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,20 @@ def spawn_gateway(config, env=None, listen=True):
         proc.kill()
         pytest.fail("aigw did not start:\n" + "".join(lines))
     return proc, addr, lines
+
+
+def rest_chat(addr, key, model, content="hi", **extra):
+    """`POST /v1/chat/completions` on the REST door: the HTTP status and the body."""
+    req = urllib.request.Request(
+        f"http://{addr}/v1/chat/completions", method="POST",
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        data=json.dumps({"model": model, "messages": [{"role": "user", "content": content}],
+                         "max_tokens": 8, **extra}).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ more client key), known calls, then Debian's headless chromium driven by puppete
 (tests/e2e/dashboard/drive.mjs) reads the rendered page, the keys tab and a playground chat."""
 
 import json
-import os
 import signal
 import subprocess
 import urllib.error
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KEY, ROOT, spawn_gateway
+from conftest import KEY, ROOT, rest_chat, spawn_gateway
 
 ADMIN_KEY = "admin-dash-not-a-secret"
 TEAM_KEY = "sk-dash-team-not-a-secret"
@@ -32,23 +31,10 @@ def dash_gateway(tmp_path_factory):
     assert proc.wait(60) == 0, "".join(lines)
 
 
-def chat(addr, key, model, content):
-    req = urllib.request.Request(
-        f"http://{addr}/v1/chat/completions", method="POST",
-        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
-        data=json.dumps({"model": model, "messages": [{"role": "user", "content": content}],
-                         "max_tokens": 8}).encode())
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
     for i in range(3):
-        assert chat(dash_gateway["grpc"], TEAM_KEY, "deepseek-v3.2", f"dashboard call {i}") == 200
-    assert chat(dash_gateway["grpc"], TEAM_KEY, "no-such-model", "x") == 404
+        assert rest_chat(dash_gateway["grpc"], TEAM_KEY, "deepseek-v3.2", f"dashboard call {i}")[0] == 200
+    assert rest_chat(dash_gateway["grpc"], TEAM_KEY, "no-such-model", "x")[0] == 404
     done = subprocess.run(
         ["node", "drive.mjs", f"http://{dash_gateway['admin']}", ADMIN_KEY, KEY, "gpt-4.1", str(tmp_path)],
         cwd=Path(__file__).parent / "dashboard", capture_output=True, text=True, timeout=300)

@@ -8,13 +8,12 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
 import urllib.request
 
 import pytest
 import yaml
 
-from conftest import KEY, ROOT, spawn_gateway
+from conftest import KEY, ROOT, rest_chat, spawn_gateway
 
 MON = ROOT / "deploy" / "monitoring"
 LIMITED_KEY = "sk-monitoring-limited-not-a-secret"
@@ -90,26 +89,13 @@ cache = {{ ttl = "10m" }}
     try:
         for body, key in [({"temperature": 0}, KEY), ({"temperature": 0}, KEY),  # a miss, then a hit
                           ({"stream": True}, KEY), ({}, LIMITED_KEY), ({}, LIMITED_KEY)]:  # the 2nd is refused
-            chat(addr["grpc"], key, body)
+            rest_chat(addr["grpc"], key, "gpt-4.1", "monitor me please", **body)
         yield addr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         redis.kill()
         dead.close()
-
-
-def chat(addr, key, extra):
-    req = urllib.request.Request(
-        f"http://{addr}/v1/chat/completions", method="POST",
-        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
-        data=json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "monitor me please"}],
-                         "max_tokens": 8, **extra}).encode())
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def scrape(addr):

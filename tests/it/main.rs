@@ -13,6 +13,7 @@ mod interactive;
 mod mock_upstream;
 mod observability;
 mod otlp;
+mod reload;
 mod rest;
 mod rpc;
 mod shared;

@@ -257,15 +257,7 @@ async fn a_daily_budget_stops_a_key_once_spent() {
         Code::ResourceExhausted,
         "daily budget of $0.01 spent",
     );
-    let wait: u64 = status
-        .metadata()
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(wait <= 86_400);
+    assert!(retry_after_secs(&status) <= 86_400);
     assert_eq!(up.calls(), 2);
     let report = usage(&gw).await;
     let today = &report["keys"]["tester"]["today"];
@@ -284,14 +276,8 @@ async fn a_daily_budget_stops_a_key_once_spent() {
     );
 
     // Raised at run time through the admin API: admitted again.
-    let put = http()
-        .put(format!("http://{}/v1/keys/tester/limits", gw.admin))
-        .bearer_auth(ADMIN_KEY)
-        .body(json!({"daily_budget_usd": 1.0}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    let (put, _) = put_limits(&gw, "tester", json!({"daily_budget_usd": 1.0})).await;
+    assert_eq!(put, 200);
     client
         .generate(authed(generate("m", "hi"), KEY))
         .await
@@ -324,30 +310,21 @@ async fn the_usage_api_reports_and_changes_limits() {
     assert_eq!(report["models"]["m"]["today"]["tokens"], 12);
 
     // Lower the key's rpm to 3 at run time: the next call is refused.
-    let put = |body: Value| {
-        http()
-            .put(format!("http://{}/v1/keys/tester/limits", gw.admin))
-            .bearer_auth(ADMIN_KEY)
-            .body(body.to_string())
-            .send()
-    };
-    let resp = put(json!({"rpm": 3, "tpm": 50000})).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let view: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let (put, body) = put_limits(&gw, "tester", json!({"rpm": 3, "tpm": 50000})).await;
+    assert_eq!(put, 200);
+    let view: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["rpm"], 3);
     let status = client
         .generate(authed(generate("m", "hi"), KEY))
         .await
         .unwrap_err();
     assert_status(&status, Code::ResourceExhausted, "3 requests per minute");
-    assert_eq!(put(json!({"rpm": 0})).await.unwrap().status(), 400);
-    assert_eq!(put(json!({"surprise": 1})).await.unwrap().status(), 400);
-    let missing = http()
-        .put(format!("http://{}/v1/keys/nobody/limits", gw.admin))
-        .bearer_auth(ADMIN_KEY)
-        .body(json!({}).to_string())
-        .send();
-    assert_eq!(missing.await.unwrap().status(), 404);
+    assert_eq!(put_limits(&gw, "tester", json!({"rpm": 0})).await.0, 400);
+    assert_eq!(
+        put_limits(&gw, "tester", json!({"surprise": 1})).await.0,
+        400
+    );
+    assert_eq!(put_limits(&gw, "nobody", json!({})).await.0, 404);
 }
 
 #[tokio::test]
@@ -490,4 +467,34 @@ async fn retries_and_fallbacks_are_counted() {
         1.0
     );
     assert_eq!(metric(&text, r#"aigw_retries_total{model="f"}"#), 1.0);
+}
+
+/// A limit set at run time counts the calls already in its window: after 3 calls, rpm = 4 admits exactly one
+/// more.
+#[tokio::test]
+async fn a_limit_set_at_run_time_counts_the_calls_already_made() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 2))]).await;
+    let gw = Gateway::start(observed(&up, "")).await;
+    let mut client = gw.client().await;
+    for _ in 0..3 {
+        client
+            .generate(authed(generate("m", "hi"), KEY))
+            .await
+            .unwrap();
+    }
+    assert_eq!(put_limits(&gw, "tester", json!({"rpm": 4})).await.0, 200);
+    client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap();
+    let refused = client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(up.calls(), 4);
 }

@@ -505,14 +505,7 @@ async fn requests_per_minute_are_enforced_with_the_wait() {
     assert_status(&status, Code::ResourceExhausted, "3 requests per minute");
     // The wait: until the first of the three leaves the minute — at most 60 s. (Its exact value is unit-tested
     // on constructed time in admission::limits; here the calls may take any time.)
-    let secs: u64 = status
-        .metadata()
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let secs = retry_after_secs(&status);
     assert!((1..=60).contains(&secs), "retry-after {secs}");
     let info = tonic_types::StatusExt::get_error_details(&status)
         .retry_info()

@@ -145,6 +145,16 @@ async fn the_scripts_admit_refuse_and_reconcile_exactly() {
     let n: i64 = c.zcard(KEYS[0]).await.unwrap();
     assert_eq!(n, 0);
     assert_eq!(admit(&mut c, (5, 1000, 10, "y", 3.0)).await.0, "ok");
+
+    // Windows hold for limits set later: three calls under a budget alone are still counted by an rpm of 4
+    // and a tpm of 100 given afterwards.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    for id in ["w1", "w2", "w3"] {
+        assert_eq!(admit(&mut c, (0, 0, 30, id, 10.0)).await.0, "ok");
+    }
+    assert_eq!(admit(&mut c, (4, 100, 10, "w4", 10.0)).await.0, "ok");
+    assert_eq!(admit(&mut c, (4, 0, 0, "w5", 10.0)).await.0, "rpm");
+    assert_eq!(admit(&mut c, (0, 100, 1, "w6", 10.0)).await.0, "tpm");
 }
 
 #[test]

@@ -192,7 +192,17 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(config: Config) -> Gateway {
+        Gateway::serve(Server::bind(&config).await.expect("gateway binds")).await
+    }
+
+    /// Starts from the config file at `path` (its variables from `env`), which `POST /v1/reload` reads again.
+    pub async fn start_from_file(path: &std::path::Path) -> Gateway {
+        let config = Config::load_with(path, env).expect("test config is valid");
         let server = Server::bind(&config).await.expect("gateway binds");
+        Gateway::serve(server.reload_from_with(path.to_owned(), std::sync::Arc::new(env))).await
+    }
+
+    async fn serve(server: Server) -> Gateway {
         let addr = server.local_addr().unwrap();
         let admin = server.admin_addr().unwrap();
         let core = server.gateway().clone();
@@ -380,4 +390,28 @@ pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let port = socket.local_addr().unwrap().port();
     (socket, port)
+}
+
+/// `PUT /v1/keys/{key}/limits` with the admin key: the status and the body.
+pub async fn put_limits(gw: &Gateway, key: &str, body: serde_json::Value) -> (u16, String) {
+    let resp = http()
+        .put(format!("http://{}/v1/keys/{key}/limits", gw.admin))
+        .bearer_auth(ADMIN_KEY)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The whole seconds of a refusal's `retry-after`.
+pub fn retry_after_secs(status: &tonic::Status) -> u64 {
+    status
+        .metadata()
+        .get("retry-after")
+        .expect("a retry-after")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
