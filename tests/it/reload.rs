@@ -160,4 +160,12 @@ async fn a_key_keeps_its_window_and_start_only_settings_are_named() {
     // The refusal names a wait within the minute.
     let wait = retry_after_secs(&refused);
     assert!((1..=60).contains(&wait), "{wait}");
+    // A changed concurrency limit makes a new limiter: its windows start empty.
+    std::fs::write(
+        &path,
+        file("", "limits = { rpm = 3, concurrency = 4 }", "200"),
+    )
+    .unwrap();
+    assert_eq!(reload(&gw).await.0, 200);
+    generate_as(&gw, KEY, "big").await.unwrap();
 }

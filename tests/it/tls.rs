@@ -220,3 +220,66 @@ async fn http1_over_tls_is_chosen_by_alpn() {
     let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(body["data"][0]["id"], "big");
 }
+
+/// A renewed certificate is served to new connections after a reload, without a restart.
+#[tokio::test]
+async fn a_reload_serves_the_renewed_certificate() {
+    let (first, renewed) = (pki(), pki());
+    let d = first.dir.path().display();
+    let tls = format!("[server.tls]\ncert = \"{d}/server.crt\"\nkey = \"{d}/server.key\"\n");
+    let text = mock_config_text(&tls, 100_000)
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\nkey_env = \"TEST_ADMIN_KEY\"\n";
+    let path = first.dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = Gateway::start_from_file(&path).await;
+    let trusting = |ca: &str| {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name("localhost")
+    };
+    let call = |tls: ClientTlsConfig| {
+        let gw = &gw;
+        async move {
+            let mut client = connect(gw, tls).await.ok()?;
+            client
+                .generate(authed(generate("big", "hi"), KEY))
+                .await
+                .ok()
+        }
+    };
+    assert!(call(trusting(&first.ca_pem)).await.is_some());
+
+    // The renewed pair (from another CA) replaces the files in place.
+    let old_key = std::fs::read(first.dir.path().join("server.key")).unwrap();
+    for file in ["server.crt", "server.key"] {
+        std::fs::copy(renewed.dir.path().join(file), first.dir.path().join(file)).unwrap();
+    }
+    let resp = http()
+        .post(format!("http://{}/v1/reload", gw.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    assert!(call(trusting(&renewed.ca_pem)).await.is_some());
+    assert!(
+        call(trusting(&first.ca_pem)).await.is_none(),
+        "the old certificate is still served"
+    );
+
+    // A key that does not match its certificate is refused, and the renewed pair stays.
+    std::fs::write(first.dir.path().join("server.key"), old_key).unwrap();
+    let resp = http()
+        .post(format!("http://{}/v1/reload", gw.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(call(trusting(&renewed.ca_pem)).await.is_some());
+}
