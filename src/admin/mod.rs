@@ -8,21 +8,21 @@
 //! | `GET /v1/usage` | per key and per model: requests and tokens in the last minute, today's tokens and cost, limits |
 //! | `GET /v1/scaling` | requests last minute, the forecast peak over the horizon, recommended replicas |
 //! | `POST /v1/reload` | reads the config file again (as `SIGHUP` does): models, routes, keys, limits, TLS certificate |
-//! | `PUT /v1/keys/{name}/limits` | `{"rpm": 60, "tpm": 100000, "daily_budget_usd": 5.0}` — null or absent removes a limit |
+//! | `/v1/keys...` | keys made, listed, rotated and revoked at run time, and limits changed (`keys.rs`) |
 //! | `GET /dashboard` | the live dashboard (`dashboard.rs`), with `GET /dashboard/data` and `POST /dashboard/chat` |
 //!
 //! The `/v1` routes need `authorization: Bearer <admin key>` (config `admin.key_env`); without a configured
 //! key they answer 404. Probes and metrics are open: keep the listener on a private address.
 
 mod dashboard;
+mod keys;
 
 use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::body::Body;
@@ -57,14 +57,6 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
             e.to_string(),
         ),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitsUpdate {
-    rpm: Option<u32>,
-    tpm: Option<u64>,
-    daily_budget_usd: Option<f64>,
 }
 
 impl Admin {
@@ -132,12 +124,9 @@ impl Admin {
 
     async fn api(&self, req: Request<Incoming>, path: &str) -> Response<Body> {
         let gw = &self.gateway;
-        let key_name = path
-            .strip_prefix("/v1/keys/")
-            .and_then(|p| p.strip_suffix("/limits"));
-        match (req.method(), path, key_name) {
-            (&Method::GET, "/v1/scaling", _) => json(StatusCode::OK, &gw.outlook()),
-            (&Method::POST, "/v1/reload", _) => match self.reloader.clone() {
+        match (req.method(), path) {
+            (&Method::GET, "/v1/scaling") => json(StatusCode::OK, &gw.outlook()),
+            (&Method::POST, "/v1/reload") => match self.reloader.clone() {
                 None => reply(
                     StatusCode::NOT_FOUND,
                     "text/plain",
@@ -156,52 +145,9 @@ impl Admin {
                     ),
                 },
             },
-            (&Method::GET, "/v1/usage", _) => json(StatusCode::OK, &usage(gw)),
-            (&Method::PUT, _, Some(name)) => {
-                let catalog = gw.catalog();
-                let Some(who) = catalog.keys.by_name(name) else {
-                    return reply(
-                        StatusCode::NOT_FOUND,
-                        "text/plain",
-                        format!("no key named '{name}'\n"),
-                    );
-                };
-                let body = match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
-                    Ok(body) => body.to_bytes(),
-                    Err(e) => {
-                        return reply(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "text/plain",
-                            format!("{e}\n"),
-                        )
-                    }
-                };
-                match serde_json::from_slice::<LimitsUpdate>(&body) {
-                    Ok(u) if u.rpm == Some(0) || u.tpm == Some(0) => reply(
-                        StatusCode::BAD_REQUEST,
-                        "text/plain",
-                        "a limit of 0 refuses every call\n",
-                    ),
-                    Ok(u)
-                        if u.daily_budget_usd
-                            .is_some_and(|b| !(b.is_finite() && b > 0.0)) =>
-                    {
-                        reply(
-                            StatusCode::BAD_REQUEST,
-                            "text/plain",
-                            "daily_budget_usd must be above 0\n",
-                        )
-                    }
-                    Ok(u) => {
-                        who.limiter.set_limits(u.rpm, u.tpm, u.daily_budget_usd);
-                        tracing::info!(key = %who.name, rpm = ?u.rpm, tpm = ?u.tpm, budget = ?u.daily_budget_usd, "limits changed");
-                        json(
-                            StatusCode::OK,
-                            &crate::admission::usage::LimitsView::from(who.limiter.limits()),
-                        )
-                    }
-                    Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
-                }
+            (&Method::GET, "/v1/usage") => json(StatusCode::OK, &usage(gw)),
+            (_, p) if p == "/v1/keys" || p.starts_with("/v1/keys/") => {
+                keys::handle(gw, req, path).await
             }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }

@@ -7,6 +7,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::SystemTime,
 };
 
 use sha2::{Digest, Sha256};
@@ -14,7 +15,10 @@ use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
 use crate::{
-    admission::limits::KeyLimiter, config::ClientKey, error::GatewayError, routing::router::Router,
+    admission::{limits::KeyLimiter, registry::Runtime},
+    config::ClientKey,
+    error::GatewayError,
+    routing::router::Router,
 };
 
 /// Who is calling: travels with the request in its extensions.
@@ -26,6 +30,10 @@ pub(crate) struct Identity {
     allowed: Option<HashSet<String>>,
     /// The key's rate and concurrency state (shared with the identity a reload makes for the same key).
     pub(crate) limiter: Arc<KeyLimiter>,
+    /// Made through the admin API (not the config file), so the API may revoke it.
+    pub(crate) from_api: bool,
+    /// When it stops working, if it does.
+    pub(crate) expires: Option<SystemTime>,
 }
 
 impl Identity {
@@ -45,48 +53,72 @@ impl crate::routing::router::Caller for Identity {
 }
 
 pub(crate) struct KeyStore {
-    by_digest: HashMap<[u8; 32], Arc<Identity>>,
+    /// Each digest with its identity, and until when it works (a rotated-out secret, an expiring key).
+    by_digest: HashMap<[u8; 32], (Arc<Identity>, Option<SystemTime>)>,
     by_name: HashMap<String, Arc<Identity>>,
 }
 
 impl KeyStore {
-    /// Allowlists may name aliases; they are stored as canonical names. Given the store it replaces, a key
-    /// that keeps its name (and its concurrency limit) keeps its limiter, with the new limits.
-    pub(crate) fn new(keys: &[ClientKey], router: &Router, before: Option<&KeyStore>) -> KeyStore {
-        let by_digest: HashMap<[u8; 32], Arc<Identity>> = keys
-            .iter()
-            .map(|k| {
-                let allowed = k.models.as_ref().map(|names| {
-                    names
-                        .iter()
-                        .filter_map(|n| router.canonical(n))
-                        .map(str::to_owned)
-                        .collect()
-                });
-                let kept = before
-                    .and_then(|b| b.by_name(&k.name))
-                    .map(|who| who.limiter.clone())
-                    .filter(|l| l.limits().concurrency == k.limits.concurrency);
-                let limiter = match kept {
-                    Some(l) => {
-                        l.set_limits(k.limits.rpm, k.limits.tpm, k.limits.daily_budget_usd);
-                        l
-                    }
-                    None => Arc::new(KeyLimiter::new(&k.name, k.limits)),
-                };
-                let who = Identity {
-                    name: k.name.clone(),
-                    allowed,
-                    limiter,
-                };
-                (k.sha256, Arc::new(who))
+    /// The config's keys and those made at run time. Allowlists may name aliases; they are stored as canonical
+    /// names. Given the store it replaces, a key that keeps its name (and its concurrency limit) keeps its
+    /// limiter, with the new limits.
+    pub(crate) fn new(
+        keys: &[ClientKey],
+        runtime: &[Runtime],
+        router: &Router,
+        before: Option<&KeyStore>,
+    ) -> KeyStore {
+        let identity = |k: &ClientKey, from_api: bool, expires: Option<SystemTime>| {
+            let allowed = k.models.as_ref().map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| router.canonical(n))
+                    .map(str::to_owned)
+                    .collect()
+            });
+            let kept = before
+                .and_then(|b| b.by_name(&k.name))
+                .map(|who| who.limiter.clone())
+                .filter(|l| l.limits().concurrency == k.limits.concurrency);
+            let limiter = match kept {
+                Some(l) => {
+                    l.set_limits(k.limits.rpm, k.limits.tpm, k.limits.daily_budget_usd);
+                    l
+                }
+                None => Arc::new(KeyLimiter::new(&k.name, k.limits)),
+            };
+            Arc::new(Identity {
+                name: k.name.clone(),
+                allowed,
+                limiter,
+                from_api,
+                expires,
             })
-            .collect();
+        };
+        let mut by_digest = HashMap::new();
+        for k in keys {
+            by_digest.insert(k.sha256, (identity(k, false, None), None));
+        }
+        for r in runtime {
+            // A config key's name wins: the API refuses to make one that clashes.
+            if keys.iter().any(|k| k.name == r.key.name) {
+                continue;
+            }
+            let who = identity(&r.key, true, r.expires);
+            for &(digest, until) in &r.also {
+                by_digest.insert(digest, (who.clone(), Some(until)));
+            }
+            by_digest.insert(r.key.sha256, (who, r.expires));
+        }
         let by_name = by_digest
             .values()
-            .map(|who| (who.name.clone(), who.clone()))
+            .map(|(who, _)| (who.name.clone(), who.clone()))
             .collect();
         KeyStore { by_digest, by_name }
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -116,7 +148,14 @@ impl KeyStore {
             ))?;
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         match self.by_digest.get_key_value(&digest) {
-            Some((stored, who)) if bool::from(stored.ct_eq(&digest)) => Ok(who.clone()),
+            Some((stored, (who, until))) if bool::from(stored.ct_eq(&digest)) => {
+                match until.or(who.expires) {
+                    Some(end) if SystemTime::now() >= end => {
+                        Err(GatewayError::Unauthenticated("the API key has expired"))
+                    }
+                    _ => Ok(who.clone()),
+                }
+            }
             _ => Err(GatewayError::Unauthenticated("unknown API key")),
         }
     }
@@ -156,6 +195,8 @@ pub(crate) mod tests {
             name: "test".into(),
             allowed: None,
             limiter: Arc::new(KeyLimiter::new("test", KeyLimits::default())),
+            from_api: false,
+            expires: None,
         }
     }
 }

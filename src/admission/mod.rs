@@ -1,7 +1,9 @@
 //! Admission: who is calling (`auth`), whether their limits and budgets let the call in (`limits`), within
-//! this replica or across the fleet through Redis (`shared`), and what each key used (`usage`).
+//! this replica or across the fleet through Redis (`shared`), and what each key used (`usage`); keys made at
+//! run time through the admin API (`registry`).
 
 pub(crate) mod auth;
 pub(crate) mod limits;
+pub(crate) mod registry;
 pub(crate) mod shared;
 pub(crate) mod usage;

@@ -166,6 +166,15 @@ impl UsageBook {
         }
     }
 
+    /// Adds a key made at run time.
+    pub(crate) fn know_key(&self, name: &str) {
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_default();
+    }
+
     fn both(&self, key: &str, model: &str) -> impl Iterator<Item = Arc<Counters>> {
         get(&self.keys, key)
             .into_iter()

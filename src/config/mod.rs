@@ -295,6 +295,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// SHA-256 of the admin key; without one the usage API is off.
     pub(crate) admin_key: Option<[u8; 32]>,
+    /// `[admin] state_file`: keys made through the admin API, kept across restarts.
+    pub(crate) state_file: Option<std::path::PathBuf>,
+    /// `[limits.default]`, for keys made at run time.
+    pub(crate) key_defaults: KeyLimits,
     /// What a connection may hold, on the gateway's port and on the admin port.
     pub(crate) connections: ConnLimits,
     pub(crate) admin_connections: ConnLimits,
@@ -563,6 +567,8 @@ impl Config {
             log_format: raw.log.format,
             admin_listen: raw.admin.listen,
             admin_key,
+            state_file: raw.admin.state_file.clone(),
+            key_defaults: raw.limits.key_default(),
             connections,
             admin_connections,
             scaling: raw.scaling,

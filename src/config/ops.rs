@@ -56,6 +56,8 @@ pub(super) struct RawAdmin {
     pub(crate) key_env: Option<String>,
     #[serde(default = "defaults::admin_max_connections")]
     pub(crate) max_connections: usize,
+    /// Where keys created through the admin API (and run-time limits) are kept across restarts.
+    pub(crate) state_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RawAdmin {
@@ -63,6 +65,7 @@ impl Default for RawAdmin {
         RawAdmin {
             listen: defaults::admin_listen(),
             key_env: None,
+            state_file: None,
             max_connections: defaults::admin_max_connections(),
         }
     }

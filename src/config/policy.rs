@@ -13,7 +13,7 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 /// Per-key limits; an unset field falls back to `[limits.default]`, and an unset default means no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KeyLimits {
     /// Requests admitted in any rolling 60 s.

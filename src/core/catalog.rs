@@ -10,22 +10,38 @@
 use std::sync::{Arc, RwLock};
 
 use crate::{
-    admission::auth::KeyStore, config::Config, error::GatewayError, routing::router::Router,
+    admission::{auth::KeyStore, registry::Registry},
+    config::{ClientKey, Config, KeyLimits},
+    error::GatewayError,
+    routing::router::Router,
 };
 
 pub(crate) struct Catalog {
     pub(crate) router: Router,
     pub(crate) keys: KeyStore,
+    /// The config file's keys and `[limits.default]`, to rebuild the key store when the API changes a key.
+    config_keys: Vec<ClientKey>,
+    defaults: KeyLimits,
 }
 
 /// The current catalog, swapped whole by a reload.
 pub(crate) struct Current(RwLock<Arc<Catalog>>);
 
 impl Current {
-    pub(crate) fn new(cfg: &Config) -> Result<Current, GatewayError> {
+    pub(crate) fn new(cfg: &Config, registry: &Registry) -> Result<Current, GatewayError> {
         let router = Router::new(cfg)?;
-        let keys = KeyStore::new(&cfg.keys, &router, None);
-        Ok(Current(RwLock::new(Arc::new(Catalog { router, keys }))))
+        let keys = KeyStore::new(
+            &cfg.keys,
+            &registry.runtime(cfg.key_defaults),
+            &router,
+            None,
+        );
+        Ok(Current(RwLock::new(Arc::new(Catalog {
+            router,
+            keys,
+            config_keys: cfg.keys.clone(),
+            defaults: cfg.key_defaults,
+        }))))
     }
 
     pub(crate) fn get(&self) -> Arc<Catalog> {
@@ -34,12 +50,36 @@ impl Current {
 
     /// Builds the catalog `cfg` describes (upstream clients included) and swaps it in; on any error the
     /// current one stays. Returns the new one.
-    pub(crate) fn reload(&self, cfg: &Config) -> Result<Arc<Catalog>, GatewayError> {
+    pub(crate) fn reload(
+        &self,
+        cfg: &Config,
+        registry: &Registry,
+    ) -> Result<Arc<Catalog>, GatewayError> {
         let router = Router::new(cfg)?;
-        let old = self.get();
-        let keys = KeyStore::new(&cfg.keys, &router, Some(&old.keys));
-        let new = Arc::new(Catalog { router, keys });
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        let mut write = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let runtime = registry.runtime(cfg.key_defaults);
+        let keys = KeyStore::new(&cfg.keys, &runtime, &router, Some(&write.keys));
+        let new = Arc::new(Catalog {
+            router,
+            keys,
+            config_keys: cfg.keys.clone(),
+            defaults: cfg.key_defaults,
+        });
+        *write = new.clone();
         Ok(new)
+    }
+
+    /// Rebuilds the key store after the API made, changed or revoked a key; the models stay.
+    pub(crate) fn rekey(&self, registry: &Registry) {
+        let mut write = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let old = write.clone();
+        let runtime = registry.runtime(old.defaults);
+        let keys = KeyStore::new(&old.config_keys, &runtime, &old.router, Some(&old.keys));
+        *write = Arc::new(Catalog {
+            router: old.router.clone(),
+            keys,
+            config_keys: old.config_keys.clone(),
+            defaults: old.defaults,
+        });
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::auth::Identity,
     admission::limits::{Admission, Reservation},
+    admission::registry::Registry,
     admission::shared::{Down, Shared},
     admission::usage::UsageBook,
     config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
@@ -34,6 +35,8 @@ pub(crate) struct Lifecycle {
 pub struct Gateway {
     /// Models, routes and keys: swapped whole by a reload (`catalog.rs`).
     pub(crate) catalog: Current,
+    /// Keys made through the admin API (`admission::registry`).
+    pub(crate) registry: Registry,
     pub(crate) interactive: InteractiveConfig,
     pub(crate) lifecycle: Lifecycle,
     /// The process-wide cap on calls in flight (load shedding).
@@ -66,7 +69,8 @@ pub(crate) fn reserve(
 
 impl Gateway {
     pub(crate) fn new(cfg: &Config) -> Result<Arc<Gateway>, GatewayError> {
-        let catalog = Current::new(cfg)?;
+        let registry = Registry::open(cfg.state_file.as_deref()).map_err(GatewayError::Internal)?;
+        let catalog = Current::new(cfg, &registry)?;
         let metrics = Arc::new(Metrics::new());
         metrics.capacity.set(cfg.scaling.capacity_rpm_per_replica);
         let lifecycle = Lifecycle::default();
@@ -78,13 +82,18 @@ impl Gateway {
                 Some(shared)
             }
         };
+        let usage = UsageBook::new(cfg);
+        for key in registry.list() {
+            usage.know_key(&key.name);
+        }
         Ok(Arc::new(Gateway {
             catalog,
+            registry,
             interactive: cfg.interactive,
             lifecycle,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
             metrics,
-            usage: UsageBook::new(cfg),
+            usage,
             signal: Signal::default(),
             scaling: cfg.scaling,
             cache: ResponseCache::new(&cfg.cache),
@@ -171,13 +180,21 @@ impl Gateway {
     /// Re-reads the models, routes, prices and keys from `cfg`; calls and sessions in flight keep what they
     /// started with. On an error the old catalog stays. Returns a line for the log.
     pub(crate) fn reload(&self, cfg: &Config) -> Result<String, GatewayError> {
-        let new = self.catalog.reload(cfg)?;
+        let new = self.catalog.reload(cfg, &self.registry)?;
         self.usage.know(cfg);
         Ok(format!(
             "{} models, {} keys",
             new.router.models().len(),
             new.keys.len()
         ))
+    }
+
+    /// Takes in a change the admin API made to its keys: the next call sees it.
+    pub(crate) fn keys_changed(&self) {
+        self.catalog.rekey(&self.registry);
+        for key in self.registry.list() {
+            self.usage.know_key(&key.name);
+        }
     }
 
     /// Resolves the model for this key and checks the request against it.

@@ -156,6 +156,7 @@ pub(crate) trait Caller {
     fn allows(&self, model: &str) -> bool;
 }
 
+#[derive(Clone)]
 pub(crate) struct Router {
     /// Names and aliases.
     by_name: HashMap<String, Arc<Model>>,

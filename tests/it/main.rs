@@ -10,6 +10,7 @@ mod cache;
 mod chat;
 mod hardening;
 mod interactive;
+mod keys;
 mod mock_upstream;
 mod observability;
 mod otlp;

@@ -1,0 +1,206 @@
+//! Keys made, used, listed, rotated and revoked through the admin API, and kept across a restart by the state
+//! file.
+
+use serde_json::{json, Value};
+use tonic::Code;
+
+use crate::common::*;
+
+fn with_state(state: &std::path::Path) -> aigw::config::Config {
+    let admin = format!(
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\nkey_env = \"TEST_ADMIN_KEY\"\nstate_file = \"{}\"\n",
+        state.display()
+    );
+    config(&(mock_config_text("", 100_000) + &admin))
+}
+
+async fn admin(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http()
+        .request(method, format!("http://{}{path}", gw.admin))
+        .bearer_auth(ADMIN_KEY);
+    if let Some(body) = body {
+        req = req.body(body.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn call(gw: &Gateway, key: &str) -> Result<(), tonic::Status> {
+    gw.client()
+        .await
+        .generate(authed(generate("big", "hi"), key))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn a_key_made_through_the_api_works_at_once_holds_its_limits_and_can_be_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
+    let (status, made) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "team-a", "limits": {"rpm": 2}, "metadata": {"owner": "ann"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let secret = made["key"].as_str().unwrap().to_owned();
+    assert_eq!(made["source"], "api");
+    assert_eq!(made["limits"]["rpm"], 2);
+    call(&gw, &secret).await.unwrap();
+    call(&gw, &secret).await.unwrap();
+    assert_eq!(
+        call(&gw, &secret).await.unwrap_err().code(),
+        Code::ResourceExhausted
+    );
+
+    // Listed with the config's keys, never with a secret.
+    let (status, list) = admin(&gw, reqwest::Method::GET, "/v1/keys", None).await;
+    assert_eq!(status, 200);
+    let names: Vec<_> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["name"].clone(), k["source"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (json!("team-a"), json!("api")),
+            (json!("tester"), json!("config"))
+        ]
+    );
+    assert!(!list.to_string().contains(&secret));
+    let (_, one) = admin(&gw, reqwest::Method::GET, "/v1/keys/team-a", None).await;
+    assert_eq!(one["metadata"]["owner"], "ann");
+    assert!(one.get("key").is_none());
+    // Its use is in the usage book (the refused third request too: it reached its model's admission).
+    let (_, usage) = admin(&gw, reqwest::Method::GET, "/v1/usage", None).await;
+    assert_eq!(usage["keys"]["team-a"]["today"]["requests"], 3);
+
+    // Names are unique across the config and the API; a config key cannot be revoked here.
+    let (status, _) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "tester"})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, body) = admin(&gw, reqwest::Method::DELETE, "/v1/keys/tester", None).await;
+    assert_eq!(status, 409);
+    assert!(
+        body["error"].as_str().unwrap().contains("config file"),
+        "{body}"
+    );
+    let (status, _) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "bad name"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let (status, _) = admin(&gw, reqwest::Method::DELETE, "/v1/keys/team-a", None).await;
+    assert_eq!(status, 200);
+    let refused = call(&gw, &secret).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let (status, _) = admin(&gw, reqwest::Method::DELETE, "/v1/keys/team-a", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn keys_and_their_limits_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut gw = Gateway::start(with_state(&state)).await;
+    let (_, made) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "keeper"})),
+    )
+    .await;
+    let secret = made["key"].as_str().unwrap().to_owned();
+    let (status, _) = admin(
+        &gw,
+        reqwest::Method::PUT,
+        "/v1/keys/keeper/limits",
+        Some(json!({"rpm": 7})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    gw.shutdown();
+    gw.task.await.unwrap();
+
+    let again = Gateway::start(with_state(&state)).await;
+    call(&again, &secret).await.unwrap();
+    let (_, one) = admin(&again, reqwest::Method::GET, "/v1/keys/keeper", None).await;
+    assert_eq!(one["limits"]["rpm"], 7);
+}
+
+#[tokio::test]
+async fn a_rotation_keeps_the_old_secret_for_its_grace_period_and_expiry_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
+    let (_, made) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "r"})),
+    )
+    .await;
+    let old = made["key"].as_str().unwrap().to_owned();
+    let (status, rotated) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys/r/rotate",
+        Some(json!({"grace_seconds": 3600})),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+    assert!(rotated["previous_valid_until"].as_u64().is_some());
+    call(&gw, &old).await.unwrap();
+    call(&gw, &new).await.unwrap();
+    // No grace: the old secret stops at once.
+    let (_, again) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys/r/rotate",
+        Some(json!({"grace_seconds": 0})),
+    )
+    .await;
+    let newest = again["key"].as_str().unwrap().to_owned();
+    let refused = call(&gw, &new).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("expired"), "{refused:?}");
+    call(&gw, &newest).await.unwrap();
+    // A config file's key is rotated in the file.
+    let (status, _) = admin(&gw, reqwest::Method::POST, "/v1/keys/tester/rotate", None).await;
+    assert_eq!(status, 409);
+
+    // A key past its expires_at is refused.
+    let (_, past) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "old", "expires_at": 1})),
+    )
+    .await;
+    let refused = call(&gw, past["key"].as_str().unwrap()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+}
