@@ -45,6 +45,25 @@ enum Command {
         #[arg(default_value = "config.toml", env = "AIGW_CONFIG")]
         path: PathBuf,
     },
+    /// Keys of a running gateway, through its admin API: create, list, show, revoke, rotate.
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Change a key's limits on a running gateway, through its admin API.
+    Limits {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: LimitsAction,
+    },
+    /// Usage per key and per model of a running gateway (its admin API's /v1/usage).
+    Usage {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Chat with a model through a running gateway (an InteractiveStream session; /cancel, /system, /model,
     /// /quit).
     Chat {
@@ -100,6 +119,67 @@ enum Command {
     Bench(BenchArgs),
     /// Print the SHA-256 of a client key read from standard input, for `sha256 = "..."` in the config.
     HashKey,
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The gateway's admin listener.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
+    admin: String,
+    /// The admin key.
+    #[arg(long, global = true, env = "AIGW_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+enum KeysAction {
+    /// Make a key; its secret is printed once.
+    Create {
+        name: String,
+        /// Models the key may use (comma-separated; all when absent).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        #[arg(long)]
+        rpm: Option<u32>,
+        #[arg(long)]
+        tpm: Option<u64>,
+        #[arg(long)]
+        concurrency: Option<u32>,
+        #[arg(long)]
+        daily_budget_usd: Option<f64>,
+        /// Unix seconds after which the key is refused.
+        #[arg(long)]
+        expires_at: Option<u64>,
+    },
+    /// Every key, without secrets.
+    List,
+    Show {
+        name: String,
+    },
+    /// Revoke a key made through the API.
+    Revoke {
+        name: String,
+    },
+    /// A new secret; the old one works for the grace period.
+    Rotate {
+        name: String,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum LimitsAction {
+    /// Set a key's rates and budget (a limit not given is removed).
+    Set {
+        name: String,
+        #[arg(long)]
+        rpm: Option<u32>,
+        #[arg(long)]
+        tpm: Option<u64>,
+        #[arg(long)]
+        daily_budget_usd: Option<f64>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -222,6 +302,47 @@ fn main() -> ExitCode {
             mock_upstream(listen, cfg, chaos)
         }
         Command::Bench(args) => bench(args),
+        Command::Keys { admin, action } => {
+            use aigw::tools::admin_cli::{NewKey, Request};
+            let req = match action {
+                KeysAction::Create {
+                    name,
+                    models,
+                    rpm,
+                    tpm,
+                    concurrency,
+                    daily_budget_usd,
+                    expires_at,
+                } => Request::create_key(NewKey {
+                    name,
+                    models,
+                    rpm,
+                    tpm,
+                    concurrency,
+                    daily_budget_usd,
+                    expires_at,
+                }),
+                KeysAction::List => Request::list_keys(),
+                KeysAction::Show { name } => Request::show_key(&name),
+                KeysAction::Revoke { name } => Request::revoke_key(&name),
+                KeysAction::Rotate { name, grace } => Request::rotate_key(&name, grace),
+            };
+            admin_call(admin, req)
+        }
+        Command::Limits {
+            admin,
+            action:
+                LimitsAction::Set {
+                    name,
+                    rpm,
+                    tpm,
+                    daily_budget_usd,
+                },
+        } => admin_call(
+            admin,
+            aigw::tools::admin_cli::Request::set_limits(&name, rpm, tpm, daily_budget_usd),
+        ),
+        Command::Usage { admin } => admin_call(admin, aigw::tools::admin_cli::Request::usage()),
         Command::Chat {
             target,
             key,
@@ -404,6 +525,32 @@ fn bench(args: BenchArgs) -> ExitCode {
         None => print(report.to_string()),
     }
     ExitCode::SUCCESS
+}
+
+/// Sends one admin API request and prints its JSON answer.
+fn admin_call(admin: AdminArgs, req: aigw::tools::admin_cli::Request) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(aigw::tools::admin_cli::send(
+                &admin.admin,
+                admin.admin_key.as_deref(),
+                req,
+            ))
+        });
+    match result {
+        Ok(value) => {
+            let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("aigw: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn chat(

@@ -95,6 +95,7 @@ fn restart_only(a: &Config, b: &Config) -> Vec<&'static str> {
         ),
         ("log", !same(&a.log_format, &b.log_format)),
         ("admin.key_env", a.admin_key != b.admin_key),
+        ("admin.state_file", a.state_file != b.state_file),
         (
             "connections",
             !same(&a.connections, &b.connections)

@@ -1,0 +1,150 @@
+//! The admin API from the command line: `aigw keys create|list|show|revoke|rotate`, `aigw limits set` and
+//! `aigw usage`, against a running gateway's admin listener (`--admin URL`; the admin key from
+//! `AIGW_ADMIN_KEY`). Each prints the API's JSON answer; an error answer is printed to standard error and
+//! the command fails.
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+/// One request to the admin API.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+/// What `aigw keys create` takes.
+pub struct NewKey {
+    pub name: String,
+    pub models: Vec<String>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u32>,
+    pub daily_budget_usd: Option<f64>,
+    pub expires_at: Option<u64>,
+}
+
+fn limits(
+    rpm: Option<u32>,
+    tpm: Option<u64>,
+    concurrency: Option<u32>,
+    budget: Option<f64>,
+) -> Value {
+    let mut m = Map::new();
+    for (k, v) in [
+        ("rpm", rpm.map(Value::from)),
+        ("tpm", tpm.map(Value::from)),
+        ("concurrency", concurrency.map(Value::from)),
+        ("daily_budget_usd", budget.map(Value::from)),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.to_owned(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+impl Request {
+    pub fn list_keys() -> Request {
+        Request {
+            method: Method::GET,
+            path: "/v1/keys".into(),
+            body: None,
+        }
+    }
+
+    pub fn show_key(name: &str) -> Request {
+        Request {
+            method: Method::GET,
+            path: format!("/v1/keys/{name}"),
+            body: None,
+        }
+    }
+
+    pub fn create_key(k: NewKey) -> Request {
+        let mut body = json!({ "name": k.name, "limits": limits(k.rpm, k.tpm, k.concurrency, k.daily_budget_usd) });
+        if !k.models.is_empty() {
+            body["models"] = json!(k.models);
+        }
+        if let Some(at) = k.expires_at {
+            body["expires_at"] = json!(at);
+        }
+        Request {
+            method: Method::POST,
+            path: "/v1/keys".into(),
+            body: Some(body),
+        }
+    }
+
+    pub fn revoke_key(name: &str) -> Request {
+        Request {
+            method: Method::DELETE,
+            path: format!("/v1/keys/{name}"),
+            body: None,
+        }
+    }
+
+    pub fn rotate_key(name: &str, grace: std::time::Duration) -> Request {
+        Request {
+            method: Method::POST,
+            path: format!("/v1/keys/{name}/rotate"),
+            body: Some(json!({ "grace_seconds": grace.as_secs() })),
+        }
+    }
+
+    /// A limit not given is removed, as the API does.
+    pub fn set_limits(
+        name: &str,
+        rpm: Option<u32>,
+        tpm: Option<u64>,
+        budget: Option<f64>,
+    ) -> Request {
+        Request {
+            method: Method::PUT,
+            path: format!("/v1/keys/{name}/limits"),
+            body: Some(limits(rpm, tpm, None, budget)),
+        }
+    }
+
+    pub fn usage() -> Request {
+        Request {
+            method: Method::GET,
+            path: "/v1/usage".into(),
+            body: None,
+        }
+    }
+}
+
+/// Sends `req` to the admin listener at `admin` (e.g. `http://127.0.0.1:9090`); the answer's JSON, or the
+/// error to print.
+pub async fn send(admin: &str, key: Option<&str>, req: Request) -> Result<Value, String> {
+    crate::upstream::http::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}{}", admin.trim_end_matches('/'), req.path);
+    let mut call = client.request(req.method, &url);
+    if let Some(key) = key {
+        call = call.bearer_auth(key);
+    }
+    if let Some(body) = req.body {
+        call = call
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = call.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.trim().to_owned()));
+    if status.is_success() {
+        Ok(value)
+    } else {
+        let message = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or_else(|| value.to_string(), str::to_owned);
+        Err(format!("{status}: {message}"))
+    }
+}
