@@ -134,23 +134,7 @@ struct AdminArgs {
 #[derive(clap::Subcommand)]
 enum KeysAction {
     /// Make a key; its secret is printed once.
-    Create {
-        name: String,
-        /// Models the key may use (comma-separated; all when absent).
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        #[arg(long)]
-        rpm: Option<u32>,
-        #[arg(long)]
-        tpm: Option<u64>,
-        #[arg(long)]
-        concurrency: Option<u32>,
-        #[arg(long)]
-        daily_budget_usd: Option<f64>,
-        /// Unix seconds after which the key is refused.
-        #[arg(long)]
-        expires_at: Option<u64>,
-    },
+    Create(aigw::tools::admin_cli::NewKey),
     /// Every key, without secrets.
     List,
     Show {
@@ -303,25 +287,9 @@ fn main() -> ExitCode {
         }
         Command::Bench(args) => bench(args),
         Command::Keys { admin, action } => {
-            use aigw::tools::admin_cli::{NewKey, Request};
+            use aigw::tools::admin_cli::Request;
             let req = match action {
-                KeysAction::Create {
-                    name,
-                    models,
-                    rpm,
-                    tpm,
-                    concurrency,
-                    daily_budget_usd,
-                    expires_at,
-                } => Request::create_key(NewKey {
-                    name,
-                    models,
-                    rpm,
-                    tpm,
-                    concurrency,
-                    daily_budget_usd,
-                    expires_at,
-                }),
+                KeysAction::Create(new) => Request::create_key(new),
                 KeysAction::List => Request::list_keys(),
                 KeysAction::Show { name } => Request::show_key(&name),
                 KeysAction::Revoke { name } => Request::revoke_key(&name),

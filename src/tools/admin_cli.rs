@@ -14,13 +14,22 @@ pub struct Request {
 }
 
 /// What `aigw keys create` takes.
+#[derive(clap::Args)]
 pub struct NewKey {
     pub name: String,
+    /// Models the key may use (comma-separated; all when absent).
+    #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    #[arg(long)]
     pub rpm: Option<u32>,
+    #[arg(long)]
     pub tpm: Option<u64>,
+    #[arg(long)]
     pub concurrency: Option<u32>,
+    #[arg(long)]
     pub daily_budget_usd: Option<f64>,
+    /// Unix seconds after which the key is refused.
+    #[arg(long)]
     pub expires_at: Option<u64>,
 }
 
