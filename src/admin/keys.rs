@@ -42,6 +42,7 @@ fn registry_error(e: RegistryError) -> http::Response<Body> {
         RegistryError::Exists(_) => StatusCode::CONFLICT,
         RegistryError::Missing(_) => StatusCode::NOT_FOUND,
         RegistryError::Save(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        RegistryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e)
 }
@@ -158,7 +159,7 @@ pub(super) async fn handle(
                 .keys
                 .by_name(new.name.trim())
                 .is_some_and(|w| !w.from_api);
-            match gw.registry.create(new, taken) {
+            match gw.change_keys(|r| r.create(new.clone(), taken)).await {
                 Ok((stored, secret)) => {
                     tracing::info!(key = %stored.name, "key created through the admin API");
                     with_secret(gw, StatusCode::CREATED, &stored.name, secret)
@@ -180,9 +181,8 @@ pub(super) async fn handle(
                     ),
                 );
             }
-            match gw.registry.delete(name) {
+            match gw.change_keys(|r| r.delete(name)).await {
                 Ok(()) => {
-                    gw.keys_changed();
                     tracing::info!(key = %name, "key revoked through the admin API");
                     json(StatusCode::OK, &serde_json::json!({ "revoked": name }))
                 }
@@ -204,7 +204,7 @@ pub(super) async fn handle(
             if grace > MAX_GRACE {
                 return error(StatusCode::BAD_REQUEST, "grace_seconds: at most 30 days");
             }
-            match gw.registry.rotate(name, grace) {
+            match gw.change_keys(|r| r.rotate(name, grace)).await {
                 Ok((stored, secret)) => {
                     tracing::info!(key = %stored.name, "key rotated through the admin API");
                     with_secret(gw, StatusCode::OK, &stored.name, secret)

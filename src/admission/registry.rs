@@ -68,6 +68,8 @@ pub(crate) struct Runtime {
 pub(crate) struct Registry {
     path: Option<PathBuf>,
     state: Mutex<State>,
+    /// With `[shared]`: the version of the fleet's keys this state is (Redis is the truth, not the file).
+    version: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn now_unix() -> u64 {
@@ -102,7 +104,7 @@ fn secret() -> (String, String) {
 }
 
 /// What the caller asked for when making a key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
     pub(crate) name: String,
@@ -123,6 +125,8 @@ pub(crate) enum RegistryError {
     Missing(String),
     #[error("saving the key state: {0}")]
     Save(String),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Registry {
@@ -140,7 +144,30 @@ impl Registry {
         Ok(Registry {
             path: path.map(Path::to_owned),
             state: Mutex::new(state),
+            version: Default::default(),
         })
+    }
+
+    /// The fleet's version this state is.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes the fleet's state (JSON) at `version`; an unreadable one is refused and changes nothing.
+    pub(crate) fn adopt(&self, version: u64, json: Option<&str>) -> Result<(), String> {
+        let state: State = match json {
+            Some(j) => serde_json::from_str(j).map_err(|e| format!("the fleet's keys: {e}"))?,
+            None => State::default(),
+        };
+        *self.lock() = state;
+        self.version
+            .store(version, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// This state as the fleet stores it.
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(&*self.lock()).unwrap_or_default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -92,6 +92,15 @@ redis.call('INCRBY', KEYS[2], tonumber(ARGV[2]) - tonumber(cur))
 return 1
 "#;
 
+/// Replaces the fleet's API keys if nobody changed them meanwhile. KEYS: version, state. ARGV: the version
+/// read, the new state (JSON). Returns the new version, or -1 when the version moved on.
+const PUT_KEYS: &str = r#"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v ~= tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[2], ARGV[2])
+return redis.call('INCR', KEYS[1])
+"#;
+
 /// Redis could not answer in time (or at all).
 #[derive(Debug)]
 pub(crate) struct Down;
@@ -105,6 +114,7 @@ pub(crate) struct Shared {
     gauge: prometheus::IntGauge,
     admit: Script,
     reconcile: Script,
+    put_keys: Script,
 }
 
 /// A reservation in the fleet's token window.
@@ -154,6 +164,7 @@ impl Shared {
             gauge,
             admit: Script::new(ADMIT),
             reconcile: Script::new(RECONCILE),
+            put_keys: Script::new(PUT_KEYS),
         }))
     }
 
@@ -300,6 +311,50 @@ impl Shared {
                 "shared state: unexpected verdict '{other}'"
             ))),
         })
+    }
+
+    fn keys_names(&self) -> [String; 2] {
+        let p = &self.cfg.prefix;
+        [format!("{p}:apikeys:version"), format!("{p}:apikeys")]
+    }
+
+    /// The version of the fleet's API keys (0: none made yet).
+    pub(crate) async fn keys_version(&self) -> Result<u64, Down> {
+        let [version, _] = self.keys_names();
+        self.run(|mut c| async move {
+            let v: Option<u64> = c.get(&version).await?;
+            Ok(v.unwrap_or(0))
+        })
+        .await
+    }
+
+    /// The fleet's API keys: their version and state (JSON), read together.
+    pub(crate) async fn keys_get(&self) -> Result<(u64, Option<String>), Down> {
+        let [version, state] = self.keys_names();
+        self.run(|mut c| async move {
+            let (v, s): (Option<u64>, Option<String>) = redis::pipe()
+                .get(&version)
+                .get(&state)
+                .query_async(&mut c)
+                .await?;
+            Ok((v.unwrap_or(0), s))
+        })
+        .await
+    }
+
+    /// Writes the fleet's API keys if their version is still `read`: the new version, or None when another
+    /// replica changed them first.
+    pub(crate) async fn keys_put(&self, read: u64, state: &str) -> Result<Option<u64>, Down> {
+        let keys = self.keys_names();
+        let state = state.to_owned();
+        let v: i64 = self
+            .run(|mut c| {
+                let mut call = self.put_keys.prepare_invoke();
+                call.key(&keys[0]).key(&keys[1]).arg(read).arg(state);
+                async move { call.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(u64::try_from(v).ok())
     }
 
     /// Adds spend to the key's UTC day in the fleet's book, on its own task.

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::auth::Identity,
     admission::limits::{Admission, Reservation},
-    admission::registry::Registry,
+    admission::registry::{Registry, RegistryError},
     admission::shared::{Down, Shared},
     admission::usage::UsageBook,
     config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
@@ -52,6 +52,36 @@ pub struct Gateway {
     pub(crate) shared: Option<Arc<Shared>>,
 }
 
+/// How often a replica looks for changes to the fleet's API keys.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Keeps this replica's API keys those of the fleet: polls the version in Redis, and takes the new state when
+/// it moved. While Redis is down the last known keys stay in force. Ends with the gateway.
+fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        loop {
+            let Some(gw) = gateway.upgrade() else { return };
+            if gw.lifecycle.stop.is_cancelled() {
+                return;
+            }
+            if let Ok(version) = shared.keys_version().await {
+                if version != gw.registry.version() {
+                    if let Ok((version, state)) = shared.keys_get().await {
+                        match gw.registry.adopt(version, state.as_deref()) {
+                            Ok(()) => gw.keys_changed(),
+                            Err(e) => {
+                                tracing::error!(error = %e, "the fleet's keys were not taken in")
+                            }
+                        }
+                    }
+                }
+            }
+            drop(gw);
+            tokio::time::sleep(FOLLOW_EVERY).await;
+        }
+    });
+}
+
 /// Tokens to reserve for a request against its key's tpm.
 pub(crate) fn reserve(
     model: &Model,
@@ -86,7 +116,7 @@ impl Gateway {
         for key in registry.list() {
             usage.know_key(&key.name);
         }
-        Ok(Arc::new(Gateway {
+        let gateway = Arc::new(Gateway {
             catalog,
             registry,
             interactive: cfg.interactive,
@@ -98,7 +128,11 @@ impl Gateway {
             scaling: cfg.scaling,
             cache: ResponseCache::new(&cfg.cache),
             shared,
-        }))
+        });
+        if let Some(shared) = &gateway.shared {
+            follow_fleet_keys(Arc::downgrade(&gateway), shared.clone());
+        }
+        Ok(gateway)
     }
 
     /// Whether this replica should take calls: not draining, and not refusing everything because the shared
@@ -186,6 +220,49 @@ impl Gateway {
             "{} models, {} keys",
             new.router.models().len(),
             new.keys.len()
+        ))
+    }
+
+    /// Makes a change to the API keys: with `[shared]` through Redis, as a compare-and-set on the fleet's
+    /// version (retried when another replica changed them first), so every replica takes it in; else here and in
+    /// the state file. `change` may run more than once.
+    pub(crate) async fn change_keys<T>(
+        &self,
+        change: impl Fn(&Registry) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let Some(shared) = &self.shared else {
+            let out = change(&self.registry)?;
+            self.keys_changed();
+            return Ok(out);
+        };
+        let down = || {
+            RegistryError::Unavailable(
+                "the shared state (Redis) is down: keys cannot change now".into(),
+            )
+        };
+        for _ in 0..8 {
+            let (read, state) = shared.keys_get().await.map_err(|_| down())?;
+            self.registry
+                .adopt(read, state.as_deref())
+                .map_err(RegistryError::Save)?;
+            let out = change(&self.registry)?;
+            let next = self.registry.to_json();
+            match shared.keys_put(read, &next).await {
+                Ok(Some(version)) => {
+                    let _ = self.registry.adopt(version, Some(&next));
+                    self.keys_changed();
+                    return Ok(out);
+                }
+                // Another replica got there first: start again from its state.
+                Ok(None) => continue,
+                Err(_) => {
+                    let _ = self.registry.adopt(read, state.as_deref());
+                    return Err(down());
+                }
+            }
+        }
+        Err(RegistryError::Unavailable(
+            "the fleet's keys kept changing: try again".into(),
         ))
     }
 

@@ -236,3 +236,103 @@ async fn the_rest_door_answers_503_while_a_closed_fleet_has_no_redis() {
     assert_eq!(body["error"]["code"], "service_unavailable");
     assert_eq!(up.calls(), 0);
 }
+
+/// Keys made through the admin API belong to the fleet: made on one replica they work on the others, their
+/// limits hold across them, and revoked on another they are refused everywhere. Each replica follows the
+/// fleet's keys every 200 ms; the waits below are polls with a hang guard, never a speed bound.
+#[tokio::test]
+async fn a_key_made_on_one_replica_works_on_the_others_and_its_revocation_too() {
+    let redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let shared = format!(
+        "[admin]\nkey_env = \"TEST_ADMIN_KEY\"\n[shared]\nredis_url = \"{}\"\ntimeout = \"5s\"",
+        redis.url()
+    );
+    let text = priced_config_text(&up.base_url(), &shared, "", "");
+    let (a, b) = (
+        Gateway::start(config(&text)).await,
+        Gateway::start(config(&text)).await,
+    );
+    wait_for_shared_state(&a, true).await;
+    wait_for_shared_state(&b, true).await;
+    let made = http()
+        .post(format!("http://{}/v1/keys", a.admin))
+        .bearer_auth(ADMIN_KEY)
+        .body(serde_json::json!({"name": "fleet-team", "limits": {"rpm": 2}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let made: serde_json::Value = serde_json::from_str(&made.text().await.unwrap()).unwrap();
+    let secret = made["key"].as_str().unwrap().to_owned();
+    let use_key = |gw: &Gateway| {
+        let secret = secret.clone();
+        let addr = gw.addr;
+        async move {
+            let mut client =
+                aigw::proto::ai_service_client::AiServiceClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
+            client
+                .generate(authed(generate("m", "hi"), &secret))
+                .await
+                .map(drop)
+        }
+    };
+    // Made on A: B takes it in.
+    eventually("the key works on B", || async { use_key(&b).await.ok() }).await;
+    // rpm 2 across both: one call on B (above), one on A, then neither.
+    use_key(&a).await.unwrap();
+    assert_eq!(
+        use_key(&b).await.unwrap_err().code(),
+        Code::ResourceExhausted
+    );
+    assert_eq!(
+        use_key(&a).await.unwrap_err().code(),
+        Code::ResourceExhausted
+    );
+    // Listed on B.
+    let (_, list) = admin_get(&b, "/v1/keys/fleet-team", Some(ADMIN_KEY)).await;
+    assert!(list.contains("\"source\":\"api\""), "{list}");
+
+    // Revoked on B: refused on A.
+    let revoked = http()
+        .delete(format!("http://{}/v1/keys/fleet-team", b.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    eventually("A refuses the revoked key", || async {
+        (use_key(&a).await.err()?.code() == Code::Unauthenticated).then_some(())
+    })
+    .await;
+
+    // A replica started later loads the fleet's keys.
+    let made_again = http()
+        .post(format!("http://{}/v1/keys", b.admin))
+        .bearer_auth(ADMIN_KEY)
+        .body(serde_json::json!({"name": "late"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let made_again: serde_json::Value =
+        serde_json::from_str(&made_again.text().await.unwrap()).unwrap();
+    let c = Gateway::start(config(&text)).await;
+    let late = made_again["key"].as_str().unwrap().to_owned();
+    eventually("a new replica knows the fleet's keys", || {
+        let late = late.clone();
+        let addr = c.addr;
+        async move {
+            let mut client =
+                aigw::proto::ai_service_client::AiServiceClient::connect(format!("http://{addr}"))
+                    .await
+                    .ok()?;
+            client
+                .generate(authed(generate("m", "hi"), &late))
+                .await
+                .ok()
+        }
+    })
+    .await;
+}
