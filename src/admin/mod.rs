@@ -145,7 +145,23 @@ impl Admin {
                     ),
                 },
             },
-            (&Method::GET, "/v1/usage") => json(StatusCode::OK, &usage(gw)),
+            (&Method::GET, "/v1/usage") => {
+                // The fleet's (from Redis) with [shared], unless `?scope=replica`; this replica's otherwise, and
+                // while Redis is down (the answer's `scope` says which).
+                let replica_only = req
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|p| p == "scope=replica"));
+                let catalog = gw.catalog();
+                let limits_of =
+                    |name: &str| catalog.keys.by_name(name).map(|who| who.limiter.limits());
+                let fleet = if replica_only {
+                    None
+                } else {
+                    gw.usage.fleet_report(limits_of).await
+                };
+                json(StatusCode::OK, &fleet.unwrap_or_else(|| usage(gw)))
+            }
             (_, p) if p == "/v1/keys" || p.starts_with("/v1/keys/") => {
                 keys::handle(gw, req, path).await
             }

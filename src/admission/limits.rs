@@ -351,6 +351,20 @@ pub(crate) fn utc_day(wall: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs() / 86_400)
 }
 
+/// The UTC calendar month of `wall`, as YYYYMM.
+pub(crate) fn utc_month(wall: SystemTime) -> u32 {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = utc_day(wall) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year * 100 + month) as u32
+}
+
 fn until_utc_midnight(wall: SystemTime) -> Duration {
     let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Duration::from_secs(86_400 - secs % 86_400)
@@ -459,6 +473,17 @@ mod tests {
             refused,
             GatewayError::ResourceExhausted { limit: "tpm", .. }
         ));
+    }
+
+    #[test]
+    fn utc_months_are_calendar_months() {
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(utc_month(at(0)), 197001);
+        assert_eq!(utc_month(at(951_782_400)), 200002); // 2000-02-29
+        assert_eq!(utc_month(at(951_868_799)), 200002); // 2000-02-29 23:59:59
+        assert_eq!(utc_month(at(951_868_800)), 200003);
+        assert_eq!(utc_month(at(1_798_761_599)), 202612); // 2026-12-31 23:59:59
+        assert_eq!(utc_month(at(1_798_761_600)), 202701);
     }
 
     #[test]

@@ -13,19 +13,20 @@
 //! exported as `aigw_shared_state_up`.
 
 use std::{
+    collections::HashMap,
     future::Future,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, RwLock,
     },
-    time::{Duration, SystemTime},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admission::limits::{utc_day, KeyLimiter, Reservation, WINDOW},
+    admission::limits::{utc_day, utc_month, KeyLimiter, Reservation, WINDOW},
     config::{KeyLimits, OnFailure, SharedConfig},
     error::GatewayError,
 };
@@ -355,6 +356,96 @@ impl Shared {
             })
             .await?;
         Ok(u64::try_from(v).ok())
+    }
+
+    /// The fleet's usage hashes: today's, this month's, and the 10-second bucket `bucket`.
+    fn usage_names(&self, wall: SystemTime, bucket: u64) -> [String; 3] {
+        let p = &self.cfg.prefix;
+        [
+            format!("{p}:usage:day:{}", utc_day(wall)),
+            format!("{p}:usage:month:{}", utc_month(wall)),
+            format!("{p}:usage:10s:{bucket}"),
+        ]
+    }
+
+    /// Books a request (and its tokens and cost, once known) in the fleet's usage, on its own task. Fields are
+    /// `key:<name>:requests|tokens|cost` and `model:<name>:...`.
+    pub(crate) fn add_usage(self: &Arc<Self>, key: &str, model: &str, add: (u64, u64, f64)) {
+        if !self.is_up() {
+            return;
+        }
+        let wall = SystemTime::now();
+        let bucket = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 10);
+        let [day, month, recent] = self.usage_names(wall, bucket);
+        let (requests, tokens, cost) = add;
+        let who = [format!("key:{key}"), format!("model:{model}")];
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let _ = shared
+                .run(|mut c| async move {
+                    let mut pipe = redis::pipe();
+                    for (hash, ttl) in [(&day, 3 * 86_400), (&month, 40 * 86_400), (&recent, 80)] {
+                        for w in &who {
+                            if requests > 0 {
+                                pipe.hincr(hash, format!("{w}:requests"), requests).ignore();
+                            }
+                            if tokens > 0 {
+                                pipe.hincr(hash, format!("{w}:tokens"), tokens).ignore();
+                            }
+                            if cost > 0.0 && hash != &recent {
+                                pipe.cmd("HINCRBYFLOAT")
+                                    .arg(hash)
+                                    .arg(format!("{w}:cost"))
+                                    .arg(cost)
+                                    .ignore();
+                            }
+                        }
+                        pipe.expire(hash, ttl).ignore();
+                    }
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await;
+        });
+    }
+
+    /// The fleet's usage: today's and this month's hashes, and the last minute's six 10-second buckets summed.
+    pub(crate) async fn usage(&self) -> Result<[HashMap<String, f64>; 3], Down> {
+        let wall = SystemTime::now();
+        let now = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 10);
+        let [day, month, _] = self.usage_names(wall, now);
+        let recent: Vec<String> = (0..6)
+            .map(|i| self.usage_names(wall, now.saturating_sub(i))[2].clone())
+            .collect();
+        let maps: Vec<HashMap<String, String>> = self
+            .run(|mut c| async move {
+                let mut pipe = redis::pipe();
+                pipe.hgetall(&day).hgetall(&month);
+                for r in &recent {
+                    pipe.hgetall(r);
+                }
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        let number = |m: &HashMap<String, String>| -> HashMap<String, f64> {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
+                .collect()
+        };
+        let mut minute: HashMap<String, f64> = HashMap::new();
+        for m in maps.iter().skip(2) {
+            for (k, v) in number(m) {
+                *minute.entry(k).or_default() += v;
+            }
+        }
+        Ok([
+            maps.first().map(number).unwrap_or_default(),
+            maps.get(1).map(number).unwrap_or_default(),
+            minute,
+        ])
     }
 
     /// Adds spend to the key's UTC day in the fleet's book, on its own task.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::{
-    admission::limits::{utc_day, Log},
+    admission::limits::{utc_day, utc_month, Log},
     config::{Config, KeyLimits},
 };
 
@@ -21,6 +21,8 @@ struct Counters {
     minute: Mutex<(Log, Log)>,
     /// (UTC day, requests, tokens, cost).
     today: Mutex<(u64, u64, u64, f64)>,
+    /// (UTC month as YYYYMM, requests, tokens, cost).
+    month: Mutex<(u64, u64, u64, f64)>,
 }
 
 impl Counters {
@@ -31,6 +33,7 @@ impl Counters {
             .0
             .add(now, 1);
         self.with_today(wall, |t| t.1 += 1);
+        self.with_month(wall, |t| t.1 += 1);
     }
 
     fn usage(&self, tokens: u64, cost: f64, now: Instant, wall: SystemTime) {
@@ -39,19 +42,20 @@ impl Counters {
             .unwrap_or_else(|p| p.into_inner())
             .1
             .add(now, tokens);
-        self.with_today(wall, |t| {
+        let add = |t: &mut (u64, u64, u64, f64)| {
             t.2 += tokens;
             t.3 += cost;
-        });
+        };
+        self.with_today(wall, add);
+        self.with_month(wall, add);
     }
 
     fn with_today(&self, wall: SystemTime, f: impl FnOnce(&mut (u64, u64, u64, f64))) {
-        let mut t = self.today.lock().unwrap_or_else(|p| p.into_inner());
-        let day = utc_day(wall);
-        if t.0 != day {
-            *t = (day, 0, 0, 0.0);
-        }
-        f(&mut t);
+        period(&self.today, utc_day(wall), f);
+    }
+
+    fn with_month(&self, wall: SystemTime, f: impl FnOnce(&mut (u64, u64, u64, f64))) {
+        period(&self.month, u64::from(utc_month(wall)), f);
     }
 
     fn report(&self, now: Instant, wall: SystemTime) -> Entry {
@@ -59,23 +63,38 @@ impl Counters {
             let mut m = self.minute.lock().unwrap_or_else(|p| p.into_inner());
             (m.0.total(now), m.1.total(now))
         };
-        let mut today = Today::default();
-        self.with_today(wall, |t| {
-            today = Today {
-                requests: t.1,
-                tokens: t.2,
-                cost_usd: t.3,
-            }
-        });
+        let read = |t: &(u64, u64, u64, f64)| Today {
+            requests: t.1,
+            tokens: t.2,
+            cost_usd: t.3,
+        };
+        let (mut today, mut this_month) = (Today::default(), Today::default());
+        self.with_today(wall, |t| today = read(t));
+        self.with_month(wall, |t| this_month = read(t));
         Entry {
             requests_last_minute: requests,
             tokens_last_minute: tokens,
             today,
+            this_month,
             limits: None,
         }
     }
 }
 
+/// A period's counts, restarted when the period (its `0`) changes.
+fn period(
+    cell: &Mutex<(u64, u64, u64, f64)>,
+    current: u64,
+    f: impl FnOnce(&mut (u64, u64, u64, f64)),
+) {
+    let mut t = cell.lock().unwrap_or_else(|p| p.into_inner());
+    if t.0 != current {
+        *t = (current, 0, 0, 0.0);
+    }
+    f(&mut t);
+}
+
+/// Requests, tokens and cost over a period (today, this month; UTC).
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub(crate) struct Today {
     pub(crate) requests: u64,
@@ -88,6 +107,7 @@ pub(crate) struct Entry {
     pub(crate) requests_last_minute: u64,
     pub(crate) tokens_last_minute: u64,
     pub(crate) today: Today,
+    pub(crate) this_month: Today,
     /// Keys only: the limits in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) limits: Option<LimitsView>,
@@ -114,16 +134,19 @@ impl From<KeyLimits> for LimitsView {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
+    /// "replica" (this replica's calls) or "fleet" (every replica's, from Redis).
+    pub(crate) scope: &'static str,
     pub(crate) keys: BTreeMap<String, Entry>,
     pub(crate) models: BTreeMap<String, Entry>,
 }
 
 type Book = RwLock<HashMap<String, Arc<Counters>>>;
 
-#[derive(Debug)]
 pub(crate) struct UsageBook {
     keys: Book,
     models: Book,
+    /// With `[shared]`: every call is also booked in the fleet's usage in Redis.
+    fleet: std::sync::OnceLock<Arc<crate::admission::shared::Shared>>,
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> Book {
@@ -147,7 +170,13 @@ impl UsageBook {
         UsageBook {
             keys: names(cfg.keys.iter().map(|k| &k.name)),
             models: names(cfg.models.iter().map(|m| &m.name)),
+            fleet: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Books every call in the fleet's usage too.
+    pub(crate) fn share(&self, shared: Arc<crate::admission::shared::Shared>) {
+        let _ = self.fleet.set(shared);
     }
 
     /// Adds the keys and models of a reloaded config; those already known keep their counts.
@@ -184,12 +213,63 @@ impl UsageBook {
     pub(crate) fn request(&self, key: &str, model: &str) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         self.both(key, model).for_each(|c| c.request(now, wall));
+        if let Some(fleet) = self.fleet.get() {
+            fleet.add_usage(key, model, (1, 0, 0.0));
+        }
     }
 
     pub(crate) fn usage(&self, key: &str, model: &str, tokens: u64, cost: f64) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         self.both(key, model)
             .for_each(|c| c.usage(tokens, cost, now, wall));
+        if let Some(fleet) = self.fleet.get() {
+            fleet.add_usage(key, model, (0, tokens, cost));
+        }
+    }
+
+    /// The fleet's usage from Redis (with `[shared]`), with each key's limits from `limits_of`; None without
+    /// `[shared]`, or while Redis is down.
+    pub(crate) async fn fleet_report(
+        &self,
+        limits_of: impl Fn(&str) -> Option<KeyLimits>,
+    ) -> Option<Report> {
+        let [day, month, minute] = self.fleet.get()?.usage().await.ok()?;
+        let mut report = Report {
+            scope: "fleet",
+            keys: BTreeMap::new(),
+            models: BTreeMap::new(),
+        };
+        let known = |book: &Book| list(book).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        for (kind, names) in [("key", known(&self.keys)), ("model", known(&self.models))] {
+            for name in names {
+                let get = |m: &HashMap<String, f64>, what: &str| {
+                    m.get(&format!("{kind}:{name}:{what}"))
+                        .copied()
+                        .unwrap_or(0.0)
+                };
+                let period = |m: &HashMap<String, f64>| Today {
+                    requests: get(m, "requests") as u64,
+                    tokens: get(m, "tokens") as u64,
+                    cost_usd: get(m, "cost"),
+                };
+                let entry = Entry {
+                    requests_last_minute: get(&minute, "requests") as u64,
+                    tokens_last_minute: get(&minute, "tokens") as u64,
+                    today: period(&day),
+                    this_month: period(&month),
+                    limits: (kind == "key")
+                        .then(|| limits_of(&name).map(LimitsView::from))
+                        .flatten(),
+                };
+                let into = if kind == "key" {
+                    &mut report.keys
+                } else {
+                    &mut report.models
+                };
+                into.insert(name, entry);
+            }
+        }
+        Some(report)
     }
 
     /// Everything, with each key's limits from `limits_of`.
@@ -207,6 +287,10 @@ impl UsageBook {
             .into_iter()
             .map(|(name, c)| (name, c.report(now, wall)))
             .collect();
-        Report { keys, models }
+        Report {
+            scope: "replica",
+            keys,
+            models,
+        }
     }
 }

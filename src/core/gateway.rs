@@ -113,6 +113,9 @@ impl Gateway {
             }
         };
         let usage = UsageBook::new(cfg);
+        if let Some(shared) = &shared {
+            usage.share(shared.clone());
+        }
         for key in registry.list() {
             usage.know_key(&key.name);
         }

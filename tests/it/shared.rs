@@ -45,6 +45,22 @@ async fn wait_for_shared_state(gw: &Gateway, up: bool) {
     .await;
 }
 
+/// Two replicas with the admin API on one Redis, and their config text (for a third).
+async fn pair(up: &Upstream, redis: &Redis) -> (String, Gateway, Gateway) {
+    let top = format!(
+        "[admin]\nkey_env = \"TEST_ADMIN_KEY\"\n[shared]\nredis_url = \"{}\"\ntimeout = \"5s\"",
+        redis.url()
+    );
+    let text = priced_config_text(&up.base_url(), &top, "", "");
+    let (a, b) = (
+        Gateway::start(config(&text)).await,
+        Gateway::start(config(&text)).await,
+    );
+    wait_for_shared_state(&a, true).await;
+    wait_for_shared_state(&b, true).await;
+    (text, a, b)
+}
+
 fn hello() -> Reply {
     Reply::json(200, &completion("Hello!", "stop", 1000, 500))
 }
@@ -244,17 +260,7 @@ async fn the_rest_door_answers_503_while_a_closed_fleet_has_no_redis() {
 async fn a_key_made_on_one_replica_works_on_the_others_and_its_revocation_too() {
     let redis = Redis::start();
     let up = Upstream::start(vec![hello()]).await;
-    let shared = format!(
-        "[admin]\nkey_env = \"TEST_ADMIN_KEY\"\n[shared]\nredis_url = \"{}\"\ntimeout = \"5s\"",
-        redis.url()
-    );
-    let text = priced_config_text(&up.base_url(), &shared, "", "");
-    let (a, b) = (
-        Gateway::start(config(&text)).await,
-        Gateway::start(config(&text)).await,
-    );
-    wait_for_shared_state(&a, true).await;
-    wait_for_shared_state(&b, true).await;
+    let (text, a, b) = pair(&up, &redis).await;
     let made = http()
         .post(format!("http://{}/v1/keys", a.admin))
         .bearer_auth(ADMIN_KEY)
@@ -335,4 +341,37 @@ async fn a_key_made_on_one_replica_works_on_the_others_and_its_revocation_too() 
         }
     })
     .await;
+}
+
+/// `GET /v1/usage` answers for the whole fleet from Redis (`scope` "fleet"): calls made on A show on B; B's own
+/// view stays available with `?scope=replica`.
+#[tokio::test]
+async fn the_usage_api_answers_for_the_fleet() {
+    let redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let (_, a, b) = pair(&up, &redis).await;
+    for _ in 0..3 {
+        call(&a, None).await.unwrap();
+    }
+    let fleet = eventually("B sees A's calls", || async {
+        let (_, body) = admin_get(&b, "/v1/usage", Some(ADMIN_KEY)).await;
+        let usage: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let key = &usage["keys"]["tester"];
+        (key["today"]["requests"] == 3 && key["today"]["tokens"] == 4500).then_some(usage)
+    })
+    .await;
+    assert_eq!(fleet["scope"], "fleet");
+    let tester = &fleet["keys"]["tester"];
+    assert_eq!(tester["this_month"]["requests"], 3);
+    assert_eq!(tester["requests_last_minute"], 3);
+    // 3 x (1000 in at $2 + 500 out at $8 per million) = $0.018.
+    assert!(
+        (tester["today"]["cost_usd"].as_f64().unwrap() - 0.018).abs() < 1e-9,
+        "{tester}"
+    );
+    assert_eq!(fleet["models"]["m"]["today"]["requests"], 3);
+    let (_, mine) = admin_get(&b, "/v1/usage?scope=replica", Some(ADMIN_KEY)).await;
+    let mine: serde_json::Value = serde_json::from_str(&mine).unwrap();
+    assert_eq!(mine["scope"], "replica");
+    assert_eq!(mine["keys"]["tester"]["today"]["requests"], 0);
 }
