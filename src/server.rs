@@ -238,6 +238,9 @@ impl Server {
         }
         admin_stop.cancel();
         ticker.abort();
+        if let Some(records) = &self.gateway.records {
+            records.close(); // the last usage records reach the file
+        }
         if let Some(task) = on_hangup {
             task.abort();
         }

@@ -14,7 +14,7 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 pub(crate) use cache::{CacheConfig, ModelCache};
 pub(crate) use cors::{CorsConfig, Origins};
 use ops::RawAdmin;
-pub use ops::{ScalingConfig, TracingConfig};
+pub use ops::{ScalingConfig, TracingConfig, UsageRecordsConfig};
 pub(crate) use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
 pub(crate) use shared::{OnFailure, SharedConfig};
 
@@ -52,6 +52,7 @@ struct RawConfig {
     scaling: ScalingConfig,
     #[serde(default)]
     tracing: TracingConfig,
+    usage_records: Option<UsageRecordsConfig>,
     #[serde(default)]
     limits: policy::RawLimits,
     #[serde(default)]
@@ -304,6 +305,8 @@ pub struct Config {
     pub(crate) admin_connections: ConnLimits,
     pub scaling: ScalingConfig,
     pub tracing: TracingConfig,
+    /// One JSON line per call, when set.
+    pub(crate) usage_records: Option<UsageRecordsConfig>,
     pub(crate) interactive: InteractiveConfig,
     /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
     pub(crate) max_in_flight: u32,
@@ -568,6 +571,7 @@ impl Config {
             admin_listen: raw.admin.listen,
             admin_key,
             state_file: raw.admin.state_file.clone(),
+            usage_records: raw.usage_records.clone(),
             key_defaults: raw.limits.key_default(),
             connections,
             admin_connections,

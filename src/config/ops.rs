@@ -6,6 +6,19 @@ use serde::Deserialize;
 
 use super::duration;
 
+/// `[usage_records]`: one JSON line per call, for billing and audit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecordsConfig {
+    pub(crate) path: std::path::PathBuf,
+    /// The file rotates past this size.
+    #[serde(default = "defaults::records_max_bytes")]
+    pub(crate) max_bytes: u64,
+    /// Rotated files kept (`path.1` ... `path.N`).
+    #[serde(default = "defaults::records_keep")]
+    pub(crate) keep: usize,
+}
+
 /// OpenTelemetry trace export.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +86,14 @@ impl Default for RawAdmin {
 
 mod defaults {
     use std::time::Duration;
+
+    pub(crate) fn records_max_bytes() -> u64 {
+        100 * 1024 * 1024
+    }
+
+    pub(crate) fn records_keep() -> usize {
+        5
+    }
 
     pub(crate) fn admin_max_connections() -> usize {
         256

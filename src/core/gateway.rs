@@ -18,6 +18,7 @@ use crate::{
     error::GatewayError,
     observe::forecast::{Outlook, Signal},
     observe::metrics::Metrics,
+    observe::records::Records,
     proto::{GenerationConfig, Message},
     routing::router::Model,
     upstream::openai::convert,
@@ -37,6 +38,8 @@ pub struct Gateway {
     pub(crate) catalog: Current,
     /// Keys made through the admin API (`admission::registry`).
     pub(crate) registry: Registry,
+    /// `[usage_records]`: a JSON line per call.
+    pub(crate) records: Option<Records>,
     pub(crate) interactive: InteractiveConfig,
     pub(crate) lifecycle: Lifecycle,
     /// The process-wide cap on calls in flight (load shedding).
@@ -119,9 +122,23 @@ impl Gateway {
         for key in registry.list() {
             usage.know_key(&key.name);
         }
+        let records = cfg
+            .usage_records
+            .as_ref()
+            .map(|r| {
+                Records::start(
+                    &r.path,
+                    r.max_bytes,
+                    r.keep,
+                    metrics.records_dropped.clone(),
+                )
+            })
+            .transpose()
+            .map_err(GatewayError::Internal)?;
         let gateway = Arc::new(Gateway {
             catalog,
             registry,
+            records,
             interactive: cfg.interactive,
             lifecycle,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),

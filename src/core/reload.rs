@@ -108,6 +108,7 @@ fn restart_only(a: &Config, b: &Config) -> Vec<&'static str> {
         ("cache", !same(&a.cache, &b.cache)),
         ("shared", !same(&a.shared, &b.shared)),
         ("cors", !same(&a.cors, &b.cors)),
+        ("usage_records", !same(&a.usage_records, &b.usage_records)),
     ] {
         if differs {
             changed.push(name);

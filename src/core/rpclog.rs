@@ -221,6 +221,25 @@ impl Drop for RpcLog {
             .outcome
             .unwrap_or((tonic::Code::Cancelled, "client_gone"));
         self.record_metrics(code);
+        if let Some(records) = &self.gw.records {
+            // A call refused before its model was known bills nothing: no record.
+            if !self.model.is_empty() {
+                records.add(&crate::observe::records::Record {
+                    time_ms: crate::observe::records::now_ms(),
+                    request_id: &self.request_id,
+                    rpc: self.rpc,
+                    key: &self.key,
+                    model: &self.model,
+                    upstream: &self.upstream,
+                    code: code_name(code),
+                    prompt_tokens: self.usage.prompt_tokens,
+                    completion_tokens: self.usage.completion_tokens,
+                    usage_estimated: self.estimated,
+                    cost_usd: self.cost,
+                    latency_ms,
+                });
+            }
+        }
         tracing::info!(
             target: "aigw::rpc",
             rpc = self.rpc,

@@ -44,6 +44,7 @@ pub(crate) struct Metrics {
     pub(crate) connections_open: IntGaugeVec,
     pub(crate) connections_closed: IntCounterVec,
     pub(crate) panics: IntCounterVec,
+    pub(crate) records_dropped: prometheus::IntCounter,
 }
 
 // The metric definitions below are static: names, help and labels are literals that are valid, and registered
@@ -180,6 +181,11 @@ impl Metrics {
                  (first_request_timeout, idle_timeout, evicted, refused).",
                 &["listener", "reason"],
             ),
+            records_dropped: prometheus::IntCounter::new(
+                "aigw_usage_records_dropped_total",
+                "Usage records not written because the writer fell behind (the queue of 65,536 was full).",
+            )
+            .expect("static metric definition"),
             panics: counter(
                 "aigw_panics_total",
                 "Panics caught in request handlers and turn tasks (each answered INTERNAL); any is a bug.",
@@ -226,6 +232,8 @@ impl Metrics {
         r.register(Box::new(m.recommended_replicas.clone()))
             .expect("unique metric names");
         r.register(Box::new(m.capacity.clone()))
+            .expect("unique metric names");
+        r.register(Box::new(m.records_dropped.clone()))
             .expect("unique metric names");
         for g in [&m.spend_today, &m.daily_budget] {
             r.register(Box::new(g.clone()))

@@ -4,5 +4,6 @@
 
 pub(crate) mod forecast;
 pub(crate) mod metrics;
+pub(crate) mod records;
 pub mod telemetry;
 pub(crate) mod timing;

@@ -498,3 +498,59 @@ async fn a_limit_set_at_run_time_counts_the_calls_already_made() {
     );
     assert_eq!(up.calls(), 4);
 }
+
+/// `[usage_records]`: one JSON line per call with what billing needs, the refused call included, written out
+/// by the time the gateway has shut down.
+#[tokio::test]
+async fn each_call_leaves_a_usage_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.jsonl");
+    let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 1000, 500))]).await;
+    let top = format!("[usage_records]\npath = \"{}\"", path.display());
+    let mut gw = Gateway::start(config(&priced_config_text(
+        &up.base_url(),
+        &top,
+        "rpm = 1",
+        "",
+    )))
+    .await;
+    let mut client = gw.client().await;
+    let mut req = authed(generate("m", "hi"), KEY);
+    req.metadata_mut()
+        .insert("x-request-id", "bill-me-1".parse().unwrap());
+    client.generate(req).await.unwrap();
+    let refused = client
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    gw.shutdown();
+    gw.task.await.unwrap();
+    let lines: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first = &lines[0];
+    assert_eq!(first["request_id"], "bill-me-1");
+    assert_eq!(
+        (first["key"].as_str(), first["model"].as_str()),
+        (Some("tester"), Some("m"))
+    );
+    assert_eq!(
+        (first["upstream"].as_str(), first["code"].as_str()),
+        (Some("a"), Some("OK"))
+    );
+    assert_eq!(
+        (
+            first["prompt_tokens"].as_i64(),
+            first["completion_tokens"].as_i64()
+        ),
+        (Some(1000), Some(500))
+    );
+    assert!((first["cost_usd"].as_f64().unwrap() - 0.006).abs() < 1e-9);
+    assert!(first["time_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    assert_eq!(lines[1]["code"], "RESOURCE_EXHAUSTED");
+    assert_eq!(lines[1]["cost_usd"], 0.0);
+}
