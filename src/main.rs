@@ -157,12 +157,8 @@ enum LimitsAction {
     /// Set a key's rates and budget (a limit not given is removed).
     Set {
         name: String,
-        #[arg(long)]
-        rpm: Option<u32>,
-        #[arg(long)]
-        tpm: Option<u64>,
-        #[arg(long)]
-        daily_budget_usd: Option<f64>,
+        #[command(flatten)]
+        limits: aigw::tools::admin_cli::Limits,
     },
 }
 
@@ -299,16 +295,10 @@ fn main() -> ExitCode {
         }
         Command::Limits {
             admin,
-            action:
-                LimitsAction::Set {
-                    name,
-                    rpm,
-                    tpm,
-                    daily_budget_usd,
-                },
+            action: LimitsAction::Set { name, limits },
         } => admin_call(
             admin,
-            aigw::tools::admin_cli::Request::set_limits(&name, rpm, tpm, daily_budget_usd),
+            aigw::tools::admin_cli::Request::set_limits(&name, &limits),
         ),
         Command::Usage { admin } => admin_call(admin, aigw::tools::admin_cli::Request::usage()),
         Command::Chat {

@@ -25,6 +25,7 @@ use crate::{
         registry::{NewKey, RegistryError, StoredKey},
         usage::LimitsView,
     },
+    config::KeyLimits,
     core::gateway::Gateway,
 };
 
@@ -125,6 +126,7 @@ struct LimitsUpdate {
     rpm: Option<u32>,
     tpm: Option<u64>,
     daily_budget_usd: Option<f64>,
+    monthly_budget_usd: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -221,25 +223,27 @@ pub(super) async fn handle(
                 Ok(u) => u,
                 Err(resp) => return resp,
             };
+            let new = KeyLimits {
+                rpm: u.rpm,
+                tpm: u.tpm,
+                concurrency: None,
+                daily_budget_usd: u.daily_budget_usd,
+                monthly_budget_usd: u.monthly_budget_usd,
+            };
             if u.rpm == Some(0) || u.tpm == Some(0) {
                 return error(StatusCode::BAD_REQUEST, "a limit of 0 refuses every call");
             }
-            if u.daily_budget_usd
-                .is_some_and(|b| !(b.is_finite() && b > 0.0))
-            {
-                return error(StatusCode::BAD_REQUEST, "daily_budget_usd must be above 0");
+            if new.bad_budget() {
+                return error(StatusCode::BAD_REQUEST, "a budget must be above 0");
             }
-            who.limiter.set_limits(u.rpm, u.tpm, u.daily_budget_usd);
+            who.limiter.set_limits(new);
+            // The API's keys keep the change (in the state file, or in Redis for the whole fleet).
             if who.from_api {
-                match gw
-                    .registry
-                    .set_limits(name, (u.rpm, u.tpm, u.daily_budget_usd))
-                {
-                    Ok(_) => gw.keys_changed(),
-                    Err(e) => return registry_error(e),
+                if let Err(e) = gw.change_keys(|r| r.set_limits(name, new)).await {
+                    return registry_error(e);
                 }
             }
-            tracing::info!(key = %who.name, rpm = ?u.rpm, tpm = ?u.tpm, budget = ?u.daily_budget_usd, "limits changed");
+            tracing::info!(key = %who.name, rpm = ?u.rpm, tpm = ?u.tpm, daily = ?u.daily_budget_usd, monthly = ?u.monthly_budget_usd, "limits changed");
             json(StatusCode::OK, &LimitsView::from(who.limiter.limits()))
         }
         _ => error(

@@ -82,7 +82,7 @@ impl KeyStore {
                 .filter(|l| l.limits().concurrency == k.limits.concurrency);
             let limiter = match kept {
                 Some(l) => {
-                    l.set_limits(k.limits.rpm, k.limits.tpm, k.limits.daily_budget_usd);
+                    l.set_limits(k.limits);
                     l
                 }
                 None => Arc::new(KeyLimiter::new(&k.name, k.limits)),

@@ -104,6 +104,8 @@ pub(crate) struct KeyLimiter {
     limits: Mutex<KeyLimits>,
     /// (UTC day number, dollars spent that day).
     spend: Mutex<(u64, f64)>,
+    /// (UTC month as YYYYMM, dollars spent that month).
+    month_spend: Mutex<(u64, f64)>,
     requests: Mutex<Log>,
     tokens: Arc<Mutex<Log>>,
     in_flight: Option<Arc<Semaphore>>,
@@ -178,6 +180,7 @@ impl KeyLimiter {
             name: name.to_owned(),
             limits: Mutex::new(limits),
             spend: Mutex::new((0, 0.0)),
+            month_spend: Mutex::new((0, 0.0)),
             requests: Mutex::default(),
             tokens: Arc::default(),
             in_flight: limits
@@ -203,6 +206,16 @@ impl KeyLimiter {
     pub(crate) fn budget_spent(&self, budget: f64, spent: f64, wall: SystemTime) -> GatewayError {
         let what = format!("daily budget of ${budget:.2} spent (${spent:.4} today, UTC)");
         self.exhausted("budget", what, Some(until_utc_midnight(wall)))
+    }
+
+    pub(crate) fn monthly_budget_spent(
+        &self,
+        budget: f64,
+        spent: f64,
+        wall: SystemTime,
+    ) -> GatewayError {
+        let what = format!("monthly budget of ${budget:.2} spent (${spent:.4} this month, UTC)");
+        self.exhausted("budget", what, Some(until_next_utc_month(wall)))
     }
 
     pub(crate) fn rpm_reached(&self, rpm: u32, wait: Option<Duration>) -> GatewayError {
@@ -232,34 +245,44 @@ impl KeyLimiter {
         *self.limits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Changes the rates and the budget; concurrency stays as configured.
-    pub(crate) fn set_limits(
-        &self,
-        rpm: Option<u32>,
-        tpm: Option<u64>,
-        daily_budget_usd: Option<f64>,
-    ) {
+    /// Changes the rates and the budgets to `new`'s; concurrency stays as configured.
+    pub(crate) fn set_limits(&self, new: KeyLimits) {
         let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-        (l.rpm, l.tpm, l.daily_budget_usd) = (rpm, tpm, daily_budget_usd);
+        *l = KeyLimits {
+            concurrency: l.concurrency,
+            ..new
+        };
     }
 
-    /// Adds spend to the key's UTC day.
+    /// Adds spend to the key's UTC day and month.
     pub(crate) fn add_spend(&self, usd: f64, wall: SystemTime) {
-        let day = utc_day(wall);
-        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
-        if spend.0 != day {
-            *spend = (day, 0.0);
+        for (cell, period) in [
+            (&self.spend, utc_day(wall)),
+            (&self.month_spend, u64::from(utc_month(wall))),
+        ] {
+            let mut spend = cell.lock().unwrap_or_else(|p| p.into_inner());
+            if spend.0 != period {
+                *spend = (period, 0.0);
+            }
+            spend.1 += usd;
         }
-        spend.1 += usd;
     }
 
-    pub(crate) fn spent_today(&self, wall: SystemTime) -> f64 {
-        let spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
-        if spend.0 == utc_day(wall) {
+    fn spent(cell: &Mutex<(u64, f64)>, period: u64) -> f64 {
+        let spend = cell.lock().unwrap_or_else(|p| p.into_inner());
+        if spend.0 == period {
             spend.1
         } else {
             0.0
         }
+    }
+
+    pub(crate) fn spent_today(&self, wall: SystemTime) -> f64 {
+        Self::spent(&self.spend, utc_day(wall))
+    }
+
+    pub(crate) fn spent_this_month(&self, wall: SystemTime) -> f64 {
+        Self::spent(&self.month_spend, u64::from(utc_month(wall)))
     }
 
     /// Admits a call that reserves `tokens` against this replica's windows alone, or says which limit refused
@@ -320,6 +343,12 @@ impl KeyLimiter {
                 return Err(self.budget_spent(budget, spent, wall));
             }
         }
+        if let Some(budget) = limits.monthly_budget_usd {
+            let spent = self.spent_this_month(wall);
+            if spent >= budget {
+                return Err(self.monthly_budget_spent(budget, spent, wall));
+            }
+        }
         // Check both rates before recording either, so a refused call leaves no trace.
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let mut log = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -349,6 +378,31 @@ impl KeyLimiter {
 pub(crate) fn utc_day(wall: SystemTime) -> u64 {
     wall.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// How long until 00:00 UTC on the 1st of the next month.
+fn until_next_utc_month(wall: SystemTime) -> Duration {
+    let ym = i64::from(utc_month(wall));
+    let (year, month) = (ym / 100, ym % 100);
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let start = days_from_civil(ny, nm, 1) * 86_400;
+    let now = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    Duration::from_secs((start - now).max(1) as u64)
 }
 
 /// The UTC calendar month of `wall`, as YYYYMM.
@@ -381,9 +435,18 @@ mod tests {
                 rpm,
                 tpm,
                 concurrency,
-                daily_budget_usd: None,
+                ..KeyLimits::default()
             },
         )
+    }
+
+    fn rates(rpm: Option<u32>, tpm: Option<u64>, daily: Option<f64>) -> KeyLimits {
+        KeyLimits {
+            rpm,
+            tpm,
+            daily_budget_usd: daily,
+            ..KeyLimits::default()
+        }
     }
 
     #[test]
@@ -413,7 +476,7 @@ mod tests {
         assert!(l.rates(t, tomorrow, 10).is_ok());
         assert_eq!(l.spent_today(tomorrow), 0.0);
         // Raised at run time: admitted again today.
-        l.set_limits(None, None, Some(5.0));
+        l.set_limits(rates(None, None, Some(5.0)));
         assert!(l.rates(t, noon, 10).is_ok());
     }
 
@@ -458,7 +521,7 @@ mod tests {
             let mut a = l.admit(t0 + Duration::from_secs(i), 100, &g).unwrap();
             a.reconcile(50);
         }
-        l.set_limits(Some(4), Some(200), None);
+        l.set_limits(rates(Some(4), Some(200), None));
         let now = t0 + Duration::from_secs(5);
         l.admit(now, 40, &g).unwrap();
         let refused = l.admit(now, 0, &g).unwrap_err();
@@ -467,12 +530,37 @@ mod tests {
             GatewayError::ResourceExhausted { limit: "rpm", .. }
         ));
         // 3 x 50 + 40 = 190 tokens in the window: 20 more do not fit under 200.
-        l.set_limits(None, Some(200), None);
+        l.set_limits(rates(None, Some(200), None));
         let refused = l.admit(now, 20, &g).unwrap_err();
         assert!(matches!(
             refused,
             GatewayError::ResourceExhausted { limit: "tpm", .. }
         ));
+    }
+
+    /// A monthly budget holds across days, until 00:00 UTC on the 1st of the next month.
+    #[test]
+    fn the_monthly_budget_holds_until_the_next_month() {
+        let l = KeyLimiter::new(
+            "k",
+            KeyLimits {
+                monthly_budget_usd: Some(1.0),
+                ..KeyLimits::default()
+            },
+        );
+        let t = Instant::now();
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        l.add_spend(0.6, at(1_795_910_400)); // 2026-11-29 00:00 UTC
+        l.add_spend(0.5, at(1_795_996_800)); // 2026-11-30 00:00: 1.1 this month
+        let err = l.rates(t, at(1_795_996_800 + 3_600), 10).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("monthly budget of $1.00 spent ($1.1000 this month"),
+            "{err}"
+        );
+        // 2026-12-01 00:00 UTC is 23 hours later.
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(23 * 3_600)));
+        assert!(l.rates(t, at(1_796_083_200), 10).is_ok(), "a new month");
     }
 
     #[test]

@@ -228,11 +228,7 @@ impl Registry {
                 "a limit of 0 refuses every call".into(),
             ));
         }
-        if new
-            .limits
-            .daily_budget_usd
-            .is_some_and(|b| !(b.is_finite() && b > 0.0))
-        {
+        if new.limits.bad_budget() {
             return Err(RegistryError::Invalid(
                 "limits.daily_budget_usd: must be above 0".into(),
             ));
@@ -298,22 +294,18 @@ impl Registry {
         Ok((next, key))
     }
 
-    /// Changes a stored key's rates and budget (its concurrency stays); false when no such key is stored.
-    pub(crate) fn set_limits(
-        &self,
-        name: &str,
-        (rpm, tpm, budget): (Option<u32>, Option<u64>, Option<f64>),
-    ) -> Result<bool, RegistryError> {
+    /// Changes a stored key's rates and budgets to `new`'s (its concurrency stays); false when no such key is
+    /// stored.
+    pub(crate) fn set_limits(&self, name: &str, new: KeyLimits) -> Result<bool, RegistryError> {
         let mut state = self.lock();
         let Some(stored) = state.keys.get_mut(name) else {
             return Ok(false);
         };
         let before = stored.limits;
-        (
-            stored.limits.rpm,
-            stored.limits.tpm,
-            stored.limits.daily_budget_usd,
-        ) = (rpm, tpm, budget);
+        stored.limits = KeyLimits {
+            concurrency: before.concurrency,
+            ..new
+        };
         if let Err(e) = self.save(&state) {
             if let Some(stored) = state.keys.get_mut(name) {
                 stored.limits = before;

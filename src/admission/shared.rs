@@ -33,9 +33,10 @@ use crate::{
 
 /// Checks the budget, both windows, and records the request and its reservation — or records nothing.
 /// KEYS: requests, token window, token amounts, token total, today's spend.
-/// ARGV: rpm (0: none), tpm (0: none), tokens, reservation id, budget (-1: none), window ms.
+/// ARGV: rpm (0: none), tpm (0: none), tokens, reservation id, daily budget (-1: none), window ms, monthly
+/// budget (-1: none). KEYS[6] is this month's spend.
 /// Returns {verdict, number}: {"ok", 0}, {"rpm", wait ms}, {"tpm", wait ms}, {"tpm_never", 0},
-/// {"budget", spent as a string}.
+/// {"budget", spent today as a string}, {"budget_month", spent this month}.
 const ADMIT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -44,6 +45,11 @@ local id, budget, window = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if budget >= 0 then
   local spent = tonumber(redis.call('GET', KEYS[5]) or '0')
   if spent >= budget then return {'budget', tostring(spent)} end
+end
+local monthly = tonumber(ARGV[7] or '-1')
+if monthly >= 0 then
+  local spent = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if spent >= monthly then return {'budget_month', tostring(spent)} end
 end
 local old = now - window
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', old)
@@ -255,17 +261,20 @@ impl Shared {
         }
     }
 
-    /// The Redis keys of one client key: requests, token window, token amounts, token total, today's spend.
-    /// The hash tag keeps them in one slot of a Redis Cluster (the script touches them together).
-    fn keys(&self, key: &str) -> [String; 5] {
+    /// The Redis keys of one client key: requests, token window, token amounts, token total, today's spend,
+    /// this month's spend. The hash tag keeps them in one slot of a Redis Cluster (the script touches them
+    /// together).
+    fn keys(&self, key: &str) -> [String; 6] {
         let p = &self.cfg.prefix;
-        let day = utc_day(SystemTime::now());
+        let wall = SystemTime::now();
+        let (day, month) = (utc_day(wall), utc_month(wall));
         [
             format!("{p}:{{{key}}}:req"),
             format!("{p}:{{{key}}}:tok"),
             format!("{p}:{{{key}}}:tok:amount"),
             format!("{p}:{{{key}}}:tok:total"),
             format!("{p}:{{{key}}}:spend:{day}"),
+            format!("{p}:{{{key}}}:spend:m{month}"),
         ]
     }
 
@@ -280,6 +289,7 @@ impl Shared {
         let keys = self.keys(limiter.name());
         let id = format!("{:032x}", fastrand::u128(..));
         let budget = limits.daily_budget_usd.unwrap_or(-1.0);
+        let monthly = limits.monthly_budget_usd.unwrap_or(-1.0);
         let (verdict, n): (String, String) = self
             .run(|mut c| {
                 let mut call = self.admit.prepare_invoke();
@@ -291,7 +301,8 @@ impl Shared {
                     .arg(tokens)
                     .arg(&id)
                     .arg(budget)
-                    .arg(WINDOW.as_millis() as u64);
+                    .arg(WINDOW.as_millis() as u64)
+                    .arg(monthly);
                 async move { call.invoke_async(&mut c).await }
             })
             .await?;
@@ -308,6 +319,11 @@ impl Shared {
             "budget" => {
                 Err(limiter.budget_spent(budget, n.parse().unwrap_or(budget), SystemTime::now()))
             }
+            "budget_month" => Err(limiter.monthly_budget_spent(
+                monthly,
+                n.parse().unwrap_or(monthly),
+                SystemTime::now(),
+            )),
             other => Err(GatewayError::Internal(format!(
                 "shared state: unexpected verdict '{other}'"
             ))),
@@ -448,15 +464,28 @@ impl Shared {
         ])
     }
 
-    /// Adds spend to the key's UTC day in the fleet's book, on its own task.
+    /// Adds spend to the key's UTC day and month in the fleet's book, on its own task.
     pub(crate) fn add_spend(self: &Arc<Self>, key: &str, usd: f64) {
         let shared = self.clone();
-        let spend = self.keys(key)[4].clone();
+        let [_, _, _, _, day, month] = self.keys(key);
         tokio::spawn(async move {
             let _ = shared
                 .run(|mut c| async move {
-                    let _: f64 = c.incr(&spend, usd).await?;
-                    c.expire::<_, ()>(&spend, 3 * 86_400).await
+                    redis::pipe()
+                        .cmd("INCRBYFLOAT")
+                        .arg(&day)
+                        .arg(usd)
+                        .ignore()
+                        .expire(&day, 3 * 86_400)
+                        .ignore()
+                        .cmd("INCRBYFLOAT")
+                        .arg(&month)
+                        .arg(usd)
+                        .ignore()
+                        .expire(&month, 40 * 86_400)
+                        .ignore()
+                        .query_async::<()>(&mut c)
+                        .await
                 })
                 .await;
         });

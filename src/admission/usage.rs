@@ -119,6 +119,7 @@ pub(crate) struct LimitsView {
     pub(crate) tpm: Option<u64>,
     pub(crate) concurrency: Option<u32>,
     pub(crate) daily_budget_usd: Option<f64>,
+    pub(crate) monthly_budget_usd: Option<f64>,
 }
 
 impl From<KeyLimits> for LimitsView {
@@ -128,6 +129,7 @@ impl From<KeyLimits> for LimitsView {
             tpm: l.tpm,
             concurrency: l.concurrency,
             daily_budget_usd: l.daily_budget_usd,
+            monthly_budget_usd: l.monthly_budget_usd,
         }
     }
 }

@@ -216,9 +216,7 @@ pub(super) fn keys(
             }
         }
         let limits = k.limits.or(default_limits);
-        let no_budget = limits
-            .daily_budget_usd
-            .is_some_and(|b| !(b.is_finite() && b > 0.0));
+        let no_budget = limits.bad_budget();
         if limits.rpm == Some(0)
             || limits.tpm == Some(0)
             || limits.concurrency == Some(0)

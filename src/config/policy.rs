@@ -24,6 +24,8 @@ pub(crate) struct KeyLimits {
     pub(crate) concurrency: Option<u32>,
     /// Spend per UTC day, from the models' prices; refused once reached, until midnight UTC.
     pub(crate) daily_budget_usd: Option<f64>,
+    /// Spend per UTC calendar month; refused once reached, until the 1st of the next month (UTC).
+    pub(crate) monthly_budget_usd: Option<f64>,
 }
 
 impl KeyLimits {
@@ -33,7 +35,24 @@ impl KeyLimits {
             tpm: self.tpm.or(default.tpm),
             concurrency: self.concurrency.or(default.concurrency),
             daily_budget_usd: self.daily_budget_usd.or(default.daily_budget_usd),
+            monthly_budget_usd: self.monthly_budget_usd.or(default.monthly_budget_usd),
         }
+    }
+
+    /// Whether a budget is not a positive, finite amount.
+    pub(crate) fn bad_budget(&self) -> bool {
+        [self.daily_budget_usd, self.monthly_budget_usd]
+            .iter()
+            .flatten()
+            .any(|b| !(b.is_finite() && *b > 0.0))
+    }
+
+    /// Whether any rate or budget is set (the ones checked per request).
+    pub(crate) fn any_rate_or_budget(&self) -> bool {
+        self.rpm.is_some()
+            || self.tpm.is_some()
+            || self.daily_budget_usd.is_some()
+            || self.monthly_budget_usd.is_some()
     }
 }
 

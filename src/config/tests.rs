@@ -153,6 +153,7 @@ fn traffic_settings_are_checked_and_merged() {
             tpm: None,
             concurrency: built_in_concurrency,
             daily_budget_usd: None,
+            monthly_budget_usd: None,
         }
     );
     assert_eq!(

@@ -335,9 +335,7 @@ impl Gateway {
     ) -> Result<Option<Reservation>, GatewayError> {
         if let Some(shared) = &self.shared {
             let limits = who.limiter.limits();
-            let unlimited =
-                limits.rpm.is_none() && limits.tpm.is_none() && limits.daily_budget_usd.is_none();
-            if !unlimited {
+            if limits.any_rate_or_budget() {
                 match shared.rates(&who.limiter, limits, tokens).await {
                     Ok(verdict) => return verdict,
                     Err(Down) if shared.on_failure() == OnFailure::Closed => {

@@ -20,31 +20,36 @@ pub struct NewKey {
     /// Models the key may use (comma-separated; all when absent).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
-    #[arg(long)]
-    pub rpm: Option<u32>,
-    #[arg(long)]
-    pub tpm: Option<u64>,
+    #[command(flatten)]
+    pub limits: Limits,
     #[arg(long)]
     pub concurrency: Option<u32>,
-    #[arg(long)]
-    pub daily_budget_usd: Option<f64>,
     /// Unix seconds after which the key is refused.
     #[arg(long)]
     pub expires_at: Option<u64>,
 }
 
-fn limits(
-    rpm: Option<u32>,
-    tpm: Option<u64>,
-    concurrency: Option<u32>,
-    budget: Option<f64>,
-) -> Value {
+/// Rates and budgets as the API takes them.
+#[derive(clap::Args, Default)]
+pub struct Limits {
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    #[arg(long)]
+    pub daily_budget_usd: Option<f64>,
+    #[arg(long)]
+    pub monthly_budget_usd: Option<f64>,
+}
+
+fn limits(l: &Limits, concurrency: Option<u32>) -> Value {
     let mut m = Map::new();
     for (k, v) in [
-        ("rpm", rpm.map(Value::from)),
-        ("tpm", tpm.map(Value::from)),
+        ("rpm", l.rpm.map(Value::from)),
+        ("tpm", l.tpm.map(Value::from)),
         ("concurrency", concurrency.map(Value::from)),
-        ("daily_budget_usd", budget.map(Value::from)),
+        ("daily_budget_usd", l.daily_budget_usd.map(Value::from)),
+        ("monthly_budget_usd", l.monthly_budget_usd.map(Value::from)),
     ] {
         if let Some(v) = v {
             m.insert(k.to_owned(), v);
@@ -71,7 +76,7 @@ impl Request {
     }
 
     pub fn create_key(k: NewKey) -> Request {
-        let mut body = json!({ "name": k.name, "limits": limits(k.rpm, k.tpm, k.concurrency, k.daily_budget_usd) });
+        let mut body = json!({ "name": k.name, "limits": limits(&k.limits, k.concurrency) });
         if !k.models.is_empty() {
             body["models"] = json!(k.models);
         }
@@ -102,16 +107,11 @@ impl Request {
     }
 
     /// A limit not given is removed, as the API does.
-    pub fn set_limits(
-        name: &str,
-        rpm: Option<u32>,
-        tpm: Option<u64>,
-        budget: Option<f64>,
-    ) -> Request {
+    pub fn set_limits(name: &str, new: &Limits) -> Request {
         Request {
             method: Method::PUT,
             path: format!("/v1/keys/{name}/limits"),
-            body: Some(limits(rpm, tpm, None, budget)),
+            body: Some(limits(new, None)),
         }
     }
 

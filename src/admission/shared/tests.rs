@@ -65,12 +65,13 @@ fn server() -> Server {
     Server { child, dir }
 }
 
-const KEYS: [&str; 5] = [
+const KEYS: [&str; 6] = [
     "t:{k}:req",
     "t:{k}:tok",
     "t:{k}:tok:amount",
     "t:{k}:tok:total",
     "t:{k}:spend:1",
+    "t:{k}:spend:m1",
 ];
 
 /// ADMIT with rpm, tpm, tokens, reservation id and budget (-1: none), over a one-minute window.
@@ -155,6 +156,29 @@ async fn the_scripts_admit_refuse_and_reconcile_exactly() {
     assert_eq!(admit(&mut c, (4, 100, 10, "w4", 10.0)).await.0, "ok");
     assert_eq!(admit(&mut c, (4, 0, 0, "w5", 10.0)).await.0, "rpm");
     assert_eq!(admit(&mut c, (0, 100, 1, "w6", 10.0)).await.0, "tpm");
+
+    // A monthly budget (ARGV[7]) is checked against this month's spend (KEYS[6]).
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    let _: f64 = c.incr(KEYS[5], 3.5f64).await.unwrap();
+    let script = Script::new(ADMIT);
+    let month = |budget: f64| {
+        let mut call = script.prepare_invoke();
+        for k in KEYS {
+            call.key(k);
+        }
+        call.arg(0)
+            .arg(0)
+            .arg(0)
+            .arg("m")
+            .arg(-1.0)
+            .arg(60_000u64)
+            .arg(budget);
+        call
+    };
+    let (verdict, spent): (String, String) = month(3.0).invoke_async(&mut c).await.unwrap();
+    assert_eq!((verdict.as_str(), spent.as_str()), ("budget_month", "3.5"));
+    let (verdict, _): (String, String) = month(4.0).invoke_async(&mut c).await.unwrap();
+    assert_eq!(verdict, "ok");
 }
 
 #[test]
