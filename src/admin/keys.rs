@@ -58,6 +58,8 @@ struct KeyView {
     models: Option<Vec<String>>,
     limits: LimitsView,
     #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<serde_json::Value>,
@@ -80,6 +82,7 @@ fn view(gw: &Gateway, name: &str) -> Option<KeyView> {
         source: if who.from_api { "api" } else { "config" },
         models: stored.as_ref().and_then(|s| s.models.clone()),
         limits: LimitsView::from(who.limiter.limits()),
+        group: who.group.as_ref().map(|g| g.name().to_owned()),
         expires_at: stored.as_ref().and_then(|s| s.expires_at),
         metadata: stored.as_ref().and_then(|s| s.metadata.clone()),
         created_at: stored.as_ref().map(|s| s.created_at),
@@ -156,6 +159,14 @@ pub(super) async fn handle(
                 Ok(n) => n,
                 Err(resp) => return resp,
             };
+            if let Some(g) = new.group.as_deref() {
+                if !gw.catalog().keys.has_group(g) {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("group: no group named '{g}' (groups are in the config file)"),
+                    );
+                }
+            }
             let taken = gw
                 .catalog()
                 .keys

@@ -16,7 +16,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::{
     admission::{limits::KeyLimiter, registry::Runtime},
-    config::ClientKey,
+    config::{ClientKey, GroupConfig},
     error::GatewayError,
     routing::router::Router,
 };
@@ -30,6 +30,8 @@ pub(crate) struct Identity {
     allowed: Option<HashSet<String>>,
     /// The key's rate and concurrency state (shared with the identity a reload makes for the same key).
     pub(crate) limiter: Arc<KeyLimiter>,
+    /// Its group's shared limits, when it has a group.
+    pub(crate) group: Option<Arc<KeyLimiter>>,
     /// Made through the admin API (not the config file), so the API may revoke it.
     pub(crate) from_api: bool,
     /// When it stops working, if it does.
@@ -56,6 +58,7 @@ pub(crate) struct KeyStore {
     /// Each digest with its identity, and until when it works (a rotated-out secret, an expiring key).
     by_digest: HashMap<[u8; 32], (Arc<Identity>, Option<SystemTime>)>,
     by_name: HashMap<String, Arc<Identity>>,
+    groups: HashMap<String, Arc<KeyLimiter>>,
 }
 
 impl KeyStore {
@@ -63,11 +66,29 @@ impl KeyStore {
     /// names. Given the store it replaces, a key that keeps its name (and its concurrency limit) keeps its
     /// limiter, with the new limits.
     pub(crate) fn new(
-        keys: &[ClientKey],
+        (keys, groups): (&[ClientKey], &[GroupConfig]),
         runtime: &[Runtime],
         router: &Router,
         before: Option<&KeyStore>,
     ) -> KeyStore {
+        // Groups keep their limiters (windows, spend, slots) like keys do.
+        let groups: HashMap<String, Arc<KeyLimiter>> = groups
+            .iter()
+            .map(|g| {
+                let kept = before
+                    .and_then(|b| b.groups.get(&g.name))
+                    .filter(|l| l.limits().concurrency == g.limits.concurrency)
+                    .cloned();
+                let limiter = match kept {
+                    Some(l) => {
+                        l.set_limits(g.limits);
+                        l
+                    }
+                    None => Arc::new(KeyLimiter::group(&g.name, g.limits)),
+                };
+                (g.name.clone(), limiter)
+            })
+            .collect();
         let identity = |k: &ClientKey, from_api: bool, expires: Option<SystemTime>| {
             let allowed = k.models.as_ref().map(|names| {
                 names
@@ -91,6 +112,7 @@ impl KeyStore {
                 name: k.name.clone(),
                 allowed,
                 limiter,
+                group: k.group.as_ref().and_then(|g| groups.get(g)).cloned(),
                 from_api,
                 expires,
             })
@@ -114,7 +136,15 @@ impl KeyStore {
             .values()
             .map(|(who, _)| (who.name.clone(), who.clone()))
             .collect();
-        KeyStore { by_digest, by_name }
+        KeyStore {
+            by_digest,
+            by_name,
+            groups,
+        }
+    }
+
+    pub(crate) fn has_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
     }
 
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
@@ -195,6 +225,7 @@ pub(crate) mod tests {
             name: "test".into(),
             allowed: None,
             limiter: Arc::new(KeyLimiter::new("test", KeyLimits::default())),
+            group: None,
             from_api: false,
             expires: None,
         }

@@ -100,6 +100,8 @@ impl Log {
 #[derive(Debug)]
 pub(crate) struct KeyLimiter {
     name: String,
+    /// "key", or "group" for the limits a group's keys share.
+    what: &'static str,
     /// rpm, tpm and the budget can change at run time (usage API); concurrency is fixed at start.
     limits: Mutex<KeyLimits>,
     /// (UTC day number, dollars spent that day).
@@ -116,7 +118,10 @@ pub(crate) struct KeyLimiter {
 pub(crate) struct Admission {
     _global: Option<OwnedSemaphorePermit>,
     _key: Option<OwnedSemaphorePermit>,
-    reservation: Option<Reservation>,
+    /// The key's group's slot, when the group has a concurrency limit.
+    _group: Option<OwnedSemaphorePermit>,
+    /// The key's, and its group's.
+    reservations: Vec<Reservation>,
 }
 
 /// Tokens held against a key's tpm until the call's real usage is known: in this replica's window, or in the
@@ -138,33 +143,46 @@ impl Reservation {
     pub(crate) fn shared(r: crate::admission::shared::SharedReservation) -> Reservation {
         Reservation(Held::Shared(r))
     }
+
+    /// Replaces the reserved amount with the real one.
+    pub(crate) fn reconcile(self, total_tokens: u64) {
+        match self.0 {
+            Held::Local { tokens, at, amount } => {
+                let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
+                log.adjust(at, total_tokens as i64 - amount as i64);
+            }
+            Held::Shared(r) => r.reconcile(total_tokens),
+        }
+    }
 }
 
 impl Admission {
     /// A turn's rates on top of its session's permits.
-    pub(crate) fn for_turn(reservation: Option<Reservation>) -> Admission {
+    pub(crate) fn for_turn(reservations: Vec<Reservation>) -> Admission {
         Admission {
             _global: None,
             _key: None,
-            reservation,
+            _group: None,
+            reservations,
         }
     }
 
-    /// Adds the rate part (a request and its token reservation) to the permits.
-    pub(crate) fn with_rates(mut self, reservation: Option<Reservation>) -> Admission {
-        self.reservation = reservation;
+    /// Adds the rate part (a request and its token reservations) to the permits.
+    pub(crate) fn with_rates(mut self, reservations: Vec<Reservation>) -> Admission {
+        self.reservations = reservations;
         self
     }
 
-    /// The call finished with this many tokens in all: the reservation becomes the real figure.
+    /// Adds the key's group's concurrency slot.
+    pub(crate) fn with_group_slot(mut self, slot: Option<OwnedSemaphorePermit>) -> Admission {
+        self._group = slot;
+        self
+    }
+
+    /// The call finished with this many tokens in all: the reservations become the real figure.
     pub(crate) fn reconcile(&mut self, total_tokens: u64) {
-        match self.reservation.take() {
-            None => {}
-            Some(Reservation(Held::Local { tokens, at, amount })) => {
-                let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
-                log.adjust(at, total_tokens as i64 - amount as i64);
-            }
-            Some(Reservation(Held::Shared(r))) => r.reconcile(total_tokens),
+        for r in self.reservations.drain(..) {
+            r.reconcile(total_tokens);
         }
     }
 
@@ -178,6 +196,7 @@ impl KeyLimiter {
     pub(crate) fn new(name: &str, limits: KeyLimits) -> KeyLimiter {
         KeyLimiter {
             name: name.to_owned(),
+            what: "key",
             limits: Mutex::new(limits),
             spend: Mutex::new((0, 0.0)),
             month_spend: Mutex::new((0, 0.0)),
@@ -196,7 +215,7 @@ impl KeyLimiter {
         retry_after: Option<Duration>,
     ) -> GatewayError {
         GatewayError::ResourceExhausted {
-            message: format!("key '{}': {what}", self.name),
+            message: format!("{} '{}': {what}", self.what, self.name),
             retry_after,
             limit,
         }
@@ -237,8 +256,25 @@ impl KeyLimiter {
         self.exhausted("tpm", what, None)
     }
 
+    /// A group's shared limiter: its refusals name the group.
+    pub(crate) fn group(name: &str, limits: KeyLimits) -> KeyLimiter {
+        KeyLimiter {
+            what: "group",
+            ..KeyLimiter::new(name, limits)
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its name in the fleet's state: a group's cannot meet a key's.
+    pub(crate) fn store_name(&self) -> String {
+        if self.what == "key" {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.what, self.name)
+        }
     }
 
     pub(crate) fn limits(&self) -> KeyLimits {
@@ -295,9 +331,9 @@ impl KeyLimiter {
         tokens: u64,
         global: &Arc<Semaphore>,
     ) -> Result<Admission, GatewayError> {
-        let mut admission = self.permits(global)?;
-        admission.reservation = self.rates(now, SystemTime::now(), tokens)?;
-        Ok(admission)
+        let admission = self.permits(global)?;
+        let reservations = self.rates(now, SystemTime::now(), tokens)?;
+        Ok(admission.with_rates(reservations.into_iter().collect()))
     }
 
     /// The concurrency part alone: what an InteractiveStream session holds for its whole life.
@@ -311,22 +347,27 @@ impl KeyLimiter {
                     retry_after: Some(Duration::from_secs(1)),
                     limit: "max_in_flight",
                 })?;
-        let key = match &self.in_flight {
-            None => None,
-            Some(sem) => Some(sem.clone().try_acquire_owned().map_err(|_| {
+        Ok(Admission {
+            _global: Some(global),
+            _key: self.slot()?,
+            _group: None,
+            reservations: Vec::new(),
+        })
+    }
+
+    /// A slot under this limiter's concurrency limit, if it has one.
+    pub(crate) fn slot(&self) -> Result<Option<OwnedSemaphorePermit>, GatewayError> {
+        match &self.in_flight {
+            None => Ok(None),
+            Some(sem) => Ok(Some(sem.clone().try_acquire_owned().map_err(|_| {
                 let n = self.limits().concurrency.unwrap_or_default();
                 self.exhausted(
                     "concurrency",
                     format!("{n} calls already in flight (concurrency limit)"),
                     Some(Duration::from_secs(1)),
                 )
-            })?),
-        };
-        Ok(Admission {
-            _global: Some(global),
-            _key: key,
-            reservation: None,
-        })
+            })?)),
+        }
     }
 
     /// The rate part alone: one request and its token reservation (each turn of a session).

@@ -31,6 +31,9 @@ pub(crate) struct StoredKey {
     pub(crate) models: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) limits: KeyLimits,
+    /// The group (from the config's `[[groups]]`) whose limits the key shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<String>,
     /// Unix seconds after which the key is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) expires_at: Option<u64>,
@@ -111,6 +114,7 @@ pub(crate) struct NewKey {
     pub(crate) models: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) limits: KeyLimits,
+    pub(crate) group: Option<String>,
     pub(crate) expires_at: Option<u64>,
     pub(crate) metadata: Option<serde_json::Value>,
 }
@@ -244,6 +248,7 @@ impl Registry {
             previous: None,
             models: new.models,
             limits: new.limits,
+            group: new.group,
             expires_at: new.expires_at,
             metadata: new.metadata,
             created_at: now_unix(),
@@ -335,6 +340,7 @@ impl Registry {
                         sha256,
                         models: k.models.clone(),
                         limits: k.limits.or(defaults),
+                        group: k.group.clone(),
                     },
                     also,
                     expires: k.expires_at.map(at),
@@ -353,6 +359,7 @@ mod tests {
             name: name.into(),
             models: None,
             limits: KeyLimits::default(),
+            group: None,
             expires_at: None,
             metadata: Some(serde_json::json!({"team": "a"})),
         }

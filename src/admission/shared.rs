@@ -286,7 +286,8 @@ impl Shared {
         limits: KeyLimits,
         tokens: u64,
     ) -> Result<Result<Option<Reservation>, GatewayError>, Down> {
-        let keys = self.keys(limiter.name());
+        let store = limiter.store_name();
+        let keys = self.keys(&store);
         let id = format!("{:032x}", fastrand::u128(..));
         let budget = limits.daily_budget_usd.unwrap_or(-1.0);
         let monthly = limits.monthly_budget_usd.unwrap_or(-1.0);
@@ -310,7 +311,7 @@ impl Shared {
         Ok(match verdict.as_str() {
             "ok" => Ok(Some(Reservation::shared(SharedReservation {
                 shared: self.clone(),
-                key: limiter.name().to_owned(),
+                key: store,
                 id,
             }))),
             "rpm" => Err(limiter.rpm_reached(limits.rpm.unwrap_or(0), Some(wait()))),

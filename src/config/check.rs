@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::Price;
+use super::{GroupConfig, Price};
 
 use super::{
     defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, RawKey,
@@ -169,10 +169,30 @@ pub(super) fn models(
     Ok(models)
 }
 
+/// `[[groups]]`: unique names, and limits that can admit a call.
+pub(super) fn groups(raw: Vec<GroupConfig>) -> Result<Vec<GroupConfig>, ConfigError> {
+    for (i, g) in raw.iter().enumerate() {
+        if g.name.trim().is_empty() {
+            return err(format!("groups[{i}].name: must not be empty"));
+        }
+        if raw[..i].iter().any(|other| other.name == g.name) {
+            return err(format!("groups[{i}]: another group is named '{}'", g.name));
+        }
+        let l = g.limits;
+        if l.rpm == Some(0) || l.tpm == Some(0) || l.concurrency == Some(0) || l.bad_budget() {
+            return err(format!(
+                "groups[{i}].limits: a limit of 0 would refuse every call of its keys"
+            ));
+        }
+    }
+    Ok(raw)
+}
+
 pub(super) fn keys(
     raw: Vec<RawKey>,
     default_limits: KeyLimits,
     models: &[ModelConfig],
+    groups: &[GroupConfig],
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<ClientKey>, ConfigError> {
     let mut keys: Vec<ClientKey> = Vec::with_capacity(raw.len());
@@ -226,11 +246,17 @@ pub(super) fn keys(
                 "{at}.limits: a limit of 0 would refuse every call; remove the key instead"
             ));
         }
+        if let Some(g) = &k.group {
+            if !groups.iter().any(|group| &group.name == g) {
+                return err(format!("{at}.group: no group named '{g}'"));
+            }
+        }
         keys.push(ClientKey {
             name: k.name,
             sha256,
             models: k.models,
             limits,
+            group: k.group,
         });
     }
     Ok(keys)

@@ -62,6 +62,8 @@ struct RawConfig {
     #[serde(default)]
     model_defaults: policy::RawPolicy,
     #[serde(default)]
+    groups: Vec<GroupConfig>,
+    #[serde(default)]
     keys: Vec<RawKey>,
     #[serde(default)]
     upstreams: Vec<RawUpstream>,
@@ -129,6 +131,18 @@ struct RawKey {
     models: Option<Vec<String>>,
     #[serde(default)]
     limits: KeyLimits,
+    /// The group (team) whose limits this key shares with its other keys.
+    group: Option<String>,
+}
+
+/// `[[groups]]`: limits that a group's keys share (a team's rpm, tpm, concurrency and budgets), on top of
+/// each key's own. An unset limit is no limit (`[limits.default]` is for keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) limits: KeyLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +331,7 @@ pub struct Config {
     /// Browser origins allowed to call (gRPC-Web, REST); none when absent.
     pub(crate) cors: Option<CorsConfig>,
     pub keys: Vec<ClientKey>,
+    pub(crate) groups: Vec<GroupConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -344,6 +359,8 @@ pub struct ClientKey {
     pub(crate) models: Option<Vec<String>>,
     /// The key's own limits over `[limits.default]`.
     pub(crate) limits: KeyLimits,
+    /// Its group, whose limits it shares.
+    pub(crate) group: Option<String>,
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -502,7 +519,8 @@ impl Config {
             }
         }
         let models = check::models(raw.models, raw.model_defaults, &upstream_index)?;
-        let keys = check::keys(raw.keys, raw.limits.key_default(), &models, &env)?;
+        let groups = check::groups(raw.groups)?;
+        let keys = check::keys(raw.keys, raw.limits.key_default(), &models, &groups, &env)?;
         let admin_key = match &raw.admin.key_env {
             None => None,
             Some(var) => match env(var) {
@@ -586,6 +604,7 @@ impl Config {
             shared: raw.shared.map(|s| s.check(&env)).transpose()?,
             cors: raw.cors.map(cors::RawCors::check).transpose()?,
             keys,
+            groups,
             upstreams,
             models,
         })

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::{
     admission::{auth::KeyStore, registry::Registry},
-    config::{ClientKey, Config, KeyLimits},
+    config::{ClientKey, Config, GroupConfig, KeyLimits},
     error::GatewayError,
     routing::router::Router,
 };
@@ -21,6 +21,7 @@ pub(crate) struct Catalog {
     pub(crate) keys: KeyStore,
     /// The config file's keys and `[limits.default]`, to rebuild the key store when the API changes a key.
     config_keys: Vec<ClientKey>,
+    groups: Vec<GroupConfig>,
     defaults: KeyLimits,
 }
 
@@ -31,7 +32,7 @@ impl Current {
     pub(crate) fn new(cfg: &Config, registry: &Registry) -> Result<Current, GatewayError> {
         let router = Router::new(cfg)?;
         let keys = KeyStore::new(
-            &cfg.keys,
+            (&cfg.keys, &cfg.groups),
             &registry.runtime(cfg.key_defaults),
             &router,
             None,
@@ -40,6 +41,7 @@ impl Current {
             router,
             keys,
             config_keys: cfg.keys.clone(),
+            groups: cfg.groups.clone(),
             defaults: cfg.key_defaults,
         }))))
     }
@@ -58,11 +60,17 @@ impl Current {
         let router = Router::new(cfg)?;
         let mut write = self.0.write().unwrap_or_else(|p| p.into_inner());
         let runtime = registry.runtime(cfg.key_defaults);
-        let keys = KeyStore::new(&cfg.keys, &runtime, &router, Some(&write.keys));
+        let keys = KeyStore::new(
+            (&cfg.keys, &cfg.groups),
+            &runtime,
+            &router,
+            Some(&write.keys),
+        );
         let new = Arc::new(Catalog {
             router,
             keys,
             config_keys: cfg.keys.clone(),
+            groups: cfg.groups.clone(),
             defaults: cfg.key_defaults,
         });
         *write = new.clone();
@@ -74,11 +82,17 @@ impl Current {
         let mut write = self.0.write().unwrap_or_else(|p| p.into_inner());
         let old = write.clone();
         let runtime = registry.runtime(old.defaults);
-        let keys = KeyStore::new(&old.config_keys, &runtime, &old.router, Some(&old.keys));
+        let keys = KeyStore::new(
+            (&old.config_keys, &old.groups),
+            &runtime,
+            &old.router,
+            Some(&old.keys),
+        );
         *write = Arc::new(Catalog {
             router: old.router.clone(),
             keys,
             config_keys: old.config_keys.clone(),
+            groups: old.groups.clone(),
             defaults: old.defaults,
         });
     }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::auth::Identity,
-    admission::limits::{Admission, Reservation},
+    admission::limits::{Admission, KeyLimiter, Reservation},
     admission::registry::{Registry, RegistryError},
     admission::shared::{Down, Shared},
     admission::usage::UsageBook,
@@ -319,24 +319,55 @@ impl Gateway {
     ) -> Result<Admission, GatewayError> {
         let tokens = reserve(model, messages, config);
         let admitted = async {
-            let permits = who.limiter.permits(&self.in_flight)?;
+            let permits = self.permits(who)?;
             Ok(permits.with_rates(self.rates(who, tokens).await?))
         }
         .await;
         admitted.inspect_err(|e| self.rejected(who, e))
     }
 
-    /// The rate part of admission (budget, requests and tokens per minute): the fleet's windows in Redis when
-    /// shared, else (or while Redis is down with `on_failure = "open"`) this replica's.
+    /// The concurrency part of admission: the process's cap, the key's slot and its group's.
+    pub(crate) fn permits(&self, who: &Identity) -> Result<Admission, GatewayError> {
+        let permits = who.limiter.permits(&self.in_flight)?;
+        let group = who.group.as_ref().map(|g| g.slot()).transpose()?.flatten();
+        Ok(permits.with_group_slot(group))
+    }
+
+    /// The rate part of admission (budgets, requests and tokens per minute), for the key's group first and
+    /// then the key, each in the fleet's windows in Redis when shared, else (or while Redis is down with
+    /// `on_failure = "open"`) this replica's. A refusal by the key gives the group's token reservation back.
     pub(crate) async fn rates(
         &self,
         who: &Identity,
         tokens: u64,
+    ) -> Result<Vec<Reservation>, GatewayError> {
+        let mut held = Vec::new();
+        if let Some(group) = &who.group {
+            held.extend(self.limiter_rates(group, tokens).await?);
+        }
+        match self.limiter_rates(&who.limiter, tokens).await {
+            Ok(r) => {
+                held.extend(r);
+                Ok(held)
+            }
+            Err(e) => {
+                for r in held {
+                    r.reconcile(0);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn limiter_rates(
+        &self,
+        limiter: &KeyLimiter,
+        tokens: u64,
     ) -> Result<Option<Reservation>, GatewayError> {
         if let Some(shared) = &self.shared {
-            let limits = who.limiter.limits();
+            let limits = limiter.limits();
             if limits.any_rate_or_budget() {
-                match shared.rates(&who.limiter, limits, tokens).await {
+                match shared.rates(limiter, limits, tokens).await {
                     Ok(verdict) => return verdict,
                     Err(Down) if shared.on_failure() == OnFailure::Closed => {
                         return Err(GatewayError::SharedStateUnavailable)
@@ -345,8 +376,7 @@ impl Gateway {
                 }
             }
         }
-        who.limiter
-            .rates(Instant::now(), std::time::SystemTime::now(), tokens)
+        limiter.rates(Instant::now(), std::time::SystemTime::now(), tokens)
     }
 
     /// Closes a minute of the scaling signal (the server calls it every minute) and updates its metrics.

@@ -117,9 +117,16 @@ impl RpcLog {
             .usage
             .usage(&self.key, &self.model, u.total_tokens.max(0) as u64, cost);
         if cost > 0.0 {
-            self.who.limiter.add_spend(cost, SystemTime::now());
+            let now = SystemTime::now();
+            self.who.limiter.add_spend(cost, now);
+            if let Some(group) = &self.who.group {
+                group.add_spend(cost, now);
+            }
             if let Some(shared) = &self.gw.shared {
                 shared.add_spend(&self.key, cost);
+                if let Some(group) = &self.who.group {
+                    shared.add_spend(&group.store_name(), cost);
+                }
             }
         }
         cost
@@ -229,6 +236,7 @@ impl Drop for RpcLog {
                     request_id: &self.request_id,
                     rpc: self.rpc,
                     key: &self.key,
+                    group: self.who.group.as_deref().map(|g| g.name()),
                     model: &self.model,
                     upstream: &self.upstream,
                     code: code_name(code),

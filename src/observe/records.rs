@@ -27,6 +27,8 @@ pub(crate) struct Record<'a> {
     pub(crate) request_id: &'a str,
     pub(crate) rpc: &'a str,
     pub(crate) key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<&'a str>,
     pub(crate) model: &'a str,
     pub(crate) upstream: &'a str,
     pub(crate) code: &'a str,
@@ -184,6 +186,7 @@ mod tests {
             request_id: id,
             rpc: "Generate",
             key: "k",
+            group: None,
             model: "m",
             upstream: "u",
             code: "OK",

@@ -8,6 +8,7 @@ mod anthropic;
 mod bench;
 mod cache;
 mod chat;
+mod groups;
 mod hardening;
 mod interactive;
 mod keys;

@@ -64,7 +64,7 @@ pub(crate) async fn handle(
         log.model(&model);
         crate::upstream::openai::convert::check_config(first.config.as_ref(), model.max_output_tokens)?;
         let history = History::new(first.system_prompt, first.history, gw.interactive)?;
-        let permits = start.who.limiter.permits(&gw.in_flight).inspect_err(|e| gw.rejected(&start.who, e))?;
+        let permits = gw.permits(&start.who).inspect_err(|e| gw.rejected(&start.who, e))?;
         Ok(Session {
             model,
             config: first.config,
