@@ -238,9 +238,15 @@ impl Server {
         }
         admin_stop.cancel();
         ticker.abort();
-        if let Some(records) = &self.gateway.records {
-            records.close(); // the last usage records reach the file
-        }
+        // The last usage records reach the file and the collector; off the runtime's threads, since flushing
+        // waits for the exporter.
+        let gateway = self.gateway.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(records) = &gateway.records {
+                records.close();
+            }
+        })
+        .await;
         if let Some(task) = on_hangup {
             task.abort();
         }

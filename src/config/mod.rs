@@ -589,7 +589,12 @@ impl Config {
             admin_listen: raw.admin.listen,
             admin_key,
             state_file: raw.admin.state_file.clone(),
-            usage_records: raw.usage_records.clone(),
+            usage_records: match raw.usage_records.clone() {
+                Some(r) if r.path.is_none() && r.otlp_endpoint.is_none() => {
+                    return err("usage_records: set path, otlp_endpoint or both")
+                }
+                other => other,
+            },
             key_defaults: raw.limits.key_default(),
             connections,
             admin_connections,

@@ -10,7 +10,11 @@ use super::duration;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRecordsConfig {
-    pub(crate) path: std::path::PathBuf,
+    /// The JSON-lines file; with `otlp_endpoint` alone, no file.
+    pub(crate) path: Option<std::path::PathBuf>,
+    /// OTLP/HTTP logs endpoint (e.g. `http://collector:4318/v1/logs`): each record is also exported as a log
+    /// record.
+    pub(crate) otlp_endpoint: Option<String>,
     /// The file rotates past this size.
     #[serde(default = "defaults::records_max_bytes")]
     pub(crate) max_bytes: u64,

@@ -125,14 +125,7 @@ impl Gateway {
         let records = cfg
             .usage_records
             .as_ref()
-            .map(|r| {
-                Records::start(
-                    &r.path,
-                    r.max_bytes,
-                    r.keep,
-                    metrics.records_dropped.clone(),
-                )
-            })
+            .map(|r| Records::start(r, metrics.records_dropped.clone()))
             .transpose()
             .map_err(GatewayError::Internal)?;
         let gateway = Arc::new(Gateway {

@@ -1,5 +1,7 @@
 //! Usage records: one JSON line per call (time, request id, key, model, upstream, tokens, cost, code, latency),
-//! appended to `[usage_records] path`, so spend can be audited and billed outside the gateway.
+//! appended to `[usage_records] path`, so spend can be audited and billed outside the gateway; and, with
+//! `otlp_endpoint`, the same record exported as an OpenTelemetry log record (event `aigw.usage`, the fields as
+//! attributes) through a batching exporter of its own.
 //!
 //! Lines go through a bounded queue to a writer thread, so the request path never waits on the disk. The
 //! writer batches them (one `write` per batch, flushed at least every 100 ms and at shutdown) and rotates the
@@ -45,17 +47,68 @@ pub(crate) fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-/// Where records go: the queue to the writer thread.
+/// Where records go: the queue to the writer thread, and the OTLP logger.
 pub(crate) struct Records {
-    /// None once closed.
+    /// None once closed, or without a file.
     tx: std::sync::Mutex<Option<SyncSender<Vec<u8>>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    otlp: Option<(
+        opentelemetry_sdk::logs::SdkLoggerProvider,
+        opentelemetry_sdk::logs::SdkLogger,
+    )>,
     dropped: prometheus::IntCounter,
 }
 
+/// An OTLP/HTTP log exporter to `endpoint`, batching on a thread of its own.
+fn otlp_logger(
+    endpoint: &str,
+) -> Result<
+    (
+        opentelemetry_sdk::logs::SdkLoggerProvider,
+        opentelemetry_sdk::logs::SdkLogger,
+    ),
+    String,
+> {
+    use opentelemetry::logs::LoggerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    crate::upstream::http::install_crypto_provider();
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| format!("usage_records.otlp_endpoint: {e}"))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "aigw".to_owned()))
+        .build();
+    let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build();
+    let logger = provider.logger("aigw.usage");
+    Ok((provider, logger))
+}
+
 impl Records {
-    /// Opens (or creates) the file and starts the writer thread.
+    /// Opens (or creates) the file and starts the writer thread, and the OTLP exporter when asked.
     pub(crate) fn start(
+        cfg: &crate::config::UsageRecordsConfig,
+        dropped: prometheus::IntCounter,
+    ) -> Result<Records, String> {
+        let otlp = cfg.otlp_endpoint.as_deref().map(otlp_logger).transpose()?;
+        let Some(path) = cfg.path.as_deref() else {
+            return Ok(Records {
+                tx: std::sync::Mutex::new(None),
+                writer: std::sync::Mutex::new(None),
+                otlp,
+                dropped,
+            });
+        };
+        let mut records = Self::file(path, cfg.max_bytes, cfg.keep, dropped)?;
+        records.otlp = otlp;
+        Ok(records)
+    }
+
+    fn file(
         path: &Path,
         max_bytes: u64,
         keep: usize,
@@ -88,11 +141,15 @@ impl Records {
         Ok(Records {
             tx: std::sync::Mutex::new(Some(tx)),
             writer: std::sync::Mutex::new(Some(handle)),
+            otlp: None,
             dropped,
         })
     }
 
     pub(crate) fn add(&self, record: &Record<'_>) {
+        if let Some((_, logger)) = &self.otlp {
+            emit(logger, record);
+        }
         let Ok(mut line) = serde_json::to_vec(record) else {
             return;
         };
@@ -108,11 +165,47 @@ impl Records {
 
     /// Writes out what is queued and stops the writer (at shutdown); later records are dropped.
     pub(crate) fn close(&self) {
+        if let Some((provider, _)) = &self.otlp {
+            let _ = provider.force_flush();
+        }
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = handle.join();
         }
     }
+}
+
+/// The record as an OpenTelemetry log record: event `aigw.usage`, every field an attribute.
+fn emit(logger: &opentelemetry_sdk::logs::SdkLogger, r: &Record<'_>) {
+    use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _};
+    let mut log = logger.create_log_record();
+    log.set_event_name("aigw.usage");
+    log.set_body(AnyValue::from(format!(
+        "usage {} {} {}",
+        r.key, r.model, r.code
+    )));
+    let text = |v: &str| AnyValue::from(v.to_owned());
+    log.add_attribute("request_id", text(r.request_id));
+    log.add_attribute("rpc", text(r.rpc));
+    log.add_attribute("key", text(r.key));
+    if let Some(g) = r.group {
+        log.add_attribute("group", text(g));
+    }
+    log.add_attribute("gen_ai.request.model", text(r.model));
+    log.add_attribute("upstream", text(r.upstream));
+    log.add_attribute("code", text(r.code));
+    log.add_attribute(
+        "gen_ai.usage.input_tokens",
+        AnyValue::from(i64::from(r.prompt_tokens)),
+    );
+    log.add_attribute(
+        "gen_ai.usage.output_tokens",
+        AnyValue::from(i64::from(r.completion_tokens)),
+    );
+    log.add_attribute("usage_estimated", AnyValue::from(r.usage_estimated));
+    log.add_attribute("cost_usd", AnyValue::from(r.cost_usd));
+    log.add_attribute("latency_ms", AnyValue::from(r.latency_ms));
+    logger.emit(log);
 }
 
 fn open(path: &Path) -> std::io::Result<std::fs::File> {
@@ -204,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usage.jsonl");
         let dropped = prometheus::IntCounter::new("d", "d").unwrap();
-        let records = Records::start(&path, 1_000, 2, dropped.clone()).unwrap();
+        let records = Records::file(&path, 1_000, 2, dropped.clone()).unwrap();
         for i in 0..30 {
             records.add(&record(&format!("req-{i:02}")));
         }

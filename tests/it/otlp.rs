@@ -202,3 +202,86 @@ mod wire {
         }
     }
 }
+
+/// `[usage_records] otlp_endpoint`: each call's record also goes out as an OpenTelemetry log record, decoded
+/// here from the OTLP protobuf the collector received.
+#[tokio::test]
+async fn usage_records_are_exported_as_otlp_logs() {
+    let collector = Upstream::start(vec![Reply::json(200, "")]).await;
+    let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 10, 5))]).await;
+    let top = format!(
+        "[usage_records]\notlp_endpoint = \"http://{}/v1/logs\"",
+        collector.addr
+    );
+    let mut gw = Gateway::start(config(&priced_config_text(&up.base_url(), &top, "", ""))).await;
+    let mut req = authed(generate("m", "hi"), KEY);
+    req.metadata_mut()
+        .insert("x-request-id", "otlp-bill-1".parse().unwrap());
+    gw.client().await.generate(req).await.unwrap();
+    gw.shutdown();
+    gw.task.await.unwrap(); // shutdown flushes the exporter
+    let sent = collector.requests();
+    assert!(!sent.is_empty(), "nothing exported");
+    assert_eq!(sent[0].path, "/v1/logs");
+    let records: Vec<logs::LogRecord> = sent
+        .iter()
+        .map(|r| <logs::Export as prost::Message>::decode(r.raw_body.as_slice()).unwrap())
+        .flat_map(|e| e.resource_logs)
+        .flat_map(|r| r.scope_logs)
+        .flat_map(|s| s.log_records)
+        .collect();
+    let ours = records
+        .iter()
+        .find(|r| r.text("request_id") == Some("otlp-bill-1"))
+        .expect("the call's record");
+    assert_eq!(ours.event_name, "aigw.usage");
+    assert_eq!(ours.text("key"), Some("tester"));
+    assert_eq!(ours.text("gen_ai.request.model"), Some("m"));
+    assert_eq!(ours.text("code"), Some("OK"));
+    assert_eq!(ours.int("gen_ai.usage.input_tokens"), Some(10));
+    assert_eq!(ours.int("gen_ai.usage.output_tokens"), Some(5));
+}
+
+/// Just enough of OTLP's logs protobuf (opentelemetry-proto's `logs/v1`) to read records back.
+mod logs {
+    use super::wire::{AnyValue, KeyValue};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Export {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_logs: Vec<ResourceLogs>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceLogs {
+        #[prost(message, repeated, tag = "2")]
+        pub scope_logs: Vec<ScopeLogs>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeLogs {
+        #[prost(message, repeated, tag = "2")]
+        pub log_records: Vec<LogRecord>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LogRecord {
+        #[prost(message, repeated, tag = "6")]
+        pub attributes: Vec<KeyValue>,
+        #[prost(string, tag = "12")]
+        pub event_name: String,
+    }
+
+    impl LogRecord {
+        fn value(&self, key: &str) -> Option<&AnyValue> {
+            self.attributes
+                .iter()
+                .find(|kv| kv.key == key)?
+                .value
+                .as_ref()
+        }
+        pub fn text(&self, key: &str) -> Option<&str> {
+            self.value(key)?.string_value.as_deref()
+        }
+        pub fn int(&self, key: &str) -> Option<i64> {
+            self.value(key)?.int_value
+        }
+    }
+}
