@@ -238,6 +238,9 @@ impl Server {
         }
         admin_stop.cancel();
         ticker.abort();
+        if let Some(shared) = &self.gateway.shared {
+            shared.flush_usage().await; // the last second of the fleet's usage
+        }
         // The last usage records reach the file and the collector; off the runtime's threads, since flushing
         // waits for the exporter.
         let gateway = self.gateway.clone();
