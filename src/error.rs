@@ -19,6 +19,16 @@ pub enum GatewayError {
     /// A request field is out of range or malformed.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The prompt (estimated) plus the tokens asked for cannot fit the model's context window: refused before
+    /// any upstream call.
+    #[error("this request needs about {needed} tokens ({prompt} in the prompt, estimated, plus {output} to generate), more than model '{model}''s context window of {window}")]
+    ContextLengthExceeded {
+        model: String,
+        window: u32,
+        needed: u64,
+        prompt: u64,
+        output: u64,
+    },
     /// The model is not configured (or not visible to this key); lists the models the key may use.
     #[error("unknown model '{requested}'; models available to this key: {}", available.join(", "))]
     UnknownModel {
@@ -88,6 +98,7 @@ impl GatewayError {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
             Self::InvalidArgument(_)
+            | Self::ContextLengthExceeded { .. }
             | Self::UnknownModel { .. }
             | Self::UpstreamRejected { .. } => Code::InvalidArgument,
             Self::ResourceExhausted { .. } | Self::UpstreamRateLimited { .. } => {
@@ -114,6 +125,7 @@ impl GatewayError {
             Self::Unauthenticated(_) => (401, INVALID, Some("invalid_api_key")),
             Self::PermissionDenied { .. } => (403, "permission_error", Some("model_not_allowed")),
             Self::InvalidArgument(_) => (400, INVALID, None),
+            Self::ContextLengthExceeded { .. } => (400, INVALID, Some("context_length_exceeded")),
             Self::UnknownModel { .. } => (404, INVALID, Some("model_not_found")),
             Self::ResourceExhausted { limit, .. } => match *limit {
                 "budget" => (429, "insufficient_quota", Some("insufficient_quota")),
@@ -144,6 +156,7 @@ impl GatewayError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::InvalidArgument(_) => "invalid_argument",
+            Self::ContextLengthExceeded { .. } => "context_length_exceeded",
             Self::UnknownModel { .. } => "unknown_model",
             Self::ResourceExhausted { .. } => "resource_exhausted",
             Self::UpstreamRateLimited { .. } => "upstream_rate_limited",

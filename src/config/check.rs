@@ -142,6 +142,11 @@ pub(super) fn models(
                 "{at}.default_output_tokens: must be between 1 and max_output_tokens"
             ));
         }
+        if m.context_window.is_some_and(|w| w <= default_output_tokens) {
+            return err(format!(
+                "{at}.context_window: must be larger than the output it reserves ({default_output_tokens} tokens)"
+            ));
+        }
         let policy = m.policy.resolve(defaults, &format!("{at}.policy"))?;
         let price = Price {
             input: m.price.input_per_million,
@@ -161,6 +166,7 @@ pub(super) fn models(
             aliases: m.aliases,
             max_output_tokens: m.max_output_tokens,
             default_output_tokens,
+            context_window: m.context_window,
             routes,
             policy,
             price,

@@ -185,6 +185,8 @@ struct RawModel {
     aliases: Vec<String>,
     max_output_tokens: u32,
     default_output_tokens: Option<u32>,
+    /// Tokens the model can take in all (prompt and output).
+    context_window: Option<u32>,
     #[serde(default)]
     price: RawPrice,
     routes: Vec<RawRoute>,
@@ -414,6 +416,8 @@ pub struct ModelConfig {
     pub(crate) max_output_tokens: u32,
     /// Output tokens reserved against tpm when the client sets no max_tokens.
     pub(crate) default_output_tokens: u32,
+    /// Prompt and output together; a request that cannot fit is refused before any upstream call.
+    pub(crate) context_window: Option<u32>,
     pub(crate) routes: Vec<RouteConfig>,
     pub(crate) policy: Policy,
     pub(crate) price: Price,

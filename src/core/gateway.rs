@@ -85,6 +85,37 @@ fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
     });
 }
 
+/// Refuses a request whose estimated prompt plus the output it asks for (its max_tokens, else the model's
+/// default output budget) cannot fit the model's context window: the upstream would refuse it anyway, after
+/// a round trip and perhaps a charge.
+fn fits_the_window(
+    model: &Model,
+    messages: &[Message],
+    config: Option<&GenerationConfig>,
+) -> Result<(), GatewayError> {
+    let Some(window) = model.context_window else {
+        return Ok(());
+    };
+    let output = config
+        .and_then(|c| c.max_tokens)
+        .map_or(u64::from(model.default_output_tokens), |n| n.max(1) as u64);
+    let prompt = estimate_tokens(
+        messages.iter().map(crate::upstream::openai::extras::size),
+        0,
+    );
+    let needed = prompt + output;
+    if needed > u64::from(window) {
+        return Err(GatewayError::ContextLengthExceeded {
+            model: model.name.clone(),
+            window,
+            needed,
+            prompt,
+            output,
+        });
+    }
+    Ok(())
+}
+
 /// Tokens to reserve for a request against its key's tpm.
 pub(crate) fn reserve(
     model: &Model,
@@ -298,6 +329,7 @@ impl Gateway {
         let model = self.catalog().router.resolve(model, who)?.clone();
         convert::check_messages(messages)?;
         convert::check_config(config, model.max_output_tokens)?;
+        fits_the_window(&model, messages, config)?;
         Ok(model)
     }
 

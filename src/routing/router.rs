@@ -25,6 +25,8 @@ pub(crate) struct Model {
     /// The canonical name, also what permissions and logs use.
     pub(crate) name: String,
     pub(crate) max_output_tokens: u32,
+    /// Prompt and output together, when the config says.
+    pub(crate) context_window: Option<u32>,
     /// Reserved against a key's tpm when the client sets no max_tokens.
     pub(crate) default_output_tokens: u32,
     /// Never empty (config validation guarantees it).
@@ -190,6 +192,7 @@ impl Router {
             let model = Arc::new(Model {
                 name: m.name.clone(),
                 max_output_tokens: m.max_output_tokens,
+                context_window: m.context_window,
                 default_output_tokens: m.default_output_tokens,
                 routes,
                 policy: m.policy,

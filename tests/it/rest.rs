@@ -578,3 +578,55 @@ async fn upstream_failures_limits_and_budgets_have_their_http_statuses() {
     assert_eq!(resp.status(), 504);
     assert_eq!(json_of(resp).await["error"]["code"], "deadline_exceeded");
 }
+
+/// A request that cannot fit the model's context window is refused before any upstream call: INVALID_ARGUMENT
+/// over gRPC, 400 `context_length_exceeded` at the REST door, naming the window and the estimate.
+#[tokio::test]
+async fn a_request_over_the_context_window_is_refused_before_the_upstream() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
+    let gw = Gateway::start(config(&priced_config_text(
+        &up.base_url(),
+        "",
+        "",
+        "context_window = 2000",
+    )))
+    .await;
+    // 5,000 bytes, about 1,254 tokens, plus the default output budget of 1,024.
+    let long = "word ".repeat(1000);
+    let status = gw
+        .client()
+        .await
+        .generate(authed(generate("m", &long), KEY))
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        tonic::Code::InvalidArgument,
+        "model 'm''s context window of 2000",
+    );
+    let resp = http()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .bearer_auth(KEY)
+        .body(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1999}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1999 to generate"),
+        "{body}"
+    );
+    assert_eq!(up.calls(), 0, "nothing went upstream");
+    // One that fits goes through.
+    gw.client()
+        .await
+        .generate(authed(generate("m", "a short question"), KEY))
+        .await
+        .unwrap();
+    assert_eq!(up.calls(), 1);
+}

@@ -164,6 +164,7 @@ mod rules {
             let model = Arc::new(Model {
                 name: "m".into(),
                 max_output_tokens: 10,
+                context_window: None,
                 default_output_tokens: 10,
                 routes: ups
                     .iter()
