@@ -167,10 +167,31 @@ pub(super) fn models(
             max_output_tokens: m.max_output_tokens,
             default_output_tokens,
             context_window: m.context_window,
+            context_fallbacks: m.context_fallbacks,
             routes,
             policy,
             price,
         });
+    }
+    for (i, m) in models.iter().enumerate() {
+        for (j, name) in m.context_fallbacks.iter().enumerate() {
+            let target = models
+                .iter()
+                .find(|o| &o.name == name || o.aliases.contains(name));
+            match target {
+                None => {
+                    return err(format!(
+                        "models[{i}].context_fallbacks[{j}]: no model named '{name}'"
+                    ))
+                }
+                Some(t) if t.context_window.is_none() || m.context_window.is_none() => {
+                    return err(format!(
+                        "models[{i}].context_fallbacks[{j}]: both models need a context_window"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
     }
     Ok(models)
 }

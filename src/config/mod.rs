@@ -187,6 +187,9 @@ struct RawModel {
     default_output_tokens: Option<u32>,
     /// Tokens the model can take in all (prompt and output).
     context_window: Option<u32>,
+    /// Larger-window models a request that does not fit goes to instead, tried in order.
+    #[serde(default)]
+    context_fallbacks: Vec<String>,
     #[serde(default)]
     price: RawPrice,
     routes: Vec<RawRoute>,
@@ -418,6 +421,7 @@ pub struct ModelConfig {
     pub(crate) default_output_tokens: u32,
     /// Prompt and output together; a request that cannot fit is refused before any upstream call.
     pub(crate) context_window: Option<u32>,
+    pub(crate) context_fallbacks: Vec<String>,
     pub(crate) routes: Vec<RouteConfig>,
     pub(crate) policy: Policy,
     pub(crate) price: Price,

@@ -326,11 +326,30 @@ impl Gateway {
         messages: &[Message],
         config: Option<&GenerationConfig>,
     ) -> Result<Arc<Model>, GatewayError> {
-        let model = self.catalog().router.resolve(model, who)?.clone();
+        let catalog = self.catalog();
+        let model = catalog.router.resolve(model, who)?.clone();
         convert::check_messages(messages)?;
         convert::check_config(config, model.max_output_tokens)?;
-        fits_the_window(&model, messages, config)?;
-        Ok(model)
+        let Err(too_large) = fits_the_window(&model, messages, config) else {
+            return Ok(model);
+        };
+        // A larger-window model the key may use, in the order the config names them.
+        for name in &model.context_fallbacks {
+            let Ok(bigger) = catalog.router.resolve(name, who) else {
+                continue;
+            };
+            if convert::check_config(config, bigger.max_output_tokens).is_ok()
+                && fits_the_window(bigger, messages, config).is_ok()
+            {
+                tracing::info!(from = %model.name, to = %bigger.name, "context fallback: the request does not fit its model's window");
+                self.metrics
+                    .context_fallbacks
+                    .with_label_values(&[&model.name, &bigger.name])
+                    .inc();
+                return Ok(bigger.clone());
+            }
+        }
+        Err(too_large)
     }
 
     /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt

@@ -45,6 +45,7 @@ pub(crate) struct Metrics {
     pub(crate) connections_closed: IntCounterVec,
     pub(crate) panics: IntCounterVec,
     pub(crate) records_dropped: prometheus::IntCounter,
+    pub(crate) context_fallbacks: IntCounterVec,
 }
 
 // The metric definitions below are static: names, help and labels are literals that are valid, and registered
@@ -181,6 +182,11 @@ impl Metrics {
                  (first_request_timeout, idle_timeout, evicted, refused).",
                 &["listener", "reason"],
             ),
+            context_fallbacks: counter(
+                "aigw_context_fallbacks_total",
+                "Requests sent to a larger-window model because they did not fit their own.",
+                &["model", "to"],
+            ),
             records_dropped: prometheus::IntCounter::new(
                 "aigw_usage_records_dropped_total",
                 "Usage records not written because the writer fell behind (the queue of 65,536 was full).",
@@ -198,6 +204,7 @@ impl Metrics {
             &m.tokens,
             &m.retries,
             &m.fallbacks,
+            &m.context_fallbacks,
             &m.rejections,
             &m.cancellations,
             &m.cache,

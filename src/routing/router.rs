@@ -27,6 +27,8 @@ pub(crate) struct Model {
     pub(crate) max_output_tokens: u32,
     /// Prompt and output together, when the config says.
     pub(crate) context_window: Option<u32>,
+    /// Models a request too large for this one goes to instead (canonical names).
+    pub(crate) context_fallbacks: Vec<String>,
     /// Reserved against a key's tpm when the client sets no max_tokens.
     pub(crate) default_output_tokens: u32,
     /// Never empty (config validation guarantees it).
@@ -193,6 +195,7 @@ impl Router {
                 name: m.name.clone(),
                 max_output_tokens: m.max_output_tokens,
                 context_window: m.context_window,
+                context_fallbacks: m.context_fallbacks.clone(),
                 default_output_tokens: m.default_output_tokens,
                 routes,
                 policy: m.policy,

@@ -630,3 +630,51 @@ async fn a_request_over_the_context_window_is_refused_before_the_upstream() {
         .unwrap();
     assert_eq!(up.calls(), 1);
 }
+
+/// A model may name larger-window `context_fallbacks`: a request too large for it goes to the first that fits
+/// (and that the key may use), counted in `aigw_context_fallbacks_total`; one that fits none is refused.
+#[tokio::test]
+async fn a_request_too_large_for_its_model_goes_to_a_larger_window() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
+    let text = priced_config_text(
+        &up.base_url(),
+        "[admin]\nkey_env = \"TEST_ADMIN_KEY\"",
+        "",
+        "context_window = 2000\ncontext_fallbacks = [\"m-large\"]",
+    ) + r#"
+        [[models]]
+        name = "m-large"
+        max_output_tokens = 2000
+        context_window = 10000
+        routes = [{ upstream = "a", model = "up-large" }]
+        "#;
+    let gw = Gateway::start(config(&text)).await;
+    let long = "word ".repeat(1000); // about 1,254 tokens + 1,024 of output: over 2,000, under 10,000
+    let resp = gw
+        .client()
+        .await
+        .generate(authed(generate("m", &long), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.content, "ok");
+    assert_eq!(up.requests()[0].body["model"], "up-large");
+    let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"aigw_context_fallbacks_total{model="m",to="m-large"}"#
+        ),
+        1.0
+    );
+    // Too large for every window: refused, nothing upstream.
+    let huge = "word ".repeat(10_000);
+    let status = gw
+        .client()
+        .await
+        .generate(authed(generate("m", &huge), KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(up.calls(), 1);
+}

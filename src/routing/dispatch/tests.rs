@@ -165,6 +165,7 @@ mod rules {
                 name: "m".into(),
                 max_output_tokens: 10,
                 context_window: None,
+                context_fallbacks: Vec::new(),
                 default_output_tokens: 10,
                 routes: ups
                     .iter()
