@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{GroupConfig, Price};
+use super::{GroupConfig, Price, RawHeader, UpstreamAuth};
 
 use super::{
     defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, RawKey,
@@ -56,6 +56,27 @@ pub(super) fn upstream(
     if u.max_response_bytes < 1024 {
         return err(format!("{at}.max_response_bytes: must be at least 1024"));
     }
+    let mut headers = Vec::with_capacity(u.headers.len());
+    for (name, value) in u.headers {
+        let value = match value {
+            RawHeader::Value(v) => v,
+            RawHeader::Env { env: var } => match env(&var) {
+                Some(v) if !v.is_empty() => v,
+                _ => return err(format!(
+                    "{at}.headers.{name}: environment variable {var} is not set (nor {var}_FILE)"
+                )),
+            },
+        };
+        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_str(&value).is_ok();
+        if !valid {
+            return err(format!(
+                "{at}.headers.{name}: not a valid header name and value"
+            ));
+        }
+        headers.push((name, value));
+    }
+    let auth = u.auth.unwrap_or(UpstreamAuth::Bearer);
     Ok(UpstreamConfig {
         name: u.name,
         kind: u.kind,
@@ -71,6 +92,9 @@ pub(super) fn upstream(
         max_retry_after: u.max_retry_after,
         first_token_latency: u.first_token_latency,
         tokens_per_second: u.tokens_per_second,
+        auth,
+        headers,
+        query: u.query.into_iter().collect(),
     })
 }
 

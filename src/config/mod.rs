@@ -175,6 +175,30 @@ struct RawUpstream {
     first_token_latency: Duration,
     #[serde(default = "defaults::tokens_per_second")]
     tokens_per_second: f64,
+    /// How the key is sent: "bearer" (`authorization: Bearer`, the default for OpenAI-style), "api-key"
+    /// (Azure OpenAI's `api-key` header) or "none".
+    auth: Option<UpstreamAuth>,
+    /// Extra headers: a value, or `{ env = "VAR" }` to read it from the environment (never logged).
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, RawHeader>,
+    /// Query parameters added to every request (e.g. Azure's `api-version`).
+    #[serde(default)]
+    query: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamAuth {
+    Bearer,
+    ApiKey,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawHeader {
+    Value(String),
+    Env { env: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,6 +423,11 @@ pub struct UpstreamConfig {
     pub(crate) max_retry_after: Duration,
     pub(crate) first_token_latency: Duration,
     pub(crate) tokens_per_second: f64,
+    /// How the key goes: `authorization: Bearer`, `api-key`, or not at all (Anthropic: always `x-api-key`).
+    pub(crate) auth: UpstreamAuth,
+    /// Extra headers, values resolved (some from the environment: never logged).
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) query: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for UpstreamConfig {

@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION,
 
 use super::{anthropic, retry_after, sse::SseDecoder, Completion, StreamEvent};
 use crate::{
-    config::{MaxTokensField, UpstreamConfig, UpstreamKind},
+    config::{MaxTokensField, UpstreamAuth, UpstreamConfig, UpstreamKind},
     error::GatewayError,
     upstream::openai::convert::{self, ChunkError, Piece, Reading},
     upstream::openai::wire::{ChatRequest, ErrorBody},
@@ -31,6 +31,8 @@ pub(crate) struct HttpUpstream {
     /// The key's header (`authorization: Bearer <key>`, or Anthropic's `x-api-key`), its value marked sensitive
     /// so no debug output shows it.
     auth: Option<(HeaderName, HeaderValue)>,
+    /// The config's extra headers, sent with every request.
+    headers: HeaderMap,
     client: reqwest::Client,
     request_timeout: Duration,
     max_tokens_field: MaxTokensField,
@@ -55,14 +57,20 @@ impl HttpUpstream {
             UpstreamKind::Anthropic => (Dialect::Anthropic, "messages"),
             _ => (Dialect::OpenAi, "chat/completions"),
         };
-        let url = reqwest::Url::parse(&format!("{}/{path}", cfg.base_url))
+        let mut url = reqwest::Url::parse(&format!("{}/{path}", cfg.base_url))
             .map_err(|e| setup(format!("base_url: {e}")))?;
-        let auth = match &cfg.api_key {
-            None => None,
-            Some(key) => {
-                let (name, text) = match dialect {
-                    Dialect::OpenAi => (AUTHORIZATION, format!("Bearer {key}")),
-                    Dialect::Anthropic => (HeaderName::from_static("x-api-key"), key.clone()),
+        if !cfg.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&cfg.query);
+        }
+        let auth = match (&cfg.api_key, cfg.auth) {
+            (None, _) | (_, UpstreamAuth::None) => None,
+            (Some(key), auth) => {
+                let (name, text) = match (dialect, auth) {
+                    (Dialect::Anthropic, _) => (HeaderName::from_static("x-api-key"), key.clone()),
+                    (Dialect::OpenAi, UpstreamAuth::ApiKey) => {
+                        (HeaderName::from_static("api-key"), key.clone())
+                    }
+                    (Dialect::OpenAi, _) => (AUTHORIZATION, format!("Bearer {key}")),
                 };
                 let mut value = HeaderValue::try_from(text)
                     .map_err(|_| setup("the API key is not a valid header value".into()))?;
@@ -89,11 +97,21 @@ impl HttpUpstream {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| setup(format!("HTTP client: {e}")))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &cfg.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| setup(format!("headers: '{name}' is not a header name")))?;
+            let mut value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| setup(format!("headers.{name}: not a header value")))?;
+            value.set_sensitive(true); // they may carry credentials
+            headers.insert(name, value);
+        }
         Ok(Self {
             name: cfg.name.clone(),
             dialect,
             url,
             auth,
+            headers,
             client,
             request_timeout: cfg.request_timeout,
             max_tokens_field: cfg.max_tokens_field,
@@ -203,6 +221,9 @@ impl HttpUpstream {
             .body(body);
         if let Some((name, value)) = &self.auth {
             builder = builder.header(name.clone(), value.clone());
+        }
+        if !self.headers.is_empty() {
+            builder = builder.headers(self.headers.clone());
         }
         if self.dialect == Dialect::Anthropic {
             builder = builder.header("anthropic-version", anthropic::VERSION);

@@ -15,6 +15,7 @@ mod keys;
 mod mock_upstream;
 mod observability;
 mod otlp;
+mod providers;
 mod reload;
 mod rest;
 mod rpc;
