@@ -62,9 +62,11 @@ pub(super) fn upstream(
             RawHeader::Value(v) => v,
             RawHeader::Env { env: var } => match env(&var) {
                 Some(v) if !v.is_empty() => v,
-                _ => return err(format!(
+                _ => {
+                    return err(format!(
                     "{at}.headers.{name}: environment variable {var} is not set (nor {var}_FILE)"
-                )),
+                ))
+                }
             },
         };
         let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
