@@ -352,6 +352,43 @@ impl Gateway {
         Err(too_large)
     }
 
+    /// After the upstream refused a request as too long for the model's window (its 400 says so): the first
+    /// of the model's `context_fallbacks` the key may use, logged and counted.
+    pub(crate) fn fallback_for_length(
+        &self,
+        who: &Identity,
+        model: &Model,
+        err: &GatewayError,
+        config: Option<&GenerationConfig>,
+    ) -> Option<Arc<Model>> {
+        let GatewayError::UpstreamRejected { message, .. } = err else {
+            return None;
+        };
+        let message = message.to_lowercase();
+        let too_long = [
+            "context_length_exceeded",
+            "maximum context length",
+            "prompt is too long",
+        ]
+        .iter()
+        .any(|sign| message.contains(sign));
+        if !too_long || model.context_fallbacks.is_empty() {
+            return None;
+        }
+        let catalog = self.catalog();
+        let bigger = model.context_fallbacks.iter().find_map(|name| {
+            let bigger = catalog.router.resolve(name, who).ok()?;
+            convert::check_config(config, bigger.max_output_tokens).ok()?;
+            Some(bigger.clone())
+        })?;
+        tracing::info!(from = %model.name, to = %bigger.name, "context fallback: the upstream refused the prompt as too long");
+        self.metrics
+            .context_fallbacks
+            .with_label_values(&[&model.name, &bigger.name])
+            .inc();
+        Some(bigger)
+    }
+
     /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt
     /// estimate plus max_tokens (or the model's default output budget).
     pub(crate) async fn admit(

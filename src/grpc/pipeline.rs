@@ -56,21 +56,21 @@ pub(super) async fn open(
     stream: bool,
     log: &mut RpcLog,
 ) -> Result<Opened, GatewayError> {
-    let model = &gw.check(&start.who, ask.model, ask.messages, ask.config)?;
-    log.model(model);
+    let mut model = gw.check(&start.who, ask.model, ask.messages, ask.config)?;
+    log.model(&model);
     let mut admission = gw
-        .admit(&start.who, model, ask.messages, ask.config)
+        .admit(&start.who, &model, ask.messages, ask.config)
         .await?;
-    let deadline = start.deadline(model);
+    let deadline = start.deadline(&model);
     let plan = match start
-        .look_up(gw, model, (ask.messages, ask.config), &mut admission, log)
+        .look_up(gw, &model, (ask.messages, ask.config), &mut admission, log)
         .await
     {
         Ok(hit) => {
             return Ok(Opened::Hit {
                 hit,
                 admission,
-                model: model.clone(),
+                model,
                 deadline,
             })
         }
@@ -83,13 +83,23 @@ pub(super) async fn open(
         request_id: &start.request_id,
     };
     let mut trail = Trail::default();
-    let dispatched = dispatch(&gw.handles(), model, &call, stream, &mut trail).await;
+    let mut dispatched = dispatch(&gw.handles(), &model, &call, stream, &mut trail).await;
+    // The upstream refused the prompt as too long for its window: a larger-window model, if one is named.
+    if let Some(bigger) = dispatched
+        .as_ref()
+        .err()
+        .and_then(|e| gw.fallback_for_length(&start.who, &model, e, ask.config))
+    {
+        log.model(&bigger);
+        dispatched = dispatch(&gw.handles(), &bigger, &call, stream, &mut trail).await;
+        model = bigger;
+    }
     log.dispatched(&trail);
     let dispatched = dispatched.inspect_err(|_| admission.release())?;
     Ok(Opened::Upstream {
         dispatched,
         admission,
-        model: model.clone(),
+        model,
         deadline,
         plan,
     })

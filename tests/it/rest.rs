@@ -636,18 +636,7 @@ async fn a_request_over_the_context_window_is_refused_before_the_upstream() {
 #[tokio::test]
 async fn a_request_too_large_for_its_model_goes_to_a_larger_window() {
     let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
-    let text = priced_config_text(
-        &up.base_url(),
-        "[admin]\nkey_env = \"TEST_ADMIN_KEY\"",
-        "",
-        "context_window = 2000\ncontext_fallbacks = [\"m-large\"]",
-    ) + r#"
-        [[models]]
-        name = "m-large"
-        max_output_tokens = 2000
-        context_window = 10000
-        routes = [{ upstream = "a", model = "up-large" }]
-        "#;
+    let text = with_fallback(&up, 2000, 10000);
     let gw = Gateway::start(config(&text)).await;
     let long = "word ".repeat(1000); // about 1,254 tokens + 1,024 of output: over 2,000, under 10,000
     let resp = gw
@@ -659,14 +648,7 @@ async fn a_request_too_large_for_its_model_goes_to_a_larger_window() {
         .into_inner();
     assert_eq!(resp.content, "ok");
     assert_eq!(up.requests()[0].body["model"], "up-large");
-    let (_, metrics) = admin_get(&gw, "/metrics", None).await;
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"aigw_context_fallbacks_total{model="m",to="m-large"}"#
-        ),
-        1.0
-    );
+    assert_eq!(fallbacks_to_large(&gw).await, 1.0);
     // Too large for every window: refused, nothing upstream.
     let huge = "word ".repeat(10_000);
     let status = gw
@@ -677,4 +659,64 @@ async fn a_request_too_large_for_its_model_goes_to_a_larger_window() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(up.calls(), 1);
+}
+
+/// The upstream refuses a prompt as too long for its window (the estimate let it through): the call goes on to
+/// the model's context fallback, once, and is counted like a pre-checked one.
+#[tokio::test]
+async fn a_prompt_the_upstream_finds_too_long_goes_to_the_fallback() {
+    let too_long = Reply::json(
+        400,
+        &serde_json::json!({"error": {"message": "This model's maximum context length is 2048 tokens. However, your messages resulted in 4100 tokens.", "type": "invalid_request_error", "code": "context_length_exceeded"}}).to_string(),
+    );
+    let up = Upstream::start(vec![
+        too_long,
+        Reply::json(200, &completion("ok", "stop", 3, 1)),
+    ])
+    .await;
+    let text = with_fallback(&up, 100_000, 200_000);
+    let gw = Gateway::start(config(&text)).await;
+    let resp = gw
+        .client()
+        .await
+        .generate(authed(generate("m", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.content, "ok");
+    let sent = up.requests();
+    assert_eq!(
+        (
+            sent[0].body["model"].as_str(),
+            sent[1].body["model"].as_str()
+        ),
+        (Some("up"), Some("up-large"))
+    );
+    assert_eq!(fallbacks_to_large(&gw).await, 1.0);
+}
+
+/// Model "m" with a `context_window` of `window` falling back to "m-large" (upstream id "up-large") of `larger`.
+fn with_fallback(up: &Upstream, window: u32, larger: u32) -> String {
+    priced_config_text(
+        &up.base_url(),
+        "[admin]\nkey_env = \"TEST_ADMIN_KEY\"",
+        "",
+        &format!("context_window = {window}\ncontext_fallbacks = [\"m-large\"]"),
+    ) + &format!(
+        r#"
+        [[models]]
+        name = "m-large"
+        max_output_tokens = 2000
+        context_window = {larger}
+        routes = [{{ upstream = "a", model = "up-large" }}]
+        "#
+    )
+}
+
+async fn fallbacks_to_large(gw: &Gateway) -> f64 {
+    let (_, metrics) = admin_get(gw, "/metrics", None).await;
+    metric(
+        &metrics,
+        r#"aigw_context_fallbacks_total{model="m",to="m-large"}"#,
+    )
 }
