@@ -120,8 +120,24 @@ pub(crate) struct Admission {
     _key: Option<OwnedSemaphorePermit>,
     /// The key's group's slot, when the group has a concurrency limit.
     _group: Option<OwnedSemaphorePermit>,
-    /// The key's, and its group's.
-    reservations: Vec<Reservation>,
+    reserved: Reserved,
+}
+
+/// The token reservations of one request: the key's, and its group's when it has one. A pair, not a list, so
+/// admitting a call allocates nothing for it.
+#[derive(Debug, Default)]
+pub(crate) struct Reserved {
+    pub(crate) key: Option<Reservation>,
+    pub(crate) group: Option<Reservation>,
+}
+
+impl Reserved {
+    /// Every reservation made becomes the real figure.
+    pub(crate) fn reconcile(&mut self, total_tokens: u64) {
+        for r in [self.key.take(), self.group.take()].into_iter().flatten() {
+            r.reconcile(total_tokens);
+        }
+    }
 }
 
 /// Tokens held against a key's tpm until the call's real usage is known: in this replica's window, or in the
@@ -158,18 +174,18 @@ impl Reservation {
 
 impl Admission {
     /// A turn's rates on top of its session's permits.
-    pub(crate) fn for_turn(reservations: Vec<Reservation>) -> Admission {
+    pub(crate) fn for_turn(reserved: Reserved) -> Admission {
         Admission {
             _global: None,
             _key: None,
             _group: None,
-            reservations,
+            reserved,
         }
     }
 
     /// Adds the rate part (a request and its token reservations) to the permits.
-    pub(crate) fn with_rates(mut self, reservations: Vec<Reservation>) -> Admission {
-        self.reservations = reservations;
+    pub(crate) fn with_rates(mut self, reserved: Reserved) -> Admission {
+        self.reserved = reserved;
         self
     }
 
@@ -181,9 +197,7 @@ impl Admission {
 
     /// The call finished with this many tokens in all: the reservations become the real figure.
     pub(crate) fn reconcile(&mut self, total_tokens: u64) {
-        for r in self.reservations.drain(..) {
-            r.reconcile(total_tokens);
-        }
+        self.reserved.reconcile(total_tokens);
     }
 
     /// The call never reached the upstream: nothing was spent.
@@ -332,8 +346,8 @@ impl KeyLimiter {
         global: &Arc<Semaphore>,
     ) -> Result<Admission, GatewayError> {
         let admission = self.permits(global)?;
-        let reservations = self.rates(now, SystemTime::now(), tokens)?;
-        Ok(admission.with_rates(reservations.into_iter().collect()))
+        let key = self.rates(now, SystemTime::now(), tokens)?;
+        Ok(admission.with_rates(Reserved { key, group: None }))
     }
 
     /// The concurrency part alone: what an InteractiveStream session holds for its whole life.
@@ -351,7 +365,7 @@ impl KeyLimiter {
             _global: Some(global),
             _key: self.slot()?,
             _group: None,
-            reservations: Vec::new(),
+            reserved: Reserved::default(),
         })
     }
 

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::auth::Identity,
-    admission::limits::{Admission, KeyLimiter, Reservation},
+    admission::limits::{Admission, KeyLimiter, Reservation, Reserved},
     admission::registry::{Registry, RegistryError},
     admission::shared::{Down, Shared},
     admission::usage::UsageBook,
@@ -421,20 +421,18 @@ impl Gateway {
         &self,
         who: &Identity,
         tokens: u64,
-    ) -> Result<Vec<Reservation>, GatewayError> {
-        let mut held = Vec::new();
+    ) -> Result<Reserved, GatewayError> {
+        let mut reserved = Reserved::default();
         if let Some(group) = &who.group {
-            held.extend(self.limiter_rates(group, tokens).await?);
+            reserved.group = self.limiter_rates(group, tokens).await?;
         }
         match self.limiter_rates(&who.limiter, tokens).await {
-            Ok(r) => {
-                held.extend(r);
-                Ok(held)
+            Ok(key) => {
+                reserved.key = key;
+                Ok(reserved)
             }
             Err(e) => {
-                for r in held {
-                    r.reconcile(0);
-                }
+                reserved.reconcile(0);
                 Err(e)
             }
         }
