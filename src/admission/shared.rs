@@ -108,6 +108,11 @@ redis.call('SET', KEYS[2], ARGV[2])
 return redis.call('INCR', KEYS[1])
 "#;
 
+/// A day, a month and a 10-second bucket: the periods the fleet's usage is kept by.
+type Period = (u64, u32, u64);
+/// Requests, tokens and cost booked per name and period, waiting for the next flush.
+type Book = HashMap<String, HashMap<Period, (u64, u64, f64)>>;
+
 /// Redis could not answer in time (or at all).
 #[derive(Debug)]
 pub(crate) struct Down;
@@ -122,8 +127,8 @@ pub(crate) struct Shared {
     admit: Script,
     reconcile: Script,
     put_keys: Script,
-    /// Usage booked since the last flush: (hash, field) to the amount to add.
-    pending_usage: std::sync::Mutex<HashMap<(String, String), f64>>,
+    /// Usage booked since the last flush: per key and per model name, per period.
+    pending_usage: std::sync::Mutex<(Book, Book)>,
 }
 
 /// A reservation in the fleet's token window.
@@ -383,77 +388,81 @@ impl Shared {
     }
 
     /// The fleet's usage hashes: today's, this month's, and the 10-second bucket `bucket`.
-    fn usage_names(&self, wall: SystemTime, bucket: u64) -> [String; 3] {
+    /// The fleet's usage hashes of one period: today's, this month's, and the 10-second bucket.
+    fn usage_names(&self, (day, month, bucket): Period) -> [String; 3] {
         let p = &self.cfg.prefix;
         [
-            format!("{p}:usage:day:{}", utc_day(wall)),
-            format!("{p}:usage:month:{}", utc_month(wall)),
+            format!("{p}:usage:day:{day}"),
+            format!("{p}:usage:month:{month}"),
             format!("{p}:usage:10s:{bucket}"),
         ]
     }
 
-    /// Books a request (and its tokens and cost, once known) in the fleet's usage. Fields are
-    /// `key:<name>:requests|tokens|cost` and `model:<name>:...`. Counts add up here and go to Redis once a second
-    /// in one pipeline (`flush_usage`), so booking costs the request path a lock and a few additions, and Redis
+    /// Books a request (and its tokens and cost, once known) in the fleet's usage. Counts add up here, per
+    /// name and period, and go to Redis once a second in one pipeline (`flush_usage`): booking costs the request
+    /// path a lock and a few additions (a name is copied only the first time it is seen in a second), and Redis
     /// one round trip a second per replica whatever the traffic.
     pub(crate) fn add_usage(&self, key: &str, model: &str, add: (u64, u64, f64)) {
         let wall = SystemTime::now();
         let bucket = wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 10);
-        let [day, month, recent] = self.usage_names(wall, bucket);
+        let period = (utc_day(wall), utc_month(wall), bucket);
         let (requests, tokens, cost) = add;
         let mut pending = self.pending_usage.lock().unwrap_or_else(|p| p.into_inner());
-        for who in [format!("key:{key}"), format!("model:{model}")] {
-            for hash in [&day, &month, &recent] {
-                let mut book = |what: &str, amount: f64| {
-                    if amount > 0.0 {
-                        *pending
-                            .entry((hash.clone(), format!("{who}:{what}")))
-                            .or_default() += amount;
-                    }
-                };
-                book("requests", requests as f64);
-                book("tokens", tokens as f64);
-                if hash != &recent {
-                    book("cost", cost);
-                }
-            }
+        let (keys, models) = &mut *pending;
+        for (book, name) in [(keys, key), (models, model)] {
+            let periods = match book.get_mut(name) {
+                Some(p) => p,
+                None => book.entry(name.to_owned()).or_default(),
+            };
+            let c = periods.entry(period).or_default();
+            c.0 += requests;
+            c.1 += tokens;
+            c.2 += cost;
         }
     }
 
-    /// Sends the usage booked since the last flush. While Redis is down it is dropped: the fleet's usage view is
-    /// an overview, and the usage records are the ledger.
+    /// Sends the usage booked since the last flush, as fields `key:<name>:requests|tokens|cost` and
+    /// `model:<name>:...` of each period's hashes. While Redis is down it is dropped: the fleet's usage view is an
+    /// overview, and the usage records are the ledger.
     pub(crate) async fn flush_usage(&self) {
-        let batch =
+        let (keys, models) =
             std::mem::take(&mut *self.pending_usage.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
+        if keys.is_empty() && models.is_empty() {
             return;
         }
+        let mut pipe = redis::pipe();
+        let mut expiring = std::collections::BTreeMap::new();
+        for (kind, book) in [("key", keys), ("model", models)] {
+            for (name, periods) in book {
+                for (period, (requests, tokens, cost)) in periods {
+                    let [day, month, recent] = self.usage_names(period);
+                    for hash in [&day, &month, &recent] {
+                        pipe.hincr(hash, format!("{kind}:{name}:requests"), requests)
+                            .ignore();
+                        pipe.hincr(hash, format!("{kind}:{name}:tokens"), tokens)
+                            .ignore();
+                    }
+                    for hash in [&day, &month] {
+                        let field = format!("{kind}:{name}:cost");
+                        pipe.cmd("HINCRBYFLOAT")
+                            .arg(hash)
+                            .arg(field)
+                            .arg(cost)
+                            .ignore();
+                    }
+                    expiring.insert(day, 3 * 86_400);
+                    expiring.insert(month, 40 * 86_400);
+                    expiring.insert(recent, 80);
+                }
+            }
+        }
+        for (hash, ttl) in expiring {
+            pipe.expire(hash, ttl).ignore();
+        }
         let _ = self
-            .run(|mut c| async move {
-                let mut pipe = redis::pipe();
-                let mut hashes = std::collections::BTreeSet::new();
-                for ((hash, field), amount) in &batch {
-                    pipe.cmd("HINCRBYFLOAT")
-                        .arg(hash)
-                        .arg(field)
-                        .arg(*amount)
-                        .ignore();
-                    hashes.insert(hash.clone());
-                }
-                for hash in hashes {
-                    let ttl = if hash.contains(":usage:10s:") {
-                        80
-                    } else if hash.contains(":usage:day:") {
-                        3 * 86_400
-                    } else {
-                        40 * 86_400
-                    };
-                    pipe.expire(hash, ttl).ignore();
-                }
-                pipe.query_async::<()>(&mut c).await
-            })
+            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await;
     }
 
@@ -463,9 +472,10 @@ impl Shared {
         let now = wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 10);
-        let [day, month, _] = self.usage_names(wall, now);
+        let (day_n, month_n) = (utc_day(wall), utc_month(wall));
+        let [day, month, _] = self.usage_names((day_n, month_n, now));
         let recent: Vec<String> = (0..6)
-            .map(|i| self.usage_names(wall, now.saturating_sub(i))[2].clone())
+            .map(|i| self.usage_names((day_n, month_n, now.saturating_sub(i)))[2].clone())
             .collect();
         let maps: Vec<HashMap<String, String>> = self
             .run(|mut c| async move {
