@@ -49,8 +49,8 @@ pub(crate) fn now_ms() -> u128 {
 
 /// Where records go: the queue to the writer thread, and the OTLP logger.
 pub(crate) struct Records {
-    /// None once closed, or without a file.
-    tx: std::sync::Mutex<Option<SyncSender<Vec<u8>>>>,
+    /// None without a file. `close` sends an empty line, the writer's signal to finish.
+    tx: Option<SyncSender<Vec<u8>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     otlp: Option<(
         opentelemetry_sdk::logs::SdkLoggerProvider,
@@ -97,7 +97,7 @@ impl Records {
         let otlp = cfg.otlp_endpoint.as_deref().map(otlp_logger).transpose()?;
         let Some(path) = cfg.path.as_deref() else {
             return Ok(Records {
-                tx: std::sync::Mutex::new(None),
+                tx: None,
                 writer: std::sync::Mutex::new(None),
                 otlp,
                 dropped,
@@ -129,6 +129,10 @@ impl Records {
             .name("aigw-usage-records".into())
             .spawn(move || loop {
                 match rx.recv_timeout(FLUSH_EVERY) {
+                    Ok(line) if line.is_empty() => {
+                        writer.flush();
+                        return;
+                    }
                     Ok(line) => writer.write(&line),
                     Err(RecvTimeoutError::Timeout) => writer.flush(),
                     Err(RecvTimeoutError::Disconnected) => {
@@ -139,7 +143,7 @@ impl Records {
             })
             .map_err(|e| format!("usage records: {e}"))?;
         Ok(Records {
-            tx: std::sync::Mutex::new(Some(tx)),
+            tx: Some(tx),
             writer: std::sync::Mutex::new(Some(handle)),
             otlp: None,
             dropped,
@@ -150,16 +154,14 @@ impl Records {
         if let Some((_, logger)) = &self.otlp {
             emit(logger, record);
         }
+        // Without a file (OTLP alone) there is no line to write.
+        let Some(tx) = &self.tx else { return };
         let Ok(mut line) = serde_json::to_vec(record) else {
             return;
         };
         line.push(b'\n');
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref().map(|tx| tx.try_send(line)) {
-            Some(Ok(())) => {}
-            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
-                self.dropped.inc()
-            }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(line) {
+            self.dropped.inc();
         }
     }
 
@@ -168,7 +170,10 @@ impl Records {
         if let Some((provider, _)) = &self.otlp {
             let _ = provider.force_flush();
         }
-        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(tx) = &self.tx {
+            // Behind everything queued; blocks only while the queue is full.
+            let _ = tx.send(Vec::new());
+        }
         if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = handle.join();
         }
