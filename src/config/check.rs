@@ -174,15 +174,20 @@ pub(super) fn models(
             ));
         }
         let policy = m.policy.resolve(defaults, &format!("{at}.policy"))?;
+        let input = m.price.input_per_million;
         let price = Price {
-            input: m.price.input_per_million,
+            input,
             output: m.price.output_per_million,
+            cached_input: m.price.cached_input_per_million.unwrap_or(input),
+            cache_write: m.price.cache_write_per_million.unwrap_or(input),
         };
-        if !(price.input.is_finite()
-            && price.input >= 0.0
-            && price.output.is_finite()
-            && price.output >= 0.0)
-        {
+        let all = [
+            price.input,
+            price.output,
+            price.cached_input,
+            price.cache_write,
+        ];
+        if !all.iter().all(|p| p.is_finite() && *p >= 0.0) {
             return err(format!("{at}.price: prices must be 0 or more"));
         }
         let cache = m.cache.map(|c| c.check(&at)).transpose()?;

@@ -230,6 +230,10 @@ struct RawPrice {
     input_per_million: f64,
     #[serde(default)]
     output_per_million: f64,
+    /// Prompt tokens read from the provider's cache; the input price when unset.
+    cached_input_per_million: Option<f64>,
+    /// Prompt tokens written to the provider's cache; the input price when unset.
+    cache_write_per_million: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -472,12 +476,21 @@ pub(crate) struct RouteConfig {
 pub(crate) struct Price {
     pub(crate) input: f64,
     pub(crate) output: f64,
+    pub(crate) cached_input: f64,
+    pub(crate) cache_write: f64,
 }
 
 impl Price {
+    /// Cached and written prompt tokens at their own prices, the rest of the prompt at the input price.
     pub(crate) fn cost(&self, usage: &crate::proto::Usage) -> f64 {
-        (f64::from(usage.prompt_tokens.max(0)) * self.input
-            + f64::from(usage.completion_tokens.max(0)) * self.output)
+        let n = |v: i32| f64::from(v.max(0));
+        let cached = n(usage.cached_prompt_tokens);
+        let written = n(usage.cache_write_tokens);
+        let plain = (n(usage.prompt_tokens) - cached - written).max(0.0);
+        (plain * self.input
+            + cached * self.cached_input
+            + written * self.cache_write
+            + n(usage.completion_tokens) * self.output)
             / 1e6
     }
 }

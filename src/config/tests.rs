@@ -304,3 +304,38 @@ fn secrets_come_from_the_environment_or_a_file_it_names() {
     );
     assert_eq!(super::env_or_file("AIGW_CFG_TEST_UNSET"), None);
 }
+
+#[test]
+fn cached_and_written_prompt_tokens_have_their_own_prices() {
+    let priced = |price: &str| {
+        let text = BASE.replace("routes = [", &format!("price = {price}\n    routes = ["));
+        parse(&text).map(|cfg| cfg.models[0].price)
+    };
+    // 1,000 prompt tokens of which 600 read from the cache and 100 written to it, and 200 output tokens.
+    let usage = crate::proto::Usage {
+        prompt_tokens: 1000,
+        completion_tokens: 200,
+        total_tokens: 1200,
+        cached_prompt_tokens: 600,
+        cache_write_tokens: 100,
+        reasoning_tokens: 0,
+    };
+    let price = priced(
+        "{ input_per_million = 3.0, output_per_million = 15.0, cached_input_per_million = 0.3, cache_write_per_million = 3.75 }",
+    )
+    .unwrap();
+    let want = (300.0 * 3.0 + 600.0 * 0.3 + 100.0 * 3.75 + 200.0 * 15.0) / 1e6;
+    assert!(
+        (price.cost(&usage) - want).abs() < 1e-12,
+        "{}",
+        price.cost(&usage)
+    );
+    // Unset, they are the input price: a cached token costs what any prompt token does.
+    let price = priced("{ input_per_million = 3.0, output_per_million = 15.0 }").unwrap();
+    let want = (1000.0 * 3.0 + 200.0 * 15.0) / 1e6;
+    assert!((price.cost(&usage) - want).abs() < 1e-12);
+    let e = priced("{ input_per_million = 3.0, cached_input_per_million = -1.0 }")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("models[0].price"), "{e}");
+}

@@ -80,6 +80,7 @@ impl Entry {
                 prompt_tokens,
                 completion_tokens,
                 total_tokens,
+                ..Default::default()
             },
             kept.usage_estimated,
         ))

@@ -109,6 +109,18 @@ impl RpcLog {
             .completion_tokens
             .saturating_add(u.completion_tokens);
         self.usage.total_tokens = self.usage.total_tokens.saturating_add(u.total_tokens);
+        self.usage.cached_prompt_tokens = self
+            .usage
+            .cached_prompt_tokens
+            .saturating_add(u.cached_prompt_tokens);
+        self.usage.cache_write_tokens = self
+            .usage
+            .cache_write_tokens
+            .saturating_add(u.cache_write_tokens);
+        self.usage.reasoning_tokens = self
+            .usage
+            .reasoning_tokens
+            .saturating_add(u.reasoning_tokens);
         self.estimated |= estimated;
         let cost = self.price.cost(u);
         self.cost += cost;
@@ -242,6 +254,9 @@ impl Drop for RpcLog {
                     code: code_name(code),
                     prompt_tokens: self.usage.prompt_tokens,
                     completion_tokens: self.usage.completion_tokens,
+                    cached_prompt_tokens: self.usage.cached_prompt_tokens,
+                    cache_write_tokens: self.usage.cache_write_tokens,
+                    reasoning_tokens: self.usage.reasoning_tokens,
                     usage_estimated: self.estimated,
                     cost_usd: self.cost,
                     latency_ms,
@@ -261,6 +276,8 @@ impl Drop for RpcLog {
             overhead_us,
             prompt_tokens = self.usage.prompt_tokens,
             completion_tokens = self.usage.completion_tokens,
+            cached_prompt_tokens = self.usage.cached_prompt_tokens,
+            reasoning_tokens = self.usage.reasoning_tokens,
             usage_estimated = self.estimated,
             cost_usd = format_args!("{:.6}", self.cost),
             turns = self.turns,

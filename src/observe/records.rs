@@ -36,9 +36,20 @@ pub(crate) struct Record<'a> {
     pub(crate) code: &'a str,
     pub(crate) prompt_tokens: i32,
     pub(crate) completion_tokens: i32,
+    /// Parts of `prompt_tokens` and `completion_tokens`, priced apart; left out when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) cached_prompt_tokens: i32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) cache_write_tokens: i32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) reasoning_tokens: i32,
     pub(crate) usage_estimated: bool,
     pub(crate) cost_usd: f64,
     pub(crate) latency_ms: f64,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 pub(crate) fn now_ms() -> u128 {
@@ -207,6 +218,21 @@ fn emit(logger: &opentelemetry_sdk::logs::SdkLogger, r: &Record<'_>) {
         "gen_ai.usage.output_tokens",
         AnyValue::from(i64::from(r.completion_tokens)),
     );
+    for (name, n) in [
+        (
+            "gen_ai.usage.cache_read.input_tokens",
+            r.cached_prompt_tokens,
+        ),
+        (
+            "gen_ai.usage.cache_creation.input_tokens",
+            r.cache_write_tokens,
+        ),
+        ("reasoning_tokens", r.reasoning_tokens),
+    ] {
+        if n > 0 {
+            log.add_attribute(name, AnyValue::from(i64::from(n)));
+        }
+    }
     log.add_attribute("usage_estimated", AnyValue::from(r.usage_estimated));
     log.add_attribute("cost_usd", AnyValue::from(r.cost_usd));
     log.add_attribute("latency_ms", AnyValue::from(r.latency_ms));
@@ -290,6 +316,9 @@ mod tests {
             code: "OK",
             prompt_tokens: 3,
             completion_tokens: 4,
+            cached_prompt_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             usage_estimated: false,
             cost_usd: 0.5,
             latency_ms: 1.0,

@@ -168,6 +168,8 @@ macro_rules! genai_span {
             gen_ai.response.finish_reasons = tracing::field::Empty,
             gen_ai.usage.input_tokens = tracing::field::Empty,
             gen_ai.usage.output_tokens = tracing::field::Empty,
+            gen_ai.usage.cache_read.input_tokens = tracing::field::Empty,
+            gen_ai.usage.cache_creation.input_tokens = tracing::field::Empty,
         )
     };
 }
@@ -259,6 +261,21 @@ pub(crate) fn record_answer(
     if let Some(u) = usage {
         span.record("gen_ai.usage.input_tokens", i64::from(u.prompt_tokens));
         span.record("gen_ai.usage.output_tokens", i64::from(u.completion_tokens));
+        // Parts of input_tokens, as the conventions count them; only when the provider reported them.
+        for (name, n) in [
+            (
+                "gen_ai.usage.cache_read.input_tokens",
+                u.cached_prompt_tokens,
+            ),
+            (
+                "gen_ai.usage.cache_creation.input_tokens",
+                u.cache_write_tokens,
+            ),
+        ] {
+            if n > 0 {
+                span.record(name, i64::from(n));
+            }
+        }
     }
 }
 

@@ -90,6 +90,13 @@ fn out_usage(u: Option<Usage>, estimated: bool) -> Option<wire::OutUsage> {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
         total_tokens: u.total_tokens,
+        prompt_tokens_details: wire::PromptTokensDetails {
+            cached_tokens: u.cached_prompt_tokens,
+            cache_write_tokens: u.cache_write_tokens,
+        },
+        completion_tokens_details: wire::CompletionTokensDetails {
+            reasoning_tokens: u.reasoning_tokens,
+        },
         aigw_estimated: estimated,
     })
 }
@@ -350,6 +357,7 @@ mod tests {
                 prompt_tokens: 1,
                 completion_tokens: 2,
                 total_tokens: 3,
+                ..Default::default()
             }),
             finish_reason: "stop".into(),
             ..Default::default()
@@ -367,7 +375,9 @@ mod tests {
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(
             usage["usage"],
-            json!({"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3})
+            json!({"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3,
+                   "prompt_tokens_details": {"cached_tokens": 0},
+                   "completion_tokens_details": {"reasoning_tokens": 0}})
         );
         assert_eq!(parts[2], "data: [DONE]");
     }

@@ -263,9 +263,28 @@ pub(crate) struct OutUsage {
     pub(crate) prompt_tokens: i32,
     pub(crate) completion_tokens: i32,
     pub(crate) total_tokens: i32,
+    pub(crate) prompt_tokens_details: PromptTokensDetails,
+    pub(crate) completion_tokens_details: CompletionTokensDetails,
     /// The gateway's own: present (true) only when the upstream reported no usage and the gateway counted it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) aigw_estimated: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct PromptTokensDetails {
+    pub(crate) cached_tokens: i32,
+    /// Not OpenAI's: Anthropic's cache writes, when the upstream reports them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) cache_write_tokens: i32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct CompletionTokensDetails {
+    pub(crate) reasoning_tokens: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// `{"error": {...}}`, as OpenAI answers a failed request (and ends a failed stream).

@@ -167,6 +167,7 @@ fn answer(req: &IncomingRequest, tokens: Option<usize>) -> Reply {
             prompt_tokens: reply.usage.prompt_tokens,
             completion_tokens: completion,
             total_tokens: reply.usage.prompt_tokens + completion,
+            ..Default::default()
         };
     }
     reply

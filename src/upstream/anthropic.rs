@@ -242,12 +242,20 @@ impl WireUsage {
     }
 }
 
-fn usage(prompt: u64, completion: u64) -> Usage {
-    crate::upstream::openai::convert::usage(crate::upstream::openai::wire::WireUsage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
-    })
+/// Anthropic counts cache reads and writes apart from `input_tokens`; the gateway's prompt tokens hold all
+/// three, with the cached and written parts named.
+fn usage(prompt: WireUsage, completion: u64) -> Usage {
+    let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    Usage {
+        cached_prompt_tokens: clamp(prompt.cache_read_input_tokens),
+        cache_write_tokens: clamp(prompt.cache_creation_input_tokens),
+        ..crate::upstream::openai::convert::usage(crate::upstream::openai::wire::WireUsage {
+            prompt_tokens: prompt.prompt(),
+            completion_tokens: completion,
+            total_tokens: prompt.prompt() + completion,
+            ..Default::default()
+        })
+    }
 }
 
 /// Anthropic's stop reasons in OpenAI's words.
@@ -287,7 +295,7 @@ pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
             .as_deref()
             .map(finish_reason)
             .unwrap_or_default(),
-        usage: m.usage.map(|u| usage(u.prompt(), u.output_tokens)),
+        usage: m.usage.map(|u| usage(u, u.output_tokens)),
         tool_calls,
         logprobs: Vec::new(),
     })
@@ -361,7 +369,8 @@ struct RawTextDeltaBody {
 pub(crate) struct StreamState {
     /// Content block index -> tool call index, for `input_json_delta`s.
     tool_blocks: Vec<(usize, usize)>,
-    prompt_tokens: Option<u64>,
+    /// `message_start`'s input counts (updated by `message_delta` when it carries them).
+    prompt: Option<WireUsage>,
     output_tokens: Option<u64>,
     /// `message_stop` seen: the stream is complete.
     pub(crate) stopped: bool,
@@ -391,7 +400,7 @@ pub(crate) fn event(
             end.id = message.id;
             end.model = message.model;
             if let Some(u) = message.usage {
-                state.prompt_tokens = Some(u.prompt());
+                state.prompt = Some(u);
                 state.output_tokens = Some(u.output_tokens);
             }
             Ok(Piece::Nothing)
@@ -448,7 +457,7 @@ pub(crate) fn event(
             if let Some(u) = usage {
                 state.output_tokens = Some(u.output_tokens);
                 if u.prompt() > 0 {
-                    state.prompt_tokens = Some(u.prompt());
+                    state.prompt = Some(u);
                 }
             }
             Ok(Piece::Nothing)
@@ -461,7 +470,7 @@ pub(crate) fn event(
                     call.arguments.push_str("{}");
                 }
             }
-            if let (Some(p), Some(c)) = (state.prompt_tokens, state.output_tokens) {
+            if let (Some(p), Some(c)) = (state.prompt, state.output_tokens) {
                 end.usage = Some(usage(p, c));
             }
             Ok(Piece::Nothing)

@@ -270,6 +270,7 @@ fn usage(prompt: usize, completion: usize) -> Usage {
         prompt_tokens: count(prompt),
         completion_tokens: count(completion),
         total_tokens: count(prompt + completion),
+        ..Default::default()
     }
 }
 

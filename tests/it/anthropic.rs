@@ -7,7 +7,11 @@ use serde_json::{json, Value};
 
 /// Model "claude" (max_output_tokens 1000, default output 300) on an Anthropic upstream, one attempt per call.
 fn anthropic_config(up: &Upstream) -> aigw::config::Config {
-    config(&format!(
+    config(&anthropic_config_text(up))
+}
+
+fn anthropic_config_text(up: &Upstream) -> String {
+    format!(
         r#"
         [server]
         listen = "127.0.0.1:0"
@@ -28,7 +32,7 @@ fn anthropic_config(up: &Upstream) -> aigw::config::Config {
         retry = {{ attempts = 1 }}
         "#,
         up.base_url()
-    ))
+    )
 }
 
 fn start(id: &str) -> Value {
@@ -303,4 +307,86 @@ async fn failures_map_like_any_upstream() {
         .unwrap_err();
     assert_status(&status, tonic::Code::InvalidArgument, "anthropic");
     assert_eq!(up.calls(), calls);
+}
+
+/// Cache reads and writes come back named in the usage and are priced at the model's own rates.
+#[tokio::test]
+async fn cache_reads_and_writes_are_priced_at_their_rates() {
+    let usage = json!({"input_tokens": 1000, "cache_read_input_tokens": 100_000,
+                       "cache_creation_input_tokens": 2000, "output_tokens": 500});
+    let answer = json!({"id": "msg_c", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Cached."}], "stop_reason": "end_turn", "usage": usage});
+    let mut stream = text_stream(&["Cached."]);
+    stream[0]["message"]["usage"] = json!({"input_tokens": 1000, "cache_read_input_tokens": 100_000,
+                                            "cache_creation_input_tokens": 2000, "output_tokens": 1});
+    stream[5]["usage"] = json!({"output_tokens": 500});
+    let up = Upstream::start(vec![
+        Reply::json(200, &answer.to_string()),
+        Reply::anthropic_sse(&stream),
+        Reply::json(200, &answer.to_string()),
+    ])
+    .await;
+    let priced = anthropic_config_text(&up).replace(
+        "routes = [",
+        "price = { input_per_million = 3.0, output_per_million = 15.0, cached_input_per_million = 0.3, \
+         cache_write_per_million = 3.75 }\n        routes = [",
+    );
+    let gw = Gateway::start(config(&priced)).await;
+    // 1,000 plain prompt tokens at $3/M, 100,000 read at $0.30/M, 2,000 written at $3.75/M, 500 out at $15/M:
+    // $0.048, where pricing every prompt token at the input rate would say $0.3165.
+    let want = "0.048000";
+
+    let mut client = gw.client().await;
+    let resp = client
+        .generate(authed(generate("claude", "hi"), KEY))
+        .await
+        .unwrap();
+    assert_eq!(resp.metadata().get("aigw-cost-usd").unwrap(), want);
+    let u = resp.get_ref().usage.unwrap();
+    assert_eq!(
+        (
+            u.prompt_tokens,
+            u.cached_prompt_tokens,
+            u.cache_write_tokens,
+            u.completion_tokens
+        ),
+        (103_000, 100_000, 2000, 500)
+    );
+
+    let mut s = client
+        .stream_generate(authed(stream_request("claude", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(c) = s.message().await.unwrap() {
+        last = Some(c);
+    }
+    let u = last.unwrap().usage.unwrap();
+    assert_eq!(
+        (u.cached_prompt_tokens, u.cache_write_tokens),
+        (100_000, 2000)
+    );
+    let trailers = s.trailers().await.unwrap().unwrap();
+    assert_eq!(trailers.get("aigw-cost-usd").unwrap(), want);
+
+    // The REST door reports them as OpenAI does (cache writes are the gateway's addition).
+    let text = http()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .bearer_auth(KEY)
+        .body(
+            json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["usage"]["prompt_tokens_details"],
+        json!({"cached_tokens": 100_000, "cache_write_tokens": 2000})
+    );
+    assert_eq!(body["usage"]["prompt_tokens"], 103_000);
 }

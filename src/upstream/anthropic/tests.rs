@@ -182,7 +182,8 @@ fn whole_answers_translate_back() {
         "content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "Checking."},
                     {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Seoul"}}],
         "stop_reason": "tool_use",
-        "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7}});
+        "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3,
+                  "output_tokens": 7}});
     let done = completion(answer.to_string().as_bytes()).unwrap();
     assert_eq!(done.id, "msg_1");
     assert_eq!(done.content, "Checking.");
@@ -196,10 +197,12 @@ fn whole_answers_translate_back() {
         }]
     );
     let u = done.usage.unwrap();
+    // Cache reads and writes are prompt tokens, and named as such for their prices.
     assert_eq!(
         (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-        (15, 7, 22)
+        (18, 7, 25)
     );
+    assert_eq!((u.cached_prompt_tokens, u.cache_write_tokens), (5, 3));
     for (stop, reason) in [
         ("end_turn", "stop"),
         ("stop_sequence", "stop"),
@@ -215,7 +218,7 @@ fn whole_answers_translate_back() {
 fn stream_events_translate_back() {
     let events = [
         json!({"type": "message_start", "message": {"id": "msg_s", "type": "message", "role": "assistant",
-            "model": "claude-x", "content": [], "stop_reason": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+            "model": "claude-x", "content": [], "stop_reason": null, "usage": {"input_tokens": 12, "cache_read_input_tokens": 100, "output_tokens": 1}}}),
         json!({"type": "ping"}),
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
@@ -264,7 +267,10 @@ fn stream_events_translate_back() {
         ]
     );
     let u = end.usage.unwrap();
-    assert_eq!((u.prompt_tokens, u.completion_tokens), (12, 20));
+    assert_eq!(
+        (u.prompt_tokens, u.cached_prompt_tokens, u.completion_tokens),
+        (112, 100, 20)
+    );
     // An error event ends the stream with the upstream's message.
     let err = event(
         &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})

@@ -147,6 +147,7 @@ pub(crate) fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usa
         prompt_tokens: clamp(p),
         completion_tokens: clamp(c),
         total_tokens: clamp(p + c),
+        ..Default::default()
     }
 }
 
@@ -158,10 +159,22 @@ pub(crate) fn usage(u: WireUsage) -> Usage {
     } else {
         u.total_tokens
     };
+    let cached = u
+        .prompt_tokens_details
+        .cached_tokens
+        .max(u.prompt_cache_hit_tokens);
     Usage {
         prompt_tokens: clamp(u.prompt_tokens),
         completion_tokens: clamp(u.completion_tokens),
         total_tokens: clamp(total),
+        // Parts of the totals, never more than them whatever the upstream says.
+        cached_prompt_tokens: clamp(cached.min(u.prompt_tokens)),
+        cache_write_tokens: 0,
+        reasoning_tokens: clamp(
+            u.completion_tokens_details
+                .reasoning_tokens
+                .min(u.completion_tokens),
+        ),
     }
 }
 
@@ -461,6 +474,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 5,
             total_tokens: 15,
+            ..Default::default()
         });
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.total_tokens),
@@ -470,13 +484,48 @@ mod tests {
             prompt_tokens: 3,
             completion_tokens: 4,
             total_tokens: 0,
+            ..Default::default()
         });
         assert_eq!(u.total_tokens, 7);
         let u = usage(WireUsage {
             prompt_tokens: u64::MAX,
             completion_tokens: 0,
             total_tokens: u64::MAX,
+            ..Default::default()
         });
         assert_eq!(u.prompt_tokens, i32::MAX);
+    }
+
+    #[test]
+    fn cached_and_reasoning_tokens_are_read_as_parts_of_the_totals() {
+        let read = |body: &str| usage(serde_json::from_str::<WireUsage>(body).unwrap());
+        let u = read(
+            r#"{"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+                "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 256, "audio_tokens": 0}}"#,
+        );
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cached_prompt_tokens,
+                u.completion_tokens,
+                u.reasoning_tokens
+            ),
+            (2006, 1920, 300, 256)
+        );
+        // DeepSeek's field; nulls where a provider does not count; a part never exceeds its total.
+        let u =
+            read(r#"{"prompt_tokens": 50, "completion_tokens": 5, "prompt_cache_hit_tokens": 40}"#);
+        assert_eq!((u.cached_prompt_tokens, u.total_tokens), (40, 55));
+        let u = read(
+            r#"{"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": null,
+                "completion_tokens_details": {"reasoning_tokens": null}}"#,
+        );
+        assert_eq!((u.cached_prompt_tokens, u.reasoning_tokens), (0, 0));
+        let u = read(
+            r#"{"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 99},
+                "completion_tokens_details": {"reasoning_tokens": 99}}"#,
+        );
+        assert_eq!((u.cached_prompt_tokens, u.reasoning_tokens), (10, 5));
     }
 }

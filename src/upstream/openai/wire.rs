@@ -254,6 +254,34 @@ pub(crate) struct WireUsage {
     pub(crate) completion_tokens: u64,
     #[serde(default)]
     pub(crate) total_tokens: u64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) prompt_tokens_details: PromptDetails,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) completion_tokens_details: CompletionDetails,
+    /// DeepSeek's name for cached prompt tokens.
+    #[serde(default)]
+    pub(crate) prompt_cache_hit_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct PromptDetails {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct CompletionDetails {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) reasoning_tokens: u64,
+}
+
+/// Some providers send `null` for a detail they do not count.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `{"error": {...}}`, the body of an OpenAI error response.
