@@ -101,6 +101,14 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
 
 /// One message; the error starts with the field inside it.
 fn message(m: InMessage) -> Result<Message, String> {
+    let mut cache_control = m.cache_control.map(Into::into);
+    if let Some(Content::Parts(parts)) = &m.content {
+        let marked = parts.iter().rev().find_map(|p| match p {
+            Part::Text { cache_control, .. } => cache_control.clone(),
+            _ => None,
+        });
+        cache_control = cache_control.or(marked.map(Into::into));
+    }
     let (content, parts) = match m.content {
         None => (String::new(), Vec::new()),
         Some(Content::Text(s)) => (s, Vec::new()),
@@ -109,7 +117,7 @@ fn message(m: InMessage) -> Result<Message, String> {
             let text = parts
                 .into_iter()
                 .filter_map(|p| match p {
-                    Part::Text { text } => Some(text),
+                    Part::Text { text, .. } => Some(text),
                     _ => None,
                 })
                 .collect();
@@ -121,7 +129,7 @@ fn message(m: InMessage) -> Result<Message, String> {
                 .enumerate()
                 .map(|(j, p)| {
                     let part = match p {
-                        Part::Text { text } => content_part::Part::Text(text),
+                        Part::Text { text, .. } => content_part::Part::Text(text),
                         Part::ImageUrl { image_url } => content_part::Part::ImageUrl(ImageUrl {
                             url: image_url.url,
                             detail: image_url.detail.unwrap_or_default(),
@@ -155,6 +163,7 @@ fn message(m: InMessage) -> Result<Message, String> {
         tool_call_id: m.tool_call_id.unwrap_or_default(),
         tool_calls,
         parts,
+        cache_control,
     })
 }
 
@@ -168,6 +177,7 @@ fn tool(t: InTool) -> Tool {
             .map(|p| serde_json::Value::Object(p).to_string())
             .unwrap_or_default(),
         strict: f.strict,
+        cache_control: t.cache_control.map(Into::into),
     }
 }
 
@@ -312,6 +322,7 @@ mod tests {
                         description: "d".into(),
                         parameters_json: r#"{"type":"object"}"#.into(),
                         strict: Some(true),
+                        cache_control: None,
                     }],
                     tool_choice: Some(ToolChoice {
                         choice: Some(Choice::Function("f".into())),
@@ -409,6 +420,29 @@ mod tests {
             parsed.messages,
             vec![msg("system", "be brief"), image, called, result]
         );
+    }
+
+    #[test]
+    fn cache_marks_pass_through_on_messages_parts_and_tools() {
+        let parsed = with(json!({
+            "messages": [
+                {"role": "system", "content": "manual", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                {"role": "user", "content": [{"type": "text", "text": "q", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "user", "content": "plain"}],
+            "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}]}));
+        let mark = |ttl: &str| {
+            Some(crate::proto::CacheControl {
+                r#type: "ephemeral".into(),
+                ttl: ttl.into(),
+            })
+        };
+        let marks: Vec<_> = parsed
+            .messages
+            .iter()
+            .map(|m| m.cache_control.clone())
+            .collect();
+        assert_eq!(marks, vec![mark("1h"), mark(""), None]);
+        assert_eq!(parsed.config.unwrap().tools[0].cache_control, mark(""));
     }
 
     #[test]

@@ -41,6 +41,25 @@ pub(crate) struct InTool {
     #[allow(dead_code)] // read only to check it: "function" is the one type
     pub(crate) kind: FunctionType,
     pub(crate) function: InFunction,
+    pub(crate) cache_control: Option<InCacheControl>,
+}
+
+/// `{"type": "ephemeral", "ttl": "1h"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InCacheControl {
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) ttl: Option<String>,
+}
+
+impl From<InCacheControl> for crate::proto::CacheControl {
+    fn from(c: InCacheControl) -> Self {
+        crate::proto::CacheControl {
+            r#type: c.kind,
+            ttl: c.ttl.unwrap_or_default(),
+        }
+    }
 }
 
 /// The only tool type of chat completions.
@@ -116,6 +135,8 @@ pub(crate) struct InMessage {
     pub(crate) name: Option<String>,
     pub(crate) tool_call_id: Option<String>,
     pub(crate) tool_calls: Option<Vec<InToolCall>>,
+    /// Anthropic's prompt-cache mark, as gateways in front of Claude accept it on a message.
+    pub(crate) cache_control: Option<InCacheControl>,
     /// Sent back by some clients with the assistant's earlier answer; nothing to pass on.
     #[allow(dead_code)]
     pub(crate) refusal: Option<String>,
@@ -149,6 +170,9 @@ pub(crate) enum Content {
 pub(crate) enum Part {
     Text {
         text: String,
+        /// A mark on a part marks its message.
+        #[serde(default)]
+        cache_control: Option<InCacheControl>,
     },
     ImageUrl {
         image_url: InImageUrl,

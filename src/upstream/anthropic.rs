@@ -40,18 +40,20 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
             return Err(unsupported("config.response_format"));
         }
     }
-    let mut system: Vec<String> = Vec::new();
+    let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
     for m in &req.messages {
-        let (role, blocks) = match m.role {
+        let (role, mut blocks) = match m.role {
             "system" | "developer" => {
-                system.push(m.text().into_owned());
+                system.push(text_block(&m.text()));
+                mark_last(&mut system, m.cache_control.as_ref());
                 continue;
             }
             "tool" => ("user", vec![tool_result(m)]),
             "assistant" => ("assistant", assistant_blocks(m)),
             _ => ("user", content_blocks(m)),
         };
+        mark_last(&mut blocks, m.cache_control.as_ref());
         match turns.last_mut() {
             Some((last, merged)) if *last == role => merged.extend(blocks),
             _ => turns.push((role, blocks)),
@@ -64,8 +66,17 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
     let mut body = Map::new();
     body.insert("model".into(), Value::from(req.model));
     body.insert("messages".into(), Value::Array(messages));
-    if !system.is_empty() {
-        body.insert("system".into(), Value::from(system.join("\n\n")));
+    // One string unless a cache mark needs the block form.
+    let marked = system.iter().any(|b| b.get("cache_control").is_some());
+    match system.len() {
+        0 => {}
+        _ if marked => {
+            body.insert("system".into(), Value::Array(system));
+        }
+        _ => {
+            let texts: Vec<&str> = system.iter().filter_map(|b| b["text"].as_str()).collect();
+            body.insert("system".into(), Value::from(texts.join("\n\n")));
+        }
     }
     let max = req.max_output_tokens().unwrap_or(1);
     body.insert("max_tokens".into(), Value::from(max));
@@ -85,7 +96,19 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
     if !req.tools.is_empty() {
-        let tools = req.tools.iter().map(tool).collect();
+        let marks = req.tool_cache_control.iter().map(Option::as_ref);
+        let tools = req
+            .tools
+            .iter()
+            .zip(marks.chain(std::iter::repeat(None)))
+            .map(|(t, mark)| {
+                let mut t = tool(t);
+                if let Some(mark) = mark {
+                    t["cache_control"] = mark.clone();
+                }
+                t
+            })
+            .collect();
         body.insert("tools".into(), Value::Array(tools));
     }
     if let Some(choice) = tool_choice(req.tool_choice.as_ref(), req.parallel_tool_calls) {
@@ -102,6 +125,13 @@ fn float(v: f32) -> Value {
     v.to_string()
         .parse::<f64>()
         .map_or(Value::Null, Value::from)
+}
+
+/// Puts a message's cache mark on its last block, where Anthropic reads it.
+fn mark_last(blocks: &mut [Value], mark: Option<&Value>) {
+    if let (Some(last), Some(mark)) = (blocks.last_mut(), mark) {
+        last["cache_control"] = mark.clone();
+    }
 }
 
 fn text_block(text: &str) -> Value {

@@ -81,7 +81,9 @@ async fn unary_answer_is_an_openai_completion() {
     );
     assert_eq!(
         body["usage"],
-        json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7})
+        json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7,
+               "prompt_tokens_details": {"cached_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 0}})
     );
     // The upstream got the same request a gRPC call would have sent.
     let sent = &up.requests()[0].body;
@@ -141,7 +143,9 @@ async fn stream_is_openai_sse_over_http1_and_h2() {
         assert_eq!(chunks[n - 1]["choices"], json!([]));
         assert_eq!(
             chunks[n - 1]["usage"],
-            json!({"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9})
+            json!({"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9,
+                   "prompt_tokens_details": {"cached_tokens": 0},
+                   "completion_tokens_details": {"reasoning_tokens": 0}})
         );
         assert!(chunks[..n - 1].iter().all(|c| c["usage"].is_null()));
     }

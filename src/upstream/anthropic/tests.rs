@@ -93,6 +93,7 @@ fn requests_become_messages_api_bodies() {
                 parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#
                     .into(),
                 strict: None,
+                cache_control: None,
             },
             Tool {
                 name: "get_time".into(),
@@ -315,4 +316,81 @@ fn a_surrogate_pair_split_between_text_deltas_is_joined() {
         event(odd, &mut state, &mut reading),
         Err(ChunkError::Invalid(_))
     ));
+}
+
+#[test]
+fn cache_marks_go_on_the_last_block_of_their_message_and_tool() {
+    let mark = |ttl: &str| {
+        Some(crate::proto::CacheControl {
+            r#type: "ephemeral".into(),
+            ttl: ttl.into(),
+        })
+    };
+    let messages = [
+        Message {
+            cache_control: mark("1h"),
+            ..msg("system", "A long manual.")
+        },
+        Message {
+            cache_control: mark(""),
+            ..msg("user", "First question.")
+        },
+        msg("user", "Second."),
+    ];
+    let config = GenerationConfig {
+        tools: vec![
+            Tool {
+                name: "a".into(),
+                ..Default::default()
+            },
+            Tool {
+                name: "b".into(),
+                cache_control: mark("5m"),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let sent = body(&messages, Some(&config)).unwrap();
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
+    );
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": [
+            {"type": "text", "text": "First question.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Second."}]}])
+    );
+    assert_eq!(sent["tools"][0].get("cache_control"), None);
+    assert_eq!(
+        sent["tools"][1]["cache_control"],
+        json!({"type": "ephemeral", "ttl": "5m"})
+    );
+    // OpenAI-style upstreams cache on their own and never see the marks.
+    let openai = chat_request(
+        "m",
+        &messages,
+        Some(&config),
+        MaxTokensField::MaxTokens,
+        false,
+    );
+    let text = serde_json::to_string(&openai).unwrap();
+    assert!(
+        !text.contains("cache_control") && !text.contains("ephemeral"),
+        "{text}"
+    );
+    // Unknown kinds and lifetimes are refused by name.
+    let bad = [Message {
+        cache_control: Some(crate::proto::CacheControl {
+            r#type: "ephemeral".into(),
+            ttl: "2h".into(),
+        }),
+        ..msg("user", "x")
+    }];
+    let err = crate::upstream::openai::convert::check_messages(&bad).unwrap_err();
+    assert!(
+        err.to_string().contains("messages[0].cache_control.ttl"),
+        "{err}"
+    );
 }

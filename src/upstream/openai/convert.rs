@@ -115,6 +115,14 @@ pub fn chat_request<'a>(
             .and_then(|c| c.provider_options.as_ref())
             .map(extras::struct_to_json)
             .unwrap_or_default(),
+        tool_cache_control: config
+            .map(|c| {
+                c.tools
+                    .iter()
+                    .map(|t| extras::cache_control(t.cache_control.as_ref()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -125,6 +133,7 @@ fn chat_message(m: &Message) -> ChatMessage<'_> {
         name: (!m.name.is_empty()).then_some(m.name.as_str()),
         tool_call_id: (!m.tool_call_id.is_empty()).then_some(m.tool_call_id.as_str()),
         tool_calls: extras::tool_calls(&m.tool_calls),
+        cache_control: extras::cache_control(m.cache_control.as_ref()),
     }
 }
 

@@ -8,8 +8,9 @@ use serde_json::{json, Map, Value};
 use crate::{
     error::GatewayError,
     proto::{
-        content_part::Part, response_format::Format, tool_choice::Choice, GenerationConfig,
-        Message, ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice, TopLogprob,
+        content_part::Part, response_format::Format, tool_choice::Choice, CacheControl,
+        GenerationConfig, Message, ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice,
+        TopLogprob,
     },
     upstream::openai::wire::{
         AnswerToolCall, ChatContent, ChatPart, ImageUrl, Logprobs, ToolCallDelta, WireFunction,
@@ -89,6 +90,9 @@ pub(crate) fn check_message(list: &str, i: usize, m: &Message) -> Result<(), Gat
             at("tool_call_id")
         )));
     }
+    if let Some(c) = &m.cache_control {
+        check_cache_control(&at("cache_control"), c)?;
+    }
     if !m.tool_calls.is_empty() && m.role != "assistant" {
         return Err(invalid(format!(
             "{}: only for role 'assistant'",
@@ -165,6 +169,9 @@ pub(crate) fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
         }
     }
     for (i, tool) in c.tools.iter().enumerate() {
+        if let Some(c) = &tool.cache_control {
+            check_cache_control(&format!("config.tools[{i}].cache_control"), c)?;
+        }
         if !valid_name(&tool.name) {
             return Err(invalid(format!(
                 "config.tools[{i}].name: '{}' must be 1..64 letters, digits, _ or -",
@@ -315,6 +322,33 @@ pub(crate) fn tool_calls(calls: &[ToolCall]) -> Vec<WireToolCall<'_>> {
 }
 
 /// Tool definitions as OpenAI takes them (schemas were checked to be JSON objects).
+fn check_cache_control(at: &str, c: &CacheControl) -> Result<(), GatewayError> {
+    if !matches!(c.r#type.as_str(), "" | "ephemeral") {
+        return Err(invalid(format!(
+            "{at}.type: '{}' is not 'ephemeral'",
+            c.r#type
+        )));
+    }
+    if !matches!(c.ttl.as_str(), "" | "5m" | "1h") {
+        return Err(invalid(format!(
+            "{at}.ttl: '{}' is not '5m' or '1h'",
+            c.ttl
+        )));
+    }
+    Ok(())
+}
+
+/// A cache mark as Anthropic writes it: `{"type": "ephemeral"}`, with its `ttl` when one is named.
+pub(crate) fn cache_control(c: Option<&CacheControl>) -> Option<Value> {
+    c.map(|c| {
+        let mut out = json!({"type": "ephemeral"});
+        if !c.ttl.is_empty() {
+            out["ttl"] = Value::from(c.ttl.as_str());
+        }
+        out
+    })
+}
+
 pub(crate) fn tools(tools: &[Tool]) -> Vec<Value> {
     tools
         .iter()

@@ -48,6 +48,9 @@ pub struct ChatRequest<'a> {
     /// Provider-specific fields, merged into the body (checked not to collide with the fields above).
     #[serde(flatten)]
     pub(crate) provider_options: Map<String, Value>,
+    /// Per tool, its prompt-cache mark: Anthropic's alone, never sent to OpenAI-style upstreams.
+    #[serde(skip)]
+    pub(crate) tool_cache_control: Vec<Option<Value>>,
 }
 
 impl ChatRequest<'_> {
@@ -69,6 +72,9 @@ pub(crate) struct ChatMessage<'a> {
     pub(crate) tool_call_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) tool_calls: Vec<WireToolCall<'a>>,
+    /// The message's prompt-cache mark: Anthropic's alone, never sent to OpenAI-style upstreams.
+    #[serde(skip)]
+    pub(crate) cache_control: Option<Value>,
 }
 
 impl ChatMessage<'_> {

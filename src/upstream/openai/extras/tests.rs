@@ -27,6 +27,7 @@ fn weather() -> Tool {
         description: "Weather now".into(),
         parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
         strict: Some(true),
+        cache_control: None,
     }
 }
 
