@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use super::{GroupConfig, Price, RawHeader, UpstreamAuth};
 
 use super::{
-    defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, RawKey,
-    RawModel, RawUpstream, RouteConfig, UpstreamConfig, UpstreamKind,
+    defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, ModelKind,
+    RawKey, RawModel, RawUpstream, RouteConfig, UpstreamConfig, UpstreamKind,
 };
 
 pub(super) fn upstream(
@@ -104,6 +104,7 @@ pub(super) fn models(
     raw: Vec<RawModel>,
     defaults: policy::RawPolicy,
     upstreams: &HashMap<String, usize>,
+    upstream_configs: &[UpstreamConfig],
 ) -> Result<Vec<ModelConfig>, ConfigError> {
     // The defaults alone must be valid too, so a bad [model_defaults] is named as such.
     defaults.resolve(policy::RawPolicy::default(), "model_defaults")?;
@@ -126,12 +127,32 @@ pub(super) fn models(
                 ));
             }
         }
-        if m.max_output_tokens == 0 || m.max_output_tokens > i32::MAX as u32 {
-            return err(format!(
-                "{at}.max_output_tokens: must be between 1 and {}",
-                i32::MAX
-            ));
-        }
+        let max_output_tokens = match m.kind {
+            ModelKind::Chat => match m.max_output_tokens {
+                None => return err(format!("{at}.max_output_tokens: required for a chat model")),
+                Some(n) if n == 0 || n > i32::MAX as u32 => {
+                    return err(format!(
+                        "{at}.max_output_tokens: must be between 1 and {}",
+                        i32::MAX
+                    ))
+                }
+                Some(n) => n,
+            },
+            ModelKind::Embedding => {
+                if m.max_output_tokens.is_some()
+                    || m.default_output_tokens.is_some()
+                    || m.context_window.is_some()
+                    || !m.context_fallbacks.is_empty()
+                {
+                    return err(format!(
+                        "{at}: an embedding model takes no max_output_tokens, default_output_tokens, \
+                         context_window or context_fallbacks"
+                    ));
+                }
+                // Nothing is generated; admission reserves the input alone (`Gateway::admit_embedding`).
+                1
+            }
+        };
         if m.routes.is_empty() {
             return err(format!("{at}.routes: at least one route is required"));
         }
@@ -153,6 +174,15 @@ pub(super) fn models(
                 Some(_) if r.weight == 0 => {
                     err(format!("{at}.routes[{j}].weight: must be at least 1"))
                 }
+                Some(&u)
+                    if m.kind == ModelKind::Embedding
+                        && upstream_configs[u].kind == UpstreamKind::Anthropic =>
+                {
+                    err(format!(
+                        "{at}.routes[{j}].upstream: '{}' speaks Anthropic's API, which has no embeddings",
+                        r.upstream
+                    ))
+                }
                 Some(&upstream) => Ok(RouteConfig {
                     upstream,
                     model: r.model,
@@ -162,8 +192,8 @@ pub(super) fn models(
             .collect::<Result<Vec<_>, _>>()?;
         let default_output_tokens = m
             .default_output_tokens
-            .unwrap_or(defaults::OUTPUT_BUDGET.min(m.max_output_tokens));
-        if default_output_tokens == 0 || default_output_tokens > m.max_output_tokens {
+            .unwrap_or(defaults::OUTPUT_BUDGET.min(max_output_tokens));
+        if default_output_tokens == 0 || default_output_tokens > max_output_tokens {
             return err(format!(
                 "{at}.default_output_tokens: must be between 1 and max_output_tokens"
             ));
@@ -194,8 +224,9 @@ pub(super) fn models(
         models.push(ModelConfig {
             cache,
             name: m.name,
+            kind: m.kind,
             aliases: m.aliases,
-            max_output_tokens: m.max_output_tokens,
+            max_output_tokens,
             default_output_tokens,
             context_window: m.context_window,
             context_fallbacks: m.context_fallbacks,

@@ -206,8 +206,11 @@ enum RawHeader {
 struct RawModel {
     name: String,
     #[serde(default)]
+    kind: ModelKind,
+    #[serde(default)]
     aliases: Vec<String>,
-    max_output_tokens: u32,
+    /// Required for chat models; embedding models have no output.
+    max_output_tokens: Option<u32>,
     default_output_tokens: Option<u32>,
     /// Tokens the model can take in all (prompt and output).
     context_window: Option<u32>,
@@ -308,6 +311,16 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// What a model does: chat (Generate, StreamGenerate, InteractiveStream, the chat and Responses doors) or
+/// embeddings (Embed, `POST /v1/embeddings`). Each is refused the other's calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ModelKind {
+    #[default]
+    Chat,
+    Embedding,
 }
 
 /// The dialect an upstream speaks.
@@ -448,6 +461,7 @@ impl std::fmt::Debug for UpstreamConfig {
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub(crate) name: String,
+    pub(crate) kind: ModelKind,
     pub(crate) aliases: Vec<String>,
     pub(crate) max_output_tokens: u32,
     /// Output tokens reserved against tpm when the client sets no max_tokens.
@@ -568,7 +582,7 @@ impl Config {
                 return err(format!("upstreams[{i}].name: '{}' is used twice", u.name));
             }
         }
-        let models = check::models(raw.models, raw.model_defaults, &upstream_index)?;
+        let models = check::models(raw.models, raw.model_defaults, &upstream_index, &upstreams)?;
         let groups = check::groups(raw.groups)?;
         let keys = check::keys(raw.keys, raw.limits.key_default(), &models, &groups, &env)?;
         let admin_key = match &raw.admin.key_env {

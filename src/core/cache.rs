@@ -314,6 +314,39 @@ pub(crate) fn key(model: &str, messages: &[Message], config: Option<&GenerationC
     h.finalize().into()
 }
 
+/// An embeddings request's plan: embeddings are deterministic, so any request to a caching model is kept,
+/// keyed by the model, the texts and the asked size.
+pub(crate) fn embed_plan(
+    policy: Option<&ModelCache>,
+    control: CacheControl,
+    model: &str,
+    input: &[String],
+    dimensions: Option<i32>,
+) -> Plan {
+    if policy.is_none() {
+        return Plan::Off;
+    }
+    if control.no_store {
+        return Plan::Bypass;
+    }
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(b"aigw-embed-v1");
+    field(model.as_bytes());
+    field(&dimensions.unwrap_or(0).to_le_bytes());
+    field(&(input.len() as u64).to_le_bytes());
+    for text in input {
+        field(text.as_bytes());
+    }
+    Plan::Use {
+        key: h.finalize().into(),
+        read: !control.no_cache,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +377,35 @@ mod tests {
             Usage::default(),
             false,
         )
+    }
+
+    #[test]
+    fn embeddings_are_kept_by_model_texts_and_size() {
+        let policy = ModelCache {
+            ttl: Duration::from_secs(60),
+            any_temperature: false,
+            charge_hits: false,
+        };
+        let plan = |model: &str, input: &[&str], dims: Option<i32>| {
+            let input: Vec<String> = input.iter().map(|s| (*s).to_owned()).collect();
+            embed_plan(Some(&policy), CacheControl::default(), model, &input, dims).key()
+        };
+        let base = plan("e", &["a", "b"], None);
+        assert!(base.is_some());
+        assert_eq!(base, plan("e", &["a", "b"], None));
+        for other in [
+            plan("f", &["a", "b"], None),
+            plan("e", &["ab"], None),
+            plan("e", &["b", "a"], None),
+            plan("e", &["a", "b"], Some(8)),
+        ] {
+            assert_ne!(base, other);
+        }
+        let input = ["a".to_owned()];
+        assert_eq!(
+            embed_plan(None, CacheControl::default(), "e", &input, None),
+            Plan::Off
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::{
     admission::registry::{Registry, RegistryError},
     admission::shared::{Down, Shared},
     admission::usage::UsageBook,
-    config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
+    config::{Config, InteractiveConfig, ModelKind, OnFailure, ScalingConfig},
     core::cache::{self, ResponseCache},
     core::catalog::{Catalog, Current},
     error::GatewayError,
@@ -83,6 +83,24 @@ fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
             tokio::time::sleep(FOLLOW_EVERY).await;
         }
     });
+}
+
+/// The most texts one embeddings call takes, as OpenAI's API.
+pub(crate) const MAX_EMBED_INPUTS: usize = 2048;
+
+/// The model, if it does what the call asks (chat or embeddings); else INVALID_ARGUMENT naming the right call.
+pub(crate) fn of_kind(model: &Arc<Model>, kind: ModelKind) -> Result<Arc<Model>, GatewayError> {
+    if model.kind == kind {
+        return Ok(model.clone());
+    }
+    let what = match model.kind {
+        ModelKind::Chat => "a chat model: call Generate, StreamGenerate or InteractiveStream (POST /v1/chat/completions or /v1/responses)",
+        ModelKind::Embedding => "an embedding model: call Embed (POST /v1/embeddings)",
+    };
+    Err(GatewayError::InvalidArgument(format!(
+        "model '{}' is {what}",
+        model.name
+    )))
 }
 
 /// Refuses a request whose estimated prompt plus the output it asks for (its max_tokens, else the model's
@@ -327,7 +345,7 @@ impl Gateway {
         config: Option<&GenerationConfig>,
     ) -> Result<Arc<Model>, GatewayError> {
         let catalog = self.catalog();
-        let model = catalog.router.resolve(model, who)?.clone();
+        let model = of_kind(catalog.router.resolve(model, who)?, ModelKind::Chat)?;
         convert::check_messages(messages)?;
         convert::check_config(config, model.max_output_tokens)?;
         let Err(too_large) = fits_the_window(&model, messages, config) else {
@@ -389,6 +407,46 @@ impl Gateway {
         Some(bigger)
     }
 
+    /// Resolves and checks an embeddings request: a model of kind "embedding", 1..=2048 inputs, none empty,
+    /// and `dimensions` of at least 1 when set.
+    pub(crate) fn check_embedding(
+        &self,
+        who: &Identity,
+        model: &str,
+        input: &[String],
+        dimensions: Option<i32>,
+    ) -> Result<Arc<Model>, GatewayError> {
+        let model = of_kind(
+            self.catalog().router.resolve(model, who)?,
+            ModelKind::Embedding,
+        )?;
+        let invalid = |m: String| Err(GatewayError::InvalidArgument(m));
+        if input.is_empty() || input.len() > MAX_EMBED_INPUTS {
+            return invalid(format!(
+                "input: {} texts; between 1 and {MAX_EMBED_INPUTS} are taken",
+                input.len()
+            ));
+        }
+        if let Some(i) = input.iter().position(String::is_empty) {
+            return invalid(format!("input[{i}]: must not be empty"));
+        }
+        if let Some(d) = dimensions.filter(|&d| d < 1) {
+            return invalid(format!("dimensions: {d} is not a positive number"));
+        }
+        Ok(model)
+    }
+
+    /// Admits an embeddings call: as [`Gateway::admit`], reserving the input estimate alone (nothing is
+    /// generated).
+    pub(crate) async fn admit_embedding(
+        &self,
+        who: &Identity,
+        input: &[String],
+    ) -> Result<Admission, GatewayError> {
+        self.admit_tokens(who, crate::upstream::openai::embeddings::estimate(input))
+            .await
+    }
+
     /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt
     /// estimate plus max_tokens (or the model's default output budget).
     pub(crate) async fn admit(
@@ -398,7 +456,11 @@ impl Gateway {
         messages: &[Message],
         config: Option<&GenerationConfig>,
     ) -> Result<Admission, GatewayError> {
-        let tokens = reserve(model, messages, config);
+        self.admit_tokens(who, reserve(model, messages, config))
+            .await
+    }
+
+    async fn admit_tokens(&self, who: &Identity, tokens: u64) -> Result<Admission, GatewayError> {
         let admitted = async {
             let permits = self.permits(who)?;
             Ok(permits.with_rates(self.rates(who, tokens).await?))

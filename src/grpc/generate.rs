@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
-    cache_header,
+    conclude,
     pipeline::{self, Ask, Opened},
     Start,
 };
@@ -29,7 +29,7 @@ pub(crate) async fn handle(
     let req = request.into_inner();
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
-    telemetry::record_request(&span, &req.model);
+    telemetry::record_request(&span, &req.model, "chat");
     let rpc_span = span.clone();
     let result = async {
         let ask = Ask {
@@ -115,14 +115,5 @@ pub(crate) async fn handle(
     }
     .instrument(span)
     .await;
-    match result {
-        Ok((resp, cached)) => {
-            log.finish(Ok(()));
-            Ok(cache_header(start.respond(resp), cached))
-        }
-        Err(e) => {
-            log.finish(Err(&e));
-            Err(start.fail(e))
-        }
-    }
+    conclude(&start, log, result)
 }

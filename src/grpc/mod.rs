@@ -1,6 +1,7 @@
 //! The three RPC handlers: decode, check, call the core, encode. Thin on purpose.
 
 pub(crate) mod codec;
+pub(crate) mod embed;
 pub(crate) mod generate;
 mod interactive;
 mod pipeline;
@@ -23,8 +24,8 @@ use crate::{
     observe::telemetry,
     proto::{
         ai_service_server::{AiService, AiServiceServer},
-        GenerateRequest, GenerateResponse, GenerationConfig, InteractiveRequest,
-        InteractiveResponse, Message, StreamChunk, StreamGenerateRequest,
+        EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, GenerationConfig,
+        InteractiveRequest, InteractiveResponse, Message, StreamChunk, StreamGenerateRequest,
     },
     routing::deadline::{self, Deadline},
     routing::router::Model,
@@ -156,20 +157,51 @@ impl Start {
             messages,
             config,
         );
-        let Some(hit) = gw.cached(model, plan).await else {
-            if let Some(label) = plan.miss_label() {
-                log.cache(label);
-            }
-            return Err(plan);
-        };
-        log.cache("hit");
-        if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
-            admission.reconcile(hit.usage.total_tokens.max(0) as u64);
-            log.add_usage(Some(&hit.usage), hit.usage_estimated);
-        } else {
-            admission.release();
+        look_up_plan(gw, model, plan, admission, log).await
+    }
+}
+
+/// The cache's answer to `plan`, billed as the model says (see [`Start::look_up`]); else the plan back, its
+/// miss or bypass recorded in the log.
+async fn look_up_plan(
+    gw: &Gateway,
+    model: &Model,
+    plan: Plan,
+    admission: &mut Admission,
+    log: &mut RpcLog,
+) -> Result<Arc<cache::Entry>, Plan> {
+    let Some(hit) = gw.cached(model, plan).await else {
+        if let Some(label) = plan.miss_label() {
+            log.cache(label);
         }
-        Ok(hit)
+        return Err(plan);
+    };
+    log.cache("hit");
+    if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
+        admission.reconcile(hit.usage.total_tokens.max(0) as u64);
+        log.add_usage(Some(&hit.usage), hit.usage_estimated);
+    } else {
+        admission.release();
+    }
+    Ok(hit)
+}
+
+/// Ends a unary call: its log records the outcome, and the client gets the answer (with its cache label) or
+/// the status.
+fn conclude<T>(
+    start: &Start,
+    log: RpcLog,
+    result: Result<(T, Option<&'static str>), GatewayError>,
+) -> Result<Response<T>, Status> {
+    match result {
+        Ok((resp, cached)) => {
+            log.finish(Ok(()));
+            Ok(cache_header(start.respond(resp), cached))
+        }
+        Err(e) => {
+            log.finish(Err(&e));
+            Err(start.fail(e))
+        }
     }
 }
 
@@ -233,5 +265,12 @@ impl AiService for AiGateway {
         request: Request<tonic::Streaming<InteractiveRequest>>,
     ) -> Result<Response<Self::InteractiveStreamStream>, Status> {
         interactive::handle(self.gateway.clone(), request).await
+    }
+
+    async fn embed(
+        &self,
+        request: Request<EmbedRequest>,
+    ) -> Result<Response<EmbedResponse>, Status> {
+        embed::handle(self.gateway.clone(), "Embed", request).await
     }
 }

@@ -79,6 +79,7 @@ pub(super) async fn open(
     let call = Call {
         messages: ask.messages,
         config: ask.config,
+        embed: None,
         deadline,
         request_id: &start.request_id,
     };

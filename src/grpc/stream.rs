@@ -41,7 +41,7 @@ pub(crate) async fn handle(
     let req = request.into_inner();
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
-    telemetry::record_request(&span, &req.model);
+    telemetry::record_request(&span, &req.model, "chat");
     let started = Instant::now();
     // Everything up to the first delta happens before the response starts, so a refused or failed request
     // gets its own status (and retries) rather than an empty stream.

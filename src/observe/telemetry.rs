@@ -201,12 +201,13 @@ pub(crate) fn rpc_span(
     span
 }
 
-/// An upstream attempt's client span, named `chat {model}` as the GenAI conventions ask.
+/// An upstream attempt's client span, named `{operation} {model}` (`chat gpt-4.1`) as the GenAI conventions ask.
 pub(crate) fn attempt_span(
     upstream: &str,
     attempt: u32,
     provider: &'static str,
     model: &str,
+    operation: &'static str,
 ) -> tracing::Span {
     let span = genai_span!(
         "upstream",
@@ -217,9 +218,9 @@ pub(crate) fn attempt_span(
         error.type = tracing::field::Empty,
     );
     if tracecontext::enabled() {
-        span.record("otel.name", format!("chat {model}"));
+        span.record("otel.name", format!("{operation} {model}"));
         span.record("otel.kind", "client");
-        span.record("gen_ai.operation.name", "chat");
+        span.record("gen_ai.operation.name", operation);
         span.record("gen_ai.provider.name", provider);
         span.record("gen_ai.request.model", model);
     }
@@ -227,9 +228,9 @@ pub(crate) fn attempt_span(
 }
 
 /// The request's side of a call on the RPC span: what was asked for.
-pub(crate) fn record_request(span: &tracing::Span, model: &str) {
+pub(crate) fn record_request(span: &tracing::Span, model: &str, operation: &'static str) {
     if tracecontext::enabled() {
-        span.record("gen_ai.operation.name", "chat");
+        span.record("gen_ai.operation.name", operation);
         span.record("gen_ai.request.model", model);
     }
 }

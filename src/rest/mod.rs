@@ -1,8 +1,10 @@
-//! The OpenAI-compatible REST door, on the same port as gRPC (HTTP/1.1 and HTTP/2): `POST /v1/chat/completions`
-//! and `GET /v1/models[/{id}]`. Same keys (`Authorization: Bearer`), and the chat calls run through the gRPC
-//! handlers themselves, so limits, cache, routing, metrics and logs cannot drift apart between the doors.
+//! The OpenAI-compatible REST door, on the same port as gRPC (HTTP/1.1 and HTTP/2): `POST /v1/chat/completions`,
+//! `POST /v1/embeddings` and `GET /v1/models[/{id}]`. Same keys (`Authorization: Bearer`), and the calls run
+//! through the gRPC handlers themselves, so limits, cache, routing, metrics and logs cannot drift apart between
+//! the doors.
 
 mod chat;
+mod embeddings;
 mod error;
 mod request;
 #[cfg(test)]
@@ -58,6 +60,7 @@ where
     let path = uri.path();
     let route = match (path, path.strip_prefix("/v1/models/")) {
         ("/v1/chat/completions", _) => Route::Chat,
+        ("/v1/embeddings", _) => Route::Embeddings,
         ("/v1/models", _) => Route::Models,
         (_, Some(id)) if !id.is_empty() => Route::Model(id.to_owned()),
         _ => {
@@ -65,7 +68,7 @@ where
             return error::body(404, &msg, "invalid_request_error", Some("unknown_url"));
         }
     };
-    let (wanted, allow) = if route == Route::Chat {
+    let (wanted, allow) = if matches!(route, Route::Chat | Route::Embeddings) {
         (Method::POST, "POST")
     } else {
         (Method::GET, "GET")
@@ -84,6 +87,10 @@ where
     match route {
         Route::Chat => match read_body(body).await {
             Ok(bytes) => chat::completions(gw, who, metadata, bytes).await,
+            Err(resp) => resp,
+        },
+        Route::Embeddings => match read_body(body).await {
+            Ok(bytes) => embeddings::create(gw, who, metadata, bytes).await,
             Err(resp) => resp,
         },
         Route::Models => {
@@ -111,6 +118,7 @@ where
 #[derive(PartialEq)]
 enum Route {
     Chat,
+    Embeddings,
     Models,
     Model(String),
 }

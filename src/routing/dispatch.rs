@@ -42,6 +42,7 @@ use crate::{
     routing::retry,
     routing::router::{Model, RouteGuard},
     upstream::openai::convert,
+    upstream::openai::embeddings::{EmbedAsk, Embeddings},
     upstream::openai::wire::ChatRequest,
     upstream::{ChunkStream, Completion, StreamEvent},
 };
@@ -69,14 +70,28 @@ impl Handles<'_> {
 pub(crate) struct Call<'a> {
     pub(crate) messages: &'a [Message],
     pub(crate) config: Option<&'a GenerationConfig>,
+    /// Set for embeddings (`messages` and `config` are then empty): the same routes, retries and breakers.
+    pub(crate) embed: Option<EmbedAsk<'a>>,
     pub(crate) deadline: Deadline,
     pub(crate) request_id: &'a str,
+}
+
+impl Call<'_> {
+    /// `gen_ai.operation.name`.
+    fn operation(&self) -> &'static str {
+        if self.embed.is_some() {
+            "embeddings"
+        } else {
+            "chat"
+        }
+    }
 }
 
 // Lives for one hand-over from the dispatcher to the relay: the size gap costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Answer {
     Whole(Completion),
+    Embedded(Embeddings),
     /// A started stream: its first event (a delta, or the end of an empty answer) and the rest.
     Stream {
         first: StreamEvent,
@@ -230,6 +245,7 @@ pub(crate) async fn dispatch(
             trail.attempts,
             route.upstream.provider(),
             &route.model,
+            call.operation(),
         );
         let result = try_route(gw, &guard, model, call, stream)
             .instrument(span.clone())
@@ -300,6 +316,15 @@ async fn try_route(
 ) -> Result<Answer, GatewayError> {
     let route = guard.route();
     let upstream = &route.upstream;
+    if let Some(ask) = call.embed {
+        return gw
+            .bounded(
+                call.deadline,
+                upstream.embed(&route.model, ask, call.request_id),
+            )
+            .await
+            .map(Answer::Embedded);
+    }
     let mut req: ChatRequest<'_> = convert::chat_request(
         &route.model,
         call.messages,

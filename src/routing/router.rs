@@ -24,6 +24,8 @@ use crate::{
 pub(crate) struct Model {
     /// The canonical name, also what permissions and logs use.
     pub(crate) name: String,
+    /// Chat or embeddings: each refuses the other's calls.
+    pub(crate) kind: crate::config::ModelKind,
     pub(crate) max_output_tokens: u32,
     /// Prompt and output together, when the config says.
     pub(crate) context_window: Option<u32>,
@@ -193,6 +195,7 @@ impl Router {
                 .collect();
             let model = Arc::new(Model {
                 name: m.name.clone(),
+                kind: m.kind,
                 max_output_tokens: m.max_output_tokens,
                 context_window: m.context_window,
                 context_fallbacks: m.context_fallbacks.clone(),

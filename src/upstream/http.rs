@@ -10,6 +10,7 @@ use crate::{
     config::{MaxTokensField, UpstreamAuth, UpstreamConfig, UpstreamKind},
     error::GatewayError,
     upstream::openai::convert::{self, ChunkError, Piece, Reading},
+    upstream::openai::embeddings::{self, EmbedAsk, Embeddings, EmbeddingsRequest},
     upstream::openai::wire::{ChatRequest, ErrorBody},
 };
 
@@ -28,6 +29,8 @@ pub(crate) struct HttpUpstream {
     name: String,
     dialect: Dialect,
     url: reqwest::Url,
+    /// `{base_url}/embeddings`; none for Anthropic, which has no embeddings API.
+    embeddings_url: Option<reqwest::Url>,
     /// The key's header (`authorization: Bearer <key>`, or Anthropic's `x-api-key`), its value marked sensitive
     /// so no debug output shows it.
     auth: Option<(HeaderName, HeaderValue)>,
@@ -57,11 +60,19 @@ impl HttpUpstream {
             UpstreamKind::Anthropic => (Dialect::Anthropic, "messages"),
             _ => (Dialect::OpenAi, "chat/completions"),
         };
-        let mut url = reqwest::Url::parse(&format!("{}/{path}", cfg.base_url))
-            .map_err(|e| setup(format!("base_url: {e}")))?;
-        if !cfg.query.is_empty() {
-            url.query_pairs_mut().extend_pairs(&cfg.query);
-        }
+        let url_of = |path: &str| {
+            let mut url = reqwest::Url::parse(&format!("{}/{path}", cfg.base_url))
+                .map_err(|e| setup(format!("base_url: {e}")))?;
+            if !cfg.query.is_empty() {
+                url.query_pairs_mut().extend_pairs(&cfg.query);
+            }
+            Ok::<_, GatewayError>(url)
+        };
+        let url = url_of(path)?;
+        let embeddings_url = match dialect {
+            Dialect::OpenAi => Some(url_of("embeddings")?),
+            Dialect::Anthropic => None,
+        };
         let auth = match (&cfg.api_key, cfg.auth) {
             (None, _) | (_, UpstreamAuth::None) => None,
             (Some(key), auth) => {
@@ -110,6 +121,7 @@ impl HttpUpstream {
             name: cfg.name.clone(),
             dialect,
             url,
+            embeddings_url,
             auth,
             headers,
             client,
@@ -212,9 +224,20 @@ impl HttpUpstream {
         } else {
             "application/json"
         };
+        self.post(self.url.clone(), body, accept, request_id).await
+    }
+
+    /// Posts a JSON body with the upstream's credentials and headers, and checks the status.
+    async fn post(
+        &self,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        accept: &'static str,
+        request_id: &str,
+    ) -> Result<reqwest::Response, GatewayError> {
         let mut builder = self
             .client
-            .post(self.url.clone())
+            .post(url)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, accept)
             .header("x-request-id", request_id)
@@ -259,20 +282,48 @@ impl HttpUpstream {
         req: &ChatRequest<'_>,
         request_id: &str,
     ) -> Result<Completion, GatewayError> {
-        let mut resp = self.send(req, request_id).await?;
-        let body = read_bounded(&mut resp, self.max_response_bytes)
+        let resp = self.send(req, request_id).await?;
+        let body = self.whole_body(resp).await?;
+        match self.dialect {
+            Dialect::OpenAi => convert::completion(&body, req.logprobs),
+            Dialect::Anthropic => anthropic::completion(&body),
+        }
+        .map_err(|detail| self.protocol(detail))
+    }
+
+    /// Embeddings of `ask.input` by the upstream's `model`.
+    pub(crate) async fn embed(
+        &self,
+        model: &str,
+        ask: EmbedAsk<'_>,
+        request_id: &str,
+    ) -> Result<Embeddings, GatewayError> {
+        let Some(url) = &self.embeddings_url else {
+            // Config validation keeps embedding models off Anthropic upstreams; this is the backstop.
+            return Err(GatewayError::InvalidArgument(format!(
+                "upstream '{}' speaks Anthropic's API, which has no embeddings",
+                self.name
+            )));
+        };
+        let body = serde_json::to_vec(&EmbeddingsRequest::new(model, ask))
+            .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
+        let resp = self
+            .post(url.clone(), body, "application/json", request_id)
+            .await?;
+        let body = self.whole_body(resp).await?;
+        embeddings::parse(&body, ask.input.len()).map_err(|detail| self.protocol(detail))
+    }
+
+    /// A non-streamed answer's body, at most `max_response_bytes`.
+    async fn whole_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, GatewayError> {
+        read_bounded(&mut resp, self.max_response_bytes)
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge => {
                     self.protocol(format!("body exceeds {} bytes", self.max_response_bytes))
                 }
                 BodyError::Transport(detail) => self.unavailable(detail),
-            })?;
-        match self.dialect {
-            Dialect::OpenAi => convert::completion(&body, req.logprobs),
-            Dialect::Anthropic => anthropic::completion(&body),
-        }
-        .map_err(|detail| self.protocol(detail))
+            })
     }
 
     pub(crate) async fn stream(

@@ -2,6 +2,7 @@
 //! (latency to the first token, then a steady token rate), with honest usage counts. It runs in-process, so
 //! demos, the default config and load tests need no network.
 
+mod embed;
 mod schema;
 
 use std::time::Duration;
@@ -100,6 +101,16 @@ impl MockUpstream {
             tool_calls: reply.tool_calls,
             logprobs: Vec::new(),
         }
+    }
+
+    /// Embeddings after the first-token latency (see `mock::embed`).
+    pub(crate) async fn embed(
+        &self,
+        model: &str,
+        ask: crate::upstream::openai::embeddings::EmbedAsk<'_>,
+    ) -> crate::upstream::openai::embeddings::Embeddings {
+        self.pacing.token(Instant::now(), 0).await;
+        embed::embed(model, ask)
     }
 
     pub(crate) fn stream(&self, req: &ChatRequest<'_>) -> MockStream {

@@ -17,6 +17,7 @@ use crate::{
     config::{MaxTokensField, UpstreamConfig, UpstreamKind},
     error::GatewayError,
     proto::{TokenLogprob, ToolCall, Usage},
+    upstream::openai::embeddings::{EmbedAsk, Embeddings},
     upstream::openai::wire::ChatRequest,
 };
 
@@ -163,6 +164,23 @@ impl Upstream {
             Self::Mock(u) => Ok(u.complete(req).await),
             #[cfg(test)]
             Self::Scripted(u) => u.complete().await,
+        }
+    }
+
+    /// Embeddings by the upstream's `model`. `request_id` travels as `x-request-id`.
+    pub(crate) async fn embed(
+        &self,
+        model: &str,
+        ask: EmbedAsk<'_>,
+        request_id: &str,
+    ) -> Result<Embeddings, GatewayError> {
+        match self {
+            Self::Http(u) => u.embed(model, ask, request_id).await,
+            Self::Mock(u) => Ok(u.embed(model, ask).await),
+            #[cfg(test)]
+            Self::Scripted(_) => Err(GatewayError::Internal(
+                "the scripted upstream makes no embeddings".into(),
+            )),
         }
     }
 

@@ -39,7 +39,7 @@ def test_list_and_describe_by_reflection(gateway, grpcurl):
         assert name in services
     described = run(grpcurl, gateway, "describe", "holysheepai.AIService", auth=False)
     assert described.returncode == 0, described.stderr
-    for rpc in ["Generate", "StreamGenerate", "InteractiveStream"]:
+    for rpc in ["Generate", "StreamGenerate", "InteractiveStream", "Embed"]:
         assert f"rpc {rpc}" in described.stdout
     config = run(grpcurl, gateway, "describe", "holysheepai.GenerationConfig", auth=False)
     assert "optional float temperature = 1;" in config.stdout
@@ -135,3 +135,13 @@ def test_a_repeated_deterministic_request_is_a_cache_hit(gateway, grpcurl):
     bypass = run(grpcurl, gateway, "holysheepai.AIService/Generate", data=req,
                  flags=["-v", "-H", "cache-control: no-cache"])
     assert "aigw-cache: bypass" in bypass.stdout
+
+
+def test_embed(gateway, grpcurl):
+    out = run(grpcurl, gateway, "holysheepai.AIService/Embed",
+              data=json.dumps({"model": "text-embedding-3-small", "input": ["one text", "another"], "dimensions": 4}))
+    assert out.returncode == 0, out.stderr
+    [resp] = objects(out.stdout)
+    assert resp["model"] == "text-embedding-3-small"
+    assert [len(e["values"]) for e in resp["embeddings"]] == [4, 4]
+    assert resp["usage"]["promptTokens"] == 3

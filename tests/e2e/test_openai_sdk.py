@@ -116,3 +116,26 @@ def test_json_mode(gateway):
         response_format={"type": "json_schema", "json_schema": {
             "name": "answer", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}}})
     assert "as json" in json.loads(resp.choices[0].message.content)["answer"]
+
+
+def test_embeddings(gateway):
+    """Two inputs, two unit vectors; the SDK asks for base64 and decodes it; the same text, the same vector."""
+    import math
+    sdk = client(gateway)
+    resp = sdk.embeddings.create(model="text-embedding-3-small", input=["the gateway streams", "bananas"])
+    assert resp.object == "list" and resp.model == "text-embedding-3-small"
+    assert [d.index for d in resp.data] == [0, 1]
+    first, second = (d.embedding for d in resp.data)
+    assert len(first) == len(second) == 1536
+    assert abs(math.sqrt(sum(x * x for x in first)) - 1.0) < 1e-4
+    assert first != second
+    assert resp.usage.prompt_tokens == 4 and resp.usage.total_tokens == 4
+    again = sdk.embeddings.create(model="text-embedding-3-small", input="bananas", dimensions=1536,
+                                  encoding_format="float")
+    # JSON floats print the f32 shortest, base64 carries its exact bits: equal as f32s.
+    assert max(abs(a - b) for a, b in zip(again.data[0].embedding, second)) < 1e-8
+    short = sdk.embeddings.create(model="text-embedding-3-small", input="bananas", dimensions=8)
+    assert len(short.data[0].embedding) == 8
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.embeddings.create(model="gpt-4.1", input="x")
+    assert "chat model" in str(refused.value)

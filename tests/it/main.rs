@@ -8,6 +8,7 @@ mod anthropic;
 mod bench;
 mod cache;
 mod chat;
+mod embeddings;
 mod groups;
 mod hardening;
 mod interactive;

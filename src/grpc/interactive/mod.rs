@@ -60,7 +60,10 @@ pub(crate) async fn handle(
         let Some(Action::Start(first)) = first.and_then(|m| m.action) else {
             return Err(GatewayError::InvalidArgument("the first message must be SessionStart".into()));
         };
-        let model = gw.catalog().router.resolve(&first.model, &*start.who)?.clone();
+        let model = crate::core::gateway::of_kind(
+            gw.catalog().router.resolve(&first.model, &*start.who)?,
+            crate::config::ModelKind::Chat,
+        )?;
         log.model(&model);
         crate::upstream::openai::convert::check_config(first.config.as_ref(), model.max_output_tokens)?;
         let history = History::new(first.system_prompt, first.history, gw.interactive)?;

@@ -59,7 +59,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
     let mut trail = Trail::default();
     let mut reached_upstream = false;
     let result = async {
-        let call = Call { messages: &t.messages, config: t.config.as_ref(), deadline: t.deadline, request_id: &t.request_id };
+        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id };
         let handles = gw.handles();
         let dispatched = tokio::select! {
             d = dispatch(&handles, &model, &call, true, &mut trail) => d.inspect_err(|_| t.admission.release())?,

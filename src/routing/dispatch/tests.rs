@@ -163,6 +163,7 @@ mod rules {
                 .collect();
             let model = Arc::new(Model {
                 name: "m".into(),
+                kind: crate::config::ModelKind::Chat,
                 max_output_tokens: 10,
                 context_window: None,
                 context_fallbacks: Vec::new(),
@@ -200,6 +201,7 @@ mod rules {
             let call = Call {
                 messages: &messages,
                 config: None,
+                embed: None,
                 deadline: Deadline::new(Instant::now(), timeout, S(600)),
                 request_id: "r",
             };

@@ -1,0 +1,123 @@
+//! `Embed`: vectors for texts, by a model of kind "embedding". The same opening as chat calls — check, admit
+//! (tpm counts the input), the cache, then the dispatcher's routes, retries and breakers — with an answer that
+//! is whole at once.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::{conclude, look_up_plan, Start};
+use crate::{
+    core::{cache, gateway::Gateway},
+    error::GatewayError,
+    observe::{telemetry, timing::Trail},
+    proto::{EmbedRequest, EmbedResponse, Embedding, Usage},
+    routing::dispatch::{dispatch, Answer, Call},
+    upstream::openai::embeddings::{self, EmbedAsk},
+};
+
+/// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
+pub(crate) async fn handle(
+    gw: Arc<Gateway>,
+    rpc: &'static str,
+    request: Request<EmbedRequest>,
+) -> Result<Response<EmbedResponse>, Status> {
+    let start = Start::read(&request)?;
+    let req = request.into_inner();
+    let mut log = start.record(rpc, &gw);
+    let span = start.span(rpc);
+    telemetry::record_request(&span, &req.model, "embeddings");
+    let rpc_span = span.clone();
+    let result = async {
+        let model = gw.check_embedding(&start.who, &req.model, &req.input, req.dimensions)?;
+        log.model(&model);
+        let mut admission = gw.admit_embedding(&start.who, &req.input).await?;
+        let plan = cache::embed_plan(
+            model.cache.as_ref(),
+            start.cache_control,
+            &model.name,
+            &req.input,
+            req.dimensions,
+        );
+        let plan = match look_up_plan(&gw, &model, plan, &mut admission, &mut log).await {
+            Ok(hit) => {
+                let resp = EmbedResponse {
+                    model: hit.model.clone(),
+                    embeddings: hit
+                        .chunks
+                        .iter()
+                        .map(|c| embedding(embeddings::from_base64(c).unwrap_or_default()))
+                        .collect(),
+                    usage: Some(hit.usage),
+                    usage_estimated: hit.usage_estimated,
+                };
+                return Ok((resp, Some("hit")));
+            }
+            Err(plan) => plan,
+        };
+        let call = Call {
+            messages: &[],
+            config: None,
+            embed: Some(EmbedAsk {
+                input: &req.input,
+                // Checked positive.
+                dimensions: req.dimensions.map(|d| d as u32),
+                user: &req.user,
+            }),
+            deadline: start.deadline(&model),
+            request_id: &start.request_id,
+        };
+        let mut trail = Trail::default();
+        let dispatched = dispatch(&gw.handles(), &model, &call, false, &mut trail).await;
+        log.dispatched(&trail);
+        let dispatched = dispatched.inspect_err(|_| admission.release())?;
+        let Answer::Embedded(answer) = dispatched.answer else {
+            return Err(GatewayError::Internal(
+                "a chat answer to an embeddings call".into(),
+            ));
+        };
+        let estimated = answer.usage.is_none();
+        let usage = answer.usage.unwrap_or_else(|| {
+            let n = i32::try_from(embeddings::estimate(&req.input)).unwrap_or(i32::MAX);
+            Usage {
+                prompt_tokens: n,
+                total_tokens: n,
+                ..Default::default()
+            }
+        });
+        admission.reconcile(usage.total_tokens.max(0) as u64);
+        log.add_usage(Some(&usage), estimated);
+        telemetry::record_answer(&rpc_span, "", &model.name, "", Some(&usage));
+        if let Some(key) = plan.key() {
+            let chunks = answer
+                .vectors
+                .iter()
+                .map(|v| embeddings::to_base64(v))
+                .collect();
+            let entry = cache::Entry::new(
+                chunks,
+                String::new(),
+                model.name.clone(),
+                String::new(),
+                usage,
+                estimated,
+            );
+            gw.keep(&model, key, entry);
+        }
+        let resp = EmbedResponse {
+            model: model.name.clone(),
+            embeddings: answer.vectors.into_iter().map(embedding).collect(),
+            usage: Some(usage),
+            usage_estimated: estimated,
+        };
+        Ok((resp, plan.miss_label()))
+    }
+    .instrument(span)
+    .await;
+    conclude(&start, log, result)
+}
+
+fn embedding(values: Vec<f32>) -> Embedding {
+    Embedding { values }
+}
