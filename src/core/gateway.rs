@@ -15,6 +15,7 @@ use crate::{
     config::{Config, InteractiveConfig, ModelKind, OnFailure, ScalingConfig},
     core::cache::{self, ResponseCache},
     core::catalog::{Catalog, Current},
+    core::conversations::{self, Conversations},
     error::GatewayError,
     observe::forecast::{Outlook, Signal},
     observe::metrics::Metrics,
@@ -51,6 +52,8 @@ pub struct Gateway {
     pub(crate) scaling: ScalingConfig,
     /// This replica's response cache (in front of the shared one, when there is one).
     pub(crate) cache: ResponseCache,
+    /// Responses kept for `previous_response_id` (the Responses door).
+    pub(crate) conversations: Conversations,
     /// Redis, when limits, spend and the cache are shared by the replicas.
     pub(crate) shared: Option<Arc<Shared>>,
 }
@@ -189,6 +192,7 @@ impl Gateway {
             signal: Signal::default(),
             scaling: cfg.scaling,
             cache: ResponseCache::new(&cfg.cache),
+            conversations: Conversations::new(conversations::KEEP_FOR, conversations::MAX_BYTES),
             shared,
         });
         if let Some(shared) = &gateway.shared {

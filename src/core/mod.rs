@@ -3,6 +3,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod catalog;
+pub(crate) mod conversations;
 pub mod gateway;
 pub mod reload;
 pub(crate) mod rpclog;

@@ -2,11 +2,10 @@
 //! handlers the gRPC door uses (auth, limits, cache, routing, retries, metrics, logs are theirs), and the answer
 //! goes back as OpenAI JSON, or as OpenAI's SSE chunks ending in `data: [DONE]`.
 
-use std::{convert::Infallible, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response};
-use http_body::Frame;
+use http::Response;
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{body::Body, metadata::MetadataMap, Status};
 
@@ -23,7 +22,6 @@ use crate::{
         GenerateRequest, GenerateResponse, StreamChunk, StreamGenerateRequest, TokenLogprob,
         ToolCall, Usage,
     },
-    transport::trailers::TrailerSlot,
 };
 
 /// The names the REST door's calls have in logs and metrics.
@@ -40,7 +38,7 @@ pub(crate) async fn completions(
         Ok(p) => p,
         Err(e) => return error::gateway(&e),
     };
-    let created = unix_now();
+    let created = super::unix_now();
     let mut extensions = http::Extensions::new();
     extensions.insert(who);
     let Parsed {
@@ -66,23 +64,12 @@ pub(crate) async fn completions(
             messages,
             config,
         };
-        // The call's overhead and cost, which gRPC sends as trailers, go out as headers of the whole answer.
-        let slot = Arc::new(TrailerSlot::default());
-        extensions.insert(slot.clone());
-        let request = tonic::Request::from_parts(metadata, extensions, message);
-        let mut resp = match generate::handle(gw, RPC_UNARY, request).await {
-            Ok(resp) => whole(resp, created),
-            Err(status) => error::status(&status),
-        };
-        slot.apply(resp.headers_mut());
-        resp
+        let handle = |request| generate::handle(gw, RPC_UNARY, request);
+        super::unary(metadata, extensions, message, handle, |resp| {
+            whole(resp, created)
+        })
+        .await
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn out_usage(u: Option<Usage>, estimated: bool) -> Option<wire::OutUsage> {
@@ -182,9 +169,7 @@ fn whole(resp: tonic::Response<GenerateResponse>, created: u64) -> Response<Body
         usage: out_usage(answer.usage, answer.usage_estimated),
         system_fingerprint: None,
     };
-    let mut resp = super::json(http::StatusCode::OK, &body);
-    resp.headers_mut().extend(metadata.into_headers());
-    resp
+    super::json_with(metadata, &body)
 }
 
 /// The stream as OpenAI's server-sent events.
@@ -234,18 +219,7 @@ fn sse(
         };
         Some(event)
     });
-    let frames = tokio_stream::once(first)
-        .chain(rest)
-        .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
-    let mut resp = Response::new(Body::new(http_body_util::StreamBody::new(frames)));
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.extend(metadata.into_headers());
-    resp
+    super::event_stream(metadata, first, rest)
 }
 
 /// Writes the events of one stream.

@@ -11,7 +11,7 @@ use tonic::{body::Body, metadata::MetadataMap};
 use super::error;
 use crate::{
     admission::auth::Identity, core::gateway::Gateway, error::GatewayError, grpc::embed,
-    proto::EmbedRequest, transport::trailers::TrailerSlot, upstream::openai::embeddings,
+    proto::EmbedRequest, upstream::openai::embeddings,
 };
 
 /// The name the REST door's embeddings calls have in logs and metrics.
@@ -114,45 +114,36 @@ pub(crate) async fn create(
     };
     let mut extensions = http::Extensions::new();
     extensions.insert(who);
-    // The call's overhead and cost, which gRPC sends as trailers, go out as headers.
-    let slot = Arc::new(TrailerSlot::default());
-    extensions.insert(slot.clone());
-    let request = tonic::Request::from_parts(metadata, extensions, message);
-    let mut resp = match embed::handle(gw, RPC, request).await {
-        Ok(resp) => {
-            let (metadata, answer, _) = resp.into_parts();
-            let usage = answer.usage.unwrap_or_default();
-            let data = answer
-                .embeddings
-                .into_iter()
-                .enumerate()
-                .map(|(index, e)| OutEmbedding {
-                    object: "embedding",
-                    index,
-                    embedding: match encoding {
-                        Encoding::Float => OutVector::Floats(e.values),
-                        Encoding::Base64 => OutVector::Base64(embeddings::to_base64(&e.values)),
-                    },
-                })
-                .collect();
-            let list = OutList {
-                object: "list",
-                data,
-                model: &answer.model,
-                usage: OutUsage {
-                    prompt_tokens: usage.prompt_tokens,
-                    total_tokens: usage.total_tokens,
-                    aigw_estimated: answer.usage_estimated,
+    let handle = |request| embed::handle(gw, RPC, request);
+    super::unary(metadata, extensions, message, handle, |resp| {
+        let (metadata, answer, _) = resp.into_parts();
+        let usage = answer.usage.unwrap_or_default();
+        let data = answer
+            .embeddings
+            .into_iter()
+            .enumerate()
+            .map(|(index, e)| OutEmbedding {
+                object: "embedding",
+                index,
+                embedding: match encoding {
+                    Encoding::Float => OutVector::Floats(e.values),
+                    Encoding::Base64 => OutVector::Base64(embeddings::to_base64(&e.values)),
                 },
-            };
-            let mut resp = super::json(http::StatusCode::OK, &list);
-            resp.headers_mut().extend(metadata.into_headers());
-            resp
-        }
-        Err(status) => error::status(&status),
-    };
-    slot.apply(resp.headers_mut());
-    resp
+            })
+            .collect();
+        let list = OutList {
+            object: "list",
+            data,
+            model: &answer.model,
+            usage: OutUsage {
+                prompt_tokens: usage.prompt_tokens,
+                total_tokens: usage.total_tokens,
+                aigw_estimated: answer.usage_estimated,
+            },
+        };
+        super::json_with(metadata, &list)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -27,7 +27,8 @@ fn by_code(code: Code) -> (u16, &'static str, Option<&'static str>) {
     }
 }
 
-fn kind(status: &Status) -> (u16, &'static str, Option<&'static str>) {
+/// HTTP status, OpenAI error type and code of a failed call.
+pub(crate) fn kind(status: &Status) -> (u16, &'static str, Option<&'static str>) {
     GatewayError::of(status).map_or_else(|| by_code(status.code()), GatewayError::http)
 }
 

@@ -1,5 +1,5 @@
 //! The OpenAI-compatible REST door, on the same port as gRPC (HTTP/1.1 and HTTP/2): `POST /v1/chat/completions`,
-//! `POST /v1/embeddings` and `GET /v1/models[/{id}]`. Same keys (`Authorization: Bearer`), and the calls run
+//! `POST /v1/responses`, `POST /v1/embeddings` and `GET /v1/models[/{id}]`. Same keys (`Authorization: Bearer`), and the calls run
 //! through the gRPC handlers themselves, so limits, cache, routing, metrics and logs cannot drift apart between
 //! the doors.
 
@@ -7,6 +7,7 @@ mod chat;
 mod embeddings;
 mod error;
 mod request;
+mod responses;
 #[cfg(test)]
 pub(crate) use request::parse as parse_request;
 mod wire;
@@ -18,7 +19,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tonic::{body::Body, metadata::MetadataMap};
 
-use crate::core::gateway::Gateway;
+use crate::{core::gateway::Gateway, transport::trailers::TrailerSlot};
 
 /// The largest request body read, as for a gRPC message (tonic's default).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -61,6 +62,7 @@ where
     let route = match (path, path.strip_prefix("/v1/models/")) {
         ("/v1/chat/completions", _) => Route::Chat,
         ("/v1/embeddings", _) => Route::Embeddings,
+        ("/v1/responses", _) => Route::Responses,
         ("/v1/models", _) => Route::Models,
         (_, Some(id)) if !id.is_empty() => Route::Model(id.to_owned()),
         _ => {
@@ -68,7 +70,7 @@ where
             return error::body(404, &msg, "invalid_request_error", Some("unknown_url"));
         }
     };
-    let (wanted, allow) = if matches!(route, Route::Chat | Route::Embeddings) {
+    let (wanted, allow) = if matches!(route, Route::Chat | Route::Embeddings | Route::Responses) {
         (Method::POST, "POST")
     } else {
         (Method::GET, "GET")
@@ -91,6 +93,10 @@ where
         },
         Route::Embeddings => match read_body(body).await {
             Ok(bytes) => embeddings::create(gw, who, metadata, bytes).await,
+            Err(resp) => resp,
+        },
+        Route::Responses => match read_body(body).await {
+            Ok(bytes) => responses::create(gw, who, metadata, bytes).await,
             Err(resp) => resp,
         },
         Route::Models => {
@@ -119,6 +125,7 @@ where
 enum Route {
     Chat,
     Embeddings,
+    Responses,
     Models,
     Model(String),
 }
@@ -154,6 +161,63 @@ where
             Err(error::body(400, &msg, "invalid_request_error", None))
         }
     }
+}
+
+/// A whole answer from `handle` (a gRPC handler), written by `answer`, or the call's error. The overhead and
+/// cost, which gRPC sends as trailers, go out as headers.
+async fn unary<M, R, F>(
+    metadata: MetadataMap,
+    mut extensions: http::Extensions,
+    message: M,
+    handle: impl FnOnce(tonic::Request<M>) -> F,
+    answer: impl FnOnce(tonic::Response<R>) -> Response<Body>,
+) -> Response<Body>
+where
+    F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+{
+    let slot = Arc::new(TrailerSlot::default());
+    extensions.insert(slot.clone());
+    let request = tonic::Request::from_parts(metadata, extensions, message);
+    let mut resp = match handle(request).await {
+        Ok(resp) => answer(resp),
+        Err(status) => error::status(&status),
+    };
+    slot.apply(resp.headers_mut());
+    resp
+}
+
+/// A JSON answer with the call's response metadata as headers.
+fn json_with(metadata: MetadataMap, value: &impl serde::Serialize) -> Response<Body> {
+    let mut resp = json(StatusCode::OK, value);
+    resp.headers_mut().extend(metadata.into_headers());
+    resp
+}
+
+/// A streamed answer: `first`, then `rest`, as server-sent events with the call's metadata as headers.
+fn event_stream(
+    metadata: MetadataMap,
+    first: Bytes,
+    rest: impl tokio_stream::Stream<Item = Bytes> + Send + 'static,
+) -> Response<Body> {
+    use tokio_stream::StreamExt;
+    let frames = tokio_stream::once(first)
+        .chain(rest)
+        .map(|bytes| Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes)));
+    let mut resp = Response::new(Body::new(http_body_util::StreamBody::new(frames)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.extend(metadata.into_headers());
+    resp
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A JSON response.

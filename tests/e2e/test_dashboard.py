@@ -52,7 +52,8 @@ def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
     # An unknown model is INVALID_ARGUMENT in gRPC terms (HTTP 404 at the REST door), counted without a model.
     assert codes == {"OK": "3", "INVALID_ARGUMENT": "1"}, codes
     assert models["(none)"][1:3] == ["1", "1"], models
-    assert {r[0] for r in seen["routes"]} == {"gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2"}
+    assert {r[0] for r in seen["routes"]} == {"gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2",
+                                                "text-embedding-3-small"}
     assert all(r[2] == "closed" for r in seen["routes"])
     assert seen["tiles"]["recommended replicas"] == "1"
 

@@ -18,6 +18,7 @@ mod observability;
 mod otlp;
 mod providers;
 mod reload;
+mod responses;
 mod rest;
 mod rpc;
 mod shared;

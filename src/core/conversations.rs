@@ -1,0 +1,151 @@
+//! Conversations kept for the Responses API's `previous_response_id`: each answered response's whole message
+//! list (its input, the history it continued, and the answer), by response id, for the key that made it.
+//!
+//! Bounded in time and size: an entry lives `ttl`, the oldest go first past `max_bytes`, and one conversation
+//! larger than a quarter of the bound is not kept. Per replica: with several replicas behind a balancer, a
+//! continuation must reach the replica that answered (or the client sends the history itself).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::proto::Message;
+
+/// How long a response stays continuable, and the memory all of them may take.
+pub(crate) const KEEP_FOR: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+pub(crate) struct Conversations {
+    inner: Mutex<Inner>,
+    ttl: Duration,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_id: HashMap<String, Kept>,
+    /// Ids in the order they were kept: the front is the oldest.
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+struct Kept {
+    owner: String,
+    messages: Vec<Message>,
+    bytes: usize,
+    expires: Instant,
+}
+
+impl Conversations {
+    pub(crate) fn new(ttl: Duration, max_bytes: usize) -> Self {
+        Conversations {
+            inner: Mutex::default(),
+            ttl,
+            max_bytes,
+        }
+    }
+
+    /// Keeps `messages` as response `id` of key `owner`.
+    pub(crate) fn keep(&self, id: &str, owner: &str, messages: Vec<Message>) {
+        let bytes: usize = messages
+            .iter()
+            .map(|m| crate::upstream::openai::extras::size(m) + 64)
+            .sum();
+        if bytes > self.max_bytes / 4 {
+            return;
+        }
+        let now = Instant::now();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.expire(now);
+        while inner.bytes + bytes > self.max_bytes {
+            if !inner.drop_oldest() {
+                break;
+            }
+        }
+        let kept = Kept {
+            owner: owner.to_owned(),
+            messages,
+            bytes,
+            expires: now + self.ttl,
+        };
+        if let Some(old) = inner.by_id.insert(id.to_owned(), kept) {
+            inner.bytes -= old.bytes;
+        } else {
+            inner.order.push_back(id.to_owned());
+        }
+        inner.bytes += bytes;
+    }
+
+    /// The messages of response `id`, if `owner` made it and it is still kept.
+    pub(crate) fn get(&self, id: &str, owner: &str) -> Option<Vec<Message>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.expire(Instant::now());
+        inner
+            .by_id
+            .get(id)
+            .filter(|k| k.owner == owner)
+            .map(|k| k.messages.clone())
+    }
+}
+
+impl Inner {
+    /// Drops entries past their time (the oldest are at the front, and all share one ttl).
+    fn expire(&mut self, now: Instant) {
+        while let Some(id) = self.order.front() {
+            match self.by_id.get(id) {
+                Some(k) if k.expires > now => break,
+                _ => {
+                    self.drop_oldest();
+                }
+            }
+        }
+    }
+
+    fn drop_oldest(&mut self) -> bool {
+        let Some(id) = self.order.pop_front() else {
+            return false;
+        };
+        if let Some(k) = self.by_id.remove(&id) {
+            self.bytes -= k.bytes;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(text: &str) -> Vec<Message> {
+        vec![Message {
+            role: "user".into(),
+            content: text.into(),
+            ..Default::default()
+        }]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kept_for_their_owner_until_they_expire_or_crowd_out() {
+        let store = Conversations::new(Duration::from_secs(60), 1000);
+        store.keep("r1", "alice", said("one"));
+        assert_eq!(store.get("r1", "alice"), Some(said("one")));
+        assert_eq!(store.get("r1", "bob"), None, "another key's response");
+        assert_eq!(store.get("r2", "alice"), None);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(store.get("r1", "alice"), None, "expired");
+        // Each is about 70 bytes: the oldest go first past 1000.
+        for i in 0..20 {
+            store.keep(&format!("r{i}"), "alice", said("x"));
+        }
+        assert_eq!(store.get("r0", "alice"), None);
+        assert!(store.get("r19", "alice").is_some());
+        assert!(store.inner.lock().unwrap().bytes <= 1000);
+        // Larger than a quarter of the bound: not kept.
+        store.keep("big", "alice", said(&"y".repeat(300)));
+        assert_eq!(store.get("big", "alice"), None);
+    }
+}

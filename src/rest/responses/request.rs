@@ -1,0 +1,523 @@
+//! A Responses API request (`POST /v1/responses`) read into the gRPC request's parts: `input` (a string or a
+//! list of items: messages, function calls and their outputs) becomes messages, `instructions` a system
+//! message in front, `tools` (flat function definitions), `tool_choice`, `text.format`, `max_output_tokens`,
+//! `temperature`, `top_p`, `reasoning.effort` the generation config. Hosted tools and fields the gateway cannot
+//! honour are refused by name rather than dropped.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    error::GatewayError,
+    proto::{
+        content_part, response_format::Format, tool_choice::Choice, ContentPart, GenerationConfig,
+        ImageUrl, JsonSchema, Message, ResponseFormat, Tool, ToolCall, ToolChoice,
+    },
+    upstream::openai::extras,
+};
+
+#[derive(Debug, Deserialize)]
+struct InRequest {
+    model: String,
+    input: Option<Input>,
+    instructions: Option<String>,
+    tools: Option<Vec<Map<String, Value>>>,
+    tool_choice: Option<Value>,
+    text: Option<InText>,
+    max_output_tokens: Option<i64>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    parallel_tool_calls: Option<bool>,
+    stream: Option<bool>,
+    store: Option<bool>,
+    previous_response_id: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    user: Option<String>,
+    safety_identifier: Option<String>,
+    reasoning: Option<InReasoning>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// Accepted and of no effect here: what they ask is already so, or only concerns OpenAI's own platform.
+const IGNORED: [&str; 5] = [
+    "include",
+    "truncation",
+    "service_tier",
+    "prompt_cache_key",
+    "background",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Input {
+    Text(String),
+    Items(Vec<InItem>),
+}
+
+#[derive(Debug, Deserialize)]
+struct InItem {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    role: Option<String>,
+    content: Option<InContent>,
+    call_id: Option<String>,
+    name: Option<String>,
+    arguments: Option<String>,
+    output: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum InContent {
+    Text(String),
+    Parts(Vec<InPart>),
+}
+
+#[derive(Debug, Deserialize)]
+struct InPart {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+    image_url: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InText {
+    format: Option<InFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum InFormat {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: String,
+        schema: Map<String, Value>,
+        description: Option<String>,
+        strict: Option<bool>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct InReasoning {
+    effort: Option<String>,
+}
+
+/// A request, read.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Parsed {
+    pub(crate) model: String,
+    /// The system message `instructions` make, sent first and not kept for a continuation.
+    pub(crate) instructions: Option<Message>,
+    /// This request's input, after the continued conversation's messages.
+    pub(crate) input: Vec<Message>,
+    pub(crate) config: Option<GenerationConfig>,
+    pub(crate) stream: bool,
+    pub(crate) store: bool,
+    pub(crate) previous_response_id: Option<String>,
+    /// Echoed in the response object as they were sent.
+    pub(crate) echo: Echo,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Echo {
+    pub(crate) instructions: Option<String>,
+    pub(crate) tools: Vec<Value>,
+    pub(crate) tool_choice: Option<Value>,
+    pub(crate) parallel_tool_calls: Option<bool>,
+    pub(crate) max_output_tokens: Option<i64>,
+    pub(crate) temperature: Option<f32>,
+    pub(crate) top_p: Option<f32>,
+    pub(crate) metadata: Map<String, Value>,
+    pub(crate) text: Option<Value>,
+    pub(crate) user: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidArgument(msg.into())
+}
+
+pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
+    let raw: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let text_echo = raw.get("text").cloned();
+    let req: InRequest = serde_path_to_error::deserialize(raw)
+        .map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    if let Some(field) = req.rest.keys().find(|k| !IGNORED.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "{field}: not supported by the gateway's Responses API"
+        )));
+    }
+    if req.rest.get("background") == Some(&Value::Bool(true)) {
+        return Err(invalid(
+            "background: responses are answered while the request waits",
+        ));
+    }
+    let input = match req.input {
+        None => Vec::new(),
+        Some(Input::Text(text)) => vec![text_message("user", text)],
+        Some(Input::Items(items)) => items_to_messages(items)?,
+    };
+    if input.is_empty() && req.previous_response_id.is_none() {
+        return Err(invalid("input: required"));
+    }
+    let tools: Vec<Tool> = req
+        .tools
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, t)| tool(i, t))
+        .collect::<Result<_, _>>()?;
+    let tool_choice = req.tool_choice.as_ref().map(tool_choice).transpose()?;
+    let response_format = req.text.and_then(|t| t.format).map(|f| ResponseFormat {
+        format: Some(match f {
+            InFormat::Text => Format::Text(true),
+            InFormat::JsonObject => Format::JsonObject(true),
+            InFormat::JsonSchema {
+                name,
+                schema,
+                description,
+                strict,
+            } => Format::JsonSchema(JsonSchema {
+                name,
+                description: description.unwrap_or_default(),
+                schema_json: Value::Object(schema).to_string(),
+                strict,
+            }),
+        }),
+    });
+    let provider_options = req.reasoning.and_then(|r| r.effort).map(|effort| {
+        let mut options = Map::new();
+        options.insert("reasoning_effort".into(), Value::from(effort));
+        extras::json_to_struct(options)
+    });
+    let user = req.user.clone().or(req.safety_identifier);
+    let config = GenerationConfig {
+        temperature: req.temperature,
+        // Out of range stays out of range (not wrapped) for the core to refuse.
+        max_tokens: req
+            .max_output_tokens
+            .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+        top_p: req.top_p,
+        user: user.unwrap_or_default(),
+        response_format,
+        tools,
+        tool_choice,
+        parallel_tool_calls: req.parallel_tool_calls,
+        provider_options,
+        ..Default::default()
+    };
+    let echo = Echo {
+        instructions: req.instructions.clone(),
+        tools: req.tools.into_iter().flatten().map(Value::Object).collect(),
+        tool_choice: req.tool_choice,
+        parallel_tool_calls: req.parallel_tool_calls,
+        max_output_tokens: req.max_output_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        metadata: req.metadata.unwrap_or_default(),
+        text: text_echo,
+        user: req.user,
+    };
+    Ok(Parsed {
+        model: req.model,
+        instructions: req.instructions.map(|i| text_message("system", i)),
+        input,
+        config: (config != GenerationConfig::default()).then_some(config),
+        stream: req.stream.unwrap_or(false),
+        store: req.store.unwrap_or(true),
+        previous_response_id: req.previous_response_id,
+        echo,
+    })
+}
+
+fn text_message(role: &str, text: String) -> Message {
+    Message {
+        role: role.into(),
+        content: text,
+        ..Default::default()
+    }
+}
+
+/// Input items in order: messages as they are; function calls join the assistant message before them (or
+/// make one); their outputs become tool messages; reasoning items, which only OpenAI's own models read back,
+/// are left out.
+fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
+    let mut out: Vec<Message> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let at = |field: &str| format!("input[{i}].{field}");
+        match item.kind.as_deref().unwrap_or("message") {
+            "message" => {
+                let role = item
+                    .role
+                    .ok_or_else(|| invalid(format!("{}: required", at("role"))))?;
+                out.push(message(&at("content"), role, item.content)?);
+            }
+            "function_call" => {
+                let call = ToolCall {
+                    id: item
+                        .call_id
+                        .ok_or_else(|| invalid(format!("{}: required", at("call_id"))))?,
+                    name: item.name.unwrap_or_default(),
+                    arguments: item.arguments.unwrap_or_default(),
+                };
+                match out.last_mut() {
+                    Some(m) if m.role == "assistant" => m.tool_calls.push(call),
+                    _ => out.push(Message {
+                        role: "assistant".into(),
+                        tool_calls: vec![call],
+                        ..Default::default()
+                    }),
+                }
+            }
+            "function_call_output" => {
+                let id = item
+                    .call_id
+                    .ok_or_else(|| invalid(format!("{}: required", at("call_id"))))?;
+                let content = match item.output {
+                    Some(Value::String(s)) => s,
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect(),
+                    _ => {
+                        return Err(invalid(format!(
+                            "{}: a string or a list of parts",
+                            at("output")
+                        )))
+                    }
+                };
+                out.push(Message {
+                    role: "tool".into(),
+                    content,
+                    tool_call_id: id,
+                    ..Default::default()
+                });
+            }
+            "reasoning" => {}
+            other => {
+                return Err(invalid(format!(
+                    "{}: '{other}' items are not supported by the gateway",
+                    at("type")
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn message(at: &str, role: String, content: Option<InContent>) -> Result<Message, GatewayError> {
+    let parts = match content {
+        None => return Ok(text_message(&role, String::new())),
+        Some(InContent::Text(text)) => return Ok(text_message(&role, text)),
+        Some(InContent::Parts(parts)) => parts,
+    };
+    let mut text = String::new();
+    let mut out = Vec::new();
+    for (j, p) in parts.into_iter().enumerate() {
+        match p.kind.as_str() {
+            "input_text" | "output_text" | "refusal" | "text" => {
+                let t = p.text.unwrap_or_default();
+                text.push_str(&t);
+                out.push(ContentPart {
+                    part: Some(content_part::Part::Text(t)),
+                });
+            }
+            "input_image" => {
+                let url = p.image_url.ok_or_else(|| {
+                    invalid(format!(
+                        "{at}[{j}].image_url: required (file ids are not supported)"
+                    ))
+                })?;
+                out.push(ContentPart {
+                    part: Some(content_part::Part::ImageUrl(ImageUrl {
+                        url,
+                        detail: p.detail.unwrap_or_default(),
+                    })),
+                });
+            }
+            other => {
+                return Err(invalid(format!(
+                    "{at}[{j}].type: '{other}' parts are not supported (text and images are)"
+                )))
+            }
+        }
+    }
+    // Text alone is one text; with an image the parts stay.
+    let images = out
+        .iter()
+        .any(|p| matches!(p.part, Some(content_part::Part::ImageUrl(_))));
+    Ok(if images {
+        Message {
+            role,
+            parts: out,
+            ..Default::default()
+        }
+    } else {
+        text_message(&role, text)
+    })
+}
+
+/// `{"type": "function", "name": ..., "parameters": {...}}`; hosted tools are refused.
+fn tool(i: usize, t: &Map<String, Value>) -> Result<Tool, GatewayError> {
+    let kind = t.get("type").and_then(Value::as_str).unwrap_or_default();
+    if kind != "function" {
+        return Err(invalid(format!(
+            "tools[{i}].type: '{kind}' is a hosted tool the gateway does not run; only 'function' tools are passed on"
+        )));
+    }
+    let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+    Ok(Tool {
+        name: name.to_owned(),
+        description: t
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        parameters_json: t
+            .get("parameters")
+            .filter(|p| p.is_object())
+            .map(Value::to_string)
+            .unwrap_or_default(),
+        strict: t.get("strict").and_then(Value::as_bool),
+        cache_control: None,
+    })
+}
+
+fn tool_choice(v: &Value) -> Result<ToolChoice, GatewayError> {
+    let choice = match v {
+        Value::String(mode) => Choice::Mode(mode.clone()),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            Choice::Function(
+                o.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+        _ => return Err(invalid(
+            "tool_choice: 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}",
+        )),
+    };
+    Ok(ToolChoice {
+        choice: Some(choice),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse_json(v: Value) -> Result<Parsed, GatewayError> {
+        parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_string_input_with_instructions_and_options() {
+        let p = parse_json(json!({"model": "m", "input": "hi", "instructions": "Be brief.",
+            "max_output_tokens": 50, "temperature": 0.2, "reasoning": {"effort": "low"},
+            "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}, "strict": true}},
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "f"}, "store": false, "include": ["x"]}))
+        .unwrap();
+        assert_eq!(p.input, vec![text_message("user", "hi".into())]);
+        assert_eq!(
+            p.instructions,
+            Some(text_message("system", "Be brief.".into()))
+        );
+        assert!(!p.store && !p.stream);
+        let c = p.config.unwrap();
+        assert_eq!((c.max_tokens, c.temperature), (Some(50), Some(0.2)));
+        assert_eq!(c.tools[0].name, "f");
+        assert_eq!(c.tools[0].parameters_json, r#"{"type":"object"}"#);
+        assert_eq!(
+            c.tool_choice.unwrap().choice,
+            Some(Choice::Function("f".into()))
+        );
+        assert!(matches!(
+            c.response_format.unwrap().format,
+            Some(Format::JsonSchema(JsonSchema { ref name, strict: Some(true), .. })) if name == "a"
+        ));
+        assert_eq!(
+            c.provider_options,
+            Some(extras::json_to_struct(
+                json!({"reasoning_effort": "low"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            ))
+        );
+    }
+
+    #[test]
+    fn items_become_messages_with_calls_and_outputs() {
+        let p = parse_json(json!({"model": "m", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "weather?"},
+                                         {"type": "input_image", "image_url": "https://i.example/a.png"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call", "call_id": "call_2", "name": "get_time", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "noon"}]}
+        ]}))
+        .unwrap();
+        let roles: Vec<&str> = p.input.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "tool", "tool"]);
+        assert_eq!(p.input[0].parts.len(), 2);
+        assert_eq!(p.input[1].content, "Checking.");
+        let ids: Vec<&str> = p.input[1]
+            .tool_calls
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(ids, ["call_1", "call_2"]);
+        assert_eq!(
+            (
+                p.input[3].tool_call_id.as_str(),
+                p.input[3].content.as_str()
+            ),
+            ("call_2", "noon")
+        );
+    }
+
+    #[test]
+    fn what_the_gateway_cannot_honour_is_refused_by_name() {
+        for (body, says) in [
+            (json!({"model": "m"}), "input: required"),
+            (
+                json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
+                "tools[0].type: 'web_search'",
+            ),
+            (
+                json!({"model": "m", "input": "x", "conversation": "c1"}),
+                "conversation",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "file_search_call"}]}),
+                "input[0].type",
+            ),
+            (
+                json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+                "input[0].content[0].type",
+            ),
+            (
+                json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search"}}),
+                "tool_choice",
+            ),
+            (
+                json!({"model": "m", "input": "x", "background": true}),
+                "background",
+            ),
+        ] {
+            let err = parse_json(body.clone()).unwrap_err().to_string();
+            assert!(err.contains(says), "{body}: {err}");
+        }
+        // A continuation may send no new input.
+        assert!(parse_json(json!({"model": "m", "previous_response_id": "resp_1"})).is_ok());
+    }
+}

@@ -1,0 +1,154 @@
+//! The Responses door (`POST /v1/responses`) on an Anthropic upstream and an OpenAI-style one: the same event
+//! sequence whatever the upstream speaks, and a stream that breaks after its start ends in `error` and
+//! `response.failed`, never in a completion.
+
+use crate::common::{upstream::*, *};
+use serde_json::{json, Value};
+
+/// The events of an SSE body: (event name, data).
+fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (name.to_owned(), serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
+async fn post(gw: &Gateway, body: Value) -> (u16, String) {
+    let resp = http()
+        .post(format!("http://{}/v1/responses", gw.addr))
+        .bearer_auth(KEY)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_anthropic_upstream_streams_the_documented_events() {
+    let start = json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+        "model": "claude", "content": [], "stop_reason": null, "usage": {"input_tokens": 9, "output_tokens": 1}}});
+    let stream = vec![
+        start,
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+        json!({"type": "message_stop"}),
+    ];
+    let up = Upstream::start(vec![Reply::anthropic_sse(&stream)]).await;
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[upstreams]]
+        name = "claude-api"
+        kind = "anthropic"
+        base_url = "{}"
+        api_key_env = "TEST_UPSTREAM_KEY"
+        [[models]]
+        name = "claude"
+        max_output_tokens = 1000
+        routes = [{{ upstream = "claude-api", model = "claude-sonnet-4-5" }}]
+        "#,
+        up.base_url()
+    );
+    let gw = Gateway::start(config(&text)).await;
+    let (status, body) = post(
+        &gw,
+        json!({"model": "claude", "input": "hi", "instructions": "Be brief.", "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got = events(&body);
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed"
+        ]
+    );
+    for (i, (kind, data)) in got.iter().enumerate() {
+        assert_eq!(data["type"], *kind);
+        assert_eq!(data["sequence_number"], i);
+    }
+    let done = &got.last().unwrap().1["response"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
+    assert_eq!(done["usage"]["input_tokens"], 9);
+    assert_eq!(done["usage"]["output_tokens"], 2);
+    // Instructions went as Anthropic's system prompt.
+    assert_eq!(up.requests()[0].body["system"], "Be brief.");
+}
+
+#[tokio::test]
+async fn a_stream_broken_after_its_start_fails_and_never_completes() {
+    let mut words = stream_of(&["par", "tial"]);
+    words.truncate(3); // role and two deltas: no finish, no [DONE]
+    let up = Upstream::start(vec![Reply::sse(&words).end(End::Reset)]).await;
+    let gw = Gateway::without_retries(&up).await;
+    let (status, body) = post(&gw, json!({"model": "big", "input": "hi", "stream": true})).await;
+    assert_eq!(status, 200);
+    let got = events(&body);
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["error", "response.failed"],
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"response.completed"));
+    let failed = &got.last().unwrap().1["response"];
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("scripted"));
+}
+
+#[tokio::test]
+async fn refusals_are_openai_errors_before_any_upstream_call() {
+    let up = Upstream::start(vec![]).await;
+    let gw = Gateway::without_retries(&up).await;
+    for (body, status, says) in [
+        (
+            json!({"model": "big", "input": "x", "tools": [{"type": "file_search"}]}),
+            400,
+            "file_search",
+        ),
+        (
+            json!({"model": "big", "input": "x", "previous_response_id": "resp_nope"}),
+            400,
+            "resp_nope",
+        ),
+        (json!({"model": "nope", "input": "x"}), 404, "unknown model"),
+    ] {
+        let (got, text) = post(&gw, body.clone()).await;
+        assert_eq!(got, status, "{body}: {text}");
+        let err: Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(says),
+            "{text}"
+        );
+    }
+    assert_eq!(up.calls(), 0);
+}
