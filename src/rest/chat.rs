@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
-use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{body::Body, metadata::MetadataMap, Status};
 
 use super::{
@@ -179,47 +179,13 @@ fn sse(
     model: String,
     include_usage: bool,
 ) -> Response<Body> {
-    let (metadata, chunks, _) = resp.into_parts();
-    let events = Events {
-        id: made_up_id(&metadata),
+    let writer = Events {
+        id: made_up_id(resp.metadata()),
         created,
         model,
         include_usage,
     };
-    // The role comes first, as OpenAI sends it, then one event per chunk until the last or an error.
-    let first = events.chunk(
-        wire::Delta {
-            role: Some("assistant"),
-            content: Some(""),
-            ..Default::default()
-        },
-        None,
-    );
-    let mut done = false;
-    let rest = chunks.map_while(move |chunk| {
-        if done {
-            return None;
-        }
-        let event = match chunk {
-            Ok(c) if !c.is_complete => events.chunk(
-                wire::Delta {
-                    content: Some(&c.delta),
-                    ..Default::default()
-                },
-                None,
-            ),
-            Ok(last) => {
-                done = true;
-                events.last(&last)
-            }
-            Err(status) => {
-                done = true;
-                error::event(&status)
-            }
-        };
-        Some(event)
-    });
-    super::event_stream(metadata, first, rest)
+    super::relay(resp, writer)
 }
 
 /// Writes the events of one stream.
@@ -284,6 +250,34 @@ impl Events {
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
         Bytes::from(out)
+    }
+}
+
+impl super::StreamWriter for Events {
+    /// The role comes first, as OpenAI sends it.
+    fn start(&mut self) -> Bytes {
+        let role = wire::Delta {
+            role: Some("assistant"),
+            content: Some(""),
+            ..Default::default()
+        };
+        self.chunk(role, None)
+    }
+
+    fn delta(&mut self, text: &str) -> Bytes {
+        let delta = wire::Delta {
+            content: Some(text),
+            ..Default::default()
+        };
+        self.chunk(delta, None)
+    }
+
+    fn last(&mut self, last: &StreamChunk) -> Bytes {
+        Events::last(self, last)
+    }
+
+    fn failed(&mut self, status: &Status) -> Bytes {
+        error::event(status)
     }
 }
 

@@ -1,11 +1,12 @@
 //! The OpenAI-compatible REST door, on the same port as gRPC (HTTP/1.1 and HTTP/2): `POST /v1/chat/completions`,
-//! `POST /v1/responses`, `POST /v1/embeddings` and `GET /v1/models[/{id}]`. Same keys (`Authorization: Bearer`), and the calls run
+//! `POST /v1/responses`, `POST /v1/embeddings`, `GET /v1/models[/{id}]`, and Anthropic's `POST /v1/messages`. Same keys (`Authorization: Bearer`), and the calls run
 //! through the gRPC handlers themselves, so limits, cache, routing, metrics and logs cannot drift apart between
 //! the doors.
 
 mod chat;
 mod embeddings;
 mod error;
+mod messages;
 mod request;
 mod responses;
 #[cfg(test)]
@@ -63,6 +64,7 @@ where
         ("/v1/chat/completions", _) => Route::Chat,
         ("/v1/embeddings", _) => Route::Embeddings,
         ("/v1/responses", _) => Route::Responses,
+        ("/v1/messages", _) => Route::Messages,
         ("/v1/models", _) => Route::Models,
         (_, Some(id)) if !id.is_empty() => Route::Model(id.to_owned()),
         _ => {
@@ -70,7 +72,10 @@ where
             return error::body(404, &msg, "invalid_request_error", Some("unknown_url"));
         }
     };
-    let (wanted, allow) = if matches!(route, Route::Chat | Route::Embeddings | Route::Responses) {
+    let (wanted, allow) = if matches!(
+        route,
+        Route::Chat | Route::Embeddings | Route::Responses | Route::Messages
+    ) {
         (Method::POST, "POST")
     } else {
         (Method::GET, "GET")
@@ -82,8 +87,13 @@ where
             .insert(header::ALLOW, HeaderValue::from_static(allow));
         return resp;
     }
+    let mut metadata = metadata;
+    if route == Route::Messages {
+        anthropic_key(&mut metadata);
+    }
     let who = match crate::grpc::authenticate(&gw, &metadata) {
         Ok(who) => who,
+        Err(e) if route == Route::Messages => return messages::gateway_error(&e),
         Err(e) => return error::gateway(&e),
     };
     match route {
@@ -97,6 +107,10 @@ where
         },
         Route::Responses => match read_body(body).await {
             Ok(bytes) => responses::create(gw, who, metadata, bytes).await,
+            Err(resp) => resp,
+        },
+        Route::Messages => match read_body(body).await {
+            Ok(bytes) => messages::create(gw, who, metadata, bytes).await,
             Err(resp) => resp,
         },
         Route::Models => {
@@ -126,6 +140,7 @@ enum Route {
     Chat,
     Embeddings,
     Responses,
+    Messages,
     Models,
     Model(String),
 }
@@ -136,6 +151,24 @@ fn model_object(name: &str) -> wire::ModelObject<'_> {
         object: "model",
         created: 0,
         owned_by: "aigw",
+    }
+}
+
+/// Anthropic's SDKs send the key as `x-api-key`: it is taken as the bearer key when there is none.
+fn anthropic_key(metadata: &mut MetadataMap) {
+    if metadata.get("authorization").is_some() {
+        return;
+    }
+    let Some(key) = metadata.remove("x-api-key") else {
+        return;
+    };
+    let bearer = key
+        .to_str()
+        .ok()
+        .and_then(|k| format!("Bearer {k}").parse().ok());
+    if let Some(mut value) = bearer {
+        tonic::metadata::MetadataValue::set_sensitive(&mut value, true);
+        metadata.insert("authorization", value);
     }
 }
 
@@ -163,14 +196,29 @@ where
     }
 }
 
-/// A whole answer from `handle` (a gRPC handler), written by `answer`, or the call's error. The overhead and
-/// cost, which gRPC sends as trailers, go out as headers.
+/// A whole answer from `handle` (a gRPC handler), written by `answer`, or the call's error as OpenAI writes
+/// it. The overhead and cost, which gRPC sends as trailers, go out as headers.
 async fn unary<M, R, F>(
+    metadata: MetadataMap,
+    extensions: http::Extensions,
+    message: M,
+    handle: impl FnOnce(tonic::Request<M>) -> F,
+    answer: impl FnOnce(tonic::Response<R>) -> Response<Body>,
+) -> Response<Body>
+where
+    F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+{
+    unary_or(metadata, extensions, message, handle, answer, error::status).await
+}
+
+/// [`unary`], with the door's own way of writing errors.
+async fn unary_or<M, R, F>(
     metadata: MetadataMap,
     mut extensions: http::Extensions,
     message: M,
     handle: impl FnOnce(tonic::Request<M>) -> F,
     answer: impl FnOnce(tonic::Response<R>) -> Response<Body>,
+    failed: fn(&tonic::Status) -> Response<Body>,
 ) -> Response<Body>
 where
     F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
@@ -180,7 +228,7 @@ where
     let request = tonic::Request::from_parts(metadata, extensions, message);
     let mut resp = match handle(request).await {
         Ok(resp) => answer(resp),
-        Err(status) => error::status(&status),
+        Err(status) => failed(&status),
     };
     slot.apply(resp.headers_mut());
     resp
@@ -191,6 +239,56 @@ fn json_with(metadata: MetadataMap, value: &impl serde::Serialize) -> Response<B
     let mut resp = json(StatusCode::OK, value);
     resp.headers_mut().extend(metadata.into_headers());
     resp
+}
+
+/// How a door writes a stream's events: an opening, one event (or a few) per delta, the end, or a failure
+/// after the start.
+trait StreamWriter: Send + 'static {
+    fn start(&mut self) -> Bytes;
+    fn delta(&mut self, text: &str) -> Bytes;
+    fn last(&mut self, last: &crate::proto::StreamChunk) -> Bytes;
+    fn failed(&mut self, status: &tonic::Status) -> Bytes;
+}
+
+/// A `StreamGenerate` answer as the door's events: the opening, then one write per chunk until the last chunk
+/// or an error, after which nothing more is read.
+fn relay<W: StreamWriter>(
+    resp: tonic::Response<
+        tokio_stream::wrappers::ReceiverStream<Result<crate::proto::StreamChunk, tonic::Status>>,
+    >,
+    mut writer: W,
+) -> Response<Body> {
+    use tokio_stream::StreamExt;
+    let (metadata, chunks, _) = resp.into_parts();
+    let first = writer.start();
+    let mut done = false;
+    let rest = chunks.map_while(move |chunk| {
+        if done {
+            return None;
+        }
+        Some(match chunk {
+            Ok(c) if !c.is_complete => writer.delta(&c.delta),
+            Ok(last) => {
+                done = true;
+                writer.last(&last)
+            }
+            Err(status) => {
+                done = true;
+                writer.failed(&status)
+            }
+        })
+    });
+    event_stream(metadata, first, rest)
+}
+
+/// `event: <kind>\ndata: <json>\n\n`, as the Responses and Messages streams name their events.
+fn named_event(kind: &str, data: &impl serde::Serialize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // Serializing these values cannot fail: no maps with non-string keys, no failing Serialize impls.
+    let _ = serde_json::to_writer(&mut *out, data);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// A streamed answer: `first`, then `rest`, as server-sent events with the call's metadata as headers.

@@ -13,6 +13,7 @@ mod groups;
 mod hardening;
 mod interactive;
 mod keys;
+mod messages;
 mod mock_upstream;
 mod observability;
 mod otlp;

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Response;
 use serde_json::{json, Map, Value};
-use tokio_stream::StreamExt;
 use tonic::{body::Body, metadata::MetadataMap, Status};
 
 use super::error;
@@ -283,21 +282,7 @@ impl Events {
         body.insert("type".into(), json!(kind));
         body.insert("sequence_number".into(), json!(self.seq));
         self.seq += 1;
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        // Serializing a Value cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &body);
-        out.extend_from_slice(b"\n\n");
-    }
-
-    fn start(&mut self) -> Bytes {
-        let mut out = Vec::new();
-        for kind in ["response.created", "response.in_progress"] {
-            let response = Value::Object(self.answer.shell("in_progress", Vec::new()));
-            self.event(kind, obj(json!({"response": response})), &mut out);
-        }
-        Bytes::from(out)
+        super::named_event(kind, &body, out);
     }
 
     fn open_message(&mut self, out: &mut Vec<u8>) {
@@ -315,6 +300,17 @@ impl Events {
                        "part": output_text("")})),
             out,
         );
+    }
+}
+
+impl super::StreamWriter for Events {
+    fn start(&mut self) -> Bytes {
+        let mut out = Vec::new();
+        for kind in ["response.created", "response.in_progress"] {
+            let response = Value::Object(self.answer.shell("in_progress", Vec::new()));
+            self.event(kind, obj(json!({"response": response})), &mut out);
+        }
+        Bytes::from(out)
     }
 
     fn delta(&mut self, delta: &str) -> Bytes {
@@ -446,31 +442,12 @@ fn events(
     answer: Answer,
     keep: Option<Keep>,
 ) -> Response<Body> {
-    let (metadata, chunks, _) = resp.into_parts();
-    let mut events = Events {
+    let writer = Events {
         answer,
         seq: 0,
         open: false,
         text: String::new(),
         keep,
     };
-    let first = events.start();
-    let mut done = false;
-    let rest = chunks.map_while(move |chunk| {
-        if done {
-            return None;
-        }
-        Some(match chunk {
-            Ok(c) if !c.is_complete => events.delta(&c.delta),
-            Ok(last) => {
-                done = true;
-                events.last(&last)
-            }
-            Err(status) => {
-                done = true;
-                events.failed(&status)
-            }
-        })
-    });
-    super::event_stream(metadata, first, rest)
+    super::relay(resp, writer)
 }

@@ -1,0 +1,511 @@
+//! An Anthropic Messages API request (`POST /v1/messages`) read into the gRPC request's parts: `system` (a string
+//! or text blocks) becomes a system message; user turns' `tool_result` blocks become tool messages ahead of the
+//! turn's text and images; assistant `tool_use` blocks become tool calls; `cache_control` on a block marks its
+//! message; `max_tokens` (required, as Anthropic has it), `stop_sequences`, `temperature`, `top_p`, `tools`,
+//! `tool_choice` and `metadata.user_id` map to their proto fields, and `top_k` goes on as a provider option.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    error::GatewayError,
+    proto::{
+        content_part, tool_choice::Choice, CacheControl, ContentPart, GenerationConfig, ImageUrl,
+        Message, Tool, ToolCall, ToolChoice,
+    },
+    upstream::openai::extras,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InRequest {
+    model: String,
+    max_tokens: i64,
+    messages: Vec<InMessage>,
+    system: Option<InContent>,
+    stop_sequences: Option<Vec<String>>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<u32>,
+    stream: Option<bool>,
+    tools: Option<Vec<InTool>>,
+    tool_choice: Option<InToolChoice>,
+    metadata: Option<InMetadata>,
+    thinking: Option<Value>,
+    /// Accepted; of no effect here.
+    #[allow(dead_code)]
+    service_tier: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InMessage {
+    role: String,
+    content: InContent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum InContent {
+    Text(String),
+    Blocks(Vec<InBlock>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum InBlock {
+    Text {
+        text: String,
+        cache_control: Option<InCacheControl>,
+        #[serde(default)]
+        #[allow(dead_code)] // accepted; citations are not carried
+        citations: Option<Value>,
+    },
+    Image {
+        source: InImageSource,
+        cache_control: Option<InCacheControl>,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: Value,
+        cache_control: Option<InCacheControl>,
+    },
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: Option<InContent>,
+        #[serde(default)]
+        is_error: bool,
+        cache_control: Option<InCacheControl>,
+    },
+    /// Sent back by clients with earlier assistant turns; nothing the gateway passes on.
+    Thinking {},
+    RedactedThinking {},
+    #[serde(other)]
+    Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum InImageSource {
+    Base64 { media_type: String, data: String },
+    Url { url: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct InCacheControl {
+    #[serde(rename = "type")]
+    kind: String,
+    ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InTool {
+    name: String,
+    description: Option<String>,
+    input_schema: Map<String, Value>,
+    cache_control: Option<InCacheControl>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum InToolChoice {
+    Auto {
+        disable_parallel_tool_use: Option<bool>,
+    },
+    Any {
+        disable_parallel_tool_use: Option<bool>,
+    },
+    Tool {
+        name: String,
+        disable_parallel_tool_use: Option<bool>,
+    },
+    None {},
+}
+
+#[derive(Debug, Deserialize)]
+struct InMetadata {
+    user_id: Option<String>,
+}
+
+/// A request, read.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Parsed {
+    pub(crate) model: String,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) config: GenerationConfig,
+    pub(crate) stream: bool,
+}
+
+fn invalid(msg: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidArgument(msg.into())
+}
+
+pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
+    let req: InRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+            .map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    if let Some(t) = &req.thinking {
+        if t.get("type").and_then(Value::as_str) != Some("disabled") {
+            return Err(invalid(
+                "thinking: extended thinking is not carried by the gateway (its blocks would be lost)",
+            ));
+        }
+    }
+    let mut messages = Vec::new();
+    if let Some(system) = req.system {
+        let (text, mark) = system_text(system)?;
+        messages.push(Message {
+            role: "system".into(),
+            content: text,
+            cache_control: mark,
+            ..Default::default()
+        });
+    }
+    for (i, m) in req.messages.into_iter().enumerate() {
+        turn(i, m, &mut messages)?;
+    }
+    let tools = req
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.kind.as_deref().is_some_and(|k| k != "custom") {
+                return Err(invalid(format!(
+                    "tools[{i}].type: '{}' is a server tool the gateway does not run",
+                    t.kind.unwrap_or_default()
+                )));
+            }
+            Ok(Tool {
+                name: t.name,
+                description: t.description.unwrap_or_default(),
+                parameters_json: Value::Object(t.input_schema).to_string(),
+                strict: None,
+                cache_control: t.cache_control.map(mark),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let (tool_choice, parallel) = match req.tool_choice {
+        None => (None, None),
+        Some(InToolChoice::Auto {
+            disable_parallel_tool_use: d,
+        }) => (Some(Choice::Mode("auto".into())), d),
+        Some(InToolChoice::Any {
+            disable_parallel_tool_use: d,
+        }) => (Some(Choice::Mode("required".into())), d),
+        Some(InToolChoice::Tool {
+            name,
+            disable_parallel_tool_use: d,
+        }) => (Some(Choice::Function(name)), d),
+        Some(InToolChoice::None {}) => (Some(Choice::Mode("none".into())), None),
+    };
+    let provider_options = req.top_k.map(|k| {
+        let mut options = Map::new();
+        options.insert("top_k".into(), Value::from(k));
+        extras::json_to_struct(options)
+    });
+    let config = GenerationConfig {
+        temperature: req.temperature,
+        // Out of range stays out of range (not wrapped) for the core to refuse.
+        max_tokens: Some(
+            req.max_tokens
+                .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+        ),
+        top_p: req.top_p,
+        stop: req.stop_sequences.unwrap_or_default(),
+        user: req.metadata.and_then(|m| m.user_id).unwrap_or_default(),
+        tools,
+        tool_choice: tool_choice.map(|c| ToolChoice { choice: Some(c) }),
+        parallel_tool_calls: parallel.map(|disabled| !disabled),
+        provider_options,
+        ..Default::default()
+    };
+    Ok(Parsed {
+        model: req.model,
+        messages,
+        config,
+        stream: req.stream.unwrap_or(false),
+    })
+}
+
+fn mark(c: InCacheControl) -> CacheControl {
+    CacheControl {
+        r#type: c.kind,
+        ttl: c.ttl.unwrap_or_default(),
+    }
+}
+
+fn system_text(system: InContent) -> Result<(String, Option<CacheControl>), GatewayError> {
+    match system {
+        InContent::Text(t) => Ok((t, None)),
+        InContent::Blocks(blocks) => {
+            let mut text = Vec::new();
+            let mut marked = None;
+            for (j, b) in blocks.into_iter().enumerate() {
+                match b {
+                    InBlock::Text {
+                        text: t,
+                        cache_control,
+                        ..
+                    } => {
+                        text.push(t);
+                        marked = cache_control.map(mark).or(marked);
+                    }
+                    _ => return Err(invalid(format!("system[{j}]: only text blocks"))),
+                }
+            }
+            Ok((text.join("\n\n"), marked))
+        }
+    }
+}
+
+/// One turn: an assistant's text and tool calls, or a user's tool results (each a tool message, first) and
+/// then their text and images.
+fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayError> {
+    let at = |j: usize| format!("messages[{i}].content[{j}]");
+    if !matches!(m.role.as_str(), "user" | "assistant") {
+        return Err(invalid(format!(
+            "messages[{i}].role: '{}' is not 'user' or 'assistant' (the system prompt goes in `system`)",
+            m.role
+        )));
+    }
+    let blocks = match m.content {
+        InContent::Text(text) => {
+            out.push(Message {
+                role: m.role,
+                content: text,
+                ..Default::default()
+            });
+            return Ok(());
+        }
+        InContent::Blocks(blocks) => blocks,
+    };
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    let mut marked = None;
+    for (j, b) in blocks.into_iter().enumerate() {
+        match b {
+            InBlock::Text {
+                text,
+                cache_control,
+                ..
+            } => {
+                marked = cache_control.map(mark).or(marked);
+                parts.push(content_part::Part::Text(text));
+            }
+            InBlock::Image {
+                source,
+                cache_control,
+            } => {
+                marked = cache_control.map(mark).or(marked);
+                let url = match source {
+                    InImageSource::Base64 { media_type, data } => {
+                        format!("data:{media_type};base64,{data}")
+                    }
+                    InImageSource::Url { url } => url,
+                };
+                parts.push(content_part::Part::ImageUrl(ImageUrl {
+                    url,
+                    detail: String::new(),
+                }));
+            }
+            InBlock::ToolUse {
+                id,
+                name,
+                input,
+                cache_control,
+            } if m.role == "assistant" => {
+                marked = cache_control.map(mark).or(marked);
+                let input = if input.is_null() {
+                    Value::Object(Map::new())
+                } else {
+                    input
+                };
+                calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments: input.to_string(),
+                });
+            }
+            InBlock::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                cache_control,
+            } if m.role == "user" => {
+                let text = match content {
+                    None => String::new(),
+                    Some(InContent::Text(t)) => t,
+                    Some(InContent::Blocks(blocks)) => blocks
+                        .into_iter()
+                        .filter_map(|b| match b {
+                            InBlock::Text { text, .. } => Some(text),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                };
+                out.push(Message {
+                    role: "tool".into(),
+                    content: if is_error {
+                        format!("Error: {text}")
+                    } else {
+                        text
+                    },
+                    tool_call_id: tool_use_id,
+                    cache_control: cache_control.map(mark),
+                    ..Default::default()
+                });
+            }
+            InBlock::Thinking {} | InBlock::RedactedThinking {} if m.role == "assistant" => {}
+            InBlock::ToolUse { .. } | InBlock::ToolResult { .. } => {
+                return Err(invalid(format!(
+                    "{}: tool_use belongs to assistant turns, tool_result to user turns",
+                    at(j)
+                )))
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{}.type: only text, image, tool_use and tool_result blocks are supported",
+                    at(j)
+                )))
+            }
+        }
+    }
+    if parts.is_empty() && calls.is_empty() {
+        // A user turn of tool results alone: its tool messages are the turn.
+        if let Some(last) = out.last_mut().filter(|_| marked.is_some()) {
+            last.cache_control = marked;
+        }
+        return Ok(());
+    }
+    let images = parts
+        .iter()
+        .any(|p| matches!(p, content_part::Part::ImageUrl(_)));
+    let mut message = Message {
+        role: m.role,
+        tool_calls: calls,
+        cache_control: marked,
+        ..Default::default()
+    };
+    if images {
+        message.parts = parts
+            .into_iter()
+            .map(|p| ContentPart { part: Some(p) })
+            .collect();
+    } else {
+        message.content = parts
+            .into_iter()
+            .filter_map(|p| match p {
+                content_part::Part::Text(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+    }
+    out.push(message);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse_json(v: Value) -> Result<Parsed, GatewayError> {
+        parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_conversation_with_tools_images_and_cache_marks() {
+        let p = parse_json(json!({
+            "model": "m", "max_tokens": 100, "temperature": 0.5, "top_k": 5, "stop_sequences": ["END"],
+            "system": [{"type": "text", "text": "A manual.", "cache_control": {"type": "ephemeral"}}],
+            "metadata": {"user_id": "u-1"},
+            "tools": [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "UE5H"}}]},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Seoul"}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sunny"}]},
+                    {"type": "text", "text": "And tomorrow?"}]}
+            ]}))
+        .unwrap();
+        let roles: Vec<&str> = p.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "tool", "user"]);
+        assert_eq!(
+            p.messages[0].cache_control.as_ref().unwrap().r#type,
+            "ephemeral"
+        );
+        assert!(matches!(
+            &p.messages[1].parts[1].part,
+            Some(content_part::Part::ImageUrl(ImageUrl { url, .. })) if url == "data:image/png;base64,UE5H"
+        ));
+        assert_eq!(p.messages[2].content, "Checking.");
+        assert_eq!(p.messages[2].tool_calls[0].arguments, r#"{"city":"Seoul"}"#);
+        assert_eq!(
+            (
+                p.messages[3].tool_call_id.as_str(),
+                p.messages[3].content.as_str()
+            ),
+            ("toolu_1", "sunny")
+        );
+        assert_eq!(p.messages[4].content, "And tomorrow?");
+        let c = p.config;
+        assert_eq!(
+            (c.max_tokens, c.temperature, c.user.as_str()),
+            (Some(100), Some(0.5), "u-1")
+        );
+        assert_eq!(c.stop, ["END"]);
+        assert_eq!(
+            c.tool_choice.unwrap().choice,
+            Some(Choice::Mode("required".into()))
+        );
+        assert_eq!(c.parallel_tool_calls, Some(false));
+        assert_eq!(c.tools[0].parameters_json, r#"{"type":"object"}"#);
+        assert!(c.provider_options.is_some());
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        for (body, says) in [
+            (json!({"model": "m", "messages": []}), "max_tokens"),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}),
+                "messages[0].content[0].type",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]}),
+                "tool_use belongs",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled", "budget_tokens": 1024}}),
+                "thinking",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search", "input_schema": {}}]}),
+                "tools[0].type",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [], "top_logprobs": 2}),
+                "top_logprobs",
+            ),
+        ] {
+            let err = parse_json(body.clone()).unwrap_err().to_string();
+            assert!(err.contains(says), "{body}: {err}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The Messages door (`POST /v1/messages`) in front of an OpenAI-style upstream: Anthropic's request reaches it
+//! as chat completions, its answer comes back as Anthropic's events, and a stream broken after its start ends
+//! in an `error` event, never `message_stop`.
+
+use crate::common::{upstream::*, *};
+use serde_json::{json, Value};
+
+async fn post(gw: &Gateway, body: Value, auth: (&str, &str)) -> (u16, String) {
+    let resp = http()
+        .post(format!("http://{}/v1/messages", gw.addr))
+        .header(auth.0, auth.1)
+        .header("anthropic-version", "2023-06-01")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn kinds(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_openai_upstream_answers_in_anthropic_events() {
+    let up = Upstream::start(vec![Reply::sse(&stream_of(&["Hel", "lo"]))]).await;
+    let gw = Gateway::without_retries(&up).await;
+    let body = json!({"model": "big", "max_tokens": 50, "stream": true,
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [{"role": "user", "content": "hi"},
+                     {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}]});
+    let (status, text) = post(&gw, body, ("x-api-key", KEY)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        kinds(&text),
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let delta: Value = text
+        .split("\n\n")
+        .find(|e| e.starts_with("event: message_delta"))
+        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+    assert_eq!(delta["usage"]["input_tokens"], 7);
+    assert_eq!(delta["usage"]["output_tokens"], 2);
+    let sent = &up.requests()[0].body;
+    assert_eq!(sent["max_tokens"], 50);
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+               {"role": "assistant", "tool_calls": [{"id": "toolu_1", "type": "function",
+                   "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+               {"role": "tool", "tool_call_id": "toolu_1", "content": "ok"}])
+    );
+}
+
+#[tokio::test]
+async fn a_broken_stream_ends_in_an_error_event_and_refusals_are_anthropic_errors() {
+    let mut words = stream_of(&["par", "tial"]);
+    words.truncate(3);
+    let up = Upstream::start(vec![Reply::sse(&words).end(End::Reset)]).await;
+    let gw = Gateway::without_retries(&up).await;
+    let body = json!({"model": "big", "max_tokens": 50, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let (status, text) = post(&gw, body, ("authorization", &format!("Bearer {KEY}"))).await;
+    assert_eq!(status, 200);
+    let got = kinds(&text);
+    assert_eq!(got.last().map(String::as_str), Some("error"), "{got:?}");
+    assert!(!got.iter().any(|k| k == "message_stop"));
+    for (body, key, status, kind) in [
+        (
+            json!({"model": "big", "max_tokens": 5, "messages": []}),
+            "sk-wrong",
+            401,
+            "authentication_error",
+        ),
+        (
+            json!({"model": "big", "messages": []}),
+            KEY,
+            400,
+            "invalid_request_error",
+        ),
+        (
+            json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+            KEY,
+            404,
+            "not_found_error",
+        ),
+    ] {
+        let (got, text) = post(&gw, body, ("x-api-key", key)).await;
+        assert_eq!(got, status, "{text}");
+        let err: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(err["type"], "error");
+        assert_eq!(err["error"]["type"], kind, "{text}");
+    }
+}
