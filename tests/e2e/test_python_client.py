@@ -103,3 +103,35 @@ def test_original_contract_stubs_work_unchanged(gateway, legacy_stub_dir):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "legacy client ok"
+
+
+def test_a_prompt_over_the_window_is_refused_or_sent_to_a_larger_model(gateway, stubs, tmp_path):
+    """2 MB to deepseek-v3.2 (a 64,000-token window) on the default config: INVALID_ARGUMENT naming the window,
+    before any upstream call. With a fallback named, the larger model answers."""
+    import signal
+
+    from conftest import ROOT, spawn_gateway
+    pb, rpc = stubs
+    prompt = "word " * (2 * 1024 * 1024 // 5)
+    request = pb.GenerateRequest(model="deepseek-v3.2", messages=[pb.Message(role="user", content=prompt)],
+                                 config=pb.GenerationConfig(max_tokens=5))
+    with channel(gateway) as ch:
+        with pytest.raises(grpc.RpcError) as refused:
+            rpc.AIServiceStub(ch).Generate(request, metadata=META, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "context window of 64000" in refused.value.details()
+
+    text = (ROOT / "config.toml").read_text()
+    marker = 'context_window = 64000\n'
+    assert marker in text
+    config = tmp_path / "config.toml"
+    config.write_text(text.replace(marker, marker + 'context_fallbacks = ["gemini-2.5-flash"]\n'))
+    proc, addr, _ = spawn_gateway(config)
+    try:
+        with channel(addr["grpc"]) as ch:
+            resp = rpc.AIServiceStub(ch).Generate(request, metadata=META, timeout=60)
+        assert resp.model == "gemini-2.5-flash"
+        assert resp.usage.prompt_tokens > 64000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
