@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""The gateway's CPU per call against the floor: a do-nothing upstream's own CPU per call, in the same run.
+
+Load comes from peers' tools, not ours: wrk for REST (OpenAI chat completions) and h2load for gRPC (a framed
+`GenerateRequest`), 32 calls in flight. Each round measures, one after the other on this machine:
+  1. `aigw mock-upstream` answered directly by wrk: its calls/s and CPU per call (the floor's unit);
+  2. the REST door (`POST /v1/chat/completions`) through the gateway to that upstream;
+  3. gRPC `Generate` through the gateway;
+  4. gRPC `StreamGenerate` of 256-token answers: chunks relayed per gateway CPU-second.
+CPU is each process's own accounting (/proc/PID/stat, all threads). Three rounds; the table shows medians and
+the min–max. Needs wrk and h2load (Debian: wrk, nghttp2-client); Linux only.
+
+Usage: python3 bench/floor.py [--aigw PATH] [--duration 8] [--rounds 3] [--out DIR] [--smoke]
+"""
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import GATEWAY_CONFIG, KEY, ROOT, Proc, machine, measured, release_binary, table  # noqa: E402
+
+IN_FLIGHT = 32
+
+
+def field(number, payload):
+    """A length-delimited protobuf field."""
+    return bytes([number << 3 | 2]) + varint(len(payload)) + payload
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def grpc_body(max_tokens):
+    """A gRPC-framed GenerateRequest (StreamGenerateRequest has the same fields)."""
+    message = field(1, b"user") + field(2, b"hi")
+    request = field(1, b"bench") + field(2, message)
+    if max_tokens:
+        request += field(3, bytes([2 << 3]) + varint(max_tokens))
+    return b"\x00" + struct.pack(">I", len(request)) + request
+
+
+def wrk(url, body, seconds, out):
+    script = out / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n')
+    done = subprocess.run(["wrk", "-t1", f"-c{IN_FLIGHT}", f"-d{seconds}s", "-s", str(script), url],
+                          capture_output=True, text=True, timeout=seconds * 4 + 30)
+    text = done.stdout
+    calls = int(re.search(r"(\d+) requests in", text).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = int(bad.group(1)) if bad else 0
+    return calls, errors, text
+
+
+def h2load(url, body_path, seconds):
+    # 4 connections x 8 streams: 32 calls in flight, as wrk's 32 connections.
+    done = subprocess.run(["h2load", "-t1", "-c4", f"-m{IN_FLIGHT // 4}", "-D", str(seconds), "-d", str(body_path),
+                           "-H", "content-type: application/grpc", "-H", "te: trailers",
+                           "-H", f"authorization: Bearer {KEY}", url],
+                          capture_output=True, text=True, timeout=seconds * 4 + 30)
+    text = done.stdout
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",
+                  text)
+    if not m:
+        sys.exit(f"h2load said:\n{text}\n{done.stderr}")
+    return int(m.group(2)), int(m.group(3)) + int(m.group(4)), text
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
+    ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=16, help="tokens in each unary answer")
+    ap.add_argument("--stream-tokens", type=int, default=256)
+    ap.add_argument("--out", default=str(ROOT / "target" / "bench-floor"))
+    ap.add_argument("--smoke", action="store_true", help="a few seconds in all: checks the script, not speed")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.duration, opts.rounds, opts.stream_tokens = 1, 1, 32
+    for tool in ["wrk", "h2load"]:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed (Debian: apt-get install wrk nghttp2-client)")
+    aigw = release_binary(opts.aigw)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="aigw-floor-"))
+    upstream = Proc([aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens)],
+                    work / "upstream.log", r"listening addr=(\S+)")
+    (work / "gateway.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
+    gateway = Proc([aigw, "serve", "--config", str(work / "gateway.toml"), "--listen", "127.0.0.1:0",
+                    "--admin-listen", "127.0.0.1:0"], work / "gateway.log",
+                   r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
+    up = upstream.match.group(1)
+    gw = gateway.match.group(1)
+    body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}],
+                       "max_tokens": opts.tokens}, separators=(",", ":"))
+    unary_body = work / "generate.bin"
+    unary_body.write_bytes(grpc_body(opts.tokens))
+    stream_body = work / "stream.bin"
+    stream_body.write_bytes(grpc_body(0))
+    procs = [upstream, gateway]
+    rounds = []
+    try:
+        # Warm both (pools, allocator arenas, page cache) before anything is counted.
+        wrk(f"http://{gw}/v1/chat/completions", body, 1, work)
+        h2load(f"http://{gw}/holysheepai.AIService/Generate", unary_body, 1)
+        for r in range(opts.rounds):
+            d = opts.duration
+            row = {}
+            (calls, bad, _), cpu = measured(procs, lambda: wrk(f"http://{up}/v1/chat/completions", body, d, work))
+            row["direct"] = {"calls_s": calls / d, "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+            (calls, bad, _), cpu = measured(procs, lambda: wrk(f"http://{gw}/v1/chat/completions", body, d, work))
+            row["rest"] = {"calls_s": calls / d, "gateway_us": cpu[1] / calls * 1e6,
+                           "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+            (calls, bad, _), cpu = measured(
+                procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/Generate", unary_body, d))
+            row["grpc"] = {"calls_s": calls / d, "gateway_us": cpu[1] / calls * 1e6,
+                           "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+            (calls, bad, _), cpu = measured(
+                procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/StreamGenerate", stream_body, d))
+            row["stream"] = {"calls_s": calls / d, "chunks_per_cpu_s": calls * opts.stream_tokens / cpu[1],
+                             "errors": bad}
+            rounds.append(row)
+            print(f"round {r + 1}: {json.dumps(row)}", file=sys.stderr)
+    finally:
+        gateway.stop()
+        upstream.stop()
+
+    def med(kind, key):
+        values = [r[kind][key] for r in rounds]
+        return statistics.median(values), min(values), max(values)
+
+    def cell(kind, key, fmt="{:,.1f}"):
+        m, lo, hi = med(kind, key)
+        return fmt.format(m) + (f" ({fmt.format(lo)}–{fmt.format(hi)})" if len(rounds) > 1 else "")
+
+    floor = med("direct", "upstream_us")[0]
+    rows = [["`aigw mock-upstream` answering directly (wrk)", cell("direct", "calls_s", "{:,.0f}"),
+             "—", cell("direct", "upstream_us"), "1x"]]
+    for kind, name in [("rest", "aigw REST door → mock-upstream (wrk)"),
+                       ("grpc", "aigw gRPC `Generate` → mock-upstream (h2load)")]:
+        rows.append([name, cell(kind, "calls_s", "{:,.0f}"), cell(kind, "gateway_us"),
+                     cell(kind, "upstream_us"), f"{med(kind, 'gateway_us')[0] / floor:.1f}x"])
+    text = table(["", "calls/s", "gateway CPU per call (µs)", "upstream CPU per call (µs)",
+                  "gateway ÷ upstream direct"], rows)
+    text += (f"\n\nStreams of {opts.stream_tokens} tokens over gRPC (h2load, {IN_FLIGHT} in flight): "
+             f"{cell('stream', 'chunks_per_cpu_s', '{:,.0f}')} chunks per gateway CPU-second, "
+             f"{cell('stream', 'calls_s', '{:,.0f}')} streams/s.")
+    errors = sum(r[k]["errors"] for r in rounds for k in r)
+    text += f"\n\n{opts.rounds} rounds of {opts.duration} s each, medians (min–max); errors: {errors}."
+    print(text)
+    (out / "floor.md").write_text(text + "\n")
+    (out / "floor.json").write_text(json.dumps({"machine": machine(), "settings": vars(opts), "rounds": rounds},
+                                               indent=1))
+    if errors:
+        sys.exit(f"{errors} calls failed")
+
+
+if __name__ == "__main__":
+    main()
