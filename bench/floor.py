@@ -10,7 +10,7 @@ Load comes from peers' tools, not ours: wrk for REST (OpenAI chat completions) a
 CPU is each process's own accounting (/proc/PID/stat, all threads). Three rounds; the table shows medians and
 the min–max. Needs wrk and h2load (Debian: wrk, nghttp2-client); Linux only.
 
-Usage: python3 bench/floor.py [--aigw PATH] [--duration 8] [--rounds 3] [--out DIR] [--smoke]
+Usage: python3 bench/floor.py [--aigw PATH] [--upstream-aigw PATH] [--duration 8] [--rounds 3] [--out DIR] [--smoke]
 """
 
 import argparse
@@ -88,6 +88,8 @@ def h2load(url, body_path, seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
+    ap.add_argument("--upstream-aigw", help="the binary whose mock-upstream is the floor (default: --aigw); a "
+                    "fixed build keeps the floor still while the gateway changes")
     ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=16, help="tokens in each unary answer")
@@ -104,7 +106,7 @@ def main():
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aigw-floor-"))
-    upstream = Proc([aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens)],
+    upstream = Proc([opts.upstream_aigw or aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens)],
                     work / "upstream.log", r"listening addr=(\S+)")
     (work / "gateway.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
     gateway = Proc([aigw, "serve", "--config", str(work / "gateway.toml"), "--listen", "127.0.0.1:0",
@@ -168,6 +170,8 @@ def main():
              f"{cell('stream', 'calls_s', '{:,.0f}')} streams/s.")
     errors = sum(r[k]["errors"] for r in rounds for k in r)
     text += f"\n\n{opts.rounds} rounds of {opts.duration} s each, medians (min–max); errors: {errors}."
+    if opts.upstream_aigw:
+        text += f" Upstream binary: {opts.upstream_aigw}."
     print(text)
     (out / "floor.md").write_text(text + "\n")
     (out / "floor.json").write_text(json.dumps({"machine": machine(), "settings": vars(opts), "rounds": rounds},

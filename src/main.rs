@@ -8,6 +8,11 @@ use std::{
 };
 
 use aigw::config::Config;
+
+/// mimalloc: per-thread free lists instead of glibc's arena locks, which a profile under load showed as about a
+/// tenth of the gateway's CPU (malloc, free and their lock waits); see BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -202,6 +202,9 @@ pub(crate) fn rpc_span(
 }
 
 /// An upstream attempt's client span, named `{operation} {model}` (`chat gpt-4.1`) as the GenAI conventions ask.
+/// Made only when spans are exported or debug lines are written: otherwise nothing would read it, and a span
+/// entered on every poll of the attempt was a tenth of a call's CPU. Lines at info and above inside an attempt
+/// name the upstream themselves, and stay inside the RPC's span.
 pub(crate) fn attempt_span(
     upstream: &str,
     attempt: u32,
@@ -209,6 +212,9 @@ pub(crate) fn attempt_span(
     model: &str,
     operation: &'static str,
 ) -> tracing::Span {
+    if !tracecontext::enabled() && !tracing::enabled!(tracing::Level::DEBUG) {
+        return tracing::Span::none();
+    }
     let span = genai_span!(
         "upstream",
         upstream,
