@@ -35,11 +35,14 @@ npm ci --prefix tests/e2e/dashboard --no-audit --no-fund --loglevel=error
 
 # Debian packages the tests run: redis-server (tests/it/shared.rs starts real Redis servers), chromium (the
 # dashboard in a headless browser, tests/e2e/test_dashboard.py) and prometheus for promtool (rules, config and a
-# live /metrics, tests/e2e/test_monitoring.py).
+# live /metrics, tests/e2e/test_monitoring.py); wrk and h2load (nghttp2-client), the load tools of
+# bench/floor.py, run in smoke mode by tests/e2e/test_load_tools.py.
 missing=""
 command -v redis-server >/dev/null || missing="$missing redis-server"
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v promtool >/dev/null || missing="$missing prometheus"
+command -v wrk >/dev/null || missing="$missing wrk"
+command -v h2load >/dev/null || missing="$missing nghttp2-client"
 if [ -n "$missing" ]; then
   echo "== installing Debian packages:$missing"
   sudo_cmd=""

@@ -108,3 +108,16 @@ def test_doors_script_smoke(tmp_path):
         for reports in results[group].values():
             for r in reports:
                 assert r["ok"] > 0 and r["errors"] == {}, r
+
+
+def test_floor_script_smoke(tmp_path):
+    """bench/floor.py runs end to end with wrk and h2load: every row answered, none failed."""
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    done = subprocess.run([sys.executable, "bench/floor.py", "--smoke", "--aigw", binary, "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "floor.json").read_text())
+    [row] = result["rounds"]
+    for kind in ("direct", "rest", "grpc", "stream"):
+        assert row[kind]["calls_s"] > 0 and row[kind]["errors"] == 0, row
+    assert "gateway ÷ upstream direct" in (tmp_path / "floor.md").read_text()
