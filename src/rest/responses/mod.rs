@@ -67,10 +67,16 @@ pub(crate) async fn create(
         },
     };
     kept.extend(input);
-    let messages: Vec<Message> = instructions
-        .into_iter()
-        .chain(kept.iter().cloned())
-        .collect();
+    // The call's messages: the instructions in front; a copy only when the conversation is kept too.
+    let (messages, kept): (Vec<Message>, Option<Vec<Message>>) = if store {
+        let call = instructions
+            .into_iter()
+            .chain(kept.iter().cloned())
+            .collect();
+        (call, Some(kept))
+    } else {
+        (instructions.into_iter().chain(kept).collect(), None)
+    };
     let suffix = format!("{:032x}", fastrand::u128(..));
     let answer = Answer {
         id: format!("resp_{suffix}"),
@@ -81,10 +87,10 @@ pub(crate) async fn create(
         previous_response_id,
         store,
     };
-    let keep = store.then(|| Keep {
+    let keep = kept.map(|messages| Keep {
         gw: gw.clone(),
         owner: who.name.clone(),
-        messages: kept,
+        messages,
     });
     let mut extensions = http::Extensions::new();
     extensions.insert(who);
