@@ -10,7 +10,7 @@ Load comes from peers' tools, not ours: wrk for REST (OpenAI chat completions) a
 CPU is each process's own accounting (/proc/PID/stat, all threads). Three rounds; the table shows medians and
 the min–max. Needs wrk and h2load (Debian: wrk, nghttp2-client); Linux only.
 
-Usage: python3 bench/floor.py [--aigw PATH] [--upstream-aigw PATH] [--duration 8] [--rounds 3] [--out DIR] [--smoke]
+Usage: python3 bench/floor.py [--aigw PATH] [--upstream-aigw PATH] [--upstream-http2] [--duration 8] [--rounds 3] [--out DIR] [--smoke]
 """
 
 import argparse
@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
     ap.add_argument("--upstream-aigw", help="the binary whose mock-upstream is the floor (default: --aigw); a "
                     "fixed build keeps the floor still while the gateway changes")
+    ap.add_argument("--upstream-http2", action="store_true",
+                    help="the gateway speaks HTTP/2 to the upstream (`http2 = true`) instead of an HTTP/1.1 pool")
     ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=16, help="tokens in each unary answer")
@@ -108,7 +110,11 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="aigw-floor-"))
     upstream = Proc([opts.upstream_aigw or aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens)],
                     work / "upstream.log", r"listening addr=(\S+)")
-    (work / "gateway.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
+    gateway_config = GATEWAY_CONFIG.format(upstream=upstream.match.group(1))
+    if opts.upstream_http2:
+        gateway_config = gateway_config.replace("pool_max_idle = 1024", "pool_max_idle = 1024\nhttp2 = true")
+        assert "http2 = true" in gateway_config
+    (work / "gateway.toml").write_text(gateway_config)
     gateway = Proc([aigw, "serve", "--config", str(work / "gateway.toml"), "--listen", "127.0.0.1:0",
                     "--admin-listen", "127.0.0.1:0"], work / "gateway.log",
                    r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
@@ -172,6 +178,8 @@ def main():
     text += f"\n\n{opts.rounds} rounds of {opts.duration} s each, medians (min–max); errors: {errors}."
     if opts.upstream_aigw:
         text += f" Upstream binary: {opts.upstream_aigw}."
+    if opts.upstream_http2:
+        text += " The gateway spoke HTTP/2 to the upstream (`http2 = true`)."
     print(text)
     (out / "floor.md").write_text(text + "\n")
     (out / "floor.json").write_text(json.dumps({"machine": machine(), "settings": vars(opts), "rounds": rounds},

@@ -91,6 +91,7 @@ pub(super) fn upstream(
         keepalive: u.keepalive,
         max_tokens_field: u.max_tokens_field,
         max_response_bytes: u.max_response_bytes,
+        http2: u.http2,
         max_retry_after: u.max_retry_after,
         first_token_latency: u.first_token_latency,
         tokens_per_second: u.tokens_per_second,

@@ -92,7 +92,11 @@ impl HttpUpstream {
         // Built once and shared by every request: pooled keep-alive connections, HTTP/2 where the upstream
         // offers it through ALPN. No overall timeout here: the gateway bounds each call with its own deadline
         // so that the client's grpc-timeout and request_timeout are one mechanism with one error code.
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder();
+        if cfg.http2 {
+            client = client.http2_prior_knowledge();
+        }
+        let client = client
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle)

@@ -79,3 +79,48 @@ async fn max_tokens_cuts_the_answer() {
         (5, "length")
     );
 }
+
+/// `http2 = true`: the upstream is spoken to in HTTP/2 from the first byte (h2c here), unary and streamed.
+#[tokio::test]
+async fn an_upstream_can_be_spoken_to_in_http2() {
+    let addr = mock(Some(12)).await;
+    let text = config_text(&format!("http://{addr}/v1"), "http2 = true");
+    let gw = Gateway::start(config(&text)).await;
+    let mut client = gw.client().await;
+    let resp = client
+        .generate(authed(generate("big", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.usage.unwrap().completion_tokens, 12);
+    let mut s = client
+        .stream_generate(authed(stream_request("big", "hi"), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while let Some(c) = s.message().await.unwrap() {
+        n += usize::from(!c.is_complete);
+    }
+    assert_eq!(n, 12);
+    // What an HTTP/1.1-only upstream sees is HTTP/2's connection preface, not a request.
+    let up = crate::common::upstream::Upstream::start(vec![]).await;
+    let gw = Gateway::start(config(&config_with(
+        &up.base_url(),
+        "http2 = true",
+        "retry = { attempts = 1 }",
+    )))
+    .await;
+    let err = gw
+        .client()
+        .await
+        .generate(authed(generate("big", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let seen = up.requests();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("PRI", "*")
+    );
+}
