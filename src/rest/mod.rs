@@ -72,17 +72,26 @@ where
             return error::body(404, &msg, "invalid_request_error", Some("unknown_url"));
         }
     };
-    let (wanted, allow) = if matches!(
+    let post = matches!(
         route,
         Route::Chat | Route::Embeddings | Route::Responses | Route::Messages
-    ) {
+    );
+    let (wanted, allow) = if post {
         (Method::POST, "POST")
     } else {
         (Method::GET, "GET")
     };
+    // The door's own refusals, in the shape its clients read: Anthropic's for the Messages door.
+    let refuse = |http: u16, msg: &str| {
+        if route == Route::Messages {
+            messages::refusal(http, msg)
+        } else {
+            error::body(http, msg, "invalid_request_error", None)
+        }
+    };
     if method != wanted {
         let msg = format!("{path} takes {wanted}, not {method}");
-        let mut resp = error::body(405, &msg, "invalid_request_error", None);
+        let mut resp = refuse(405, &msg);
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
         return resp;
@@ -96,23 +105,19 @@ where
         Err(e) if route == Route::Messages => return messages::gateway_error(&e),
         Err(e) => return error::gateway(&e),
     };
+    let bytes = if post {
+        match read_body(body).await {
+            Ok(bytes) => bytes,
+            Err((http, msg)) => return refuse(http, &msg),
+        }
+    } else {
+        Bytes::new()
+    };
     match route {
-        Route::Chat => match read_body(body).await {
-            Ok(bytes) => chat::completions(gw, who, metadata, bytes).await,
-            Err(resp) => resp,
-        },
-        Route::Embeddings => match read_body(body).await {
-            Ok(bytes) => embeddings::create(gw, who, metadata, bytes).await,
-            Err(resp) => resp,
-        },
-        Route::Responses => match read_body(body).await {
-            Ok(bytes) => responses::create(gw, who, metadata, bytes).await,
-            Err(resp) => resp,
-        },
-        Route::Messages => match read_body(body).await {
-            Ok(bytes) => messages::create(gw, who, metadata, bytes).await,
-            Err(resp) => resp,
-        },
+        Route::Chat => chat::completions(gw, who, metadata, bytes).await,
+        Route::Embeddings => embeddings::create(gw, who, metadata, bytes).await,
+        Route::Responses => responses::create(gw, who, metadata, bytes).await,
+        Route::Messages => messages::create(gw, who, metadata, bytes).await,
         Route::Models => {
             let catalog = gw.catalog();
             let data = catalog
@@ -172,16 +177,13 @@ fn anthropic_key(metadata: &mut MetadataMap) {
     }
 }
 
-/// The request body, at most [`MAX_BODY`] bytes.
-async fn read_body<B>(body: B) -> Result<Bytes, Response<Body>>
+/// The request body, at most [`MAX_BODY`] bytes; else the HTTP status and message of the refusal.
+async fn read_body<B>(body: B) -> Result<Bytes, (u16, String)>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let too_large = || {
-        let msg = format!("request body over {MAX_BODY} bytes");
-        error::body(413, &msg, "invalid_request_error", None)
-    };
+    let too_large = || (413, format!("request body over {MAX_BODY} bytes"));
     // A declared length over the limit is refused before anything is read.
     if http_body::Body::size_hint(&body).lower() > MAX_BODY as u64 {
         return Err(too_large());
@@ -189,10 +191,7 @@ where
     match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => {
-            let msg = format!("reading the request body: {e}");
-            Err(error::body(400, &msg, "invalid_request_error", None))
-        }
+        Err(e) => Err((400, format!("reading the request body: {e}"))),
     }
 }
 

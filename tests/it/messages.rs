@@ -80,6 +80,32 @@ async fn a_broken_stream_ends_in_an_error_event_and_refusals_are_anthropic_error
     let got = kinds(&text);
     assert_eq!(got.last().map(String::as_str), Some("error"), "{got:?}");
     assert!(!got.iter().any(|k| k == "message_stop"));
+    // The door's own refusals are Anthropic's too: a wrong method, a body over the limit.
+    let url = format!("http://{}/v1/messages", gw.addr);
+    let got = http()
+        .get(&url)
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 405);
+    assert_eq!(got.headers()["allow"], "POST");
+    let err: Value = serde_json::from_str(&got.text().await.unwrap()).unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    let huge = "x".repeat(aigw::rest::MAX_BODY + 1);
+    let got = http()
+        .post(&url)
+        .header("x-api-key", KEY)
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 413);
+    let err: Value = serde_json::from_str(&got.text().await.unwrap()).unwrap();
+    assert_eq!(
+        (err["type"].as_str(), err["error"]["type"].as_str()),
+        (Some("error"), Some("request_too_large"))
+    );
     for (body, key, status, kind) in [
         (
             json!({"model": "big", "max_tokens": 5, "messages": []}),

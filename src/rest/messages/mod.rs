@@ -126,7 +126,12 @@ fn error_body(http: u16, message: &str) -> Value {
 /// A refusal the door or the core made, in Anthropic's shape.
 pub(crate) fn gateway_error(e: &GatewayError) -> Response<Body> {
     let (http, _, _) = e.http();
-    json_status(http, &error_body(http, &e.to_string()))
+    refusal(http, &e.to_string())
+}
+
+/// An HTTP refusal (wrong method, body too large), in Anthropic's shape.
+pub(crate) fn refusal(http: u16, message: &str) -> Response<Body> {
+    json_status(http, &error_body(http, message))
 }
 
 fn status_error(status: &Status) -> Response<Body> {
