@@ -156,6 +156,22 @@ struct Events {
     open: bool,
 }
 
+/// `content_block_delta` with a `text_delta`.
+#[derive(serde::Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+    delta: TextDeltaBody<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct TextDeltaBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
 fn event(kind: &str, data: &Value, out: &mut Vec<u8>) {
     super::named_event(kind, data, out);
 }
@@ -192,12 +208,16 @@ impl super::StreamWriter for Events {
         if !self.open {
             self.open_text(&mut out);
         }
-        event(
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": text}}),
-            &mut out,
-        );
+        // The one event per upstream delta: written from borrowed fields, no JSON tree per chunk.
+        let event = TextDelta {
+            kind: "content_block_delta",
+            index: 0,
+            delta: TextDeltaBody {
+                kind: "text_delta",
+                text,
+            },
+        };
+        super::named_event(event.kind, &event, &mut out);
         Bytes::from(out)
     }
 

@@ -283,6 +283,19 @@ struct Events {
     keep: Option<Keep>,
 }
 
+/// `response.output_text.delta`.
+#[derive(serde::Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: u32,
+    content_index: u32,
+    delta: &'a str,
+    logprobs: &'static [u8],
+}
+
 impl Events {
     fn event(&mut self, kind: &str, mut body: Map<String, Value>, out: &mut Vec<u8>) {
         body.insert("type".into(), json!(kind));
@@ -325,15 +338,19 @@ impl super::StreamWriter for Events {
             self.open_message(&mut out);
         }
         self.text.push_str(delta);
-        let id = self.answer.message_id.clone();
-        self.event(
-            "response.output_text.delta",
-            obj(
-                json!({"item_id": id, "output_index": 0, "content_index": 0, "delta": delta,
-                       "logprobs": []}),
-            ),
-            &mut out,
-        );
+        // The one event per upstream delta: written from borrowed fields, no JSON tree per chunk.
+        let kind = "response.output_text.delta";
+        let event = TextDelta {
+            kind,
+            sequence_number: self.seq,
+            item_id: &self.answer.message_id,
+            output_index: 0,
+            content_index: 0,
+            delta,
+            logprobs: &[],
+        };
+        super::named_event(kind, &event, &mut out);
+        self.seq += 1;
         Bytes::from(out)
     }
 
