@@ -171,16 +171,26 @@ fn assistant_blocks(m: &ChatMessage<'_>) -> Vec<Value> {
         blocks.push(text_block(&text));
     }
     for call in &m.tool_calls {
-        // The model wrote the arguments; Anthropic wants them as the object they spell.
-        let input: Value = serde_json::from_str(call.function.arguments)
-            .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
-        blocks.push(
-            json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}),
-        );
+        blocks.push(tool_use_block(
+            call.id,
+            call.function.name,
+            call.function.arguments,
+        ));
     }
     blocks
+}
+
+/// A tool call as Anthropic writes it. The model wrote the arguments as text; Anthropic wants the object they
+/// spell (the empty object when they spell none).
+pub(crate) fn tool_use_block(id: &str, name: &str, arguments: &str) -> Value {
+    json!({"type": "tool_use", "id": id, "name": name, "input": tool_input(arguments)})
+}
+
+pub(crate) fn tool_input(arguments: &str) -> Value {
+    serde_json::from_str(arguments)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}))
 }
 
 fn tool_result(m: &ChatMessage<'_>) -> Value {
@@ -289,6 +299,17 @@ fn usage(prompt: WireUsage, completion: u64) -> Usage {
 }
 
 /// Anthropic's stop reasons in OpenAI's words.
+/// The other way: OpenAI's finish reasons in Anthropic's words (the Messages door's answers).
+pub(crate) fn stop_reason(finish: &str) -> &str {
+    match finish {
+        "stop" | "" => "end_turn",
+        "length" => "max_tokens",
+        "tool_calls" => "tool_use",
+        "content_filter" => "refusal",
+        other => other,
+    }
+}
+
 pub(crate) fn finish_reason(stop: &str) -> String {
     match stop {
         "end_turn" | "stop_sequence" => "stop",

@@ -10,7 +10,7 @@ fn anthropic_config(up: &Upstream) -> aigw::config::Config {
     config(&anthropic_config_text(up))
 }
 
-fn anthropic_config_text(up: &Upstream) -> String {
+pub(crate) fn anthropic_config_text(up: &Upstream) -> String {
     format!(
         r#"
         [server]

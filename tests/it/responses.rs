@@ -45,25 +45,7 @@ async fn an_anthropic_upstream_streams_the_documented_events() {
         json!({"type": "message_stop"}),
     ];
     let up = Upstream::start(vec![Reply::anthropic_sse(&stream)]).await;
-    let text = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        [[upstreams]]
-        name = "claude-api"
-        kind = "anthropic"
-        base_url = "{}"
-        api_key_env = "TEST_UPSTREAM_KEY"
-        [[models]]
-        name = "claude"
-        max_output_tokens = 1000
-        routes = [{{ upstream = "claude-api", model = "claude-sonnet-4-5" }}]
-        "#,
-        up.base_url()
-    );
+    let text = crate::anthropic::anthropic_config_text(&up);
     let gw = Gateway::start(config(&text)).await;
     let (status, body) = post(
         &gw,

@@ -22,6 +22,7 @@ use crate::{
     error::GatewayError,
     grpc::{generate, stream},
     proto::{GenerateRequest, StreamChunk, StreamGenerateRequest, ToolCall, Usage},
+    upstream::anthropic::{self, stop_reason},
 };
 use request::parse;
 
@@ -77,24 +78,8 @@ pub(crate) async fn create(
     }
 }
 
-/// Anthropic's stop reasons from the gateway's (OpenAI's) finish reasons.
-fn stop_reason(finish: &str) -> &str {
-    match finish {
-        "stop" | "" => "end_turn",
-        "length" => "max_tokens",
-        "tool_calls" => "tool_use",
-        "content_filter" => "refusal",
-        other => other,
-    }
-}
-
 fn tool_use(c: &ToolCall) -> Value {
-    // The model wrote the arguments; Anthropic's clients want the object they spell.
-    let input: Value = serde_json::from_str(&c.arguments)
-        .ok()
-        .filter(Value::is_object)
-        .unwrap_or_else(|| json!({}));
-    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input})
+    anthropic::tool_use_block(&c.id, &c.name, &c.arguments)
 }
 
 /// Anthropic counts cache reads and writes apart from `input_tokens`.
@@ -246,7 +231,7 @@ impl super::StreamWriter for Events {
             event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": at,
-                        "delta": {"type": "input_json_delta", "partial_json": tool_use(call)["input"].to_string()}}),
+                        "delta": {"type": "input_json_delta", "partial_json": anthropic::tool_input(&call.arguments).to_string()}}),
                 &mut out,
             );
             event(
