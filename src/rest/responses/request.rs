@@ -23,7 +23,8 @@ struct InRequest {
     instructions: Option<String>,
     tools: Option<Vec<Map<String, Value>>>,
     tool_choice: Option<Value>,
-    text: Option<InText>,
+    /// Kept as sent, for the echo; its `format` is read from it.
+    text: Option<Value>,
     max_output_tokens: Option<i64>,
     temperature: Option<f32>,
     top_p: Option<f32>,
@@ -141,11 +142,17 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
 }
 
 pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
-    let raw: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    let text_echo = raw.get("text").cloned();
-    let req: InRequest = serde_path_to_error::deserialize(raw)
-        .map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let req: InRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+            .map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let format = match &req.text {
+        None => None,
+        Some(text) => {
+            serde_path_to_error::deserialize::<_, InText>(text.clone())
+                .map_err(|e| invalid(format!("invalid request body: text.{e}")))?
+                .format
+        }
+    };
     if let Some(field) = req.rest.keys().find(|k| !IGNORED.contains(&k.as_str())) {
         return Err(invalid(format!(
             "{field}: not supported by the gateway's Responses API"
@@ -172,7 +179,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         .map(|(i, t)| tool(i, t))
         .collect::<Result<_, _>>()?;
     let tool_choice = req.tool_choice.as_ref().map(tool_choice).transpose()?;
-    let response_format = req.text.and_then(|t| t.format).map(|f| ResponseFormat {
+    let response_format = format.map(|f| ResponseFormat {
         format: Some(match f {
             InFormat::Text => Format::Text(true),
             InFormat::JsonObject => Format::JsonObject(true),
@@ -219,7 +226,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         temperature: req.temperature,
         top_p: req.top_p,
         metadata: req.metadata.unwrap_or_default(),
-        text: text_echo,
+        text: req.text,
         user: req.user,
     };
     Ok(Parsed {
@@ -512,6 +519,10 @@ mod tests {
             (
                 json!({"model": "m", "input": "x", "background": true}),
                 "background",
+            ),
+            (
+                json!({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}}),
+                "text.format",
             ),
         ] {
             let err = parse_json(body.clone()).unwrap_err().to_string();
