@@ -6,11 +6,15 @@ Load comes from peers' tools, not ours: wrk for REST (OpenAI chat completions) a
   1. `aigw mock-upstream` answered directly by wrk: its calls/s and CPU per call (the floor's unit);
   2. the REST door (`POST /v1/chat/completions`) through the gateway to that upstream;
   3. gRPC `Generate` through the gateway;
-  4. gRPC `StreamGenerate` of 256-token answers: chunks relayed per gateway CPU-second.
+  4. gRPC `StreamGenerate` of 256-token answers: chunks relayed per gateway CPU-second;
+  5. `examples/bare_proxy.rs` in aigw's place (wrk): a do-nothing HTTP/1.1 proxy on the same hyper stack, the
+     least any gateway pays here for a server side, a client side and the kernel's loopback work.
 CPU is each process's own accounting (/proc/PID/stat, all threads). Three rounds; the table shows medians and
 the min–max. Needs wrk and h2load (Debian: wrk, nghttp2-client); Linux only.
 
-Usage: python3 bench/floor.py [--aigw PATH] [--upstream-aigw PATH] [--upstream-http2] [--duration 8] [--rounds 3] [--out DIR] [--smoke]
+Usage: python3 bench/floor.py [--aigw PATH] [--baseline PATH] [--upstream-aigw PATH] [--bare-proxy PATH]
+                             [--upstream-http2]
+                             [--duration 8] [--rounds 3] [--out DIR] [--smoke]
 """
 
 import argparse
@@ -85,11 +89,20 @@ def h2load(url, body_path, seconds):
     return int(m.group(2)), int(m.group(3)) + int(m.group(4)), text
 
 
+def bare_proxy_binary():
+    """The do-nothing proxy beside which aigw is measured (examples/bare_proxy.rs), built now."""
+    subprocess.run(["cargo", "build", "--release", "--locked", "--example", "bare_proxy"], cwd=ROOT, check=True)
+    return str(ROOT / "target" / "release" / "examples" / "bare_proxy")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
     ap.add_argument("--upstream-aigw", help="the binary whose mock-upstream is the floor (default: --aigw); a "
                     "fixed build keeps the floor still while the gateway changes")
+    ap.add_argument("--baseline", help="a second aigw binary measured in the same rounds, interleaved with the "
+                    "first: a before/after on one run, where the VM's drift hits both alike")
+    ap.add_argument("--bare-proxy", help="the bare_proxy example binary (default: build it)")
     ap.add_argument("--upstream-http2", action="store_true",
                     help="the gateway speaks HTTP/2 to the upstream (`http2 = true`) instead of an HTTP/1.1 pool")
     ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
@@ -105,6 +118,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed (Debian: apt-get install wrk nghttp2-client)")
     aigw = release_binary(opts.aigw)
+    bare = opts.bare_proxy or bare_proxy_binary()
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aigw-floor-"))
@@ -115,43 +129,60 @@ def main():
         gateway_config = gateway_config.replace("pool_max_idle = 1024", "pool_max_idle = 1024\nhttp2 = true")
         assert "http2 = true" in gateway_config
     (work / "gateway.toml").write_text(gateway_config)
-    gateway = Proc([aigw, "serve", "--config", str(work / "gateway.toml"), "--listen", "127.0.0.1:0",
-                    "--admin-listen", "127.0.0.1:0"], work / "gateway.log",
-                   r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
+    # The gateway under test, and the baseline if one is given: ("", proc), ("baseline ", proc).
+    gateways = [(name, Proc([binary, "serve", "--config", str(work / "gateway.toml"), "--listen", "127.0.0.1:0",
+                             "--admin-listen", "127.0.0.1:0"], work / f"gateway{i}.log",
+                            r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY}))
+                for i, (name, binary) in enumerate([("", aigw)] + ([("baseline ", opts.baseline)]
+                                                                  if opts.baseline else []))]
     up = upstream.match.group(1)
-    gw = gateway.match.group(1)
     body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}],
                        "max_tokens": opts.tokens}, separators=(",", ":"))
     unary_body = work / "generate.bin"
     unary_body.write_bytes(grpc_body(opts.tokens))
     stream_body = work / "stream.bin"
     stream_body.write_bytes(grpc_body(0))
-    procs = [upstream, gateway]
+    bare_proxy = Proc([bare, "127.0.0.1:0", f"http://{upstream.match.group(1)}"], work / "bare.log",
+                      r"listening addr=(\S+)")
+    bare_addr = bare_proxy.match.group(1)
+    procs = [upstream, bare_proxy] + [g for _, g in gateways]
     rounds = []
     try:
-        # Warm both (pools, allocator arenas, page cache) before anything is counted.
-        wrk(f"http://{gw}/v1/chat/completions", body, 1, work)
-        h2load(f"http://{gw}/holysheepai.AIService/Generate", unary_body, 1)
+        # Warm all (pools, allocator arenas, page cache) before anything is counted.
+        wrk(f"http://{bare_addr}/v1/chat/completions", body, 1, work)
+        for _, g in gateways:
+            wrk(f"http://{g.match.group(1)}/v1/chat/completions", body, 1, work)
+            h2load(f"http://{g.match.group(1)}/holysheepai.AIService/Generate", unary_body, 1)
         for r in range(opts.rounds):
             d = opts.duration
             row = {}
             (calls, bad, _), cpu = measured(procs, lambda: wrk(f"http://{up}/v1/chat/completions", body, d, work))
             row["direct"] = {"calls_s": calls / d, "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
-            (calls, bad, _), cpu = measured(procs, lambda: wrk(f"http://{gw}/v1/chat/completions", body, d, work))
-            row["rest"] = {"calls_s": calls / d, "gateway_us": cpu[1] / calls * 1e6,
-                           "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+            # Gateways take turns, each starting first in every other round.
+            for name, g in gateways if r % 2 == 0 else gateways[::-1]:
+                at = procs.index(g)
+                gw = g.match.group(1)
+                (calls, bad, _), cpu = measured(procs, lambda: wrk(f"http://{gw}/v1/chat/completions", body, d, work))
+                row[name + "rest"] = {"calls_s": calls / d, "gateway_us": cpu[at] / calls * 1e6,
+                                      "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+                (calls, bad, _), cpu = measured(
+                    procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/Generate", unary_body, d))
+                row[name + "grpc"] = {"calls_s": calls / d, "gateway_us": cpu[at] / calls * 1e6,
+                                      "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+                (calls, bad, _), cpu = measured(
+                    procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/StreamGenerate", stream_body, d))
+                row[name + "stream"] = {"calls_s": calls / d, "chunks_per_cpu_s": calls * opts.stream_tokens / cpu[at],
+                                        "errors": bad}
             (calls, bad, _), cpu = measured(
-                procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/Generate", unary_body, d))
-            row["grpc"] = {"calls_s": calls / d, "gateway_us": cpu[1] / calls * 1e6,
+                procs, lambda: wrk(f"http://{bare_addr}/v1/chat/completions", body, d, work))
+            row["bare"] = {"calls_s": calls / d, "gateway_us": cpu[1] / calls * 1e6,
                            "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
-            (calls, bad, _), cpu = measured(
-                procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/StreamGenerate", stream_body, d))
-            row["stream"] = {"calls_s": calls / d, "chunks_per_cpu_s": calls * opts.stream_tokens / cpu[1],
-                             "errors": bad}
             rounds.append(row)
             print(f"round {r + 1}: {json.dumps(row)}", file=sys.stderr)
     finally:
-        gateway.stop()
+        bare_proxy.stop()
+        for _, g in gateways:
+            g.stop()
         upstream.stop()
 
     def med(kind, key):
@@ -165,8 +196,11 @@ def main():
     floor = med("direct", "upstream_us")[0]
     rows = [["`aigw mock-upstream` answering directly (wrk)", cell("direct", "calls_s", "{:,.0f}"),
              "—", cell("direct", "upstream_us"), "1x"]]
-    for kind, name in [("rest", "aigw REST door → mock-upstream (wrk)"),
-                       ("grpc", "aigw gRPC `Generate` → mock-upstream (h2load)")]:
+    kinds = [("rest", "aigw REST door → mock-upstream (wrk)"),
+             ("grpc", "aigw gRPC `Generate` → mock-upstream (h2load)")]
+    if opts.baseline:
+        kinds += [("baseline " + k, "baseline: " + n) for k, n in kinds]
+    for kind, name in kinds + [("bare", "`bare_proxy` (no gateway work) → mock-upstream (wrk)")]:
         rows.append([name, cell(kind, "calls_s", "{:,.0f}"), cell(kind, "gateway_us"),
                      cell(kind, "upstream_us"), f"{med(kind, 'gateway_us')[0] / floor:.1f}x"])
     text = table(["", "calls/s", "gateway CPU per call (µs)", "upstream CPU per call (µs)",
@@ -174,6 +208,9 @@ def main():
     text += (f"\n\nStreams of {opts.stream_tokens} tokens over gRPC (h2load, {IN_FLIGHT} in flight): "
              f"{cell('stream', 'chunks_per_cpu_s', '{:,.0f}')} chunks per gateway CPU-second, "
              f"{cell('stream', 'calls_s', '{:,.0f}')} streams/s.")
+    if opts.baseline:
+        text += (f" Baseline: {cell('baseline stream', 'chunks_per_cpu_s', '{:,.0f}')} chunks per CPU-second, "
+                 f"{cell('baseline stream', 'calls_s', '{:,.0f}')} streams/s. Baseline binary: {opts.baseline}.")
     errors = sum(r[k]["errors"] for r in rounds for k in r)
     text += f"\n\n{opts.rounds} rounds of {opts.duration} s each, medians (min–max); errors: {errors}."
     if opts.upstream_aigw:

@@ -1,7 +1,8 @@
 //! The fuzz harness: property tests, on stable Rust, of every parser of outside bytes — the SSE decoder, OpenAI
 //! chunks and completions, Anthropic events, the REST request parser, the Retry-After parser, `grpc-timeout`
-//! and the surrogate joiner. Each property runs a bounded number of cases in `cargo test` (`PROPTEST_CASES`
-//! raises it for a longer hunt); a failing input is shrunk and written to `src/fuzz.regressions`, which is
+//! and the surrogate joiner; and the one writer that must match another byte for byte, the RPC log line. Each
+//! property runs a bounded number of cases in `cargo test` (`PROPTEST_CASES` raises it for a longer hunt); a
+//! failing input is shrunk and written to `src/fuzz.regressions`, which is
 //! committed, so it is replayed first on every later run. Inputs that once crashed the gateway are also kept
 //! below as named regression tests.
 
@@ -11,6 +12,7 @@ use proptest::{
 };
 
 use crate::{
+    observe::rpcline::{self, Layout, RpcLine},
     upstream::openai::convert::{self, Reading},
     upstream::{
         anthropic,
@@ -190,6 +192,28 @@ proptest! {
             retry_after::reset(&text),
         ].into_iter().flatten() {
             prop_assert!(wait <= CEILING);
+        }
+    }
+
+    /// Not a parser, but a writer whose output must never drift: the RPC line written directly reads byte for
+    /// byte as the fmt layer writes it, for any names and numbers.
+    #[test]
+    fn the_rpc_line_reads_the_same_both_ways(
+        names in prop::collection::vec(".{0,12}", 7),
+        numbers in prop::collection::vec(any::<i32>(), 4),
+        counts in (any::<u32>(), any::<u32>(), any::<bool>(), prop::option::of(any::<u64>())),
+        floats in (any::<f64>(), any::<f64>()),
+    ) {
+        let line = RpcLine {
+            rpc: &names[0], key: &names[1], request_id: &names[2], model: &names[3], upstream: &names[4],
+            code: &names[5], error: &names[6], latency_ms: floats.0, overhead_us: counts.3,
+            prompt_tokens: numbers[0], completion_tokens: numbers[1], cached_prompt_tokens: numbers[2],
+            reasoning_tokens: numbers[3], usage_estimated: counts.2, cost_usd: floats.1, turns: counts.0,
+            attempts: counts.1, cache: &names[0],
+        };
+        for layout in [Layout::Text, Layout::Json] {
+            let (direct, by_tracing) = rpcline::both_ways(&line, layout);
+            prop_assert_eq!(direct, by_tracing);
         }
     }
 

@@ -9,7 +9,10 @@ use crate::{
     config::Price,
     core::gateway::Gateway,
     error::GatewayError,
-    observe::timing::{Timing, Trail},
+    observe::{
+        rpcline::RpcLine,
+        timing::{Timing, Trail},
+    },
     proto::Usage,
     routing::router::Model,
     transport::trailers::TrailerSlot,
@@ -263,26 +266,26 @@ impl Drop for RpcLog {
                 });
             }
         }
-        tracing::info!(
-            target: "aigw::rpc",
-            rpc = self.rpc,
-            key = %self.key,
-            request_id = %self.request_id,
-            model = %self.model,
-            upstream = %self.upstream,
-            code = code_name(code),
+        RpcLine {
+            rpc: self.rpc,
+            key: &self.key,
+            request_id: &self.request_id,
+            model: &self.model,
+            upstream: &self.upstream,
+            code: code_name(code),
             error,
-            latency_ms = format_args!("{latency_ms:.2}"),
+            latency_ms,
             overhead_us,
-            prompt_tokens = self.usage.prompt_tokens,
-            completion_tokens = self.usage.completion_tokens,
-            cached_prompt_tokens = self.usage.cached_prompt_tokens,
-            reasoning_tokens = self.usage.reasoning_tokens,
-            usage_estimated = self.estimated,
-            cost_usd = format_args!("{:.6}", self.cost),
-            turns = self.turns,
-            attempts = self.attempts,
-            cache = self.cache,
-        );
+            prompt_tokens: self.usage.prompt_tokens,
+            completion_tokens: self.usage.completion_tokens,
+            cached_prompt_tokens: self.usage.cached_prompt_tokens,
+            reasoning_tokens: self.usage.reasoning_tokens,
+            usage_estimated: self.estimated,
+            cost_usd: self.cost,
+            turns: self.turns,
+            attempts: self.attempts,
+            cache: self.cache,
+        }
+        .write();
     }
 }

@@ -5,5 +5,6 @@
 pub(crate) mod forecast;
 pub(crate) mod metrics;
 pub(crate) mod records;
+pub(crate) mod rpcline;
 pub mod telemetry;
 pub(crate) mod timing;

@@ -17,6 +17,7 @@ use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerPro
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
+use super::rpcline;
 use crate::{
     config::{LogFormat, TracingConfig},
     proto::Usage,
@@ -55,9 +56,12 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, Str
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(logs.clone())
         .with_ansi(ansi);
-    let fmt = match format {
-        LogFormat::Text => fmt.boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+    let (fmt, layout) = match format {
+        LogFormat::Text => (fmt.boxed(), rpcline::Layout::Text),
+        LogFormat::Json => (
+            fmt.json().flatten_event(true).boxed(),
+            rpcline::Layout::Json,
+        ),
     };
     let (otel, provider) = match export_to(tracing, |name| std::env::var(name).ok()) {
         None => (None, None),
@@ -100,6 +104,11 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, Str
         .with(otel)
         .try_init()
         .map_err(|e| format!("logging: {e}"))?;
+    // The RPC line is written directly only where it would read exactly as the fmt layer writes it: no
+    // colours, and no exporter that also reads events.
+    if !ansi && provider.is_none() {
+        rpcline::install(logs.clone(), layout);
+    }
     Ok(Telemetry { provider, logs })
 }
 
@@ -294,7 +303,7 @@ const LOG_BUFFER_BYTES: usize = 64 * 1024;
 /// flusher thread: one `write` per batch instead of one per line (a line per RPC made that syscall a
 /// measurable share of a call's CPU). A line waits at most 100 ms; [`Telemetry::shutdown`] writes the rest.
 #[derive(Clone)]
-struct LogBuffer(Arc<Mutex<BufWriter<Stderr>>>);
+pub(super) struct LogBuffer(Arc<Mutex<BufWriter<Stderr>>>);
 
 impl LogBuffer {
     fn start() -> LogBuffer {
@@ -319,6 +328,11 @@ impl LogBuffer {
 
     fn flush(&self) {
         let _ = self.lock().flush();
+    }
+
+    /// One whole line, under one lock, as the fmt layer hands over its lines.
+    pub(super) fn write_line(&self, line: &[u8]) {
+        let _ = self.lock().write_all(line);
     }
 }
 

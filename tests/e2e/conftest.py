@@ -38,7 +38,9 @@ def spawn_gateway(config, env=None, listen=True):
     def pump():
         for line in proc.stderr:
             lines.append(line)
-            m = re.search(r"aigw listening addr=(\S+) admin=(\S+)", line)
+            # Text or JSON logs.
+            m = (re.search(r"aigw listening addr=(\S+) admin=(\S+)", line)
+                 or re.search(r'"aigw listening","addr":"([^"]+)","admin":"([^"]+)"', line))
             if m:
                 addr["grpc"] = addr["value"] = m.group(1)
                 addr["admin"] = m.group(2)

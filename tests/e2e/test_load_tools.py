@@ -111,13 +111,19 @@ def test_doors_script_smoke(tmp_path):
 
 
 def test_floor_script_smoke(tmp_path):
-    """bench/floor.py runs end to end with wrk and h2load: every row answered, none failed."""
+    """bench/floor.py runs end to end with wrk and h2load, with a baseline and the bare proxy: every row
+    answered, none failed."""
     binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
-    done = subprocess.run([sys.executable, "bench/floor.py", "--smoke", "--aigw", binary, "--out", str(tmp_path)],
+    subprocess.run(["cargo", "build", "--locked", "--example", "bare_proxy"], cwd=ROOT, check=True, timeout=600)
+    bare = ROOT / "target" / "debug" / "examples" / "bare_proxy"
+    # The same binary as its own baseline: the interleaved rows are measured too.
+    done = subprocess.run([sys.executable, "bench/floor.py", "--smoke", "--aigw", binary, "--baseline", binary,
+                           "--bare-proxy", str(bare), "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "floor.json").read_text())
     [row] = result["rounds"]
-    for kind in ("direct", "rest", "grpc", "stream"):
+    for kind in ("direct", "rest", "grpc", "stream", "baseline rest", "baseline grpc", "baseline stream", "bare"):
         assert row[kind]["calls_s"] > 0 and row[kind]["errors"] == 0, row
-    assert "gateway ÷ upstream direct" in (tmp_path / "floor.md").read_text()
+    table = (tmp_path / "floor.md").read_text()
+    assert "gateway ÷ upstream direct" in table and "`bare_proxy`" in table and "baseline: aigw REST" in table
