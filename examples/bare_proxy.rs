@@ -3,7 +3,10 @@
 //! limits, no logs, no metrics. `bench/floor.py` measures it beside aigw, so that the share of CPU any gateway
 //! must pay (both sockets' framing and the kernel's loopback work) is told apart from what aigw adds.
 //!
-//! Usage: cargo run --release --example bare_proxy -- <listen addr> <upstream base url>
+//! With `--reqwest` the client side is reqwest (as aigw's is) instead of hyper-util's client that reqwest wraps:
+//! the difference is what reqwest's own layers cost per call.
+//!
+//! Usage: cargo run --release --example bare_proxy -- <listen addr> <upstream base url> [--reqwest]
 
 use std::{convert::Infallible, net::SocketAddr};
 
@@ -18,22 +21,41 @@ use hyper_util::{
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-type Upstream = Client<HttpConnector, Full<Bytes>>;
+#[derive(Clone)]
+enum Upstream {
+    Hyper(Client<HttpConnector, Full<Bytes>>),
+    Reqwest(reqwest::Client),
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(base)) = (args.next(), args.next()) else {
-        eprintln!("usage: bare_proxy <listen addr> <upstream base url>");
+        eprintln!("usage: bare_proxy <listen addr> <upstream base url> [--reqwest]");
         std::process::exit(2);
     };
+    let with_reqwest = args.next().as_deref() == Some("--reqwest");
     let listen: SocketAddr = listen.parse()?;
     let base = base.trim_end_matches('/').to_owned();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Upstream = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .build(connector);
+    // reqwest is built without a TLS provider of its own, as aigw's is; the same one aigw installs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = if with_reqwest {
+        Upstream::Reqwest(
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1024)
+                .tcp_nodelay(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        )
+    } else {
+        Upstream::Hyper(
+            Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(1024)
+                .build(connector),
+        )
+    };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     eprintln!("listening addr={}", listener.local_addr()?);
     loop {
@@ -61,6 +83,37 @@ async fn forward(
         return Ok(status(400));
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let client = match client {
+        Upstream::Hyper(client) => client,
+        Upstream::Reqwest(client) => {
+            // Parsed once per path, as aigw parses its upstream URLs once.
+            let Some(url) = LAST_URL.with_borrow_mut(|(last, url)| {
+                if last.as_str() != path || url.is_none() {
+                    *url = reqwest::Url::parse(&format!("{base}{path}")).ok();
+                    *last = path.to_owned();
+                }
+                url.clone()
+            }) else {
+                return Ok(status(502));
+            };
+            let mut out = client.post(url).body(body.to_bytes());
+            for name in [http::header::CONTENT_TYPE, http::header::AUTHORIZATION] {
+                if let Some(value) = parts.headers.get(&name) {
+                    out = out.header(name, value.clone());
+                }
+            }
+            let Ok(answer) = out.send().await else {
+                return Ok(status(502));
+            };
+            let code = answer.status();
+            let Ok(body) = answer.bytes().await else {
+                return Ok(status(502));
+            };
+            let mut r = Response::new(Full::new(body));
+            *r.status_mut() = code;
+            return Ok(r);
+        }
+    };
     let Ok(uri) = format!("{base}{path}").parse() else {
         return Ok(status(502));
     };
@@ -80,6 +133,11 @@ async fn forward(
         return Ok(status(502));
     };
     Ok(Response::from_parts(parts, Full::new(body.to_bytes())))
+}
+
+thread_local! {
+    static LAST_URL: std::cell::RefCell<(String, Option<reqwest::Url>)> =
+        const { std::cell::RefCell::new((String::new(), None)) };
 }
 
 fn status(code: u16) -> Response<Full<Bytes>> {

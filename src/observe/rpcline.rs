@@ -199,20 +199,37 @@ fn json_field(name: &str, value: &str, out: &mut String) {
     out.push_str(&serde_json::to_string(value).unwrap_or_default());
 }
 
-/// `2026-11-30T17:56:28.653484Z`: UTC, microseconds, as tracing-subscriber's default timer writes it.
+/// `2026-11-30T17:56:28.653484Z`: UTC, microseconds, as tracing-subscriber's default timer writes it. The
+/// part up to the second is kept per thread and written again only when the second changes.
 fn timestamp(now: SystemTime, out: &mut String) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let of_day = secs % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60,
-        since.subsec_micros()
-    );
+    SECOND.with_borrow_mut(|(at, text)| {
+        if *at != Some(secs) || text.is_empty() {
+            text.clear();
+            let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+            let of_day = secs % 86_400;
+            let _ = write!(
+                text,
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
+                of_day / 3600,
+                of_day % 3600 / 60,
+                of_day % 60,
+            );
+            *at = Some(secs);
+        }
+        out.push_str(text);
+    });
+    let micros = since.subsec_micros();
+    let digits = [100_000, 10_000, 1_000, 100, 10, 1].map(|d| b'0' + (micros / d % 10) as u8);
+    out.extend(digits.iter().map(|&b| char::from(b)));
+    out.push('Z');
+}
+
+thread_local! {
+    /// The second last written, and its text.
+    static SECOND: std::cell::RefCell<(Option<u64>, String)> =
+        const { std::cell::RefCell::new((None, String::new())) };
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -358,6 +375,9 @@ mod tests {
             out
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        // The same second again (its text is kept), then the next.
+        assert_eq!(at(0, 999_999), "1970-01-01T00:00:00.999999Z");
+        assert_eq!(at(1, 10), "1970-01-01T00:00:01.000010Z");
         assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(at(1_796_000_000, 653_484), "2026-11-30T00:53:20.653484Z");
         assert_eq!(at(4_107_542_400, 999_999), "2100-03-01T00:00:00.999999Z");

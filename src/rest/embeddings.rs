@@ -77,9 +77,8 @@ struct OutUsage {
 }
 
 fn parse(body: &[u8]) -> Result<(EmbedRequest, Encoding), GatewayError> {
-    let req: InRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(|e| GatewayError::InvalidArgument(format!("invalid request body: {e}")))?;
+    let req: InRequest = super::read_json(body)
+        .map_err(|e| GatewayError::InvalidArgument(format!("invalid request body: {e}")))?;
     let input = match req.input {
         Input::One(s) => vec![s],
         Input::Many(v) => v,

@@ -311,6 +311,16 @@ fn event_stream(
     resp
 }
 
+/// A request body read into its type. The error names the field it is about ("messages[0].content: ...").
+/// Most bodies are fine, so they are read by serde_json alone; only a failing one is read again, tracking its
+/// path for the message (tracking it on every call cost an allocation per key).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).or_else(|_| {
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+            .map_err(|e| e.to_string())
+    })
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -38,10 +38,8 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
 }
 
 pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
-    // The error names the field it is about ("messages[0].content: ...").
     let req: ChatCompletionRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(|e| invalid(format!("invalid request body: {e}")))?;
+        super::read_json(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
     if req.n.is_some_and(|n| n != 1) {
         return Err(invalid("n: only 1 is supported"));
     }

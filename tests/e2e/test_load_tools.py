@@ -123,7 +123,8 @@ def test_floor_script_smoke(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "floor.json").read_text())
     [row] = result["rounds"]
-    for kind in ("direct", "rest", "grpc", "stream", "baseline rest", "baseline grpc", "baseline stream", "bare"):
+    for kind in ("direct", "rest", "grpc", "stream", "baseline rest", "baseline grpc", "baseline stream", "bare",
+                 "bare reqwest"):
         assert row[kind]["calls_s"] > 0 and row[kind]["errors"] == 0, row
     table = (tmp_path / "floor.md").read_text()
-    assert "gateway ÷ upstream direct" in table and "`bare_proxy`" in table and "baseline: aigw REST" in table
+    assert "gateway ÷ upstream direct" in table and "`bare_proxy --reqwest`" in table and "baseline: aigw REST" in table

@@ -148,8 +148,7 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
 
 pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     let req: InRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(|e| invalid(format!("invalid request body: {e}")))?;
+        crate::rest::read_json(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
     if let Some(t) = &req.thinking {
         if t.get("type").and_then(Value::as_str) != Some("disabled") {
             return Err(invalid(

@@ -143,8 +143,7 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
 
 pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     let req: InRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
-            .map_err(|e| invalid(format!("invalid request body: {e}")))?;
+        crate::rest::read_json(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
     let format = match &req.text {
         None => None,
         Some(text) => {
