@@ -22,6 +22,8 @@ use hyper_util::{
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Clone)]
+// One per process, cloned per connection: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Upstream {
     Hyper(Client<HttpConnector, Full<Bytes>>),
     Reqwest(reqwest::Client),
