@@ -57,11 +57,17 @@ impl RpcLine<'_> {
                 if tracing::enabled!(target: "aigw::rpc", tracing::Level::INFO)
                     && tracing::Span::current().is_none() =>
             {
-                LINE.with_borrow_mut(|line| {
+                let write = |line: &mut String| {
                     line.clear();
                     self.format(*layout, SystemTime::now(), line);
                     logs.write_line(line.as_bytes());
-                });
+                };
+                // A thread's scratch string, or a fresh one where there is none (a thread tearing down).
+                let reused =
+                    LINE.try_with(|line| line.try_borrow_mut().map(|mut line| write(&mut line)));
+                if !matches!(reused, Ok(Ok(()))) {
+                    write(&mut String::new());
+                }
             }
             _ => self.through_tracing(),
         }
@@ -204,26 +210,37 @@ fn json_field(name: &str, value: &str, out: &mut String) {
 fn timestamp(now: SystemTime, out: &mut String) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    SECOND.with_borrow_mut(|(at, text)| {
-        if *at != Some(secs) || text.is_empty() {
-            text.clear();
-            let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-            let of_day = secs % 86_400;
-            let _ = write!(
-                text,
-                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
-                of_day / 3600,
-                of_day % 3600 / 60,
-                of_day % 60,
-            );
-            *at = Some(secs);
-        }
-        out.push_str(text);
+    let reused = SECOND.try_with(|cell| {
+        cell.try_borrow_mut().map(|mut kept| {
+            let (at, text) = &mut *kept;
+            if *at != Some(secs) || text.is_empty() {
+                text.clear();
+                up_to_the_second(secs, text);
+                *at = Some(secs);
+            }
+            out.push_str(text);
+        })
     });
+    if !matches!(reused, Ok(Ok(()))) {
+        up_to_the_second(secs, out);
+    }
     let micros = since.subsec_micros();
     let digits = [100_000, 10_000, 1_000, 100, 10, 1].map(|d| b'0' + (micros / d % 10) as u8);
     out.extend(digits.iter().map(|&b| char::from(b)));
     out.push('Z');
+}
+
+/// `2026-11-30T17:56:28.`
+fn up_to_the_second(secs: u64, out: &mut String) {
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+    );
 }
 
 thread_local! {
