@@ -7,6 +7,7 @@
 
 use std::{
     fmt::Write as _,
+    io::Write as _,
     sync::OnceLock,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -57,16 +58,16 @@ impl RpcLine<'_> {
                 if tracing::enabled!(target: "aigw::rpc", tracing::Level::INFO)
                     && tracing::Span::current().is_none() =>
             {
-                let write = |line: &mut String| {
+                let write = |line: &mut Vec<u8>| {
                     line.clear();
                     self.format(*layout, SystemTime::now(), line);
-                    logs.write_line(line.as_bytes());
+                    logs.write_line(line);
                 };
-                // A thread's scratch string, or a fresh one where there is none (a thread tearing down).
+                // A thread's scratch buffer, or a fresh one where there is none (a thread tearing down).
                 let reused =
                     LINE.try_with(|line| line.try_borrow_mut().map(|mut line| write(&mut line)));
                 if !matches!(reused, Ok(Ok(()))) {
-                    write(&mut String::new());
+                    write(&mut Vec::new());
                 }
             }
             _ => self.through_tracing(),
@@ -98,7 +99,7 @@ impl RpcLine<'_> {
     }
 
     /// The whole line, newline included, as the fmt layer writes the event above.
-    fn format(&self, layout: Layout, now: SystemTime, out: &mut String) {
+    fn format(&self, layout: Layout, now: SystemTime, out: &mut Vec<u8>) {
         match layout {
             Layout::Text => self.text(now, out),
             Layout::Json => self.json(now, out),
@@ -106,9 +107,9 @@ impl RpcLine<'_> {
     }
 
     /// `{time}  INFO aigw::rpc: rpc="Generate" key=k ...`: `%` fields as they are, strings quoted as `{:?}`.
-    fn text(&self, now: SystemTime, out: &mut String) {
+    fn text(&self, now: SystemTime, out: &mut Vec<u8>) {
         timestamp(now, out);
-        out.push_str("  INFO aigw::rpc: rpc=");
+        out.extend_from_slice(b"  INFO aigw::rpc: rpc=");
         quoted(self.rpc, out);
         for (name, value) in [
             (" key=", self.key),
@@ -116,12 +117,12 @@ impl RpcLine<'_> {
             (" model=", self.model),
             (" upstream=", self.upstream),
         ] {
-            out.push_str(name);
+            out.extend_from_slice(name.as_bytes());
             // As the fmt layer writes `%` fields: unescaped. These are config names and a checked id.
-            out.push_str(value);
+            out.extend_from_slice(value.as_bytes());
         }
         for (name, value) in [(" code=", self.code), (" error=", self.error)] {
-            out.push_str(name);
+            out.extend_from_slice(name.as_bytes());
             quoted(value, out);
         }
         let _ = write!(out, " latency_ms={:.2}", self.latency_ms);
@@ -142,15 +143,15 @@ impl RpcLine<'_> {
             self.attempts,
         );
         quoted(self.cache, out);
-        out.push('\n');
+        out.push(b'\n');
     }
 
     /// `{"timestamp":…,"level":"INFO",<fields>,"target":"aigw::rpc"}`: what `json().flatten_event(true)`
-    /// writes. `%` and `format_args!` fields are strings there.
-    fn json(&self, now: SystemTime, out: &mut String) {
-        out.push_str("{\"timestamp\":\"");
+    /// writes. `%` and `format_args!` fields are strings there (the two numbers' text needs no escaping).
+    fn json(&self, now: SystemTime, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
         timestamp(now, out);
-        out.push_str("\",\"level\":\"INFO\"");
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
         for (name, value) in [
             ("rpc", self.rpc),
             ("key", self.key),
@@ -162,7 +163,7 @@ impl RpcLine<'_> {
         ] {
             json_field(name, value, out);
         }
-        json_field("latency_ms", &format!("{:.2}", self.latency_ms), out);
+        let _ = write!(out, ",\"latency_ms\":\"{:.2}\"", self.latency_ms);
         if let Some(us) = self.overhead_us {
             let _ = write!(out, ",\"overhead_us\":{us}");
         }
@@ -176,38 +177,36 @@ impl RpcLine<'_> {
             self.reasoning_tokens,
             self.usage_estimated,
         );
-        json_field("cost_usd", &format!("{:.6}", self.cost_usd), out);
+        let _ = write!(out, ",\"cost_usd\":\"{:.6}\"", self.cost_usd);
         let _ = write!(
             out,
             ",\"turns\":{},\"attempts\":{}",
             self.turns, self.attempts
         );
         json_field("cache", self.cache, out);
-        out.push_str(",\"target\":\"aigw::rpc\"}\n");
+        out.extend_from_slice(b",\"target\":\"aigw::rpc\"}\n");
     }
 }
 
 thread_local! {
-    /// One line's worth of text per thread, reused.
-    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// One line's worth of bytes per thread, reused.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A `{:?}` string field, as the text layout shows it.
-fn quoted(value: &str, out: &mut String) {
+fn quoted(value: &str, out: &mut Vec<u8>) {
     let _ = write!(out, "{value:?}");
 }
 
-fn json_field(name: &str, value: &str, out: &mut String) {
-    out.push_str(",\"");
-    out.push_str(name);
-    out.push_str("\":");
-    // serde_json's escaping, the fmt layer's JSON writer's own; a string cannot fail to serialise.
-    out.push_str(&serde_json::to_string(value).unwrap_or_default());
+fn json_field(name: &str, value: &str, out: &mut Vec<u8>) {
+    let _ = write!(out, ",\"{name}\":");
+    // serde_json's escaping, the fmt layer's JSON writer's own; writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// `2026-11-30T17:56:28.653484Z`: UTC, microseconds, as tracing-subscriber's default timer writes it. The
 /// part up to the second is kept per thread and written again only when the second changes.
-fn timestamp(now: SystemTime, out: &mut String) {
+fn timestamp(now: SystemTime, out: &mut Vec<u8>) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let reused = SECOND.try_with(|cell| {
@@ -218,16 +217,18 @@ fn timestamp(now: SystemTime, out: &mut String) {
                 up_to_the_second(secs, text);
                 *at = Some(secs);
             }
-            out.push_str(text);
+            out.extend_from_slice(text.as_bytes());
         })
     });
     if !matches!(reused, Ok(Ok(()))) {
-        up_to_the_second(secs, out);
+        let mut text = String::new();
+        up_to_the_second(secs, &mut text);
+        out.extend_from_slice(text.as_bytes());
     }
     let micros = since.subsec_micros();
     let digits = [100_000, 10_000, 1_000, 100, 10, 1].map(|d| b'0' + (micros / d % 10) as u8);
-    out.extend(digits.iter().map(|&b| char::from(b)));
-    out.push('Z');
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
 }
 
 /// `2026-11-30T17:56:28.`
@@ -298,8 +299,9 @@ pub(crate) fn both_ways(line: &RpcLine<'_>, layout: Layout) -> (String, String) 
     };
     tracing::subscriber::with_default(subscriber, || line.through_tracing());
     let by_tracing = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let mut direct = String::new();
+    let mut direct = Vec::new();
     line.format(layout, SystemTime::now(), &mut direct);
+    let direct = String::from_utf8(direct).unwrap();
     let untimed = |s: &str| -> String {
         let (before, after) = match layout {
             Layout::Text => ("", s.split_once(' ').map_or("", |(_, rest)| rest)),
@@ -384,12 +386,12 @@ mod tests {
     #[test]
     fn timestamps_are_utc_with_microseconds() {
         let at = |secs: u64, micros: u64| {
-            let mut out = String::new();
+            let mut out = Vec::new();
             timestamp(
                 UNIX_EPOCH + std::time::Duration::from_micros(secs * 1_000_000 + micros),
                 &mut out,
             );
-            out
+            String::from_utf8(out).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
         // The same second again (its text is kept), then the next.
@@ -406,8 +408,9 @@ mod tests {
             &mut tracing_subscriber::fmt::format::Writer::new(&mut theirs),
         )
         .unwrap();
-        let mut ours = String::new();
+        let mut ours = Vec::new();
         timestamp(SystemTime::now(), &mut ours);
+        let ours = String::from_utf8(ours).unwrap();
         assert_eq!(ours.len(), theirs.len());
         assert_eq!(ours[..10], theirs[..10], "{ours} vs {theirs}");
     }

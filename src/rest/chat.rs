@@ -39,8 +39,6 @@ pub(crate) async fn completions(
         Err(e) => return error::gateway(&e),
     };
     let created = super::unix_now();
-    let mut extensions = http::Extensions::new();
-    extensions.insert(who);
     let Parsed {
         model,
         messages,
@@ -53,7 +51,7 @@ pub(crate) async fn completions(
             messages,
             config,
         };
-        let request = tonic::Request::from_parts(metadata, extensions, message);
+        let request = super::grpc_request(metadata, who, message);
         match stream::handle(gw, RPC_STREAM, request).await {
             Ok(resp) => sse(resp, created, model, parsed.include_usage),
             Err(status) => error::status(&status),
@@ -65,9 +63,11 @@ pub(crate) async fn completions(
             config,
         };
         let handle = |request| generate::handle(gw, RPC_UNARY, request);
-        super::unary(metadata, extensions, message, handle, |resp| {
-            whole(resp, created)
-        })
+        super::unary(
+            super::grpc_request(metadata, who, message),
+            handle,
+            |resp| whole(resp, created),
+        )
         .await
     }
 }

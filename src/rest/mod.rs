@@ -198,23 +198,19 @@ where
 /// A whole answer from `handle` (a gRPC handler), written by `answer`, or the call's error as OpenAI writes
 /// it. The overhead and cost, which gRPC sends as trailers, go out as headers.
 async fn unary<M, R, F>(
-    metadata: MetadataMap,
-    extensions: http::Extensions,
-    message: M,
+    request: tonic::Request<M>,
     handle: impl FnOnce(tonic::Request<M>) -> F,
     answer: impl FnOnce(tonic::Response<R>) -> Response<Body>,
 ) -> Response<Body>
 where
     F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
 {
-    unary_or(metadata, extensions, message, handle, answer, error::status).await
+    unary_or(request, handle, answer, error::status).await
 }
 
 /// [`unary`], with the door's own way of writing errors.
 async fn unary_or<M, R, F>(
-    metadata: MetadataMap,
-    mut extensions: http::Extensions,
-    message: M,
+    mut request: tonic::Request<M>,
     handle: impl FnOnce(tonic::Request<M>) -> F,
     answer: impl FnOnce(tonic::Response<R>) -> Response<Body>,
     failed: fn(&tonic::Status) -> Response<Body>,
@@ -223,14 +219,24 @@ where
     F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
 {
     let slot = Arc::new(TrailerSlot::default());
-    extensions.insert(slot.clone());
-    let request = tonic::Request::from_parts(metadata, extensions, message);
+    request.extensions_mut().insert(slot.clone());
     let mut resp = match handle(request).await {
         Ok(resp) => answer(resp),
         Err(status) => failed(&status),
     };
     slot.apply(resp.headers_mut());
     resp
+}
+
+/// A door's call as the gRPC handlers take it: the caller's headers as metadata, its identity attached.
+fn grpc_request<M>(
+    metadata: MetadataMap,
+    who: Arc<crate::admission::auth::Identity>,
+    message: M,
+) -> tonic::Request<M> {
+    let mut extensions = http::Extensions::new();
+    extensions.insert(who);
+    tonic::Request::from_parts(metadata, extensions, message)
 }
 
 /// A JSON answer with the call's response metadata as headers.

@@ -42,15 +42,13 @@ pub(crate) async fn create(
     };
     let id = format!("msg_{:032x}", fastrand::u128(..));
     let model = parsed.model.clone();
-    let mut extensions = http::Extensions::new();
-    extensions.insert(who);
     if parsed.stream {
         let message = StreamGenerateRequest {
             model: parsed.model,
             messages: parsed.messages,
             config: Some(parsed.config),
         };
-        let request = tonic::Request::from_parts(metadata, extensions, message);
+        let request = super::grpc_request(metadata, who, message);
         match stream::handle(gw, RPC_STREAM, request).await {
             Ok(resp) => events(resp, id, model),
             Err(status) => status_error(&status),
@@ -74,7 +72,8 @@ pub(crate) async fn create(
                 "stop_sequence": null, "usage": usage(done.usage.unwrap_or_default())});
             super::json_with(metadata, &body)
         };
-        super::unary_or(metadata, extensions, message, handle, answer, status_error).await
+        let request = super::grpc_request(metadata, who, message);
+        super::unary_or(request, handle, answer, status_error).await
     }
 }
 

@@ -92,15 +92,13 @@ pub(crate) async fn create(
         owner: who.name.clone(),
         messages,
     });
-    let mut extensions = http::Extensions::new();
-    extensions.insert(who);
     if stream {
         let message = StreamGenerateRequest {
             model,
             messages,
             config,
         };
-        let request = tonic::Request::from_parts(metadata, extensions, message);
+        let request = super::grpc_request(metadata, who, message);
         match stream::handle(gw, RPC_STREAM, request).await {
             Ok(resp) => events(resp, answer, keep),
             Err(status) => error::status(&status),
@@ -112,7 +110,8 @@ pub(crate) async fn create(
             config,
         };
         let handle = |request| generate::handle(gw, RPC_UNARY, request);
-        super::unary(metadata, extensions, message, handle, |resp| {
+        let request = super::grpc_request(metadata, who, message);
+        super::unary(request, handle, |resp| {
             let (metadata, done, _) = resp.into_parts();
             let body = answer.object(
                 &done.content,
