@@ -8,8 +8,10 @@ Load comes from peers' tools, not ours: wrk for REST (OpenAI chat completions) a
   3. gRPC `Generate` through the gateway;
   4. gRPC `StreamGenerate` of 256-token answers: chunks relayed per gateway CPU-second;
   5. `examples/bare_proxy.rs` in aigw's place (wrk): a do-nothing HTTP/1.1 proxy on the same hyper stack, the
-     least any gateway pays here for a server side, a client side and the kernel's loopback work; and the same
-     proxy with reqwest as its client (`--reqwest`), as aigw's is.
+     least any gateway pays here for a server side, a client side and the kernel's loopback work; the same
+     proxy with reqwest as its client (`--reqwest`), as aigw's is; and its gRPC mode (`--grpc`, h2load): an
+     HTTP/2 server that posts a fixed chat request through reqwest and answers the upstream's body in one gRPC
+     frame, the floor of the gRPC door without protobuf, JSON or tonic.
 CPU is each process's own accounting (/proc/PID/stat, all threads). Three rounds; the table shows medians and
 the min–max. Needs wrk and h2load (Debian: wrk, nghttp2-client); Linux only.
 
@@ -148,12 +150,16 @@ def main():
     bare_addr = bare_proxy.match.group(1)
     bare_reqwest = Proc([bare, "127.0.0.1:0", f"http://{upstream.match.group(1)}", "--reqwest"],
                         work / "bare-reqwest.log", r"listening addr=(\S+)")
-    procs = [upstream, bare_proxy, bare_reqwest] + [g for _, g in gateways]
+    bare_grpc = Proc([bare, "127.0.0.1:0", f"http://{upstream.match.group(1)}", "--grpc"],
+                     work / "bare-grpc.log", r"listening addr=(\S+)")
+    bare_grpc_url = f"http://{bare_grpc.match.group(1)}/holysheepai.AIService/Generate"
+    procs = [upstream, bare_proxy, bare_reqwest, bare_grpc] + [g for _, g in gateways]
     rounds = []
     try:
         # Warm all (pools, allocator arenas, page cache) before anything is counted.
         wrk(f"http://{bare_addr}/v1/chat/completions", body, 1, work)
         wrk(f"http://{bare_reqwest.match.group(1)}/v1/chat/completions", body, 1, work)
+        h2load(bare_grpc_url, unary_body, 1)
         for _, g in gateways:
             wrk(f"http://{g.match.group(1)}/v1/chat/completions", body, 1, work)
             h2load(f"http://{g.match.group(1)}/holysheepai.AIService/Generate", unary_body, 1)
@@ -185,11 +191,15 @@ def main():
                 procs, lambda: wrk(f"http://{bare_reqwest.match.group(1)}/v1/chat/completions", body, d, work))
             row["bare reqwest"] = {"calls_s": calls / d, "gateway_us": cpu[2] / calls * 1e6,
                                    "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+            (calls, bad, _), cpu = measured(procs, lambda: h2load(bare_grpc_url, unary_body, d))
+            row["bare grpc"] = {"calls_s": calls / d, "gateway_us": cpu[3] / calls * 1e6,
+                                "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
             rounds.append(row)
             print(f"round {r + 1}: {json.dumps(row)}", file=sys.stderr)
     finally:
         bare_proxy.stop()
         bare_reqwest.stop()
+        bare_grpc.stop()
         for _, g in gateways:
             g.stop()
         upstream.stop()
@@ -210,7 +220,8 @@ def main():
     if opts.baseline:
         kinds += [("baseline " + k, "baseline: " + n) for k, n in kinds]
     for kind, name in kinds + [("bare", "`bare_proxy` (no gateway work) → mock-upstream (wrk)"),
-                               ("bare reqwest", "`bare_proxy --reqwest` → mock-upstream (wrk)")]:
+                               ("bare reqwest", "`bare_proxy --reqwest` → mock-upstream (wrk)"),
+                               ("bare grpc", "`bare_proxy --grpc` → mock-upstream (h2load)")]:
         rows.append([name, cell(kind, "calls_s", "{:,.0f}"), cell(kind, "gateway_us"),
                      cell(kind, "upstream_us"), f"{med(kind, 'gateway_us')[0] / floor:.1f}x"])
     text = table(["", "calls/s", "gateway CPU per call (µs)", "upstream CPU per call (µs)",

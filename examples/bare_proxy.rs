@@ -6,13 +6,23 @@
 //! With `--reqwest` the client side is reqwest (as aigw's is) instead of hyper-util's client that reqwest wraps:
 //! the difference is what reqwest's own layers cost per call.
 //!
-//! Usage: cargo run --release --example bare_proxy -- <listen addr> <upstream base url> [--reqwest]
+//! With `--grpc` it is the least a gRPC-to-REST gateway does: an HTTP/2 (h2c) server that reads each request's
+//! body, posts one fixed chat request to `<upstream>/v1/chat/completions` through reqwest, and answers with the
+//! upstream's body in one gRPC frame and `grpc-status: 0` trailers. No protobuf, no JSON, no tonic: the floor
+//! of aigw's gRPC door on this stack, measured with the same h2load load.
+//!
+//! Usage: cargo run --release --example bare_proxy -- <listen addr> <upstream base url> [--reqwest | --grpc]
 
 use std::{convert::Infallible, net::SocketAddr};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::{
+    body::{Frame, Incoming},
+    server::conn::{http1, http2},
+    service::service_fn,
+    Request, Response,
+};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo},
@@ -33,10 +43,12 @@ enum Upstream {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(base)) = (args.next(), args.next()) else {
-        eprintln!("usage: bare_proxy <listen addr> <upstream base url> [--reqwest]");
+        eprintln!("usage: bare_proxy <listen addr> <upstream base url> [--reqwest | --grpc]");
         std::process::exit(2);
     };
-    let with_reqwest = args.next().as_deref() == Some("--reqwest");
+    let mode = args.next();
+    let grpc = mode.as_deref() == Some("--grpc");
+    let with_reqwest = grpc || mode.as_deref() == Some("--reqwest");
     let listen: SocketAddr = listen.parse()?;
     let base = base.trim_end_matches('/').to_owned();
     let mut connector = HttpConnector::new();
@@ -67,10 +79,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = stream.set_nodelay(true);
         let (client, base) = (client.clone(), base.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| forward(client.clone(), base.clone(), req));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            if grpc {
+                let service = service_fn(move |req| answer_grpc(client.clone(), base.clone(), req));
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            } else {
+                let service = service_fn(move |req| forward(client.clone(), base.clone(), req));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
         });
     }
 }
@@ -88,14 +107,7 @@ async fn forward(
     let client = match client {
         Upstream::Hyper(client) => client,
         Upstream::Reqwest(client) => {
-            // Parsed once per path, as aigw parses its upstream URLs once.
-            let Some(url) = LAST_URL.with_borrow_mut(|(last, url)| {
-                if last.as_str() != path || url.is_none() {
-                    *url = reqwest::Url::parse(&format!("{base}{path}")).ok();
-                    *last = path.to_owned();
-                }
-                url.clone()
-            }) else {
+            let Some(url) = cached_url(&base, path) else {
                 return Ok(status(502));
             };
             let mut out = client.post(url).body(body.to_bytes());
@@ -135,6 +147,63 @@ async fn forward(
         return Ok(status(502));
     };
     Ok(Response::from_parts(parts, Full::new(body.to_bytes())))
+}
+
+/// The chat request the gRPC mode sends for every call, whatever it was asked.
+const CHAT: &str =
+    r#"{"model":"bench","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#;
+
+type GrpcBody = BoxBody<Bytes, Infallible>;
+
+async fn answer_grpc(
+    client: Upstream,
+    base: String,
+    req: Request<Incoming>,
+) -> Result<Response<GrpcBody>, Infallible> {
+    let failed = |code: u16| Ok(status(code).map(|b| b.boxed()));
+    let (Upstream::Reqwest(client), Ok(_)) = (client, req.into_body().collect().await) else {
+        return failed(400);
+    };
+    let Some(url) = cached_url(&base, "/v1/chat/completions") else {
+        return failed(502);
+    };
+    let sent = client
+        .post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(CHAT)
+        .send()
+        .await;
+    let Ok(answer) = sent else {
+        return failed(502);
+    };
+    let Ok(body) = answer.bytes().await else {
+        return failed(502);
+    };
+    let mut framed = BytesMut::with_capacity(5 + body.len());
+    framed.put_u8(0);
+    framed.put_u32(body.len() as u32);
+    framed.put_slice(&body);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = [Frame::data(framed.freeze()), Frame::trailers(trailers)];
+    let body = StreamBody::new(futures_util::stream::iter(frames.map(Ok)));
+    let mut r = Response::new(body.boxed());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    Ok(r)
+}
+
+/// `base` + `path`, parsed once per path per thread, as aigw parses its upstream URLs once.
+fn cached_url(base: &str, path: &str) -> Option<reqwest::Url> {
+    LAST_URL.with_borrow_mut(|(last, url)| {
+        if last.as_str() != path || url.is_none() {
+            *url = reqwest::Url::parse(&format!("{base}{path}")).ok();
+            *last = path.to_owned();
+        }
+        url.clone()
+    })
 }
 
 thread_local! {

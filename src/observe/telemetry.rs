@@ -213,7 +213,8 @@ pub(crate) fn rpc_span(
 /// An upstream attempt's client span, named `{operation} {model}` (`chat gpt-4.1`) as the GenAI conventions ask.
 /// Made only when spans are exported or debug lines are written: otherwise nothing would read it, and a span
 /// entered on every poll of the attempt was a tenth of a call's CPU. Lines at info and above inside an attempt
-/// name the upstream themselves, and stay inside the RPC's span.
+/// name the upstream themselves, and stay inside the RPC's span. Debug anywhere counts (the global maximum
+/// level): `RUST_LOG=info,aigw::upstream=debug` wants the attempt as its lines' context too.
 pub(crate) fn attempt_span(
     upstream: &str,
     attempt: u32,
@@ -221,7 +222,10 @@ pub(crate) fn attempt_span(
     model: &str,
     operation: &'static str,
 ) -> tracing::Span {
-    if !tracecontext::enabled() && !tracing::enabled!(tracing::Level::DEBUG) {
+    if !tracecontext::enabled()
+        && tracing::level_filters::LevelFilter::current()
+            < tracing::level_filters::LevelFilter::DEBUG
+    {
         return tracing::Span::none();
     }
     let span = genai_span!(

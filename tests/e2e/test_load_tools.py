@@ -111,8 +111,8 @@ def test_doors_script_smoke(tmp_path):
 
 
 def test_floor_script_smoke(tmp_path):
-    """bench/floor.py runs end to end with wrk and h2load, with a baseline and the bare proxy: every row
-    answered, none failed."""
+    """bench/floor.py runs end to end with wrk and h2load, with a baseline and the bare proxy in its three modes:
+    every row answered, none failed."""
     binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
     subprocess.run(["cargo", "build", "--locked", "--example", "bare_proxy"], cwd=ROOT, check=True, timeout=600)
     bare = ROOT / "target" / "debug" / "examples" / "bare_proxy"
@@ -124,7 +124,8 @@ def test_floor_script_smoke(tmp_path):
     result = json.loads((tmp_path / "floor.json").read_text())
     [row] = result["rounds"]
     for kind in ("direct", "rest", "grpc", "stream", "baseline rest", "baseline grpc", "baseline stream", "bare",
-                 "bare reqwest"):
+                 "bare reqwest", "bare grpc"):
         assert row[kind]["calls_s"] > 0 and row[kind]["errors"] == 0, row
     table = (tmp_path / "floor.md").read_text()
-    assert "gateway ÷ upstream direct" in table and "`bare_proxy --reqwest`" in table and "baseline: aigw REST" in table
+    assert "gateway ÷ upstream direct" in table and "`bare_proxy --reqwest`" in table
+    assert "`bare_proxy --grpc`" in table and "baseline: aigw REST" in table

@@ -79,7 +79,7 @@ class Refuses(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def in_call_lines(tmp_path, stubs, layout):
+def in_call_lines(tmp_path, stubs, layout, env=None):
     """The warning a call logs in the middle of its work, from a unary and a streaming call on each door."""
     pb, pb_grpc = stubs
     upstream = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Refuses)
@@ -106,7 +106,7 @@ routes = [{{ upstream = "refuser", model = "up" }}]
 [models.policy]
 retry = {{ attempts = 1 }}
 """)
-    proc, addr, lines = spawn_gateway(config, {"CTX_KEY": "sk-ctx-test"})
+    proc, addr, lines = spawn_gateway(config, {"CTX_KEY": "sk-ctx-test", **(env or {})})
     try:
         for rid, stream in [("rest-unary-1", False), ("rest-stream-1", True)]:
             req = urllib.request.Request(
@@ -139,13 +139,17 @@ CALLS = [("ChatCompletions", "rest-unary-1"), ("ChatCompletionsStream", "rest-st
          ("StreamGenerate", "grpc-stream-1")]
 
 
-def test_a_line_logged_inside_a_call_names_the_call(tmp_path, stubs):
+@pytest.mark.parametrize("rust_log", ["info", "info,aigw::upstream=debug"])
+def test_a_line_logged_inside_a_call_names_the_call(tmp_path, stubs, rust_log):
     """Docs: every other line written while serving an RPC is inside the RPC's span, and so carries its request id
-    and key, in the span context tracing-subscriber writes (`rpc{...}:`)."""
-    warned = in_call_lines(tmp_path, stubs, "text")
+    and key, in the span context tracing-subscriber writes (`rpc{...}:`). With debug lines on (for one target is
+    enough), the attempt's span is inside it."""
+    warned = in_call_lines(tmp_path, stubs, "text", {"RUST_LOG": rust_log})
     assert len(warned) == len(CALLS), warned
+    attempt = 'upstream{upstream="refuser" attempt=1}:' if "debug" in rust_log else ""
     for line, (rpc, rid) in zip(warned, CALLS):
-        assert f' WARN rpc{{rpc="{rpc}" request_id={rid} key=ctx-team}}: aigw::upstream::http: ' in line, line
+        want = f' WARN rpc{{rpc="{rpc}" request_id={rid} key=ctx-team}}:{attempt} aigw::upstream::http: '
+        assert want in line, line
 
 
 def test_a_json_line_logged_inside_a_call_names_the_call(tmp_path, stubs):
