@@ -15,10 +15,12 @@ Only the standard library; Linux only (/proc). Usage: python3 bench/compare.py [
 """
 
 import argparse
+import atexit
 import json
 import os
 import statistics
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,17 @@ name = "bench"
 max_output_tokens = 100000
 routes = [{{ upstream = "fast", model = "bench" }}]
 """
+
+
+def scratch(prefix):
+    """A work folder for the processes' configs and logs, removed when the script exits (each run used to leave
+    one in /tmp). `AIGW_KEEP_WORK=1` keeps it, and says where, for reading the logs after a failure."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.environ.get("AIGW_KEEP_WORK"):
+        print(f"work folder kept: {work}", file=sys.stderr)
+    else:
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
 
 
 class Proc:
@@ -178,7 +191,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     raw = out / "raw"
     raw.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aigw-bench-"))
+    work = scratch("aigw-bench-")
     dur = f"{opts.duration}s"
     warm = "0.5s" if opts.smoke else "1s"
     results = {"machine": machine(), "settings": vars(opts)}

@@ -15,12 +15,11 @@ import json
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import release_binary, KEY, ROOT, Proc, bench, machine, table  # noqa: E402
+from compare import release_binary, KEY, ROOT, Proc, bench, machine, table, scratch  # noqa: E402
 
 CONFIG = """
 [server]
@@ -103,7 +102,7 @@ def main():
     aigw = release_binary(opts.aigw)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aigw-doors-"))
+    work = scratch("aigw-doors-")
     common = ["--duration", opts.duration, "--warmup", "1s", "--threads", "1"]
     results = {"machine": machine(), "settings": vars(opts), "doors": {}, "limits": {}}
 

@@ -28,12 +28,12 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import GATEWAY_CONFIG, KEY, ROOT, Proc, machine, measured, release_binary, table  # noqa: E402
+from compare import (GATEWAY_CONFIG, KEY, ROOT, Proc, machine, measured, release_binary, scratch,  # noqa: E402
+                     table)
 
 IN_FLIGHT = 32
 
@@ -124,7 +124,7 @@ def main():
     bare = opts.bare_proxy or bare_proxy_binary()
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aigw-floor-"))
+    work = scratch("aigw-floor-")
     upstream = Proc([opts.upstream_aigw or aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens)],
                     work / "upstream.log", r"listening addr=(\S+)")
     gateway_config = GATEWAY_CONFIG.format(upstream=upstream.match.group(1))

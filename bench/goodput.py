@@ -21,12 +21,11 @@ import http.client
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import release_binary, GATEWAY_CONFIG, KEY, ROOT, Proc, bench, machine, table  # noqa: E402
+from compare import release_binary, GATEWAY_CONFIG, KEY, ROOT, Proc, bench, machine, table, scratch  # noqa: E402
 
 MODEL_POLICY = """
 [models.policy]
@@ -159,7 +158,7 @@ def main():
     out = Path(opts.out)
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aigw-goodput-"))
+    work = scratch("aigw-goodput-")
     rows = [row(aigw, opts, work, raw, float(r), False) for r in opts.rates.split(",")]
     if not opts.smoke:
         rows.append(row(aigw, opts, work, raw, 0.0, True))

@@ -17,13 +17,12 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import ROOT, Proc  # noqa: E402
+from compare import ROOT, Proc, scratch  # noqa: E402
 
 KEY = "sk-aigw-dev"  # the default config's documented local key
 
@@ -84,7 +83,7 @@ def main():
     ap.add_argument("--aigw", default=str(ROOT / "target" / "release" / "aigw"))
     ap.add_argument("--attempts", type=int, default=30000)
     opts = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="aigw-crowd-"))
+    work = scratch("aigw-crowd-")
     gateway = Proc([opts.aigw, "serve", "--config", str(ROOT / "config.toml"), "--listen", "127.0.0.1:0",
                     "--admin-listen", "127.0.0.1:0"], work / "gateway.log", r"aigw listening addr=(\S+) admin=(\S+)")
     grpc, admin = gateway.match.group(1), gateway.match.group(2)

@@ -21,13 +21,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import release_binary, GATEWAY_CONFIG, KEY, ROOT, Proc, machine  # noqa: E402
+from compare import release_binary, GATEWAY_CONFIG, KEY, ROOT, Proc, machine, scratch  # noqa: E402
 
 
 def seconds(text):
@@ -86,7 +85,7 @@ def main():
     aigw = release_binary(opts.aigw)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aigw-soak-"))
+    work = scratch("aigw-soak-")
     duration, warmup = seconds(opts.duration), seconds(opts.warmup)
 
     upstream = Proc([aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", "64", "--tokens-per-second",

@@ -29,12 +29,17 @@ def _stubs():
     wkt = importlib.resources.files("grpc_tools") / "_proto"
 
     proto_dir = Path(__file__).resolve().parents[2] / "proto"
-    out = tempfile.mkdtemp(prefix="aigw-locust-")
-    args = ["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", "ai_service.proto"]
-    if protoc.main(args) != 0:
-        raise RuntimeError(f"protoc failed on {proto_dir / 'ai_service.proto'}")
-    sys.path.insert(0, out)
-    return importlib.import_module("ai_service_pb2"), importlib.import_module("ai_service_pb2_grpc")
+    # Loaded modules live on in memory; the folder they were generated into goes once they are imported.
+    with tempfile.TemporaryDirectory(prefix="aigw-locust-") as out:
+        args = ["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}",
+                "ai_service.proto"]
+        if protoc.main(args) != 0:
+            raise RuntimeError(f"protoc failed on {proto_dir / 'ai_service.proto'}")
+        sys.path.insert(0, out)
+        try:
+            return importlib.import_module("ai_service_pb2"), importlib.import_module("ai_service_pb2_grpc")
+        finally:
+            sys.path.remove(out)
 
 
 pb, pb_grpc = _stubs()

@@ -26,12 +26,17 @@ def stubs():
     wkt = importlib.resources.files("grpc_tools") / "_proto"
 
     proto_dir = Path(__file__).resolve().parents[2] / "proto"
-    out = tempfile.mkdtemp(prefix="aigw-example-")
-    args = ["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}", "ai_service.proto"]
-    if protoc.main(args) != 0:
-        sys.exit(f"protoc failed on {proto_dir / 'ai_service.proto'}")
-    sys.path.insert(0, out)
-    return importlib.import_module("ai_service_pb2"), importlib.import_module("ai_service_pb2_grpc")
+    # Imported modules live on in memory: the folder they were generated into is removed once they are loaded.
+    with tempfile.TemporaryDirectory(prefix="aigw-example-") as out:
+        args = ["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out}", f"--grpc_python_out={out}",
+                "ai_service.proto"]
+        if protoc.main(args) != 0:
+            sys.exit(f"protoc failed on {proto_dir / 'ai_service.proto'}")
+        sys.path.insert(0, out)
+        try:
+            return importlib.import_module("ai_service_pb2"), importlib.import_module("ai_service_pb2_grpc")
+        finally:
+            sys.path.remove(out)
 
 
 def main():

@@ -129,3 +129,20 @@ def test_floor_script_smoke(tmp_path):
     table = (tmp_path / "floor.md").read_text()
     assert "gateway ÷ upstream direct" in table and "`bare_proxy --reqwest`" in table
     assert "`bare_proxy --grpc`" in table and "baseline: aigw REST" in table
+
+
+def test_ab_script_smoke(tmp_path):
+    """bench/ab.py pairs two builds' runs on both doors and reports each pair: one short pair of the same binary.
+    Its work folder (configs, logs) is gone when it exits, as every bench script's is."""
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run([sys.executable, "bench/ab.py", binary, binary, "--pairs", "1", "--seconds", "1",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TMPDIR": str(scratch)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(scratch.iterdir()) == []
+    runs = json.loads((tmp_path / "ab.json").read_text())["runs"]
+    for door in ("rest", "grpc"):
+        assert len(runs[door]["a"]) == len(runs[door]["b"]) == 1 and min(runs[door]["a"] + runs[door]["b"]) > 0
+    assert "A cheaper in" in (tmp_path / "ab.md").read_text()
