@@ -145,61 +145,56 @@ def main():
     unary_body.write_bytes(grpc_body(opts.tokens))
     stream_body = work / "stream.bin"
     stream_body.write_bytes(grpc_body(0))
-    bare_proxy = Proc([bare, "127.0.0.1:0", f"http://{upstream.match.group(1)}"], work / "bare.log",
-                      r"listening addr=(\S+)")
-    bare_addr = bare_proxy.match.group(1)
-    bare_reqwest = Proc([bare, "127.0.0.1:0", f"http://{upstream.match.group(1)}", "--reqwest"],
-                        work / "bare-reqwest.log", r"listening addr=(\S+)")
-    bare_grpc = Proc([bare, "127.0.0.1:0", f"http://{upstream.match.group(1)}", "--grpc"],
-                     work / "bare-grpc.log", r"listening addr=(\S+)")
-    bare_grpc_url = f"http://{bare_grpc.match.group(1)}/holysheepai.AIService/Generate"
-    procs = [upstream, bare_proxy, bare_reqwest, bare_grpc] + [g for _, g in gateways]
+    d = opts.duration
+
+    def rest(addr, seconds):
+        return wrk(f"http://{addr}/v1/chat/completions", body, seconds, work)
+
+    def generate(addr, seconds):
+        return h2load(f"http://{addr}/holysheepai.AIService/Generate", unary_body, seconds)
+
+    # The do-nothing proxy in its three modes, each measured with its door's load.
+    bares = [(name, Proc([bare, "127.0.0.1:0", f"http://{up}", *mode], work / f"{name.replace(' ', '-')}.log",
+                         r"listening addr=(\S+)"), load)
+             for name, mode, load in [("bare", [], rest), ("bare reqwest", ["--reqwest"], rest),
+                                      ("bare grpc", ["--grpc"], generate)]]
+    procs = [upstream] + [p for _, p, _ in bares] + [g for _, g in gateways]
+
+    def unary(load, addr, proc):
+        """One unary row: `load` on `addr`, with `proc`'s CPU per call and the upstream's."""
+        (calls, bad, _), cpu = measured(procs, lambda: load(addr, d))
+        return {"calls_s": calls / d, "gateway_us": cpu[procs.index(proc)] / calls * 1e6,
+                "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+
     rounds = []
     try:
         # Warm all (pools, allocator arenas, page cache) before anything is counted.
-        wrk(f"http://{bare_addr}/v1/chat/completions", body, 1, work)
-        wrk(f"http://{bare_reqwest.match.group(1)}/v1/chat/completions", body, 1, work)
-        h2load(bare_grpc_url, unary_body, 1)
+        for _, p, load in bares:
+            load(p.match.group(1), 1)
         for _, g in gateways:
-            wrk(f"http://{g.match.group(1)}/v1/chat/completions", body, 1, work)
-            h2load(f"http://{g.match.group(1)}/holysheepai.AIService/Generate", unary_body, 1)
+            rest(g.match.group(1), 1)
+            generate(g.match.group(1), 1)
         for r in range(opts.rounds):
-            d = opts.duration
             row = {}
-            (calls, bad, _), cpu = measured(procs, lambda: wrk(f"http://{up}/v1/chat/completions", body, d, work))
+            (calls, bad, _), cpu = measured(procs, lambda: rest(up, d))
             row["direct"] = {"calls_s": calls / d, "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
             # Gateways take turns, each starting first in every other round.
             for name, g in gateways if r % 2 == 0 else gateways[::-1]:
-                at = procs.index(g)
                 gw = g.match.group(1)
-                (calls, bad, _), cpu = measured(procs, lambda: wrk(f"http://{gw}/v1/chat/completions", body, d, work))
-                row[name + "rest"] = {"calls_s": calls / d, "gateway_us": cpu[at] / calls * 1e6,
-                                      "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
-                (calls, bad, _), cpu = measured(
-                    procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/Generate", unary_body, d))
-                row[name + "grpc"] = {"calls_s": calls / d, "gateway_us": cpu[at] / calls * 1e6,
-                                      "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+                row[name + "rest"] = unary(rest, gw, g)
+                row[name + "grpc"] = unary(generate, gw, g)
                 (calls, bad, _), cpu = measured(
                     procs, lambda: h2load(f"http://{gw}/holysheepai.AIService/StreamGenerate", stream_body, d))
-                row[name + "stream"] = {"calls_s": calls / d, "chunks_per_cpu_s": calls * opts.stream_tokens / cpu[at],
+                row[name + "stream"] = {"calls_s": calls / d,
+                                        "chunks_per_cpu_s": calls * opts.stream_tokens / cpu[procs.index(g)],
                                         "errors": bad}
-            (calls, bad, _), cpu = measured(
-                procs, lambda: wrk(f"http://{bare_addr}/v1/chat/completions", body, d, work))
-            row["bare"] = {"calls_s": calls / d, "gateway_us": cpu[1] / calls * 1e6,
-                           "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
-            (calls, bad, _), cpu = measured(
-                procs, lambda: wrk(f"http://{bare_reqwest.match.group(1)}/v1/chat/completions", body, d, work))
-            row["bare reqwest"] = {"calls_s": calls / d, "gateway_us": cpu[2] / calls * 1e6,
-                                   "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
-            (calls, bad, _), cpu = measured(procs, lambda: h2load(bare_grpc_url, unary_body, d))
-            row["bare grpc"] = {"calls_s": calls / d, "gateway_us": cpu[3] / calls * 1e6,
-                                "upstream_us": cpu[0] / calls * 1e6, "errors": bad}
+            for name, p, load in bares:
+                row[name] = unary(load, p.match.group(1), p)
             rounds.append(row)
             print(f"round {r + 1}: {json.dumps(row)}", file=sys.stderr)
     finally:
-        bare_proxy.stop()
-        bare_reqwest.stop()
-        bare_grpc.stop()
+        for _, p, _ in bares:
+            p.stop()
         for _, g in gateways:
             g.stop()
         upstream.stop()

@@ -51,8 +51,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let with_reqwest = grpc || mode.as_deref() == Some("--reqwest");
     let listen: SocketAddr = listen.parse()?;
     let base = base.trim_end_matches('/').to_owned();
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
     // reqwest is built without a TLS provider of its own, as aigw's is; the same one aigw installs.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = if with_reqwest {
@@ -64,6 +62,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build()?,
         )
     } else {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
         Upstream::Hyper(
             Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(1024)
@@ -79,16 +79,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = stream.set_nodelay(true);
         let (client, base) = (client.clone(), base.clone());
         tokio::spawn(async move {
-            if grpc {
-                let service = service_fn(move |req| answer_grpc(client.clone(), base.clone(), req));
-                let _ = http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            } else {
-                let service = service_fn(move |req| forward(client.clone(), base.clone(), req));
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+            match client {
+                Upstream::Reqwest(client) if grpc => {
+                    let service =
+                        service_fn(move |req| answer_grpc(client.clone(), base.clone(), req));
+                    let _ = http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                client => {
+                    let service = service_fn(move |req| forward(client.clone(), base.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
             }
         });
     }
@@ -156,14 +160,14 @@ const CHAT: &str =
 type GrpcBody = BoxBody<Bytes, Infallible>;
 
 async fn answer_grpc(
-    client: Upstream,
+    client: reqwest::Client,
     base: String,
     req: Request<Incoming>,
 ) -> Result<Response<GrpcBody>, Infallible> {
     let failed = |code: u16| Ok(status(code).map(|b| b.boxed()));
-    let (Upstream::Reqwest(client), Ok(_)) = (client, req.into_body().collect().await) else {
+    if req.into_body().collect().await.is_err() {
         return failed(400);
-    };
+    }
     let Some(url) = cached_url(&base, "/v1/chat/completions") else {
         return failed(502);
     };

@@ -8,12 +8,12 @@ use std::{
 };
 
 use aigw::config::Config;
+use clap::{Parser, Subcommand};
 
 /// mimalloc: per-thread free lists instead of glibc's arena locks, which a profile under load showed as about a
 /// tenth of the gateway's CPU (malloc, free and their lock waits); see BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(

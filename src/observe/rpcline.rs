@@ -170,18 +170,15 @@ impl RpcLine<'_> {
         let _ = write!(
             out,
             ",\"prompt_tokens\":{},\"completion_tokens\":{},\"cached_prompt_tokens\":{},\
-             \"reasoning_tokens\":{},\"usage_estimated\":{}",
+             \"reasoning_tokens\":{},\"usage_estimated\":{},\"cost_usd\":\"{:.6}\",\"turns\":{},\"attempts\":{}",
             self.prompt_tokens,
             self.completion_tokens,
             self.cached_prompt_tokens,
             self.reasoning_tokens,
             self.usage_estimated,
-        );
-        let _ = write!(out, ",\"cost_usd\":\"{:.6}\"", self.cost_usd);
-        let _ = write!(
-            out,
-            ",\"turns\":{},\"attempts\":{}",
-            self.turns, self.attempts
+            self.cost_usd,
+            self.turns,
+            self.attempts,
         );
         json_field("cache", self.cache, out);
         out.extend_from_slice(b",\"target\":\"aigw::rpc\"}\n");

@@ -298,8 +298,7 @@ fn usage(prompt: WireUsage, completion: u64) -> Usage {
     }
 }
 
-/// Anthropic's stop reasons in OpenAI's words.
-/// The other way: OpenAI's finish reasons in Anthropic's words (the Messages door's answers).
+/// OpenAI's finish reasons in Anthropic's words (the Messages door's answers); [`finish_reason`] the other way.
 pub(crate) fn stop_reason(finish: &str) -> &str {
     match finish {
         "stop" | "" => "end_turn",
@@ -310,6 +309,7 @@ pub(crate) fn stop_reason(finish: &str) -> &str {
     }
 }
 
+/// Anthropic's stop reasons in OpenAI's words.
 pub(crate) fn finish_reason(stop: &str) -> String {
     match stop {
         "end_turn" | "stop_sequence" => "stop",

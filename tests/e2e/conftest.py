@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socketserver
 import subprocess
 import sys
 import threading
@@ -51,6 +52,15 @@ def spawn_gateway(config, env=None, listen=True):
         proc.kill()
         pytest.fail("aigw did not start:\n" + "".join(lines))
     return proc, addr, lines
+
+
+def serve_upstream(handler):
+    """A scripted upstream: `handler` (an http.server.BaseHTTPRequestHandler) on a loopback port, a daemon thread
+    per connection. `.server_address[1]` is its port; `.shutdown()` stops it."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def rest_chat(addr, key, model, content="hi", **extra):

@@ -8,12 +8,13 @@ import json
 import os
 import re
 import signal
-import socketserver
 import subprocess
 import threading
 from pathlib import Path
 
 import grpc
+
+from conftest import serve_upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-hostile-test-key"
@@ -60,9 +61,7 @@ def peak_rss_mib(pid):
 
 def test_a_logprob_flood_does_not_balloon_the_gateway(tmp_path, stubs):
     pb, pb_grpc = stubs
-    upstream = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Flood)
-    upstream.daemon_threads = True
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    upstream = serve_upstream(Flood)
     config = tmp_path / "config.toml"
     config.write_text(f"""
 [server]

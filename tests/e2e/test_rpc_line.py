@@ -6,15 +6,13 @@ import http.server
 import json
 import re
 import signal
-import socketserver
-import threading
 import urllib.error
 import urllib.request
 
 import grpc
 import pytest
 
-from conftest import KEY, ROOT, rest_chat, spawn_gateway
+from conftest import KEY, ROOT, rest_chat, serve_upstream, spawn_gateway
 
 TEXT = re.compile(
     r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z  INFO aigw::rpc: rpc="ChatCompletions" key=local-dev '
@@ -82,9 +80,7 @@ class Refuses(http.server.BaseHTTPRequestHandler):
 def in_call_lines(tmp_path, stubs, layout, env=None):
     """The warning a call logs in the middle of its work, from a unary and a streaming call on each door."""
     pb, pb_grpc = stubs
-    upstream = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Refuses)
-    upstream.daemon_threads = True
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    upstream = serve_upstream(Refuses)
     config = tmp_path / "config.toml"
     config.write_text(f"""
 [server]

@@ -147,7 +147,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     let format = match &req.text {
         None => None,
         Some(text) => {
-            serde_path_to_error::deserialize::<_, InText>(text.clone())
+            serde_path_to_error::deserialize::<_, InText>(text)
                 .map_err(|e| invalid(format!("invalid request body: text.{e}")))?
                 .format
         }
