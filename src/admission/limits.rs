@@ -121,6 +121,8 @@ pub(crate) struct Admission {
     /// The key's group's slot, when the group has a concurrency limit.
     _group: Option<OwnedSemaphorePermit>,
     reserved: Reserved,
+    /// Tokens attempts spent that gave no answer (accepted, then lost): counted on top of the answer's.
+    lost: u64,
 }
 
 /// The token reservations of one request: the key's, and its group's when it has one. A pair, not a list, so
@@ -180,6 +182,7 @@ impl Admission {
             _key: None,
             _group: None,
             reserved,
+            lost: 0,
         }
     }
 
@@ -195,14 +198,21 @@ impl Admission {
         self
     }
 
-    /// The call finished with this many tokens in all: the reservations become the real figure.
+    /// The call finished with this many tokens in all: the reservations become the real figure (with what lost
+    /// attempts spent).
     pub(crate) fn reconcile(&mut self, total_tokens: u64) {
-        self.reserved.reconcile(total_tokens);
+        self.reserved
+            .reconcile(total_tokens.saturating_add(self.lost));
     }
 
-    /// The call never reached the upstream: nothing was spent.
+    /// The call got no answer: only what lost attempts spent counts.
     pub(crate) fn release(&mut self) {
         self.reconcile(0);
+    }
+
+    /// Attempts that reached an upstream and gave no answer spent about this many tokens.
+    pub(crate) fn add_lost(&mut self, tokens: u64) {
+        self.lost = self.lost.saturating_add(tokens);
     }
 }
 
@@ -366,6 +376,7 @@ impl KeyLimiter {
             _key: self.slot()?,
             _group: None,
             reserved: Reserved::default(),
+            lost: 0,
         })
     }
 

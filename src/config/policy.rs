@@ -145,12 +145,15 @@ struct RawBreaker {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStream {
-    #[serde(default, deserialize_with = "opt_duration")]
-    first_token: Option<Duration>,
+    /// `first_token` is its name before reasoning models made the first event matter more than the first token.
+    #[serde(default, deserialize_with = "opt_duration", alias = "first_token")]
+    first_event: Option<Duration>,
     #[serde(default, deserialize_with = "opt_duration")]
     idle: Option<Duration>,
     #[serde(default, deserialize_with = "opt_duration")]
     total: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    keepalive: Option<Duration>,
 }
 
 /// Retries of one call, before its first chunk reached the client.
@@ -180,15 +183,19 @@ pub(crate) struct BreakerPolicy {
     pub(crate) cooldown: Duration,
 }
 
-/// Time limits on a stream.
+/// Time limits on a stream. Every upstream event counts as a sign of life: reasoning, tool-call pieces, pings,
+/// role-only chunks, comments, text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StreamLimits {
-    /// From the request to the first delta (retryable: nothing reached the client yet).
-    pub(crate) first_token: Duration,
-    /// Longest gap between two deltas.
+    /// Longest silence before the answer's first piece (from the request, then from each sign of life);
+    /// retryable, since nothing reached the client yet.
+    pub(crate) first_event: Duration,
+    /// Longest silence once the answer has begun; ends the stream.
     pub(crate) idle: Duration,
     /// The whole stream.
     pub(crate) total: Duration,
+    /// A silence this long sends the client a keep-alive (SSE comment, Anthropic `ping`, gRPC heartbeat chunk).
+    pub(crate) keepalive: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -237,9 +244,11 @@ impl RawPolicy {
                 cooldown: b.cooldown.or(db.cooldown).unwrap_or(secs(30)),
             },
             stream: StreamLimits {
-                first_token: s.first_token.or(ds.first_token).unwrap_or(secs(120)),
-                idle: s.idle.or(ds.idle).unwrap_or(secs(60)),
-                total: s.total.or(ds.total).unwrap_or(secs(15 * 60)),
+                // Reasoning models think for minutes, some of them silently.
+                first_event: s.first_event.or(ds.first_event).unwrap_or(secs(300)),
+                idle: s.idle.or(ds.idle).unwrap_or(secs(300)),
+                total: s.total.or(ds.total).unwrap_or(secs(30 * 60)),
+                keepalive: s.keepalive.or(ds.keepalive).unwrap_or(secs(15)),
             },
         };
         let p = &policy;
@@ -265,10 +274,14 @@ impl RawPolicy {
         if p.breaker.window.is_zero() || p.breaker.cooldown.is_zero() {
             return fail("breaker", "window and cooldown must be longer than 0");
         }
-        if p.stream.first_token.is_zero() || p.stream.idle.is_zero() || p.stream.total.is_zero() {
+        if p.stream.first_event.is_zero()
+            || p.stream.idle.is_zero()
+            || p.stream.total.is_zero()
+            || p.stream.keepalive.is_zero()
+        {
             return fail(
                 "stream",
-                "first_token, idle and total must be longer than 0",
+                "first_event, idle, total and keepalive must be longer than 0",
             );
         }
         Ok(policy)

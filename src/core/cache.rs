@@ -18,7 +18,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::{
     config::{CacheConfig, ModelCache},
-    proto::{GenerationConfig, Message, Usage},
+    proto::{GenerationConfig, Message, Reasoning, Usage},
 };
 
 /// A canonical request's SHA-256.
@@ -28,6 +28,8 @@ pub(crate) type Key = [u8; 32];
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) chunks: Vec<String>,
+    /// The answer's reasoning blocks, replayed before its text.
+    pub(crate) reasoning: Vec<Reasoning>,
     pub(crate) id: String,
     pub(crate) model: String,
     pub(crate) finish_reason: String,
@@ -47,6 +49,9 @@ struct Kept<'a> {
     finish_reason: std::borrow::Cow<'a, str>,
     usage: [i32; 3],
     usage_estimated: bool,
+    /// Each block as [text, signature, redacted].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reasoning: Vec<[std::borrow::Cow<'a, str>; 3]>,
 }
 
 impl Entry {
@@ -63,6 +68,17 @@ impl Entry {
                 self.usage.total_tokens,
             ],
             usage_estimated: self.usage_estimated,
+            reasoning: self
+                .reasoning
+                .iter()
+                .map(|r| {
+                    [
+                        r.text.as_str().into(),
+                        r.signature.as_str().into(),
+                        r.redacted.as_str().into(),
+                    ]
+                })
+                .collect(),
         };
         serde_json::to_vec(&kept).ok()
     }
@@ -71,19 +87,41 @@ impl Entry {
     pub(crate) fn decode(bytes: &[u8]) -> Option<Entry> {
         let kept: Kept = serde_json::from_slice(bytes).ok()?;
         let [prompt_tokens, completion_tokens, total_tokens] = kept.usage;
-        Some(Entry::new(
-            kept.chunks.into_owned(),
-            kept.id.into_owned(),
-            kept.model.into_owned(),
-            kept.finish_reason.into_owned(),
-            Usage {
-                prompt_tokens,
-                completion_tokens,
-                total_tokens,
-                ..Default::default()
-            },
-            kept.usage_estimated,
-        ))
+        Some(
+            Entry::new(
+                kept.chunks.into_owned(),
+                kept.id.into_owned(),
+                kept.model.into_owned(),
+                kept.finish_reason.into_owned(),
+                Usage {
+                    prompt_tokens,
+                    completion_tokens,
+                    total_tokens,
+                    ..Default::default()
+                },
+                kept.usage_estimated,
+            )
+            .with_reasoning(
+                kept.reasoning
+                    .into_iter()
+                    .map(|[text, signature, redacted]| Reasoning {
+                        text: text.into_owned(),
+                        signature: signature.into_owned(),
+                        redacted: redacted.into_owned(),
+                    })
+                    .collect(),
+            ),
+        )
+    }
+
+    /// The entry with the answer's reasoning, counted in its size.
+    pub(crate) fn with_reasoning(mut self, reasoning: Vec<Reasoning>) -> Entry {
+        self.bytes += reasoning
+            .iter()
+            .map(|r| r.text.len() + r.signature.len() + r.redacted.len() + 24)
+            .sum::<usize>();
+        self.reasoning = reasoning;
+        self
     }
 
     pub(crate) fn new(
@@ -102,6 +140,7 @@ impl Entry {
             + chunks.iter().map(|c| c.len() + 24).sum::<usize>();
         Entry {
             chunks,
+            reasoning: Vec::new(),
             id,
             model,
             finish_reason,
@@ -282,7 +321,7 @@ pub(crate) fn key(model: &str, messages: &[Message], config: Option<&GenerationC
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
-    field(b"aigw-cache-v2");
+    field(b"aigw-cache-v3");
     field(model.as_bytes());
     field(&(messages.len() as u64).to_le_bytes());
     for m in messages {
@@ -297,6 +336,10 @@ pub(crate) fn key(model: &str, messages: &[Message], config: Option<&GenerationC
         field(&(m.parts.len() as u64).to_le_bytes());
         for part in &m.parts {
             field(&part.encode_to_vec());
+        }
+        field(&(m.reasoning.len() as u64).to_le_bytes());
+        for block in &m.reasoning {
+            field(&block.encode_to_vec());
         }
     }
     let mut c = config.cloned().unwrap_or_default();

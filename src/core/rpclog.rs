@@ -105,7 +105,25 @@ impl RpcLog {
     /// Adds a completed answer's usage (one per turn for InteractiveStream); returns its cost.
     pub(crate) fn add_usage(&mut self, usage: Option<&Usage>, estimated: bool) -> f64 {
         self.turns += 1;
-        let Some(u) = usage else { return 0.0 };
+        match usage {
+            Some(u) => self.book(u, estimated),
+            None => 0.0,
+        }
+    }
+
+    /// Books what `lost` attempts spent (accepted by an upstream, then failed before the answer began): the
+    /// prompt, estimated, each. They count in usage, cost and budgets like the answer, marked estimated.
+    pub(crate) fn book_lost(&mut self, lost: u32, prompt: &[crate::proto::Message]) -> u64 {
+        if lost == 0 {
+            return 0;
+        }
+        let all = crate::upstream::openai::convert::lost_usage(prompt, lost);
+        self.book(&all, true);
+        all.total_tokens.max(0) as u64
+    }
+
+    /// Adds usage to the call's and books it at once (usage book, spend, budgets); returns its cost.
+    fn book(&mut self, u: &Usage, estimated: bool) -> f64 {
         self.usage.prompt_tokens = self.usage.prompt_tokens.saturating_add(u.prompt_tokens);
         self.usage.completion_tokens = self
             .usage

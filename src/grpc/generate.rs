@@ -38,7 +38,7 @@ pub(crate) async fn handle(
             config: req.config.as_ref(),
         };
         let (dispatched, mut admission, model, plan) =
-            match pipeline::open(&gw, &start, ask, false, &mut log).await? {
+            match pipeline::open(&gw, &start, ask, false, None, &mut log).await? {
                 Opened::Hit { hit, .. } => {
                     telemetry::record_answer(
                         &rpc_span,
@@ -54,6 +54,7 @@ pub(crate) async fn handle(
                         finish_reason: hit.finish_reason.clone(),
                         id: hit.id.clone(),
                         usage_estimated: hit.usage_estimated,
+                        reasoning: hit.reasoning.clone(),
                         ..Default::default()
                     };
                     return Ok((resp, Some("hit")));
@@ -90,6 +91,7 @@ pub(crate) async fn handle(
             usage_estimated: estimated,
             tool_calls: done.tool_calls,
             logprobs: done.logprobs,
+            reasoning: done.reasoning,
         };
         telemetry::record_answer(
             &rpc_span,
@@ -108,7 +110,8 @@ pub(crate) async fn handle(
                 resp.finish_reason.clone(),
                 usage,
                 estimated,
-            );
+            )
+            .with_reasoning(resp.reasoning.clone());
             gw.keep(&model, key, entry);
         }
         Ok((resp, plan.miss_label()))

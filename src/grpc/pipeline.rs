@@ -48,12 +48,22 @@ pub(super) enum Opened {
     },
 }
 
-/// Opens a call: the steps above, in order. A refusal or failure here is the call's status.
+/// What a stream's response needs once an upstream accepted the call.
+pub(super) struct Accepted {
+    /// The response's cache label.
+    pub(super) cache: Option<&'static str>,
+    /// The model's keep-alive interval.
+    pub(super) keepalive: std::time::Duration,
+}
+
+/// Opens a call: the steps above, in order. A refusal or failure here is the call's status. A stream is told
+/// through `accepted` when an upstream accepted it (before the answer's first piece).
 pub(super) async fn open(
     gw: &Arc<Gateway>,
     start: &Start,
     ask: Ask<'_>,
     stream: bool,
+    accepted: Option<&(dyn Fn(Accepted) + Sync)>,
     log: &mut RpcLog,
 ) -> Result<Opened, GatewayError> {
     let mut model = gw.check(&start.who, ask.model, ask.messages, ask.config)?;
@@ -76,12 +86,22 @@ pub(super) async fn open(
         }
         Err(plan) => plan,
     };
+    let keepalive = model.policy.stream.keepalive;
+    let on_accept = move || {
+        if let Some(tell) = accepted {
+            tell(Accepted {
+                cache: plan.miss_label(),
+                keepalive,
+            });
+        }
+    };
     let call = Call {
         messages: ask.messages,
         config: ask.config,
         embed: None,
         deadline,
         request_id: &start.request_id,
+        accepted: Some(&on_accept),
     };
     let mut trail = Trail::default();
     let mut dispatched = dispatch(&gw.handles(), &model, &call, stream, &mut trail).await;
@@ -96,6 +116,7 @@ pub(super) async fn open(
         model = bigger;
     }
     log.dispatched(&trail);
+    admission.add_lost(log.book_lost(trail.lost, ask.messages));
     let dispatched = dispatched.inspect_err(|_| admission.release())?;
     Ok(Opened::Upstream {
         dispatched,

@@ -19,9 +19,20 @@ use crate::{
     config::StreamLimits,
     error::GatewayError,
     observe::timing::Timing,
+    proto::{ReasoningDelta, ToolCallDelta},
     routing::deadline::Deadline,
     upstream::{ChunkStream, StreamEnd, StreamEvent},
 };
+
+/// What the relay hands its door to send: a piece of the answer, or a keep-alive.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Relayed {
+    Text(String),
+    Reasoning(ReasoningDelta),
+    ToolCall(ToolCallDelta),
+    /// The upstream has said nothing to relay for `stream.keepalive`.
+    Heartbeat,
+}
 
 /// Messages buffered per stream between the relay task and the connection.
 pub(crate) const STREAM_BUFFER: usize = 16;
@@ -83,7 +94,7 @@ impl Limits<'_> {
             Limit::Idle => GatewayError::UpstreamUnavailable {
                 upstream: self.upstream.to_owned(),
                 detail: format!(
-                    "the stream stalled: no token for {}",
+                    "the stream stalled: nothing from the upstream for {}",
                     show(self.stream.idle)
                 ),
                 retry_after: None,
@@ -99,28 +110,28 @@ async fn cancelled(token: Option<&CancellationToken>) {
     }
 }
 
-/// Forwards `first` and every later delta (wrapped by `wrap`) until the upstream's end, which is returned for
-/// the final message.
+/// Forwards `first` and every later piece of the answer (wrapped by `wrap`) until the upstream's end, which is
+/// returned for the final message. A silence of `stream.keepalive` sends a heartbeat (also wrapped); every
+/// upstream event, signs of life included, restarts the idle timer.
 /// Waits on the upstream and on the client are added to `timing`.
 pub(crate) async fn pump<M>(
     first: StreamEvent,
     stream: &mut ChunkStream,
     tx: &Sender<Result<M, Status>>,
-    mut wrap: impl FnMut(String) -> M,
+    mut wrap: impl FnMut(Relayed) -> M,
     limits: &Limits<'_>,
     timing: &mut Timing,
 ) -> Result<StreamEnd, GatewayError> {
     let mut event = Some(Ok(first));
+    // The last time the client was sent anything: a heartbeat is due a keep-alive interval after it.
+    let mut last_sent = Instant::now();
     loop {
-        match event {
-            Some(Ok(StreamEvent::Delta(text))) => {
-                let blocked = Instant::now();
-                send(tx, Ok(wrap(text)), limits).await?;
-                timing.client_wait += blocked.elapsed();
-                timing.delta_sent();
-            }
+        let relayed = match event {
+            Some(Ok(StreamEvent::Delta(text))) => Some(Relayed::Text(text)),
+            Some(Ok(StreamEvent::Reasoning(r))) => Some(Relayed::Reasoning(r)),
+            Some(Ok(StreamEvent::ToolCall(c))) => Some(Relayed::ToolCall(c)),
             // Nothing to send, but the upstream is alive: the stall timer starts again below.
-            Some(Ok(StreamEvent::Progress)) => {}
+            Some(Ok(StreamEvent::Progress)) => None,
             Some(Ok(StreamEvent::End(end))) => return Ok(end),
             Some(Err(e)) => return Err(e),
             None => {
@@ -128,6 +139,13 @@ pub(crate) async fn pump<M>(
                     "the upstream stream ended twice".into(),
                 ))
             }
+        };
+        if let Some(piece) = relayed {
+            let blocked = Instant::now();
+            send(tx, Ok(wrap(piece)), limits).await?;
+            timing.client_wait += blocked.elapsed();
+            timing.delta_sent();
+            last_sent = blocked;
         }
         let waiting = Instant::now();
         let (limit_at, limit) = limits.next(waiting);
@@ -148,13 +166,20 @@ pub(crate) async fn pump<M>(
         // `next` is cancel-safe, so a first poll that finds nothing loses nothing.
         event = match stream.next().now_or_never() {
             Some(ready) => ready,
-            None => tokio::select! {
-                biased;
-                _ = tx.closed() => return Err(client_gone()),
-                _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
-                _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-                _ = tokio::time::sleep_until(limit_at) => return Err(limits.error(limit)),
-                event = stream.next() => event,
+            None => loop {
+                let beat_at = last_sent + limits.stream.keepalive;
+                tokio::select! {
+                    biased;
+                    _ = tx.closed() => return Err(client_gone()),
+                    _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
+                    _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
+                    _ = tokio::time::sleep_until(limit_at) => return Err(limits.error(limit)),
+                    event = stream.next() => break event,
+                    _ = tokio::time::sleep_until(beat_at) => {
+                        send(tx, Ok(wrap(Relayed::Heartbeat)), limits).await?;
+                        last_sent = Instant::now();
+                    }
+                }
             },
         };
         timing.upstream += waiting.elapsed();
@@ -263,9 +288,10 @@ mod tests {
             let limits = Limits {
                 deadline: Deadline::new(Instant::now(), None, Duration::from_secs(3_600)),
                 stream: StreamLimits {
-                    first_token: Duration::from_secs(60),
+                    first_event: Duration::from_secs(60),
                     idle: Duration::from_secs(60),
                     total: Duration::from_secs(3_600),
+                    keepalive: Duration::from_secs(3_600),
                 },
                 started: Instant::now(),
                 upstream: "scripted",
@@ -273,7 +299,11 @@ mod tests {
                 cancel: None,
             };
             let mut timing = Timing::default();
-            pump(first, &mut upstream, &tx, |d| d, &limits, &mut timing).await
+            let text = |r| match r {
+                Relayed::Text(t) => t,
+                other => panic!("only text in this script: {other:?}"),
+            };
+            pump(first, &mut upstream, &tx, text, &limits, &mut timing).await
         });
         let settle = || async {
             for _ in 0..100 {

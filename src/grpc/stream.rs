@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -10,7 +13,7 @@ use tracing::Instrument;
 use super::{
     cache_header,
     pipeline::{self, Ask, Opened},
-    relay::{self, Limits, STREAM_BUFFER},
+    relay::{self, Limits, Relayed, STREAM_BUFFER},
     Start,
 };
 use crate::{
@@ -21,7 +24,7 @@ use crate::{
     error::GatewayError,
     observe::telemetry,
     proto::Message,
-    proto::{StreamChunk, StreamGenerateRequest},
+    proto::{ReasoningDelta, StreamChunk, StreamGenerateRequest},
     routing::deadline::Deadline,
     routing::router::Model,
     routing::{dispatch::Answer, router::RouteGuard},
@@ -39,65 +42,180 @@ pub(crate) async fn handle(
 ) -> Result<Response<Chunks>, Status> {
     let start = Start::read(&request)?;
     let req = request.into_inner();
-    let mut log = start.record(rpc, &gw);
+    let log = start.record(rpc, &gw);
     let span = start.span(rpc);
     telemetry::record_request(&span, &req.model, "chat");
-    let started = Instant::now();
-    // Everything up to the first delta happens before the response starts, so a refused or failed request
-    // gets its own status (and retries) rather than an empty stream.
-    let ask = Ask {
-        model: &req.model,
-        messages: &req.messages,
-        config: req.config.as_ref(),
-    };
-    let opened = pipeline::open(&gw, &start, ask, true, &mut log)
-        .instrument(span.clone())
-        .await;
-    let (dispatched, admission, deadline, model, plan) = match opened {
-        Ok(Opened::Upstream {
-            dispatched,
-            admission,
-            model,
-            deadline,
-            plan,
-        }) => (dispatched, admission, deadline, model, plan),
-        Ok(Opened::Hit {
-            hit,
-            admission,
-            model,
-            deadline,
-        }) => {
-            let rx = replay(gw, (hit, admission), model, deadline, started, log, span);
-            return Ok(cache_header(start.respond(rx), Some("hit")));
-        }
-        Err(e) => {
-            log.finish(Err(&e));
-            return Err(start.fail(e));
-        }
-    };
-    let Answer::Stream { first, rest } = dispatched.answer else {
-        return Err(start.fail(GatewayError::Internal("a unary answer to a stream".into())));
-    };
-    let miss = plan.miss_label();
+    let request_id = start.request_id.clone();
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let task = Relay {
+    // The response starts as soon as it can without losing a status: once the upstream accepted the call (or
+    // the cache answered). A refusal, or a failure of every attempt before any upstream accepted, is the call's
+    // own status (with its retry advice); after that, failures end the stream.
+    let (ready, readied) = oneshot::channel();
+    let opening = Opening {
         gw: gw.clone(),
-        model,
-        deadline,
-        started,
-        route: dispatched.route,
-        first,
-        rest,
-        admission,
-        plan,
+        start,
+        req,
         log,
         tx: tx.clone(),
-        messages: req.messages,
-        request_id: start.request_id.clone(),
-        attempt: dispatched.span,
+        ready: std::sync::Mutex::new(Some(ready)),
     };
-    relay::spawn_guarded(gw.metrics.panics.clone(), tx, task.run().instrument(span));
-    Ok(cache_header(start.respond(ReceiverStream::new(rx)), miss))
+    relay::spawn_guarded(
+        gw.metrics.panics.clone(),
+        tx,
+        opening.run().instrument(span),
+    );
+    match readied.await {
+        Ok(Ok(label)) => {
+            let mut resp = Response::new(ReceiverStream::new(rx));
+            super::set_request_id(resp.metadata_mut(), &request_id);
+            Ok(cache_header(resp, label))
+        }
+        Ok(Err(status)) => Err(status),
+        // The task ended without a word: it panicked before the response began.
+        Err(_) => Err(super::tag(
+            Status::internal("internal error: the gateway failed while opening the stream"),
+            &request_id,
+        )),
+    }
+}
+
+/// How the opening ends for the handler: the response's cache label, or the call's status.
+type Ready = Result<Option<&'static str>, Status>;
+
+/// Where the handler waits for [`Ready`]: taken by whichever comes first, an upstream accepting the call or the
+/// opening's end.
+type ReadySlot = std::sync::Mutex<Option<oneshot::Sender<Ready>>>;
+
+/// Tells the handler, unless it was told already (or is gone).
+fn tell(slot: &ReadySlot, ready: Ready) {
+    if let Some(sender) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = sender.send(ready);
+    }
+}
+
+/// Whether the handler was told: the response has started.
+fn told(slot: &ReadySlot) -> bool {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+}
+
+/// A stream's task from its opening: checks, admission, cache, dispatch (`pipeline::open`), then the relay.
+struct Opening {
+    gw: Arc<Gateway>,
+    start: Start,
+    req: StreamGenerateRequest,
+    log: RpcLog,
+    tx: mpsc::Sender<Result<StreamChunk, Status>>,
+    ready: ReadySlot,
+}
+
+impl Opening {
+    async fn run(self) {
+        let started = Instant::now();
+        let Opening {
+            gw,
+            start,
+            req,
+            mut log,
+            tx,
+            ready,
+        } = self;
+        let keepalive = std::sync::Mutex::new(None);
+        let accepted = |a: pipeline::Accepted| {
+            *keepalive.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.keepalive);
+            tell(&ready, Ok(a.cache));
+        };
+        let ask = Ask {
+            model: &req.model,
+            messages: &req.messages,
+            config: req.config.as_ref(),
+        };
+        let opened = {
+            let open = pipeline::open(&gw, &start, ask, true, Some(&accepted), &mut log);
+            tokio::pin!(open);
+            // Once the response has started, the wait for the answer's first piece is filled with heartbeats.
+            let mut beat = Instant::now();
+            loop {
+                let every = *keepalive.lock().unwrap_or_else(|p| p.into_inner());
+                tokio::select! {
+                    opened = &mut open => break opened,
+                    // The client left: dropping the opening drops the upstream request.
+                    _ = tx.closed() => break Err(relay::client_gone()),
+                    _ = sleep_after(beat, every) => {
+                        let _ = tx.try_send(Ok(heartbeat()));
+                        beat = Instant::now();
+                    }
+                }
+            }
+        };
+        match opened {
+            Ok(Opened::Upstream {
+                dispatched,
+                admission,
+                model,
+                deadline,
+                plan,
+            }) => {
+                tell(&ready, Ok(plan.miss_label()));
+                let Answer::Stream { first, rest } = dispatched.answer else {
+                    let e = GatewayError::Internal("a unary answer to a stream".into());
+                    relay::send_final(&tx, Err(start.fail(e.clone()))).await;
+                    log.finish(Err(&e));
+                    return;
+                };
+                let task = Relay {
+                    gw,
+                    model,
+                    deadline,
+                    started,
+                    route: dispatched.route,
+                    first,
+                    rest,
+                    admission,
+                    plan,
+                    log,
+                    tx,
+                    messages: req.messages,
+                    request_id: start.request_id,
+                    attempt: dispatched.span,
+                };
+                task.run().await;
+            }
+            Ok(Opened::Hit {
+                hit,
+                admission,
+                model,
+                deadline,
+            }) => {
+                tell(&ready, Ok(Some("hit")));
+                replay(gw, tx, (hit, admission), model, deadline, started, log).await;
+            }
+            Err(e) => {
+                let status = start.fail(e.clone());
+                if told(&ready) {
+                    relay::send_final(&tx, Err(status)).await;
+                } else {
+                    tell(&ready, Err(status));
+                }
+                log.finish(Err(&e));
+            }
+        }
+    }
+}
+
+/// Sleeps until `every` after `from`; forever when there is no interval yet.
+async fn sleep_after(from: Instant, every: Option<std::time::Duration>) {
+    match every {
+        Some(d) => tokio::time::sleep_until(from + d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A chunk that says only that the stream is alive.
+pub(crate) fn heartbeat() -> StreamChunk {
+    StreamChunk {
+        heartbeat: true,
+        ..StreamChunk::default()
+    }
 }
 
 /// A started stream on its own task: relays the upstream's deltas, then the final chunk with the usage (or
@@ -151,18 +269,30 @@ impl Relay {
         let mut delivered = 0;
         // The chunks, kept for the cache while the answer stays small enough to keep.
         let mut kept = plan.key().map(|_| Vec::new());
-        let wrap = |delta: String| {
-            delivered += delta.len();
-            if kept.is_some() && !gw.cache.fits(delivered) {
-                kept = None;
+        let wrap = |piece: Relayed| {
+            let mut chunk = StreamChunk::default();
+            match piece {
+                Relayed::Text(delta) => {
+                    delivered += delta.len();
+                    if kept.is_some() && !gw.cache.fits(delivered) {
+                        kept = None;
+                    }
+                    if let Some(chunks) = kept.as_mut() {
+                        chunks.push(delta.clone());
+                    }
+                    chunk.delta = delta;
+                }
+                Relayed::Reasoning(r) => {
+                    delivered += r.text.len() + r.signature.len() + r.redacted.len();
+                    chunk.reasoning = Some(r);
+                }
+                Relayed::ToolCall(c) => {
+                    delivered += c.arguments.len();
+                    chunk.tool_call_deltas.push(c);
+                }
+                Relayed::Heartbeat => chunk.heartbeat = true,
             }
-            if let Some(chunks) = kept.as_mut() {
-                chunks.push(delta.clone());
-            }
-            StreamChunk {
-                delta,
-                ..StreamChunk::default()
-            }
+            chunk
         };
         let pumped = relay::pump(first, &mut rest, &tx, wrap, &limits, &mut log.timing).await;
         // The stream is over upstream: drop it before anything can wait.
@@ -187,10 +317,10 @@ impl Relay {
                         Some(&usage),
                     );
                 }
-                // Only text answers are kept: tool calls and logprobs are not replayed.
+                // Only text answers (and their reasoning) are kept: tool calls and logprobs are not replayed.
                 let plain = end.tool_calls.is_empty() && end.logprobs.is_empty();
+                let reasoning = std::mem::take(&mut end.reasoning);
                 let last = StreamChunk {
-                    delta: String::new(),
                     is_complete: true,
                     usage: Some(usage),
                     finish_reason: end.finish_reason.clone(),
@@ -198,6 +328,8 @@ impl Relay {
                     usage_estimated: estimated,
                     tool_calls: std::mem::take(&mut end.tool_calls),
                     logprobs: std::mem::take(&mut end.logprobs),
+                    reasoning_blocks: reasoning.clone(),
+                    ..Default::default()
                 };
                 let sent = relay::send(&tx, Ok(last), &limits).await;
                 // Kept only once the client has the whole answer: a broken stream is never replayed.
@@ -215,7 +347,8 @@ impl Relay {
                         end.finish_reason,
                         usage,
                         estimated,
-                    );
+                    )
+                    .with_reasoning(reasoning);
                     gw.keep(&model, key, entry);
                 }
                 sent
@@ -232,58 +365,59 @@ impl Relay {
     }
 }
 
-/// Answers from the cache: the kept chunks as they were streamed, then the final chunk with the kept usage and
-/// finish reason, within the call's deadline and the server's lifecycle like any stream.
+/// Answers from the cache: the kept reasoning and chunks as they were streamed, then the final chunk with the
+/// kept usage and finish reason, within the call's deadline and the server's lifecycle like any stream.
 /// The hit comes with its admission, held (concurrency slots) until the replay ends like any stream's.
-fn replay(
+async fn replay(
     gw: Arc<Gateway>,
+    tx: mpsc::Sender<Result<StreamChunk, Status>>,
     (hit, admission): (Arc<cache::Entry>, Admission),
     model: Arc<Model>,
     deadline: Deadline,
     started: Instant,
     log: RpcLog,
-    span: tracing::Span,
-) -> Chunks {
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let panics = gw.metrics.panics.clone();
-    relay::spawn_guarded(
-        panics,
-        tx.clone(),
-        async move {
-            let limits = limits(&gw, &model, deadline, started, "cache");
-            let last = StreamChunk {
-                delta: String::new(),
-                is_complete: true,
-                usage: Some(hit.usage),
-                finish_reason: hit.finish_reason.clone(),
-                id: hit.id.clone(),
-                usage_estimated: hit.usage_estimated,
-                ..Default::default()
-            };
-            let chunks = hit.chunks.iter().map(|delta| StreamChunk {
-                delta: delta.clone(),
-                ..StreamChunk::default()
-            });
-            let mut result = Ok(());
-            for chunk in chunks.chain(std::iter::once(last)) {
-                result = relay::send(&tx, Ok(chunk), &limits).await;
-                if result.is_err() {
-                    break;
-                }
-            }
-            drop(admission);
-            if let Err(e) = &result {
-                relay::send_final(
-                    &tx,
-                    Err(super::tag(Status::from(e.clone()), log.request_id())),
-                )
-                .await;
-            }
-            log.finish(result.as_ref().map(|_| ()));
+) {
+    let limits = limits(&gw, &model, deadline, started, "cache");
+    let last = StreamChunk {
+        delta: String::new(),
+        is_complete: true,
+        usage: Some(hit.usage),
+        finish_reason: hit.finish_reason.clone(),
+        id: hit.id.clone(),
+        usage_estimated: hit.usage_estimated,
+        reasoning_blocks: hit.reasoning.clone(),
+        ..Default::default()
+    };
+    // The reasoning first, a block a chunk, as it was streamed before the text.
+    let reasoning = hit.reasoning.iter().enumerate().map(|(i, r)| StreamChunk {
+        reasoning: Some(ReasoningDelta {
+            index: i as u32,
+            text: r.text.clone(),
+            signature: r.signature.clone(),
+            redacted: r.redacted.clone(),
+        }),
+        ..StreamChunk::default()
+    });
+    let chunks = reasoning.chain(hit.chunks.iter().map(|delta| StreamChunk {
+        delta: delta.clone(),
+        ..StreamChunk::default()
+    }));
+    let mut result = Ok(());
+    for chunk in chunks.chain(std::iter::once(last)) {
+        result = relay::send(&tx, Ok(chunk), &limits).await;
+        if result.is_err() {
+            break;
         }
-        .instrument(span),
-    );
-    ReceiverStream::new(rx)
+    }
+    drop(admission);
+    if let Err(e) = &result {
+        relay::send_final(
+            &tx,
+            Err(super::tag(Status::from(e.clone()), log.request_id())),
+        )
+        .await;
+    }
+    log.finish(result.as_ref().map(|_| ()));
 }
 
 /// What may end a stream of `model` early (`upstream` is named in stall errors).

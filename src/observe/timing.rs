@@ -12,6 +12,9 @@ pub(crate) struct Trail {
     /// The upstream of the last attempt ("" when none was made).
     pub(crate) upstream: String,
     pub(crate) attempts: u32,
+    /// Attempts an upstream accepted (2xx) that then failed before the answer's first piece: the provider may
+    /// have billed them, so they are booked (estimated) with the call.
+    pub(crate) lost: u32,
     /// Waiting on upstream answers, every attempt's.
     pub(crate) upstream_time: Duration,
     /// Waiting for a retry: backoff, an upstream's Retry-After, a route cooling down.
@@ -90,6 +93,7 @@ mod tests {
             attempts: 2,
             upstream_time: Duration::from_millis(100),
             waited: Duration::from_secs(1),
+            lost: 0,
         };
         timing.upstream += trail.upstream_time;
         timing.retry_wait += trail.waited;

@@ -19,8 +19,8 @@ use crate::{
     core::gateway::Gateway,
     grpc::{generate, stream},
     proto::{
-        GenerateRequest, GenerateResponse, StreamChunk, StreamGenerateRequest, TokenLogprob,
-        ToolCall, Usage,
+        GenerateRequest, GenerateResponse, Reasoning, ReasoningDelta, StreamChunk,
+        StreamGenerateRequest, TokenLogprob, ToolCall, ToolCallDelta, Usage,
     },
 };
 
@@ -88,21 +88,60 @@ fn out_usage(u: Option<Usage>, estimated: bool) -> Option<wire::OutUsage> {
     })
 }
 
-/// Tool calls as OpenAI writes them; in a stream each has its `index`.
-fn out_calls(calls: &[ToolCall], indexed: bool) -> Vec<wire::OutToolCall<'_>> {
+/// Tool calls as OpenAI writes them, whole; in a stream each has its `index` (from `first` on).
+fn out_calls(calls: &[ToolCall], indexed: Option<usize>) -> Vec<wire::OutToolCall<'_>> {
     calls
         .iter()
         .enumerate()
         .map(|(i, c)| wire::OutToolCall {
-            index: indexed.then_some(i),
-            id: &c.id,
-            kind: "function",
+            index: indexed.map(|first| first + i),
+            id: Some(&c.id),
+            kind: Some("function"),
             function: wire::OutFunction {
-                name: &c.name,
+                name: Some(&c.name),
                 arguments: &c.arguments,
             },
         })
         .collect()
+}
+
+/// A piece of a tool call, as OpenAI streams it.
+fn out_call_piece(c: &ToolCallDelta) -> wire::OutToolCall<'_> {
+    let first = !c.id.is_empty();
+    wire::OutToolCall {
+        index: Some(c.index as usize),
+        id: first.then_some(c.id.as_str()),
+        kind: first.then_some("function"),
+        function: wire::OutFunction {
+            name: (!c.name.is_empty()).then_some(c.name.as_str()),
+            arguments: &c.arguments,
+        },
+    }
+}
+
+/// Reasoning blocks in LiteLLM's shape, when any is signed or redacted (unsigned text needs only
+/// `reasoning_content`).
+fn thinking_blocks(blocks: &[Reasoning]) -> Vec<wire::ThinkingBlock> {
+    if blocks
+        .iter()
+        .all(|b| b.signature.is_empty() && b.redacted.is_empty())
+    {
+        return Vec::new();
+    }
+    blocks.iter().map(thinking_block).collect()
+}
+
+fn thinking_block(b: &Reasoning) -> wire::ThinkingBlock {
+    if b.redacted.is_empty() {
+        wire::ThinkingBlock::Thinking {
+            thinking: b.text.clone(),
+            signature: b.signature.clone(),
+        }
+    } else {
+        wire::ThinkingBlock::RedactedThinking {
+            data: b.redacted.clone(),
+        }
+    }
 }
 
 /// `{"content": [...]}`, or `null` when none were asked for.
@@ -143,6 +182,7 @@ fn made_up_id(metadata: &MetadataMap) -> String {
 
 fn whole(resp: tonic::Response<GenerateResponse>, created: u64) -> Response<Body> {
     let (metadata, answer, _) = resp.into_parts();
+    let reasoning_text = crate::upstream::reasoning::joined_text(&answer.reasoning);
     let id = if answer.id.is_empty() {
         made_up_id(&metadata)
     } else {
@@ -160,7 +200,9 @@ fn whole(resp: tonic::Response<GenerateResponse>, created: u64) -> Response<Body
                 content: (!answer.content.is_empty() || answer.tool_calls.is_empty())
                     .then_some(answer.content.as_str()),
                 refusal: None,
-                tool_calls: out_calls(&answer.tool_calls, false),
+                tool_calls: out_calls(&answer.tool_calls, None),
+                reasoning_content: reasoning_text.as_deref(),
+                thinking_blocks: thinking_blocks(&answer.reasoning),
             },
             logprobs: out_logprobs(&answer.logprobs),
             finish_reason: (!answer.finish_reason.is_empty())
@@ -184,6 +226,7 @@ fn sse(
         created,
         model,
         include_usage,
+        calls_streamed: 0,
     };
     super::relay(resp, writer)
 }
@@ -194,6 +237,8 @@ struct Events {
     created: u64,
     model: String,
     include_usage: bool,
+    /// Tool calls whose pieces were streamed (indices below this); the rest go out whole at the end.
+    calls_streamed: usize,
 }
 
 impl Events {
@@ -223,14 +268,15 @@ impl Events {
         })
     }
 
-    /// The tool calls (each whole, in one piece) and the logprobs, if any; the finish reason; then (when asked
-    /// for) a chunk with no choices and the usage; then `[DONE]`.
+    /// The tool calls not streamed in pieces (each whole, in one piece) and the logprobs, if any; the finish
+    /// reason; then (when asked for) a chunk with no choices and the usage; then `[DONE]`.
     fn last(&self, last: &StreamChunk) -> Bytes {
         let reason = (!last.finish_reason.is_empty()).then_some(last.finish_reason.as_str());
         let mut out = Vec::new();
-        if !last.tool_calls.is_empty() {
+        let unstreamed = last.tool_calls.get(self.calls_streamed..).unwrap_or(&[]);
+        if !unstreamed.is_empty() {
             let calls = wire::Delta {
-                tool_calls: out_calls(&last.tool_calls, true),
+                tool_calls: out_calls(unstreamed, Some(self.calls_streamed)),
                 ..Default::default()
             };
             out.extend_from_slice(&self.chunk(calls, None));
@@ -264,9 +310,34 @@ impl super::StreamWriter for Events {
         self.chunk(role, None)
     }
 
-    fn delta(&mut self, text: &str) -> Bytes {
+    fn text(&mut self, text: &str) -> Bytes {
         let delta = wire::Delta {
             content: Some(text),
+            ..Default::default()
+        };
+        self.chunk(delta, None)
+    }
+
+    /// Text as `reasoning_content`; a signature or a redacted block as a one-block `thinking_blocks`.
+    fn reasoning(&mut self, r: &ReasoningDelta) -> Bytes {
+        let mut delta = wire::Delta::default();
+        if !r.text.is_empty() {
+            delta.reasoning_content = Some(&r.text);
+        }
+        if !r.signature.is_empty() || !r.redacted.is_empty() {
+            delta.thinking_blocks = vec![thinking_block(&Reasoning {
+                text: String::new(),
+                signature: r.signature.clone(),
+                redacted: r.redacted.clone(),
+            })];
+        }
+        self.chunk(delta, None)
+    }
+
+    fn tool_call(&mut self, c: &ToolCallDelta) -> Bytes {
+        self.calls_streamed = self.calls_streamed.max(c.index as usize + 1);
+        let delta = wire::Delta {
+            tool_calls: vec![out_call_piece(c)],
             ..Default::default()
         };
         self.chunk(delta, None)
@@ -302,6 +373,7 @@ mod tests {
             created: 7,
             model: "m".into(),
             include_usage: true,
+            calls_streamed: 0,
         };
         let delta = events.chunk(
             wire::Delta {

@@ -246,13 +246,42 @@ fn json_with(metadata: MetadataMap, value: &impl serde::Serialize) -> Response<B
     resp
 }
 
-/// How a door writes a stream's events: an opening, one event (or a few) per delta, the end, or a failure
-/// after the start.
+/// How a door writes a stream's events: an opening, one event (or a few) per piece of the answer as it comes
+/// (text, reasoning, a piece of a tool call), keep-alives during silences, the end, or a failure after the
+/// start.
 trait StreamWriter: Send + 'static {
     fn start(&mut self) -> Bytes;
-    fn delta(&mut self, text: &str) -> Bytes;
+    fn text(&mut self, text: &str) -> Bytes;
+    fn reasoning(&mut self, r: &crate::proto::ReasoningDelta) -> Bytes;
+    fn tool_call(&mut self, c: &crate::proto::ToolCallDelta) -> Bytes;
+    /// The upstream is silent (thinking): an SSE comment, which every client skips and every proxy sees.
+    fn keepalive(&mut self) -> Bytes {
+        Bytes::from_static(b": keep-alive\n\n")
+    }
     fn last(&mut self, last: &crate::proto::StreamChunk) -> Bytes;
     fn failed(&mut self, status: &tonic::Status) -> Bytes;
+}
+
+/// One chunk of the stream as the door's events.
+fn write_chunk<W: StreamWriter>(writer: &mut W, c: &crate::proto::StreamChunk) -> Bytes {
+    // The usual chunk holds one piece: written straight out.
+    if c.reasoning.is_none() && c.tool_call_deltas.is_empty() && !c.heartbeat {
+        return writer.text(&c.delta);
+    }
+    let mut out = Vec::new();
+    if c.heartbeat {
+        out.extend_from_slice(&writer.keepalive());
+    }
+    if let Some(r) = &c.reasoning {
+        out.extend_from_slice(&writer.reasoning(r));
+    }
+    if !c.delta.is_empty() {
+        out.extend_from_slice(&writer.text(&c.delta));
+    }
+    for call in &c.tool_call_deltas {
+        out.extend_from_slice(&writer.tool_call(call));
+    }
+    Bytes::from(out)
 }
 
 /// A `StreamGenerate` answer as the door's events: the opening, then one write per chunk until the last chunk
@@ -272,7 +301,7 @@ fn relay<W: StreamWriter>(
             return None;
         }
         Some(match chunk {
-            Ok(c) if !c.is_complete => writer.delta(&c.delta),
+            Ok(c) if !c.is_complete => write_chunk(&mut writer, &c),
             Ok(last) => {
                 done = true;
                 writer.last(&last)

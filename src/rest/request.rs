@@ -4,12 +4,14 @@
 
 use super::wire::{
     ChatCompletionRequest, Content, InMessage, InResponseFormat, InTool, InToolChoice, Part, Stop,
+    ThinkingBlock,
 };
 use crate::{
     error::GatewayError,
     proto::{
         content_part, response_format::Format, tool_choice::Choice, ContentPart, GenerationConfig,
-        ImageUrl, JsonSchema, Message, ResponseFormat, Tool, ToolCall, ToolChoice,
+        ImageUrl, JsonSchema, Message, Reasoning, ReasoningConfig, ResponseFormat, Tool, ToolCall,
+        ToolChoice,
     },
     upstream::openai::extras,
 };
@@ -38,7 +40,7 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
 }
 
 pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
-    let req: ChatCompletionRequest =
+    let mut req: ChatCompletionRequest =
         super::read_json(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
     if req.n.is_some_and(|n| n != 1) {
         return Err(invalid("n: only 1 is supported"));
@@ -46,6 +48,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     if let Some((field, why)) = REFUSED.iter().find(|(f, _)| req.rest.contains_key(*f)) {
         return Err(invalid(format!("{field}: {why}")));
     }
+    let reasoning = reasoning(&mut req.rest)?;
     let stream = req.stream.unwrap_or(false);
     if req.stream_options.is_some() && !stream {
         return Err(invalid("stream_options: only allowed when stream is true"));
@@ -87,6 +90,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         tool_choice: req.tool_choice.map(tool_choice),
         parallel_tool_calls: req.parallel_tool_calls,
         provider_options: (!req.rest.is_empty()).then(|| extras::json_to_struct(req.rest)),
+        reasoning,
     };
     Ok(Parsed {
         model: req.model,
@@ -95,6 +99,35 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
+}
+
+/// The request's reasoning: OpenAI's `reasoning_effort`, or `thinking` as gateways in front of Claude take it
+/// (`{"type": "enabled", "budget_tokens": N}`), taken out of the provider's fields so each upstream gets its own
+/// spelling (`upstream::reasoning`).
+fn reasoning(
+    rest: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<ReasoningConfig>, GatewayError> {
+    let mut out = ReasoningConfig::default();
+    if let Some(effort) = rest.remove("reasoning_effort") {
+        match effort.as_str() {
+            Some(e) => out.effort = e.to_owned(),
+            None => return Err(invalid("reasoning_effort: must be a string")),
+        }
+    }
+    if let Some(thinking) = rest.remove("thinking") {
+        let kind = thinking.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        if !["enabled", "disabled", "adaptive"].contains(&kind) {
+            return Err(invalid(
+                "thinking.type: must be \"enabled\", \"disabled\" or \"adaptive\"",
+            ));
+        }
+        out.mode = kind.to_owned();
+        out.budget_tokens = thinking
+            .get("budget_tokens")
+            .and_then(serde_json::Value::as_i64)
+            .map(|b| b.clamp(0, i64::from(i32::MAX)) as i32);
+    }
+    Ok((out != ReasoningConfig::default()).then_some(out))
 }
 
 /// One message; the error starts with the field inside it.
@@ -154,6 +187,31 @@ fn message(m: InMessage) -> Result<Message, String> {
             arguments: c.function.arguments,
         })
         .collect();
+    // Signed blocks carry the text too; `reasoning_content` alone is unsigned text.
+    let reasoning = match (m.thinking_blocks, m.reasoning_content) {
+        (Some(blocks), _) if !blocks.is_empty() => blocks
+            .into_iter()
+            .map(|b| match b {
+                ThinkingBlock::Thinking {
+                    thinking,
+                    signature,
+                } => Reasoning {
+                    text: thinking,
+                    signature,
+                    redacted: String::new(),
+                },
+                ThinkingBlock::RedactedThinking { data } => Reasoning {
+                    redacted: data,
+                    ..Default::default()
+                },
+            })
+            .collect(),
+        (_, Some(text)) if !text.is_empty() => vec![Reasoning {
+            text,
+            ..Default::default()
+        }],
+        _ => Vec::new(),
+    };
     Ok(Message {
         role: m.role,
         content,
@@ -162,6 +220,7 @@ fn message(m: InMessage) -> Result<Message, String> {
         tool_calls,
         parts,
         cache_control,
+        reasoning,
     })
 }
 
@@ -359,11 +418,13 @@ mod tests {
                 json!({"reasoning_effort": "low", "top_k": 5}),
                 GenerationConfig {
                     provider_options: Some(extras::json_to_struct(
-                        json!({"reasoning_effort": "low", "top_k": 5})
-                            .as_object()
-                            .unwrap()
-                            .clone(),
+                        json!({"top_k": 5}).as_object().unwrap().clone(),
                     )),
+                    // Taken out of the provider's fields: each upstream spells it its own way.
+                    reasoning: Some(ReasoningConfig {
+                        effort: "low".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             ),

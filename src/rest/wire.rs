@@ -140,6 +140,27 @@ pub(crate) struct InMessage {
     /// Sent back by some clients with the assistant's earlier answer; nothing to pass on.
     #[allow(dead_code)]
     pub(crate) refusal: Option<String>,
+    /// An assistant message's reasoning, as the door streamed it (`reasoning` is OpenRouter's name).
+    #[serde(alias = "reasoning")]
+    pub(crate) reasoning_content: Option<String>,
+    /// Signed reasoning blocks (LiteLLM's shape), as the door streamed them: Anthropic needs them back.
+    pub(crate) thinking_blocks: Option<Vec<ThinkingBlock>>,
+}
+
+/// A reasoning block with its signature, or a redacted one: `{"type": "thinking", "thinking", "signature"}`,
+/// `{"type": "redacted_thinking", "data"}`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ThinkingBlock {
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        data: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,22 +238,32 @@ pub(crate) struct OutMessage<'a> {
     pub(crate) refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) tool_calls: Vec<OutToolCall<'a>>,
+    /// The reasoning text, as DeepSeek and vLLM write it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_content: Option<&'a str>,
+    /// The reasoning blocks with their signatures (LiteLLM's shape), when the model signed them: sent back with
+    /// the message, they let an Anthropic upstream continue a tool loop with thinking on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) thinking_blocks: Vec<ThinkingBlock>,
 }
 
-/// A tool call; in a stream it also has its `index` (each is sent whole, in one piece).
+/// A tool call; in a stream it also has its `index`, and its pieces come as they were made: the first with
+/// `id`, `type` and the name, later ones with the next piece of the arguments.
 #[derive(Debug, Serialize)]
 pub(crate) struct OutToolCall<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) index: Option<usize>,
-    pub(crate) id: &'a str,
-    #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<&'static str>,
     pub(crate) function: OutFunction<'a>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct OutFunction<'a> {
-    pub(crate) name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<&'a str>,
     pub(crate) arguments: &'a str,
 }
 
@@ -278,6 +309,10 @@ pub(crate) struct Delta<'a> {
     pub(crate) role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) thinking_blocks: Vec<ThinkingBlock>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) tool_calls: Vec<OutToolCall<'a>>,
 }

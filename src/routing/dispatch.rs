@@ -22,8 +22,13 @@
 //!    naming the upstreams: holding it would pile calls onto the failing upstream the breaker protects.
 //!    Breakers count transport failures, 5xx and stalls only (`GatewayError::route_health`).
 //!
-//! A stream counts as started when its first delta (or its end) arrived: an upstream that answers 200 and then
-//! fails, stalls or sends a malformed chunk before any content is retried like any other failure.
+//! A stream counts as started when the first piece of its answer (text, reasoning, a tool call's piece, or its
+//! end) arrived: an upstream that answers 200 and then fails, stalls or sends a malformed chunk before that is
+//! retried like any other failure; signs of life (role-only chunks, pings, comments) restart the wait
+//! (`stream.first_event`) but do not start the answer. Once the answer has begun, the call is never retried: a
+//! second generation would be billed again. An attempt that was accepted and then lost is counted in the trail
+//! (`Trail::lost`) and booked, estimated, with the call. The caller is told when an upstream accepted the stream
+//! (`Call::accepted`), so its response can start before the answer does.
 
 use std::{sync::Arc, time::Duration};
 
@@ -74,6 +79,9 @@ pub(crate) struct Call<'a> {
     pub(crate) embed: Option<EmbedAsk<'a>>,
     pub(crate) deadline: Deadline,
     pub(crate) request_id: &'a str,
+    /// Told when an upstream accepted a stream (its status is 2xx), so the client's response can start before
+    /// the answer's first piece.
+    pub(crate) accepted: Option<&'a (dyn Fn() + Sync)>,
 }
 
 impl Call<'_> {
@@ -247,9 +255,13 @@ pub(crate) async fn dispatch(
             &route.model,
             call.operation(),
         );
-        let result = try_route(gw, &guard, model, call, stream)
+        let mut accepted = false;
+        let result = try_route(gw, &guard, model, call, stream, &mut accepted)
             .instrument(span.clone())
             .await;
+        if accepted && result.is_err() {
+            trail.lost += 1;
+        }
         trail.upstream_time += sent.elapsed();
         match result {
             Ok(answer) => {
@@ -313,6 +325,7 @@ async fn try_route(
     model: &Model,
     call: &Call<'_>,
     stream: bool,
+    accepted: &mut bool,
 ) -> Result<Answer, GatewayError> {
     let route = guard.route();
     let upstream = &route.upstream;
@@ -342,30 +355,40 @@ async fn try_route(
             .await
             .map(Answer::Whole);
     }
-    let first_token = model.policy.stream.first_token;
-    let started = async {
-        let mut rest = upstream.stream(&req, call.request_id).await?;
-        match rest.next().await {
-            Some(Ok(first)) => Ok(Answer::Stream { first, rest }),
-            Some(Err(e)) => Err(e),
-            None => Err(GatewayError::Internal(
-                "the upstream stream ended before it began".into(),
-            )),
-        }
+    let first_event = model.policy.stream.first_event;
+    let stalled = || GatewayError::UpstreamUnavailable {
+        upstream: upstream.name().to_owned(),
+        detail: format!(
+            "nothing from the upstream for {} before its answer began",
+            humantime::format_duration(first_event)
+        ),
+        retry_after: None,
     };
     gw.bounded(call.deadline, async {
-        tokio::time::timeout(first_token, started)
+        let mut rest = tokio::time::timeout(first_event, upstream.stream(&req, call.request_id))
             .await
-            .unwrap_or_else(|_| {
-                Err(GatewayError::UpstreamUnavailable {
-                    upstream: upstream.name().to_owned(),
-                    detail: format!(
-                        "no first token within {}",
-                        humantime::format_duration(first_token)
-                    ),
-                    retry_after: None,
-                })
-            })
+            .map_err(|_| stalled())??;
+        *accepted = true;
+        if let Some(tell) = call.accepted {
+            tell();
+        }
+        // Signs of life (a role-only chunk, pings, comments) restart the wait; the first piece of the answer
+        // (or its end) starts the stream.
+        loop {
+            match tokio::time::timeout(first_event, rest.next()).await {
+                Err(_) => return Err(stalled()),
+                Ok(Some(Ok(first))) if first.is_answer() => {
+                    return Ok(Answer::Stream { first, rest })
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(None) => {
+                    return Err(GatewayError::Internal(
+                        "the upstream stream ended before it began".into(),
+                    ))
+                }
+            }
+        }
     })
     .await
 }

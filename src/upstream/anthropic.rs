@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::{text::RawText, Completion};
 use crate::{
     error::GatewayError,
-    proto::{ToolCall, Usage},
+    proto::{Reasoning, ToolCall, ToolCallDelta, Usage},
     upstream::openai::convert::{ChunkError, Piece, Reading},
     upstream::openai::extras,
     upstream::openai::wire::{ChatContent, ChatMessage, ChatPart, ChatRequest},
@@ -80,6 +80,12 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
     }
     let max = req.max_output_tokens().unwrap_or(1);
     body.insert("max_tokens".into(), Value::from(max));
+    if let Some(thinking) = req
+        .reasoning
+        .and_then(|r| super::reasoning::anthropic_thinking(r, max))
+    {
+        body.insert("thinking".into(), thinking);
+    }
     if let Some(t) = req.temperature {
         body.insert("temperature".into(), float(t.min(1.0)));
     }
@@ -166,7 +172,8 @@ fn image(url: &str) -> Value {
 
 fn assistant_blocks(m: &ChatMessage<'_>) -> Vec<Value> {
     let text = m.text();
-    let mut blocks: Vec<Value> = Vec::new();
+    // Thinking goes first, as the model wrote it: Anthropic checks the signatures of the last turn's blocks.
+    let mut blocks: Vec<Value> = super::reasoning::anthropic_blocks(m.reasoning).collect();
     if !text.is_empty() {
         blocks.push(text_block(&text));
     }
@@ -258,7 +265,17 @@ enum Block {
         #[serde(default)]
         input: Value,
     },
-    /// Thinking and other blocks carry nothing the gateway passes on.
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
+    },
+    /// Blocks the gateway does not model (server tool results and the like).
     #[serde(other)]
     Other,
 }
@@ -326,6 +343,7 @@ pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
         serde_json::from_slice(body).map_err(|e| format!("invalid message JSON: {e}"))?;
     let mut content = String::new();
     let mut tool_calls = Vec::new();
+    let mut reasoning = Vec::new();
     for block in m.content {
         match block {
             Block::Text { text } => content.push_str(&text),
@@ -333,6 +351,18 @@ pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
                 id,
                 name,
                 arguments: input.to_string(),
+            }),
+            Block::Thinking {
+                thinking,
+                signature,
+            } => reasoning.push(Reasoning {
+                text: thinking,
+                signature,
+                redacted: String::new(),
+            }),
+            Block::RedactedThinking { data } => reasoning.push(Reasoning {
+                redacted: data,
+                ..Default::default()
             }),
             Block::Other => {}
         }
@@ -349,6 +379,7 @@ pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
         usage: m.usage.map(|u| usage(u, u.output_tokens)),
         tool_calls,
         logprobs: Vec::new(),
+        reasoning,
     })
 }
 
@@ -390,6 +421,12 @@ enum BlockDelta {
     InputJsonDelta {
         partial_json: String,
     },
+    ThinkingDelta {
+        thinking: String,
+    },
+    SignatureDelta {
+        signature: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -420,6 +457,8 @@ struct RawTextDeltaBody {
 pub(crate) struct StreamState {
     /// Content block index -> tool call index, for `input_json_delta`s.
     tool_blocks: Vec<(usize, usize)>,
+    /// The thinking block being streamed (its content block index), and whether a piece of it was relayed.
+    thinking: Option<(usize, bool)>,
     /// `message_start`'s input counts (updated by `message_delta` when it carries them).
     prompt: Option<WireUsage>,
     output_tokens: Option<u64>,
@@ -454,7 +493,7 @@ pub(crate) fn event(
                 state.prompt = Some(u);
                 state.output_tokens = Some(u.output_tokens);
             }
-            Ok(Piece::Nothing)
+            Ok(Piece::Progress)
         }
         Event::ContentBlockStart {
             index,
@@ -466,22 +505,56 @@ pub(crate) fn event(
                     extras::MAX_TOOL_CALLS
                 )));
             }
-            state.tool_blocks.push((index, end.tool_calls.len()));
+            let call = end.tool_calls.len();
+            state.tool_blocks.push((index, call));
             end.tool_calls.push(ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                arguments: String::new(),
+            });
+            Ok(Piece::ToolCall(ToolCallDelta {
+                index: call as u32,
                 id,
                 name,
                 arguments: String::new(),
-            });
-            Ok(Piece::Progress)
+            }))
         }
         Event::ContentBlockStart {
             content_block: Block::Text { text },
             ..
         } if !text.is_empty() => Ok(reading.text_piece(RawText(text.into_bytes()))),
+        Event::ContentBlockStart {
+            index,
+            content_block:
+                Block::Thinking {
+                    thinking,
+                    signature,
+                },
+        } => {
+            state.thinking = Some((index, false));
+            if thinking.is_empty() && signature.is_empty() {
+                return Ok(Piece::Progress);
+            }
+            thinking_piece(state, reading, index, thinking, signature)
+        }
+        Event::ContentBlockStart {
+            content_block: Block::RedactedThinking { data },
+            ..
+        } => reading.reasoning_piece(true, String::new(), String::new(), data),
         Event::ContentBlockDelta {
             delta: BlockDelta::TextDelta { text },
             ..
         } if !text.is_empty() => Ok(reading.text_piece(RawText(text.into_bytes()))),
+        Event::ContentBlockDelta {
+            index,
+            delta: BlockDelta::ThinkingDelta { thinking },
+        } if !thinking.is_empty() => thinking_piece(state, reading, index, thinking, String::new()),
+        Event::ContentBlockDelta {
+            index,
+            delta: BlockDelta::SignatureDelta { signature },
+        } if !signature.is_empty() => {
+            thinking_piece(state, reading, index, String::new(), signature)
+        }
         Event::ContentBlockDelta {
             index,
             delta: BlockDelta::InputJsonDelta { partial_json },
@@ -498,8 +571,15 @@ pub(crate) fn event(
                     extras::MAX_TOOL_CALL_BYTES
                 )));
             }
+            if partial_json.is_empty() {
+                return Ok(Piece::Progress);
+            }
             end.tool_calls[call].arguments.push_str(&partial_json);
-            Ok(Piece::Progress)
+            Ok(Piece::ToolCall(ToolCallDelta {
+                index: call as u32,
+                arguments: partial_json,
+                ..Default::default()
+            }))
         }
         Event::MessageDelta { delta, usage } => {
             if let Some(stop) = delta.stop_reason {
@@ -511,7 +591,7 @@ pub(crate) fn event(
                     state.prompt = Some(u);
                 }
             }
-            Ok(Piece::Nothing)
+            Ok(Piece::Progress)
         }
         Event::MessageStop {} => {
             state.stopped = true;
@@ -527,8 +607,25 @@ pub(crate) fn event(
             Ok(Piece::Nothing)
         }
         Event::Error { error } => Err(ChunkError::Upstream(error.message)),
-        _ => Ok(Piece::Nothing),
+        // Pings, block stops, empty deltas: signs of life.
+        _ => Ok(Piece::Progress),
     }
+}
+
+/// A piece of the thinking block at content `index`: the first piece of a block starts a reasoning block.
+fn thinking_piece(
+    state: &mut StreamState,
+    reading: &mut Reading,
+    index: usize,
+    text: String,
+    signature: String,
+) -> Result<Piece, ChunkError> {
+    let new_block = match state.thinking {
+        Some((at, started)) if at == index => !started,
+        _ => true,
+    };
+    state.thinking = Some((index, true));
+    reading.reasoning_piece(new_block, text, signature, String::new())
 }
 
 #[cfg(test)]

@@ -371,15 +371,22 @@ impl SseStream {
             return None;
         }
         let result = self.read().await;
-        // Anything but a delta ends the stream: the end itself, or an error.
-        self.done = !matches!(result, Ok(StreamEvent::Delta(_) | StreamEvent::Progress));
+        // The end itself, or an error, ends the stream.
+        self.done = matches!(result, Ok(StreamEvent::End(_)) | Err(_));
         Some(result)
     }
 
     async fn read(&mut self) -> Result<StreamEvent, GatewayError> {
+        if let Some(piece) = self.reading.queued.pop_front() {
+            if let Some(event) = self.relayed(Ok(piece))? {
+                return Ok(event);
+            }
+        }
         if self.ended {
             return Ok(StreamEvent::End(std::mem::take(&mut self.reading.end)));
         }
+        // Bytes that made no event (an SSE comment, half an event) are a sign of life too.
+        let mut fed = false;
         loop {
             while let Some(event) = self
                 .decoder
@@ -390,9 +397,15 @@ impl SseStream {
                     return Ok(out);
                 }
             }
+            if fed {
+                return Ok(StreamEvent::Progress);
+            }
             // Response::chunk is cancel-safe: a dropped call loses no bytes.
             match self.resp.chunk().await {
-                Ok(Some(bytes)) => self.decoder.push(&bytes),
+                Ok(Some(bytes)) => {
+                    self.decoder.push(&bytes);
+                    fed = true;
+                }
                 Ok(None) => {
                     let last = match self.anthropic {
                         None => "[DONE]",
@@ -429,13 +442,25 @@ impl SseStream {
             }
         };
         match piece {
-            Ok(Piece::Text(text)) => Ok(Some(StreamEvent::Delta(text))),
-            Ok(Piece::Progress) => Ok(Some(StreamEvent::Progress)),
-            Ok(Piece::Nothing) => Ok(None),
-            Err(ChunkError::Malformed(detail)) => Err(self.protocol(detail)),
             Err(ChunkError::Invalid(_)) if event == "error" => {
                 Err(self.unavailable(format!("error event: {}", bounded(&data))))
             }
+            piece => self.relayed(piece),
+        }
+    }
+
+    /// A piece of the answer as the stream's event.
+    fn relayed(
+        &self,
+        piece: Result<Piece, ChunkError>,
+    ) -> Result<Option<StreamEvent>, GatewayError> {
+        match piece {
+            Ok(Piece::Text(text)) => Ok(Some(StreamEvent::Delta(text))),
+            Ok(Piece::Reasoning(r)) => Ok(Some(StreamEvent::Reasoning(r))),
+            Ok(Piece::ToolCall(c)) => Ok(Some(StreamEvent::ToolCall(c))),
+            Ok(Piece::Progress) => Ok(Some(StreamEvent::Progress)),
+            Ok(Piece::Nothing) => Ok(None),
+            Err(ChunkError::Malformed(detail)) => Err(self.protocol(detail)),
             Err(ChunkError::Invalid(e)) => Err(self.protocol(format!("invalid chunk JSON: {e}"))),
             Err(ChunkError::Upstream(message)) => {
                 Err(self.unavailable(format!("error in stream: {}", bounded(&message))))

@@ -100,6 +100,7 @@ impl MockUpstream {
             usage: Some(reply.usage),
             tool_calls: reply.tool_calls,
             logprobs: Vec::new(),
+            reasoning: Vec::new(),
         }
     }
 
@@ -127,6 +128,7 @@ impl MockUpstream {
                 usage: Some(reply.usage),
                 tool_calls: reply.tool_calls,
                 logprobs: Vec::new(),
+                reasoning: Vec::new(),
             }),
             tokens: reply.tokens.into_iter(),
             schedule,

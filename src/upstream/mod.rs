@@ -4,6 +4,7 @@ pub(crate) mod anthropic;
 pub mod http;
 pub(crate) mod mock;
 pub mod openai;
+pub(crate) mod reasoning;
 pub(crate) mod retry_after;
 #[cfg(test)]
 pub(crate) mod scripted;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use crate::{
     config::{MaxTokensField, UpstreamConfig, UpstreamKind},
     error::GatewayError,
-    proto::{TokenLogprob, ToolCall, Usage},
+    proto::{Reasoning, ReasoningDelta, TokenLogprob, ToolCall, ToolCallDelta, Usage},
     upstream::openai::embeddings::{EmbedAsk, Embeddings},
     upstream::openai::wire::ChatRequest,
 };
@@ -31,16 +32,31 @@ pub struct Completion {
     pub usage: Option<Usage>,
     pub(crate) tool_calls: Vec<ToolCall>,
     pub(crate) logprobs: Vec<TokenLogprob>,
+    /// The model's reasoning blocks, in order.
+    pub(crate) reasoning: Vec<Reasoning>,
 }
 
-/// What a stream yields: text deltas, then one end with the totals.
+/// What a stream yields: the answer's pieces as they arrive (text, reasoning, tool-call pieces), signs of life,
+/// then one end with the totals.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StreamEvent {
     /// Never empty: role-only and empty deltas are not forwarded.
     Delta(String),
-    /// The answer moved on without text to forward (tool-call pieces): keeps stall timers from firing.
+    /// A piece of reasoning (thinking text, a signature, a redacted block).
+    Reasoning(ReasoningDelta),
+    /// A piece of a tool call (its id and name first, then its arguments in pieces).
+    ToolCall(ToolCallDelta),
+    /// The upstream is alive but sent nothing to relay (a role-only chunk, a ping, a comment, usage): resets the
+    /// stall timers, and is not yet the answer (a failure before the answer's first piece may be retried).
     Progress,
     End(StreamEnd),
+}
+
+impl StreamEvent {
+    /// A piece of the answer the client sees (or its end): once one has arrived, the call is never retried.
+    pub(crate) fn is_answer(&self) -> bool {
+        !matches!(self, Self::Progress)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -53,6 +69,8 @@ pub(crate) struct StreamEnd {
     /// Re-assembled from the stream's pieces, whole.
     pub(crate) tool_calls: Vec<ToolCall>,
     pub(crate) logprobs: Vec<TokenLogprob>,
+    /// Re-assembled from the stream's reasoning pieces, a block each.
+    pub(crate) reasoning: Vec<Reasoning>,
 }
 
 /// A started stream. `next` is cancel-safe: dropping its future loses no event, so callers may `select!` on it.

@@ -27,6 +27,9 @@ pub(crate) enum Step {
     StreamFails(GatewayError),
     /// A stream that answers 200 and then sends nothing, ever.
     StreamStalls,
+    /// A stream that answers 200 and then sends these events, each after its wait (then stalls, unless the
+    /// last was the end or an error).
+    Events(Vec<(Duration, Result<StreamEvent, GatewayError>)>),
 }
 
 pub(crate) struct Scripted {
@@ -83,10 +86,11 @@ impl Scripted {
                 usage: None,
                 tool_calls: vec![],
                 logprobs: vec![],
+                reasoning: vec![],
             }),
             Step::Fail(e) | Step::StreamFails(e) => Err(e),
-            Step::StreamStalls => Err(GatewayError::Internal(
-                "a stall scripted for a unary call".into(),
+            Step::StreamStalls | Step::Events(_) => Err(GatewayError::Internal(
+                "a stream scripted for a unary call".into(),
             )),
         }
     }
@@ -97,6 +101,17 @@ impl Scripted {
                 Ok(StreamEvent::Delta(text.into())),
                 Ok(StreamEvent::End(StreamEnd::default())),
             ],
+            Step::Events(timed) => {
+                return Ok(ScriptedStream {
+                    events: VecDeque::new(),
+                    stalls: true,
+                    taken: None,
+                    timed: timed
+                        .into_iter()
+                        .map(|(wait, event)| (wait, event, None))
+                        .collect(),
+                })
+            }
             Step::Fail(e) => return Err(e),
             Step::StreamFails(e) => vec![Err(e)],
             Step::StreamStalls => {
@@ -104,6 +119,7 @@ impl Scripted {
                     events: VecDeque::new(),
                     stalls: true,
                     taken: None,
+                    timed: VecDeque::new(),
                 })
             }
         };
@@ -111,6 +127,7 @@ impl Scripted {
             events: events.into(),
             stalls: false,
             taken: None,
+            timed: VecDeque::new(),
         })
     }
 }
@@ -121,6 +138,9 @@ pub(crate) struct ScriptedStream {
     stalls: bool,
     /// Counts the events handed out, for tests of how far a reader has pulled.
     taken: Option<Arc<AtomicUsize>>,
+    /// Events due after a wait (from the previous one), handed out before the stall; the deadline of the next
+    /// one once it is being waited for, so a dropped wait loses nothing.
+    timed: VecDeque<(Duration, Result<StreamEvent, GatewayError>, Option<Instant>)>,
 }
 
 impl ScriptedStream {
@@ -134,10 +154,16 @@ impl ScriptedStream {
             events,
             stalls: false,
             taken: Some(taken),
+            timed: VecDeque::new(),
         }
     }
 
     pub(crate) async fn next_event(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+        if let Some((wait, _, due)) = self.timed.front_mut() {
+            let at = *due.get_or_insert_with(|| Instant::now() + *wait);
+            tokio::time::sleep_until(at).await;
+            return self.timed.pop_front().map(|(_, event, _)| event);
+        }
         if self.stalls {
             std::future::pending::<()>().await;
         }

@@ -243,10 +243,15 @@ async fn the_rest_door_streams_anthropic_tool_calls_as_openai_chunks() {
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array().cloned())
         .flatten()
         .collect();
+    // Anthropic's input_json_deltas come through one by one, as OpenAI writes a call's pieces.
     assert_eq!(
         calls,
-        vec![json!({"index": 0, "id": "toolu_01", "type": "function",
-                    "function": {"name": "get_weather", "arguments": "{\"city\": \"Seoul\"}"}})]
+        vec![
+            json!({"index": 0, "id": "toolu_01", "type": "function",
+                   "function": {"name": "get_weather", "arguments": ""}}),
+            json!({"index": 0, "function": {"arguments": "{\"city\": \"Se"}}),
+            json!({"index": 0, "function": {"arguments": "oul\"}"}}),
+        ]
     );
     assert_eq!(up.requests()[0].body["max_tokens"], 64);
 }

@@ -89,9 +89,32 @@ async fn streamed_tool_calls_survive_the_round_trip_over_grpc() {
     while let Some(c) = stream.message().await.unwrap() {
         chunks.push(c);
     }
-    // No text: one final chunk carrying both calls, whole.
-    assert_eq!(chunks.len(), 1, "{chunks:?}");
-    let last = &chunks[0];
+    // No text: each piece of each call as the upstream sent it (the two calls interleaved), then one final
+    // chunk carrying both calls, whole.
+    let pieces: Vec<(u32, &str, &str, &str)> = chunks
+        .iter()
+        .flat_map(|c| &c.tool_call_deltas)
+        .map(|d| {
+            (
+                d.index,
+                d.id.as_str(),
+                d.name.as_str(),
+                d.arguments.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pieces,
+        [
+            (0, "call_a", "get_weather", ""),
+            (0, "", "", r#"{"ci"#),
+            (1, "call_b", "get_time", r#"{"tz":"#),
+            (0, "", "", r#"ty":"Seoul"}"#),
+            (1, "", "", r#""KST"}"#),
+        ]
+    );
+    assert!(chunks.iter().all(|c| c.delta.is_empty()), "{chunks:?}");
+    let last = chunks.last().unwrap();
     assert!(last.is_complete);
     assert_eq!(last.finish_reason, "tool_calls");
     let calls = vec![
@@ -170,6 +193,7 @@ async fn the_rest_door_streams_and_returns_tool_calls_as_openai_does() {
     assert!(text.trim_end().ends_with("data: [DONE]"));
     // Re-assemble as an SDK does: by index, appending arguments.
     let mut calls: Vec<(String, String, String)> = Vec::new();
+    let mut pieces = 0;
     for e in &events {
         for tc in e["choices"][0]["delta"]["tool_calls"]
             .as_array()
@@ -180,12 +204,17 @@ async fn the_rest_door_streams_and_returns_tool_calls_as_openai_does() {
             if calls.len() <= i {
                 calls.resize(i + 1, Default::default());
             }
-            assert_eq!(tc["type"], "function");
+            // A call's first piece names it; the rest add to its arguments, as OpenAI streams them.
+            let first = tc.get("id").is_some();
+            assert_eq!(tc["type"] == "function", first, "{tc}");
+            pieces += 1;
             calls[i].0 += tc["id"].as_str().unwrap_or_default();
             calls[i].1 += tc["function"]["name"].as_str().unwrap_or_default();
             calls[i].2 += tc["function"]["arguments"].as_str().unwrap_or_default();
         }
     }
+    // Streamed as the upstream made them, not in one piece at the end.
+    assert_eq!(pieces, 5);
     let own = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
     assert_eq!(
         calls,

@@ -10,7 +10,7 @@ use crate::{
     admission::limits::Admission,
     core::gateway::Gateway,
     error::GatewayError,
-    grpc::relay::{self, Limits},
+    grpc::relay::{self, Limits, Relayed},
     observe::timing::{Timing, Trail},
     proto::{
         interactive_response::Event, GenerationConfig, InteractiveResponse, Message, TurnComplete,
@@ -58,13 +58,18 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
     let mut timing = Timing::new();
     let mut trail = Trail::default();
     let mut reached_upstream = false;
+    let mut lost = Usage::default();
     let result = async {
-        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id };
+        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None };
         let handles = gw.handles();
         let dispatched = tokio::select! {
-            d = dispatch(&handles, &model, &call, true, &mut trail) => d.inspect_err(|_| t.admission.release())?,
+            d = dispatch(&handles, &model, &call, true, &mut trail) => d,
             _ = t.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
         };
+        // Attempts an upstream accepted and lost before the answer began are spent too.
+        lost = convert::lost_usage(&t.messages, trail.lost);
+        t.admission.add_lost(lost.total_tokens.max(0) as u64);
+        let dispatched = dispatched.inspect_err(|_| t.admission.release())?;
         reached_upstream = true;
         let Answer::Stream { first, mut rest } = dispatched.answer else {
             return Err(GatewayError::Internal("a unary answer to a stream".into()));
@@ -78,14 +83,23 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
             cancel: Some(&t.cancel),
         };
         let mut overflow = false;
-        let wrap = |delta: String| {
-            // The answer is kept for the history; past the bound it is not, and the turn fails below.
-            if answer.len() + delta.len() > MAX_ANSWER_BYTES {
-                overflow = true;
-            } else {
-                answer.push_str(&delta);
+        let wrap = |piece: Relayed| {
+            let mut out = TurnDelta::default();
+            match piece {
+                Relayed::Text(delta) => {
+                    // The answer is kept for the history; past the bound it is not, and the turn fails below.
+                    if answer.len() + delta.len() > MAX_ANSWER_BYTES {
+                        overflow = true;
+                    } else {
+                        answer.push_str(&delta);
+                    }
+                    out.delta = delta;
+                }
+                Relayed::Reasoning(r) => out.reasoning = Some(r),
+                Relayed::ToolCall(c) => out.tool_call_deltas.push(c),
+                Relayed::Heartbeat => out.heartbeat = true,
             }
-            response(number, Event::Delta(TurnDelta { delta }))
+            response(number, Event::Delta(out))
         };
         let pumped = relay::pump(first, &mut rest, &t.tx, wrap, &limits, &mut timing).await;
         if let Err(e) = &pumped {
@@ -105,6 +119,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
             role: "assistant".into(),
             content: std::mem::take(&mut answer),
             tool_calls: end.tool_calls.clone(),
+            reasoning: end.reasoning.clone(),
             ..Default::default()
         };
         let complete = TurnComplete {
@@ -114,11 +129,13 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
             usage_estimated: estimated,
             tool_calls: end.tool_calls,
             logprobs: end.logprobs,
+            reasoning: end.reasoning,
         };
         Ok((usage, estimated, complete, said))
     }
     .await;
-    match result {
+    let lost_any = lost.total_tokens > 0;
+    let mut outcome = match result {
         Ok((usage, estimated, complete, said)) => Outcome {
             answer: Some(said),
             usage: Some((usage, estimated)),
@@ -136,5 +153,12 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
                 last: turn_error(number, &e),
             }
         }
+    };
+    if lost_any {
+        let (mut usage, _) = outcome.usage.unwrap_or_default();
+        usage.prompt_tokens = usage.prompt_tokens.saturating_add(lost.prompt_tokens);
+        usage.total_tokens = usage.total_tokens.saturating_add(lost.total_tokens);
+        outcome.usage = Some((usage, true));
     }
+    outcome
 }

@@ -21,7 +21,7 @@ use crate::{
     core::gateway::Gateway,
     error::GatewayError,
     grpc::{generate, stream},
-    proto::{GenerateRequest, StreamChunk, StreamGenerateRequest, ToolCall, Usage},
+    proto::{GenerateRequest, Reasoning, StreamChunk, StreamGenerateRequest, ToolCall, Usage},
     upstream::anthropic::{self, stop_reason},
 };
 use request::parse;
@@ -62,7 +62,7 @@ pub(crate) async fn create(
         let handle = |request| generate::handle(gw, RPC_UNARY, request);
         let answer = |resp: tonic::Response<crate::proto::GenerateResponse>| {
             let (metadata, done, _) = resp.into_parts();
-            let mut content = Vec::new();
+            let mut content: Vec<Value> = done.reasoning.iter().map(thinking_block).collect();
             if !done.content.is_empty() || done.tool_calls.is_empty() {
                 content.push(json!({"type": "text", "text": done.content}));
             }
@@ -74,6 +74,15 @@ pub(crate) async fn create(
         };
         let request = super::grpc_request(metadata, who, message);
         super::unary_or(request, handle, answer, status_error).await
+    }
+}
+
+/// A reasoning block as Anthropic writes it: signed thinking, or redacted data.
+fn thinking_block(r: &Reasoning) -> Value {
+    if r.redacted.is_empty() {
+        json!({"type": "thinking", "thinking": r.text, "signature": r.signature})
+    } else {
+        json!({"type": "redacted_thinking", "data": r.redacted})
     }
 }
 
@@ -132,43 +141,105 @@ fn json_status(http: u16, body: &Value) -> Response<Body> {
     super::json(status, body)
 }
 
-/// Writes one stream's events.
+/// Writes one stream's events. Content blocks are numbered as they open: thinking, text and tool-use blocks in
+/// the order their first pieces came, each closed when the next opens.
 struct Events {
     id: String,
     model: String,
-    /// The text block was opened (its first delta came).
-    open: bool,
+    /// The next content block's index.
+    next: u32,
+    /// The open block: what it holds, and its index.
+    open: Option<(Block, u32)>,
+    /// Per tool call streamed in pieces, its block index (interleaved pieces of parallel calls go to theirs).
+    tool_blocks: Vec<u32>,
+    /// Some block was written (an answer with none gets an empty text block).
+    any: bool,
 }
 
-/// `content_block_delta` with a `text_delta`.
+/// A tool call index the upstream skipped: no block yet.
+const UNOPENED: u32 = u32::MAX;
+
+/// What an open content block holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Block {
+    Text,
+    /// The reasoning block of this index.
+    Thinking(u32),
+    Tool,
+}
+
+/// `content_block_delta` with a `text_delta`, `thinking_delta`, `signature_delta` or `input_json_delta`.
 #[derive(serde::Serialize)]
-struct TextDelta<'a> {
+struct BlockDelta<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     index: u32,
-    delta: TextDeltaBody<'a>,
+    delta: DeltaBody<'a>,
 }
 
 #[derive(serde::Serialize)]
-struct TextDeltaBody<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
+#[serde(tag = "type")]
+enum DeltaBody<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 fn event(kind: &str, data: &Value, out: &mut Vec<u8>) {
     super::named_event(kind, data, out);
 }
 
+fn delta(index: u32, body: DeltaBody<'_>, out: &mut Vec<u8>) {
+    let event = BlockDelta {
+        kind: "content_block_delta",
+        index,
+        delta: body,
+    };
+    super::named_event(event.kind, &event, out);
+}
+
 impl Events {
-    fn open_text(&mut self, out: &mut Vec<u8>) {
-        self.open = true;
+    /// Opens a block (closing the open one first) and returns its index.
+    fn open(&mut self, block: Block, content_block: Value, out: &mut Vec<u8>) -> u32 {
+        self.close(out);
+        let index = self.next;
+        self.next += 1;
+        self.any = true;
         event(
             "content_block_start",
-            &json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}),
+            &json!({"type": "content_block_start", "index": index, "content_block": content_block}),
             out,
         );
+        self.open = Some((block, index));
+        index
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if let Some((_, index)) = self.open.take() {
+            event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+                out,
+            );
+        }
+    }
+
+    /// The open block's index if it holds `block`, else a new one's.
+    fn block(
+        &mut self,
+        block: Block,
+        content_block: impl FnOnce() -> Value,
+        out: &mut Vec<u8>,
+    ) -> u32 {
+        match self.open {
+            Some((open, index)) if open == block => index,
+            _ => self.open(block, content_block(), out),
+        }
     }
 }
 
@@ -187,57 +258,110 @@ impl super::StreamWriter for Events {
         Bytes::from(out)
     }
 
-    fn delta(&mut self, text: &str) -> Bytes {
+    fn text(&mut self, text: &str) -> Bytes {
         let mut out = Vec::new();
-        if !self.open {
-            self.open_text(&mut out);
-        }
+        let index = self.block(
+            Block::Text,
+            || json!({"type": "text", "text": ""}),
+            &mut out,
+        );
         // The one event per upstream delta: written from borrowed fields, no JSON tree per chunk.
-        let event = TextDelta {
-            kind: "content_block_delta",
-            index: 0,
-            delta: TextDeltaBody {
-                kind: "text_delta",
-                text,
-            },
-        };
-        super::named_event(event.kind, &event, &mut out);
+        delta(index, DeltaBody::Text { text }, &mut out);
         Bytes::from(out)
+    }
+
+    /// Thinking as `thinking_delta`s and its `signature_delta`, in one thinking block per reasoning block; a
+    /// redacted block whole, as Anthropic sends it.
+    fn reasoning(&mut self, r: &crate::proto::ReasoningDelta) -> Bytes {
+        let mut out = Vec::new();
+        if !r.redacted.is_empty() {
+            self.open(
+                Block::Thinking(r.index),
+                json!({"type": "redacted_thinking", "data": r.redacted}),
+                &mut out,
+            );
+            self.close(&mut out);
+            return Bytes::from(out);
+        }
+        let index = self.block(
+            Block::Thinking(r.index),
+            || json!({"type": "thinking", "thinking": "", "signature": ""}),
+            &mut out,
+        );
+        if !r.text.is_empty() {
+            delta(index, DeltaBody::Thinking { thinking: &r.text }, &mut out);
+        }
+        if !r.signature.is_empty() {
+            delta(
+                index,
+                DeltaBody::Signature {
+                    signature: &r.signature,
+                },
+                &mut out,
+            );
+        }
+        Bytes::from(out)
+    }
+
+    /// A call's first piece opens its `tool_use` block; its arguments follow as `input_json_delta`s.
+    fn tool_call(&mut self, c: &crate::proto::ToolCallDelta) -> Bytes {
+        let mut out = Vec::new();
+        let call = c.index as usize;
+        let index = match self.tool_blocks.get(call).filter(|&&i| i != UNOPENED) {
+            Some(&index) => index,
+            None => {
+                let index = self.open(
+                    Block::Tool,
+                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": {}}),
+                    &mut out,
+                );
+                if self.tool_blocks.len() <= call {
+                    self.tool_blocks.resize(call + 1, UNOPENED);
+                }
+                self.tool_blocks[call] = index;
+                index
+            }
+        };
+        if !c.arguments.is_empty() {
+            delta(
+                index,
+                DeltaBody::InputJson {
+                    partial_json: &c.arguments,
+                },
+                &mut out,
+            );
+        }
+        Bytes::from(out)
+    }
+
+    /// Anthropic's own keep-alive.
+    fn keepalive(&mut self) -> Bytes {
+        Bytes::from_static(b"event: ping\ndata: {\"type\": \"ping\"}\n\n")
     }
 
     fn last(&mut self, last: &StreamChunk) -> Bytes {
         let mut out = Vec::new();
-        if !self.open && last.tool_calls.is_empty() {
-            self.open_text(&mut out);
+        let unstreamed = last.tool_calls.get(self.tool_blocks.len()..).unwrap_or(&[]);
+        if !self.any && unstreamed.is_empty() {
+            self.open(Block::Text, json!({"type": "text", "text": ""}), &mut out);
         }
-        let mut index = 0;
-        if self.open {
-            event(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": 0}),
+        self.close(&mut out);
+        // Calls that were not streamed in pieces (a cached or mock answer) go whole.
+        for call in unstreamed {
+            let index = self.open(
+                Block::Tool,
+                json!({"type": "tool_use", "id": call.id, "name": call.name, "input": {}}),
                 &mut out,
             );
-            index = 1;
-        }
-        for (i, call) in last.tool_calls.iter().enumerate() {
-            let at = index + i;
-            event(
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": at,
-                        "content_block": {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}}),
+            let input = anthropic::tool_input(&call.arguments).to_string();
+            delta(
+                index,
+                DeltaBody::InputJson {
+                    partial_json: &input,
+                },
                 &mut out,
             );
-            event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": at,
-                        "delta": {"type": "input_json_delta", "partial_json": anthropic::tool_input(&call.arguments).to_string()}}),
-                &mut out,
-            );
-            event(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": at}),
-                &mut out,
-            );
+            self.close(&mut out);
         }
         event(
             "message_delta",
@@ -267,7 +391,10 @@ fn events(
     let writer = Events {
         id,
         model,
-        open: false,
+        next: 0,
+        open: None,
+        tool_blocks: Vec::new(),
+        any: false,
     };
     super::relay(resp, writer)
 }

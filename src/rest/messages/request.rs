@@ -11,7 +11,7 @@ use crate::{
     error::GatewayError,
     proto::{
         content_part, tool_choice::Choice, CacheControl, ContentPart, GenerationConfig, ImageUrl,
-        Message, Tool, ToolCall, ToolChoice,
+        Message, Reasoning, ReasoningConfig, Tool, ToolCall, ToolChoice,
     },
     upstream::openai::extras,
 };
@@ -80,9 +80,17 @@ enum InBlock {
         is_error: bool,
         cache_control: Option<InCacheControl>,
     },
-    /// Sent back by clients with earlier assistant turns; nothing the gateway passes on.
-    Thinking {},
-    RedactedThinking {},
+    /// Sent back by clients with earlier assistant turns: carried byte-exact (Anthropic checks the signature).
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
+    },
     #[serde(other)]
     Unsupported,
 }
@@ -149,13 +157,7 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
 pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     let req: InRequest =
         crate::rest::read_json(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    if let Some(t) = &req.thinking {
-        if t.get("type").and_then(Value::as_str) != Some("disabled") {
-            return Err(invalid(
-                "thinking: extended thinking is not carried by the gateway (its blocks would be lost)",
-            ));
-        }
-    }
+    let reasoning = req.thinking.as_ref().map(thinking).transpose()?;
     let mut messages = Vec::new();
     if let Some(system) = req.system {
         let (text, mark) = system_text(system)?;
@@ -223,6 +225,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         tool_choice: tool_choice.map(|c| ToolChoice { choice: Some(c) }),
         parallel_tool_calls: parallel.map(|disabled| !disabled),
         provider_options,
+        reasoning,
         ..Default::default()
     };
     Ok(Parsed {
@@ -230,6 +233,35 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         messages,
         config,
         stream: req.stream.unwrap_or(false),
+    })
+}
+
+/// `thinking`: `{"type": "enabled", "budget_tokens": N}`, `{"type": "adaptive"}` or `{"type": "disabled"}`.
+fn thinking(t: &Value) -> Result<ReasoningConfig, GatewayError> {
+    let mode = t.get("type").and_then(Value::as_str).unwrap_or_default();
+    if !["enabled", "adaptive", "disabled"].contains(&mode) {
+        return Err(invalid(
+            "thinking.type: must be \"enabled\", \"adaptive\" or \"disabled\"",
+        ));
+    }
+    let budget_tokens = match t.get("budget_tokens") {
+        None | Some(Value::Null) => None,
+        Some(b) => Some(
+            b.as_i64()
+                .filter(|b| *b >= 0)
+                .ok_or_else(|| invalid("thinking.budget_tokens: must be a whole number"))?
+                .min(i64::from(i32::MAX)) as i32,
+        ),
+    };
+    if mode == "enabled" && budget_tokens.is_none() {
+        return Err(invalid(
+            "thinking.budget_tokens: required when thinking is enabled",
+        ));
+    }
+    Ok(ReasoningConfig {
+        mode: mode.to_owned(),
+        budget_tokens,
+        ..Default::default()
     })
 }
 
@@ -287,6 +319,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
     };
     let mut parts = Vec::new();
     let mut calls = Vec::new();
+    let mut reasoning = Vec::new();
     let mut marked = None;
     for (j, b) in blocks.into_iter().enumerate() {
         match b {
@@ -362,7 +395,20 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
                     ..Default::default()
                 });
             }
-            InBlock::Thinking {} | InBlock::RedactedThinking {} if m.role == "assistant" => {}
+            InBlock::Thinking {
+                thinking,
+                signature,
+            } if m.role == "assistant" => reasoning.push(Reasoning {
+                text: thinking,
+                signature,
+                redacted: String::new(),
+            }),
+            InBlock::RedactedThinking { data } if m.role == "assistant" => {
+                reasoning.push(Reasoning {
+                    redacted: data,
+                    ..Default::default()
+                })
+            }
             InBlock::ToolUse { .. } | InBlock::ToolResult { .. } => {
                 return Err(invalid(format!(
                     "{}: tool_use belongs to assistant turns, tool_result to user turns",
@@ -377,7 +423,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
             }
         }
     }
-    if parts.is_empty() && calls.is_empty() {
+    if parts.is_empty() && calls.is_empty() && reasoning.is_empty() {
         // A user turn of tool results alone: its tool messages are the turn.
         if let Some(last) = out.last_mut().filter(|_| marked.is_some()) {
             last.cache_control = marked;
@@ -391,6 +437,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
         role: m.role,
         tool_calls: calls,
         cache_control: marked,
+        reasoning,
         ..Default::default()
     };
     if images {
@@ -491,8 +538,12 @@ mod tests {
                 "tool_use belongs",
             ),
             (
-                json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled", "budget_tokens": 1024}}),
-                "thinking",
+                json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "enabled"}}),
+                "thinking.budget_tokens: required",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [], "thinking": {"type": "deep"}}),
+                "thinking.type",
             ),
             (
                 json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search", "input_schema": {}}]}),
@@ -506,5 +557,51 @@ mod tests {
             let err = parse_json(body.clone()).unwrap_err().to_string();
             assert!(err.contains(says), "{body}: {err}");
         }
+    }
+
+    /// Thinking is carried: the request's `thinking` as the reasoning config, and an assistant turn's thinking and
+    /// redacted blocks, signatures byte-exact, as its message's reasoning (ahead of its text and calls).
+    #[test]
+    fn thinking_and_its_blocks_are_carried() {
+        let p = parse_json(json!({"model": "m", "max_tokens": 4096,
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "Need the tool.", "signature": "EqQBCkYIBxgCKkB+/="},
+                    {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va=="},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}
+            ]}))
+        .unwrap();
+        assert_eq!(
+            p.config.reasoning,
+            Some(ReasoningConfig {
+                mode: "enabled".into(),
+                budget_tokens: Some(2048),
+                ..Default::default()
+            })
+        );
+        let said = &p.messages[1];
+        assert_eq!(said.role, "assistant");
+        assert_eq!(
+            said.reasoning,
+            vec![
+                Reasoning {
+                    text: "Need the tool.".into(),
+                    signature: "EqQBCkYIBxgCKkB+/=".into(),
+                    redacted: String::new(),
+                },
+                Reasoning {
+                    redacted: "EmwKAhgBEgy3va==".into(),
+                    ..Default::default()
+                },
+            ]
+        );
+        assert_eq!(said.tool_calls[0].id, "toolu_1");
+        let adaptive = parse_json(json!({"model": "m", "max_tokens": 5, "messages": [],
+            "thinking": {"type": "adaptive"}}))
+        .unwrap();
+        assert_eq!(adaptive.config.reasoning.unwrap().mode, "adaptive");
     }
 }

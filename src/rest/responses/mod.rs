@@ -24,7 +24,10 @@ use crate::{
     core::gateway::Gateway,
     error::GatewayError,
     grpc::{generate, stream},
-    proto::{GenerateRequest, Message, StreamChunk, StreamGenerateRequest, ToolCall, Usage},
+    proto::{
+        GenerateRequest, Message, Reasoning, ReasoningDelta, StreamChunk, StreamGenerateRequest,
+        ToolCall, ToolCallDelta, Usage,
+    },
 };
 use request::{parse, Echo, Parsed};
 
@@ -113,14 +116,23 @@ pub(crate) async fn create(
         let request = super::grpc_request(metadata, who, message);
         super::unary(request, handle, |resp| {
             let (metadata, done, _) = resp.into_parts();
-            let body = answer.object(
-                &done.content,
-                &done.tool_calls,
-                &done.finish_reason,
-                done.usage,
+            let mut output: Vec<Value> = done
+                .reasoning
+                .iter()
+                .enumerate()
+                .map(|(i, r)| answer.reasoning_item(i, r))
+                .collect();
+            if !done.content.is_empty() || done.tool_calls.is_empty() {
+                output.push(answer.message_item(&answer.message_id, "completed", &done.content));
+            }
+            output.extend(
+                done.tool_calls
+                    .iter()
+                    .map(|c| function_item(c, "completed")),
             );
+            let body = answer.object(output, &done.finish_reason, done.usage);
             if let Some(keep) = keep {
-                keep.answered(&answer.id, &done.content, &done.tool_calls);
+                keep.answered(&answer.id, &done.content, &done.tool_calls, &done.reasoning);
             }
             super::json_with(metadata, &body)
         })
@@ -136,11 +148,18 @@ struct Keep {
 }
 
 impl Keep {
-    fn answered(mut self, id: &str, content: &str, tool_calls: &[ToolCall]) {
+    fn answered(
+        mut self,
+        id: &str,
+        content: &str,
+        tool_calls: &[ToolCall],
+        reasoning: &[Reasoning],
+    ) {
         self.messages.push(Message {
             role: "assistant".into(),
             content: content.to_owned(),
             tool_calls: tool_calls.to_vec(),
+            reasoning: reasoning.to_vec(),
             ..Default::default()
         });
         self.gw.conversations.keep(id, &self.owner, self.messages);
@@ -201,19 +220,8 @@ impl Answer {
         o
     }
 
-    /// The finished response object.
-    fn object(
-        &self,
-        content: &str,
-        tool_calls: &[ToolCall],
-        finish_reason: &str,
-        usage: Option<Usage>,
-    ) -> Value {
-        let mut output = Vec::new();
-        if !content.is_empty() || tool_calls.is_empty() {
-            output.push(self.message_item("completed", content));
-        }
-        output.extend(tool_calls.iter().map(|c| function_item(c, "completed")));
+    /// The finished response object, with its output items in order.
+    fn object(&self, output: Vec<Value>, finish_reason: &str, usage: Option<Usage>) -> Value {
         let incomplete = match finish_reason {
             "length" => Some("max_output_tokens"),
             "content_filter" => Some("content_filter"),
@@ -232,14 +240,31 @@ impl Answer {
         Value::Object(o)
     }
 
-    fn message_item(&self, status: &str, text: &str) -> Value {
+    fn message_item(&self, id: &str, status: &str, text: &str) -> Value {
         let content = if status == "in_progress" {
             json!([])
         } else {
             json!([output_text(text)])
         };
-        json!({"id": self.message_id, "type": "message", "status": status, "role": "assistant",
+        json!({"id": id, "type": "message", "status": status, "role": "assistant",
                "content": content})
+    }
+
+    /// The `i`th reasoning block as a reasoning item: its text as the summary, its signature (or redacted data,
+    /// marked) as `encrypted_content`, which the client sends back untouched.
+    fn reasoning_item(&self, i: usize, r: &Reasoning) -> Value {
+        let mut item = json!({"id": self.reasoning_id(i), "type": "reasoning", "summary": []});
+        if !r.text.is_empty() {
+            item["summary"] = json!([{"type": "summary_text", "text": r.text}]);
+        }
+        if let Some(blob) = request::encrypted_content(r) {
+            item["encrypted_content"] = json!(blob);
+        }
+        item
+    }
+
+    fn reasoning_id(&self, i: usize) -> String {
+        format!("rs_{}_{i}", &self.id[5..])
     }
 }
 
@@ -272,27 +297,66 @@ fn float(v: f32) -> Value {
         .map_or(Value::Null, Value::from)
 }
 
-/// Writes one stream's events, numbering them.
+/// Writes one stream's events, numbering them. Output items open in the order their first pieces came
+/// (reasoning, the message, function calls) and each closes when the next opens.
 struct Events {
     answer: Answer,
     seq: u64,
-    /// The message item was opened (its first delta came).
-    open: bool,
+    /// The output items closed so far, in order: the finished response lists them.
+    output: Vec<Value>,
+    open: Option<Item>,
+    /// The message's whole text, for the finished response and the kept conversation.
     text: String,
+    /// Message items opened so far (a second one, after a call, gets its own id).
+    messages: usize,
+    /// Per tool call streamed in pieces: its output index, item id, and the call so far.
+    calls: Vec<(u32, String, ToolCall)>,
     keep: Option<Keep>,
 }
 
-/// `response.output_text.delta`.
+/// The output item being written.
+enum Item {
+    Reasoning {
+        /// The reasoning block it is.
+        index: u32,
+        at: u32,
+        id: String,
+        block: Reasoning,
+    },
+    Message {
+        at: u32,
+        id: String,
+        /// Its text (of this item; `Events::text` has all of them).
+        text: String,
+    },
+    Call {
+        call: usize,
+    },
+}
+
+/// `response.output_text.delta`, `response.reasoning_summary_text.delta` and
+/// `response.function_call_arguments.delta`: written from borrowed fields, no JSON tree per piece.
 #[derive(serde::Serialize)]
-struct TextDelta<'a> {
+struct PieceEvent<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     sequence_number: u64,
     item_id: &'a str,
     output_index: u32,
-    content_index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
     delta: &'a str,
-    logprobs: &'static [u8],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<&'static [u8]>,
+}
+
+/// Writes one piece's event, numbered.
+fn piece(seq: &mut u64, mut event: PieceEvent<'_>, out: &mut Vec<u8>) {
+    event.sequence_number = *seq;
+    *seq += 1;
+    super::named_event(event.kind, &event, out);
 }
 
 impl Events {
@@ -303,21 +367,155 @@ impl Events {
         super::named_event(kind, &body, out);
     }
 
-    fn open_message(&mut self, out: &mut Vec<u8>) {
-        self.open = true;
-        let item = self.answer.message_item("in_progress", "");
+    /// The next output index.
+    fn next_at(&self) -> u32 {
+        (self.output.len() + usize::from(self.open.is_some())) as u32
+    }
+
+    fn added(&mut self, at: u32, item: Value, out: &mut Vec<u8>) {
         self.event(
             "response.output_item.added",
-            obj(json!({"output_index": 0, "item": item})),
+            obj(json!({"output_index": at, "item": item})),
             out,
         );
-        let id = self.answer.message_id.clone();
+    }
+
+    fn open_reasoning(&mut self, index: u32, out: &mut Vec<u8>) {
+        self.close(out);
+        let at = self.next_at();
+        let id = self.answer.reasoning_id(index as usize);
+        self.added(
+            at,
+            json!({"id": id, "type": "reasoning", "summary": []}),
+            out,
+        );
+        self.event(
+            "response.reasoning_summary_part.added",
+            obj(
+                json!({"item_id": id, "output_index": at, "summary_index": 0,
+                       "part": {"type": "summary_text", "text": ""}}),
+            ),
+            out,
+        );
+        self.open = Some(Item::Reasoning {
+            index,
+            at,
+            id,
+            block: Reasoning::default(),
+        });
+    }
+
+    fn open_message(&mut self, out: &mut Vec<u8>) {
+        self.close(out);
+        let at = self.next_at();
+        let id = match self.messages {
+            0 => self.answer.message_id.clone(),
+            n => format!("{}_{n}", self.answer.message_id),
+        };
+        self.messages += 1;
+        let item = self.answer.message_item(&id, "in_progress", "");
+        self.added(at, item, out);
         self.event(
             "response.content_part.added",
-            obj(json!({"item_id": id, "output_index": 0, "content_index": 0,
-                       "part": output_text("")})),
+            obj(
+                json!({"item_id": id, "output_index": at, "content_index": 0,
+                       "part": output_text("")}),
+            ),
             out,
         );
+        self.open = Some(Item::Message {
+            at,
+            id,
+            text: String::new(),
+        });
+    }
+
+    fn open_call(&mut self, c: &ToolCallDelta, out: &mut Vec<u8>) {
+        self.close(out);
+        let at = self.next_at();
+        let call = ToolCall {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            arguments: String::new(),
+        };
+        let id = format!("fc_{}", c.id);
+        self.added(at, function_item(&call, "in_progress"), out);
+        let index = c.index as usize;
+        if self.calls.len() <= index {
+            self.calls
+                .resize_with(index + 1, || (u32::MAX, String::new(), ToolCall::default()));
+        }
+        self.calls[index] = (at, id, call);
+        self.open = Some(Item::Call { call: index });
+    }
+
+    /// Closes the open item with its `done` events.
+    fn close(&mut self, out: &mut Vec<u8>) {
+        match self.open.take() {
+            None => {}
+            Some(Item::Reasoning {
+                index,
+                at,
+                id,
+                block,
+            }) => {
+                let text = &block.text;
+                self.event(
+                    "response.reasoning_summary_text.done",
+                    obj(json!({"item_id": id, "output_index": at, "summary_index": 0, "text": text})),
+                    out,
+                );
+                self.event(
+                    "response.reasoning_summary_part.done",
+                    obj(
+                        json!({"item_id": id, "output_index": at, "summary_index": 0,
+                               "part": {"type": "summary_text", "text": text}}),
+                    ),
+                    out,
+                );
+                let item = self.answer.reasoning_item(index as usize, &block);
+                self.finished(at, item, out);
+            }
+            Some(Item::Message { at, id, text }) => {
+                self.event(
+                    "response.output_text.done",
+                    obj(
+                        json!({"item_id": id, "output_index": at, "content_index": 0, "text": text,
+                               "logprobs": []}),
+                    ),
+                    out,
+                );
+                self.event(
+                    "response.content_part.done",
+                    obj(
+                        json!({"item_id": id, "output_index": at, "content_index": 0,
+                               "part": output_text(&text)}),
+                    ),
+                    out,
+                );
+                let item = self.answer.message_item(&id, "completed", &text);
+                self.finished(at, item, out);
+            }
+            Some(Item::Call { call }) => {
+                let (at, id, call) = self.calls[call].clone();
+                self.event(
+                    "response.function_call_arguments.done",
+                    obj(json!({"item_id": id, "output_index": at, "name": call.name,
+                               "arguments": call.arguments})),
+                    out,
+                );
+                self.finished(at, function_item(&call, "completed"), out);
+            }
+        }
+    }
+
+    fn finished(&mut self, at: u32, item: Value, out: &mut Vec<u8>) {
+        self.event(
+            "response.output_item.done",
+            obj(json!({"output_index": at, "item": item})),
+            out,
+        );
+        self.output.push(item);
     }
 }
 
@@ -331,91 +529,115 @@ impl super::StreamWriter for Events {
         Bytes::from(out)
     }
 
-    fn delta(&mut self, delta: &str) -> Bytes {
+    fn text(&mut self, delta: &str) -> Bytes {
         let mut out = Vec::new();
-        if !self.open {
+        if !matches!(self.open, Some(Item::Message { .. })) {
             self.open_message(&mut out);
         }
         self.text.push_str(delta);
-        // The one event per upstream delta: written from borrowed fields, no JSON tree per chunk.
-        let kind = "response.output_text.delta";
-        let event = TextDelta {
-            kind,
-            sequence_number: self.seq,
-            item_id: &self.answer.message_id,
-            output_index: 0,
-            content_index: 0,
-            delta,
-            logprobs: &[],
+        let Some(Item::Message { at, id, text }) = &mut self.open else {
+            return Bytes::from(out);
         };
-        super::named_event(kind, &event, &mut out);
-        self.seq += 1;
+        text.push_str(delta);
+        piece(
+            &mut self.seq,
+            PieceEvent {
+                kind: "response.output_text.delta",
+                sequence_number: 0,
+                item_id: id,
+                output_index: *at,
+                content_index: Some(0),
+                summary_index: None,
+                delta,
+                logprobs: Some(&[]),
+            },
+            &mut out,
+        );
         Bytes::from(out)
     }
 
-    /// Closes the message (opening it first for an answer with neither text nor calls), sends each call
-    /// whole, then the finished response.
+    /// Reasoning text as `response.reasoning_summary_text.delta`s of one reasoning item per block; the
+    /// signature (or redacted data) goes into the item's `encrypted_content` when it is done.
+    fn reasoning(&mut self, r: &ReasoningDelta) -> Bytes {
+        let mut out = Vec::new();
+        if !matches!(&self.open, Some(Item::Reasoning { index, .. }) if *index == r.index) {
+            self.open_reasoning(r.index, &mut out);
+        }
+        let Some(Item::Reasoning { at, id, block, .. }) = &mut self.open else {
+            return Bytes::from(out);
+        };
+        block.text.push_str(&r.text);
+        block.signature.push_str(&r.signature);
+        block.redacted.push_str(&r.redacted);
+        if !r.text.is_empty() {
+            piece(
+                &mut self.seq,
+                PieceEvent {
+                    kind: "response.reasoning_summary_text.delta",
+                    sequence_number: 0,
+                    item_id: id,
+                    output_index: *at,
+                    content_index: None,
+                    summary_index: Some(0),
+                    delta: &r.text,
+                    logprobs: None,
+                },
+                &mut out,
+            );
+        }
+        Bytes::from(out)
+    }
+
+    /// A call's first piece adds its item; its arguments follow as `response.function_call_arguments.delta`s.
+    fn tool_call(&mut self, c: &ToolCallDelta) -> Bytes {
+        let mut out = Vec::new();
+        let index = c.index as usize;
+        if self.calls.get(index).is_none_or(|(at, ..)| *at == u32::MAX) {
+            self.open_call(c, &mut out);
+        }
+        let (at, id, call) = &mut self.calls[index];
+        call.arguments.push_str(&c.arguments);
+        if !c.arguments.is_empty() {
+            piece(
+                &mut self.seq,
+                PieceEvent {
+                    kind: "response.function_call_arguments.delta",
+                    sequence_number: 0,
+                    item_id: id,
+                    output_index: *at,
+                    content_index: None,
+                    summary_index: None,
+                    delta: &c.arguments,
+                    logprobs: None,
+                },
+                &mut out,
+            );
+        }
+        Bytes::from(out)
+    }
+
+    /// Closes the open item (adding an empty message to an answer with no items), sends each call that was not
+    /// streamed in pieces whole, then the finished response.
     fn last(&mut self, last: &StreamChunk) -> Bytes {
         let mut out = Vec::new();
-        let text = std::mem::take(&mut self.text);
-        if !self.open && last.tool_calls.is_empty() {
+        let streamed = self.calls.len();
+        let unstreamed = last.tool_calls.get(streamed..).unwrap_or(&[]);
+        if self.output.is_empty() && self.open.is_none() && unstreamed.is_empty() {
             self.open_message(&mut out);
         }
-        let mut index = 0;
-        if self.open {
-            let id = self.answer.message_id.clone();
-            self.event(
-                "response.output_text.done",
-                obj(
-                    json!({"item_id": id, "output_index": 0, "content_index": 0, "text": text,
-                           "logprobs": []}),
-                ),
-                &mut out,
-            );
-            self.event(
-                "response.content_part.done",
-                obj(json!({"item_id": id, "output_index": 0, "content_index": 0,
-                           "part": output_text(&text)})),
-                &mut out,
-            );
-            let item = self.answer.message_item("completed", &text);
-            self.event(
-                "response.output_item.done",
-                obj(json!({"output_index": 0, "item": item})),
-                &mut out,
-            );
-            index = 1;
+        self.close(&mut out);
+        for (i, call) in unstreamed.iter().enumerate() {
+            let piece = ToolCallDelta {
+                index: (streamed + i) as u32,
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            };
+            out.extend_from_slice(&self.tool_call(&piece));
+            self.close(&mut out);
         }
-        for (i, call) in last.tool_calls.iter().enumerate() {
-            let at = index + i;
-            let item_id = format!("fc_{}", call.id);
-            self.event(
-                "response.output_item.added",
-                obj(json!({"output_index": at, "item": function_item(call, "in_progress")})),
-                &mut out,
-            );
-            self.event(
-                "response.function_call_arguments.delta",
-                obj(json!({"item_id": item_id, "output_index": at, "delta": call.arguments})),
-                &mut out,
-            );
-            self.event(
-                "response.function_call_arguments.done",
-                obj(
-                    json!({"item_id": item_id, "output_index": at, "name": call.name,
-                           "arguments": call.arguments}),
-                ),
-                &mut out,
-            );
-            self.event(
-                "response.output_item.done",
-                obj(json!({"output_index": at, "item": function_item(call, "completed")})),
-                &mut out,
-            );
-        }
-        let response = self
-            .answer
-            .object(&text, &last.tool_calls, &last.finish_reason, last.usage);
+        let output = std::mem::take(&mut self.output);
+        let response = self.answer.object(output, &last.finish_reason, last.usage);
         let kind = if response["status"] == "incomplete" {
             "response.incomplete"
         } else {
@@ -423,7 +645,12 @@ impl super::StreamWriter for Events {
         };
         self.event(kind, obj(json!({"response": response})), &mut out);
         if let Some(keep) = self.keep.take() {
-            keep.answered(&self.answer.id, &text, &last.tool_calls);
+            keep.answered(
+                &self.answer.id,
+                &self.text,
+                &last.tool_calls,
+                &last.reasoning_blocks,
+            );
         }
         Bytes::from(out)
     }
@@ -467,8 +694,11 @@ fn events(
     let writer = Events {
         answer,
         seq: 0,
-        open: false,
+        output: Vec::new(),
+        open: None,
         text: String::new(),
+        messages: 0,
+        calls: Vec::new(),
         keep,
     };
     super::relay(resp, writer)

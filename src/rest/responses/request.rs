@@ -11,9 +11,9 @@ use crate::{
     error::GatewayError,
     proto::{
         content_part, response_format::Format, tool_choice::Choice, ContentPart, GenerationConfig,
-        ImageUrl, JsonSchema, Message, ResponseFormat, Tool, ToolCall, ToolChoice,
+        ImageUrl, JsonSchema, Message, Reasoning, ReasoningConfig, ResponseFormat, Tool, ToolCall,
+        ToolChoice,
     },
-    upstream::openai::extras,
 };
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +66,9 @@ struct InItem {
     name: Option<String>,
     arguments: Option<String>,
     output: Option<Value>,
+    /// A reasoning item's summary parts, and its encrypted reasoning.
+    summary: Option<Vec<InPart>>,
+    encrypted_content: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +108,15 @@ enum InFormat {
 #[derive(Debug, Deserialize)]
 struct InReasoning {
     effort: Option<String>,
+}
+
+impl InReasoning {
+    fn config(self) -> Option<ReasoningConfig> {
+        self.effort.map(|effort| ReasoningConfig {
+            effort,
+            ..Default::default()
+        })
+    }
 }
 
 /// A request, read.
@@ -195,11 +207,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
             }),
         }),
     });
-    let provider_options = req.reasoning.and_then(|r| r.effort).map(|effort| {
-        let mut options = Map::new();
-        options.insert("reasoning_effort".into(), Value::from(effort));
-        extras::json_to_struct(options)
-    });
     let user = req.user.clone().or(req.safety_identifier);
     let config = GenerationConfig {
         temperature: req.temperature,
@@ -213,7 +220,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         tools,
         tool_choice,
         parallel_tool_calls: req.parallel_tool_calls,
-        provider_options,
+        reasoning: req.reasoning.and_then(InReasoning::config),
         ..Default::default()
     };
     let echo = Echo {
@@ -240,6 +247,34 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     })
 }
 
+/// What marks a redacted block's data in `encrypted_content` (a signature is sent as it is).
+const REDACTED: &str = "aigw-redacted:";
+
+/// A reasoning block's opaque part as the Responses door writes it in `encrypted_content`.
+pub(super) fn encrypted_content(r: &Reasoning) -> Option<String> {
+    if !r.redacted.is_empty() {
+        Some(format!("{REDACTED}{}", r.redacted))
+    } else {
+        (!r.signature.is_empty()).then(|| r.signature.clone())
+    }
+}
+
+/// A reasoning item read back: its text, and its `encrypted_content` as the signature (or redacted data).
+fn from_encrypted(text: String, encrypted: Option<String>) -> Reasoning {
+    let encrypted = encrypted.unwrap_or_default();
+    match encrypted.strip_prefix(REDACTED) {
+        Some(data) => Reasoning {
+            redacted: data.to_owned(),
+            ..Default::default()
+        },
+        None => Reasoning {
+            text,
+            signature: encrypted,
+            redacted: String::new(),
+        },
+    }
+}
+
 fn text_message(role: &str, text: String) -> Message {
     Message {
         role: role.into(),
@@ -249,18 +284,46 @@ fn text_message(role: &str, text: String) -> Message {
 }
 
 /// Input items in order: messages as they are; function calls join the assistant message before them (or
-/// make one); their outputs become tool messages; reasoning items, which only OpenAI's own models read back,
-/// are left out.
+/// make one); their outputs become tool messages; reasoning items go with the assistant message after them
+/// (their text, and their `encrypted_content` as the block's signature), for the upstreams that read them back.
 fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
     let mut out: Vec<Message> = Vec::new();
+    let mut reasoning: Vec<Reasoning> = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let at = |field: &str| format!("input[{i}].{field}");
-        match item.kind.as_deref().unwrap_or("message") {
+        let kind = item.kind.as_deref().unwrap_or("message");
+        // Reasoning joins the assistant turn it came with: a new one when the last message is not the
+        // assistant's, or when reasoning comes again after the turn's text (a new step of a tool loop).
+        let assistant = kind == "function_call"
+            || (kind == "message" && item.role.as_deref() == Some("assistant"));
+        if assistant && !reasoning.is_empty() {
+            out.push(Message {
+                role: "assistant".into(),
+                reasoning: std::mem::take(&mut reasoning),
+                ..Default::default()
+            });
+        }
+        match kind {
             "message" => {
                 let role = item
                     .role
                     .ok_or_else(|| invalid(format!("{}: required", at("role"))))?;
-                out.push(message(&at("content"), role, item.content)?);
+                let m = message(&at("content"), role, item.content)?;
+                match out.last_mut() {
+                    // The reasoning's own message, just made: this text joins it.
+                    Some(last)
+                        if m.role == "assistant"
+                            && last.role == "assistant"
+                            && last.content.is_empty()
+                            && last.tool_calls.is_empty()
+                            && last.parts.is_empty()
+                            && !last.reasoning.is_empty() =>
+                    {
+                        last.content = m.content;
+                        last.parts = m.parts;
+                    }
+                    _ => out.push(m),
+                }
             }
             "function_call" => {
                 let call = ToolCall {
@@ -303,7 +366,17 @@ fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
                     ..Default::default()
                 });
             }
-            "reasoning" => {}
+            "reasoning" => {
+                let texts = |parts: Vec<InPart>| -> String {
+                    parts.into_iter().filter_map(|p| p.text).collect()
+                };
+                let text = match item.content {
+                    Some(InContent::Parts(parts)) if !parts.is_empty() => texts(parts),
+                    Some(InContent::Text(text)) => text,
+                    _ => item.summary.map(texts).unwrap_or_default(),
+                };
+                reasoning.push(from_encrypted(text, item.encrypted_content));
+            }
             other => {
                 return Err(invalid(format!(
                     "{}: '{other}' items are not supported by the gateway",
@@ -448,14 +521,14 @@ mod tests {
             c.response_format.unwrap().format,
             Some(Format::JsonSchema(JsonSchema { ref name, strict: Some(true), .. })) if name == "a"
         ));
+        // The effort is the gateway's to translate per upstream, never a raw field in the upstream body.
+        assert_eq!(c.provider_options, None);
         assert_eq!(
-            c.provider_options,
-            Some(extras::json_to_struct(
-                json!({"reasoning_effort": "low"})
-                    .as_object()
-                    .unwrap()
-                    .clone()
-            ))
+            c.reasoning,
+            Some(ReasoningConfig {
+                effort: "low".into(),
+                ..Default::default()
+            })
         );
     }
 

@@ -193,6 +193,16 @@ mod rules {
             stream: bool,
             timeout: Option<Duration>,
         ) -> (Result<Dispatched, GatewayError>, Trail) {
+            self.call_told(stream, timeout, None).await
+        }
+
+        /// [`Bench::call`], telling `accepted` when an upstream accepted the stream.
+        async fn call_told(
+            &self,
+            stream: bool,
+            timeout: Option<Duration>,
+            accepted: Option<&(dyn Fn() + Sync)>,
+        ) -> (Result<Dispatched, GatewayError>, Trail) {
             let messages = [Message {
                 role: "user".into(),
                 content: "hi".into(),
@@ -204,6 +214,7 @@ mod rules {
                 embed: None,
                 deadline: Deadline::new(Instant::now(), timeout, S(600)),
                 request_id: "r",
+                accepted,
             };
             let mut trail = Trail::default();
             let result = dispatch(&self.gw.handles(), &self.model, &call, stream, &mut trail).await;
@@ -383,8 +394,81 @@ mod rules {
         let b = Bench::new(policy, vec![vec![Step::StreamStalls]]);
         let err = b.call(true, None).await.0.err().unwrap();
         assert!(
-            err.to_string().contains("no first token within 300ms"),
+            err.to_string()
+                .contains("nothing from the upstream for 300ms before its answer began"),
             "{err}"
         );
+    }
+
+    fn thinking(text: &str) -> Result<StreamEvent, GatewayError> {
+        Ok(StreamEvent::Reasoning(crate::proto::ReasoningDelta {
+            text: text.into(),
+            ..Default::default()
+        }))
+    }
+
+    /// A reasoning model that thinks silently for 150 s, with a sign of life (a ping, a comment) every 10 s,
+    /// is one upstream call on the default limits: no stall, no second generation.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_think_with_signs_of_life_is_one_upstream_call() {
+        let mut events: Vec<_> = (0..15)
+            .map(|_| (S(10), Ok(StreamEvent::Progress)))
+            .collect();
+        events.push((S(1), thinking("so")));
+        events.push((S(1), Ok(StreamEvent::Delta("answer".into()))));
+        let b = Bench::new("", vec![vec![Step::Events(events), Step::Ok("second")]]);
+        let t0 = Instant::now();
+        let (result, trail) = b.call(true, None).await;
+        let Ok(Dispatched {
+            answer: Answer::Stream { first, .. },
+            ..
+        }) = result
+        else {
+            panic!("no stream")
+        };
+        assert_eq!(first, thinking("so").unwrap());
+        assert_eq!((trail.attempts, b.calls(0).len()), (1, 1));
+        assert_eq!(Instant::now() - t0, S(151));
+    }
+
+    /// Signs of life restart the wait for the answer: a silence shorter than `first_event` between them is
+    /// fine however long they go on; a longer one is a stall, retried since nothing reached the client.
+    #[tokio::test(start_paused = true)]
+    async fn signs_of_life_restart_the_first_event_wait_and_a_longer_silence_is_retried() {
+        let policy = "stream = { first_event = \"20s\" }\nretry = { backoff = \"1ms\" }";
+        let alive: Vec<_> = (0..10)
+            .map(|_| (S(15), Ok(StreamEvent::Progress)))
+            .chain([(S(15), thinking("hm"))])
+            .collect();
+        let b = Bench::new(policy, vec![vec![Step::Events(alive)]]);
+        let (result, trail) = b.call(true, None).await;
+        assert!(result.is_ok());
+        assert_eq!(trail.attempts, 1);
+
+        let silent = vec![(S(5), Ok(StreamEvent::Progress)), (S(30), thinking("late"))];
+        let b = Bench::new(policy, vec![vec![Step::Events(silent), Step::Ok("fine")]]);
+        let t0 = Instant::now();
+        let (result, trail) = b.call(true, None).await;
+        assert!(result.is_ok());
+        assert_eq!(trail.attempts, 2);
+        // The stall was called 20 s after the last sign of life, not after the request.
+        let retried = b.calls(0)[1] - t0;
+        assert!(retried >= S(25) && retried < S(26), "{retried:?}");
+    }
+
+    /// The dispatcher tells the caller when an upstream accepted the stream, before its first piece, so the
+    /// response can start at once.
+    #[tokio::test(start_paused = true)]
+    async fn an_accepted_stream_is_told_before_its_first_piece() {
+        let b = Bench::new("", vec![vec![Step::Events(vec![(S(40), thinking("a"))])]]);
+        let told = std::sync::Mutex::new(None);
+        let accepted = || {
+            *told.lock().unwrap() = Some(Instant::now());
+        };
+        let t0 = Instant::now();
+        let (result, _) = b.call_told(true, None, Some(&accepted)).await;
+        assert!(result.is_ok());
+        assert_eq!(*told.lock().unwrap(), Some(t0));
+        assert_eq!(Instant::now() - t0, S(40));
     }
 }

@@ -305,7 +305,7 @@ fn a_surrogate_pair_split_between_text_deltas_is_joined() {
     for data in [delta(r"hi \ud83d"), delta(r"\ude00!"), delta(r"\udbff")] {
         match event(&data, &mut state, &mut reading).unwrap() {
             Piece::Text(t) => text.push_str(&t),
-            Piece::Progress | Piece::Nothing => {}
+            other => assert!(matches!(other, Piece::Progress | Piece::Nothing)),
         }
     }
     text.extend(reading.text.finish());
@@ -392,5 +392,181 @@ fn cache_marks_go_on_the_last_block_of_their_message_and_tool() {
     assert!(
         err.to_string().contains("messages[0].cache_control.ttl"),
         "{err}"
+    );
+}
+
+/// Thinking streams through piece by piece: its text, its signature (byte-exact), a redacted block whole, and
+/// tool input as it arrives; pings are signs of life. The end has every block whole, in order.
+#[test]
+fn thinking_and_tool_input_stream_piece_by_piece() {
+    let sig = "EqQBCkYIBxgCKkDX+/==";
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_t", "model": "claude-x", "content": [],
+            "usage": {"input_tokens": 30, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me "}}),
+        json!({"type": "ping"}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "check."}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": sig}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "EmwKAhgB"}}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "edit", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"path\":"}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": " \"a.rs\"}"}}),
+        json!({"type": "content_block_stop", "index": 2}),
+        json!({"type": "content_block_start", "index": 3, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        json!({"type": "content_block_delta", "index": 3, "delta": {"type": "thinking_delta", "thinking": "Then"}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 40}}),
+        json!({"type": "message_stop"}),
+    ];
+    let mut state = StreamState::default();
+    let mut reading = Reading::default();
+    let pieces: Vec<Piece> = events
+        .iter()
+        .map(|e| event(&e.to_string(), &mut state, &mut reading).unwrap())
+        .collect();
+    let r = |index: u32, text: &str, signature: &str, redacted: &str| {
+        Piece::Reasoning(crate::proto::ReasoningDelta {
+            index,
+            text: text.into(),
+            signature: signature.into(),
+            redacted: redacted.into(),
+        })
+    };
+    let call = |id: &str, name: &str, arguments: &str| {
+        Piece::ToolCall(ToolCallDelta {
+            index: 0,
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        })
+    };
+    assert_eq!(
+        pieces,
+        [
+            Piece::Progress,
+            Piece::Progress,
+            r(0, "Let me ", "", ""),
+            Piece::Progress,
+            r(0, "check.", "", ""),
+            r(0, "", sig, ""),
+            Piece::Progress,
+            r(1, "", "", "EmwKAhgB"),
+            Piece::Progress,
+            call("toolu_1", "edit", ""),
+            Piece::Progress,
+            call("", "", "{\"path\":"),
+            call("", "", " \"a.rs\"}"),
+            Piece::Progress,
+            Piece::Progress,
+            r(2, "Then", "", ""),
+            Piece::Progress,
+            Piece::Nothing,
+        ]
+    );
+    let end = reading.end;
+    assert_eq!(
+        end.reasoning,
+        vec![
+            Reasoning {
+                text: "Let me check.".into(),
+                signature: sig.into(),
+                redacted: String::new(),
+            },
+            Reasoning {
+                redacted: "EmwKAhgB".into(),
+                ..Default::default()
+            },
+            Reasoning {
+                text: "Then".into(),
+                ..Default::default()
+            },
+        ]
+    );
+    assert_eq!(end.tool_calls[0].arguments, r#"{"path": "a.rs"}"#);
+}
+
+/// The reasoning request becomes Anthropic's `thinking`, and an assistant turn's blocks go back first, signed
+/// blocks byte-exact, unsigned text (another provider's) left out.
+#[test]
+fn thinking_goes_up_with_its_blocks() {
+    let config = GenerationConfig {
+        max_tokens: Some(8_000),
+        reasoning: Some(crate::proto::ReasoningConfig {
+            effort: "high".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let said = Message {
+        role: "assistant".into(),
+        reasoning: vec![
+            Reasoning {
+                text: "Need the tool.".into(),
+                signature: "sig+/=".into(),
+                redacted: String::new(),
+            },
+            Reasoning {
+                text: "unsigned".into(),
+                ..Default::default()
+            },
+            Reasoning {
+                redacted: "ENC".into(),
+                ..Default::default()
+            },
+        ],
+        tool_calls: vec![ToolCall {
+            id: "toolu_1".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        }],
+        ..Default::default()
+    };
+    let tool = Message {
+        role: "tool".into(),
+        content: "ok".into(),
+        tool_call_id: "toolu_1".into(),
+        ..Default::default()
+    };
+    let b = body(&[msg("user", "go"), said, tool], Some(&config)).unwrap();
+    assert_eq!(
+        b["thinking"],
+        json!({"type": "enabled", "budget_tokens": 7999})
+    );
+    assert_eq!(
+        b["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": "Need the tool.", "signature": "sig+/="},
+            {"type": "redacted_thinking", "data": "ENC"},
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+        ])
+    );
+}
+
+/// A whole answer's thinking blocks come back in order.
+#[test]
+fn whole_answers_carry_their_thinking() {
+    let body = json!({"id": "msg_1", "model": "claude-x", "stop_reason": "end_turn",
+        "content": [{"type": "thinking", "thinking": "Hm.", "signature": "S1"},
+                    {"type": "redacted_thinking", "data": "R1"},
+                    {"type": "text", "text": "Hi"}],
+        "usage": {"input_tokens": 3, "output_tokens": 9}});
+    let done = completion(body.to_string().as_bytes()).unwrap();
+    assert_eq!(done.content, "Hi");
+    assert_eq!(
+        done.reasoning,
+        vec![
+            Reasoning {
+                text: "Hm.".into(),
+                signature: "S1".into(),
+                redacted: String::new(),
+            },
+            Reasoning {
+                redacted: "R1".into(),
+                ..Default::default()
+            },
+        ]
     );
 }

@@ -3,10 +3,11 @@
 use crate::{
     config::MaxTokensField,
     error::GatewayError,
-    proto::{GenerationConfig, Message, Usage},
+    proto::{GenerationConfig, Message, Reasoning, ReasoningDelta, ToolCallDelta, Usage},
     upstream::openai::extras,
     upstream::openai::wire::{
-        ChatChunk, ChatCompletion, ChatMessage, ChatRequest, StreamOptions, WireUsage,
+        ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ReasoningText, StreamOptions,
+        WireUsage,
     },
     upstream::{
         text::{RawText, Utf16Joiner},
@@ -111,6 +112,10 @@ pub fn chat_request<'a>(
         tools: config.map(|c| extras::tools(&c.tools)).unwrap_or_default(),
         tool_choice: extras::tool_choice(config.and_then(|c| c.tool_choice.as_ref())),
         parallel_tool_calls: config.and_then(|c| c.parallel_tool_calls),
+        reasoning_effort: config
+            .and_then(|c| c.reasoning.as_ref())
+            .and_then(crate::upstream::reasoning::effort),
+        reasoning: config.and_then(|c| c.reasoning.as_ref()),
         provider_options: config
             .and_then(|c| c.provider_options.as_ref())
             .map(extras::struct_to_json)
@@ -133,7 +138,9 @@ fn chat_message(m: &Message) -> ChatMessage<'_> {
         name: (!m.name.is_empty()).then_some(m.name.as_str()),
         tool_call_id: (!m.tool_call_id.is_empty()).then_some(m.tool_call_id.as_str()),
         tool_calls: extras::tool_calls(&m.tool_calls),
+        reasoning_content: crate::upstream::reasoning::joined_text(&m.reasoning),
         cache_control: extras::cache_control(m.cache_control.as_ref()),
+        reasoning: &m.reasoning,
     }
 }
 
@@ -156,6 +163,17 @@ pub(crate) fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usa
         prompt_tokens: clamp(p),
         completion_tokens: clamp(c),
         total_tokens: clamp(p + c),
+        ..Default::default()
+    }
+}
+
+/// What `n` attempts that got no answer spent: the prompt each, estimated (the provider read it, and may bill it).
+pub(crate) fn lost_usage(prompt: &[Message], n: u32) -> Usage {
+    let one = estimate_usage(prompt, 0);
+    let times = |v: i32| v.saturating_mul(i32::try_from(n).unwrap_or(i32::MAX));
+    Usage {
+        prompt_tokens: times(one.prompt_tokens),
+        total_tokens: times(one.total_tokens),
         ..Default::default()
     }
 }
@@ -193,18 +211,27 @@ pub fn completion(body: &[u8], logprobs: bool) -> Result<Completion, String> {
     let parsed: ChatCompletion =
         serde_json::from_slice(body).map_err(|e| format!("invalid completion JSON: {e}"))?;
     let choice = parsed.choices.into_iter().next().ok_or("no choices")?;
+    let message = choice.message;
+    let reasoning = message
+        .reasoning_content
+        .and_then(ReasoningText::into_text)
+        .or_else(|| message.reasoning.and_then(ReasoningText::into_text))
+        .filter(|t| !t.is_empty())
+        .map(|text| Reasoning {
+            text,
+            ..Default::default()
+        });
     Ok(Completion {
         id: parsed.id,
         model: parsed.model,
-        content: choice
-            .message
+        content: message
             .content
-            .or(choice.message.refusal)
+            .or(message.refusal)
             .map(RawText::into_lossy)
             .unwrap_or_default(),
         finish_reason: choice.finish_reason.unwrap_or_default(),
         usage: parsed.usage.map(usage),
-        tool_calls: extras::from_wire_calls(choice.message.tool_calls.unwrap_or_default()),
+        tool_calls: extras::from_wire_calls(message.tool_calls.unwrap_or_default()),
         logprobs: {
             let mut kept = Vec::new();
             if logprobs {
@@ -212,6 +239,7 @@ pub fn completion(body: &[u8], logprobs: bool) -> Result<Completion, String> {
             }
             kept
         },
+        reasoning: reasoning.into_iter().collect(),
     })
 }
 
@@ -230,16 +258,20 @@ pub enum ChunkError {
 pub enum Piece {
     /// Text for the client (never empty).
     Text(String),
-    /// Nothing to forward yet, but the answer moved on (a tool call's pieces, kept in the end).
+    /// A piece of reasoning.
+    Reasoning(ReasoningDelta),
+    /// A piece of a tool call.
+    ToolCall(ToolCallDelta),
+    /// Nothing to forward, but the upstream is alive (a role-only chunk, usage, a finish reason, a ping).
     Progress,
-    /// Nothing (a role-only or empty delta, usage, a finish reason).
+    /// Nothing.
     Nothing,
 }
 
 /// What a stream's reader carries from one chunk to the next.
 #[derive(Debug, Default)]
 pub struct Reading {
-    /// Id, model, finish reason, usage, tool calls and logprobs, collected for the end.
+    /// Id, model, finish reason, usage, tool calls, reasoning and logprobs, collected for the end.
     pub(crate) end: StreamEnd,
     /// The answer's text pieces, joined across surrogate pairs split between chunks.
     pub(crate) text: Utf16Joiner,
@@ -247,11 +279,18 @@ pub struct Reading {
     pub(crate) logprobs: bool,
     /// Bytes of log probabilities kept so far (see `extras::MAX_LOGPROB_BYTES`).
     pub(crate) logprob_bytes: usize,
+    /// Bytes of reasoning kept so far (see `extras::MAX_REASONING_BYTES`).
+    pub(crate) reasoning_bytes: usize,
+    /// The reasoning block pieces go to, while no text or tool call has come since it began.
+    pub(crate) reasoning_open: Option<u32>,
+    /// Pieces of one upstream event past its first, handed out before the next event is read.
+    pub(crate) queued: std::collections::VecDeque<Piece>,
 }
 
 impl Reading {
     /// The text of one chunk; `Progress` when it only held back half a surrogate pair.
     pub(crate) fn text_piece(&mut self, raw: RawText) -> Piece {
+        self.reasoning_open = None;
         let text = self.text.text(raw.0);
         if text.is_empty() {
             Piece::Progress
@@ -259,10 +298,61 @@ impl Reading {
             Piece::Text(text)
         }
     }
+
+    /// A piece of reasoning: added to its block in the end (a new block when `new_block`, or when text or a
+    /// tool call came since the last piece), and returned for the client.
+    pub(crate) fn reasoning_piece(
+        &mut self,
+        new_block: bool,
+        text: String,
+        signature: String,
+        redacted: String,
+    ) -> Result<Piece, ChunkError> {
+        self.reasoning_bytes += text.len() + signature.len() + redacted.len();
+        if self.reasoning_bytes > extras::MAX_REASONING_BYTES {
+            return Err(ChunkError::Malformed(format!(
+                "reasoning over {} bytes",
+                extras::MAX_REASONING_BYTES
+            )));
+        }
+        let blocks = &mut self.end.reasoning;
+        let index = match self.reasoning_open {
+            Some(i) if !new_block => i,
+            _ => {
+                if blocks.len() >= extras::MAX_REASONING_BLOCKS {
+                    return Err(ChunkError::Malformed(format!(
+                        "over {} reasoning blocks",
+                        extras::MAX_REASONING_BLOCKS
+                    )));
+                }
+                blocks.push(Reasoning::default());
+                (blocks.len() - 1) as u32
+            }
+        };
+        self.reasoning_open = Some(index);
+        let block = &mut blocks[index as usize];
+        block.text.push_str(&text);
+        block.signature.push_str(&signature);
+        block.redacted.push_str(&redacted);
+        Ok(Piece::Reasoning(ReasoningDelta {
+            index,
+            text,
+            signature,
+            redacted,
+        }))
+    }
+
+    /// Hands out one event's pieces: the first is returned, the rest queued in order.
+    fn hand_out(&mut self, mut pieces: impl Iterator<Item = Piece>) -> Piece {
+        let first = pieces.next().unwrap_or(Piece::Progress);
+        self.queued.extend(pieces);
+        first
+    }
 }
 
 /// One streamed chunk: its id, model, finish reason, usage, tool-call pieces (re-assembled) and logprobs go
-/// into `reading.end` as they pass; the text, if any, is returned (role-only and empty deltas are not).
+/// into `reading.end` as they pass; its pieces come back in order, reasoning, then text, then tool-call pieces
+/// (the first returned, the rest in `reading.queued`). Every chunk is a sign of life (`Progress` at least).
 pub fn chunk(data: &str, reading: &mut Reading) -> Result<Piece, ChunkError> {
     let chunk = serde_json::from_str::<ChatChunk>(data).map_err(ChunkError::Invalid)?;
     let end = &mut reading.end;
@@ -280,7 +370,7 @@ pub fn chunk(data: &str, reading: &mut Reading) -> Result<Piece, ChunkError> {
     }
     // We never ask for n > 1, so the first choice is the answer.
     let Some(choice) = chunk.choices.into_iter().next() else {
-        return Ok(Piece::Nothing);
+        return Ok(Piece::Progress);
     };
     if let Some(reason) = choice.finish_reason {
         end.finish_reason = reason;
@@ -293,25 +383,36 @@ pub fn chunk(data: &str, reading: &mut Reading) -> Result<Piece, ChunkError> {
         )
         .map_err(ChunkError::Malformed)?;
     }
-    let text = choice
-        .delta
-        .content
-        .or(choice.delta.refusal)
-        .filter(|text| !text.0.is_empty());
-    match (text, choice.delta.tool_calls) {
-        (Some(text), calls) => {
-            if let Some(calls) = calls {
-                extras::merge_tool_deltas(&mut end.tool_calls, calls)
-                    .map_err(ChunkError::Malformed)?;
-            }
-            Ok(reading.text_piece(text))
-        }
-        (None, Some(calls)) if !calls.is_empty() => {
-            extras::merge_tool_deltas(&mut end.tool_calls, calls).map_err(ChunkError::Malformed)?;
-            Ok(Piece::Progress)
-        }
-        (None, _) => Ok(Piece::Nothing),
+    let delta = choice.delta;
+    let reasoning = delta
+        .reasoning_content
+        .and_then(ReasoningText::into_text)
+        .or_else(|| delta.reasoning.and_then(ReasoningText::into_text))
+        .filter(|t| !t.is_empty());
+    let text = delta.content.or(delta.refusal).filter(|t| !t.0.is_empty());
+    let calls = delta.tool_calls.filter(|c| !c.is_empty());
+    // The common chunk, one piece of text: no queue.
+    if reasoning.is_none() && calls.is_none() {
+        return Ok(match text {
+            Some(text) => reading.text_piece(text),
+            None => Piece::Progress,
+        });
     }
+    let mut pieces = Vec::new();
+    if let Some(r) = reasoning {
+        pieces.push(reading.reasoning_piece(false, r, String::new(), String::new())?);
+    }
+    if let Some(text) = text {
+        pieces.push(reading.text_piece(text));
+    }
+    if let Some(calls) = calls {
+        reading.reasoning_open = None;
+        extras::merge_tool_deltas(&mut reading.end.tool_calls, calls, &mut |d| {
+            pieces.push(Piece::ToolCall(d))
+        })
+        .map_err(ChunkError::Malformed)?;
+    }
+    Ok(reading.hand_out(pieces.into_iter().filter(|p| *p != Piece::Progress)))
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub(crate) const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif
 /// Bounds on what a stream's tool calls may grow to while they are re-assembled.
 pub(crate) const MAX_TOOL_CALLS: usize = 128;
 pub(crate) const MAX_TOOL_CALL_BYTES: usize = 4 << 20;
+/// At most this much reasoning is held for one answer (a 128k-token think is about 512 KiB), in at most this many
+/// blocks.
+pub(crate) const MAX_REASONING_BYTES: usize = 8 << 20;
+pub(crate) const MAX_REASONING_BLOCKS: usize = 1024;
 /// Bound on the log probabilities kept for one answer, in bytes of tokens (plus 16 per entry for the number
 /// and the entry itself): an upstream cannot make the gateway hold, or send, more.
 pub(crate) const MAX_LOGPROB_BYTES: usize = 4 << 20;
@@ -157,6 +161,9 @@ pub(crate) fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
         if let Some(v) = v.filter(|v| !(-2.0..=2.0).contains(v)) {
             return Err(invalid(format!("config.{name}: {v} is outside -2..2")));
         }
+    }
+    if let Some(r) = &c.reasoning {
+        crate::upstream::reasoning::check(r)?;
     }
     if let Some(n) = c.top_logprobs {
         if !(0..=20).contains(&n) {
@@ -512,6 +519,7 @@ fn from_wire_logprobs(
 pub(crate) fn merge_tool_deltas(
     calls: &mut Vec<ToolCall>,
     deltas: Vec<ToolCallDelta>,
+    emit: &mut impl FnMut(crate::proto::ToolCallDelta),
 ) -> Result<(), String> {
     for d in deltas {
         if d.index >= MAX_TOOL_CALLS {
@@ -521,16 +529,26 @@ pub(crate) fn merge_tool_deltas(
             calls.resize_with(d.index + 1, ToolCall::default);
         }
         let call = &mut calls[d.index];
+        let mut out = crate::proto::ToolCallDelta {
+            index: d.index as u32,
+            ..Default::default()
+        };
         if let Some(id) = d.id.filter(|id| !id.is_empty()) {
-            call.id = id;
+            call.id.clone_from(&id);
+            out.id = id;
         }
         if let Some(f) = d.function {
             if let Some(name) = f.name {
                 call.name.push_str(&name);
+                out.name = name;
             }
             if let Some(args) = f.arguments {
                 call.arguments.push_str(&args);
+                out.arguments = args;
             }
+        }
+        if !(out.id.is_empty() && out.name.is_empty() && out.arguments.is_empty()) {
+            emit(out);
         }
     }
     let bytes: usize = calls.iter().map(|c| c.arguments.len() + c.name.len()).sum();

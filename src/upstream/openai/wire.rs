@@ -45,6 +45,12 @@ pub struct ChatRequest<'a> {
     pub(crate) tool_choice: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) parallel_tool_calls: Option<bool>,
+    /// The OpenAI-style form of `reasoning` (see `reasoning::effort`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_effort: Option<&'a str>,
+    /// What the client asked of the model's reasoning, for dialects that spell it otherwise (Anthropic).
+    #[serde(skip)]
+    pub(crate) reasoning: Option<&'a crate::proto::ReasoningConfig>,
     /// Provider-specific fields, merged into the body (checked not to collide with the fields above).
     #[serde(flatten)]
     pub(crate) provider_options: Map<String, Value>,
@@ -72,9 +78,15 @@ pub(crate) struct ChatMessage<'a> {
     pub(crate) tool_call_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) tool_calls: Vec<WireToolCall<'a>>,
+    /// An assistant message's reasoning text, as OpenAI-style reasoning models write it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_content: Option<Cow<'a, str>>,
     /// The message's prompt-cache mark: Anthropic's alone, never sent to OpenAI-style upstreams.
     #[serde(skip)]
     pub(crate) cache_control: Option<Value>,
+    /// The message's reasoning blocks whole (signatures included): Anthropic's.
+    #[serde(skip)]
+    pub(crate) reasoning: &'a [crate::proto::Reasoning],
 }
 
 impl ChatMessage<'_> {
@@ -216,6 +228,10 @@ pub(crate) struct ResponseMessage {
     pub(crate) refusal: Option<RawText>,
     #[serde(default)]
     pub(crate) tool_calls: Option<Vec<AnswerToolCall>>,
+    #[serde(default)]
+    pub(crate) reasoning_content: Option<ReasoningText>,
+    #[serde(default)]
+    pub(crate) reasoning: Option<ReasoningText>,
 }
 
 /// One `data:` event of a streamed answer. An error object can arrive in the stream instead of a chunk.
@@ -250,6 +266,30 @@ pub(crate) struct Delta {
     pub(crate) refusal: Option<RawText>,
     #[serde(default)]
     pub(crate) tool_calls: Option<Vec<ToolCallDelta>>,
+    /// Reasoning text as DeepSeek, vLLM, SGLang and others send it.
+    #[serde(default)]
+    pub(crate) reasoning_content: Option<ReasoningText>,
+    /// The same under OpenRouter's (and Ollama's) name.
+    #[serde(default)]
+    pub(crate) reasoning: Option<ReasoningText>,
+}
+
+/// A reasoning field: text, or a shape the gateway does not read (some providers put an object here), which
+/// is skipped rather than failing the chunk.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ReasoningText {
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+impl ReasoningText {
+    pub(crate) fn into_text(self) -> Option<String> {
+        match self {
+            Self::Text(t) => Some(t),
+            Self::Other(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -328,11 +328,28 @@ fn streamed_tool_call_pieces_are_reassembled() {
         .map(|e| convert::chunk(e, &mut reading).unwrap())
         .collect();
     let end = reading.end;
-    assert_eq!(pieces[0], Piece::Nothing);
-    assert!(
-        pieces[1..6].iter().all(|p| *p == Piece::Progress),
-        "{pieces:?}"
+    // The role-only chunk and the finish are signs of life; each piece of a call is relayed as it came.
+    assert_eq!(pieces[0], Piece::Progress);
+    assert_eq!(pieces[6], Piece::Progress);
+    let delta = |index: u32, id: &str, name: &str, arguments: &str| {
+        Piece::ToolCall(crate::proto::ToolCallDelta {
+            index,
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        })
+    };
+    assert_eq!(
+        pieces[1..6],
+        [
+            delta(0, "call_a", "get_weather", ""),
+            delta(0, "", "", "{\"ci"),
+            delta(1, "call_b", "get_time", "{\"tz\""),
+            delta(0, "", "", "ty\":\"서울\"}"),
+            delta(1, "", "", ":\"KST\"}"),
+        ]
     );
+    assert!(reading.queued.is_empty());
     assert_eq!(end.finish_reason, "tool_calls");
     assert_eq!(
         end.tool_calls,
@@ -404,5 +421,56 @@ fn data_urls_are_base64() {
             data_url("image/png", data.as_bytes()),
             format!("data:image/png;base64,{b64}")
         );
+    }
+}
+
+/// Reasoning arrives as `reasoning_content` (DeepSeek, vLLM) or `reasoning` (OpenRouter); each piece is relayed
+/// as it comes, ahead of the chunk's text, and text after reasoning closes its block. A shape the gateway does not
+/// read is skipped, not fatal.
+#[test]
+fn reasoning_pieces_stream_ahead_of_text() {
+    let delta = |d: Value| {
+        json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": d, "finish_reason": null}]})
+            .to_string()
+    };
+    let events = [
+        delta(json!({"role": "assistant", "content": ""})),
+        delta(json!({"reasoning_content": "Think"})),
+        delta(json!({"reasoning": "ing"})),
+        delta(json!({"reasoning_content": null, "reasoning": {"summary": "x"}, "content": "Hi"})),
+        delta(json!({"reasoning_content": " again", "content": " there"})),
+    ];
+    let mut reading = convert::Reading::default();
+    let mut pieces = Vec::new();
+    for e in &events {
+        pieces.push(convert::chunk(e, &mut reading).unwrap());
+        pieces.extend(reading.queued.drain(..));
+    }
+    let r = |index: u32, text: &str| {
+        Piece::Reasoning(crate::proto::ReasoningDelta {
+            index,
+            text: text.into(),
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        pieces,
+        [
+            Piece::Progress,
+            r(0, "Think"),
+            r(0, "ing"),
+            Piece::Text("Hi".into()),
+            r(1, " again"),
+            Piece::Text(" there".into()),
+        ]
+    );
+    assert_eq!(reading.end.reasoning.len(), 2);
+    assert_eq!(reading.end.reasoning[0].text, "Thinking");
+    // A whole answer's reasoning, under either name.
+    for field in ["reasoning_content", "reasoning"] {
+        let body = json!({"id": "c", "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "4", field: "2+2 is 4"}}]});
+        let done = convert::completion(body.to_string().as_bytes(), false).unwrap();
+        assert_eq!(done.reasoning[0].text, "2+2 is 4", "{field}");
     }
 }
