@@ -86,6 +86,11 @@ impl RpcLog {
         &self.request_id
     }
 
+    /// Upstream attempts made so far.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     /// What the response cache did for this call (see [`crate::core::cache::Plan`]).
     pub(crate) fn cache(&mut self, label: &'static str) {
         self.cache = label;

@@ -133,6 +133,21 @@ impl Start {
         tag(Status::from(err), &self.request_id)
     }
 
+    /// A call's failure as the client gets it, after `attempts` upstream attempts: an upstream failure the
+    /// gateway already retried says `x-should-retry: false`, which the OpenAI and Anthropic SDKs honour, so their
+    /// own retries do not multiply the gateway's (docs/traffic.md, "The combined retry budget").
+    fn fail_after(&self, err: GatewayError, attempts: u32) -> Status {
+        let retried = attempts > 0 && err.is_retryable();
+        let mut status = self.fail(err);
+        if retried {
+            status.metadata_mut().insert(
+                "x-should-retry",
+                tonic::metadata::MetadataValue::from_static("false"),
+            );
+        }
+        status
+    }
+
     fn respond<T>(&self, msg: T) -> Response<T> {
         let mut resp = Response::new(msg);
         set_request_id(resp.metadata_mut(), &self.request_id);
@@ -199,8 +214,9 @@ fn conclude<T>(
             Ok(cache_header(start.respond(resp), cached))
         }
         Err(e) => {
+            let attempts = log.attempts();
             log.finish(Err(&e));
-            Err(start.fail(e))
+            Err(start.fail_after(e, attempts))
         }
     }
 }

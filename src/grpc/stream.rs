@@ -120,9 +120,11 @@ impl Opening {
             ready,
         } = self;
         let keepalive = std::sync::Mutex::new(None);
+        let started_now = tokio::sync::Notify::new();
         let accepted = |a: pipeline::Accepted| {
             *keepalive.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.keepalive);
             tell(&ready, Ok(a.cache));
+            started_now.notify_one();
         };
         let ask = Ask {
             model: &req.model,
@@ -140,6 +142,8 @@ impl Opening {
                     opened = &mut open => break opened,
                     // The client left: dropping the opening drops the upstream request.
                     _ = tx.closed() => break Err(relay::client_gone()),
+                    // The response started: the keep-alive interval is known from here.
+                    _ = started_now.notified(), if every.is_none() => beat = Instant::now(),
                     _ = sleep_after(beat, every) => {
                         let _ = tx.try_send(Ok(heartbeat()));
                         beat = Instant::now();
@@ -190,7 +194,7 @@ impl Opening {
                 replay(gw, tx, (hit, admission), model, deadline, started, log).await;
             }
             Err(e) => {
-                let status = start.fail(e.clone());
+                let status = start.fail_after(e.clone(), log.attempts());
                 if told(&ready) {
                     relay::send_final(&tx, Err(status)).await;
                 } else {

@@ -18,6 +18,7 @@ mod mock_upstream;
 mod observability;
 mod otlp;
 mod providers;
+mod reasoning;
 mod reload;
 mod responses;
 mod rest;

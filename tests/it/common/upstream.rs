@@ -25,6 +25,8 @@ use tokio::{
 pub enum Part {
     Bytes(Vec<u8>),
     Delay(Duration),
+    /// Holds the reply until the test opens the gate (`notify_one`), or the client goes away.
+    Gate(Arc<Notify>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -247,6 +249,16 @@ async fn serve(tcp: TcpStream, state: Arc<State>) {
                 Part::Bytes(_) => {}
                 Part::Delay(d) => {
                     if !pause(&mut rd, *d).await {
+                        return closed_early();
+                    }
+                }
+                Part::Gate(gate) => {
+                    let mut byte = [0u8; 1];
+                    let open = tokio::select! {
+                        _ = gate.notified() => true,
+                        n = rd.peek(&mut byte) => !matches!(n, Ok(0) | Err(_)),
+                    };
+                    if !open {
                         return closed_early();
                     }
                 }
