@@ -72,7 +72,8 @@ def test_errors_are_anthropic_errors(gateway):
                                         messages=[{"role": "user", "content": "x"}])
     assert unknown.value.body["type"] == "error"
     assert "no-such-model" in unknown.value.body["error"]["message"]
-    with pytest.raises(anthropic.BadRequestError):
+    with pytest.raises(anthropic.BadRequestError) as bad:
         client(gateway).messages.create(model="claude-sonnet-4.5", max_tokens=8,
                                         messages=[{"role": "user", "content": "x"}],
-                                        thinking={"type": "enabled", "budget_tokens": 1024})
+                                        thinking={"type": "enabled"})
+    assert "thinking.budget_tokens" in bad.value.body["error"]["message"]
