@@ -99,6 +99,10 @@ enum Command {
         /// Answer with exactly this many tokens.
         #[arg(long)]
         tokens: Option<usize>,
+        /// What a stream's pieces are: text, reasoning (three quarters reasoning_content, then text) or tools
+        /// (a tool call's arguments, piece by piece).
+        #[arg(long, default_value = "text")]
+        shape: aigw::tools::mock_server::StreamShape,
         /// Answer this share of calls with an error status, e.g. `503=0.1` (repeatable).
         #[arg(long = "error-rate", value_parser = aigw::tools::chaos::parse_rate::<aigw::tools::chaos::Status>)]
         error_rates: Vec<(aigw::tools::chaos::Status, f64)>,
@@ -260,6 +264,7 @@ fn main() -> ExitCode {
             first_token_latency,
             tokens_per_second,
             tokens,
+            shape,
             error_rates,
             retry_after,
             stream_faults,
@@ -275,6 +280,7 @@ fn main() -> ExitCode {
                 first_token_latency,
                 tokens_per_second,
                 tokens,
+                shape,
             };
             let chaos = aigw::tools::chaos::ChaosConfig {
                 errors: error_rates.into_iter().map(|(s, p)| (s.0, p)).collect(),

@@ -29,6 +29,34 @@ pub struct MockServerConfig {
     pub tokens_per_second: f64,
     /// Answer with exactly this many tokens (the text repeats as needed); by default the mock's own length.
     pub tokens: Option<usize>,
+    /// What a stream's pieces are: text, reasoning then text, or a tool call's arguments.
+    pub shape: StreamShape,
+}
+
+/// What a streamed answer's pieces are, for benchmarks of reasoning- and tool-heavy streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StreamShape {
+    /// Every token as `content`.
+    #[default]
+    Text,
+    /// The first three quarters of the tokens as `reasoning_content`, the rest as `content`.
+    Reasoning,
+    /// Every token as a piece of one tool call's `arguments` (the first piece names the call).
+    Tools,
+}
+
+impl std::str::FromStr for StreamShape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "reasoning" => Ok(Self::Reasoning),
+            "tools" => Ok(Self::Tools),
+            _ => Err(format!(
+                "'{s}' is not a stream shape (text, reasoning, tools)"
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -100,6 +128,28 @@ struct ChunkChoice<'a> {
 struct OutDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[OutCallPiece<'a>; 1]>,
+}
+
+/// A piece of a streamed tool call: the first names it, the rest add arguments.
+#[derive(Serialize)]
+struct OutCallPiece<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'static str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: OutFunctionPiece<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunctionPiece<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'static str>,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -321,7 +371,11 @@ async fn handle(
     if !cut {
         let finish = ChunkChoice {
             index: 0,
-            delta: OutDelta { content: None },
+            delta: OutDelta {
+                content: None,
+                reasoning_content: None,
+                tool_calls: None,
+            },
             finish_reason: Some(reply.finish_reason),
         };
         steps.push(Step::Raw(line(&chunk(vec![finish], None))));
@@ -330,9 +384,38 @@ async fn handle(
         }
         steps.push(Step::Raw("data: [DONE]\n\n".into()));
     }
+    let shape = cfg.shape;
     let token_line = move |i: usize| {
-        let delta = OutDelta {
-            content: Some(&reply.tokens[i]),
+        let token = reply.tokens[i].as_str();
+        let delta = match shape {
+            StreamShape::Text => OutDelta {
+                content: Some(token),
+                reasoning_content: None,
+                tool_calls: None,
+            },
+            StreamShape::Reasoning if i < n * 3 / 4 => OutDelta {
+                content: None,
+                reasoning_content: Some(token),
+                tool_calls: None,
+            },
+            StreamShape::Reasoning => OutDelta {
+                content: Some(token),
+                reasoning_content: None,
+                tool_calls: None,
+            },
+            StreamShape::Tools => OutDelta {
+                content: None,
+                reasoning_content: None,
+                tool_calls: Some([OutCallPiece {
+                    index: 0,
+                    id: (i == 0).then_some("call_mock"),
+                    kind: (i == 0).then_some("function"),
+                    function: OutFunctionPiece {
+                        name: (i == 0).then_some("mock_tool"),
+                        arguments: token,
+                    },
+                }]),
+            },
         };
         let choice = ChunkChoice {
             index: 0,

@@ -146,3 +146,17 @@ def test_ab_script_smoke(tmp_path):
     for door in ("rest", "grpc"):
         assert len(runs[door]["a"]) == len(runs[door]["b"]) == 1 and min(runs[door]["a"] + runs[door]["b"]) > 0
     assert "A cheaper in" in (tmp_path / "ab.md").read_text()
+
+
+def test_streams_script_smoke(tmp_path):
+    """bench/streams.py measures text, reasoning and tool-call streams end to end with h2load: every shape
+    relayed, none failed, one row each."""
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    done = subprocess.run([sys.executable, "bench/streams.py", "--smoke", "--aigw", binary, "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [row] = json.loads((tmp_path / "streams.json").read_text())["rounds"]
+    for shape in ("text", "reasoning", "tools"):
+        assert row[shape]["streams_s"] > 0 and row[shape]["errors"] == 0, row
+    table = (tmp_path / "streams.md").read_text()
+    assert "| reasoning (¾ reasoning_content, then text) |" in table and "| tool call" in table

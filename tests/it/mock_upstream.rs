@@ -3,12 +3,17 @@
 use std::time::Duration;
 
 use crate::common::*;
-use aigw::tools::mock_server::{serve, MockServerConfig};
+use aigw::tools::mock_server::{serve, MockServerConfig, StreamShape};
 
 async fn mock(tokens: Option<usize>) -> std::net::SocketAddr {
+    mock_shaped(tokens, StreamShape::Text).await
+}
+
+async fn mock_shaped(tokens: Option<usize>, shape: StreamShape) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = MockServerConfig {
+        shape,
         first_token_latency: Duration::ZERO,
         tokens_per_second: 1e6,
         tokens,
@@ -123,4 +128,40 @@ async fn an_upstream_can_be_spoken_to_in_http2() {
         (seen[0].method.as_str(), seen[0].path.as_str()),
         ("PRI", "*")
     );
+}
+
+/// `--shape reasoning` and `--shape tools` (bench/streams.py's streams): each piece reaches the client as what it
+/// is, one chunk each.
+#[tokio::test]
+async fn shaped_streams_arrive_as_reasoning_and_tool_pieces() {
+    for (shape, reasoning, text, calls) in [
+        (StreamShape::Reasoning, 30, 10, 0),
+        (StreamShape::Tools, 0, 0, 40),
+    ] {
+        let addr = mock_shaped(Some(40), shape).await;
+        let gw = Gateway::start(config(&config_text(&format!("http://{addr}/v1"), ""))).await;
+        let mut s = gw
+            .client()
+            .await
+            .stream_generate(authed(stream_request("big", "hi"), KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut chunks = Vec::new();
+        while let Some(c) = s.message().await.unwrap() {
+            chunks.push(c);
+        }
+        let last = chunks.pop().unwrap();
+        let count =
+            |f: fn(&aigw::proto::StreamChunk) -> bool| chunks.iter().filter(|c| f(c)).count();
+        assert_eq!(count(|c| c.reasoning.is_some()), reasoning, "{shape:?}");
+        assert_eq!(count(|c| !c.delta.is_empty()), text, "{shape:?}");
+        assert_eq!(
+            count(|c| !c.tool_call_deltas.is_empty()),
+            calls,
+            "{shape:?}"
+        );
+        assert_eq!(chunks.len(), 40, "{shape:?}: one chunk per piece");
+        assert_eq!(last.tool_calls.len(), usize::from(calls > 0), "{shape:?}");
+    }
 }

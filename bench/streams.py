@@ -1,0 +1,95 @@
+"""Stream pieces relayed per gateway CPU-second, by the kind of stream: plain text, a reasoning model's (three
+quarters of the pieces reasoning, then text) and an agent's tool call (every piece a piece of its arguments).
+
+For each shape, `aigw mock-upstream --shape SHAPE` answers every call with `--stream-tokens` pieces; the gateway
+relays them over gRPC `StreamGenerate` to h2load (32 streams in flight); the gateway's CPU comes from
+/proc/PID/stat. Rounds alternate the shapes' order; the figure is the median of the rounds.
+
+Usage: python3 bench/streams.py [--aigw PATH] [--duration 8] [--rounds 3] [--stream-tokens 256] [--out DIR]
+                                [--smoke]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import GATEWAY_CONFIG, KEY, ROOT, Proc, machine, measured, release_binary, scratch  # noqa: E402
+from floor import IN_FLIGHT, grpc_body, h2load  # noqa: E402
+
+SHAPES = ["text", "reasoning", "tools"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
+    ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--stream-tokens", type=int, default=256)
+    ap.add_argument("--out", default=str(ROOT / "target" / "bench-streams"))
+    ap.add_argument("--smoke", action="store_true", help="a few seconds in all: checks the script, not speed")
+    opts = ap.parse_args()
+    if opts.smoke:
+        opts.duration, opts.rounds, opts.stream_tokens = 1, 1, 32
+    aigw = release_binary(opts.aigw)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = scratch("aigw-streams-")
+    body = work / "stream.bin"
+    body.write_bytes(grpc_body(0))
+    pairs = {}
+    try:
+        for shape in SHAPES:
+            upstream = Proc([aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens),
+                             "--shape", shape], work / f"upstream-{shape}.log", r"listening addr=(\S+)")
+            (work / f"gateway-{shape}.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
+            gateway = Proc([aigw, "serve", "--config", str(work / f"gateway-{shape}.toml"), "--listen", "127.0.0.1:0",
+                            "--admin-listen", "127.0.0.1:0"], work / f"gateway-{shape}.log",
+                           r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
+            pairs[shape] = (upstream, gateway)
+        url = lambda shape: f"http://{pairs[shape][1].match.group(1)}/holysheepai.AIService/StreamGenerate"
+        for shape in SHAPES:  # warm-up
+            h2load(url(shape), body, 1)
+        rounds = []
+        for r in range(opts.rounds):
+            row = {}
+            for shape in SHAPES if r % 2 == 0 else SHAPES[::-1]:
+                upstream, gateway = pairs[shape]
+                (calls, bad, _), cpu = measured([upstream, gateway], lambda: h2load(url(shape), body, opts.duration))
+                row[shape] = {"streams_s": calls / opts.duration,
+                              "pieces_per_cpu_s": calls * opts.stream_tokens / max(cpu[1], 1e-9),
+                              "errors": bad}
+            rounds.append(row)
+            print(f"round {r + 1}: {json.dumps(row)}", file=sys.stderr)
+    finally:
+        for upstream, gateway in pairs.values():
+            gateway.stop()
+            upstream.stop()
+
+    def cell(shape, key):
+        values = [r[shape][key] for r in rounds]
+        m = statistics.median(values)
+        return f"{m:,.0f}" + (f" ({min(values):,.0f}–{max(values):,.0f})" if len(values) > 1 else "")
+
+    lines = [f"Streams of {opts.stream_tokens} pieces over gRPC `StreamGenerate` (h2load, {IN_FLIGHT} in flight), "
+             f"{opts.rounds} rounds of {opts.duration} s, medians (min–max):", "",
+             "| stream | pieces per gateway CPU-second | streams/s |", "|---|---:|---:|"]
+    names = {"text": "text", "reasoning": "reasoning (¾ reasoning_content, then text)",
+             "tools": "tool call (every piece an arguments piece)"}
+    for shape in SHAPES:
+        lines.append(f"| {names[shape]} | {cell(shape, 'pieces_per_cpu_s')} | {cell(shape, 'streams_s')} |")
+    errors = sum(r[s]["errors"] for r in rounds for s in SHAPES)
+    lines += ["", f"errors: {errors}."]
+    text = "\n".join(lines)
+    print(text)
+    (out / "streams.md").write_text(text + "\n")
+    (out / "streams.json").write_text(json.dumps({"machine": machine(), "settings": vars(opts), "rounds": rounds},
+                                                 indent=1))
+    if errors:
+        sys.exit(f"{errors} calls failed")
+
+
+if __name__ == "__main__":
+    main()
