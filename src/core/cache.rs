@@ -638,4 +638,42 @@ mod tests {
         small.put([99; 32], entry(&"y".repeat(200)), ttl);
         assert!(small.get(&[99; 32]).is_none());
     }
+
+    /// The fleet's cache (Redis) keeps an answer's reasoning, signatures byte-exact; an entry written before
+    /// reasoning was kept reads as one without.
+    #[test]
+    fn reasoning_survives_the_fleet_encoding() {
+        let blocks = vec![
+            Reasoning {
+                text: "Hm.".into(),
+                signature: "EqQB/+==".into(),
+                redacted: String::new(),
+            },
+            Reasoning {
+                redacted: "R\u{1}".into(),
+                ..Default::default()
+            },
+        ];
+        let kept = entry("answer").with_reasoning(blocks.clone());
+        assert!(kept.bytes() > entry("answer").bytes());
+        let back = Entry::decode(&kept.encode().unwrap()).unwrap();
+        assert_eq!(back.reasoning, blocks);
+        assert_eq!(back.bytes(), kept.bytes());
+        let old = br#"{"chunks":["a"],"id":"i","model":"m","finish_reason":"stop","usage":[1,2,3],"usage_estimated":false}"#;
+        assert!(Entry::decode(old).unwrap().reasoning.is_empty());
+        // The history's reasoning is part of the key.
+        let said = |signature: &str| Message {
+            role: "assistant".into(),
+            reasoning: vec![Reasoning {
+                text: "t".into(),
+                signature: signature.into(),
+                redacted: String::new(),
+            }],
+            ..msg("assistant", "a")
+        };
+        assert_ne!(
+            key("m", &[said("one")], Some(&zero())),
+            key("m", &[said("two")], Some(&zero()))
+        );
+    }
 }

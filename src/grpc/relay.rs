@@ -330,4 +330,94 @@ mod tests {
         assert!(matches!(ended, Err(GatewayError::Cancelled(_))));
         assert_eq!(taken.load(Ordering::SeqCst), STREAM_BUFFER + 4);
     }
+
+    /// Pumps a timed script with the given idle and keep-alive limits; returns what the client got, each with the
+    /// (paused) time it was sent at, and how the relay ended.
+    async fn pumped(
+        script: Vec<(Duration, Result<StreamEvent, GatewayError>)>,
+        idle: Duration,
+        keepalive: Duration,
+    ) -> (Vec<(Duration, Relayed)>, Result<StreamEnd, GatewayError>) {
+        use crate::{observe::timing::Timing, upstream::scripted::ScriptedStream};
+        let t0 = Instant::now();
+        let mut upstream = ChunkStream::Scripted(ScriptedStream::timed(script));
+        let first = upstream.next().await.unwrap().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let stop = CancellationToken::new();
+        let limits = Limits {
+            deadline: Deadline::new(Instant::now(), None, Duration::from_secs(36_000)),
+            stream: StreamLimits {
+                first_event: idle,
+                idle,
+                total: Duration::from_secs(36_000),
+                keepalive,
+            },
+            started: Instant::now(),
+            upstream: "scripted",
+            stop: &stop,
+            cancel: None,
+        };
+        let mut timing = Timing::default();
+        let wrap = |r: Relayed| (t0.elapsed(), r);
+        let ended = pump(first, &mut upstream, &tx, wrap, &limits, &mut timing).await;
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(Ok(m)) = rx.recv().await {
+            got.push(m);
+        }
+        (got, ended)
+    }
+
+    fn thought(text: &str) -> Result<StreamEvent, GatewayError> {
+        Ok(StreamEvent::Reasoning(crate::proto::ReasoningDelta {
+            text: text.into(),
+            ..Default::default()
+        }))
+    }
+
+    /// A 45 s silence with a 15 s keep-alive: heartbeats at 15, 30 and 45 s after the last thing sent, and none
+    /// while pieces keep coming.
+    #[tokio::test(start_paused = true)]
+    async fn silences_are_filled_with_heartbeats_at_the_keepalive_interval() {
+        let s = Duration::from_secs;
+        let script = vec![
+            (s(0), thought("a")),
+            (s(10), thought("b")),
+            (s(46), Ok(StreamEvent::Delta("c".into()))),
+            (s(1), Ok(StreamEvent::End(StreamEnd::default()))),
+        ];
+        let (got, ended) = pumped(script, s(300), s(15)).await;
+        assert!(ended.is_ok());
+        let beats: Vec<Duration> = got
+            .iter()
+            .filter(|(_, r)| *r == Relayed::Heartbeat)
+            .map(|(at, _)| *at)
+            .collect();
+        assert_eq!(beats, [s(25), s(40), s(55)]);
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[5], (s(56), Relayed::Text("c".into())));
+    }
+
+    /// Reasoning that goes on past the idle limit after the first text is alive as long as pieces come: only a
+    /// silence longer than `idle` is a stall.
+    #[tokio::test(start_paused = true)]
+    async fn reasoning_after_text_keeps_the_stream_alive_past_the_idle_limit() {
+        let s = Duration::from_secs;
+        let mut script = vec![(s(0), Ok(StreamEvent::Delta("first".into())))];
+        script.extend((0..5).map(|_| (s(40), thought("still thinking"))));
+        script.push((s(59), Ok(StreamEvent::Progress)));
+        script.push((s(59), Ok(StreamEvent::End(StreamEnd::default()))));
+        let (got, ended) = pumped(script.clone(), s(60), s(3_600)).await;
+        assert!(ended.is_ok(), "{ended:?}");
+        assert_eq!(got.len(), 6);
+        // The same with one silence of 61 s: stalled, and said so.
+        script[3].0 = s(61);
+        let (got, ended) = pumped(script, s(60), s(3_600)).await;
+        assert_eq!(got.len(), 3);
+        let e = ended.unwrap_err();
+        assert!(
+            e.to_string().contains("nothing from the upstream for 1m"),
+            "{e}"
+        );
+    }
 }

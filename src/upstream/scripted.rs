@@ -101,17 +101,7 @@ impl Scripted {
                 Ok(StreamEvent::Delta(text.into())),
                 Ok(StreamEvent::End(StreamEnd::default())),
             ],
-            Step::Events(timed) => {
-                return Ok(ScriptedStream {
-                    events: VecDeque::new(),
-                    stalls: true,
-                    taken: None,
-                    timed: timed
-                        .into_iter()
-                        .map(|(wait, event)| (wait, event, None))
-                        .collect(),
-                })
-            }
+            Step::Events(timed) => return Ok(ScriptedStream::timed(timed)),
             Step::Fail(e) => return Err(e),
             Step::StreamFails(e) => vec![Err(e)],
             Step::StreamStalls => {
@@ -155,6 +145,18 @@ impl ScriptedStream {
             stalls: false,
             taken: Some(taken),
             timed: VecDeque::new(),
+        }
+    }
+
+    /// Events each due after its wait from the previous one, then a stall.
+    pub(crate) fn timed(
+        events: Vec<(Duration, Result<StreamEvent, GatewayError>)>,
+    ) -> ScriptedStream {
+        ScriptedStream {
+            events: VecDeque::new(),
+            stalls: true,
+            taken: None,
+            timed: events.into_iter().map(|(w, e)| (w, e, None)).collect(),
         }
     }
 

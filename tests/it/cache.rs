@@ -292,3 +292,55 @@ async fn a_stream_the_client_cancelled_is_never_kept() {
     read_all(&mut next.into_inner()).await;
     assert_eq!(up.calls(), 2);
 }
+
+/// A reasoning model's answer is kept with its reasoning: a hit replays the reasoning (a piece per block, before
+/// the text) and returns the blocks whole, signatures and all, on both RPCs.
+#[tokio::test]
+async fn reasoning_is_kept_and_replayed_with_the_answer() {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        serde_json::json!({"id": "c", "object": "chat.completion.chunk", "model": "up",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        .to_string()
+    };
+    let events = vec![
+        role_chunk(),
+        chunk(serde_json::json!({"reasoning_content": "Think"}), None),
+        chunk(serde_json::json!({"reasoning_content": "ing."}), None),
+        chunk(serde_json::json!({"content": "Done."}), None),
+        chunk(serde_json::json!({}), Some("stop")),
+        usage_chunk(3, 4),
+        "[DONE]".into(),
+    ];
+    let up = Upstream::start(vec![Reply::sse(&events)]).await;
+    let gw = Gateway::start(cached(&up, "{ ttl = \"1m\" }")).await;
+    let mut client = gw.client().await;
+    let req = || {
+        let mut r = stream_request("m", "hi");
+        r.config = Some(zero());
+        r
+    };
+    let first = read_all(
+        &mut client
+            .stream_generate(authed(req(), KEY))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let hit = client.stream_generate(authed(req(), KEY)).await.unwrap();
+    assert_eq!(cache_header(&hit), Some("hit"));
+    let again = read_all(&mut hit.into_inner()).await;
+    assert_eq!(up.calls(), 1);
+    let blocks = |chunks: &[StreamChunk]| chunks.last().unwrap().reasoning_blocks.clone();
+    assert_eq!(blocks(&again), blocks(&first));
+    assert_eq!(blocks(&again)[0].text, "Thinking.");
+    // Replayed in order: the reasoning, then the text.
+    assert_eq!(again[0].reasoning.as_ref().unwrap().text, "Thinking.");
+    assert_eq!(again[1].delta, "Done.");
+    let unary = client
+        .generate(authed(with_config(generate("m", "hi"), zero()), KEY))
+        .await
+        .unwrap();
+    assert_eq!(cache_header(&unary), Some("hit"));
+    assert_eq!(unary.into_inner().reasoning, blocks(&first));
+}

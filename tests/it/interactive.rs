@@ -498,3 +498,64 @@ async fn a_quiet_session_ends_with_unavailable_at_shutdown() {
     };
     assert_status(&status, Code::Unavailable, "shutting down");
 }
+
+/// A session's turn with a reasoning model: heartbeats while the model is silent before its answer, then the
+/// reasoning pieces tagged with the turn; the turn's reasoning is kept in the history and goes back with the
+/// next turn.
+#[tokio::test]
+async fn a_thinking_turn_sends_heartbeats_then_its_reasoning_which_the_history_keeps() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let thinking = json!({"id": "c", "object": "chat.completion.chunk", "model": "up-big",
+        "choices": [{"index": 0, "delta": {"reasoning_content": "Let me think."}, "finish_reason": null}]})
+    .to_string();
+    let mut events = vec![thinking];
+    events.extend(stream_of(&["Hi"]).into_iter().skip(1));
+    let rest: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    let first = Reply::sse_raw(vec![
+        Part::Bytes(format!("data: {}\n\n", role_chunk()).into_bytes()),
+        Part::Gate(gate.clone()),
+        Part::Bytes(rest.into_bytes()),
+    ]);
+    let up = Upstream::start(vec![first, Reply::sse(&stream_of(&["Again"]))]).await;
+    let gw = Gateway::start(config(&config_with(
+        &up.base_url(),
+        "",
+        r#"stream = { keepalive = "100ms" }"#,
+    )))
+    .await;
+    let mut s = Session::open(&gw, KEY, start("big", "")).await.unwrap();
+    assert!(matches!(
+        s.next().await.unwrap().event,
+        Some(Event::Started(_))
+    ));
+    s.say("think").await;
+    for _ in 0..2 {
+        let msg = s.next().await.unwrap();
+        let Some(Event::Delta(d)) = msg.event else {
+            panic!("{msg:?}")
+        };
+        assert!(d.heartbeat && d.delta.is_empty() && msg.turn == 1, "{d:?}");
+    }
+    gate.notify_one();
+    let mut reasoning = String::new();
+    let last = loop {
+        let msg = s.next().await.unwrap();
+        match msg.event.unwrap() {
+            Event::Delta(d) => {
+                reasoning.extend(d.reasoning.map(|r| r.text));
+            }
+            end => break end,
+        }
+    };
+    assert_eq!(reasoning, "Let me think.");
+    let Event::Complete(done) = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(done.reasoning[0].text, "Let me think.");
+    s.say("again").await;
+    let (turn, text, _) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (2, "Again"));
+    let sent = &up.requests()[1].body["messages"];
+    assert_eq!(sent[1]["role"], "assistant");
+    assert_eq!(sent[1]["reasoning_content"], "Let me think.");
+}

@@ -62,9 +62,23 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
     let result = async {
         let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None };
         let handles = gw.handles();
-        let dispatched = tokio::select! {
-            d = dispatch(&handles, &model, &call, true, &mut trail) => d,
-            _ = t.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
+        // While the model thinks before its first piece, heartbeats keep the session's stream alive.
+        let every = model.policy.stream.keepalive;
+        let mut beat = Instant::now() + every;
+        let dispatched = {
+            let dispatching = dispatch(&handles, &model, &call, true, &mut trail);
+            tokio::pin!(dispatching);
+            loop {
+                tokio::select! {
+                    d = &mut dispatching => break d,
+                    _ = t.cancel.cancelled() => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
+                    _ = tokio::time::sleep_until(beat) => {
+                        let heartbeat = TurnDelta { heartbeat: true, ..Default::default() };
+                        let _ = t.tx.try_send(Ok(response(number, Event::Delta(heartbeat))));
+                        beat = Instant::now() + every;
+                    }
+                }
+            }
         };
         // Attempts an upstream accepted and lost before the answer began are spent too.
         lost = convert::lost_usage(&t.messages, trail.lost);
