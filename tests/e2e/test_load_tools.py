@@ -160,3 +160,17 @@ def test_streams_script_smoke(tmp_path):
         assert row[shape]["streams_s"] > 0 and row[shape]["errors"] == 0, row
     table = (tmp_path / "streams.md").read_text()
     assert "| reasoning (¾ reasoning_content, then text) |" in table and "| tool call" in table
+
+
+def test_silence_script_smoke(tmp_path):
+    """bench/silence.py: a 2 s think behind both doors gets its headers before the answer, keep-alives at the
+    configured interval, and one upstream call each."""
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    done = subprocess.run([sys.executable, "bench/silence.py", "--aigw", binary, "--think", "2", "--keepalive",
+                           "500ms", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "silence.json").read_text())["results"]
+    assert len(results) == 2
+    for r in results.values():
+        assert r["answered"] and r["upstream_calls"] == 1, r
+        assert r["headers_s"] < r["end_s"] and len(r["keepalives_s"]) >= 2, r
