@@ -5,8 +5,8 @@ For each shape, `aigw mock-upstream --shape SHAPE` answers every call with `--st
 relays them over gRPC `StreamGenerate` to h2load (32 streams in flight); the gateway's CPU comes from
 /proc/PID/stat. Rounds alternate the shapes' order; the figure is the median of the rounds.
 
-Usage: python3 bench/streams.py [--aigw PATH] [--duration 8] [--rounds 3] [--stream-tokens 256] [--out DIR]
-                                [--smoke]
+Usage: python3 bench/streams.py [--aigw PATH] [--upstream-aigw PATH] [--shapes text,reasoning,tools]
+                                [--duration 8] [--rounds 3] [--stream-tokens 256] [--out DIR] [--smoke]
 """
 
 import argparse
@@ -25,6 +25,11 @@ SHAPES = ["text", "reasoning", "tools"]
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
+    ap.add_argument("--upstream-aigw", help="the binary whose mock-upstream answers (default: --aigw); a fixed build "
+                    "keeps the upstream still while the gateway changes")
+    ap.add_argument("--baseline", help="a second aigw binary whose text streams are measured in the same rounds, "
+                    "interleaved: a before/after on one run, where the VM's drift hits both alike")
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="which streams, of text, reasoning, tools")
     ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--stream-tokens", type=int, default=256)
@@ -34,28 +39,40 @@ def main():
     if opts.smoke:
         opts.duration, opts.rounds, opts.stream_tokens = 1, 1, 32
     aigw = release_binary(opts.aigw)
+    shapes = opts.shapes.split(",")
+    if not set(shapes) <= set(SHAPES):
+        sys.exit(f"--shapes: each of {', '.join(SHAPES)}")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     work = scratch("aigw-streams-")
     body = work / "stream.bin"
     body.write_bytes(grpc_body(0))
     pairs = {}
+    # What is measured: (row name, gateway binary, shape); a baseline gets a text row of its own.
+    rows = [(shape, aigw, shape) for shape in shapes]
+    if opts.baseline:
+        rows.append(("baseline text", opts.baseline, "text"))
     try:
-        for shape in SHAPES:
-            upstream = Proc([aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens", str(opts.stream_tokens),
-                             "--shape", shape], work / f"upstream-{shape}.log", r"listening addr=(\S+)")
-            (work / f"gateway-{shape}.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
-            gateway = Proc([aigw, "serve", "--config", str(work / f"gateway-{shape}.toml"), "--listen", "127.0.0.1:0",
-                            "--admin-listen", "127.0.0.1:0"], work / f"gateway-{shape}.log",
+        for name, binary, shape in rows:
+            # Text needs no --shape: an upstream binary from before shapes can serve it.
+            shaped = ["--shape", shape] if shape != "text" else []
+            file = name.replace(" ", "-")
+            upstream = Proc([opts.upstream_aigw or aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens",
+                             str(opts.stream_tokens), *shaped], work / f"upstream-{file}.log",
+                            r"listening addr=(\S+)")
+            (work / f"gateway-{file}.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
+            gateway = Proc([binary, "serve", "--config", str(work / f"gateway-{file}.toml"), "--listen", "127.0.0.1:0",
+                            "--admin-listen", "127.0.0.1:0"], work / f"gateway-{file}.log",
                            r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
-            pairs[shape] = (upstream, gateway)
-        url = lambda shape: f"http://{pairs[shape][1].match.group(1)}/holysheepai.AIService/StreamGenerate"
-        for shape in SHAPES:  # warm-up
-            h2load(url(shape), body, 1)
+            pairs[name] = (upstream, gateway)
+        names = [name for name, _, _ in rows]
+        url = lambda name: f"http://{pairs[name][1].match.group(1)}/holysheepai.AIService/StreamGenerate"
+        for name in names:  # warm-up
+            h2load(url(name), body, 1)
         rounds = []
         for r in range(opts.rounds):
             row = {}
-            for shape in SHAPES if r % 2 == 0 else SHAPES[::-1]:
+            for shape in names if r % 2 == 0 else names[::-1]:
                 upstream, gateway = pairs[shape]
                 (calls, bad, _), cpu = measured([upstream, gateway], lambda: h2load(url(shape), body, opts.duration))
                 row[shape] = {"streams_s": calls / opts.duration,
@@ -76,11 +93,11 @@ def main():
     lines = [f"Streams of {opts.stream_tokens} pieces over gRPC `StreamGenerate` (h2load, {IN_FLIGHT} in flight), "
              f"{opts.rounds} rounds of {opts.duration} s, medians (min–max):", "",
              "| stream | pieces per gateway CPU-second | streams/s |", "|---|---:|---:|"]
-    names = {"text": "text", "reasoning": "reasoning (¾ reasoning_content, then text)",
-             "tools": "tool call (every piece an arguments piece)"}
-    for shape in SHAPES:
-        lines.append(f"| {names[shape]} | {cell(shape, 'pieces_per_cpu_s')} | {cell(shape, 'streams_s')} |")
-    errors = sum(r[s]["errors"] for r in rounds for s in SHAPES)
+    titles = {"text": "text", "reasoning": "reasoning (¾ reasoning_content, then text)",
+              "tools": "tool call (every piece an arguments piece)", "baseline text": f"baseline: text ({opts.baseline})"}
+    for name in names:
+        lines.append(f"| {titles[name]} | {cell(name, 'pieces_per_cpu_s')} | {cell(name, 'streams_s')} |")
+    errors = sum(r[n]["errors"] for r in rounds for n in names)
     lines += ["", f"errors: {errors}."]
     text = "\n".join(lines)
     print(text)

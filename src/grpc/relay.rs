@@ -166,16 +166,19 @@ pub(crate) async fn pump<M>(
         // `next` is cancel-safe, so a first poll that finds nothing loses nothing.
         event = match stream.next().now_or_never() {
             Some(ready) => ready,
+            // One timer for both the limit and the next heartbeat, whichever comes first.
             None => loop {
                 let beat_at = last_sent + limits.stream.keepalive;
+                let beat = beat_at < limit_at;
+                let wake_at = if beat { beat_at } else { limit_at };
                 tokio::select! {
                     biased;
                     _ = tx.closed() => return Err(client_gone()),
                     _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
                     _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-                    _ = tokio::time::sleep_until(limit_at) => return Err(limits.error(limit)),
+                    _ = tokio::time::sleep_until(wake_at), if !beat => return Err(limits.error(limit)),
                     event = stream.next() => break event,
-                    _ = tokio::time::sleep_until(beat_at) => {
+                    _ = tokio::time::sleep_until(wake_at), if beat => {
                         send(tx, Ok(wrap(Relayed::Heartbeat)), limits).await?;
                         last_sent = Instant::now();
                     }

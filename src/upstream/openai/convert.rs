@@ -398,6 +398,19 @@ pub fn chunk(data: &str, reading: &mut Reading) -> Result<Piece, ChunkError> {
             None => Piece::Progress,
         });
     }
+    // An agent's common chunk, one piece of one call: no queue either.
+    let calls = match calls {
+        Some(calls) if reasoning.is_none() && text.is_none() && calls.len() == 1 => {
+            reading.reasoning_open = None;
+            let mut piece = Piece::Progress;
+            extras::merge_tool_deltas(&mut reading.end.tool_calls, calls, &mut |d| {
+                piece = Piece::ToolCall(d)
+            })
+            .map_err(ChunkError::Malformed)?;
+            return Ok(piece);
+        }
+        calls => calls,
+    };
     let mut pieces = Vec::new();
     if let Some(r) = reasoning {
         pieces.push(reading.reasoning_piece(false, r, String::new(), String::new())?);
