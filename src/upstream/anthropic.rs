@@ -7,7 +7,10 @@
 //! wants tool results for one assistant turn together); `max_tokens` is required (the dispatcher fills the
 //! model's `default_output_tokens` when the client sets none); temperature is capped at 1 (Anthropic's range);
 //! `seed` and the penalties have no Anthropic counterpart and are not sent; `logprobs` and JSON response formats
-//! are refused (INVALID_ARGUMENT) rather than silently dropped.
+//! are refused (INVALID_ARGUMENT) rather than silently dropped. The reasoning request becomes `thinking`, and an
+//! assistant message's signed thinking and redacted blocks go first in its turn, byte-exact
+//! (`upstream::reasoning`). Streams hand out thinking, signature and tool-input pieces as they arrive; pings and
+//! other events are signs of life.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};

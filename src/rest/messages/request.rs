@@ -1,8 +1,10 @@
 //! An Anthropic Messages API request (`POST /v1/messages`) read into the gRPC request's parts: `system` (a string
 //! or text blocks) becomes a system message; user turns' `tool_result` blocks become tool messages ahead of the
 //! turn's text and images; assistant `tool_use` blocks become tool calls; `cache_control` on a block marks its
-//! message; `max_tokens` (required, as Anthropic has it), `stop_sequences`, `temperature`, `top_p`, `tools`,
-//! `tool_choice` and `metadata.user_id` map to their proto fields, and `top_k` goes on as a provider option.
+//! message; assistant `thinking` and `redacted_thinking` blocks become the message's reasoning, byte-exact;
+//! `max_tokens` (required, as Anthropic has it), `stop_sequences`, `temperature`, `top_p`, `tools`,
+//! `tool_choice`, `thinking` and `metadata.user_id` map to their proto fields, and `top_k` goes on as a provider
+//! option.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};

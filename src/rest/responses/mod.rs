@@ -1,9 +1,10 @@
 //! `POST /v1/responses`, OpenAI's Responses API, on the same pipeline as chat completions: the request becomes
 //! a `Generate` or `StreamGenerate` call (so every upstream kind serves it, with the same limits, cache,
 //! routing, metrics and logs), and the answer goes back as a response object, or as the documented event
-//! stream: `response.created`, `response.in_progress`, the message item with its `response.output_text.delta`s,
-//! each function call with its arguments events, then `response.completed` (or `response.incomplete` when the
-//! output limit cut it); a failure after the start is an `error` event and `response.failed`, never a
+//! stream: `response.created`, `response.in_progress`, then the output items in the order their first pieces
+//! came — reasoning items with `response.reasoning_summary_text.delta`s, the message with its
+//! `response.output_text.delta`s, each function call with its `response.function_call_arguments.delta`s — then
+//! `response.completed` (or `response.incomplete` when the output limit cut it); a failure after the start is an `error` event and `response.failed`, never a
 //! completion.
 //!
 //! `store` (true unless the request says false) keeps the conversation for `previous_response_id`

@@ -86,6 +86,17 @@ pub fn chat_request<'a>(
     stream: bool,
 ) -> ChatRequest<'a> {
     let max = config.and_then(|c| c.max_tokens).map(|n| n.max(1) as u32);
+    let reasoning_effort = config
+        .and_then(|c| c.reasoning.as_ref())
+        .and_then(crate::upstream::reasoning::effort);
+    let mut provider_options = config
+        .and_then(|c| c.provider_options.as_ref())
+        .map(extras::struct_to_json)
+        .unwrap_or_default();
+    // The typed request wins over the same field among the provider's (one key, never two, in the body).
+    if reasoning_effort.is_some() {
+        provider_options.remove("reasoning_effort");
+    }
     let (max_tokens, max_completion_tokens) = match max_tokens_field {
         MaxTokensField::MaxTokens => (max, None),
         MaxTokensField::MaxCompletionTokens => (None, max),
@@ -112,14 +123,9 @@ pub fn chat_request<'a>(
         tools: config.map(|c| extras::tools(&c.tools)).unwrap_or_default(),
         tool_choice: extras::tool_choice(config.and_then(|c| c.tool_choice.as_ref())),
         parallel_tool_calls: config.and_then(|c| c.parallel_tool_calls),
-        reasoning_effort: config
-            .and_then(|c| c.reasoning.as_ref())
-            .and_then(crate::upstream::reasoning::effort),
+        reasoning_effort,
         reasoning: config.and_then(|c| c.reasoning.as_ref()),
-        provider_options: config
-            .and_then(|c| c.provider_options.as_ref())
-            .map(extras::struct_to_json)
-            .unwrap_or_default(),
+        provider_options,
         tool_cache_control: config
             .map(|c| {
                 c.tools
@@ -511,6 +517,27 @@ mod tests {
                 MaxTokensField::MaxCompletionTokens,
                 false,
                 json!({"model": "up", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 5}),
+            ),
+            (
+                "the reasoning request wins over the same provider field: one key in the body",
+                vec![msg("user", "hi")],
+                Some(GenerationConfig {
+                    reasoning: Some(crate::proto::ReasoningConfig {
+                        effort: "high".into(),
+                        ..Default::default()
+                    }),
+                    provider_options: Some(extras::json_to_struct(
+                        json!({"reasoning_effort": "low", "top_k": 3})
+                            .as_object()
+                            .unwrap()
+                            .clone(),
+                    )),
+                    ..Default::default()
+                }),
+                MaxTokensField::MaxTokens,
+                false,
+                json!({"model": "up", "messages": [{"role": "user", "content": "hi"}],
+                    "reasoning_effort": "high", "top_k": 3}),
             ),
             (
                 "streams ask for usage",
