@@ -74,6 +74,14 @@ pub enum GatewayError {
         detail: String,
         retry_after: Option<Duration>,
     },
+    /// The upstream said it is overloaded (Anthropic's 529 `overloaded_error`): not about this request nor the
+    /// route's health, retried like a 503; the Messages door passes it on as 529, the OpenAI doors as 503.
+    #[error("upstream '{upstream}' is overloaded: {message}")]
+    UpstreamOverloaded {
+        upstream: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The upstream sent something that is not the protocol it speaks (bad JSON, oversized event, ...).
     #[error("upstream '{upstream}' sent a malformed response: {detail}")]
     UpstreamProtocol { upstream: String, detail: String },
@@ -108,6 +116,7 @@ impl GatewayError {
                 Code::Internal
             }
             Self::UpstreamUnavailable { .. }
+            | Self::UpstreamOverloaded { .. }
             | Self::UpstreamProtocol { .. }
             | Self::SharedStateUnavailable
             | Self::ShuttingDown => Code::Unavailable,
@@ -143,6 +152,7 @@ impl GatewayError {
             Self::SharedStateUnavailable | Self::ShuttingDown => {
                 (503, SERVER, Some("service_unavailable"))
             }
+            Self::UpstreamOverloaded { .. } => (503, SERVER, Some("upstream_overloaded")),
             Self::DeadlineExceeded(_) => (504, "timeout", Some("deadline_exceeded")),
             // nginx's "client closed request": the client has gone and will not read it.
             Self::Cancelled(_) => (499, INVALID, Some("cancelled")),
@@ -164,6 +174,7 @@ impl GatewayError {
             Self::UpstreamAuth { .. } => "upstream_auth",
             Self::UpstreamMisconfigured { .. } => "upstream_misconfigured",
             Self::UpstreamUnavailable { .. } => "upstream_unavailable",
+            Self::UpstreamOverloaded { .. } => "upstream_overloaded",
             Self::UpstreamProtocol { .. } => "upstream_protocol",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::Cancelled(_) => "cancelled",
@@ -181,6 +192,7 @@ impl GatewayError {
             self,
             Self::UpstreamRateLimited { .. }
                 | Self::UpstreamUnavailable { .. }
+                | Self::UpstreamOverloaded { .. }
                 | Self::UpstreamProtocol { .. }
         )
     }
@@ -202,7 +214,8 @@ impl GatewayError {
         match self {
             Self::ResourceExhausted { retry_after, .. }
             | Self::UpstreamRateLimited { retry_after, .. }
-            | Self::UpstreamUnavailable { retry_after, .. } => *retry_after,
+            | Self::UpstreamUnavailable { retry_after, .. }
+            | Self::UpstreamOverloaded { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -221,6 +234,11 @@ impl GatewayError {
             401 | 403 => Self::UpstreamAuth { upstream, status },
             429 => Self::UpstreamRateLimited {
                 upstream,
+                retry_after,
+            },
+            529 => Self::UpstreamOverloaded {
+                upstream,
+                message,
                 retry_after,
             },
             408 | 500 | 502..=504 | 506..=599 => Self::UpstreamUnavailable {

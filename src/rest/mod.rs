@@ -24,6 +24,8 @@ use crate::{core::gateway::Gateway, transport::trailers::TrailerSlot};
 
 /// The largest request body read, as for a gRPC message (tonic's default).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The Messages door's: Anthropic's own limit, since agents send screenshots and PDFs.
+pub const MAX_MESSAGES_BODY: usize = 32 * 1024 * 1024;
 
 /// Answers one REST request. Every answer, refusals included, carries the request's `x-request-id` (the
 /// client's, or one made here and used by the handler too).
@@ -60,11 +62,16 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = uri.path();
+    // Claude Code's first request: is anything there? Nothing to authenticate, nothing to read.
+    if method == Method::HEAD && path == "/" {
+        return Response::new(Body::empty());
+    }
     let route = match (path, path.strip_prefix("/v1/models/")) {
         ("/v1/chat/completions", _) => Route::Chat,
         ("/v1/embeddings", _) => Route::Embeddings,
         ("/v1/responses", _) => Route::Responses,
         ("/v1/messages", _) => Route::Messages,
+        ("/v1/messages/count_tokens", _) => Route::CountTokens,
         ("/v1/models", _) => Route::Models,
         (_, Some(id)) if !id.is_empty() => Route::Model(id.to_owned()),
         _ => {
@@ -74,8 +81,11 @@ where
     };
     let post = matches!(
         route,
-        Route::Chat | Route::Embeddings | Route::Responses | Route::Messages
+        Route::Chat | Route::Embeddings | Route::Responses | Route::Messages | Route::CountTokens
     );
+    // The Anthropic SDKs name their API version on every call: they read Anthropic's shapes.
+    let anthropic = matches!(route, Route::Messages | Route::CountTokens)
+        || metadata.get("anthropic-version").is_some();
     let (wanted, allow) = if post {
         (Method::POST, "POST")
     } else {
@@ -83,7 +93,7 @@ where
     };
     // The door's own refusals, in the shape its clients read: Anthropic's for the Messages door.
     let refuse = |http: u16, msg: &str| {
-        if route == Route::Messages {
+        if anthropic {
             messages::refusal(http, msg)
         } else {
             error::body(http, msg, "invalid_request_error", None)
@@ -97,16 +107,21 @@ where
         return resp;
     }
     let mut metadata = metadata;
-    if route == Route::Messages {
+    if anthropic {
         anthropic_key(&mut metadata);
     }
     let who = match crate::grpc::authenticate(&gw, &metadata) {
         Ok(who) => who,
-        Err(e) if route == Route::Messages => return messages::gateway_error(&e),
+        Err(e) if anthropic => return messages::gateway_error(&e),
         Err(e) => return error::gateway(&e),
     };
+    // Agents send screenshots and PDFs: the Messages door takes what Anthropic takes.
+    let limit = match route {
+        Route::Messages | Route::CountTokens => MAX_MESSAGES_BODY,
+        _ => MAX_BODY,
+    };
     let bytes = if post {
-        match read_body(body).await {
+        match read_body(body, limit).await {
             Ok(bytes) => bytes,
             Err((http, msg)) => return refuse(http, &msg),
         }
@@ -118,6 +133,22 @@ where
         Route::Embeddings => embeddings::create(gw, who, metadata, bytes).await,
         Route::Responses => responses::create(gw, who, metadata, bytes).await,
         Route::Messages => messages::create(gw, who, metadata, bytes).await,
+        Route::CountTokens => messages::count_tokens(&gw, &who, &bytes),
+        Route::Models if anthropic => {
+            let catalog = gw.catalog();
+            let names: Vec<&str> = catalog
+                .router
+                .models()
+                .iter()
+                .filter(|m| who.allows(&m.name))
+                .map(|m| m.name.as_str())
+                .collect();
+            json(StatusCode::OK, &messages::model_list(&names))
+        }
+        Route::Model(id) if anthropic => match gw.catalog().router.resolve(&id, &*who) {
+            Ok(model) => json(StatusCode::OK, &messages::model_object(&model.name)),
+            Err(e) => messages::gateway_error(&e),
+        },
         Route::Models => {
             let catalog = gw.catalog();
             let data = catalog
@@ -146,6 +177,8 @@ enum Route {
     Embeddings,
     Responses,
     Messages,
+    /// Anthropic's `POST /v1/messages/count_tokens`.
+    CountTokens,
     Models,
     Model(String),
 }
@@ -177,18 +210,18 @@ fn anthropic_key(metadata: &mut MetadataMap) {
     }
 }
 
-/// The request body, at most [`MAX_BODY`] bytes; else the HTTP status and message of the refusal.
-async fn read_body<B>(body: B) -> Result<Bytes, (u16, String)>
+/// The request body, at most `limit` bytes; else the HTTP status and message of the refusal.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, (u16, String)>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let too_large = || (413, format!("request body over {MAX_BODY} bytes"));
+    let too_large = || (413, format!("request body over {limit} bytes"));
     // A declared length over the limit is refused before anything is read.
-    if http_body::Body::size_hint(&body).lower() > MAX_BODY as u64 {
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+    match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err((400, format!("reading the request body: {e}"))),

@@ -609,6 +609,9 @@ pub(crate) fn event(
             }
             Ok(Piece::Nothing)
         }
+        Event::Error { error } if error.kind == "overloaded_error" => {
+            Err(ChunkError::Overloaded(error.message))
+        }
         Event::Error { error } => Err(ChunkError::Upstream(error.message)),
         // Pings, block stops, empty deltas: signs of life.
         _ => Ok(Piece::Progress),

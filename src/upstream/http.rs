@@ -462,6 +462,11 @@ impl SseStream {
             Ok(Piece::Nothing) => Ok(None),
             Err(ChunkError::Malformed(detail)) => Err(self.protocol(detail)),
             Err(ChunkError::Invalid(e)) => Err(self.protocol(format!("invalid chunk JSON: {e}"))),
+            Err(ChunkError::Overloaded(message)) => Err(GatewayError::UpstreamOverloaded {
+                upstream: self.upstream.clone(),
+                message: bounded(&message),
+                retry_after: None,
+            }),
             Err(ChunkError::Upstream(message)) => {
                 Err(self.unavailable(format!("error in stream: {}", bounded(&message))))
             }

@@ -77,3 +77,12 @@ def test_errors_are_anthropic_errors(gateway):
                                         messages=[{"role": "user", "content": "x"}],
                                         thinking={"type": "enabled"})
     assert "thinking.budget_tokens" in bad.value.body["error"]["message"]
+
+
+def test_count_tokens_and_models_as_anthropic_answers_them(gateway):
+    sdk = client(gateway)
+    counted = sdk.messages.count_tokens(model="claude-sonnet-4.5",
+                                        messages=[{"role": "user", "content": "count these words please"}])
+    assert counted.input_tokens > 0
+    ids = [m.id for m in sdk.models.list()]
+    assert "claude-sonnet-4.5" in ids and "gpt-4.1" in ids

@@ -278,7 +278,12 @@ async fn failures_map_like_any_upstream() {
         .generate(authed(generate("claude", "hi"), KEY))
         .await
         .unwrap_err();
-    assert_status(&status, tonic::Code::Unavailable, "HTTP 529");
+    // Anthropic's 529 is its own failure: UNAVAILABLE over gRPC, saying so.
+    assert_status(
+        &status,
+        tonic::Code::Unavailable,
+        "is overloaded: Overloaded",
+    );
     let status = client
         .generate(authed(generate("claude", "hi"), KEY))
         .await

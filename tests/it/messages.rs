@@ -92,7 +92,7 @@ async fn a_broken_stream_ends_in_an_error_event_and_refusals_are_anthropic_error
     assert_eq!(got.headers()["allow"], "POST");
     let err: Value = serde_json::from_str(&got.text().await.unwrap()).unwrap();
     assert_eq!(err["error"]["type"], "invalid_request_error");
-    let huge = "x".repeat(aigw::rest::MAX_BODY + 1);
+    let huge = "x".repeat(aigw::rest::MAX_MESSAGES_BODY + 1);
     let got = http()
         .post(&url)
         .header("x-api-key", KEY)
@@ -132,4 +132,120 @@ async fn a_broken_stream_ends_in_an_error_event_and_refusals_are_anthropic_error
         assert_eq!(err["type"], "error");
         assert_eq!(err["error"]["type"], kind, "{text}");
     }
+}
+
+/// What Claude Code and the Agent SDK ask of the Messages door besides messages: `HEAD /` first,
+/// `count_tokens`, `/v1/models` in Anthropic's shape, `toolu_` ids whatever the upstream, an input count in
+/// `message_start`, Anthropic's 32 MB body limit, and an overloaded upstream's 529.
+#[tokio::test]
+async fn the_door_answers_what_anthropic_clients_ask() {
+    let tool_call = json!({"id": "c", "object": "chat.completion.chunk", "model": "up-big",
+        "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+            "function": {"name": "f", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]})
+    .to_string();
+    let up = Upstream::start(vec![
+        Reply::sse(&[role_chunk(), tool_call, usage_chunk(9, 1), "[DONE]".into()]),
+        Reply::json(
+            529,
+            r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#,
+        ),
+    ])
+    .await;
+    let gw = Gateway::without_retries(&up).await;
+    let base = format!("http://{}", gw.addr);
+
+    let head = http().head(format!("{base}/")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+
+    let count = |body: Value| {
+        http()
+            .post(format!("{base}/v1/messages/count_tokens"))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+            .body(body.to_string())
+            .send()
+    };
+    let got = count(json!({"model": "big", "messages": [{"role": "user", "content": "12345678"}]}))
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let n: Value = serde_json::from_str(&got.text().await.unwrap()).unwrap();
+    assert_eq!(n, json!({"input_tokens": 2 + 4}));
+    let got = count(json!({"model": "nope", "messages": []}))
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 404);
+    let err: Value = serde_json::from_str(&got.text().await.unwrap()).unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["error"]["type"], "not_found_error");
+
+    let models: Value = http()
+        .get(format!("{base}/v1/models"))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(models["data"][0]["type"], "model");
+    assert_eq!(models["has_more"], false);
+    assert_eq!(models["first_id"], models["data"][0]["id"]);
+    // Without anthropic-version, OpenAI's shape as before.
+    let openai: Value = http()
+        .get(format!("{base}/v1/models"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(openai["object"], "list");
+
+    let (status, text) = post(
+        &gw,
+        json!({"model": "big", "max_tokens": 50, "stream": true,
+               "messages": [{"role": "user", "content": "12345678"}]}),
+        ("x-api-key", KEY),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""id":"toolu_call_9""#), "{text}");
+    let start: Value =
+        serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert_eq!(start["message"]["usage"]["input_tokens"], 6);
+
+    let (status, text) = post(
+        &gw,
+        json!({"model": "big", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+        ("x-api-key", KEY),
+    )
+    .await;
+    assert_eq!(status, 529, "{text}");
+    let err: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(err["error"]["type"], "overloaded_error");
+    // The OpenAI doors say 503 for the same.
+    let got = http()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(json!({"model": "big", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 503);
+
+    // Up to Anthropic's 32 MB: a 5 MB image is read (and answered by the upstream), not refused as too large.
+    let image = "A".repeat(5 << 20);
+    let (status, _) = post(
+        &gw,
+        json!({"model": "big", "max_tokens": 50, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}}]}]}),
+        ("x-api-key", KEY),
+    )
+    .await;
+    assert_ne!(status, 413);
 }

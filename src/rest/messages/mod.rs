@@ -44,6 +44,7 @@ pub(crate) async fn create(
     };
     let id = format!("msg_{:032x}", fastrand::u128(..));
     let model = parsed.model.clone();
+    let input_estimate = estimate(&parsed.messages, &parsed.config);
     if parsed.stream {
         let message = StreamGenerateRequest {
             model: parsed.model,
@@ -52,7 +53,7 @@ pub(crate) async fn create(
         };
         let request = super::grpc_request(metadata, who, message);
         match stream::handle(gw, RPC_STREAM, request).await {
-            Ok(resp) => events(resp, id, model),
+            Ok(resp) => events(resp, id, model, input_estimate),
             Err(status) => status_error(&status),
         }
     } else {
@@ -89,7 +90,72 @@ fn thinking_block(r: &Reasoning) -> Value {
 }
 
 fn tool_use(c: &ToolCall) -> Value {
-    anthropic::tool_use_block(&c.id, &c.name, &c.arguments)
+    anthropic::tool_use_block(&tool_use_id(&c.id), &c.name, &c.arguments)
+}
+
+/// A tool call's id as Anthropic's clients expect it (`toolu_…`): another provider's id (`call_…`) gets the
+/// prefix. The client sends it back as it got it, and the upstream only matches results to calls within the
+/// request, so the id needs no way back.
+fn tool_use_id(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.starts_with("toolu_") {
+        std::borrow::Cow::Borrowed(id)
+    } else {
+        std::borrow::Cow::Owned(format!("toolu_{id}"))
+    }
+}
+
+/// The gateway's estimate of a request's input tokens (about 4 bytes a token, 4 per message, the tools'
+/// definitions counted as text): what `count_tokens` answers and `message_start` reports before the upstream's
+/// count arrives with `message_delta`.
+fn estimate(messages: &[crate::proto::Message], config: &crate::proto::GenerationConfig) -> u64 {
+    let tools = config
+        .tools
+        .iter()
+        .map(|t| t.name.len() + t.description.len() + t.parameters_json.len());
+    crate::upstream::openai::convert::estimate_tokens(
+        messages
+            .iter()
+            .map(crate::upstream::openai::extras::size)
+            .chain(tools),
+        0,
+    )
+}
+
+/// `POST /v1/messages/count_tokens`: the request's input tokens, estimated by the gateway (the same estimate its
+/// limits reserve); errors in Anthropic's shape.
+pub(crate) fn count_tokens(gw: &Gateway, who: &Identity, body: &[u8]) -> Response<Body> {
+    // count_tokens takes no max_tokens; the parser wants one.
+    let parsed = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut o)) => {
+            o.entry("max_tokens").or_insert(json!(1));
+            parse(&serde_json::to_vec(&o).unwrap_or_default())
+        }
+        Ok(_) => Err(GatewayError::InvalidArgument(
+            "invalid request body: a JSON object".into(),
+        )),
+        Err(e) => Err(GatewayError::InvalidArgument(format!(
+            "invalid request body: {e}"
+        ))),
+    };
+    let counted = parsed.and_then(|p| {
+        // The model must be one this key may use, as for the call itself.
+        gw.catalog().router.resolve(&p.model, who)?;
+        Ok(estimate(&p.messages, &p.config))
+    });
+    match counted {
+        Ok(n) => super::json(http::StatusCode::OK, &json!({"input_tokens": n})),
+        Err(e) => gateway_error(&e),
+    }
+}
+
+/// `GET /v1/models` as Anthropic answers it.
+pub(crate) fn model_list(names: &[&str]) -> Value {
+    json!({"data": names.iter().map(|n| model_object(n)).collect::<Vec<_>>(), "has_more": false,
+           "first_id": names.first(), "last_id": names.last()})
+}
+
+pub(crate) fn model_object(name: &str) -> Value {
+    json!({"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"})
 }
 
 /// Anthropic counts cache reads and writes apart from `input_tokens`.
@@ -131,6 +197,12 @@ pub(crate) fn refusal(http: u16, message: &str) -> Response<Body> {
 
 fn status_error(status: &Status) -> Response<Body> {
     let (http, _, _) = error::kind(status);
+    // Anthropic's own word for an overloaded provider, passed on as such.
+    let overloaded = matches!(
+        GatewayError::of(status),
+        Some(GatewayError::UpstreamOverloaded { .. })
+    );
+    let http = if overloaded { 529 } else { http };
     let mut resp = json_status(http, &error_body(http, status.message()));
     resp.headers_mut()
         .extend(status.metadata().clone().into_headers());
@@ -148,6 +220,8 @@ fn json_status(http: u16, body: &Value) -> Response<Body> {
 struct Events {
     id: String,
     model: String,
+    /// The input tokens `message_start` reports (the gateway's estimate).
+    input_estimate: u64,
     /// The next content block's index.
     next: u32,
     /// The open block: what it holds, and its index.
@@ -249,9 +323,11 @@ impl super::StreamWriter for Events {
     fn start(&mut self) -> Bytes {
         let mut out = Vec::new();
         // The prompt's count is known only at the end: message_delta carries it.
+        // The upstream's count comes at the end, with message_delta; clients that track their context read
+        // this one, so it is the gateway's estimate until then.
         let message = json!({"id": self.id, "type": "message", "role": "assistant", "model": self.model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 0, "output_tokens": 0}});
+            "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}});
         event(
             "message_start",
             &json!({"type": "message_start", "message": message}),
@@ -314,7 +390,7 @@ impl super::StreamWriter for Events {
             None => {
                 let index = self.open(
                     Block::Tool,
-                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": {}}),
+                    json!({"type": "tool_use", "id": tool_use_id(&c.id), "name": c.name, "input": {}}),
                     &mut out,
                 );
                 if self.tool_blocks.len() <= call {
@@ -352,7 +428,7 @@ impl super::StreamWriter for Events {
         for call in unstreamed {
             let index = self.open(
                 Block::Tool,
-                json!({"type": "tool_use", "id": call.id, "name": call.name, "input": {}}),
+                json!({"type": "tool_use", "id": tool_use_id(&call.id), "name": call.name, "input": {}}),
                 &mut out,
             );
             let input = anthropic::tool_input(&call.arguments).to_string();
@@ -389,10 +465,12 @@ fn events(
     resp: tonic::Response<tokio_stream::wrappers::ReceiverStream<Result<StreamChunk, Status>>>,
     id: String,
     model: String,
+    input_estimate: u64,
 ) -> Response<Body> {
     let writer = Events {
         id,
         model,
+        input_estimate,
         next: 0,
         open: None,
         tool_blocks: Vec::new(),

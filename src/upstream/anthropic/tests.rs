@@ -279,7 +279,14 @@ fn stream_events_translate_back() {
         &mut StreamState::default(),
         &mut Reading::default(),
     );
-    assert!(matches!(err, Err(ChunkError::Upstream(m)) if m == "Overloaded"));
+    assert!(matches!(err, Err(ChunkError::Overloaded(m)) if m == "Overloaded"));
+    let err = event(
+        &json!({"type": "error", "error": {"type": "api_error", "message": "Internal"}})
+            .to_string(),
+        &mut StreamState::default(),
+        &mut Reading::default(),
+    );
+    assert!(matches!(err, Err(ChunkError::Upstream(m)) if m == "Internal"));
     // Tool input for a block that is not a tool call is malformed.
     let stray = json!({"type": "content_block_delta", "index": 4, "delta": {"type": "input_json_delta", "partial_json": "{"}});
     assert!(matches!(

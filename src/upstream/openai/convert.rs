@@ -255,6 +255,8 @@ pub enum ChunkError {
     Invalid(serde_json::Error),
     /// An error object sent in the stream instead of a chunk; its message.
     Upstream(String),
+    /// An error in the stream saying the provider is overloaded (Anthropic's `overloaded_error`).
+    Overloaded(String),
     /// JSON, but not a chunk the gateway can take: past what it holds (tool calls, logprobs), or inconsistent.
     Malformed(String),
 }

@@ -340,4 +340,7 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ApiError {
     #[serde(default)]
     pub(crate) message: String,
+    /// Anthropic's error type (`overloaded_error`, ...); OpenAI's `type`.
+    #[serde(default, rename = "type")]
+    pub(crate) kind: String,
 }
