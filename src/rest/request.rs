@@ -91,6 +91,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         parallel_tool_calls: req.parallel_tool_calls,
         provider_options: (!req.rest.is_empty()).then(|| extras::json_to_struct(req.rest)),
         reasoning,
+        dialect_options: Default::default(),
     };
     Ok(Parsed {
         model: req.model,
@@ -235,6 +236,7 @@ fn tool(t: InTool) -> Tool {
             .unwrap_or_default(),
         strict: f.strict,
         cache_control: t.cache_control.map(Into::into),
+        anthropic_fields: None,
     }
 }
 
@@ -380,6 +382,7 @@ mod tests {
                         parameters_json: r#"{"type":"object"}"#.into(),
                         strict: Some(true),
                         cache_control: None,
+                        anthropic_fields: None,
                     }],
                     tool_choice: Some(ToolChoice {
                         choice: Some(Choice::Function("f".into())),

@@ -106,14 +106,22 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
     }
     if !req.tools.is_empty() {
         let marks = req.tool_cache_control.iter().map(Option::as_ref);
+        let fields = req.tool_anthropic_fields.iter().map(Option::as_ref);
         let tools = req
             .tools
             .iter()
             .zip(marks.chain(std::iter::repeat(None)))
-            .map(|(t, mark)| {
+            .zip(fields.chain(std::iter::repeat(None)))
+            .map(|((t, mark), fields)| {
                 let mut t = tool(t);
                 if let Some(mark) = mark {
                     t["cache_control"] = mark.clone();
+                }
+                // What the client sent that the gateway does not model, as it sent it.
+                if let (Value::Object(out), Some(fields)) = (&mut t, fields) {
+                    for (k, v) in fields {
+                        out.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
                 }
                 t
             })
@@ -123,7 +131,8 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
     if let Some(choice) = tool_choice(req.tool_choice.as_ref(), req.parallel_tool_calls) {
         body.insert("tool_choice".into(), choice);
     }
-    for (k, v) in &req.provider_options {
+    // Fields the client sent in Anthropic's own dialect travel as they are; the gateway's own win.
+    for (k, v) in req.anthropic_options.iter().chain(&req.provider_options) {
         body.entry(k.clone()).or_insert_with(|| v.clone());
     }
     Ok(Value::Object(body))

@@ -218,6 +218,14 @@ impl HttpUpstream {
         req: &ChatRequest<'_>,
         request_id: &str,
     ) -> Result<reqwest::Response, GatewayError> {
+        if self.dialect == Dialect::OpenAi && !req.anthropic_options.is_empty() {
+            let dropped: Vec<&str> = req.anthropic_options.keys().map(String::as_str).collect();
+            tracing::info!(
+                upstream = %self.name,
+                dropped = %dropped.join(","),
+                "Anthropic's fields were left out for an OpenAI-style upstream"
+            );
+        }
         let body = match self.dialect {
             Dialect::OpenAi => serde_json::to_vec(req),
             Dialect::Anthropic => serde_json::to_vec(&anthropic::request(req)?),

@@ -249,3 +249,55 @@ async fn the_door_answers_what_anthropic_clients_ask() {
     .await;
     assert_ne!(status, 413);
 }
+
+/// Fields the gateway does not model reach an Anthropic upstream as the client sent them — today's
+/// (`context_management`, `output_config`, a tool's `defer_loading`) and tomorrow's — while an OpenAI-style
+/// upstream never sees them; what the gateway owns (the model, max_tokens, thinking) is still its own.
+#[tokio::test]
+async fn anthropic_fields_pass_through_to_anthropic_upstreams_only() {
+    let body = json!({"model": "MODEL", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"}],
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+        "output_config": {"effort": "high"}, "container": "c_1", "mcp_servers": [{"name": "x"}],
+        "a_field_from_next_year": {"on": true},
+        "tools": [{"name": "f", "input_schema": {"type": "object"}, "defer_loading": true}]});
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 1}});
+    let claude = Upstream::start(vec![Reply::json(200, &answer.to_string())]).await;
+    let gw = Gateway::start(config(&crate::anthropic::anthropic_config_text(&claude))).await;
+    let mut asked = body.clone();
+    asked["model"] = json!("claude");
+    let (status, text) = post(&gw, asked, ("x-api-key", KEY)).await;
+    assert_eq!(status, 200, "{text}");
+    let sent = &claude.requests()[0].body;
+    for field in [
+        "context_management",
+        "output_config",
+        "container",
+        "mcp_servers",
+        "a_field_from_next_year",
+    ] {
+        assert_eq!(sent[field], body[field], "{field}");
+    }
+    assert_eq!(sent["tools"][0]["defer_loading"], true);
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+
+    let openai = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
+    let gw = Gateway::without_retries(&openai).await;
+    let mut asked = body.clone();
+    asked["model"] = json!("big");
+    let (status, text) = post(&gw, asked, ("x-api-key", KEY)).await;
+    assert_eq!(status, 200, "{text}");
+    let sent = &openai.requests()[0].body;
+    for field in [
+        "context_management",
+        "output_config",
+        "container",
+        "mcp_servers",
+        "a_field_from_next_year",
+    ] {
+        assert!(sent.get(field).is_none(), "{field}: {sent}");
+    }
+    assert!(sent["tools"][0].get("defer_loading").is_none());
+}

@@ -18,8 +18,9 @@ use crate::{
     upstream::openai::extras,
 };
 
+/// Fields not named here are Anthropic's: they travel on to Anthropic upstreams as they are
+/// (`dialect_options["anthropic"]`), and are left out for others.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct InRequest {
     model: String,
     max_tokens: i64,
@@ -34,9 +35,8 @@ struct InRequest {
     tool_choice: Option<InToolChoice>,
     metadata: Option<InMetadata>,
     thinking: Option<Value>,
-    /// Accepted; of no effect here.
-    #[allow(dead_code)]
-    service_tier: Option<Value>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,8 +111,8 @@ struct InCacheControl {
     ttl: Option<String>,
 }
 
+/// A tool; fields not named here (`defer_loading`, ...) travel on to Anthropic upstreams as they are.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct InTool {
     name: String,
     description: Option<String>,
@@ -120,6 +120,8 @@ struct InTool {
     cache_control: Option<InCacheControl>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +193,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
                 parameters_json: Value::Object(t.input_schema).to_string(),
                 strict: None,
                 cache_control: t.cache_control.map(mark),
+                anthropic_fields: (!t.rest.is_empty()).then(|| extras::json_to_struct(t.rest)),
             })
         })
         .collect::<Result<_, _>>()?;
@@ -228,6 +231,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         parallel_tool_calls: parallel.map(|disabled| !disabled),
         provider_options,
         reasoning,
+        dialect_options: if req.rest.is_empty() {
+            Default::default()
+        } else {
+            [("anthropic".to_owned(), extras::json_to_struct(req.rest))].into()
+        },
         ..Default::default()
     };
     Ok(Parsed {
@@ -551,10 +559,6 @@ mod tests {
                 json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search", "input_schema": {}}]}),
                 "tools[0].type",
             ),
-            (
-                json!({"model": "m", "max_tokens": 5, "messages": [], "top_logprobs": 2}),
-                "top_logprobs",
-            ),
         ] {
             let err = parse_json(body.clone()).unwrap_err().to_string();
             assert!(err.contains(says), "{body}: {err}");
@@ -605,5 +609,24 @@ mod tests {
             "thinking": {"type": "adaptive"}}))
         .unwrap();
         assert_eq!(adaptive.config.reasoning.unwrap().mode, "adaptive");
+    }
+
+    /// What the door does not model travels to Anthropic upstreams as the client sent it: top-level fields
+    /// (today's and tomorrow's) and a tool's own fields.
+    #[test]
+    fn fields_the_door_does_not_model_are_kept_for_anthropic() {
+        let p = parse_json(json!({"model": "m", "max_tokens": 5, "messages": [],
+            "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+            "output_config": {"effort": "high"}, "a_field_from_next_year": [1, 2],
+            "tools": [{"name": "t", "input_schema": {"type": "object"}, "defer_loading": true}]}))
+        .unwrap();
+        let kept = extras::struct_to_json(&p.config.dialect_options["anthropic"]);
+        assert_eq!(
+            Value::Object(kept),
+            json!({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+                   "output_config": {"effort": "high"}, "a_field_from_next_year": [1, 2]})
+        );
+        let tool = extras::struct_to_json(p.config.tools[0].anthropic_fields.as_ref().unwrap());
+        assert_eq!(Value::Object(tool), json!({"defer_loading": true}));
     }
 }

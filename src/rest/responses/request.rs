@@ -463,6 +463,7 @@ fn tool(i: usize, t: &Map<String, Value>) -> Result<Tool, GatewayError> {
             .unwrap_or_default(),
         strict: t.get("strict").and_then(Value::as_bool),
         cache_control: None,
+        anthropic_fields: None,
     })
 }
 

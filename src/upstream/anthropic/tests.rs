@@ -94,6 +94,7 @@ fn requests_become_messages_api_bodies() {
                     .into(),
                 strict: None,
                 cache_control: None,
+                anthropic_fields: None,
             },
             Tool {
                 name: "get_time".into(),

@@ -97,6 +97,16 @@ pub fn chat_request<'a>(
     if reasoning_effort.is_some() {
         provider_options.remove("reasoning_effort");
     }
+    let dialect = |name: &str| {
+        config
+            .and_then(|c| c.dialect_options.get(name))
+            .map(extras::struct_to_json)
+            .unwrap_or_default()
+    };
+    // OpenAI-style fields join the provider's (which win); Anthropic's are kept apart for its dialect.
+    for (k, v) in dialect("openai") {
+        provider_options.entry(k).or_insert(v);
+    }
     let (max_tokens, max_completion_tokens) = match max_tokens_field {
         MaxTokensField::MaxTokens => (max, None),
         MaxTokensField::MaxCompletionTokens => (None, max),
@@ -134,6 +144,15 @@ pub fn chat_request<'a>(
                     .collect()
             })
             .unwrap_or_default(),
+        tool_anthropic_fields: config
+            .map(|c| {
+                c.tools
+                    .iter()
+                    .map(|t| t.anthropic_fields.as_ref().map(extras::struct_to_json))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        anthropic_options: dialect("anthropic"),
     }
 }
 

@@ -57,6 +57,13 @@ pub struct ChatRequest<'a> {
     /// Per tool, its prompt-cache mark: Anthropic's alone, never sent to OpenAI-style upstreams.
     #[serde(skip)]
     pub(crate) tool_cache_control: Vec<Option<Value>>,
+    /// Per tool, the fields of its definition only Anthropic reads (`defer_loading`, ...), as the client sent
+    /// them.
+    #[serde(skip)]
+    pub(crate) tool_anthropic_fields: Vec<Option<Map<String, Value>>>,
+    /// Fields for Anthropic upstreams only, as the client sent them (see `GenerationConfig.dialect_options`).
+    #[serde(skip)]
+    pub(crate) anthropic_options: Map<String, Value>,
 }
 
 impl ChatRequest<'_> {

@@ -28,6 +28,7 @@ fn weather() -> Tool {
         parameters_json: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
         strict: Some(true),
         cache_control: None,
+        anthropic_fields: None,
     }
 }
 
