@@ -68,6 +68,7 @@ pub(crate) async fn handle(
             deadline: start.deadline(&model),
             request_id: &start.request_id,
             accepted: None,
+            api_headers: None,
         };
         let mut trail = Trail::default();
         let dispatched = dispatch(&gw.handles(), &model, &call, false, &mut trail).await;

@@ -87,6 +87,8 @@ struct Start {
     cache_control: CacheControl,
     /// The caller's W3C trace context, when it sent one and tracing is on.
     parent: Option<opentelemetry::Context>,
+    /// The caller's API headers (`anthropic-beta`, ...), for upstreams of their dialect.
+    api_headers: crate::upstream::ApiHeaders,
 }
 
 impl Start {
@@ -103,6 +105,7 @@ impl Start {
             trailers,
             cache_control: CacheControl::read(req.metadata()),
             parent: telemetry::caller_context(req.metadata()),
+            api_headers: crate::upstream::ApiHeaders::read(req.metadata()),
         })
     }
 

@@ -102,6 +102,7 @@ pub(super) async fn open(
         deadline,
         request_id: &start.request_id,
         accepted: Some(&on_accept),
+        api_headers: Some(&start.api_headers),
     };
     let mut trail = Trail::default();
     let mut dispatched = dispatch(&gw.handles(), &model, &call, stream, &mut trail).await;

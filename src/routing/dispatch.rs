@@ -82,6 +82,8 @@ pub(crate) struct Call<'a> {
     /// Told when an upstream accepted a stream (its status is 2xx), so the client's response can start before
     /// the answer's first piece.
     pub(crate) accepted: Option<&'a (dyn Fn() + Sync)>,
+    /// The client's API headers, for upstreams of their dialect.
+    pub(crate) api_headers: Option<&'a crate::upstream::ApiHeaders>,
 }
 
 impl Call<'_> {
@@ -345,6 +347,7 @@ async fn try_route(
         upstream.max_tokens_field(),
         stream,
     );
+    req.api_headers = call.api_headers;
     if upstream.requires_max_tokens() && req.max_output_tokens().is_none() {
         // The same limit the admission reserved tokens for.
         req.max_tokens = Some(model.default_output_tokens);

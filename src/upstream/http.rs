@@ -236,7 +236,8 @@ impl HttpUpstream {
         } else {
             "application/json"
         };
-        self.post(self.url.clone(), body, accept, request_id).await
+        self.post(self.url.clone(), body, accept, request_id, req.api_headers)
+            .await
     }
 
     /// Posts a JSON body with the upstream's credentials and headers, and checks the status.
@@ -246,6 +247,7 @@ impl HttpUpstream {
         body: Vec<u8>,
         accept: &'static str,
         request_id: &str,
+        api: Option<&super::ApiHeaders>,
     ) -> Result<reqwest::Response, GatewayError> {
         let mut builder = self
             .client
@@ -260,8 +262,23 @@ impl HttpUpstream {
         if !self.headers.is_empty() {
             builder = builder.headers(self.headers.clone());
         }
-        if self.dialect == Dialect::Anthropic {
-            builder = builder.header("anthropic-version", anthropic::VERSION);
+        // The client's API headers go to upstreams of their dialect: the version it was written for, its betas.
+        let api = api.cloned().unwrap_or_default();
+        match self.dialect {
+            Dialect::Anthropic => {
+                let version = api
+                    .anthropic_version
+                    .unwrap_or(HeaderValue::from_static(anthropic::VERSION));
+                builder = builder.header("anthropic-version", version);
+                if let Some(beta) = api.anthropic_beta {
+                    builder = builder.header("anthropic-beta", beta);
+                }
+            }
+            Dialect::OpenAi => {
+                if let Some(beta) = api.openai_beta {
+                    builder = builder.header("openai-beta", beta);
+                }
+            }
         }
         if super::tracecontext::enabled() {
             let mut trace = HeaderMap::new();
@@ -320,7 +337,7 @@ impl HttpUpstream {
         let body = serde_json::to_vec(&EmbeddingsRequest::new(model, ask))
             .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
         let resp = self
-            .post(url.clone(), body, "application/json", request_id)
+            .post(url.clone(), body, "application/json", request_id, None)
             .await?;
         let body = self.whole_body(resp).await?;
         embeddings::parse(&body, ask.input.len()).map_err(|detail| self.protocol(detail))

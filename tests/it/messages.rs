@@ -301,3 +301,56 @@ async fn anthropic_fields_pass_through_to_anthropic_upstreams_only() {
     }
     assert!(sent["tools"][0].get("defer_loading").is_none());
 }
+
+/// The client's API headers reach upstreams of their dialect: Anthropic's version and betas, OpenAI's beta.
+#[tokio::test]
+async fn api_headers_are_forwarded_to_upstreams_of_their_dialect() {
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 1}});
+    let claude = Upstream::start(vec![Reply::json(200, &answer.to_string())]).await;
+    let gw = Gateway::start(config(&crate::anthropic::anthropic_config_text(&claude))).await;
+    let send = |version: Option<&'static str>| {
+        let mut req = http()
+            .post(format!("http://{}/v1/messages", gw.addr))
+            .header("x-api-key", KEY)
+            .header(
+                "anthropic-beta",
+                "context-management-2025-06-27,interleaved-thinking-2025-05-14",
+            );
+        if let Some(v) = version {
+            req = req.header("anthropic-version", v);
+        }
+        req.body(
+            json!({"model": "claude", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+        )
+        .send()
+    };
+    assert_eq!(send(Some("2024-01-01")).await.unwrap().status(), 200);
+    assert_eq!(send(None).await.unwrap().status(), 200);
+    let seen = claude.requests();
+    assert_eq!(
+        seen[0].header("anthropic-beta"),
+        Some("context-management-2025-06-27,interleaved-thinking-2025-05-14")
+    );
+    assert_eq!(seen[0].header("anthropic-version"), Some("2024-01-01"));
+    // Without the client's, the gateway's own version.
+    assert_eq!(seen[1].header("anthropic-version"), Some("2023-06-01"));
+
+    let openai = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
+    let gw = Gateway::without_retries(&openai).await;
+    let got = http()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .bearer_auth(KEY)
+        .header("OpenAI-Beta", "responses=v1")
+        .header("anthropic-beta", "not-for-openai")
+        .body(json!({"model": "big", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let seen = &openai.requests()[0];
+    assert_eq!(seen.header("openai-beta"), Some("responses=v1"));
+    assert_eq!(seen.header("anthropic-beta"), None);
+}

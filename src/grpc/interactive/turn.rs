@@ -60,7 +60,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
     let mut reached_upstream = false;
     let mut lost = Usage::default();
     let result = async {
-        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None };
+        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None, api_headers: None };
         let handles = gw.handles();
         // While the model thinks before its first piece, heartbeats keep the session's stream alive.
         let every = model.policy.stream.keepalive;

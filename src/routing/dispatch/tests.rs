@@ -215,6 +215,7 @@ mod rules {
                 deadline: Deadline::new(Instant::now(), timeout, S(600)),
                 request_id: "r",
                 accepted,
+                api_headers: None,
             };
             let mut trail = Trail::default();
             let result = dispatch(&self.gw.handles(), &self.model, &call, stream, &mut trail).await;

@@ -153,6 +153,7 @@ pub fn chat_request<'a>(
             })
             .unwrap_or_default(),
         anthropic_options: dialect("anthropic"),
+        api_headers: None,
     }
 }
 

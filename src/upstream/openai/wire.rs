@@ -64,6 +64,9 @@ pub struct ChatRequest<'a> {
     /// Fields for Anthropic upstreams only, as the client sent them (see `GenerationConfig.dialect_options`).
     #[serde(skip)]
     pub(crate) anthropic_options: Map<String, Value>,
+    /// The client's API headers, for upstreams of their dialect.
+    #[serde(skip)]
+    pub(crate) api_headers: Option<&'a crate::upstream::ApiHeaders>,
 }
 
 impl ChatRequest<'_> {
