@@ -250,6 +250,25 @@ async fn the_door_answers_what_anthropic_clients_ask() {
     assert_ne!(status, 413);
 }
 
+/// An Anthropic upstream that answers "ok", and a gateway in front of it (model "claude").
+async fn claude_answering() -> (Upstream, Gateway) {
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 1}});
+    let claude = Upstream::start(vec![Reply::json(200, &answer.to_string())]).await;
+    let gw = Gateway::start(config(&crate::anthropic::anthropic_config_text(&claude))).await;
+    (claude, gw)
+}
+
+/// Top-level fields the Messages door does not model.
+const UNMODELLED: [&str; 5] = [
+    "context_management",
+    "output_config",
+    "container",
+    "mcp_servers",
+    "a_field_from_next_year",
+];
+
 /// Fields the gateway does not model reach an Anthropic upstream as the client sent them — today's
 /// (`context_management`, `output_config`, a tool's `defer_loading`) and tomorrow's — while an OpenAI-style
 /// upstream never sees them; what the gateway owns (the model, max_tokens, thinking) is still its own.
@@ -261,23 +280,13 @@ async fn anthropic_fields_pass_through_to_anthropic_upstreams_only() {
         "output_config": {"effort": "high"}, "container": "c_1", "mcp_servers": [{"name": "x"}],
         "a_field_from_next_year": {"on": true},
         "tools": [{"name": "f", "input_schema": {"type": "object"}, "defer_loading": true}]});
-    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-        "usage": {"input_tokens": 3, "output_tokens": 1}});
-    let claude = Upstream::start(vec![Reply::json(200, &answer.to_string())]).await;
-    let gw = Gateway::start(config(&crate::anthropic::anthropic_config_text(&claude))).await;
+    let (claude, gw) = claude_answering().await;
     let mut asked = body.clone();
     asked["model"] = json!("claude");
     let (status, text) = post(&gw, asked, ("x-api-key", KEY)).await;
     assert_eq!(status, 200, "{text}");
     let sent = &claude.requests()[0].body;
-    for field in [
-        "context_management",
-        "output_config",
-        "container",
-        "mcp_servers",
-        "a_field_from_next_year",
-    ] {
+    for field in UNMODELLED {
         assert_eq!(sent[field], body[field], "{field}");
     }
     assert_eq!(sent["tools"][0]["defer_loading"], true);
@@ -290,13 +299,7 @@ async fn anthropic_fields_pass_through_to_anthropic_upstreams_only() {
     let (status, text) = post(&gw, asked, ("x-api-key", KEY)).await;
     assert_eq!(status, 200, "{text}");
     let sent = &openai.requests()[0].body;
-    for field in [
-        "context_management",
-        "output_config",
-        "container",
-        "mcp_servers",
-        "a_field_from_next_year",
-    ] {
+    for field in UNMODELLED {
         assert!(sent.get(field).is_none(), "{field}: {sent}");
     }
     assert!(sent["tools"][0].get("defer_loading").is_none());
@@ -305,11 +308,7 @@ async fn anthropic_fields_pass_through_to_anthropic_upstreams_only() {
 /// The client's API headers reach upstreams of their dialect: Anthropic's version and betas, OpenAI's beta.
 #[tokio::test]
 async fn api_headers_are_forwarded_to_upstreams_of_their_dialect() {
-    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-        "usage": {"input_tokens": 3, "output_tokens": 1}});
-    let claude = Upstream::start(vec![Reply::json(200, &answer.to_string())]).await;
-    let gw = Gateway::start(config(&crate::anthropic::anthropic_config_text(&claude))).await;
+    let (claude, gw) = claude_answering().await;
     let send = |version: Option<&'static str>| {
         let mut req = http()
             .post(format!("http://{}/v1/messages", gw.addr))
