@@ -134,3 +134,40 @@ async fn refusals_are_openai_errors_before_any_upstream_call() {
     }
     assert_eq!(up.calls(), 0);
 }
+
+/// A field a client adds that the gateway does not model (Codex's `client_metadata`) is left out, named in
+/// `aigw-dropped`, and never reaches a chat-completions upstream; a field whose absence would change the answer
+/// is still refused.
+#[tokio::test]
+async fn fields_the_door_does_not_model_are_left_out_and_named() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
+    let gw = Gateway::without_retries(&up).await;
+    let resp = http()
+        .post(format!("http://{}/v1/responses", gw.addr))
+        .bearer_auth(KEY)
+        .body(
+            json!({"model": "big", "input": "hi", "client_metadata": {"x-codex-turn": "1"},
+                   "a_new_field": true})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["aigw-dropped"],
+        "a_new_field, client_metadata"
+    );
+    let sent = &up.requests()[0].body;
+    assert!(
+        sent.get("client_metadata").is_none() && sent.get("a_new_field").is_none(),
+        "{sent}"
+    );
+    let (status, text) = post(
+        &gw,
+        json!({"model": "big", "input": "hi", "conversation": "conv_1"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("conversation"), "{text}");
+}

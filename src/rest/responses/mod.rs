@@ -55,6 +55,7 @@ pub(crate) async fn create(
         store,
         previous_response_id,
         echo,
+        dropped,
     } = parsed;
     // The continued conversation, then this input.
     let mut kept = match &previous_response_id {
@@ -96,7 +97,7 @@ pub(crate) async fn create(
         owner: who.name.clone(),
         messages,
     });
-    if stream {
+    let mut resp = if stream {
         let message = StreamGenerateRequest {
             model,
             messages,
@@ -138,7 +139,15 @@ pub(crate) async fn create(
             super::json_with(metadata, &body)
         })
         .await
+    };
+    // Fields the gateway left out, named, so a client sees what did not travel.
+    if !dropped.is_empty() {
+        tracing::info!(dropped = %dropped.join(","), "Responses fields left out");
+        if let Ok(value) = http::HeaderValue::try_from(dropped.join(", ")) {
+            resp.headers_mut().insert("aigw-dropped", value);
+        }
     }
+    resp
 }
 
 /// The conversation to keep once it is answered.

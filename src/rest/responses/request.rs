@@ -49,6 +49,21 @@ const IGNORED: [&str; 5] = [
     "background",
 ];
 
+/// Fields refused because the answer would mean something else without them: state the gateway does not keep
+/// (`conversation`), a stored prompt it cannot read (`prompt`). Every other field it does not model is left
+/// out, and named in the answer's `aigw-dropped` header: clients add fields with every release (Codex's
+/// `client_metadata`), and an answer that ignores metadata is still the answer.
+const REFUSED: [(&str, &str); 2] = [
+    (
+        "conversation",
+        "conversations are OpenAI's stored state, which the gateway does not keep; use previous_response_id",
+    ),
+    (
+        "prompt",
+        "stored prompts live on OpenAI's platform, which the gateway cannot read",
+    ),
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Input {
@@ -133,6 +148,8 @@ pub(crate) struct Parsed {
     pub(crate) previous_response_id: Option<String>,
     /// Echoed in the response object as they were sent.
     pub(crate) echo: Echo,
+    /// Fields the gateway does not model and left out (see `REFUSED`).
+    pub(crate) dropped: Vec<String>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -164,11 +181,15 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
                 .format
         }
     };
-    if let Some(field) = req.rest.keys().find(|k| !IGNORED.contains(&k.as_str())) {
-        return Err(invalid(format!(
-            "{field}: not supported by the gateway's Responses API"
-        )));
+    if let Some((field, why)) = REFUSED.iter().find(|(f, _)| req.rest.contains_key(*f)) {
+        return Err(invalid(format!("{field}: {why}")));
     }
+    let dropped: Vec<String> = req
+        .rest
+        .keys()
+        .filter(|k| !IGNORED.contains(&k.as_str()))
+        .cloned()
+        .collect();
     if req.rest.get("background") == Some(&Value::Bool(true)) {
         return Err(invalid(
             "background: responses are answered while the request waits",
@@ -244,6 +265,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         store: req.store.unwrap_or(true),
         previous_response_id: req.previous_response_id,
         echo,
+        dropped,
     })
 }
 
@@ -575,7 +597,11 @@ mod tests {
             ),
             (
                 json!({"model": "m", "input": "x", "conversation": "c1"}),
-                "conversation",
+                "conversation: conversations are OpenAI's stored state",
+            ),
+            (
+                json!({"model": "m", "input": "x", "prompt": {"id": "pmpt_1"}}),
+                "prompt: stored prompts",
             ),
             (
                 json!({"model": "m", "input": [{"type": "file_search_call"}]}),
@@ -603,5 +629,16 @@ mod tests {
         }
         // A continuation may send no new input.
         assert!(parse_json(json!({"model": "m", "previous_response_id": "resp_1"})).is_ok());
+    }
+
+    /// Fields a client adds that change nothing the gateway answers are left out and named, not refused.
+    #[test]
+    fn unknown_fields_are_left_out_and_named() {
+        let p = parse_json(
+            json!({"model": "m", "input": "x", "client_metadata": {"session": "s"},
+                                  "include": ["reasoning.encrypted_content"], "a_new_field": 1}),
+        )
+        .unwrap();
+        assert_eq!(p.dropped, ["a_new_field", "client_metadata"]);
     }
 }
