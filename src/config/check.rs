@@ -122,6 +122,11 @@ pub(super) fn models(
             if name.is_empty() {
                 return err(format!("{at}.{field}: must not be empty"));
             }
+            if name.matches('*').count() > 1 {
+                return err(format!(
+                    "{at}.{field}: '{name}' has more than one '*' (one stands for any text)"
+                ));
+            }
             if let Some(other) = names.insert(name.clone(), i) {
                 return err(format!(
                     "{at}.{field}: '{name}' is already used by models[{other}]"

@@ -69,6 +69,7 @@ pub(crate) async fn handle(
             request_id: &start.request_id,
             accepted: None,
             api_headers: None,
+            requested: &req.model,
         };
         let mut trail = Trail::default();
         let dispatched = dispatch(&gw.handles(), &model, &call, false, &mut trail).await;

@@ -103,6 +103,7 @@ pub(super) async fn open(
         request_id: &start.request_id,
         accepted: Some(&on_accept),
         api_headers: Some(&start.api_headers),
+        requested: ask.model,
     };
     let mut trail = Trail::default();
     let mut dispatched = dispatch(&gw.handles(), &model, &call, stream, &mut trail).await;

@@ -84,6 +84,8 @@ pub(crate) struct Call<'a> {
     pub(crate) accepted: Option<&'a (dyn Fn() + Sync)>,
     /// The client's API headers, for upstreams of their dialect.
     pub(crate) api_headers: Option<&'a crate::upstream::ApiHeaders>,
+    /// The model name as the client asked for it: what a route with `model = "*"` sends upstream.
+    pub(crate) requested: &'a str,
 }
 
 impl Call<'_> {
@@ -335,13 +337,13 @@ async fn try_route(
         return gw
             .bounded(
                 call.deadline,
-                upstream.embed(&route.model, ask, call.request_id),
+                upstream.embed(route.upstream_model(call.requested), ask, call.request_id),
             )
             .await
             .map(Answer::Embedded);
     }
     let mut req: ChatRequest<'_> = convert::chat_request(
-        &route.model,
+        route.upstream_model(call.requested),
         call.messages,
         call.config,
         upstream.max_tokens_field(),

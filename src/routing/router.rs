@@ -81,6 +81,16 @@ impl Route {
         }
     }
 
+    /// The upstream's model id for a call that asked for `requested`: the route's own, or with `model = "*"`
+    /// the client's name as it came (an agent's new model name needs no config change).
+    pub(crate) fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
+        if self.model == "*" {
+            requested
+        } else {
+            &self.model
+        }
+    }
+
     /// Until when the route's breaker refuses calls, if it does now.
     pub(crate) fn open_until(&self, now: Instant) -> Option<Instant> {
         self.breaker.retry_at().filter(|&t| t > now)
@@ -166,6 +176,9 @@ pub(crate) trait Caller {
 pub(crate) struct Router {
     /// Names and aliases.
     by_name: HashMap<String, Arc<Model>>,
+    /// Names and aliases with a `*`, as (before it, after it, the model), in config order: `claude-*` takes every
+    /// model name a client's next release may ask for.
+    patterns: Vec<(String, String, Arc<Model>)>,
     /// Canonical models in config order, for listing.
     models: Vec<Arc<Model>>,
 }
@@ -179,6 +192,7 @@ impl Router {
             .map(|u| Upstream::new(u).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let mut by_name = HashMap::new();
+        let mut patterns = Vec::new();
         let mut models = Vec::with_capacity(cfg.models.len());
         for m in &cfg.models {
             let routes = m
@@ -207,11 +221,22 @@ impl Router {
                 cache: m.cache.clone(),
             });
             for name in std::iter::once(&m.name).chain(&m.aliases) {
-                by_name.insert(name.clone(), model.clone());
+                match name.split_once('*') {
+                    Some((before, after)) => {
+                        patterns.push((before.to_owned(), after.to_owned(), model.clone()))
+                    }
+                    None => {
+                        by_name.insert(name.clone(), model.clone());
+                    }
+                }
             }
             models.push(model);
         }
-        Ok(Router { by_name, models })
+        Ok(Router {
+            by_name,
+            patterns,
+            models,
+        })
     }
 
     /// Every model, in config order.
@@ -221,7 +246,21 @@ impl Router {
 
     /// The canonical name of a model or alias.
     pub(crate) fn canonical(&self, name: &str) -> Option<&str> {
-        self.by_name.get(name).map(|m| m.name.as_str())
+        self.find(name).map(|m| m.name.as_str())
+    }
+
+    /// The model a name asks for: by name or alias, else the first pattern it matches.
+    fn find(&self, name: &str) -> Option<&Arc<Model>> {
+        self.by_name.get(name).or_else(|| {
+            self.patterns
+                .iter()
+                .find(|(before, after, _)| {
+                    name.len() >= before.len() + after.len()
+                        && name.starts_with(before.as_str())
+                        && name.ends_with(after.as_str())
+                })
+                .map(|(_, _, model)| model)
+        })
     }
 
     /// Resolves a requested model for a key: unknown models list what the key may use instead.
@@ -230,7 +269,7 @@ impl Router {
         requested: &str,
         who: &impl Caller,
     ) -> Result<&Arc<Model>, GatewayError> {
-        match self.by_name.get(requested) {
+        match self.find(requested) {
             Some(model) if who.allows(&model.name) => Ok(model),
             Some(model) => Err(GatewayError::PermissionDenied {
                 key: who.name().to_owned(),

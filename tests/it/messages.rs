@@ -353,3 +353,61 @@ async fn api_headers_are_forwarded_to_upstreams_of_their_dialect() {
     assert_eq!(seen.header("openai-beta"), Some("responses=v1"));
     assert_eq!(seen.header("anthropic-beta"), None);
 }
+
+/// A model named with a `*` takes every name it matches, and a route with `model = "*"` passes the client's name
+/// on: an agent's next default model (Claude Code's `claude-opus-4-8`, the Agent SDK's `claude-opus-5-5`) needs no
+/// config change. Exact names win over patterns; a name with two `*` is a config error.
+#[tokio::test]
+async fn model_name_patterns_pass_the_clients_name_through() {
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "x",
+        "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 1}});
+    let up = Upstream::start(vec![Reply::json(200, &answer.to_string())]).await;
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[upstreams]]
+        name = "claude-api"
+        kind = "anthropic"
+        base_url = "{}"
+        [[models]]
+        name = "claude-haiku-pinned"
+        max_output_tokens = 1000
+        routes = [{{ upstream = "claude-api", model = "claude-haiku-4-5" }}]
+        [[models]]
+        name = "claude-*"
+        max_output_tokens = 1000
+        routes = [{{ upstream = "claude-api", model = "*" }}]
+        "#,
+        up.base_url()
+    );
+    let gw = Gateway::start(config(&text)).await;
+    for (asked, sent) in [
+        ("claude-opus-4-8", "claude-opus-4-8"),
+        ("claude-opus-5-5", "claude-opus-5-5"),
+        ("claude-haiku-pinned", "claude-haiku-4-5"),
+    ] {
+        let (status, body) = post(
+            &gw,
+            json!({"model": asked, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+            ("x-api-key", KEY),
+        )
+        .await;
+        assert_eq!(status, 200, "{asked}: {body}");
+        assert_eq!(up.requests().last().unwrap().body["model"], sent);
+    }
+    let (status, _) = post(
+        &gw,
+        json!({"model": "gpt-4.1", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+        ("x-api-key", KEY),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let bad = text.replace(r#"name = "claude-*""#, r#"name = "claude-*-*""#);
+    let err = aigw::config::Config::parse(&bad, |_| None).unwrap_err();
+    assert!(err.to_string().contains("more than one '*'"), "{err}");
+}

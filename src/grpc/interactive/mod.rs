@@ -70,6 +70,7 @@ pub(crate) async fn handle(
         let permits = gw.permits(&start.who).inspect_err(|e| gw.rejected(&start.who, e))?;
         Ok(Session {
             model,
+            requested: first.model,
             config: first.config,
             history,
             who: start.who.clone(),
@@ -131,6 +132,8 @@ fn turn_error(turn: u32, err: &GatewayError) -> InteractiveResponse {
 
 struct Session {
     model: Arc<Model>,
+    /// The model name as the client asked for it (a route with `model = "*"` sends it upstream).
+    requested: String,
     config: Option<GenerationConfig>,
     history: History,
     who: Arc<Identity>,
@@ -176,6 +179,7 @@ impl Session {
             config: self.config.clone(),
             deadline,
             request_id: format!("{}-{number}", self.request_id),
+            requested: self.requested.clone(),
             admission,
             tx: tx.clone(),
             cancel: cancel.clone(),

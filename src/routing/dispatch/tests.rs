@@ -216,6 +216,7 @@ mod rules {
                 request_id: "r",
                 accepted,
                 api_headers: None,
+                requested: "m",
             };
             let mut trail = Trail::default();
             let result = dispatch(&self.gw.handles(), &self.model, &call, stream, &mut trail).await;
