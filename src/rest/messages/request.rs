@@ -310,11 +310,24 @@ fn system_text(system: InContent) -> Result<(String, Option<CacheControl>), Gate
 /// then their text and images.
 fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayError> {
     let at = |j: usize| format!("messages[{i}].content[{j}]");
-    if !matches!(m.role.as_str(), "user" | "assistant") {
+    if !matches!(m.role.as_str(), "user" | "assistant" | "system") {
         return Err(invalid(format!(
-            "messages[{i}].role: '{}' is not 'user' or 'assistant' (the system prompt goes in `system`)",
+            "messages[{i}].role: '{}' is not 'user', 'assistant' or 'system'",
             m.role
         )));
+    }
+    // A system message among the turns (Claude Code sends them): its text, which an Anthropic upstream gets in
+    // `system` and an OpenAI-style one in place.
+    if m.role == "system" {
+        let (content, cache_control) = system_text(m.content)
+            .map_err(|e| invalid(format!("messages[{i}].{e}")))?;
+        out.push(Message {
+            role: m.role,
+            content,
+            cache_control,
+            ..Default::default()
+        });
+        return Ok(());
     }
     let blocks = match m.content {
         InContent::Text(text) => {

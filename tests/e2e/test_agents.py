@@ -1,0 +1,142 @@
+"""Real coding agents through aigw, as their users run them: the pinned clients of tests/e2e/agents (npm),
+telemetry and update checks off, against the built binary in front of a scripted upstream on loopback.
+
+Claude Code headless (`claude -p`, default settings: adaptive thinking, its betas, context management) runs a
+tool round trip: the upstream thinks (signed), asks for a Bash command in streamed pieces, gets the result back
+with its thinking block byte-exact, and answers."""
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from conftest import ROOT, serve_upstream, spawn_gateway
+
+KEY = "sk-agents-e2e"
+AGENTS = ROOT / "tests" / "e2e" / "agents" / "node_modules" / ".bin"
+SIGNATURE = "EqQBCkYIBxgCKkBagentsig+/=="
+THOUGHT = "The user wants a check; run echo first."
+COMMAND = {"command": "echo aigw-agent-ok", "description": "Print a marker"}
+
+
+class Claude(http.server.BaseHTTPRequestHandler):
+    """Anthropic's Messages API, scripted: a tool call (with signed thinking) until the tool's result comes back,
+    then the answer. Every request is kept: (path, headers, body)."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+    lock = threading.Lock()
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        with self.lock:
+            self.seen.append((self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+        def ev(e):
+            data = f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        last = body["messages"][-1]["content"]
+        answered = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
+        ev({"type": "message_start", "message": {"id": "msg_up", "type": "message", "role": "assistant",
+            "model": body["model"], "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 40, "output_tokens": 1}}})
+        if answered:
+            ev({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            ev({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": "The command printed aigw-agent-ok."}})
+            ev({"type": "content_block_stop", "index": 0})
+            stop = "end_turn"
+        else:
+            ev({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            ev({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": THOUGHT}})
+            ev({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": SIGNATURE}})
+            ev({"type": "content_block_stop", "index": 0})
+            ev({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_e2e1",
+                                                                            "name": "Bash", "input": {}}})
+            args = json.dumps(COMMAND)
+            for i in range(0, len(args), 8):
+                ev({"type": "content_block_delta", "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": args[i:i + 8]}})
+            ev({"type": "content_block_stop", "index": 1})
+            stop = "tool_use"
+        ev({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+            "usage": {"output_tokens": 30}})
+        ev({"type": "message_stop"})
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    upstream = serve_upstream(Claude)
+    config = tmp_path_factory.mktemp("agents") / "config.toml"
+    config.write_text(f"""
+[server]
+listen = "127.0.0.1:0"
+[[keys]]
+name = "agents"
+env = "AGENTS_KEY"
+[[upstreams]]
+name = "claude-api"
+kind = "anthropic"
+base_url = "http://127.0.0.1:{upstream.server_address[1]}/v1"
+# Whatever model name the agent's release asks for, passed on as it is.
+[[models]]
+name = "claude-*"
+max_output_tokens = 200000
+routes = [{{ upstream = "claude-api", model = "*" }}]
+""")
+    proc, addr, lines = spawn_gateway(config, {"AGENTS_KEY": KEY})
+    yield addr["grpc"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, "".join(lines)
+    upstream.shutdown()
+
+
+def quiet_env(tmp_path, **extra):
+    """The agent's environment: its own home, no telemetry, no update checks, nothing but loopback."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_ERROR_REPORTING": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "NO_PROXY": "*",
+            **extra}
+
+
+def test_claude_code_runs_a_tool_round_trip_with_thinking(gateway, tmp_path):
+    Claude.seen.clear()
+    done = subprocess.run(
+        [str(AGENTS / "claude"), "-p", "run the marker command", "--output-format", "json", "--allowedTools", "Bash"],
+        env=quiet_env(tmp_path, ANTHROPIC_BASE_URL=f"http://{gateway}", ANTHROPIC_API_KEY=KEY),
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert not result["is_error"], result
+    assert result["result"] == "The command printed aigw-agent-ok."
+    calls = [(path, headers, body) for path, headers, body in Claude.seen if path == "/v1/messages"]
+    assert len(calls) >= 2, [p for p, _, _ in Claude.seen]
+    _, headers, first = calls[0]
+    # Claude Code's own fields and headers reached the upstream as it sent them.
+    assert first["thinking"]["type"] in ("adaptive", "enabled")
+    assert "context_management" in first and "output_config" in first
+    assert "claude-code" in headers.get("anthropic-beta", headers.get("Anthropic-Beta", ""))
+    # Turn 2: the thinking block byte-exact, then the call, and the command's output in the tool result.
+    _, _, second = calls[-1]
+    said = next(m for m in second["messages"] if m["role"] == "assistant")
+    assert said["content"][0] == {"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE}
+    assert said["content"][-1]["type"] == "tool_use" and said["content"][-1]["input"] == COMMAND
+    results = [b for m in second["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+               for b in m["content"] if b.get("type") == "tool_result"]
+    assert "aigw-agent-ok" in json.dumps(results)
