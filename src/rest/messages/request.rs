@@ -319,8 +319,8 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
     // A system message among the turns (Claude Code sends them): its text, which an Anthropic upstream gets in
     // `system` and an OpenAI-style one in place.
     if m.role == "system" {
-        let (content, cache_control) = system_text(m.content)
-            .map_err(|e| invalid(format!("messages[{i}].{e}")))?;
+        let (content, cache_control) =
+            system_text(m.content).map_err(|e| invalid(format!("messages[{i}].{e}")))?;
         out.push(Message {
             role: m.role,
             content,
@@ -641,5 +641,23 @@ mod tests {
         );
         let tool = extras::struct_to_json(p.config.tools[0].anthropic_fields.as_ref().unwrap());
         assert_eq!(Value::Object(tool), json!({"defer_loading": true}));
+    }
+
+    /// A system message among the turns (Claude Code 2.1 sends them) is read as one, text or blocks.
+    #[test]
+    fn system_messages_among_the_turns_are_read() {
+        let p = parse_json(json!({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "Be terse."}]},
+            {"role": "user", "content": "again"}]}))
+        .unwrap();
+        assert_eq!(p.messages[1].role, "system");
+        assert_eq!(p.messages[1].content, "Be terse.");
+        let err = parse_json(
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("messages[0].role"), "{err}");
     }
 }
