@@ -549,7 +549,7 @@ mod tests {
         for (body, says) in [
             (json!({"model": "m", "messages": []}), "max_tokens"),
             (
-                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "developer", "content": "x"}]}),
                 "messages[0].role",
             ),
             (
