@@ -140,3 +140,84 @@ def test_claude_code_runs_a_tool_round_trip_with_thinking(gateway, tmp_path):
     results = [b for m in second["messages"] if m["role"] == "user" and isinstance(m["content"], list)
                for b in m["content"] if b.get("type") == "tool_result"]
     assert "aigw-agent-ok" in json.dumps(results)
+
+
+class Reasoner(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-style reasoning model, scripted: it thinks and calls the tool until the tool's output comes back,
+    then answers with what the tool said. Every request body is kept."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.seen.append(body)
+        tool = next((m for m in body["messages"] if m["role"] == "tool"), None)
+        if tool is None:
+            message = {"role": "assistant", "content": None, "reasoning_content": "I need the weather tool.",
+                       "tool_calls": [{"id": "call_w1", "type": "function",
+                                       "function": {"name": "get_weather", "arguments": '{"city": "Lima"}'}}]}
+            finish = "tool_calls"
+        else:
+            message = {"role": "assistant", "content": f"The tool says: {tool['content']}"}
+            finish = "stop"
+        data = json.dumps({"id": "chatcmpl-a", "object": "chat.completion", "created": 1, "model": "up",
+                           "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                           "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_agents_sdk_runs_a_function_tool_through_the_responses_door(tmp_path):
+    import asyncio
+
+    import agents
+    from openai import AsyncOpenAI
+
+    upstream = serve_upstream(Reasoner)
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[server]
+listen = "127.0.0.1:0"
+[[keys]]
+name = "agents"
+env = "AGENTS_KEY"
+[[upstreams]]
+name = "reasoner"
+kind = "openai"
+base_url = "http://127.0.0.1:{upstream.server_address[1]}/v1"
+[[models]]
+name = "gpt-*"
+max_output_tokens = 32000
+routes = [{{ upstream = "reasoner", model = "*" }}]
+""")
+    proc, addr, lines = spawn_gateway(config, {"AGENTS_KEY": KEY})
+    try:
+        agents.set_tracing_disabled(True)  # no traces leave the machine
+
+        @agents.function_tool
+        def get_weather(city: str) -> str:
+            """The weather in a city."""
+            return f"sunny in {city}"
+
+        client = AsyncOpenAI(base_url=f"http://{addr['grpc']}/v1", api_key=KEY, max_retries=0)
+        agent = agents.Agent(name="weather", instructions="Answer with the tool.", tools=[get_weather],
+                             model=agents.OpenAIResponsesModel(model="gpt-5.9-agent", openai_client=client))
+        result = asyncio.run(agents.Runner.run(agent, "weather in Lima?"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, "".join(lines)
+        upstream.shutdown()
+    assert result.final_output == "The tool says: sunny in Lima"
+    assert len(Reasoner.seen) == 2
+    # The client's model name passed through; the tool's output and the reasoning went back in turn 2.
+    assert Reasoner.seen[0]["model"] == "gpt-5.9-agent"
+    turn2 = Reasoner.seen[1]["messages"]
+    assert any(m["role"] == "tool" and m["content"] == "sunny in Lima" for m in turn2)
+    said = next(m for m in turn2 if m["role"] == "assistant")
+    assert said["tool_calls"][0]["function"]["name"] == "get_weather"
