@@ -116,17 +116,9 @@ fn reasoning(
         }
     }
     if let Some(thinking) = rest.remove("thinking") {
-        let kind = thinking.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        if !["enabled", "disabled", "adaptive"].contains(&kind) {
-            return Err(invalid(
-                "thinking.type: must be \"enabled\", \"disabled\" or \"adaptive\"",
-            ));
-        }
-        out.mode = kind.to_owned();
-        out.budget_tokens = thinking
-            .get("budget_tokens")
-            .and_then(serde_json::Value::as_i64)
-            .map(|b| b.clamp(0, i64::from(i32::MAX)) as i32);
+        let asked = crate::upstream::reasoning::from_thinking(&thinking)?;
+        out.mode = asked.mode;
+        out.budget_tokens = asked.budget_tokens;
     }
     Ok((out != ReasoningConfig::default()).then_some(out))
 }

@@ -263,20 +263,22 @@ impl HttpUpstream {
             builder = builder.headers(self.headers.clone());
         }
         // The client's API headers go to upstreams of their dialect: the version it was written for, its betas.
-        let api = api.cloned().unwrap_or_default();
+        let none = super::ApiHeaders::default();
+        let api = api.unwrap_or(&none);
         match self.dialect {
             Dialect::Anthropic => {
                 let version = api
                     .anthropic_version
+                    .clone()
                     .unwrap_or(HeaderValue::from_static(anthropic::VERSION));
                 builder = builder.header("anthropic-version", version);
-                if let Some(beta) = api.anthropic_beta {
-                    builder = builder.header("anthropic-beta", beta);
+                if let Some(beta) = &api.anthropic_beta {
+                    builder = builder.header("anthropic-beta", beta.clone());
                 }
             }
             Dialect::OpenAi => {
-                if let Some(beta) = api.openai_beta {
-                    builder = builder.header("openai-beta", beta);
+                if let Some(beta) = &api.openai_beta {
+                    builder = builder.header("openai-beta", beta.clone());
                 }
             }
         }

@@ -61,6 +61,36 @@ pub(crate) fn check(r: &ReasoningConfig) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// Anthropic's `thinking` object as a reasoning request, on whichever door a client sends it: `{"type": "enabled", "budget_tokens": N}`, `{"type": "adaptive"}` or `{"type": "disabled"}`.
+pub(crate) fn from_thinking(t: &Value) -> Result<ReasoningConfig, GatewayError> {
+    let invalid = |msg: &str| GatewayError::InvalidArgument(msg.to_owned());
+    let mode = t.get("type").and_then(Value::as_str).unwrap_or_default();
+    if !["enabled", "adaptive", "disabled"].contains(&mode) {
+        return Err(invalid(
+            "thinking.type: must be \"enabled\", \"adaptive\" or \"disabled\"",
+        ));
+    }
+    let budget_tokens = match t.get("budget_tokens") {
+        None | Some(Value::Null) => None,
+        Some(b) => Some(
+            b.as_i64()
+                .filter(|b| *b >= 0)
+                .ok_or_else(|| invalid("thinking.budget_tokens: must be a whole number"))?
+                .min(i64::from(i32::MAX)) as i32,
+        ),
+    };
+    if mode == "enabled" && budget_tokens.is_none() {
+        return Err(invalid(
+            "thinking.budget_tokens: required when thinking is enabled",
+        ));
+    }
+    Ok(ReasoningConfig {
+        mode: mode.to_owned(),
+        budget_tokens,
+        ..Default::default()
+    })
+}
+
 /// The OpenAI-style `reasoning_effort` for a request.
 pub(crate) fn effort(r: &ReasoningConfig) -> Option<&str> {
     if r.mode == "disabled" {

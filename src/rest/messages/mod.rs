@@ -124,20 +124,7 @@ fn estimate(messages: &[crate::proto::Message], config: &crate::proto::Generatio
 /// `POST /v1/messages/count_tokens`: the request's input tokens, estimated by the gateway (the same estimate its
 /// limits reserve); errors in Anthropic's shape.
 pub(crate) fn count_tokens(gw: &Gateway, who: &Identity, body: &[u8]) -> Response<Body> {
-    // count_tokens takes no max_tokens; the parser wants one.
-    let parsed = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(mut o)) => {
-            o.entry("max_tokens").or_insert(json!(1));
-            parse(&serde_json::to_vec(&o).unwrap_or_default())
-        }
-        Ok(_) => Err(GatewayError::InvalidArgument(
-            "invalid request body: a JSON object".into(),
-        )),
-        Err(e) => Err(GatewayError::InvalidArgument(format!(
-            "invalid request body: {e}"
-        ))),
-    };
-    let counted = parsed.and_then(|p| {
+    let counted = request::parse_to_count(body).and_then(|p| {
         // The model must be one this key may use, as for the call itself.
         gw.catalog().router.resolve(&p.model, who)?;
         Ok(estimate(&p.messages, &p.config))

@@ -13,7 +13,7 @@ use crate::{
     error::GatewayError,
     proto::{
         content_part, tool_choice::Choice, CacheControl, ContentPart, GenerationConfig, ImageUrl,
-        Message, Reasoning, ReasoningConfig, Tool, ToolCall, ToolChoice,
+        Message, Reasoning, Tool, ToolCall, ToolChoice,
     },
     upstream::openai::extras,
 };
@@ -23,7 +23,8 @@ use crate::{
 #[derive(Debug, Deserialize)]
 struct InRequest {
     model: String,
-    max_tokens: i64,
+    /// Required for a call, as Anthropic has it; `count_tokens` takes none.
+    max_tokens: Option<i64>,
     messages: Vec<InMessage>,
     system: Option<InContent>,
     stop_sequences: Option<Vec<String>>,
@@ -159,9 +160,25 @@ fn invalid(msg: impl Into<String>) -> GatewayError {
 }
 
 pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
+    read(body, true)
+}
+
+/// A `count_tokens` request: a call's body, without the need for `max_tokens`.
+pub(crate) fn parse_to_count(body: &[u8]) -> Result<Parsed, GatewayError> {
+    read(body, false)
+}
+
+fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
     let req: InRequest =
         crate::rest::read_json(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    let reasoning = req.thinking.as_ref().map(thinking).transpose()?;
+    if needs_max_tokens && req.max_tokens.is_none() {
+        return Err(invalid("invalid request body: missing field `max_tokens`"));
+    }
+    let reasoning = req
+        .thinking
+        .as_ref()
+        .map(crate::upstream::reasoning::from_thinking)
+        .transpose()?;
     let mut messages = Vec::new();
     if let Some(system) = req.system {
         let (text, mark) = system_text(system)?;
@@ -219,10 +236,9 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     let config = GenerationConfig {
         temperature: req.temperature,
         // Out of range stays out of range (not wrapped) for the core to refuse.
-        max_tokens: Some(
-            req.max_tokens
-                .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-        ),
+        max_tokens: req
+            .max_tokens
+            .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
         top_p: req.top_p,
         stop: req.stop_sequences.unwrap_or_default(),
         user: req.metadata.and_then(|m| m.user_id).unwrap_or_default(),
@@ -243,35 +259,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         messages,
         config,
         stream: req.stream.unwrap_or(false),
-    })
-}
-
-/// `thinking`: `{"type": "enabled", "budget_tokens": N}`, `{"type": "adaptive"}` or `{"type": "disabled"}`.
-fn thinking(t: &Value) -> Result<ReasoningConfig, GatewayError> {
-    let mode = t.get("type").and_then(Value::as_str).unwrap_or_default();
-    if !["enabled", "adaptive", "disabled"].contains(&mode) {
-        return Err(invalid(
-            "thinking.type: must be \"enabled\", \"adaptive\" or \"disabled\"",
-        ));
-    }
-    let budget_tokens = match t.get("budget_tokens") {
-        None | Some(Value::Null) => None,
-        Some(b) => Some(
-            b.as_i64()
-                .filter(|b| *b >= 0)
-                .ok_or_else(|| invalid("thinking.budget_tokens: must be a whole number"))?
-                .min(i64::from(i32::MAX)) as i32,
-        ),
-    };
-    if mode == "enabled" && budget_tokens.is_none() {
-        return Err(invalid(
-            "thinking.budget_tokens: required when thinking is enabled",
-        ));
-    }
-    Ok(ReasoningConfig {
-        mode: mode.to_owned(),
-        budget_tokens,
-        ..Default::default()
     })
 }
 
@@ -484,6 +471,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ReasoningConfig;
     use serde_json::json;
 
     fn parse_json(v: Value) -> Result<Parsed, GatewayError> {
