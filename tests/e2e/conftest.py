@@ -63,6 +63,18 @@ def serve_upstream(handler):
     return server
 
 
+def sse_chunk(wfile, text):
+    """Writes one chunk of a chunked event-stream body (a scripted upstream's), flushed at once."""
+    data = text.encode()
+    wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+    wfile.flush()
+
+
+def anthropic_event(wfile, event):
+    """Writes one of Anthropic's stream events, named by its type."""
+    sse_chunk(wfile, f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+
+
 def rest_chat(addr, key, model, content="hi", **extra):
     """`POST /v1/chat/completions` on the REST door: the HTTP status and the body."""
     req = urllib.request.Request(

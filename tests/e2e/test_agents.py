@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT, serve_upstream, spawn_gateway
+from conftest import ROOT, anthropic_event, serve_upstream, spawn_gateway
 
 KEY = "sk-agents-e2e"
 AGENTS = ROOT / "tests" / "e2e" / "agents" / "node_modules" / ".bin"
@@ -40,9 +40,7 @@ class Claude(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
         def ev(e):
-            data = f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            anthropic_event(self.wfile, e)
 
         last = body["messages"][-1]["content"]
         answered = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)

@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import serve_upstream, spawn_gateway
+from conftest import anthropic_event, serve_upstream, spawn_gateway, sse_chunk
 
 KEY = "sk-reasoning-e2e"
 SIGNATURE = "EqQBCkYIBxgCKkDX+/9z=="
@@ -83,13 +83,12 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         if self.path.endswith("/messages"):
-            frames = (f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in anthropic_events())
+            for e in anthropic_events():
+                anthropic_event(self.wfile, e)
         else:
-            frames = [f"data: {json.dumps(e)}\n\n" for e in openai_events()] + ["data: [DONE]\n\n"]
-        for frame in frames:
-            data = frame.encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            for e in openai_events():
+                sse_chunk(self.wfile, f"data: {json.dumps(e)}\n\n")
+            sse_chunk(self.wfile, "data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 
     def log_message(self, *args):

@@ -11,6 +11,17 @@ fn anthropic_config(up: &Upstream) -> aigw::config::Config {
 }
 
 pub(crate) fn anthropic_config_text(up: &Upstream) -> String {
+    anthropic_model_config(up, "claude", 1000, 300, "retry = { attempts = 1 }")
+}
+
+/// One Anthropic upstream at `up` and one model on it (Claude Sonnet 4.5 upstream) with these limits and policy.
+pub(crate) fn anthropic_model_config(
+    up: &Upstream,
+    name: &str,
+    max_output_tokens: u32,
+    default_output_tokens: u32,
+    policy: &str,
+) -> String {
     format!(
         r#"
         [server]
@@ -24,12 +35,12 @@ pub(crate) fn anthropic_config_text(up: &Upstream) -> String {
         base_url = "{}"
         api_key_env = "TEST_UPSTREAM_KEY"
         [[models]]
-        name = "claude"
-        max_output_tokens = 1000
-        default_output_tokens = 300
+        name = "{name}"
+        max_output_tokens = {max_output_tokens}
+        default_output_tokens = {default_output_tokens}
         routes = [{{ upstream = "claude-api", model = "claude-sonnet-4-5" }}]
         [models.policy]
-        retry = {{ attempts = 1 }}
+        {policy}
         "#,
         up.base_url()
     )

@@ -90,29 +90,9 @@ fn openai_stream() -> Vec<String> {
     events
 }
 
+/// Model "big" on an Anthropic upstream at `up`, room for long thinking.
 fn anthropic_config_text(up: &Upstream, policy: &str) -> String {
-    format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        [[upstreams]]
-        name = "claude-api"
-        kind = "anthropic"
-        base_url = "{}"
-        api_key_env = "TEST_UPSTREAM_KEY"
-        [[models]]
-        name = "big"
-        max_output_tokens = 64000
-        default_output_tokens = 8000
-        routes = [{{ upstream = "claude-api", model = "claude-sonnet-4-5" }}]
-        [models.policy]
-        {policy}
-        "#,
-        up.base_url()
-    )
+    crate::anthropic::anthropic_model_config(up, "big", 64000, 8000, policy)
 }
 
 fn tool_json() -> Value {
