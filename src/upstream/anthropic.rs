@@ -156,16 +156,22 @@ fn text_block(text: &str) -> Value {
     json!({"type": "text", "text": text})
 }
 
-/// A user message's blocks: text, and images by URL or inline (`data:` URLs become base64 sources).
+/// A message's blocks: text, images by URL or inline (`data:` URLs become base64 sources), and Anthropic's
+/// own blocks the gateway does not model, as the client sent them (other APIs' are left out).
 fn content_blocks(m: &ChatMessage<'_>) -> Vec<Value> {
     match &m.content {
         None => Vec::new(),
         Some(ChatContent::Text(t)) => vec![text_block(t)],
-        Some(ChatContent::Parts(parts)) => parts
+        Some(ChatContent::Parts(parts) | ChatContent::Flattened(parts)) => parts
             .iter()
-            .map(|p| match p {
-                ChatPart::Text { text } => text_block(text),
-                ChatPart::ImageUrl { image_url } => image(&image_url.url),
+            .filter_map(|p| match p {
+                ChatPart::Text { text } => Some(text_block(text)),
+                ChatPart::ImageUrl { image_url } => Some(image(&image_url.url)),
+                ChatPart::Opaque {
+                    dialect: "anthropic",
+                    json,
+                } => serde_json::from_str(json).ok(),
+                ChatPart::Opaque { .. } => None,
             })
             .collect(),
     }
@@ -183,11 +189,17 @@ fn image(url: &str) -> Value {
 }
 
 fn assistant_blocks(m: &ChatMessage<'_>) -> Vec<Value> {
-    let text = m.text();
     // Thinking goes first, as the model wrote it: Anthropic checks the signatures of the last turn's blocks.
     let mut blocks: Vec<Value> = super::reasoning::anthropic_blocks(m.reasoning).collect();
-    if !text.is_empty() {
-        blocks.push(text_block(&text));
+    match &m.content {
+        // Server tools' blocks (`server_tool_use`, `web_search_tool_result`, ...) among the text, in order.
+        Some(ChatContent::Flattened(_)) => blocks.extend(content_blocks(m)),
+        _ => {
+            let text = m.text();
+            if !text.is_empty() {
+                blocks.push(text_block(&text));
+            }
+        }
     }
     for call in &m.tool_calls {
         blocks.push(tool_use_block(
@@ -212,9 +224,14 @@ pub(crate) fn tool_input(arguments: &str) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
+/// A tool's result: its text, or its blocks (images, documents, tool references) when it has more than text.
 fn tool_result(m: &ChatMessage<'_>) -> Value {
+    let content = match &m.content {
+        Some(ChatContent::Flattened(_)) => Value::Array(content_blocks(m)),
+        _ => Value::from(m.text()),
+    };
     json!({"type": "tool_result", "tool_use_id": m.tool_call_id.unwrap_or_default(),
-           "content": m.text()})
+           "content": content})
 }
 
 /// An OpenAI function definition as an Anthropic tool.

@@ -218,12 +218,15 @@ impl HttpUpstream {
         req: &ChatRequest<'_>,
         request_id: &str,
     ) -> Result<reqwest::Response, GatewayError> {
-        if self.dialect == Dialect::OpenAi && !req.anthropic_options.is_empty() {
-            let dropped: Vec<&str> = req.anthropic_options.keys().map(String::as_str).collect();
+        let dropped = req.left_out(match self.dialect {
+            Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
+        });
+        if !dropped.is_empty() {
             tracing::info!(
                 upstream = %self.name,
                 dropped = %dropped.join(","),
-                "Anthropic's fields were left out for an OpenAI-style upstream"
+                "fields and blocks the upstream's API does not take were left out"
             );
         }
         let body = match self.dialect {

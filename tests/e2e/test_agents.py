@@ -3,7 +3,9 @@ telemetry and update checks off, against the built binary in front of a scripted
 
 Claude Code headless (`claude -p`, default settings: adaptive thinking, its betas, context management) runs a
 tool round trip: the upstream thinks (signed), asks for a Bash command in streamed pieces, gets the result back
-with its thinking block byte-exact, and answers."""
+with its thinking block byte-exact, and answers. The Claude Agent SDK (PyPI, with its bundled CLI) does the same
+with a tool of its own, an in-process MCP server's. The OpenAI Agents SDK runs a function tool through the
+Responses door."""
 
 import http.server
 import json
@@ -21,6 +23,13 @@ AGENTS = ROOT / "tests" / "e2e" / "agents" / "node_modules" / ".bin"
 SIGNATURE = "EqQBCkYIBxgCKkBagentsig+/=="
 THOUGHT = "The user wants a check; run echo first."
 COMMAND = {"command": "echo aigw-agent-ok", "description": "Print a marker"}
+SDK_TOOL = "mcp__gw__marker"  # the Agent SDK names an in-process tool mcp__<server>__<tool>
+SDK_INPUT = {"word": "aigw-sdk-ok"}
+
+
+def text_of(content):
+    """A tool result's text: a string, or its text blocks."""
+    return content if isinstance(content, str) else " ".join(c["text"] for c in content if c["type"] == "text")
 
 
 class Claude(http.server.BaseHTTPRequestHandler):
@@ -43,14 +52,26 @@ class Claude(http.server.BaseHTTPRequestHandler):
             anthropic_event(self.wfile, e)
 
         last = body["messages"][-1]["content"]
-        answered = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
+        results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
+        answered = [r for r in results if r["tool_use_id"] == "toolu_e2e1"]
+        # An agent's own tool (the Agent SDK's in-process MCP server) is deferred: the model finds it with
+        # ToolSearch first (the tool comes back as a tool_reference block), then calls it.
+        names = [t["name"] for t in body.get("tools", [])]
+        if SDK_TOOL in names:
+            call = ("toolu_e2e1", SDK_TOOL, SDK_INPUT)
+        elif SDK_TOOL in json.dumps(body):
+            call = ("toolu_search", "ToolSearch", {"query": f"select:{SDK_TOOL}", "max_results": 1})
+        else:
+            call = ("toolu_e2e1", "Bash", COMMAND)
         ev({"type": "message_start", "message": {"id": "msg_up", "type": "message", "role": "assistant",
             "model": body["model"], "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": 40, "output_tokens": 1}}})
         if answered:
+            said = "The command printed aigw-agent-ok."
+            if call[1] == SDK_TOOL:
+                said = "The tool said: " + text_of(answered[0]["content"])
             ev({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-            ev({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": "The command printed aigw-agent-ok."}})
+            ev({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": said}})
             ev({"type": "content_block_stop", "index": 0})
             stop = "end_turn"
         else:
@@ -60,9 +81,9 @@ class Claude(http.server.BaseHTTPRequestHandler):
             ev({"type": "content_block_delta", "index": 0,
                 "delta": {"type": "signature_delta", "signature": SIGNATURE}})
             ev({"type": "content_block_stop", "index": 0})
-            ev({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_e2e1",
-                                                                            "name": "Bash", "input": {}}})
-            args = json.dumps(COMMAND)
+            ev({"type": "content_block_start", "index": 1,
+                "content_block": {"type": "tool_use", "id": call[0], "name": call[1], "input": {}}})
+            args = json.dumps(call[2])
             for i in range(0, len(args), 8):
                 ev({"type": "content_block_delta", "index": 1,
                     "delta": {"type": "input_json_delta", "partial_json": args[i:i + 8]}})
@@ -138,6 +159,48 @@ def test_claude_code_runs_a_tool_round_trip_with_thinking(gateway, tmp_path):
     results = [b for m in second["messages"] if m["role"] == "user" and isinstance(m["content"], list)
                for b in m["content"] if b.get("type") == "tool_result"]
     assert "aigw-agent-ok" in json.dumps(results)
+
+
+def test_claude_agent_sdk_runs_its_own_tool_with_thinking_shown(gateway, tmp_path):
+    import asyncio
+
+    import claude_agent_sdk as sdk
+
+    Claude.seen.clear()
+    calls = []
+
+    @sdk.tool("marker", "Say the marker word back", {"word": str})
+    async def marker(args):
+        calls.append(args)
+        return {"content": [{"type": "text", "text": f"marker {args['word']}"}]}
+
+    options = sdk.ClaudeAgentOptions(
+        mcp_servers={"gw": sdk.create_sdk_mcp_server("gw", tools=[marker])}, allowed_tools=[SDK_TOOL],
+        cwd=str(tmp_path), setting_sources=[], max_turns=4,
+        env=quiet_env(tmp_path, ANTHROPIC_BASE_URL=f"http://{gateway}", ANTHROPIC_API_KEY=KEY))
+
+    async def run():
+        return [m async for m in sdk.query(prompt="say the marker", options=options)]
+
+    messages = asyncio.run(asyncio.wait_for(run(), 300))
+    result = messages[-1]
+    assert isinstance(result, sdk.ResultMessage) and not result.is_error, messages
+    assert result.result == "The tool said: marker aigw-sdk-ok"
+    assert calls == [SDK_INPUT]
+    # The reasoning reached the agent's program as a thinking block, signature and all.
+    thoughts = [b for m in messages if isinstance(m, sdk.AssistantMessage) for b in m.content
+                if isinstance(b, sdk.ThinkingBlock)]
+    assert [(t.thinking, t.signature) for t in thoughts] == [(THOUGHT, SIGNATURE)] * 2  # search, call
+    turns = [body for path, _, body in Claude.seen if path == "/v1/messages"]
+    assert len(turns) == 3, [p for p, _, _ in Claude.seen]
+    # The deferred tool travelled with its defer_loading; ToolSearch's answer (a tool_reference block, which
+    # the gateway does not model) reached the upstream as the SDK sent it.
+    assert next(t for t in turns[1]["tools"] if t["name"] == SDK_TOOL)["defer_loading"] is True
+    found = [b for m in turns[1]["messages"] if isinstance(m["content"], list) for b in m["content"]
+             if b.get("tool_use_id") == "toolu_search"]
+    assert found[0]["content"] == [{"type": "tool_reference", "tool_name": SDK_TOOL}]
+    said = next(m for m in turns[-1]["messages"] if m["role"] == "assistant")
+    assert said["content"][0] == {"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE}
 
 
 class Reasoner(http.server.BaseHTTPRequestHandler):

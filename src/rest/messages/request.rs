@@ -13,7 +13,7 @@ use crate::{
     error::GatewayError,
     proto::{
         content_part, tool_choice::Choice, CacheControl, ContentPart, GenerationConfig, ImageUrl,
-        Message, Reasoning, Tool, ToolCall, ToolChoice,
+        Message, OpaquePart, Reasoning, Tool, ToolCall, ToolChoice,
     },
     upstream::openai::extras,
 };
@@ -51,7 +51,40 @@ struct InMessage {
 #[serde(untagged)]
 enum InContent {
     Text(String),
-    Blocks(Vec<InBlock>),
+    /// Read one by one (`block`): the types the door models, and the rest kept as sent.
+    Blocks(Vec<Value>),
+}
+
+/// The block types the door reads; any other travels as an opaque block, as the client sent it.
+const MODELLED: [&str; 6] = [
+    "text",
+    "image",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+];
+
+/// A block: modelled, or opaque (Anthropic's `document`, `search_result`, `tool_reference`, server tools'
+/// blocks, and blocks not invented yet).
+fn block(at: &str, v: Value) -> Result<Result<InBlock, content_part::Part>, GatewayError> {
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    if kind.is_empty() {
+        return Err(invalid(format!("{at}.type: required")));
+    }
+    if MODELLED.contains(&kind) {
+        return serde_json::from_value(v)
+            .map(Ok)
+            .map_err(|e| invalid(format!("{at}: {e}")));
+    }
+    Ok(Err(opaque(&v)))
+}
+
+fn opaque(v: &Value) -> content_part::Part {
+    content_part::Part::Opaque(OpaquePart {
+        dialect: "anthropic".into(),
+        json: v.to_string(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,8 +127,6 @@ enum InBlock {
         #[serde(default)]
         data: String,
     },
-    #[serde(other)]
-    Unsupported,
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,12 +307,12 @@ fn system_text(system: InContent) -> Result<(String, Option<CacheControl>), Gate
             let mut text = Vec::new();
             let mut marked = None;
             for (j, b) in blocks.into_iter().enumerate() {
-                match b {
-                    InBlock::Text {
+                match block(&format!("system[{j}]"), b)? {
+                    Ok(InBlock::Text {
                         text: t,
                         cache_control,
                         ..
-                    } => {
+                    }) => {
                         text.push(t);
                         marked = cache_control.map(mark).or(marked);
                     }
@@ -291,6 +322,73 @@ fn system_text(system: InContent) -> Result<(String, Option<CacheControl>), Gate
             Ok((text.join("\n\n"), marked))
         }
     }
+}
+
+fn image(source: InImageSource) -> content_part::Part {
+    let url = match source {
+        InImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        InImageSource::Url { url } => url,
+    };
+    content_part::Part::ImageUrl(ImageUrl {
+        url,
+        detail: String::new(),
+    })
+}
+
+/// A tool's result: its text (an error's marked as one), or its blocks when there is more than text in it
+/// (images, documents, Claude Code's `tool_reference`s), which Anthropic upstreams get as they were sent.
+fn tool_output(
+    at: &str,
+    content: Option<InContent>,
+    is_error: bool,
+) -> Result<(String, Vec<ContentPart>), GatewayError> {
+    let error = |text: String| {
+        if is_error {
+            format!("Error: {text}")
+        } else {
+            text
+        }
+    };
+    let blocks = match content {
+        None => return Ok((error(String::new()), Vec::new())),
+        Some(InContent::Text(t)) => return Ok((error(t), Vec::new())),
+        Some(InContent::Blocks(blocks)) => blocks,
+    };
+    let mut parts = Vec::with_capacity(blocks.len());
+    for (k, b) in blocks.into_iter().enumerate() {
+        let here = format!("{at}.content[{k}]");
+        parts.push(match block(&here, b)? {
+            Ok(InBlock::Text { text, .. }) => content_part::Part::Text(text),
+            Ok(InBlock::Image { source, .. }) => image(source),
+            Ok(_) => {
+                return Err(invalid(format!(
+                    "{here}.type: not a block a tool result holds"
+                )))
+            }
+            Err(opaque) => opaque,
+        });
+    }
+    if parts
+        .iter()
+        .all(|p| matches!(p, content_part::Part::Text(_)))
+    {
+        let text: Vec<String> = parts
+            .into_iter()
+            .filter_map(|p| match p {
+                content_part::Part::Text(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        return Ok((error(text.join("\n")), Vec::new()));
+    }
+    if is_error {
+        parts.insert(0, content_part::Part::Text("Error:".into()));
+    }
+    let parts = parts
+        .into_iter()
+        .map(|p| ContentPart { part: Some(p) })
+        .collect();
+    Ok((String::new(), parts))
 }
 
 /// One turn: an assistant's text and tool calls, or a user's tool results (each a tool message, first) and
@@ -332,6 +430,13 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
     let mut reasoning = Vec::new();
     let mut marked = None;
     for (j, b) in blocks.into_iter().enumerate() {
+        let b = match block(&at(j), b)? {
+            Ok(b) => b,
+            Err(opaque) => {
+                parts.push(opaque);
+                continue;
+            }
+        };
         match b {
             InBlock::Text {
                 text,
@@ -346,16 +451,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
                 cache_control,
             } => {
                 marked = cache_control.map(mark).or(marked);
-                let url = match source {
-                    InImageSource::Base64 { media_type, data } => {
-                        format!("data:{media_type};base64,{data}")
-                    }
-                    InImageSource::Url { url } => url,
-                };
-                parts.push(content_part::Part::ImageUrl(ImageUrl {
-                    url,
-                    detail: String::new(),
-                }));
+                parts.push(image(source));
             }
             InBlock::ToolUse {
                 id,
@@ -381,25 +477,11 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
                 is_error,
                 cache_control,
             } if m.role == "user" => {
-                let text = match content {
-                    None => String::new(),
-                    Some(InContent::Text(t)) => t,
-                    Some(InContent::Blocks(blocks)) => blocks
-                        .into_iter()
-                        .filter_map(|b| match b {
-                            InBlock::Text { text, .. } => Some(text),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                };
+                let (content, parts) = tool_output(&at(j), content, is_error)?;
                 out.push(Message {
                     role: "tool".into(),
-                    content: if is_error {
-                        format!("Error: {text}")
-                    } else {
-                        text
-                    },
+                    content,
+                    parts,
                     tool_call_id: tool_use_id,
                     cache_control: cache_control.map(mark),
                     ..Default::default()
@@ -425,9 +507,9 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
                     at(j)
                 )))
             }
-            _ => {
+            InBlock::Thinking { .. } | InBlock::RedactedThinking { .. } => {
                 return Err(invalid(format!(
-                    "{}.type: only text, image, tool_use and tool_result blocks are supported",
+                    "{}: thinking blocks belong to assistant turns",
                     at(j)
                 )))
             }
@@ -442,7 +524,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
     }
     let images = parts
         .iter()
-        .any(|p| matches!(p, content_part::Part::ImageUrl(_)));
+        .any(|p| !matches!(p, content_part::Part::Text(_)));
     let mut message = Message {
         role: m.role,
         tool_calls: calls,
@@ -533,6 +615,51 @@ mod tests {
     }
 
     #[test]
+    fn blocks_the_door_does_not_model_are_kept_as_sent() {
+        let doc = json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                         "data": "JVBERi0="}, "citations": {"enabled": true}});
+        let reference = json!({"type": "tool_reference", "tool_name": "mcp__gw__marker"});
+        let p = parse_json(json!({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": [doc, {"type": "text", "text": "Sum it up."}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ToolSearch", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [reference]},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": true, "content": [
+                    {"type": "text", "text": "a shot"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}]},
+                {"type": "tool_result", "tool_use_id": "toolu_3", "content": [{"type": "text", "text": "plain"}]}]}
+        ]}))
+        .unwrap();
+        let opaque = |v: &Value| ContentPart {
+            part: Some(content_part::Part::Opaque(OpaquePart {
+                dialect: "anthropic".into(),
+                json: v.to_string(),
+            })),
+        };
+        let text = |t: &str| ContentPart {
+            part: Some(content_part::Part::Text(t.into())),
+        };
+        assert_eq!(p.messages[0].parts, [opaque(&doc), text("Sum it up.")]);
+        assert_eq!(p.messages[2].parts, [opaque(&reference)]);
+        assert_eq!(p.messages[3].parts[0], text("Error:"));
+        assert_eq!(
+            p.messages[3].parts[2].part,
+            Some(content_part::Part::ImageUrl(ImageUrl {
+                url: "data:image/png;base64,iVBO".into(),
+                detail: String::new()
+            }))
+        );
+        // A result of text alone stays text, as before.
+        assert_eq!(
+            (p.messages[4].content.as_str(), p.messages[4].parts.len()),
+            ("plain", 0)
+        );
+        for m in &p.messages {
+            extras::check_message("messages", 0, m).unwrap();
+        }
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         for (body, says) in [
             (json!({"model": "m", "messages": []}), "max_tokens"),
@@ -541,8 +668,12 @@ mod tests {
                 "messages[0].role",
             ),
             (
-                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}),
-                "messages[0].content[0].type",
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"source": {}}]}]}),
+                "messages[0].content[0].type: required",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text"}]}]}),
+                "messages[0].content[0]: missing field `text`",
             ),
             (
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]}),

@@ -578,3 +578,72 @@ fn whole_answers_carry_their_thinking() {
         ]
     );
 }
+
+#[test]
+fn blocks_the_gateway_does_not_model_reach_anthropic_only() {
+    let part = |p: Part| ContentPart { part: Some(p) };
+    let opaque = |dialect: &str, json: &str| {
+        part(Part::Opaque(crate::proto::OpaquePart {
+            dialect: dialect.into(),
+            json: json.into(),
+        }))
+    };
+    let doc =
+        r#"{"type":"document","source":{"type":"text","media_type":"text/plain","data":"hi"}}"#;
+    let reference = r#"{"type":"tool_reference","tool_name":"mcp__gw__marker"}"#;
+    let messages = vec![
+        Message {
+            parts: vec![
+                opaque("anthropic", doc),
+                opaque("openai", r#"{"type":"input_audio"}"#),
+                part(Part::Text("Read it.".into())),
+            ],
+            ..msg("user", "")
+        },
+        Message {
+            tool_calls: vec![ToolCall {
+                id: "toolu_1".into(),
+                name: "ToolSearch".into(),
+                arguments: "{}".into(),
+            }],
+            ..msg("assistant", "")
+        },
+        Message {
+            tool_call_id: "toolu_1".into(),
+            parts: vec![
+                part(Part::Text("found".into())),
+                opaque("anthropic", reference),
+                part(Part::ImageUrl(ImageUrl {
+                    url: "data:image/png;base64,iVBO".into(),
+                    detail: String::new(),
+                })),
+            ],
+            ..msg("tool", "")
+        },
+    ];
+    let b = body(&messages, None).unwrap();
+    let doc: Value = serde_json::from_str(doc).unwrap();
+    assert_eq!(
+        b["messages"][0]["content"],
+        json!([doc, {"type": "text", "text": "Read it."}])
+    );
+    assert_eq!(
+        b["messages"][2]["content"][0]["content"],
+        json!([{"type": "text", "text": "found"},
+               serde_json::from_str::<Value>(reference).unwrap(),
+               {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}])
+    );
+    // An OpenAI-style upstream gets the text, its own block, and is told of nothing else.
+    let req = chat_request("gpt-x", &messages, None, MaxTokensField::MaxTokens, false);
+    let openai = serde_json::to_value(&req).unwrap();
+    assert_eq!(
+        openai["messages"][0]["content"],
+        json!([{"type": "input_audio"}, {"type": "text", "text": "Read it."}])
+    );
+    assert_eq!(openai["messages"][2]["content"], json!("found"));
+    assert_eq!(
+        req.left_out("openai"),
+        ["document", "image", "tool_reference"]
+    );
+    assert_eq!(req.left_out("anthropic"), ["input_audio"]);
+}

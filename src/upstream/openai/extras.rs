@@ -125,8 +125,16 @@ pub(crate) fn check_message(list: &str, i: usize, m: &Message) -> Result<(), Gat
         match &part.part {
             None => return Err(invalid(format!("{here}: empty part"))),
             Some(Part::Text(_)) => {}
-            Some(_) if m.role != "user" => {
-                return Err(invalid(format!("{here}: images only in user messages")))
+            Some(Part::Opaque(_)) if m.role == "system" => {
+                return Err(invalid(format!(
+                    "{here}: no opaque blocks in system messages"
+                )))
+            }
+            Some(Part::Opaque(block)) => check_opaque(&here, block)?,
+            Some(_) if m.role != "user" && m.role != "tool" => {
+                return Err(invalid(format!(
+                    "{here}: images only in user and tool messages"
+                )))
             }
             Some(Part::ImageUrl(img)) if img.url.is_empty() => {
                 return Err(invalid(format!("{here}.image_url.url: required")))
@@ -148,6 +156,25 @@ pub(crate) fn check_message(list: &str, i: usize, m: &Message) -> Result<(), Gat
             }
             Some(_) => {}
         }
+    }
+    Ok(())
+}
+
+/// An opaque block names its dialect and is a JSON object with a `type`: what every writer relies on.
+fn check_opaque(here: &str, block: &crate::proto::OpaquePart) -> Result<(), GatewayError> {
+    if !matches!(block.dialect.as_str(), "anthropic" | "openai") {
+        return Err(invalid(format!(
+            "{here}.opaque.dialect: '{}' is not 'anthropic' or 'openai'",
+            block.dialect
+        )));
+    }
+    let typed = serde_json::from_str::<Value>(&block.json)
+        .ok()
+        .is_some_and(|v| v["type"].is_string());
+    if !typed {
+        return Err(invalid(format!(
+            "{here}.opaque.json: must be a JSON object with a \"type\""
+        )));
     }
     Ok(())
 }
@@ -271,9 +298,17 @@ pub(crate) fn content(m: &Message) -> Option<ChatContent<'_>> {
                     detail: detail(&img.detail),
                 },
             },
+            Part::Opaque(block) => ChatPart::Opaque {
+                dialect: &block.dialect,
+                json: &block.json,
+            },
         })
         .collect();
-    Some(ChatContent::Parts(parts))
+    Some(if m.role == "tool" || m.role == "assistant" {
+        ChatContent::Flattened(parts)
+    } else {
+        ChatContent::Parts(parts)
+    })
 }
 
 fn detail(d: &str) -> Option<&str> {
@@ -572,6 +607,7 @@ pub(crate) fn size(m: &Message) -> usize {
         .map(|p| match p {
             Part::Text(t) => t.len(),
             Part::ImageUrl(_) | Part::Image(_) => IMAGE_BYTES,
+            Part::Opaque(block) => block.json.len(),
         })
         .sum();
     let calls: usize = m

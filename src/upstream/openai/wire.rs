@@ -99,37 +99,135 @@ pub(crate) struct ChatMessage<'a> {
     pub(crate) reasoning: &'a [crate::proto::Reasoning],
 }
 
+impl ChatRequest<'_> {
+    /// What an upstream of `dialect` ("openai" or "anthropic") does not get of this request: Anthropic's fields
+    /// for an OpenAI-style upstream, and content blocks it cannot take (by `type`). Logged where it is sent.
+    pub(crate) fn left_out(&self, dialect: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if dialect == "openai" {
+            out.extend(self.anthropic_options.keys().cloned());
+        }
+        for m in &self.messages {
+            if let Some(c) = &m.content {
+                out.extend(c.left_out(dialect));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 impl ChatMessage<'_> {
     /// The message's text: its content, or its text parts joined.
     pub(crate) fn text(&self) -> Cow<'_, str> {
         match &self.content {
             None => Cow::Borrowed(""),
             Some(ChatContent::Text(t)) => Cow::Borrowed(t),
-            Some(ChatContent::Parts(parts)) => Cow::Owned(
-                parts
-                    .iter()
-                    .filter_map(|p| match p {
-                        ChatPart::Text { text } => Some(*text),
-                        ChatPart::ImageUrl { .. } => None,
-                    })
-                    .collect(),
-            ),
+            Some(ChatContent::Parts(parts) | ChatContent::Flattened(parts)) => {
+                Cow::Owned(parts.iter().filter_map(ChatPart::text).collect())
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) enum ChatContent<'a> {
+    Text(&'a str),
+    Parts(Vec<ChatPart<'a>>),
+    /// A tool's result or an assistant's turn with more than text in it: OpenAI-style upstreams get its text
+    /// (they take no images in a tool message), Anthropic's every block.
+    Flattened(Vec<ChatPart<'a>>),
+}
+
+impl Serialize for ChatContent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            Self::Text(t) => s.serialize_str(t),
+            Self::Flattened(parts) => {
+                let text: String = parts.iter().filter_map(ChatPart::text).collect();
+                s.serialize_str(&text)
+            }
+            Self::Parts(parts) => {
+                let mut seq = s.serialize_seq(None)?;
+                for p in parts {
+                    match p {
+                        ChatPart::Opaque {
+                            dialect: "openai",
+                            json,
+                        } => {
+                            let block: Value =
+                                serde_json::from_str(json).map_err(serde::ser::Error::custom)?;
+                            seq.serialize_element(&block)?;
+                        }
+                        // Another API's block: left out (and logged where the request is sent).
+                        ChatPart::Opaque { .. } => {}
+                        _ => seq.serialize_element(p)?,
+                    }
+                }
+                seq.end()
+            }
         }
     }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
-#[serde(untagged)]
-pub(crate) enum ChatContent<'a> {
-    Text(&'a str),
-    Parts(Vec<ChatPart<'a>>),
-}
-
-#[derive(Debug, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ChatPart<'a> {
-    Text { text: &'a str },
-    ImageUrl { image_url: ImageUrl<'a> },
+    Text {
+        text: &'a str,
+    },
+    ImageUrl {
+        image_url: ImageUrl<'a>,
+    },
+    /// A block the gateway does not model, as the client sent it: written by `ChatContent`'s serializer (as
+    /// it is for its own dialect, left out for others), never by this derive.
+    #[serde(skip)]
+    Opaque {
+        dialect: &'a str,
+        json: &'a str,
+    },
+}
+
+impl<'a> ChatPart<'a> {
+    fn text(&self) -> Option<&'a str> {
+        match self {
+            Self::Text { text } => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl ChatContent<'_> {
+    /// The `type`s of the blocks an upstream of `dialect` does not get: other APIs' opaque blocks, and what a
+    /// tool message cannot carry there. For the log.
+    pub(crate) fn left_out(&self, dialect: &str) -> Vec<String> {
+        let kind = |json: &str| {
+            serde_json::from_str::<Value>(json)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        match self {
+            Self::Text(_) => Vec::new(),
+            Self::Flattened(parts) if dialect == "openai" => parts
+                .iter()
+                .filter_map(|p| match p {
+                    ChatPart::Text { .. } => None,
+                    ChatPart::ImageUrl { .. } => Some("image".to_owned()),
+                    ChatPart::Opaque { json, .. } => Some(kind(json)),
+                })
+                .collect(),
+            Self::Parts(parts) | Self::Flattened(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    ChatPart::Opaque { dialect: d, json } if *d != dialect => Some(kind(json)),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
