@@ -32,7 +32,7 @@ npm ci --prefix examples/grpc-web --no-audit --no-fund --loglevel=error
 npm run --prefix examples/grpc-web --silent generate
 
 npm ci --prefix tests/e2e/dashboard --no-audit --no-fund --loglevel=error
-# Real coding agents (Claude Code), pinned, driven by tests/e2e/test_agents.py.
+# Real coding agents (Claude Code, Codex, qwen-code), pinned, driven by tests/e2e/test_agents.py.
 npm ci --prefix tests/e2e/agents --no-audit --no-fund --loglevel=error
 
 # Debian packages the tests run: redis-server (tests/it/shared.rs starts real Redis servers), chromium (the

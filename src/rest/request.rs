@@ -181,7 +181,7 @@ fn message(m: InMessage) -> Result<Message, String> {
         })
         .collect();
     // Signed blocks carry the text too; `reasoning_content` alone is unsigned text.
-    let reasoning = match (m.thinking_blocks, m.reasoning_content) {
+    let reasoning = match (m.thinking_blocks, m.reasoning_content.or(m.reasoning)) {
         (Some(blocks), _) if !blocks.is_empty() => blocks
             .into_iter()
             .map(|b| match b {
@@ -474,6 +474,23 @@ mod tests {
             parsed.messages,
             vec![msg("system", "be brief"), image, called, result]
         );
+    }
+
+    #[test]
+    fn reasoning_sent_back_under_both_names_is_read_once() {
+        // qwen-code sends an assistant turn's reasoning as `reasoning_content` and `reasoning` both.
+        for said in [
+            json!({"role": "assistant", "content": "ok", "reasoning_content": "think", "reasoning": "think"}),
+            json!({"role": "assistant", "content": "ok", "reasoning": "think"}),
+        ] {
+            let parsed = with(json!({"messages": [{"role": "user", "content": "q"}, said]}));
+            let texts: Vec<_> = parsed.messages[1]
+                .reasoning
+                .iter()
+                .map(|r| r.text.as_str())
+                .collect();
+            assert_eq!(texts, ["think"]);
+        }
     }
 
     #[test]

@@ -140,9 +140,10 @@ pub(crate) struct InMessage {
     /// Sent back by some clients with the assistant's earlier answer; nothing to pass on.
     #[allow(dead_code)]
     pub(crate) refusal: Option<String>,
-    /// An assistant message's reasoning, as the door streamed it (`reasoning` is OpenRouter's name).
-    #[serde(alias = "reasoning")]
+    /// An assistant message's reasoning, as the door streamed it.
     pub(crate) reasoning_content: Option<String>,
+    /// OpenRouter's name for it; some clients (qwen-code) send both, the same text.
+    pub(crate) reasoning: Option<String>,
     /// Signed reasoning blocks (LiteLLM's shape), as the door streamed them: Anthropic needs them back.
     pub(crate) thinking_blocks: Option<Vec<ThinkingBlock>>,
 }

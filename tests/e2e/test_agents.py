@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT, anthropic_event, serve_upstream, spawn_gateway
+from conftest import ROOT, anthropic_event, serve_upstream, spawn_gateway, sse_chunk
 
 KEY = "sk-agents-e2e"
 AGENTS = ROOT / "tests" / "e2e" / "agents" / "node_modules" / ".bin"
@@ -282,3 +282,105 @@ routes = [{{ upstream = "reasoner", model = "*" }}]
     assert any(m["role"] == "tool" and m["content"] == "sunny in Lima" for m in turn2)
     said = next(m for m in turn2 if m["role"] == "assistant")
     assert said["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+QWEN_THOUGHT = "The marker is in a file; read it."
+
+
+class Streamer(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-style reasoning model that streams, scripted: it reasons, then streams a read_file call's
+    arguments in pieces, until the file's content comes back; then it answers with it. Every request is kept."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+    marker_path = ""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.seen.append(body)
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+        def chunk(delta, finish=None, usage=None):
+            data = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+                    "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage:
+                data["usage"] = usage
+            sse_chunk(self.wfile, f"data: {json.dumps(data)}\n\n")
+
+        tool = next((m for m in body["messages"] if m["role"] == "tool"), None)
+        chunk({"role": "assistant", "content": ""})
+        if tool is None:
+            for piece in QWEN_THOUGHT.split(" "):
+                chunk({"reasoning_content": piece + " "})
+            args = json.dumps({"file_path": self.marker_path})
+            chunk({"tool_calls": [{"index": 0, "id": "call_q1", "type": "function",
+                                   "function": {"name": "read_file", "arguments": ""}}]})
+            for i in range(0, len(args), 8):
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]})
+            chunk({}, "tool_calls")
+        else:
+            content = tool["content"] if isinstance(tool["content"], str) else json.dumps(tool["content"])
+            said = "The file says aigw-qwen-ok." if "aigw-qwen-ok" in content else "No marker."
+            for piece in said.split(" "):
+                chunk({"content": piece + " "})
+            chunk({}, "stop")
+        chunk(None, usage={"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42})
+        sse_chunk(self.wfile, "data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_qwen_code_reads_a_file_through_the_chat_door(tmp_path):
+    upstream = serve_upstream(Streamer)
+    marker = tmp_path / "work" / "marker.txt"
+    marker.parent.mkdir()
+    marker.write_text("aigw-qwen-ok\n")
+    Streamer.marker_path = str(marker)
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[server]
+listen = "127.0.0.1:0"
+[[keys]]
+name = "agents"
+env = "AGENTS_KEY"
+[[upstreams]]
+name = "streamer"
+kind = "openai"
+base_url = "http://127.0.0.1:{upstream.server_address[1]}/v1"
+[[models]]
+name = "qwen3-*"
+max_output_tokens = 65536
+routes = [{{ upstream = "streamer", model = "*" }}]
+""")
+    proc, addr, lines = spawn_gateway(config, {"AGENTS_KEY": KEY})
+    try:
+        done = subprocess.run(
+            [str(AGENTS / "qwen"), "read marker.txt and tell me what it says", "--output-format", "stream-json",
+             "--include-partial-messages"],
+            env=quiet_env(tmp_path, OPENAI_BASE_URL=f"http://{addr['grpc']}/v1", OPENAI_API_KEY=KEY,
+                          OPENAI_MODEL="qwen3-coder-next"),
+            cwd=marker.parent, capture_output=True, text=True, timeout=300)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, "".join(lines)
+        upstream.shutdown()
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    result = events[-1]
+    assert result["type"] == "result" and not result["is_error"], result
+    assert result["result"].strip() == "The file says aigw-qwen-ok."
+    # The reasoning reached the agent as it streamed, a piece at a time.
+    thinking = [e["event"]["delta"]["thinking"] for e in events if e["type"] == "stream_event"
+                and e["event"].get("delta", {}).get("type") == "thinking_delta"]
+    assert len(thinking) == len(QWEN_THOUGHT.split(" ")) and "".join(thinking).strip() == QWEN_THOUGHT
+    assert len(Streamer.seen) == 2 and Streamer.seen[0]["model"] == "qwen3-coder-next"
+    # Turn 2: the call with its reasoning (qwen-code sends it as reasoning_content and reasoning both), and the
+    # file's content.
+    said = next(m for m in Streamer.seen[1]["messages"] if m["role"] == "assistant")
+    assert json.loads(said["tool_calls"][0]["function"]["arguments"]) == {"file_path": str(marker)}
+    assert said["reasoning_content"].strip() == QWEN_THOUGHT
+    assert any(m["role"] == "tool" and "aigw-qwen-ok" in json.dumps(m["content"]) for m in Streamer.seen[1]["messages"])
