@@ -98,10 +98,10 @@ class Claude(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    upstream = serve_upstream(Claude)
-    config = tmp_path_factory.mktemp("agents") / "config.toml"
+def start_gateway(folder, upstream, kind, pattern, max_output):
+    """The built gateway in front of one scripted upstream: one key, one model-name pattern whose names pass on
+    as the agent sends them (an agent's update needs no config change)."""
+    config = folder / "config.toml"
     config.write_text(f"""
 [server]
 listen = "127.0.0.1:0"
@@ -109,20 +109,29 @@ listen = "127.0.0.1:0"
 name = "agents"
 env = "AGENTS_KEY"
 [[upstreams]]
-name = "claude-api"
-kind = "anthropic"
+name = "scripted"
+kind = "{kind}"
 base_url = "http://127.0.0.1:{upstream.server_address[1]}/v1"
-# Whatever model name the agent's release asks for, passed on as it is.
 [[models]]
-name = "claude-*"
-max_output_tokens = 200000
-routes = [{{ upstream = "claude-api", model = "*" }}]
+name = "{pattern}"
+max_output_tokens = {max_output}
+routes = [{{ upstream = "scripted", model = "*" }}]
 """)
-    proc, addr, lines = spawn_gateway(config, {"AGENTS_KEY": KEY})
-    yield addr["grpc"]
+    return spawn_gateway(config, {"AGENTS_KEY": KEY})
+
+
+def stop_gateway(proc, lines, upstream):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, "".join(lines)
     upstream.shutdown()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    upstream = serve_upstream(Claude)
+    proc, addr, lines = start_gateway(tmp_path_factory.mktemp("agents"), upstream, "anthropic", "claude-*", 200000)
+    yield addr["grpc"]
+    stop_gateway(proc, lines, upstream)
 
 
 def quiet_env(tmp_path, **extra):
@@ -241,23 +250,7 @@ def test_openai_agents_sdk_runs_a_function_tool_through_the_responses_door(tmp_p
     from openai import AsyncOpenAI
 
     upstream = serve_upstream(Reasoner)
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[server]
-listen = "127.0.0.1:0"
-[[keys]]
-name = "agents"
-env = "AGENTS_KEY"
-[[upstreams]]
-name = "reasoner"
-kind = "openai"
-base_url = "http://127.0.0.1:{upstream.server_address[1]}/v1"
-[[models]]
-name = "gpt-*"
-max_output_tokens = 32000
-routes = [{{ upstream = "reasoner", model = "*" }}]
-""")
-    proc, addr, lines = spawn_gateway(config, {"AGENTS_KEY": KEY})
+    proc, addr, lines = start_gateway(tmp_path, upstream, "openai", "gpt-*", 32000)
     try:
         agents.set_tracing_disabled(True)  # no traces leave the machine
 
@@ -271,9 +264,7 @@ routes = [{{ upstream = "reasoner", model = "*" }}]
                              model=agents.OpenAIResponsesModel(model="gpt-5.9-agent", openai_client=client))
         result = asyncio.run(agents.Runner.run(agent, "weather in Lima?"))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, "".join(lines)
-        upstream.shutdown()
+        stop_gateway(proc, lines, upstream)
     assert result.final_output == "The tool says: sunny in Lima"
     assert len(Reasoner.seen) == 2
     # The client's model name passed through; the tool's output and the reasoning went back in turn 2.
@@ -340,23 +331,7 @@ def test_qwen_code_reads_a_file_through_the_chat_door(tmp_path):
     marker.parent.mkdir()
     marker.write_text("aigw-qwen-ok\n")
     Streamer.marker_path = str(marker)
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[server]
-listen = "127.0.0.1:0"
-[[keys]]
-name = "agents"
-env = "AGENTS_KEY"
-[[upstreams]]
-name = "streamer"
-kind = "openai"
-base_url = "http://127.0.0.1:{upstream.server_address[1]}/v1"
-[[models]]
-name = "qwen3-*"
-max_output_tokens = 65536
-routes = [{{ upstream = "streamer", model = "*" }}]
-""")
-    proc, addr, lines = spawn_gateway(config, {"AGENTS_KEY": KEY})
+    proc, addr, lines = start_gateway(tmp_path, upstream, "openai", "qwen3-*", 65536)
     try:
         done = subprocess.run(
             [str(AGENTS / "qwen"), "read marker.txt and tell me what it says", "--output-format", "stream-json",
@@ -365,9 +340,7 @@ routes = [{{ upstream = "streamer", model = "*" }}]
                           OPENAI_MODEL="qwen3-coder-next"),
             cwd=marker.parent, capture_output=True, text=True, timeout=300)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, "".join(lines)
-        upstream.shutdown()
+        stop_gateway(proc, lines, upstream)
     assert done.returncode == 0, done.stdout + done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     result = events[-1]
