@@ -275,15 +275,18 @@ def test_openai_agents_sdk_runs_a_function_tool_through_the_responses_door(tmp_p
     assert said["tool_calls"][0]["function"]["name"] == "get_weather"
 
 
-QWEN_THOUGHT = "The marker is in a file; read it."
+STREAMED_THOUGHT = "The marker is in a file; read it."
 
 
 class Streamer(http.server.BaseHTTPRequestHandler):
-    """An OpenAI-style reasoning model that streams, scripted: it reasons, then streams a read_file call's
-    arguments in pieces, until the file's content comes back; then it answers with it. Every request is kept."""
+    """An OpenAI-style reasoning model that streams, scripted: it reasons, then streams a call of `tool` with
+    `args` in pieces, until the tool's output comes back; then it says whether the output holds `marker`.
+    Every request is kept."""
     protocol_version = "HTTP/1.1"
     seen = []
-    marker_path = ""
+    tool = "read_file"
+    args = {}
+    marker = "aigw-qwen-ok"
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
@@ -303,17 +306,17 @@ class Streamer(http.server.BaseHTTPRequestHandler):
         tool = next((m for m in body["messages"] if m["role"] == "tool"), None)
         chunk({"role": "assistant", "content": ""})
         if tool is None:
-            for piece in QWEN_THOUGHT.split(" "):
+            for piece in STREAMED_THOUGHT.split(" "):
                 chunk({"reasoning_content": piece + " "})
-            args = json.dumps({"file_path": self.marker_path})
+            args = json.dumps(self.args)
             chunk({"tool_calls": [{"index": 0, "id": "call_q1", "type": "function",
-                                   "function": {"name": "read_file", "arguments": ""}}]})
+                                   "function": {"name": self.tool, "arguments": ""}}]})
             for i in range(0, len(args), 8):
                 chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]})
             chunk({}, "tool_calls")
         else:
             content = tool["content"] if isinstance(tool["content"], str) else json.dumps(tool["content"])
-            said = "The file says aigw-qwen-ok." if "aigw-qwen-ok" in content else "No marker."
+            said = f"The tool says {self.marker}." if self.marker in content else "No marker."
             for piece in said.split(" "):
                 chunk({"content": piece + " "})
             chunk({}, "stop")
@@ -330,7 +333,8 @@ def test_qwen_code_reads_a_file_through_the_chat_door(tmp_path):
     marker = tmp_path / "work" / "marker.txt"
     marker.parent.mkdir()
     marker.write_text("aigw-qwen-ok\n")
-    Streamer.marker_path = str(marker)
+    Streamer.seen.clear()
+    Streamer.tool, Streamer.args, Streamer.marker = "read_file", {"file_path": str(marker)}, "aigw-qwen-ok"
     proc, addr, lines = start_gateway(tmp_path, upstream, "openai", "qwen3-*", 65536)
     try:
         done = subprocess.run(
@@ -345,15 +349,68 @@ def test_qwen_code_reads_a_file_through_the_chat_door(tmp_path):
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     result = events[-1]
     assert result["type"] == "result" and not result["is_error"], result
-    assert result["result"].strip() == "The file says aigw-qwen-ok."
+    assert result["result"].strip() == "The tool says aigw-qwen-ok."
     # The reasoning reached the agent as it streamed, a piece at a time.
     thinking = [e["event"]["delta"]["thinking"] for e in events if e["type"] == "stream_event"
                 and e["event"].get("delta", {}).get("type") == "thinking_delta"]
-    assert len(thinking) == len(QWEN_THOUGHT.split(" ")) and "".join(thinking).strip() == QWEN_THOUGHT
+    assert len(thinking) == len(STREAMED_THOUGHT.split(" ")) and "".join(thinking).strip() == STREAMED_THOUGHT
     assert len(Streamer.seen) == 2 and Streamer.seen[0]["model"] == "qwen3-coder-next"
     # Turn 2: the call with its reasoning (qwen-code sends it as reasoning_content and reasoning both), and the
     # file's content.
     said = next(m for m in Streamer.seen[1]["messages"] if m["role"] == "assistant")
     assert json.loads(said["tool_calls"][0]["function"]["arguments"]) == {"file_path": str(marker)}
-    assert said["reasoning_content"].strip() == QWEN_THOUGHT
+    assert said["reasoning_content"].strip() == STREAMED_THOUGHT
     assert any(m["role"] == "tool" and "aigw-qwen-ok" in json.dumps(m["content"]) for m in Streamer.seen[1]["messages"])
+
+
+def test_codex_exec_runs_a_command_through_the_responses_door(tmp_path):
+    upstream = serve_upstream(Streamer)
+    Streamer.seen.clear()
+    Streamer.tool, Streamer.args, Streamer.marker = "exec_command", {"cmd": "echo aigw-codex-ok"}, "aigw-codex-ok"
+    proc, addr, lines = start_gateway(tmp_path, upstream, "openai", "gpt-*", 128000)
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    # A custom provider on the Responses API, as docs/agents.md shows; no update checks, no analytics.
+    (home / ".codex" / "config.toml").write_text(f"""
+model = "gpt-5.9-codex"
+model_provider = "aigw"
+check_for_update_on_startup = false
+[model_providers.aigw]
+name = "aigw"
+base_url = "http://{addr['grpc']}/v1"
+env_key = "AIGW_API_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+[analytics]
+enabled = false
+""")
+    work = tmp_path / "work"
+    work.mkdir()
+    try:
+        done = subprocess.run(
+            [str(AGENTS / "codex"), "exec", "--json", "--skip-git-repo-check",
+             "--dangerously-bypass-approvals-and-sandbox", "run the marker command"],
+            env=quiet_env(tmp_path, AIGW_API_KEY=KEY, CODEX_HOME=str(home / ".codex")),
+            cwd=work, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    finally:
+        stop_gateway(proc, lines, upstream)
+    assert done.returncode == 0, done.stdout + done.stderr
+    items = [json.loads(line)["item"] for line in done.stdout.splitlines()
+             if line.startswith("{") and json.loads(line)["type"] == "item.completed"]
+    kinds = {i["type"]: i for i in items}
+    assert kinds["reasoning"]["text"].strip() == STREAMED_THOUGHT
+    assert kinds["command_execution"]["aggregated_output"] == "aigw-codex-ok\n"
+    assert kinds["agent_message"]["text"].strip() == "The tool says aigw-codex-ok."
+    assert len(Streamer.seen) == 2 and Streamer.seen[0]["model"] == "gpt-5.9-codex"
+    # Codex's namespace tool went as functions; its hosted web_search and client_metadata were left out, and
+    # the gateway's log names them.
+    tools = [t["function"]["name"] for t in Streamer.seen[0]["tools"]]
+    assert "exec_command" in tools and any(t.startswith("multi_agent_v1__") for t in tools), tools
+    left_out = next(line for line in lines if "Responses fields left out" in line)
+    assert "client_metadata" in left_out and ":web_search" in left_out, left_out
+    turn2 = Streamer.seen[1]["messages"]
+    said = next(m for m in turn2 if m["role"] == "assistant")
+    assert said["reasoning_content"].strip() == STREAMED_THOUGHT
+    assert json.loads(said["tool_calls"][0]["function"]["arguments"]) == {"cmd": "echo aigw-codex-ok"}
+    assert any(m["role"] == "tool" and "aigw-codex-ok" in json.dumps(m["content"]) for m in turn2)

@@ -91,7 +91,12 @@ def test_a_stored_response_is_the_keys_alone_and_store_false_keeps_nothing(gatew
     assert "previous_response_id" in str(refused.value)
 
 
-def test_hosted_tools_are_refused_by_name(gateway):
+def test_hosted_tools_are_left_out_and_named_unless_forced(gateway):
+    raw = client(gateway).responses.with_raw_response.create(model="gpt-4.1", input="x",
+                                                               tools=[{"type": "web_search"}])
+    assert raw.headers["aigw-dropped"] == "tools[0]:web_search"
+    assert raw.parse().status == "completed"
     with pytest.raises(openai.BadRequestError) as refused:
-        client(gateway).responses.create(model="gpt-4.1", input="x", tools=[{"type": "web_search"}])
-    assert "web_search" in str(refused.value)
+        client(gateway).responses.create(model="gpt-4.1", input="x", tools=[{"type": "web_search"}],
+                                         tool_choice={"type": "web_search"})
+    assert "tool_choice" in str(refused.value)

@@ -113,9 +113,9 @@ async fn refusals_are_openai_errors_before_any_upstream_call() {
     let gw = Gateway::without_retries(&up).await;
     for (body, status, says) in [
         (
-            json!({"model": "big", "input": "x", "tools": [{"type": "file_search"}]}),
+            json!({"model": "big", "input": "x", "tool_choice": {"type": "file_search"}}),
             400,
-            "file_search",
+            "tool_choice",
         ),
         (
             json!({"model": "big", "input": "x", "previous_response_id": "resp_nope"}),
@@ -135,9 +135,9 @@ async fn refusals_are_openai_errors_before_any_upstream_call() {
     assert_eq!(up.calls(), 0);
 }
 
-/// A field a client adds that the gateway does not model (Codex's `client_metadata`) is left out, named in
-/// `aigw-dropped`, and never reaches a chat-completions upstream; a field whose absence would change the answer
-/// is still refused.
+/// A field a client adds that the gateway does not model (Codex's `client_metadata`) and a hosted tool it does
+/// not run are left out, named in `aigw-dropped`, and never reach a chat-completions upstream; a field whose
+/// absence would change the answer is still refused.
 #[tokio::test]
 async fn fields_the_door_does_not_model_are_left_out_and_named() {
     let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
@@ -147,7 +147,7 @@ async fn fields_the_door_does_not_model_are_left_out_and_named() {
         .bearer_auth(KEY)
         .body(
             json!({"model": "big", "input": "hi", "client_metadata": {"x-codex-turn": "1"},
-                   "a_new_field": true})
+                   "a_new_field": true, "tools": [{"type": "web_search", "external_web_access": false}]})
             .to_string(),
         )
         .send()
@@ -156,11 +156,13 @@ async fn fields_the_door_does_not_model_are_left_out_and_named() {
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["aigw-dropped"],
-        "a_new_field, client_metadata"
+        "a_new_field, client_metadata, tools[0]:web_search"
     );
     let sent = &up.requests()[0].body;
     assert!(
-        sent.get("client_metadata").is_none() && sent.get("a_new_field").is_none(),
+        sent.get("client_metadata").is_none()
+            && sent.get("a_new_field").is_none()
+            && sent.get("tools").is_none(),
         "{sent}"
     );
     let (status, text) = post(

@@ -30,7 +30,7 @@ use crate::{
         ToolCall, ToolCallDelta, Usage,
     },
 };
-use request::{parse, Echo, Parsed};
+use request::{parse, Echo, Namespaces, Parsed};
 
 /// The names the Responses door's calls have in logs and metrics.
 pub(crate) const RPC_UNARY: &str = "Responses";
@@ -56,6 +56,7 @@ pub(crate) async fn create(
         previous_response_id,
         echo,
         dropped,
+        namespaces,
     } = parsed;
     // The continued conversation, then this input.
     let mut kept = match &previous_response_id {
@@ -91,6 +92,7 @@ pub(crate) async fn create(
         echo,
         previous_response_id,
         store,
+        namespaces,
     };
     let keep = kept.map(|messages| Keep {
         gw: gw.clone(),
@@ -130,7 +132,7 @@ pub(crate) async fn create(
             output.extend(
                 done.tool_calls
                     .iter()
-                    .map(|c| function_item(c, "completed")),
+                    .map(|c| answer.function_item(c, "completed")),
             );
             let body = answer.object(output, &done.finish_reason, done.usage);
             if let Some(keep) = keep {
@@ -185,6 +187,7 @@ struct Answer {
     echo: Echo,
     previous_response_id: Option<String>,
     store: bool,
+    namespaces: Namespaces,
 }
 
 impl Answer {
@@ -273,6 +276,22 @@ impl Answer {
         item
     }
 
+    /// A function call item; a namespace tool's call names its namespace.
+    fn function_item(&self, c: &ToolCall, status: &str) -> Value {
+        let arguments = if status == "in_progress" {
+            ""
+        } else {
+            c.arguments.as_str()
+        };
+        let (name, namespace) = self.namespaces.split(&c.name);
+        let mut item = json!({"id": format!("fc_{}", c.id), "type": "function_call", "status": status,
+                              "call_id": c.id, "name": name, "arguments": arguments});
+        if let Some(namespace) = namespace {
+            item["namespace"] = Value::from(namespace);
+        }
+        item
+    }
+
     fn reasoning_id(&self, i: usize) -> String {
         format!("rs_{}_{i}", &self.id[5..])
     }
@@ -280,16 +299,6 @@ impl Answer {
 
 fn output_text(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
-}
-
-fn function_item(c: &ToolCall, status: &str) -> Value {
-    let arguments = if status == "in_progress" {
-        ""
-    } else {
-        c.arguments.as_str()
-    };
-    json!({"id": format!("fc_{}", c.id), "type": "function_call", "status": status, "call_id": c.id,
-           "name": c.name, "arguments": arguments})
 }
 
 fn usage_object(u: Usage) -> Value {
@@ -449,7 +458,7 @@ impl Events {
             arguments: String::new(),
         };
         let id = format!("fc_{}", c.id);
-        self.added(at, function_item(&call, "in_progress"), out);
+        self.added(at, self.answer.function_item(&call, "in_progress"), out);
         let index = c.index as usize;
         if self.calls.len() <= index {
             self.calls
@@ -510,11 +519,12 @@ impl Events {
                 let (at, id, call) = self.calls[call].clone();
                 self.event(
                     "response.function_call_arguments.done",
-                    obj(json!({"item_id": id, "output_index": at, "name": call.name,
+                    obj(json!({"item_id": id, "output_index": at,
+                               "name": self.answer.namespaces.split(&call.name).0,
                                "arguments": call.arguments})),
                     out,
                 );
-                self.finished(at, function_item(&call, "completed"), out);
+                self.finished(at, self.answer.function_item(&call, "completed"), out);
             }
         }
     }

@@ -1,8 +1,9 @@
 //! A Responses API request (`POST /v1/responses`) read into the gRPC request's parts: `input` (a string or a
 //! list of items: messages, function calls and their outputs) becomes messages, `instructions` a system
 //! message in front, `tools` (flat function definitions), `tool_choice`, `text.format`, `max_output_tokens`,
-//! `temperature`, `top_p`, `reasoning.effort` the generation config. Hosted tools and fields the gateway cannot
-//! honour are refused by name rather than dropped.
+//! `temperature`, `top_p`, `reasoning.effort` the generation config. `namespace` tools are flattened into
+//! functions; hosted tools and fields the gateway does not model are left out and named; fields whose absence
+//! would change the answer are refused by name.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -79,6 +80,8 @@ struct InItem {
     content: Option<InContent>,
     call_id: Option<String>,
     name: Option<String>,
+    /// A call to a tool of a `namespace` tool (Codex's).
+    namespace: Option<String>,
     arguments: Option<String>,
     output: Option<Value>,
     /// A reasoning item's summary parts, and its encrypted reasoning.
@@ -148,8 +151,30 @@ pub(crate) struct Parsed {
     pub(crate) previous_response_id: Option<String>,
     /// Echoed in the response object as they were sent.
     pub(crate) echo: Echo,
-    /// Fields the gateway does not model and left out (see `REFUSED`).
+    /// Fields the gateway does not model and left out (see `REFUSED`), and hosted tools it does not run.
     pub(crate) dropped: Vec<String>,
+    /// The tools of `namespace` tools, flattened.
+    pub(crate) namespaces: Namespaces,
+}
+
+/// The tools of `namespace` tools (Codex groups its sub-agent and MCP tools so), flattened for upstreams that
+/// know only functions: each goes as the function `{namespace}__{name}`, and a call to it comes back as the
+/// function call `name` with its `namespace`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Namespaces(Vec<(String, String, String)>);
+
+impl Namespaces {
+    fn flat(namespace: &str, name: &str) -> String {
+        format!("{namespace}__{name}")
+    }
+
+    /// A called function's name, and its namespace when it is a namespace's tool.
+    pub(crate) fn split<'a>(&'a self, called: &'a str) -> (&'a str, Option<&'a str>) {
+        match self.0.iter().find(|(flat, _, _)| flat == called) {
+            Some((_, namespace, name)) => (name, Some(namespace)),
+            None => (called, None),
+        }
+    }
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -203,13 +228,34 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     if input.is_empty() && req.previous_response_id.is_none() {
         return Err(invalid("input: required"));
     }
-    let tools: Vec<Tool> = req
-        .tools
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, t)| tool(i, t))
-        .collect::<Result<_, _>>()?;
+    let mut dropped = dropped;
+    let mut namespaces = Namespaces::default();
+    let mut tools: Vec<Tool> = Vec::new();
+    for (i, t) in req.tools.iter().flatten().enumerate() {
+        match t.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "function" => tools.push(tool(&format!("tools[{i}]"), t, "")?),
+            "namespace" => {
+                let namespace = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                let inner = t.get("tools").and_then(Value::as_array);
+                for (j, f) in inner.into_iter().flatten().enumerate() {
+                    let here = format!("tools[{i}].tools[{j}]");
+                    let f = f
+                        .as_object()
+                        .filter(|f| f.get("type").and_then(Value::as_str) == Some("function"))
+                        .ok_or_else(|| invalid(format!("{here}: a function tool")))?;
+                    let tool = tool(&here, f, namespace)?;
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                    namespaces
+                        .0
+                        .push((tool.name.clone(), namespace.into(), name.into()));
+                    tools.push(tool);
+                }
+            }
+            // A tool the provider runs (web_search, file_search, code_interpreter, ...) or a kind the gateway
+            // does not model: the model answers without it, and the client is told.
+            kind => dropped.push(format!("tools[{i}]:{kind}")),
+        }
+    }
     let tool_choice = req.tool_choice.as_ref().map(tool_choice).transpose()?;
     let response_format = format.map(|f| ResponseFormat {
         format: Some(match f {
@@ -266,6 +312,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         previous_response_id: req.previous_response_id,
         echo,
         dropped,
+        namespaces,
     })
 }
 
@@ -352,7 +399,10 @@ fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
                     id: item
                         .call_id
                         .ok_or_else(|| invalid(format!("{}: required", at("call_id"))))?,
-                    name: item.name.unwrap_or_default(),
+                    name: match (item.namespace, item.name) {
+                        (Some(namespace), Some(name)) => Namespaces::flat(&namespace, &name),
+                        (_, name) => name.unwrap_or_default(),
+                    },
                     arguments: item.arguments.unwrap_or_default(),
                 };
                 match out.last_mut() {
@@ -368,12 +418,9 @@ fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
                 let id = item
                     .call_id
                     .ok_or_else(|| invalid(format!("{}: required", at("call_id"))))?;
-                let content = match item.output {
-                    Some(Value::String(s)) => s,
-                    Some(Value::Array(parts)) => parts
-                        .iter()
-                        .filter_map(|p| p.get("text").and_then(Value::as_str))
-                        .collect(),
+                let (content, parts) = match item.output {
+                    Some(Value::String(s)) => (s, Vec::new()),
+                    Some(Value::Array(parts)) => tool_output(&at("output"), parts)?,
                     _ => {
                         return Err(invalid(format!(
                             "{}: a string or a list of parts",
@@ -384,6 +431,7 @@ fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
                 out.push(Message {
                     role: "tool".into(),
                     content,
+                    parts,
                     tool_call_id: id,
                     ..Default::default()
                 });
@@ -408,6 +456,42 @@ fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
         }
     }
     Ok(out)
+}
+
+/// A function's output given as parts: its text, or its parts when an image is among them (Codex's
+/// `view_image`), which upstreams that take images in a tool's result get.
+fn tool_output(at: &str, parts: Vec<Value>) -> Result<(String, Vec<ContentPart>), GatewayError> {
+    let mut text = String::new();
+    let mut out = Vec::new();
+    for (k, p) in parts.iter().enumerate() {
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or_default();
+        if kind == "input_image" {
+            let url = p.get("image_url").and_then(Value::as_str).ok_or_else(|| {
+                invalid(format!(
+                    "{at}[{k}].image_url: required (file ids are not read)"
+                ))
+            })?;
+            out.push(content_part::Part::ImageUrl(ImageUrl {
+                url: url.to_owned(),
+                detail: p
+                    .get("detail")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            }));
+        } else if let Some(t) = p.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+            out.push(content_part::Part::Text(t.to_owned()));
+        }
+    }
+    if out.iter().all(|p| matches!(p, content_part::Part::Text(_))) {
+        return Ok((text, Vec::new()));
+    }
+    let parts = out
+        .into_iter()
+        .map(|p| ContentPart { part: Some(p) })
+        .collect();
+    Ok((String::new(), parts))
 }
 
 fn message(at: &str, role: String, content: Option<InContent>) -> Result<Message, GatewayError> {
@@ -462,17 +546,18 @@ fn message(at: &str, role: String, content: Option<InContent>) -> Result<Message
     })
 }
 
-/// `{"type": "function", "name": ..., "parameters": {...}}`; hosted tools are refused.
-fn tool(i: usize, t: &Map<String, Value>) -> Result<Tool, GatewayError> {
-    let kind = t.get("type").and_then(Value::as_str).unwrap_or_default();
-    if kind != "function" {
-        return Err(invalid(format!(
-            "tools[{i}].type: '{kind}' is a hosted tool the gateway does not run; only 'function' tools are passed on"
-        )));
-    }
+/// `{"type": "function", "name": ..., "parameters": {...}}`, of a namespace tool when `namespace` is not empty.
+fn tool(at: &str, t: &Map<String, Value>, namespace: &str) -> Result<Tool, GatewayError> {
     let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() {
+        return Err(invalid(format!("{at}.name: required")));
+    }
     Ok(Tool {
-        name: name.to_owned(),
+        name: if namespace.is_empty() {
+            name.to_owned()
+        } else {
+            Namespaces::flat(namespace, name)
+        },
         description: t
             .get("description")
             .and_then(Value::as_str)
@@ -592,8 +677,8 @@ mod tests {
         for (body, says) in [
             (json!({"model": "m"}), "input: required"),
             (
-                json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
-                "tools[0].type: 'web_search'",
+                json!({"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "n", "tools": [{"type": "web_search"}]}]}),
+                "tools[0].tools[0]: a function tool",
             ),
             (
                 json!({"model": "m", "input": "x", "conversation": "c1"}),
@@ -640,5 +725,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.dropped, ["a_new_field", "client_metadata"]);
+    }
+
+    /// Codex's tools: functions, a namespace of functions (flattened, and its calls named back), and a hosted
+    /// tool the gateway does not run (left out and named: the model answers without searching).
+    #[test]
+    fn namespace_tools_are_flattened_and_hosted_tools_left_out() {
+        let p = parse_json(json!({"model": "m", "tools": [
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents", "tools": [
+                {"type": "function", "name": "close_agent", "description": "Close one", "parameters": {"type": "object"}}]},
+            {"type": "web_search", "external_web_access": false}],
+            "input": [
+                {"type": "message", "role": "user", "content": "go"},
+                {"type": "function_call", "call_id": "c1", "name": "close_agent", "namespace": "multi_agent_v1",
+                 "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "closed"},
+                {"type": "function_call_output", "call_id": "c2", "output": [
+                    {"type": "input_text", "text": "a shot"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,iVBO"}]}]}))
+        .unwrap();
+        let names: Vec<_> = p
+            .config
+            .as_ref()
+            .unwrap()
+            .tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["exec_command", "multi_agent_v1__close_agent"]);
+        assert_eq!(p.dropped, ["tools[2]:web_search"]);
+        assert_eq!(p.input[1].tool_calls[0].name, "multi_agent_v1__close_agent");
+        assert_eq!(
+            p.namespaces.split("multi_agent_v1__close_agent"),
+            ("close_agent", Some("multi_agent_v1"))
+        );
+        assert_eq!(p.namespaces.split("exec_command"), ("exec_command", None));
+        // A function's output with an image keeps it (view_image), for upstreams that take one.
+        assert_eq!(p.input[3].parts.len(), 2);
+        assert_eq!(p.input[2].content, "closed");
     }
 }
