@@ -44,4 +44,16 @@ pub mod proto {
     /// The encoded file descriptor set, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("ai_service_descriptor");
+
+    #[cfg(test)]
+    impl Message {
+        /// A message of text alone, for tests.
+        pub(crate) fn text(role: &str, content: &str) -> Message {
+            Message {
+                role: role.into(),
+                content: content.into(),
+                ..Default::default()
+            }
+        }
+    }
 }

@@ -21,12 +21,12 @@ pub(super) fn upstream(
         return err(format!("{at}.name: must not be empty"));
     }
     let base_url = match (u.kind, u.base_url) {
-        (UpstreamKind::Openai | UpstreamKind::Anthropic, None) => {
+        (UpstreamKind::Openai | UpstreamKind::Anthropic | UpstreamKind::Responses, None) => {
             return err(format!(
                 "{at}.base_url: required for kind = \"openai\" and \"anthropic\""
             ))
         }
-        (UpstreamKind::Openai | UpstreamKind::Anthropic, Some(url)) => {
+        (UpstreamKind::Openai | UpstreamKind::Anthropic | UpstreamKind::Responses, Some(url)) => {
             let parsed = reqwest::Url::parse(&url)
                 .map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {

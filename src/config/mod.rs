@@ -333,6 +333,9 @@ pub(crate) enum UpstreamKind {
     Openai,
     /// Anthropic's Messages API over HTTP(S) (`{base_url}/messages`, `x-api-key`).
     Anthropic,
+    /// OpenAI's Responses API over HTTP(S) (`{base_url}/responses`): what Codex and agent SDKs speak, with
+    /// encrypted reasoning and hosted tools.
+    Responses,
     /// The built-in in-process generator.
     Mock,
 }

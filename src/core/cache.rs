@@ -52,6 +52,9 @@ struct Kept<'a> {
     /// Each block as [text, signature, redacted].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     reasoning: Vec<[std::borrow::Cow<'a, str>; 3]>,
+    /// Each block's provider id, when any block has one (a Responses API upstream's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reasoning_ids: Vec<std::borrow::Cow<'a, str>>,
 }
 
 impl Entry {
@@ -79,6 +82,14 @@ impl Entry {
                     ]
                 })
                 .collect(),
+            reasoning_ids: if self.reasoning.iter().any(|r| !r.id.is_empty()) {
+                self.reasoning
+                    .iter()
+                    .map(|r| r.id.as_str().into())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
         serde_json::to_vec(&kept).ok()
     }
@@ -104,10 +115,17 @@ impl Entry {
             .with_reasoning(
                 kept.reasoning
                     .into_iter()
-                    .map(|[text, signature, redacted]| Reasoning {
+                    .zip(
+                        kept.reasoning_ids
+                            .into_iter()
+                            .map(Some)
+                            .chain(std::iter::repeat(None)),
+                    )
+                    .map(|([text, signature, redacted], id)| Reasoning {
                         text: text.into_owned(),
                         signature: signature.into_owned(),
                         redacted: redacted.into_owned(),
+                        id: id.map(|id| id.into_owned()).unwrap_or_default(),
                     })
                     .collect(),
             ),
@@ -118,7 +136,7 @@ impl Entry {
     pub(crate) fn with_reasoning(mut self, reasoning: Vec<Reasoning>) -> Entry {
         self.bytes += reasoning
             .iter()
-            .map(|r| r.text.len() + r.signature.len() + r.redacted.len() + 24)
+            .map(|r| r.text.len() + r.signature.len() + r.redacted.len() + r.id.len() + 24)
             .sum::<usize>();
         self.reasoning = reasoning;
         self
@@ -648,6 +666,7 @@ mod tests {
                 text: "Hm.".into(),
                 signature: "EqQB/+==".into(),
                 redacted: String::new(),
+                id: "rs_1".into(),
             },
             Reasoning {
                 redacted: "R\u{1}".into(),
@@ -667,7 +686,7 @@ mod tests {
             reasoning: vec![Reasoning {
                 text: "t".into(),
                 signature: signature.into(),
-                redacted: String::new(),
+                ..Default::default()
             }],
             ..msg("assistant", "a")
         };

@@ -399,6 +399,7 @@ async fn replay(
             text: r.text.clone(),
             signature: r.signature.clone(),
             redacted: r.redacted.clone(),
+            id: r.id.clone(),
         }),
         ..StreamChunk::default()
     });

@@ -329,6 +329,7 @@ impl super::StreamWriter for Events {
                 text: String::new(),
                 signature: r.signature.clone(),
                 redacted: r.redacted.clone(),
+                id: String::new(),
             })];
         }
         self.chunk(delta, None)

@@ -191,7 +191,7 @@ fn message(m: InMessage) -> Result<Message, String> {
                 } => Reasoning {
                     text: thinking,
                     signature,
-                    redacted: String::new(),
+                    ..Default::default()
                 },
                 ThinkingBlock::RedactedThinking { data } => Reasoning {
                     redacted: data,

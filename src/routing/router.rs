@@ -263,6 +263,16 @@ impl Router {
         })
     }
 
+    /// Whether every route of the model a name asks for goes to an upstream that speaks `dialect` (so nothing
+    /// the client sent in that dialect is left out, whichever route answers).
+    pub(crate) fn speaks_everywhere(&self, name: &str, dialect: &str) -> bool {
+        self.find(name).is_some_and(|m| {
+            m.routes
+                .iter()
+                .all(|r| r.upstream.dialect_name() == dialect)
+        })
+    }
+
     /// Resolves a requested model for a key: unknown models list what the key may use instead.
     pub(crate) fn resolve(
         &self,

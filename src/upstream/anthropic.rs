@@ -18,9 +18,8 @@ use serde_json::{json, Map, Value};
 use super::{text::RawText, Completion};
 use crate::{
     error::GatewayError,
-    proto::{Reasoning, ToolCall, ToolCallDelta, Usage},
+    proto::{Reasoning, ToolCall, Usage},
     upstream::openai::convert::{ChunkError, Piece, Reading},
-    upstream::openai::extras,
     upstream::openai::wire::{ChatContent, ChatMessage, ChatPart, ChatRequest},
 };
 
@@ -139,7 +138,7 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
 }
 
 /// A float as the client wrote it: `0.9f32` widened to f64 would go out as 0.8999999761581421.
-fn float(v: f32) -> Value {
+pub(crate) fn float(v: f32) -> Value {
     v.to_string()
         .parse::<f64>()
         .map_or(Value::Null, Value::from)
@@ -387,7 +386,7 @@ pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
             } => reasoning.push(Reasoning {
                 text: thinking,
                 signature,
-                redacted: String::new(),
+                ..Default::default()
             }),
             Block::RedactedThinking { data } => reasoning.push(Reasoning {
                 redacted: data,
@@ -528,25 +527,9 @@ pub(crate) fn event(
             index,
             content_block: Block::ToolUse { id, name, .. },
         } => {
-            if end.tool_calls.len() >= extras::MAX_TOOL_CALLS {
-                return Err(ChunkError::Malformed(format!(
-                    "over {} tool calls",
-                    extras::MAX_TOOL_CALLS
-                )));
-            }
-            let call = end.tool_calls.len();
+            let (call, piece) = reading.call_begins(id, name)?;
             state.tool_blocks.push((index, call));
-            end.tool_calls.push(ToolCall {
-                id: id.clone(),
-                name: name.clone(),
-                arguments: String::new(),
-            });
-            Ok(Piece::ToolCall(ToolCallDelta {
-                index: call as u32,
-                id,
-                name,
-                arguments: String::new(),
-            }))
+            Ok(piece)
         }
         Event::ContentBlockStart {
             content_block: Block::Text { text },
@@ -593,22 +576,7 @@ pub(crate) fn event(
                     "input for content block {index}, which is not a tool call"
                 )));
             };
-            let total: usize = end.tool_calls.iter().map(|c| c.arguments.len()).sum();
-            if total + partial_json.len() > extras::MAX_TOOL_CALL_BYTES {
-                return Err(ChunkError::Malformed(format!(
-                    "tool calls over {} bytes",
-                    extras::MAX_TOOL_CALL_BYTES
-                )));
-            }
-            if partial_json.is_empty() {
-                return Ok(Piece::Progress);
-            }
-            end.tool_calls[call].arguments.push_str(&partial_json);
-            Ok(Piece::ToolCall(ToolCallDelta {
-                index: call as u32,
-                arguments: partial_json,
-                ..Default::default()
-            }))
+            reading.call_arguments(call, partial_json)
         }
         Event::MessageDelta { delta, usage } => {
             if let Some(stop) = delta.stop_reason {

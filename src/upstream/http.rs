@@ -1,11 +1,12 @@
 //! The HTTP upstream client: one pooled `reqwest::Client` per upstream, rustls only, speaking OpenAI chat
-//! completions or, for `kind = "anthropic"`, the Messages API (translated by `anthropic.rs`).
+//! completions, or, for `kind = "anthropic"`, the Messages API (translated by `anthropic.rs`), or, for
+//! `kind = "responses"`, OpenAI's Responses API (`responses.rs`).
 
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::{anthropic, retry_after, sse::SseDecoder, Completion, StreamEvent};
+use super::{anthropic, responses, retry_after, sse::SseDecoder, Completion, StreamEvent};
 use crate::{
     config::{MaxTokensField, UpstreamAuth, UpstreamConfig, UpstreamKind},
     error::GatewayError,
@@ -23,6 +24,18 @@ const ERROR_MESSAGE_LIMIT: usize = 512;
 pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
+    Responses,
+}
+
+impl Dialect {
+    /// The name its fields and blocks are tagged with (`GenerationConfig.dialect_options`, opaque parts).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Responses => "responses",
+        }
+    }
 }
 
 pub(crate) struct HttpUpstream {
@@ -58,6 +71,7 @@ impl HttpUpstream {
             |detail: String| GatewayError::Internal(format!("upstream '{}': {detail}", cfg.name));
         let (dialect, path) = match cfg.kind {
             UpstreamKind::Anthropic => (Dialect::Anthropic, "messages"),
+            UpstreamKind::Responses => (Dialect::Responses, "responses"),
             _ => (Dialect::OpenAi, "chat/completions"),
         };
         let url_of = |path: &str| {
@@ -70,7 +84,7 @@ impl HttpUpstream {
         };
         let url = url_of(path)?;
         let embeddings_url = match dialect {
-            Dialect::OpenAi => Some(url_of("embeddings")?),
+            Dialect::OpenAi | Dialect::Responses => Some(url_of("embeddings")?),
             Dialect::Anthropic => None,
         };
         let auth = match (&cfg.api_key, cfg.auth) {
@@ -78,10 +92,8 @@ impl HttpUpstream {
             (Some(key), auth) => {
                 let (name, text) = match (dialect, auth) {
                     (Dialect::Anthropic, _) => (HeaderName::from_static("x-api-key"), key.clone()),
-                    (Dialect::OpenAi, UpstreamAuth::ApiKey) => {
-                        (HeaderName::from_static("api-key"), key.clone())
-                    }
-                    (Dialect::OpenAi, _) => (AUTHORIZATION, format!("Bearer {key}")),
+                    (_, UpstreamAuth::ApiKey) => (HeaderName::from_static("api-key"), key.clone()),
+                    (_, _) => (AUTHORIZATION, format!("Bearer {key}")),
                 };
                 let mut value = HeaderValue::try_from(text)
                     .map_err(|_| setup("the API key is not a valid header value".into()))?;
@@ -140,9 +152,14 @@ impl HttpUpstream {
     /// `gen_ai.provider.name` in OpenTelemetry's GenAI conventions.
     pub(crate) fn provider(&self) -> &'static str {
         match self.dialect {
-            Dialect::OpenAi => "openai",
+            Dialect::OpenAi | Dialect::Responses => "openai",
             Dialect::Anthropic => "anthropic",
         }
+    }
+
+    /// The API it speaks, by the name its fields and blocks are tagged with.
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -218,10 +235,7 @@ impl HttpUpstream {
         req: &ChatRequest<'_>,
         request_id: &str,
     ) -> Result<reqwest::Response, GatewayError> {
-        let dropped = req.left_out(match self.dialect {
-            Dialect::OpenAi => "openai",
-            Dialect::Anthropic => "anthropic",
-        });
+        let dropped = req.left_out(self.dialect.name());
         if !dropped.is_empty() {
             tracing::info!(
                 upstream = %self.name,
@@ -232,6 +246,7 @@ impl HttpUpstream {
         let body = match self.dialect {
             Dialect::OpenAi => serde_json::to_vec(req),
             Dialect::Anthropic => serde_json::to_vec(&anthropic::request(req)?),
+            Dialect::Responses => serde_json::to_vec(&responses::request(req)?),
         }
         .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
         let accept = if req.stream {
@@ -279,7 +294,7 @@ impl HttpUpstream {
                     builder = builder.header("anthropic-beta", beta.clone());
                 }
             }
-            Dialect::OpenAi => {
+            Dialect::OpenAi | Dialect::Responses => {
                 if let Some(beta) = &api.openai_beta {
                     builder = builder.header("openai-beta", beta.clone());
                 }
@@ -321,6 +336,7 @@ impl HttpUpstream {
         match self.dialect {
             Dialect::OpenAi => convert::completion(&body, req.logprobs),
             Dialect::Anthropic => anthropic::completion(&body),
+            Dialect::Responses => responses::completion(&body),
         }
         .map_err(|detail| self.protocol(detail))
     }
@@ -374,10 +390,32 @@ impl HttpUpstream {
                 logprobs: req.logprobs,
                 ..Reading::default()
             },
-            anthropic: (self.dialect == Dialect::Anthropic).then(Default::default),
+            state: match self.dialect {
+                Dialect::OpenAi => DialectState::Chat,
+                Dialect::Anthropic => DialectState::Anthropic(Default::default()),
+                Dialect::Responses => DialectState::Responses(Default::default()),
+            },
             done: false,
             ended: false,
         })
+    }
+}
+
+/// A dialect's stream reader: chat chunks end at `[DONE]`, Anthropic's events at `message_stop`, the Responses
+/// API's at `response.completed` (or `.incomplete`).
+enum DialectState {
+    Chat,
+    Anthropic(anthropic::StreamState),
+    Responses(responses::StreamState),
+}
+
+impl DialectState {
+    fn last_event(&self) -> &'static str {
+        match self {
+            Self::Chat => "[DONE]",
+            Self::Anthropic(_) => "message_stop",
+            Self::Responses(_) => "response.completed",
+        }
     }
 }
 
@@ -388,8 +426,8 @@ pub(crate) struct SseStream {
     decoder: SseDecoder,
     /// Id, model, finish reason and usage, collected from the chunks as they pass; the text joiner.
     reading: Reading,
-    /// Set for Anthropic's event stream, which ends with `message_stop` rather than `[DONE]`.
-    anthropic: Option<anthropic::StreamState>,
+    /// What the dialect's events tell across events, and how its stream ends.
+    state: DialectState,
     done: bool,
     /// The end arrived while a half surrogate pair was held back: its U+FFFD went out first, the end is next.
     ended: bool,
@@ -437,10 +475,7 @@ impl SseStream {
                     fed = true;
                 }
                 Ok(None) => {
-                    let last = match self.anthropic {
-                        None => "[DONE]",
-                        Some(_) => "message_stop",
-                    };
+                    let last = self.state.last_event();
                     return Err(self.unavailable(format!("the stream ended before {last}")));
                 }
                 Err(e) => return Err(self.unavailable(format!("stream broken: {}", describe(&e)))),
@@ -460,11 +495,18 @@ impl SseStream {
     }
 
     fn on_event(&mut self, event: &str, data: String) -> Result<Option<StreamEvent>, GatewayError> {
-        let piece = match &mut self.anthropic {
-            None if data == "[DONE]" => return Ok(Some(self.end())),
-            None => convert::chunk(&data, &mut self.reading),
-            Some(state) => {
+        let piece = match &mut self.state {
+            DialectState::Chat if data == "[DONE]" => return Ok(Some(self.end())),
+            DialectState::Chat => convert::chunk(&data, &mut self.reading),
+            DialectState::Anthropic(state) => {
                 let piece = anthropic::event(&data, state, &mut self.reading);
+                if state.stopped {
+                    return Ok(Some(self.end()));
+                }
+                piece
+            }
+            DialectState::Responses(state) => {
+                let piece = responses::event(&data, state, &mut self.reading);
                 if state.stopped {
                     return Ok(Some(self.end()));
                 }

@@ -5,6 +5,7 @@ pub mod http;
 pub(crate) mod mock;
 pub mod openai;
 pub(crate) mod reasoning;
+pub(crate) mod responses;
 pub(crate) mod retry_after;
 #[cfg(test)]
 pub(crate) mod scripted;
@@ -135,7 +136,7 @@ pub(crate) enum Upstream {
 impl Upstream {
     pub(crate) fn new(cfg: &UpstreamConfig) -> Result<Upstream, GatewayError> {
         Ok(match cfg.kind {
-            UpstreamKind::Openai | UpstreamKind::Anthropic => {
+            UpstreamKind::Openai | UpstreamKind::Anthropic | UpstreamKind::Responses => {
                 Upstream::Http(http::HttpUpstream::new(cfg)?)
             }
             UpstreamKind::Mock => Upstream::Mock(mock::MockUpstream::new(cfg)),
@@ -149,6 +150,15 @@ impl Upstream {
             Self::Mock(_) => "aigw.mock",
             #[cfg(test)]
             Self::Scripted(_) => "aigw.scripted",
+        }
+    }
+
+    /// The API it speaks, by the name its fields and blocks are tagged with ("openai", "anthropic",
+    /// "responses"); the mock and the test script take OpenAI's.
+    pub(crate) fn dialect_name(&self) -> &'static str {
+        match self {
+            Self::Http(u) => u.dialect().name(),
+            _ => "openai",
         }
     }
 

@@ -343,6 +343,7 @@ async fn anthropic_thinking_and_tool_input_stream_live_on_every_door() {
             text: THOUGHTS.concat(),
             signature: SIGNATURE.into(),
             redacted: String::new(),
+            id: String::new(),
         }]
     );
     assert_eq!(last.tool_calls[0].arguments, whole_args());
@@ -406,6 +407,7 @@ async fn thinking_signatures_round_trip_byte_exact_on_every_door() {
             text: thought.clone(),
             signature: SIGNATURE.into(),
             redacted: String::new(),
+            id: String::new(),
         }],
         ..assistant_calls(
             "",

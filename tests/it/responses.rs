@@ -173,3 +173,111 @@ async fn fields_the_door_does_not_model_are_left_out_and_named() {
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("conversation"), "{text}");
 }
+
+/// An upstream that speaks the Responses API itself (`kind = "responses"`) gets what the client sent that the
+/// gateway does not model — Codex's `client_metadata`, `include`, `service_tier`, `prompt_cache_key`,
+/// `metadata`, `reasoning.summary`, a hosted tool — and its encrypted reasoning back with its id; its events come
+/// back to the client with the provider's reasoning id and encrypted content, and nothing is named as left out.
+#[tokio::test]
+async fn a_responses_upstream_gets_what_the_door_does_not_model() {
+    let events_up = [
+        json!({"type": "response.created", "response": {"id": "resp_up", "model": "up-big", "status": "in_progress", "output": []}}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning", "id": "rs_new", "summary": []}}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_new", "delta": "Run it."}),
+        json!({"type": "response.output_item.done", "output_index": 0,
+               "item": {"type": "reasoning", "id": "rs_new", "summary": [], "encrypted_content": "enc_new"}}),
+        json!({"type": "response.output_item.added", "output_index": 1,
+               "item": {"type": "function_call", "id": "fc_1", "call_id": "call_2", "name": "exec_command", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"cmd\":"}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "\"ls\"}"}),
+        json!({"type": "response.completed", "response": {"id": "resp_up", "status": "completed", "output": [],
+               "usage": {"input_tokens": 30, "output_tokens": 8, "output_tokens_details": {"reasoning_tokens": 5}}}}),
+    ];
+    let up = Upstream::start(vec![Reply::anthropic_sse(&events_up)]).await;
+    let text =
+        config_text(&up.base_url(), "").replace(r#"kind = "openai""#, r#"kind = "responses""#);
+    let gw = Gateway::start(config(&text)).await;
+    let namespace = json!({"type": "namespace", "name": "agents", "description": "Sub-agents",
+        "tools": [{"type": "function", "name": "close_agent", "parameters": {"type": "object"}}]});
+    let resp = http()
+        .post(format!("http://{}/v1/responses", gw.addr))
+        .bearer_auth(KEY)
+        .body(
+            json!({"model": "big", "stream": true, "store": false,
+                "client_metadata": {"x-codex-turn": "2"}, "include": ["reasoning.encrypted_content"],
+                "service_tier": "priority", "prompt_cache_key": "session-1", "metadata": {"team": "infra"},
+                "reasoning": {"effort": "high", "summary": "auto"}, "text": {"verbosity": "low"},
+                "tools": [{"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+                          {"type": "web_search", "external_web_access": false}, namespace.clone()],
+                "input": [
+                    {"type": "message", "role": "user", "content": "list files"},
+                    {"type": "function_call", "call_id": "call_0", "name": "close_agent", "namespace": "agents",
+                     "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "call_0", "output": "closed"},
+                    {"type": "reasoning", "id": "rs_prev", "summary": [], "encrypted_content": "enc_prev"},
+                    {"type": "function_call", "call_id": "call_1", "name": "exec_command", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "call_1", "output": "nothing"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("aigw-dropped").is_none());
+    let got = events(&resp.text().await.unwrap());
+    // What the upstream got.
+    let seen = &up.requests()[0];
+    assert_eq!(seen.path, "/v1/responses");
+    let sent = &seen.body;
+    for (field, value) in [
+        ("model", json!("up-big")),
+        ("client_metadata", json!({"x-codex-turn": "2"})),
+        ("service_tier", json!("priority")),
+        ("prompt_cache_key", json!("session-1")),
+        ("metadata", json!({"team": "infra"})),
+        ("reasoning", json!({"effort": "high", "summary": "auto"})),
+        ("text", json!({"verbosity": "low"})),
+        ("include", json!(["reasoning.encrypted_content"])),
+        ("store", json!(false)),
+    ] {
+        assert_eq!(sent[field], value, "{field}: {sent}");
+    }
+    // Tools as the client sent them: its function, the hosted tool, the namespace whole (not flattened).
+    assert_eq!(
+        sent["tools"],
+        json!([{"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+               {"type": "web_search", "external_web_access": false}, namespace])
+    );
+    assert_eq!(
+        sent["input"][1],
+        json!({"type": "function_call", "call_id": "call_0", "name": "close_agent", "namespace": "agents",
+               "arguments": "{}"})
+    );
+    assert_eq!(
+        sent["input"][3],
+        json!({"type": "reasoning", "id": "rs_prev", "summary": [], "encrypted_content": "enc_prev"})
+    );
+    // What the client got: the provider's reasoning item (its id, its encrypted content), the call in pieces.
+    let done: Vec<&Value> = got
+        .iter()
+        .filter(|(k, _)| k == "response.output_item.done")
+        .map(|(_, e)| &e["item"])
+        .collect();
+    assert_eq!(done[0]["id"], "rs_new");
+    assert_eq!(done[0]["encrypted_content"], "enc_new");
+    assert_eq!(done[0]["summary"][0]["text"], "Run it.");
+    assert_eq!(
+        (done[1]["name"].as_str(), done[1]["arguments"].as_str()),
+        (Some("exec_command"), Some(r#"{"cmd":"ls"}"#))
+    );
+    let args = got
+        .iter()
+        .filter(|(k, _)| k == "response.function_call_arguments.delta")
+        .count();
+    assert_eq!(args, 2);
+    let completed = &got.last().unwrap().1["response"];
+    assert_eq!(
+        completed["usage"]["output_tokens_details"]["reasoning_tokens"],
+        5
+    );
+}

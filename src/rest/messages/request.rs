@@ -493,7 +493,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
             } if m.role == "assistant" => reasoning.push(Reasoning {
                 text: thinking,
                 signature,
-                redacted: String::new(),
+                ..Default::default()
             }),
             InBlock::RedactedThinking { data } if m.role == "assistant" => {
                 reasoning.push(Reasoning {
@@ -729,6 +729,7 @@ mod tests {
                     text: "Need the tool.".into(),
                     signature: "EqQBCkYIBxgCKkB+/=".into(),
                     redacted: String::new(),
+                    id: String::new(),
                 },
                 Reasoning {
                     redacted: "EmwKAhgBEgy3va==".into(),

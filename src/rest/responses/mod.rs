@@ -58,6 +58,12 @@ pub(crate) async fn create(
         dropped,
         namespaces,
     } = parsed;
+    // Nothing is left out when every route of the model speaks the Responses API itself.
+    let dropped = if gw.catalog().router.speaks_everywhere(&model, "responses") {
+        Vec::new()
+    } else {
+        dropped
+    };
     // The continued conversation, then this input.
     let mut kept = match &previous_response_id {
         None => Vec::new(),
@@ -142,7 +148,8 @@ pub(crate) async fn create(
         })
         .await
     };
-    // Fields the gateway left out, named, so a client sees what did not travel.
+    // Fields and tools left out on the way to a chat-completions upstream, named, so a client sees what did not
+    // travel.
     if !dropped.is_empty() {
         tracing::info!(dropped = %dropped.join(","), "Responses fields left out");
         if let Ok(value) = http::HeaderValue::try_from(dropped.join(", ")) {
@@ -266,7 +273,12 @@ impl Answer {
     /// The `i`th reasoning block as a reasoning item: its text as the summary, its signature (or redacted data,
     /// marked) as `encrypted_content`, which the client sends back untouched.
     fn reasoning_item(&self, i: usize, r: &Reasoning) -> Value {
-        let mut item = json!({"id": self.reasoning_id(i), "type": "reasoning", "summary": []});
+        let id = if r.id.is_empty() {
+            self.reasoning_id(i)
+        } else {
+            r.id.clone()
+        };
+        let mut item = json!({"id": id, "type": "reasoning", "summary": []});
         if !r.text.is_empty() {
             item["summary"] = json!([{"type": "summary_text", "text": r.text}]);
         }
@@ -293,7 +305,7 @@ impl Answer {
     }
 
     fn reasoning_id(&self, i: usize) -> String {
-        format!("rs_{}_{i}", &self.id[5..])
+        format!("{}{}_{i}", request::GATEWAY_REASONING_ID, &self.id[5..])
     }
 }
 
@@ -399,10 +411,15 @@ impl Events {
         );
     }
 
-    fn open_reasoning(&mut self, index: u32, out: &mut Vec<u8>) {
+    /// Opens a reasoning item, under the provider's id for it when there is one.
+    fn open_reasoning(&mut self, index: u32, provider_id: &str, out: &mut Vec<u8>) {
         self.close(out);
         let at = self.next_at();
-        let id = self.answer.reasoning_id(index as usize);
+        let id = if provider_id.is_empty() {
+            self.answer.reasoning_id(index as usize)
+        } else {
+            provider_id.to_owned()
+        };
         self.added(
             at,
             json!({"id": id, "type": "reasoning", "summary": []}),
@@ -419,8 +436,11 @@ impl Events {
         self.open = Some(Item::Reasoning {
             index,
             at,
+            block: Reasoning {
+                id: provider_id.to_owned(),
+                ..Default::default()
+            },
             id,
-            block: Reasoning::default(),
         });
     }
 
@@ -581,7 +601,7 @@ impl super::StreamWriter for Events {
     fn reasoning(&mut self, r: &ReasoningDelta) -> Bytes {
         let mut out = Vec::new();
         if !matches!(&self.open, Some(Item::Reasoning { index, .. }) if *index == r.index) {
-            self.open_reasoning(r.index, &mut out);
+            self.open_reasoning(r.index, &r.id, &mut out);
         }
         let Some(Item::Reasoning { at, id, block, .. }) = &mut self.open else {
             return Bytes::from(out);

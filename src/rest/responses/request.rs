@@ -15,6 +15,7 @@ use crate::{
         ImageUrl, JsonSchema, Message, Reasoning, ReasoningConfig, ResponseFormat, Tool, ToolCall,
         ToolChoice,
     },
+    upstream::openai::extras,
 };
 
 #[derive(Debug, Deserialize)]
@@ -36,12 +37,14 @@ struct InRequest {
     metadata: Option<Map<String, Value>>,
     user: Option<String>,
     safety_identifier: Option<String>,
-    reasoning: Option<InReasoning>,
+    /// Kept as sent, for a Responses API upstream (its `summary`); its `effort` is read from it.
+    reasoning: Option<Value>,
     #[serde(flatten)]
     rest: Map<String, Value>,
 }
 
-/// Accepted and of no effect here: what they ask is already so, or only concerns OpenAI's own platform.
+/// Accepted and of no effect on a chat-completions upstream: what they ask is already so, or only concerns
+/// OpenAI's own platform. A Responses API upstream gets them as sent.
 const IGNORED: [&str; 5] = [
     "include",
     "truncation",
@@ -76,6 +79,7 @@ enum Input {
 struct InItem {
     #[serde(rename = "type")]
     kind: Option<String>,
+    id: Option<String>,
     role: Option<String>,
     content: Option<InContent>,
     call_id: Option<String>,
@@ -209,6 +213,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     if let Some((field, why)) = REFUSED.iter().find(|(f, _)| req.rest.contains_key(*f)) {
         return Err(invalid(format!("{field}: {why}")));
     }
+    let reasoning = match &req.reasoning {
+        None => None,
+        Some(r) => serde_path_to_error::deserialize::<_, InReasoning>(r)
+            .map_err(|e| invalid(format!("invalid request body: reasoning.{e}")))?
+            .config(),
+    };
     let dropped: Vec<String> = req
         .rest
         .keys()
@@ -231,10 +241,13 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     let mut dropped = dropped;
     let mut namespaces = Namespaces::default();
     let mut tools: Vec<Tool> = Vec::new();
+    let mut hosted: Vec<Value> = Vec::new();
     for (i, t) in req.tools.iter().flatten().enumerate() {
         match t.get("type").and_then(Value::as_str).unwrap_or_default() {
             "function" => tools.push(tool(&format!("tools[{i}]"), t, "")?),
             "namespace" => {
+                // Flattened for every upstream; a Responses API upstream gets the namespace itself.
+                hosted.push(Value::Object(t.clone()));
                 let namespace = t.get("name").and_then(Value::as_str).unwrap_or_default();
                 let inner = t.get("tools").and_then(Value::as_array);
                 for (j, f) in inner.into_iter().flatten().enumerate() {
@@ -252,8 +265,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
                 }
             }
             // A tool the provider runs (web_search, file_search, code_interpreter, ...) or a kind the gateway
-            // does not model: the model answers without it, and the client is told.
-            kind => dropped.push(format!("tools[{i}]:{kind}")),
+            // does not model: a Responses API upstream gets it as sent; for others the model answers without
+            // it, and the client is told.
+            kind => {
+                dropped.push(format!("tools[{i}]:{kind}"));
+                hosted.push(Value::Object(t.clone()));
+            }
         }
     }
     let tool_choice = req.tool_choice.as_ref().map(tool_choice).transpose()?;
@@ -274,6 +291,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
             }),
         }),
     });
+    let dialect_options = dialect_options(
+        &req.rest,
+        [("reasoning", &req.reasoning), ("text", &req.text)],
+        req.metadata.as_ref(),
+        hosted,
+    );
     let user = req.user.clone().or(req.safety_identifier);
     let config = GenerationConfig {
         temperature: req.temperature,
@@ -287,7 +310,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         tools,
         tool_choice,
         parallel_tool_calls: req.parallel_tool_calls,
-        reasoning: req.reasoning.and_then(InReasoning::config),
+        reasoning,
+        dialect_options,
         ..Default::default()
     };
     let echo = Echo {
@@ -316,6 +340,10 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     })
 }
 
+/// How the ids of the reasoning items the gateway makes begin: a provider's own (`rs_...`) are kept and sent
+/// back to it, the gateway's are not.
+pub(super) const GATEWAY_REASONING_ID: &str = "rs_aigw";
+
 /// What marks a redacted block's data in `encrypted_content` (a signature is sent as it is).
 const REDACTED: &str = "aigw-redacted:";
 
@@ -328,9 +356,13 @@ pub(super) fn encrypted_content(r: &Reasoning) -> Option<String> {
     }
 }
 
-/// A reasoning item read back: its text, and its `encrypted_content` as the signature (or redacted data).
-fn from_encrypted(text: String, encrypted: Option<String>) -> Reasoning {
+/// A reasoning item read back: its text, its `encrypted_content` as the signature (or redacted data), and its
+/// id when it is a provider's (`rs_...` from a Responses API upstream; the gateway's own ids are not kept).
+fn from_encrypted(text: String, encrypted: Option<String>, id: Option<String>) -> Reasoning {
     let encrypted = encrypted.unwrap_or_default();
+    let id = id
+        .filter(|id| !id.starts_with(GATEWAY_REASONING_ID))
+        .unwrap_or_default();
     match encrypted.strip_prefix(REDACTED) {
         Some(data) => Reasoning {
             redacted: data.to_owned(),
@@ -340,6 +372,7 @@ fn from_encrypted(text: String, encrypted: Option<String>) -> Reasoning {
             text,
             signature: encrypted,
             redacted: String::new(),
+            id,
         },
     }
 }
@@ -445,7 +478,7 @@ fn items_to_messages(items: Vec<InItem>) -> Result<Vec<Message>, GatewayError> {
                     Some(InContent::Text(text)) => text,
                     _ => item.summary.map(texts).unwrap_or_default(),
                 };
-                reasoning.push(from_encrypted(text, item.encrypted_content));
+                reasoning.push(from_encrypted(text, item.encrypted_content, item.id));
             }
             other => {
                 return Err(invalid(format!(
@@ -544,6 +577,41 @@ fn message(at: &str, role: String, content: Option<InContent>) -> Result<Message
     } else {
         text_message(&role, text)
     })
+}
+
+/// What travels beside the typed fields. To a Responses API upstream: every field the door does not model,
+/// the hosted tools, and `reasoning`, `text` and `metadata` whole (the typed fields win where both say
+/// something). To a chat-completions upstream: the fields chat completions has too.
+fn dialect_options(
+    rest: &Map<String, Value>,
+    whole: [(&str, &Option<Value>); 2],
+    metadata: Option<&Map<String, Value>>,
+    hosted: Vec<Value>,
+) -> std::collections::HashMap<String, prost_types::Struct> {
+    let mut responses = rest.clone();
+    if !hosted.is_empty() {
+        responses.insert("tools".into(), Value::Array(hosted));
+    }
+    for (k, v) in whole {
+        if let Some(v) = v {
+            responses.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(m) = metadata {
+        responses.insert("metadata".into(), Value::Object(m.clone()));
+    }
+    let openai: Map<String, Value> = ["service_tier", "prompt_cache_key"]
+        .iter()
+        .filter_map(|k| Some(((*k).to_owned(), rest.get(*k)?.clone())))
+        .collect();
+    let mut out = std::collections::HashMap::new();
+    if !responses.is_empty() {
+        out.insert("responses".to_owned(), extras::json_to_struct(responses));
+    }
+    if !openai.is_empty() {
+        out.insert("openai".to_owned(), extras::json_to_struct(openai));
+    }
+    out
 }
 
 /// `{"type": "function", "name": ..., "parameters": {...}}`, of a namespace tool when `namespace` is not empty.

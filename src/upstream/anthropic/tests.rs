@@ -3,18 +3,10 @@ use crate::{
     config::MaxTokensField,
     proto::{
         content_part::Part, tool_choice::Choice, ContentPart, GenerationConfig, ImageData,
-        ImageUrl, Message, ResponseFormat, Tool, ToolChoice,
+        ImageUrl, Message, ResponseFormat, Tool, ToolCallDelta, ToolChoice,
     },
-    upstream::openai::convert::chat_request,
+    upstream::openai::{convert::chat_request, extras},
 };
-
-fn msg(role: &str, content: &str) -> Message {
-    Message {
-        role: role.into(),
-        content: content.into(),
-        ..Default::default()
-    }
-}
 
 fn body(messages: &[Message], config: Option<&GenerationConfig>) -> Result<Value, GatewayError> {
     let mut req = chat_request(
@@ -31,8 +23,8 @@ fn body(messages: &[Message], config: Option<&GenerationConfig>) -> Result<Value
 #[test]
 fn requests_become_messages_api_bodies() {
     let messages = vec![
-        msg("system", "Be brief."),
-        msg("developer", "Use metric units."),
+        Message::text("system", "Be brief."),
+        Message::text("developer", "Use metric units."),
         Message {
             parts: vec![
                 ContentPart {
@@ -52,7 +44,7 @@ fn requests_become_messages_api_bodies() {
                     })),
                 },
             ],
-            ..msg("user", "")
+            ..Message::text("user", "")
         },
         Message {
             tool_calls: vec![
@@ -67,15 +59,15 @@ fn requests_become_messages_api_bodies() {
                     arguments: String::new(),
                 },
             ],
-            ..msg("assistant", "Let me look.")
+            ..Message::text("assistant", "Let me look.")
         },
         Message {
             tool_call_id: "toolu_1".into(),
-            ..msg("tool", "sunny")
+            ..Message::text("tool", "sunny")
         },
         Message {
             tool_call_id: "toolu_2".into(),
-            ..msg("tool", "09:00")
+            ..Message::text("tool", "09:00")
         },
     ];
     let options = json!({"top_k": 5, "thinking": {"type": "disabled"}});
@@ -152,7 +144,7 @@ fn tool_choices_map_and_unsupported_features_are_refused() {
             tool_choice: Some(ToolChoice { choice: Some(c) }),
             ..Default::default()
         };
-        body(&[msg("user", "hi")], Some(&config)).unwrap()["tool_choice"].clone()
+        body(&[Message::text("user", "hi")], Some(&config)).unwrap()["tool_choice"].clone()
     };
     assert_eq!(choose(Choice::Mode("auto".into())), json!({"type": "auto"}));
     assert_eq!(choose(Choice::Mode("none".into())), json!({"type": "none"}));
@@ -172,7 +164,7 @@ fn tool_choices_map_and_unsupported_features_are_refused() {
             ..Default::default()
         },
     ] {
-        let err = body(&[msg("user", "hi")], Some(&config)).unwrap_err();
+        let err = body(&[Message::text("user", "hi")], Some(&config)).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
         assert!(err.to_string().contains("anthropic"), "{err}");
     }
@@ -337,13 +329,13 @@ fn cache_marks_go_on_the_last_block_of_their_message_and_tool() {
     let messages = [
         Message {
             cache_control: mark("1h"),
-            ..msg("system", "A long manual.")
+            ..Message::text("system", "A long manual.")
         },
         Message {
             cache_control: mark(""),
-            ..msg("user", "First question.")
+            ..Message::text("user", "First question.")
         },
-        msg("user", "Second."),
+        Message::text("user", "Second."),
     ];
     let config = GenerationConfig {
         tools: vec![
@@ -394,7 +386,7 @@ fn cache_marks_go_on_the_last_block_of_their_message_and_tool() {
             r#type: "ephemeral".into(),
             ttl: "2h".into(),
         }),
-        ..msg("user", "x")
+        ..Message::text("user", "x")
     }];
     let err = crate::upstream::openai::convert::check_messages(&bad).unwrap_err();
     assert!(
@@ -441,6 +433,7 @@ fn thinking_and_tool_input_stream_piece_by_piece() {
             text: text.into(),
             signature: signature.into(),
             redacted: redacted.into(),
+            id: String::new(),
         })
     };
     let call = |id: &str, name: &str, arguments: &str| {
@@ -482,6 +475,7 @@ fn thinking_and_tool_input_stream_piece_by_piece() {
                 text: "Let me check.".into(),
                 signature: sig.into(),
                 redacted: String::new(),
+                id: String::new(),
             },
             Reasoning {
                 redacted: "EmwKAhgB".into(),
@@ -515,6 +509,7 @@ fn thinking_goes_up_with_its_blocks() {
                 text: "Need the tool.".into(),
                 signature: "sig+/=".into(),
                 redacted: String::new(),
+                id: String::new(),
             },
             Reasoning {
                 text: "unsigned".into(),
@@ -538,7 +533,7 @@ fn thinking_goes_up_with_its_blocks() {
         tool_call_id: "toolu_1".into(),
         ..Default::default()
     };
-    let b = body(&[msg("user", "go"), said, tool], Some(&config)).unwrap();
+    let b = body(&[Message::text("user", "go"), said, tool], Some(&config)).unwrap();
     assert_eq!(
         b["thinking"],
         json!({"type": "enabled", "budget_tokens": 7999})
@@ -570,6 +565,7 @@ fn whole_answers_carry_their_thinking() {
                 text: "Hm.".into(),
                 signature: "S1".into(),
                 redacted: String::new(),
+                id: String::new(),
             },
             Reasoning {
                 redacted: "R1".into(),
@@ -598,7 +594,7 @@ fn blocks_the_gateway_does_not_model_reach_anthropic_only() {
                 opaque("openai", r#"{"type":"input_audio"}"#),
                 part(Part::Text("Read it.".into())),
             ],
-            ..msg("user", "")
+            ..Message::text("user", "")
         },
         Message {
             tool_calls: vec![ToolCall {
@@ -606,7 +602,7 @@ fn blocks_the_gateway_does_not_model_reach_anthropic_only() {
                 name: "ToolSearch".into(),
                 arguments: "{}".into(),
             }],
-            ..msg("assistant", "")
+            ..Message::text("assistant", "")
         },
         Message {
             tool_call_id: "toolu_1".into(),
@@ -618,7 +614,7 @@ fn blocks_the_gateway_does_not_model_reach_anthropic_only() {
                     detail: String::new(),
                 })),
             ],
-            ..msg("tool", "")
+            ..Message::text("tool", "")
         },
     ];
     let b = body(&messages, None).unwrap();

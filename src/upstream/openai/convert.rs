@@ -103,10 +103,9 @@ pub fn chat_request<'a>(
             .map(extras::struct_to_json)
             .unwrap_or_default()
     };
-    // OpenAI-style fields join the provider's (which win); Anthropic's are kept apart for its dialect.
-    for (k, v) in dialect("openai") {
-        provider_options.entry(k).or_insert(v);
-    }
+    // Each dialect's fields are kept apart for upstreams of that dialect; the provider's options win.
+    let mut openai_options = dialect("openai");
+    openai_options.retain(|k, _| !provider_options.contains_key(k));
     let (max_tokens, max_completion_tokens) = match max_tokens_field {
         MaxTokensField::MaxTokens => (max, None),
         MaxTokensField::MaxCompletionTokens => (None, max),
@@ -152,7 +151,9 @@ pub fn chat_request<'a>(
                     .collect()
             })
             .unwrap_or_default(),
+        openai_options,
         anthropic_options: dialect("anthropic"),
+        responses_options: dialect("responses"),
         api_headers: None,
     }
 }
@@ -367,7 +368,72 @@ impl Reading {
             text,
             signature,
             redacted,
+            id: String::new(),
         }))
+    }
+
+    /// A new tool call (its id and name, no arguments yet), bounded in number: its index, and its first piece.
+    pub(crate) fn call_begins(
+        &mut self,
+        id: String,
+        name: String,
+    ) -> Result<(usize, Piece), ChunkError> {
+        let end = &mut self.end;
+        if end.tool_calls.len() >= extras::MAX_TOOL_CALLS {
+            return Err(ChunkError::Malformed(format!(
+                "over {} tool calls",
+                extras::MAX_TOOL_CALLS
+            )));
+        }
+        let index = end.tool_calls.len();
+        end.tool_calls.push(crate::proto::ToolCall {
+            id: id.clone(),
+            name: name.clone(),
+            arguments: String::new(),
+        });
+        let piece = Piece::ToolCall(ToolCallDelta {
+            index: index as u32,
+            id,
+            name,
+            arguments: String::new(),
+        });
+        Ok((index, piece))
+    }
+
+    /// The next piece of call `index`'s arguments, all calls' bounded together.
+    pub(crate) fn call_arguments(
+        &mut self,
+        index: usize,
+        piece: String,
+    ) -> Result<Piece, ChunkError> {
+        let calls = &mut self.end.tool_calls;
+        let total: usize = calls.iter().map(|c| c.arguments.len()).sum();
+        if total + piece.len() > extras::MAX_TOOL_CALL_BYTES {
+            return Err(ChunkError::Malformed(format!(
+                "tool calls over {} bytes",
+                extras::MAX_TOOL_CALL_BYTES
+            )));
+        }
+        if piece.is_empty() {
+            return Ok(Piece::Progress);
+        }
+        calls[index].arguments.push_str(&piece);
+        Ok(Piece::ToolCall(ToolCallDelta {
+            index: index as u32,
+            arguments: piece,
+            ..Default::default()
+        }))
+    }
+
+    /// A new reasoning block under the provider's id for it (a Responses API reasoning item's), which the
+    /// block's first piece carries to the client.
+    pub(crate) fn reasoning_begins(&mut self, id: String) -> Result<Piece, ChunkError> {
+        let mut piece = self.reasoning_piece(true, String::new(), String::new(), String::new())?;
+        if let Piece::Reasoning(delta) = &mut piece {
+            self.end.reasoning[delta.index as usize].id.clone_from(&id);
+            delta.id = id;
+        }
+        Ok(piece)
     }
 
     /// Hands out one event's pieces: the first is returned, the rest queued in order.

@@ -54,6 +54,10 @@ pub struct ChatRequest<'a> {
     /// Provider-specific fields, merged into the body (checked not to collide with the fields above).
     #[serde(flatten)]
     pub(crate) provider_options: Map<String, Value>,
+    /// Fields for chat-completions upstreams only, as the client sent them (`dialect_options["openai"]`; none
+    /// that `provider_options` has).
+    #[serde(flatten)]
+    pub(crate) openai_options: Map<String, Value>,
     /// Per tool, its prompt-cache mark: Anthropic's alone, never sent to OpenAI-style upstreams.
     #[serde(skip)]
     pub(crate) tool_cache_control: Vec<Option<Value>>,
@@ -64,6 +68,9 @@ pub struct ChatRequest<'a> {
     /// Fields for Anthropic upstreams only, as the client sent them (see `GenerationConfig.dialect_options`).
     #[serde(skip)]
     pub(crate) anthropic_options: Map<String, Value>,
+    /// Fields for Responses API upstreams only, as the client sent them (`dialect_options["responses"]`).
+    #[serde(skip)]
+    pub(crate) responses_options: Map<String, Value>,
     /// The client's API headers, for upstreams of their dialect.
     #[serde(skip)]
     pub(crate) api_headers: Option<&'a crate::upstream::ApiHeaders>,
@@ -104,8 +111,14 @@ impl ChatRequest<'_> {
     /// for an OpenAI-style upstream, and content blocks it cannot take (by `type`). Logged where it is sent.
     pub(crate) fn left_out(&self, dialect: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        if dialect == "openai" {
+        if dialect != "openai" {
+            out.extend(self.openai_options.keys().cloned());
+        }
+        if dialect != "anthropic" {
             out.extend(self.anthropic_options.keys().cloned());
+        }
+        if dialect != "responses" {
+            out.extend(self.responses_options.keys().cloned());
         }
         for m in &self.messages {
             if let Some(c) = &m.content {
