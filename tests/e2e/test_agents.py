@@ -368,37 +368,10 @@ def test_codex_exec_runs_a_command_through_the_responses_door(tmp_path):
     Streamer.seen.clear()
     Streamer.tool, Streamer.args, Streamer.marker = "exec_command", {"cmd": "echo aigw-codex-ok"}, "aigw-codex-ok"
     proc, addr, lines = start_gateway(tmp_path, upstream, "openai", "gpt-*", 128000)
-    home = tmp_path / "home"
-    (home / ".codex").mkdir(parents=True)
-    # A custom provider on the Responses API, as docs/agents.md shows; no update checks, no analytics.
-    (home / ".codex" / "config.toml").write_text(f"""
-model = "gpt-5.9-codex"
-model_provider = "aigw"
-check_for_update_on_startup = false
-[model_providers.aigw]
-name = "aigw"
-base_url = "http://{addr['grpc']}/v1"
-env_key = "AIGW_API_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-[analytics]
-enabled = false
-""")
-    work = tmp_path / "work"
-    work.mkdir()
     try:
-        done = subprocess.run(
-            [str(AGENTS / "codex"), "exec", "--json", "--skip-git-repo-check",
-             "--dangerously-bypass-approvals-and-sandbox", "run the marker command"],
-            env=quiet_env(tmp_path, AIGW_API_KEY=KEY, CODEX_HOME=str(home / ".codex")),
-            cwd=work, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        kinds = codex(tmp_path, addr["grpc"])
     finally:
         stop_gateway(proc, lines, upstream)
-    assert done.returncode == 0, done.stdout + done.stderr
-    items = [json.loads(line)["item"] for line in done.stdout.splitlines()
-             if line.startswith("{") and json.loads(line)["type"] == "item.completed"]
-    kinds = {i["type"]: i for i in items}
     assert kinds["reasoning"]["text"].strip() == STREAMED_THOUGHT
     assert kinds["command_execution"]["aggregated_output"] == "aigw-codex-ok\n"
     assert kinds["agent_message"]["text"].strip() == "The tool says aigw-codex-ok."
@@ -414,3 +387,114 @@ enabled = false
     assert said["reasoning_content"].strip() == STREAMED_THOUGHT
     assert json.loads(said["tool_calls"][0]["function"]["arguments"]) == {"cmd": "echo aigw-codex-ok"}
     assert any(m["role"] == "tool" and "aigw-codex-ok" in json.dumps(m["content"]) for m in turn2)
+
+
+class ResponsesModel(http.server.BaseHTTPRequestHandler):
+    """OpenAI's Responses API, scripted as a stateless reasoning model: it reasons (its item id and encrypted
+    content to be sent back), then streams an exec_command call's arguments in pieces, until the command's
+    output comes back; then it answers with it. Every request body is kept."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.seen.append(body)
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+        def ev(e):
+            anthropic_event(self.wfile, e)  # `event: <type>` and `data:`, as the Responses API writes them
+
+        output = next((i["output"] for i in body["input"] if i.get("type") == "function_call_output"), None)
+        turn = len(self.seen)
+        ev({"type": "response.created", "response": {"id": f"resp_c{turn}", "model": body["model"],
+                                                     "status": "in_progress", "output": []}})
+        if output is None:
+            ev({"type": "response.output_item.added", "output_index": 0,
+                "item": {"type": "reasoning", "id": "rs_c1", "summary": []}})
+            for piece in STREAMED_THOUGHT.split(" "):
+                ev({"type": "response.reasoning_summary_text.delta", "item_id": "rs_c1", "delta": piece + " "})
+            ev({"type": "response.output_item.done", "output_index": 0,
+                "item": {"type": "reasoning", "id": "rs_c1", "encrypted_content": "enc_c1",
+                         "summary": [{"type": "summary_text", "text": STREAMED_THOUGHT + " "}]}})
+            call = {"type": "function_call", "id": "fc_c1", "call_id": "call_c1", "name": "exec_command"}
+            ev({"type": "response.output_item.added", "output_index": 1, "item": {**call, "arguments": ""}})
+            args = json.dumps({"cmd": "echo aigw-codex-ok"})
+            for i in range(0, len(args), 8):
+                ev({"type": "response.function_call_arguments.delta", "item_id": "fc_c1", "delta": args[i:i + 8]})
+            ev({"type": "response.output_item.done", "output_index": 1, "item": {**call, "arguments": args}})
+        else:
+            said = "The tool says aigw-codex-ok." if "aigw-codex-ok" in json.dumps(output) else "No marker."
+            message = {"type": "message", "id": "msg_c2", "role": "assistant"}
+            ev({"type": "response.output_item.added", "output_index": 0, "item": {**message, "content": []}})
+            ev({"type": "response.output_text.delta", "item_id": "msg_c2", "delta": said})
+            ev({"type": "response.output_item.done", "output_index": 0,
+                "item": {**message, "content": [{"type": "output_text", "text": said}]}})
+        ev({"type": "response.completed", "response": {"id": f"resp_c{turn}", "status": "completed", "output": [],
+                                                       "usage": {"input_tokens": 50, "output_tokens": 20}}})
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def codex(tmp_path, addr):
+    """`codex exec --json` against the gateway, as docs/agents.md configures it (a custom Responses provider, no
+    update checks, no analytics); its sandbox bypassed, which needs user namespaces the test machine lacks."""
+    home = tmp_path / "home" / ".codex"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(f"""
+model = "gpt-5.9-codex"
+model_provider = "aigw"
+check_for_update_on_startup = false
+[model_providers.aigw]
+name = "aigw"
+base_url = "http://{addr}/v1"
+env_key = "AIGW_API_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+[analytics]
+enabled = false
+""")
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    done = subprocess.run(
+        [str(AGENTS / "codex"), "exec", "--json", "--skip-git-repo-check",
+         "--dangerously-bypass-approvals-and-sandbox", "run the marker command"],
+        env=quiet_env(tmp_path, AIGW_API_KEY=KEY, CODEX_HOME=str(home)),
+        cwd=work, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    items = [json.loads(line)["item"] for line in done.stdout.splitlines()
+             if line.startswith("{") and json.loads(line)["type"] == "item.completed"]
+    return {i["type"]: i for i in items}
+
+
+def test_codex_keeps_its_encrypted_reasoning_and_tools_with_a_responses_upstream(tmp_path):
+    upstream = serve_upstream(ResponsesModel)
+    ResponsesModel.seen.clear()
+    proc, addr, lines = start_gateway(tmp_path, upstream, "responses", "gpt-*", 128000)
+    try:
+        kinds = codex(tmp_path, addr["grpc"])
+    finally:
+        stop_gateway(proc, lines, upstream)
+    assert kinds["reasoning"]["text"].strip() == STREAMED_THOUGHT
+    assert kinds["command_execution"]["aggregated_output"] == "aigw-codex-ok\n"
+    assert kinds["agent_message"]["text"] == "The tool says aigw-codex-ok."
+    assert len(ResponsesModel.seen) == 2
+    first, second = ResponsesModel.seen
+    # Codex's own fields and tools reached the upstream as it sent them: nothing was left out.
+    assert not any("Responses fields left out" in line for line in lines)
+    assert "client_metadata" in first and "prompt_cache_key" in first
+    assert "reasoning.encrypted_content" in first["include"]
+    kinds_of_tools = [t["type"] for t in first["tools"]]
+    assert "namespace" in kinds_of_tools and "web_search" in kinds_of_tools, kinds_of_tools
+    # Turn 2: the reasoning item back with its id and encrypted content, before the call it led to.
+    items = second["input"]
+    reasoning = next(i for i in items if i.get("type") == "reasoning")
+    assert (reasoning["id"], reasoning["encrypted_content"]) == ("rs_c1", "enc_c1")
+    call = next(i for i in items if i.get("type") == "function_call")
+    assert items.index(reasoning) < items.index(call)
+    assert json.loads(call["arguments"]) == {"cmd": "echo aigw-codex-ok"}
