@@ -133,7 +133,7 @@ where
         Route::Embeddings => embeddings::create(gw, who, metadata, bytes).await,
         Route::Responses => responses::create(gw, who, metadata, bytes).await,
         Route::Messages => messages::create(gw, who, metadata, bytes).await,
-        Route::CountTokens => messages::count_tokens(&gw, &who, &bytes),
+        Route::CountTokens => messages::count_tokens(&gw, &who, &metadata, &bytes).await,
         Route::Models if anthropic => {
             let catalog = gw.catalog();
             let names: Vec<&str> = catalog

@@ -44,6 +44,8 @@ pub(crate) struct HttpUpstream {
     url: reqwest::Url,
     /// `{base_url}/embeddings`; none for Anthropic, which has no embeddings API.
     embeddings_url: Option<reqwest::Url>,
+    /// `{base_url}/messages/count_tokens`: Anthropic's alone.
+    count_tokens_url: Option<reqwest::Url>,
     /// The key's header (`authorization: Bearer <key>`, or Anthropic's `x-api-key`), its value marked sensitive
     /// so no debug output shows it.
     auth: Option<(HeaderName, HeaderValue)>,
@@ -86,6 +88,10 @@ impl HttpUpstream {
         let embeddings_url = match dialect {
             Dialect::OpenAi | Dialect::Responses => Some(url_of("embeddings")?),
             Dialect::Anthropic => None,
+        };
+        let count_tokens_url = match dialect {
+            Dialect::Anthropic => Some(url_of("messages/count_tokens")?),
+            _ => None,
         };
         let auth = match (&cfg.api_key, cfg.auth) {
             (None, _) | (_, UpstreamAuth::None) => None,
@@ -138,6 +144,7 @@ impl HttpUpstream {
             dialect,
             url,
             embeddings_url,
+            count_tokens_url,
             auth,
             headers,
             client,
@@ -362,6 +369,32 @@ impl HttpUpstream {
             .await?;
         let body = self.whole_body(resp).await?;
         embeddings::parse(&body, ask.input.len()).map_err(|detail| self.protocol(detail))
+    }
+
+    /// Anthropic's count of a Messages request's input tokens (`body` as the client wrote it, for the
+    /// upstream's model); `None` for upstreams of other dialects.
+    pub(crate) async fn count_tokens(
+        &self,
+        body: &serde_json::Value,
+        request_id: &str,
+        api: Option<&super::ApiHeaders>,
+    ) -> Option<Result<u64, GatewayError>> {
+        let url = self.count_tokens_url.clone()?;
+        Some(
+            async {
+                let body = serde_json::to_vec(body)
+                    .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
+                let resp = self
+                    .post(url, body, "application/json", request_id, api)
+                    .await?;
+                let answer = self.whole_body(resp).await?;
+                serde_json::from_slice::<serde_json::Value>(&answer)
+                    .ok()
+                    .and_then(|v| v["input_tokens"].as_u64())
+                    .ok_or_else(|| self.protocol("count_tokens: no input_tokens".into()))
+            }
+            .await,
+        )
     }
 
     /// A non-streamed answer's body, at most `max_response_bytes`.

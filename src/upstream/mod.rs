@@ -238,6 +238,19 @@ impl Upstream {
         }
     }
 
+    /// The upstream's count of a Messages request's input tokens, when it counts them (Anthropic's).
+    pub(crate) async fn count_tokens(
+        &self,
+        body: &serde_json::Value,
+        request_id: &str,
+        api: Option<&ApiHeaders>,
+    ) -> Option<Result<u64, GatewayError>> {
+        match self {
+            Self::Http(u) => u.count_tokens(body, request_id, api).await,
+            _ => None,
+        }
+    }
+
     /// Starts a stream: returns once the upstream accepted the request (status checked), before any delta.
     pub(crate) async fn stream(
         &self,

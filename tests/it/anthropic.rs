@@ -411,3 +411,73 @@ async fn cache_reads_and_writes_are_priced_at_their_rates() {
     );
     assert_eq!(body["usage"]["prompt_tokens"], 103_000);
 }
+
+/// `count_tokens` in front of Anthropic is Anthropic's own count: the body as the client sent it (tools, system,
+/// its betas) for the route's model. A request Anthropic refuses is refused as it says; an upstream that cannot
+/// be reached leaves the gateway's estimate.
+#[tokio::test]
+async fn count_tokens_is_anthropics_own_count() {
+    let up = Upstream::start(vec![
+        Reply::json(200, r#"{"input_tokens": 1234}"#),
+        Reply::json(
+            400,
+            r#"{"type": "error", "error": {"type": "invalid_request_error", "message": "messages: bad role"}}"#,
+        ),
+        Reply::json(503, r#"{"type": "error", "error": {"type": "api_error", "message": "down"}}"#),
+    ])
+    .await;
+    let gw = Gateway::start(anthropic_config(&up)).await;
+    let body = json!({"model": "claude", "system": "Be brief.",
+        "messages": [{"role": "user", "content": "12345678"}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}, "defer_loading": true}]});
+    let count = || {
+        http()
+            .post(format!("http://{}/v1/messages/count_tokens", gw.addr))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "token-counting-2024-11-01")
+            .body(body.to_string())
+            .send()
+    };
+    let counted = count().await.unwrap();
+    assert_eq!(counted.status(), 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&counted.text().await.unwrap()).unwrap(),
+        json!({"input_tokens": 1234})
+    );
+    let seen = &up.requests()[0];
+    assert!(
+        seen.path.ends_with("/messages/count_tokens"),
+        "{}",
+        seen.path
+    );
+    let mut expected = body.clone();
+    expected["model"] = json!("claude-sonnet-4-5");
+    assert_eq!(seen.body, expected);
+    let header = |name: &str| {
+        seen.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("anthropic-beta"), Some("token-counting-2024-11-01"));
+    assert_eq!(header("x-api-key"), Some(UPSTREAM_KEY));
+
+    let refused = count().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let err: serde_json::Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert_eq!(err["type"], "error");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad role"),
+        "{err}"
+    );
+
+    let estimated = count().await.unwrap();
+    assert_eq!(estimated.status(), 200);
+    let n: serde_json::Value = serde_json::from_str(&estimated.text().await.unwrap()).unwrap();
+    assert!(n["input_tokens"].as_u64().unwrap() > 0, "{n}");
+    assert_ne!(n["input_tokens"], 1234);
+}

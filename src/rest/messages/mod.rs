@@ -121,18 +121,52 @@ fn estimate(messages: &[crate::proto::Message], config: &crate::proto::Generatio
     )
 }
 
-/// `POST /v1/messages/count_tokens`: the request's input tokens, estimated by the gateway (the same estimate its
-/// limits reserve); errors in Anthropic's shape.
-pub(crate) fn count_tokens(gw: &Gateway, who: &Identity, body: &[u8]) -> Response<Body> {
-    let counted = request::parse_to_count(body).and_then(|p| {
-        // The model must be one this key may use, as for the call itself.
-        gw.catalog().router.resolve(&p.model, who)?;
-        Ok(estimate(&p.messages, &p.config))
-    });
-    match counted {
-        Ok(n) => super::json(http::StatusCode::OK, &json!({"input_tokens": n})),
-        Err(e) => gateway_error(&e),
+/// `POST /v1/messages/count_tokens`: the request's input tokens as the model's first Anthropic route counts them
+/// (the body as the client sent it, for that route's model, with the client's API headers), else as the gateway
+/// estimates them (the same estimate its limits reserve; also when the upstream cannot be reached); errors in
+/// Anthropic's shape.
+pub(crate) async fn count_tokens(
+    gw: &Gateway,
+    who: &Identity,
+    metadata: &tonic::metadata::MetadataMap,
+    body: &[u8],
+) -> Response<Body> {
+    let parsed = match request::parse_to_count(body) {
+        Ok(p) => p,
+        Err(e) => return gateway_error(&e),
+    };
+    // The model must be one this key may use, as for the call itself.
+    let catalog = gw.catalog();
+    let model = match catalog.router.resolve(&parsed.model, who) {
+        Ok(model) => model.clone(),
+        Err(e) => return gateway_error(&e),
+    };
+    let counter = model
+        .routes
+        .iter()
+        .find(|r| r.upstream.dialect_name() == "anthropic");
+    if let Some(route) = counter {
+        let mut sent: Value = serde_json::from_slice(body).unwrap_or_default();
+        sent["model"] = Value::from(route.upstream_model(&parsed.model));
+        let api = crate::upstream::ApiHeaders::read(metadata);
+        let request_id =
+            crate::grpc::request_id(metadata.get("x-request-id").and_then(|v| v.to_str().ok()));
+        match route
+            .upstream
+            .count_tokens(&sent, &request_id, Some(&api))
+            .await
+        {
+            Some(Ok(n)) => return super::json(http::StatusCode::OK, &json!({"input_tokens": n})),
+            // The request itself is wrong: the client hears why.
+            Some(Err(e @ GatewayError::UpstreamRejected { .. })) => return gateway_error(&e),
+            Some(Err(e)) => {
+                tracing::info!(upstream = %route.upstream.name(), error = %e, "count_tokens estimated instead");
+            }
+            None => {}
+        }
     }
+    let n = estimate(&parsed.messages, &parsed.config);
+    super::json(http::StatusCode::OK, &json!({"input_tokens": n}))
 }
 
 /// `GET /v1/models` as Anthropic answers it.
