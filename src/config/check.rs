@@ -193,6 +193,7 @@ pub(super) fn models(
                     upstream,
                     model: r.model,
                     weight: r.weight,
+                    strict: r.strict,
                 }),
             })
             .collect::<Result<Vec<_>, _>>()?;

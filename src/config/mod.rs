@@ -248,6 +248,8 @@ struct RawRoute {
     model: String,
     #[serde(default = "defaults::weight")]
     weight: u32,
+    #[serde(default)]
+    strict: bool,
 }
 
 mod defaults {
@@ -491,6 +493,8 @@ pub(crate) struct RouteConfig {
     pub(crate) model: String,
     /// For `balance = "weighted"`.
     pub(crate) weight: u32,
+    /// Refuse a request rather than leave out what the client sent that the upstream's API cannot take.
+    pub(crate) strict: bool,
 }
 
 /// Dollars per million tokens.

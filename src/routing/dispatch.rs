@@ -350,6 +350,17 @@ async fn try_route(
         stream,
     );
     req.api_headers = call.api_headers;
+    if route.strict {
+        let left_out = req.left_out(upstream.dialect_name());
+        if !left_out.is_empty() {
+            return Err(GatewayError::InvalidArgument(format!(
+                "upstream '{}' does not take {} and its route is strict: send the request without them, \
+                 or use a model whose upstream speaks the client's API",
+                upstream.name(),
+                left_out.join(", ")
+            )));
+        }
+    }
     if upstream.requires_max_tokens() && req.max_output_tokens().is_none() {
         // The same limit the admission reserved tokens for.
         req.max_tokens = Some(model.default_output_tokens);

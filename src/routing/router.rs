@@ -58,6 +58,8 @@ pub(crate) struct Route {
     /// The upstream's own id for the model.
     pub(crate) model: String,
     pub(crate) weight: u32,
+    /// Refuses what it would have to leave out (see `RouteConfig::strict`).
+    pub(crate) strict: bool,
     pub(crate) breaker: Breaker,
     /// Tried last while its upstream keeps answering 429.
     pub(crate) cooling: Cooling,
@@ -75,6 +77,7 @@ impl Route {
             upstream,
             model,
             weight,
+            strict: false,
             breaker: Breaker::new(policy.breaker),
             cooling: Cooling::default(),
             in_flight: AtomicUsize::new(0),
@@ -198,8 +201,9 @@ impl Router {
             let routes = m
                 .routes
                 .iter()
-                .map(|r| {
-                    Route::new(
+                .map(|r| Route {
+                    strict: r.strict,
+                    ..Route::new(
                         upstreams[r.upstream].clone(),
                         r.model.clone(),
                         r.weight,

@@ -281,3 +281,29 @@ async fn a_responses_upstream_gets_what_the_door_does_not_model() {
         5
     );
 }
+
+/// A strict route refuses what its upstream's API would leave out, rather than leave it out: nothing reaches the
+/// upstream, and the client hears what and why.
+#[tokio::test]
+async fn a_strict_route_refuses_what_it_would_leave_out() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
+    let text = config_text(&up.base_url(), "").replace(
+        r#"routes = [{ upstream = "scripted", model = "up-big" }]"#,
+        r#"routes = [{ upstream = "scripted", model = "up-big", strict = true }]"#,
+    );
+    let gw = Gateway::start(config(&text)).await;
+    let (status, text) = post(
+        &gw,
+        json!({"model": "big", "input": "hi", "client_metadata": {"x-codex-turn": "1"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("client_metadata") && text.contains("strict"),
+        "{text}"
+    );
+    assert_eq!(up.calls(), 0);
+    // What it can take whole goes through.
+    let (status, text) = post(&gw, json!({"model": "big", "input": "hi"})).await;
+    assert_eq!(status, 200, "{text}");
+}
