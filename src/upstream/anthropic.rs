@@ -130,9 +130,18 @@ pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
     if let Some(choice) = tool_choice(req.tool_choice.as_ref(), req.parallel_tool_calls) {
         body.insert("tool_choice".into(), choice);
     }
-    // Fields the client sent in Anthropic's own dialect travel as they are; the gateway's own win.
+    // Fields the client sent in Anthropic's own dialect travel as they are; the gateway's own win, but server
+    // tools join the client's tools.
     for (k, v) in req.anthropic_options.iter().chain(&req.provider_options) {
-        body.entry(k.clone()).or_insert_with(|| v.clone());
+        match (body.get_mut(k.as_str()), v) {
+            (Some(Value::Array(tools)), Value::Array(server)) if k == "tools" => {
+                tools.extend(server.iter().cloned())
+            }
+            (Some(_), _) => {}
+            (None, v) => {
+                body.insert(k.clone(), v.clone());
+            }
+        }
     }
     Ok(Value::Object(body))
 }

@@ -269,17 +269,21 @@ const UNMODELLED: [&str; 5] = [
     "a_field_from_next_year",
 ];
 
-/// Fields the gateway does not model reach an Anthropic upstream as the client sent them — today's
-/// (`context_management`, `output_config`, a tool's `defer_loading`) and tomorrow's — while an OpenAI-style
-/// upstream never sees them; what the gateway owns (the model, max_tokens, thinking) is still its own.
+/// Fields, tools and blocks the gateway does not model reach an Anthropic upstream as the client sent them —
+/// today's (`context_management`, `output_config`, a tool's `defer_loading`, a server tool, a document) and
+/// tomorrow's — while an OpenAI-style upstream never sees them and the client is told (`aigw-dropped`); what the
+/// gateway owns (the model, max_tokens, thinking) is still its own.
 #[tokio::test]
 async fn anthropic_fields_pass_through_to_anthropic_upstreams_only() {
+    let document = json!({"type": "document", "source": {"type": "text", "media_type": "text/plain",
+        "data": "The report."}, "cache_control": {"type": "ephemeral"}});
+    let server_tool = json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 2});
     let body = json!({"model": "MODEL", "max_tokens": 50,
-        "messages": [{"role": "user", "content": "hi"}],
+        "messages": [{"role": "user", "content": [document, {"type": "text", "text": "Sum it up."}]}],
         "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
         "output_config": {"effort": "high"}, "container": "c_1", "mcp_servers": [{"name": "x"}],
         "a_field_from_next_year": {"on": true},
-        "tools": [{"name": "f", "input_schema": {"type": "object"}, "defer_loading": true}]});
+        "tools": [{"name": "f", "input_schema": {"type": "object"}, "defer_loading": true}, server_tool]});
     let (claude, gw) = claude_answering().await;
     let mut asked = body.clone();
     asked["model"] = json!("claude");
@@ -290,19 +294,37 @@ async fn anthropic_fields_pass_through_to_anthropic_upstreams_only() {
         assert_eq!(sent[field], body[field], "{field}");
     }
     assert_eq!(sent["tools"][0]["defer_loading"], true);
+    assert_eq!(sent["tools"][1], server_tool);
+    assert_eq!(sent["messages"][0]["content"][0], document);
     assert_eq!(sent["model"], "claude-sonnet-4-5");
 
     let openai = Upstream::start(vec![Reply::json(200, &completion("ok", "stop", 3, 1))]).await;
     let gw = Gateway::without_retries(&openai).await;
     let mut asked = body.clone();
     asked["model"] = json!("big");
-    let (status, text) = post(&gw, asked, ("x-api-key", KEY)).await;
-    assert_eq!(status, 200, "{text}");
+    let resp = http()
+        .post(format!("http://{}/v1/messages", gw.addr))
+        .header("x-api-key", KEY)
+        .body(asked.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["aigw-dropped"],
+        "tools[0].defer_loading, tools[1]:web_search_20250305, a_field_from_next_year, container, \
+         context_management, mcp_servers, output_config, document"
+    );
     let sent = &openai.requests()[0].body;
     for field in UNMODELLED {
         assert!(sent.get(field).is_none(), "{field}: {sent}");
     }
     assert!(sent["tools"][0].get("defer_loading").is_none());
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        sent["messages"][0]["content"],
+        json!([{"type": "text", "text": "Sum it up."}])
+    );
 }
 
 /// The client's API headers reach upstreams of their dialect: Anthropic's version and betas, OpenAI's beta.

@@ -44,8 +44,17 @@ pub(crate) async fn create(
     };
     let id = format!("msg_{:032x}", fastrand::u128(..));
     let model = parsed.model.clone();
+    // What only Anthropic takes, named when a route of the model speaks another API (the upstream that
+    // answers leaves it out, and its log says so).
+    let dropped = if parsed.foreign.is_empty()
+        || gw.catalog().router.speaks_everywhere(&model, "anthropic")
+    {
+        None
+    } else {
+        http::HeaderValue::try_from(parsed.foreign.join(", ")).ok()
+    };
     let input_estimate = estimate(&parsed.messages, &parsed.config);
-    if parsed.stream {
+    let mut resp = if parsed.stream {
         let message = StreamGenerateRequest {
             model: parsed.model,
             messages: parsed.messages,
@@ -77,7 +86,11 @@ pub(crate) async fn create(
         };
         let request = super::grpc_request(metadata, who, message);
         super::unary_or(request, handle, answer, status_error).await
+    };
+    if let Some(dropped) = dropped {
+        resp.headers_mut().insert("aigw-dropped", dropped);
     }
+    resp
 }
 
 /// A reasoning block as Anthropic writes it: signed thinking, or redacted data.

@@ -32,7 +32,8 @@ struct InRequest {
     top_p: Option<f32>,
     top_k: Option<u32>,
     stream: Option<bool>,
-    tools: Option<Vec<InTool>>,
+    /// Read one by one: client tools (`InTool`), and server tools kept as sent.
+    tools: Option<Vec<Value>>,
     tool_choice: Option<InToolChoice>,
     metadata: Option<InMetadata>,
     thinking: Option<Value>,
@@ -150,7 +151,9 @@ struct InTool {
     description: Option<String>,
     input_schema: Map<String, Value>,
     cache_control: Option<InCacheControl>,
+    /// "custom" or none: server tools are read apart.
     #[serde(rename = "type")]
+    #[allow(dead_code)]
     kind: Option<String>,
     #[serde(flatten)]
     rest: Map<String, Value>,
@@ -184,6 +187,9 @@ pub(crate) struct Parsed {
     pub(crate) messages: Vec<Message>,
     pub(crate) config: GenerationConfig,
     pub(crate) stream: bool,
+    /// What only an Anthropic upstream takes: fields, tools' fields, server tools, blocks (by type), named
+    /// for the `aigw-dropped` header when the model has routes of another dialect.
+    pub(crate) foreign: Vec<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> GatewayError {
@@ -205,6 +211,7 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
     if needs_max_tokens && req.max_tokens.is_none() {
         return Err(invalid("invalid request body: missing field `max_tokens`"));
     }
+    let mut foreign = Vec::new();
     let reasoning = req
         .thinking
         .as_ref()
@@ -223,28 +230,34 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
     for (i, m) in req.messages.into_iter().enumerate() {
         turn(i, m, &mut messages)?;
     }
-    let tools = req
-        .tools
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t.kind.as_deref().is_some_and(|k| k != "custom") {
-                return Err(invalid(format!(
-                    "tools[{i}].type: '{}' is a server tool the gateway does not run",
-                    t.kind.unwrap_or_default()
-                )));
-            }
-            Ok(Tool {
-                name: t.name,
-                description: t.description.unwrap_or_default(),
-                parameters_json: Value::Object(t.input_schema).to_string(),
-                strict: None,
-                cache_control: t.cache_control.map(mark),
-                anthropic_fields: (!t.rest.is_empty()).then(|| extras::json_to_struct(t.rest)),
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let mut tools = Vec::new();
+    let mut server_tools = Vec::new();
+    for (i, t) in req.tools.unwrap_or_default().into_iter().enumerate() {
+        let kind = t.get("type").and_then(Value::as_str).unwrap_or("custom");
+        if kind != "custom" {
+            // A tool Anthropic runs or defines (web search, code execution, bash, the text editor): Anthropic
+            // upstreams get it as sent, others cannot run it.
+            foreign.push(format!("tools[{i}]:{kind}"));
+            server_tools.push(t);
+            continue;
+        }
+        let t: InTool = serde_json::from_value(t)
+            .map_err(|e| invalid(format!("invalid request body: tools[{i}]: {e}")))?;
+        foreign.extend(t.rest.keys().map(|k| format!("tools[{i}].{k}")));
+        tools.push(Tool {
+            name: t.name,
+            description: t.description.unwrap_or_default(),
+            parameters_json: Value::Object(t.input_schema).to_string(),
+            strict: None,
+            cache_control: t.cache_control.map(mark),
+            anthropic_fields: (!t.rest.is_empty()).then(|| extras::json_to_struct(t.rest)),
+        });
+    }
+    let mut rest = req.rest;
+    foreign.extend(rest.keys().cloned());
+    if !server_tools.is_empty() {
+        rest.insert("tools".into(), Value::Array(server_tools));
+    }
     let (tool_choice, parallel) = match req.tool_choice {
         None => (None, None),
         Some(InToolChoice::Auto {
@@ -278,18 +291,31 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         parallel_tool_calls: parallel.map(|disabled| !disabled),
         provider_options,
         reasoning,
-        dialect_options: if req.rest.is_empty() {
+        dialect_options: if rest.is_empty() {
             Default::default()
         } else {
-            [("anthropic".to_owned(), extras::json_to_struct(req.rest))].into()
+            [("anthropic".to_owned(), extras::json_to_struct(rest))].into()
         },
         ..Default::default()
     };
+    // Blocks the door keeps opaque, by type.
+    for part in messages.iter().flat_map(|m| &m.parts) {
+        if let Some(content_part::Part::Opaque(block)) = &part.part {
+            let kind = serde_json::from_str::<Value>(&block.json)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            if !foreign.contains(&kind) {
+                foreign.push(kind);
+            }
+        }
+    }
     Ok(Parsed {
         model: req.model,
         messages,
         config,
         stream: req.stream.unwrap_or(false),
+        foreign,
     })
 }
 
@@ -688,8 +714,8 @@ mod tests {
                 "thinking.type",
             ),
             (
-                json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search", "input_schema": {}}]}),
-                "tools[0].type",
+                json!({"model": "m", "max_tokens": 5, "messages": [], "tools": [{"name": "f"}]}),
+                "tools[0]: missing field `input_schema`",
             ),
         ] {
             let err = parse_json(body.clone()).unwrap_err().to_string();
@@ -751,16 +777,30 @@ mod tests {
         let p = parse_json(json!({"model": "m", "max_tokens": 5, "messages": [],
             "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
             "output_config": {"effort": "high"}, "a_field_from_next_year": [1, 2],
-            "tools": [{"name": "t", "input_schema": {"type": "object"}, "defer_loading": true}]}))
+            "tools": [{"name": "t", "input_schema": {"type": "object"}, "defer_loading": true},
+                      {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]}))
         .unwrap();
         let kept = extras::struct_to_json(&p.config.dialect_options["anthropic"]);
         assert_eq!(
             Value::Object(kept),
             json!({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
-                   "output_config": {"effort": "high"}, "a_field_from_next_year": [1, 2]})
+                   "output_config": {"effort": "high"}, "a_field_from_next_year": [1, 2],
+                   "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]})
         );
         let tool = extras::struct_to_json(p.config.tools[0].anthropic_fields.as_ref().unwrap());
         assert_eq!(Value::Object(tool), json!({"defer_loading": true}));
+        assert_eq!(p.config.tools.len(), 1);
+        // Named for the header, should a route of another dialect answer.
+        assert_eq!(
+            p.foreign,
+            [
+                "tools[0].defer_loading",
+                "tools[1]:web_search_20250305",
+                "a_field_from_next_year",
+                "context_management",
+                "output_config"
+            ]
+        );
     }
 
     /// A system message among the turns (Claude Code 2.1 sends them) is read as one, text or blocks.
