@@ -1,5 +1,7 @@
 //! Conversations kept for the Responses API's `previous_response_id`: each answered response's whole message
-//! list (its input, the history it continued, and the answer), by response id, for the key that made it.
+//! list (its input, the history it continued, and the answer), by response id, for the key that made it; with
+//! the response object and the request's input items as the client sent them, for `GET /v1/responses/{id}` and
+//! its `input_items`.
 //!
 //! Bounded in time and size: an entry lives `ttl`, the oldest go first past `max_bytes`, and one conversation
 //! larger than a quarter of the bound is not kept. Per replica: with several replicas behind a balancer, a
@@ -36,8 +38,16 @@ struct Inner {
 struct Kept {
     owner: String,
     messages: Vec<Message>,
+    stored: Stored,
     bytes: usize,
     expires: Instant,
+}
+
+/// A response as the Responses API shows it back: the response object, and the input items of its request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Stored {
+    pub(crate) response: std::sync::Arc<serde_json::Value>,
+    pub(crate) input: std::sync::Arc<Vec<serde_json::Value>>,
 }
 
 impl Conversations {
@@ -49,12 +59,15 @@ impl Conversations {
         }
     }
 
-    /// Keeps `messages` as response `id` of key `owner`.
-    pub(crate) fn keep(&self, id: &str, owner: &str, messages: Vec<Message>) {
+    /// Keeps `messages` as response `id` of key `owner`, with what `GET` shows of it.
+    pub(crate) fn keep(&self, id: &str, owner: &str, messages: Vec<Message>, stored: Stored) {
+        let shown = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
         let bytes: usize = messages
             .iter()
             .map(|m| crate::upstream::openai::extras::size(m) + 64)
-            .sum();
+            .sum::<usize>()
+            + shown(&stored.response)
+            + stored.input.iter().map(shown).sum::<usize>();
         if bytes > self.max_bytes / 4 {
             return;
         }
@@ -69,6 +82,7 @@ impl Conversations {
         let kept = Kept {
             owner: owner.to_owned(),
             messages,
+            stored,
             bytes,
             expires: now + self.ttl,
         };
@@ -80,15 +94,35 @@ impl Conversations {
         inner.bytes += bytes;
     }
 
-    /// The messages of response `id`, if `owner` made it and it is still kept.
-    pub(crate) fn get(&self, id: &str, owner: &str) -> Option<Vec<Message>> {
+    /// What `read` takes of response `id`, if `owner` made it and it is still kept.
+    fn kept<T>(&self, id: &str, owner: &str, read: impl FnOnce(&Kept) -> T) -> Option<T> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.expire(Instant::now());
-        inner
-            .by_id
-            .get(id)
-            .filter(|k| k.owner == owner)
-            .map(|k| k.messages.clone())
+        inner.by_id.get(id).filter(|k| k.owner == owner).map(read)
+    }
+
+    /// The messages of response `id`, if `owner` made it and it is still kept.
+    pub(crate) fn get(&self, id: &str, owner: &str) -> Option<Vec<Message>> {
+        self.kept(id, owner, |k| k.messages.clone())
+    }
+
+    /// The response object and input items of response `id`, if `owner` made it and it is still kept.
+    pub(crate) fn stored(&self, id: &str, owner: &str) -> Option<Stored> {
+        self.kept(id, owner, |k| k.stored.clone())
+    }
+
+    /// Forgets response `id` of `owner`; whether it was kept.
+    pub(crate) fn delete(&self, id: &str, owner: &str) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.expire(Instant::now());
+        if inner.by_id.get(id).is_none_or(|k| k.owner != owner) {
+            return false;
+        }
+        if let Some(k) = inner.by_id.remove(id) {
+            inner.bytes -= k.bytes;
+        }
+        inner.order.retain(|kept| kept != id);
+        true
     }
 }
 
@@ -131,7 +165,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn kept_for_their_owner_until_they_expire_or_crowd_out() {
         let store = Conversations::new(Duration::from_secs(60), 1000);
-        store.keep("r1", "alice", said("one"));
+        store.keep("r1", "alice", said("one"), Stored::default());
         assert_eq!(store.get("r1", "alice"), Some(said("one")));
         assert_eq!(store.get("r1", "bob"), None, "another key's response");
         assert_eq!(store.get("r2", "alice"), None);
@@ -139,13 +173,18 @@ mod tests {
         assert_eq!(store.get("r1", "alice"), None, "expired");
         // Each is about 70 bytes: the oldest go first past 1000.
         for i in 0..20 {
-            store.keep(&format!("r{i}"), "alice", said("x"));
+            store.keep(&format!("r{i}"), "alice", said("x"), Stored::default());
         }
         assert_eq!(store.get("r0", "alice"), None);
         assert!(store.get("r19", "alice").is_some());
         assert!(store.inner.lock().unwrap().bytes <= 1000);
         // Larger than a quarter of the bound: not kept.
-        store.keep("big", "alice", said(&"y".repeat(300)));
+        store.keep("big", "alice", said(&"y".repeat(300)), Stored::default());
         assert_eq!(store.get("big", "alice"), None);
+        // Deleted by its owner alone, and gone for good.
+        assert!(!store.delete("r19", "bob"));
+        assert!(store.delete("r19", "alice"));
+        assert_eq!(store.get("r19", "alice"), None);
+        assert!(!store.delete("r19", "alice"));
     }
 }

@@ -1,5 +1,6 @@
 //! The OpenAI-compatible REST door, on the same port as gRPC (HTTP/1.1 and HTTP/2): `POST /v1/chat/completions`,
-//! `POST /v1/responses`, `POST /v1/embeddings`, `GET /v1/models[/{id}]`, and Anthropic's `POST /v1/messages`. Same keys (`Authorization: Bearer`), and the calls run
+//! `POST /v1/responses` (and `GET`/`DELETE /v1/responses/{id}`, `GET .../input_items`), `POST /v1/embeddings`,
+//! `GET /v1/models[/{id}]`, and Anthropic's `POST /v1/messages`. Same keys (`Authorization: Bearer`), and the calls run
 //! through the gRPC handlers themselves, so limits, cache, routing, metrics and logs cannot drift apart between
 //! the doors.
 
@@ -66,7 +67,18 @@ where
     if method == Method::HEAD && path == "/" {
         return Response::new(Body::empty());
     }
+    let kept = path
+        .strip_prefix("/v1/responses/")
+        .filter(|rest| !rest.is_empty());
     let route = match (path, path.strip_prefix("/v1/models/")) {
+        _ if kept.is_some() => match kept.unwrap_or_default().split_once('/') {
+            None => Route::Response(kept.unwrap_or_default().to_owned()),
+            Some((id, "input_items")) => Route::InputItems(id.to_owned()),
+            Some(_) => {
+                let msg = format!("unknown request URL: {method} {path}");
+                return error::body(404, &msg, "invalid_request_error", Some("unknown_url"));
+            }
+        },
         ("/v1/chat/completions", _) => Route::Chat,
         ("/v1/embeddings", _) => Route::Embeddings,
         ("/v1/responses", _) => Route::Responses,
@@ -88,6 +100,10 @@ where
         || metadata.get("anthropic-version").is_some();
     let (wanted, allow) = if post {
         (Method::POST, "POST")
+    } else if matches!(route, Route::Response(_)) && method == Method::DELETE {
+        (Method::DELETE, "GET, DELETE")
+    } else if matches!(route, Route::Response(_)) {
+        (Method::GET, "GET, DELETE")
     } else {
         (Method::GET, "GET")
     };
@@ -149,6 +165,9 @@ where
             Ok(model) => json(StatusCode::OK, &messages::model_object(&model.name)),
             Err(e) => messages::gateway_error(&e),
         },
+        Route::Response(id) if method == Method::DELETE => responses::delete(&gw, &who, &id),
+        Route::Response(id) => responses::retrieve(&gw, &who, &id),
+        Route::InputItems(id) => responses::input_items(&gw, &who, &id, uri.query()),
         Route::Models => {
             let catalog = gw.catalog();
             let data = catalog
@@ -181,6 +200,10 @@ enum Route {
     CountTokens,
     Models,
     Model(String),
+    /// `GET` or `DELETE /v1/responses/{id}`: a stored response.
+    Response(String),
+    /// `GET /v1/responses/{id}/input_items`.
+    InputItems(String),
 }
 
 fn model_object(name: &str) -> wire::ModelObject<'_> {

@@ -307,3 +307,85 @@ async fn a_strict_route_refuses_what_it_would_leave_out() {
     let (status, text) = post(&gw, json!({"model": "big", "input": "hi"})).await;
     assert_eq!(status, 200, "{text}");
 }
+
+/// A stored response can be read back (`GET /v1/responses/{id}`), its input items listed (newest first, or in
+/// order), and deleted, after which it can neither be read nor continued; another key never sees it.
+#[tokio::test]
+async fn stored_responses_are_read_listed_and_deleted() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("kept", "stop", 3, 1))]).await;
+    let gw = Gateway::without_retries(&up).await;
+    let (status, text) = post(
+        &gw,
+        json!({"model": "big", "input": [
+            {"type": "message", "id": "msg_a", "role": "user", "content": "first"},
+            {"type": "message", "id": "msg_b", "role": "user", "content": "second"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let made: Value = serde_json::from_str(&text).unwrap();
+    let id = made["id"].as_str().unwrap();
+    let call = |method: reqwest::Method, path: String, key: &'static str| {
+        let gw = format!("http://{}", gw.addr);
+        async move {
+            let resp = http()
+                .request(method, format!("{gw}{path}"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    let (status, got) = call(reqwest::Method::GET, format!("/v1/responses/{id}"), KEY).await;
+    assert_eq!(status, 200);
+    assert_eq!(got, made);
+    let (status, items) = call(
+        reqwest::Method::GET,
+        format!("/v1/responses/{id}/input_items"),
+        KEY,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["msg_b", "msg_a"]);
+    let (_, items) = call(
+        reqwest::Method::GET,
+        format!("/v1/responses/{id}/input_items?order=asc&limit=1"),
+        KEY,
+    )
+    .await;
+    assert_eq!(
+        (items["first_id"].as_str(), items["has_more"].as_bool()),
+        (Some("msg_a"), Some(true))
+    );
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("/v1/responses/{id}"),
+        LIMITED_KEY,
+    )
+    .await;
+    assert_eq!(status, 404, "another key's response");
+    let (status, deleted) = call(reqwest::Method::DELETE, format!("/v1/responses/{id}"), KEY).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        deleted,
+        json!({"id": id, "object": "response.deleted", "deleted": true})
+    );
+    let (status, _) = call(reqwest::Method::GET, format!("/v1/responses/{id}"), KEY).await;
+    assert_eq!(status, 404);
+    let (status, text) = post(
+        &gw,
+        json!({"model": "big", "input": "more", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+}

@@ -22,7 +22,7 @@ use tonic::{body::Body, metadata::MetadataMap, Status};
 use super::error;
 use crate::{
     admission::auth::Identity,
-    core::gateway::Gateway,
+    core::{conversations::Stored, gateway::Gateway},
     error::GatewayError,
     grpc::{generate, stream},
     proto::{
@@ -57,6 +57,7 @@ pub(crate) async fn create(
         echo,
         dropped,
         namespaces,
+        input_items,
     } = parsed;
     // Nothing is left out when every route of the model speaks the Responses API itself.
     let dropped = if gw.catalog().router.speaks_everywhere(&model, "responses") {
@@ -104,6 +105,7 @@ pub(crate) async fn create(
         gw: gw.clone(),
         owner: who.name.clone(),
         messages,
+        input_items,
     });
     let mut resp = if stream {
         let message = StreamGenerateRequest {
@@ -142,7 +144,12 @@ pub(crate) async fn create(
             );
             let body = answer.object(output, &done.finish_reason, done.usage);
             if let Some(keep) = keep {
-                keep.answered(&answer.id, &done.content, &done.tool_calls, &done.reasoning);
+                let said = (
+                    done.content.as_str(),
+                    &done.tool_calls[..],
+                    &done.reasoning[..],
+                );
+                keep.answered(&answer.id, said, &body);
             }
             super::json_with(metadata, &body)
         })
@@ -159,21 +166,85 @@ pub(crate) async fn create(
     resp
 }
 
-/// The conversation to keep once it is answered.
+/// `GET /v1/responses/{id}`: a stored response of the caller's key, as it was answered.
+pub(crate) fn retrieve(gw: &Gateway, who: &Identity, id: &str) -> Response<Body> {
+    match gw.conversations.stored(id, &who.name) {
+        Some(stored) => super::json(http::StatusCode::OK, &*stored.response),
+        None => not_found(id),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`: forgets a stored response (it can no longer be continued).
+pub(crate) fn delete(gw: &Gateway, who: &Identity, id: &str) -> Response<Body> {
+    if gw.conversations.delete(id, &who.name) {
+        let deleted = json!({"id": id, "object": "response.deleted", "deleted": true});
+        super::json(http::StatusCode::OK, &deleted)
+    } else {
+        not_found(id)
+    }
+}
+
+/// `GET /v1/responses/{id}/input_items`: the stored response's input items as its request sent them, newest
+/// first unless `order=asc`, `limit` (1 to 100, default 20) at a time after the item `after`.
+pub(crate) fn input_items(
+    gw: &Gateway,
+    who: &Identity,
+    id: &str,
+    query: Option<&str>,
+) -> Response<Body> {
+    let Some(stored) = gw.conversations.stored(id, &who.name) else {
+        return not_found(id);
+    };
+    let mut asc = false;
+    let mut limit = 20usize;
+    let mut after = None;
+    for (k, v) in url_pairs(query.unwrap_or_default()) {
+        match k {
+            "order" => asc = v == "asc",
+            "limit" => limit = v.parse::<usize>().unwrap_or(20).clamp(1, 100),
+            "after" => after = Some(v),
+            _ => {}
+        }
+    }
+    let mut items: Vec<&Value> = stored.input.iter().collect();
+    if !asc {
+        items.reverse();
+    }
+    let start = after
+        .and_then(|a| items.iter().position(|i| i["id"] == a))
+        .map_or(0, |at| at + 1);
+    let page: Vec<&Value> = items.iter().skip(start).take(limit).copied().collect();
+    let body = json!({"object": "list", "data": page,
+        "first_id": page.first().and_then(|i| i["id"].as_str()),
+        "last_id": page.last().and_then(|i| i["id"].as_str()),
+        "has_more": start + page.len() < items.len()});
+    super::json(http::StatusCode::OK, &body)
+}
+
+fn url_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query.split('&').filter_map(|p| p.split_once('='))
+}
+
+fn not_found(id: &str) -> Response<Body> {
+    let msg = format!(
+        "No response with id '{id}' is kept for this key (responses are kept an hour, on the replica that answered, \
+         unless store was false)"
+    );
+    error::body(404, &msg, "invalid_request_error", None)
+}
+
+/// The conversation to keep once it is answered, and the request's input items.
 struct Keep {
     gw: Arc<Gateway>,
     owner: String,
     messages: Vec<Message>,
+    input_items: Vec<Value>,
 }
 
 impl Keep {
-    fn answered(
-        mut self,
-        id: &str,
-        content: &str,
-        tool_calls: &[ToolCall],
-        reasoning: &[Reasoning],
-    ) {
+    /// Keeps the conversation with its answer, and the response object as it was sent.
+    fn answered(mut self, id: &str, done: (&str, &[ToolCall], &[Reasoning]), response: &Value) {
+        let (content, tool_calls, reasoning) = done;
         self.messages.push(Message {
             role: "assistant".into(),
             content: content.to_owned(),
@@ -181,7 +252,13 @@ impl Keep {
             reasoning: reasoning.to_vec(),
             ..Default::default()
         });
-        self.gw.conversations.keep(id, &self.owner, self.messages);
+        let stored = Stored {
+            response: Arc::new(response.clone()),
+            input: Arc::new(self.input_items),
+        };
+        self.gw
+            .conversations
+            .keep(id, &self.owner, self.messages, stored);
     }
 }
 
@@ -685,12 +762,12 @@ impl super::StreamWriter for Events {
         };
         self.event(kind, obj(json!({"response": response})), &mut out);
         if let Some(keep) = self.keep.take() {
-            keep.answered(
-                &self.answer.id,
-                &self.text,
-                &last.tool_calls,
-                &last.reasoning_blocks,
+            let said = (
+                self.text.as_str(),
+                &last.tool_calls[..],
+                &last.reasoning_blocks[..],
             );
+            keep.answered(&self.answer.id, said, &response);
         }
         Bytes::from(out)
     }

@@ -6,7 +6,7 @@
 //! would change the answer are refused by name.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::{
     error::GatewayError,
@@ -21,7 +21,8 @@ use crate::{
 #[derive(Debug, Deserialize)]
 struct InRequest {
     model: String,
-    input: Option<Input>,
+    /// Read into `Input` (kept as sent too when the response is stored, for its `input_items`).
+    input: Option<Value>,
     instructions: Option<String>,
     tools: Option<Vec<Map<String, Value>>>,
     tool_choice: Option<Value>,
@@ -159,6 +160,8 @@ pub(crate) struct Parsed {
     pub(crate) dropped: Vec<String>,
     /// The tools of `namespace` tools, flattened.
     pub(crate) namespaces: Namespaces,
+    /// The input as items, as the client sent them (a string as a user message): kept with a stored response.
+    pub(crate) input_items: Vec<Value>,
 }
 
 /// The tools of `namespace` tools (Codex groups its sub-agent and MCP tools so), flattened for upstreams that
@@ -230,10 +233,19 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
             "background: responses are answered while the request waits",
         ));
     }
-    let input = match req.input {
-        None => Vec::new(),
-        Some(Input::Text(text)) => vec![text_message("user", text)],
-        Some(Input::Items(items)) => items_to_messages(items)?,
+    let store = req.store.unwrap_or(true);
+    let input_items = match (&req.input, store) {
+        (Some(Value::String(text)), true) => vec![
+            json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}),
+        ],
+        (Some(Value::Array(items)), true) => items.clone(),
+        _ => Vec::new(),
+    };
+    let input = match req.input.map(serde_json::from_value::<Input>).transpose() {
+        Err(e) => return Err(invalid(format!("invalid request body: input: {e}"))),
+        Ok(None) => Vec::new(),
+        Ok(Some(Input::Text(text))) => vec![text_message("user", text)],
+        Ok(Some(Input::Items(items))) => items_to_messages(items)?,
     };
     if input.is_empty() && req.previous_response_id.is_none() {
         return Err(invalid("input: required"));
@@ -332,7 +344,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         input,
         config: (config != GenerationConfig::default()).then_some(config),
         stream: req.stream.unwrap_or(false),
-        store: req.store.unwrap_or(true),
+        store,
+        input_items,
         previous_response_id: req.previous_response_id,
         echo,
         dropped,
