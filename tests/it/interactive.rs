@@ -349,7 +349,7 @@ async fn sessions_carry_tool_calls_and_their_results() {
 }
 
 #[tokio::test]
-async fn each_turn_goes_upstream_as_its_own_request_id() {
+async fn each_turn_goes_upstream_as_its_own_request_id_with_the_sessions_api_headers() {
     let up = Upstream::start(vec![
         Reply::sse(&stream_of(&["one"])),
         Reply::sse(&stream_of(&["two"])),
@@ -361,6 +361,8 @@ async fn each_turn_goes_upstream_as_its_own_request_id() {
     let mut req = authed(ReceiverStream::new(rx), KEY);
     req.metadata_mut()
         .insert("x-request-id", "session-42".parse().unwrap());
+    req.metadata_mut()
+        .insert("openai-beta", "assistants=v2".parse().unwrap());
     let rx = gw
         .client()
         .await
@@ -380,6 +382,9 @@ async fn each_turn_goes_upstream_as_its_own_request_id() {
         .map(|r| r.header("x-request-id").unwrap_or_default().to_owned())
         .collect();
     assert_eq!(ids, ["session-42-1", "session-42-2"]);
+    for r in up.requests() {
+        assert_eq!(r.header("openai-beta"), Some("assistants=v2"));
+    }
 }
 
 #[tokio::test]

@@ -75,6 +75,7 @@ pub(crate) async fn handle(
             history,
             who: start.who.clone(),
             request_id: start.request_id.clone(),
+            api_headers: Arc::new(start.api_headers.clone()),
             _permits: permits,
         })
     }
@@ -138,6 +139,8 @@ struct Session {
     history: History,
     who: Arc<Identity>,
     request_id: String,
+    /// The session's API headers (`anthropic-beta`, ...), sent with every turn to upstreams of their dialect.
+    api_headers: Arc<crate::upstream::ApiHeaders>,
     /// The session's concurrency slot, held until it ends.
     _permits: Admission,
 }
@@ -180,6 +183,7 @@ impl Session {
             deadline,
             request_id: format!("{}-{number}", self.request_id),
             requested: self.requested.clone(),
+            api_headers: self.api_headers.clone(),
             admission,
             tx: tx.clone(),
             cancel: cancel.clone(),

@@ -34,6 +34,7 @@ pub(crate) struct Turn {
     pub(crate) request_id: String,
     /// The model name the session asked for.
     pub(crate) requested: String,
+    pub(crate) api_headers: std::sync::Arc<crate::upstream::ApiHeaders>,
     pub(crate) admission: Admission,
     pub(crate) tx: Tx,
     pub(crate) cancel: CancellationToken,
@@ -62,7 +63,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
     let mut reached_upstream = false;
     let mut lost = Usage::default();
     let result = async {
-        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None, api_headers: None, requested: &t.requested };
+        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None, api_headers: Some(&t.api_headers), requested: &t.requested };
         let handles = gw.handles();
         // While the model thinks before its first piece, heartbeats keep the session's stream alive.
         let every = model.policy.stream.keepalive;
