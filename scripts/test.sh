@@ -32,8 +32,10 @@ npm ci --prefix examples/grpc-web --no-audit --no-fund --loglevel=error
 npm run --prefix examples/grpc-web --silent generate
 
 npm ci --prefix tests/e2e/dashboard --no-audit --no-fund --loglevel=error
-# Real coding agents (Claude Code, Codex, qwen-code), pinned, driven by tests/e2e/test_agents.py.
-npm ci --prefix tests/e2e/agents --no-audit --no-fund --loglevel=error
+# Real coding agents (Claude Code, Codex, qwen-code), pinned by the lock file, driven by tests/e2e/test_agents.py.
+# `npm install`, not `ci`: qwen-code's optional macOS clipboard package is not on every registry mirror, so the
+# lock cannot name it and `npm ci` calls the lock out of sync; `install` follows the lock and skips it.
+npm install --prefix tests/e2e/agents --no-audit --no-fund --loglevel=error
 
 # Debian packages the tests run: redis-server (tests/it/shared.rs starts real Redis servers), chromium (the
 # dashboard in a headless browser, tests/e2e/test_dashboard.py) and prometheus for promtool (rules, config and a
