@@ -9,9 +9,12 @@
 # The toolchain the project is developed and tested with (rust-version in Cargo.toml is the floor).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so editing src/ does not refetch and rebuild them: build a stub crate once.
+# Dependencies first, so editing src/ does not refetch and rebuild them: build a stub crate once. Everything the
+# manifest names must be here for cargo to read it: the build script, the protos, the [[bench]] targets.
+# (scripts/docker_build_check.py lays these stages out and builds them in CI, without a container engine.)
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
+COPY benches benches
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && cargo build --release --locked \
  && rm -rf src

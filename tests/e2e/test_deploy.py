@@ -110,6 +110,24 @@ def test_hadolint_passes_on_the_dockerfile():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_container_build_check_catches_a_file_the_image_does_not_copy(tmp_path):
+    """The check the gates run on the Dockerfile (scripts/docker_build_check.py) fails when a stage leaves out a
+    file the build reads: here the [[bench]] targets the manifest names, which the first stage once forgot."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY benches benches\n" in dockerfile
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(dockerfile.replace("COPY benches benches\n", ""))
+    done = subprocess.run([sys.executable, "scripts/docker_build_check.py", "--dockerfile", str(broken)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "can't find" in done.stderr and "bench" in done.stderr, done.stderr
+    # A source outside the build context (or excluded by .dockerignore) fails too, before any build.
+    broken.write_text(dockerfile.replace("COPY proto proto", "COPY tests/e2e tests"))
+    done = subprocess.run([sys.executable, "scripts/docker_build_check.py", "--dockerfile", str(broken)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "excluded by .dockerignore" in done.stderr, done.stdout + done.stderr
+
+
 def test_the_configmap_config_is_valid(tmp_path):
     text = one("configmap.yaml", "ConfigMap")["data"]["config.toml"]
     (tmp_path / "config.toml").write_text(text)
