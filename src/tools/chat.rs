@@ -13,7 +13,8 @@
 //! A session's model and system prompt are fixed when it starts, so `/system` and `/model` start a new session
 //! that carries the conversation so far as its history (kept here, as the turns went by). One turn at a time:
 //! a line typed (or piped) while an answer streams waits for it to end; `/cancel` does not wait (and Ctrl-C
-//! leaves at once).
+//! leaves at once). No error loses the conversation: a model that is not there leaves the session as it was,
+//! and a session the gateway ends (a limit, its deadline, a restart) is replaced by one that carries it.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -95,6 +96,15 @@ impl Transcript {
                 Some(format!("\n[{code}: {}]\n> ", e.message))
             }
             Event::Started(_) => None,
+        }
+    }
+
+    /// The turn in flight will not be answered (its session ended): it leaves no trace, as a failed turn.
+    fn abandon(&mut self) {
+        if self.answering {
+            self.answer.clear();
+            self.turns.pop();
+            self.answering = false;
         }
     }
 }
@@ -179,7 +189,7 @@ where
     let mut client = connect(&opts).await?;
     let mut model = opts.model.clone();
     let mut system = opts.system.clone();
-    let (mut session, resolved) = open(
+    let (first, resolved) = open(
         &mut client,
         opts.key.as_deref(),
         &model,
@@ -187,6 +197,8 @@ where
         &[],
     )
     .await?;
+    // `None` after the gateway ended a session and a new one could not start yet: the next line tries again.
+    let mut session = Some(first);
     write(
         &mut out,
         &(format!("session with {resolved}; /cancel, /system TEXT, /model NAME, /quit\n> ")),
@@ -215,13 +227,29 @@ where
                     }
                     line
                 }
-                event = session.events.message() => {
-                    let event = event.map_err(|s| format!("{}: {}", crate::core::rpclog::code_name(s.code()), s.message()))?;
-                    let Some(event) = event.and_then(|e| e.event) else {
-                        return Err("the gateway ended the session".into());
-                    };
-                    if let Some(text) = transcript.follow(event) {
-                        write(&mut out, &text).await?;
+                event = next_event(&mut session), if session.is_some() => {
+                    match event {
+                        Ok(event) => {
+                            if let Some(text) = transcript.follow(event) {
+                                write(&mut out, &text).await?;
+                            }
+                        }
+                        // The session ended (its deadline, a limit, a restart): the conversation is kept here,
+                        // and a new session carries it.
+                        Err(why) => {
+                            transcript.abandon();
+                            let carried = transcript.turns.len();
+                            session = match open(&mut client, opts.key.as_deref(), &model, system.as_deref(), &transcript.turns).await {
+                                Ok((next, resolved)) => {
+                                    write(&mut out, &format!("\n(the session ended: {why}; a new one with {resolved} carries {carried} earlier messages)\n> ")).await?;
+                                    Some(next)
+                                }
+                                Err(e) => {
+                                    write(&mut out, &format!("\n(the session ended: {why}; no new one yet: {e}; the next line tries again)\n> ")).await?;
+                                    None
+                                }
+                            };
+                        }
                     }
                     in_turn = transcript.answering;
                     continue;
@@ -236,40 +264,70 @@ where
         match command {
             "quit" | "exit" => break,
             "cancel" if in_turn => {
-                send(&session.tx, Action::Cancel(CancelTurn { turn: 0 })).await?
+                if let Some(s) = &session {
+                    send(&s.tx, Action::Cancel(CancelTurn { turn: 0 })).await?
+                }
             }
             "cancel" => write(&mut out, "(no answer to cancel)\n> ").await?,
+            "model" if arg.is_empty() => write(&mut out, "(usage: /model NAME)\n> ").await?,
             "system" | "model" => {
-                if command == "model" {
-                    if arg.is_empty() {
-                        write(&mut out, "(usage: /model NAME)\n> ").await?;
-                        continue;
-                    }
-                    arg.clone_into(&mut model);
+                let (next_model, next_system) = if command == "model" {
+                    (arg.to_owned(), system.clone())
                 } else {
-                    system = (!arg.is_empty()).then(|| arg.to_owned());
-                }
-                let (next, resolved) = open(
+                    (model.clone(), (!arg.is_empty()).then(|| arg.to_owned()))
+                };
+                let opened = open(
                     &mut client,
                     opts.key.as_deref(),
-                    &model,
-                    system.as_deref(),
+                    &next_model,
+                    next_system.as_deref(),
                     &transcript.turns,
                 )
-                .await?;
-                session = next;
+                .await;
                 let carried = transcript.turns.len();
-                write(
-                    &mut out,
-                    &format!("(new session with {resolved}, {carried} earlier messages)\n> "),
-                )
-                .await?;
+                match opened {
+                    Ok((next, resolved)) => {
+                        (session, model, system) = (Some(next), next_model, next_system);
+                        let said = format!(
+                            "(new session with {resolved}, {carried} earlier messages)\n> "
+                        );
+                        write(&mut out, &said).await?;
+                    }
+                    // A model that does not exist (or is not this key's) changes nothing: same session, same
+                    // conversation.
+                    Err(e) => {
+                        let said = format!("(no new session: {e}; still with {model})\n> ");
+                        write(&mut out, &said).await?;
+                    }
+                }
             }
             "" if line.is_empty() => write(&mut out, "> ").await?,
             "" => {
+                if session.is_none() {
+                    match open(
+                        &mut client,
+                        opts.key.as_deref(),
+                        &model,
+                        system.as_deref(),
+                        &transcript.turns,
+                    )
+                    .await
+                    {
+                        Ok((next, _)) => session = Some(next),
+                        Err(e) => {
+                            write(
+                                &mut out,
+                                &format!("(no session yet: {e}; the conversation is kept)\n> "),
+                            )
+                            .await?;
+                            continue;
+                        }
+                    }
+                }
+                let Some(s) = &session else { continue };
                 transcript.ask(line);
                 send(
-                    &session.tx,
+                    &s.tx,
                     Action::Turn(UserTurn {
                         content: line.to_owned(),
                         ..Default::default()
@@ -283,6 +341,24 @@ where
     }
     write(&mut out, "\n").await?;
     Ok(())
+}
+
+/// The next event of a session; `Err` (why) when the gateway ended it.
+async fn next_event(session: &mut Option<Session>) -> Result<Event, String> {
+    let Some(s) = session else {
+        return Err("no session".into());
+    };
+    match s.events.message().await {
+        Ok(Some(InteractiveResponse {
+            event: Some(event), ..
+        })) => Ok(event),
+        Ok(_) => Err("the gateway ended the session".into()),
+        Err(status) => Err(format!(
+            "{}: {}",
+            crate::core::rpclog::code_name(status.code()),
+            status.message()
+        )),
+    }
 }
 
 async fn write<W: AsyncWrite + Unpin>(out: &mut W, text: &str) -> Result<(), String> {

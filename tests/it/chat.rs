@@ -77,3 +77,38 @@ async fn cancel_ends_the_answer_in_flight() {
     assert!(out.contains("[CANCELLED: "), "{out}");
     assert!(!out.contains("[stop"), "{out}");
 }
+
+/// A model that is not there changes nothing: the same session goes on with the conversation so far.
+#[tokio::test]
+async fn a_wrong_model_keeps_the_session_and_the_conversation() {
+    let gw = Gateway::start(config(&mock_config_text("", 10_000))).await;
+    let out = chat(&gw, "hello there\n/model nope\nsecond\n/quit\n").await;
+    assert!(
+        out.contains("(no new session: INVALID_ARGUMENT: unknown model 'nope'"),
+        "{out}"
+    );
+    assert!(out.contains("still with big)"), "{out}");
+    assert!(
+        out.contains(r#"Reply 2 to "second"; earlier you said "hello there""#),
+        "{out}"
+    );
+}
+
+/// A session the gateway ends (here a key over its rate: the second turn is refused with a status) is replaced
+/// by a new one that carries the conversation; the refused turn leaves no trace in it.
+#[tokio::test]
+async fn a_session_the_gateway_ends_is_replaced_with_the_conversation() {
+    let text = mock_config_text("", 10_000).replace(
+        "env = \"TEST_KEY\"",
+        "env = \"TEST_KEY\"\n        limits = { rpm = 1 }",
+    );
+    assert!(text.contains("rpm = 1"));
+    let gw = Gateway::start(config(&text)).await;
+    let out = chat(&gw, "hello there\nsecond\n/quit\n").await;
+    assert!(out.contains(r#"Reply 1 to "hello there""#), "{out}");
+    assert!(
+        out.contains("(the session ended: RESOURCE_EXHAUSTED"),
+        "{out}"
+    );
+    assert!(out.contains("carries 2 earlier messages)"), "{out}");
+}
