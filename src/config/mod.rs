@@ -539,6 +539,12 @@ pub fn hash_key(key: &str) -> String {
         .collect()
 }
 
+/// SHA-256 of `aigw-dev-admin-key`, the default config's documented development admin key.
+const DEV_ADMIN_KEY_SHA256: [u8; 32] = [
+    0xea, 0x52, 0xc0, 0xfd, 0xc3, 0xe3, 0x3b, 0x88, 0x23, 0xb7, 0xea, 0x8c, 0xbe, 0x12, 0xab, 0x08,
+    0x64, 0xc7, 0x04, 0x3f, 0x24, 0x56, 0xfc, 0xb3, 0x97, 0x3a, 0x58, 0xa5, 0x95, 0x83, 0x67, 0x48,
+];
+
 fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
         return None;
@@ -597,9 +603,24 @@ impl Config {
         let models = check::models(raw.models, raw.model_defaults, &upstream_index, &upstreams)?;
         let groups = check::groups(raw.groups)?;
         let keys = check::keys(raw.keys, raw.limits.key_default(), &models, &groups, &env)?;
-        let admin_key = match &raw.admin.key_env {
-            None => None,
-            Some(var) => match env(var) {
+        let admin_key = match (&raw.admin.key_env, &raw.admin.key_sha256) {
+            (Some(_), Some(_)) => return err("admin: set key_env or key_sha256, not both"),
+            (None, None) => None,
+            (None, Some(hex)) => {
+                let hash = parse_hex32(&hex.to_ascii_lowercase()).ok_or_else(|| {
+                    ConfigError("admin.key_sha256: must be 64 hex digits (aigw hash-key)".into())
+                })?;
+                // The development key is documented, so anyone may know it: loopback only.
+                if hash == DEV_ADMIN_KEY_SHA256 && !raw.admin.listen.ip().is_loopback() {
+                    return err(format!(
+                        "admin.key_sha256: the development admin key (aigw-dev-admin-key) is public; it is \
+                         only accepted on a loopback admin listener, not {}",
+                        raw.admin.listen
+                    ));
+                }
+                Some(hash)
+            }
+            (Some(var), None) => match env(var) {
                 Some(key) if key.len() >= 16 => Some(Sha256::digest(key.as_bytes()).into()),
                 Some(_) => {
                     return err(format!(

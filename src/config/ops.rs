@@ -71,6 +71,8 @@ pub(super) struct RawAdmin {
     #[serde(default = "defaults::admin_listen")]
     pub(crate) listen: SocketAddr,
     pub(crate) key_env: Option<String>,
+    /// The key's SHA-256 in hex (`aigw hash-key`), instead of `key_env`.
+    pub(crate) key_sha256: Option<String>,
     #[serde(default = "defaults::admin_max_connections")]
     pub(crate) max_connections: usize,
     /// Where keys created through the admin API (and run-time limits) are kept across restarts.
@@ -82,6 +84,7 @@ impl Default for RawAdmin {
         RawAdmin {
             listen: defaults::admin_listen(),
             key_env: None,
+            key_sha256: None,
             state_file: None,
             max_connections: defaults::admin_max_connections(),
         }

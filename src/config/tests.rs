@@ -185,6 +185,36 @@ fn the_shipped_config_is_valid() {
     let cfg = Config::parse(text, |_| None).unwrap();
     assert!(cfg.models.iter().any(|m| m.name == "gpt-4.1"));
     assert!(cfg.tls.is_none());
+    // Every chat and embedding model it lists has a price (the dashboard shows cost), and the admin API works
+    // out of the box with the documented development key.
+    for m in &cfg.models {
+        assert!(m.price.input > 0.0, "{} has no price", m.name);
+    }
+    use sha2::Digest;
+    let dev: [u8; 32] = sha2::Sha256::digest(b"aigw-dev-admin-key").into();
+    assert_eq!(cfg.admin_key, Some(dev));
+}
+
+#[test]
+fn the_development_admin_key_is_refused_off_loopback() {
+    let text = include_str!("../../config.toml")
+        .replace(r#"listen = "127.0.0.1:9090""#, r#"listen = "0.0.0.0:9090""#);
+    let err = Config::parse(&text, |_| None).unwrap_err().to_string();
+    assert!(
+        err.contains("development admin key") && err.contains("loopback"),
+        "{err}"
+    );
+    // Another key is fine there; two ways of naming one are not.
+    let own = text.replace(
+        "ea52c0fdc3e33b8823b7ea8cbe12ab0864c7043f2456fcb3973a58a595836748",
+        &"ab".repeat(32),
+    );
+    assert!(Config::parse(&own, |_| None).is_ok());
+    let both = own.replace("\nkey_sha256 =", "\nkey_env = \"X\"\nkey_sha256 =");
+    assert!(Config::parse(&both, |_| Some("0123456789abcdef".into()))
+        .unwrap_err()
+        .to_string()
+        .contains("not both"));
 }
 
 #[test]

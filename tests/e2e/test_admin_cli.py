@@ -8,7 +8,7 @@ import subprocess
 
 from conftest import ROOT, rest_chat, spawn_gateway
 
-ADMIN_KEY = "admin-cli-not-a-secret-0001"
+ADMIN_KEY = "aigw-dev-admin-key"  # the default config's documented development admin key
 
 
 def aigw(admin, *args):
@@ -20,7 +20,7 @@ def aigw(admin, *args):
 
 def test_keys_limits_and_usage_from_the_command_line(tmp_path):
     cfg = tmp_path / "config.toml"
-    text = (ROOT / "config.toml").read_text().replace('# key_env = "AIGW_ADMIN_KEY"', 'key_env = "AIGW_ADMIN_KEY"')
+    text = (ROOT / "config.toml").read_text()
     cfg.write_text(text.replace("[admin]\n", f'[admin]\nstate_file = "{tmp_path / "state.json"}"\n', 1))
     proc, addr, lines = spawn_gateway(cfg, {"AIGW_ADMIN_KEY": ADMIN_KEY})
     try:

@@ -13,15 +13,13 @@ import pytest
 
 from conftest import KEY, ROOT, rest_chat, spawn_gateway
 
-ADMIN_KEY = "admin-dash-not-a-secret"
+ADMIN_KEY = "aigw-dev-admin-key"  # the default config's documented development admin key
 TEAM_KEY = "sk-dash-team-not-a-secret"
 
 
 @pytest.fixture(scope="module")
 def dash_gateway(tmp_path_factory):
     text = (ROOT / "config.toml").read_text()
-    assert '# key_env = "AIGW_ADMIN_KEY"' in text
-    text = text.replace('# key_env = "AIGW_ADMIN_KEY"', 'key_env = "AIGW_ADMIN_KEY"')
     text += '\n[[keys]]\nname = "dash-team"\nenv = "AIGW_DASH_TEAM_KEY"\nlimits = { rpm = 60, daily_budget_usd = 1.0 }\n'
     cfg = tmp_path_factory.mktemp("dash") / "config.toml"
     cfg.write_text(text)
