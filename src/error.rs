@@ -168,7 +168,15 @@ impl GatewayError {
             Self::InvalidArgument(_) => "invalid_argument",
             Self::ContextLengthExceeded { .. } => "context_length_exceeded",
             Self::UnknownModel { .. } => "unknown_model",
-            Self::ResourceExhausted { .. } => "resource_exhausted",
+            // The limit that refused: what the log line and the error metric name.
+            Self::ResourceExhausted { limit, .. } => match *limit {
+                "concurrency" => "limit_concurrency",
+                "rpm" => "limit_rpm",
+                "tpm" => "limit_tpm",
+                "budget" => "limit_budget",
+                "max_in_flight" => "limit_max_in_flight",
+                _ => "resource_exhausted",
+            },
             Self::UpstreamRateLimited { .. } => "upstream_rate_limited",
             Self::UpstreamRejected { .. } => "upstream_rejected",
             Self::UpstreamAuth { .. } => "upstream_auth",
@@ -363,5 +371,24 @@ mod tests {
             "2",
             "rounded up, never early"
         );
+    }
+
+    /// A refusal by one of the gateway's own limits names that limit in the log line and the error metric.
+    #[test]
+    fn a_limit_refusal_names_its_limit() {
+        for (limit, label) in [
+            ("concurrency", "limit_concurrency"),
+            ("rpm", "limit_rpm"),
+            ("tpm", "limit_tpm"),
+            ("budget", "limit_budget"),
+            ("max_in_flight", "limit_max_in_flight"),
+        ] {
+            let e = GatewayError::ResourceExhausted {
+                message: "m".into(),
+                retry_after: None,
+                limit,
+            };
+            assert_eq!(e.label(), label);
+        }
     }
 }
