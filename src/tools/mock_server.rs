@@ -1,6 +1,7 @@
 //! `aigw mock-upstream`: an OpenAI-compatible HTTP server (HTTP/1.1 and h2c) that answers
-//! `POST …/chat/completions` with the built-in mock's deterministic text, as JSON or as an SSE stream (with the
-//! usage chunk when asked and `[DONE]`), paced as configured. It costs next to nothing itself, so a benchmark
+//! `POST …/chat/completions` as the built-in mock does (its deterministic text; a call of an offered tool; an
+//! object valid against a `json_schema` response format), as JSON or as an SSE stream (with the usage chunk when
+//! asked and `[DONE]`), paced as configured, and `POST …/embeddings` with the mock's vectors. It costs next to nothing itself, so a benchmark
 //! through it measures the gateway; it is also a real HTTP peer for the gateway's `openai` client. With
 //! [`ChaosConfig`] it injects faults (see `chaos`) and serves its score at `GET /stats`.
 
@@ -59,6 +60,8 @@ impl std::str::FromStr for StreamShape {
     }
 }
 
+/// A chat-completions request: what the in-process mock reads of one (text, tools, response format), so the
+/// standalone mock answers as it does.
 #[derive(Deserialize)]
 struct IncomingRequest {
     model: String,
@@ -70,13 +73,44 @@ struct IncomingRequest {
     #[serde(default)]
     stop: Vec<String>,
     stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
+    tool_choice: Option<serde_json::Value>,
+    response_format: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct IncomingMessage {
     role: String,
+    /// A string, or parts whose text is read.
     #[serde(default)]
-    content: String,
+    content: serde_json::Value,
+}
+
+impl IncomingMessage {
+    fn text(&self) -> String {
+        match &self.content {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(parts) => {
+                parts.iter().filter_map(|p| p["text"].as_str()).collect()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct IncomingEmbeddings {
+    model: String,
+    input: EmbedInput,
+    dimensions: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EmbedInput {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -104,7 +138,9 @@ struct CompletionChoice<'a> {
 #[derive(Serialize)]
 struct OutMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -139,7 +175,7 @@ struct OutDelta<'a> {
 struct OutCallPiece<'a> {
     index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'static str>,
+    id: Option<&'a str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     function: OutFunctionPiece<'a>,
@@ -148,7 +184,7 @@ struct OutCallPiece<'a> {
 #[derive(Serialize)]
 struct OutFunctionPiece<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'static str>,
+    name: Option<&'a str>,
     arguments: &'a str,
 }
 
@@ -188,12 +224,14 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 
 /// The mock's answer, resized to `tokens` when set.
 fn answer(req: &IncomingRequest, tokens: Option<usize>) -> Reply {
+    let texts: Vec<String> = req.messages.iter().map(IncomingMessage::text).collect();
     let messages = req
         .messages
         .iter()
-        .map(|m| ChatMessage {
+        .zip(&texts)
+        .map(|(m, text)| ChatMessage {
             role: &m.role,
-            content: Some(ChatContent::Text(&m.content)),
+            content: Some(ChatContent::Text(text)),
             ..ChatMessage::default()
         })
         .collect();
@@ -204,6 +242,9 @@ fn answer(req: &IncomingRequest, tokens: Option<usize>) -> Reply {
         max_completion_tokens: req.max_completion_tokens,
         stop: &req.stop,
         stream: req.stream,
+        tools: req.tools.clone(),
+        tool_choice: req.tool_choice.clone(),
+        response_format: req.response_format.clone(),
         ..ChatRequest::default()
     };
     let mut reply = mock::reply(&chat);
@@ -221,6 +262,75 @@ fn answer(req: &IncomingRequest, tokens: Option<usize>) -> Reply {
         };
     }
     reply
+}
+
+/// A whole tool call as chat completions writes it.
+fn call_json(c: &crate::proto::ToolCall) -> serde_json::Value {
+    serde_json::json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})
+}
+
+/// A call's pieces as a stream carries them: the first with its id and name, then its arguments a few
+/// characters at a time.
+fn call_pieces(calls: &[crate::proto::ToolCall]) -> Vec<OutCallPiece<'_>> {
+    let mut pieces = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        pieces.push(OutCallPiece {
+            index: i as u32,
+            id: Some(&c.id),
+            kind: Some("function"),
+            function: OutFunctionPiece {
+                name: Some(&c.name),
+                arguments: "",
+            },
+        });
+        let mut rest = c.arguments.as_str();
+        while !rest.is_empty() {
+            let mut at = rest.len().min(12);
+            while !rest.is_char_boundary(at) {
+                at += 1;
+            }
+            let (piece, tail) = rest.split_at(at);
+            pieces.push(OutCallPiece {
+                index: i as u32,
+                id: None,
+                kind: None,
+                function: OutFunctionPiece {
+                    name: None,
+                    arguments: piece,
+                },
+            });
+            rest = tail;
+        }
+    }
+    pieces
+}
+
+/// `POST …/embeddings`: the mock's deterministic vectors, as OpenAI answers them (floats).
+fn embed(bytes: &[u8]) -> Response<Body> {
+    let incoming: IncomingEmbeddings = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let input = match incoming.input {
+        EmbedInput::One(text) => vec![text],
+        EmbedInput::Many(texts) => texts,
+    };
+    let ask = crate::upstream::openai::embeddings::EmbedAsk {
+        input: &input,
+        dimensions: incoming.dimensions,
+        user: "",
+    };
+    let done = mock::embed::embed(&incoming.model, ask);
+    let data: Vec<serde_json::Value> = done
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| serde_json::json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    let tokens = done.usage.map_or(0, |u| u.prompt_tokens);
+    let body = serde_json::json!({"object": "list", "data": data, "model": done.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    full(StatusCode::OK, "application/json", body.to_string())
 }
 
 /// Stand-ins for an emoji's two UTF-16 halves: private-use characters that serde_json writes as they are,
@@ -273,10 +383,13 @@ async fn handle(
         let json = serde_json::to_vec(&chaos.stats()).unwrap_or_default();
         return Ok(full(StatusCode::OK, "application/json", json));
     }
-    if req.method() != Method::POST || !req.uri().path().ends_with("/chat/completions") {
+    let embeddings = req.uri().path().ends_with("/embeddings");
+    if req.method() != Method::POST
+        || !(embeddings || req.uri().path().ends_with("/chat/completions"))
+    {
         return Ok(error(
             StatusCode::NOT_FOUND,
-            "only POST …/chat/completions is served",
+            "only POST …/chat/completions and …/embeddings are served",
         ));
     }
     let request_id = req
@@ -288,6 +401,9 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())),
     };
+    if embeddings {
+        return Ok(embed(&bytes));
+    }
     let incoming: IncomingRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
@@ -321,7 +437,8 @@ async fn handle(
                 index: 0,
                 message: OutMessage {
                     role: "assistant",
-                    content: &text,
+                    content: reply.tool_calls.is_empty().then_some(text.as_str()),
+                    tool_calls: reply.tool_calls.iter().map(call_json).collect(),
                 },
                 finish_reason: reply.finish_reason,
             }],
@@ -369,6 +486,19 @@ async fn handle(
         }
     }
     if !cut {
+        // A call instead of text: its id and name, then its arguments in pieces.
+        for piece in call_pieces(&reply.tool_calls) {
+            let choice = ChunkChoice {
+                index: 0,
+                delta: OutDelta {
+                    content: None,
+                    reasoning_content: None,
+                    tool_calls: Some([piece]),
+                },
+                finish_reason: None,
+            };
+            steps.push(Step::Raw(line(&chunk(vec![choice], None))));
+        }
         let finish = ChunkChoice {
             index: 0,
             delta: OutDelta {

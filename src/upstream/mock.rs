@@ -2,7 +2,7 @@
 //! (latency to the first token, then a steady token rate), with honest usage counts. It runs in-process, so
 //! demos, the default config and load tests need no network.
 
-mod embed;
+pub(crate) mod embed;
 mod schema;
 
 use std::time::Duration;

@@ -165,3 +165,101 @@ async fn shaped_streams_arrive_as_reasoning_and_tool_pieces() {
         assert_eq!(last.tool_calls.len(), usize::from(calls > 0), "{shape:?}");
     }
 }
+
+/// The standalone mock answers as the in-process one does: a call of an offered tool (whole, or streamed in
+/// pieces), an object valid against a `json_schema` format, the tool's result read back, and embeddings.
+#[tokio::test]
+async fn tools_json_formats_and_embeddings_as_the_in_process_mock() {
+    let addr = mock(None).await;
+    let text = config_text(&format!("http://{addr}/v1"), "")
+        + r#"
+        [[models]]
+        name = "emb"
+        kind = "embedding"
+        routes = [{ upstream = "scripted", model = "text-embedding-3-small" }]
+        "#;
+    let gw = Gateway::start(config(&text)).await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        let url = format!("http://{}{path}", gw.addr);
+        async move {
+            let resp = http()
+                .post(url)
+                .bearer_auth(KEY)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text().await.unwrap()
+        }
+    };
+    let weather = serde_json::json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let called: serde_json::Value = serde_json::from_str(
+        &post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "big", "tools": weather,
+            "messages": [{"role": "user", "content": "weather in Paris"}]}),
+        )
+        .await,
+    )
+    .unwrap();
+    let call = &called["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather", "{called}");
+    assert_eq!(called["choices"][0]["finish_reason"], "tool_calls");
+    let args: serde_json::Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["city"].is_string(), "{args}");
+    // Streamed: the call's id and name first, then its arguments in pieces.
+    let streamed = post(
+        "/v1/chat/completions",
+        serde_json::json!({"model": "big", "tools": weather,
+        "stream": true, "messages": [{"role": "user", "content": "weather in Paris"}]}),
+    )
+    .await;
+    let pieces = streamed.matches("\"tool_calls\"").count();
+    assert!(pieces >= 3, "{streamed}");
+    // The tool's result read back, as parts.
+    let answered: serde_json::Value = serde_json::from_str(
+        &post("/v1/chat/completions", serde_json::json!({"model": "big", "tools": weather,
+            "messages": [{"role": "user", "content": "weather in Paris"},
+                {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call["id"], "content": [{"type": "text", "text": "sunny"}]}]}))
+        .await,
+    )
+    .unwrap();
+    let said = answered["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(said.contains("sunny"), "{said}");
+    // A JSON schema.
+    let schema = serde_json::json!({"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city", "days"]}}});
+    let formatted: serde_json::Value = serde_json::from_str(
+        &post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "big", "response_format": schema,
+            "messages": [{"role": "user", "content": "weather in Paris for 3 days"}]}),
+        )
+        .await,
+    )
+    .unwrap();
+    let object: serde_json::Value = serde_json::from_str(
+        formatted["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(object, serde_json::json!({"city": "Paris", "days": 3}));
+    // Embeddings.
+    let embedded: serde_json::Value = serde_json::from_str(
+        &post(
+            "/v1/embeddings",
+            serde_json::json!({"model": "emb", "input": ["one", "two"]}),
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(embedded["data"].as_array().unwrap().len(), 2, "{embedded}");
+    assert!(embedded["data"][0]["embedding"].as_array().unwrap().len() > 8);
+}
