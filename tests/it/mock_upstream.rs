@@ -180,17 +180,11 @@ async fn tools_json_formats_and_embeddings_as_the_in_process_mock() {
         "#;
     let gw = Gateway::start(config(&text)).await;
     let post = |path: &'static str, body: serde_json::Value| {
-        let url = format!("http://{}{path}", gw.addr);
+        let gw = &gw;
         async move {
-            let resp = http()
-                .post(url)
-                .bearer_auth(KEY)
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            resp.text().await.unwrap()
+            let (status, text) = post_json(gw, path, KEY, &body).await;
+            assert_eq!(status, 200, "{text}");
+            text
         }
     };
     let weather = serde_json::json!([{"type": "function", "function": {"name": "get_weather",

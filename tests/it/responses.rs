@@ -21,14 +21,7 @@ fn events(text: &str) -> Vec<(String, Value)> {
 }
 
 async fn post(gw: &Gateway, body: Value) -> (u16, String) {
-    let resp = http()
-        .post(format!("http://{}/v1/responses", gw.addr))
-        .bearer_auth(KEY)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    post_json(gw, "/v1/responses", KEY, &body).await
 }
 
 #[tokio::test]

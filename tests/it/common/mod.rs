@@ -340,6 +340,23 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// POST of a JSON body to the gateway's port with the bearer `key`: (status, body).
+pub async fn post_json(
+    gw: &Gateway,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, String) {
+    let resp = http()
+        .post(format!("http://{}{path}", gw.addr))
+        .bearer_auth(key)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 /// GET on the gateway's admin listener, with the admin key when given: (status, body).
 pub async fn admin_get(gw: &Gateway, path: &str, admin_key: Option<&str>) -> (u16, String) {
     let mut req = http().get(format!("http://{}{path}", gw.admin));
