@@ -195,7 +195,8 @@ impl Server {
             admin,
             admin_stop.clone().cancelled_owned(),
         ));
-        // Once a minute, fold the minute's requests into the scaling forecast.
+        // Once a minute, fold the minute's requests into the scaling forecast; every two seconds, keep what the
+        // dashboard's charts draw.
         let ticker = {
             let gw = self.gateway.clone();
             tokio::spawn(async move {
@@ -205,6 +206,17 @@ impl Server {
                 loop {
                     every.tick().await;
                     gw.scaling_tick();
+                }
+            })
+        };
+        let charts = {
+            let gw = self.gateway.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(crate::observe::charts::History::EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    gw.history.record(&gw.metrics, gw.outlook());
                 }
             })
         };
@@ -238,6 +250,7 @@ impl Server {
         }
         admin_stop.cancel();
         ticker.abort();
+        charts.abort();
         if let Some(shared) = &self.gateway.shared {
             shared.flush_usage().await; // the last second of the fleet's usage
         }

@@ -6,21 +6,23 @@
 //! |---|---|
 //! | `GET /dashboard` | the page |
 //! | `GET /dashboard/data` | every metric family as JSON, the scaling outlook and the models; open, like `/metrics` |
+//! | `GET /dashboard/history` | the last five minutes of what the charts draw, a snapshot every two seconds (kept here, so a page drawn anew starts with them) |
 //! | `POST /dashboard/chat` | the playground: a chat completion through the REST door, with the client key the user typed |
 //!
 //! Per-key use against limits and budgets comes from `/v1/usage`, which the page calls with the admin key the
 //! user types; the key stays in the page (never stored).
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use prometheus::proto::{MetricFamily, MetricType};
-use serde::Serialize;
 use tonic::body::Body;
 
-use crate::core::gateway::Gateway;
+use crate::{
+    core::gateway::Gateway,
+    observe::charts::{now_ms, series, Snapshot},
+};
 
 const PAGE: &str = include_str!("dashboard.html");
 
@@ -49,66 +51,6 @@ pub(super) fn page() -> Response<Body> {
     resp
 }
 
-#[derive(Serialize)]
-struct Series {
-    labels: BTreeMap<String, String>,
-    /// Counters and gauges.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<f64>,
-    /// Histograms: the observation count, their sum, and cumulative buckets as `[upper bound, count]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sum: Option<f64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    buckets: Vec<(f64, u64)>,
-}
-
-#[derive(Serialize)]
-struct Snapshot {
-    time_ms: u128,
-    outlook: crate::observe::forecast::Outlook,
-    models: Vec<String>,
-    metrics: BTreeMap<String, Vec<Series>>,
-}
-
-fn series(family: &MetricFamily) -> Vec<Series> {
-    family
-        .get_metric()
-        .iter()
-        .map(|m| {
-            let labels = m
-                .get_label()
-                .iter()
-                .map(|l| (l.name().to_owned(), l.value().to_owned()))
-                .collect();
-            let mut s = Series {
-                labels,
-                value: None,
-                count: None,
-                sum: None,
-                buckets: Vec::new(),
-            };
-            match family.get_field_type() {
-                MetricType::COUNTER => s.value = Some(m.get_counter().get_value()),
-                MetricType::GAUGE => s.value = Some(m.get_gauge().get_value()),
-                MetricType::HISTOGRAM => {
-                    let h = m.get_histogram();
-                    s.count = Some(h.get_sample_count());
-                    s.sum = Some(h.get_sample_sum());
-                    s.buckets = h
-                        .get_bucket()
-                        .iter()
-                        .map(|b| (b.upper_bound(), b.cumulative_count()))
-                        .collect();
-                }
-                MetricType::SUMMARY | MetricType::UNTYPED => {}
-            }
-            s
-        })
-        .collect()
-}
-
 /// Everything a scrape exposes, as JSON the page can take deltas of.
 pub(super) fn data(gw: &Gateway) -> Response<Body> {
     let metrics = gw
@@ -118,10 +60,7 @@ pub(super) fn data(gw: &Gateway) -> Response<Body> {
         .map(|f| (f.name().to_owned(), series(f)))
         .collect();
     let snapshot = Snapshot {
-        time_ms: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default(),
+        time_ms: now_ms(),
         outlook: gw.outlook(),
         models: gw
             .catalog()
@@ -133,6 +72,11 @@ pub(super) fn data(gw: &Gateway) -> Response<Body> {
         metrics,
     };
     super::json(StatusCode::OK, &snapshot)
+}
+
+/// `GET /dashboard/history`: the kept snapshots, oldest first.
+pub(super) fn history(gw: &Gateway) -> Response<Body> {
+    super::json(StatusCode::OK, &gw.history.snapshots())
 }
 
 /// The playground: the request goes to the REST door's own handler, in process, as

@@ -80,6 +80,7 @@ impl Admin {
                 self.refresh_gauges();
                 dashboard::data(&self.gateway)
             }
+            (&Method::GET, "/dashboard/history") => dashboard::history(&self.gateway),
             (&Method::POST, "/dashboard/chat") => dashboard::chat(self.gateway.clone(), req).await,
             (&Method::GET, "/readyz") => match self.gateway.ready() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),

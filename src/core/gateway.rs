@@ -54,6 +54,8 @@ pub struct Gateway {
     pub(crate) cache: ResponseCache,
     /// Responses kept for `previous_response_id` (the Responses door).
     pub(crate) conversations: Conversations,
+    /// What the dashboard's charts drew over the last minutes (see `admin::dashboard::History`).
+    pub(crate) history: crate::observe::charts::History,
     /// Redis, when limits, spend and the cache are shared by the replicas.
     pub(crate) shared: Option<Arc<Shared>>,
 }
@@ -193,6 +195,7 @@ impl Gateway {
             scaling: cfg.scaling,
             cache: ResponseCache::new(&cfg.cache),
             conversations: Conversations::new(conversations::KEEP_FOR, conversations::MAX_BYTES),
+            history: Default::default(),
             shared,
         });
         if let Some(shared) = &gateway.shared {

@@ -2,6 +2,7 @@
 //! (`telemetry`) and the load forecast behind the scaling signal. The per-call record that
 //! writes them is `core::rpclog`.
 
+pub(crate) mod charts;
 pub(crate) mod forecast;
 pub(crate) mod metrics;
 pub(crate) mod records;

@@ -33,6 +33,7 @@ def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
     for i in range(3):
         assert rest_chat(dash_gateway["grpc"], TEAM_KEY, "deepseek-v3.2", f"dashboard call {i}")[0] == 200
     assert rest_chat(dash_gateway["grpc"], TEAM_KEY, "no-such-model", "x")[0] == 404
+    assert rest_chat(dash_gateway["grpc"], "sk-not-a-key", "deepseek-v3.2", "x")[0] == 401
     done = subprocess.run(
         ["node", "drive.mjs", f"http://{dash_gateway['admin']}", ADMIN_KEY, KEY, "gpt-4.1", str(tmp_path)],
         cwd=Path(__file__).parent / "dashboard", capture_output=True, text=True, timeout=300)
@@ -47,9 +48,11 @@ def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
     keys = {row[0]: row for row in seen["keys"]}
     assert keys["dash-team"][1:3] == ["4", "1"], keys
     codes = dict(seen["codes"])
-    # An unknown model is INVALID_ARGUMENT in gRPC terms (HTTP 404 at the REST door), counted without a model.
-    assert codes == {"OK": "3", "INVALID_ARGUMENT": "1"}, codes
-    assert models["(none)"][1:3] == ["1", "1"], models
+    # An unknown model is INVALID_ARGUMENT in gRPC terms (HTTP 404 at the REST door), counted without a model;
+    # a wrong key is counted without a key (and without a model), and each says so.
+    assert codes == {"OK": "3", "INVALID_ARGUMENT": "1", "UNAUTHENTICATED": "1"}, codes
+    assert models["(no model: refused before routing)"][1:3] == ["2", "2"], models
+    assert keys["(no key: unauthenticated)"][1:3] == ["1", "1"], keys
     assert {r[0] for r in seen["routes"]} == {"gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2",
                                                 "text-embedding-3-small"}
     assert all(r[2] == "closed" for r in seen["routes"])

@@ -123,6 +123,15 @@ async fn a_two_turn_conversation_keeps_its_history() {
     );
     assert_eq!(second["model"], "up-big");
     assert_eq!(second["stream"], true);
+    // Each turn's time to its first piece is measured, as a stream's.
+    let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"aigw_time_to_first_token_seconds_count{model="big"}"#
+        ),
+        2.0
+    );
 
     drop(s.tx); // half-close: the session ends with OK
     assert!(s.rx.message().await.unwrap().is_none());

@@ -554,3 +554,36 @@ async fn each_call_leaves_a_usage_record() {
     assert_eq!(lines[1]["code"], "RESOURCE_EXHAUSTED");
     assert_eq!(lines[1]["cost_usd"], 0.0);
 }
+
+/// The dashboard's charts are kept in the gateway (`GET /dashboard/history`, a snapshot every two seconds), so a
+/// page drawn anew starts with the calls made before it: here, the snapshots come to count the calls just made.
+#[tokio::test]
+async fn the_dashboard_history_keeps_what_the_charts_draw() {
+    let gw = Gateway::start(config(&mock_config_text("", 10_000))).await;
+    let mut client = gw.client().await;
+    for _ in 0..2 {
+        client
+            .generate(authed(generate("big", "hi"), KEY))
+            .await
+            .unwrap();
+    }
+    let kept: Value = eventually("a snapshot with both calls", || async {
+        let (status, body) = admin_get(&gw, "/dashboard/history", None).await;
+        assert_eq!(status, 200);
+        let kept: Value = serde_json::from_str(&body).unwrap();
+        let ok = &kept.as_array()?.last()?["metrics"]["aigw_requests_total"];
+        let calls = ok
+            .as_array()?
+            .iter()
+            .find(|s| s["labels"]["code"] == "OK")?;
+        (calls["value"].as_f64()? >= 2.0).then_some(kept)
+    })
+    .await;
+    let last = kept.as_array().unwrap().last().unwrap();
+    // Reduced to what the charts read: the latency histogram summed over its series, the outlook.
+    let latency = &last["metrics"]["aigw_request_duration_seconds"];
+    assert_eq!(latency.as_array().unwrap().len(), 1);
+    assert!(latency[0]["count"].as_u64().unwrap() >= 2);
+    assert!(last["outlook"].is_object());
+    assert!(last["metrics"].get("aigw_tokens_total").is_none());
+}

@@ -151,6 +151,13 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
         Ok((usage, estimated, complete, said))
     }
     .await;
+    // Each turn's time to its first piece, as a StreamGenerate call's (the dashboard's first-token chart).
+    if let Some(ttft) = timing.first_token {
+        gw.metrics
+            .first_token
+            .with_label_values(&[&model.name])
+            .observe(ttft.as_secs_f64());
+    }
     let lost_any = lost.total_tokens > 0;
     let mut outcome = match result {
         Ok((usage, estimated, complete, said)) => Outcome {
