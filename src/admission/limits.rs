@@ -367,7 +367,9 @@ impl KeyLimiter {
                 .clone()
                 .try_acquire_owned()
                 .map_err(|_| GatewayError::ResourceExhausted {
-                    message: "the gateway is at its limit of calls in flight".into(),
+                    message:
+                        "the gateway is at its limit of calls in flight (limits.max_in_flight)"
+                            .into(),
                     retry_after: Some(Duration::from_secs(1)),
                     limit: "max_in_flight",
                 })?;
