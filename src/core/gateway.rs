@@ -92,6 +92,11 @@ fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
 
 /// The most texts one embeddings call takes, as OpenAI's API.
 pub(crate) const MAX_EMBED_INPUTS: usize = 2048;
+/// The most dimensions an embedding may ask for: above every model offered today (3072, 4096), far below what
+/// would let one request allocate gigabytes.
+pub(crate) const MAX_EMBED_DIMENSIONS: i32 = 8192;
+/// The most numbers one embeddings call may ask for (texts × dimensions): 32 MiB of f32 at most.
+pub(crate) const MAX_EMBED_NUMBERS: u64 = 8 << 20;
 
 /// The model, if it does what the call asks (chat or embeddings); else INVALID_ARGUMENT naming the right call.
 pub(crate) fn of_kind(model: &Arc<Model>, kind: ModelKind) -> Result<Arc<Model>, GatewayError> {
@@ -439,6 +444,20 @@ impl Gateway {
         }
         if let Some(d) = dimensions.filter(|&d| d < 1) {
             return invalid(format!("dimensions: {d} is not a positive number"));
+        }
+        if let Some(d) = dimensions.filter(|&d| d > MAX_EMBED_DIMENSIONS) {
+            return invalid(format!(
+                "dimensions: {d} is more than the {MAX_EMBED_DIMENSIONS} the gateway takes"
+            ));
+        }
+        let numbers = input.len() as u64 * dimensions.map_or(3072, |d| d as u64);
+        if numbers > MAX_EMBED_NUMBERS {
+            return invalid(format!(
+                "input: {} texts of {} dimensions are {numbers} numbers, more than the {MAX_EMBED_NUMBERS} one \
+                 call may ask for; send fewer texts per call",
+                input.len(),
+                dimensions.map_or(3072, |d| d)
+            ));
         }
         Ok(model)
     }

@@ -123,11 +123,37 @@ async fn bad_embeddings_requests_are_refused_by_name() {
             "dimensions",
         ),
         (embed("big", &["a"]), "'big' is a chat model"),
+        // One small request must not allocate gigabytes (the hostile review's OOM: 80 bytes, 2 GB in 4 s).
+        (
+            EmbedRequest {
+                dimensions: Some(i32::MAX),
+                ..embed("emb", &["a"])
+            },
+            "dimensions: 2147483647 is more than the 8192",
+        ),
+        (
+            EmbedRequest {
+                input: (0..2048).map(|i| i.to_string()).collect(),
+                dimensions: Some(8192),
+                ..embed("emb", &[])
+            },
+            "more than the 8388608 one call may ask for",
+        ),
     ];
     for (req, says) in cases {
         let err = client.embed(authed(req, KEY)).await.unwrap_err();
         assert_status(&err, tonic::Code::InvalidArgument, says);
     }
+    // The REST door refuses it by name too, before any work.
+    let (status, text) = post_json(
+        &gw,
+        "/v1/embeddings",
+        KEY,
+        &serde_json::json!({"model": "emb", "input": "a", "dimensions": 1_000_000_000_000u64}),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("dimensions"), "{text}");
     let err = client
         .embed(authed(embed("nope", &["a"]), KEY))
         .await
