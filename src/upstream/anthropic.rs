@@ -375,6 +375,32 @@ pub(crate) fn finish_reason(stop: &str) -> String {
     .to_owned()
 }
 
+/// An error Anthropic wrote in a body whatever the HTTP status (`{"type": "error", "error": {...}}`), as the
+/// status it stands for: a proxy or an overloaded edge may answer 200 with one, and it is no answer.
+pub(crate) fn error_in_body(body: &[u8]) -> Option<(u16, String)> {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(rename = "type")]
+        kind: String,
+        error: crate::upstream::openai::wire::ApiError,
+    }
+    let e: ErrorBody = serde_json::from_slice(body).ok()?;
+    if e.kind != "error" {
+        return None;
+    }
+    let status = match e.error.kind.as_str() {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
+    };
+    Some((status, e.error.message))
+}
+
 pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
     let m: Message =
         serde_json::from_slice(body).map_err(|e| format!("invalid message JSON: {e}"))?;

@@ -481,3 +481,36 @@ async fn count_tokens_is_anthropics_own_count() {
     assert!(n["input_tokens"].as_u64().unwrap() > 0, "{n}");
     assert_ne!(n["input_tokens"], 1234);
 }
+
+/// An error Anthropic writes in a 200 body is an error, not an empty success: never billed, never counted OK.
+#[tokio::test]
+async fn an_error_body_is_an_error_whatever_the_status() {
+    let up = Upstream::start(vec![
+        Reply::json(
+            200,
+            r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#,
+        ),
+        Reply::json(
+            200,
+            r#"{"type": "error", "error": {"type": "invalid_request_error", "message": "messages: bad"}}"#,
+        ),
+    ])
+    .await;
+    let gw = Gateway::start(anthropic_config(&up)).await;
+    let mut client = gw.client().await;
+    let busy = client
+        .generate(authed(generate("claude", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(&busy, tonic::Code::Unavailable, "Overloaded");
+    let wrong = client
+        .generate(authed(generate("claude", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_status(&wrong, tonic::Code::InvalidArgument, "messages: bad");
+    let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+    assert!(
+        !metrics.contains(r#"code="OK""#),
+        "no call counted as a success: {metrics}"
+    );
+}
