@@ -92,9 +92,12 @@ fn unhex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// A new secret: `sk-aigw-` and 32 random bytes in hex, with its digest.
-fn secret() -> (String, String) {
-    let bytes: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+/// A new secret: `sk-aigw-` and 32 bytes from the OS's CSPRNG in hex, with its digest. (Request ids use a fast
+/// generator; a secret must not be guessable from others.)
+fn secret() -> Result<(String, String), RegistryError> {
+    let bytes: [u8; 32] = ring::rand::generate(&ring::rand::SystemRandom::new())
+        .map(|random| random.expose())
+        .map_err(|_| RegistryError::Unavailable("the system's random generator failed".into()))?;
     let key = format!(
         "sk-aigw-{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -103,7 +106,7 @@ fn secret() -> (String, String) {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    (key, digest)
+    Ok((key, digest))
 }
 
 /// What the caller asked for when making a key.
@@ -241,7 +244,7 @@ impl Registry {
         if taken || state.keys.contains_key(name) {
             return Err(RegistryError::Exists(name.to_owned()));
         }
-        let (key, sha256) = secret();
+        let (key, sha256) = secret()?;
         let stored = StoredKey {
             name: name.to_owned(),
             sha256,
@@ -287,7 +290,7 @@ impl Registry {
             .get(name)
             .cloned()
             .ok_or_else(|| RegistryError::Missing(name.to_owned()))?;
-        let (key, sha256) = secret();
+        let (key, sha256) = secret()?;
         let mut next = before.clone();
         next.previous = Some((before.sha256.clone(), now_unix() + grace.as_secs()));
         next.sha256 = sha256;
@@ -419,6 +422,18 @@ mod tests {
         );
         std::fs::write(dir.path().join("bad.json"), "{").unwrap();
         assert!(Registry::open(Some(&dir.path().join("bad.json"))).is_err());
+    }
+
+    /// Secrets come from the OS generator, not from the fast one request ids use: reseeding that one the same way
+    /// twice does not repeat a secret.
+    #[test]
+    fn secrets_do_not_come_from_the_fast_generator() {
+        fastrand::seed(7);
+        let (a, _) = secret().unwrap();
+        fastrand::seed(7);
+        let (b, _) = secret().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "sk-aigw-".len() + 64);
     }
 
     #[test]
