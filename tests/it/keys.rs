@@ -204,3 +204,60 @@ async fn a_rotation_keeps_the_old_secret_for_its_grace_period_and_expiry_is_enfo
     let refused = call(&gw, past["key"].as_str().unwrap()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
 }
+
+/// A key revoked while its InteractiveStream session is open stops the session at its next turn: the key is
+/// checked again at every turn, not only when the session opened.
+#[tokio::test]
+async fn a_revoked_key_ends_its_open_session_at_the_next_turn() {
+    use aigw::proto::{
+        interactive_request::Action, interactive_response::Event, InteractiveRequest, SessionStart,
+        UserTurn,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
+    let (_, made) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "team-s"})),
+    )
+    .await;
+    let secret = made["key"].as_str().unwrap().to_owned();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let action = |a| InteractiveRequest { action: Some(a) };
+    tx.send(action(Action::Start(SessionStart {
+        model: "big".into(),
+        ..Default::default()
+    })))
+    .await
+    .unwrap();
+    let mut events = gw
+        .client()
+        .await
+        .interactive_stream(authed(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            &secret,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let turn = |content: &str| {
+        action(Action::Turn(UserTurn {
+            content: content.into(),
+            ..Default::default()
+        }))
+    };
+    events.message().await.unwrap(); // started
+    tx.send(turn("one")).await.unwrap();
+    loop {
+        let e = events.message().await.unwrap().unwrap();
+        if matches!(e.event, Some(Event::Complete(_))) {
+            break;
+        }
+    }
+    let (status, _) = admin(&gw, reqwest::Method::DELETE, "/v1/keys/team-s", None).await;
+    assert_eq!(status, 200);
+    tx.send(turn("two")).await.unwrap();
+    let ended = events.message().await.unwrap_err();
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+}

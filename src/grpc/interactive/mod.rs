@@ -43,6 +43,11 @@ pub(crate) async fn handle(
     request: Request<Streaming<InteractiveRequest>>,
 ) -> Result<Response<ReceiverStream<Result<InteractiveResponse, Status>>>, Status> {
     let start = Start::read(&request)?;
+    // The key, checked again at every turn: a key revoked, expired or removed by a reload stops the session.
+    let mut credentials = tonic::metadata::MetadataMap::new();
+    if let Some(key) = request.metadata().get("authorization") {
+        credentials.insert("authorization", key.clone());
+    }
     // The client's deadline bounds the whole session; each turn is also bounded by request_timeout.
     let session_deadline = start
         .client_timeout
@@ -76,6 +81,7 @@ pub(crate) async fn handle(
             who: start.who.clone(),
             request_id: start.request_id.clone(),
             api_headers: Arc::new(start.api_headers.clone()),
+            credentials,
             _permits: permits,
         })
     }
@@ -141,6 +147,8 @@ struct Session {
     request_id: String,
     /// The session's API headers (`anthropic-beta`, ...), sent with every turn to upstreams of their dialect.
     api_headers: Arc<crate::upstream::ApiHeaders>,
+    /// The session's `authorization`, checked against the current keys at every turn.
+    credentials: tonic::metadata::MetadataMap,
     /// The session's concurrency slot, held until it ends.
     _permits: Admission,
 }
@@ -155,8 +163,9 @@ struct InFlight {
 }
 
 impl Session {
-    /// Starts answering a user turn on its own task. A refusal by the key's rate limits is an error of the
-    /// whole session; any other error concerns this turn only.
+    /// Starts answering a user turn on its own task. A refusal by the key's rate limits, or a key that no longer
+    /// holds (revoked, expired, removed, or no longer allowed the model), is an error of the whole session; any
+    /// other error concerns this turn only.
     async fn begin(
         &self,
         gw: &Arc<Gateway>,
@@ -165,6 +174,13 @@ impl Session {
         tx: &Tx,
         session: Option<Deadline>,
     ) -> Result<InFlight, GatewayError> {
+        let now = gw.catalog().keys.authenticate(&self.credentials)?;
+        if !now.allows(&self.model.name) {
+            return Err(GatewayError::PermissionDenied {
+                key: now.name.clone(),
+                model: self.model.name.clone(),
+            });
+        }
         let user = self.history.user_turn(user)?;
         gw.signal.count(); // each turn is load, like a request
         let messages = self.history.with(&user);
@@ -254,7 +270,7 @@ impl Session {
                         };
                         match begun {
                             Ok(f) => in_flight = Some(f),
-                            Err(e) if e.code() == Code::ResourceExhausted => outcome = Err(e),
+                            Err(e) if matches!(e.code(), Code::ResourceExhausted | Code::Unauthenticated | Code::PermissionDenied) => outcome = Err(e),
                             Err(e) => outcome = send(&tx, turn_error(turn, &e)).await,
                         }
                     }
