@@ -202,6 +202,9 @@ pub(crate) async fn dispatch(
     let mut last: Option<GatewayError> = None;
     // Per route that asked for a wait in this call: not before then (empty, no allocation, on the happy path).
     let mut not_before: Vec<(usize, Instant)> = Vec::new();
+    // Routes whose upstream asked for a wait as long as the gateway ever takes, or longer: not tried again in
+    // this call (the client hears the wait at once rather than after the gateway slept it, twice).
+    let mut waited_out = 0u64;
     let mut previous: Option<usize> = None;
     while trail.attempts < policy.retry.attempts {
         let now = Instant::now();
@@ -210,7 +213,7 @@ pub(crate) async fn dispatch(
             break;
         }
         // Claim a route: its breaker may refuse (a half-open probe already out), then try another.
-        let mut excluded = 0u64;
+        let mut excluded = waited_out;
         let mut picked = loop {
             let Some(p) = pick(model, tried, excluded, now) else {
                 return Err(last.unwrap_or_else(|| breakers_open(model, now)));
@@ -293,7 +296,12 @@ pub(crate) async fn dispatch(
                     return Err(e);
                 }
                 if let Some(asked) = e.retry_after() {
-                    not_before.push((index, Instant::now() + asked));
+                    let longest = guard.route().upstream.max_retry_after();
+                    if longest.is_some_and(|longest| asked >= longest) {
+                        waited_out |= 1 << index;
+                    } else {
+                        not_before.push((index, Instant::now() + asked));
+                    }
                 }
                 tried |= 1 << index;
                 last = Some(e);

@@ -177,6 +177,10 @@ impl HttpUpstream {
         self.request_timeout
     }
 
+    pub(crate) fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+
     pub(crate) fn max_tokens_field(&self) -> MaxTokensField {
         self.max_tokens_field
     }

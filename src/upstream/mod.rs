@@ -171,6 +171,14 @@ impl Upstream {
         }
     }
 
+    /// The longest wait the gateway takes on this upstream's word; `None`: it never asks for one.
+    pub(crate) fn max_retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http(u) => Some(u.max_retry_after()),
+            _ => None,
+        }
+    }
+
     /// The configured bound on a whole call (streams included).
     pub(crate) fn request_timeout(&self) -> Duration {
         match self {

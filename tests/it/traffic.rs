@@ -722,3 +722,41 @@ async fn a_flaky_upstream_looks_better_through_the_gateway() {
     assert_eq!(status, 200);
     eprintln!("chaos: {ok} of 400 OK; upstream saw {stats}; failures {failures:?}");
 }
+
+/// An upstream that asks for as long as the gateway ever waits (`max_retry_after`), or longer, is not waited
+/// out and retried: the client hears the wait at once (here 120 s asked, 3 s the most the gateway takes), and
+/// the upstream is asked once, not three times.
+#[tokio::test]
+async fn a_retry_after_beyond_max_retry_after_is_answered_at_once() {
+    let up = Upstream::start(vec![
+        err_reply(429).header("retry-after", "120"),
+        ok_reply(),
+    ])
+    .await;
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [[keys]]
+        name = "tester"
+        env = "TEST_KEY"
+        [[upstreams]]
+        name = "a"
+        kind = "openai"
+        base_url = "{}"
+        max_retry_after = "3s"
+        [[models]]
+        name = "m"
+        max_output_tokens = 100
+        routes = [{{ upstream = "a", model = "x" }}]
+        [models.policy]
+        retry = {{ attempts = 3 }}
+        "#,
+        up.base_url()
+    );
+    let gw = Gateway::start(config(&text)).await;
+    let status = gen(&gw).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "3");
+    assert_eq!(up.calls(), 1);
+}
