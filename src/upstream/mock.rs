@@ -104,14 +104,26 @@ impl MockUpstream {
         }
     }
 
-    /// Embeddings after the first-token latency (see `mock::embed`).
+    /// Embeddings after the first-token latency (see `mock::embed`). The vectors are CPU work (texts ×
+    /// dimensions), done off the async workers so that other calls and the health probes do not wait behind them.
     pub(crate) async fn embed(
         &self,
         model: &str,
         ask: crate::upstream::openai::embeddings::EmbedAsk<'_>,
-    ) -> crate::upstream::openai::embeddings::Embeddings {
+    ) -> Result<crate::upstream::openai::embeddings::Embeddings, crate::error::GatewayError> {
         self.pacing.token(Instant::now(), 0).await;
-        embed::embed(model, ask)
+        let (model, input) = (model.to_owned(), ask.input.to_vec());
+        let (dimensions, user) = (ask.dimensions, ask.user.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let ask = crate::upstream::openai::embeddings::EmbedAsk {
+                input: &input,
+                dimensions,
+                user: &user,
+            };
+            embed::embed(&model, ask)
+        })
+        .await
+        .map_err(|e| crate::error::GatewayError::Internal(format!("the mock's embeddings: {e}")))
     }
 
     pub(crate) fn stream(&self, req: &ChatRequest<'_>) -> MockStream {

@@ -238,7 +238,7 @@ impl Upstream {
     ) -> Result<Embeddings, GatewayError> {
         match self {
             Self::Http(u) => u.embed(model, ask, request_id).await,
-            Self::Mock(u) => Ok(u.embed(model, ask).await),
+            Self::Mock(u) => u.embed(model, ask).await,
             #[cfg(test)]
             Self::Scripted(_) => Err(GatewayError::Internal(
                 "the scripted upstream makes no embeddings".into(),
