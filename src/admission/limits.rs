@@ -44,7 +44,7 @@ impl Log {
             if at + WINDOW > now {
                 break;
             }
-            self.total -= amount;
+            self.total = self.total.saturating_sub(amount);
             self.entries.pop_front();
         }
     }
@@ -55,7 +55,7 @@ impl Log {
         if amount > limit {
             return Err(None);
         }
-        let excess = (self.total + amount).saturating_sub(limit);
+        let excess = self.total.saturating_add(amount).saturating_sub(limit);
         if excess == 0 {
             return Ok(());
         }
@@ -71,11 +71,12 @@ impl Log {
 
     /// Records `amount` at `now`; returns the time of the entry that holds it.
     pub(crate) fn add(&mut self, now: Instant, amount: u64) -> Instant {
-        self.total += amount;
+        // Saturating: a hostile usage report cannot wrap a window back to empty.
+        self.total = self.total.saturating_add(amount);
         match self.entries.back_mut() {
             Some((at, n)) if now < *at + GRAIN => {
                 *at = now.max(*at);
-                *n += amount;
+                *n = n.saturating_add(amount);
                 *at
             }
             _ => {
@@ -89,8 +90,8 @@ impl Log {
     fn adjust(&mut self, at: Instant, delta: i64) {
         let i = self.entries.partition_point(|&(t, _)| t < at);
         if let Some((_, n)) = self.entries.get_mut(i) {
-            let new = (*n as i64 + delta).max(0) as u64;
-            self.total = self.total - *n + new;
+            let new = (i128::from(*n) + i128::from(delta)).clamp(0, i128::from(u64::MAX)) as u64;
+            self.total = self.total.saturating_sub(*n).saturating_add(new);
             *n = new;
         }
     }
@@ -515,6 +516,20 @@ mod tests {
             daily_budget_usd: daily,
             ..KeyLimits::default()
         }
+    }
+
+    /// Usage an upstream reports is not trusted to stay small: the window saturates instead of wrapping back to
+    /// empty (or panicking), and still expires.
+    #[test]
+    fn a_window_saturates_rather_than_wraps() {
+        let t0 = Instant::now();
+        let mut log = Log::default();
+        log.add(t0, u64::MAX);
+        log.add(t0 + Duration::from_secs(1), u64::MAX);
+        assert_eq!(log.total(t0 + Duration::from_secs(1)), u64::MAX);
+        assert!(log.check(t0 + Duration::from_secs(1), 1, 1000).is_err());
+        log.adjust(t0, i64::MIN);
+        assert_eq!(log.total(t0 + WINDOW + Duration::from_secs(2)), 0);
     }
 
     #[test]

@@ -32,8 +32,8 @@ impl Counters {
             .unwrap_or_else(|p| p.into_inner())
             .0
             .add(now, 1);
-        self.with_today(wall, |t| t.1 += 1);
-        self.with_month(wall, |t| t.1 += 1);
+        self.with_today(wall, |t| t.1 = t.1.saturating_add(1));
+        self.with_month(wall, |t| t.1 = t.1.saturating_add(1));
     }
 
     fn usage(&self, tokens: u64, cost: f64, now: Instant, wall: SystemTime) {
@@ -42,8 +42,9 @@ impl Counters {
             .unwrap_or_else(|p| p.into_inner())
             .1
             .add(now, tokens);
+        // Saturating: usage reported by an upstream is not trusted to stay small.
         let add = |t: &mut (u64, u64, u64, f64)| {
-            t.2 += tokens;
+            t.2 = t.2.saturating_add(tokens);
             t.3 += cost;
         };
         self.with_today(wall, add);
