@@ -36,6 +36,9 @@ pub(crate) struct Identity {
     pub(crate) from_api: bool,
     /// When it stops working, if it does.
     pub(crate) expires: Option<SystemTime>,
+    /// What owns what the key keeps (stored responses): stable across reloads and rotations, never shared with
+    /// a later key of the same name (a config key's first secret digest bytes, an API key's making time).
+    pub(crate) owner: String,
 }
 
 impl Identity {
@@ -89,44 +92,53 @@ impl KeyStore {
                 (g.name.clone(), limiter)
             })
             .collect();
-        let identity = |k: &ClientKey, from_api: bool, expires: Option<SystemTime>| {
-            let allowed = k.models.as_ref().map(|names| {
-                names
-                    .iter()
-                    .filter_map(|n| router.canonical(n))
-                    .map(str::to_owned)
-                    .collect()
-            });
-            let kept = before
-                .and_then(|b| b.by_name(&k.name))
-                .map(|who| who.limiter.clone())
-                .filter(|l| l.limits().concurrency == k.limits.concurrency);
-            let limiter = match kept {
-                Some(l) => {
-                    l.set_limits(k.limits);
-                    l
-                }
-                None => Arc::new(KeyLimiter::new(&k.name, k.limits)),
+        let identity =
+            |k: &ClientKey, from_api: bool, expires: Option<SystemTime>, owner: String| {
+                let allowed = k.models.as_ref().map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|n| router.canonical(n))
+                        .map(str::to_owned)
+                        .collect()
+                });
+                let kept = before
+                    .and_then(|b| b.by_name(&k.name))
+                    .map(|who| who.limiter.clone())
+                    .filter(|l| l.limits().concurrency == k.limits.concurrency);
+                let limiter = match kept {
+                    Some(l) => {
+                        l.set_limits(k.limits);
+                        l
+                    }
+                    None => Arc::new(KeyLimiter::new(&k.name, k.limits)),
+                };
+                Arc::new(Identity {
+                    name: k.name.clone(),
+                    allowed,
+                    limiter,
+                    group: k.group.as_ref().and_then(|g| groups.get(g)).cloned(),
+                    from_api,
+                    expires,
+                    owner,
+                })
             };
-            Arc::new(Identity {
-                name: k.name.clone(),
-                allowed,
-                limiter,
-                group: k.group.as_ref().and_then(|g| groups.get(g)).cloned(),
-                from_api,
-                expires,
-            })
+        let hex8 = |d: &[u8; 32]| {
+            d[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         };
         let mut by_digest = HashMap::new();
         for k in keys {
-            by_digest.insert(k.sha256, (identity(k, false, None), None));
+            let owner = format!("config:{}:{}", k.name, hex8(&k.sha256));
+            by_digest.insert(k.sha256, (identity(k, false, None, owner), None));
         }
         for r in runtime {
             // A config key's name wins: the API refuses to make one that clashes.
             if keys.iter().any(|k| k.name == r.key.name) {
                 continue;
             }
-            let who = identity(&r.key, true, r.expires);
+            let who = identity(&r.key, true, r.expires, r.owner.clone());
             for &(digest, until) in &r.also {
                 by_digest.insert(digest, (who.clone(), Some(until)));
             }
@@ -228,6 +240,7 @@ pub(crate) mod tests {
             group: None,
             from_api: false,
             expires: None,
+            owner: "config:test".into(),
         }
     }
 }

@@ -40,6 +40,10 @@ pub(crate) struct StoredKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metadata: Option<serde_json::Value>,
     pub(crate) created_at: u64,
+    /// A random id of its own, made with it: what owns what the key keeps (never a later key of the same name).
+    /// Empty in state written before there were ids.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) id: String,
 }
 
 impl StoredKey {
@@ -65,6 +69,8 @@ pub(crate) struct Runtime {
     pub(crate) also: Vec<([u8; 32], SystemTime)>,
     /// The key's own end.
     pub(crate) expires: Option<SystemTime>,
+    /// What tells it from a later key of the same name: its id (or, made before ids, its making time).
+    pub(crate) owner: String,
 }
 
 #[derive(Debug)]
@@ -107,6 +113,14 @@ fn secret() -> Result<(String, String), RegistryError> {
         .map(|b| format!("{b:02x}"))
         .collect();
     Ok((key, digest))
+}
+
+/// A key's own id: 16 random hex digits from the OS generator.
+fn key_id() -> Result<String, RegistryError> {
+    let bytes: [u8; 8] = ring::rand::generate(&ring::rand::SystemRandom::new())
+        .map(|random| random.expose())
+        .map_err(|_| RegistryError::Unavailable("the system's random generator failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What the caller asked for when making a key.
@@ -255,6 +269,7 @@ impl Registry {
             expires_at: new.expires_at,
             metadata: new.metadata,
             created_at: now_unix(),
+            id: key_id()?,
         };
         state.keys.insert(stored.name.clone(), stored.clone());
         if let Err(e) = self.save(&state) {
@@ -347,6 +362,11 @@ impl Registry {
                     },
                     also,
                     expires: k.expires_at.map(at),
+                    owner: if k.id.is_empty() {
+                        format!("api:{}:{}", k.name, k.created_at)
+                    } else {
+                        format!("api:{}", k.id)
+                    },
                 })
             })
             .collect()

@@ -4,7 +4,9 @@
 //! its `input_items`.
 //!
 //! Bounded in time and size: an entry lives `ttl`, the oldest go first past `max_bytes`, and one conversation
-//! larger than a quarter of the bound is not kept. Per replica: with several replicas behind a balancer, a
+//! larger than a quarter of the bound is not kept; one key holds at most a quarter of the bound too (its own
+//! oldest go first), so no key can crowd out everyone else's. Owners are keys' stable ids
+//! (`Identity::owner`), never their names, which a later key may reuse. Per replica: with several replicas behind a balancer, a
 //! continuation must reach the replica that answered (or the client sends the history itself).
 
 use std::{
@@ -33,6 +35,8 @@ struct Inner {
     /// Ids in the order they were kept: the front is the oldest.
     order: VecDeque<String>,
     bytes: usize,
+    /// Bytes kept per owner.
+    by_owner: HashMap<String, usize>,
 }
 
 struct Kept {
@@ -74,6 +78,18 @@ impl Conversations {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.expire(now);
+        // This owner's share first: its own oldest go.
+        while inner.by_owner.get(owner).copied().unwrap_or_default() + bytes > self.max_bytes / 4 {
+            let Some(oldest) = inner
+                .order
+                .iter()
+                .find(|id| inner.by_id.get(*id).is_some_and(|k| k.owner == owner))
+                .cloned()
+            else {
+                break;
+            };
+            inner.remove(&oldest);
+        }
         while inner.bytes + bytes > self.max_bytes {
             if !inner.drop_oldest() {
                 break;
@@ -88,10 +104,12 @@ impl Conversations {
         };
         if let Some(old) = inner.by_id.insert(id.to_owned(), kept) {
             inner.bytes -= old.bytes;
+            inner.less(&old.owner, old.bytes);
         } else {
             inner.order.push_back(id.to_owned());
         }
         inner.bytes += bytes;
+        *inner.by_owner.entry(owner.to_owned()).or_default() += bytes;
     }
 
     /// What `read` takes of response `id`, if `owner` made it and it is still kept.
@@ -118,10 +136,7 @@ impl Conversations {
         if inner.by_id.get(id).is_none_or(|k| k.owner != owner) {
             return false;
         }
-        if let Some(k) = inner.by_id.remove(id) {
-            inner.bytes -= k.bytes;
-        }
-        inner.order.retain(|kept| kept != id);
+        inner.remove(id);
         true
     }
 }
@@ -145,8 +160,27 @@ impl Inner {
         };
         if let Some(k) = self.by_id.remove(&id) {
             self.bytes -= k.bytes;
+            self.less(&k.owner, k.bytes);
         }
         true
+    }
+
+    /// Forgets one entry wherever it is in the order.
+    fn remove(&mut self, id: &str) {
+        if let Some(k) = self.by_id.remove(id) {
+            self.bytes -= k.bytes;
+            self.less(&k.owner, k.bytes);
+        }
+        self.order.retain(|kept| kept != id);
+    }
+
+    fn less(&mut self, owner: &str, bytes: usize) {
+        if let Some(held) = self.by_owner.get_mut(owner) {
+            *held = held.saturating_sub(bytes);
+            if *held == 0 {
+                self.by_owner.remove(owner);
+            }
+        }
     }
 }
 
@@ -181,10 +215,22 @@ mod tests {
         // Larger than a quarter of the bound: not kept.
         store.keep("big", "alice", said(&"y".repeat(300)), Stored::default());
         assert_eq!(store.get("big", "alice"), None);
+        // One owner holds at most a quarter of the store: its own oldest go, never another's.
+        store.keep("bob-1", "bob", said("b"), Stored::default());
+        for i in 0..10 {
+            store.keep(&format!("a{i}"), "alice", said("x"), Stored::default());
+        }
+        assert!(
+            store.get("bob-1", "bob").is_some(),
+            "alice's turns crowd out only hers"
+        );
+        assert!(store.get("a9", "alice").is_some());
+        assert_eq!(store.get("a0", "alice"), None);
+        assert!(store.inner.lock().unwrap().by_owner["alice"] <= 250);
         // Deleted by its owner alone, and gone for good.
-        assert!(!store.delete("r19", "bob"));
-        assert!(store.delete("r19", "alice"));
-        assert_eq!(store.get("r19", "alice"), None);
-        assert!(!store.delete("r19", "alice"));
+        assert!(!store.delete("a9", "bob"));
+        assert!(store.delete("a9", "alice"));
+        assert_eq!(store.get("a9", "alice"), None);
+        assert!(!store.delete("a9", "alice"));
     }
 }

@@ -261,3 +261,52 @@ async fn a_revoked_key_ends_its_open_session_at_the_next_turn() {
     let ended = events.message().await.unwrap_err();
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
 }
+
+/// A stored response belongs to the key that made it, not to its name: a key revoked and made again under the
+/// same name does not read (or continue, or delete) the old key's conversations.
+#[tokio::test]
+async fn a_new_key_of_the_same_name_does_not_read_the_old_ones_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
+    let make = || {
+        admin(
+            &gw,
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(json!({"name": "team-r"})),
+        )
+    };
+    let (_, first) = make().await;
+    let old = first["key"].as_str().unwrap().to_owned();
+    let (status, text) = post_json(
+        &gw,
+        "/v1/responses",
+        &old,
+        &json!({"model": "big", "input": "remember this"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = admin(&gw, reqwest::Method::DELETE, "/v1/keys/team-r", None).await;
+    assert_eq!(status, 200);
+    let (_, second) = make().await;
+    let new = second["key"].as_str().unwrap().to_owned();
+    let read = http()
+        .get(format!("http://{}/v1/responses/{id}", gw.addr))
+        .bearer_auth(&new)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 404);
+    let (status, _) = post_json(
+        &gw,
+        "/v1/responses",
+        &new,
+        &json!({"model": "big", "input": "and?", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(status, 400);
+}

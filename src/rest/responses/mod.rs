@@ -68,7 +68,7 @@ pub(crate) async fn create(
     // The continued conversation, then this input.
     let mut kept = match &previous_response_id {
         None => Vec::new(),
-        Some(id) => match gw.conversations.get(id, &who.name) {
+        Some(id) => match gw.conversations.get(id, &who.owner) {
             Some(messages) => messages,
             None => {
                 let e = GatewayError::InvalidArgument(format!(
@@ -103,7 +103,7 @@ pub(crate) async fn create(
     };
     let keep = kept.map(|messages| Keep {
         gw: gw.clone(),
-        owner: who.name.clone(),
+        owner: who.owner.clone(),
         messages,
         input_items,
     });
@@ -168,7 +168,7 @@ pub(crate) async fn create(
 
 /// `GET /v1/responses/{id}`: a stored response of the caller's key, as it was answered.
 pub(crate) fn retrieve(gw: &Gateway, who: &Identity, id: &str) -> Response<Body> {
-    match gw.conversations.stored(id, &who.name) {
+    match gw.conversations.stored(id, &who.owner) {
         Some(stored) => super::json(http::StatusCode::OK, &*stored.response),
         None => not_found(id),
     }
@@ -176,7 +176,7 @@ pub(crate) fn retrieve(gw: &Gateway, who: &Identity, id: &str) -> Response<Body>
 
 /// `DELETE /v1/responses/{id}`: forgets a stored response (it can no longer be continued).
 pub(crate) fn delete(gw: &Gateway, who: &Identity, id: &str) -> Response<Body> {
-    if gw.conversations.delete(id, &who.name) {
+    if gw.conversations.delete(id, &who.owner) {
         let deleted = json!({"id": id, "object": "response.deleted", "deleted": true});
         super::json(http::StatusCode::OK, &deleted)
     } else {
@@ -192,7 +192,7 @@ pub(crate) fn input_items(
     id: &str,
     query: Option<&str>,
 ) -> Response<Body> {
-    let Some(stored) = gw.conversations.stored(id, &who.name) else {
+    let Some(stored) = gw.conversations.stored(id, &who.owner) else {
         return not_found(id);
     };
     let mut asc = false;
