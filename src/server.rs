@@ -188,6 +188,7 @@ impl Server {
             gateway: self.gateway.clone(),
             key: self.admin_key,
             reloader,
+            failures: Default::default(),
         });
         let admin_task = tokio::spawn(crate::admin::serve(
             self.admin,

@@ -17,7 +17,9 @@
 mod dashboard;
 mod keys;
 
+use std::time::Duration;
 use std::{convert::Infallible, sync::Arc};
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -37,6 +39,45 @@ pub(crate) struct Admin {
     pub(crate) key: Option<[u8; 32]>,
     /// Set when the server knows its config file: `POST /v1/reload`.
     pub(crate) reloader: Option<Arc<crate::core::reload::Reloader>>,
+    /// Failed admin authentications per address (see [`Throttle`]).
+    pub(crate) failures: Throttle,
+}
+
+/// Failed admin authentications per address: past [`Throttle::MAX`] in a minute, the address is answered 429
+/// (Retry-After: the rest of its minute) without its key being looked at, so an admin key cannot be guessed at
+/// speed. Bounded: past [`Throttle::ADDRESSES`] addresses, the ones whose minute has passed are forgotten first.
+#[derive(Default)]
+pub(crate) struct Throttle(
+    std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
+);
+
+impl Throttle {
+    const MAX: u32 = 10;
+    const WINDOW: Duration = Duration::from_secs(60);
+    const ADDRESSES: usize = 4096;
+
+    /// How long `ip` must wait, if it is throttled now.
+    fn blocked(&self, ip: std::net::IpAddr, now: Instant) -> Option<Duration> {
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let &(failures, since) = seen.get(&ip)?;
+        let ends = since + Self::WINDOW;
+        (failures >= Self::MAX && now < ends).then(|| ends - now)
+    }
+
+    fn failed(&self, ip: std::net::IpAddr, now: Instant) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= Self::ADDRESSES {
+            seen.retain(|_, (_, since)| now < *since + Self::WINDOW);
+            if seen.len() >= Self::ADDRESSES {
+                seen.clear();
+            }
+        }
+        let entry = seen.entry(ip).or_insert((0, now));
+        if now >= entry.1 + Self::WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
@@ -107,6 +148,23 @@ impl Admin {
                 "the usage API needs admin.key_env\n",
             ));
         };
+        let peer = req
+            .extensions()
+            .get::<crate::transport::accept::Peer>()
+            .map(|p| p.0);
+        let now = Instant::now();
+        if let Some(wait) = peer.and_then(|p| self.failures.blocked(p.ip(), now)) {
+            let mut resp = reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                "text/plain",
+                "too many failed admin authentications from this address\n",
+            );
+            let secs = wait.as_secs().max(1).to_string();
+            if let Ok(v) = header::HeaderValue::try_from(secs) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Err(resp);
+        }
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -115,11 +173,18 @@ impl Admin {
             .map(|k| <[u8; 32]>::from(Sha256::digest(k.as_bytes())));
         match given {
             Some(digest) if bool::from(digest.ct_eq(key)) => Ok(()),
-            _ => Err(reply(
-                StatusCode::UNAUTHORIZED,
-                "text/plain",
-                "admin key required\n",
-            )),
+            _ => {
+                let peer_text = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+                tracing::warn!(peer = %peer_text, path = %req.uri().path(), "admin authentication failed");
+                if let Some(p) = peer {
+                    self.failures.failed(p.ip(), now);
+                }
+                Err(reply(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    "admin key required\n",
+                ))
+            }
         }
     }
 

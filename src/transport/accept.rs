@@ -108,6 +108,7 @@ pub(crate) async fn serve<S, B>(
             let tracked = Tracked {
                 inner: service,
                 activity: activity.clone(),
+                peer,
             };
             let served = async {
                 match tls {
@@ -296,7 +297,13 @@ impl Drop for Slot {
 struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    peer: std::net::SocketAddr,
 }
+
+/// The address a request came from, in its extensions (for the admin listener's failed-authentication log and
+/// throttle).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) std::net::SocketAddr);
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S>
 where
@@ -306,7 +313,8 @@ where
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(Peer(self.peer));
         let guard = self.activity.begin();
         TrackedFuture {
             inner: self.inner.call(req),

@@ -310,3 +310,32 @@ async fn a_new_key_of_the_same_name_does_not_read_the_old_ones_responses() {
     .await;
     assert_eq!(status, 400);
 }
+
+/// Wrong admin keys are throttled per address: after ten failures in a minute the address is answered 429
+/// with the rest of its minute, without its key being looked at (so a key cannot be guessed at speed).
+#[tokio::test]
+async fn wrong_admin_keys_are_throttled_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
+    let get = |key: &'static str| {
+        let url = format!("http://{}/v1/keys", gw.admin);
+        async move {
+            let resp = http().get(url).bearer_auth(key).send().await.unwrap();
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), wait)
+        }
+    };
+    assert_eq!(get(ADMIN_KEY).await.0, 200);
+    for _ in 0..10 {
+        assert_eq!(get("not-the-admin-key-0000").await.0, 401);
+    }
+    let (status, wait) = get("not-the-admin-key-0000").await;
+    assert_eq!(status, 429);
+    let wait: u64 = wait.unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Even the right key waits out the address's minute.
+    assert_eq!(get(ADMIN_KEY).await.0, 429);
+}
