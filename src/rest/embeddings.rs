@@ -116,32 +116,34 @@ pub(crate) async fn create(
         super::grpc_request(metadata, who, message),
         handle,
         |resp| {
-            let (metadata, answer, _) = resp.into_parts();
-            let usage = answer.usage.unwrap_or_default();
-            let data = answer
-                .embeddings
-                .into_iter()
-                .enumerate()
-                .map(|(index, e)| OutEmbedding {
-                    object: "embedding",
-                    index,
-                    embedding: match encoding {
-                        Encoding::Float => OutVector::Floats(e.values),
-                        Encoding::Base64 => OutVector::Base64(embeddings::to_base64(&e.values)),
+            super::heavy(|| {
+                let (metadata, answer, _) = resp.into_parts();
+                let usage = answer.usage.unwrap_or_default();
+                let data = answer
+                    .embeddings
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, e)| OutEmbedding {
+                        object: "embedding",
+                        index,
+                        embedding: match encoding {
+                            Encoding::Float => OutVector::Floats(e.values),
+                            Encoding::Base64 => OutVector::Base64(embeddings::to_base64(&e.values)),
+                        },
+                    })
+                    .collect();
+                let list = OutList {
+                    object: "list",
+                    data,
+                    model: &answer.model,
+                    usage: OutUsage {
+                        prompt_tokens: usage.prompt_tokens,
+                        total_tokens: usage.total_tokens,
+                        aigw_estimated: answer.usage_estimated,
                     },
-                })
-                .collect();
-            let list = OutList {
-                object: "list",
-                data,
-                model: &answer.model,
-                usage: OutUsage {
-                    prompt_tokens: usage.prompt_tokens,
-                    total_tokens: usage.total_tokens,
-                    aigw_estimated: answer.usage_estimated,
-                },
-            };
-            super::json_with(metadata, &list)
+                };
+                super::json_with(metadata, &list)
+            })
         },
     )
     .await

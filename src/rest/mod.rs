@@ -284,6 +284,16 @@ where
     resp
 }
 
+/// Runs CPU-heavy work (a large answer's encoding) without holding an async worker: on the multi-threaded
+/// runtime the worker hands its other tasks to another thread meanwhile, so health probes and other calls do not
+/// wait behind it. (Inline on a single-threaded runtime, as in tests.)
+fn heavy<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// A door's call as the gRPC handlers take it: the caller's headers as metadata, its identity attached.
 fn grpc_request<M>(
     metadata: MetadataMap,
