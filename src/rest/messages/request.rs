@@ -66,19 +66,22 @@ const MODELLED: [&str; 6] = [
     "redacted_thinking",
 ];
 
-/// A block: modelled, or opaque (Anthropic's `document`, `search_result`, `tool_reference`, server tools'
-/// blocks, and blocks not invented yet).
-fn block(at: &str, v: Value) -> Result<Result<InBlock, content_part::Part>, GatewayError> {
-    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
-    if kind.is_empty() {
-        return Err(invalid(format!("{at}.type: required")));
-    }
+/// A block: modelled, or opaque with its type (Anthropic's `document`, `search_result`, `tool_reference`,
+/// server tools' blocks, and blocks not invented yet). `at` names it in a refusal (made only then).
+fn block(
+    at: impl Fn() -> String,
+    v: Value,
+) -> Result<Result<InBlock, (String, content_part::Part)>, GatewayError> {
+    let kind = match v.get("type").and_then(Value::as_str) {
+        Some(kind) if !kind.is_empty() => kind,
+        _ => return Err(invalid(format!("{}.type: required", at()))),
+    };
     if MODELLED.contains(&kind) {
         return serde_json::from_value(v)
             .map(Ok)
-            .map_err(|e| invalid(format!("{at}: {e}")));
+            .map_err(|e| invalid(format!("{}: {e}", at())));
     }
-    Ok(Err(opaque(&v)))
+    Ok(Err((kind.to_owned(), opaque(&v))))
 }
 
 fn opaque(v: &Value) -> content_part::Part {
@@ -212,6 +215,7 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         return Err(invalid("invalid request body: missing field `max_tokens`"));
     }
     let mut foreign = Vec::new();
+    let mut kinds = Vec::new();
     let reasoning = req
         .thinking
         .as_ref()
@@ -228,7 +232,7 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         });
     }
     for (i, m) in req.messages.into_iter().enumerate() {
-        turn(i, m, &mut messages)?;
+        turn(i, m, &mut messages, &mut kinds)?;
     }
     let mut tools = Vec::new();
     let mut server_tools = Vec::new();
@@ -298,16 +302,10 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         },
         ..Default::default()
     };
-    // Blocks the door keeps opaque, by type.
-    for part in messages.iter().flat_map(|m| &m.parts) {
-        if let Some(content_part::Part::Opaque(block)) = &part.part {
-            let kind = serde_json::from_str::<Value>(&block.json)
-                .ok()
-                .and_then(|v| v["type"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            if !foreign.contains(&kind) {
-                foreign.push(kind);
-            }
+    // Blocks the door keeps opaque, by type (named as they were read).
+    for kind in kinds {
+        if !foreign.contains(&kind) {
+            foreign.push(kind);
         }
     }
     Ok(Parsed {
@@ -333,7 +331,7 @@ fn system_text(system: InContent) -> Result<(String, Option<CacheControl>), Gate
             let mut text = Vec::new();
             let mut marked = None;
             for (j, b) in blocks.into_iter().enumerate() {
-                match block(&format!("system[{j}]"), b)? {
+                match block(|| format!("system[{j}]"), b)? {
                     Ok(InBlock::Text {
                         text: t,
                         cache_control,
@@ -367,6 +365,7 @@ fn tool_output(
     at: &str,
     content: Option<InContent>,
     is_error: bool,
+    kinds: &mut Vec<String>,
 ) -> Result<(String, Vec<ContentPart>), GatewayError> {
     let error = |text: String| {
         if is_error {
@@ -382,16 +381,20 @@ fn tool_output(
     };
     let mut parts = Vec::with_capacity(blocks.len());
     for (k, b) in blocks.into_iter().enumerate() {
-        let here = format!("{at}.content[{k}]");
-        parts.push(match block(&here, b)? {
+        let here = || format!("{at}.content[{k}]");
+        parts.push(match block(here, b)? {
             Ok(InBlock::Text { text, .. }) => content_part::Part::Text(text),
             Ok(InBlock::Image { source, .. }) => image(source),
             Ok(_) => {
                 return Err(invalid(format!(
-                    "{here}.type: not a block a tool result holds"
+                    "{}.type: not a block a tool result holds",
+                    here()
                 )))
             }
-            Err(opaque) => opaque,
+            Err((kind, opaque)) => {
+                kinds.push(kind);
+                opaque
+            }
         });
     }
     if parts
@@ -419,7 +422,13 @@ fn tool_output(
 
 /// One turn: an assistant's text and tool calls, or a user's tool results (each a tool message, first) and
 /// then their text and images.
-fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayError> {
+/// `kinds` gets the type of each block kept opaque.
+fn turn(
+    i: usize,
+    m: InMessage,
+    out: &mut Vec<Message>,
+    kinds: &mut Vec<String>,
+) -> Result<(), GatewayError> {
     let at = |j: usize| format!("messages[{i}].content[{j}]");
     if !matches!(m.role.as_str(), "user" | "assistant" | "system") {
         return Err(invalid(format!(
@@ -456,9 +465,10 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
     let mut reasoning = Vec::new();
     let mut marked = None;
     for (j, b) in blocks.into_iter().enumerate() {
-        let b = match block(&at(j), b)? {
+        let b = match block(|| at(j), b)? {
             Ok(b) => b,
-            Err(opaque) => {
+            Err((kind, opaque)) => {
+                kinds.push(kind);
                 parts.push(opaque);
                 continue;
             }
@@ -503,7 +513,7 @@ fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), GatewayErr
                 is_error,
                 cache_control,
             } if m.role == "user" => {
-                let (content, parts) = tool_output(&at(j), content, is_error)?;
+                let (content, parts) = tool_output(&at(j), content, is_error, kinds)?;
                 out.push(Message {
                     role: "tool".into(),
                     content,

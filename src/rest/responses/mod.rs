@@ -60,11 +60,12 @@ pub(crate) async fn create(
         input_items,
     } = parsed;
     // Nothing is left out when every route of the model speaks the Responses API itself.
-    let dropped = if gw.catalog().router.speaks_everywhere(&model, "responses") {
-        Vec::new()
-    } else {
-        dropped
-    };
+    let dropped =
+        if !dropped.is_empty() && gw.catalog().router.speaks_everywhere(&model, "responses") {
+            Vec::new()
+        } else {
+            dropped
+        };
     // The continued conversation, then this input.
     let mut kept = match &previous_response_id {
         None => Vec::new(),

@@ -168,10 +168,7 @@ fn check_opaque(here: &str, block: &crate::proto::OpaquePart) -> Result<(), Gate
             block.dialect
         )));
     }
-    let typed = serde_json::from_str::<Value>(&block.json)
-        .ok()
-        .is_some_and(|v| v["type"].is_string());
-    if !typed {
+    if super::wire::opaque_type(&block.json).is_none() {
         return Err(invalid(format!(
             "{here}.opaque.json: must be a JSON object with a \"type\""
         )));

@@ -212,16 +212,22 @@ impl<'a> ChatPart<'a> {
     }
 }
 
+/// An opaque block's `type` (`None` unless it is a JSON object with a string `type`), read without building
+/// the block: its data may be megabytes (a PDF).
+pub(crate) fn opaque_type(json: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_str::<Typed>(json).ok().map(|t| t.kind)
+}
+
 impl ChatContent<'_> {
     /// The `type`s of the blocks an upstream of `dialect` does not get: other APIs' opaque blocks, and what a
     /// tool message cannot carry there. For the log.
     pub(crate) fn left_out(&self, dialect: &str) -> Vec<String> {
-        let kind = |json: &str| {
-            serde_json::from_str::<Value>(json)
-                .ok()
-                .and_then(|v| v["type"].as_str().map(str::to_owned))
-                .unwrap_or_default()
-        };
+        let kind = |json: &str| opaque_type(json).unwrap_or_default();
         match self {
             Self::Text(_) => Vec::new(),
             Self::Flattened(parts) if dialect == "openai" => parts
