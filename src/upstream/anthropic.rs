@@ -287,6 +287,8 @@ struct Message {
     content: Vec<Block>,
     stop_reason: Option<String>,
     usage: Option<WireUsage>,
+    /// Set when the body is an error, not a message (`{"type": "error", ...}`).
+    error: Option<crate::upstream::openai::wire::ApiError>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,20 +377,17 @@ pub(crate) fn finish_reason(stop: &str) -> String {
     .to_owned()
 }
 
-/// An error Anthropic wrote in a body whatever the HTTP status (`{"type": "error", "error": {...}}`), as the
-/// status it stands for: a proxy or an overloaded edge may answer 200 with one, and it is no answer.
-pub(crate) fn error_in_body(body: &[u8]) -> Option<(u16, String)> {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        #[serde(rename = "type")]
-        kind: String,
-        error: crate::upstream::openai::wire::ApiError,
-    }
-    let e: ErrorBody = serde_json::from_slice(body).ok()?;
-    if e.kind != "error" {
-        return None;
-    }
-    let status = match e.error.kind.as_str() {
+/// Why a whole answer is none: a body that is not a message, or an error Anthropic wrote in it whatever the HTTP
+/// status (`{"type": "error", "error": {...}}`: a proxy or an overloaded edge may answer 200 with one), as the
+/// status it stands for.
+#[derive(Debug)]
+pub(crate) enum NoAnswer {
+    Malformed(String),
+    Api { status: u16, message: String },
+}
+
+fn error_status(kind: &str) -> u16 {
+    match kind {
         "invalid_request_error" => 400,
         "authentication_error" => 401,
         "permission_error" => 403,
@@ -397,13 +396,18 @@ pub(crate) fn error_in_body(body: &[u8]) -> Option<(u16, String)> {
         "rate_limit_error" => 429,
         "overloaded_error" => 529,
         _ => 500,
-    };
-    Some((status, e.error.message))
+    }
 }
 
-pub(crate) fn completion(body: &[u8]) -> Result<Completion, String> {
-    let m: Message =
-        serde_json::from_slice(body).map_err(|e| format!("invalid message JSON: {e}"))?;
+pub(crate) fn completion(body: &[u8]) -> Result<Completion, NoAnswer> {
+    let m: Message = serde_json::from_slice(body)
+        .map_err(|e| NoAnswer::Malformed(format!("invalid message JSON: {e}")))?;
+    if let Some(error) = m.error {
+        return Err(NoAnswer::Api {
+            status: error_status(&error.kind),
+            message: error.message,
+        });
+    }
     let mut content = String::new();
     let mut tool_calls = Vec::new();
     let mut reasoning = Vec::new();

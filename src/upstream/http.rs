@@ -344,19 +344,21 @@ impl HttpUpstream {
     ) -> Result<Completion, GatewayError> {
         let resp = self.send(req, request_id).await?;
         let body = self.whole_body(resp).await?;
-        if self.dialect == Dialect::Anthropic {
-            if let Some((status, message)) = anthropic::error_in_body(&body) {
-                return Err(GatewayError::from_upstream_status(
-                    &self.name,
-                    status,
-                    bounded(&message),
-                    None,
-                ));
-            }
-        }
         match self.dialect {
             Dialect::OpenAi => convert::completion(&body, req.logprobs),
-            Dialect::Anthropic => anthropic::completion(&body),
+            Dialect::Anthropic => {
+                return anthropic::completion(&body).map_err(|no| match no {
+                    anthropic::NoAnswer::Malformed(detail) => self.protocol(detail),
+                    anthropic::NoAnswer::Api { status, message } => {
+                        GatewayError::from_upstream_status(
+                            &self.name,
+                            status,
+                            bounded(&message),
+                            None,
+                        )
+                    }
+                })
+            }
             Dialect::Responses => responses::completion(&body),
         }
         .map_err(|detail| self.protocol(detail))
