@@ -63,6 +63,14 @@ def serve_upstream(handler):
     return server
 
 
+def start_event_stream(handler):
+    """A scripted upstream's 200 with a chunked event stream to follow (`sse_chunk`, `anthropic_event`)."""
+    handler.send_response(200)
+    handler.send_header("content-type", "text/event-stream")
+    handler.send_header("transfer-encoding", "chunked")
+    handler.end_headers()
+
+
 def sse_chunk(wfile, text):
     """Writes one chunk of a chunked event-stream body (a scripted upstream's), flushed at once."""
     data = text.encode()

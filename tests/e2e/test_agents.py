@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT, anthropic_event, serve_upstream, spawn_gateway, sse_chunk
+from conftest import ROOT, anthropic_event, serve_upstream, spawn_gateway, sse_chunk, start_event_stream
 
 KEY = "sk-agents-e2e"
 AGENTS = ROOT / "tests" / "e2e" / "agents" / "node_modules" / ".bin"
@@ -43,10 +43,7 @@ class Claude(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         with self.lock:
             self.seen.append((self.path, dict(self.headers), body))
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
+        start_event_stream(self)
 
         def ev(e):
             anthropic_event(self.wfile, e)
@@ -291,10 +288,7 @@ class Streamer(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.seen.append(body)
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
+        start_event_stream(self)
 
         def chunk(delta, finish=None, usage=None):
             data = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
@@ -399,10 +393,7 @@ class ResponsesModel(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.seen.append(body)
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
+        start_event_stream(self)
 
         def ev(e):
             anthropic_event(self.wfile, e)  # `event: <type>` and `data:`, as the Responses API writes them

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from conftest import serve_upstream
+from conftest import serve_upstream, start_event_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-hostile-test-key"
@@ -27,10 +27,7 @@ class Flood(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers["content-length"]))
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
+        start_event_stream(self)
 
         def send(data):
             body = f"data: {data}\n\n".encode()

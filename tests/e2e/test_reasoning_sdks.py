@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import anthropic_event, serve_upstream, spawn_gateway, sse_chunk
+from conftest import anthropic_event, serve_upstream, spawn_gateway, sse_chunk, start_event_stream
 
 KEY = "sk-reasoning-e2e"
 SIGNATURE = "EqQBCkYIBxgCKkDX+/9z=="
@@ -78,10 +78,7 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.end_headers()
+        start_event_stream(self)
         if self.path.endswith("/messages"):
             for e in anthropic_events():
                 anthropic_event(self.wfile, e)

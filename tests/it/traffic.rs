@@ -144,17 +144,9 @@ async fn a_retry_after_past_the_deadline_goes_back_to_the_client_and_cools_nothi
     assert_eq!(up.calls(), 2);
 }
 
-#[tokio::test]
-async fn hostile_retry_after_headers_are_clamped_never_a_panic() {
-    let up = Upstream::start(vec![
-        err_reply(429).header("retry-after", "18446744073709551615"),
-        err_reply(429).header("retry-after-ms", "1e30"),
-        err_reply(503).header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
-        err_reply(429).header("retry-after", "999999"),
-        ok_reply(),
-    ])
-    .await;
-    let text = format!(
+/// Model "m" on one upstream whose waits are clamped to 3 s (`max_retry_after`), with `attempts` per call.
+fn waits_at_most_3s(up: &Upstream, attempts: u32) -> String {
+    format!(
         r#"
         [server]
         listen = "127.0.0.1:0"
@@ -171,11 +163,23 @@ async fn hostile_retry_after_headers_are_clamped_never_a_panic() {
         max_output_tokens = 100
         routes = [{{ upstream = "a", model = "x" }}]
         [models.policy]
-        retry = {{ attempts = 1 }}
+        retry = {{ attempts = {attempts} }}
         "#,
         up.base_url()
-    );
-    let gw = Gateway::start(config(&text)).await;
+    )
+}
+
+#[tokio::test]
+async fn hostile_retry_after_headers_are_clamped_never_a_panic() {
+    let up = Upstream::start(vec![
+        err_reply(429).header("retry-after", "18446744073709551615"),
+        err_reply(429).header("retry-after-ms", "1e30"),
+        err_reply(503).header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        err_reply(429).header("retry-after", "999999"),
+        ok_reply(),
+    ])
+    .await;
+    let gw = Gateway::start(config(&waits_at_most_3s(&up, 1))).await;
     for code in [
         Code::ResourceExhausted,
         Code::ResourceExhausted,
@@ -733,28 +737,7 @@ async fn a_retry_after_beyond_max_retry_after_is_answered_at_once() {
         ok_reply(),
     ])
     .await;
-    let text = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [[keys]]
-        name = "tester"
-        env = "TEST_KEY"
-        [[upstreams]]
-        name = "a"
-        kind = "openai"
-        base_url = "{}"
-        max_retry_after = "3s"
-        [[models]]
-        name = "m"
-        max_output_tokens = 100
-        routes = [{{ upstream = "a", model = "x" }}]
-        [models.policy]
-        retry = {{ attempts = 3 }}
-        "#,
-        up.base_url()
-    );
-    let gw = Gateway::start(config(&text)).await;
+    let gw = Gateway::start(config(&waits_at_most_3s(&up, 3))).await;
     let status = gen(&gw).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(status.metadata().get("retry-after").unwrap(), "3");
