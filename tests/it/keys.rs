@@ -35,6 +35,19 @@ async fn admin(
     )
 }
 
+/// A key made through the API with no more than its name: its secret.
+async fn make_key(gw: &Gateway, name: &str) -> String {
+    let (status, made) = admin(
+        gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": name})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    made["key"].as_str().unwrap().to_owned()
+}
+
 async fn call(gw: &Gateway, key: &str) -> Result<(), tonic::Status> {
     gw.client()
         .await
@@ -126,14 +139,7 @@ async fn keys_and_their_limits_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let mut gw = Gateway::start(with_state(&state)).await;
-    let (_, made) = admin(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/keys",
-        Some(json!({"name": "keeper"})),
-    )
-    .await;
-    let secret = made["key"].as_str().unwrap().to_owned();
+    let secret = make_key(&gw, "keeper").await;
     let (status, _) = admin(
         &gw,
         reqwest::Method::PUT,
@@ -155,14 +161,7 @@ async fn keys_and_their_limits_survive_a_restart() {
 async fn a_rotation_keeps_the_old_secret_for_its_grace_period_and_expiry_is_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
-    let (_, made) = admin(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/keys",
-        Some(json!({"name": "r"})),
-    )
-    .await;
-    let old = made["key"].as_str().unwrap().to_owned();
+    let old = make_key(&gw, "r").await;
     let (status, rotated) = admin(
         &gw,
         reqwest::Method::POST,
@@ -215,14 +214,7 @@ async fn a_revoked_key_ends_its_open_session_at_the_next_turn() {
     };
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
-    let (_, made) = admin(
-        &gw,
-        reqwest::Method::POST,
-        "/v1/keys",
-        Some(json!({"name": "team-s"})),
-    )
-    .await;
-    let secret = made["key"].as_str().unwrap().to_owned();
+    let secret = make_key(&gw, "team-s").await;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let action = |a| InteractiveRequest { action: Some(a) };
     tx.send(action(Action::Start(SessionStart {
@@ -268,16 +260,7 @@ async fn a_revoked_key_ends_its_open_session_at_the_next_turn() {
 async fn a_new_key_of_the_same_name_does_not_read_the_old_ones_responses() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(with_state(&dir.path().join("state.json"))).await;
-    let make = || {
-        admin(
-            &gw,
-            reqwest::Method::POST,
-            "/v1/keys",
-            Some(json!({"name": "team-r"})),
-        )
-    };
-    let (_, first) = make().await;
-    let old = first["key"].as_str().unwrap().to_owned();
+    let old = make_key(&gw, "team-r").await;
     let (status, text) = post_json(
         &gw,
         "/v1/responses",
@@ -292,8 +275,7 @@ async fn a_new_key_of_the_same_name_does_not_read_the_old_ones_responses() {
         .to_owned();
     let (status, _) = admin(&gw, reqwest::Method::DELETE, "/v1/keys/team-r", None).await;
     assert_eq!(status, 200);
-    let (_, second) = make().await;
-    let new = second["key"].as_str().unwrap().to_owned();
+    let new = make_key(&gw, "team-r").await;
     let read = http()
         .get(format!("http://{}/v1/responses/{id}", gw.addr))
         .bearer_auth(&new)
