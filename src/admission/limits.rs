@@ -329,6 +329,24 @@ impl KeyLimiter {
         }
     }
 
+    /// Takes in the fleet's spend that an admission in Redis reported (it includes this replica's): while Redis
+    /// is up it is not read here, but if Redis goes away this replica goes on from what the fleet had spent, not
+    /// from its own share alone. So an outage lets each replica spend at most what was left when it last asked.
+    pub(crate) fn saw_fleet_spend(&self, day: f64, month: f64, wall: SystemTime) {
+        for (cell, period, fleet) in [
+            (&self.spend, utc_day(wall), day),
+            (&self.month_spend, u64::from(utc_month(wall)), month),
+        ] {
+            let mut spend = cell.lock().unwrap_or_else(|p| p.into_inner());
+            if spend.0 != period {
+                *spend = (period, 0.0);
+            }
+            if fleet.is_finite() && fleet > spend.1 {
+                spend.1 = fleet;
+            }
+        }
+    }
+
     fn spent(cell: &Mutex<(u64, f64)>, period: u64) -> f64 {
         let spend = cell.lock().unwrap_or_else(|p| p.into_inner());
         if spend.0 == period {

@@ -56,7 +56,7 @@ impl StoredKey {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 struct State {
     #[serde(default)]
     keys: BTreeMap<String, StoredKey>,
@@ -174,16 +174,29 @@ impl Registry {
         self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Takes the fleet's state (JSON) at `version`; an unreadable one is refused and changes nothing.
+    /// Takes the fleet's state (JSON) at `version`; an unreadable one is refused and changes nothing. With a
+    /// state file it is written there too, so each replica holds a copy it can write back if Redis loses them.
     pub(crate) fn adopt(&self, version: u64, json: Option<&str>) -> Result<(), String> {
         let state: State = match json {
             Some(j) => serde_json::from_str(j).map_err(|e| format!("the fleet's keys: {e}"))?,
             None => State::default(),
         };
-        *self.lock() = state;
+        let mut held = self.lock();
+        if *held != state {
+            if let Err(e) = self.save(&state) {
+                tracing::warn!(error = %e, "the fleet's keys were not copied to the state file");
+            }
+            *held = state;
+        }
         self.version
             .store(version, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Whether the fleet's keys at `version` (in Redis) are older than what this replica knows: versions only
+    /// grow, so Redis at a lower one, or at none while keys are known here (a state file's, say), lost them.
+    pub(crate) fn lost_by_the_fleet(&self, version: u64) -> bool {
+        version < self.version() || (version == 0 && !self.lock().keys.is_empty())
     }
 
     /// This state as the fleet stores it.

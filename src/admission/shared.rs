@@ -35,8 +35,9 @@ use crate::{
 /// KEYS: requests, token window, token amounts, token total, today's spend.
 /// ARGV: rpm (0: none), tpm (0: none), tokens, reservation id, daily budget (-1: none), window ms, monthly
 /// budget (-1: none). KEYS[6] is this month's spend.
-/// Returns {verdict, number}: {"ok", 0}, {"rpm", wait ms}, {"tpm", wait ms}, {"tpm_never", 0},
-/// {"budget", spent today as a string}, {"budget_month", spent this month}.
+/// Returns {verdict, number}: {"ok", spent today, spent this month}, {"rpm", wait ms}, {"tpm", wait ms},
+/// {"tpm_never", 0}, {"budget", spent today as a string}, {"budget_month", spent this month}. The spend an
+/// admission returns is what the replica falls back on if Redis goes away (`KeyLimiter::saw_fleet_spend`).
 const ADMIT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -86,7 +87,7 @@ redis.call('ZADD', KEYS[2], now, id)
 redis.call('HSET', KEYS[3], id, tokens)
 redis.call('INCRBY', KEYS[4], tokens)
 for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], window * 2) end
-return {'ok', '0'}
+return {'ok', redis.call('GET', KEYS[5]) or '0', redis.call('GET', KEYS[6]) or '0'}
 "#;
 
 /// Rewrites a reservation's amount, if it is still in the window. KEYS: token amounts, token total.
@@ -100,12 +101,13 @@ return 1
 "#;
 
 /// Replaces the fleet's API keys if nobody changed them meanwhile. KEYS: version, state. ARGV: the version
-/// read, the new state (JSON). Returns the new version, or -1 when the version moved on.
+/// read, the new state (JSON), the new version. Returns the new version, or -1 when the version moved on.
 const PUT_KEYS: &str = r#"
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 if v ~= tonumber(ARGV[1]) then return -1 end
 redis.call('SET', KEYS[2], ARGV[2])
-return redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[3])
+return tonumber(ARGV[3])
 "#;
 
 /// A day, a month and a 10-second bucket: the periods the fleet's usage is kept by.
@@ -129,6 +131,9 @@ pub(crate) struct Shared {
     put_keys: Script,
     /// Usage booked since the last flush: per key and per model name, per period.
     pending_usage: std::sync::Mutex<(Book, Book)>,
+    /// Spend that could not reach Redis (its Redis key → dollars): sent when Redis is back, so what a replica
+    /// spent during an outage still counts against the fleet's budget.
+    unsent_spend: std::sync::Mutex<HashMap<String, f64>>,
 }
 
 /// A reservation in the fleet's token window.
@@ -180,6 +185,7 @@ impl Shared {
             reconcile: Script::new(RECONCILE),
             put_keys: Script::new(PUT_KEYS),
             pending_usage: Default::default(),
+            unsent_spend: Default::default(),
         }))
     }
 
@@ -198,6 +204,7 @@ impl Shared {
                 }
                 shared.gauge.set(i64::from(up));
                 shared.flush_usage().await;
+                shared.replay_spend().await;
                 tokio::select! {
                     _ = stop.cancelled() => {
                         shared.flush_usage().await;
@@ -303,7 +310,7 @@ impl Shared {
         let id = format!("{:032x}", fastrand::u128(..));
         let budget = limits.daily_budget_usd.unwrap_or(-1.0);
         let monthly = limits.monthly_budget_usd.unwrap_or(-1.0);
-        let (verdict, n): (String, String) = self
+        let reply: Vec<String> = self
             .run(|mut c| {
                 let mut call = self.admit.prepare_invoke();
                 for k in &keys {
@@ -319,24 +326,32 @@ impl Shared {
                 async move { call.invoke_async(&mut c).await }
             })
             .await?;
+        let field = |i: usize| reply.get(i).map_or("", String::as_str);
+        let (verdict, n) = (field(0), field(1));
         let wait = || Duration::from_millis(n.parse::<u64>().unwrap_or(0).max(1));
-        Ok(match verdict.as_str() {
-            "ok" => Ok(Some(Reservation::shared(SharedReservation {
-                shared: self.clone(),
-                key: store,
-                id,
-            }))),
+        Ok(match verdict {
+            "ok" => {
+                let spent = |i: usize| field(i).parse().unwrap_or(0.0);
+                limiter.saw_fleet_spend(spent(1), spent(2), SystemTime::now());
+                Ok(Some(Reservation::shared(SharedReservation {
+                    shared: self.clone(),
+                    key: store,
+                    id,
+                })))
+            }
             "rpm" => Err(limiter.rpm_reached(limits.rpm.unwrap_or(0), Some(wait()))),
             "tpm" => Err(limiter.tpm_reached(limits.tpm.unwrap_or(0), wait())),
             "tpm_never" => Err(limiter.tpm_too_small(limits.tpm.unwrap_or(0), tokens)),
             "budget" => {
-                Err(limiter.budget_spent(budget, n.parse().unwrap_or(budget), SystemTime::now()))
+                let spent = n.parse().unwrap_or(budget);
+                limiter.saw_fleet_spend(spent, 0.0, SystemTime::now());
+                Err(limiter.budget_spent(budget, spent, SystemTime::now()))
             }
-            "budget_month" => Err(limiter.monthly_budget_spent(
-                monthly,
-                n.parse().unwrap_or(monthly),
-                SystemTime::now(),
-            )),
+            "budget_month" => {
+                let spent = n.parse().unwrap_or(monthly);
+                limiter.saw_fleet_spend(0.0, spent, SystemTime::now());
+                Err(limiter.monthly_budget_spent(monthly, spent, SystemTime::now()))
+            }
             other => Err(GatewayError::Internal(format!(
                 "shared state: unexpected verdict '{other}'"
             ))),
@@ -374,13 +389,22 @@ impl Shared {
 
     /// Writes the fleet's API keys if their version is still `read`: the new version, or None when another
     /// replica changed them first.
-    pub(crate) async fn keys_put(&self, read: u64, state: &str) -> Result<Option<u64>, Down> {
+    pub(crate) async fn keys_put(
+        &self,
+        read: u64,
+        next: u64,
+        state: &str,
+    ) -> Result<Option<u64>, Down> {
         let keys = self.keys_names();
         let state = state.to_owned();
         let v: i64 = self
             .run(|mut c| {
                 let mut call = self.put_keys.prepare_invoke();
-                call.key(&keys[0]).key(&keys[1]).arg(read).arg(state);
+                call.key(&keys[0])
+                    .key(&keys[1])
+                    .arg(read)
+                    .arg(state)
+                    .arg(next);
                 async move { call.invoke_async(&mut c).await }
             })
             .await?;
@@ -505,31 +529,69 @@ impl Shared {
         ])
     }
 
-    /// Adds spend to the key's UTC day and month in the fleet's book, on its own task.
+    /// Adds spend to the key's UTC day and month in the fleet's book, on its own task; kept for
+    /// `replay_spend` if Redis does not take it.
     pub(crate) fn add_spend(self: &Arc<Self>, key: &str, usd: f64) {
         let shared = self.clone();
         let [_, _, _, _, day, month] = self.keys(key);
         tokio::spawn(async move {
-            let _ = shared
-                .run(|mut c| async move {
-                    redis::pipe()
-                        .cmd("INCRBYFLOAT")
-                        .arg(&day)
-                        .arg(usd)
-                        .ignore()
-                        .expire(&day, 3 * 86_400)
-                        .ignore()
-                        .cmd("INCRBYFLOAT")
-                        .arg(&month)
-                        .arg(usd)
-                        .ignore()
-                        .expire(&month, 40 * 86_400)
-                        .ignore()
-                        .query_async::<()>(&mut c)
-                        .await
-                })
-                .await;
+            let spend = [(day, usd), (month, usd)];
+            if shared.send_spend(&spend).await.is_err() {
+                shared.keep_unsent(spend);
+            }
         });
+    }
+
+    /// INCRBYFLOAT of each (Redis key, dollars), in one pipeline, each key kept as long as its period matters.
+    async fn send_spend(&self, spend: &[(String, f64)]) -> Result<(), Down> {
+        let mut pipe = redis::pipe();
+        for (name, usd) in spend {
+            // A month's key is `…:spend:m<month>`, a day's `…:spend:<day>`.
+            let ttl = if name.rsplit(':').next().is_some_and(|p| p.starts_with('m')) {
+                40 * 86_400
+            } else {
+                3 * 86_400
+            };
+            pipe.cmd("INCRBYFLOAT")
+                .arg(name)
+                .arg(*usd)
+                .ignore()
+                .expire(name, ttl)
+                .ignore();
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    fn keep_unsent(&self, spend: impl IntoIterator<Item = (String, f64)>) {
+        let mut unsent = self.unsent_spend.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, usd) in spend {
+            *unsent.entry(name).or_default() += usd;
+        }
+    }
+
+    /// Sends the spend Redis missed while it was down, once it is up; kept again if it fails. (A command that
+    /// timed out may have been applied after all: replayed, it counts twice, which errs on the budget's side.)
+    pub(crate) async fn replay_spend(&self) {
+        if !self.is_up() {
+            return;
+        }
+        let unsent: Vec<(String, f64)> =
+            std::mem::take(&mut *self.unsent_spend.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        if unsent.is_empty() {
+            return;
+        }
+        // Each dollar is in a day's key and in a month's.
+        let dollars: f64 = unsent.iter().map(|(_, usd)| usd).sum::<f64>() / 2.0;
+        match self.send_spend(&unsent).await {
+            Ok(()) => tracing::info!(
+                usd = dollars,
+                "shared state (Redis): replayed the spend made while it was unreachable"
+            ),
+            Err(Down) => self.keep_unsent(unsent),
+        }
     }
 
     fn cache_key(&self, key: &[u8; 32]) -> String {

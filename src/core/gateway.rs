@@ -64,7 +64,8 @@ pub struct Gateway {
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Keeps this replica's API keys those of the fleet: polls the version in Redis, and takes the new state when
-/// it moved. While Redis is down the last known keys stay in force. Ends with the gateway.
+/// it moved. While Redis is down the last known keys stay in force; when Redis comes back without them (its data
+/// lost, or restored from an older copy) this replica writes back what it knows. Ends with the gateway.
 fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
     tokio::spawn(async move {
         loop {
@@ -73,15 +74,10 @@ fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
                 return;
             }
             if let Ok(version) = shared.keys_version().await {
-                if version != gw.registry.version() {
-                    if let Ok((version, state)) = shared.keys_get().await {
-                        match gw.registry.adopt(version, state.as_deref()) {
-                            Ok(()) => gw.keys_changed(),
-                            Err(e) => {
-                                tracing::error!(error = %e, "the fleet's keys were not taken in")
-                            }
-                        }
-                    }
+                if gw.registry.lost_by_the_fleet(version) {
+                    gw.write_back_keys(&shared, version).await;
+                } else if version != gw.registry.version() {
+                    gw.take_fleet_keys(&shared).await;
                 }
             }
             drop(gw);
@@ -316,12 +312,18 @@ impl Gateway {
         };
         for _ in 0..8 {
             let (read, state) = shared.keys_get().await.map_err(|_| down())?;
+            // Redis without the keys this replica knows lost them: the change builds on what is known here.
+            let base = if self.registry.lost_by_the_fleet(read) {
+                (self.registry.version(), Some(self.registry.to_json()))
+            } else {
+                (read, state)
+            };
             self.registry
-                .adopt(read, state.as_deref())
+                .adopt(base.0, base.1.as_deref())
                 .map_err(RegistryError::Save)?;
             let out = change(&self.registry)?;
             let next = self.registry.to_json();
-            match shared.keys_put(read, &next).await {
+            match shared.keys_put(read, read.max(base.0) + 1, &next).await {
                 Ok(Some(version)) => {
                     let _ = self.registry.adopt(version, Some(&next));
                     self.keys_changed();
@@ -330,7 +332,7 @@ impl Gateway {
                 // Another replica got there first: start again from its state.
                 Ok(None) => continue,
                 Err(_) => {
-                    let _ = self.registry.adopt(read, state.as_deref());
+                    let _ = self.registry.adopt(base.0, base.1.as_deref());
                     return Err(down());
                 }
             }
@@ -338,6 +340,36 @@ impl Gateway {
         Err(RegistryError::Unavailable(
             "the fleet's keys kept changing: try again".into(),
         ))
+    }
+
+    /// Takes in the fleet's keys as Redis has them.
+    async fn take_fleet_keys(&self, shared: &Shared) {
+        if let Ok((version, state)) = shared.keys_get().await {
+            match self.registry.adopt(version, state.as_deref()) {
+                Ok(()) => self.keys_changed(),
+                Err(e) => tracing::error!(error = %e, "the fleet's keys were not taken in"),
+            }
+        }
+    }
+
+    /// Writes this replica's keys back to a Redis that lost them (found at version `read`), under a version
+    /// above every one the fleet has used; if another replica wrote back first, takes its keys instead.
+    async fn write_back_keys(&self, shared: &Shared, read: u64) {
+        let known = self.registry.version();
+        let state = self.registry.to_json();
+        match shared.keys_put(read, read.max(known) + 1, &state).await {
+            Ok(Some(version)) => {
+                let _ = self.registry.adopt(version, Some(&state));
+                tracing::warn!(
+                    keys = self.registry.list().len(),
+                    found_version = read,
+                    known_version = known,
+                    "the shared state (Redis) had lost the fleet's API keys: wrote back the ones this replica knew"
+                );
+            }
+            Ok(None) => self.take_fleet_keys(shared).await,
+            Err(Down) => {}
+        }
     }
 
     /// Takes in a change the admin API made to its keys: the next call sees it.

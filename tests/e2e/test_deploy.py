@@ -59,11 +59,30 @@ def test_the_shared_redis_is_the_reference_one_with_its_password():
     # Redis requires the password the gateway's URL carries, from a secret mounted as its config file.
     redis = one("redis.yaml", "StatefulSet")["spec"]["template"]["spec"]
     (c,) = redis["containers"]
-    (mount,) = c["volumeMounts"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "auth"]
     volume = {v["name"]: v for v in redis["volumes"]}[mount["name"]]
     conf = secrets[volume["secret"]["secretName"]]["stringData"]["redis.conf"]
     assert conf == f"requirepass {url.password}"
     assert c["args"][0] == mount["mountPath"] + "/redis.conf"
+
+
+def test_the_reference_redis_persists_to_a_volume():
+    """Keys made through the admin API live in Redis: the reference Redis keeps an append-only file on a volume
+    (the gateways also write keys back to an empty Redis; this keeps the spend books too)."""
+    sts = one("redis.yaml", "StatefulSet")["spec"]
+    (c,) = sts["template"]["spec"]["containers"]
+    args = c["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    data = args[args.index("--dir") + 1]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == data]
+    (claim,) = [t for t in sts["volumeClaimTemplates"] if t["metadata"]["name"] == mount["name"]]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    assert args[args.index("--maxmemory-policy") + 1].startswith("volatile-"), "keys (no TTL) are never evicted"
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    redis = compose["services"]["redis"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    (volume,) = [v for v in redis["volumes"] if v.endswith(":/data")]
+    assert volume.split(":")[0] in compose["volumes"]
 
 
 def test_every_object_is_namespaced_and_pods_mount_no_token():

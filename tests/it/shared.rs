@@ -150,6 +150,47 @@ async fn a_budget_spent_through_one_replica_is_enforced_by_the_others() {
     assert_status(&status, Code::ResourceExhausted, "daily budget");
 }
 
+/// Cut off from Redis, a replica admits against the fleet's spend it last heard of, not its own share alone:
+/// the budget spent on replica 0 keeps refusing on replica 1 through the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_redis_goes_on_from_the_fleets_spend() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gateways = fleet(&up, &redis, "daily_budget_usd = 0.005", "open").await;
+    assert!(call(&gateways[0], None).await.is_ok());
+    let replica = &gateways[1];
+    eventually("replica 1 hears of the spend", || async move {
+        call(replica, None).await.err()
+    })
+    .await;
+    redis.kill_keeping_data();
+    wait_for_shared_state(replica, false).await;
+    let status = call(replica, None).await.unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "daily budget");
+    assert_eq!(up.calls(), 1);
+}
+
+/// What a replica spends while Redis is unreachable is sent when Redis is back: the fleet's budget counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_made_during_a_redis_outage_is_replayed_when_it_is_back() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let gateways = fleet(&up, &redis, "daily_budget_usd = 0.005", "open").await;
+    redis.kill_keeping_data();
+    wait_for_shared_state(&gateways[0], false).await;
+    assert!(call(&gateways[0], None).await.is_ok(), "open: local state");
+    redis.restart();
+    // $0.006: 1,000 prompt tokens at $2/M and 500 completion tokens at $8/M.
+    eventually("the outage's spend reaches Redis", || async {
+        let spent = redis.spent_today().await;
+        ((spent - 0.006).abs() < 1e-9).then_some(())
+    })
+    .await;
+    wait_for_shared_state(&gateways[1], true).await;
+    let status = call(&gateways[1], None).await.unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "daily budget");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_cached_by_one_replica_is_a_hit_on_another() {
     let redis = Redis::start();
@@ -261,42 +302,21 @@ async fn a_key_made_on_one_replica_works_on_the_others_and_its_revocation_too() 
     let redis = Redis::start();
     let up = Upstream::start(vec![hello()]).await;
     let (text, a, b) = pair(&up, &redis).await;
-    let made = http()
-        .post(format!("http://{}/v1/keys", a.admin))
-        .bearer_auth(ADMIN_KEY)
-        .body(serde_json::json!({"name": "fleet-team", "limits": {"rpm": 2}}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(made.status().as_u16(), 201);
-    let made: serde_json::Value = serde_json::from_str(&made.text().await.unwrap()).unwrap();
-    let secret = made["key"].as_str().unwrap().to_owned();
-    let use_key = |gw: &Gateway| {
-        let secret = secret.clone();
-        let addr = gw.addr;
-        async move {
-            let mut client =
-                aigw::proto::ai_service_client::AiServiceClient::connect(format!("http://{addr}"))
-                    .await
-                    .unwrap();
-            client
-                .generate(authed(generate("m", "hi"), &secret))
-                .await
-                .map(drop)
-        }
+    let secret = make_key_on(
+        &a,
+        serde_json::json!({"name": "fleet-team", "limits": {"rpm": 2}}),
+    )
+    .await;
+    let fleet_team = |gw: &Gateway| {
+        let (gw, secret) = (gw.addr, secret.clone());
+        async move { use_key_at(gw, &secret).await }
     };
     // Made on A: B takes it in.
-    eventually("the key works on B", || async { use_key(&b).await.ok() }).await;
+    eventually("the key works on B", || async { fleet_team(&b).await.ok() }).await;
     // rpm 2 across both: one call on B (above), one on A, then neither.
-    use_key(&a).await.unwrap();
-    assert_eq!(
-        use_key(&b).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
-    assert_eq!(
-        use_key(&a).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    assert_eq!(fleet_team(&a).await, Ok(()));
+    assert_eq!(fleet_team(&b).await, Err(Code::ResourceExhausted));
+    assert_eq!(fleet_team(&a).await, Err(Code::ResourceExhausted));
     // Listed on B.
     let (_, list) = admin_get(&b, "/v1/keys/fleet-team", Some(ADMIN_KEY)).await;
     assert!(list.contains("\"source\":\"api\""), "{list}");
@@ -310,35 +330,123 @@ async fn a_key_made_on_one_replica_works_on_the_others_and_its_revocation_too() 
         .unwrap();
     assert_eq!(revoked.status().as_u16(), 200);
     eventually("A refuses the revoked key", || async {
-        (use_key(&a).await.err()?.code() == Code::Unauthenticated).then_some(())
+        (fleet_team(&a).await == Err(Code::Unauthenticated)).then_some(())
     })
     .await;
 
     // A replica started later loads the fleet's keys.
-    let made_again = http()
-        .post(format!("http://{}/v1/keys", b.admin))
+    let late = make_key_on(&b, serde_json::json!({"name": "late"})).await;
+    let c = Gateway::start(config(&text)).await;
+    eventually("a new replica knows the fleet's keys", || async {
+        use_key(&c, &late).await.ok()
+    })
+    .await;
+}
+
+/// Makes a key through `gw`'s admin API; its secret.
+async fn make_key_on(gw: &Gateway, body: serde_json::Value) -> String {
+    let made = http()
+        .post(format!("http://{}/v1/keys", gw.admin))
         .bearer_auth(ADMIN_KEY)
-        .body(serde_json::json!({"name": "late"}).to_string())
+        .body(body.to_string())
         .send()
         .await
         .unwrap();
-    let made_again: serde_json::Value =
-        serde_json::from_str(&made_again.text().await.unwrap()).unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let made: serde_json::Value = serde_json::from_str(&made.text().await.unwrap()).unwrap();
+    made["key"].as_str().unwrap().to_owned()
+}
+
+/// One Generate with `secret` on `gw`: Ok, or the status code it was refused with.
+async fn use_key(gw: &Gateway, secret: &str) -> Result<(), Code> {
+    use_key_at(gw.addr, secret).await
+}
+
+async fn use_key_at(addr: std::net::SocketAddr, secret: &str) -> Result<(), Code> {
+    let mut client =
+        aigw::proto::ai_service_client::AiServiceClient::connect(format!("http://{addr}"))
+            .await
+            .map_err(|_| Code::Unavailable)?;
+    client
+        .generate(authed(generate("m", "hi"), secret))
+        .await
+        .map(drop)
+        .map_err(|s| s.code())
+}
+
+/// A Redis that comes back without its data (restarted without persistence, flushed, or failed over to an
+/// empty replica) revokes nothing: the replicas write back the keys they know, under a version above any the
+/// fleet used, and a replica started afterwards loads them from Redis.
+#[tokio::test]
+async fn keys_made_at_run_time_survive_redis_losing_its_data() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let (text, a, b) = pair(&up, &redis).await;
+    let secret = make_key_on(&a, serde_json::json!({"name": "durable"})).await;
+    eventually("B knows the key", || async {
+        use_key(&b, &secret).await.ok()
+    })
+    .await;
+
+    redis.kill(); // and its data
+    wait_for_shared_state(&a, false).await;
+    redis.restart();
+    wait_for_shared_state(&a, true).await;
+    wait_for_shared_state(&b, true).await;
     let c = Gateway::start(config(&text)).await;
-    let late = made_again["key"].as_str().unwrap().to_owned();
-    eventually("a new replica knows the fleet's keys", || {
-        let late = late.clone();
-        let addr = c.addr;
-        async move {
-            let mut client =
-                aigw::proto::ai_service_client::AiServiceClient::connect(format!("http://{addr}"))
-                    .await
-                    .ok()?;
-            client
-                .generate(authed(generate("m", "hi"), &late))
-                .await
-                .ok()
-        }
+    eventually(
+        "a replica started after the loss has the key from Redis",
+        || async { use_key(&c, &secret).await.ok() },
+    )
+    .await;
+    assert_eq!(use_key(&a, &secret).await, Ok(()), "A still serves it");
+    assert_eq!(use_key(&b, &secret).await, Ok(()), "B still serves it");
+}
+
+/// Every replica with `[admin] state_file` keeps a copy of the fleet's keys: after the whole fleet and Redis
+/// restarted without data, the first such replica writes them back, and a replica without a file (which never
+/// saw the key) serves it.
+#[tokio::test]
+async fn a_state_file_brings_the_fleets_keys_back_after_a_full_restart() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(vec![hello()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = format!(
+        "[shared]\nredis_url = \"{}\"\ntimeout = \"5s\"",
+        redis.url()
+    );
+    let with_file = priced_config_text(
+        &up.base_url(),
+        &format!(
+            "[admin]\nkey_env = \"TEST_ADMIN_KEY\"\nstate_file = \"{}\"\n{shared}",
+            dir.path().join("keys.json").display()
+        ),
+        "",
+        "",
+    );
+    let (a, b) = (
+        Gateway::start(config(&with_file)).await,
+        Gateway::start(config(&with_file.replace("keys.json", "b.json"))).await,
+    );
+    wait_for_shared_state(&a, true).await;
+    wait_for_shared_state(&b, true).await;
+    let secret = make_key_on(&a, serde_json::json!({"name": "kept"})).await;
+    eventually("B took the key in, and into its own file", || async {
+        let text = std::fs::read_to_string(dir.path().join("b.json")).ok()?;
+        text.contains("\"kept\"").then_some(())
+    })
+    .await;
+    for mut gw in [a, b] {
+        gw.shutdown();
+        gw.task.await.unwrap();
+    }
+    redis.kill();
+    redis.restart();
+
+    let plain = Gateway::start(config(&priced_config_text(&up.base_url(), &shared, "", ""))).await;
+    let _b = Gateway::start(config(&with_file.replace("keys.json", "b.json"))).await;
+    eventually("the replica without a file serves the key", || async {
+        use_key(&plain, &secret).await.ok()
     })
     .await;
 }

@@ -74,11 +74,21 @@ const KEYS: [&str; 6] = [
     "t:{k}:spend:m1",
 ];
 
-/// ADMIT with rpm, tpm, tokens, reservation id and budget (-1: none), over a one-minute window.
+/// ADMIT with rpm, tpm, tokens, reservation id and budget (-1: none), over a one-minute window: its verdict and
+/// number.
 async fn admit(
     c: &mut redis::aio::MultiplexedConnection,
-    (rpm, tpm, tokens, id, budget): (u32, u64, u64, &str, f64),
+    args: (u32, u64, u64, &str, f64),
 ) -> (String, String) {
+    let mut reply = admit_reply(c, args).await.into_iter();
+    (reply.next().unwrap(), reply.next().unwrap())
+}
+
+/// ADMIT's whole reply.
+async fn admit_reply(
+    c: &mut redis::aio::MultiplexedConnection,
+    (rpm, tpm, tokens, id, budget): (u32, u64, u64, &str, f64),
+) -> Vec<String> {
     let script = Script::new(ADMIT);
     let mut call = script.prepare_invoke();
     for k in KEYS {
@@ -145,7 +155,11 @@ async fn the_scripts_admit_refuse_and_reconcile_exactly() {
     );
     let n: i64 = c.zcard(KEYS[0]).await.unwrap();
     assert_eq!(n, 0);
-    assert_eq!(admit(&mut c, (5, 1000, 10, "y", 3.0)).await.0, "ok");
+    // Admitted, it says what the fleet has spent today and this month, for the replica to fall back on.
+    assert_eq!(
+        admit_reply(&mut c, (5, 1000, 10, "y", 3.0)).await,
+        ["ok", "2.5", "0"]
+    );
 
     // Windows hold for limits set later: three calls under a budget alone are still counted by an rpm of 4
     // and a tpm of 100 given afterwards.
@@ -177,8 +191,8 @@ async fn the_scripts_admit_refuse_and_reconcile_exactly() {
     };
     let (verdict, spent): (String, String) = month(3.0).invoke_async(&mut c).await.unwrap();
     assert_eq!((verdict.as_str(), spent.as_str()), ("budget_month", "3.5"));
-    let (verdict, _): (String, String) = month(4.0).invoke_async(&mut c).await.unwrap();
-    assert_eq!(verdict, "ok");
+    let reply: Vec<String> = month(4.0).invoke_async(&mut c).await.unwrap();
+    assert_eq!(reply, ["ok", "0", "3.5"]);
 }
 
 #[test]

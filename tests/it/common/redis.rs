@@ -60,8 +60,19 @@ impl Redis {
         self.child = Some(child);
     }
 
-    /// Kills the server (SIGKILL: no goodbye to clients).
+    /// Kills the server (SIGKILL: no goodbye to clients), and its data with it: `restart` starts empty.
     pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+    }
+
+    /// Writes a snapshot, then kills the server: `restart` loads the snapshot, as a Redis with persistence
+    /// comes back after an outage.
+    pub fn kill_keeping_data(&mut self) {
+        assert!(command(&self.socket(), b"SAVE\r\n", b"+OK\r\n"), "SAVE");
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -69,16 +80,43 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// The fleet's spend today over every key, as the gateways booked it in Redis.
+    pub async fn spent_today(&self) -> f64 {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let names: Vec<String> = redis::cmd("KEYS")
+            .arg("*:spend:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut total = 0.0;
+        for name in names.iter().filter(|n| !n.contains(":spend:m")) {
+            let v: String = redis::cmd("GET")
+                .arg(name)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            total += v.parse::<f64>().unwrap();
+        }
+        total
+    }
+}
+
 fn answers_ping(socket: &std::path::Path) -> bool {
+    command(socket, b"PING\r\n", b"+PONG\r\n")
+}
+
+/// Sends one inline command and says whether the reply is `want`.
+fn command(socket: &std::path::Path, line: &[u8], want: &[u8]) -> bool {
     use std::io::{Read, Write};
     let Ok(mut conn) = UnixStream::connect(socket) else {
         return false;
     };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reply = [0u8; 7];
-    conn.write_all(b"PING\r\n").is_ok()
-        && conn.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+    // A hang guard only.
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut reply = vec![0u8; want.len()];
+    conn.write_all(line).is_ok() && conn.read_exact(&mut reply).is_ok() && reply == want
 }
 
 impl Drop for Redis {
