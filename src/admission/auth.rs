@@ -172,6 +172,27 @@ impl KeyStore {
         self.by_name.get(name)
     }
 
+    /// Whether the key `who` was still holds here for `model`: not revoked or removed (a key of its name and
+    /// owner is in this store), not expired, and still allowed the model. Long streams ask it when keys change.
+    pub(crate) fn still_holds(&self, who: &Identity, model: &str) -> Result<(), GatewayError> {
+        let now = self
+            .by_name(&who.name)
+            .filter(|now| now.owner == who.owner)
+            .ok_or(GatewayError::Unauthenticated(
+                "the API key was revoked or removed",
+            ))?;
+        if now.expires.is_some_and(|end| SystemTime::now() >= end) {
+            return Err(GatewayError::Unauthenticated("the API key has expired"));
+        }
+        if !now.allows(model) {
+            return Err(GatewayError::PermissionDenied {
+                key: now.name.clone(),
+                model: model.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn authenticate(
         &self,
         metadata: &MetadataMap,

@@ -58,6 +58,9 @@ pub struct Gateway {
     pub(crate) history: crate::observe::charts::History,
     /// Redis, when limits, spend and the cache are shared by the replicas.
     pub(crate) shared: Option<Arc<Shared>>,
+    /// Counts changes to the keys (admin API, reload, the fleet's keys taken in): open streams watch it and
+    /// ask whether their key still holds.
+    key_changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// How often a replica looks for changes to the fleet's API keys.
@@ -198,6 +201,7 @@ impl Gateway {
             conversations: Conversations::new(conversations::KEEP_FOR, conversations::MAX_BYTES),
             history: Default::default(),
             shared,
+            key_changes: tokio::sync::watch::Sender::new(0),
         });
         if let Some(shared) = &gateway.shared {
             follow_fleet_keys(Arc::downgrade(&gateway), shared.clone());
@@ -285,6 +289,7 @@ impl Gateway {
     /// started with. On an error the old catalog stays. Returns a line for the log.
     pub(crate) fn reload(&self, cfg: &Config) -> Result<String, GatewayError> {
         let new = self.catalog.reload(cfg, &self.registry)?;
+        self.key_changes.send_modify(|n| *n += 1);
         self.usage.know(cfg);
         Ok(format!(
             "{} models, {} keys",
@@ -342,6 +347,11 @@ impl Gateway {
         ))
     }
 
+    /// A watch on the keys' changes, seen up to now.
+    pub(crate) fn key_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.key_changes.subscribe()
+    }
+
     /// Takes in the fleet's keys as Redis has them.
     async fn take_fleet_keys(&self, shared: &Shared) {
         if let Ok((version, state)) = shared.keys_get().await {
@@ -375,6 +385,7 @@ impl Gateway {
     /// Takes in a change the admin API made to its keys: the next call sees it.
     pub(crate) fn keys_changed(&self) {
         self.catalog.rekey(&self.registry);
+        self.key_changes.send_modify(|n| *n += 1);
         for key in self.registry.list() {
             self.usage.know_key(&key.name);
         }

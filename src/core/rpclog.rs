@@ -44,6 +44,11 @@ pub(crate) struct RpcLog {
 }
 
 impl RpcLog {
+    /// The key the call runs under.
+    pub(crate) fn who(&self) -> Arc<Identity> {
+        self.who.clone()
+    }
+
     pub(crate) fn new(
         rpc: &'static str,
         gw: Arc<Gateway>,

@@ -2,7 +2,8 @@
 //!
 //! The channel is small and `send` waits for room, so a slow client slows the upstream read (HTTP/2 flow
 //! control does the rest) instead of growing a buffer. The relay stops at once when the client goes away, the
-//! deadline or a stream limit passes, the turn is cancelled or the grace period ends; returning drops the
+//! deadline or a stream limit passes, the turn is cancelled, the grace period ends, or the key it runs under
+//! stops holding (revoked, expired, removed by a reload, no longer allowed the model); returning drops the
 //! upstream request.
 
 use std::time::Duration;
@@ -16,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::{
+    admission::auth::Identity,
     config::StreamLimits,
+    core::gateway::Gateway,
     error::GatewayError,
     observe::timing::Timing,
     proto::{ReasoningDelta, ToolCallDelta},
@@ -50,6 +53,50 @@ pub(crate) struct Limits<'a> {
     pub(crate) stop: &'a CancellationToken,
     /// The client cancelled this turn (InteractiveStream only).
     pub(crate) cancel: Option<&'a CancellationToken>,
+    /// The key the stream runs under, checked again whenever the keys change.
+    pub(crate) key: Option<KeyStanding<'a>>,
+}
+
+/// A stream's key, watched: the gateway's keys changing (an admin API change, a reload, the fleet's keys taken
+/// in) makes the stream ask whether its key still holds, and the key's expiry is one of the stream's limits.
+pub(crate) struct KeyStanding<'a> {
+    gw: &'a Gateway,
+    who: &'a Identity,
+    model: &'a str,
+    expires: Option<Instant>,
+}
+
+impl<'a> KeyStanding<'a> {
+    pub(crate) fn new(gw: &'a Gateway, who: &'a Identity, model: &'a str) -> KeyStanding<'a> {
+        let expires = who.expires.map(|end| {
+            let left = end
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            Instant::now() + left
+        });
+        KeyStanding {
+            gw,
+            who,
+            model,
+            expires,
+        }
+    }
+
+    fn check(&self) -> Result<(), GatewayError> {
+        self.gw.catalog().keys.still_holds(self.who, self.model)
+    }
+}
+
+/// Waits for the keys to change; never, without a key to watch.
+async fn keys_changed(changes: Option<&mut tokio::sync::watch::Receiver<u64>>) {
+    match changes {
+        Some(c) => {
+            if c.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Which limit comes first. The error itself is only built when the limit fires, so the per-chunk path
@@ -59,16 +106,21 @@ enum Limit {
     Deadline,
     Total,
     Idle,
+    KeyExpired,
 }
 
 impl Limits<'_> {
-    /// The earliest of the deadline and the total limit.
+    /// The earliest of the deadline, the total limit and the key's expiry.
     fn hard(&self) -> (Instant, Limit) {
         let total = self.started + self.stream.total;
-        if total < self.deadline.at {
+        let first = if total < self.deadline.at {
             (total, Limit::Total)
         } else {
             (self.deadline.at, Limit::Deadline)
+        };
+        match self.key.as_ref().and_then(|k| k.expires) {
+            Some(end) if end < first.0 => (end, Limit::KeyExpired),
+            _ => first,
         }
     }
 
@@ -91,6 +143,7 @@ impl Limits<'_> {
                 "the stream passed its total limit of {}",
                 show(self.stream.total)
             )),
+            Limit::KeyExpired => GatewayError::Unauthenticated("the API key has expired"),
             Limit::Idle => GatewayError::UpstreamUnavailable {
                 upstream: self.upstream.to_owned(),
                 detail: format!(
@@ -123,6 +176,7 @@ pub(crate) async fn pump<M>(
     timing: &mut Timing,
 ) -> Result<StreamEnd, GatewayError> {
     let mut event = Some(Ok(first));
+    let mut key_changes = limits.key.as_ref().map(|k| k.gw.key_changes());
     // The last time the client was sent anything: a heartbeat is due a keep-alive interval after it.
     let mut last_sent = Instant::now();
     loop {
@@ -163,6 +217,12 @@ pub(crate) async fn pump<M>(
         if waiting >= limit_at {
             return Err(limits.error(limit));
         }
+        if let Some(changes) = key_changes.as_mut() {
+            if changes.has_changed().unwrap_or(false) {
+                changes.borrow_and_update();
+                limits.key.as_ref().map_or(Ok(()), KeyStanding::check)?;
+            }
+        }
         // `next` is cancel-safe, so a first poll that finds nothing loses nothing.
         event = match stream.next().now_or_never() {
             Some(ready) => ready,
@@ -178,6 +238,9 @@ pub(crate) async fn pump<M>(
                     _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
                     _ = tokio::time::sleep_until(wake_at), if !beat => return Err(limits.error(limit)),
                     event = stream.next() => break event,
+                    _ = keys_changed(key_changes.as_mut()) => {
+                        limits.key.as_ref().map_or(Ok(()), KeyStanding::check)?;
+                    }
                     _ = tokio::time::sleep_until(wake_at), if beat => {
                         send(tx, Ok(wrap(Relayed::Heartbeat)), limits).await?;
                         last_sent = Instant::now();
@@ -300,6 +363,7 @@ mod tests {
                 upstream: "scripted",
                 stop: &stop,
                 cancel: None,
+                key: None,
             };
             let mut timing = Timing::default();
             let text = |r| match r {
@@ -359,6 +423,7 @@ mod tests {
             upstream: "scripted",
             stop: &stop,
             cancel: None,
+            key: None,
         };
         let mut timing = Timing::default();
         let wrap = |r: Relayed| (t0.elapsed(), r);

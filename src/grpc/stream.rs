@@ -263,13 +263,15 @@ impl Relay {
             request_id,
             attempt,
         } = self;
-        let limits = limits(
+        let who = log.who();
+        let mut limits = limits(
             &gw,
             &model,
             deadline,
             started,
             route.route().upstream.name(),
         );
+        limits.key = Some(relay::KeyStanding::new(&gw, &who, &model.name));
         let mut delivered = 0;
         // The chunks, kept for the cache while the answer stays small enough to keep.
         let mut kept = plan.key().map(|_| Vec::new());
@@ -440,5 +442,6 @@ fn limits<'a>(
         upstream,
         stop: &gw.lifecycle.stop,
         cancel: None,
+        key: None,
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use tonic::Code;
 
-use crate::common::*;
+use crate::common::{upstream::*, *};
 
 fn with_state(state: &std::path::Path) -> aigw::config::Config {
     let admin = format!(
@@ -320,4 +320,81 @@ async fn wrong_admin_keys_are_throttled_per_address() {
     assert!((1..=60).contains(&wait), "{wait}");
     // Even the right key waits out the address's minute.
     assert_eq!(get(ADMIN_KEY).await.0, 429);
+}
+
+/// A gateway with the admin API in front of `up` (model "m").
+async fn with_admin(up: &Upstream) -> Gateway {
+    let admin = "[admin]\nkey_env = \"TEST_ADMIN_KEY\"";
+    Gateway::start(config(&priced_config_text(&up.base_url(), admin, "", ""))).await
+}
+
+/// Opens a StreamGenerate with `secret` and reads its first piece of text.
+async fn open_stream(gw: &Gateway, secret: &str) -> tonic::Streaming<aigw::proto::StreamChunk> {
+    let mut stream = gw
+        .client()
+        .await
+        .stream_generate(authed(stream_request("m", "hi"), secret))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.delta, "Hel");
+    stream
+}
+
+/// The status a stream ends with, past its heartbeats; a hang guard only, never a speed bound.
+async fn end_of(mut stream: tonic::Streaming<aigw::proto::StreamChunk>) -> tonic::Status {
+    tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => assert!(chunk.heartbeat, "only heartbeats: {chunk:?}"),
+                Ok(None) => panic!("the stream ended with OK"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream went on")
+}
+
+/// A key revoked while one of its streams is open ends that stream with UNAUTHENTICATED (the upstream, which
+/// would go on for ever, is let go), instead of letting it run for as long as the upstream talks.
+#[tokio::test]
+async fn a_revoked_key_ends_its_open_streams() {
+    let up = Upstream::start(vec![Reply::sse(&[chunk("Hel")]).end(End::Hang)]).await;
+    let gw = with_admin(&up).await;
+    let secret = make_key(&gw, "streamer").await;
+    let stream = open_stream(&gw, &secret).await;
+    let (status, _) = admin(&gw, reqwest::Method::DELETE, "/v1/keys/streamer", None).await;
+    assert_eq!(status, 200);
+    let ended = end_of(stream).await;
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("revoked"), "{ended:?}");
+    eventually("the upstream request is dropped", || async {
+        (up.aborted() == 1).then_some(())
+    })
+    .await;
+}
+
+/// A key that expires while one of its streams is open ends it at the expiry, with UNAUTHENTICATED.
+#[tokio::test]
+async fn a_stream_ends_when_its_key_expires() {
+    let up = Upstream::start(vec![Reply::sse(&[chunk("Hel")]).end(End::Hang)]).await;
+    let gw = with_admin(&up).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (status, made) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys",
+        Some(json!({"name": "brief", "expires_at": now + 2})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let stream = open_stream(&gw, made["key"].as_str().unwrap()).await;
+    let ended = end_of(stream).await;
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("expired"), "{ended:?}");
 }

@@ -203,6 +203,7 @@ impl Session {
             admission,
             tx: tx.clone(),
             cancel: cancel.clone(),
+            who: now,
         };
         let span = tracing::info_span!("turn", turn = number);
         let task = tokio::spawn(turn::answer(gw.clone(), self.model.clone(), t).instrument(span));

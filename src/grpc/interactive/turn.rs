@@ -38,6 +38,8 @@ pub(crate) struct Turn {
     pub(crate) admission: Admission,
     pub(crate) tx: Tx,
     pub(crate) cancel: CancellationToken,
+    /// The key the turn runs under, as it stood when the turn began.
+    pub(crate) who: Arc<crate::admission::auth::Identity>,
 }
 
 /// How a turn ended.
@@ -98,6 +100,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
             upstream: dispatched.route.route().upstream.name(),
             stop: &gw.lifecycle.stop,
             cancel: Some(&t.cancel),
+            key: Some(relay::KeyStanding::new(&gw, &t.who, &model.name)),
         };
         let mut overflow = false;
         let wrap = |piece: Relayed| {
