@@ -138,6 +138,8 @@ impl GatewayError {
             Self::UnknownModel { .. } => (404, INVALID, Some("model_not_found")),
             Self::ResourceExhausted { limit, .. } => match *limit {
                 "budget" => (429, "insufficient_quota", Some("insufficient_quota")),
+                // The gateway's own memory, not the client's quota: another replica may have room.
+                "memory" => (503, SERVER, Some("memory_exhausted")),
                 "tpm" => (429, "tokens", Some("rate_limit_exceeded")),
                 _ => (429, "requests", Some("rate_limit_exceeded")),
             },
@@ -175,6 +177,7 @@ impl GatewayError {
                 "tpm" => "limit_tpm",
                 "budget" => "limit_budget",
                 "max_in_flight" => "limit_max_in_flight",
+                "memory" => "limit_memory",
                 _ => "resource_exhausted",
             },
             Self::UpstreamRateLimited { .. } => "upstream_rate_limited",
@@ -382,6 +385,7 @@ mod tests {
             ("tpm", "limit_tpm"),
             ("budget", "limit_budget"),
             ("max_in_flight", "limit_max_in_flight"),
+            ("memory", "limit_memory"),
         ] {
             let e = GatewayError::ResourceExhausted {
                 message: "m".into(),

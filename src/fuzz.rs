@@ -1,6 +1,7 @@
 //! The fuzz harness: property tests, on stable Rust, of every parser of outside bytes — the SSE decoder, OpenAI
-//! chunks and completions, Anthropic events, the REST request parser, the Retry-After parser, `grpc-timeout`
-//! and the surrogate joiner; and the one writer that must match another byte for byte, the RPC log line. Each
+//! chunks and completions, Anthropic events, the REST request parsers (which must also never hold more than
+//! the memory budget charges a body: measured by a thread-local counting allocator, `allocation-counter`), the
+//! Retry-After parser, `grpc-timeout` and the surrogate joiner; and the one writer that must match another byte for byte, the RPC log line. Each
 //! property runs a bounded number of cases in `cargo test` (`PROPTEST_CASES` raises it for a longer hunt); a
 //! failing input is shrunk and written to `src/fuzz.regressions`, which is
 //! committed, so it is replayed first on every later run. Inputs that once crashed the gateway are also kept
@@ -113,6 +114,58 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// A request body built to make a door's decoder allocate: one element repeated many times (tiny messages,
+/// content blocks, tools, unknown values), a random tree in an unknown field, and numbers out of range.
+fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
+    let element = prop_oneof![
+        Just(r#"{"role":"user","content":""}"#),
+        Just(r#"{"role":"user","content":[{"type":"text","text":""}]}"#),
+        Just(
+            r#"{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}"#
+        ),
+        Just(r#"{"type":"function","function":{"name":"f","parameters":{}}}"#),
+        Just(r#"{"type":"x"}"#),
+        Just("[]"),
+        Just("{}"),
+        Just("0"),
+        Just(r#""""#),
+    ];
+    let field = prop_oneof![
+        Just("messages"),
+        Just("input"),
+        Just("tools"),
+        Just("content"),
+        Just("stop"),
+        Just("unknown"),
+    ];
+    let number = prop_oneof![
+        Just("1e308".to_owned()),
+        Just("-1".to_owned()),
+        Just("18446744073709551616".to_owned()),
+        any::<i64>().prop_map(|n| n.to_string()),
+    ];
+    let numeric = prop_oneof![
+        Just("max_tokens"),
+        Just("max_output_tokens"),
+        Just("max_completion_tokens"),
+        Just("n"),
+        Just("top_logprobs"),
+        Just("dimensions"),
+        Just("temperature"),
+        Just("budget_tokens"),
+    ];
+    (element, 0..3000usize, field, json(), numeric, number).prop_map(
+        |(element, times, field, tree, numeric, number)| {
+            let many = vec![element; times].join(",");
+            format!(
+                r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}],"input":"hi",
+                "{field}":[{many}],"extra":{tree},"{numeric}":{number}}}"#
+            )
+            .into_bytes()
+        },
+    )
+}
+
 /// Text as a JavaScript server sends it: UTF-16 units, escaped `\uXXXX`, cut into pieces anywhere.
 fn js_pieces(text: &str, cuts: &[usize]) -> Vec<String> {
     let units: Vec<u16> = text.encode_utf16().collect();
@@ -178,6 +231,33 @@ proptest! {
         }).to_string().into_bytes()),
     ]) {
         let _ = crate::rest::parse_request(&body);
+    }
+
+    /// Decoding a request body never holds more at its peak than the memory budget charges the body
+    /// (`core::memory::json_charge`), whichever door reads it: the budget's accounting is an upper bound.
+    #[test]
+    fn decoding_a_request_holds_no_more_than_its_charge(body in prop_oneof![
+        hostile_body(),
+        json().prop_map(|v| v.to_string().into_bytes()),
+    ]) {
+        let charge = crate::core::memory::json_charge(&body);
+        type Parser = fn(&[u8]) -> bool;
+        let doors: [(&str, Parser); 3] = [
+            ("chat", |b| crate::rest::parse_request(b).is_ok()),
+            ("responses", |b| crate::rest::parse_responses(b).is_ok()),
+            ("messages", |b| crate::rest::parse_messages(b).is_ok()),
+        ];
+        for (door, parse) in doors {
+            let info = allocation_counter::measure(|| {
+                std::hint::black_box(parse(&body));
+            });
+            prop_assert!(
+                info.bytes_max <= charge,
+                "{door}: {} bytes at the peak, charged {charge}, for a body of {}",
+                info.bytes_max,
+                body.len()
+            );
+        }
     }
 
     #[test]

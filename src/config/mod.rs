@@ -377,6 +377,8 @@ pub struct Config {
     pub(crate) interactive: InteractiveConfig,
     /// Calls in flight in the whole process; more are shed with RESOURCE_EXHAUSTED.
     pub(crate) max_in_flight: u32,
+    /// Bytes that requests being read and parsed may hold together (`core::memory`).
+    pub(crate) memory_budget: u64,
     /// The response cache's bounds (used when a model caches).
     pub(crate) cache: CacheConfig,
     /// Redis, when rate windows, spend and the cache are shared by the replicas.
@@ -654,6 +656,9 @@ impl Config {
         if raw.limits.max_in_flight == 0 {
             return err("limits.max_in_flight: must be at least 1");
         }
+        if raw.limits.memory_budget_mib < 16 {
+            return err("limits.memory_budget_mib: must be at least 16 (a 4 MiB body needs more than that to parse)");
+        }
         let i = &raw.interactive;
         if i.max_history_messages < 2 {
             return err("interactive.max_history_messages: must be at least 2 (one user turn and its answer)");
@@ -702,6 +707,7 @@ impl Config {
                 max_history_bytes: i.max_history_bytes,
             },
             max_in_flight: raw.limits.max_in_flight,
+            memory_budget: u64::from(raw.limits.memory_budget_mib) << 20,
             cache: raw.cache.check()?,
             shared: raw.shared.map(|s| s.check(&env)).transpose()?,
             cors: raw.cors.map(cors::RawCors::check).transpose()?,

@@ -61,6 +61,8 @@ impl KeyLimits {
 pub(super) struct RawLimits {
     #[serde(default = "default_max_in_flight")]
     pub(crate) max_in_flight: u32,
+    #[serde(default = "default_memory_budget_mib")]
+    pub(crate) memory_budget_mib: u32,
     #[serde(default)]
     default: KeyLimits,
 }
@@ -76,6 +78,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             max_in_flight: default_max_in_flight(),
+            memory_budget_mib: default_memory_budget_mib(),
             default: KeyLimits::default(),
         }
     }
@@ -83,6 +86,12 @@ impl Default for RawLimits {
 
 fn default_max_in_flight() -> u32 {
     4096
+}
+
+/// Half the reference deployment's 1 GiB memory limit: room for the process's own ~11 MiB, the caches and the
+/// streams' buffers beside the requests being parsed.
+fn default_memory_budget_mib() -> u32 {
+    512
 }
 
 /// Without any configuration a key may have 64 calls in flight and no rate limit.

@@ -45,6 +45,8 @@ pub struct Gateway {
     pub(crate) lifecycle: Lifecycle,
     /// The process-wide cap on calls in flight (load shedding).
     pub(crate) in_flight: Arc<Semaphore>,
+    /// What requests being read and parsed may hold together.
+    pub(crate) memory: crate::core::memory::MemoryBudget,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) usage: UsageBook,
     /// Per-minute request counts and their forecast: the scaling signal.
@@ -193,6 +195,10 @@ impl Gateway {
             interactive: cfg.interactive,
             lifecycle,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
+            memory: crate::core::memory::MemoryBudget::new(
+                cfg.memory_budget,
+                metrics.memory_held.clone(),
+            ),
             metrics,
             usage,
             signal: Signal::default(),

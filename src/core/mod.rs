@@ -5,5 +5,6 @@ pub(crate) mod cache;
 pub(crate) mod catalog;
 pub(crate) mod conversations;
 pub mod gateway;
+pub(crate) mod memory;
 pub mod reload;
 pub(crate) mod rpclog;

@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     pub(crate) cache_bytes: prometheus::IntGauge,
     pub(crate) shared_up: prometheus::IntGauge,
     pub(crate) requests_last_minute: prometheus::IntGauge,
+    pub(crate) memory_held: prometheus::IntGauge,
     pub(crate) forecast_peak: prometheus::Gauge,
     pub(crate) recommended_replicas: prometheus::IntGauge,
     /// `[scaling] capacity_rpm_per_replica`: summed over replicas, the fleet's capacity (for the alert).
@@ -140,6 +141,11 @@ impl Metrics {
                 "aigw_requests_last_minute",
                 "Requests this replica received in the last whole minute.",
             ),
+            memory_held: gauge(
+                "aigw_memory_held_bytes",
+                "Bytes of the memory budget ([limits] memory_budget_mib) held now by requests being read, \
+                 parsed and answered.",
+            ),
             forecast_peak: prometheus::Gauge::new(
                 "aigw_forecast_requests_per_minute",
                 "The highest per-minute request count forecast for this replica over the scaling horizon; \
@@ -230,7 +236,12 @@ impl Metrics {
         }
         r.register(Box::new(m.cost.clone()))
             .expect("unique metric names");
-        for g in [&m.cache_entries, &m.cache_bytes, &m.requests_last_minute] {
+        for g in [
+            &m.cache_entries,
+            &m.cache_bytes,
+            &m.requests_last_minute,
+            &m.memory_held,
+        ] {
             r.register(Box::new(g.clone()))
                 .expect("unique metric names");
         }

@@ -12,6 +12,11 @@ mod request;
 mod responses;
 #[cfg(test)]
 pub(crate) use request::parse as parse_request;
+/// The other doors' request parsers, for the fuzz harness.
+#[cfg(test)]
+pub(crate) use {
+    messages::parse_request as parse_messages, responses::parse_request as parse_responses,
+};
 mod wire;
 
 use std::sync::Arc;
@@ -21,7 +26,14 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tonic::{body::Body, metadata::MetadataMap};
 
-use crate::{core::gateway::Gateway, transport::trailers::TrailerSlot};
+use crate::{
+    core::{
+        gateway::Gateway,
+        memory::{self, Held},
+    },
+    error::GatewayError,
+    transport::trailers::TrailerSlot,
+};
 
 /// The largest request body read, as for a gRPC message (tonic's default).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -136,6 +148,35 @@ where
         Route::Messages | Route::CountTokens => MAX_MESSAGES_BODY,
         _ => MAX_BODY,
     };
+    // What reading the body, parsing it and answering may hold, against the process's memory budget until the
+    // answer begins: its declared length before it is read, then what parsing it costs.
+    let refused = |e: GatewayError| {
+        gw.rejected(&who, &e);
+        if anthropic {
+            messages::gateway_error(&e)
+        } else {
+            error::gateway(&e)
+        }
+    };
+    let declared = metadata
+        .get(header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .map_or(0, |n| n.min(limit as u64));
+    let reading = if post && declared > 0 {
+        match gw
+            .memory
+            .hold(memory::BASE + declared * memory::BYTE_COST)
+            .await
+        {
+            Ok(held) => Some(held),
+            Err(e) => {
+                discard_body(body, limit).await;
+                return refused(e);
+            }
+        }
+    } else {
+        None
+    };
     let bytes = if post {
         match read_body(body, limit).await {
             Ok(bytes) => bytes,
@@ -144,6 +185,18 @@ where
     } else {
         Bytes::new()
     };
+    let parsing = match reading.as_ref().map_or(0, Held::bytes) {
+        _ if bytes.is_empty() => None,
+        before => match gw
+            .memory
+            .hold(memory::json_charge(&bytes).saturating_sub(before))
+            .await
+        {
+            Ok(held) => Some(held),
+            Err(e) => return refused(e),
+        },
+    };
+    let _held = (reading, parsing);
     match route {
         Route::Chat => chat::completions(gw, who, metadata, bytes).await,
         Route::Embeddings => embeddings::create(gw, who, metadata, bytes).await,
@@ -251,6 +304,17 @@ where
     }
 }
 
+/// Reads and drops a body refused before it was read (up to `limit` bytes; nothing is kept), so an HTTP/1.1
+/// client that sends its whole body before it reads the answer gets the refusal, not a reset connection.
+async fn discard_body<B>(body: B, limit: usize)
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
 /// A whole answer from `handle` (a gRPC handler), written by `answer`, or the call's error as OpenAI writes
 /// it. The overhead and cost, which gRPC sends as trailers, go out as headers.
 async fn unary<M, R, F>(
@@ -326,6 +390,10 @@ trait StreamWriter: Send + 'static {
     }
     fn last(&mut self, last: &crate::proto::StreamChunk) -> Bytes;
     fn failed(&mut self, status: &tonic::Status) -> Bytes;
+    /// Why the writer cannot go on (it keeps more of the answer than it may), ending the stream with it.
+    fn overflow(&self) -> Option<tonic::Status> {
+        None
+    }
 }
 
 /// One chunk of the stream as the door's events.
@@ -367,7 +435,17 @@ fn relay<W: StreamWriter>(
             return None;
         }
         Some(match chunk {
-            Ok(c) if !c.is_complete => write_chunk(&mut writer, &c),
+            Ok(c) if !c.is_complete => {
+                let out = write_chunk(&mut writer, &c);
+                match writer.overflow() {
+                    None => out,
+                    Some(status) => {
+                        // Nothing more is read: the upstream request is dropped with the stream.
+                        done = true;
+                        [out, writer.failed(&status)].concat().into()
+                    }
+                }
+            }
             Ok(last) => {
                 done = true;
                 writer.last(&last)

@@ -308,3 +308,108 @@ async fn admin_get_with(gw: &Gateway, path: &str, authorization: &str) -> (u16, 
         .unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
+
+/// A body whose parse would take more than the memory budget is refused before it is parsed: 503 with the
+/// limit named, nothing sent upstream; a normal call goes on, and the budget is all given back.
+#[tokio::test]
+async fn a_body_that_would_take_more_than_the_memory_budget_is_refused_before_parsing() {
+    let text = mock_config_text("", 100_000) + "\n[limits]\nmemory_budget_mib = 16\n";
+    let gw = Gateway::start(config(&text)).await;
+    // 40,000 empty messages: 1.2 MB of body, charged about 80 MB to parse (a JSON value costs far more parsed
+    // than its few bytes).
+    let tiny = serde_json::json!({"role": "user", "content": ""});
+    let body = serde_json::json!({"model": "big", "messages": vec![tiny; 40_000]});
+    let (status, text) = post_json(&gw, "/v1/chat/completions", KEY, &body).await;
+    assert_eq!(status, 503, "{text}");
+    let error: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(error["error"]["code"], "memory_exhausted", "{text}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.memory_budget_mib"),
+        "{text}"
+    );
+    let small =
+        serde_json::json!({"model": "big", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, text) = post_json(&gw, "/v1/chat/completions", KEY, &small).await;
+    assert_eq!(status, 200, "{text}");
+    let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+    assert_eq!(metric(&metrics, "aigw_memory_held_bytes"), 0.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "aigw_limit_rejections_total{key=\"tester\",limit=\"memory\"}"
+        ),
+        1.0
+    );
+}
+
+/// Every count a request carries has a bound, checked before any upstream call, and the refusal names the
+/// field and its limit.
+#[tokio::test]
+async fn counts_and_sizes_past_their_bounds_are_refused_by_name() {
+    use aigw::proto::{content_part::Part, ContentPart, GenerationConfig, ReasoningConfig, Tool};
+    let (up, gw) = scripted(vec![]).await;
+    let refused = |req: aigw::proto::GenerateRequest| {
+        let gw = &gw;
+        async move {
+            gw.client()
+                .await
+                .generate(authed(req, KEY))
+                .await
+                .unwrap_err()
+        }
+    };
+    let mut many = generate("m", "hi");
+    many.messages = vec![user("x"); 50_001];
+    assert_status(
+        &refused(many).await,
+        tonic::Code::InvalidArgument,
+        "messages: at most 50000 messages",
+    );
+    let mut parts = generate("m", "");
+    parts.messages[0].content.clear();
+    let text = ContentPart {
+        part: Some(Part::Text("x".into())),
+    };
+    parts.messages[0].parts = vec![text; 10_001];
+    assert_status(
+        &refused(parts).await,
+        tonic::Code::InvalidArgument,
+        "messages[0].parts: at most 10000",
+    );
+    let tool = |i: usize| Tool {
+        name: format!("t{i}"),
+        ..Default::default()
+    };
+    let tools = with_config(
+        generate("m", "hi"),
+        GenerationConfig {
+            tools: (0..1_025).map(tool).collect(),
+            ..Default::default()
+        },
+    );
+    assert_status(
+        &refused(tools).await,
+        tonic::Code::InvalidArgument,
+        "config.tools: at most 1024 tools",
+    );
+    let thinking = with_config(
+        generate("m", "hi"),
+        GenerationConfig {
+            reasoning: Some(ReasoningConfig {
+                mode: "enabled".into(),
+                budget_tokens: Some(2_001),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    assert_status(
+        &refused(thinking).await,
+        tonic::Code::InvalidArgument,
+        "config.reasoning.budget_tokens: 2001 is above 2000",
+    );
+    assert_eq!(up.calls(), 0);
+}

@@ -76,28 +76,59 @@ async fn an_anthropic_upstream_streams_the_documented_events() {
     assert_eq!(up.requests()[0].body["system"], "Be brief.");
 }
 
+/// A Responses stream on `up` that must end in `error` and `response.failed`: its event kinds, and the failed
+/// response.
+async fn failed_stream(up: &Upstream) -> (Vec<String>, Value) {
+    let gw = Gateway::without_retries(up).await;
+    let (status, body) = post(&gw, json!({"model": "big", "input": "hi", "stream": true})).await;
+    assert_eq!(status, 200);
+    let mut got = events(&body);
+    let kinds: Vec<String> = got.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["error", "response.failed"],
+        "{:?}",
+        &kinds[kinds.len().saturating_sub(3)..]
+    );
+    let failed = got.pop().unwrap().1["response"].take();
+    (kinds, failed)
+}
+
 #[tokio::test]
 async fn a_stream_broken_after_its_start_fails_and_never_completes() {
     let mut words = stream_of(&["par", "tial"]);
     words.truncate(3); // role and two deltas: no finish, no [DONE]
     let up = Upstream::start(vec![Reply::sse(&words).end(End::Reset)]).await;
-    let gw = Gateway::without_retries(&up).await;
-    let (status, body) = post(&gw, json!({"model": "big", "input": "hi", "stream": true})).await;
-    assert_eq!(status, 200);
-    let got = events(&body);
-    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        &kinds[kinds.len() - 2..],
-        ["error", "response.failed"],
-        "{kinds:?}"
-    );
-    assert!(!kinds.contains(&"response.completed"));
-    let failed = &got.last().unwrap().1["response"];
+    let (kinds, failed) = failed_stream(&up).await;
+    assert!(!kinds.iter().any(|k| k == "response.completed"));
     assert_eq!(failed["status"], "failed");
     assert!(failed["error"]["message"]
         .as_str()
         .unwrap()
         .contains("scripted"));
+}
+
+/// A Responses stream repeats its answer in its closing events, so it keeps what it sent: past 8 MiB kept, the
+/// stream ends with `response.failed` (`memory_exhausted`) instead of holding an endless answer four times over,
+/// and the upstream, which would go on, is let go.
+#[tokio::test]
+async fn an_answer_past_what_a_responses_stream_keeps_fails_the_stream() {
+    let piece = "x".repeat(256 << 10);
+    let chunks: Vec<String> = std::iter::once(role_chunk())
+        .chain((0..40).map(|_| chunk(&piece)))
+        .collect();
+    let up = Upstream::start(vec![Reply::sse(&chunks).end(End::Hang)]).await;
+    let (kinds, failed) = failed_stream(&up).await;
+    let deltas = kinds
+        .iter()
+        .filter(|k| *k == "response.output_text.delta")
+        .count();
+    assert_eq!(deltas, 33, "the deltas up to the first past 8 MiB went out");
+    assert_eq!(failed["error"]["code"], "memory_exhausted");
+    eventually("the upstream request is dropped", || async {
+        (up.aborted() == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

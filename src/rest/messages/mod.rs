@@ -9,6 +9,9 @@
 //! stream that fails after it started ends with an `error` event, never `message_stop`.
 
 mod request;
+/// For the fuzz harness.
+#[cfg(test)]
+pub(crate) use request::parse as parse_request;
 
 use std::sync::Arc;
 

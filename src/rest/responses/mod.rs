@@ -11,6 +11,9 @@
 //! (`core::conversations`: an hour, bounded in memory, per replica, for the key that made it).
 
 mod request;
+/// For the fuzz harness.
+#[cfg(test)]
+pub(crate) use request::parse as parse_request;
 
 use std::sync::Arc;
 
@@ -136,7 +139,11 @@ pub(crate) async fn create(
                 .map(|(i, r)| answer.reasoning_item(i, r))
                 .collect();
             if !done.content.is_empty() || done.tool_calls.is_empty() {
-                output.push(answer.message_item(&answer.message_id, "completed", &done.content));
+                output.push(answer.message_item(
+                    &answer.message_id,
+                    "completed",
+                    done.content.as_str(),
+                ));
             }
             output.extend(
                 done.tool_calls
@@ -338,11 +345,14 @@ impl Answer {
         Value::Object(o)
     }
 
-    fn message_item(&self, id: &str, status: &str, text: &str) -> Value {
+    /// A message item; `text` is moved into it (an answer's text is not copied once more).
+    fn message_item(&self, id: &str, status: &str, text: impl Into<String>) -> Value {
         let content = if status == "in_progress" {
             json!([])
         } else {
-            json!([output_text(text)])
+            let mut part = output_text("");
+            part["text"] = Value::String(text.into());
+            json!([part])
         };
         json!({"id": id, "type": "message", "status": status, "role": "assistant",
                "content": content})
@@ -406,6 +416,11 @@ fn float(v: f32) -> Value {
         .map_or(Value::Null, Value::from)
 }
 
+/// The most answer a Responses stream keeps (text, reasoning, call arguments) for its closing events, which
+/// repeat it: the deltas of a longer answer have gone out, and the stream ends with `response.failed`
+/// (`memory_exhausted`) rather than hold it again four times over. 16 times the longest answers models give.
+const MAX_KEPT: usize = 8 << 20;
+
 /// Writes one stream's events, numbering them. Output items open in the order their first pieces came
 /// (reasoning, the message, function calls) and each closes when the next opens.
 struct Events {
@@ -414,8 +429,10 @@ struct Events {
     /// The output items closed so far, in order: the finished response lists them.
     output: Vec<Value>,
     open: Option<Item>,
-    /// The message's whole text, for the finished response and the kept conversation.
+    /// The message's whole text, for the kept conversation (only when it is kept).
     text: String,
+    /// Bytes of answer kept so far for the closing events (`MAX_KEPT`).
+    kept: usize,
     /// Message items opened so far (a second one, after a call, gets its own id).
     messages: usize,
     /// Per tool call streamed in pieces: its output index, item id, and the call so far.
@@ -610,7 +627,7 @@ impl Events {
                     ),
                     out,
                 );
-                let item = self.answer.message_item(&id, "completed", &text);
+                let item = self.answer.message_item(&id, "completed", text);
                 self.finished(at, item, out);
             }
             Some(Item::Call { call }) => {
@@ -652,7 +669,10 @@ impl super::StreamWriter for Events {
         if !matches!(self.open, Some(Item::Message { .. })) {
             self.open_message(&mut out);
         }
-        self.text.push_str(delta);
+        if self.keep.is_some() {
+            self.text.push_str(delta);
+        }
+        self.kept += delta.len();
         let Some(Item::Message { at, id, text }) = &mut self.open else {
             return Bytes::from(out);
         };
@@ -687,6 +707,7 @@ impl super::StreamWriter for Events {
         block.text.push_str(&r.text);
         block.signature.push_str(&r.signature);
         block.redacted.push_str(&r.redacted);
+        self.kept += r.text.len() + r.signature.len() + r.redacted.len();
         if !r.text.is_empty() {
             piece(
                 &mut self.seq,
@@ -715,6 +736,7 @@ impl super::StreamWriter for Events {
         }
         let (at, id, call) = &mut self.calls[index];
         call.arguments.push_str(&c.arguments);
+        self.kept += c.arguments.len();
         if !c.arguments.is_empty() {
             piece(
                 &mut self.seq,
@@ -773,6 +795,20 @@ impl super::StreamWriter for Events {
         Bytes::from(out)
     }
 
+    fn overflow(&self) -> Option<Status> {
+        (self.kept > MAX_KEPT).then(|| {
+            Status::from(GatewayError::ResourceExhausted {
+                message: format!(
+                    "the answer passed {} MiB, the most a Responses stream keeps for its closing events; its \
+                     deltas were sent",
+                    MAX_KEPT >> 20
+                ),
+                retry_after: None,
+                limit: "memory",
+            })
+        })
+    }
+
     /// A failure after the start: an `error` event, then `response.failed`.
     fn failed(&mut self, status: &Status) -> Bytes {
         let mut out = Vec::new();
@@ -815,6 +851,7 @@ fn events(
         output: Vec::new(),
         open: None,
         text: String::new(),
+        kept: 0,
         messages: 0,
         calls: Vec::new(),
         keep,

@@ -19,6 +19,13 @@ use crate::{
 pub(crate) const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// OpenAI accepts at most four stop sequences.
 pub(crate) const MAX_STOP: usize = 4;
+/// The most messages one request may carry: far above any context window's worth of turns (a long agent
+/// session holds a few thousand), far below what a body could hold.
+pub(crate) const MAX_MESSAGES: usize = 50_000;
+/// The most content parts, and tool calls, one message may carry.
+pub(crate) const MAX_PARTS: usize = 10_000;
+/// The most tools one request may define: above what agents send with every MCP server on (a few hundred).
+pub(crate) const MAX_TOOLS: usize = 1_024;
 
 fn invalid(msg: String) -> GatewayError {
     GatewayError::InvalidArgument(msg)
@@ -29,7 +36,20 @@ pub(crate) fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
     if messages.is_empty() {
         return Err(invalid("messages: at least one message is required".into()));
     }
+    if messages.len() > MAX_MESSAGES {
+        return Err(invalid(format!(
+            "messages: at most {MAX_MESSAGES} messages, got {}",
+            messages.len()
+        )));
+    }
     for (i, m) in messages.iter().enumerate() {
+        for (field, n) in [("parts", m.parts.len()), ("tool_calls", m.tool_calls.len())] {
+            if n > MAX_PARTS {
+                return Err(invalid(format!(
+                    "messages[{i}].{field}: at most {MAX_PARTS}, got {n}"
+                )));
+            }
+        }
         if !ROLES.contains(&m.role.as_str()) {
             return Err(invalid(format!(
                 "messages[{i}].role: '{}' is not one of {}",
@@ -73,6 +93,19 @@ pub(crate) fn check_config(
     }
     if let Some(i) = c.stop.iter().position(String::is_empty) {
         return Err(invalid(format!("config.stop[{i}]: must not be empty")));
+    }
+    if c.tools.len() > MAX_TOOLS {
+        return Err(invalid(format!(
+            "config.tools: at most {MAX_TOOLS} tools, got {}",
+            c.tools.len()
+        )));
+    }
+    if let Some(b) = c.reasoning.as_ref().and_then(|r| r.budget_tokens) {
+        if u64::try_from(b).is_ok_and(|b| b > u64::from(max_output_tokens)) {
+            return Err(invalid(format!(
+                "config.reasoning.budget_tokens: {b} is above {max_output_tokens} (this model's output limit)"
+            )));
+        }
     }
     crate::upstream::openai::extras::check_config(c)
 }

@@ -199,6 +199,8 @@ pub(crate) fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
             return Err(invalid("config.top_logprobs: needs logprobs = true".into()));
         }
     }
+    // A set, not a scan of the tools before each: a thousand tools cost a thousand lookups, not half a million.
+    let mut names = std::collections::HashSet::with_capacity(c.tools.len());
     for (i, tool) in c.tools.iter().enumerate() {
         if let Some(c) = &tool.cache_control {
             check_cache_control(&format!("config.tools[{i}].cache_control"), c)?;
@@ -209,7 +211,7 @@ pub(crate) fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
                 tool.name
             )));
         }
-        if c.tools[..i].iter().any(|t| t.name == tool.name) {
+        if !names.insert(tool.name.as_str()) {
             return Err(invalid(format!(
                 "config.tools[{i}].name: '{}' is defined twice",
                 tool.name
