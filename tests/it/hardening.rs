@@ -400,7 +400,7 @@ async fn counts_and_sizes_past_their_bounds_are_refused_by_name() {
         GenerationConfig {
             reasoning: Some(ReasoningConfig {
                 mode: "enabled".into(),
-                budget_tokens: Some(2_001),
+                budget_tokens: Some(1_048_577),
                 ..Default::default()
             }),
             ..Default::default()
@@ -409,7 +409,7 @@ async fn counts_and_sizes_past_their_bounds_are_refused_by_name() {
     assert_status(
         &refused(thinking).await,
         tonic::Code::InvalidArgument,
-        "config.reasoning.budget_tokens: 2001 is above 2000",
+        "config.reasoning.budget_tokens: 1048577 is above 1048576",
     );
     assert_eq!(up.calls(), 0);
 }

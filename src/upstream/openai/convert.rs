@@ -24,6 +24,9 @@ pub(crate) const MAX_STOP: usize = 4;
 pub(crate) const MAX_MESSAGES: usize = 50_000;
 /// The most content parts, and tool calls, one message may carry.
 pub(crate) const MAX_PARTS: usize = 10_000;
+/// The largest thinking budget taken: above every model's output window. (Not the model's own output limit: to
+/// an OpenAI-style upstream a budget is only a hint, mapped to an effort.)
+pub(crate) const MAX_BUDGET_TOKENS: i32 = 1 << 20;
 /// The most tools one request may define: above what agents send with every MCP server on (a few hundred).
 pub(crate) const MAX_TOOLS: usize = 1_024;
 
@@ -100,12 +103,15 @@ pub(crate) fn check_config(
             c.tools.len()
         )));
     }
-    if let Some(b) = c.reasoning.as_ref().and_then(|r| r.budget_tokens) {
-        if u64::try_from(b).is_ok_and(|b| b > u64::from(max_output_tokens)) {
-            return Err(invalid(format!(
-                "config.reasoning.budget_tokens: {b} is above {max_output_tokens} (this model's output limit)"
-            )));
-        }
+    if let Some(b) = c
+        .reasoning
+        .as_ref()
+        .and_then(|r| r.budget_tokens)
+        .filter(|&b| b > MAX_BUDGET_TOKENS)
+    {
+        return Err(invalid(format!(
+            "config.reasoning.budget_tokens: {b} is above {MAX_BUDGET_TOKENS}"
+        )));
     }
     crate::upstream::openai::extras::check_config(c)
 }
