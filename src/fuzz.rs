@@ -261,6 +261,20 @@ proptest! {
     }
 
     #[test]
+    fn grpc_requests_never_panic(body in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..256),
+        prop::collection::vec(prop_oneof![Just(0x12u8), Just(0x00), Just(0x0a), Just(0x02), any::<u8>()], 0..256),
+    ]) {
+        use crate::grpc::codec::{elements, DEPTH, MAX_ELEMENTS};
+        use prost::Message as _;
+        // A field takes two bytes at least, at each depth counted.
+        let n = elements(&body, 0, MAX_ELEMENTS);
+        prop_assert!(n <= (body.len() as u64 / 2) * u64::from(DEPTH + 1), "{n} elements in {} bytes", body.len());
+        let _ = crate::grpc::codec::countable(&body);
+        let _ = crate::proto::GenerateRequest::decode(&body[..]);
+    }
+
+    #[test]
     fn waits_from_headers_never_panic_and_stay_bounded(text in prop_oneof![
         ".{0,40}", "[0-9]{1,40}", "-?[0-9]{0,20}\\.?[0-9]{0,5}(e[0-9]{1,3})?",
         "[0-9]{1,6}(h|m|s|ms)([0-9]{1,6}(m|s|ms))?",

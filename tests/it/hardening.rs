@@ -361,6 +361,14 @@ async fn counts_and_sizes_past_their_bounds_are_refused_by_name() {
                 .unwrap_err()
         }
     };
+    // More elements than the gateway decodes: refused from the wire, before 600,000 Messages are built.
+    let mut flood = generate("m", "hi");
+    flood.messages = vec![aigw::proto::Message::default(); 600_000];
+    assert_status(
+        &refused(flood).await,
+        tonic::Code::InvalidArgument,
+        "more than 500000 protobuf elements",
+    );
     let mut many = generate("m", "hi");
     many.messages = vec![user("x"); 50_001];
     assert_status(
