@@ -581,6 +581,32 @@ mod tests {
         assert!(l.rates(t, noon, 10).is_ok());
     }
 
+    /// A budget is spent when the spend reaches it, not only once it passes it: spent to the cent, the next
+    /// call is refused, for the day and for the month.
+    #[test]
+    fn a_budget_spent_to_the_cent_refuses_the_next_call() {
+        let noon = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 43_200);
+        let t = Instant::now();
+        let daily = KeyLimiter::new("d", rates(None, None, Some(1.0)));
+        daily.add_spend(0.5, noon);
+        assert!(daily.rates(t, noon, 10).is_ok());
+        daily.add_spend(0.5, noon);
+        assert_eq!(daily.spent_today(noon), 1.0);
+        assert!(daily.rates(t, noon, 10).is_err(), "spent == budget");
+        let monthly = KeyLimiter::new(
+            "m",
+            KeyLimits {
+                monthly_budget_usd: Some(3.0),
+                ..KeyLimits::default()
+            },
+        );
+        monthly.add_spend(1.5, noon);
+        assert!(monthly.rates(t, noon, 10).is_ok());
+        monthly.add_spend(1.5, noon);
+        let err = monthly.rates(t, noon, 10).unwrap_err();
+        assert!(err.to_string().contains("monthly budget"), "{err}");
+    }
+
     fn global() -> Arc<Semaphore> {
         Arc::new(Semaphore::new(1000))
     }
@@ -610,6 +636,21 @@ mod tests {
             Some(s(9))
         );
         l.admit(t0 + s(70), 0, &g).unwrap();
+    }
+
+    /// Calls that land within one grain are kept as one entry, dated by the later: the entry expires with its
+    /// last call, never with its first, so merging never admits N+1 in a rolling minute.
+    #[test]
+    fn calls_merged_into_one_entry_expire_with_the_last() {
+        let l = limiter(Some(2), None, None);
+        let (g, t0) = (global(), Instant::now());
+        let late = t0 + GRAIN / 2;
+        l.admit(t0, 0, &g).unwrap();
+        l.admit(late, 0, &g).unwrap();
+        // A minute after the first call, the second is still in the window.
+        let err = l.admit(t0 + WINDOW, 0, &g).unwrap_err();
+        assert_eq!(retry_after(err), Some(GRAIN / 2));
+        l.admit(late + WINDOW, 0, &g).unwrap();
     }
 
     /// A limit set (or lowered) at run time counts what is already in its window: after 3 calls with no

@@ -575,6 +575,15 @@ mod tests {
         for (i, k) in others.iter().enumerate() {
             assert_ne!(*k, base, "variant {i} collided");
         }
+        // Fields run together would collide: every field is length-prefixed.
+        let named = |name: &str, content: &str| Message {
+            name: name.into(),
+            ..msg("user", content)
+        };
+        assert_ne!(
+            key("m", &[named("", "ab")], None),
+            key("m", &[named("a", "b")], None)
+        );
     }
 
     #[test]

@@ -126,6 +126,26 @@ mod tests {
         assert_eq!(c.record(t0 + Duration::from_secs(3), LIMITED), None);
     }
 
+    /// Half of the answers, not less: 3 rate limited of 7 leaves the route warm, 3 of 6 cools it.
+    #[test]
+    fn the_threshold_is_half_of_the_answers() {
+        let t0 = Instant::now();
+        let c = Cooling::default();
+        for _ in 0..4 {
+            c.record(t0, None);
+        }
+        c.record(t0, LIMITED);
+        c.record(t0, LIMITED);
+        assert_eq!(c.record(t0, LIMITED), None, "3 of 7");
+        let c = Cooling::default();
+        for _ in 0..3 {
+            c.record(t0, None);
+        }
+        c.record(t0, LIMITED);
+        c.record(t0, LIMITED);
+        assert_eq!(c.record(t0, LIMITED), Some(t0 + DEFAULT_COOL), "3 of 6");
+    }
+
     #[test]
     fn old_answers_leave_the_window() {
         let c = Cooling::default();

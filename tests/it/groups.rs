@@ -100,6 +100,35 @@ async fn keys_made_through_the_api_may_join_a_configured_group() {
     assert_status(&refused, Code::ResourceExhausted, "group 'team'");
 }
 
+/// A call the key refuses after its group admitted it gives the group's token reservation back: a key whose
+/// own tokens-per-minute can never fit the call does not eat its team's minute.
+#[tokio::test]
+async fn a_key_refusal_gives_the_groups_reservation_back() {
+    // A call reserves its prompt estimate and the model's 100 output tokens: one fits the group's 150.
+    let gw = Gateway::start(team("tpm = 150")).await;
+    let made = http()
+        .post(format!("http://{}/v1/keys", gw.admin))
+        .bearer_auth(ADMIN_KEY)
+        .body(json!({"name": "tiny", "group": "team", "limits": {"tpm": 50}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    let made: serde_json::Value = serde_json::from_str(&made.text().await.unwrap()).unwrap();
+    let tiny = made["key"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let refused = call(&gw, &tiny).await.unwrap_err();
+        assert_status(
+            &refused,
+            Code::ResourceExhausted,
+            "more than the key's 50 per minute",
+        );
+    }
+    call(&gw, KEY)
+        .await
+        .expect("the group's minute is whole: the refused calls gave their reservations back");
+}
+
 #[test]
 fn a_key_must_name_a_configured_group() {
     let err = aigw::config::Config::parse(

@@ -724,3 +724,44 @@ async fn fallbacks_to_large(gw: &Gateway) -> f64 {
         r#"aigw_context_fallbacks_total{model="m",to="m-large"}"#,
     )
 }
+
+/// A key's allow-list holds on every door, each in its own shape: a key allowed only "small" that asks for "big"
+/// is refused (403 `permission_error`, gRPC PERMISSION_DENIED), streamed or not, before any upstream call.
+#[tokio::test]
+async fn an_allow_list_holds_on_every_door() {
+    let up = Upstream::start(vec![]).await;
+    let gw = Gateway::in_front_of(&up).await;
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "big", "messages": hi}),
+        ),
+        ("/v1/responses", json!({"model": "big", "input": "hi"})),
+        (
+            "/v1/messages",
+            json!({"model": "big", "max_tokens": 5, "messages": hi}),
+        ),
+    ] {
+        for stream in [false, true] {
+            let mut body = body.clone();
+            body["stream"] = json!(stream);
+            let (status, text) = post_json(&gw, path, LIMITED_KEY, &body).await;
+            assert_eq!(status, 403, "{path}, stream {stream}: {text}");
+            let error: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(error["error"]["type"], "permission_error", "{path}: {text}");
+        }
+    }
+    let mut client = gw.client().await;
+    let refused = client
+        .generate(authed(generate("big", "hi"), LIMITED_KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let refused = client
+        .stream_generate(authed(stream_request("big", "hi"), LIMITED_KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert_eq!(up.calls(), 0);
+}

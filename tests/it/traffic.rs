@@ -285,6 +285,32 @@ async fn a_refused_connection_falls_back_to_the_next_route() {
     assert_eq!(up.requests()[0].body["model"], "up-2");
 }
 
+/// An upstream that says its quota is spent (`x-ratelimit-remaining-requests: 0`) on a successful answer is
+/// skipped by the next call while its quota resets: the call goes to the next route.
+#[tokio::test]
+async fn a_route_whose_quota_is_spent_is_skipped_until_it_resets() {
+    let spent = ok_reply()
+        .header("x-ratelimit-remaining-requests", "0")
+        .header("x-ratelimit-reset-requests", "30s");
+    let first = Upstream::start(vec![spent, ok_reply()]).await;
+    let second = Upstream::start(vec![ok_reply()]).await;
+    let cfg = traffic(
+        &[("first", first.base_url()), ("second", second.base_url())],
+        r#"{ upstream = "first", model = "up" }, { upstream = "second", model = "up-2" }"#,
+        "",
+        "",
+        "",
+    );
+    let gw = Gateway::start(cfg).await;
+    gen(&gw).await.unwrap();
+    gen(&gw).await.unwrap();
+    assert_eq!(
+        (first.calls(), second.calls()),
+        (1, 1),
+        "the second call skipped the spent route"
+    );
+}
+
 #[tokio::test]
 async fn streams_are_retried_before_the_first_chunk_and_never_after() {
     // 200, then reset before any content: nothing reached the client, so the next attempt may answer.

@@ -155,6 +155,8 @@ async fn the_scripts_admit_refuse_and_reconcile_exactly() {
     );
     let n: i64 = c.zcard(KEYS[0]).await.unwrap();
     assert_eq!(n, 0);
+    // Spent exactly: refused too.
+    assert_eq!(admit(&mut c, (5, 1000, 10, "x", 2.5)).await.0, "budget");
     // Admitted, it says what the fleet has spent today and this month, for the replica to fall back on.
     assert_eq!(
         admit_reply(&mut c, (5, 1000, 10, "y", 3.0)).await,
