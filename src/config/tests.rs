@@ -369,3 +369,53 @@ fn cached_and_written_prompt_tokens_have_their_own_prices() {
         .to_string();
     assert!(e.contains("models[0].price"), "{e}");
 }
+
+/// The defaults docs/configuration.md states are the ones the config takes when a field is left out: each row
+/// named here has its default cell read from the page and compared with the parsed base config.
+#[test]
+fn the_documented_defaults_are_the_configs() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let documented = |key: &str| -> String {
+        let row = page
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{key}` |")))
+            .unwrap_or_else(|| panic!("no row for `{key}` in docs/configuration.md"));
+        let cell = row.split('|').nth(2).unwrap();
+        cell.trim().trim_matches('`').trim_matches('"').to_owned()
+    };
+    let cfg = parse(BASE).unwrap();
+    let policy = &cfg.models[0].policy;
+    let upstream = &cfg.upstreams[0];
+    let durations = [
+        ("server.shutdown_grace", cfg.shutdown_grace),
+        (
+            "server.first_request_timeout",
+            defaults::first_request_timeout(),
+        ),
+        ("server.idle_timeout", defaults::idle_timeout()),
+        ("[[upstreams]] request_timeout", upstream.request_timeout),
+        ("[[upstreams]] keepalive", upstream.keepalive),
+        ("[[upstreams]] max_retry_after", upstream.max_retry_after),
+        ("… stream.keepalive", policy.stream.keepalive),
+    ];
+    for (key, actual) in durations {
+        let doc = humantime::parse_duration(&documented(key)).unwrap();
+        assert_eq!(
+            doc, actual,
+            "`{key}`: the page says {doc:?}, the config {actual:?}"
+        );
+    }
+    let numbers = [
+        ("[limits] max_in_flight", u64::from(cfg.max_in_flight)),
+        ("[limits] memory_budget_mib", cfg.memory_budget >> 20),
+        ("… retry.attempts", u64::from(policy.retry.attempts)),
+    ];
+    for (key, actual) in numbers {
+        let doc: u64 = documented(key).parse().unwrap();
+        assert_eq!(doc, actual, "`{key}`");
+    }
+}

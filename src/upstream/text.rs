@@ -180,6 +180,11 @@ mod tests {
             // A low surrogate with nothing before it.
             (&[r#""\ude00z""#], "\u{FFFD}z"),
             (&[r#""\u0041\ud83d""#, r#""""#, r#""\ude00""#], "A😀"),
+            // The ranges' ends: the first and last high and low surrogates.
+            (&[r#""\ud800""#, r#""\udc00""#], "\u{10000}"),
+            (&[r#""\udbff""#, r#""\udfff""#], "\u{10FFFF}"),
+            (&[r#""\udc00\udfff""#], "\u{FFFD}\u{FFFD}"),
+            (&[r#""\ud7ff\ue000""#], "\u{D7FF}\u{E000}"),
         ];
         for (parts, want) in table {
             assert_eq!(pieces(parts), *want, "{parts:?}");
