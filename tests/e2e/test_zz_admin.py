@@ -5,6 +5,7 @@ import os
 import urllib.request
 
 import grpc
+import pytest
 
 
 def fetch(path):
@@ -17,22 +18,30 @@ def test_probes(gateway):
     assert fetch("/readyz") == (200, "ready\n")
 
 
+def series(text, name):
+    """The value of one series in the Prometheus text, 0 when it is not there yet."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_metrics_count_the_calls(gateway, stubs):
     pb, pb_grpc = stubs
     stub = pb_grpc.AIServiceStub(grpc.insecure_channel(gateway))
     req = pb.GenerateRequest(model="gpt-4.1", messages=[pb.Message(role="user", content="count me")])
+    ok = 'aigw_requests_total{code="OK",key="local-dev",model="gpt-4.1",rpc="Generate"}'
+    # Refused by the auth check before any handler: counted without key, model or rpc.
+    refused = 'aigw_requests_total{code="UNAUTHENTICATED",key="",model="",rpc=""}'
+    _, before = fetch("/metrics")
     for _ in range(2):
         stub.Generate(req, metadata=[("authorization", "Bearer sk-aigw-dev")], timeout=60)
-    try:
+    with pytest.raises(grpc.RpcError) as e:
         stub.Generate(req, metadata=[("authorization", "Bearer sk-wrong")], timeout=60)
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
     status, text = fetch("/metrics")
     assert status == 200
-    ok_generate = [l for l in text.splitlines()
-                   if l.startswith('aigw_requests_total{code="OK",key="local-dev",model="gpt-4.1",rpc="Generate"}')]
-    assert ok_generate and float(ok_generate[0].split()[-1]) >= 1
-    # Refused by the auth check before any handler: counted without key, model or rpc.
-    assert 'aigw_requests_total{code="UNAUTHENTICATED",key="",model="",rpc=""}' in text
+    assert series(text, ok) - series(before, ok) == 2
+    assert series(text, refused) - series(before, refused) == 1
     assert "aigw_overhead_seconds_bucket" in text
     assert "process_resident_memory_bytes" in text
