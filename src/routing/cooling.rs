@@ -146,6 +146,40 @@ mod tests {
         assert_eq!(c.record(t0, LIMITED), Some(t0 + DEFAULT_COOL), "3 of 6");
     }
 
+    /// Answers within a second of a bucket's start share it, and leave the window with it: ten seconds after
+    /// the bucket began, not after each answer.
+    #[test]
+    fn answers_share_a_bucket_for_a_second_and_leave_with_it() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        // Half a second in: the same bucket, gone at t0 + 10 s with the first answer.
+        let c = Cooling::default();
+        c.record(t0, LIMITED);
+        c.record(t0 + ms(500), LIMITED);
+        assert_eq!(
+            c.record(t0 + ms(10_200), LIMITED),
+            None,
+            "only this one is left"
+        );
+        // A bucket of its own from a second in (four good answers at t0 keep the share under half until then):
+        // still there at t0 + 10.5 s, when the first has gone.
+        for later in [ms(1_000), ms(5_000)] {
+            let c = Cooling::default();
+            for _ in 0..4 {
+                c.record(t0, None);
+            }
+            c.record(t0, LIMITED);
+            c.record(t0 + later, LIMITED);
+            assert_eq!(c.record(t0 + later, LIMITED), None, "3 of 7");
+            let at = t0 + ms(10_500);
+            assert_eq!(
+                c.record(at, LIMITED),
+                Some(at + DEFAULT_COOL),
+                "{later:?}: 3 of 3"
+            );
+        }
+    }
+
     #[test]
     fn old_answers_leave_the_window() {
         let c = Cooling::default();
