@@ -152,10 +152,15 @@ mod tests {
     fn answers_share_a_bucket_for_a_second_and_leave_with_it() {
         let ms = Duration::from_millis;
         let t0 = Instant::now();
-        // Half a second in: the same bucket, gone at t0 + 10 s with the first answer.
+        // Half a second in: the same bucket, gone at t0 + 10 s with the first answers (four good answers keep
+        // the share under half meanwhile).
         let c = Cooling::default();
+        for _ in 0..4 {
+            c.record(t0, None);
+        }
         c.record(t0, LIMITED);
         c.record(t0 + ms(500), LIMITED);
+        assert_eq!(c.record(t0 + ms(500), LIMITED), None, "3 of 7");
         assert_eq!(
             c.record(t0 + ms(10_200), LIMITED),
             None,
