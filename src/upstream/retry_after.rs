@@ -119,6 +119,22 @@ mod tests {
         h
     }
 
+    /// The ceiling is a year: any wait an upstream names below it passes whole (the configured
+    /// `max_retry_after` clamps it later); an empty header is no wait at all.
+    #[test]
+    fn waits_up_to_a_year_pass_whole_and_an_empty_header_is_none() {
+        let now = std::time::SystemTime::now();
+        assert_eq!(CEILING, Duration::from_secs(31_536_000));
+        for secs in [120u64, 86_400, 31_535_999] {
+            assert_eq!(
+                retry_after(&secs.to_string(), now),
+                Some(Duration::from_secs(secs))
+            );
+        }
+        assert_eq!(retry_after("", now), None);
+        assert_eq!(retry_after("  ", now), None);
+    }
+
     #[test]
     fn the_forms_of_a_wait() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
