@@ -110,6 +110,10 @@ redis.call('SET', KEYS[1], ARGV[3])
 return tonumber(ARGV[3])
 "#;
 
+/// How long the fleet keeps a day's and a month's books (spend and usage), in seconds.
+const DAY_TTL: u64 = 3 * 86_400;
+const MONTH_TTL: u64 = 40 * 86_400;
+
 /// A day, a month and a 10-second bucket: the periods the fleet's usage is kept by.
 type Period = (u64, u32, u64);
 /// Requests, tokens and cost booked per name and period, waiting for the next flush.
@@ -131,9 +135,9 @@ pub(crate) struct Shared {
     put_keys: Script,
     /// Usage booked since the last flush: per key and per model name, per period.
     pending_usage: std::sync::Mutex<(Book, Book)>,
-    /// Spend that could not reach Redis (its Redis key → dollars): sent when Redis is back, so what a replica
-    /// spent during an outage still counts against the fleet's budget.
-    unsent_spend: std::sync::Mutex<HashMap<String, f64>>,
+    /// Spend that could not reach Redis (its Redis key → dollars, and how long the key lasts): sent when Redis
+    /// is back, so what a replica spent during an outage still counts against the fleet's budget.
+    unsent_spend: std::sync::Mutex<HashMap<String, (f64, u64)>>,
 }
 
 /// A reservation in the fleet's token window.
@@ -476,8 +480,8 @@ impl Shared {
                             .arg(cost)
                             .ignore();
                     }
-                    expiring.insert(day, 3 * 86_400);
-                    expiring.insert(month, 40 * 86_400);
+                    expiring.insert(day, DAY_TTL as i64);
+                    expiring.insert(month, MONTH_TTL as i64);
                     expiring.insert(recent, 80);
                 }
             }
@@ -535,38 +539,33 @@ impl Shared {
         let shared = self.clone();
         let [_, _, _, _, day, month] = self.keys(key);
         tokio::spawn(async move {
-            let spend = [(day, usd), (month, usd)];
+            let spend = [(day, (usd, DAY_TTL)), (month, (usd, MONTH_TTL))];
             if shared.send_spend(&spend).await.is_err() {
                 shared.keep_unsent(spend);
             }
         });
     }
 
-    /// INCRBYFLOAT of each (Redis key, dollars), in one pipeline, each key kept as long as its period matters.
-    async fn send_spend(&self, spend: &[(String, f64)]) -> Result<(), Down> {
+    /// INCRBYFLOAT of each Redis key's dollars, in one pipeline, each key kept for its time to live.
+    async fn send_spend(&self, spend: &[(String, (f64, u64))]) -> Result<(), Down> {
         let mut pipe = redis::pipe();
-        for (name, usd) in spend {
-            // A month's key is `…:spend:m<month>`, a day's `…:spend:<day>`.
-            let ttl = if name.rsplit(':').next().is_some_and(|p| p.starts_with('m')) {
-                40 * 86_400
-            } else {
-                3 * 86_400
-            };
+        for (name, (usd, ttl)) in spend {
             pipe.cmd("INCRBYFLOAT")
                 .arg(name)
                 .arg(*usd)
                 .ignore()
-                .expire(name, ttl)
+                .expire(name, *ttl as i64)
                 .ignore();
         }
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
     }
 
-    fn keep_unsent(&self, spend: impl IntoIterator<Item = (String, f64)>) {
+    fn keep_unsent(&self, spend: impl IntoIterator<Item = (String, (f64, u64))>) {
         let mut unsent = self.unsent_spend.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, usd) in spend {
-            *unsent.entry(name).or_default() += usd;
+        for (name, (usd, ttl)) in spend {
+            let kept = unsent.entry(name).or_insert((0.0, ttl));
+            kept.0 += usd;
         }
     }
 
@@ -576,7 +575,7 @@ impl Shared {
         if !self.is_up() {
             return;
         }
-        let unsent: Vec<(String, f64)> =
+        let unsent: Vec<(String, (f64, u64))> =
             std::mem::take(&mut *self.unsent_spend.lock().unwrap_or_else(|p| p.into_inner()))
                 .into_iter()
                 .collect();
@@ -584,7 +583,7 @@ impl Shared {
             return;
         }
         // Each dollar is in a day's key and in a month's.
-        let dollars: f64 = unsent.iter().map(|(_, usd)| usd).sum::<f64>() / 2.0;
+        let dollars: f64 = unsent.iter().map(|(_, (usd, _))| usd).sum::<f64>() / 2.0;
         match self.send_spend(&unsent).await {
             Ok(()) => tracing::info!(
                 usd = dollars,

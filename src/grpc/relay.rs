@@ -110,6 +110,11 @@ enum Limit {
 }
 
 impl Limits<'_> {
+    /// Whether the stream's key still holds (always, for a stream without one).
+    fn key_holds(&self) -> Result<(), GatewayError> {
+        self.key.as_ref().map_or(Ok(()), KeyStanding::check)
+    }
+
     /// The earliest of the deadline, the total limit and the key's expiry.
     fn hard(&self) -> (Instant, Limit) {
         let total = self.started + self.stream.total;
@@ -220,7 +225,7 @@ pub(crate) async fn pump<M>(
         if let Some(changes) = key_changes.as_mut() {
             if changes.has_changed().unwrap_or(false) {
                 changes.borrow_and_update();
-                limits.key.as_ref().map_or(Ok(()), KeyStanding::check)?;
+                limits.key_holds()?;
             }
         }
         // `next` is cancel-safe, so a first poll that finds nothing loses nothing.
@@ -239,7 +244,7 @@ pub(crate) async fn pump<M>(
                     _ = tokio::time::sleep_until(wake_at), if !beat => return Err(limits.error(limit)),
                     event = stream.next() => break event,
                     _ = keys_changed(key_changes.as_mut()) => {
-                        limits.key.as_ref().map_or(Ok(()), KeyStanding::check)?;
+                        limits.key_holds()?;
                     }
                     _ = tokio::time::sleep_until(wake_at), if beat => {
                         send(tx, Ok(wrap(Relayed::Heartbeat)), limits).await?;

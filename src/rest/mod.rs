@@ -185,16 +185,15 @@ where
     } else {
         Bytes::new()
     };
-    let parsing = match reading.as_ref().map_or(0, Held::bytes) {
-        _ if bytes.is_empty() => None,
-        before => match gw
-            .memory
-            .hold(memory::json_charge(&bytes).saturating_sub(before))
-            .await
-        {
+    let parsing = if bytes.is_empty() {
+        None
+    } else {
+        let before = reading.as_ref().map_or(0, Held::bytes);
+        let more = memory::json_charge(&bytes).saturating_sub(before);
+        match gw.memory.hold(more).await {
             Ok(held) => Some(held),
             Err(e) => return refused(e),
-        },
+        }
     };
     let _held = (reading, parsing);
     match route {
