@@ -63,6 +63,9 @@ pub struct Gateway {
     /// Counts changes to the keys (admin API, reload, the fleet's keys taken in): open streams watch it and
     /// ask whether their key still holds.
     key_changes: tokio::sync::watch::Sender<u64>,
+    /// Held while this replica changes the fleet's keys or writes them back: neither sees the other's
+    /// half-made state.
+    keys_writing: tokio::sync::Mutex<()>,
 }
 
 /// How often a replica looks for changes to the fleet's API keys.
@@ -78,6 +81,7 @@ fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
             if gw.lifecycle.stop.is_cancelled() {
                 return;
             }
+            let writing = gw.keys_writing.lock().await;
             if let Ok(version) = shared.keys_version().await {
                 if gw.registry.lost_by_the_fleet(version) {
                     gw.write_back_keys(&shared, version).await;
@@ -85,6 +89,7 @@ fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
                     gw.take_fleet_keys(&shared).await;
                 }
             }
+            drop(writing);
             drop(gw);
             tokio::time::sleep(FOLLOW_EVERY).await;
         }
@@ -208,6 +213,7 @@ impl Gateway {
             history: Default::default(),
             shared,
             key_changes: tokio::sync::watch::Sender::new(0),
+            keys_writing: tokio::sync::Mutex::new(()),
         });
         if let Some(shared) = &gateway.shared {
             follow_fleet_keys(Arc::downgrade(&gateway), shared.clone());
@@ -321,6 +327,7 @@ impl Gateway {
                 "the shared state (Redis) is down: keys cannot change now".into(),
             )
         };
+        let _writing = self.keys_writing.lock().await;
         for _ in 0..8 {
             let (read, state) = shared.keys_get().await.map_err(|_| down())?;
             // Redis without the keys this replica knows lost them: the change builds on what is known here.
@@ -340,8 +347,10 @@ impl Gateway {
                     self.keys_changed();
                     return Ok(out);
                 }
-                // Another replica got there first: start again from its state.
-                Ok(None) => continue,
+                // Another replica got there first: undo, and start again from its state.
+                Ok(None) => {
+                    let _ = self.registry.adopt(base.0, base.1.as_deref());
+                }
                 Err(_) => {
                     let _ = self.registry.adopt(base.0, base.1.as_deref());
                     return Err(down());
