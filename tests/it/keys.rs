@@ -172,9 +172,34 @@ async fn a_rotation_keeps_the_old_secret_for_its_grace_period_and_expiry_is_enfo
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["key"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
-    assert!(rotated["previous_valid_until"].as_u64().is_some());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let until = rotated["previous_valid_until"].as_u64().unwrap();
+    assert!((now() + 3500..=now() + 3600).contains(&until), "{until}");
     call(&gw, &old).await.unwrap();
     call(&gw, &new).await.unwrap();
+    // A grace of one second: the old secret is refused once it is over (the grace's end is reached, not only
+    // set), the new one goes on.
+    let (_, short) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/keys/r/rotate",
+        Some(json!({"grace_seconds": 1})),
+    )
+    .await;
+    let after_short = short["key"].as_str().unwrap().to_owned();
+    let refused = eventually("the one-second grace ends", || async {
+        call(&gw, &new).await.err()
+    })
+    .await;
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("expired"), "{refused:?}");
+    assert!(now() >= short["previous_valid_until"].as_u64().unwrap());
+    call(&gw, &after_short).await.unwrap();
     // No grace: the old secret stops at once.
     let (_, again) = admin(
         &gw,
@@ -184,10 +209,15 @@ async fn a_rotation_keeps_the_old_secret_for_its_grace_period_and_expiry_is_enfo
     )
     .await;
     let newest = again["key"].as_str().unwrap().to_owned();
-    let refused = call(&gw, &new).await.unwrap_err();
+    let refused = call(&gw, &after_short).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
     assert!(refused.message().contains("expired"), "{refused:?}");
     call(&gw, &newest).await.unwrap();
+    // The first secret, two rotations back, is gone: only the last one's predecessor is kept.
+    assert_eq!(
+        call(&gw, &old).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
     // A config file's key is rotated in the file.
     let (status, _) = admin(&gw, reqwest::Method::POST, "/v1/keys/tester/rotate", None).await;
     assert_eq!(status, 409);

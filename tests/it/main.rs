@@ -8,6 +8,7 @@ mod anthropic;
 mod bench;
 mod cache;
 mod chat;
+mod doors;
 mod embeddings;
 mod groups;
 mod hardening;

@@ -138,16 +138,26 @@ async fn a_budget_spent_through_one_replica_is_enforced_by_the_others() {
     // One call costs 1,000 x $2/M + 500 x $8/M = $0.006: over the $0.005 budget.
     let gateways = fleet(&up, &redis, "daily_budget_usd = 0.005", "open").await;
     assert!(call(&gateways[0], None).await.is_ok());
-    // Spend is booked right after the call, on its own task: wait for it.
-    let replica = &gateways[1];
-    let status = eventually(
-        "the budget spent on replica 0 refuses on replica 1",
-        || async move { call(replica, None).await.err() },
-    )
+    // Spend is booked in Redis right after the call, on its own task: wait for the booking, not for a refusal
+    // (calls made while waiting would spend more than the budget and hide an overspend).
+    spent_in_redis(&redis, 0.006).await;
+    for replica in &gateways[1..] {
+        let status = call(replica, None).await.unwrap_err();
+        assert_status(&status, Code::ResourceExhausted, "daily budget");
+    }
+    assert_eq!(
+        up.calls(),
+        1,
+        "one call spent the budget; no other reached the upstream"
+    );
+}
+
+/// Waits until the fleet's spend in Redis is `usd` (the booking of a call is on its own task).
+async fn spent_in_redis(redis: &Redis, usd: f64) {
+    eventually("the spend reaches Redis", || async {
+        ((redis.spent_today().await - usd).abs() < 1e-9).then_some(())
+    })
     .await;
-    assert_status(&status, Code::ResourceExhausted, "daily budget");
-    let status = call(&gateways[2], None).await.unwrap_err();
-    assert_status(&status, Code::ResourceExhausted, "daily budget");
 }
 
 /// Cut off from Redis, a replica admits against the fleet's spend it last heard of, not its own share alone:
@@ -159,10 +169,10 @@ async fn a_replica_cut_off_from_redis_goes_on_from_the_fleets_spend() {
     let gateways = fleet(&up, &redis, "daily_budget_usd = 0.005", "open").await;
     assert!(call(&gateways[0], None).await.is_ok());
     let replica = &gateways[1];
-    eventually("replica 1 hears of the spend", || async move {
-        call(replica, None).await.err()
-    })
-    .await;
+    spent_in_redis(&redis, 0.006).await;
+    // Replica 1 hears of the fleet's spend with its refusal (the admission script answers with it).
+    let status = call(replica, None).await.unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "daily budget");
     redis.kill_keeping_data();
     wait_for_shared_state(replica, false).await;
     let status = call(replica, None).await.unwrap_err();
@@ -181,11 +191,7 @@ async fn spend_made_during_a_redis_outage_is_replayed_when_it_is_back() {
     assert!(call(&gateways[0], None).await.is_ok(), "open: local state");
     redis.restart();
     // $0.006: 1,000 prompt tokens at $2/M and 500 completion tokens at $8/M.
-    eventually("the outage's spend reaches Redis", || async {
-        let spent = redis.spent_today().await;
-        ((spent - 0.006).abs() < 1e-9).then_some(())
-    })
-    .await;
+    spent_in_redis(&redis, 0.006).await;
     wait_for_shared_state(&gateways[1], true).await;
     let status = call(&gateways[1], None).await.unwrap_err();
     assert_status(&status, Code::ResourceExhausted, "daily budget");
