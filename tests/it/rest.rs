@@ -511,11 +511,9 @@ async fn a_client_that_leaves_a_unary_call_cancels_the_upstream_call() {
             .body(ask("big", json!({})).to_string())
             .send();
         // Leave once the upstream has the request.
-        let left = async {
-            while up.calls() == seen {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        };
+        let left = eventually("the upstream has the request", || async {
+            (up.calls() != seen).then_some(())
+        });
         tokio::select! {
             _ = call => panic!("the upstream never answers"),
             _ = left => {}

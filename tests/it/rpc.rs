@@ -463,10 +463,10 @@ async fn cancelling_a_unary_call_drops_the_upstream_request() {
     let mut client = gw.client().await;
     let call =
         tokio::spawn(async move { client.generate(authed(generate("big", "x"), KEY)).await });
-    while up.calls() == 0 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the upstream has the call", || async {
+        (up.calls() > 0).then_some(())
+    })
+    .await;
     call.abort(); // the client gives up: its HTTP/2 stream is reset
     up.wait_aborted(1).await;
 }
