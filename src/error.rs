@@ -376,6 +376,116 @@ mod tests {
         );
     }
 
+    /// Every variant's whole mapping in one table: gRPC code, the REST door's HTTP status, type and code, the
+    /// metric label, whether it is retried, what it says of the route's health, and whether it carries a wait.
+    #[test]
+    fn every_error_maps_as_the_design_table_says() {
+        use GatewayError as E;
+        let wait = Some(Duration::from_secs(3));
+        let u = || "u".to_owned();
+        let limit = |limit| E::ResourceExhausted {
+            message: "m".into(),
+            retry_after: wait,
+            limit,
+        };
+        /// error, gRPC code, (HTTP status, type, code), label, retried, route health, carries a wait
+        type Row = (
+            E,
+            Code,
+            (u16, &'static str, Option<&'static str>),
+            &'static str,
+            bool,
+            Option<bool>,
+            bool,
+        );
+        #[rustfmt::skip]
+        let table: Vec<Row> = vec![
+            (E::Unauthenticated("m"), Code::Unauthenticated, (401, "invalid_request_error", Some("invalid_api_key")), "unauthenticated", false, None, false),
+            (E::PermissionDenied { key: "k".into(), model: "m".into() }, Code::PermissionDenied, (403, "permission_error", Some("model_not_allowed")), "permission_denied", false, None, false),
+            (E::InvalidArgument("m".into()), Code::InvalidArgument, (400, "invalid_request_error", None), "invalid_argument", false, None, false),
+            (E::ContextLengthExceeded { model: "m".into(), window: 1, needed: 2, prompt: 1, output: 1 }, Code::InvalidArgument, (400, "invalid_request_error", Some("context_length_exceeded")), "context_length_exceeded", false, None, false),
+            (E::UnknownModel { requested: "x".into(), available: vec![] }, Code::InvalidArgument, (404, "invalid_request_error", Some("model_not_found")), "unknown_model", false, None, false),
+            (limit("concurrency"), Code::ResourceExhausted, (429, "requests", Some("rate_limit_exceeded")), "limit_concurrency", false, None, true),
+            (limit("rpm"), Code::ResourceExhausted, (429, "requests", Some("rate_limit_exceeded")), "limit_rpm", false, None, true),
+            (limit("tpm"), Code::ResourceExhausted, (429, "tokens", Some("rate_limit_exceeded")), "limit_tpm", false, None, true),
+            (limit("budget"), Code::ResourceExhausted, (429, "insufficient_quota", Some("insufficient_quota")), "limit_budget", false, None, true),
+            (limit("max_in_flight"), Code::ResourceExhausted, (429, "requests", Some("rate_limit_exceeded")), "limit_max_in_flight", false, None, true),
+            (limit("memory"), Code::ResourceExhausted, (503, "server_error", Some("memory_exhausted")), "limit_memory", false, None, true),
+            (limit("other"), Code::ResourceExhausted, (429, "requests", Some("rate_limit_exceeded")), "resource_exhausted", false, None, true),
+            (E::SharedStateUnavailable, Code::Unavailable, (503, "server_error", Some("service_unavailable")), "shared_state_unavailable", false, None, false),
+            (E::UpstreamRateLimited { upstream: u(), retry_after: wait }, Code::ResourceExhausted, (429, "requests", Some("rate_limit_exceeded")), "upstream_rate_limited", true, None, true),
+            (E::UpstreamRejected { upstream: u(), message: "m".into() }, Code::InvalidArgument, (400, "invalid_request_error", Some("upstream_rejected")), "upstream_rejected", false, Some(true), false),
+            (E::UpstreamAuth { upstream: u(), status: 401 }, Code::Internal, (502, "server_error", Some("upstream_misconfigured")), "upstream_auth", false, None, false),
+            (E::UpstreamMisconfigured { upstream: u(), status: 404, message: "m".into() }, Code::Internal, (502, "server_error", Some("upstream_misconfigured")), "upstream_misconfigured", false, None, false),
+            (E::UpstreamUnavailable { upstream: u(), detail: "d".into(), retry_after: wait }, Code::Unavailable, (502, "server_error", Some("upstream_unavailable")), "upstream_unavailable", true, Some(false), true),
+            (E::UpstreamOverloaded { upstream: u(), message: "m".into(), retry_after: wait }, Code::Unavailable, (503, "server_error", Some("upstream_overloaded")), "upstream_overloaded", true, None, true),
+            (E::UpstreamProtocol { upstream: u(), detail: "d".into() }, Code::Unavailable, (502, "server_error", Some("upstream_unavailable")), "upstream_protocol", true, None, false),
+            (E::DeadlineExceeded("m".into()), Code::DeadlineExceeded, (504, "timeout", Some("deadline_exceeded")), "deadline_exceeded", false, None, false),
+            (E::Cancelled("m".into()), Code::Cancelled, (499, "invalid_request_error", Some("cancelled")), "cancelled", false, None, false),
+            (E::ShuttingDown, Code::Unavailable, (503, "server_error", Some("service_unavailable")), "shutting_down", false, None, false),
+            (E::Internal("m".into()), Code::Internal, (500, "server_error", None), "internal", false, None, false),
+        ];
+        for (err, code, http, label, retryable, health, waits) in table {
+            assert_eq!(err.code(), code, "{err:?}");
+            assert_eq!(err.http(), http, "{err:?}");
+            assert_eq!(err.label(), label, "{err:?}");
+            assert_eq!(err.is_retryable(), retryable, "{err:?}");
+            assert_eq!(err.route_health(), health, "{err:?}");
+            assert_eq!(
+                err.retry_after(),
+                if waits { wait } else { None },
+                "{err:?}"
+            );
+            // The status keeps the error, so the REST door finds its HTTP status.
+            let status = Status::from(err.clone());
+            assert_eq!(GatewayError::of(&status), Some(&err));
+            assert_eq!(
+                status.metadata().get("retry-after").is_some(),
+                waits,
+                "{err:?}"
+            );
+        }
+    }
+
+    /// An upstream status maps to one variant; the statuses at the ranges' ends included.
+    #[test]
+    fn upstream_statuses_pick_their_variant() {
+        let kind = |status| match up(status) {
+            GatewayError::UpstreamRejected { .. } => "rejected",
+            GatewayError::UpstreamAuth { .. } => "auth",
+            GatewayError::UpstreamRateLimited { .. } => "rate limited",
+            GatewayError::UpstreamOverloaded { .. } => "overloaded",
+            GatewayError::UpstreamUnavailable { .. } => "unavailable",
+            GatewayError::UpstreamMisconfigured { .. } => "misconfigured",
+            other => panic!("{other:?}"),
+        };
+        for (status, want) in [
+            (400, "rejected"),
+            (413, "rejected"),
+            (422, "rejected"),
+            (401, "auth"),
+            (403, "auth"),
+            (404, "misconfigured"),
+            (408, "unavailable"),
+            (429, "rate limited"),
+            (500, "unavailable"),
+            (501, "misconfigured"),
+            (502, "unavailable"),
+            (504, "unavailable"),
+            (505, "misconfigured"),
+            (506, "unavailable"),
+            (529, "overloaded"),
+            (599, "unavailable"),
+            (600, "misconfigured"),
+        ] {
+            assert_eq!(kind(status), want, "HTTP {status}");
+        }
+        // A wait is whole seconds, rounded up and at least one: a client that obeys it is never early.
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1000)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1001)), 2);
+    }
+
     /// A refusal by one of the gateway's own limits names that limit in the log line and the error metric.
     #[test]
     fn a_limit_refusal_names_its_limit() {

@@ -187,8 +187,35 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_larger_than_the_whole_budget_is_refused_at_once() {
         let b = budget(1 << 20);
-        let refused = b.hold(2 << 20).await.err().unwrap();
+        let refused = b.hold((2 << 20) - 100).await.err().unwrap();
         assert_eq!(refused.retry_after(), None, "waiting would not help");
-        assert!(refused.to_string().contains("limits.memory_budget_mib"));
+        let message = refused.to_string();
+        assert!(
+            message.contains("limits.memory_budget_mib, 1 MiB") && message.contains("about 2 MiB"),
+            "{message}"
+        );
+        // The whole budget, to the byte, fits.
+        let all = b.hold(1 << 20).await.unwrap();
+        assert_eq!(all.bytes(), 1 << 20);
+        assert_eq!(b.gauge.get(), 1 << 20);
+    }
+
+    /// A request that finds no room waits for it, up to half a second.
+    #[tokio::test(start_paused = true)]
+    async fn room_made_within_half_a_second_is_taken() {
+        let b = budget(1 << 20);
+        let first = b.hold(800 << 10).await.unwrap();
+        let start = tokio::time::Instant::now();
+        let (second, ()) = tokio::join!(b.hold(800 << 10), async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            drop(first);
+        });
+        let second = second.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        let (third, ()) = tokio::join!(b.hold(800 << 10), async {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            drop(second);
+        });
+        assert!(third.is_err(), "the room came after the half second");
     }
 }

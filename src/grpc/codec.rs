@@ -155,6 +155,60 @@ mod tests {
     }
 
     #[test]
+    fn every_wire_type_is_skipped_by_its_length() {
+        // A varint (field 3), a fixed64 (field 1) and a fixed32 (field 2): three elements.
+        let wire = [&[0x18, 0x96, 0x01][..], &[0x09; 9], &[0x15; 5]].concat();
+        assert_eq!(elements(&wire, 0, MAX_ELEMENTS), 3);
+        // Cut short, the last field does not count; a wire type that does not exist ends the count.
+        assert_eq!(elements(&wire[..wire.len() - 1], 0, MAX_ELEMENTS), 2);
+        assert_eq!(elements(&wire[..3 + 8], 0, MAX_ELEMENTS), 1);
+        assert_eq!(
+            elements(&[0x08, 0x01, 0x0b, 0x08, 0x01], 0, MAX_ELEMENTS),
+            1
+        );
+        // A ten-byte varint is whole; an eleventh continuation byte is not a varint.
+        let long = [&[0x08][..], &[0xff; 9], &[0x01]].concat();
+        assert_eq!(elements(&long, 0, MAX_ELEMENTS), 1);
+        assert_eq!(varint(&[0x96, 0x01, 0x07]), Some((150, &[0x07][..])));
+        assert_eq!(varint(&[0xff; 11]), None);
+    }
+
+    #[test]
+    fn nesting_is_counted_eight_deep_and_the_count_stops_past_its_cap() {
+        // `wrappers` messages, each the only field (2) of the one around it, around one varint field.
+        let chain = |wrappers: usize| {
+            (0..wrappers).fold(vec![0x08, 0x01], |inner, _| {
+                [&[0x12, inner.len() as u8][..], &inner].concat()
+            })
+        };
+        assert_eq!(elements(&chain(3), 0, MAX_ELEMENTS), 4);
+        assert_eq!(elements(&chain(8), 0, MAX_ELEMENTS), 9);
+        assert_eq!(
+            elements(&chain(10), 0, MAX_ELEMENTS),
+            9,
+            "fields below the eighth level are not read"
+        );
+        let flat = [0x12u8, 0x00].repeat(100);
+        assert_eq!(
+            elements(&flat, 0, 10),
+            11,
+            "one past the cap, then it stops"
+        );
+        // The cap holds inside nested messages too.
+        let nested = [&[0x12u8, 100][..], &[0x08, 0x01].repeat(50)].concat();
+        assert_eq!(elements(&nested, 0, 10), 11);
+    }
+
+    #[test]
+    fn a_request_is_counted_only_past_twice_the_limit_in_bytes() {
+        // Empty messages, two bytes each: the limit exactly is not read; one more element is refused.
+        let at_limit = [0x12u8, 0x00].repeat(MAX_ELEMENTS as usize);
+        assert!(countable(&at_limit).is_ok());
+        let over = [0x12u8, 0x00].repeat(MAX_ELEMENTS as usize + 1);
+        assert!(countable(&over).is_err());
+    }
+
+    #[test]
     fn a_flood_of_empty_messages_is_refused_before_it_is_decoded() {
         // 600,000 empty messages: 1.2 MB on the wire, 130 MB decoded.
         let wire = [0x12u8, 0x00].repeat(600_000);

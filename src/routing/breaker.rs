@@ -205,6 +205,81 @@ mod tests {
         assert_eq!(b.state(), State::Closed);
     }
 
+    /// Calls let through before the breaker opened report while it is open: they neither extend its cooldown
+    /// nor count against the route once a probe has closed it.
+    #[test]
+    fn late_outcomes_while_open_do_not_reopen_it_or_outlive_the_probe() {
+        let b = Breaker::new(policy());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            b.record(t0, false);
+        }
+        b.record(t0 + Duration::from_secs(1), false);
+        assert_eq!(
+            b.retry_at(),
+            Some(t0 + Duration::from_secs(5)),
+            "one late failure"
+        );
+        // Eight more, alternating: never three failures in a row, and nine calls are below min_requests.
+        for i in 0..8 {
+            b.record(t0 + Duration::from_secs(2), i % 2 == 0);
+        }
+        assert_eq!(b.retry_at(), Some(t0 + Duration::from_secs(5)));
+        let t1 = t0 + Duration::from_secs(5);
+        assert!(b.allow(t1));
+        b.record(t1, true);
+        assert_eq!(b.state(), State::Closed);
+        // Counted afresh: one failure after the probe is one call of one.
+        b.record(t1 + Duration::from_secs(1), false);
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    /// Opened by the ratio, the calls that tripped it are forgotten.
+    #[test]
+    fn a_ratio_trip_forgets_the_calls_that_tripped_it() {
+        let b = Breaker::new(policy());
+        let t0 = Instant::now();
+        for i in 0..10 {
+            b.record(t0, i % 2 == 0);
+        }
+        assert_eq!(b.state(), State::Open);
+        b.record(t0 + Duration::from_secs(1), false);
+        assert_eq!(b.retry_at(), Some(t0 + Duration::from_secs(5)));
+    }
+
+    /// The window's edges: calls exactly `window` old have left it, and a call exactly a second after a bucket
+    /// opened starts the next bucket (which stays a second longer).
+    #[test]
+    fn the_window_and_its_buckets_end_exactly_on_time() {
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let b = Breaker::new(policy());
+        // Nine calls, five failed, never two in a row: below min_requests.
+        for i in 0..9 {
+            b.record(t0, i % 2 == 1);
+        }
+        b.record(at(10), true);
+        b.record(at(10), false);
+        assert_eq!(
+            b.state(),
+            State::Closed,
+            "the nine have left: 1 failure of 2"
+        );
+
+        let b = Breaker::new(policy());
+        b.record(t0, true);
+        for i in 0..8 {
+            b.record(at(1), i % 2 == 1); // 4 failures of 8, in the bucket of t0 + 1 s
+        }
+        b.record(at(10), true);
+        b.record(at(10), false);
+        assert_eq!(
+            b.state(),
+            State::Open,
+            "t0's call has left; 5 failures of 10"
+        );
+    }
+
     #[test]
     fn the_default_breaker_stays_closed_for_a_flaky_upstream_and_opens_for_a_dead_one() {
         let cfg = crate::config::Config::parse(

@@ -118,6 +118,52 @@ mod tests {
     }
 
     #[test]
+    fn a_sessions_limit_caps_a_turns() {
+        let now = Instant::now();
+        let turn = Deadline::new(now, None, Duration::from_secs(60));
+        let session = Deadline::new(now, Some(Duration::from_secs(5)), Duration::from_secs(60));
+        assert_eq!(turn.min(session), session);
+        assert_eq!(session.min(turn), session);
+    }
+
+    #[test]
+    fn the_client_timeout_is_read_from_its_metadata() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(client_timeout(&metadata), None);
+        metadata.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(client_timeout(&metadata), Some(Duration::from_millis(250)));
+    }
+
+    /// `bounded` ends a call at its deadline or when the gateway stops, and otherwise gives the call's result.
+    #[tokio::test(start_paused = true)]
+    async fn a_bounded_call_ends_at_its_deadline_or_at_shutdown() {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let deadline = Deadline::new(
+            Instant::now(),
+            Some(Duration::from_secs(2)),
+            Duration::from_secs(60),
+        );
+        let answer = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(7)
+        };
+        assert_eq!(bounded(&stop, deadline, answer).await.unwrap(), 7);
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(7)
+        };
+        let err = bounded(&stop, deadline, slow).await.unwrap_err();
+        assert!(matches!(err, GatewayError::DeadlineExceeded(_)), "{err:?}");
+        assert_eq!(Instant::now(), deadline.at);
+        stop.cancel();
+        let later = Deadline::new(Instant::now(), None, Duration::from_secs(60));
+        let err = bounded(&stop, later, std::future::pending::<Result<(), _>>())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GatewayError::ShuttingDown), "{err:?}");
+    }
+
+    #[test]
     fn the_earlier_limit_wins_and_is_named() {
         let now = Instant::now();
         let d = Deadline::new(now, Some(Duration::from_secs(1)), Duration::from_secs(60));
@@ -125,6 +171,9 @@ mod tests {
         assert!(d.exceeded().to_string().contains("grpc-timeout"));
         let d = Deadline::new(now, Some(Duration::from_secs(90)), Duration::from_secs(60));
         assert!(d.exceeded().to_string().contains("request_timeout"));
+        // A tie is the client's: it asked for exactly that long.
+        let d = Deadline::new(now, Some(Duration::from_secs(60)), Duration::from_secs(60));
+        assert!(d.exceeded().to_string().contains("grpc-timeout"));
         assert_eq!(
             Deadline::new(now, None, Duration::from_secs(60)).at,
             now + Duration::from_secs(60)

@@ -122,6 +122,30 @@ mod tests {
         assert!(!b.try_retry(t1));
     }
 
+    /// The window's edges: a bucket ten seconds old is gone, and a call a whole second after a bucket opened
+    /// starts the next one (so it stays a second longer).
+    #[test]
+    fn the_window_drops_a_bucket_at_ten_seconds_and_opens_one_each_second() {
+        let b = RetryBudget::new(&policy(0.5, 0.0));
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            b.record_request(t0);
+        }
+        assert!(b.try_retry(t0 + Duration::from_millis(9_999)));
+        assert!(
+            !b.try_retry(t0 + Duration::from_secs(10)),
+            "the requests of ten seconds ago no longer count"
+        );
+        let b = RetryBudget::new(&policy(1.0, 0.0));
+        b.record_request(t0);
+        b.record_request(t0 + Duration::from_secs(1));
+        assert!(
+            b.try_retry(t0 + Duration::from_secs(10)),
+            "the second call opened its own bucket, still in the window"
+        );
+        assert!(!b.try_retry(t0 + Duration::from_secs(10)));
+    }
+
     #[test]
     fn the_floor_lets_a_quiet_model_retry() {
         let b = RetryBudget::new(&policy(0.0, 0.2)); // 2 retries per 10 s whatever the traffic
