@@ -666,6 +666,96 @@ mod tests {
         assert!(small.get(&[99; 32]).is_none());
     }
 
+    /// The fleet's cache (Redis) keeps every field of an answer; bytes that are not an entry are none.
+    #[test]
+    fn an_entry_survives_the_fleet_encoding_field_by_field() {
+        let usage = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 5,
+            total_tokens: 8,
+            ..Default::default()
+        };
+        let kept = Entry::new(
+            vec!["Hel".into(), "lo".into()],
+            "chatcmpl-1".into(),
+            "big".into(),
+            "length".into(),
+            usage,
+            true,
+        );
+        assert_eq!(kept.content(), "Hello");
+        let bytes = kept.encode().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("reasoning"),
+            "no reasoning, no field"
+        );
+        let back = Entry::decode(&bytes).unwrap();
+        assert_eq!(back.chunks, kept.chunks);
+        assert_eq!(
+            (
+                back.id.as_str(),
+                back.model.as_str(),
+                back.finish_reason.as_str()
+            ),
+            ("chatcmpl-1", "big", "length")
+        );
+        assert_eq!(back.usage, usage);
+        assert!(back.usage_estimated);
+        assert_eq!(back.bytes(), kept.bytes());
+        assert!(Entry::decode(b"{\"chunks\": 1}").is_none());
+        // Blocks without provider ids are kept without ids.
+        let plain = entry("a").with_reasoning(vec![Reasoning {
+            text: "t".into(),
+            ..Default::default()
+        }]);
+        let bytes = plain.encode().unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("reasoning_ids"));
+        assert_eq!(Entry::decode(&bytes).unwrap().reasoning, plain.reasoning);
+    }
+
+    #[test]
+    fn a_plan_says_what_a_call_that_was_not_a_hit_reports() {
+        let key = [7; 32];
+        assert_eq!(Plan::Off.miss_label(), None);
+        assert_eq!(Plan::Bypass.miss_label(), Some("bypass"));
+        assert_eq!(Plan::Use { key, read: false }.miss_label(), Some("bypass"));
+        assert_eq!(Plan::Use { key, read: true }.miss_label(), Some("miss"));
+        assert_eq!(Plan::Use { key, read: true }.key(), Some(key));
+        assert_eq!(Plan::Bypass.key(), None);
+        assert_eq!(Plan::Off.key(), None);
+    }
+
+    /// The byte count stays exact as entries expire and are replaced; an answer of exactly an eighth of the
+    /// cache is kept, one byte more is not.
+    #[tokio::test(start_paused = true)]
+    async fn the_byte_count_is_exact_and_an_eighth_of_the_cache_fits() {
+        let cache = ResponseCache::new(&CacheConfig {
+            max_bytes: 1_600,
+            max_entries: 100,
+        });
+        let ttl = Duration::from_secs(10);
+        cache.put([1; 32], entry("x"), ttl);
+        cache.put([1; 32], entry("xy"), ttl);
+        assert_eq!(
+            cache.size(),
+            (1, 161),
+            "the replaced entry no longer counts"
+        );
+        tokio::time::advance(ttl).await;
+        assert!(cache.get(&[1; 32]).is_none());
+        assert_eq!(
+            cache.size(),
+            (0, 0),
+            "an expired entry leaves with its bytes"
+        );
+        // An eighth: 200 bytes, 160 of them the bookkeeping around one one-byte chunk.
+        assert!(cache.fits(200) && !cache.fits(201));
+        cache.put([2; 32], entry(&"z".repeat(41)), ttl);
+        assert!(cache.get(&[2; 32]).is_some(), "200 bytes fit");
+        cache.put([3; 32], entry(&"z".repeat(42)), ttl);
+        assert!(cache.get(&[3; 32]).is_none(), "201 bytes do not");
+    }
+
     /// The fleet's cache (Redis) keeps an answer's reasoning, signatures byte-exact; an entry written before
     /// reasoning was kept reads as one without.
     #[test]
@@ -683,7 +773,8 @@ mod tests {
             },
         ];
         let kept = entry("answer").with_reasoning(blocks.clone());
-        assert!(kept.bytes() > entry("answer").bytes());
+        // Each block counts its four strings and 24 bytes: (3 + 8 + 0 + 4 + 24) + (0 + 0 + 2 + 0 + 24).
+        assert_eq!(kept.bytes(), entry("answer").bytes() + 65);
         let back = Entry::decode(&kept.encode().unwrap()).unwrap();
         assert_eq!(back.reasoning, blocks);
         assert_eq!(back.bytes(), kept.bytes());

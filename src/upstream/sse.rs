@@ -238,9 +238,27 @@ mod tests {
     }
 
     #[test]
+    fn an_event_of_exactly_the_limit_is_decoded_and_a_partial_line_counts_toward_it() {
+        let mut dec = SseDecoder::new(16);
+        dec.push(b"data: 0123456789abcdef\n\n");
+        assert_eq!(dec.next_event(), Ok(Some(ev("0123456789abcdef"))));
+        // Ten bytes of data, and ten of a line not yet ended: over sixteen before the line is whole.
+        let mut dec = SseDecoder::new(16);
+        dec.push(b"data: 0123456789\ndata: 0123");
+        assert_eq!(dec.next_event(), Err(SseError::TooLarge(16)));
+        let mut dec = SseDecoder::new(16);
+        dec.push(b"data: 0123456789\ndata: ");
+        assert_eq!(dec.next_event(), Ok(None), "16 bytes so far");
+    }
+
+    #[test]
     fn invalid_utf8_is_an_error() {
         assert_eq!(
             decode_split(b"data: \xff\xfe\n\n", &[]),
+            Err(SseError::NotUtf8)
+        );
+        assert_eq!(
+            decode_split(b"event: \xff\ndata: x\n\n", &[]),
             Err(SseError::NotUtf8)
         );
     }
