@@ -144,6 +144,14 @@ mod tests {
             "the second call opened its own bucket, still in the window"
         );
         assert!(!b.try_retry(t0 + Duration::from_secs(10)));
+        // A call within the second joins its bucket and leaves with it.
+        let b = RetryBudget::new(&policy(1.0, 0.0));
+        b.record_request(t0);
+        b.record_request(t0 + Duration::from_millis(500));
+        assert!(
+            !b.try_retry(t0 + Duration::from_secs(10)),
+            "both calls left with the bucket of t0"
+        );
     }
 
     #[test]
