@@ -716,6 +716,58 @@ mod tests {
         assert_eq!(utc_month(at(1_798_761_600)), 202701);
     }
 
+    /// Every day from 1970 to 2500 against a calendar kept by hand: its month, its day number, and the wait from
+    /// its last second to the next month (one second on a month's last day, else more).
+    #[test]
+    fn every_day_for_five_centuries_is_in_its_calendar_month() {
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let length = |y: i64, m: i64| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let (mut year, mut month, mut day) = (1970i64, 1i64, 1i64);
+        for n in 0..(530 * 366) {
+            if year == 2500 {
+                break;
+            }
+            let midnight = UNIX_EPOCH + Duration::from_secs(n as u64 * 86_400);
+            let last_second = midnight + Duration::from_secs(86_399);
+            assert_eq!(days_from_civil(year, month, day), n, "{year}-{month}-{day}");
+            assert_eq!(utc_day(last_second), n as u64);
+            assert_eq!(
+                i64::from(utc_month(midnight)),
+                year * 100 + month,
+                "day {n}"
+            );
+            assert_eq!(
+                i64::from(utc_month(last_second)),
+                year * 100 + month,
+                "day {n}"
+            );
+            let to_next = until_next_utc_month(last_second);
+            let days_left = length(year, month) - day;
+            assert_eq!(
+                to_next,
+                Duration::from_secs(days_left as u64 * 86_400 + 1),
+                "{year}-{month}-{day}"
+            );
+            assert_eq!(until_utc_midnight(last_second), Duration::from_secs(1));
+            assert_eq!(until_utc_midnight(midnight), Duration::from_secs(86_400));
+            day += 1;
+            if day > length(year, month) {
+                day = 1;
+                month += 1;
+                if month > 12 {
+                    month = 1;
+                    year += 1;
+                }
+            }
+        }
+        assert_eq!(year, 2500);
+    }
+
     #[test]
     fn tokens_are_reserved_then_reconciled() {
         let l = limiter(None, Some(1000), None);
@@ -787,6 +839,111 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("gateway"));
+    }
+
+    /// The fleet's spend (reported by Redis's admission) raises this replica's figure, never lowers it; a new
+    /// UTC day or month starts from the fleet's figure alone; a non-number is ignored.
+    #[test]
+    fn the_fleets_spend_raises_this_replicas_never_lowers_it() {
+        let l = KeyLimiter::new("k", KeyLimits::default());
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        let day = at(1_796_083_200); // 2026-12-01 00:00 UTC
+        l.add_spend(0.5, day);
+        l.saw_fleet_spend(0.25, 0.25, day);
+        assert_eq!((l.spent_today(day), l.spent_this_month(day)), (0.5, 0.5));
+        l.saw_fleet_spend(2.0, 3.0, day);
+        assert_eq!((l.spent_today(day), l.spent_this_month(day)), (2.0, 3.0));
+        l.saw_fleet_spend(f64::NAN, f64::INFINITY, day);
+        assert_eq!((l.spent_today(day), l.spent_this_month(day)), (2.0, 3.0));
+        let next_day = at(1_796_083_200 + 86_400);
+        assert_eq!(
+            l.spent_today(next_day),
+            0.0,
+            "yesterday's spend is not today's"
+        );
+        assert_eq!(l.spent_this_month(next_day), 3.0);
+        l.saw_fleet_spend(1.0, 4.0, next_day);
+        assert_eq!(
+            (l.spent_today(next_day), l.spent_this_month(next_day)),
+            (1.0, 4.0)
+        );
+        let next_month = at(1_798_761_600); // 2027-01-01
+        l.saw_fleet_spend(0.1, 0.1, next_month);
+        assert_eq!(l.spent_this_month(next_month), 0.1);
+        l.add_spend(0.2, next_month);
+        assert!((l.spent_today(next_month) - 0.3).abs() < 1e-12);
+    }
+
+    /// A group's limiter names the group in its refusals and in the fleet's state, apart from a key of its name.
+    #[test]
+    fn a_group_is_named_as_a_group() {
+        let key = KeyLimiter::new("team", rates(Some(1), None, None));
+        let group = KeyLimiter::group("team", rates(Some(1), None, None));
+        assert_eq!(
+            (key.store_name(), group.store_name()),
+            ("team".into(), "group:team".into())
+        );
+        assert_eq!(group.name(), "team");
+        let (g, t0) = (global(), Instant::now());
+        group.admit(t0, 0, &g).unwrap();
+        let err = group.admit(t0, 0, &g).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("group 'team': 1 requests per minute"),
+            "{err}"
+        );
+        key.admit(t0, 0, &g).unwrap();
+        let err = key.admit(t0, 0, &g).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("key 'team': 1 requests per minute"),
+            "{err}"
+        );
+    }
+
+    /// Limits changed at run time keep the configured concurrency.
+    #[test]
+    fn a_run_time_change_keeps_the_concurrency() {
+        let l = limiter(Some(1), None, Some(3));
+        l.set_limits(KeyLimits {
+            rpm: Some(9),
+            concurrency: Some(50),
+            ..KeyLimits::default()
+        });
+        assert_eq!(l.limits().rpm, Some(9));
+        assert_eq!(l.limits().concurrency, Some(3));
+        let g = global();
+        let held: Vec<_> = (0..3).map(|_| l.permits(&g).unwrap()).collect();
+        let err = l.permits(&g).unwrap_err();
+        assert!(
+            err.to_string().contains("3 calls already in flight"),
+            "{err}"
+        );
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        drop(held);
+    }
+
+    /// What lost attempts spent stays in the window after the call: added to the answer's tokens, or alone
+    /// when the call got no answer.
+    #[test]
+    fn lost_attempts_count_on_top_of_the_answer() {
+        let l = limiter(None, Some(1_000), None);
+        let (g, t0) = (global(), Instant::now());
+        let mut a = l.admit(t0, 500, &g).unwrap();
+        a.add_lost(100);
+        a.add_lost(50);
+        a.reconcile(200);
+        assert_eq!(l.tokens.lock().unwrap().total(t0), 350);
+        let mut b = l.admit(t0, 500, &g).unwrap();
+        b.add_lost(30);
+        b.release();
+        assert_eq!(l.tokens.lock().unwrap().total(t0), 380);
+        // The gateway's own cap refuses with a second's wait.
+        let err = limiter(None, None, None)
+            .permits(&Arc::new(Semaphore::new(0)))
+            .unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        assert_eq!(err.label(), "limit_max_in_flight");
     }
 
     #[test]
