@@ -6,8 +6,7 @@ polls /healthz every 20 ms. Prints p50, p99 and max of the probe's latency.
     target/debug/aigw serve &        # or the release build
     python3 bench/healthz_under_load.py [http://127.0.0.1:50051] [http://127.0.0.1:9090]
 
-Measured on 2 cores, debug build (issue 29): p99 2.2 s before large answers were encoded off the async workers,
-10-20 ms after."""
+Figures and their raw output: BENCHMARKS.md, "Health probes while CPU-heavy calls run"."""
 
 import json
 import sys

@@ -5,8 +5,7 @@ costs the most to parse per byte): prints the answers' statuses and the process'
     target/release/aigw serve & python3 bench/memory_under_big_bodies.py $!
     python3 bench/memory_under_big_bodies.py PID [http://127.0.0.1:50051]
 
-Measured on 2 cores, release build (issue 29): 2,019 MiB peak before the memory budget (64 x 200); 282 MiB
-after, with the default 512 MiB budget (57 x 503 memory_exhausted, 7 x 400 past the 50,000-message bound)."""
+Figures and their raw output: BENCHMARKS.md, "Many large bodies at once"."""
 
 import collections
 import json

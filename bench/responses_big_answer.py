@@ -3,8 +3,8 @@ loopback streams `--mib` MiB of text in 64 KiB deltas, the client reads the stre
 and the script prints how the stream ended and the gateway's peak RSS (VmHWM).
 
 A Responses stream repeats its answer in its closing events; before issue 29 it kept the whole answer several
-times over (200 MiB: 2,272 MiB peak RSS, 2 cores, release). Now it keeps at most 8 MiB and fails the stream past
-that (74 MiB peak).
+times over. Now it keeps at most 8 MiB and fails the stream past that. Figures and their raw output:
+BENCHMARKS.md, "A very long answer through a Responses stream".
 
 Usage: python3 bench/responses_big_answer.py [--aigw PATH] [--mib 200]
 """
