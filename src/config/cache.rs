@@ -45,7 +45,7 @@ impl CacheConfig {
     }
 }
 
-/// A model's caching, as written: `cache = { ttl = "10m", any_temperature = false, hits = "free" }`.
+/// A model's caching, as written: `cache = { ttl = "10m", any_temperature = false, hits = "free", scope = "key" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawModelCache {
@@ -55,6 +55,19 @@ pub(super) struct RawModelCache {
     any_temperature: bool,
     #[serde(default)]
     hits: Hits,
+    #[serde(default)]
+    scope: Scope,
+}
+
+/// Whose answers a caller may be given.
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Scope {
+    /// Only answers to its own key's requests: another key's hit would tell it what was asked before, and cost.
+    #[default]
+    Key,
+    /// Any key's answers to the same request.
+    All,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -78,6 +91,8 @@ pub(crate) struct ModelCache {
     pub(crate) any_temperature: bool,
     /// Charge a hit the kept usage (tpm, spend, cost metrics); otherwise hits are free.
     pub(crate) charge_hits: bool,
+    /// Answers are kept per key (the default); false: one key's answer is a hit for every key.
+    pub(crate) per_key: bool,
 }
 
 impl RawModelCache {
@@ -89,6 +104,7 @@ impl RawModelCache {
             ttl: self.ttl,
             any_temperature: self.any_temperature,
             charge_hits: self.hits == Hits::Cost,
+            per_key: self.scope == Scope::Key,
         })
     }
 }

@@ -247,8 +247,12 @@ fn the_response_cache_is_off_unless_a_model_turns_it_on() {
             ttl: Duration::from_secs(300),
             any_temperature: false,
             charge_hits: true,
+            per_key: true,
         })
     );
+    let shared = parse(&on.replace("hits = \"cost\"", "scope = \"all\"")).unwrap();
+    assert!(!shared.models[0].cache.as_ref().unwrap().per_key);
+    assert!(parse(&on.replace("hits = \"cost\"", "scope = \"team\"")).is_err());
     assert_eq!(
         (cfg.cache.max_bytes, cfg.cache.max_entries),
         (1_048_576, 50)

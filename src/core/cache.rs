@@ -307,10 +307,12 @@ impl CacheControl {
 }
 
 /// What this request does with the cache: whether its model caches, whether its parameters are deterministic
-/// enough (temperature 0, unless the model widens it), and what the client asked.
+/// enough (temperature 0, unless the model widens it), and what the client asked. `caller` is the key's stable
+/// identity (`Identity::owner`): answers are kept per caller unless the model shares them (`scope = "all"`).
 pub(crate) fn plan(
     policy: Option<&ModelCache>,
     control: CacheControl,
+    caller: &str,
     model: &str,
     messages: &[Message],
     config: Option<&GenerationConfig>,
@@ -325,21 +327,29 @@ pub(crate) fn plan(
     if control.no_store {
         return Plan::Bypass;
     }
+    let caller = if policy.per_key { caller } else { "" };
     Plan::Use {
-        key: key(model, messages, config),
+        key: key(caller, model, messages, config),
         read: !control.no_cache,
     }
 }
 
-/// SHA-256 over the canonical request: the model's canonical name, every message (role, name, content) and
-/// every generation parameter, each length-prefixed so no two requests can run together into one text.
-pub(crate) fn key(model: &str, messages: &[Message], config: Option<&GenerationConfig>) -> Key {
+/// SHA-256 over the canonical request: the caller (empty when the model shares answers between keys), the
+/// model's canonical name, every message (role, name, content) and every generation parameter, each
+/// length-prefixed so no two requests can run together into one text.
+pub(crate) fn key(
+    caller: &str,
+    model: &str,
+    messages: &[Message],
+    config: Option<&GenerationConfig>,
+) -> Key {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
-    field(b"aigw-cache-v3");
+    field(b"aigw-cache-v4");
+    field(caller.as_bytes());
     field(model.as_bytes());
     field(&(messages.len() as u64).to_le_bytes());
     for m in messages {
@@ -376,17 +386,18 @@ pub(crate) fn key(model: &str, messages: &[Message], config: Option<&GenerationC
 }
 
 /// An embeddings request's plan: embeddings are deterministic, so any request to a caching model is kept,
-/// keyed by the model, the texts and the asked size.
+/// keyed by the caller (as [`plan`]), the model, the texts and the asked size.
 pub(crate) fn embed_plan(
     policy: Option<&ModelCache>,
     control: CacheControl,
+    caller: &str,
     model: &str,
     input: &[String],
     dimensions: Option<i32>,
 ) -> Plan {
-    if policy.is_none() {
+    let Some(policy) = policy else {
         return Plan::Off;
-    }
+    };
     if control.no_store {
         return Plan::Bypass;
     }
@@ -395,7 +406,8 @@ pub(crate) fn embed_plan(
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
-    field(b"aigw-embed-v1");
+    field(b"aigw-embed-v2");
+    field(if policy.per_key { caller } else { "" }.as_bytes());
     field(model.as_bytes());
     field(&dimensions.unwrap_or(0).to_le_bytes());
     field(&(input.len() as u64).to_le_bytes());
@@ -446,10 +458,19 @@ mod tests {
             ttl: Duration::from_secs(60),
             any_temperature: false,
             charge_hits: false,
+            per_key: true,
         };
         let plan = |model: &str, input: &[&str], dims: Option<i32>| {
             let input: Vec<String> = input.iter().map(|s| (*s).to_owned()).collect();
-            embed_plan(Some(&policy), CacheControl::default(), model, &input, dims).key()
+            embed_plan(
+                Some(&policy),
+                CacheControl::default(),
+                "",
+                model,
+                &input,
+                dims,
+            )
+            .key()
         };
         let base = plan("e", &["a", "b"], None);
         assert!(base.is_some());
@@ -464,22 +485,28 @@ mod tests {
         }
         let input = ["a".to_owned()];
         assert_eq!(
-            embed_plan(None, CacheControl::default(), "e", &input, None),
+            embed_plan(None, CacheControl::default(), "", "e", &input, None),
             Plan::Off
         );
     }
 
     #[test]
     fn the_key_covers_every_part_of_the_request() {
-        let base = key("m", &[msg("user", "hi")], Some(&zero()));
-        assert_eq!(base, key("m", &[msg("user", "hi")], Some(&zero())));
+        let base = key("", "m", &[msg("user", "hi")], Some(&zero()));
+        assert_eq!(base, key("", "m", &[msg("user", "hi")], Some(&zero())));
         let others = [
-            key("n", &[msg("user", "hi")], Some(&zero())),
-            key("m", &[msg("system", "hi")], Some(&zero())),
-            key("m", &[msg("user", "hi!")], Some(&zero())),
-            key("m", &[msg("user", "h"), msg("user", "i")], Some(&zero())),
-            key("m", &[msg("user", "hi")], None),
+            key("", "n", &[msg("user", "hi")], Some(&zero())),
+            key("", "m", &[msg("system", "hi")], Some(&zero())),
+            key("", "m", &[msg("user", "hi!")], Some(&zero())),
             key(
+                "",
+                "m",
+                &[msg("user", "h"), msg("user", "i")],
+                Some(&zero()),
+            ),
+            key("", "m", &[msg("user", "hi")], None),
+            key(
+                "",
                 "m",
                 &[Message {
                     name: "ann".into(),
@@ -488,6 +515,7 @@ mod tests {
                 Some(&zero()),
             ),
             key(
+                "",
                 "m",
                 &[msg("user", "hi")],
                 Some(&GenerationConfig {
@@ -496,6 +524,7 @@ mod tests {
                 }),
             ),
             key(
+                "",
                 "m",
                 &[msg("user", "hi")],
                 Some(&GenerationConfig {
@@ -504,6 +533,7 @@ mod tests {
                 }),
             ),
             key(
+                "",
                 "m",
                 &[msg("user", "hi")],
                 Some(&GenerationConfig {
@@ -513,6 +543,7 @@ mod tests {
             ),
             // The fields beyond text: a tool result, a tool call, an image, tools, a seed, provider options.
             key(
+                "",
                 "m",
                 &[Message {
                     tool_call_id: "call_1".into(),
@@ -521,6 +552,7 @@ mod tests {
                 Some(&zero()),
             ),
             key(
+                "",
                 "m",
                 &[Message {
                     tool_calls: vec![crate::proto::ToolCall {
@@ -533,6 +565,7 @@ mod tests {
                 Some(&zero()),
             ),
             key(
+                "",
                 "m",
                 &[Message {
                     parts: vec![crate::proto::ContentPart {
@@ -543,6 +576,7 @@ mod tests {
                 Some(&zero()),
             ),
             key(
+                "",
                 "m",
                 &[msg("user", "hi")],
                 Some(&GenerationConfig {
@@ -554,6 +588,7 @@ mod tests {
                 }),
             ),
             key(
+                "",
                 "m",
                 &[msg("user", "hi")],
                 Some(&GenerationConfig {
@@ -562,6 +597,7 @@ mod tests {
                 }),
             ),
             key(
+                "",
                 "m",
                 &[msg("user", "hi")],
                 Some(&GenerationConfig {
@@ -581,9 +617,33 @@ mod tests {
             ..msg("user", content)
         };
         assert_ne!(
-            key("m", &[named("", "ab")], None),
-            key("m", &[named("a", "b")], None)
+            key("", "m", &[named("", "ab")], None),
+            key("", "m", &[named("a", "b")], None)
         );
+    }
+
+    /// Per key, the caller is part of the key; shared, it is not.
+    #[test]
+    fn the_caller_is_in_the_key_unless_the_model_shares_answers() {
+        let mut policy = ModelCache {
+            ttl: Duration::from_secs(60),
+            any_temperature: false,
+            charge_hits: false,
+            per_key: true,
+        };
+        let m = [msg("user", "hi")];
+        let none = CacheControl::default();
+        let texts = ["a".to_owned()];
+        let chat =
+            |p: &ModelCache, caller| plan(Some(p), none, caller, "m", &m, Some(&zero())).key();
+        let embed =
+            |p: &ModelCache, caller| embed_plan(Some(p), none, caller, "e", &texts, None).key();
+        assert_ne!(chat(&policy, "api:1"), chat(&policy, "api:2"));
+        assert_ne!(embed(&policy, "api:1"), embed(&policy, "api:2"));
+        assert_eq!(chat(&policy, "api:1"), chat(&policy, "api:1"));
+        policy.per_key = false;
+        assert_eq!(chat(&policy, "api:1"), chat(&policy, "api:2"));
+        assert_eq!(embed(&policy, "api:1"), embed(&policy, "api:2"));
     }
 
     #[test]
@@ -592,13 +652,14 @@ mod tests {
             ttl: Duration::from_secs(60),
             any_temperature: false,
             charge_hits: false,
+            per_key: true,
         };
         let m = [msg("user", "hi")];
         let none = CacheControl::default();
-        assert_eq!(plan(None, none, "m", &m, Some(&zero())), Plan::Off);
-        assert_eq!(plan(Some(&policy), none, "m", &m, None), Plan::Off);
+        assert_eq!(plan(None, none, "", "m", &m, Some(&zero())), Plan::Off);
+        assert_eq!(plan(Some(&policy), none, "", "m", &m, None), Plan::Off);
         assert!(matches!(
-            plan(Some(&policy), none, "m", &m, Some(&zero())),
+            plan(Some(&policy), none, "", "m", &m, Some(&zero())),
             Plan::Use { read: true, .. }
         ));
         let wide = ModelCache {
@@ -606,7 +667,7 @@ mod tests {
             ..policy.clone()
         };
         assert!(matches!(
-            plan(Some(&wide), none, "m", &m, None),
+            plan(Some(&wide), none, "", "m", &m, None),
             Plan::Use { .. }
         ));
         let mut md = MetadataMap::new();
@@ -620,13 +681,13 @@ mod tests {
             }
         );
         assert!(matches!(
-            plan(Some(&policy), control, "m", &m, Some(&zero())),
+            plan(Some(&policy), control, "", "m", &m, Some(&zero())),
             Plan::Use { read: false, .. }
         ));
         md.insert("cache-control", "no-store".parse().unwrap());
         let control = CacheControl::read(&md);
         assert_eq!(
-            plan(Some(&policy), control, "m", &m, Some(&zero())),
+            plan(Some(&policy), control, "", "m", &m, Some(&zero())),
             Plan::Bypass
         );
     }
@@ -791,8 +852,8 @@ mod tests {
             ..msg("assistant", "a")
         };
         assert_ne!(
-            key("m", &[said("one")], Some(&zero())),
-            key("m", &[said("two")], Some(&zero()))
+            key("", "m", &[said("one")], Some(&zero())),
+            key("", "m", &[said("two")], Some(&zero()))
         );
     }
 }

@@ -36,6 +36,7 @@ pub(crate) async fn handle(
         let plan = cache::embed_plan(
             model.cache.as_ref(),
             start.cache_control,
+            &start.who.owner,
             &model.name,
             &req.input,
             req.dimensions,

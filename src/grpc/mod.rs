@@ -171,6 +171,7 @@ impl Start {
         let plan = cache::plan(
             model.cache.as_ref(),
             self.cache_control,
+            &self.who.owner,
             &model.name,
             messages,
             config,

@@ -201,6 +201,41 @@ async fn a_stream_is_replayed_chunk_for_chunk_and_serves_unary_calls_too() {
     assert_eq!(up.calls(), 1);
 }
 
+/// Answers are kept per key: another key asking the same gets its own answer (a hit would tell it what was
+/// asked before, and for free), unless the model shares them (`scope = "all"`).
+#[tokio::test]
+async fn a_kept_answer_is_its_keys_unless_the_model_shares_it() {
+    let answer = || Reply::json(200, &completion("Hello!", "stop", 3, 2));
+    let up = Upstream::start(vec![answer(), answer(), answer()]).await;
+    let second_key = "[[keys]]\nname = \"second\"\nenv = \"TEST_LIMITED_KEY\"";
+    for (cache, second_hears) in [
+        ("{ ttl = \"1m\" }", "miss"),
+        ("{ ttl = \"1m\", scope = \"key\" }", "miss"),
+        ("{ ttl = \"1m\", scope = \"all\" }", "hit"),
+    ] {
+        let gw = Gateway::start(config(&priced_config_text(
+            &up.base_url(),
+            second_key,
+            "",
+            &format!("cache = {cache}"),
+        )))
+        .await;
+        let mut client = gw.client().await;
+        let req = |key| authed(with_config(generate("m", "hi"), zero()), key);
+        let first = client.generate(req(KEY)).await.unwrap();
+        assert_eq!(cache_header(&first), Some("miss"), "{cache}");
+        let other = client.generate(req(LIMITED_KEY)).await.unwrap();
+        assert_eq!(cache_header(&other), Some(second_hears), "{cache}");
+        let again = client.generate(req(KEY)).await.unwrap();
+        assert_eq!(
+            cache_header(&again),
+            Some("hit"),
+            "{cache}: the key's own answer"
+        );
+    }
+    assert_eq!(up.calls(), 5);
+}
+
 #[tokio::test]
 async fn a_broken_stream_is_never_kept() {
     let broken = Reply::sse_raw(vec![Part::Bytes(
