@@ -22,18 +22,18 @@ if ! cargo mutants --version 2>/dev/null | grep -q "$VERSION"; then
 fi
 
 MODULES=(
-  src/admission/limits.rs
+  src/error.rs
   src/routing/cooling.rs
   src/routing/retry.rs
   src/routing/breaker.rs
   src/routing/deadline.rs
   src/core/cache.rs
-  src/core/memory.rs
+  src/admission/limits.rs
   src/upstream/sse.rs
   src/upstream/text.rs
   src/upstream/retry_after.rs
   src/grpc/codec.rs
-  src/error.rs
+  src/core/memory.rs
 )
 [ $# -gt 0 ] && MODULES=("$@")
 # Unit tests only by default: they hold most of these modules' checks and take seconds, not minutes.
@@ -43,14 +43,20 @@ LIMIT=${MUTANTS_LIMIT:-3600}
 # Every mutant is an incremental build of the crate: without debug info it compiles and links faster (in its own
 # target folder, so the test command's builds are not undone).
 export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/mutants-build}
+# The fuzz harness's properties run 32 cases each instead of 256: a mutant they catch is caught in the first
+# few cases, and the run spends its time on builds, not on the same property again.
+export PROPTEST_CASES=${PROPTEST_CASES:-32}
 
 for file in "${MODULES[@]}"; do
   name=$(basename "$file" .rs)
   out=target/mutants/$name
   mkdir -p "$out"
   echo "== $file"
+  # A mutant that fails a fuzz property makes proptest save the failing case: keep the file as it was.
+  cp src/fuzz.regressions "$out/fuzz.regressions.kept"
   timeout "$LIMIT" cargo mutants --in-place --file "$file" --timeout 300 --output "$out" \
     -- "${TEST_ARGS[@]}" > "$out/run.log" 2>&1 || true
+  cp "$out/fuzz.regressions.kept" src/fuzz.regressions
   python3 - "$out/mutants.out" "$file" <<'PY'
 import pathlib, sys
 out, file = pathlib.Path(sys.argv[1]), sys.argv[2]
