@@ -278,6 +278,34 @@ mod tests {
             State::Open,
             "t0's call has left; 5 failures of 10"
         );
+
+        // Calls within a second of a bucket's start join it and leave with it.
+        let b = Breaker::new(policy());
+        b.record(t0, true);
+        for i in 0..8 {
+            b.record(t0 + Duration::from_millis(500), i % 2 == 0);
+        }
+        b.record(at(10), true);
+        b.record(at(10), false);
+        assert_eq!(
+            b.state(),
+            State::Closed,
+            "the nine left together: 1 failure of 2"
+        );
+    }
+
+    /// Each call counts its own outcome, the one that opens a bucket and those that join it: 4 failures of 10
+    /// is under half (one more would be half; the ratio is judged when a call fails).
+    #[test]
+    fn a_bucket_counts_each_calls_outcome() {
+        let b = Breaker::new(policy());
+        let t0 = Instant::now();
+        for success in [
+            true, true, false, true, false, true, true, false, true, false,
+        ] {
+            b.record(t0, success);
+        }
+        assert_eq!(b.state(), State::Closed);
     }
 
     #[test]
