@@ -22,17 +22,13 @@ impl<'de> Deserialize<'de> for RawText {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string")
             }
+            // A string already decoded (from a `serde_json::Value`, say); owned strings come here too.
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawText, E> {
                 Ok(RawText(v.as_bytes().to_vec()))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<RawText, E> {
-                Ok(RawText(v.into_bytes()))
-            }
+            // serde_json's reader, raw or unescaped; owned byte buffers come here too.
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawText, E> {
                 Ok(RawText(v.to_vec()))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<RawText, E> {
-                Ok(RawText(v))
             }
         }
         d.deserialize_bytes(Visitor)
@@ -198,6 +194,21 @@ mod tests {
         assert_eq!(joiner.text(raw(r#""\ude00!""#)), "😀!");
         assert_eq!(joiner.finish(), None);
         assert_eq!(RawText(raw(r#""ok\udbff""#)).into_lossy(), "ok\u{FFFD}");
+    }
+
+    /// Text read from a parsed JSON value (borrowed or owned) is the same text; anything but a string is
+    /// refused by name.
+    #[test]
+    fn text_from_a_json_value_and_a_wrong_type() {
+        let value = serde_json::json!("héllo 😀");
+        assert_eq!(
+            RawText::deserialize(&value).unwrap().into_lossy(),
+            "héllo 😀"
+        );
+        let owned: RawText = serde_json::from_value(value).unwrap();
+        assert_eq!(owned.into_lossy(), "héllo 😀");
+        let err = serde_json::from_value::<RawText>(serde_json::json!(5)).unwrap_err();
+        assert!(err.to_string().contains("expected a string"), "{err}");
     }
 
     #[test]
