@@ -488,6 +488,14 @@ mod tests {
             embed_plan(None, CacheControl::default(), "", "e", &input, None),
             Plan::Off
         );
+        // The client's cache-control holds for embeddings too.
+        let asked = |no_cache, no_store| {
+            let control = CacheControl { no_cache, no_store };
+            embed_plan(Some(&policy), control, "", "e", &input, None)
+        };
+        assert!(matches!(asked(false, false), Plan::Use { read: true, .. }));
+        assert!(matches!(asked(true, false), Plan::Use { read: false, .. }));
+        assert_eq!(asked(false, true), Plan::Bypass);
     }
 
     #[test]
