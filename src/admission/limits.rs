@@ -651,6 +651,11 @@ mod tests {
         let err = l.admit(t0 + WINDOW, 0, &g).unwrap_err();
         assert_eq!(retry_after(err), Some(GRAIN / 2));
         l.admit(late + WINDOW, 0, &g).unwrap();
+        // A whole grain apart, two calls are two entries: the first leaves on its own.
+        let mut log = Log::default();
+        log.add(t0, 1);
+        log.add(t0 + GRAIN, 1);
+        assert_eq!(log.total(t0 + WINDOW), 1);
     }
 
     /// A limit set (or lowered) at run time counts what is already in its window: after 3 calls with no
