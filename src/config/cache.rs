@@ -95,6 +95,17 @@ pub(crate) struct ModelCache {
     pub(crate) per_key: bool,
 }
 
+impl ModelCache {
+    /// The caller as the cache keys it: the key's identity when answers are kept per key, else no one.
+    pub(crate) fn scope<'a>(&self, caller: &'a str) -> &'a str {
+        if self.per_key {
+            caller
+        } else {
+            ""
+        }
+    }
+}
+
 impl RawModelCache {
     pub(super) fn check(self, at: &str) -> Result<ModelCache, ConfigError> {
         if self.ttl.is_zero() {

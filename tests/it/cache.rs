@@ -1,5 +1,5 @@
 //! The response cache, end to end: a scripted upstream that counts its calls, the gateway in front of it with
-//! caching on for model "m". (Expiry and eviction are unit-tested in `src/core/cache.rs` on paused time.)
+//! caching on for model "m". (Expiry and eviction are unit-tested in `src/core/cache/tests.rs` on paused time.)
 
 use crate::common::{upstream::*, *};
 use aigw::proto::{GenerationConfig, StreamChunk};

@@ -563,12 +563,7 @@ async fn upstream_failures_limits_and_budgets_have_their_http_statuses() {
     );
     // The call's cost is booked as its answer ends: wait for the booking (its metric), then the next call is
     // refused, the first time.
-    eventually("the call's cost is booked", || async {
-        let (_, text) = admin_get(&gw, "/metrics", None).await;
-        text.contains(r#"aigw_cost_usd_total{key="tester",model="m"}"#)
-            .then_some(())
-    })
-    .await;
+    cost_booked(&gw, "tester", "m").await;
     let refused = post(&gw, Some(KEY), &ask("m", json!({}))).await;
     assert_eq!(refused.status(), 429);
     let body = json_of(refused).await;

@@ -400,6 +400,17 @@ where
     }
 }
 
+/// Waits until the gateway has booked a cost for `key` on `model` (the cost metric): its spend counts against
+/// budgets from then on. Budget tests wait for this, not for a refusal, so no call spends while they wait.
+pub async fn cost_booked(gw: &Gateway, key: &str, model: &str) {
+    let series = format!(r#"aigw_cost_usd_total{{key="{key}",model="{model}"}}"#);
+    eventually("the call's cost is booked", || async {
+        let (_, text) = admin_get(gw, "/metrics", None).await;
+        text.contains(&series).then_some(())
+    })
+    .await;
+}
+
 /// A loopback port that refuses connections: bound but never listening, and held (with the returned socket) so
 /// that no other test can take it meanwhile.
 pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
