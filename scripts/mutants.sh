@@ -5,6 +5,8 @@
 #   bash scripts/mutants.sh                          # every module below, one after another
 #   bash scripts/mutants.sh src/routing/cooling.rs   # one module
 #   MUTANTS_TESTS=full bash scripts/mutants.sh FILE  # the unit and integration tests (default: unit tests only)
+#   MUTANTS_ARGS="-F 'in Log::add'" bash scripts/mutants.sh FILE   # only the mutants whose names match (re-running
+#                                                    # survivors); -E REGEX leaves some out (cargo-mutants' flags)
 #
 # cargo-mutants (pinned) makes one-token mistakes in the file — an operator flipped, a constant changed, a body
 # replaced by a default — and runs the tests against each. Its reports go to target/mutants/<module>/; the
@@ -54,7 +56,8 @@ for file in "${MODULES[@]}"; do
   echo "== $file"
   # A mutant that fails a fuzz property makes proptest save the failing case: keep the file as it was.
   cp src/fuzz.regressions "$out/fuzz.regressions.kept"
-  timeout "$LIMIT" cargo mutants --in-place --file "$file" --timeout 300 --output "$out" \
+  eval "extra=(${MUTANTS_ARGS:-})"
+  timeout "$LIMIT" cargo mutants --in-place --file "$file" --timeout 300 --output "$out" "${extra[@]}" \
     -- "${TEST_ARGS[@]}" > "$out/run.log" 2>&1 || true
   cp "$out/fuzz.regressions.kept" src/fuzz.regressions
   python3 - "$out/mutants.out" "$file" <<'PY'

@@ -206,6 +206,47 @@ mod tests {
         assert!(countable(&at_limit).is_ok());
         let over = [0x12u8, 0x00].repeat(MAX_ELEMENTS as usize + 1);
         assert!(countable(&over).is_err());
+        // Past twice the limit in bytes, it is the count that decides: the limit exactly is decoded.
+        let mut at_limit_longer = [0x12u8, 0x00].repeat(MAX_ELEMENTS as usize - 1);
+        at_limit_longer.extend([0x12, 0x01, 0xff]);
+        assert!(countable(&at_limit_longer).is_ok());
+    }
+
+    /// `bytes` as the body of a gRPC request, decoded by the gateway's codec as tonic's server does.
+    async fn decode(bytes: &[u8]) -> Result<Option<GenerateRequest>, tonic::Status> {
+        use tokio_stream::StreamExt;
+        let frame = [&[0u8][..], &(bytes.len() as u32).to_be_bytes(), bytes].concat();
+        let body = http_body_util::Full::new(bytes::Bytes::from(frame));
+        let mut codec = ProstCodec::<GenerateRequest, GenerateRequest>::default();
+        let mut stream =
+            tonic::codec::Streaming::new_request(codec.decoder(), body, None, Some(8 << 20));
+        stream.next().await.transpose()
+    }
+
+    #[tokio::test]
+    async fn the_decoder_counts_before_it_decodes_and_names_bad_protobuf_the_clients() {
+        let req = GenerateRequest {
+            model: "m".into(),
+            messages: vec![Msg::text("user", "hi")],
+            ..Default::default()
+        };
+        assert_eq!(decode(&req.encode_to_vec()).await.unwrap(), Some(req));
+        // 600,000 empty messages in one frame: refused by the count, not decoded.
+        let flood = [0x12u8, 0x00].repeat(600_000);
+        let err = decode(&flood).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("500000 protobuf elements"),
+            "{err:?}"
+        );
+        // A field cut short is the client's mistake, named as such (tonic's own codec says INTERNAL).
+        let err = decode(&[0x0a, 0x05, b'm']).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message()
+                .starts_with("the message is not valid protobuf"),
+            "{err:?}"
+        );
     }
 
     #[test]
