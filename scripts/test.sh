@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of aigw from a fresh clone, installing what the tests need. First the gates: rustfmt,
-# clippy with warnings denied, the layer rule (scripts/layers.py: no import circle across src/'s folders) and
-# cargo deny (bans: no OpenSSL or native-tls; licenses; sources); then
+# clippy with warnings denied, the code's docs with warnings denied (every intra-doc link resolves), the layer
+# rule (scripts/layers.py: no import circle across src/'s folders) and cargo deny (bans: no OpenSSL or native-tls; licenses; sources); then
 #   1. unit and integration tests (cargo test): in-process gateway, scripted upstream, TLS, shutdown;
 #   2. end-to-end tests (pytest): the built binary on the default config.toml, called by the real grpcurl
 #      and by Python clients with stubs generated from proto/ by grpcio-tools; smoke runs of the k6 script,
@@ -56,9 +56,10 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null
 fi
 
-echo "== gates: rustfmt, clippy, the layer rule, cargo deny, the container build"
+echo "== gates: rustfmt, clippy, docs, the layer rule, cargo deny, the container build"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --document-private-items --quiet
 python3 scripts/layers.py > /dev/null || { python3 scripts/layers.py; exit 1; }
 if ! command -v cargo-deny > /dev/null; then
   echo "== installing cargo-deny (crates.io)"

@@ -1,6 +1,6 @@
 //! The one error type of the request path, its gRPC status and its short metric label.
 //!
-//! Every variant maps to exactly one gRPC code in [`GatewayError::code`]; the match is exhaustive on purpose,
+//! Every variant maps to exactly one gRPC code in `GatewayError::code`; the match is exhaustive on purpose,
 //! so adding a variant forces a decision about its status.
 
 use std::time::Duration;

@@ -1,22 +1,25 @@
 //! aigw: a gRPC gateway for large-language-model APIs.
 //!
-//! The code is layered; each layer is a folder and depends only on the layers below it:
+//! The code is cut into layers, each a folder (or file) of `src/`; a layer imports only the layers below it, and
+//! no two files import each other. The layers, top first (the same rows as docs/architecture.md, which
+//! `scripts/layers.py` checks against the imports):
 //!
-//! | layer | what it holds |
-//! |---|---|
-//! | [`tools`] | the load generator, the mock upstream and its chaos mode, the health check (use everything) |
-//! | [`transport`] | the accept loop, TLS, HTTP/1.1 and HTTP/2, the doors by content type, trailers; builds the stack |
-//! | [`admin`], [`rest`], [`grpc`] | the admin listener; the OpenAI REST door; the three RPC handlers |
-//! | [`core`] | the gateway's state and the handles handlers get, deadlines, the response cache |
-//! | [`admission`] | client keys, per-key limits and budgets, the Redis-shared state |
-//! | [`routing`] | models to routes, and one call across them: retries, Retry-After, breakers, cooling |
-//! | [`observe`] | the per-call record, metrics, traces, the usage book, the forecast |
-//! | [`upstream`] | the HTTP client, its OpenAI and Anthropic dialects, SSE decoding, the in-process mock |
-//! | [`config`], [`error`], [`proto`] | validated configuration, the one error type, the generated contract |
+//! | layer | folders | what they hold |
+//! |---|---|---|
+//! | tools | [`tools`] | the load generator, the mock upstream and its chaos mode, the health check |
+//! | composition | [`server`], [`front`] | builds the stack (outermost first); picks the door per request |
+//! | doors | [`grpc`], [`rest`], [`admin`] | the RPC handlers and the pipeline every call opens with; the REST doors; the admin listener |
+//! | core | [`core`] | the gateway's state and the handles handlers get, the per-call record, the response cache |
+//! | admission | [`admission`] | client keys, per-key limits and budgets, the usage book, the Redis-shared state |
+//! | routing | [`routing`] | models to routes, and one call across them: deadlines, retries, breakers, cooling |
+//! | transport | [`transport`] | the accept loop, TLS, HTTP/1.1 and HTTP/2, trailers |
+//! | observe | [`observe`] | where a call's time went, metrics, traces, the load forecast |
+//! | upstream | [`upstream`] | the HTTP client, its OpenAI and Anthropic dialects, SSE decoding, the in-process mock |
+//! | base | [`config`], [`error`] | validated configuration, the one error type (and [`proto`], the generated contract) |
 //!
-//! A request flows down the table and its answer back up: [`transport`] -> [`grpc`] (or [`rest`], which calls
-//! the same handlers) -> [`core`] checks, [`admission`], the cache -> [`routing`] -> [`upstream`]; [`observe`]
-//! records it on the way. `docs/architecture.md` maps each behaviour to its file.
+//! A request flows down the table and its answer back up: [`transport`] -> [`front`] -> [`grpc`] (or [`rest`],
+//! which calls the same handlers) -> [`core`] checks, [`admission`], the cache -> [`routing`] -> [`upstream`];
+//! [`observe`] records it on the way. `docs/architecture.md` maps each behaviour to its file.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -2,7 +2,7 @@
 //!
 //! The stack, outermost first, and why each piece is there:
 //!
-//! 1. **Accept loop** ([`crate::transport::accept`], shared with the admin listener) — a cap on open connections that evicts
+//! 1. **Accept loop** (`crate::transport::accept`, shared with the admin listener) — a cap on open connections that evicts
 //!    the oldest silent one (or refuses) instead of starving the process, a deadline for the first request, an
 //!    idle timeout for connections with nothing in flight; `TCP_NODELAY` on (small gRPC frames must not wait
 //!    for Nagle); accept errors such as EMFILE pause the loop briefly instead of spinning.

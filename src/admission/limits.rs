@@ -155,12 +155,12 @@ enum Held {
         at: Instant,
         amount: u64,
     },
-    Shared(crate::admission::shared::SharedReservation),
+    Shared(Box<dyn FleetReservation>),
 }
 
 impl Reservation {
-    pub(crate) fn shared(r: crate::admission::shared::SharedReservation) -> Reservation {
-        Reservation(Held::Shared(r))
+    pub(crate) fn shared(r: impl FleetReservation + 'static) -> Reservation {
+        Reservation(Held::Shared(Box::new(r)))
     }
 
     /// Replaces the reserved amount with the real one.
@@ -509,6 +509,13 @@ pub(crate) fn utc_month(wall: SystemTime) -> u32 {
 fn until_utc_midnight(wall: SystemTime) -> Duration {
     let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Duration::from_secs(86_400 - secs % 86_400)
+}
+
+/// A reservation the fleet holds (in Redis: `admission::shared` makes them). A trait, so that this file, which
+/// `shared` builds on, does not import it back.
+pub(crate) trait FleetReservation: std::fmt::Debug + Send + Sync {
+    /// Replaces the reserved amount with the real one.
+    fn reconcile(self: Box<Self>, total_tokens: u64);
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use redis::{aio::ConnectionManager, AsyncCommands, Script};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admission::limits::{utc_day, utc_month, KeyLimiter, Reservation, WINDOW},
+    admission::limits::{utc_day, utc_month, FleetReservation, KeyLimiter, Reservation, WINDOW},
     config::{KeyLimits, OnFailure, SharedConfig},
     error::GatewayError,
 };
@@ -34,7 +34,7 @@ use crate::{
 /// Checks the budget, both windows, and records the request and its reservation — or records nothing.
 /// KEYS: requests, token window, token amounts, token total, today's spend.
 /// ARGV: rpm (0: none), tpm (0: none), tokens, reservation id, daily budget (-1: none), window ms, monthly
-/// budget (-1: none). KEYS[6] is this month's spend.
+/// budget (-1: none). `KEYS[6]` is this month's spend.
 /// Returns {verdict, number}: {"ok", spent today, spent this month}, {"rpm", wait ms}, {"tpm", wait ms},
 /// {"tpm_never", 0}, {"budget", spent today as a string}, {"budget_month", spent this month}. The spend an
 /// admission returns is what the replica falls back on if Redis goes away (`KeyLimiter::saw_fleet_spend`).
@@ -155,10 +155,10 @@ impl std::fmt::Debug for SharedReservation {
     }
 }
 
-impl SharedReservation {
+impl FleetReservation for SharedReservation {
     /// Sends the real figure on its own task: the call that made it is over, nothing waits for this.
-    pub(crate) fn reconcile(self, total_tokens: u64) {
-        let SharedReservation { shared, key, id } = self;
+    fn reconcile(self: Box<Self>, total_tokens: u64) {
+        let SharedReservation { shared, key, id } = *self;
         tokio::spawn(async move {
             let keys = shared.keys(&key);
             let mut call = shared.reconcile.prepare_invoke();

@@ -1,4 +1,4 @@
-//! Configuration: the TOML file as written ([`RawConfig`]) and the checked form the gateway runs on
+//! Configuration: the TOML file as written (`RawConfig`) and the checked form the gateway runs on
 //! ([`Config`]). Every check names the field it is about; secrets (client keys, upstream keys) are read from
 //! the environment or stored as SHA-256 hashes, and never printed.
 

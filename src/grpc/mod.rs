@@ -88,7 +88,7 @@ struct Start {
     /// The caller's W3C trace context, when it sent one and tracing is on.
     parent: Option<opentelemetry::Context>,
     /// The caller's API headers (`anthropic-beta`, ...), for upstreams of their dialect.
-    api_headers: crate::upstream::ApiHeaders,
+    api_headers: crate::upstream::api_headers::ApiHeaders,
 }
 
 impl Start {
@@ -105,7 +105,7 @@ impl Start {
             trailers,
             cache_control: CacheControl::read(req.metadata()),
             parent: telemetry::caller_context(req.metadata()),
-            api_headers: crate::upstream::ApiHeaders::read(req.metadata()),
+            api_headers: crate::upstream::api_headers::ApiHeaders::read(req.metadata()),
         })
     }
 

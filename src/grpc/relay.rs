@@ -24,7 +24,7 @@ use crate::{
     observe::timing::Timing,
     proto::{ReasoningDelta, ToolCallDelta},
     routing::deadline::Deadline,
-    upstream::{ChunkStream, StreamEnd, StreamEvent},
+    upstream::{answer::StreamEnd, answer::StreamEvent, configured::ChunkStream},
 };
 
 /// What the relay hands its door to send: a piece of the answer, or a keep-alive.

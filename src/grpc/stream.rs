@@ -29,7 +29,7 @@ use crate::{
     routing::router::Model,
     routing::{dispatch::Answer, router::RouteGuard},
     upstream::openai::convert,
-    upstream::{ChunkStream, StreamEvent},
+    upstream::{answer::StreamEvent, configured::ChunkStream},
 };
 
 type Chunks = ReceiverStream<Result<StreamChunk, Status>>;

@@ -4,6 +4,7 @@
 
 pub(crate) mod charts;
 pub(crate) mod forecast;
+pub(crate) mod log_buffer;
 pub(crate) mod metrics;
 pub(crate) mod records;
 pub(crate) mod rpcline;

@@ -12,7 +12,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use super::telemetry::LogBuffer;
+use super::log_buffer::LogBuffer;
 
 /// Where direct lines go, and in which layout; set once by `telemetry::init` when the direct path is safe.
 static DIRECT: OnceLock<(LogBuffer, Layout)> = OnceLock::new();

@@ -252,7 +252,7 @@ impl Events {
         logprobs: Option<wire::OutLogprobs<'_>>,
         finish_reason: Option<&str>,
     ) -> Bytes {
-        sse_event(&wire::ChatChunk {
+        wire::sse_event(&wire::ChatChunk {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
@@ -284,7 +284,7 @@ impl Events {
         let logprobs = out_logprobs(&last.logprobs);
         out.extend_from_slice(&self.with_logprobs(wire::Delta::default(), logprobs, reason));
         if self.include_usage {
-            out.extend_from_slice(&sse_event(&wire::ChatChunk {
+            out.extend_from_slice(&wire::sse_event(&wire::ChatChunk {
                 id: &self.id,
                 object: "chat.completion.chunk",
                 created: self.created,
@@ -351,15 +351,6 @@ impl super::StreamWriter for Events {
     fn failed(&mut self, status: &Status) -> Bytes {
         error::event(status)
     }
-}
-
-/// `data: <json>\n\n`.
-pub(crate) fn sse_event(value: &impl serde::Serialize) -> Bytes {
-    let mut out = b"data: ".to_vec();
-    // Serializing these types cannot fail: no maps with non-string keys, no failing Serialize impls.
-    let _ = serde_json::to_writer(&mut out, value);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
 }
 
 #[cfg(test)]

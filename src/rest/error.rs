@@ -67,5 +67,5 @@ fn object<'a>(message: &'a str, kind: &'a str, code: Option<&'a str>) -> ErrorBo
 /// SDKs raise it), and no `[DONE]`, so a broken stream never looks complete.
 pub(crate) fn event(status: &Status) -> Bytes {
     let (_, kind, code) = kind(status);
-    super::chat::sse_event(&object(status.message(), kind, code))
+    super::wire::sse_event(&object(status.message(), kind, code))
 }

@@ -489,7 +489,7 @@ fn event_stream(
     resp
 }
 
-/// A request body read into its type. The error names the field it is about ("messages[0].content: ...").
+/// A request body read into its type. The error names the field it is about (`messages[0].content: ...`).
 /// Most bodies are fine, so they are read by serde_json alone; only a failing one is read again, tracking its
 /// path for the message (tracking it on every call cost an allocation per key).
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {

@@ -376,3 +376,12 @@ pub(crate) struct ModelObject<'a> {
     pub(crate) created: u64,
     pub(crate) owned_by: &'static str,
 }
+
+/// `data: <json>\n\n`.
+pub(crate) fn sse_event(value: &impl serde::Serialize) -> bytes::Bytes {
+    let mut out = b"data: ".to_vec();
+    // Serializing these types cannot fail: no maps with non-string keys, no failing Serialize impls.
+    let _ = serde_json::to_writer(&mut out, value);
+    out.extend_from_slice(b"\n\n");
+    bytes::Bytes::from(out)
+}

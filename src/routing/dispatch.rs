@@ -49,7 +49,7 @@ use crate::{
     upstream::openai::convert,
     upstream::openai::embeddings::{EmbedAsk, Embeddings},
     upstream::openai::wire::ChatRequest,
-    upstream::{ChunkStream, Completion, StreamEvent},
+    upstream::{answer::Completion, answer::StreamEvent, configured::ChunkStream},
 };
 
 /// What the dispatcher needs of the gateway: where to count retries and fallbacks, and when the grace period
@@ -83,7 +83,7 @@ pub(crate) struct Call<'a> {
     /// the answer's first piece.
     pub(crate) accepted: Option<&'a (dyn Fn() + Sync)>,
     /// The client's API headers, for upstreams of their dialect.
-    pub(crate) api_headers: Option<&'a crate::upstream::ApiHeaders>,
+    pub(crate) api_headers: Option<&'a crate::upstream::api_headers::ApiHeaders>,
     /// The model name as the client asked for it: what a route with `model = "*"` sends upstream.
     pub(crate) requested: &'a str,
 }

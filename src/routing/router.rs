@@ -18,7 +18,7 @@ use crate::{
     routing::breaker::Breaker,
     routing::cooling::Cooling,
     routing::retry::RetryBudget,
-    upstream::Upstream,
+    upstream::configured::Upstream,
 };
 
 pub(crate) struct Model {

@@ -15,7 +15,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{text::RawText, Completion};
+use super::{answer::Completion, text::RawText};
 use crate::{
     error::GatewayError,
     proto::{Reasoning, ToolCall, Usage},

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
-use super::{anthropic, responses, retry_after, sse::SseDecoder, Completion, StreamEvent};
+use super::{
+    answer::Completion, answer::StreamEvent, anthropic, responses, retry_after, sse::SseDecoder,
+};
 use crate::{
     config::{MaxTokensField, UpstreamAuth, UpstreamConfig, UpstreamKind},
     error::GatewayError,
@@ -276,7 +278,7 @@ impl HttpUpstream {
         body: Vec<u8>,
         accept: &'static str,
         request_id: &str,
-        api: Option<&super::ApiHeaders>,
+        api: Option<&super::api_headers::ApiHeaders>,
     ) -> Result<reqwest::Response, GatewayError> {
         let mut builder = self
             .client
@@ -292,7 +294,7 @@ impl HttpUpstream {
             builder = builder.headers(self.headers.clone());
         }
         // The client's API headers go to upstreams of their dialect: the version it was written for, its betas.
-        let none = super::ApiHeaders::default();
+        let none = super::api_headers::ApiHeaders::default();
         let api = api.unwrap_or(&none);
         match self.dialect {
             Dialect::Anthropic => {
@@ -393,7 +395,7 @@ impl HttpUpstream {
         &self,
         body: &serde_json::Value,
         request_id: &str,
-        api: Option<&super::ApiHeaders>,
+        api: Option<&super::api_headers::ApiHeaders>,
     ) -> Option<Result<u64, GatewayError>> {
         let url = self.count_tokens_url.clone()?;
         Some(

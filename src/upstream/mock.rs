@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Completion, StreamEnd, StreamEvent};
+use super::{answer::Completion, answer::StreamEnd, answer::StreamEvent};
 use crate::{
     config::UpstreamConfig,
     proto::{ToolCall, Usage},

@@ -13,7 +13,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{Completion, StreamEnd, StreamEvent};
+use super::{answer::Completion, answer::StreamEnd, answer::StreamEvent};
 use crate::error::GatewayError;
 
 /// One scripted answer.

@@ -58,3 +58,24 @@ def test_the_quick_start_and_try_it_work_as_written(tmp_path):
     # The chat client: a wrong model keeps the session, and the second turn sees the first.
     assert "(no new session: INVALID_ARGUMENT" in out, out
     assert 'earlier you said "my name is Ann"' in out, out
+
+
+def test_the_gates_the_readme_names_are_the_ones_the_test_command_runs():
+    """The README's gates sentence against scripts/test.sh: each gate it names is a command the script runs, and
+    each gate the script runs is named."""
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    sentence = README.split("It runs the gates first", 1)[1].split("then `cargo test`", 1)[0]
+    gates = {
+        "`cargo fmt\n--check`": "cargo fmt --check",
+        "`cargo clippy -D warnings`": "cargo clippy --locked --all-targets -- -D warnings",
+        "`cargo doc` with warnings denied": 'RUSTDOCFLAGS="-D warnings" cargo doc',
+        "`scripts/layers.py`": "python3 scripts/layers.py",
+        "`cargo deny check bans licenses\nsources`": "cargo deny --log-level error check bans licenses sources",
+    }
+    for named, command in gates.items():
+        assert named in sentence, f"the README no longer names {named!r}"
+        assert command in script, f"scripts/test.sh no longer runs {command!r}"
+    prefix = r'^(?:[A-Z_]+="[^"]*" )?'
+    ran = set(re.findall(prefix + r"(cargo (?:fmt|clippy|doc|deny)|python3 scripts/layers\.py)", script, re.M))
+    named = {re.match(prefix + r"(cargo \w+|python3 \S+)", c)[1] for c in gates.values()}
+    assert ran == named, "a gate of scripts/test.sh is not named in the README, or the other way round"

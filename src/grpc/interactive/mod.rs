@@ -146,7 +146,7 @@ struct Session {
     who: Arc<Identity>,
     request_id: String,
     /// The session's API headers (`anthropic-beta`, ...), sent with every turn to upstreams of their dialect.
-    api_headers: Arc<crate::upstream::ApiHeaders>,
+    api_headers: Arc<crate::upstream::api_headers::ApiHeaders>,
     /// The session's `authorization`, checked against the current keys at every turn.
     credentials: tonic::metadata::MetadataMap,
     /// The session's concurrency slot, held until it ends.

@@ -34,7 +34,7 @@ pub(crate) struct Turn {
     pub(crate) request_id: String,
     /// The model name the session asked for.
     pub(crate) requested: String,
-    pub(crate) api_headers: std::sync::Arc<crate::upstream::ApiHeaders>,
+    pub(crate) api_headers: std::sync::Arc<crate::upstream::api_headers::ApiHeaders>,
     pub(crate) admission: Admission,
     pub(crate) tx: Tx,
     pub(crate) cancel: CancellationToken,

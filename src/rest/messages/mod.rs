@@ -164,7 +164,7 @@ pub(crate) async fn count_tokens(
     if let Some(route) = counter {
         let mut sent: Value = serde_json::from_slice(body).unwrap_or_default();
         sent["model"] = Value::from(route.upstream_model(&parsed.model));
-        let api = crate::upstream::ApiHeaders::read(metadata);
+        let api = crate::upstream::api_headers::ApiHeaders::read(metadata);
         let request_id =
             crate::grpc::request_id(metadata.get("x-request-id").and_then(|v| v.to_str().ok()));
         match route

@@ -103,8 +103,8 @@ mod rules {
         routing::retry::RetryBudget,
         routing::router::Route,
         upstream::{
+            configured::Upstream,
             scripted::{Scripted, Step},
-            Upstream,
         },
     };
 

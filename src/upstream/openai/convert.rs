@@ -1,4 +1,4 @@
-//! proto <-> OpenAI JSON, and the request checks of DESIGN §3. Pure functions: no I/O, no state.
+//! proto <-> OpenAI JSON, and the request checks (docs/errors.md lists them). Pure functions: no I/O, no state.
 
 use crate::{
     config::MaxTokensField,
@@ -10,8 +10,9 @@ use crate::{
         WireUsage,
     },
     upstream::{
+        answer::Completion,
+        answer::StreamEnd,
         text::{RawText, Utf16Joiner},
-        Completion, StreamEnd,
     },
 };
 

@@ -73,7 +73,7 @@ pub struct ChatRequest<'a> {
     pub(crate) responses_options: Map<String, Value>,
     /// The client's API headers, for upstreams of their dialect.
     #[serde(skip)]
-    pub(crate) api_headers: Option<&'a crate::upstream::ApiHeaders>,
+    pub(crate) api_headers: Option<&'a crate::upstream::api_headers::ApiHeaders>,
 }
 
 impl ChatRequest<'_> {
