@@ -71,3 +71,20 @@ def test_every_raw_output_named_is_in_the_repository():
         if len(found) < len(paths):
             missing.append(path)
     assert not missing, missing
+
+
+def test_todays_figures_each_name_a_date_a_command_and_raw_output():
+    """The opening table: one row a figure, each with its date, its command and a raw output that exists."""
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    body = text.split("\n## Today's figures\n", 1)[1].split("\n## ", 1)[0]
+    rows = [l for l in body.splitlines() if l.startswith("|") and not re.match(r"\|[-:| ]+\|$", l)][1:]
+    assert len(rows) >= 10, rows
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        what, figure, date, command, raw = cells
+        assert re.search(r"\d", figure), row
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date), row
+        assert command.startswith("`") and ("bench/" in command or "aigw" in command), row
+        cited = CITED.findall(raw)
+        assert cited and all(len(expand(c)[1]) == len(expand(c)[0]) for c in cited), row
+        assert date in raw, f"the raw output is not the date's: {row}"
