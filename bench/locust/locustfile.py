@@ -4,7 +4,9 @@ grpcio-tools compiles from proto/ai_service.proto at start, reporting each call 
     locust -f bench/locust/locustfile.py --host 127.0.0.1:50051            # web UI on :8089
     locust -f bench/locust/locustfile.py --host 127.0.0.1:50051 --headless -u 50 -r 10 -t 1m
 
-Environment: AIGW_KEY (default: the dev key of config.toml), AIGW_MODEL (default gpt-4.1).
+Environment: AIGW_KEY (default: the dev key of config.toml), AIGW_MODEL (default gpt-4.1), AIGW_ROUNDS (each user
+stops after this many rounds of one stream and three unary calls, and the run ends when every user has; default:
+run until `-t`).
 """
 
 import importlib
@@ -18,6 +20,7 @@ from pathlib import Path
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import SequentialTaskSet, User, constant
+from locust.exception import StopUser
 
 grpc_gevent.init_gevent()  # grpcio must yield to gevent, or one user would block them all
 
@@ -47,6 +50,8 @@ KEY = os.environ.get("AIGW_KEY", "sk-aigw-dev")
 MODEL = os.environ.get("AIGW_MODEL", "gpt-4.1")
 METADATA = [("authorization", f"Bearer {KEY}")]
 MESSAGES = [pb.Message(role="user", content="Say hello in one short sentence.")]
+ROUNDS = int(os.environ.get("AIGW_ROUNDS", "0"))
+_users_done = 0
 
 
 class IncompleteStream(Exception):
@@ -81,7 +86,17 @@ class Calls(SequentialTaskSet):
             exception = e
         self.user.report("Generate", started, length, exception)
 
-    tasks = [_stream, _generate, _generate, _generate]
+    def _round_done(self):
+        """With AIGW_ROUNDS, a count-bounded run: the user stops after its rounds, the run once all have."""
+        global _users_done
+        self.user.rounds += 1
+        if ROUNDS and self.user.rounds >= ROUNDS:
+            _users_done += 1
+            if _users_done >= self.user.environment.parsed_options.num_users:
+                self.user.environment.runner.quit()
+            raise StopUser()
+
+    tasks = [_stream, _generate, _generate, _generate, _round_done]
 
 
 class AigwUser(User):
@@ -91,6 +106,7 @@ class AigwUser(User):
     tasks = [Calls]
 
     def on_start(self):
+        self.rounds = 0
         self.channel = grpc.insecure_channel(self.host or "127.0.0.1:50051")
         self.stub = pb_grpc.AIServiceStub(self.channel)
 

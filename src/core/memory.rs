@@ -150,6 +150,13 @@ mod tests {
     }
 
     #[test]
+    fn a_body_is_charged_its_base_its_bytes_and_its_values() {
+        // 64 KiB whatever the size, 4 bytes a byte, 512 a value: `{}` is two bytes and two values.
+        assert_eq!(json_charge(b"{}"), (64 << 10) + 2 * 4 + 2 * 512);
+        assert_eq!(json_charge(b""), (64 << 10) + 512);
+    }
+
+    #[test]
     fn values_are_counted_outside_strings_only() {
         let charge =
             |s: &str| (json_charge(s.as_bytes()) - BASE - s.len() as u64 * BYTE_COST) / VALUE_COST;
