@@ -183,24 +183,29 @@ impl Server {
                 self.config.clone(),
             ))
         });
-        let on_hangup = reloader.clone().map(|r| tokio::spawn(reload_on_hangup(r)));
+        let on_hangup = reloader
+            .clone()
+            .map(|r| crate::observe::tasks::spawn("reload on SIGHUP", reload_on_hangup(r)));
         let admin = Arc::new(crate::admin::Admin {
             gateway: self.gateway.clone(),
             key: self.admin_key,
             reloader,
             failures: Default::default(),
         });
-        let admin_task = tokio::spawn(crate::admin::serve(
-            self.admin,
-            self.admin_connections,
-            admin,
-            admin_stop.clone().cancelled_owned(),
-        ));
+        let admin_task = crate::observe::tasks::spawn(
+            "admin listener",
+            crate::admin::serve(
+                self.admin,
+                self.admin_connections,
+                admin,
+                admin_stop.clone().cancelled_owned(),
+            ),
+        );
         // Once a minute, fold the minute's requests into the scaling forecast; every two seconds, keep what the
         // dashboard's charts draw.
         let ticker = {
             let gw = self.gateway.clone();
-            tokio::spawn(async move {
+            crate::observe::tasks::spawn("scaling forecast", async move {
                 let mut every = tokio::time::interval(Duration::from_secs(60));
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 every.tick().await; // the first tick is immediate: skip it
@@ -212,7 +217,7 @@ impl Server {
         };
         let charts = {
             let gw = self.gateway.clone();
-            tokio::spawn(async move {
+            crate::observe::tasks::spawn("dashboard history", async move {
                 let mut every = tokio::time::interval(crate::observe::charts::History::EVERY);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {

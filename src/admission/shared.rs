@@ -159,7 +159,7 @@ impl FleetReservation for SharedReservation {
     /// Sends the real figure on its own task: the call that made it is over, nothing waits for this.
     fn reconcile(self: Box<Self>, total_tokens: u64) {
         let SharedReservation { shared, key, id } = *self;
-        tokio::spawn(async move {
+        crate::observe::tasks::spawn("redis reconcile", async move {
             let keys = shared.keys(&key);
             let mut call = shared.reconcile.prepare_invoke();
             call.key(&keys[2]).key(&keys[3]).arg(&id).arg(total_tokens);
@@ -196,7 +196,7 @@ impl Shared {
     /// Connects, then pings once a second, until `stop`; keeps `is_up` and the gauge current.
     pub(crate) fn monitor(self: &Arc<Self>, stop: CancellationToken) {
         let shared = self.clone();
-        tokio::spawn(async move {
+        crate::observe::tasks::spawn("redis monitor", async move {
             loop {
                 let up = shared.check().await;
                 if up != shared.up.swap(up, Ordering::Relaxed) {
@@ -538,7 +538,7 @@ impl Shared {
     pub(crate) fn add_spend(self: &Arc<Self>, key: &str, usd: f64) {
         let shared = self.clone();
         let [_, _, _, _, day, month] = self.keys(key);
-        tokio::spawn(async move {
+        crate::observe::tasks::spawn("redis spend", async move {
             let spend = [(day, (usd, DAY_TTL)), (month, (usd, MONTH_TTL))];
             if shared.send_spend(&spend).await.is_err() {
                 shared.keep_unsent(spend);
@@ -608,7 +608,7 @@ impl Shared {
     pub(crate) fn cache_put(self: &Arc<Self>, key: &[u8; 32], bytes: Vec<u8>, ttl: Duration) {
         let (shared, k) = (self.clone(), self.cache_key(key));
         let ms = ttl.as_millis().max(1) as u64;
-        tokio::spawn(async move {
+        crate::observe::tasks::spawn("redis cache write", async move {
             let _ = shared
                 .run(|mut c| async move { c.pset_ex::<_, _, ()>(&k, bytes, ms).await })
                 .await;

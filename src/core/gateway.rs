@@ -75,7 +75,7 @@ const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// it moved. While Redis is down the last known keys stay in force; when Redis comes back without them (its data
 /// lost, or restored from an older copy) this replica writes back what it knows. Ends with the gateway.
 fn follow_fleet_keys(gateway: std::sync::Weak<Gateway>, shared: Arc<Shared>) {
-    tokio::spawn(async move {
+    crate::observe::tasks::spawn("fleet keys follower", async move {
         loop {
             let Some(gw) = gateway.upgrade() else { return };
             if gw.lifecycle.stop.is_cancelled() {

@@ -21,7 +21,7 @@ use crate::{
     config::StreamLimits,
     core::gateway::Gateway,
     error::GatewayError,
-    observe::timing::Timing,
+    observe::{tasks, timing::Timing},
     proto::{ReasoningDelta, ToolCallDelta},
     routing::deadline::Deadline,
     upstream::{answer::StreamEnd, answer::StreamEvent, configured::ChunkStream},
@@ -289,20 +289,14 @@ pub(crate) async fn send_final<M>(tx: &Sender<Result<M, Status>>, msg: Result<M,
 }
 
 /// Spawns a stream's task so that a panic in it still ends the stream with INTERNAL (counted in
-/// `aigw_panics_total`), never with OK and no final message, and never with a bare reset.
+/// `aigw_panics_total{where="stream"}`), never with OK and no final message, and never with a bare reset.
 pub(crate) fn spawn_guarded<M: Send + 'static>(
-    panics: prometheus::IntCounterVec,
     tx: Sender<Result<M, Status>>,
     task: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    tokio::spawn(async move {
-        if std::panic::AssertUnwindSafe(task)
-            .catch_unwind()
-            .await
-            .is_err()
-        {
-            panics.with_label_values(&["stream"]).inc();
-            tracing::error!("a stream task panicked: ended with INTERNAL");
+    tasks::spawn("stream", async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            tasks::caught("stream", panic.as_ref());
             let status =
                 Status::internal("internal error: the gateway failed while streaming the answer");
             send_final(&tx, Err(status)).await;
@@ -320,10 +314,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_task_that_panics_ends_its_stream_with_internal() {
-        let panics = crate::observe::metrics::Metrics::new().panics;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(4);
         let sender = tx.clone();
-        spawn_guarded(panics.clone(), tx, async move {
+        spawn_guarded(tx, async move {
             let _ = sender.send(Ok(1)).await;
             panic!("a bug mid-stream");
         });
@@ -331,7 +324,7 @@ mod tests {
         let last = rx.recv().await.unwrap().unwrap_err();
         assert_eq!(last.code(), tonic::Code::Internal);
         assert!(rx.recv().await.is_none());
-        assert_eq!(panics.with_label_values(&["stream"]).get(), 1);
+        assert!(tasks::panicked_in("stream") >= 1);
     }
 
     /// A reader that does not read holds the relay at the channel's size: the relay stops pulling from the
@@ -355,6 +348,7 @@ mod tests {
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, Status>>(STREAM_BUFFER);
         let stop = CancellationToken::new();
+        #[allow(clippy::disallowed_methods)] // a test's own task
         let relay = tokio::spawn(async move {
             let limits = Limits {
                 deadline: Deadline::new(Instant::now(), None, Duration::from_secs(3_600)),

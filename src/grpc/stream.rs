@@ -59,11 +59,7 @@ pub(crate) async fn handle(
         tx: tx.clone(),
         ready: std::sync::Mutex::new(Some(ready)),
     };
-    relay::spawn_guarded(
-        gw.metrics.panics.clone(),
-        tx,
-        opening.run().instrument(span),
-    );
+    relay::spawn_guarded(tx, opening.run().instrument(span));
     match readied.await {
         Ok(Ok(label)) => {
             let mut resp = Response::new(ReceiverStream::new(rx));

@@ -200,7 +200,7 @@ impl Metrics {
             .expect("static metric definition"),
             panics: counter(
                 "aigw_panics_total",
-                "Panics caught in request handlers and turn tasks (each answered INTERNAL); any is a bug.",
+                "Panics caught in request handlers and spawned tasks, by handler or task name; any is a bug.",
                 &["where"],
             ),
         };
@@ -266,7 +266,16 @@ impl Metrics {
 
     /// Every family, for the dashboard's JSON.
     pub(crate) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.take_in_task_panics();
         self.registry.gather()
+    }
+
+    /// Brings `aigw_panics_total` up to the panics caught in spawned tasks (`observe::tasks`).
+    fn take_in_task_panics(&self) {
+        for (name, count) in super::tasks::panicked() {
+            let counter = self.panics.with_label_values(&[name]);
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
     }
 
     /// `aigw_shared_state_up`, exported only by a gateway with `[shared]`: without it there is nothing to be
@@ -281,7 +290,7 @@ impl Metrics {
     pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let _ = TextEncoder::new().encode(&self.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 }

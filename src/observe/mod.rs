@@ -8,5 +8,6 @@ pub(crate) mod log_buffer;
 pub(crate) mod metrics;
 pub(crate) mod records;
 pub(crate) mod rpcline;
+pub(crate) mod tasks;
 pub mod telemetry;
 pub(crate) mod timing;

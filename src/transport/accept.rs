@@ -103,7 +103,7 @@ pub(crate) async fn serve<S, B>(
         let watcher = graceful.watcher();
         let (http, service, tls, metrics) =
             (http.clone(), service.clone(), tls.clone(), metrics.clone());
-        tokio::spawn(async move {
+        crate::observe::tasks::spawn("connection", async move {
             let activity = slot.activity.clone();
             let tracked = Tracked {
                 inner: service,
@@ -399,6 +399,7 @@ mod tests {
         let busy = Arc::new(Activity::new());
         let guard = busy.begin();
         let t1 = Instant::now();
+        #[allow(clippy::disallowed_methods)] // a test's own task
         let released = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(300)).await;
             drop(guard);

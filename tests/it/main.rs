@@ -1,6 +1,11 @@
 //! The integration tests, one binary (linking the crate once instead of once per file): the gateway in-process
 //! on 127.0.0.1:0 against scripted upstreams, a real Redis, real TLS. `common` holds the shared set-up.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)] // test code: failures stop the test; bare tasks
 
 mod common;
 

@@ -27,6 +27,7 @@ use crate::{
     core::gateway::{self, Gateway},
     core::rpclog::RpcLog,
     error::GatewayError,
+    observe::tasks,
     proto::{
         interactive_request::Action, interactive_response::Event, GenerationConfig,
         InteractiveRequest, InteractiveResponse, Message, SessionStarted, TurnError, UserTurn,
@@ -95,9 +96,7 @@ pub(crate) async fn handle(
         }
     };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let panics = gw.metrics.panics.clone();
     relay::spawn_guarded(
-        panics,
         tx.clone(),
         session
             .run(gw, inbound, tx, session_deadline, log)
@@ -159,7 +158,7 @@ struct InFlight {
     /// The messages the turn adds to the history once answered.
     user: Vec<Message>,
     cancel: CancellationToken,
-    task: JoinHandle<turn::Outcome>,
+    task: JoinHandle<Option<turn::Outcome>>,
 }
 
 impl Session {
@@ -206,7 +205,10 @@ impl Session {
             who: now,
         };
         let span = tracing::info_span!("turn", turn = number);
-        let task = tokio::spawn(turn::answer(gw.clone(), self.model.clone(), t).instrument(span));
+        let task = tasks::spawn(
+            "turn",
+            turn::answer(gw.clone(), self.model.clone(), t).instrument(span),
+        );
         Ok(InFlight {
             turn: number,
             user,
@@ -241,7 +243,7 @@ impl Session {
                 _ = tx.closed() => outcome = Err(relay::client_gone()),
                 done = join(&mut in_flight), if in_flight.is_some() => {
                     if let Some(f) = in_flight.take() {
-                        let ended = settle(f.turn, done, &gw.metrics.panics);
+                        let ended = settle(f.turn, done);
                         if let Some((usage, estimated)) = ended.usage {
                             log.add_usage(Some(&usage), estimated);
                         }
@@ -294,10 +296,10 @@ impl Session {
         }
         if let Some(f) = in_flight {
             f.cancel.cancel();
-            if let Ok(turn::Outcome {
+            if let Ok(Some(turn::Outcome {
                 usage: Some((usage, estimated)),
                 ..
-            }) = f.task.await
+            })) = f.task.await
             {
                 log.add_usage(Some(&usage), estimated);
             }
@@ -315,20 +317,12 @@ impl Session {
     }
 }
 
-/// How a turn's task ended. A task that panicked (or was aborted) still answers its turn, in-band with
-/// INTERNAL, so the session never goes quiet, nor ends OK, with a turn unanswered.
-fn settle(
-    turn: u32,
-    done: Result<turn::Outcome, tokio::task::JoinError>,
-    panics: &prometheus::IntCounterVec,
-) -> turn::Outcome {
-    done.unwrap_or_else(|e| {
-        panics.with_label_values(&["turn"]).inc();
-        tracing::error!(
-            turn,
-            panicked = e.is_panic(),
-            "a turn's task failed: answered INTERNAL"
-        );
+/// How a turn's task ended. A task that panicked (logged and counted as `turn` by `observe::tasks`) or was
+/// aborted still answers its turn, in-band with INTERNAL, so the session never goes quiet, nor ends OK, with a
+/// turn unanswered.
+fn settle(turn: u32, done: Result<Option<turn::Outcome>, tokio::task::JoinError>) -> turn::Outcome {
+    done.ok().flatten().unwrap_or_else(|| {
+        tracing::error!(turn, "a turn's task failed: answered INTERNAL");
         let err = GatewayError::Internal("the turn failed unexpectedly; send it again".into());
         turn::Outcome {
             answer: None,
@@ -338,7 +332,7 @@ fn settle(
     })
 }
 
-async fn join(f: &mut Option<InFlight>) -> Result<turn::Outcome, tokio::task::JoinError> {
+async fn join(f: &mut Option<InFlight>) -> Result<Option<turn::Outcome>, tokio::task::JoinError> {
     match f {
         Some(f) => (&mut f.task).await,
         None => std::future::pending().await,
@@ -370,8 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_turn_whose_task_panicked_is_answered_in_band() {
-        let panics = crate::observe::metrics::Metrics::new().panics;
-        let task = tokio::spawn(async {
+        let task = tasks::spawn("turn", async {
             if true {
                 panic!("a bug in the turn");
             }
@@ -381,13 +374,13 @@ mod tests {
                 last: response(1, Event::Error(TurnError::default())),
             }
         });
-        let ended = settle(3, task.await, &panics);
+        let ended = settle(3, task.await);
         assert!(ended.answer.is_none() && ended.usage.is_none());
         assert_eq!(ended.last.turn, 3);
         let Some(Event::Error(e)) = ended.last.event else {
             panic!("no TurnError: {:?}", ended.last)
         };
         assert_eq!(e.code, Code::Internal as i32);
-        assert_eq!(panics.with_label_values(&["turn"]).get(), 1);
+        assert!(tasks::panicked_in("turn") >= 1);
     }
 }

@@ -93,7 +93,10 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     let stop = rec.measure_from() + opts.duration;
     let budget = Arc::new(AtomicU64::new(opts.max_calls.unwrap_or(u64::MAX)));
     let work = Arc::new(opts.work.clone());
-    let ticker = tokio::spawn(tick_every_second(rec.clone(), opts.progress));
+    let ticker = crate::observe::tasks::spawn(
+        "bench progress",
+        tick_every_second(rec.clone(), opts.progress),
+    );
     match opts.load {
         Load::Closed { concurrency } => {
             let mut workers = tokio::task::JoinSet::new();
