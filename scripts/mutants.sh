@@ -57,7 +57,10 @@ for file in "${MODULES[@]}"; do
   # A mutant that fails a fuzz property makes proptest save the failing case: keep the file as it was.
   cp src/fuzz.regressions "$out/fuzz.regressions.kept"
   eval "extra=(${MUTANTS_ARGS:-})"
-  timeout "$LIMIT" cargo mutants --in-place --file "$file" --timeout 300 --output "$out" "${extra[@]}" \
+  # A mutant that loops forever times out (counted apart): at 5x the unmutated tests' time, at least a minute,
+  # not a fixed five minutes (six such mutants once took half an hour of the module's hour).
+  timeout "$LIMIT" cargo mutants --in-place --file "$file" --timeout-multiplier 5 --minimum-test-timeout 60 \
+    --output "$out" "${extra[@]}" \
     -- "${TEST_ARGS[@]}" > "$out/run.log" 2>&1 || true
   cp "$out/fuzz.regressions.kept" src/fuzz.regressions
   python3 - "$out/mutants.out" "$file" <<'PY'
