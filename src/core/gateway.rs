@@ -122,7 +122,7 @@ pub(crate) fn of_kind(model: &Arc<Model>, kind: ModelKind) -> Result<Arc<Model>,
 /// Refuses a request whose estimated prompt plus the output it asks for (its max_tokens, else the model's
 /// default output budget) cannot fit the model's context window: the upstream would refuse it anyway, after
 /// a round trip and perhaps a charge.
-fn fits_the_window(
+pub(crate) fn fits_the_window(
     model: &Model,
     messages: &[Message],
     config: Option<&GenerationConfig>,

@@ -573,3 +573,42 @@ async fn a_thinking_turn_sends_heartbeats_then_its_reasoning_which_the_history_k
     assert_eq!(sent[1]["role"], "assistant");
     assert_eq!(sent[1]["reasoning_content"], "Let me think.");
 }
+
+/// A turn that cannot fit the session model's context window is refused before any upstream call, as a unary
+/// call is: a TurnError (INVALID_ARGUMENT, naming the window), the session open for the next turn. (A session
+/// keeps its model: no context fallback.)
+#[tokio::test]
+async fn a_turn_over_the_context_window_is_refused_before_the_upstream() {
+    let up = Upstream::start(vec![Reply::sse(&stream_of(&["ok"]))]).await;
+    let gw = Gateway::start(config(&priced_config_text(
+        &up.base_url(),
+        "",
+        "",
+        "context_window = 2000",
+    )))
+    .await;
+    let mut s = Session::open(&gw, KEY, start("m", "")).await.unwrap();
+    assert!(matches!(
+        s.next().await.unwrap().event,
+        Some(Event::Started(_))
+    ));
+    // 5,000 bytes, about 1,254 tokens, plus the default output budget of 1,024.
+    s.say(&"word ".repeat(1000)).await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (1, ""));
+    let Event::Error(e) = end else {
+        panic!("the turn went through: {end:?}")
+    };
+    assert_eq!(e.code, Code::InvalidArgument as i32);
+    assert!(
+        e.message.contains("model 'm''s context window of 2000"),
+        "{}",
+        e.message
+    );
+    assert_eq!(up.calls(), 0, "nothing went upstream");
+    s.say("a short question").await;
+    let (turn, text, end) = s.turn().await;
+    assert_eq!((turn, text.as_str()), (2, "ok"));
+    assert!(matches!(end, Event::Complete(_)), "{end:?}");
+    assert_eq!(up.calls(), 1);
+}

@@ -181,8 +181,11 @@ impl Session {
             });
         }
         let user = self.history.user_turn(user)?;
-        gw.signal.count(); // each turn is load, like a request
         let messages = self.history.with(&user);
+        // As for a unary call, a turn that cannot fit the window is refused before it costs anything (the
+        // session keeps its model: no context fallback).
+        gateway::fits_the_window(&self.model, &messages, self.config.as_ref())?;
+        gw.signal.count(); // each turn is load, like a request
         let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());
         let rates = gw.rates(&self.who, tokens).await;
         let admission = Admission::for_turn(rates.inspect_err(|e| gw.rejected(&self.who, e))?);
