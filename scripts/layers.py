@@ -188,8 +188,7 @@ def main():
                                 f"below {me}")
     for c in circles(folders):
         problems.append("folders import each other: " + " <-> ".join(c))
-    file_graph = {p: d for p, d in files.items()}
-    for c in circles(file_graph):
+    for c in circles(files):
         problems.append("files import each other: " + " <-> ".join(str(p.relative_to(ROOT)) for p in c))
 
     if "--graph" in sys.argv:
