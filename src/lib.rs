@@ -8,7 +8,8 @@
 //! |---|---|---|
 //! | tools | [`tools`] | the load generator, the mock upstream and its chaos mode, the health check |
 //! | composition | [`server`], [`front`] | builds the stack (outermost first); picks the door per request |
-//! | doors | [`grpc`], [`rest`], [`admin`] | the RPC handlers and the pipeline every call opens with; the REST doors; the admin listener |
+//! | doors | [`grpc`], [`rest`], [`admin`] | the gRPC door (and its sessions), the REST doors, the admin listener: each reads its wire into a call and writes the reply back |
+//! | call | [`call`] | one call whichever door it came by: its start, the opening (check, admit, cache, dispatch), the relay, the record |
 //! | core | [`core`] | the gateway's state and the handles handlers get, the per-call record, the response cache |
 //! | admission | [`admission`] | client keys, per-key limits and budgets, the usage book, the Redis-shared state |
 //! | routing | [`routing`] | models to routes, and one call across them: deadlines, retries, breakers, cooling |
@@ -17,13 +18,14 @@
 //! | upstream | [`upstream`] | the HTTP client, its OpenAI and Anthropic dialects, SSE decoding, the in-process mock |
 //! | base | [`config`], [`error`] | validated configuration, the one error type (and [`proto`], the generated contract) |
 //!
-//! A request flows down the table and its answer back up: [`transport`] -> [`front`] -> [`grpc`] (or [`rest`],
-//! which calls the same handlers) -> [`core`] checks, [`admission`], the cache -> [`routing`] -> [`upstream`];
+//! A request flows down the table and its answer back up: [`transport`] -> [`front`] -> [`grpc`] or [`rest`] ->
+//! [`call`] -> [`core`] checks, [`admission`], the cache -> [`routing`] -> [`upstream`];
 //! [`observe`] records it on the way. `docs/architecture.md` maps each behaviour to its file.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod admission;
+pub mod call;
 pub mod config;
 pub mod core;
 pub mod error;

@@ -191,6 +191,7 @@ impl Server {
             key: self.admin_key,
             reloader,
             failures: Default::default(),
+            rest: |gw, req| Box::pin(crate::rest::serve(gw, req)),
         });
         let admin_task = crate::observe::tasks::spawn(
             "admin listener",

@@ -81,8 +81,12 @@ pub(super) fn history(gw: &Gateway) -> Response<Body> {
 
 /// The playground: the request goes to the REST door's own handler, in process, as
 /// `POST /v1/chat/completions` with the caller's headers, so its key, limits and metrics are the door's.
-pub(super) async fn chat(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+pub(super) async fn chat(
+    gw: Arc<Gateway>,
+    rest: super::RestDoor,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     parts.uri = http::Uri::from_static("/v1/chat/completions");
-    crate::rest::serve(gw, Request::from_parts(parts, body)).await
+    rest(gw, Request::from_parts(parts, body)).await
 }

@@ -41,7 +41,16 @@ pub(crate) struct Admin {
     pub(crate) reloader: Option<Arc<crate::core::reload::Reloader>>,
     /// Failed admin authentications per address (see [`Throttle`]).
     pub(crate) failures: Throttle,
+    /// The REST door, handed in by the server (a door does not import another): the playground chats through it.
+    pub(crate) rest: RestDoor,
 }
+
+/// A REST request answered by the REST door, as the server wires it.
+pub(crate) type RestDoor =
+    fn(
+        Arc<Gateway>,
+        Request<Incoming>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
 
 /// Failed admin authentications per address: past [`Throttle::MAX`] in a minute, the address is answered 429
 /// (Retry-After: the rest of its minute) without its key being looked at, so an admin key cannot be guessed at
@@ -122,7 +131,9 @@ impl Admin {
                 dashboard::data(&self.gateway)
             }
             (&Method::GET, "/dashboard/history") => dashboard::history(&self.gateway),
-            (&Method::POST, "/dashboard/chat") => dashboard::chat(self.gateway.clone(), req).await,
+            (&Method::POST, "/dashboard/chat") => {
+                dashboard::chat(self.gateway.clone(), self.rest, req).await
+            }
             (&Method::GET, "/readyz") => match self.gateway.ready() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
                 Err(why) => reply(

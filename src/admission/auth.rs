@@ -12,7 +12,6 @@ use std::{
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tonic::metadata::MetadataMap;
 
 use crate::{
     admission::{limits::KeyLimiter, registry::Runtime},
@@ -193,18 +192,15 @@ impl KeyStore {
         Ok(())
     }
 
+    /// The caller of a call whose `authorization` header (or gRPC metadata) is `authorization`.
     pub(crate) fn authenticate(
         &self,
-        metadata: &MetadataMap,
+        authorization: Option<&[u8]>,
     ) -> Result<Arc<Identity>, GatewayError> {
-        let header = metadata
-            .get("authorization")
-            .ok_or(GatewayError::Unauthenticated(
-                "missing 'authorization: Bearer <key>' metadata",
-            ))?;
-        let key = header
-            .to_str()
-            .ok()
+        let header = authorization.ok_or(GatewayError::Unauthenticated(
+            "missing 'authorization: Bearer <key>' metadata",
+        ))?;
+        let key = visible_ascii(header)
             .and_then(bearer)
             .ok_or(GatewayError::Unauthenticated(
                 "authorization metadata must be 'Bearer <key>'",
@@ -222,6 +218,15 @@ impl KeyStore {
             _ => Err(GatewayError::Unauthenticated("unknown API key")),
         }
     }
+}
+
+/// A header value as text, when it is visible ASCII (tabs and spaces too), as `HeaderValue::to_str` reads it.
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 /// The credentials of an `authorization: Bearer <key>` value. One rule for every door (gRPC, REST, admin):

@@ -14,7 +14,6 @@ use lru::LruCache;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
-use tonic::metadata::MetadataMap;
 
 use crate::{
     config::{CacheConfig, ModelCache},
@@ -290,7 +289,7 @@ pub(crate) struct CacheControl {
 }
 
 impl CacheControl {
-    pub(crate) fn read(metadata: &MetadataMap) -> CacheControl {
+    pub(crate) fn read(metadata: &http::HeaderMap) -> CacheControl {
         let mut control = CacheControl::default();
         let directives = metadata
             .get_all("cache-control")

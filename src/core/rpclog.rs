@@ -87,10 +87,6 @@ impl RpcLog {
         self.gw.usage.request(&self.key, &self.model);
     }
 
-    pub(crate) fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
     /// Upstream attempts made so far.
     pub(crate) fn attempts(&self) -> u32 {
         self.attempts

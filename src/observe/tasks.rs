@@ -3,7 +3,7 @@
 //! and nothing counts it, so a background loop that died (the Redis monitor, the fleet's key follower, a
 //! connection) would go unseen. Here a panic is an error line naming the task, counted in
 //! `aigw_panics_total{where="<the task's name>"}`; the task is over. A stream's task also ends its stream with
-//! INTERNAL (`grpc::relay::spawn_guarded`), a session turn's its turn.
+//! INTERNAL (`call::relay::spawn_guarded`), a session turn's its turn.
 
 use std::{any::Any, future::Future, panic::AssertUnwindSafe, sync::Mutex};
 

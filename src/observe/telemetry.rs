@@ -128,8 +128,8 @@ fn export_to(
     }
 }
 
-/// Reads `traceparent` / `tracestate` from gRPC metadata (the REST door's headers become metadata too).
-struct Metadata<'a>(&'a tonic::metadata::MetadataMap);
+/// Reads `traceparent` / `tracestate` from a call's headers (gRPC metadata are HTTP/2 headers).
+struct Metadata<'a>(&'a http::HeaderMap);
 
 impl Extractor for Metadata<'_> {
     fn get(&self, key: &str) -> Option<&str> {
@@ -145,9 +145,7 @@ impl Extractor for Metadata<'_> {
 }
 
 /// The caller's trace, if it sent one and tracing is on: the parent of the RPC's span.
-pub(crate) fn caller_context(
-    metadata: &tonic::metadata::MetadataMap,
-) -> Option<opentelemetry::Context> {
+pub(crate) fn caller_context(metadata: &http::HeaderMap) -> Option<opentelemetry::Context> {
     if !tracecontext::enabled() || !metadata.contains_key("traceparent") {
         return None;
     }

@@ -1,23 +1,19 @@
-//! `POST /v1/chat/completions`: the OpenAI request becomes a `Generate` or `StreamGenerate` call to the same
-//! handlers the gRPC door uses (auth, limits, cache, routing, retries, metrics, logs are theirs), and the answer
-//! goes back as OpenAI JSON, or as OpenAI's SSE chunks ending in `data: [DONE]`.
-
-use std::sync::Arc;
+//! `POST /v1/chat/completions`: the OpenAI request becomes a whole or streamed call of the call layer, as gRPC's
+//! `Generate` and `StreamGenerate` do (auth, limits, cache, routing, retries, metrics, logs are its), and the
+//! answer goes back as OpenAI JSON, or as OpenAI's SSE chunks ending in `data: [DONE]`.
 
 use bytes::Bytes;
-use http::Response;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{body::Body, metadata::MetadataMap, Status};
+use http::{HeaderMap, Response};
+use tonic::body::Body;
 
 use super::{
     error,
     request::{parse, Parsed},
-    wire,
+    wire, Caller,
 };
 use crate::{
-    admission::auth::Identity,
-    core::gateway::Gateway,
-    grpc::{generate, stream},
+    call::start::Reply,
+    error::GatewayError,
     proto::{
         GenerateRequest, GenerateResponse, Reasoning, ReasoningDelta, StreamChunk,
         StreamGenerateRequest, TokenLogprob, ToolCall, ToolCallDelta, Usage,
@@ -28,12 +24,7 @@ use crate::{
 pub(crate) const RPC_UNARY: &str = "ChatCompletions";
 pub(crate) const RPC_STREAM: &str = "ChatCompletionsStream";
 
-pub(crate) async fn completions(
-    gw: Arc<Gateway>,
-    who: Arc<Identity>,
-    metadata: MetadataMap,
-    body: Bytes,
-) -> Response<Body> {
+pub(crate) async fn completions(caller: Caller, body: Bytes) -> Response<Body> {
     let parsed = match parse(&body) {
         Ok(p) => p,
         Err(e) => return error::gateway(&e),
@@ -51,24 +42,26 @@ pub(crate) async fn completions(
             messages,
             config,
         };
-        let request = super::grpc_request(metadata, who, message);
-        match stream::handle(gw, RPC_STREAM, request).await {
-            Ok(resp) => sse(resp, created, model, parsed.include_usage),
-            Err(status) => error::status(&status),
-        }
+        let writer = |headers: &HeaderMap| Events {
+            id: made_up_id(headers),
+            created,
+            model,
+            include_usage: parsed.include_usage,
+            calls_streamed: 0,
+        };
+        caller
+            .stream(RPC_STREAM, message, writer, error::failure)
+            .await
     } else {
         let message = GenerateRequest {
             model,
             messages,
             config,
         };
-        let handle = |request| generate::handle(gw, RPC_UNARY, request);
-        super::unary(
-            super::grpc_request(metadata, who, message),
-            handle,
-            |resp| whole(resp, created),
-        )
-        .await
+        let answer = |reply| whole(reply, created);
+        caller
+            .generate(RPC_UNARY, message, answer, error::failure)
+            .await
     }
 }
 
@@ -172,19 +165,22 @@ fn out_logprobs(logprobs: &[TokenLogprob]) -> Option<wire::OutLogprobs<'_>> {
 
 /// The id the REST door gives an answer: the upstream's when it is known up front (unary), else one made from
 /// the request id, the same on every chunk of a stream.
-fn made_up_id(metadata: &MetadataMap) -> String {
-    let request_id = metadata
+fn made_up_id(headers: &HeaderMap) -> String {
+    let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     format!("chatcmpl-{request_id}")
 }
 
-fn whole(resp: tonic::Response<GenerateResponse>, created: u64) -> Response<Body> {
-    let (metadata, answer, _) = resp.into_parts();
+fn whole(reply: Reply<GenerateResponse>, created: u64) -> Response<Body> {
+    let Reply {
+        value: answer,
+        headers,
+    } = reply;
     let reasoning_text = crate::upstream::reasoning::joined_text(&answer.reasoning);
     let id = if answer.id.is_empty() {
-        made_up_id(&metadata)
+        made_up_id(&headers)
     } else {
         answer.id.clone()
     };
@@ -211,27 +207,10 @@ fn whole(resp: tonic::Response<GenerateResponse>, created: u64) -> Response<Body
         usage: out_usage(answer.usage, answer.usage_estimated),
         system_fingerprint: None,
     };
-    super::json_with(metadata, &body)
+    super::json_with(headers, &body)
 }
 
-/// The stream as OpenAI's server-sent events.
-fn sse(
-    resp: tonic::Response<ReceiverStream<Result<StreamChunk, Status>>>,
-    created: u64,
-    model: String,
-    include_usage: bool,
-) -> Response<Body> {
-    let writer = Events {
-        id: made_up_id(resp.metadata()),
-        created,
-        model,
-        include_usage,
-        calls_streamed: 0,
-    };
-    super::relay(resp, writer)
-}
-
-/// Writes the events of one stream.
+/// Writes the events of one stream as OpenAI's server-sent events.
 struct Events {
     id: String,
     created: u64,
@@ -348,8 +327,8 @@ impl super::StreamWriter for Events {
         Events::last(self, last)
     }
 
-    fn failed(&mut self, status: &Status) -> Bytes {
-        error::event(status)
+    fn failed(&mut self, error: &GatewayError) -> Bytes {
+        error::event(error)
     }
 }
 

@@ -1,17 +1,17 @@
-//! `POST /v1/embeddings`: OpenAI's embeddings request becomes an `Embed` call to the same handler the gRPC door
-//! uses, and the vectors go back as OpenAI's list, in floats or (as the official SDKs ask) base64.
-
-use std::sync::Arc;
+//! `POST /v1/embeddings`: OpenAI's embeddings request becomes an embeddings call of the call layer, as gRPC's
+//! `Embed` does, and the vectors go back as OpenAI's list, in floats or (as the official SDKs ask) base64.
 
 use bytes::Bytes;
 use http::Response;
 use serde::{Deserialize, Serialize};
-use tonic::{body::Body, metadata::MetadataMap};
+use tonic::body::Body;
 
-use super::error;
+use super::{error, Caller};
 use crate::{
-    admission::auth::Identity, core::gateway::Gateway, error::GatewayError, grpc::embed,
-    proto::EmbedRequest, upstream::openai::embeddings,
+    call::{self, start::Reply},
+    error::GatewayError,
+    proto::EmbedRequest,
+    upstream::openai::embeddings,
 };
 
 /// The name the REST door's embeddings calls have in logs and metrics.
@@ -101,52 +101,53 @@ fn parse(body: &[u8]) -> Result<(EmbedRequest, Encoding), GatewayError> {
     Ok((message, req.encoding_format))
 }
 
-pub(crate) async fn create(
-    gw: Arc<Gateway>,
-    who: Arc<Identity>,
-    metadata: MetadataMap,
-    body: Bytes,
-) -> Response<Body> {
+pub(crate) async fn create(caller: Caller, body: Bytes) -> Response<Body> {
     let (message, encoding) = match parse(&body) {
         Ok(p) => p,
         Err(e) => return error::gateway(&e),
     };
-    let handle = |request| embed::handle(gw, RPC, request);
-    super::unary(
-        super::grpc_request(metadata, who, message),
-        handle,
-        |resp| {
-            super::heavy(|| {
-                let (metadata, answer, _) = resp.into_parts();
-                let usage = answer.usage.unwrap_or_default();
-                let data = answer
-                    .embeddings
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, e)| OutEmbedding {
-                        object: "embedding",
-                        index,
-                        embedding: match encoding {
-                            Encoding::Float => OutVector::Floats(e.values),
-                            Encoding::Base64 => OutVector::Base64(embeddings::to_base64(&e.values)),
+    let run = |gw, start| call::embed::embed(gw, RPC, start, message);
+    caller
+        .whole(
+            run,
+            |reply: Reply<_>| {
+                super::heavy(|| {
+                    let Reply {
+                        value: answer,
+                        headers,
+                    } = reply;
+                    let usage = answer.usage.unwrap_or_default();
+                    let data = answer
+                        .embeddings
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, e)| OutEmbedding {
+                            object: "embedding",
+                            index,
+                            embedding: match encoding {
+                                Encoding::Float => OutVector::Floats(e.values),
+                                Encoding::Base64 => {
+                                    OutVector::Base64(embeddings::to_base64(&e.values))
+                                }
+                            },
+                        })
+                        .collect();
+                    let list = OutList {
+                        object: "list",
+                        data,
+                        model: &answer.model,
+                        usage: OutUsage {
+                            prompt_tokens: usage.prompt_tokens,
+                            total_tokens: usage.total_tokens,
+                            aigw_estimated: answer.usage_estimated,
                         },
-                    })
-                    .collect();
-                let list = OutList {
-                    object: "list",
-                    data,
-                    model: &answer.model,
-                    usage: OutUsage {
-                        prompt_tokens: usage.prompt_tokens,
-                        total_tokens: usage.total_tokens,
-                        aigw_estimated: answer.usage_estimated,
-                    },
-                };
-                super::json_with(metadata, &list)
-            })
-        },
-    )
-    .await
+                    };
+                    super::json_with(headers, &list)
+                })
+            },
+            error::failure,
+        )
+        .await
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The OpenAI-compatible REST door, on the same port as gRPC (HTTP/1.1 and HTTP/2): `POST /v1/chat/completions`,
 //! `POST /v1/responses` (and `GET`/`DELETE /v1/responses/{id}`, `GET .../input_items`), `POST /v1/embeddings`,
 //! `GET /v1/models[/{id}]`, and Anthropic's `POST /v1/messages`. Same keys (`Authorization: Bearer`), and the calls run
-//! through the gRPC handlers themselves, so limits, cache, routing, metrics and logs cannot drift apart between
-//! the doors.
+//! through the call layer ([`crate::call`]) as gRPC's do, so limits, cache, routing, metrics and logs cannot drift
+//! apart between the doors. Each door parses its body into the call's request and writes the reply in its own
+//! shape; [`Caller`] is the one runner between them and the call layer.
 
 mod chat;
 mod embeddings;
@@ -22,16 +23,22 @@ mod wire;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use tonic::{body::Body, metadata::MetadataMap};
+use tonic::body::Body;
 
 use crate::{
+    admission::auth::Identity,
+    call::{
+        self,
+        start::{Failure, Outcome, Reply, Start},
+    },
     core::{
         gateway::Gateway,
         memory::{self, Held},
     },
     error::GatewayError,
+    proto::{GenerateRequest, GenerateResponse, StreamChunk, StreamGenerateRequest},
     transport::trailers::TrailerSlot,
 };
 
@@ -49,14 +56,13 @@ where
 {
     let (mut parts, body) = req.into_parts();
     let given = parts.headers.get("x-request-id");
-    let request_id = crate::grpc::request_id(given.and_then(|v| v.to_str().ok()));
+    let request_id = call::start::request_id(given.and_then(|v| v.to_str().ok()));
     // Printable ASCII by construction, so always a valid header value.
     let id = HeaderValue::try_from(request_id).ok();
     if let Some(id) = &id {
         parts.headers.insert("x-request-id", id.clone());
     }
-    let metadata = MetadataMap::from_headers(parts.headers);
-    let mut resp = answer(gw, parts.method, parts.uri, metadata, body).await;
+    let mut resp = answer(gw, parts.method, parts.uri, parts.headers, body).await;
     if let Some(id) = id {
         resp.headers_mut().insert("x-request-id", id);
     }
@@ -67,7 +73,7 @@ async fn answer<B>(
     gw: Arc<Gateway>,
     method: Method,
     uri: http::Uri,
-    metadata: MetadataMap,
+    headers: HeaderMap,
     body: B,
 ) -> Response<Body>
 where
@@ -109,7 +115,7 @@ where
     );
     // The Anthropic SDKs name their API version on every call: they read Anthropic's shapes.
     let anthropic = matches!(route, Route::Messages | Route::CountTokens)
-        || metadata.get("anthropic-version").is_some();
+        || headers.contains_key("anthropic-version");
     let (wanted, allow) = if post {
         (Method::POST, "POST")
     } else if matches!(route, Route::Response(_)) && method == Method::DELETE {
@@ -134,11 +140,14 @@ where
             .insert(header::ALLOW, HeaderValue::from_static(allow));
         return resp;
     }
-    let mut metadata = metadata;
+    let mut headers = headers;
     if anthropic {
-        anthropic_key(&mut metadata);
+        anthropic_key(&mut headers);
     }
-    let who = match crate::grpc::authenticate(&gw, &metadata) {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let who = match call::start::authenticate(&gw, authorization) {
         Ok(who) => who,
         Err(e) if anthropic => return messages::gateway_error(&e),
         Err(e) => return error::gateway(&e),
@@ -158,8 +167,8 @@ where
             error::gateway(&e)
         }
     };
-    let declared = metadata
-        .get(header::CONTENT_LENGTH.as_str())
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .map_or(0, |n| n.min(limit as u64));
     let reading = if post && declared > 0 {
@@ -196,37 +205,44 @@ where
         }
     };
     let _held = (reading, parsing);
+    let caller = Caller { gw, who, headers };
     match route {
-        Route::Chat => chat::completions(gw, who, metadata, bytes).await,
-        Route::Embeddings => embeddings::create(gw, who, metadata, bytes).await,
-        Route::Responses => responses::create(gw, who, metadata, bytes).await,
-        Route::Messages => messages::create(gw, who, metadata, bytes).await,
-        Route::CountTokens => messages::count_tokens(&gw, &who, &metadata, &bytes).await,
+        Route::Chat => chat::completions(caller, bytes).await,
+        Route::Embeddings => embeddings::create(caller, bytes).await,
+        Route::Responses => responses::create(caller, bytes).await,
+        Route::Messages => messages::create(caller, bytes).await,
+        Route::CountTokens => {
+            messages::count_tokens(&caller.gw, &caller.who, &caller.headers, &bytes).await
+        }
         Route::Models if anthropic => {
-            let catalog = gw.catalog();
+            let catalog = caller.gw.catalog();
             let names: Vec<&str> = catalog
                 .router
                 .models()
                 .iter()
-                .filter(|m| who.allows(&m.name))
+                .filter(|m| caller.who.allows(&m.name))
                 .map(|m| m.name.as_str())
                 .collect();
             json(StatusCode::OK, &messages::model_list(&names))
         }
-        Route::Model(id) if anthropic => match gw.catalog().router.resolve(&id, &*who) {
-            Ok(model) => json(StatusCode::OK, &messages::model_object(&model.name)),
-            Err(e) => messages::gateway_error(&e),
-        },
-        Route::Response(id) if method == Method::DELETE => responses::delete(&gw, &who, &id),
-        Route::Response(id) => responses::retrieve(&gw, &who, &id),
-        Route::InputItems(id) => responses::input_items(&gw, &who, &id, uri.query()),
+        Route::Model(id) if anthropic => {
+            match caller.gw.catalog().router.resolve(&id, &*caller.who) {
+                Ok(model) => json(StatusCode::OK, &messages::model_object(&model.name)),
+                Err(e) => messages::gateway_error(&e),
+            }
+        }
+        Route::Response(id) if method == Method::DELETE => {
+            responses::delete(&caller.gw, &caller.who, &id)
+        }
+        Route::Response(id) => responses::retrieve(&caller.gw, &caller.who, &id),
+        Route::InputItems(id) => responses::input_items(&caller.gw, &caller.who, &id, uri.query()),
         Route::Models => {
-            let catalog = gw.catalog();
+            let catalog = caller.gw.catalog();
             let data = catalog
                 .router
                 .models()
                 .iter()
-                .filter(|m| who.allows(&m.name))
+                .filter(|m| caller.who.allows(&m.name))
                 .map(|m| model_object(&m.name))
                 .collect();
             let list = wire::ModelList {
@@ -235,7 +251,7 @@ where
             };
             json(StatusCode::OK, &list)
         }
-        Route::Model(id) => match gw.catalog().router.resolve(&id, &*who) {
+        Route::Model(id) => match caller.gw.catalog().router.resolve(&id, &*caller.who) {
             Ok(model) => json(StatusCode::OK, &model_object(&model.name)),
             Err(e) => error::gateway(&e),
         },
@@ -268,20 +284,20 @@ fn model_object(name: &str) -> wire::ModelObject<'_> {
 }
 
 /// Anthropic's SDKs send the key as `x-api-key`: it is taken as the bearer key when there is none.
-fn anthropic_key(metadata: &mut MetadataMap) {
-    if metadata.get("authorization").is_some() {
+fn anthropic_key(headers: &mut HeaderMap) {
+    if headers.contains_key(header::AUTHORIZATION) {
         return;
     }
-    let Some(key) = metadata.remove("x-api-key") else {
+    let Some(key) = headers.remove("x-api-key") else {
         return;
     };
     let bearer = key
         .to_str()
         .ok()
-        .and_then(|k| format!("Bearer {k}").parse().ok());
+        .and_then(|k| HeaderValue::try_from(format!("Bearer {k}")).ok());
     if let Some(mut value) = bearer {
-        tonic::metadata::MetadataValue::set_sensitive(&mut value, true);
-        metadata.insert("authorization", value);
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
     }
 }
 
@@ -314,37 +330,67 @@ where
     while let Some(Ok(_)) = body.frame().await {}
 }
 
-/// A whole answer from `handle` (a gRPC handler), written by `answer`, or the call's error as OpenAI writes
-/// it. The overhead and cost, which gRPC sends as trailers, go out as headers.
-async fn unary<M, R, F>(
-    request: tonic::Request<M>,
-    handle: impl FnOnce(tonic::Request<M>) -> F,
-    answer: impl FnOnce(tonic::Response<R>) -> Response<Body>,
-) -> Response<Body>
-where
-    F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
-{
-    unary_or(request, handle, answer, error::status).await
+/// An authenticated REST call on its way into the call layer: the one runner between every REST door and
+/// [`crate::call`]. A door parses its body into the call's request, and says how to write the reply and a failure.
+pub(crate) struct Caller {
+    gw: Arc<Gateway>,
+    who: Arc<Identity>,
+    /// The request's headers: `x-request-id` (set by [`serve`]), `cache-control`, trace context, API headers.
+    headers: HeaderMap,
 }
 
-/// [`unary`], with the door's own way of writing errors.
-async fn unary_or<M, R, F>(
-    mut request: tonic::Request<M>,
-    handle: impl FnOnce(tonic::Request<M>) -> F,
-    answer: impl FnOnce(tonic::Response<R>) -> Response<Body>,
-    failed: fn(&tonic::Status) -> Response<Body>,
-) -> Response<Body>
-where
-    F: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
-{
-    let slot = Arc::new(TrailerSlot::default());
-    request.extensions_mut().insert(slot.clone());
-    let mut resp = match handle(request).await {
-        Ok(resp) => answer(resp),
-        Err(status) => failed(&status),
-    };
-    slot.apply(resp.headers_mut());
-    resp
+impl Caller {
+    /// A whole chat answer, written by `answer`; a failure, by `failed`.
+    async fn generate(
+        self,
+        rpc: &'static str,
+        req: GenerateRequest,
+        answer: impl FnOnce(Reply<GenerateResponse>) -> Response<Body>,
+        failed: fn(&Failure) -> Response<Body>,
+    ) -> Response<Body> {
+        let run = |gw, start| call::generate::generate(gw, rpc, start, req);
+        self.whole(run, answer, failed).await
+    }
+
+    /// A whole answer from `run`, written by `answer`, or its failure by `failed`. The overhead and cost, which
+    /// gRPC sends as trailers, go out as headers.
+    async fn whole<T, F>(
+        self,
+        run: impl FnOnce(Arc<Gateway>, Start) -> F,
+        answer: impl FnOnce(Reply<T>) -> Response<Body>,
+        failed: fn(&Failure) -> Response<Body>,
+    ) -> Response<Body>
+    where
+        F: std::future::Future<Output = Outcome<T>>,
+    {
+        let slot = Arc::new(TrailerSlot::default());
+        let start = Start::read(&self.headers, self.who, Some(slot.clone()));
+        let mut resp = match run(self.gw, start).await {
+            Ok(reply) => answer(reply),
+            Err(failure) => failed(&failure),
+        };
+        slot.apply(resp.headers_mut());
+        resp
+    }
+
+    /// A streamed chat answer as the events of the writer `writer` makes (from the reply's headers), or the
+    /// failure before it started, written by `failed`.
+    async fn stream<W: StreamWriter>(
+        self,
+        rpc: &'static str,
+        req: StreamGenerateRequest,
+        writer: impl FnOnce(&HeaderMap) -> W,
+        failed: fn(&Failure) -> Response<Body>,
+    ) -> Response<Body> {
+        let start = Start::read(&self.headers, self.who, None);
+        match call::stream::stream(self.gw, rpc, start, req).await {
+            Ok(reply) => {
+                let writer = writer(&reply.headers);
+                relay(reply, writer)
+            }
+            Err(failure) => failed(&failure),
+        }
+    }
 }
 
 /// Runs CPU-heavy work (a large answer's encoding) without holding an async worker: on the multi-threaded
@@ -357,21 +403,10 @@ fn heavy<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A door's call as the gRPC handlers take it: the caller's headers as metadata, its identity attached.
-fn grpc_request<M>(
-    metadata: MetadataMap,
-    who: Arc<crate::admission::auth::Identity>,
-    message: M,
-) -> tonic::Request<M> {
-    let mut extensions = http::Extensions::new();
-    extensions.insert(who);
-    tonic::Request::from_parts(metadata, extensions, message)
-}
-
-/// A JSON answer with the call's response metadata as headers.
-fn json_with(metadata: MetadataMap, value: &impl serde::Serialize) -> Response<Body> {
+/// A JSON answer with the call's response headers.
+fn json_with(headers: HeaderMap, value: &impl serde::Serialize) -> Response<Body> {
     let mut resp = json(StatusCode::OK, value);
-    resp.headers_mut().extend(metadata.into_headers());
+    resp.headers_mut().extend(headers);
     resp
 }
 
@@ -387,16 +422,16 @@ trait StreamWriter: Send + 'static {
     fn keepalive(&mut self) -> Bytes {
         Bytes::from_static(b": keep-alive\n\n")
     }
-    fn last(&mut self, last: &crate::proto::StreamChunk) -> Bytes;
-    fn failed(&mut self, status: &tonic::Status) -> Bytes;
+    fn last(&mut self, last: &StreamChunk) -> Bytes;
+    fn failed(&mut self, error: &GatewayError) -> Bytes;
     /// Why the writer cannot go on (it keeps more of the answer than it may), ending the stream with it.
-    fn overflow(&self) -> Option<tonic::Status> {
+    fn overflow(&self) -> Option<GatewayError> {
         None
     }
 }
 
 /// One chunk of the stream as the door's events.
-fn write_chunk<W: StreamWriter>(writer: &mut W, c: &crate::proto::StreamChunk) -> Bytes {
+fn write_chunk<W: StreamWriter>(writer: &mut W, c: &StreamChunk) -> Bytes {
     // The usual chunk holds one piece: written straight out.
     if c.reasoning.is_none() && c.tool_call_deltas.is_empty() && !c.heartbeat {
         return writer.text(&c.delta);
@@ -417,16 +452,14 @@ fn write_chunk<W: StreamWriter>(writer: &mut W, c: &crate::proto::StreamChunk) -
     Bytes::from(out)
 }
 
-/// A `StreamGenerate` answer as the door's events: the opening, then one write per chunk until the last chunk
-/// or an error, after which nothing more is read.
-fn relay<W: StreamWriter>(
-    resp: tonic::Response<
-        tokio_stream::wrappers::ReceiverStream<Result<crate::proto::StreamChunk, tonic::Status>>,
-    >,
-    mut writer: W,
-) -> Response<Body> {
+/// A streamed answer as the door's events: the opening, then one write per chunk until the last chunk or an
+/// error, after which nothing more is read.
+fn relay<W: StreamWriter>(reply: Reply<call::stream::Chunks>, mut writer: W) -> Response<Body> {
     use tokio_stream::StreamExt;
-    let (metadata, chunks, _) = resp.into_parts();
+    let Reply {
+        value: chunks,
+        headers,
+    } = reply;
     let first = writer.start();
     let mut done = false;
     let rest = chunks.map_while(move |chunk| {
@@ -438,10 +471,10 @@ fn relay<W: StreamWriter>(
                 let out = write_chunk(&mut writer, &c);
                 match writer.overflow() {
                     None => out,
-                    Some(status) => {
+                    Some(error) => {
                         // Nothing more is read: the upstream request is dropped with the stream.
                         done = true;
-                        [out, writer.failed(&status)].concat().into()
+                        [out, writer.failed(&error)].concat().into()
                     }
                 }
             }
@@ -449,13 +482,13 @@ fn relay<W: StreamWriter>(
                 done = true;
                 writer.last(&last)
             }
-            Err(status) => {
+            Err(error) => {
                 done = true;
-                writer.failed(&status)
+                writer.failed(&error)
             }
         })
     });
-    event_stream(metadata, first, rest)
+    event_stream(headers, first, rest)
 }
 
 /// `event: <kind>\ndata: <json>\n\n`, as the Responses and Messages streams name their events.
@@ -470,7 +503,7 @@ fn named_event(kind: &str, data: &impl serde::Serialize, out: &mut Vec<u8>) {
 
 /// A streamed answer: `first`, then `rest`, as server-sent events with the call's metadata as headers.
 fn event_stream(
-    metadata: MetadataMap,
+    extra: HeaderMap,
     first: Bytes,
     rest: impl tokio_stream::Stream<Item = Bytes> + Send + 'static,
 ) -> Response<Body> {
@@ -485,7 +518,7 @@ fn event_stream(
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.extend(metadata.into_headers());
+    headers.extend(extra);
     resp
 }
 

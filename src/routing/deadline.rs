@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use http::HeaderMap;
 use tokio::time::Instant;
-use tonic::metadata::MetadataMap;
 
 use crate::error::GatewayError;
 
@@ -67,7 +67,7 @@ pub(crate) async fn bounded<T>(
 }
 
 /// Parses `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
-pub(crate) fn client_timeout(metadata: &MetadataMap) -> Option<Duration> {
+pub(crate) fn client_timeout(metadata: &HeaderMap) -> Option<Duration> {
     parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
 }
 
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_client_timeout_is_read_from_its_metadata() {
-        let mut metadata = MetadataMap::new();
+        let mut metadata = HeaderMap::new();
         assert_eq!(client_timeout(&metadata), None);
         metadata.insert("grpc-timeout", "250m".parse().unwrap());
         assert_eq!(client_timeout(&metadata), Some(Duration::from_millis(250)));

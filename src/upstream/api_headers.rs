@@ -12,7 +12,7 @@ pub struct ApiHeaders {
 
 impl ApiHeaders {
     /// The API headers among a call's metadata.
-    pub(crate) fn read(metadata: &tonic::metadata::MetadataMap) -> ApiHeaders {
+    pub(crate) fn read(metadata: &http::HeaderMap) -> ApiHeaders {
         let get = |name: &str| {
             metadata
                 .get(name)

@@ -247,7 +247,7 @@ fn only_deterministic_requests_unless_widened_and_cache_control_is_obeyed() {
         plan(Some(&wide), none, "", "m", &m, None),
         Plan::Use { .. }
     ));
-    let mut md = MetadataMap::new();
+    let mut md = http::HeaderMap::new();
     md.insert("cache-control", "max-age=0, No-Cache".parse().unwrap());
     let control = CacheControl::read(&md);
     assert_eq!(

@@ -20,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::{relay, relay::STREAM_BUFFER, Start};
+use crate::call::{
+    relay::{self, STREAM_BUFFER},
+    start::Failure,
+};
 use crate::{
     admission::auth::Identity,
     admission::limits::Admission,
@@ -43,17 +46,13 @@ pub(crate) async fn handle(
     gw: Arc<Gateway>,
     request: Request<Streaming<InteractiveRequest>>,
 ) -> Result<Response<ReceiverStream<Result<InteractiveResponse, Status>>>, Status> {
-    let start = Start::read(&request)?;
     // The key, checked again at every turn: a key revoked, expired or removed by a reload stops the session.
-    let mut credentials = tonic::metadata::MetadataMap::new();
-    if let Some(key) = request.metadata().get("authorization") {
-        credentials.insert("authorization", key.clone());
-    }
+    let credentials = request.metadata().get("authorization").cloned();
+    let (start, mut inbound) = super::read(request)?;
     // The client's deadline bounds the whole session; each turn is also bounded by request_timeout.
     let session_deadline = start
         .client_timeout
         .map(|t| Deadline::new(Instant::now(), Some(t), t));
-    let mut inbound = request.into_inner();
     let mut log = start.record("InteractiveStream", &gw);
     log.timing.overhead_applies = false;
     let span = start.span("InteractiveStream");
@@ -92,7 +91,7 @@ pub(crate) async fn handle(
         Ok(session) => session,
         Err(e) => {
             log.finish(Err(&e));
-            return Err(start.fail(e));
+            return Err(super::status(start.fail(e)));
         }
     };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -102,7 +101,7 @@ pub(crate) async fn handle(
             .run(gw, inbound, tx, session_deadline, log)
             .instrument(span),
     );
-    Ok(start.respond(ReceiverStream::new(rx)))
+    super::respond(Ok(start.reply(ReceiverStream::new(rx), None)))
 }
 
 async fn sleep_until(deadline: Option<Deadline>) {
@@ -147,7 +146,7 @@ struct Session {
     /// The session's API headers (`anthropic-beta`, ...), sent with every turn to upstreams of their dialect.
     api_headers: Arc<crate::upstream::api_headers::ApiHeaders>,
     /// The session's `authorization`, checked against the current keys at every turn.
-    credentials: tonic::metadata::MetadataMap,
+    credentials: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     /// The session's concurrency slot, held until it ends.
     _permits: Admission,
 }
@@ -173,7 +172,10 @@ impl Session {
         tx: &Tx,
         session: Option<Deadline>,
     ) -> Result<InFlight, GatewayError> {
-        let now = gw.catalog().keys.authenticate(&self.credentials)?;
+        let now = gw
+            .catalog()
+            .keys
+            .authenticate(self.credentials.as_ref().map(|v| v.as_bytes()))?;
         if !now.allows(&self.model.name) {
             return Err(GatewayError::PermissionDenied {
                 key: now.name.clone(),
@@ -311,7 +313,7 @@ impl Session {
             if e.code() != Code::Cancelled {
                 relay::send_final(
                     &tx,
-                    Err(super::tag(Status::from(e.clone()), &self.request_id)),
+                    Err(super::status(Failure::new(e.clone(), &self.request_id))),
                 )
                 .await;
             }

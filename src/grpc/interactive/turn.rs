@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use super::{response, turn_error, Tx};
 use crate::{
     admission::limits::Admission,
+    call::relay::{self, Limits, Relayed},
     core::gateway::Gateway,
     error::GatewayError,
-    grpc::relay::{self, Limits, Relayed},
     observe::timing::{Timing, Trail},
     proto::{
         interactive_response::Event, GenerationConfig, InteractiveResponse, Message, TurnComplete,

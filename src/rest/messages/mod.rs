@@ -1,5 +1,5 @@
 //! `POST /v1/messages`, Anthropic's Messages API, on the same pipeline as the other doors: the request becomes
-//! a `Generate` or `StreamGenerate` call (any configured upstream serves it, OpenAI-style ones included), and
+//! a whole or streamed call of the call layer (any configured upstream serves it, OpenAI-style ones included), and
 //! the answer goes back as an Anthropic message, or as its event stream: `message_start`, per content block
 //! (thinking, text, tool use, in the order their first pieces came) `content_block_start` /
 //! `content_block_delta` (`thinking_delta`, `signature_delta`, `text_delta`, `input_json_delta`, each as it
@@ -13,19 +13,17 @@ mod request;
 #[cfg(test)]
 pub(crate) use request::parse as parse_request;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use http::Response;
+use http::{HeaderMap, Response};
 use serde_json::{json, Value};
-use tonic::{body::Body, metadata::MetadataMap, Status};
+use tonic::body::Body;
 
-use super::error;
+use super::Caller;
 use crate::{
     admission::auth::Identity,
+    call::start::{Failure, Reply},
     core::gateway::Gateway,
     error::GatewayError,
-    grpc::{generate, stream},
     proto::{GenerateRequest, Reasoning, StreamChunk, StreamGenerateRequest, ToolCall, Usage},
     upstream::anthropic::{self, stop_reason},
 };
@@ -35,12 +33,7 @@ use request::parse;
 pub(crate) const RPC_UNARY: &str = "Messages";
 pub(crate) const RPC_STREAM: &str = "MessagesStream";
 
-pub(crate) async fn create(
-    gw: Arc<Gateway>,
-    who: Arc<Identity>,
-    metadata: MetadataMap,
-    body: Bytes,
-) -> Response<Body> {
+pub(crate) async fn create(caller: Caller, body: Bytes) -> Response<Body> {
     let parsed = match parse(&body) {
         Ok(p) => p,
         Err(e) => return gateway_error(&e),
@@ -50,7 +43,11 @@ pub(crate) async fn create(
     // What only Anthropic takes, named when a route of the model speaks another API (the upstream that
     // answers leaves it out, and its log says so).
     let dropped = if parsed.foreign.is_empty()
-        || gw.catalog().router.speaks_everywhere(&model, "anthropic")
+        || caller
+            .gw
+            .catalog()
+            .router
+            .speaks_everywhere(&model, "anthropic")
     {
         None
     } else {
@@ -63,20 +60,27 @@ pub(crate) async fn create(
             messages: parsed.messages,
             config: Some(parsed.config),
         };
-        let request = super::grpc_request(metadata, who, message);
-        match stream::handle(gw, RPC_STREAM, request).await {
-            Ok(resp) => events(resp, id, model, input_estimate),
-            Err(status) => status_error(&status),
-        }
+        let writer = |_: &HeaderMap| Events {
+            id,
+            model,
+            input_estimate,
+            next: 0,
+            open: None,
+            tool_blocks: Vec::new(),
+            any: false,
+        };
+        caller.stream(RPC_STREAM, message, writer, failure).await
     } else {
         let message = GenerateRequest {
             model: parsed.model,
             messages: parsed.messages,
             config: Some(parsed.config),
         };
-        let handle = |request| generate::handle(gw, RPC_UNARY, request);
-        let answer = |resp: tonic::Response<crate::proto::GenerateResponse>| {
-            let (metadata, done, _) = resp.into_parts();
+        let answer = |reply: Reply<crate::proto::GenerateResponse>| {
+            let Reply {
+                value: done,
+                headers,
+            } = reply;
             let mut content: Vec<Value> = done.reasoning.iter().map(thinking_block).collect();
             if !done.content.is_empty() || done.tool_calls.is_empty() {
                 content.push(json!({"type": "text", "text": done.content}));
@@ -85,10 +89,9 @@ pub(crate) async fn create(
             let body = json!({"id": id, "type": "message", "role": "assistant", "model": model,
                 "content": content, "stop_reason": stop_reason(&done.finish_reason),
                 "stop_sequence": null, "usage": usage(done.usage.unwrap_or_default())});
-            super::json_with(metadata, &body)
+            super::json_with(headers, &body)
         };
-        let request = super::grpc_request(metadata, who, message);
-        super::unary_or(request, handle, answer, status_error).await
+        caller.generate(RPC_UNARY, message, answer, failure).await
     };
     if let Some(dropped) = dropped {
         resp.headers_mut().insert("aigw-dropped", dropped);
@@ -144,7 +147,7 @@ fn estimate(messages: &[crate::proto::Message], config: &crate::proto::Generatio
 pub(crate) async fn count_tokens(
     gw: &Gateway,
     who: &Identity,
-    metadata: &tonic::metadata::MetadataMap,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Body> {
     let parsed = match request::parse_to_count(body) {
@@ -164,9 +167,9 @@ pub(crate) async fn count_tokens(
     if let Some(route) = counter {
         let mut sent: Value = serde_json::from_slice(body).unwrap_or_default();
         sent["model"] = Value::from(route.upstream_model(&parsed.model));
-        let api = crate::upstream::api_headers::ApiHeaders::read(metadata);
-        let request_id =
-            crate::grpc::request_id(metadata.get("x-request-id").and_then(|v| v.to_str().ok()));
+        let api = crate::upstream::api_headers::ApiHeaders::read(headers);
+        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+        let request_id = crate::call::start::request_id(given);
         match route
             .upstream
             .count_tokens(&sent, &request_id, Some(&api))
@@ -232,17 +235,14 @@ pub(crate) fn refusal(http: u16, message: &str) -> Response<Body> {
     json_status(http, &error_body(http, message))
 }
 
-fn status_error(status: &Status) -> Response<Body> {
-    let (http, _, _) = error::kind(status);
+/// A failed call in Anthropic's shape, with the failure's headers.
+fn failure(failure: &Failure) -> Response<Body> {
+    let (http, _, _) = failure.error.http();
     // Anthropic's own word for an overloaded provider, passed on as such.
-    let overloaded = matches!(
-        GatewayError::of(status),
-        Some(GatewayError::UpstreamOverloaded { .. })
-    );
+    let overloaded = matches!(failure.error, GatewayError::UpstreamOverloaded { .. });
     let http = if overloaded { 529 } else { http };
-    let mut resp = json_status(http, &error_body(http, status.message()));
-    resp.headers_mut()
-        .extend(status.metadata().clone().into_headers());
+    let mut resp = json_status(http, &error_body(http, &failure.error.message()));
+    resp.headers_mut().extend(failure.headers());
     resp
 }
 
@@ -490,28 +490,10 @@ impl super::StreamWriter for Events {
     }
 
     /// A failure after the start: Anthropic's `error` event, which the SDKs raise; no `message_stop`.
-    fn failed(&mut self, status: &Status) -> Bytes {
+    fn failed(&mut self, error: &GatewayError) -> Bytes {
         let mut out = Vec::new();
-        let (http, _, _) = error::kind(status);
-        event("error", &error_body(http, status.message()), &mut out);
+        let (http, _, _) = error.http();
+        event("error", &error_body(http, &error.message()), &mut out);
         Bytes::from(out)
     }
-}
-
-fn events(
-    resp: tonic::Response<tokio_stream::wrappers::ReceiverStream<Result<StreamChunk, Status>>>,
-    id: String,
-    model: String,
-    input_estimate: u64,
-) -> Response<Body> {
-    let writer = Events {
-        id,
-        model,
-        input_estimate,
-        next: 0,
-        open: None,
-        tool_blocks: Vec::new(),
-        any: false,
-    };
-    super::relay(resp, writer)
 }

@@ -1,5 +1,5 @@
 //! `POST /v1/responses`, OpenAI's Responses API, on the same pipeline as chat completions: the request becomes
-//! a `Generate` or `StreamGenerate` call (so every upstream kind serves it, with the same limits, cache,
+//! a whole or streamed call of the call layer (so every upstream kind serves it, with the same limits, cache,
 //! routing, metrics and logs), and the answer goes back as a response object, or as the documented event
 //! stream: `response.created`, `response.in_progress`, then the output items in the order their first pieces
 //! came — reasoning items with `response.reasoning_summary_text.delta`s, the message with its
@@ -18,16 +18,16 @@ pub(crate) use request::parse as parse_request;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Response;
+use http::{HeaderMap, Response};
 use serde_json::{json, Map, Value};
-use tonic::{body::Body, metadata::MetadataMap, Status};
+use tonic::body::Body;
 
-use super::error;
+use super::{error, Caller};
 use crate::{
     admission::auth::Identity,
+    call::start::Reply,
     core::{conversations::Stored, gateway::Gateway},
     error::GatewayError,
-    grpc::{generate, stream},
     proto::{
         GenerateRequest, Message, Reasoning, ReasoningDelta, StreamChunk, StreamGenerateRequest,
         ToolCall, ToolCallDelta, Usage,
@@ -39,12 +39,8 @@ use request::{parse, Echo, Namespaces, Parsed};
 pub(crate) const RPC_UNARY: &str = "Responses";
 pub(crate) const RPC_STREAM: &str = "ResponsesStream";
 
-pub(crate) async fn create(
-    gw: Arc<Gateway>,
-    who: Arc<Identity>,
-    metadata: MetadataMap,
-    body: Bytes,
-) -> Response<Body> {
+pub(crate) async fn create(caller: Caller, body: Bytes) -> Response<Body> {
+    let (gw, who) = (&caller.gw, &caller.who);
     let parsed = match parse(&body) {
         Ok(p) => p,
         Err(e) => return error::gateway(&e),
@@ -117,21 +113,31 @@ pub(crate) async fn create(
             messages,
             config,
         };
-        let request = super::grpc_request(metadata, who, message);
-        match stream::handle(gw, RPC_STREAM, request).await {
-            Ok(resp) => events(resp, answer, keep),
-            Err(status) => error::status(&status),
-        }
+        let writer = |_: &HeaderMap| Events {
+            answer,
+            seq: 0,
+            output: Vec::new(),
+            open: None,
+            text: String::new(),
+            kept: 0,
+            messages: 0,
+            calls: Vec::new(),
+            keep,
+        };
+        caller
+            .stream(RPC_STREAM, message, writer, error::failure)
+            .await
     } else {
         let message = GenerateRequest {
             model,
             messages,
             config,
         };
-        let handle = |request| generate::handle(gw, RPC_UNARY, request);
-        let request = super::grpc_request(metadata, who, message);
-        super::unary(request, handle, |resp| {
-            let (metadata, done, _) = resp.into_parts();
+        let answer = |reply: Reply<crate::proto::GenerateResponse>| {
+            let Reply {
+                value: done,
+                headers,
+            } = reply;
             let mut output: Vec<Value> = done
                 .reasoning
                 .iter()
@@ -159,9 +165,11 @@ pub(crate) async fn create(
                 );
                 keep.answered(&answer.id, said, &body);
             }
-            super::json_with(metadata, &body)
-        })
-        .await
+            super::json_with(headers, &body)
+        };
+        caller
+            .generate(RPC_UNARY, message, answer, error::failure)
+            .await
     };
     // Fields and tools left out on the way to a chat-completions upstream, named, so a client sees what did not
     // travel.
@@ -795,9 +803,9 @@ impl super::StreamWriter for Events {
         Bytes::from(out)
     }
 
-    fn overflow(&self) -> Option<Status> {
+    fn overflow(&self) -> Option<GatewayError> {
         (self.kept > MAX_KEPT).then(|| {
-            Status::from(GatewayError::ResourceExhausted {
+            GatewayError::ResourceExhausted {
                 message: format!(
                     "the answer passed {} MiB, the most a Responses stream keeps for its closing events; its \
                      deltas were sent",
@@ -805,25 +813,23 @@ impl super::StreamWriter for Events {
                 ),
                 retry_after: None,
                 limit: "memory",
-            })
+            }
         })
     }
 
     /// A failure after the start: an `error` event, then `response.failed`.
-    fn failed(&mut self, status: &Status) -> Bytes {
+    fn failed(&mut self, error: &GatewayError) -> Bytes {
         let mut out = Vec::new();
-        let (_, kind, code) = error::kind(status);
+        let (_, kind, code) = error.http();
         let code = code.unwrap_or(kind);
+        let message = error.message();
         self.event(
             "error",
-            obj(json!({"code": code, "message": status.message(), "param": null})),
+            obj(json!({"code": code, "message": message, "param": null})),
             &mut out,
         );
         let mut response = self.answer.shell("failed", Vec::new());
-        response.insert(
-            "error".into(),
-            json!({"code": code, "message": status.message()}),
-        );
+        response.insert("error".into(), json!({"code": code, "message": message}));
         self.event(
             "response.failed",
             obj(json!({"response": response})),
@@ -838,23 +844,4 @@ fn obj(v: Value) -> Map<String, Value> {
         Value::Object(m) => m,
         _ => Map::new(),
     }
-}
-
-fn events(
-    resp: tonic::Response<tokio_stream::wrappers::ReceiverStream<Result<StreamChunk, Status>>>,
-    answer: Answer,
-    keep: Option<Keep>,
-) -> Response<Body> {
-    let writer = Events {
-        answer,
-        seq: 0,
-        output: Vec::new(),
-        open: None,
-        text: String::new(),
-        kept: 0,
-        messages: 0,
-        calls: Vec::new(),
-        keep,
-    };
-    super::relay(resp, writer)
 }

@@ -1,11 +1,11 @@
-//! The one opening every call takes before its answer — `Generate`, `StreamGenerate`, and through them the
-//! REST door: check the request, admit it against the key's limits, look the answer up in the cache, and
-//! otherwise dispatch it upstream. Each step records into the call's log. Interactive turns take the same
-//! steps from `interactive::turn`, with the session's admission and without the cache.
+//! The one opening every chat call takes before its answer, whole or streamed, whichever door it came in by:
+//! check the request, admit it against the key's limits, look the answer up in the cache, and otherwise
+//! dispatch it upstream. Each step records into the call's log. Interactive turns take the same steps from
+//! `grpc::interactive::turn`, with the session's admission and without the cache.
 
 use std::sync::Arc;
 
-use super::Start;
+use super::start::Start;
 use crate::{
     admission::limits::Admission,
     core::{cache, gateway::Gateway, rpclog::RpcLog},

@@ -1,4 +1,4 @@
-//! Relaying an upstream stream into a bounded gRPC response channel.
+//! Relaying an upstream stream into a bounded response channel, whichever door reads it.
 //!
 //! The channel is small and `send` waits for room, so a slow client slows the upstream read (HTTP/2 flow
 //! control does the rest) instead of growing a buffer. The relay stops at once when the client goes away, the
@@ -14,7 +14,6 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 
 use crate::{
     admission::auth::Identity,
@@ -172,10 +171,10 @@ async fn cancelled(token: Option<&CancellationToken>) {
 /// returned for the final message. A silence of `stream.keepalive` sends a heartbeat (also wrapped); every
 /// upstream event, signs of life included, restarts the idle timer.
 /// Waits on the upstream and on the client are added to `timing`.
-pub(crate) async fn pump<M>(
+pub(crate) async fn pump<M, E>(
     first: StreamEvent,
     stream: &mut ChunkStream,
-    tx: &Sender<Result<M, Status>>,
+    tx: &Sender<Result<M, E>>,
     mut wrap: impl FnMut(Relayed) -> M,
     limits: &Limits<'_>,
     timing: &mut Timing,
@@ -258,9 +257,9 @@ pub(crate) async fn pump<M>(
 }
 
 /// Sends one message, waiting for room in the channel within the hard limits.
-pub(crate) async fn send<M>(
-    tx: &Sender<Result<M, Status>>,
-    msg: Result<M, Status>,
+pub(crate) async fn send<M, E>(
+    tx: &Sender<Result<M, E>>,
+    msg: Result<M, E>,
     limits: &Limits<'_>,
 ) -> Result<(), GatewayError> {
     // Room in the channel (the usual case): no timer needed.
@@ -284,22 +283,25 @@ pub(crate) async fn send<M>(
 const FINAL_SEND_WAIT: Duration = Duration::from_secs(5);
 
 /// Sends a stream's last word, unless the client is gone or does not read it in time.
-pub(crate) async fn send_final<M>(tx: &Sender<Result<M, Status>>, msg: Result<M, Status>) {
+pub(crate) async fn send_final<M, E>(tx: &Sender<Result<M, E>>, msg: Result<M, E>) {
     let _ = tokio::time::timeout(FINAL_SEND_WAIT, tx.send(msg)).await;
 }
 
 /// Spawns a stream's task so that a panic in it still ends the stream with INTERNAL (counted in
 /// `aigw_panics_total{where="stream"}`), never with OK and no final message, and never with a bare reset.
-pub(crate) fn spawn_guarded<M: Send + 'static>(
-    tx: Sender<Result<M, Status>>,
+pub(crate) fn spawn_guarded<M, E>(
+    tx: Sender<Result<M, E>>,
     task: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) where
+    M: Send + 'static,
+    E: From<GatewayError> + Send + 'static,
+{
     tasks::spawn("stream", async move {
         if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
             tasks::caught("stream", panic.as_ref());
-            let status =
-                Status::internal("internal error: the gateway failed while streaming the answer");
-            send_final(&tx, Err(status)).await;
+            let failed =
+                GatewayError::Internal("the gateway failed while streaming the answer".into());
+            send_final(&tx, Err(E::from(failed))).await;
         }
     });
 }
@@ -314,7 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_task_that_panics_ends_its_stream_with_internal() {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(4);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<u32, GatewayError>>(4);
         let sender = tx.clone();
         spawn_guarded(tx, async move {
             let _ = sender.send(Ok(1)).await;
@@ -322,7 +324,7 @@ mod tests {
         });
         assert_eq!(rx.recv().await.unwrap().unwrap(), 1);
         let last = rx.recv().await.unwrap().unwrap_err();
-        assert_eq!(last.code(), tonic::Code::Internal);
+        assert!(matches!(last, GatewayError::Internal(_)), "{last}");
         assert!(rx.recv().await.is_none());
         assert!(tasks::panicked_in("stream") >= 1);
     }
@@ -346,7 +348,8 @@ mod tests {
             Some(Ok(event)) => event,
             _ => panic!("the script starts with a delta"),
         };
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, Status>>(STREAM_BUFFER);
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<String, GatewayError>>(STREAM_BUFFER);
         let stop = CancellationToken::new();
         #[allow(clippy::disallowed_methods)] // a test's own task
         let relay = tokio::spawn(async move {
@@ -408,7 +411,7 @@ mod tests {
         let t0 = Instant::now();
         let mut upstream = ChunkStream::Scripted(ScriptedStream::timed(script));
         let first = upstream.next().await.unwrap().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<_, GatewayError>>(STREAM_BUFFER);
         let stop = CancellationToken::new();
         let limits = Limits {
             deadline: Deadline::new(Instant::now(), None, Duration::from_secs(36_000)),

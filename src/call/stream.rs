@@ -1,4 +1,4 @@
-//! `StreamGenerate`: one completion, streamed as it is generated.
+//! A streamed completion: gRPC's `StreamGenerate`, and the REST doors' calls with `stream`.
 
 use std::sync::Arc;
 
@@ -7,14 +7,12 @@ use tokio::{
     time::Instant,
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
-    cache_header,
-    pipeline::{self, Ask, Opened},
+    open::{self, Ask, Opened},
     relay::{self, Limits, Relayed, STREAM_BUFFER},
-    Start,
+    start::{Failure, Outcome, Start},
 };
 use crate::{
     admission::limits::Admission,
@@ -32,16 +30,16 @@ use crate::{
     upstream::{answer::StreamEvent, configured::ChunkStream},
 };
 
-type Chunks = ReceiverStream<Result<StreamChunk, Status>>;
+/// A stream's chunks as its door reads them: the last one complete, or an error that ends the stream.
+pub(crate) type Chunks = ReceiverStream<Result<StreamChunk, GatewayError>>;
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
-pub(crate) async fn handle(
+pub(crate) async fn stream(
     gw: Arc<Gateway>,
     rpc: &'static str,
-    request: Request<StreamGenerateRequest>,
-) -> Result<Response<Chunks>, Status> {
-    let start = Start::read(&request)?;
-    let req = request.into_inner();
+    start: Start,
+    req: StreamGenerateRequest,
+) -> Outcome<Chunks> {
     let log = start.record(rpc, &gw);
     let span = start.span(rpc);
     telemetry::record_request(&span, &req.model, "chat");
@@ -51,6 +49,7 @@ pub(crate) async fn handle(
     // the cache answered). A refusal, or a failure of every attempt before any upstream accepted, is the call's
     // own status (with its retry advice); after that, failures end the stream.
     let (ready, readied) = oneshot::channel();
+    let reply = start.reply((), None);
     let opening = Opening {
         gw: gw.clone(),
         start,
@@ -62,21 +61,26 @@ pub(crate) async fn handle(
     relay::spawn_guarded(tx, opening.run().instrument(span));
     match readied.await {
         Ok(Ok(label)) => {
-            let mut resp = Response::new(ReceiverStream::new(rx));
-            super::set_request_id(resp.metadata_mut(), &request_id);
-            Ok(cache_header(resp, label))
+            let mut headers = reply.headers;
+            if let Some(label) = label {
+                headers.insert("aigw-cache", http::HeaderValue::from_static(label));
+            }
+            Ok(super::start::Reply {
+                value: ReceiverStream::new(rx),
+                headers,
+            })
         }
-        Ok(Err(status)) => Err(status),
+        Ok(Err(failure)) => Err(failure),
         // The task ended without a word: it panicked before the response began.
-        Err(_) => Err(super::tag(
-            Status::internal("internal error: the gateway failed while opening the stream"),
+        Err(_) => Err(Failure::new(
+            GatewayError::Internal("the gateway failed while opening the stream".into()),
             &request_id,
         )),
     }
 }
 
-/// How the opening ends for the handler: the response's cache label, or the call's status.
-type Ready = Result<Option<&'static str>, Status>;
+/// How the opening ends for the handler: the response's cache label, or the call's failure.
+type Ready = Result<Option<&'static str>, Failure>;
 
 /// Where the handler waits for [`Ready`]: taken by whichever comes first, an upstream accepting the call or the
 /// opening's end.
@@ -94,13 +98,13 @@ fn told(slot: &ReadySlot) -> bool {
     slot.lock().unwrap_or_else(|p| p.into_inner()).is_none()
 }
 
-/// A stream's task from its opening: checks, admission, cache, dispatch (`pipeline::open`), then the relay.
+/// A stream's task from its opening: checks, admission, cache, dispatch (`open::open`), then the relay.
 struct Opening {
     gw: Arc<Gateway>,
     start: Start,
     req: StreamGenerateRequest,
     log: RpcLog,
-    tx: mpsc::Sender<Result<StreamChunk, Status>>,
+    tx: mpsc::Sender<Result<StreamChunk, GatewayError>>,
     ready: ReadySlot,
 }
 
@@ -117,7 +121,7 @@ impl Opening {
         } = self;
         let keepalive = std::sync::Mutex::new(None);
         let started_now = tokio::sync::Notify::new();
-        let accepted = |a: pipeline::Accepted| {
+        let accepted = |a: open::Accepted| {
             *keepalive.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.keepalive);
             tell(&ready, Ok(a.cache));
             started_now.notify_one();
@@ -128,7 +132,7 @@ impl Opening {
             config: req.config.as_ref(),
         };
         let opened = {
-            let open = pipeline::open(&gw, &start, ask, true, Some(&accepted), &mut log);
+            let open = open::open(&gw, &start, ask, true, Some(&accepted), &mut log);
             tokio::pin!(open);
             // Once the response has started, the wait for the answer's first piece is filled with heartbeats.
             let mut beat = Instant::now();
@@ -158,7 +162,7 @@ impl Opening {
                 tell(&ready, Ok(plan.miss_label()));
                 let Answer::Stream { first, rest } = dispatched.answer else {
                     let e = GatewayError::Internal("a unary answer to a stream".into());
-                    relay::send_final(&tx, Err(start.fail(e.clone()))).await;
+                    relay::send_final(&tx, Err(e.clone())).await;
                     log.finish(Err(&e));
                     return;
                 };
@@ -175,7 +179,6 @@ impl Opening {
                     log,
                     tx,
                     messages: req.messages,
-                    request_id: start.request_id,
                     attempt: dispatched.span,
                 };
                 task.run().await;
@@ -190,11 +193,10 @@ impl Opening {
                 replay(gw, tx, (hit, admission), model, deadline, started, log).await;
             }
             Err(e) => {
-                let status = start.fail_after(e.clone(), log.attempts());
                 if told(&ready) {
-                    relay::send_final(&tx, Err(status)).await;
+                    relay::send_final(&tx, Err(e.clone())).await;
                 } else {
-                    tell(&ready, Err(status));
+                    tell(&ready, Err(start.fail_after(e.clone(), log.attempts())));
                 }
                 log.finish(Err(&e));
             }
@@ -233,10 +235,9 @@ struct Relay {
     admission: Admission,
     plan: cache::Plan,
     log: RpcLog,
-    tx: mpsc::Sender<Result<StreamChunk, Status>>,
+    tx: mpsc::Sender<Result<StreamChunk, GatewayError>>,
     /// The prompt, for the usage estimate when the upstream sends none.
     messages: Vec<Message>,
-    request_id: String,
     /// The answering attempt's span, open until the stream ends.
     attempt: tracing::Span,
 }
@@ -256,7 +257,6 @@ impl Relay {
             mut log,
             tx,
             messages,
-            request_id,
             attempt,
         } = self;
         let who = log.who();
@@ -360,8 +360,7 @@ impl Relay {
         if let Err(e) = &result {
             attempt.record("error.type", e.label());
             route.route().report(Err(e));
-            let status = super::tag(Status::from(e.clone()), &request_id);
-            relay::send_final(&tx, Err(status)).await;
+            relay::send_final(&tx, Err(e.clone())).await;
         }
         log.finish(result.as_ref().map(|_| ()));
     }
@@ -372,7 +371,7 @@ impl Relay {
 /// The hit comes with its admission, held (concurrency slots) until the replay ends like any stream's.
 async fn replay(
     gw: Arc<Gateway>,
-    tx: mpsc::Sender<Result<StreamChunk, Status>>,
+    tx: mpsc::Sender<Result<StreamChunk, GatewayError>>,
     (hit, admission): (Arc<cache::Entry>, Admission),
     model: Arc<Model>,
     deadline: Deadline,
@@ -414,11 +413,7 @@ async fn replay(
     }
     drop(admission);
     if let Err(e) = &result {
-        relay::send_final(
-            &tx,
-            Err(super::tag(Status::from(e.clone()), log.request_id())),
-        )
-        .await;
+        relay::send_final(&tx, Err(e.clone())).await;
     }
     log.finish(result.as_ref().map(|_| ()));
 }

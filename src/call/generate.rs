@@ -1,14 +1,12 @@
-//! `Generate`: one whole completion.
+//! A whole completion: gRPC's `Generate`, and the REST doors' calls without `stream`.
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
-    conclude,
-    pipeline::{self, Ask, Opened},
-    Start,
+    open::{self, Ask, Opened},
+    start::{conclude, Outcome, Start},
 };
 use crate::{
     core::{cache, gateway::Gateway},
@@ -20,13 +18,12 @@ use crate::{
 };
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
-pub(crate) async fn handle(
+pub(crate) async fn generate(
     gw: Arc<Gateway>,
     rpc: &'static str,
-    request: Request<GenerateRequest>,
-) -> Result<Response<GenerateResponse>, Status> {
-    let start = Start::read(&request)?;
-    let req = request.into_inner();
+    start: Start,
+    req: GenerateRequest,
+) -> Outcome<GenerateResponse> {
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
     telemetry::record_request(&span, &req.model, "chat");
@@ -38,7 +35,7 @@ pub(crate) async fn handle(
             config: req.config.as_ref(),
         };
         let (dispatched, mut admission, model, plan) =
-            match pipeline::open(&gw, &start, ask, false, None, &mut log).await? {
+            match open::open(&gw, &start, ask, false, None, &mut log).await? {
                 Opened::Hit { hit, .. } => {
                     telemetry::record_answer(
                         &rpc_span,

@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{conclude, look_up_plan, Start};
+use super::start::{conclude, look_up_plan, Outcome, Start};
 use crate::{
     core::{cache, gateway::Gateway},
     error::GatewayError,
@@ -18,13 +17,12 @@ use crate::{
 };
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
-pub(crate) async fn handle(
+pub(crate) async fn embed(
     gw: Arc<Gateway>,
     rpc: &'static str,
-    request: Request<EmbedRequest>,
-) -> Result<Response<EmbedResponse>, Status> {
-    let start = Start::read(&request)?;
-    let req = request.into_inner();
+    start: Start,
+    req: EmbedRequest,
+) -> Outcome<EmbedResponse> {
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
     telemetry::record_request(&span, &req.model, "embeddings");
