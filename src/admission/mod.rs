@@ -3,6 +3,7 @@
 //! run time through the admin API (`registry`).
 
 pub(crate) mod auth;
+pub(crate) mod estimate;
 pub(crate) mod limits;
 pub(crate) mod registry;
 pub(crate) mod shared;

@@ -28,7 +28,8 @@ pub(crate) async fn embed(
     telemetry::record_request(&span, &req.model, "embeddings");
     let rpc_span = span.clone();
     let result = async {
-        let model = gw.check_embedding(&start.who, &req.model, &req.input, req.dimensions)?;
+        let model =
+            super::checks::embedding(&gw, &start.who, &req.model, &req.input, req.dimensions)?;
         log.model(&model);
         let mut admission = gw.admit_embedding(&start.who, &req.input).await?;
         let plan = cache::embed_plan(

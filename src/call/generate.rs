@@ -9,12 +9,12 @@ use super::{
     start::{conclude, Outcome, Start},
 };
 use crate::{
+    admission::estimate,
     core::{cache, gateway::Gateway},
     error::GatewayError,
     observe::telemetry,
     proto::{GenerateRequest, GenerateResponse},
     routing::dispatch::Answer,
-    upstream::openai::convert,
 };
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
@@ -72,7 +72,7 @@ pub(crate) async fn generate(
         let estimated = done.usage.is_none();
         let usage = done
             .usage
-            .unwrap_or_else(|| convert::estimate_usage(&req.messages, done.content.len()));
+            .unwrap_or_else(|| estimate::estimate_usage(&req.messages, done.content.len()));
         admission.reconcile(usage.total_tokens.max(0) as u64);
         log.add_usage(Some(&usage), estimated);
         let resp = GenerateResponse {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::start::Start;
+use super::{checks, start::Start};
 use crate::{
     admission::limits::Admission,
     core::{cache, gateway::Gateway, rpclog::RpcLog},
@@ -66,7 +66,7 @@ pub(super) async fn open(
     accepted: Option<&(dyn Fn(Accepted) + Sync)>,
     log: &mut RpcLog,
 ) -> Result<Opened, GatewayError> {
-    let mut model = gw.check(&start.who, ask.model, ask.messages, ask.config)?;
+    let mut model = checks::chat(gw, &start.who, ask.model, ask.messages, ask.config)?;
     log.model(&model);
     let mut admission = gw
         .admit(&start.who, &model, ask.messages, ask.config)
@@ -111,7 +111,7 @@ pub(super) async fn open(
     if let Some(bigger) = dispatched
         .as_ref()
         .err()
-        .and_then(|e| gw.fallback_for_length(&start.who, &model, e, ask.config))
+        .and_then(|e| checks::fallback_for_length(gw, &start.who, &model, e, ask.config))
     {
         log.model(&bigger);
         dispatched = dispatch(&gw.handles(), &bigger, &call, stream, &mut trail).await;

@@ -15,6 +15,7 @@ use super::{
     start::{Failure, Outcome, Start},
 };
 use crate::{
+    admission::estimate,
     admission::limits::Admission,
     core::cache,
     core::gateway::Gateway,
@@ -26,7 +27,6 @@ use crate::{
     routing::deadline::Deadline,
     routing::router::Model,
     routing::{dispatch::Answer, router::RouteGuard},
-    upstream::openai::convert,
     upstream::{answer::StreamEvent, configured::ChunkStream},
 };
 
@@ -303,7 +303,7 @@ impl Relay {
         // what was delivered, counted by the gateway.
         let (usage, estimated) = match &pumped {
             Ok(end) if end.usage.is_some() => (end.usage.unwrap_or_default(), false),
-            _ => (convert::estimate_usage(&messages, delivered), true),
+            _ => (estimate::estimate_usage(&messages, delivered), true),
         };
         admission.reconcile(usage.total_tokens.max(0) as u64);
         drop(admission); // the concurrency slot is free as soon as the stream is

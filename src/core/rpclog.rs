@@ -123,7 +123,7 @@ impl RpcLog {
         if lost == 0 {
             return 0;
         }
-        let all = crate::upstream::openai::convert::lost_usage(prompt, lost);
+        let all = crate::admission::estimate::lost_usage(prompt, lost);
         self.book(&all, true);
         all.total_tokens.max(0) as u64
     }

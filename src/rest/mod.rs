@@ -3,7 +3,7 @@
 //! `GET /v1/models[/{id}]`, and Anthropic's `POST /v1/messages`. Same keys (`Authorization: Bearer`), and the calls run
 //! through the call layer ([`crate::call`]) as gRPC's do, so limits, cache, routing, metrics and logs cannot drift
 //! apart between the doors. Each door parses its body into the call's request and writes the reply in its own
-//! shape; [`Caller`] is the one runner between them and the call layer.
+//! shape; `Caller` is the one runner between them and the call layer.
 
 mod chat;
 mod embeddings;

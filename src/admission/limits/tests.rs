@@ -453,7 +453,7 @@ fn memory_is_bounded_whatever_the_rate() {
 #[test]
 fn estimates() {
     assert_eq!(
-        crate::upstream::openai::convert::estimate_tokens([8, 0], 100),
+        crate::admission::estimate::estimate_tokens([8, 0], 100),
         (2 + 4) + 4 + 100
     );
 }

@@ -4,10 +4,10 @@
 use std::collections::VecDeque;
 
 use crate::{
+    call::checks,
     config::InteractiveConfig,
     error::GatewayError,
     proto::{Message, UserTurn},
-    upstream::openai::convert,
     upstream::openai::extras,
 };
 
@@ -34,11 +34,11 @@ impl History {
         limits: InteractiveConfig,
     ) -> Result<History, GatewayError> {
         for (i, m) in earlier.iter().enumerate() {
-            if !convert::ROLES.contains(&m.role.as_str()) {
+            if !checks::ROLES.contains(&m.role.as_str()) {
                 return Err(GatewayError::InvalidArgument(format!(
                     "history[{i}].role: '{}' is not one of {}",
                     m.role,
-                    convert::ROLES.join(", ")
+                    checks::ROLES.join(", ")
                 )));
             }
             extras::check_message("history", i, m)?;

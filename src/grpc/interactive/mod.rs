@@ -27,7 +27,8 @@ use crate::call::{
 use crate::{
     admission::auth::Identity,
     admission::limits::Admission,
-    core::gateway::{self, Gateway},
+    call::checks,
+    core::gateway::Gateway,
     core::rpclog::RpcLog,
     error::GatewayError,
     observe::tasks,
@@ -65,12 +66,12 @@ pub(crate) async fn handle(
         let Some(Action::Start(first)) = first.and_then(|m| m.action) else {
             return Err(GatewayError::InvalidArgument("the first message must be SessionStart".into()));
         };
-        let model = crate::core::gateway::of_kind(
+        let model = checks::of_kind(
             gw.catalog().router.resolve(&first.model, &*start.who)?,
             crate::config::ModelKind::Chat,
         )?;
         log.model(&model);
-        crate::upstream::openai::convert::check_config(first.config.as_ref(), model.max_output_tokens)?;
+        checks::check_config(first.config.as_ref(), model.max_output_tokens)?;
         let history = History::new(first.system_prompt, first.history, gw.interactive)?;
         let permits = gw.permits(&start.who).inspect_err(|e| gw.rejected(&start.who, e))?;
         Ok(Session {
@@ -186,9 +187,10 @@ impl Session {
         let messages = self.history.with(&user);
         // As for a unary call, a turn that cannot fit the window is refused before it costs anything (the
         // session keeps its model: no context fallback).
-        gateway::fits_the_window(&self.model, &messages, self.config.as_ref())?;
+        checks::fits_the_window(&self.model, &messages, self.config.as_ref())?;
         gw.signal.count(); // each turn is load, like a request
-        let tokens = gateway::reserve(&self.model, &messages, self.config.as_ref());
+        let tokens =
+            crate::admission::estimate::reserve(&self.model, &messages, self.config.as_ref());
         let rates = gw.rates(&self.who, tokens).await;
         let admission = Admission::for_turn(rates.inspect_err(|e| gw.rejected(&self.who, e))?);
         let mut deadline = Deadline::new(Instant::now(), None, self.model.request_timeout());

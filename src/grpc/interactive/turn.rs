@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{response, turn_error, Tx};
 use crate::{
+    admission::estimate,
     admission::limits::Admission,
     call::relay::{self, Limits, Relayed},
     core::gateway::Gateway,
@@ -19,7 +20,6 @@ use crate::{
     routing::deadline::Deadline,
     routing::dispatch::{dispatch, Answer, Call},
     routing::router::Model,
-    upstream::openai::convert,
 };
 
 /// The most answer text a turn keeps for the session's history (the history itself is bounded further by
@@ -86,7 +86,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
             }
         };
         // Attempts an upstream accepted and lost before the answer began are spent too.
-        lost = convert::lost_usage(&t.messages, trail.lost);
+        lost = estimate::lost_usage(&t.messages, trail.lost);
         t.admission.add_lost(lost.total_tokens.max(0) as u64);
         let dispatched = dispatched.inspect_err(|_| t.admission.release())?;
         reached_upstream = true;
@@ -133,7 +133,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
             });
         }
         let estimated = end.usage.is_none();
-        let usage = end.usage.unwrap_or_else(|| convert::estimate_usage(&t.messages, answer.len()));
+        let usage = end.usage.unwrap_or_else(|| estimate::estimate_usage(&t.messages, answer.len()));
         t.admission.reconcile(usage.total_tokens.max(0) as u64);
         let said = Message {
             role: "assistant".into(),
@@ -170,7 +170,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
         },
         Err(e) => {
             let charged = reached_upstream.then(|| {
-                let usage = convert::estimate_usage(&t.messages, answer.len());
+                let usage = estimate::estimate_usage(&t.messages, answer.len());
                 t.admission.reconcile(usage.total_tokens.max(0) as u64);
                 (usage, true)
             });

@@ -131,7 +131,7 @@ fn estimate(messages: &[crate::proto::Message], config: &crate::proto::Generatio
         .tools
         .iter()
         .map(|t| t.name.len() + t.description.len() + t.parameters_json.len());
-    crate::upstream::openai::convert::estimate_tokens(
+    crate::admission::estimate::estimate_tokens(
         messages
             .iter()
             .map(crate::upstream::openai::extras::size)

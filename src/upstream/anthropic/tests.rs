@@ -388,7 +388,7 @@ fn cache_marks_go_on_the_last_block_of_their_message_and_tool() {
         }),
         ..Message::text("user", "x")
     }];
-    let err = crate::upstream::openai::convert::check_messages(&bad).unwrap_err();
+    let err = crate::upstream::openai::extras::check_message("messages", 0, &bad[0]).unwrap_err();
     assert!(
         err.to_string().contains("messages[0].cache_control.ttl"),
         "{err}"

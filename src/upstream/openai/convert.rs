@@ -1,8 +1,7 @@
-//! proto <-> OpenAI JSON, and the request checks (docs/errors.md lists them). Pure functions: no I/O, no state.
+//! proto <-> OpenAI JSON: the request body and the answer, whole or in chunks. Pure functions: no I/O, no state.
 
 use crate::{
     config::MaxTokensField,
-    error::GatewayError,
     proto::{GenerationConfig, Message, Reasoning, ReasoningDelta, ToolCallDelta, Usage},
     upstream::openai::extras,
     upstream::openai::wire::{
@@ -15,107 +14,6 @@ use crate::{
         text::{RawText, Utf16Joiner},
     },
 };
-
-/// Roles a client may send (`tool` needs a `tool_call_id`).
-pub(crate) const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-/// OpenAI accepts at most four stop sequences.
-pub(crate) const MAX_STOP: usize = 4;
-/// The most messages one request may carry: far above any context window's worth of turns (a long agent
-/// session holds a few thousand), far below what a body could hold.
-pub(crate) const MAX_MESSAGES: usize = 50_000;
-/// The most content parts, and tool calls, one message may carry.
-pub(crate) const MAX_PARTS: usize = 10_000;
-/// The largest thinking budget taken: above every model's output window. (Not the model's own output limit: to
-/// an OpenAI-style upstream a budget is only a hint, mapped to an effort.)
-pub(crate) const MAX_BUDGET_TOKENS: i32 = 1 << 20;
-/// The most tools one request may define: above what agents send with every MCP server on (a few hundred).
-pub(crate) const MAX_TOOLS: usize = 1_024;
-
-fn invalid(msg: String) -> GatewayError {
-    GatewayError::InvalidArgument(msg)
-}
-
-/// Checks a conversation: not empty, known roles.
-pub(crate) fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
-    if messages.is_empty() {
-        return Err(invalid("messages: at least one message is required".into()));
-    }
-    if messages.len() > MAX_MESSAGES {
-        return Err(invalid(format!(
-            "messages: at most {MAX_MESSAGES} messages, got {}",
-            messages.len()
-        )));
-    }
-    for (i, m) in messages.iter().enumerate() {
-        for (field, n) in [("parts", m.parts.len()), ("tool_calls", m.tool_calls.len())] {
-            if n > MAX_PARTS {
-                return Err(invalid(format!(
-                    "messages[{i}].{field}: at most {MAX_PARTS}, got {n}"
-                )));
-            }
-        }
-        if !ROLES.contains(&m.role.as_str()) {
-            return Err(invalid(format!(
-                "messages[{i}].role: '{}' is not one of {}",
-                m.role,
-                ROLES.join(", ")
-            )));
-        }
-        crate::upstream::openai::extras::check_message("messages", i, m)?;
-    }
-    Ok(())
-}
-
-/// Checks generation parameters against their ranges and the model's output limit.
-pub(crate) fn check_config(
-    config: Option<&GenerationConfig>,
-    max_output_tokens: u32,
-) -> Result<(), GatewayError> {
-    let Some(c) = config else { return Ok(()) };
-    if let Some(t) = c.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(invalid(format!("config.temperature: {t} is outside 0..2")));
-        }
-    }
-    if let Some(p) = c.top_p {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(invalid(format!("config.top_p: {p} is outside 0..1")));
-        }
-    }
-    if let Some(n) = c.max_tokens {
-        if n < 1 || n as u32 > max_output_tokens {
-            return Err(invalid(format!(
-                "config.max_tokens: {n} is outside 1..{max_output_tokens} (this model's limit)"
-            )));
-        }
-    }
-    if c.stop.len() > MAX_STOP {
-        return Err(invalid(format!(
-            "config.stop: at most {MAX_STOP} sequences, got {}",
-            c.stop.len()
-        )));
-    }
-    if let Some(i) = c.stop.iter().position(String::is_empty) {
-        return Err(invalid(format!("config.stop[{i}]: must not be empty")));
-    }
-    if c.tools.len() > MAX_TOOLS {
-        return Err(invalid(format!(
-            "config.tools: at most {MAX_TOOLS} tools, got {}",
-            c.tools.len()
-        )));
-    }
-    if let Some(b) = c
-        .reasoning
-        .as_ref()
-        .and_then(|r| r.budget_tokens)
-        .filter(|&b| b > MAX_BUDGET_TOKENS)
-    {
-        return Err(invalid(format!(
-            "config.reasoning.budget_tokens: {b} is above {MAX_BUDGET_TOKENS}"
-        )));
-    }
-    crate::upstream::openai::extras::check_config(c)
-}
 
 /// Builds the upstream request. Unset parameters stay out of the JSON; streams ask for usage in the stream.
 pub fn chat_request<'a>(
@@ -208,40 +106,6 @@ fn chat_message(m: &Message) -> ChatMessage<'_> {
         reasoning_content: crate::upstream::reasoning::joined_text(&m.reasoning),
         cache_control: extras::cache_control(m.cache_control.as_ref()),
         reasoning: &m.reasoning,
-    }
-}
-
-/// Tokens to reserve for a request: about 4 bytes per token of message text plus 4 per message, and the
-/// output budget. Reconciliation replaces the estimate with the provider's count.
-pub(crate) fn estimate_tokens(message_bytes: impl IntoIterator<Item = usize>, output: u32) -> u64 {
-    let prompt: u64 = message_bytes
-        .into_iter()
-        .map(|n| (n as u64).div_ceil(4) + 4)
-        .sum();
-    prompt + u64::from(output)
-}
-
-/// Usage counted by the gateway when the upstream reports none: about 4 bytes a token, 4 per message.
-pub(crate) fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usage {
-    let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
-    let p = estimate_tokens(prompt.iter().map(extras::size), 0);
-    let c = (completion_bytes as u64).div_ceil(4);
-    Usage {
-        prompt_tokens: clamp(p),
-        completion_tokens: clamp(c),
-        total_tokens: clamp(p + c),
-        ..Default::default()
-    }
-}
-
-/// What `n` attempts that got no answer spent: the prompt each, estimated (the provider read it, and may bill it).
-pub(crate) fn lost_usage(prompt: &[Message], n: u32) -> Usage {
-    let one = estimate_usage(prompt, 0);
-    let times = |v: i32| v.saturating_mul(i32::try_from(n).unwrap_or(i32::MAX));
-    Usage {
-        prompt_tokens: times(one.prompt_tokens),
-        total_tokens: times(one.total_tokens),
-        ..Default::default()
     }
 }
 
@@ -683,67 +547,6 @@ mod tests {
                 serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
             assert_eq!(got, want, "{name}");
         }
-    }
-
-    #[test]
-    fn config_checks() {
-        let cases = [
-            (
-                cfg(Some(2.0), Some(100), Some(1.0), &["a", "b", "c", "d"]),
-                None,
-            ),
-            (cfg(Some(0.0), Some(1), Some(0.0), &[]), None),
-            (cfg(Some(-0.1), None, None, &[]), Some("config.temperature")),
-            (cfg(Some(2.5), None, None, &[]), Some("config.temperature")),
-            (
-                cfg(Some(f32::NAN), None, None, &[]),
-                Some("config.temperature"),
-            ),
-            (cfg(None, None, Some(1.5), &[]), Some("config.top_p")),
-            (cfg(None, Some(0), None, &[]), Some("config.max_tokens")),
-            (cfg(None, Some(-3), None, &[]), Some("config.max_tokens")),
-            (cfg(None, Some(101), None, &[]), Some("config.max_tokens")),
-            (
-                cfg(None, None, None, &["a", "b", "c", "d", "e"]),
-                Some("config.stop"),
-            ),
-            (cfg(None, None, None, &[""]), Some("config.stop[0]")),
-        ];
-        for (c, want) in cases {
-            let got = check_config(Some(&c), 100);
-            match want {
-                None => assert!(got.is_ok(), "{c:?}: {got:?}"),
-                Some(field) => {
-                    let e = got.expect_err(field);
-                    assert_eq!(e.code(), tonic::Code::InvalidArgument);
-                    assert!(e.to_string().starts_with(field), "{e}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn message_checks() {
-        assert!(
-            check_messages(&[msg("system", "s"), msg("user", "u"), msg("assistant", "a")]).is_ok()
-        );
-        assert!(check_messages(&[])
-            .unwrap_err()
-            .to_string()
-            .contains("at least one"));
-        let e = check_messages(&[msg("user", "u"), msg("wizard", "w")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("messages[1].role") && e.contains("user"), "{e}");
-    }
-
-    #[test]
-    fn estimates_count_about_four_bytes_a_token() {
-        let u = estimate_usage(&[msg("user", "12345678")], 9);
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (2 + 4, 3, 9)
-        );
     }
 
     #[test]

@@ -287,7 +287,9 @@ fn checks_name_the_field() {
         ),
     ];
     for (m, says) in messages {
-        let err = convert::check_messages(&[m]).unwrap_err().to_string();
+        let err = super::check_message("messages", 0, &m)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(says), "{err} (wanted {says})");
     }
 }
