@@ -5,7 +5,8 @@ The layers and their order come from one table: "The layers" in docs/architectur
 layer, its folders (or files) of src/ in backticks. The crate's own docs (the table in src/lib.rs) must name the
 same layers in the same order. Then:
   - a layer imports only the layers below its row (folders in one row may import each other, without a circle);
-  - no two files import each other, directly or round a longer circle (within a folder or across).
+  - no two files import each other, directly or round a longer circle (within a folder or across);
+  - no file of src/ is longer than MAX_LINES lines (tests too): a longer one is cut where its parts are.
 Imports are read from `use crate::...` / `super::...` (grouped or not) and `crate::x::` paths in code; test-only
 files and `#[cfg(test)] mod tests` blocks are left out (tests may reach across layers). `--graph` prints the
 folders' import graph."""
@@ -17,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 # Not part of the layered code: the binary's entry point and test-only modules.
 LEFT_OUT = {"main.rs", "fuzz.rs", "tests.rs", "scripted.rs"}
+# The longest a file of src/ may be.
+MAX_LINES = 600
 
 
 def table(text, heading, column):
@@ -165,6 +168,11 @@ def main():
     if [sorted(r) for r in rows] != [sorted(r) for r in lib_rows]:
         problems.append(f"src/lib.rs's layer table {lib_rows} is not docs/architecture.md's {rows}")
     row_of = {name: i for i, row in enumerate(rows) for name in row}
+
+    for path in sorted(SRC.rglob("*.rs")):
+        n = len(path.read_text().splitlines())
+        if n > MAX_LINES:
+            problems.append(f"{path.relative_to(ROOT)}: {n} lines, over {MAX_LINES}")
 
     files = {}
     for path in sorted(SRC.rglob("*.rs")):

@@ -5,6 +5,12 @@
 
 use std::sync::Arc;
 
+mod config;
+mod message;
+
+pub(crate) use config::check_config;
+pub(crate) use message::{check_message, check_messages, ROLES};
+
 use crate::{
     admission::{auth::Identity, estimate::estimate_tokens},
     config::ModelKind,
@@ -14,107 +20,6 @@ use crate::{
     routing::router::Model,
     upstream::openai::extras,
 };
-
-/// Roles a client may send (`tool` needs a `tool_call_id`).
-pub(crate) const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-/// OpenAI accepts at most four stop sequences.
-pub(crate) const MAX_STOP: usize = 4;
-/// The most messages one request may carry: far above any context window's worth of turns (a long agent
-/// session holds a few thousand), far below what a body could hold.
-pub(crate) const MAX_MESSAGES: usize = 50_000;
-/// The most content parts, and tool calls, one message may carry.
-pub(crate) const MAX_PARTS: usize = 10_000;
-/// The largest thinking budget taken: above every model's output window. (Not the model's own output limit: to
-/// an OpenAI-style upstream a budget is only a hint, mapped to an effort.)
-pub(crate) const MAX_BUDGET_TOKENS: i32 = 1 << 20;
-/// The most tools one request may define: above what agents send with every MCP server on (a few hundred).
-pub(crate) const MAX_TOOLS: usize = 1_024;
-
-fn invalid(msg: String) -> GatewayError {
-    GatewayError::InvalidArgument(msg)
-}
-
-/// Checks a conversation: not empty, known roles.
-pub(crate) fn check_messages(messages: &[Message]) -> Result<(), GatewayError> {
-    if messages.is_empty() {
-        return Err(invalid("messages: at least one message is required".into()));
-    }
-    if messages.len() > MAX_MESSAGES {
-        return Err(invalid(format!(
-            "messages: at most {MAX_MESSAGES} messages, got {}",
-            messages.len()
-        )));
-    }
-    for (i, m) in messages.iter().enumerate() {
-        for (field, n) in [("parts", m.parts.len()), ("tool_calls", m.tool_calls.len())] {
-            if n > MAX_PARTS {
-                return Err(invalid(format!(
-                    "messages[{i}].{field}: at most {MAX_PARTS}, got {n}"
-                )));
-            }
-        }
-        if !ROLES.contains(&m.role.as_str()) {
-            return Err(invalid(format!(
-                "messages[{i}].role: '{}' is not one of {}",
-                m.role,
-                ROLES.join(", ")
-            )));
-        }
-        extras::check_message("messages", i, m)?;
-    }
-    Ok(())
-}
-
-/// Checks generation parameters against their ranges and the model's output limit.
-pub(crate) fn check_config(
-    config: Option<&GenerationConfig>,
-    max_output_tokens: u32,
-) -> Result<(), GatewayError> {
-    let Some(c) = config else { return Ok(()) };
-    if let Some(t) = c.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(invalid(format!("config.temperature: {t} is outside 0..2")));
-        }
-    }
-    if let Some(p) = c.top_p {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(invalid(format!("config.top_p: {p} is outside 0..1")));
-        }
-    }
-    if let Some(n) = c.max_tokens {
-        if n < 1 || n as u32 > max_output_tokens {
-            return Err(invalid(format!(
-                "config.max_tokens: {n} is outside 1..{max_output_tokens} (this model's limit)"
-            )));
-        }
-    }
-    if c.stop.len() > MAX_STOP {
-        return Err(invalid(format!(
-            "config.stop: at most {MAX_STOP} sequences, got {}",
-            c.stop.len()
-        )));
-    }
-    if let Some(i) = c.stop.iter().position(String::is_empty) {
-        return Err(invalid(format!("config.stop[{i}]: must not be empty")));
-    }
-    if c.tools.len() > MAX_TOOLS {
-        return Err(invalid(format!(
-            "config.tools: at most {MAX_TOOLS} tools, got {}",
-            c.tools.len()
-        )));
-    }
-    if let Some(b) = c
-        .reasoning
-        .as_ref()
-        .and_then(|r| r.budget_tokens)
-        .filter(|&b| b > MAX_BUDGET_TOKENS)
-    {
-        return Err(invalid(format!(
-            "config.reasoning.budget_tokens: {b} is above {MAX_BUDGET_TOKENS}"
-        )));
-    }
-    extras::check_config(c)
-}
 
 /// The most texts one embeddings call takes, as OpenAI's API.
 pub(crate) const MAX_EMBED_INPUTS: usize = 2048;
@@ -279,80 +184,4 @@ pub(crate) fn embedding(
         ));
     }
     Ok(model)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(role: &str, content: &str) -> Message {
-        Message::text(role, content)
-    }
-
-    fn cfg(
-        temperature: Option<f32>,
-        max_tokens: Option<i32>,
-        top_p: Option<f32>,
-        stop: &[&str],
-    ) -> GenerationConfig {
-        GenerationConfig {
-            temperature,
-            max_tokens,
-            top_p,
-            stop: stop.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn config_checks() {
-        let cases = [
-            (
-                cfg(Some(2.0), Some(100), Some(1.0), &["a", "b", "c", "d"]),
-                None,
-            ),
-            (cfg(Some(0.0), Some(1), Some(0.0), &[]), None),
-            (cfg(Some(-0.1), None, None, &[]), Some("config.temperature")),
-            (cfg(Some(2.5), None, None, &[]), Some("config.temperature")),
-            (
-                cfg(Some(f32::NAN), None, None, &[]),
-                Some("config.temperature"),
-            ),
-            (cfg(None, None, Some(1.5), &[]), Some("config.top_p")),
-            (cfg(None, Some(0), None, &[]), Some("config.max_tokens")),
-            (cfg(None, Some(-3), None, &[]), Some("config.max_tokens")),
-            (cfg(None, Some(101), None, &[]), Some("config.max_tokens")),
-            (
-                cfg(None, None, None, &["a", "b", "c", "d", "e"]),
-                Some("config.stop"),
-            ),
-            (cfg(None, None, None, &[""]), Some("config.stop[0]")),
-        ];
-        for (c, want) in cases {
-            let got = check_config(Some(&c), 100);
-            match want {
-                None => assert!(got.is_ok(), "{c:?}: {got:?}"),
-                Some(field) => {
-                    let e = got.expect_err(field);
-                    assert_eq!(e.code(), tonic::Code::InvalidArgument);
-                    assert!(e.to_string().starts_with(field), "{e}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn message_checks() {
-        assert!(
-            check_messages(&[msg("system", "s"), msg("user", "u"), msg("assistant", "a")]).is_ok()
-        );
-        assert!(check_messages(&[])
-            .unwrap_err()
-            .to_string()
-            .contains("at least one"));
-        let e = check_messages(&[msg("user", "u"), msg("wizard", "w")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("messages[1].role") && e.contains("user"), "{e}");
-    }
 }

@@ -1,5 +1,6 @@
 //! Config parsing and validation: every error names its field.
 use super::*;
+use sha2::{Digest, Sha256};
 
 const BASE: &str = r#"
     [server]

@@ -41,7 +41,7 @@ impl History {
                     checks::ROLES.join(", ")
                 )));
             }
-            extras::check_message("history", i, m)?;
+            checks::check_message("history", i, m)?;
         }
         if system_prompt.len() > limits.max_history_bytes / 2 {
             return Err(too_long("system_prompt", limits));

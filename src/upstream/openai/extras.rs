@@ -6,42 +6,15 @@ use std::borrow::Cow;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    error::GatewayError,
     proto::{
-        content_part::Part, response_format::Format, tool_choice::Choice, CacheControl,
-        GenerationConfig, Message, ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice,
-        TopLogprob,
+        content_part::Part, response_format::Format, tool_choice::Choice, CacheControl, Message,
+        ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice, TopLogprob,
     },
     upstream::openai::wire::{
         AnswerToolCall, ChatContent, ChatPart, ImageUrl, Logprobs, ToolCallDelta, WireFunction,
         WireToolCall,
     },
 };
-
-/// Fields of the upstream request the gateway sets itself: `provider_options` may not override them.
-pub(crate) const RESERVED: [&str; 21] = [
-    "model",
-    "messages",
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logprobs",
-    "top_logprobs",
-    "user",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "n",
-    "system",
-];
 
 /// Image types every major provider accepts inline.
 pub(crate) const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
@@ -56,219 +29,6 @@ pub(crate) const MAX_REASONING_BLOCKS: usize = 1024;
 /// Bound on the log probabilities kept for one answer, in bytes of tokens (plus 16 per entry for the number
 /// and the entry itself): an upstream cannot make the gateway hold, or send, more.
 pub(crate) const MAX_LOGPROB_BYTES: usize = 4 << 20;
-
-fn invalid(msg: String) -> GatewayError {
-    GatewayError::InvalidArgument(msg)
-}
-
-/// OpenAI's rule for function and schema names.
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// JSON text that must hold an object; `what` names the field in the error.
-fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, GatewayError> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(invalid(format!("{what}: must be a JSON object"))),
-        Err(e) => Err(invalid(format!("{what}: invalid JSON: {e}"))),
-    }
-}
-
-/// The fields of one message beyond role, content and name; `list` names where it is ("messages", "history").
-pub(crate) fn check_message(list: &str, i: usize, m: &Message) -> Result<(), GatewayError> {
-    let at = |field: &str| format!("{list}[{i}].{field}");
-    if m.role == "tool" {
-        if m.tool_call_id.is_empty() {
-            return Err(invalid(format!(
-                "{}: required for role 'tool'",
-                at("tool_call_id")
-            )));
-        }
-    } else if !m.tool_call_id.is_empty() {
-        return Err(invalid(format!(
-            "{}: only for role 'tool'",
-            at("tool_call_id")
-        )));
-    }
-    if let Some(c) = &m.cache_control {
-        check_cache_control(&at("cache_control"), c)?;
-    }
-    if !m.tool_calls.is_empty() && m.role != "assistant" {
-        return Err(invalid(format!(
-            "{}: only for role 'assistant'",
-            at("tool_calls")
-        )));
-    }
-    for (j, call) in m.tool_calls.iter().enumerate() {
-        if call.id.is_empty() || !valid_name(&call.name) {
-            return Err(invalid(format!(
-                "{}: needs an id and a function name (letters, digits, _ and -, at most 64)",
-                at(&format!("tool_calls[{j}]"))
-            )));
-        }
-    }
-    if m.parts.is_empty() {
-        return Ok(());
-    }
-    if !m.content.is_empty() {
-        return Err(invalid(format!(
-            "{}: set content or parts, not both",
-            at("parts")
-        )));
-    }
-    for (j, part) in m.parts.iter().enumerate() {
-        let here = at(&format!("parts[{j}]"));
-        match &part.part {
-            None => return Err(invalid(format!("{here}: empty part"))),
-            Some(Part::Text(_)) => {}
-            Some(Part::Opaque(_)) if m.role == "system" => {
-                return Err(invalid(format!(
-                    "{here}: no opaque blocks in system messages"
-                )))
-            }
-            Some(Part::Opaque(block)) => check_opaque(&here, block)?,
-            Some(_) if m.role != "user" && m.role != "tool" => {
-                return Err(invalid(format!(
-                    "{here}: images only in user and tool messages"
-                )))
-            }
-            Some(Part::ImageUrl(img)) if img.url.is_empty() => {
-                return Err(invalid(format!("{here}.image_url.url: required")))
-            }
-            Some(Part::ImageUrl(img)) if !image_url_allowed(&img.url) => {
-                return Err(invalid(format!(
-                    "{here}.image_url.url: only http, https and data URLs are accepted"
-                )))
-            }
-            Some(Part::Image(img)) if img.data.is_empty() => {
-                return Err(invalid(format!("{here}.image.data: required")))
-            }
-            Some(Part::Image(img)) if !IMAGE_TYPES.contains(&img.mime_type.as_str()) => {
-                return Err(invalid(format!(
-                    "{here}.image.mime_type: '{}' is not one of {}",
-                    img.mime_type,
-                    IMAGE_TYPES.join(", ")
-                )))
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// An opaque block names its dialect and is a JSON object with a `type`: what every writer relies on.
-fn check_opaque(here: &str, block: &crate::proto::OpaquePart) -> Result<(), GatewayError> {
-    if !matches!(block.dialect.as_str(), "anthropic" | "openai") {
-        return Err(invalid(format!(
-            "{here}.opaque.dialect: '{}' is not 'anthropic' or 'openai'",
-            block.dialect
-        )));
-    }
-    if super::wire::opaque_type(&block.json).is_none() {
-        return Err(invalid(format!(
-            "{here}.opaque.json: must be a JSON object with a \"type\""
-        )));
-    }
-    Ok(())
-}
-
-/// The generation parameters beyond temperature, top_p, max_tokens and stop.
-pub(crate) fn check_config(c: &GenerationConfig) -> Result<(), GatewayError> {
-    for (name, v) in [
-        ("presence_penalty", c.presence_penalty),
-        ("frequency_penalty", c.frequency_penalty),
-    ] {
-        if let Some(v) = v.filter(|v| !(-2.0..=2.0).contains(v)) {
-            return Err(invalid(format!("config.{name}: {v} is outside -2..2")));
-        }
-    }
-    if let Some(r) = &c.reasoning {
-        crate::upstream::reasoning::check(r)?;
-    }
-    if let Some(n) = c.top_logprobs {
-        if !(0..=20).contains(&n) {
-            return Err(invalid(format!(
-                "config.top_logprobs: {n} is outside 0..20"
-            )));
-        }
-        if !c.logprobs {
-            return Err(invalid("config.top_logprobs: needs logprobs = true".into()));
-        }
-    }
-    // A set, not a scan of the tools before each: a thousand tools cost a thousand lookups, not half a million.
-    let mut names = std::collections::HashSet::with_capacity(c.tools.len());
-    for (i, tool) in c.tools.iter().enumerate() {
-        if let Some(c) = &tool.cache_control {
-            check_cache_control(&format!("config.tools[{i}].cache_control"), c)?;
-        }
-        if !valid_name(&tool.name) {
-            return Err(invalid(format!(
-                "config.tools[{i}].name: '{}' must be 1..64 letters, digits, _ or -",
-                tool.name
-            )));
-        }
-        if !names.insert(tool.name.as_str()) {
-            return Err(invalid(format!(
-                "config.tools[{i}].name: '{}' is defined twice",
-                tool.name
-            )));
-        }
-        if !tool.parameters_json.is_empty() {
-            json_object(
-                &tool.parameters_json,
-                &format!("config.tools[{i}].parameters_json"),
-            )?;
-        }
-    }
-    match c.tool_choice.as_ref().and_then(|t| t.choice.as_ref()) {
-        None => {}
-        Some(Choice::Mode(mode)) => {
-            if !["none", "auto", "required"].contains(&mode.as_str()) {
-                return Err(invalid(format!(
-                    "config.tool_choice.mode: '{mode}' is not one of none, auto, required"
-                )));
-            }
-            if mode == "required" && c.tools.is_empty() {
-                return Err(invalid(
-                    "config.tool_choice: 'required' needs config.tools".into(),
-                ));
-            }
-        }
-        Some(Choice::Function(name)) if !c.tools.iter().any(|t| &t.name == name) => {
-            return Err(invalid(format!(
-                "config.tool_choice.function: '{name}' is not in config.tools"
-            )));
-        }
-        Some(Choice::Function(_)) => {}
-    }
-    if let Some(Format::JsonSchema(s)) = c.response_format.as_ref().and_then(|f| f.format.as_ref())
-    {
-        if !valid_name(&s.name) {
-            return Err(invalid(format!(
-                "config.response_format.json_schema.name: '{}' must be 1..64 letters, digits, _ or -",
-                s.name
-            )));
-        }
-        json_object(
-            &s.schema_json,
-            "config.response_format.json_schema.schema_json",
-        )?;
-    }
-    if let Some(key) = c
-        .provider_options
-        .as_ref()
-        .and_then(|o| o.fields.keys().find(|k| RESERVED.contains(&k.as_str())))
-    {
-        return Err(invalid(format!(
-            "config.provider_options.{key}: set by the gateway; use the typed field"
-        )));
-    }
-    Ok(())
-}
 
 /// A message's content for the upstream: its text, or its parts (images as URLs, inline bytes as `data:`
 /// URLs). `None` for an assistant message that is all tool calls.
@@ -363,22 +123,6 @@ pub(crate) fn tool_calls(calls: &[ToolCall]) -> Vec<WireToolCall<'_>> {
 }
 
 /// Tool definitions as OpenAI takes them (schemas were checked to be JSON objects).
-fn check_cache_control(at: &str, c: &CacheControl) -> Result<(), GatewayError> {
-    if !matches!(c.r#type.as_str(), "" | "ephemeral") {
-        return Err(invalid(format!(
-            "{at}.type: '{}' is not 'ephemeral'",
-            c.r#type
-        )));
-    }
-    if !matches!(c.ttl.as_str(), "" | "5m" | "1h") {
-        return Err(invalid(format!(
-            "{at}.ttl: '{}' is not '5m' or '1h'",
-            c.ttl
-        )));
-    }
-    Ok(())
-}
-
 /// A cache mark as Anthropic writes it: `{"type": "ephemeral"}`, with its `ttl` when one is named.
 pub(crate) fn cache_control(c: Option<&CacheControl>) -> Option<Value> {
     c.map(|c| {

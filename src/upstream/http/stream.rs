@@ -1,0 +1,195 @@
+//! A streamed answer being read from the upstream's HTTP body: SSE events in, the dialect's chunks or events
+//! parsed into [`StreamEvent`]s out, within the body's byte limit.
+
+use super::{bounded, describe, unavailable, Dialect};
+use crate::{
+    error::GatewayError,
+    upstream::{
+        answer::StreamEvent,
+        anthropic,
+        openai::convert::{self, ChunkError, Piece, Reading},
+        responses,
+        sse::SseDecoder,
+    },
+};
+
+/// A dialect's stream reader: chat chunks end at `[DONE]`, Anthropic's events at `message_stop`, the Responses
+/// API's at `response.completed` (or `.incomplete`).
+enum DialectState {
+    Chat,
+    Anthropic(anthropic::StreamState),
+    Responses(responses::StreamState),
+}
+
+impl DialectState {
+    fn last_event(&self) -> &'static str {
+        match self {
+            Self::Chat => "[DONE]",
+            Self::Anthropic(_) => "message_stop",
+            Self::Responses(_) => "response.completed",
+        }
+    }
+}
+
+/// A streamed chat completion being read: SSE events in, [`StreamEvent`]s out.
+pub(crate) struct SseStream {
+    upstream: String,
+    resp: reqwest::Response,
+    decoder: SseDecoder,
+    /// Id, model, finish reason and usage, collected from the chunks as they pass; the text joiner.
+    reading: Reading,
+    /// What the dialect's events tell across events, and how its stream ends.
+    state: DialectState,
+    done: bool,
+    /// The end arrived while a half surrogate pair was held back: its U+FFFD went out first, the end is next.
+    ended: bool,
+}
+
+impl SseStream {
+    pub(super) fn new(
+        upstream: String,
+        resp: reqwest::Response,
+        decoder: SseDecoder,
+        dialect: Dialect,
+        logprobs: bool,
+    ) -> SseStream {
+        SseStream {
+            upstream,
+            resp,
+            decoder,
+            reading: Reading {
+                logprobs,
+                ..Reading::default()
+            },
+            state: match dialect {
+                Dialect::OpenAi => DialectState::Chat,
+                Dialect::Anthropic => DialectState::Anthropic(Default::default()),
+                Dialect::Responses => DialectState::Responses(Default::default()),
+            },
+            done: false,
+            ended: false,
+        }
+    }
+
+    pub(crate) async fn next(&mut self) -> Option<Result<StreamEvent, GatewayError>> {
+        if self.done {
+            return None;
+        }
+        let result = self.read().await;
+        // The end itself, or an error, ends the stream.
+        self.done = matches!(result, Ok(StreamEvent::End(_)) | Err(_));
+        Some(result)
+    }
+
+    async fn read(&mut self) -> Result<StreamEvent, GatewayError> {
+        if let Some(piece) = self.reading.queued.pop_front() {
+            if let Some(event) = self.relayed(Ok(piece))? {
+                return Ok(event);
+            }
+        }
+        if self.ended {
+            return Ok(StreamEvent::End(std::mem::take(&mut self.reading.end)));
+        }
+        // Bytes that made no event (an SSE comment, half an event) are a sign of life too.
+        let mut fed = false;
+        loop {
+            while let Some(event) = self
+                .decoder
+                .next_event()
+                .map_err(|e| self.protocol(e.to_string()))?
+            {
+                if let Some(out) = self.on_event(&event.event, event.data)? {
+                    return Ok(out);
+                }
+            }
+            if fed {
+                return Ok(StreamEvent::Progress);
+            }
+            // Response::chunk is cancel-safe: a dropped call loses no bytes.
+            match self.resp.chunk().await {
+                Ok(Some(bytes)) => {
+                    self.decoder.push(&bytes);
+                    fed = true;
+                }
+                Ok(None) => {
+                    let last = self.state.last_event();
+                    return Err(self.unavailable(format!("the stream ended before {last}")));
+                }
+                Err(e) => return Err(self.unavailable(format!("stream broken: {}", describe(&e)))),
+            }
+        }
+    }
+
+    /// The end of the answer; a half surrogate pair still held back goes out first, as U+FFFD.
+    fn end(&mut self) -> StreamEvent {
+        match self.reading.text.finish() {
+            Some(c) => {
+                self.ended = true;
+                StreamEvent::Delta(c.to_string())
+            }
+            None => StreamEvent::End(std::mem::take(&mut self.reading.end)),
+        }
+    }
+
+    fn on_event(&mut self, event: &str, data: String) -> Result<Option<StreamEvent>, GatewayError> {
+        let piece = match &mut self.state {
+            DialectState::Chat if data == "[DONE]" => return Ok(Some(self.end())),
+            DialectState::Chat => convert::chunk(&data, &mut self.reading),
+            DialectState::Anthropic(state) => {
+                let piece = anthropic::event(&data, state, &mut self.reading);
+                if state.stopped {
+                    return Ok(Some(self.end()));
+                }
+                piece
+            }
+            DialectState::Responses(state) => {
+                let piece = responses::event(&data, state, &mut self.reading);
+                if state.stopped {
+                    return Ok(Some(self.end()));
+                }
+                piece
+            }
+        };
+        match piece {
+            Err(ChunkError::Invalid(_)) if event == "error" => {
+                Err(self.unavailable(format!("error event: {}", bounded(&data))))
+            }
+            piece => self.relayed(piece),
+        }
+    }
+
+    /// A piece of the answer as the stream's event.
+    fn relayed(
+        &self,
+        piece: Result<Piece, ChunkError>,
+    ) -> Result<Option<StreamEvent>, GatewayError> {
+        match piece {
+            Ok(Piece::Text(text)) => Ok(Some(StreamEvent::Delta(text))),
+            Ok(Piece::Reasoning(r)) => Ok(Some(StreamEvent::Reasoning(r))),
+            Ok(Piece::ToolCall(c)) => Ok(Some(StreamEvent::ToolCall(c))),
+            Ok(Piece::Progress) => Ok(Some(StreamEvent::Progress)),
+            Ok(Piece::Nothing) => Ok(None),
+            Err(ChunkError::Malformed(detail)) => Err(self.protocol(detail)),
+            Err(ChunkError::Invalid(e)) => Err(self.protocol(format!("invalid chunk JSON: {e}"))),
+            Err(ChunkError::Overloaded(message)) => Err(GatewayError::UpstreamOverloaded {
+                upstream: self.upstream.clone(),
+                message: bounded(&message),
+                retry_after: None,
+            }),
+            Err(ChunkError::Upstream(message)) => {
+                Err(self.unavailable(format!("error in stream: {}", bounded(&message))))
+            }
+        }
+    }
+
+    fn unavailable(&self, detail: String) -> GatewayError {
+        unavailable(&self.upstream, detail)
+    }
+
+    fn protocol(&self, detail: String) -> GatewayError {
+        GatewayError::UpstreamProtocol {
+            upstream: self.upstream.clone(),
+            detail,
+        }
+    }
+}
