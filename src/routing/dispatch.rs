@@ -46,7 +46,6 @@ use crate::{
     routing::deadline::{self, Deadline},
     routing::retry,
     routing::router::{Model, RouteGuard},
-    upstream::openai::convert,
     upstream::openai::embeddings::{EmbedAsk, Embeddings},
     upstream::openai::wire::ChatRequest,
     upstream::{answer::Completion, answer::StreamEvent, configured::ChunkStream},
@@ -350,12 +349,12 @@ async fn try_route(
             .await
             .map(Answer::Embedded);
     }
-    let mut req: ChatRequest<'_> = convert::chat_request(
+    let mut req: ChatRequest<'_> = upstream.chat_request(
         route.upstream_model(call.requested),
         call.messages,
         call.config,
-        upstream.max_tokens_field(),
         stream,
+        model.default_output_tokens,
     );
     req.api_headers = call.api_headers;
     if route.strict {
@@ -368,10 +367,6 @@ async fn try_route(
                 left_out.join(", ")
             )));
         }
-    }
-    if upstream.requires_max_tokens() && req.max_output_tokens().is_none() {
-        // The same limit the admission reserved tokens for.
-        req.max_tokens = Some(model.default_output_tokens);
     }
     if !stream {
         return gw

@@ -52,3 +52,12 @@ pub(crate) struct StreamEnd {
     /// Re-assembled from the stream's reasoning pieces, a block each.
     pub(crate) reasoning: Vec<Reasoning>,
 }
+
+/// Why a whole answer's body holds none: it is not an answer, or it is an error the API wrote in it whatever
+/// the HTTP status (Anthropic's `{"type": "error", "error": {...}}`: a proxy or an overloaded edge may answer 200
+/// with one), as the status it stands for.
+#[derive(Debug)]
+pub(crate) enum NoAnswer {
+    Malformed(String),
+    Api { status: u16, message: String },
+}

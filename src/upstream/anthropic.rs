@@ -273,7 +273,7 @@ fn tool_choice(choice: Option<&Value>, parallel: Option<bool>) -> Option<Value> 
 
 mod answer;
 
-pub(crate) use answer::{completion, event, stop_reason, NoAnswer, StreamState};
+pub(crate) use answer::{completion, event, stop_reason, StreamState};
 
 #[cfg(test)]
 mod tests;

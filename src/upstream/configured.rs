@@ -7,11 +7,13 @@ use crate::upstream::scripted;
 use crate::{
     config::{MaxTokensField, UpstreamConfig, UpstreamKind},
     error::GatewayError,
+    proto::{GenerationConfig, Message},
     upstream::{
         answer::{Completion, StreamEvent},
         api_headers::ApiHeaders,
         http, mock,
         openai::{
+            convert,
             embeddings::{EmbedAsk, Embeddings},
             wire::ChatRequest,
         },
@@ -118,19 +120,25 @@ impl Upstream {
         }
     }
 
-    /// Whether every request must name its output limit (Anthropic's `max_tokens`).
-    pub(crate) fn requires_max_tokens(&self) -> bool {
-        match self {
-            Self::Http(u) => u.requires_max_tokens(),
-            _ => false,
+    /// A call's request as this upstream takes it, for its `model`: the output limit in the field it reads, and
+    /// `default_output_tokens` (the limit admission reserved for) when its API requires one and the call set none.
+    pub(crate) fn chat_request<'a>(
+        &self,
+        model: &'a str,
+        messages: &'a [Message],
+        config: Option<&'a GenerationConfig>,
+        stream: bool,
+        default_output_tokens: u32,
+    ) -> ChatRequest<'a> {
+        let (field, required) = match self {
+            Self::Http(u) => (u.max_tokens_field(), u.requires_max_tokens()),
+            _ => (MaxTokensField::MaxTokens, false),
+        };
+        let mut req = convert::chat_request(model, messages, config, field, stream);
+        if required && req.max_output_tokens().is_none() {
+            req.max_tokens = Some(default_output_tokens);
         }
-    }
-
-    pub(crate) fn max_tokens_field(&self) -> MaxTokensField {
-        match self {
-            Self::Http(u) => u.max_tokens_field(),
-            _ => MaxTokensField::MaxTokens,
-        }
+        req
     }
 
     /// A non-streamed completion. `request_id` travels as `x-request-id`.

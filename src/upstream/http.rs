@@ -1,16 +1,21 @@
-//! The HTTP upstream client: one pooled `reqwest::Client` per upstream, rustls only, speaking OpenAI chat
-//! completions, or, for `kind = "anthropic"`, the Messages API (translated by `anthropic.rs`), or, for
-//! `kind = "responses"`, OpenAI's Responses API (`responses.rs`).
+//! The HTTP upstream client: one pooled `reqwest::Client` per upstream, rustls only. What it sends and how it
+//! reads the answer are its dialect's (`dialect.rs`: OpenAI chat completions, Anthropic's Messages API,
+//! OpenAI's Responses API); this file is the transport — credentials, headers, status and Retry-After, bounded
+//! bodies, quota headers.
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 
-use super::{answer::Completion, anthropic, responses, retry_after, sse::SseDecoder};
+use super::{
+    answer::{Completion, NoAnswer},
+    dialect::Dialect,
+    retry_after,
+    sse::SseDecoder,
+};
 use crate::{
-    config::{MaxTokensField, UpstreamAuth, UpstreamConfig, UpstreamKind},
+    config::{MaxTokensField, UpstreamAuth, UpstreamConfig},
     error::GatewayError,
-    upstream::openai::convert,
     upstream::openai::embeddings::{self, EmbedAsk, Embeddings, EmbeddingsRequest},
     upstream::openai::wire::{ChatRequest, ErrorBody},
 };
@@ -18,25 +23,6 @@ use crate::{
 /// How much of an upstream error body is read, and how much of its message is passed on.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const ERROR_MESSAGE_LIMIT: usize = 512;
-
-/// Which API an HTTP upstream speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    OpenAi,
-    Anthropic,
-    Responses,
-}
-
-impl Dialect {
-    /// The name its fields and blocks are tagged with (`GenerationConfig.dialect_options`, opaque parts).
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-            Self::Anthropic => "anthropic",
-            Self::Responses => "responses",
-        }
-    }
-}
 
 pub(crate) struct HttpUpstream {
     name: String,
@@ -71,11 +57,7 @@ impl HttpUpstream {
         install_crypto_provider();
         let setup =
             |detail: String| GatewayError::Internal(format!("upstream '{}': {detail}", cfg.name));
-        let (dialect, path) = match cfg.kind {
-            UpstreamKind::Anthropic => (Dialect::Anthropic, "messages"),
-            UpstreamKind::Responses => (Dialect::Responses, "responses"),
-            _ => (Dialect::OpenAi, "chat/completions"),
-        };
+        let dialect = Dialect::of(cfg.kind);
         let url_of = |path: &str| {
             let mut url = reqwest::Url::parse(&format!("{}/{path}", cfg.base_url))
                 .map_err(|e| setup(format!("base_url: {e}")))?;
@@ -84,23 +66,13 @@ impl HttpUpstream {
             }
             Ok::<_, GatewayError>(url)
         };
-        let url = url_of(path)?;
-        let embeddings_url = match dialect {
-            Dialect::OpenAi | Dialect::Responses => Some(url_of("embeddings")?),
-            Dialect::Anthropic => None,
-        };
-        let count_tokens_url = match dialect {
-            Dialect::Anthropic => Some(url_of("messages/count_tokens")?),
-            _ => None,
-        };
+        let url = url_of(dialect.path())?;
+        let embeddings_url = dialect.embeddings_path().map(url_of).transpose()?;
+        let count_tokens_url = dialect.count_tokens_path().map(url_of).transpose()?;
         let auth = match (&cfg.api_key, cfg.auth) {
             (None, _) | (_, UpstreamAuth::None) => None,
             (Some(key), auth) => {
-                let (name, text) = match (dialect, auth) {
-                    (Dialect::Anthropic, _) => (HeaderName::from_static("x-api-key"), key.clone()),
-                    (_, UpstreamAuth::ApiKey) => (HeaderName::from_static("api-key"), key.clone()),
-                    (_, _) => (AUTHORIZATION, format!("Bearer {key}")),
-                };
+                let (name, text) = dialect.credentials(key, auth);
                 let mut value = HeaderValue::try_from(text)
                     .map_err(|_| setup("the API key is not a valid header value".into()))?;
                 value.set_sensitive(true);
@@ -158,10 +130,7 @@ impl HttpUpstream {
 
     /// `gen_ai.provider.name` in OpenTelemetry's GenAI conventions.
     pub(crate) fn provider(&self) -> &'static str {
-        match self.dialect {
-            Dialect::OpenAi | Dialect::Responses => "openai",
-            Dialect::Anthropic => "anthropic",
-        }
+        self.dialect.provider()
     }
 
     /// The API it speaks, by the name its fields and blocks are tagged with.
@@ -187,7 +156,7 @@ impl HttpUpstream {
 
     /// Whether every request must name its output limit (Anthropic's `max_tokens` is required).
     pub(crate) fn requires_max_tokens(&self) -> bool {
-        self.dialect == Dialect::Anthropic
+        self.dialect.requires_max_tokens()
     }
 
     /// Until when the upstream said it takes no more requests (its remaining-requests header at zero).
@@ -254,12 +223,7 @@ impl HttpUpstream {
                 "fields and blocks the upstream's API does not take were left out"
             );
         }
-        let body = match self.dialect {
-            Dialect::OpenAi => serde_json::to_vec(req),
-            Dialect::Anthropic => serde_json::to_vec(&anthropic::request(req)?),
-            Dialect::Responses => serde_json::to_vec(&responses::request(req)?),
-        }
-        .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
+        let body = self.dialect.body(req)?;
         let accept = if req.stream {
             "text/event-stream"
         } else {
@@ -293,23 +257,13 @@ impl HttpUpstream {
         }
         // The client's API headers go to upstreams of their dialect: the version it was written for, its betas.
         let none = super::api_headers::ApiHeaders::default();
-        let api = api.unwrap_or(&none);
-        match self.dialect {
-            Dialect::Anthropic => {
-                let version = api
-                    .anthropic_version
-                    .clone()
-                    .unwrap_or(HeaderValue::from_static(anthropic::VERSION));
-                builder = builder.header("anthropic-version", version);
-                if let Some(beta) = &api.anthropic_beta {
-                    builder = builder.header("anthropic-beta", beta.clone());
-                }
-            }
-            Dialect::OpenAi | Dialect::Responses => {
-                if let Some(beta) = &api.openai_beta {
-                    builder = builder.header("openai-beta", beta.clone());
-                }
-            }
+        for (name, value) in self
+            .dialect
+            .api_headers(api.unwrap_or(&none))
+            .into_iter()
+            .flatten()
+        {
+            builder = builder.header(name, value);
         }
         if super::tracecontext::enabled() {
             let mut trace = HeaderMap::new();
@@ -344,24 +298,14 @@ impl HttpUpstream {
     ) -> Result<Completion, GatewayError> {
         let resp = self.send(req, request_id).await?;
         let body = self.whole_body(resp).await?;
-        match self.dialect {
-            Dialect::OpenAi => convert::completion(&body, req.logprobs),
-            Dialect::Anthropic => {
-                return anthropic::completion(&body).map_err(|no| match no {
-                    anthropic::NoAnswer::Malformed(detail) => self.protocol(detail),
-                    anthropic::NoAnswer::Api { status, message } => {
-                        GatewayError::from_upstream_status(
-                            &self.name,
-                            status,
-                            bounded(&message),
-                            None,
-                        )
-                    }
-                })
-            }
-            Dialect::Responses => responses::completion(&body),
-        }
-        .map_err(|detail| self.protocol(detail))
+        self.dialect
+            .completion(&body, req.logprobs)
+            .map_err(|no| match no {
+                NoAnswer::Malformed(detail) => self.protocol(detail),
+                NoAnswer::Api { status, message } => {
+                    GatewayError::from_upstream_status(&self.name, status, bounded(&message), None)
+                }
+            })
     }
 
     /// Embeddings of `ask.input` by the upstream's `model`.

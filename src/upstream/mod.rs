@@ -5,6 +5,7 @@ pub mod answer;
 pub(crate) mod anthropic;
 pub mod api_headers;
 pub(crate) mod configured;
+pub(crate) mod dialect;
 pub mod http;
 pub(crate) mod mock;
 pub mod openai;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::{
     proto::{Reasoning, ToolCall, Usage},
-    upstream::answer::Completion,
+    upstream::answer::{Completion, NoAnswer},
     upstream::openai::convert::{ChunkError, Piece, Reading},
     upstream::text::RawText,
 };
@@ -109,15 +109,6 @@ pub(crate) fn finish_reason(stop: &str) -> String {
         other => other,
     }
     .to_owned()
-}
-
-/// Why a whole answer is none: a body that is not a message, or an error Anthropic wrote in it whatever the HTTP
-/// status (`{"type": "error", "error": {...}}`: a proxy or an overloaded edge may answer 200 with one), as the
-/// status it stands for.
-#[derive(Debug)]
-pub(crate) enum NoAnswer {
-    Malformed(String),
-    Api { status: u16, message: String },
 }
 
 fn error_status(kind: &str) -> u16 {

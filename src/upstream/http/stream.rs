@@ -1,35 +1,16 @@
 //! A streamed answer being read from the upstream's HTTP body: SSE events in, the dialect's chunks or events
 //! parsed into [`StreamEvent`]s out, within the body's byte limit.
 
-use super::{bounded, describe, unavailable, Dialect};
+use super::{bounded, describe, unavailable};
 use crate::{
     error::GatewayError,
     upstream::{
         answer::StreamEvent,
-        anthropic,
-        openai::convert::{self, ChunkError, Piece, Reading},
-        responses,
+        dialect::{Dialect, Events, Said},
+        openai::convert::{ChunkError, Piece, Reading},
         sse::SseDecoder,
     },
 };
-
-/// A dialect's stream reader: chat chunks end at `[DONE]`, Anthropic's events at `message_stop`, the Responses
-/// API's at `response.completed` (or `.incomplete`).
-enum DialectState {
-    Chat,
-    Anthropic(anthropic::StreamState),
-    Responses(responses::StreamState),
-}
-
-impl DialectState {
-    fn last_event(&self) -> &'static str {
-        match self {
-            Self::Chat => "[DONE]",
-            Self::Anthropic(_) => "message_stop",
-            Self::Responses(_) => "response.completed",
-        }
-    }
-}
 
 /// A streamed chat completion being read: SSE events in, [`StreamEvent`]s out.
 pub(crate) struct SseStream {
@@ -39,7 +20,7 @@ pub(crate) struct SseStream {
     /// Id, model, finish reason and usage, collected from the chunks as they pass; the text joiner.
     reading: Reading,
     /// What the dialect's events tell across events, and how its stream ends.
-    state: DialectState,
+    events: Events,
     done: bool,
     /// The end arrived while a half surrogate pair was held back: its U+FFFD went out first, the end is next.
     ended: bool,
@@ -61,11 +42,7 @@ impl SseStream {
                 logprobs,
                 ..Reading::default()
             },
-            state: match dialect {
-                Dialect::OpenAi => DialectState::Chat,
-                Dialect::Anthropic => DialectState::Anthropic(Default::default()),
-                Dialect::Responses => DialectState::Responses(Default::default()),
-            },
+            events: dialect.events(),
             done: false,
             ended: false,
         }
@@ -112,7 +89,7 @@ impl SseStream {
                     fed = true;
                 }
                 Ok(None) => {
-                    let last = self.state.last_event();
+                    let last = self.events.last_event();
                     return Err(self.unavailable(format!("the stream ended before {last}")));
                 }
                 Err(e) => return Err(self.unavailable(format!("stream broken: {}", describe(&e)))),
@@ -132,23 +109,9 @@ impl SseStream {
     }
 
     fn on_event(&mut self, event: &str, data: String) -> Result<Option<StreamEvent>, GatewayError> {
-        let piece = match &mut self.state {
-            DialectState::Chat if data == "[DONE]" => return Ok(Some(self.end())),
-            DialectState::Chat => convert::chunk(&data, &mut self.reading),
-            DialectState::Anthropic(state) => {
-                let piece = anthropic::event(&data, state, &mut self.reading);
-                if state.stopped {
-                    return Ok(Some(self.end()));
-                }
-                piece
-            }
-            DialectState::Responses(state) => {
-                let piece = responses::event(&data, state, &mut self.reading);
-                if state.stopped {
-                    return Ok(Some(self.end()));
-                }
-                piece
-            }
+        let piece = match self.events.read(&data, &mut self.reading) {
+            Said::End => return Ok(Some(self.end())),
+            Said::Piece(piece) => piece,
         };
         match piece {
             Err(ChunkError::Invalid(_)) if event == "error" => {

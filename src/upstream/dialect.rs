@@ -1,0 +1,315 @@
+//! The upstream APIs the gateway speaks, and every way in which they differ, in one place: the endpoint's path,
+//! how the key travels, which of the client's API headers go along, the request body, a whole answer, and the
+//! stream's events and how it ends. The HTTP client (`http.rs`) asks its dialect and knows none of them; each
+//! answer is the dialect module's (`openai/convert.rs`, `anthropic.rs`, `responses.rs`), which only translates
+//! and parses. A new API (Gemini's, Bedrock's) is a variant here, and the compiler names every question it must
+//! answer.
+
+use reqwest::header::{HeaderName, AUTHORIZATION};
+
+use crate::{
+    config::{UpstreamAuth, UpstreamKind},
+    error::GatewayError,
+    upstream::{
+        answer::{Completion, NoAnswer},
+        anthropic,
+        api_headers::ApiHeaders,
+        openai::{
+            convert::{self, ChunkError, Piece, Reading},
+            wire::ChatRequest,
+        },
+        responses,
+    },
+};
+
+/// Which API an HTTP upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// OpenAI's chat completions, and the many APIs that copy it.
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// OpenAI's Responses API.
+    Responses,
+}
+
+impl Dialect {
+    /// The dialect of an upstream of this kind (the mock's is OpenAI's).
+    pub(crate) fn of(kind: UpstreamKind) -> Dialect {
+        match kind {
+            UpstreamKind::Anthropic => Self::Anthropic,
+            UpstreamKind::Responses => Self::Responses,
+            UpstreamKind::Openai | UpstreamKind::Mock => Self::OpenAi,
+        }
+    }
+
+    /// The name its fields and blocks are tagged with (`GenerationConfig.dialect_options`, opaque parts).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Responses => "responses",
+        }
+    }
+
+    /// `gen_ai.provider.name` in OpenTelemetry's GenAI conventions.
+    pub(crate) fn provider(self) -> &'static str {
+        match self {
+            Self::OpenAi | Self::Responses => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
+    /// The generation endpoint, under the upstream's base URL.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Self::OpenAi => "chat/completions",
+            Self::Anthropic => "messages",
+            Self::Responses => "responses",
+        }
+    }
+
+    /// The embeddings endpoint; Anthropic's API has none.
+    pub(crate) fn embeddings_path(self) -> Option<&'static str> {
+        match self {
+            Self::OpenAi | Self::Responses => Some("embeddings"),
+            Self::Anthropic => None,
+        }
+    }
+
+    /// The endpoint that counts a request's input tokens: Anthropic's alone.
+    pub(crate) fn count_tokens_path(self) -> Option<&'static str> {
+        match self {
+            Self::Anthropic => Some("messages/count_tokens"),
+            Self::OpenAi | Self::Responses => None,
+        }
+    }
+
+    /// The header the key travels in, and its value: Anthropic's `x-api-key`; else `authorization: Bearer`,
+    /// or Azure's `api-key` when the config says so.
+    pub(crate) fn credentials(self, key: &str, auth: UpstreamAuth) -> (HeaderName, String) {
+        match (self, auth) {
+            (Self::Anthropic, _) => (HeaderName::from_static("x-api-key"), key.to_owned()),
+            (_, UpstreamAuth::ApiKey) => (HeaderName::from_static("api-key"), key.to_owned()),
+            (_, _) => (AUTHORIZATION, format!("Bearer {key}")),
+        }
+    }
+
+    /// The client's API headers that go to an upstream of this dialect: the Anthropic version it was written
+    /// for (Anthropic's current one when it named none) and its betas; OpenAI's betas.
+    pub(crate) fn api_headers(
+        self,
+        api: &ApiHeaders,
+    ) -> [Option<(&'static str, reqwest::header::HeaderValue)>; 2] {
+        match self {
+            Self::Anthropic => {
+                let version = api.anthropic_version.clone().unwrap_or(
+                    reqwest::header::HeaderValue::from_static(anthropic::VERSION),
+                );
+                [
+                    Some(("anthropic-version", version)),
+                    api.anthropic_beta.clone().map(|b| ("anthropic-beta", b)),
+                ]
+            }
+            Self::OpenAi | Self::Responses => {
+                [api.openai_beta.clone().map(|b| ("openai-beta", b)), None]
+            }
+        }
+    }
+
+    /// Whether a request must name its output limit (Anthropic's does: the dispatcher fills the model's default).
+    pub(crate) fn requires_max_tokens(self) -> bool {
+        self == Self::Anthropic
+    }
+
+    /// The request body.
+    pub(crate) fn body(self, req: &ChatRequest<'_>) -> Result<Vec<u8>, GatewayError> {
+        match self {
+            Self::OpenAi => serde_json::to_vec(req),
+            Self::Anthropic => serde_json::to_vec(&anthropic::request(req)?),
+            Self::Responses => serde_json::to_vec(&responses::request(req)?),
+        }
+        .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
+    }
+
+    /// A whole answer from its body (`logprobs`: the request asked for them).
+    pub(crate) fn completion(self, body: &[u8], logprobs: bool) -> Result<Completion, NoAnswer> {
+        match self {
+            Self::OpenAi => convert::completion(body, logprobs).map_err(NoAnswer::Malformed),
+            Self::Anthropic => anthropic::completion(body),
+            Self::Responses => responses::completion(body).map_err(NoAnswer::Malformed),
+        }
+    }
+
+    /// A reader for a stream's events.
+    pub(crate) fn events(self) -> Events {
+        match self {
+            Self::OpenAi => Events::Chat,
+            Self::Anthropic => Events::Anthropic(Default::default()),
+            Self::Responses => Events::Responses(Default::default()),
+        }
+    }
+}
+
+/// A dialect's stream being read: what its events said so far, and how it ends — chat chunks at `[DONE]`,
+/// Anthropic's events at `message_stop`, the Responses API's at `response.completed` (or `.incomplete`).
+pub(crate) enum Events {
+    Chat,
+    Anthropic(anthropic::StreamState),
+    Responses(responses::StreamState),
+}
+
+/// What one event said.
+pub(crate) enum Said {
+    /// A piece of the answer (or nothing to pass on), or why the event is wrong.
+    Piece(Result<Piece, ChunkError>),
+    /// The answer is over.
+    End,
+}
+
+impl Events {
+    /// The event that ends a stream of this dialect, named when a stream stops short of it.
+    pub(crate) fn last_event(&self) -> &'static str {
+        match self {
+            Self::Chat => "[DONE]",
+            Self::Anthropic(_) => "message_stop",
+            Self::Responses(_) => "response.completed",
+        }
+    }
+
+    /// Reads one event's data; the answer's id, model, usage and text so far are kept in `reading`.
+    pub(crate) fn read(&mut self, data: &str, reading: &mut Reading) -> Said {
+        match self {
+            Self::Chat if data == "[DONE]" => Said::End,
+            Self::Chat => Said::Piece(convert::chunk(data, reading)),
+            Self::Anthropic(state) => {
+                let piece = anthropic::event(data, state, reading);
+                if state.stopped {
+                    Said::End
+                } else {
+                    Said::Piece(piece)
+                }
+            }
+            Self::Responses(state) => {
+                let piece = responses::event(data, state, reading);
+                if state.stopped {
+                    Said::End
+                } else {
+                    Said::Piece(piece)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each dialect's answers to the transport's questions, in one table.
+    #[test]
+    fn each_dialect_names_its_endpoint_its_key_header_and_its_end() {
+        use UpstreamAuth::{ApiKey, Bearer};
+        let table = [
+            (
+                UpstreamKind::Openai,
+                "chat/completions",
+                Some("embeddings"),
+                None,
+                Bearer,
+                ("authorization", "Bearer k"),
+                "[DONE]",
+                false,
+            ),
+            (
+                UpstreamKind::Openai,
+                "chat/completions",
+                Some("embeddings"),
+                None,
+                ApiKey,
+                ("api-key", "k"),
+                "[DONE]",
+                false,
+            ),
+            (
+                UpstreamKind::Responses,
+                "responses",
+                Some("embeddings"),
+                None,
+                Bearer,
+                ("authorization", "Bearer k"),
+                "response.completed",
+                false,
+            ),
+            (
+                UpstreamKind::Anthropic,
+                "messages",
+                None,
+                Some("messages/count_tokens"),
+                Bearer,
+                ("x-api-key", "k"),
+                "message_stop",
+                true,
+            ),
+            (
+                UpstreamKind::Anthropic,
+                "messages",
+                None,
+                Some("messages/count_tokens"),
+                ApiKey,
+                ("x-api-key", "k"),
+                "message_stop",
+                true,
+            ),
+        ];
+        for (kind, path, embeddings, count, auth, (header, value), last, max_tokens) in table {
+            let d = Dialect::of(kind);
+            assert_eq!(d.path(), path, "{kind:?}");
+            assert_eq!(d.embeddings_path(), embeddings, "{kind:?}");
+            assert_eq!(d.count_tokens_path(), count, "{kind:?}");
+            let (name, text) = d.credentials("k", auth);
+            assert_eq!(
+                (name.as_str(), text.as_str()),
+                (header, value),
+                "{kind:?} {auth:?}"
+            );
+            assert_eq!(d.events().last_event(), last, "{kind:?}");
+            assert_eq!(d.requires_max_tokens(), max_tokens, "{kind:?}");
+        }
+    }
+
+    /// Anthropic's version goes along always (the client's, else the current one), the betas only to their own
+    /// API.
+    #[test]
+    fn api_headers_go_only_to_their_own_api() {
+        use reqwest::header::HeaderValue;
+        let none = ApiHeaders::default();
+        let names = |d: Dialect, api: &ApiHeaders| -> Vec<(&'static str, HeaderValue)> {
+            d.api_headers(api).into_iter().flatten().collect()
+        };
+        let current = HeaderValue::from_static(anthropic::VERSION);
+        assert_eq!(
+            names(Dialect::Anthropic, &none),
+            [("anthropic-version", current)]
+        );
+        assert!(names(Dialect::OpenAi, &none).is_empty());
+        let all = ApiHeaders {
+            anthropic_version: Some(HeaderValue::from_static("2024-01-01")),
+            anthropic_beta: Some(HeaderValue::from_static("b1")),
+            openai_beta: Some(HeaderValue::from_static("assistants=v2")),
+        };
+        assert_eq!(
+            names(Dialect::Anthropic, &all),
+            [
+                ("anthropic-version", HeaderValue::from_static("2024-01-01")),
+                ("anthropic-beta", HeaderValue::from_static("b1"))
+            ]
+        );
+        for d in [Dialect::OpenAi, Dialect::Responses] {
+            assert_eq!(
+                names(d, &all),
+                [("openai-beta", HeaderValue::from_static("assistants=v2"))]
+            );
+        }
+    }
+}
