@@ -73,8 +73,8 @@ def scratch(prefix):
 class Proc:
     """A child process whose stderr is drained (to a file) so it never blocks on a full pipe."""
 
-    def __init__(self, args, log_path, ready, env=None):
-        self.log = open(log_path, "w")
+    def __init__(self, args, log_path, ready, env=None, wait=30):
+        self.log = open(log_path, "w", buffering=1)  # line by line: a script may read it as it grows
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, **(env or {})})
         self.match = None
@@ -91,7 +91,7 @@ class Proc:
             self.log.flush()
 
         threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(30):
+        if not found.wait(wait):
             self.stop()
             sys.exit(f"{args[0]} {args[1]} did not start; see {log_path}")
 
