@@ -187,7 +187,7 @@ async fn answer_grpc(
     };
     let mut framed = BytesMut::with_capacity(5 + body.len());
     framed.put_u8(0);
-    framed.put_u32(body.len() as u32);
+    framed.put_u32(u32::try_from(body.len()).unwrap_or(u32::MAX));
     framed.put_slice(&body);
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));

@@ -305,7 +305,7 @@ impl From<GatewayError> for Status {
 /// A wait in whole seconds for people and `retry-after`: rounded up, at least 1, so a client that obeys it
 /// is never early.
 fn whole_seconds(wait: Duration) -> u64 {
-    wait.as_millis().div_ceil(1000).max(1) as u64
+    u64::try_from(wait.as_millis().div_ceil(1000).max(1)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

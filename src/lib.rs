@@ -22,6 +22,15 @@
 //! [`call`] -> [`core`] checks, [`admission`], the cache -> [`routing`] -> [`upstream`];
 //! [`observe`] records it on the way. `docs/architecture.md` maps each behaviour to its file.
 #![forbid(unsafe_code)]
+// Tests may cast: their numbers are their own (the code under test may not, see Cargo.toml's lints).
+#![cfg_attr(
+    test,
+    allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
 
 pub mod admin;
 pub mod admission;

@@ -294,7 +294,8 @@ fn fit_descriptors(main: ConnLimits, admin: ConnLimits) -> ConnLimits {
             return main;
         }
     };
-    let room = soft.saturating_sub(FD_RESERVE + admin.max_connections as u64) as usize;
+    let room = soft.saturating_sub(FD_RESERVE + admin.max_connections as u64);
+    let room = usize::try_from(room).unwrap_or(usize::MAX);
     if main.max_connections > room {
         tracing::warn!(
             configured = main.max_connections,

@@ -50,7 +50,7 @@ pub(crate) fn reserve(
 ) -> u64 {
     let output = config
         .and_then(|c| c.max_tokens)
-        .map_or(model.default_output_tokens, |n| n.max(1) as u32);
+        .map_or(model.default_output_tokens, |n| n.max(1).unsigned_abs());
     estimate_tokens(messages.iter().map(extras::size), output)
 }
 

@@ -90,7 +90,8 @@ impl Log {
     fn adjust(&mut self, at: Instant, delta: i64) {
         let i = self.entries.partition_point(|&(t, _)| t < at);
         if let Some((_, n)) = self.entries.get_mut(i) {
-            let new = (i128::from(*n) + i128::from(delta)).clamp(0, i128::from(u64::MAX)) as u64;
+            let new =
+                u64::try_from((i128::from(*n) + i128::from(delta)).max(0)).unwrap_or(u64::MAX);
             self.total = self.total.saturating_sub(*n).saturating_add(new);
             *n = new;
         }
@@ -168,7 +169,8 @@ impl Reservation {
         match self.0 {
             Held::Local { tokens, at, amount } => {
                 let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
-                log.adjust(at, total_tokens as i64 - amount as i64);
+                let (real, held) = (i128::from(total_tokens), i128::from(amount));
+                log.adjust(at, i64::try_from(real - held).unwrap_or(i64::MAX));
             }
             Held::Shared(r) => r.reconcile(total_tokens),
         }
@@ -488,14 +490,15 @@ fn until_next_utc_month(wall: SystemTime) -> Duration {
         (year, month + 1)
     };
     let start = days_from_civil(ny, nm, 1) * 86_400;
-    let now = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    Duration::from_secs((start - now).max(1) as u64)
+    let now = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    Duration::from_secs((start - now).max(1).unsigned_abs())
 }
 
 /// The UTC calendar month of `wall`, as YYYYMM.
 pub(crate) fn utc_month(wall: SystemTime) -> u32 {
     // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = utc_day(wall) as i64 + 719_468;
+    let z = i64::try_from(utc_day(wall)).unwrap_or(i64::MAX / 2) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
@@ -503,7 +506,7 @@ pub(crate) fn utc_month(wall: SystemTime) -> u32 {
     let mp = (5 * doy + 2) / 153;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year * 100 + month) as u32
+    u32::try_from(year * 100 + month).unwrap_or(u32::MAX)
 }
 
 fn until_utc_midnight(wall: SystemTime) -> Duration {

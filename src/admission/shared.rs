@@ -250,7 +250,7 @@ impl Shared {
                     .arg(tokens)
                     .arg(&id)
                     .arg(budget)
-                    .arg(WINDOW.as_millis() as u64)
+                    .arg(u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX))
                     .arg(monthly);
                 async move { call.invoke_async(&mut c).await }
             })
@@ -405,8 +405,8 @@ impl Shared {
                             .arg(cost)
                             .ignore();
                     }
-                    expiring.insert(day, DAY_TTL as i64);
-                    expiring.insert(month, MONTH_TTL as i64);
+                    expiring.insert(day, i64::try_from(DAY_TTL).unwrap_or(i64::MAX));
+                    expiring.insert(month, i64::try_from(MONTH_TTL).unwrap_or(i64::MAX));
                     expiring.insert(recent, 80);
                 }
             }
@@ -479,7 +479,7 @@ impl Shared {
                 .arg(name)
                 .arg(*usd)
                 .ignore()
-                .expire(name, *ttl as i64)
+                .expire(name, i64::try_from(*ttl).unwrap_or(i64::MAX))
                 .ignore();
         }
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
@@ -532,7 +532,7 @@ impl Shared {
     /// Keeps an encoded answer in the fleet's cache for `ttl`, on its own task.
     pub(crate) fn cache_put(self: &Arc<Self>, key: &[u8; 32], bytes: Vec<u8>, ttl: Duration) {
         let (shared, k) = (self.clone(), self.cache_key(key));
-        let ms = ttl.as_millis().max(1) as u64;
+        let ms = u64::try_from(ttl.as_millis().max(1)).unwrap_or(u64::MAX);
         crate::observe::tasks::spawn("redis cache write", async move {
             let _ = shared
                 .run(|mut c| async move { c.pset_ex::<_, _, ()>(&k, bytes, ms).await })

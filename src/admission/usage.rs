@@ -251,13 +251,13 @@ impl UsageBook {
                         .unwrap_or(0.0)
                 };
                 let period = |m: &HashMap<String, f64>| Today {
-                    requests: get(m, "requests") as u64,
-                    tokens: get(m, "tokens") as u64,
+                    requests: whole(get(m, "requests")),
+                    tokens: whole(get(m, "tokens")),
                     cost_usd: get(m, "cost"),
                 };
                 let entry = Entry {
-                    requests_last_minute: get(&minute, "requests") as u64,
-                    tokens_last_minute: get(&minute, "tokens") as u64,
+                    requests_last_minute: whole(get(&minute, "requests")),
+                    tokens_last_minute: whole(get(&minute, "tokens")),
                     today: period(&day),
                     this_month: period(&month),
                     limits: (kind == "key")
@@ -296,4 +296,14 @@ impl UsageBook {
             models,
         }
     }
+}
+
+/// A count of the fleet's usage hash (read as floats, the cost among them) as a whole number: negative and NaN are 0.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a float to an integer: `as` saturates, NaN is 0"
+)]
+fn whole(n: f64) -> u64 {
+    n as u64
 }

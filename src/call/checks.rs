@@ -57,7 +57,9 @@ pub(crate) fn fits_the_window(
     };
     let output = config
         .and_then(|c| c.max_tokens)
-        .map_or(u64::from(model.default_output_tokens), |n| n.max(1) as u64);
+        .map_or(u64::from(model.default_output_tokens), |n| {
+            u64::from(n.max(1).unsigned_abs())
+        });
     let prompt = estimate_tokens(messages.iter().map(extras::size), 0);
     let needed = prompt + output;
     if needed > u64::from(window) {
@@ -174,7 +176,7 @@ pub(crate) fn embedding(
             "dimensions: {d} is more than the {MAX_EMBED_DIMENSIONS} the gateway takes"
         ));
     }
-    let numbers = input.len() as u64 * dimensions.map_or(3072, |d| d as u64);
+    let numbers = input.len() as u64 * dimensions.map_or(3072, |d| u64::from(d.unsigned_abs()));
     if numbers > MAX_EMBED_NUMBERS {
         return invalid(format!(
             "input: {} texts of {} dimensions are {numbers} numbers, more than the {MAX_EMBED_NUMBERS} one \

@@ -62,7 +62,7 @@ pub(crate) async fn embed(
             embed: Some(EmbedAsk {
                 input: &req.input,
                 // Checked positive.
-                dimensions: req.dimensions.map(|d| d as u32),
+                dimensions: req.dimensions.map(i32::unsigned_abs),
                 user: &req.user,
             }),
             deadline: start.deadline(&model),
@@ -89,7 +89,7 @@ pub(crate) async fn embed(
                 ..Default::default()
             }
         });
-        admission.reconcile(usage.total_tokens.max(0) as u64);
+        admission.reconcile(u64::try_from(usage.total_tokens).unwrap_or(0));
         log.add_usage(Some(&usage), estimated);
         telemetry::record_answer(&rpc_span, "", &model.name, "", Some(&usage));
         if let Some(key) = plan.key() {

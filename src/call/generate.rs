@@ -73,7 +73,7 @@ pub(crate) async fn generate(
         let usage = done
             .usage
             .unwrap_or_else(|| estimate::estimate_usage(&req.messages, done.content.len()));
-        admission.reconcile(usage.total_tokens.max(0) as u64);
+        admission.reconcile(u64::try_from(usage.total_tokens).unwrap_or(0));
         log.add_usage(Some(&usage), estimated);
         let resp = GenerateResponse {
             content: done.content,

@@ -186,7 +186,7 @@ pub(crate) async fn look_up_plan(
     };
     log.cache("hit");
     if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
-        admission.reconcile(hit.usage.total_tokens.max(0) as u64);
+        admission.reconcile(u64::try_from(hit.usage.total_tokens).unwrap_or(0));
         log.add_usage(Some(&hit.usage), hit.usage_estimated);
     } else {
         admission.release();

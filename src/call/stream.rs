@@ -305,7 +305,7 @@ impl Relay {
             Ok(end) if end.usage.is_some() => (end.usage.unwrap_or_default(), false),
             _ => (estimate::estimate_usage(&messages, delivered), true),
         };
-        admission.reconcile(usage.total_tokens.max(0) as u64);
+        admission.reconcile(u64::try_from(usage.total_tokens).unwrap_or(0));
         drop(admission); // the concurrency slot is free as soon as the stream is
         log.add_usage(Some(&usage), estimated);
         let result = match pumped {
@@ -392,7 +392,7 @@ async fn replay(
     // The reasoning first, a block a chunk, as it was streamed before the text.
     let reasoning = hit.reasoning.iter().enumerate().map(|(i, r)| StreamChunk {
         reasoning: Some(ReasoningDelta {
-            index: i as u32,
+            index: u32::try_from(i).unwrap_or(u32::MAX),
             text: r.text.clone(),
             signature: r.signature.clone(),
             redacted: r.redacted.clone(),

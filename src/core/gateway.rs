@@ -218,8 +218,12 @@ impl Gateway {
             .with_label_values(&[&model.name, "stored"])
             .inc();
         let (entries, bytes) = self.cache.size();
-        self.metrics.cache_entries.set(entries as i64);
-        self.metrics.cache_bytes.set(bytes as i64);
+        self.metrics
+            .cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.metrics
+            .cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The models and keys in force now.
@@ -426,7 +430,7 @@ impl Gateway {
         let outlook = self.outlook();
         self.metrics
             .requests_last_minute
-            .set(outlook.last_minute as i64);
+            .set(i64::try_from(outlook.last_minute).unwrap_or(i64::MAX));
         self.metrics
             .forecast_peak
             .set(outlook.forecast_peak_per_minute);

@@ -53,7 +53,8 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.gauge.sub(self.bytes as i64);
+        self.gauge
+            .sub(i64::try_from(self.bytes).unwrap_or(i64::MAX));
     }
 }
 
@@ -99,7 +100,7 @@ impl MemoryBudget {
     pub(crate) fn new(bytes: u64, gauge: prometheus::IntGauge) -> MemoryBudget {
         let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS as u64 / 2);
         MemoryBudget {
-            units: Arc::new(Semaphore::new(units as usize)),
+            units: Arc::new(Semaphore::new(usize::try_from(units).unwrap_or(usize::MAX))),
             total: units * UNIT,
             gauge,
         }
@@ -132,7 +133,7 @@ impl MemoryBudget {
                 .map_err(|_| refused(Some(Duration::from_secs(1))))?
                 .map_err(|_| refused(Some(Duration::from_secs(1))))?,
         };
-        self.gauge.add(bytes as i64);
+        self.gauge.add(i64::try_from(bytes).unwrap_or(i64::MAX));
         Ok(Held {
             _permit: Some(permit),
             bytes,

@@ -125,7 +125,7 @@ impl RpcLog {
         }
         let all = crate::admission::estimate::lost_usage(prompt, lost);
         self.book(&all, true);
-        all.total_tokens.max(0) as u64
+        u64::try_from(all.total_tokens).unwrap_or(0)
     }
 
     /// Adds usage to the call's and books it at once (usage book, spend, budgets); returns its cost.
@@ -152,9 +152,12 @@ impl RpcLog {
         let cost = self.price.cost(u);
         self.cost += cost;
         // Booked as it happens, so a budget or the usage API sees a session's turns one by one.
-        self.gw
-            .usage
-            .usage(&self.key, &self.model, u.total_tokens.max(0) as u64, cost);
+        self.gw.usage.usage(
+            &self.key,
+            &self.model,
+            u64::try_from(u.total_tokens).unwrap_or(0),
+            cost,
+        );
         if cost > 0.0 {
             let now = SystemTime::now();
             self.who.limiter.add_spend(cost, now);
@@ -217,7 +220,7 @@ impl RpcLog {
             if n > 0 {
                 m.tokens
                     .with_label_values(&[&self.model, &self.key, kind, estimated])
-                    .inc_by(n as u64);
+                    .inc_by(u64::from(n.unsigned_abs()));
             }
         }
         if self.cost > 0.0 {
@@ -262,7 +265,7 @@ impl Drop for RpcLog {
         let overhead_us = self
             .timing
             .overhead_applies
-            .then(|| self.timing.overhead().as_micros() as u64);
+            .then(|| u64::try_from(self.timing.overhead().as_micros()).unwrap_or(u64::MAX));
         let (code, error) = self
             .outcome
             .unwrap_or((tonic::Code::Cancelled, "client_gone"));

@@ -129,6 +129,11 @@ impl Forecaster {
 }
 
 /// Replicas for a load: enough for the highest of now and the forecast, plus headroom, within bounds.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a float to an integer: `as` saturates, NaN is 0"
+)]
 pub(crate) fn recommended_replicas(
     peak_per_minute: f64,
     capacity_per_replica: f64,

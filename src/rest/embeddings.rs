@@ -89,9 +89,11 @@ fn parse(body: &[u8]) -> Result<(EmbedRequest, Encoding), GatewayError> {
         }
     };
     // Out of range stays out of range (not wrapped) for the core to refuse.
-    let dimensions = req
-        .dimensions
-        .map(|d| d.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+    let dimensions = req.dimensions.map(|d| {
+        d.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+            .try_into()
+            .unwrap_or_default()
+    });
     let message = EmbedRequest {
         model: req.model,
         input,

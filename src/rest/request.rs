@@ -65,10 +65,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         Some(Stop::Many(v)) => v,
     };
     // Out-of-range counts are kept out of range (not wrapped) for the core to refuse.
-    let max_tokens = req
-        .max_completion_tokens
-        .or(req.max_tokens)
-        .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens).map(|n| {
+        n.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+            .try_into()
+            .unwrap_or_default()
+    });
     let config = GenerationConfig {
         temperature: req.temperature,
         max_tokens,

@@ -129,7 +129,7 @@ impl Route {
                 tracing::warn!(
                     upstream = self.upstream.name(),
                     model = %self.model,
-                    cool_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    cool_ms = u64::try_from(until.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX),
                     "most recent answers were 429: the route is tried last until it cools down"
                 );
             }

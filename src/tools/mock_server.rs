@@ -253,7 +253,7 @@ fn answer(req: &IncomingRequest, tokens: Option<usize>) -> Reply {
         let cap = chat.max_output_tokens().map_or(n, |m| m as usize);
         reply.finish_reason = if n > cap { "length" } else { "stop" };
         reply.tokens = words.into_iter().take(cap).collect();
-        let completion = reply.tokens.len() as i32;
+        let completion = i32::try_from(reply.tokens.len()).unwrap_or(i32::MAX);
         reply.usage = Usage {
             prompt_tokens: reply.usage.prompt_tokens,
             completion_tokens: completion,
@@ -275,7 +275,7 @@ fn call_pieces(calls: &[crate::proto::ToolCall]) -> Vec<OutCallPiece<'_>> {
     let mut pieces = Vec::new();
     for (i, c) in calls.iter().enumerate() {
         pieces.push(OutCallPiece {
-            index: i as u32,
+            index: u32::try_from(i).unwrap_or(u32::MAX),
             id: Some(&c.id),
             kind: Some("function"),
             function: OutFunctionPiece {
@@ -291,7 +291,7 @@ fn call_pieces(calls: &[crate::proto::ToolCall]) -> Vec<OutCallPiece<'_>> {
             }
             let (piece, tail) = rest.split_at(at);
             pieces.push(OutCallPiece {
-                index: i as u32,
+                index: u32::try_from(i).unwrap_or(u32::MAX),
                 id: None,
                 kind: None,
                 function: OutFunctionPiece {

@@ -209,7 +209,7 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
-        let since = a.accepted.elapsed().as_millis() as u64;
+        let since = u64::try_from(a.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
         a.idle_since_ms.store(since, Ordering::Release);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }

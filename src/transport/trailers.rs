@@ -35,7 +35,7 @@ impl TrailerSlot {
         if let Some(overhead) = overhead {
             trailers.insert(
                 "aigw-overhead-us",
-                HeaderValue::from(overhead.as_micros() as u64),
+                HeaderValue::from(u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX)),
             );
         }
         if let Some(cost) = cost.and_then(|c| HeaderValue::try_from(format!("{c:.6}")).ok()) {

@@ -48,7 +48,9 @@ impl Pacing {
 
     /// When token `i` (0-based) of a reply started at `start` is ready.
     pub(crate) fn ready_at(&self, start: Instant, i: usize) -> Instant {
-        start + self.first_token_latency + self.token_interval * i as u32
+        start
+            + self.first_token_latency
+            + self.token_interval * u32::try_from(i).unwrap_or(u32::MAX)
     }
 
     /// Waits until token `i` of a reply started at `start` is ready.
@@ -242,7 +244,7 @@ pub(crate) fn reply(req: &ChatRequest<'_>) -> Reply {
     for _ in 0..extra {
         h = fnv(h, b"w");
         text.push(' ');
-        text.push_str(WORDS[(h % WORDS.len() as u64) as usize]);
+        text.push_str(WORDS[usize::try_from(h % WORDS.len() as u64).unwrap_or(0)]);
     }
     text.push('.');
     // JSON mode: a `json_schema` format gets an object valid against its schema, `json_object` the answer as

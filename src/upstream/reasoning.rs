@@ -76,7 +76,9 @@ pub(crate) fn from_thinking(t: &Value) -> Result<ReasoningConfig, GatewayError> 
             b.as_i64()
                 .filter(|b| *b >= 0)
                 .ok_or_else(|| invalid("thinking.budget_tokens: must be a whole number"))?
-                .min(i64::from(i32::MAX)) as i32,
+                .min(i64::from(i32::MAX))
+                .try_into()
+                .unwrap_or(i32::MAX),
         ),
     };
     if mode == "enabled" && budget_tokens.is_none() {
@@ -117,7 +119,7 @@ pub(crate) fn anthropic_thinking(r: &ReasoningConfig, max_tokens: u32) -> Option
         _ => {}
     }
     let asked = match (r.budget_tokens, r.effort.as_str()) {
-        (Some(b), _) => b.max(0) as u32,
+        (Some(b), _) => b.max(0).unsigned_abs(),
         (None, "") => return None,
         (None, "none") => return Some(json!({"type": "disabled"})),
         (None, effort) => BUDGETS

@@ -4,8 +4,11 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::disallowed_methods
-)] // test code: failures stop the test; bare tasks
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)] // test code: failures stop the test; bare tasks; its numbers are its own
 
 mod common;
 

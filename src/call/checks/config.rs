@@ -63,7 +63,7 @@ pub(crate) fn check_config(
         }
     }
     if let Some(n) = c.max_tokens {
-        if n < 1 || n as u32 > max_output_tokens {
+        if n < 1 || n.unsigned_abs() > max_output_tokens {
             return Err(invalid(format!(
                 "config.max_tokens: {n} is outside 1..{max_output_tokens} (this model's limit)"
             )));

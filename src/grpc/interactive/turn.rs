@@ -87,7 +87,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
         };
         // Attempts an upstream accepted and lost before the answer began are spent too.
         lost = estimate::lost_usage(&t.messages, trail.lost);
-        t.admission.add_lost(lost.total_tokens.max(0) as u64);
+        t.admission.add_lost(u64::try_from(lost.total_tokens).unwrap_or(0));
         let dispatched = dispatched.inspect_err(|_| t.admission.release())?;
         reached_upstream = true;
         let Answer::Stream { first, mut rest } = dispatched.answer else {
@@ -134,7 +134,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
         }
         let estimated = end.usage.is_none();
         let usage = end.usage.unwrap_or_else(|| estimate::estimate_usage(&t.messages, answer.len()));
-        t.admission.reconcile(usage.total_tokens.max(0) as u64);
+        t.admission.reconcile(u64::try_from(usage.total_tokens).unwrap_or(0));
         let said = Message {
             role: "assistant".into(),
             content: std::mem::take(&mut answer),
@@ -171,7 +171,8 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
         Err(e) => {
             let charged = reached_upstream.then(|| {
                 let usage = estimate::estimate_usage(&t.messages, answer.len());
-                t.admission.reconcile(usage.total_tokens.max(0) as u64);
+                t.admission
+                    .reconcile(u64::try_from(usage.total_tokens).unwrap_or(0));
                 (usage, true)
             });
             Outcome {

@@ -284,9 +284,11 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
     let config = GenerationConfig {
         temperature: req.temperature,
         // Out of range stays out of range (not wrapped) for the core to refuse.
-        max_tokens: req
-            .max_tokens
-            .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+        max_tokens: req.max_tokens.map(|n| {
+            n.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+                .try_into()
+                .unwrap_or_default()
+        }),
         top_p: req.top_p,
         stop: req.stop_sequences.unwrap_or_default(),
         user: req.metadata.and_then(|m| m.user_id).unwrap_or_default(),

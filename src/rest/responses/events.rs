@@ -105,7 +105,7 @@ impl Events {
 
     /// The next output index.
     fn next_at(&self) -> u32 {
-        (self.output.len() + usize::from(self.open.is_some())) as u32
+        u32::try_from(self.output.len() + usize::from(self.open.is_some())).unwrap_or(u32::MAX)
     }
 
     fn added(&mut self, at: u32, item: Value, out: &mut Vec<u8>) {
@@ -378,7 +378,7 @@ impl StreamWriter for Events {
         self.close(&mut out);
         for (i, call) in unstreamed.iter().enumerate() {
             let piece = ToolCallDelta {
-                index: (streamed + i) as u32,
+                index: u32::try_from(streamed + i).unwrap_or(u32::MAX),
                 id: call.id.clone(),
                 name: call.name.clone(),
                 arguments: call.arguments.clone(),

@@ -314,9 +314,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
     let config = GenerationConfig {
         temperature: req.temperature,
         // Out of range stays out of range (not wrapped) for the core to refuse.
-        max_tokens: req
-            .max_output_tokens
-            .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+        max_tokens: req.max_output_tokens.map(|n| {
+            n.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+                .try_into()
+                .unwrap_or_default()
+        }),
         top_p: req.top_p,
         user: user.unwrap_or_default(),
         response_format,

@@ -125,7 +125,9 @@ impl Target {
             .transpose()
             .map_err(|_| "the key is not a valid header value".to_owned())?;
         let config = Some(GenerationConfig {
-            max_tokens: work.max_tokens.map(|n| n as i32),
+            max_tokens: work
+                .max_tokens
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
             ..Default::default()
         });
         Ok(Target::Grpc {
@@ -334,7 +336,9 @@ impl Grpc<'_> {
             action: Some(Action::Start(SessionStart {
                 model: work.model.clone(),
                 config: Some(GenerationConfig {
-                    max_tokens: work.max_tokens.map(|n| n as i32),
+                    max_tokens: work
+                        .max_tokens
+                        .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -132,7 +132,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                 .map_err(|e| format!("pacer: {e}"))?;
             // Every call holds a slot until it ends: all slots back means all calls ended.
             let _all = slots
-                .acquire_many(opts.max_in_flight.max(1) as u32)
+                .acquire_many(u32::try_from(opts.max_in_flight.max(1)).unwrap_or(u32::MAX))
                 .await
                 .map_err(|e| e.to_string())?;
         }

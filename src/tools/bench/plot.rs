@@ -23,6 +23,11 @@ pub fn svg(report: &Report) -> Result<String, String> {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type Failed = Box<dyn std::error::Error>;
 
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a float to an integer: `as` saturates, NaN is 0"
+)]
 fn draw(root: &Area<'_>, r: &Report) -> Result<(), Failed> {
     root.fill(&WHITE)?;
     let s = &r.setup;

@@ -29,6 +29,10 @@ pub(crate) fn embed(model: &str, ask: EmbedAsk<'_>) -> Embeddings {
 
 /// The sum of the text's words' directions (lowercased, punctuation dropped), scaled to length 1. A text with
 /// no word gets its own direction from its bytes.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "f64 to f32: `as` rounds to the nearest"
+)]
 pub(crate) fn vector(text: &str, dims: usize) -> Vec<f32> {
     let mut sum = vec![0f64; dims];
     let mut add = |seed: u64| {

@@ -59,6 +59,11 @@ pub(crate) fn instance(schema: &Value, root: &Value, picks: &mut Picks) -> Value
     value(schema, root, picks, 0)
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a float to an integer: `as` saturates, NaN is 0"
+)]
 fn value(schema: &Value, root: &Value, picks: &mut Picks, depth: usize) -> Value {
     let Some(s) = schema.as_object() else {
         // `true` or `{}`-like: anything goes.
@@ -206,11 +211,12 @@ fn string(s: &Map<String, Value>, picks: &mut Picks) -> Value {
             None => "example".to_owned(),
         },
     };
-    let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0);
+    let min = usize::try_from(min).unwrap_or(usize::MAX);
     let max = s
         .get("maxLength")
         .and_then(Value::as_u64)
-        .map(|m| m as usize);
+        .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
     let mut text: String = text.chars().take(max.unwrap_or(usize::MAX)).collect();
     while text.chars().count() < min {
         text.push('x');

@@ -23,7 +23,9 @@ pub fn chat_request<'a>(
     max_tokens_field: MaxTokensField,
     stream: bool,
 ) -> ChatRequest<'a> {
-    let max = config.and_then(|c| c.max_tokens).map(|n| n.max(1) as u32);
+    let max = config
+        .and_then(|c| c.max_tokens)
+        .map(|n| n.max(1).unsigned_abs());
     let reasoning_effort = config
         .and_then(|c| c.reasoning.as_ref())
         .and_then(crate::upstream::reasoning::effort);
@@ -259,7 +261,7 @@ impl Reading {
                     )));
                 }
                 blocks.push(Reasoning::default());
-                (blocks.len() - 1) as u32
+                u32::try_from(blocks.len() - 1).unwrap_or(u32::MAX)
             }
         };
         self.reasoning_open = Some(index);
@@ -296,7 +298,7 @@ impl Reading {
             arguments: String::new(),
         });
         let piece = Piece::ToolCall(ToolCallDelta {
-            index: index as u32,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
             id,
             name,
             arguments: String::new(),
@@ -323,7 +325,7 @@ impl Reading {
         }
         calls[index].arguments.push_str(&piece);
         Ok(Piece::ToolCall(ToolCallDelta {
-            index: index as u32,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
             arguments: piece,
             ..Default::default()
         }))

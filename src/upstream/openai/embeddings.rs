@@ -102,7 +102,7 @@ pub(crate) fn parse(body: &[u8], inputs: usize) -> Result<Embeddings, String> {
         model: answer.model,
         usage: answer.usage.map(|u| Usage {
             completion_tokens: 0,
-            total_tokens: u.prompt_tokens.min(i32::MAX as u64) as i32,
+            total_tokens: i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX),
             ..super::convert::usage(u)
         }),
     })

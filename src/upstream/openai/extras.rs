@@ -191,6 +191,11 @@ pub(crate) fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
         .collect()
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a float to an integer: `as` saturates, NaN is 0"
+)]
 fn value_to_json(v: &prost_types::Value) -> Value {
     use prost_types::value::Kind;
     match &v.kind {
@@ -308,7 +313,7 @@ pub(crate) fn merge_tool_deltas(
         }
         let call = &mut calls[d.index];
         let mut out = crate::proto::ToolCallDelta {
-            index: d.index as u32,
+            index: u32::try_from(d.index).unwrap_or(u32::MAX),
             ..Default::default()
         };
         if let Some(id) = d.id.filter(|id| !id.is_empty()) {
