@@ -32,7 +32,7 @@ MODULES=(
   src/core/cache.rs
   src/admission/limits.rs
   src/upstream/sse.rs
-  src/upstream/text.rs
+  src/upstream/utf16.rs
   src/upstream/retry_after.rs
   src/grpc/codec.rs
   src/core/memory.rs

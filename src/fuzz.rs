@@ -13,7 +13,7 @@ use proptest::{
 };
 
 use crate::{
-    observe::rpcline::{self, Layout, RpcLine},
+    observe::log_line::{self, Layout, LogLine},
     upstream::openai::convert::{self, Reading},
     upstream::{
         anthropic,
@@ -298,7 +298,7 @@ proptest! {
         counts in (any::<u32>(), any::<u32>(), any::<bool>(), prop::option::of(any::<u64>())),
         floats in (any::<f64>(), any::<f64>()),
     ) {
-        let line = RpcLine {
+        let line = LogLine {
             rpc: &names[0], key: &names[1], request_id: &names[2], model: &names[3], upstream: &names[4],
             code: &names[5], error: &names[6], latency_ms: floats.0, overhead_us: counts.3,
             prompt_tokens: numbers[0], completion_tokens: numbers[1], cached_prompt_tokens: numbers[2],
@@ -306,7 +306,7 @@ proptest! {
             attempts: counts.1, cache: &names[0],
         };
         for layout in [Layout::Text, Layout::Json] {
-            let (direct, by_tracing) = rpcline::both_ways(&line, layout);
+            let (direct, by_tracing) = log_line::both_ways(&line, layout);
             prop_assert_eq!(direct, by_tracing);
         }
     }

@@ -7,7 +7,7 @@
 //! | layer | folders | what they hold |
 //! |---|---|---|
 //! | tools | [`tools`] | the load generator, the mock upstream and its chaos mode, the health check |
-//! | composition | [`server`], [`front`] | builds the stack (outermost first); picks the door per request |
+//! | composition | [`server`], [`doors`] | builds the stack (outermost first); picks the door per request |
 //! | doors | [`grpc`], [`rest`], [`admin`] | the gRPC door (and its sessions), the REST doors, the admin listener: each reads its wire into a call and writes the reply back |
 //! | call | [`call`] | one call whichever door it came by: its start, the opening (check, admit, cache, dispatch), the relay, the record |
 //! | core | [`core`] | the gateway's state and the handles handlers get, the per-call record, the response cache |
@@ -18,7 +18,7 @@
 //! | upstream | [`upstream`] | the HTTP client, its OpenAI and Anthropic dialects, SSE decoding, the in-process mock |
 //! | base | [`config`], [`error`] | validated configuration, the one error type (and [`proto`], the generated contract) |
 //!
-//! A request flows down the table and its answer back up: [`transport`] -> [`front`] -> [`grpc`] or [`rest`] ->
+//! A request flows down the table and its answer back up: [`transport`] -> [`doors`] -> [`grpc`] or [`rest`] ->
 //! [`call`] -> [`core`] checks, [`admission`], the cache -> [`routing`] -> [`upstream`];
 //! [`observe`] records it on the way. `docs/architecture.md` maps each behaviour to its file.
 #![forbid(unsafe_code)]
@@ -37,8 +37,8 @@ pub mod admission;
 pub mod call;
 pub mod config;
 pub mod core;
+pub mod doors;
 pub mod error;
-pub mod front;
 #[cfg(test)]
 mod fuzz;
 pub mod grpc;

@@ -12,7 +12,7 @@
 //!    streams are then dropped, and with them their upstream requests; HTTP/1.1 heads must arrive within
 //!    30 s; each connection is watched for graceful shutdown (GOAWAY, or close after the request in flight).
 //! 4. **CORS** (only with `[cors]`) — answers browsers' preflights and adds the CORS headers to every door.
-//! 5. **Door by content type** ([`crate::front`]) — `application/grpc` to the gRPC routes; `application/grpc-web`
+//! 5. **Door by content type** ([`crate::doors`]) — `application/grpc` to the gRPC routes; `application/grpc-web`
 //!    through tonic-web's translation to the same routes; anything else to the OpenAI-compatible REST door
 //!    ([`crate::rest`]), which authenticates and calls the same handlers itself.
 //! 6. **Trailers** (gRPC and gRPC-Web) — puts a slot in each request for the RPC's record to fill, and adds
@@ -40,7 +40,7 @@ use tower::Layer;
 use crate::{
     config::{Config, CorsConfig},
     core::{gateway::Gateway, reload::Reloader},
-    front::Front,
+    doors::Front,
     grpc, proto,
     transport::accept::{self, ConnLimits},
 };
@@ -164,7 +164,7 @@ impl Server {
             .prepare();
         let front = Front::new(routes, self.gateway.clone());
         let app =
-            tower::util::option_layer(self.cors.as_ref().map(crate::front::cors)).layer(front);
+            tower::util::option_layer(self.cors.as_ref().map(crate::doors::cors)).layer(front);
         let http = Arc::new(accept::http_builder());
         let graceful = GracefulShutdown::new();
         match (self.local_addr(), self.admin_addr()) {

@@ -23,7 +23,7 @@ use super::{json, BODY_LIMIT};
 use crate::{
     admission::{
         registry::{NewKey, RegistryError, StoredKey},
-        usage::LimitsView,
+        usage_book::LimitsView,
     },
     config::KeyLimits,
     core::gateway::Gateway,

@@ -283,7 +283,7 @@ impl Admin {
 }
 
 /// The usage book, with the limits in force for each key.
-fn usage(gw: &Gateway) -> crate::admission::usage::Report {
+fn usage(gw: &Gateway) -> crate::admission::usage_book::Report {
     let catalog = gw.catalog();
     gw.usage
         .report(|name| catalog.keys.by_name(name).map(|who| who.limiter.limits()))

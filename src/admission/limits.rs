@@ -514,7 +514,7 @@ fn until_utc_midnight(wall: SystemTime) -> Duration {
     Duration::from_secs(86_400 - secs % 86_400)
 }
 
-/// A reservation the fleet holds (in Redis: `admission::shared` makes them). A trait, so that this file, which
+/// A reservation the fleet holds (in Redis: `admission::fleet` makes them). A trait, so that this file, which
 /// `shared` builds on, does not import it back.
 pub(crate) trait FleetReservation: std::fmt::Debug + Send + Sync {
     /// Replaces the reserved amount with the real one.

@@ -4,7 +4,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod estimate;
+pub(crate) mod fleet;
 pub(crate) mod limits;
 pub(crate) mod registry;
-pub(crate) mod shared;
-pub(crate) mod usage;
+pub(crate) mod usage_book;

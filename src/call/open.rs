@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{checks, start::Start};
 use crate::{
     admission::limits::Admission,
-    core::{cache, gateway::Gateway, rpclog::RpcLog},
+    core::{cache, call_record::CallRecord, gateway::Gateway},
     error::GatewayError,
     observe::timing::Trail,
     proto::{GenerationConfig, Message},
@@ -64,7 +64,7 @@ pub(super) async fn open(
     ask: Ask<'_>,
     stream: bool,
     accepted: Option<&(dyn Fn(Accepted) + Sync)>,
-    log: &mut RpcLog,
+    log: &mut CallRecord,
 ) -> Result<Opened, GatewayError> {
     let mut model = checks::chat(gw, &start.who, ask.model, ask.messages, ask.config)?;
     log.model(&model);

@@ -12,8 +12,8 @@ use crate::{
     admission::auth::Identity,
     admission::limits::Admission,
     core::cache::{self, CacheControl, Plan},
+    core::call_record::CallRecord,
     core::gateway::Gateway,
-    core::rpclog::RpcLog,
     error::GatewayError,
     observe::telemetry,
     proto::{GenerationConfig, Message},
@@ -63,8 +63,8 @@ impl Start {
     }
 
     /// The call's record: log line, metrics, usage book, trailers.
-    pub(crate) fn record(&self, rpc: &'static str, gw: &Arc<Gateway>) -> RpcLog {
-        RpcLog::new(
+    pub(crate) fn record(&self, rpc: &'static str, gw: &Arc<Gateway>) -> CallRecord {
+        CallRecord::new(
             rpc,
             gw.clone(),
             self.who.clone(),
@@ -113,7 +113,7 @@ impl Start {
         model: &Model,
         (messages, config): (&[Message], Option<&GenerationConfig>),
         admission: &mut Admission,
-        log: &mut RpcLog,
+        log: &mut CallRecord,
     ) -> Result<Arc<cache::Entry>, Plan> {
         let plan = cache::plan(
             model.cache.as_ref(),
@@ -176,7 +176,7 @@ pub(crate) async fn look_up_plan(
     model: &Model,
     plan: Plan,
     admission: &mut Admission,
-    log: &mut RpcLog,
+    log: &mut CallRecord,
 ) -> Result<Arc<cache::Entry>, Plan> {
     let Some(hit) = gw.cached(model, plan).await else {
         if let Some(label) = plan.miss_label() {
@@ -198,7 +198,7 @@ pub(crate) async fn look_up_plan(
 /// label) or the failure.
 pub(crate) fn conclude<T>(
     start: &Start,
-    log: RpcLog,
+    log: CallRecord,
     result: Result<(T, Option<&'static str>), GatewayError>,
 ) -> Outcome<T> {
     match result {
@@ -224,7 +224,7 @@ pub(crate) fn authenticate(
         .keys
         .authenticate(authorization)
         .inspect_err(|e| {
-            let code = crate::core::rpclog::code_name(e.code());
+            let code = crate::core::call_record::code_name(e.code());
             gw.metrics
                 .requests
                 .with_label_values(&["", "", "", code])

@@ -18,8 +18,8 @@ use crate::{
     admission::estimate,
     admission::limits::Admission,
     core::cache,
+    core::call_record::CallRecord,
     core::gateway::Gateway,
-    core::rpclog::RpcLog,
     error::GatewayError,
     observe::telemetry,
     proto::Message,
@@ -103,7 +103,7 @@ struct Opening {
     gw: Arc<Gateway>,
     start: Start,
     req: StreamGenerateRequest,
-    log: RpcLog,
+    log: CallRecord,
     tx: mpsc::Sender<Result<StreamChunk, GatewayError>>,
     ready: ReadySlot,
 }
@@ -234,7 +234,7 @@ struct Relay {
     rest: ChunkStream,
     admission: Admission,
     plan: cache::Plan,
-    log: RpcLog,
+    log: CallRecord,
     tx: mpsc::Sender<Result<StreamChunk, GatewayError>>,
     /// The prompt, for the usage estimate when the upstream sends none.
     messages: Vec<Message>,
@@ -376,7 +376,7 @@ async fn replay(
     model: Arc<Model>,
     deadline: Deadline,
     started: Instant,
-    log: RpcLog,
+    log: CallRecord,
 ) {
     let limits = limits(&gw, &model, deadline, started, "cache");
     let last = StreamChunk {

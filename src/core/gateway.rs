@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::auth::Identity,
     admission::estimate,
+    admission::fleet::{Down, Shared},
     admission::limits::{Admission, KeyLimiter, Reservation, Reserved},
     admission::registry::{Registry, RegistryError},
-    admission::shared::{Down, Shared},
-    admission::usage::UsageBook,
+    admission::usage_book::UsageBook,
     config::{Config, InteractiveConfig, OnFailure, ScalingConfig},
     core::cache::{self, ResponseCache},
     core::catalog::{Catalog, Current},
@@ -20,7 +20,7 @@ use crate::{
     error::GatewayError,
     observe::forecast::{Outlook, Signal},
     observe::metrics::Metrics,
-    observe::records::Records,
+    observe::usage_records::Records,
     proto::{GenerationConfig, Message},
     routing::router::Model,
 };

@@ -1,5 +1,5 @@
 //! The buffer log lines go through on their way to stderr: the fmt layer's lines and the RPC lines written
-//! straight into it (`rpcline`).
+//! straight into it (`log_line`).
 
 use std::{
     io::{BufWriter, Stderr, Write},

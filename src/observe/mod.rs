@@ -1,13 +1,13 @@
 //! What the gateway tells its operators: where a call's time went (`timing`), the Prometheus metrics, traces
 //! (`telemetry`) and the load forecast behind the scaling signal. The per-call record that
-//! writes them is `core::rpclog`.
+//! writes them is `core::call_record`.
 
 pub(crate) mod charts;
 pub(crate) mod forecast;
 pub(crate) mod log_buffer;
+pub(crate) mod log_line;
 pub(crate) mod metrics;
-pub(crate) mod records;
-pub(crate) mod rpcline;
 pub(crate) mod tasks;
 pub mod telemetry;
 pub(crate) mod timing;
+pub(crate) mod usage_records;

@@ -11,7 +11,7 @@ use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerPro
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
-use super::{log_buffer::LogBuffer, rpcline};
+use super::{log_buffer::LogBuffer, log_line};
 use crate::{
     config::{LogFormat, TracingConfig},
     proto::Usage,
@@ -51,10 +51,10 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, Str
         .with_writer(logs.clone())
         .with_ansi(ansi);
     let (fmt, layout) = match format {
-        LogFormat::Text => (fmt.boxed(), rpcline::Layout::Text),
+        LogFormat::Text => (fmt.boxed(), log_line::Layout::Text),
         LogFormat::Json => (
             fmt.json().flatten_event(true).boxed(),
-            rpcline::Layout::Json,
+            log_line::Layout::Json,
         ),
     };
     let (otel, provider) = match export_to(tracing, |name| std::env::var(name).ok()) {
@@ -101,7 +101,7 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Result<Telemetry, Str
     // The RPC line is written directly only where it would read exactly as the fmt layer writes it: no
     // colours, and no exporter that also reads events.
     if !ansi && provider.is_none() {
-        rpcline::install(logs.clone(), layout);
+        log_line::install(logs.clone(), layout);
     }
     Ok(Telemetry { provider, logs })
 }

@@ -15,5 +15,5 @@ pub(crate) mod retry_after;
 #[cfg(test)]
 pub(crate) mod scripted;
 pub mod sse;
-pub(crate) mod text;
 pub(crate) mod tracecontext;
+pub(crate) mod utf16;

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{answer::Completion, text::RawText};
+use super::{answer::Completion, utf16::RawText};
 use crate::{
     error::GatewayError,
     proto::{Reasoning, ToolCall, Usage},
@@ -420,7 +420,7 @@ struct Event {
     item_id: String,
     item: Option<Value>,
     response: Option<Response>,
-    /// A text or arguments piece; text as WTF-8 (see `upstream::text`).
+    /// A text or arguments piece; text as WTF-8 (see `upstream::utf16`).
     delta: Option<RawText>,
     /// An `error` event's.
     #[serde(default)]

@@ -28,8 +28,8 @@ use crate::{
     admission::auth::Identity,
     admission::limits::Admission,
     call::checks,
+    core::call_record::CallRecord,
     core::gateway::Gateway,
-    core::rpclog::RpcLog,
     error::GatewayError,
     observe::tasks,
     proto::{
@@ -230,7 +230,7 @@ impl Session {
         mut inbound: Streaming<InteractiveRequest>,
         tx: Tx,
         deadline: Option<Deadline>,
-        mut log: RpcLog,
+        mut log: CallRecord,
     ) {
         let started = SessionStarted {
             model: self.model.name.clone(),

@@ -8,7 +8,7 @@ use crate::{
     proto::{Reasoning, ToolCall, Usage},
     upstream::answer::{Completion, NoAnswer},
     upstream::openai::convert::{ChunkError, Piece, Reading},
-    upstream::text::RawText,
+    upstream::utf16::RawText,
 };
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +268,7 @@ pub(crate) fn event(
     let event: Event = match serde_json::from_str(data) {
         Ok(event) => event,
         // The tagged enums above read strings strictly; a text delta carrying half a surrogate pair is read
-        // again as plain structs whose text is WTF-8 (see `upstream::text`).
+        // again as plain structs whose text is WTF-8 (see `upstream::utf16`).
         Err(e) => match serde_json::from_str::<RawTextDelta>(data) {
             Ok(raw) if raw.kind == "content_block_delta" && raw.delta.kind == "text_delta" => {
                 return Ok(reading.text_piece(raw.delta.text));

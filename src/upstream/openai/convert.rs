@@ -11,7 +11,7 @@ use crate::{
     upstream::{
         answer::Completion,
         answer::StreamEnd,
-        text::{RawText, Utf16Joiner},
+        utf16::{RawText, Utf16Joiner},
     },
 };
 

@@ -1,7 +1,7 @@
 //! OpenAI chat-completions wire types: typed serde structs, borrowed on the request side so building a
 //! request copies no prompt text.
 
-use crate::upstream::text::RawText;
+use crate::upstream::utf16::RawText;
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};

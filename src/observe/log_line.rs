@@ -27,8 +27,8 @@ pub(super) fn install(logs: LogBuffer, layout: Layout) {
     let _ = DIRECT.set((logs, layout));
 }
 
-/// An RPC's line, as `core::rpclog` fills it.
-pub(crate) struct RpcLine<'a> {
+/// An RPC's line, as `core::call_record` fills it.
+pub(crate) struct LogLine<'a> {
     pub rpc: &'a str,
     pub key: &'a str,
     pub request_id: &'a str,
@@ -50,7 +50,7 @@ pub(crate) struct RpcLine<'a> {
     pub cache: &'a str,
 }
 
-impl RpcLine<'_> {
+impl LogLine<'_> {
     /// Writes the line (if `aigw::rpc` is enabled at info).
     pub(crate) fn write(&self) {
         match DIRECT.get() {
@@ -265,7 +265,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Both ways of writing a line, for the tests that hold them equal: the line as the fmt layer writes
 /// `through_tracing`, and as `format` writes it, each with its timestamp cut out.
 #[cfg(test)]
-pub(crate) fn both_ways(line: &RpcLine<'_>, layout: Layout) -> (String, String) {
+pub(crate) fn both_ways(line: &LogLine<'_>, layout: Layout) -> (String, String) {
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::{layer::SubscriberExt, Layer as _};
 
@@ -320,8 +320,8 @@ pub(crate) fn both_ways(line: &RpcLine<'_>, layout: Layout) -> (String, String) 
 mod tests {
     use super::*;
 
-    fn line() -> RpcLine<'static> {
-        RpcLine {
+    fn line() -> LogLine<'static> {
+        LogLine {
             rpc: "Generate",
             key: "team-a",
             request_id: "0af7651916cd43dd8448eb211c80319c",
@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn the_direct_line_reads_as_the_fmt_layer_writes_it() {
-        let session = RpcLine {
+        let session = LogLine {
             rpc: "InteractiveStream",
             overhead_us: None,
             code: "CANCELLED",
@@ -354,7 +354,7 @@ mod tests {
             cache: "",
             ..line()
         };
-        let odd = RpcLine {
+        let odd = LogLine {
             key: "a \"quoted\" key\twith\nbreaks and \x1b[31m colour, ünïcödé \u{85}",
             model: "m\\odel",
             error: "with \"quotes\" \u{7f}",

@@ -10,7 +10,7 @@ use crate::{
     core::gateway::Gateway,
     error::GatewayError,
     observe::{
-        rpcline::RpcLine,
+        log_line::LogLine,
         timing::{Timing, Trail},
     },
     proto::Usage,
@@ -18,7 +18,7 @@ use crate::{
     transport::trailers::TrailerSlot,
 };
 
-pub(crate) struct RpcLog {
+pub(crate) struct CallRecord {
     rpc: &'static str,
     key: String,
     request_id: String,
@@ -43,7 +43,7 @@ pub(crate) struct RpcLog {
     outcome: Option<(tonic::Code, &'static str)>,
 }
 
-impl RpcLog {
+impl CallRecord {
     /// The key the call runs under.
     pub(crate) fn who(&self) -> Arc<Identity> {
         self.who.clone()
@@ -55,10 +55,10 @@ impl RpcLog {
         who: Arc<Identity>,
         request_id: &str,
         trailers: Option<Arc<TrailerSlot>>,
-    ) -> RpcLog {
+    ) -> CallRecord {
         gw.metrics.in_flight.with_label_values(&[rpc]).inc();
         gw.signal.count();
-        RpcLog {
+        CallRecord {
             rpc,
             key: who.name.clone(),
             request_id: request_id.to_owned(),
@@ -258,7 +258,7 @@ pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-impl Drop for RpcLog {
+impl Drop for CallRecord {
     fn drop(&mut self) {
         let latency_ms = self.timing.start.elapsed().as_secs_f64() * 1000.0;
         // Left out for sessions, whose wall time includes waiting for the user.
@@ -273,8 +273,8 @@ impl Drop for RpcLog {
         if let Some(records) = &self.gw.records {
             // A call refused before its model was known bills nothing: no record.
             if !self.model.is_empty() {
-                records.add(&crate::observe::records::Record {
-                    time_ms: crate::observe::records::now_ms(),
+                records.add(&crate::observe::usage_records::Record {
+                    time_ms: crate::observe::usage_records::now_ms(),
                     request_id: &self.request_id,
                     rpc: self.rpc,
                     key: &self.key,
@@ -293,7 +293,7 @@ impl Drop for RpcLog {
                 });
             }
         }
-        RpcLine {
+        LogLine {
             rpc: self.rpc,
             key: &self.key,
             request_id: &self.request_id,

@@ -149,7 +149,7 @@ pub(crate) struct UsageBook {
     keys: Book,
     models: Book,
     /// With `[shared]`: every call is also booked in the fleet's usage in Redis.
-    fleet: std::sync::OnceLock<Arc<crate::admission::shared::Shared>>,
+    fleet: std::sync::OnceLock<Arc<crate::admission::fleet::Shared>>,
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> Book {
@@ -178,7 +178,7 @@ impl UsageBook {
     }
 
     /// Books every call in the fleet's usage too.
-    pub(crate) fn share(&self, shared: Arc<crate::admission::shared::Shared>) {
+    pub(crate) fn share(&self, shared: Arc<crate::admission::fleet::Shared>) {
         let _ = self.fleet.set(shared);
     }
 
