@@ -49,7 +49,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<ReceiverStream<Result<InteractiveResponse, Status>>>, Status> {
     // The key, checked again at every turn: a key revoked, expired or removed by a reload stops the session.
     let credentials = request.metadata().get("authorization").cloned();
-    let (start, mut inbound) = super::read(request)?;
+    let (start, mut inbound) = super::adapt::read(request)?;
     // The client's deadline bounds the whole session; each turn is also bounded by request_timeout.
     let session_deadline = start
         .client_timeout
@@ -92,7 +92,7 @@ pub(crate) async fn handle(
         Ok(session) => session,
         Err(e) => {
             log.finish(Err(&e));
-            return Err(super::status(start.fail(e)));
+            return Err(super::adapt::status(start.fail(e)));
         }
     };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -102,7 +102,7 @@ pub(crate) async fn handle(
             .run(gw, inbound, tx, session_deadline, log)
             .instrument(span),
     );
-    super::respond(Ok(start.reply(ReceiverStream::new(rx), None)))
+    super::adapt::respond(Ok(start.reply(ReceiverStream::new(rx), None)))
 }
 
 async fn sleep_until(deadline: Option<Deadline>) {
@@ -315,7 +315,10 @@ impl Session {
             if e.code() != Code::Cancelled {
                 relay::send_final(
                     &tx,
-                    Err(super::status(Failure::new(e.clone(), &self.request_id))),
+                    Err(super::adapt::status(Failure::new(
+                        e.clone(),
+                        &self.request_id,
+                    ))),
                 )
                 .await;
             }
