@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{response, turn_error, Tx};
+use super::replies::{response, turn_error, Tx};
 use crate::{
     admission::estimate,
     admission::limits::Admission,

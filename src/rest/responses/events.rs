@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{obj, output_text, Answer, Keep};
+use super::answer::{obj, output_text, Answer, Keep};
 use crate::{
     error::GatewayError,
     proto::{Reasoning, ReasoningDelta, StreamChunk, ToolCall, ToolCallDelta},
