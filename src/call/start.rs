@@ -80,12 +80,7 @@ impl Start {
 
     /// An answer as the client gets it: with the request id, and the cache's label when it was asked.
     pub(crate) fn reply<T>(&self, value: T, cache: Option<&'static str>) -> Reply<T> {
-        let mut headers = HeaderMap::new();
-        set_request_id(&mut headers, &self.request_id);
-        if let Some(label) = cache {
-            headers.insert("aigw-cache", HeaderValue::from_static(label));
-        }
-        Reply { value, headers }
+        Reply::new(value, &self.request_id, cache)
     }
 
     /// An error as the client gets it: with the request id, and `retry-after` when it says to wait.
@@ -131,6 +126,18 @@ impl Start {
 pub(crate) struct Reply<T> {
     pub(crate) value: T,
     pub(crate) headers: HeaderMap,
+}
+
+impl<T> Reply<T> {
+    /// The answer to the call `request_id`, with the cache's label when it was asked.
+    pub(crate) fn new(value: T, request_id: &str, cache: Option<&'static str>) -> Reply<T> {
+        let mut headers = HeaderMap::new();
+        set_request_id(&mut headers, request_id);
+        if let Some(label) = cache {
+            headers.insert("aigw-cache", HeaderValue::from_static(label));
+        }
+        Reply { value, headers }
+    }
 }
 
 /// A call's error, and what its response headers say with it.

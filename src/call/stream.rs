@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{
     open::{self, Ask, Opened},
     relay::{self, Limits, Relayed, STREAM_BUFFER},
-    start::{Failure, Outcome, Start},
+    start::{Failure, Outcome, Reply, Start},
 };
 use crate::{
     admission::estimate,
@@ -49,7 +49,6 @@ pub(crate) async fn stream(
     // the cache answered). A refusal, or a failure of every attempt before any upstream accepted, is the call's
     // own status (with its retry advice); after that, failures end the stream.
     let (ready, readied) = oneshot::channel();
-    let reply = start.reply((), None);
     let opening = Opening {
         gw: gw.clone(),
         start,
@@ -60,16 +59,7 @@ pub(crate) async fn stream(
     };
     relay::spawn_guarded(tx, opening.run().instrument(span));
     match readied.await {
-        Ok(Ok(label)) => {
-            let mut headers = reply.headers;
-            if let Some(label) = label {
-                headers.insert("aigw-cache", http::HeaderValue::from_static(label));
-            }
-            Ok(super::start::Reply {
-                value: ReceiverStream::new(rx),
-                headers,
-            })
-        }
+        Ok(Ok(label)) => Ok(Reply::new(ReceiverStream::new(rx), &request_id, label)),
         Ok(Err(failure)) => Err(failure),
         // The task ended without a word: it panicked before the response began.
         Err(_) => Err(Failure::new(
