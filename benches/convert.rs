@@ -57,6 +57,7 @@ fn to_openai(c: &mut Criterion) {
                     "gpt-4.1",
                     black_box(&messages),
                     Some(&config),
+                    &Default::default(),
                     MaxTokensField::MaxTokens,
                     true,
                 );

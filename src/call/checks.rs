@@ -8,7 +8,7 @@ use std::sync::Arc;
 mod config;
 mod message;
 
-pub(crate) use config::check_config;
+pub(crate) use config::{check_config, check_pass_through};
 pub(crate) use message::{check_message, check_messages, ROLES};
 
 use crate::{
@@ -20,6 +20,8 @@ use crate::{
     routing::router::Model,
     upstream::openai::extras,
 };
+
+use super::request::Request;
 
 /// The most texts one embeddings call takes, as OpenAI's API.
 pub(crate) const MAX_EMBED_INPUTS: usize = 2048;
@@ -78,14 +80,14 @@ pub(crate) fn fits_the_window(
 pub(crate) fn chat(
     gw: &Gateway,
     who: &Identity,
-    model: &str,
-    messages: &[Message],
-    config: Option<&GenerationConfig>,
+    req: &Request,
 ) -> Result<Arc<Model>, GatewayError> {
+    let (messages, config) = (req.messages.as_slice(), req.config.as_ref());
     let catalog = gw.catalog();
-    let model = of_kind(catalog.router.resolve(model, who)?, ModelKind::Chat)?;
+    let model = of_kind(catalog.router.resolve(&req.model, who)?, ModelKind::Chat)?;
     check_messages(messages)?;
     check_config(config, model.max_output_tokens)?;
+    check_pass_through(&req.pass)?;
     let Err(too_large) = fits_the_window(&model, messages, config) else {
         return Ok(model);
     };

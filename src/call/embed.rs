@@ -14,6 +14,7 @@ use crate::{
     proto::{EmbedRequest, EmbedResponse, Embedding, Usage},
     routing::dispatch::{dispatch, Answer, Call},
     upstream::openai::embeddings::{self, EmbedAsk},
+    upstream::pass_through::PassThrough,
 };
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
@@ -59,6 +60,7 @@ pub(crate) async fn embed(
         let call = Call {
             messages: &[],
             config: None,
+            pass: &PassThrough::default(),
             embed: Some(EmbedAsk {
                 input: &req.input,
                 // Checked positive.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::{
-    open::{self, Ask, Opened},
+    open::{self, Opened},
+    request::Request,
     start::{conclude, Outcome, Start},
 };
 use crate::{
@@ -13,7 +14,7 @@ use crate::{
     core::{cache, gateway::Gateway},
     error::GatewayError,
     observe::telemetry,
-    proto::{GenerateRequest, GenerateResponse},
+    proto::GenerateResponse,
     routing::dispatch::Answer,
 };
 
@@ -22,20 +23,15 @@ pub(crate) async fn generate(
     gw: Arc<Gateway>,
     rpc: &'static str,
     start: Start,
-    req: GenerateRequest,
+    req: Request,
 ) -> Outcome<GenerateResponse> {
     let mut log = start.record(rpc, &gw);
     let span = start.span(rpc);
     telemetry::record_request(&span, &req.model, "chat");
     let rpc_span = span.clone();
     let result = async {
-        let ask = Ask {
-            model: &req.model,
-            messages: &req.messages,
-            config: req.config.as_ref(),
-        };
         let (dispatched, mut admission, model, plan) =
-            match open::open(&gw, &start, ask, false, None, &mut log).await? {
+            match open::open(&gw, &start, &req, false, None, &mut log).await? {
                 Opened::Hit { hit, .. } => {
                     telemetry::record_answer(
                         &rpc_span,

@@ -5,26 +5,18 @@
 
 use std::sync::Arc;
 
-use super::{checks, start::Start};
+use super::{checks, request::Request, start::Start};
 use crate::{
     admission::limits::Admission,
     core::{cache, call_record::CallRecord, gateway::Gateway},
     error::GatewayError,
     observe::timing::Trail,
-    proto::{GenerationConfig, Message},
     routing::{
         deadline::Deadline,
         dispatch::{dispatch, Call, Dispatched},
         router::Model,
     },
 };
-
-/// What is asked, as every RPC's request carries it.
-pub(super) struct Ask<'a> {
-    pub(crate) model: &'a str,
-    pub(crate) messages: &'a [Message],
-    pub(crate) config: Option<&'a GenerationConfig>,
-}
 
 /// A call past its opening: answered from the cache, or by an upstream (a stream: its first delta in hand).
 // One per call and short-lived: boxing the large variant would only add an allocation.
@@ -61,21 +53,18 @@ pub(super) struct Accepted {
 pub(super) async fn open(
     gw: &Arc<Gateway>,
     start: &Start,
-    ask: Ask<'_>,
+    req: &Request,
     stream: bool,
     accepted: Option<&(dyn Fn(Accepted) + Sync)>,
     log: &mut CallRecord,
 ) -> Result<Opened, GatewayError> {
-    let mut model = checks::chat(gw, &start.who, ask.model, ask.messages, ask.config)?;
+    let mut model = checks::chat(gw, &start.who, req)?;
     log.model(&model);
     let mut admission = gw
-        .admit(&start.who, &model, ask.messages, ask.config)
+        .admit(&start.who, &model, &req.messages, req.config.as_ref())
         .await?;
     let deadline = start.deadline(&model);
-    let plan = match start
-        .look_up(gw, &model, (ask.messages, ask.config), &mut admission, log)
-        .await
-    {
+    let plan = match start.look_up(gw, &model, req, &mut admission, log).await {
         Ok(hit) => {
             return Ok(Opened::Hit {
                 hit,
@@ -96,14 +85,15 @@ pub(super) async fn open(
         }
     };
     let call = Call {
-        messages: ask.messages,
-        config: ask.config,
+        messages: &req.messages,
+        config: req.config.as_ref(),
+        pass: &req.pass,
         embed: None,
         deadline,
         request_id: &start.request_id,
         accepted: Some(&on_accept),
         api_headers: Some(&start.api_headers),
-        requested: ask.model,
+        requested: &req.model,
     };
     let mut trail = Trail::default();
     let mut dispatched = dispatch(&gw.handles(), &model, &call, stream, &mut trail).await;
@@ -111,14 +101,14 @@ pub(super) async fn open(
     if let Some(bigger) = dispatched
         .as_ref()
         .err()
-        .and_then(|e| checks::fallback_for_length(gw, &start.who, &model, e, ask.config))
+        .and_then(|e| checks::fallback_for_length(gw, &start.who, &model, e, req.config.as_ref()))
     {
         log.model(&bigger);
         dispatched = dispatch(&gw.handles(), &bigger, &call, stream, &mut trail).await;
         model = bigger;
     }
     log.dispatched(&trail);
-    admission.add_lost(log.book_lost(trail.lost, ask.messages));
+    admission.add_lost(log.book_lost(trail.lost, &req.messages));
     let dispatched = dispatched.inspect_err(|_| admission.release())?;
     Ok(Opened::Upstream {
         dispatched,

@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Duration};
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
+use super::request::Request;
 use crate::{
     admission::auth::Identity,
     admission::limits::Admission,
@@ -16,7 +17,6 @@ use crate::{
     core::gateway::Gateway,
     error::GatewayError,
     observe::telemetry,
-    proto::{GenerationConfig, Message},
     routing::deadline::{self, Deadline},
     routing::router::Model,
     transport::trailers::TrailerSlot,
@@ -106,7 +106,7 @@ impl Start {
         &self,
         gw: &Gateway,
         model: &Model,
-        (messages, config): (&[Message], Option<&GenerationConfig>),
+        req: &Request,
         admission: &mut Admission,
         log: &mut CallRecord,
     ) -> Result<Arc<cache::Entry>, Plan> {
@@ -115,8 +115,7 @@ impl Start {
             self.cache_control,
             &self.who.owner,
             &model.name,
-            messages,
-            config,
+            (&req.messages, req.config.as_ref(), &req.pass),
         );
         look_up_plan(gw, model, plan, admission, log).await
     }

@@ -10,8 +10,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
 use super::{
-    open::{self, Ask, Opened},
+    open::{self, Opened},
     relay::{self, Limits, Relayed, STREAM_BUFFER},
+    request::Request,
     start::{Failure, Outcome, Reply, Start},
 };
 use crate::{
@@ -23,7 +24,7 @@ use crate::{
     error::GatewayError,
     observe::telemetry,
     proto::Message,
-    proto::{ReasoningDelta, StreamChunk, StreamGenerateRequest},
+    proto::{ReasoningDelta, StreamChunk},
     routing::deadline::Deadline,
     routing::router::Model,
     routing::{dispatch::Answer, router::RouteGuard},
@@ -38,7 +39,7 @@ pub(crate) async fn stream(
     gw: Arc<Gateway>,
     rpc: &'static str,
     start: Start,
-    req: StreamGenerateRequest,
+    req: Request,
 ) -> Outcome<Chunks> {
     let log = start.record(rpc, &gw);
     let span = start.span(rpc);
@@ -92,7 +93,7 @@ fn told(slot: &ReadySlot) -> bool {
 struct Opening {
     gw: Arc<Gateway>,
     start: Start,
-    req: StreamGenerateRequest,
+    req: Request,
     log: CallRecord,
     tx: mpsc::Sender<Result<StreamChunk, GatewayError>>,
     ready: ReadySlot,
@@ -116,13 +117,8 @@ impl Opening {
             tell(&ready, Ok(a.cache));
             started_now.notify_one();
         };
-        let ask = Ask {
-            model: &req.model,
-            messages: &req.messages,
-            config: req.config.as_ref(),
-        };
         let opened = {
-            let open = open::open(&gw, &start, ask, true, Some(&accepted), &mut log);
+            let open = open::open(&gw, &start, &req, true, Some(&accepted), &mut log);
             tokio::pin!(open);
             // Once the response has started, the wait for the answer's first piece is filled with heartbeats.
             let mut beat = Instant::now();

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::{
     config::{CacheConfig, ModelCache},
     proto::{GenerationConfig, Message, Reasoning, Usage},
+    upstream::pass_through::PassThrough,
 };
 
 /// A canonical request's SHA-256.
@@ -313,8 +314,7 @@ pub(crate) fn plan(
     control: CacheControl,
     caller: &str,
     model: &str,
-    messages: &[Message],
-    config: Option<&GenerationConfig>,
+    (messages, config, pass): (&[Message], Option<&GenerationConfig>, &PassThrough),
 ) -> Plan {
     let Some(policy) = policy else {
         return Plan::Off;
@@ -327,7 +327,7 @@ pub(crate) fn plan(
         return Plan::Bypass;
     }
     Plan::Use {
-        key: key(policy.scope(caller), model, messages, config),
+        key: key(policy.scope(caller), model, (messages, config, pass)),
         read: !control.no_cache,
     }
 }
@@ -338,8 +338,7 @@ pub(crate) fn plan(
 pub(crate) fn key(
     caller: &str,
     model: &str,
-    messages: &[Message],
-    config: Option<&GenerationConfig>,
+    (messages, config, pass): (&[Message], Option<&GenerationConfig>, &PassThrough),
 ) -> Key {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -377,9 +376,14 @@ pub(crate) fn key(
     for s in std::mem::take(&mut c.stop) {
         field(s.as_bytes());
     }
-    // Everything else (tools, formats, seed, penalties, provider options, ...) as its protobuf encoding, which
-    // is deterministic: fields in number order, and Struct's map is sorted.
+    // Everything else (tools, formats, seed, penalties, ...) as its protobuf encoding, which is deterministic:
+    // fields in number order (the config's maps, which would not be, are empty: their fields are in `pass`).
     field(&c.encode_to_vec());
+    // The pass-through fields in one order of keys; none adds nothing, so keys of requests without them are
+    // those older replicas make.
+    if !pass.is_empty() {
+        field(&pass.canonical());
+    }
     h.finalize().into()
 }
 

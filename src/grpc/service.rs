@@ -47,7 +47,7 @@ impl AiService for AiGateway {
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
         let (start, req) = read(request)?;
-        respond(call::generate::generate(self.gateway.clone(), "Generate", start, req).await)
+        respond(call::generate::generate(self.gateway.clone(), "Generate", start, req.into()).await)
     }
 
     type StreamGenerateStream = Chunks;
@@ -59,7 +59,7 @@ impl AiService for AiGateway {
         let (start, req) = read(request)?;
         let request_id = start.request_id.clone();
         let outcome =
-            call::stream::stream(self.gateway.clone(), "StreamGenerate", start, req).await;
+            call::stream::stream(self.gateway.clone(), "StreamGenerate", start, req.into()).await;
         respond(outcome.map(|reply| call::start::Reply {
             value: Chunks::new(reply.value, request_id),
             headers: reply.headers,

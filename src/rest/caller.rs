@@ -10,10 +10,11 @@ use crate::{
     admission::auth::Identity,
     call::{
         self,
+        request::Request,
         start::{Failure, Outcome, Reply, Start},
     },
     core::gateway::Gateway,
-    proto::{GenerateRequest, GenerateResponse, StreamGenerateRequest},
+    proto::GenerateResponse,
     transport::trailers::TrailerSlot,
 };
 
@@ -31,7 +32,7 @@ impl Caller {
     pub(super) async fn generate(
         self,
         rpc: &'static str,
-        req: GenerateRequest,
+        req: Request,
         answer: impl FnOnce(Reply<GenerateResponse>) -> Response<Body>,
         failed: fn(&Failure) -> Response<Body>,
     ) -> Response<Body> {
@@ -65,7 +66,7 @@ impl Caller {
     pub(super) async fn stream<W: StreamWriter>(
         self,
         rpc: &'static str,
-        req: StreamGenerateRequest,
+        req: Request,
         writer: impl FnOnce(&HeaderMap) -> W,
         failed: fn(&Failure) -> Response<Body>,
     ) -> Response<Body> {

@@ -12,11 +12,11 @@ use super::{
     wire, Caller,
 };
 use crate::{
-    call::start::Reply,
+    call::{request::Request, start::Reply},
     error::GatewayError,
     proto::{
-        GenerateRequest, GenerateResponse, Reasoning, ReasoningDelta, StreamChunk,
-        StreamGenerateRequest, TokenLogprob, ToolCall, ToolCallDelta, Usage,
+        GenerateResponse, Reasoning, ReasoningDelta, StreamChunk, TokenLogprob, ToolCall,
+        ToolCallDelta, Usage,
     },
 };
 
@@ -34,14 +34,17 @@ pub(crate) async fn completions(caller: Caller, body: Bytes) -> Response<Body> {
         model,
         messages,
         config,
+        pass,
         ..
     } = parsed;
+    let message = Request {
+        model,
+        messages,
+        config,
+        pass,
+    };
     if parsed.stream {
-        let message = StreamGenerateRequest {
-            model: model.clone(),
-            messages,
-            config,
-        };
+        let model = message.model.clone();
         let writer = |headers: &HeaderMap| Events {
             id: made_up_id(headers),
             created,
@@ -53,11 +56,6 @@ pub(crate) async fn completions(caller: Caller, body: Bytes) -> Response<Body> {
             .stream(RPC_STREAM, message, writer, error::failure)
             .await
     } else {
-        let message = GenerateRequest {
-            model,
-            messages,
-            config,
-        };
         let answer = |reply| whole(reply, created);
         caller
             .generate(RPC_UNARY, message, answer, error::failure)

@@ -1,5 +1,5 @@
-//! An OpenAI chat-completions request body, read into the gRPC request: every field the proto carries maps to
-//! its proto field; fields it does not name go on as `provider_options`. Range checks are the core's (the same
+//! An OpenAI chat-completions request body, read into the call's request: every field the contract carries maps
+//! to its proto field; fields it does not name go on to the provider as they are (`PassThrough::provider`). Range checks are the core's (the same
 //! as over gRPC); here only what has no gRPC counterpart is refused.
 
 use super::wire::{
@@ -13,7 +13,7 @@ use crate::{
         ImageUrl, JsonSchema, Message, Reasoning, ReasoningConfig, ResponseFormat, Tool, ToolCall,
         ToolChoice,
     },
-    upstream::openai::extras,
+    upstream::pass_through::PassThrough,
 };
 
 /// A request, read and turned into the gRPC request's parts.
@@ -22,6 +22,7 @@ pub(crate) struct Parsed {
     pub(crate) model: String,
     pub(crate) messages: Vec<Message>,
     pub(crate) config: Option<GenerationConfig>,
+    pub(crate) pass: PassThrough,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
 }
@@ -90,14 +91,17 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
             .collect(),
         tool_choice: req.tool_choice.map(tool_choice),
         parallel_tool_calls: req.parallel_tool_calls,
-        provider_options: (!req.rest.is_empty()).then(|| extras::json_to_struct(req.rest)),
         reasoning,
-        dialect_options: Default::default(),
+        ..Default::default()
     };
     Ok(Parsed {
         model: req.model,
         messages,
         config: (config != GenerationConfig::default()).then_some(config),
+        pass: PassThrough {
+            provider: req.rest,
+            ..Default::default()
+        },
         stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
@@ -300,6 +304,7 @@ mod tests {
                 model: "m".into(),
                 messages: vec![msg("user", "hi")],
                 config: None,
+                pass: Default::default(),
                 stream: false,
                 include_usage: false,
             }
@@ -413,9 +418,6 @@ mod tests {
             (
                 json!({"reasoning_effort": "low", "top_k": 5}),
                 GenerationConfig {
-                    provider_options: Some(extras::json_to_struct(
-                        json!({"top_k": 5}).as_object().unwrap().clone(),
-                    )),
                     // Taken out of the provider's fields: each upstream spells it its own way.
                     reasoning: Some(ReasoningConfig {
                         effort: "low".into(),
@@ -428,6 +430,14 @@ mod tests {
         for (extra, config) in cases {
             assert_eq!(with(extra.clone()).config.as_ref(), Some(config), "{extra}");
         }
+        // Anything else is the provider's, as the client wrote it: numbers keep their form (`2.0` stays a
+        // float, an integer past 2^53 stays exact), which a protobuf Struct's doubles would not.
+        let body = br#"{"model": "m", "messages": [], "top_k": 5, "x": {"scale": 2.0, "id": 9007199254740993}}"#;
+        let provider = parse(body).unwrap().pass.provider;
+        assert_eq!(
+            serde_json::to_string(&provider).unwrap(),
+            r#"{"top_k":5,"x":{"id":9007199254740993,"scale":2.0}}"#
+        );
         let streamed = with(json!({"stream": true, "stream_options": {"include_usage": true}}));
         assert!(streamed.stream && streamed.include_usage);
         // Nulls are the same as absent, as OpenAI treats them.

@@ -48,6 +48,7 @@ use crate::{
     routing::router::{Model, RouteGuard},
     upstream::openai::embeddings::{EmbedAsk, Embeddings},
     upstream::openai::wire::ChatRequest,
+    upstream::pass_through::PassThrough,
     upstream::{answer::Completion, answer::StreamEvent, configured::ChunkStream},
 };
 
@@ -74,6 +75,8 @@ impl Handles<'_> {
 pub(crate) struct Call<'a> {
     pub(crate) messages: &'a [Message],
     pub(crate) config: Option<&'a GenerationConfig>,
+    /// What goes to the upstream unchanged.
+    pub(crate) pass: &'a PassThrough,
     /// Set for embeddings (`messages` and `config` are then empty): the same routes, retries and breakers.
     pub(crate) embed: Option<EmbedAsk<'a>>,
     pub(crate) deadline: Deadline,
@@ -353,6 +356,7 @@ async fn try_route(
         route.upstream_model(call.requested),
         call.messages,
         call.config,
+        call.pass,
         stream,
         model.default_output_tokens,
     );

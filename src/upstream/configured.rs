@@ -17,6 +17,7 @@ use crate::{
             embeddings::{EmbedAsk, Embeddings},
             wire::ChatRequest,
         },
+        pass_through::PassThrough,
     },
 };
 
@@ -127,6 +128,7 @@ impl Upstream {
         model: &'a str,
         messages: &'a [Message],
         config: Option<&'a GenerationConfig>,
+        pass: &PassThrough,
         stream: bool,
         default_output_tokens: u32,
     ) -> ChatRequest<'a> {
@@ -134,7 +136,7 @@ impl Upstream {
             Self::Http(u) => (u.max_tokens_field(), u.requires_max_tokens()),
             _ => (MaxTokensField::MaxTokens, false),
         };
-        let mut req = convert::chat_request(model, messages, config, field, stream);
+        let mut req = convert::chat_request(model, messages, config, pass, field, stream);
         if required && req.max_output_tokens().is_none() {
             req.max_tokens = Some(default_output_tokens);
         }

@@ -9,6 +9,7 @@ pub(crate) mod dialect;
 pub mod http;
 pub(crate) mod mock;
 pub mod openai;
+pub mod pass_through;
 pub(crate) mod reasoning;
 pub(crate) mod responses;
 pub(crate) mod retry_after;

@@ -723,3 +723,27 @@ async fn fallbacks_to_large(gw: &Gateway) -> f64 {
         r#"aigw_context_fallbacks_total{model="m",to="m-large"}"#,
     )
 }
+
+/// A field the chat door does not model reaches the upstream as the client wrote it: `2.0` stays a float and
+/// an integer past 2^53 stays exact (a protobuf Struct, all doubles, changed both on the way).
+#[tokio::test]
+async fn unmodelled_fields_keep_their_numbers_as_written() {
+    let up = Upstream::start(vec![Reply::json(200, &completion("Hi", "stop", 3, 1))]).await;
+    let gw = Gateway::in_front_of(&up).await;
+    let body = r#"{"model": "big", "messages": [{"role": "user", "content": "hi"}],
+        "top_k": 40, "vendor": {"scale": 2.0, "id": 9007199254740993, "tiny": 1e-300}}"#;
+    let resp = http()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let sent = &up.requests()[0].body;
+    assert_eq!(sent["top_k"].as_u64(), Some(40));
+    assert!(sent["vendor"]["scale"].is_f64(), "{}", sent["vendor"]);
+    assert_eq!(sent["vendor"]["id"].as_u64(), Some(9_007_199_254_740_993));
+    assert_eq!(sent["vendor"]["tiny"].as_f64(), Some(1e-300));
+}

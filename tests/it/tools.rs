@@ -268,7 +268,7 @@ async fn logprobs_and_provider_options_pass_both_ways() {
         top_logprobs: Some(2),
         seed: Some(11),
         user: "end-user-1".into(),
-        provider_options: Some(aigw::upstream::openai::extras::json_to_struct(
+        provider_options: Some(aigw::upstream::pass_through::json_to_struct(
             options.as_object().unwrap().clone(),
         )),
         ..Default::default()
@@ -293,7 +293,7 @@ async fn logprobs_and_provider_options_pass_both_ways() {
     assert_eq!(sent["top_k"], 40, "whole numbers go out as integers");
     // A provider option may not override what the gateway sets.
     let mut clash = config;
-    clash.provider_options = Some(aigw::upstream::openai::extras::json_to_struct(
+    clash.provider_options = Some(aigw::upstream::pass_through::json_to_struct(
         json!({"stream": true}).as_object().unwrap().clone(),
     ));
     let status = client

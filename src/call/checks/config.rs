@@ -4,6 +4,7 @@
 use crate::{
     error::GatewayError,
     proto::{response_format::Format, tool_choice::Choice, GenerationConfig},
+    upstream::pass_through::PassThrough,
 };
 
 use super::message::{check_cache_control, json_object, valid_name};
@@ -179,10 +180,15 @@ fn check_extras(c: &GenerationConfig) -> Result<(), GatewayError> {
             "config.response_format.json_schema.schema_json",
         )?;
     }
-    if let Some(key) = c
-        .provider_options
-        .as_ref()
-        .and_then(|o| o.fields.keys().find(|k| RESERVED.contains(&k.as_str())))
+    Ok(())
+}
+
+/// The provider's fields may not set what the gateway sets itself.
+pub(crate) fn check_pass_through(pass: &PassThrough) -> Result<(), GatewayError> {
+    if let Some(key) = pass
+        .provider
+        .keys()
+        .find(|k| RESERVED.contains(&k.as_str()))
     {
         return Err(invalid(format!(
             "config.provider_options.{key}: set by the gateway; use the typed field"
@@ -194,10 +200,7 @@ fn check_extras(c: &GenerationConfig) -> Result<(), GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        proto::{JsonSchema, ResponseFormat, Tool, ToolChoice},
-        upstream::openai::extras::json_to_struct,
-    };
+    use crate::proto::{JsonSchema, ResponseFormat, Tool, ToolChoice};
     use serde_json::json;
 
     fn cfg(
@@ -336,17 +339,33 @@ mod tests {
                 }),
                 "config.response_format.json_schema.schema_json",
             ),
-            (
-                with(&|c| {
-                    c.provider_options = Some(json_to_struct(
-                        json!({"model": "x"}).as_object().unwrap().clone(),
-                    ))
-                }),
-                "config.provider_options.model",
-            ),
         ];
         for (err, field) in cases {
             assert!(err.starts_with(field), "{err} (wanted {field})");
         }
+    }
+
+    #[test]
+    fn the_providers_fields_may_not_set_what_the_gateway_sets() {
+        let with = |fields: serde_json::Value| PassThrough {
+            provider: fields.as_object().unwrap().clone(),
+            ..Default::default()
+        };
+        assert!(check_pass_through(&with(json!({"top_k": 5}))).is_ok());
+        for key in RESERVED {
+            let e = check_pass_through(&with(json!({ key: 1 }))).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("config.provider_options.{key}:")),
+                "{e}"
+            );
+        }
+        // A dialect's own fields are that dialect's to set (the typed fields win in the body).
+        let mut dialect = PassThrough::default();
+        dialect
+            .dialect
+            .insert("anthropic".into(), with(json!({"model": "x"})).provider);
+        assert!(check_pass_through(&dialect).is_ok());
     }
 }

@@ -20,6 +20,39 @@ fn policy() -> ModelCache {
     }
 }
 
+/// A gRPC request's key: its config's Struct fields taken out as the gRPC door takes them.
+fn key(caller: &str, model: &str, messages: &[Message], config: Option<&GenerationConfig>) -> Key {
+    let mut config = config.cloned();
+    let pass = config
+        .as_mut()
+        .map(PassThrough::take_from)
+        .unwrap_or_default();
+    super::key(caller, model, (messages, config.as_ref(), &pass))
+}
+
+/// A gRPC request's plan (as [`key`]).
+fn plan(
+    policy: Option<&ModelCache>,
+    control: CacheControl,
+    caller: &str,
+    model: &str,
+    messages: &[Message],
+    config: Option<&GenerationConfig>,
+) -> Plan {
+    let mut config = config.cloned();
+    let pass = config
+        .as_mut()
+        .map(PassThrough::take_from)
+        .unwrap_or_default();
+    super::plan(
+        policy,
+        control,
+        caller,
+        model,
+        (messages, config.as_ref(), &pass),
+    )
+}
+
 fn zero() -> GenerationConfig {
     GenerationConfig {
         temperature: Some(0.0),
@@ -190,7 +223,7 @@ fn the_key_covers_every_part_of_the_request() {
             "m",
             &[msg("user", "hi")],
             Some(&GenerationConfig {
-                provider_options: Some(crate::upstream::openai::extras::json_to_struct(
+                provider_options: Some(crate::upstream::pass_through::json_to_struct(
                     serde_json::json!({"top_k": 1}).as_object().unwrap().clone(),
                 )),
                 ..zero()
@@ -431,5 +464,17 @@ fn reasoning_survives_the_fleet_encoding() {
     assert_ne!(
         key("", "m", &[said("one")], Some(&zero())),
         key("", "m", &[said("two")], Some(&zero()))
+    );
+}
+
+/// Replicas share answers through Redis by key, and a fleet is upgraded one replica at a time: a request without
+/// pass-through fields keeps the key that the release before them made (computed by 623ec35).
+#[test]
+fn a_key_without_pass_through_fields_is_the_one_older_replicas_make() {
+    let k = key("", "m", &[msg("user", "hi")], Some(&zero()));
+    let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "10aeb54ba9fb56b287c015025d8d24f2ed3d8a2ccbd1a87ff2b552c8b3c27590"
     );
 }

@@ -20,6 +20,7 @@ use crate::{
     error::GatewayError,
     proto::{interactive_request::Action, InteractiveRequest, InteractiveResponse},
     routing::deadline::Deadline,
+    upstream::pass_through::PassThrough,
 };
 
 pub(crate) async fn handle(
@@ -50,13 +51,17 @@ pub(crate) async fn handle(
             crate::config::ModelKind::Chat,
         )?;
         log.model(&model);
-        checks::check_config(first.config.as_ref(), model.max_output_tokens)?;
+        let mut config = first.config;
+        let pass = config.as_mut().map(PassThrough::take_from).unwrap_or_default();
+        checks::check_config(config.as_ref(), model.max_output_tokens)?;
+        checks::check_pass_through(&pass)?;
         let history = History::new(first.system_prompt, first.history, gw.interactive)?;
         let permits = gw.permits(&start.who).inspect_err(|e| gw.rejected(&start.who, e))?;
         Ok(Session {
             model,
             requested: first.model,
-            config: first.config,
+            config,
+            pass: Arc::new(pass),
             history,
             who: start.who.clone(),
             request_id: start.request_id.clone(),

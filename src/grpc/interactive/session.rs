@@ -28,6 +28,7 @@ use crate::{
     },
     routing::deadline::Deadline,
     routing::router::Model,
+    upstream::pass_through::PassThrough,
 };
 
 pub(super) async fn sleep_until(deadline: Option<Deadline>) {
@@ -48,7 +49,9 @@ pub(super) struct Session {
     pub(super) model: Arc<Model>,
     /// The model name as the client asked for it (a route with `model = "*"` sends it upstream).
     pub(super) requested: String,
+    /// Its Struct fields are in `pass`.
     pub(super) config: Option<GenerationConfig>,
+    pub(super) pass: Arc<PassThrough>,
     pub(super) history: History,
     pub(super) who: Arc<Identity>,
     pub(super) request_id: String,
@@ -110,6 +113,7 @@ impl Session {
             number,
             messages,
             config: self.config.clone(),
+            pass: self.pass.clone(),
             deadline,
             request_id: format!("{}-{number}", self.request_id),
             requested: self.requested.clone(),

@@ -20,6 +20,7 @@ use crate::{
     routing::deadline::Deadline,
     routing::dispatch::{dispatch, Answer, Call},
     routing::router::Model,
+    upstream::pass_through::PassThrough,
 };
 
 /// The most answer text a turn keeps for the session's history (the history itself is bounded further by
@@ -30,6 +31,7 @@ pub(crate) struct Turn {
     pub(crate) number: u32,
     pub(crate) messages: Vec<Message>,
     pub(crate) config: Option<GenerationConfig>,
+    pub(crate) pass: Arc<PassThrough>,
     pub(crate) deadline: Deadline,
     pub(crate) request_id: String,
     /// The model name the session asked for.
@@ -65,7 +67,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
     let mut reached_upstream = false;
     let mut lost = Usage::default();
     let result = async {
-        let call = Call { messages: &t.messages, config: t.config.as_ref(), embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None, api_headers: Some(&t.api_headers), requested: &t.requested };
+        let call = Call { messages: &t.messages, config: t.config.as_ref(), pass: &t.pass, embed: None, deadline: t.deadline, request_id: &t.request_id, accepted: None, api_headers: Some(&t.api_headers), requested: &t.requested };
         let handles = gw.handles();
         // While the model thinks before its first piece, heartbeats keep the session's stream alive.
         let every = model.policy.stream.keepalive;

@@ -13,10 +13,7 @@ use super::{
     shapes::{failure, gateway_error, thinking_block, tool_use, usage},
 };
 use crate::{
-    call::start::Reply,
-    proto::{GenerateRequest, StreamGenerateRequest},
-    rest::Caller,
-    upstream::anthropic::stop_reason,
+    call::request::Request, call::start::Reply, rest::Caller, upstream::anthropic::stop_reason,
 };
 
 /// The names the Messages door's calls have in logs and metrics.
@@ -44,20 +41,16 @@ pub(crate) async fn create(caller: Caller, body: Bytes) -> Response<Body> {
         http::HeaderValue::try_from(parsed.foreign.join(", ")).ok()
     };
     let input_estimate = estimate(&parsed.messages, &parsed.config);
+    let message = Request {
+        model: parsed.model,
+        messages: parsed.messages,
+        config: Some(parsed.config),
+        pass: parsed.pass,
+    };
     let mut resp = if parsed.stream {
-        let message = StreamGenerateRequest {
-            model: parsed.model,
-            messages: parsed.messages,
-            config: Some(parsed.config),
-        };
         let writer = |_: &HeaderMap| Events::new(id, model, input_estimate);
         caller.stream(RPC_STREAM, message, writer, failure).await
     } else {
-        let message = GenerateRequest {
-            model: parsed.model,
-            messages: parsed.messages,
-            config: Some(parsed.config),
-        };
         let answer = |reply: Reply<crate::proto::GenerateResponse>| {
             let Reply {
                 value: done,

@@ -15,11 +15,11 @@ use crate::{
         content_part, tool_choice::Choice, CacheControl, ContentPart, GenerationConfig, ImageUrl,
         Message, OpaquePart, Reasoning, Tool, ToolCall, ToolChoice,
     },
-    upstream::openai::extras,
+    upstream::pass_through::PassThrough,
 };
 
 /// Fields not named here are Anthropic's: they travel on to Anthropic upstreams as they are
-/// (`dialect_options["anthropic"]`), and are left out for others.
+/// (`PassThrough::dialect["anthropic"]`), and are left out for others.
 #[derive(Debug, Deserialize)]
 struct InRequest {
     model: String,
@@ -189,6 +189,7 @@ pub(crate) struct Parsed {
     pub(crate) model: String,
     pub(crate) messages: Vec<Message>,
     pub(crate) config: GenerationConfig,
+    pub(crate) pass: PassThrough,
     pub(crate) stream: bool,
     /// What only an Anthropic upstream takes: fields, tools' fields, server tools, blocks (by type), named
     /// for the `aigw-dropped` header when the model has routes of another dialect.
@@ -235,6 +236,7 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         turn(i, m, &mut messages, &mut kinds)?;
     }
     let mut tools = Vec::new();
+    let mut tool_fields = Vec::new();
     let mut server_tools = Vec::new();
     for (i, t) in req.tools.unwrap_or_default().into_iter().enumerate() {
         let kind = t.get("type").and_then(Value::as_str).unwrap_or("custom");
@@ -254,8 +256,9 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
             parameters_json: Value::Object(t.input_schema).to_string(),
             strict: None,
             cache_control: t.cache_control.map(mark),
-            anthropic_fields: (!t.rest.is_empty()).then(|| extras::json_to_struct(t.rest)),
+            anthropic_fields: None,
         });
+        tool_fields.push((!t.rest.is_empty()).then_some(t.rest));
     }
     let mut rest = req.rest;
     foreign.extend(rest.keys().cloned());
@@ -276,11 +279,16 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         }) => (Some(Choice::Function(name)), d),
         Some(InToolChoice::None {}) => (Some(Choice::Mode("none".into())), None),
     };
-    let provider_options = req.top_k.map(|k| {
-        let mut options = Map::new();
-        options.insert("top_k".into(), Value::from(k));
-        extras::json_to_struct(options)
-    });
+    let mut pass = PassThrough::default();
+    if let Some(k) = req.top_k {
+        pass.provider.insert("top_k".into(), Value::from(k));
+    }
+    if !rest.is_empty() {
+        pass.dialect.insert("anthropic".to_owned(), rest);
+    }
+    if tool_fields.iter().any(Option::is_some) {
+        pass.tools = tool_fields;
+    }
     let config = GenerationConfig {
         temperature: req.temperature,
         // Out of range stays out of range (not wrapped) for the core to refuse.
@@ -295,13 +303,7 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         tools,
         tool_choice: tool_choice.map(|c| ToolChoice { choice: Some(c) }),
         parallel_tool_calls: parallel.map(|disabled| !disabled),
-        provider_options,
         reasoning,
-        dialect_options: if rest.is_empty() {
-            Default::default()
-        } else {
-            [("anthropic".to_owned(), extras::json_to_struct(rest))].into()
-        },
         ..Default::default()
     };
     // Blocks the door keeps opaque, by type (named as they were read).
@@ -314,6 +316,7 @@ fn read(body: &[u8], needs_max_tokens: bool) -> Result<Parsed, GatewayError> {
         model: req.model,
         messages,
         config,
+        pass,
         stream: req.stream.unwrap_or(false),
         foreign,
     })

@@ -12,11 +12,7 @@ use super::{
     events::Events,
 };
 use crate::rest::{error, Caller};
-use crate::{
-    call::start::Reply,
-    error::GatewayError,
-    proto::{GenerateRequest, Message, StreamGenerateRequest},
-};
+use crate::{call::request::Request, call::start::Reply, error::GatewayError, proto::Message};
 
 /// The names the Responses door's calls have in logs and metrics.
 pub(crate) const RPC_UNARY: &str = "Responses";
@@ -33,6 +29,7 @@ pub(crate) async fn create(caller: Caller, body: Bytes) -> Response<Body> {
         instructions,
         input,
         config,
+        pass,
         stream,
         store,
         previous_response_id,
@@ -90,22 +87,18 @@ pub(crate) async fn create(caller: Caller, body: Bytes) -> Response<Body> {
         messages,
         input_items,
     });
+    let message = Request {
+        model,
+        messages,
+        config,
+        pass,
+    };
     let mut resp = if stream {
-        let message = StreamGenerateRequest {
-            model,
-            messages,
-            config,
-        };
         let writer = |_: &HeaderMap| Events::new(answer, keep);
         caller
             .stream(RPC_STREAM, message, writer, error::failure)
             .await
     } else {
-        let message = GenerateRequest {
-            model,
-            messages,
-            config,
-        };
         let answer = |reply: Reply<crate::proto::GenerateResponse>| {
             let Reply {
                 value: done,

@@ -15,7 +15,7 @@ use crate::{
         content_part, response_format::Format, ContentPart, GenerationConfig, ImageUrl, JsonSchema,
         Message, Reasoning, ReasoningConfig, ResponseFormat, Tool, ToolCall,
     },
-    upstream::openai::extras,
+    upstream::pass_through::PassThrough,
 };
 use tools::{tool, tool_choice};
 
@@ -152,6 +152,7 @@ pub(crate) struct Parsed {
     /// This request's input, after the continued conversation's messages.
     pub(crate) input: Vec<Message>,
     pub(crate) config: Option<GenerationConfig>,
+    pub(crate) pass: PassThrough,
     pub(crate) stream: bool,
     pub(crate) store: bool,
     pub(crate) previous_response_id: Option<String>,
@@ -304,7 +305,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
             }),
         }),
     });
-    let dialect_options = dialect_options(
+    let pass = pass_through(
         &req.rest,
         [("reasoning", &req.reasoning), ("text", &req.text)],
         req.metadata.as_ref(),
@@ -326,7 +327,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         tool_choice,
         parallel_tool_calls: req.parallel_tool_calls,
         reasoning,
-        dialect_options,
         ..Default::default()
     };
     let echo = Echo {
@@ -346,6 +346,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, GatewayError> {
         instructions: req.instructions.map(|i| text_message("system", i)),
         input,
         config: (config != GenerationConfig::default()).then_some(config),
+        pass,
         stream: req.stream.unwrap_or(false),
         store,
         input_items,
@@ -561,12 +562,12 @@ fn message(at: &str, role: String, content: Option<InContent>) -> Result<Message
 /// What travels beside the typed fields. To a Responses API upstream: every field the door does not model,
 /// the hosted tools, and `reasoning`, `text` and `metadata` whole (the typed fields win where both say
 /// something). To a chat-completions upstream: the fields chat completions has too.
-fn dialect_options(
+fn pass_through(
     rest: &Map<String, Value>,
     whole: [(&str, &Option<Value>); 2],
     metadata: Option<&Map<String, Value>>,
     hosted: Vec<Value>,
-) -> std::collections::HashMap<String, prost_types::Struct> {
+) -> PassThrough {
     let mut responses = rest.clone();
     if !hosted.is_empty() {
         responses.insert("tools".into(), Value::Array(hosted));
@@ -583,12 +584,11 @@ fn dialect_options(
         .iter()
         .filter_map(|k| Some(((*k).to_owned(), rest.get(*k)?.clone())))
         .collect();
-    let mut out = std::collections::HashMap::new();
-    if !responses.is_empty() {
-        out.insert("responses".to_owned(), extras::json_to_struct(responses));
-    }
-    if !openai.is_empty() {
-        out.insert("openai".to_owned(), extras::json_to_struct(openai));
+    let mut out = PassThrough::default();
+    for (dialect, fields) in [("responses", responses), ("openai", openai)] {
+        if !fields.is_empty() {
+            out.dialect.insert(dialect.to_owned(), fields);
+        }
     }
     out
 }

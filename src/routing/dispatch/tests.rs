@@ -211,6 +211,7 @@ mod rules {
             let call = Call {
                 messages: &messages,
                 config: None,
+                pass: &Default::default(),
                 embed: None,
                 deadline: Deadline::new(Instant::now(), timeout, S(600)),
                 request_id: "r",

@@ -5,7 +5,7 @@ use crate::{
         content_part::Part, tool_choice::Choice, ContentPart, GenerationConfig, ImageData,
         ImageUrl, Message, Reasoning, ResponseFormat, Tool, ToolCall, ToolChoice,
     },
-    upstream::openai::{convert::chat_request, extras},
+    upstream::openai::convert::grpc_chat_request as chat_request,
 };
 
 fn body(messages: &[Message], config: Option<&GenerationConfig>) -> Result<Value, GatewayError> {
@@ -97,7 +97,9 @@ fn requests_become_messages_api_bodies() {
             choice: Some(Choice::Mode("required".into())),
         }),
         parallel_tool_calls: Some(false),
-        provider_options: Some(extras::json_to_struct(options.as_object().unwrap().clone())),
+        provider_options: Some(crate::upstream::pass_through::json_to_struct(
+            options.as_object().unwrap().clone(),
+        )),
         ..Default::default()
     };
     let want = json!({

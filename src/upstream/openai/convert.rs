@@ -8,6 +8,7 @@ use crate::{
         ChatChunk, ChatCompletion, ChatMessage, ChatRequest, ReasoningText, StreamOptions,
         WireUsage,
     },
+    upstream::pass_through::PassThrough,
     upstream::{
         answer::Completion,
         answer::StreamEnd,
@@ -20,6 +21,7 @@ pub fn chat_request<'a>(
     upstream_model: &'a str,
     messages: impl IntoIterator<Item = &'a Message>,
     config: Option<&'a GenerationConfig>,
+    pass: &PassThrough,
     max_tokens_field: MaxTokensField,
     stream: bool,
 ) -> ChatRequest<'a> {
@@ -29,22 +31,13 @@ pub fn chat_request<'a>(
     let reasoning_effort = config
         .and_then(|c| c.reasoning.as_ref())
         .and_then(crate::upstream::reasoning::effort);
-    let mut provider_options = config
-        .and_then(|c| c.provider_options.as_ref())
-        .map(extras::struct_to_json)
-        .unwrap_or_default();
+    let mut provider_options = pass.provider.clone();
     // The typed request wins over the same field among the provider's (one key, never two, in the body).
     if reasoning_effort.is_some() {
         provider_options.remove("reasoning_effort");
     }
-    let dialect = |name: &str| {
-        config
-            .and_then(|c| c.dialect_options.get(name))
-            .map(extras::struct_to_json)
-            .unwrap_or_default()
-    };
     // Each dialect's fields are kept apart for upstreams of that dialect; the provider's options win.
-    let mut openai_options = dialect("openai");
+    let mut openai_options = pass.dialect("openai");
     openai_options.retain(|k, _| !provider_options.contains_key(k));
     let (max_tokens, max_completion_tokens) = match max_tokens_field {
         MaxTokensField::MaxTokens => (max, None),
@@ -84,18 +77,37 @@ pub fn chat_request<'a>(
             })
             .unwrap_or_default(),
         tool_anthropic_fields: config
-            .map(|c| {
-                c.tools
-                    .iter()
-                    .map(|t| t.anthropic_fields.as_ref().map(extras::struct_to_json))
-                    .collect()
-            })
+            .map(|c| (0..c.tools.len()).map(|i| pass.tool(i).cloned()).collect())
             .unwrap_or_default(),
         openai_options,
-        anthropic_options: dialect("anthropic"),
-        responses_options: dialect("responses"),
+        anthropic_options: pass.dialect("anthropic"),
+        responses_options: pass.dialect("responses"),
         api_headers: None,
     }
+}
+
+/// [`chat_request`] for a request as a gRPC client sends it: its config's Struct fields are what passes through.
+#[cfg(test)]
+pub(crate) fn grpc_chat_request<'a>(
+    upstream_model: &'a str,
+    messages: impl IntoIterator<Item = &'a Message>,
+    config: Option<&'a GenerationConfig>,
+    max_tokens_field: MaxTokensField,
+    stream: bool,
+) -> ChatRequest<'a> {
+    let pass = config
+        .cloned()
+        .as_mut()
+        .map(PassThrough::take_from)
+        .unwrap_or_default();
+    chat_request(
+        upstream_model,
+        messages,
+        config,
+        &pass,
+        max_tokens_field,
+        stream,
+    )
 }
 
 fn chat_message(m: &Message) -> ChatMessage<'_> {

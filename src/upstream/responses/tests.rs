@@ -5,7 +5,7 @@ use crate::{
         content_part::Part, tool_choice::Choice, ContentPart, GenerationConfig, ImageUrl, Message,
         ReasoningConfig, Tool, ToolChoice,
     },
-    upstream::openai::{convert::chat_request, extras},
+    upstream::openai::convert::grpc_chat_request as chat_request,
 };
 
 fn body(messages: &[Message], config: Option<&GenerationConfig>, stream: bool) -> Value {
@@ -38,7 +38,11 @@ fn requests_become_input_items() {
         tool_choice: Some(ToolChoice {
             choice: Some(Choice::Function("exec_command".into())),
         }),
-        dialect_options: [("responses".to_owned(), extras::json_to_struct(options))].into(),
+        dialect_options: [(
+            "responses".to_owned(),
+            crate::upstream::pass_through::json_to_struct(options),
+        )]
+        .into(),
         ..Default::default()
     };
     let messages = vec![

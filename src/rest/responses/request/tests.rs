@@ -33,7 +33,7 @@ fn a_string_input_with_instructions_and_options() {
         Some(Format::JsonSchema(JsonSchema { ref name, strict: Some(true), .. })) if name == "a"
     ));
     // The effort is the gateway's to translate per upstream, never a raw field in the upstream body.
-    assert_eq!(c.provider_options, None);
+    assert!(p.pass.provider.is_empty());
     assert_eq!(
         c.reasoning,
         Some(ReasoningConfig {

@@ -88,7 +88,7 @@ fn requests_to_json() {
                     effort: "high".into(),
                     ..Default::default()
                 }),
-                provider_options: Some(extras::json_to_struct(
+                provider_options: Some(crate::upstream::pass_through::json_to_struct(
                     json!({"reasoning_effort": "low", "top_k": 3})
                         .as_object()
                         .unwrap()
@@ -112,7 +112,7 @@ fn requests_to_json() {
         ),
     ];
     for (name, messages, config, field, stream, want) in cases {
-        let req = chat_request("up", &messages, config.as_ref(), field, stream);
+        let req = grpc_chat_request("up", &messages, config.as_ref(), field, stream);
         let got: serde_json::Value =
             serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
         assert_eq!(got, want, "{name}");
