@@ -31,9 +31,9 @@ pub(crate) fn estimate_usage(prompt: &[Message], completion_bytes: usize) -> Usa
     }
 }
 
-/// What `n` attempts that got no answer spent: the prompt each, estimated (the provider read it, and may bill it).
-pub(crate) fn lost_usage(prompt: &[Message], n: u32) -> Usage {
-    let one = estimate_usage(prompt, 0);
+/// What `n` attempts that got no answer spent: the prompt each (`one`, estimated: the provider read it, and may
+/// bill it).
+pub(crate) fn lost_usage(one: Usage, n: u32) -> Usage {
     let times = |v: i32| v.saturating_mul(i32::try_from(n).unwrap_or(i32::MAX));
     Usage {
         prompt_tokens: times(one.prompt_tokens),

@@ -1,20 +1,23 @@
-//! `Embed`: vectors for texts, by a model of kind "embedding". The same opening as chat calls — check, admit
-//! (tpm counts the input), the cache, then the dispatcher's routes, retries and breakers — with an answer that
-//! is whole at once.
+//! `Embed`: vectors for texts, by a model of kind "embedding". The opening chat calls take (`open`: check,
+//! admit — tpm counts the input —, the cache, then the dispatcher's routes, retries and breakers), with an
+//! answer that is whole at once.
 
 use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::start::{conclude, look_up_plan, Outcome, Start};
+use super::{
+    ask::Ask,
+    open::{open, Opened, Underway},
+    start::{conclude, Outcome, Start},
+};
 use crate::{
     core::{cache, gateway::Gateway},
     error::GatewayError,
-    observe::{telemetry, timing::Trail},
+    observe::telemetry,
     proto::{EmbedRequest, EmbedResponse, Embedding, Usage},
-    routing::dispatch::{dispatch, Answer, Call},
-    upstream::openai::embeddings::{self, EmbedAsk},
-    upstream::pass_through::PassThrough,
+    routing::dispatch::Answer,
+    upstream::openai::embeddings,
 };
 
 /// `rpc` names the call in logs and metrics: the gRPC method, or the REST door's.
@@ -29,20 +32,14 @@ pub(crate) async fn embed(
     telemetry::record_request(&span, &req.model, "embeddings");
     let rpc_span = span.clone();
     let result = async {
-        let model =
-            super::checks::embedding(&gw, &start.who, &req.model, &req.input, req.dimensions)?;
-        log.model(&model);
-        let mut admission = gw.admit_embedding(&start.who, &req.input).await?;
-        let plan = cache::embed_plan(
-            model.cache.as_ref(),
-            start.cache_control,
-            &start.who.owner,
-            &model.name,
-            &req.input,
-            req.dimensions,
-        );
-        let plan = match look_up_plan(&gw, &model, plan, &mut admission, &mut log).await {
-            Ok(hit) => {
+        let Underway {
+            dispatched,
+            mut admission,
+            model,
+            plan,
+            ..
+        } = match open(&gw, &start, Ask::Embed(&req), false, None, &mut log).await? {
+            Opened::Hit { hit, .. } => {
                 let resp = EmbedResponse {
                     model: hit.model.clone(),
                     embeddings: hit
@@ -55,28 +52,8 @@ pub(crate) async fn embed(
                 };
                 return Ok((resp, Some("hit")));
             }
-            Err(plan) => plan,
+            Opened::Upstream(underway) => underway,
         };
-        let call = Call {
-            messages: &[],
-            config: None,
-            pass: &PassThrough::default(),
-            embed: Some(EmbedAsk {
-                input: &req.input,
-                // Checked positive.
-                dimensions: req.dimensions.map(i32::unsigned_abs),
-                user: &req.user,
-            }),
-            deadline: start.deadline(&model),
-            request_id: &start.request_id,
-            accepted: None,
-            api_headers: None,
-            requested: &req.model,
-        };
-        let mut trail = Trail::default();
-        let dispatched = dispatch(&gw.handles(), &model, &call, false, &mut trail).await;
-        log.dispatched(&trail);
-        let dispatched = dispatched.inspect_err(|_| admission.release())?;
         let Answer::Embedded(answer) = dispatched.answer else {
             return Err(GatewayError::Internal(
                 "a chat answer to an embeddings call".into(),

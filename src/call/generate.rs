@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::{
-    open::{self, Opened},
+    ask::Ask,
+    open::{self, Opened, Underway},
     request::Request,
     start::{conclude, Outcome, Start},
 };
@@ -30,36 +31,35 @@ pub(crate) async fn generate(
     telemetry::record_request(&span, &req.model, "chat");
     let rpc_span = span.clone();
     let result = async {
-        let (dispatched, mut admission, model, plan) =
-            match open::open(&gw, &start, &req, false, None, &mut log).await? {
-                Opened::Hit { hit, .. } => {
-                    telemetry::record_answer(
-                        &rpc_span,
-                        &hit.id,
-                        &hit.model,
-                        &hit.finish_reason,
-                        Some(&hit.usage),
-                    );
-                    let resp = GenerateResponse {
-                        content: hit.content(),
-                        model: hit.model.clone(),
-                        usage: Some(hit.usage),
-                        finish_reason: hit.finish_reason.clone(),
-                        id: hit.id.clone(),
-                        usage_estimated: hit.usage_estimated,
-                        reasoning: hit.reasoning.clone(),
-                        ..Default::default()
-                    };
-                    return Ok((resp, Some("hit")));
-                }
-                Opened::Upstream {
-                    dispatched,
-                    admission,
-                    model,
-                    plan,
-                    ..
-                } => (dispatched, admission, model, plan),
-            };
+        let Underway {
+            dispatched,
+            mut admission,
+            model,
+            plan,
+            ..
+        } = match open::open(&gw, &start, Ask::Chat(&req), false, None, &mut log).await? {
+            Opened::Hit { hit, .. } => {
+                telemetry::record_answer(
+                    &rpc_span,
+                    &hit.id,
+                    &hit.model,
+                    &hit.finish_reason,
+                    Some(&hit.usage),
+                );
+                let resp = GenerateResponse {
+                    content: hit.content(),
+                    model: hit.model.clone(),
+                    usage: Some(hit.usage),
+                    finish_reason: hit.finish_reason.clone(),
+                    id: hit.id.clone(),
+                    usage_estimated: hit.usage_estimated,
+                    reasoning: hit.reasoning.clone(),
+                    ..Default::default()
+                };
+                return Ok((resp, Some("hit")));
+            }
+            Opened::Upstream(underway) => underway,
+        };
         let Answer::Whole(done) = dispatched.answer else {
             return Err(GatewayError::Internal(
                 "a stream answered a unary call".into(),

@@ -5,6 +5,7 @@
 //! with its response headers) or a `Failure` (the error with its headers) for the door to write in its
 //! own shape. Nothing here knows a door's types.
 
+pub(crate) mod ask;
 pub(crate) mod checks;
 pub(crate) mod embed;
 pub(crate) mod generate;

@@ -1,11 +1,12 @@
-//! The one opening every chat call takes before its answer, whole or streamed, whichever door it came in by:
-//! check the request, admit it against the key's limits, look the answer up in the cache, and otherwise
-//! dispatch it upstream. Each step records into the call's log. Interactive turns take the same steps from
-//! `grpc::interactive::turn`, with the session's admission and without the cache.
+//! The one opening every call takes before its answer — a chat completion, whole or streamed, or embeddings —
+//! whichever door it came in by: check the request, admit it against the key's limits, look the answer up in
+//! the cache, and otherwise dispatch it upstream. What differs by kind, the `Ask` says. Each step records into
+//! the call's log. Interactive turns take the same steps from `grpc::interactive`, with the session's admission
+//! (its concurrency slot is held by the session, its rates per turn) and without the cache.
 
 use std::sync::Arc;
 
-use super::{checks, request::Request, start::Start};
+use super::{ask::Ask, checks, start::Start};
 use crate::{
     admission::limits::Admission,
     core::{cache, call_record::CallRecord, gateway::Gateway},
@@ -13,7 +14,7 @@ use crate::{
     observe::timing::Trail,
     routing::{
         deadline::Deadline,
-        dispatch::{dispatch, Call, Dispatched},
+        dispatch::{dispatch, Dispatched},
         router::Model,
     },
 };
@@ -29,15 +30,18 @@ pub(super) enum Opened {
         model: Arc<Model>,
         deadline: Deadline,
     },
-    Upstream {
-        dispatched: Dispatched,
-        /// Reconciled with the usage once the answer is complete.
-        admission: Admission,
-        model: Arc<Model>,
-        deadline: Deadline,
-        /// Where the answer goes in the cache, if it is kept.
-        plan: cache::Plan,
-    },
+    Upstream(Underway),
+}
+
+/// A call an upstream is answering.
+pub(super) struct Underway {
+    pub(super) dispatched: Dispatched,
+    /// Reconciled with the usage once the answer is complete.
+    pub(super) admission: Admission,
+    pub(super) model: Arc<Model>,
+    pub(super) deadline: Deadline,
+    /// Where the answer goes in the cache, if it is kept.
+    pub(super) plan: cache::Plan,
 }
 
 /// What a stream's response needs once an upstream accepted the call.
@@ -53,18 +57,17 @@ pub(super) struct Accepted {
 pub(super) async fn open(
     gw: &Arc<Gateway>,
     start: &Start,
-    req: &Request,
+    ask: Ask<'_>,
     stream: bool,
     accepted: Option<&(dyn Fn(Accepted) + Sync)>,
     log: &mut CallRecord,
 ) -> Result<Opened, GatewayError> {
-    let mut model = checks::chat(gw, &start.who, req)?;
+    let mut model = ask.check(gw, &start.who)?;
     log.model(&model);
-    let mut admission = gw
-        .admit(&start.who, &model, &req.messages, req.config.as_ref())
-        .await?;
+    let mut admission = gw.admit(&start.who, ask.reserve(&model)).await?;
     let deadline = start.deadline(&model);
-    let plan = match start.look_up(gw, &model, req, &mut admission, log).await {
+    let plan = ask.plan(&model, start.cache_control, &start.who.owner);
+    let plan = match look_up(gw, &model, plan, &mut admission, log).await {
         Ok(hit) => {
             return Ok(Opened::Hit {
                 hit,
@@ -84,37 +87,59 @@ pub(super) async fn open(
             });
         }
     };
-    let call = Call {
-        messages: &req.messages,
-        config: req.config.as_ref(),
-        pass: &req.pass,
-        embed: None,
-        deadline,
-        request_id: &start.request_id,
-        accepted: Some(&on_accept),
-        api_headers: Some(&start.api_headers),
-        requested: &req.model,
-    };
+    let mut call = ask.call(deadline, &start.request_id);
+    if let Ask::Chat(_) = ask {
+        call.accepted = Some(&on_accept);
+        call.api_headers = Some(&start.api_headers);
+    }
     let mut trail = Trail::default();
     let mut dispatched = dispatch(&gw.handles(), &model, &call, stream, &mut trail).await;
     // The upstream refused the prompt as too long for its window: a larger-window model, if one is named.
-    if let Some(bigger) = dispatched
-        .as_ref()
-        .err()
-        .and_then(|e| checks::fallback_for_length(gw, &start.who, &model, e, req.config.as_ref()))
-    {
+    let bigger = match (ask, &dispatched) {
+        (Ask::Chat(req), Err(e)) => {
+            checks::fallback_for_length(gw, &start.who, &model, e, req.config.as_ref())
+        }
+        _ => None,
+    };
+    if let Some(bigger) = bigger {
         log.model(&bigger);
         dispatched = dispatch(&gw.handles(), &bigger, &call, stream, &mut trail).await;
         model = bigger;
     }
     log.dispatched(&trail);
-    admission.add_lost(log.book_lost(trail.lost, &req.messages));
+    admission.add_lost(log.book_lost(trail.lost, || ask.prompt_usage()));
     let dispatched = dispatched.inspect_err(|_| admission.release())?;
-    Ok(Opened::Upstream {
+    Ok(Opened::Upstream(Underway {
         dispatched,
         admission,
         model,
         deadline,
         plan,
-    })
+    }))
+}
+
+/// The cache's answer to `plan`: a hit, already billed (the kept usage when the model charges hits, else
+/// nothing: the reserved tokens go back); or the plan back for a call that goes upstream, its
+/// miss or bypass recorded in the log.
+async fn look_up(
+    gw: &Gateway,
+    model: &Model,
+    plan: cache::Plan,
+    admission: &mut Admission,
+    log: &mut CallRecord,
+) -> Result<Arc<cache::Entry>, cache::Plan> {
+    let Some(hit) = gw.cached(model, plan).await else {
+        if let Some(label) = plan.miss_label() {
+            log.cache(label);
+        }
+        return Err(plan);
+    };
+    log.cache("hit");
+    if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
+        admission.reconcile(u64::try_from(hit.usage.total_tokens).unwrap_or(0));
+        log.add_usage(Some(&hit.usage), hit.usage_estimated);
+    } else {
+        admission.release();
+    }
+    Ok(hit)
 }

@@ -8,11 +8,9 @@ use std::{sync::Arc, time::Duration};
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
-use super::request::Request;
 use crate::{
     admission::auth::Identity,
-    admission::limits::Admission,
-    core::cache::{self, CacheControl, Plan},
+    core::cache::CacheControl,
     core::call_record::CallRecord,
     core::gateway::Gateway,
     error::GatewayError,
@@ -98,27 +96,6 @@ impl Start {
             ..self.fail(error)
         }
     }
-
-    /// The response cache's part in this admitted request to `model`: a hit, already billed (the kept usage
-    /// when the model charges hits, else nothing: the reserved tokens go back); or the plan for a call that
-    /// goes upstream, its miss or bypass recorded in the log.
-    pub(crate) async fn look_up(
-        &self,
-        gw: &Gateway,
-        model: &Model,
-        req: &Request,
-        admission: &mut Admission,
-        log: &mut CallRecord,
-    ) -> Result<Arc<cache::Entry>, Plan> {
-        let plan = cache::plan(
-            model.cache.as_ref(),
-            self.cache_control,
-            &self.who.owner,
-            &model.name,
-            (&req.messages, req.config.as_ref(), &req.pass),
-        );
-        look_up_plan(gw, model, plan, admission, log).await
-    }
 }
 
 /// A call's answer and the headers that go with it (`x-request-id`, `aigw-cache`).
@@ -174,31 +151,6 @@ impl Failure {
 
 /// What a call's answer or failure is, once the call is over.
 pub(crate) type Outcome<T> = Result<Reply<T>, Failure>;
-
-/// The cache's answer to `plan`, billed as the model says (see [`Start::look_up`]); else the plan back, its
-/// miss or bypass recorded in the log.
-pub(crate) async fn look_up_plan(
-    gw: &Gateway,
-    model: &Model,
-    plan: Plan,
-    admission: &mut Admission,
-    log: &mut CallRecord,
-) -> Result<Arc<cache::Entry>, Plan> {
-    let Some(hit) = gw.cached(model, plan).await else {
-        if let Some(label) = plan.miss_label() {
-            log.cache(label);
-        }
-        return Err(plan);
-    };
-    log.cache("hit");
-    if model.cache.as_ref().is_some_and(|c| c.charge_hits) {
-        admission.reconcile(u64::try_from(hit.usage.total_tokens).unwrap_or(0));
-        log.add_usage(Some(&hit.usage), hit.usage_estimated);
-    } else {
-        admission.release();
-    }
-    Ok(hit)
-}
 
 /// Ends a whole (unary) call: its log records the outcome, and the client gets the answer (with its cache
 /// label) or the failure.

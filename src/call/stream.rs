@@ -10,7 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
 use super::{
-    open::{self, Opened},
+    ask::Ask,
+    open::{self, Opened, Underway},
     relay::{self, Limits, Relayed, STREAM_BUFFER},
     request::Request,
     start::{Failure, Outcome, Reply, Start},
@@ -118,7 +119,14 @@ impl Opening {
             started_now.notify_one();
         };
         let opened = {
-            let open = open::open(&gw, &start, &req, true, Some(&accepted), &mut log);
+            let open = open::open(
+                &gw,
+                &start,
+                Ask::Chat(&req),
+                true,
+                Some(&accepted),
+                &mut log,
+            );
             tokio::pin!(open);
             // Once the response has started, the wait for the answer's first piece is filled with heartbeats.
             let mut beat = Instant::now();
@@ -138,13 +146,13 @@ impl Opening {
             }
         };
         match opened {
-            Ok(Opened::Upstream {
+            Ok(Opened::Upstream(Underway {
                 dispatched,
                 admission,
                 model,
                 deadline,
                 plan,
-            }) => {
+            })) => {
                 tell(&ready, Ok(plan.miss_label()));
                 let Answer::Stream { first, rest } = dispatched.answer else {
                     let e = GatewayError::Internal("a unary answer to a stream".into());

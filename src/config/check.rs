@@ -155,7 +155,7 @@ pub(super) fn models(
                          context_window or context_fallbacks"
                     ));
                 }
-                // Nothing is generated; admission reserves the input alone (`Gateway::admit_embedding`).
+                // Nothing is generated; admission reserves the input alone (`call::ask::Ask::reserve`).
                 1
             }
         };

@@ -119,11 +119,11 @@ impl CallRecord {
 
     /// Books what `lost` attempts spent (accepted by an upstream, then failed before the answer began): the
     /// prompt, estimated, each. They count in usage, cost and budgets like the answer, marked estimated.
-    pub(crate) fn book_lost(&mut self, lost: u32, prompt: &[crate::proto::Message]) -> u64 {
+    pub(crate) fn book_lost(&mut self, lost: u32, prompt: impl FnOnce() -> Usage) -> u64 {
         if lost == 0 {
             return 0;
         }
-        let all = crate::admission::estimate::lost_usage(prompt, lost);
+        let all = crate::admission::estimate::lost_usage(prompt(), lost);
         self.book(&all, true);
         u64::try_from(all.total_tokens).unwrap_or(0)
     }

@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::auth::Identity,
-    admission::estimate,
     admission::fleet::{Down, Shared},
     admission::limits::{Admission, KeyLimiter, Reservation, Reserved},
     admission::registry::{Registry, RegistryError},
@@ -21,7 +20,6 @@ use crate::{
     observe::forecast::{Outlook, Signal},
     observe::metrics::Metrics,
     observe::usage_records::Records,
-    proto::{GenerationConfig, Message},
     routing::router::Model,
 };
 
@@ -340,31 +338,13 @@ impl Gateway {
         }
     }
 
-    /// Admits an embeddings call: as [`Gateway::admit`], reserving the input estimate alone (nothing is
-    /// generated).
-    pub(crate) async fn admit_embedding(
-        &self,
-        who: &Identity,
-        input: &[String],
-    ) -> Result<Admission, GatewayError> {
-        self.admit_tokens(who, crate::upstream::openai::embeddings::estimate(input))
-            .await
-    }
-
-    /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving the prompt
-    /// estimate plus max_tokens (or the model's default output budget).
+    /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving `tokens`
+    /// (the call's estimate: `call::request::Ask::reserve`).
     pub(crate) async fn admit(
         &self,
         who: &Identity,
-        model: &Model,
-        messages: &[Message],
-        config: Option<&GenerationConfig>,
+        tokens: u64,
     ) -> Result<Admission, GatewayError> {
-        self.admit_tokens(who, estimate::reserve(model, messages, config))
-            .await
-    }
-
-    async fn admit_tokens(&self, who: &Identity, tokens: u64) -> Result<Admission, GatewayError> {
         let admitted = async {
             let permits = self.permits(who)?;
             Ok(permits.with_rates(self.rates(who, tokens).await?))

@@ -88,7 +88,7 @@ pub(crate) async fn answer(gw: Arc<Gateway>, model: Arc<Model>, mut t: Turn) -> 
             }
         };
         // Attempts an upstream accepted and lost before the answer began are spent too.
-        lost = estimate::lost_usage(&t.messages, trail.lost);
+        lost = estimate::lost_usage(estimate::estimate_usage(&t.messages, 0), trail.lost);
         t.admission.add_lost(u64::try_from(lost.total_tokens).unwrap_or(0));
         let dispatched = dispatched.inspect_err(|_| t.admission.release())?;
         reached_upstream = true;
