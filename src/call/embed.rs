@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::{
     ask::Ask,
-    open::{open, Opened, Underway},
+    open::{open, other_kind, Opened, Underway},
     start::{conclude, Outcome, Start},
 };
 use crate::{
@@ -40,13 +40,10 @@ pub(crate) async fn embed(
             ..
         } = match open(&gw, &start, Ask::Embed(&req), false, None, &mut log).await? {
             Opened::Hit { hit, .. } => {
+                let vectors = hit.vectors().ok_or_else(other_kind)?;
                 let resp = EmbedResponse {
                     model: hit.model.clone(),
-                    embeddings: hit
-                        .chunks
-                        .iter()
-                        .map(|c| embedding(embeddings::from_base64(c).unwrap_or_default()))
-                        .collect(),
+                    embeddings: vectors.iter().cloned().map(embedding).collect(),
                     usage: Some(hit.usage),
                     usage_estimated: hit.usage_estimated,
                 };
@@ -72,19 +69,8 @@ pub(crate) async fn embed(
         log.add_usage(Some(&usage), estimated);
         telemetry::record_answer(&rpc_span, "", &model.name, "", Some(&usage));
         if let Some(key) = plan.key() {
-            let chunks = answer
-                .vectors
-                .iter()
-                .map(|v| embeddings::to_base64(v))
-                .collect();
-            let entry = cache::Entry::new(
-                chunks,
-                String::new(),
-                model.name.clone(),
-                String::new(),
-                usage,
-                estimated,
-            );
+            let vectors = cache::Body::Vectors(answer.vectors.clone());
+            let entry = cache::Entry::of(vectors, model.name.clone(), usage, estimated);
             gw.keep(&model, key, entry);
         }
         let resp = EmbedResponse {

@@ -39,21 +39,22 @@ pub(crate) async fn generate(
             ..
         } = match open::open(&gw, &start, Ask::Chat(&req), false, None, &mut log).await? {
             Opened::Hit { hit, .. } => {
+                let chat = hit.chat().ok_or_else(open::other_kind)?;
                 telemetry::record_answer(
                     &rpc_span,
-                    &hit.id,
+                    &chat.id,
                     &hit.model,
-                    &hit.finish_reason,
+                    &chat.finish_reason,
                     Some(&hit.usage),
                 );
                 let resp = GenerateResponse {
-                    content: hit.content(),
+                    content: chat.content(),
                     model: hit.model.clone(),
                     usage: Some(hit.usage),
-                    finish_reason: hit.finish_reason.clone(),
-                    id: hit.id.clone(),
+                    finish_reason: chat.finish_reason.clone(),
+                    id: chat.id.clone(),
                     usage_estimated: hit.usage_estimated,
-                    reasoning: hit.reasoning.clone(),
+                    reasoning: chat.reasoning.clone(),
                     ..Default::default()
                 };
                 return Ok((resp, Some("hit")));

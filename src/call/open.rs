@@ -143,3 +143,9 @@ async fn look_up(
     }
     Ok(hit)
 }
+
+/// A kept answer of the other kind than the call's: impossible (each kind's keys have their own prefix, and the
+/// fleet's entries are read as the model's kind), but never answered with.
+pub(super) fn other_kind() -> GatewayError {
+    GatewayError::Internal("the cache kept another kind of answer under this key".into())
+}

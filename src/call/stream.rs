@@ -373,18 +373,24 @@ async fn replay(
     log: CallRecord,
 ) {
     let limits = limits(&gw, &model, deadline, started, "cache");
+    let Some(chat) = hit.chat() else {
+        let e = open::other_kind();
+        relay::send_final(&tx, Err(e.clone())).await;
+        log.finish(Err(&e));
+        return;
+    };
     let last = StreamChunk {
         delta: String::new(),
         is_complete: true,
         usage: Some(hit.usage),
-        finish_reason: hit.finish_reason.clone(),
-        id: hit.id.clone(),
+        finish_reason: chat.finish_reason.clone(),
+        id: chat.id.clone(),
         usage_estimated: hit.usage_estimated,
-        reasoning_blocks: hit.reasoning.clone(),
+        reasoning_blocks: chat.reasoning.clone(),
         ..Default::default()
     };
     // The reasoning first, a block a chunk, as it was streamed before the text.
-    let reasoning = hit.reasoning.iter().enumerate().map(|(i, r)| StreamChunk {
+    let reasoning = chat.reasoning.iter().enumerate().map(|(i, r)| StreamChunk {
         reasoning: Some(ReasoningDelta {
             index: u32::try_from(i).unwrap_or(u32::MAX),
             text: r.text.clone(),
@@ -394,7 +400,7 @@ async fn replay(
         }),
         ..StreamChunk::default()
     });
-    let chunks = reasoning.chain(hit.chunks.iter().map(|delta| StreamChunk {
+    let chunks = reasoning.chain(chat.chunks.iter().map(|delta| StreamChunk {
         delta: delta.clone(),
         ..StreamChunk::default()
     }));

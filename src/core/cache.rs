@@ -15,63 +15,97 @@ use prost::Message as _;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use std::borrow::Cow;
+
 use crate::{
-    config::{CacheConfig, ModelCache},
+    config::{CacheConfig, ModelCache, ModelKind},
     proto::{GenerationConfig, Message, Reasoning, Usage},
+    upstream::openai::embeddings,
     upstream::pass_through::PassThrough,
 };
 
 /// A canonical request's SHA-256.
 pub(crate) type Key = [u8; 32];
 
-/// A kept answer.
+/// A kept answer: what it answers with, by the kind of call, and what it cost.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub(crate) chunks: Vec<String>,
-    /// The answer's reasoning blocks, replayed before its text.
-    pub(crate) reasoning: Vec<Reasoning>,
-    pub(crate) id: String,
+    pub(crate) body: Body,
     pub(crate) model: String,
-    pub(crate) finish_reason: String,
     pub(crate) usage: Usage,
     pub(crate) usage_estimated: bool,
     expires: Instant,
     bytes: usize,
 }
 
-/// A kept answer as the fleet's cache stores it (JSON, in Redis).
-/// Borrowed when encoding (nothing is copied), owned when decoding.
+/// What a kept answer answers with. (The two kinds' keys never meet: each is made from its own prefix.)
+#[derive(Debug, PartialEq)]
+pub(crate) enum Body {
+    Chat(Chat),
+    /// Embeddings: one vector per input, in order.
+    Vectors(Vec<Vec<f32>>),
+}
+
+/// A kept chat completion.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Chat {
+    /// The text, in the pieces it was streamed in.
+    pub(crate) chunks: Vec<String>,
+    /// The reasoning blocks, replayed before the text.
+    pub(crate) reasoning: Vec<Reasoning>,
+    pub(crate) id: String,
+    pub(crate) finish_reason: String,
+}
+
+impl Chat {
+    /// The whole text, for a unary reply.
+    pub(crate) fn content(&self) -> String {
+        self.chunks.concat()
+    }
+}
+
+/// A kept answer as the fleet's cache stores it (JSON, in Redis): a chat answer's text pieces, or the vectors
+/// in base64 (little-endian f32s), in `chunks`. Borrowed when encoding, owned when decoding. Replicas of other
+/// releases read and write the same fields.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Kept<'a> {
-    chunks: std::borrow::Cow<'a, [String]>,
-    id: std::borrow::Cow<'a, str>,
-    model: std::borrow::Cow<'a, str>,
-    finish_reason: std::borrow::Cow<'a, str>,
+struct Stored<'a> {
+    chunks: Cow<'a, [String]>,
+    id: Cow<'a, str>,
+    model: Cow<'a, str>,
+    finish_reason: Cow<'a, str>,
     usage: [i32; 3],
     usage_estimated: bool,
     /// Each block as [text, signature, redacted].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    reasoning: Vec<[std::borrow::Cow<'a, str>; 3]>,
+    reasoning: Vec<[Cow<'a, str>; 3]>,
     /// Each block's provider id, when any block has one (a Responses API upstream's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    reasoning_ids: Vec<std::borrow::Cow<'a, str>>,
+    reasoning_ids: Vec<Cow<'a, str>>,
 }
 
 impl Entry {
     /// The entry as the fleet's cache stores it.
     pub(crate) fn encode(&self) -> Option<Vec<u8>> {
-        let kept = Kept {
-            chunks: (&self.chunks[..]).into(),
-            id: self.id.as_str().into(),
+        let none = Chat::default();
+        let (chunks, chat): (Cow<'_, [String]>, &Chat) = match &self.body {
+            Body::Chat(chat) => ((&chat.chunks[..]).into(), chat),
+            Body::Vectors(vectors) => (
+                vectors.iter().map(|v| embeddings::to_base64(v)).collect(),
+                &none,
+            ),
+        };
+        let stored = Stored {
+            chunks,
+            id: chat.id.as_str().into(),
             model: self.model.as_str().into(),
-            finish_reason: self.finish_reason.as_str().into(),
+            finish_reason: chat.finish_reason.as_str().into(),
             usage: [
                 self.usage.prompt_tokens,
                 self.usage.completion_tokens,
                 self.usage.total_tokens,
             ],
             usage_estimated: self.usage_estimated,
-            reasoning: self
+            reasoning: chat
                 .reasoning
                 .iter()
                 .map(|r| {
@@ -82,8 +116,8 @@ impl Entry {
                     ]
                 })
                 .collect(),
-            reasoning_ids: if self.reasoning.iter().any(|r| !r.id.is_empty()) {
-                self.reasoning
+            reasoning_ids: if chat.reasoning.iter().any(|r| !r.id.is_empty()) {
+                chat.reasoning
                     .iter()
                     .map(|r| r.id.as_str().into())
                     .collect()
@@ -91,57 +125,58 @@ impl Entry {
                 Vec::new()
             },
         };
-        serde_json::to_vec(&kept).ok()
+        serde_json::to_vec(&stored).ok()
     }
 
-    /// An entry from the fleet's cache; `None` when the bytes are not one.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Entry> {
-        let kept: Kept = serde_json::from_slice(bytes).ok()?;
-        let [prompt_tokens, completion_tokens, total_tokens] = kept.usage;
-        Some(
-            Entry::new(
-                kept.chunks.into_owned(),
-                kept.id.into_owned(),
-                kept.model.into_owned(),
-                kept.finish_reason.into_owned(),
-                Usage {
-                    prompt_tokens,
-                    completion_tokens,
-                    total_tokens,
-                    ..Default::default()
-                },
-                kept.usage_estimated,
-            )
-            .with_reasoning(
-                kept.reasoning
+    /// An entry of a model of `kind` from the fleet's cache; `None` when the bytes are not one (a vector that
+    /// is not base64 of f32s included: a miss, never an empty answer).
+    pub(crate) fn decode(bytes: &[u8], kind: ModelKind) -> Option<Entry> {
+        let stored: Stored = serde_json::from_slice(bytes).ok()?;
+        let [prompt_tokens, completion_tokens, total_tokens] = stored.usage;
+        let usage = Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            ..Default::default()
+        };
+        let body = match kind {
+            ModelKind::Embedding => Body::Vectors(
+                stored
+                    .chunks
+                    .iter()
+                    .map(|c| embeddings::from_base64(c).ok())
+                    .collect::<Option<_>>()?,
+            ),
+            ModelKind::Chat => {
+                let ids = stored.reasoning_ids.into_iter().map(Some);
+                let reasoning = stored
+                    .reasoning
                     .into_iter()
-                    .zip(
-                        kept.reasoning_ids
-                            .into_iter()
-                            .map(Some)
-                            .chain(std::iter::repeat(None)),
-                    )
+                    .zip(ids.chain(std::iter::repeat(None)))
                     .map(|([text, signature, redacted], id)| Reasoning {
                         text: text.into_owned(),
                         signature: signature.into_owned(),
                         redacted: redacted.into_owned(),
-                        id: id.map(|id| id.into_owned()).unwrap_or_default(),
+                        id: id.map(Cow::into_owned).unwrap_or_default(),
                     })
-                    .collect(),
-            ),
-        )
+                    .collect();
+                Body::Chat(Chat {
+                    chunks: stored.chunks.into_owned(),
+                    reasoning,
+                    id: stored.id.into_owned(),
+                    finish_reason: stored.finish_reason.into_owned(),
+                })
+            }
+        };
+        Some(Entry::of(
+            body,
+            stored.model.into_owned(),
+            usage,
+            stored.usage_estimated,
+        ))
     }
 
-    /// The entry with the answer's reasoning, counted in its size.
-    pub(crate) fn with_reasoning(mut self, reasoning: Vec<Reasoning>) -> Entry {
-        self.bytes += reasoning
-            .iter()
-            .map(|r| r.text.len() + r.signature.len() + r.redacted.len() + r.id.len() + 24)
-            .sum::<usize>();
-        self.reasoning = reasoning;
-        self
-    }
-
+    /// A chat answer's entry, without reasoning (see [`Entry::with_reasoning`]).
     pub(crate) fn new(
         chunks: Vec<String>,
         id: String,
@@ -150,18 +185,32 @@ impl Entry {
         usage: Usage,
         usage_estimated: bool,
     ) -> Entry {
-        // The text plus a fixed allowance per entry and per chunk for the bookkeeping around it.
-        let bytes = 128
-            + id.len()
-            + model.len()
-            + finish_reason.len()
-            + chunks.iter().map(|c| c.len() + 24).sum::<usize>();
-        Entry {
+        let chat = Chat {
             chunks,
             reasoning: Vec::new(),
             id,
-            model,
             finish_reason,
+        };
+        Entry::of(Body::Chat(chat), model, usage, usage_estimated)
+    }
+
+    /// An entry of `body`, its size counted: the answer plus a fixed allowance per entry and per piece for the
+    /// bookkeeping around it.
+    pub(crate) fn of(body: Body, model: String, usage: Usage, usage_estimated: bool) -> Entry {
+        let bytes = 128
+            + model.len()
+            + match &body {
+                Body::Chat(c) => {
+                    c.id.len()
+                        + c.finish_reason.len()
+                        + c.chunks.iter().map(|c| c.len() + 24).sum::<usize>()
+                        + c.reasoning.iter().map(reasoning_bytes).sum::<usize>()
+                }
+                Body::Vectors(v) => v.iter().map(|v| v.len() * 4 + 24).sum(),
+            };
+        Entry {
+            body,
+            model,
             usage,
             usage_estimated,
             expires: Instant::now(),
@@ -169,15 +218,40 @@ impl Entry {
         }
     }
 
+    /// The chat entry with the answer's reasoning, counted in its size (an embeddings entry has none).
+    pub(crate) fn with_reasoning(mut self, reasoning: Vec<Reasoning>) -> Entry {
+        if let Body::Chat(chat) = &mut self.body {
+            self.bytes += reasoning.iter().map(reasoning_bytes).sum::<usize>();
+            chat.reasoning = reasoning;
+        }
+        self
+    }
+
     /// What it counts for against the cache's bounds.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// The whole answer, for a unary reply.
-    pub(crate) fn content(&self) -> String {
-        self.chunks.concat()
+    /// The kept chat answer, if that is what it keeps.
+    pub(crate) fn chat(&self) -> Option<&Chat> {
+        match &self.body {
+            Body::Chat(chat) => Some(chat),
+            Body::Vectors(_) => None,
+        }
     }
+
+    /// The kept vectors, if that is what it keeps.
+    pub(crate) fn vectors(&self) -> Option<&[Vec<f32>]> {
+        match &self.body {
+            Body::Vectors(v) => Some(v),
+            Body::Chat(_) => None,
+        }
+    }
+}
+
+/// A reasoning block's four strings and 24 bytes around them.
+fn reasoning_bytes(r: &Reasoning) -> usize {
+    r.text.len() + r.signature.len() + r.redacted.len() + r.id.len() + 24
 }
 
 /// What one request does with the cache.

@@ -179,7 +179,7 @@ impl Gateway {
                         .await
                         .ok()
                         .flatten()
-                        .and_then(|bytes| cache::Entry::decode(&bytes))
+                        .and_then(|bytes| cache::Entry::decode(&bytes, model.kind))
                         .map(Arc::new),
                     None => None,
                 },

@@ -311,7 +311,7 @@ async fn entries_expire_and_the_bounds_evict_the_least_recently_used() {
     let ttl = Duration::from_secs(10);
     cache.put([1; 32], entry("a"), ttl);
     cache.put([2; 32], entry("b"), ttl);
-    assert_eq!(cache.get(&[1; 32]).unwrap().content(), "a"); // 1 is now the most recent
+    assert_eq!(cache.get(&[1; 32]).unwrap().chat().unwrap().content(), "a"); // 1 is now the most recent
     cache.put([3; 32], entry("c"), ttl);
     assert!(
         cache.get(&[2; 32]).is_none(),
@@ -354,26 +354,27 @@ fn an_entry_survives_the_fleet_encoding_field_by_field() {
         usage,
         true,
     );
-    assert_eq!(kept.content(), "Hello");
+    assert_eq!(kept.chat().unwrap().content(), "Hello");
     let bytes = kept.encode().unwrap();
     assert!(
         !String::from_utf8_lossy(&bytes).contains("reasoning"),
         "no reasoning, no field"
     );
-    let back = Entry::decode(&bytes).unwrap();
-    assert_eq!(back.chunks, kept.chunks);
+    let back = Entry::decode(&bytes, ModelKind::Chat).unwrap();
+    assert_eq!(back.body, kept.body);
+    let chat = back.chat().unwrap();
     assert_eq!(
         (
-            back.id.as_str(),
+            chat.id.as_str(),
             back.model.as_str(),
-            back.finish_reason.as_str()
+            chat.finish_reason.as_str()
         ),
         ("chatcmpl-1", "big", "length")
     );
     assert_eq!(back.usage, usage);
     assert!(back.usage_estimated);
     assert_eq!(back.bytes(), kept.bytes());
-    assert!(Entry::decode(b"{\"chunks\": 1}").is_none());
+    assert!(Entry::decode(b"{\"chunks\": 1}", ModelKind::Chat).is_none());
     // Blocks without provider ids are kept without ids.
     let plain = entry("a").with_reasoning(vec![Reasoning {
         text: "t".into(),
@@ -381,7 +382,10 @@ fn an_entry_survives_the_fleet_encoding_field_by_field() {
     }]);
     let bytes = plain.encode().unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains("reasoning_ids"));
-    assert_eq!(Entry::decode(&bytes).unwrap().reasoning, plain.reasoning);
+    assert_eq!(
+        Entry::decode(&bytes, ModelKind::Chat).unwrap().body,
+        plain.body
+    );
 }
 
 #[test]
@@ -446,11 +450,12 @@ fn reasoning_survives_the_fleet_encoding() {
     let kept = entry("answer").with_reasoning(blocks.clone());
     // Each block counts its four strings and 24 bytes: (3 + 8 + 0 + 4 + 24) + (0 + 0 + 2 + 0 + 24).
     assert_eq!(kept.bytes(), entry("answer").bytes() + 65);
-    let back = Entry::decode(&kept.encode().unwrap()).unwrap();
-    assert_eq!(back.reasoning, blocks);
+    let back = Entry::decode(&kept.encode().unwrap(), ModelKind::Chat).unwrap();
+    assert_eq!(back.chat().unwrap().reasoning, blocks);
     assert_eq!(back.bytes(), kept.bytes());
     let old = br#"{"chunks":["a"],"id":"i","model":"m","finish_reason":"stop","usage":[1,2,3],"usage_estimated":false}"#;
-    assert!(Entry::decode(old).unwrap().reasoning.is_empty());
+    let old = Entry::decode(old, ModelKind::Chat).unwrap();
+    assert!(old.chat().unwrap().reasoning.is_empty());
     // The history's reasoning is part of the key.
     let said = |signature: &str| Message {
         role: "assistant".into(),
@@ -477,4 +482,31 @@ fn a_key_without_pass_through_fields_is_the_one_older_replicas_make() {
         hex,
         "10aeb54ba9fb56b287c015025d8d24f2ed3d8a2ccbd1a87ff2b552c8b3c27590"
     );
+}
+
+/// Vectors are kept as f32s here and as base64 in the fleet's cache, the format replicas of other releases read
+/// and write; bytes that do not decode to f32s are no entry (a miss, never an empty vector).
+#[test]
+fn vectors_survive_the_fleet_encoding_and_bad_ones_are_a_miss() {
+    let usage = Usage {
+        prompt_tokens: 4,
+        total_tokens: 4,
+        ..Default::default()
+    };
+    let vectors = vec![vec![0.6, 0.8], vec![0.0, -1.0]];
+    let kept = Entry::of(Body::Vectors(vectors.clone()), "emb".into(), usage, false);
+    assert!(kept.chat().is_none());
+    // 128 + the model's 3 + two vectors of 2 f32s and 24 each.
+    assert_eq!(kept.bytes(), 128 + 3 + 2 * (8 + 24));
+    let bytes = kept.encode().unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        stored["chunks"],
+        serde_json::json!(["mpkZP83MTD8=", "AAAAAAAAgL8="])
+    );
+    let back = Entry::decode(&bytes, ModelKind::Embedding).unwrap();
+    assert_eq!(back.vectors(), Some(&vectors[..]));
+    assert_eq!((back.usage, back.bytes()), (usage, kept.bytes()));
+    let bad = br#"{"chunks":["not base64!"],"id":"","model":"emb","finish_reason":"","usage":[1,0,1],"usage_estimated":false}"#;
+    assert!(Entry::decode(bad, ModelKind::Embedding).is_none());
 }
