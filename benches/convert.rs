@@ -1,13 +1,14 @@
-//! Conversion both ways: a gRPC request to the OpenAI JSON body sent upstream, and the upstream's JSON (a
-//! whole completion, one stream chunk) to the gRPC message sent back, encoded. Run: `cargo bench --bench convert`.
+//! Conversion both ways: a gRPC request to the OpenAI (and Anthropic) JSON body sent upstream, and the upstream's
+//! JSON (a whole completion, one stream chunk) to the gRPC message sent back, encoded. Run:
+//! `cargo bench --bench convert`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
 
 use std::hint::black_box;
 
 use aigw::{
     config::MaxTokensField,
-    proto::{GenerateResponse, GenerationConfig, Message, StreamChunk},
-    upstream::openai::convert,
+    proto::{GenerateResponse, GenerationConfig, Message, StreamChunk, Tool, ToolCall},
+    upstream::{anthropic, openai::convert},
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use prost::Message as _;
@@ -105,5 +106,72 @@ fn from_openai(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, to_openai, from_openai);
+/// A coding agent's turn: a 16 KiB system prompt, 20 tools, and 30 rounds of a question, a tool call and its
+/// 2 KiB result — about 110 KiB, what Claude Code sends on every turn of a session.
+fn agent_turn() -> (Vec<Message>, GenerationConfig) {
+    let mut messages = vec![message("system", &"Follow the house rules. ".repeat(700))];
+    for i in 0..30 {
+        messages.push(message(
+            "user",
+            &format!("Step {i}: {}", "look at the code. ".repeat(50)),
+        ));
+        messages.push(Message {
+            tool_calls: vec![ToolCall {
+                id: format!("toolu_{i:04}"),
+                name: "read_file".into(),
+                arguments: format!(r#"{{"path": "src/module_{i}.rs", "offset": 0, "limit": 400}}"#),
+            }],
+            ..message("assistant", "Reading the file.")
+        });
+        messages.push(Message {
+            tool_call_id: format!("toolu_{i:04}"),
+            ..message("tool", &"fn main() { println!(\"hi\"); }\n".repeat(64))
+        });
+    }
+    let tools = (0..20)
+        .map(|i| Tool {
+            name: format!("tool_{i}"),
+            description: "Does one thing to the repository, and says what it did.".into(),
+            parameters_json: r#"{"type":"object","properties":{"path":{"type":"string"},"limit":{"type":"integer"}},"required":["path"]}"#.into(),
+            ..Default::default()
+        })
+        .collect();
+    let config = GenerationConfig {
+        max_tokens: Some(32_000),
+        tools,
+        ..Default::default()
+    };
+    (messages, config)
+}
+
+fn agent_bodies(c: &mut Criterion) {
+    let (messages, config) = agent_turn();
+    let pass = Default::default();
+    let request = |model| {
+        convert::chat_request(
+            model,
+            black_box(&messages),
+            Some(&config),
+            &pass,
+            MaxTokensField::MaxTokens,
+            true,
+        )
+    };
+    let (openai, claude) = (request("gpt-4.1"), request("claude-sonnet-4-5"));
+    eprintln!(
+        "agent turn: {} bytes to OpenAI, {} to Anthropic",
+        serde_json::to_vec(&openai).expect("serializable").len(),
+        anthropic::body(&claude).expect("serializable").len()
+    );
+    let mut g = c.benchmark_group("agent turn, 110 KiB");
+    g.bench_function("OpenAI JSON", |b| {
+        b.iter(|| serde_json::to_vec(&request("gpt-4.1")).expect("serializable"))
+    });
+    g.bench_function("Anthropic JSON", |b| {
+        b.iter(|| anthropic::body(&request("claude-sonnet-4-5")).expect("serializable"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, to_openai, from_openai, agent_bodies);
 criterion_main!(benches);

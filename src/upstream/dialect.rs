@@ -126,7 +126,7 @@ impl Dialect {
     pub(crate) fn body(self, req: &ChatRequest<'_>) -> Result<Vec<u8>, GatewayError> {
         match self {
             Self::OpenAi => serde_json::to_vec(req),
-            Self::Anthropic => serde_json::to_vec(&anthropic::request(req)?),
+            Self::Anthropic => return anthropic::body(req),
             Self::Responses => serde_json::to_vec(&responses::request(req)?),
         }
         .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))

@@ -2,7 +2,7 @@
 //! (`configured`); what any of them answers (`answer`), whichever dialect it speaks.
 
 pub mod answer;
-pub(crate) mod anthropic;
+pub mod anthropic;
 pub mod api_headers;
 pub(crate) mod configured;
 pub(crate) mod dialect;

@@ -148,20 +148,6 @@ pub(crate) fn joined_text(blocks: &[Reasoning]) -> Option<Cow<'_, str>> {
     }
 }
 
-/// An assistant message's reasoning as Anthropic content blocks: signed thinking and redacted blocks, byte-exact;
-/// unsigned text (another provider's reasoning) is left out.
-pub(crate) fn anthropic_blocks(blocks: &[Reasoning]) -> impl Iterator<Item = Value> + '_ {
-    blocks.iter().filter_map(|b| {
-        if !b.redacted.is_empty() {
-            Some(json!({"type": "redacted_thinking", "data": b.redacted}))
-        } else if !b.signature.is_empty() {
-            Some(json!({"type": "thinking", "thinking": b.text, "signature": b.signature}))
-        } else {
-            None
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,13 +294,5 @@ mod tests {
         assert_eq!(joined_text(&blocks).as_deref(), Some("Let me think more"));
         assert_eq!(joined_text(&blocks[..1]).as_deref(), Some("Let me think"));
         assert_eq!(joined_text(&blocks[1..2]), None);
-        let out: Vec<Value> = anthropic_blocks(&blocks).collect();
-        assert_eq!(
-            out,
-            [
-                json!({"type": "thinking", "thinking": "Let me think", "signature": "sig/+="}),
-                json!({"type": "redacted_thinking", "data": "EncRypted=="}),
-            ]
-        );
     }
 }

@@ -17,7 +17,7 @@ fn body(messages: &[Message], config: Option<&GenerationConfig>) -> Result<Value
         true,
     );
     req.max_tokens = req.max_tokens.or(Some(256));
-    request(&req)
+    super::body(&req).map(|bytes| serde_json::from_slice(&bytes).unwrap())
 }
 
 #[test]
