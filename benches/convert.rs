@@ -107,7 +107,8 @@ fn from_openai(c: &mut Criterion) {
 }
 
 /// A coding agent's turn: a 16 KiB system prompt, 20 tools, and 30 rounds of a question, a tool call and its
-/// 2 KiB result — about 110 KiB, what Claude Code sends on every turn of a session.
+/// 2 KiB result: 121 KB of JSON (the group's name holds the estimate it was written to), what Claude Code sends on
+/// every turn of a session.
 fn agent_turn() -> (Vec<Message>, GenerationConfig) {
     let mut messages = vec![message("system", &"Follow the house rules. ".repeat(700))];
     for i in 0..30 {
