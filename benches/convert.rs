@@ -1,4 +1,4 @@
-//! Conversion both ways: a gRPC request to the OpenAI (and Anthropic) JSON body sent upstream, and the upstream's
+//! Conversion both ways: a gRPC request to the OpenAI (Anthropic, Responses API) JSON body sent upstream, and the upstream's
 //! JSON (a whole completion, one stream chunk) to the gRPC message sent back, encoded. Run:
 //! `cargo bench --bench convert`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures stop the test
@@ -8,7 +8,7 @@ use std::hint::black_box;
 use aigw::{
     config::MaxTokensField,
     proto::{GenerateResponse, GenerationConfig, Message, StreamChunk, Tool, ToolCall},
-    upstream::{anthropic, openai::convert},
+    upstream::{anthropic, openai::convert, responses},
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use prost::Message as _;
@@ -160,9 +160,12 @@ fn agent_bodies(c: &mut Criterion) {
     };
     let (openai, claude) = (request("gpt-4.1"), request("claude-sonnet-4-5"));
     eprintln!(
-        "agent turn: {} bytes to OpenAI, {} to Anthropic",
+        "agent turn: {} bytes to OpenAI, {} to Anthropic, {} to the Responses API",
         serde_json::to_vec(&openai).expect("serializable").len(),
-        anthropic::body(&claude).expect("serializable").len()
+        anthropic::body(&claude).expect("serializable").len(),
+        responses::body(&request("gpt-5-codex"))
+            .expect("serializable")
+            .len()
     );
     let mut g = c.benchmark_group("agent turn, 110 KiB");
     g.bench_function("OpenAI JSON", |b| {
@@ -170,6 +173,9 @@ fn agent_bodies(c: &mut Criterion) {
     });
     g.bench_function("Anthropic JSON", |b| {
         b.iter(|| anthropic::body(&request("claude-sonnet-4-5")).expect("serializable"))
+    });
+    g.bench_function("Responses JSON", |b| {
+        b.iter(|| responses::body(&request("gpt-5-codex")).expect("serializable"))
     });
     g.finish();
 }

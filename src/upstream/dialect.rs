@@ -127,7 +127,7 @@ impl Dialect {
         match self {
             Self::OpenAi => serde_json::to_vec(req),
             Self::Anthropic => return anthropic::body(req),
-            Self::Responses => serde_json::to_vec(&responses::request(req)?),
+            Self::Responses => return responses::body(req),
         }
         .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
     }

@@ -11,7 +11,7 @@ pub(crate) mod mock;
 pub mod openai;
 pub mod pass_through;
 pub(crate) mod reasoning;
-pub(crate) mod responses;
+pub mod responses;
 pub(crate) mod retry_after;
 #[cfg(test)]
 pub(crate) mod scripted;

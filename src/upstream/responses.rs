@@ -8,7 +8,7 @@
 //! `encrypted_content`, which the gateway asks for whenever the request asks for reasoning.
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{answer::Completion, utf16::RawText};
 use crate::{
@@ -16,225 +16,17 @@ use crate::{
     proto::{Reasoning, ToolCall, Usage},
     upstream::openai::{
         convert::{ChunkError, Piece, Reading},
-        wire::{ApiError, ChatContent, ChatMessage, ChatPart, ChatRequest},
+        wire::{ApiError, ChatRequest},
     },
 };
 
-fn unsupported(what: &str) -> GatewayError {
-    GatewayError::InvalidArgument(format!("{what}: not supported by the Responses API"))
+/// The request body, as sent.
+pub fn body(req: &ChatRequest<'_>) -> Result<Vec<u8>, GatewayError> {
+    serde_json::to_vec(&request::request(req)?)
+        .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
 }
 
-/// The request as the Responses API reads it.
-pub(crate) fn request(req: &ChatRequest<'_>) -> Result<Value, GatewayError> {
-    if req.logprobs || req.top_logprobs.is_some() {
-        return Err(unsupported("config.logprobs"));
-    }
-    if !req.stop.is_empty() {
-        return Err(unsupported("config.stop"));
-    }
-    if req.seed.is_some() || req.presence_penalty.is_some() || req.frequency_penalty.is_some() {
-        return Err(unsupported(
-            "config.seed, presence_penalty and frequency_penalty",
-        ));
-    }
-    // The client's namespace tools travel whole (among its tools, `merge`): their flattened functions stay out,
-    // and calls to them go back under their namespace.
-    let namespaces: Vec<String> = match req.responses_options.get("tools") {
-        Some(Value::Array(tools)) => tools
-            .iter()
-            .filter(|t| t["type"] == "namespace")
-            .filter_map(|t| Some(format!("{}__", t["name"].as_str()?)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let namespaced = |name: &str| -> Option<(String, String)> {
-        let prefix = namespaces.iter().find(|p| name.starts_with(p.as_str()))?;
-        Some((
-            prefix[..prefix.len() - 2].to_owned(),
-            name[prefix.len()..].to_owned(),
-        ))
-    };
-    let mut input = Vec::with_capacity(req.messages.len());
-    for m in &req.messages {
-        match m.role {
-            "tool" => input.push(json!({"type": "function_call_output",
-                "call_id": m.tool_call_id.unwrap_or_default(), "output": tool_output(m)})),
-            "assistant" => {
-                input.extend(m.reasoning.iter().filter_map(reasoning_item));
-                let text = m.text();
-                if !text.is_empty() {
-                    input.push(json!({"type": "message", "role": "assistant",
-                        "content": [{"type": "output_text", "text": text}]}));
-                }
-                for c in &m.tool_calls {
-                    let mut call = json!({"type": "function_call", "call_id": c.id,
-                        "name": c.function.name, "arguments": c.function.arguments});
-                    if let Some((namespace, name)) = namespaced(c.function.name) {
-                        call["name"] = Value::from(name);
-                        call["namespace"] = Value::from(namespace);
-                    }
-                    input.push(call);
-                }
-            }
-            role => input.push(json!({"type": "message", "role": role, "content": content(m)})),
-        }
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), Value::from(req.model));
-    body.insert("input".into(), Value::Array(input));
-    if let Some(n) = req.max_output_tokens() {
-        body.insert("max_output_tokens".into(), Value::from(n));
-    }
-    if let Some(t) = req.temperature {
-        body.insert("temperature".into(), super::anthropic::float(t));
-    }
-    if let Some(p) = req.top_p {
-        body.insert("top_p".into(), super::anthropic::float(p));
-    }
-    if let Some(user) = req.user {
-        body.insert("user".into(), Value::from(user));
-    }
-    let tools: Vec<Value> = req
-        .tools
-        .iter()
-        .filter(|t| {
-            t["function"]["name"]
-                .as_str()
-                .is_none_or(|name| namespaced(name).is_none())
-        })
-        .map(function_tool)
-        .collect();
-    if !tools.is_empty() {
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = &req.tool_choice {
-        body.insert("tool_choice".into(), tool_choice(choice));
-    }
-    if let Some(p) = req.parallel_tool_calls {
-        body.insert("parallel_tool_calls".into(), Value::Bool(p));
-    }
-    if let Some(format) = &req.response_format {
-        body.insert("text".into(), json!({"format": text_format(format)}));
-    }
-    if let Some(effort) = req.reasoning_effort {
-        body.insert("reasoning".into(), json!({"effort": effort}));
-    }
-    if req.reasoning.is_some() {
-        // Stateless: the reasoning can only go back to the model with its encrypted content.
-        body.insert("include".into(), json!(["reasoning.encrypted_content"]));
-    }
-    body.insert("store".into(), Value::Bool(false));
-    if req.stream {
-        body.insert("stream".into(), Value::Bool(true));
-    }
-    for (k, v) in req.responses_options.iter().chain(&req.provider_options) {
-        merge(&mut body, k, v);
-    }
-    Ok(Value::Object(body))
-}
-
-/// A field the client sent in this dialect, joined to the gateway's: the gateway's own values win, but hosted
-/// tools join the functions, `include` lists join, and `reasoning`'s and `text`'s other fields (`summary`,
-/// `verbosity`) join the gateway's effort and format.
-fn merge(body: &mut Map<String, Value>, k: &str, v: &Value) {
-    match (body.get_mut(k), v) {
-        (None, v) => {
-            body.insert(k.to_owned(), v.clone());
-        }
-        (Some(Value::Array(ours)), Value::Array(theirs)) if k == "tools" || k == "include" => {
-            for item in theirs {
-                if !ours.contains(item) {
-                    ours.push(item.clone());
-                }
-            }
-        }
-        (Some(Value::Object(ours)), Value::Object(theirs)) if k == "reasoning" || k == "text" => {
-            for (k, v) in theirs {
-                ours.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A message's content: its text, or its parts as input parts (other APIs' blocks left out).
-fn content(m: &ChatMessage<'_>) -> Value {
-    match &m.content {
-        None => Value::from(""),
-        Some(ChatContent::Text(t)) => Value::from(*t),
-        Some(ChatContent::Parts(parts) | ChatContent::Flattened(parts)) => Value::Array(
-            parts
-                .iter()
-                .filter_map(|p| match p {
-                    ChatPart::Text { text } => Some(json!({"type": "input_text", "text": text})),
-                    ChatPart::ImageUrl { image_url } => Some(json!({"type": "input_image",
-                        "image_url": image_url.url, "detail": image_url.detail.unwrap_or("auto")})),
-                    ChatPart::Opaque { .. } => None,
-                })
-                .collect(),
-        ),
-    }
-}
-
-/// A tool's output: its text, or its parts when it has images too.
-fn tool_output(m: &ChatMessage<'_>) -> Value {
-    match &m.content {
-        Some(ChatContent::Flattened(_)) => content(m),
-        _ => Value::from(m.text()),
-    }
-}
-
-/// A reasoning block as an input item: only one with encrypted content can go back (the model checks it);
-/// other providers' blocks (redacted, or text alone) are left out.
-fn reasoning_item(r: &Reasoning) -> Option<Value> {
-    if r.signature.is_empty() || !r.redacted.is_empty() {
-        return None;
-    }
-    let summary: Vec<Value> = if r.text.is_empty() {
-        Vec::new()
-    } else {
-        vec![json!({"type": "summary_text", "text": r.text})]
-    };
-    let mut item =
-        json!({"type": "reasoning", "summary": summary, "encrypted_content": r.signature});
-    if !r.id.is_empty() {
-        item["id"] = Value::from(r.id.as_str());
-    }
-    Some(item)
-}
-
-/// A chat-completions function tool (`{"type": "function", "function": {...}}`) as a Responses one (flat).
-fn function_tool(t: &Value) -> Value {
-    let mut out = Map::new();
-    out.insert("type".into(), Value::from("function"));
-    if let Value::Object(f) = &t["function"] {
-        for (k, v) in f {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-fn tool_choice(choice: &Value) -> Value {
-    match choice["function"]["name"].as_str() {
-        Some(name) => json!({"type": "function", "name": name}),
-        None => choice.clone(),
-    }
-}
-
-/// Chat's `response_format` as `text.format`: a JSON schema's fields move up a level.
-fn text_format(format: &Value) -> Value {
-    match &format["json_schema"] {
-        Value::Object(schema) => {
-            let mut out = schema.clone();
-            out.insert("type".into(), Value::from("json_schema"));
-            Value::Object(out)
-        }
-        _ => format.clone(),
-    }
-}
-
-// ---- answers -------------------------------------------------------------------------------------------------
+mod request;
 
 #[derive(Debug, Default, Deserialize)]
 struct Response {

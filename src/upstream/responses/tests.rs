@@ -7,10 +7,11 @@ use crate::{
     },
     upstream::openai::convert::grpc_chat_request as chat_request,
 };
+use serde_json::json;
 
 fn body(messages: &[Message], config: Option<&GenerationConfig>, stream: bool) -> Value {
     let req = chat_request("gpt-x", messages, config, MaxTokensField::MaxTokens, stream);
-    request(&req).unwrap()
+    serde_json::from_slice(&super::body(&req).unwrap()).unwrap()
 }
 
 /// A tool loop with encrypted reasoning, as the Responses API takes it back statelessly: reasoning items with
@@ -130,7 +131,7 @@ fn what_the_responses_api_cannot_take_is_refused_by_name() {
         MaxTokensField::MaxTokens,
         false,
     );
-    assert!(request(&req)
+    assert!(super::body(&req)
         .unwrap_err()
         .to_string()
         .contains("config.stop"));
