@@ -74,6 +74,10 @@ struct Stored<'a> {
     model: Cow<'a, str>,
     finish_reason: Cow<'a, str>,
     usage: [i32; 3],
+    /// The usage's parts: cached and cache-write prompt tokens, reasoning tokens (priced apart). Left out when
+    /// all are 0; replicas of releases before it read the three counts alone.
+    #[serde(default, skip_serializing_if = "no_parts")]
+    usage_parts: [i32; 3],
     usage_estimated: bool,
     /// Each block as [text, signature, redacted].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -81,6 +85,10 @@ struct Stored<'a> {
     /// Each block's provider id, when any block has one (a Responses API upstream's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     reasoning_ids: Vec<Cow<'a, str>>,
+}
+
+fn no_parts(parts: &[i32; 3]) -> bool {
+    parts == &[0; 3]
 }
 
 impl Entry {
@@ -103,6 +111,11 @@ impl Entry {
                 self.usage.prompt_tokens,
                 self.usage.completion_tokens,
                 self.usage.total_tokens,
+            ],
+            usage_parts: [
+                self.usage.cached_prompt_tokens,
+                self.usage.cache_write_tokens,
+                self.usage.reasoning_tokens,
             ],
             usage_estimated: self.usage_estimated,
             reasoning: chat
@@ -133,11 +146,14 @@ impl Entry {
     pub(crate) fn decode(bytes: &[u8], kind: ModelKind) -> Option<Entry> {
         let stored: Stored = serde_json::from_slice(bytes).ok()?;
         let [prompt_tokens, completion_tokens, total_tokens] = stored.usage;
+        let [cached_prompt_tokens, cache_write_tokens, reasoning_tokens] = stored.usage_parts;
         let usage = Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens,
-            ..Default::default()
+            cached_prompt_tokens,
+            cache_write_tokens,
+            reasoning_tokens,
         };
         let body = match kind {
             ModelKind::Embedding => Body::Vectors(

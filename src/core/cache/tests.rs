@@ -344,7 +344,9 @@ fn an_entry_survives_the_fleet_encoding_field_by_field() {
         prompt_tokens: 3,
         completion_tokens: 5,
         total_tokens: 8,
-        ..Default::default()
+        cached_prompt_tokens: 2,
+        cache_write_tokens: 1,
+        reasoning_tokens: 4,
     };
     let kept = Entry::new(
         vec!["Hel".into(), "lo".into()],
@@ -375,6 +377,11 @@ fn an_entry_survives_the_fleet_encoding_field_by_field() {
     assert!(back.usage_estimated);
     assert_eq!(back.bytes(), kept.bytes());
     assert!(Entry::decode(b"{\"chunks\": 1}", ModelKind::Chat).is_none());
+    // The usage's parts (priced apart) are kept; an entry without them, as older replicas write it, reads as
+    // parts of 0, and one with all parts 0 is written as they wrote it.
+    assert!(String::from_utf8_lossy(&bytes).contains(r#""usage_parts":[2,1,4]"#));
+    let plain = entry("a");
+    assert!(!String::from_utf8_lossy(&plain.encode().unwrap()).contains("usage_parts"));
     // Blocks without provider ids are kept without ids.
     let plain = entry("a").with_reasoning(vec![Reasoning {
         text: "t".into(),
