@@ -11,6 +11,9 @@ use super::{
     RawKey, RawModel, RawUpstream, RouteConfig, UpstreamConfig, UpstreamKind,
 };
 
+/// The Gemini API's own address, for `kind = "gemini"` without a `base_url`.
+const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
+
 pub(super) fn upstream(
     i: usize,
     u: RawUpstream,
@@ -23,10 +26,17 @@ pub(super) fn upstream(
     let base_url = match (u.kind, u.base_url) {
         (UpstreamKind::Openai | UpstreamKind::Anthropic | UpstreamKind::Responses, None) => {
             return err(format!(
-                "{at}.base_url: required for kind = \"openai\" and \"anthropic\""
+                "{at}.base_url: required for kind = \"openai\", \"anthropic\" and \"responses\""
             ))
         }
-        (UpstreamKind::Openai | UpstreamKind::Anthropic | UpstreamKind::Responses, Some(url)) => {
+        (UpstreamKind::Gemini, None) => GEMINI_BASE_URL.to_owned(),
+        (
+            UpstreamKind::Openai
+            | UpstreamKind::Anthropic
+            | UpstreamKind::Responses
+            | UpstreamKind::Gemini,
+            Some(url),
+        ) => {
             let parsed = reqwest::Url::parse(&url)
                 .map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {

@@ -341,6 +341,9 @@ pub(crate) enum UpstreamKind {
     /// OpenAI's Responses API over HTTP(S) (`{base_url}/responses`): what Codex and agent SDKs speak, with
     /// encrypted reasoning and hosted tools.
     Responses,
+    /// Google's Gemini API over HTTP(S) (`{base_url}/models/{model}:generateContent`, `x-goog-api-key`);
+    /// `base_url` defaults to Google's.
+    Gemini,
     /// The built-in in-process generator.
     Mock,
 }

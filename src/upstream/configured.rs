@@ -57,9 +57,10 @@ pub(crate) enum Upstream {
 impl Upstream {
     pub(crate) fn new(cfg: &UpstreamConfig) -> Result<Upstream, GatewayError> {
         Ok(match cfg.kind {
-            UpstreamKind::Openai | UpstreamKind::Anthropic | UpstreamKind::Responses => {
-                Upstream::Http(http::HttpUpstream::new(cfg)?)
-            }
+            UpstreamKind::Openai
+            | UpstreamKind::Anthropic
+            | UpstreamKind::Responses
+            | UpstreamKind::Gemini => Upstream::Http(http::HttpUpstream::new(cfg)?),
             UpstreamKind::Mock => Upstream::Mock(mock::MockUpstream::new(cfg)),
         })
     }

@@ -5,6 +5,8 @@
 //! and parses. A new API (Gemini's, Bedrock's) is a variant here, and the compiler names every question it must
 //! answer.
 
+use std::borrow::Cow;
+
 use reqwest::header::{HeaderName, AUTHORIZATION};
 
 use crate::{
@@ -14,8 +16,10 @@ use crate::{
         answer::{Completion, NoAnswer},
         anthropic,
         api_headers::ApiHeaders,
+        gemini,
         openai::{
             convert::{self, ChunkError, Piece, Reading},
+            embeddings::{self, EmbedAsk, Embeddings, EmbeddingsRequest},
             wire::ChatRequest,
         },
         responses,
@@ -31,6 +35,8 @@ pub(crate) enum Dialect {
     Anthropic,
     /// OpenAI's Responses API.
     Responses,
+    /// Google's Gemini API (`generateContent`).
+    Gemini,
 }
 
 impl Dialect {
@@ -39,6 +45,7 @@ impl Dialect {
         match kind {
             UpstreamKind::Anthropic => Self::Anthropic,
             UpstreamKind::Responses => Self::Responses,
+            UpstreamKind::Gemini => Self::Gemini,
             UpstreamKind::Openai | UpstreamKind::Mock => Self::OpenAi,
         }
     }
@@ -49,6 +56,7 @@ impl Dialect {
             Self::OpenAi => "openai",
             Self::Anthropic => "anthropic",
             Self::Responses => "responses",
+            Self::Gemini => "gemini",
         }
     }
 
@@ -57,23 +65,51 @@ impl Dialect {
         match self {
             Self::OpenAi | Self::Responses => "openai",
             Self::Anthropic => "anthropic",
+            Self::Gemini => "gcp.gemini",
         }
     }
 
-    /// The generation endpoint, under the upstream's base URL.
-    pub(crate) fn path(self) -> &'static str {
+    /// The generation endpoint for `model`, under the upstream's base URL: Gemini names the model and the
+    /// manner of answer in the path.
+    pub(crate) fn path(self, model: &str, stream: bool) -> Cow<'static, str> {
         match self {
-            Self::OpenAi => "chat/completions",
-            Self::Anthropic => "messages",
-            Self::Responses => "responses",
+            Self::OpenAi => "chat/completions".into(),
+            Self::Anthropic => "messages".into(),
+            Self::Responses => "responses".into(),
+            Self::Gemini if stream => {
+                format!("{}:streamGenerateContent?alt=sse", gemini::resource(model)).into()
+            }
+            Self::Gemini => format!("{}:generateContent", gemini::resource(model)).into(),
         }
     }
 
-    /// The embeddings endpoint; Anthropic's API has none.
-    pub(crate) fn embeddings_path(self) -> Option<&'static str> {
+    /// The embeddings endpoint for `model`; Anthropic's API has none.
+    pub(crate) fn embeddings_path(self, model: &str) -> Option<Cow<'static, str>> {
         match self {
-            Self::OpenAi | Self::Responses => Some("embeddings"),
+            Self::OpenAi | Self::Responses => Some("embeddings".into()),
+            Self::Gemini => Some(format!("{}:batchEmbedContents", gemini::resource(model)).into()),
             Self::Anthropic => None,
+        }
+    }
+
+    /// An embeddings request's body.
+    pub(crate) fn embeddings_body(
+        self,
+        model: &str,
+        ask: EmbedAsk<'_>,
+    ) -> Result<Vec<u8>, GatewayError> {
+        match self {
+            Self::Gemini => gemini::embed_body(model, ask),
+            _ => serde_json::to_vec(&EmbeddingsRequest::new(model, ask))
+                .map_err(|e| GatewayError::Internal(format!("encoding request: {e}"))),
+        }
+    }
+
+    /// An embeddings answer to `inputs` inputs; the error says what is wrong with it.
+    pub(crate) fn embeddings(self, body: &[u8], inputs: usize) -> Result<Embeddings, String> {
+        match self {
+            Self::Gemini => gemini::embeddings(body, inputs),
+            _ => embeddings::parse(body, inputs),
         }
     }
 
@@ -81,15 +117,16 @@ impl Dialect {
     pub(crate) fn count_tokens_path(self) -> Option<&'static str> {
         match self {
             Self::Anthropic => Some("messages/count_tokens"),
-            Self::OpenAi | Self::Responses => None,
+            Self::OpenAi | Self::Responses | Self::Gemini => None,
         }
     }
 
-    /// The header the key travels in, and its value: Anthropic's `x-api-key`; else `authorization: Bearer`,
-    /// or Azure's `api-key` when the config says so.
+    /// The header the key travels in, and its value: Anthropic's `x-api-key`, Google's `x-goog-api-key`; else
+    /// `authorization: Bearer`, or Azure's `api-key` when the config says so.
     pub(crate) fn credentials(self, key: &str, auth: UpstreamAuth) -> (HeaderName, String) {
         match (self, auth) {
             (Self::Anthropic, _) => (HeaderName::from_static("x-api-key"), key.to_owned()),
+            (Self::Gemini, _) => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
             (_, UpstreamAuth::ApiKey) => (HeaderName::from_static("api-key"), key.to_owned()),
             (_, _) => (AUTHORIZATION, format!("Bearer {key}")),
         }
@@ -114,6 +151,7 @@ impl Dialect {
             Self::OpenAi | Self::Responses => {
                 [api.openai_beta.clone().map(|b| ("openai-beta", b)), None]
             }
+            Self::Gemini => [None, None],
         }
     }
 
@@ -128,6 +166,7 @@ impl Dialect {
             Self::OpenAi => serde_json::to_vec(req),
             Self::Anthropic => return anthropic::body(req),
             Self::Responses => return responses::body(req),
+            Self::Gemini => return gemini::body(req),
         }
         .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
     }
@@ -138,6 +177,7 @@ impl Dialect {
             Self::OpenAi => convert::completion(body, logprobs).map_err(NoAnswer::Malformed),
             Self::Anthropic => anthropic::completion(body),
             Self::Responses => responses::completion(body).map_err(NoAnswer::Malformed),
+            Self::Gemini => gemini::completion(body),
         }
     }
 
@@ -147,16 +187,19 @@ impl Dialect {
             Self::OpenAi => Events::Chat,
             Self::Anthropic => Events::Anthropic(Default::default()),
             Self::Responses => Events::Responses(Default::default()),
+            Self::Gemini => Events::Gemini(Default::default()),
         }
     }
 }
 
 /// A dialect's stream being read: what its events said so far, and how it ends — chat chunks at `[DONE]`,
-/// Anthropic's events at `message_stop`, the Responses API's at `response.completed` (or `.incomplete`).
+/// Anthropic's events at `message_stop`, the Responses API's at `response.completed` (or `.incomplete`),
+/// Gemini's chunks when the body ends after a finish reason.
 pub(crate) enum Events {
     Chat,
     Anthropic(anthropic::StreamState),
     Responses(responses::StreamState),
+    Gemini(gemini::StreamState),
 }
 
 /// What one event said.
@@ -174,6 +217,19 @@ impl Events {
             Self::Chat => "[DONE]",
             Self::Anthropic(_) => "message_stop",
             Self::Responses(_) => "response.completed",
+            Self::Gemini(_) => "a finishReason",
+        }
+    }
+
+    /// Whether the body's end is the answer's (Gemini's, after a finish reason: its last chunk's usage and
+    /// reason are then put in `reading`); a stream of another dialect is whole only at its end event.
+    pub(crate) fn ends_with_body(&self, reading: &mut Reading) -> bool {
+        match self {
+            Self::Gemini(state) if state.finished => {
+                gemini::finish(state, reading);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -198,6 +254,7 @@ impl Events {
                     Said::Piece(piece)
                 }
             }
+            Self::Gemini(state) => Said::Piece(gemini::chunk(data, state, reading)),
         }
     }
 }
@@ -264,8 +321,8 @@ mod tests {
         ];
         for (kind, path, embeddings, count, auth, (header, value), last, max_tokens) in table {
             let d = Dialect::of(kind);
-            assert_eq!(d.path(), path, "{kind:?}");
-            assert_eq!(d.embeddings_path(), embeddings, "{kind:?}");
+            assert_eq!(d.path("m", false), path, "{kind:?}");
+            assert_eq!(d.embeddings_path("m").as_deref(), embeddings, "{kind:?}");
             assert_eq!(d.count_tokens_path(), count, "{kind:?}");
             let (name, text) = d.credentials("k", auth);
             assert_eq!(

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     config::{MaxTokensField, UpstreamAuth, UpstreamConfig},
     error::GatewayError,
-    upstream::openai::embeddings::{self, EmbedAsk, Embeddings, EmbeddingsRequest},
+    upstream::openai::embeddings::{EmbedAsk, Embeddings},
     upstream::openai::wire::{ChatRequest, ErrorBody},
 };
 
@@ -27,9 +27,9 @@ const ERROR_MESSAGE_LIMIT: usize = 512;
 pub(crate) struct HttpUpstream {
     name: String,
     dialect: Dialect,
-    url: reqwest::Url,
-    /// `{base_url}/embeddings`; none for Anthropic, which has no embeddings API.
-    embeddings_url: Option<reqwest::Url>,
+    /// The config's base URL (no trailing slash) and query parameters, which every endpoint's URL has.
+    base_url: String,
+    query: Vec<(String, String)>,
     /// `{base_url}/messages/count_tokens`: Anthropic's alone.
     count_tokens_url: Option<reqwest::Url>,
     /// The key's header (`authorization: Bearer <key>`, or Anthropic's `x-api-key`), its value marked sensitive
@@ -59,15 +59,10 @@ impl HttpUpstream {
             |detail: String| GatewayError::Internal(format!("upstream '{}': {detail}", cfg.name));
         let dialect = Dialect::of(cfg.kind);
         let url_of = |path: &str| {
-            let mut url = reqwest::Url::parse(&format!("{}/{path}", cfg.base_url))
-                .map_err(|e| setup(format!("base_url: {e}")))?;
-            if !cfg.query.is_empty() {
-                url.query_pairs_mut().extend_pairs(&cfg.query);
-            }
-            Ok::<_, GatewayError>(url)
+            url_of(&cfg.base_url, &cfg.query, path).map_err(|e| setup(format!("base_url: {e}")))
         };
-        let url = url_of(dialect.path())?;
-        let embeddings_url = dialect.embeddings_path().map(url_of).transpose()?;
+        // Checked once here: every endpoint's URL is the base's with a path added.
+        url_of(&dialect.path("m", false))?;
         let count_tokens_url = dialect.count_tokens_path().map(url_of).transpose()?;
         let auth = match (&cfg.api_key, cfg.auth) {
             (None, _) | (_, UpstreamAuth::None) => None,
@@ -114,8 +109,8 @@ impl HttpUpstream {
         Ok(Self {
             name: cfg.name.clone(),
             dialect,
-            url,
-            embeddings_url,
+            base_url: cfg.base_url.clone(),
+            query: cfg.query.clone(),
             count_tokens_url,
             auth,
             headers,
@@ -175,6 +170,16 @@ impl HttpUpstream {
         unavailable(&self.name, detail)
     }
 
+    /// An endpoint's URL: `{base_url}/{path}` with the config's query parameters.
+    fn url(&self, path: &str) -> Result<reqwest::Url, GatewayError> {
+        url_of(&self.base_url, &self.query, path).map_err(|e| {
+            GatewayError::InvalidArgument(format!(
+                "upstream '{}': no URL for {path}: {e}",
+                self.name
+            ))
+        })
+    }
+
     fn protocol(&self, detail: String) -> GatewayError {
         GatewayError::UpstreamProtocol {
             upstream: self.name.clone(),
@@ -229,7 +234,8 @@ impl HttpUpstream {
         } else {
             "application/json"
         };
-        self.post(self.url.clone(), body, accept, request_id, req.api_headers)
+        let url = self.url(&self.dialect.path(req.model, req.stream))?;
+        self.post(url, body, accept, request_id, req.api_headers)
             .await
     }
 
@@ -279,9 +285,11 @@ impl HttpUpstream {
         if status.is_success() {
             return Ok(resp);
         }
-        let retry_after = retry_after::parse(resp.headers(), SystemTime::now())
-            .map(|(header, wait)| self.clamp(header, wait));
+        let header = retry_after::parse(resp.headers(), SystemTime::now());
         let body = read_prefix(&mut resp, ERROR_BODY_LIMIT).await;
+        let retry_after = header
+            .or_else(|| Some(("RetryInfo", retry_after::google_retry_info(&body)?)))
+            .map(|(header, wait)| self.clamp(header, wait));
         let message = error_message(&body);
         Err(GatewayError::from_upstream_status(
             &self.name,
@@ -315,20 +323,22 @@ impl HttpUpstream {
         ask: EmbedAsk<'_>,
         request_id: &str,
     ) -> Result<Embeddings, GatewayError> {
-        let Some(url) = &self.embeddings_url else {
+        let Some(path) = self.dialect.embeddings_path(model) else {
             // Config validation keeps embedding models off Anthropic upstreams; this is the backstop.
             return Err(GatewayError::InvalidArgument(format!(
                 "upstream '{}' speaks Anthropic's API, which has no embeddings",
                 self.name
             )));
         };
-        let body = serde_json::to_vec(&EmbeddingsRequest::new(model, ask))
-            .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))?;
+        let url = self.url(&path)?;
+        let body = self.dialect.embeddings_body(model, ask)?;
         let resp = self
-            .post(url.clone(), body, "application/json", request_id, None)
+            .post(url, body, "application/json", request_id, None)
             .await?;
         let body = self.whole_body(resp).await?;
-        embeddings::parse(&body, ask.input.len()).map_err(|detail| self.protocol(detail))
+        self.dialect
+            .embeddings(&body, ask.input.len())
+            .map_err(|detail| self.protocol(detail))
     }
 
     /// Anthropic's count of a Messages request's input tokens (`body` as the client wrote it, for the
@@ -389,6 +399,15 @@ impl HttpUpstream {
 mod stream;
 
 pub(crate) use stream::SseStream;
+
+/// `{base}/{path}` with `query` added to the path's own parameters.
+fn url_of(base: &str, query: &[(String, String)], path: &str) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(&format!("{base}/{path}")).map_err(|e| e.to_string())?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
 
 fn unavailable(upstream: &str, detail: String) -> GatewayError {
     GatewayError::UpstreamUnavailable {

@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod api_headers;
 pub(crate) mod configured;
 pub(crate) mod dialect;
+pub mod gemini;
 pub mod http;
 pub(crate) mod mock;
 pub mod openai;

@@ -24,6 +24,34 @@ pub(crate) fn parse(headers: &HeaderMap, now: SystemTime) -> Option<(&'static st
         .map(|wait| ("retry-after", wait))
 }
 
+/// The wait a Google error body asks for: its `google.rpc.RetryInfo` detail's `retryDelay` (`"37s"`,
+/// `"0.5s"`), which Google's APIs send instead of a Retry-After header.
+pub(crate) fn google_retry_info(body: &[u8]) -> Option<Duration> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Error,
+    }
+    #[derive(serde::Deserialize)]
+    struct Error {
+        #[serde(default)]
+        details: Vec<Detail>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        #[serde(rename = "@type", default)]
+        kind: String,
+        #[serde(rename = "retryDelay")]
+        retry_delay: Option<String>,
+    }
+    let body: Body = serde_json::from_slice(body).ok()?;
+    body.error
+        .details
+        .iter()
+        .filter(|d| d.kind.ends_with("google.rpc.RetryInfo"))
+        .find_map(|d| d.retry_delay.as_deref()?.trim().strip_suffix('s'))
+        .and_then(|secs| seconds_f64(secs.parse().ok()?))
+}
+
 /// How long until the upstream takes requests again, when it says it has none left
 /// (`x-ratelimit-remaining-requests: 0`); one second when it does not say when.
 pub(crate) fn quota_exhausted(headers: &HeaderMap) -> Option<Duration> {

@@ -18,6 +18,7 @@ mod cache;
 mod chat;
 mod doors;
 mod embeddings;
+mod gemini;
 mod groups;
 mod hardening;
 mod interactive;

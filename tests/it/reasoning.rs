@@ -10,10 +10,10 @@ use aigw::proto::{Message, Reasoning, ReasoningConfig, StreamChunk};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-const SIGNATURE: &str = "EqQBCkYIBxgCKkDX+/9z==";
-const THOUGHTS: [&str; 4] = ["I should ", "look at ", "the file ", "first."];
+pub(crate) const SIGNATURE: &str = "EqQBCkYIBxgCKkDX+/9z==";
+pub(crate) const THOUGHTS: [&str; 4] = ["I should ", "look at ", "the file ", "first."];
 /// The arguments of the one tool call, in the seven pieces the upstream streams them in.
-const ARGS: [&str; 7] = [
+pub(crate) const ARGS: [&str; 7] = [
     "{\"path\"",
     ": \"src/",
     "main.rs\"",
@@ -23,7 +23,10 @@ const ARGS: [&str; 7] = [
     "}",
 ];
 
-fn whole_args() -> String {
+/// The Messages door's blocks for a thinking model's answer: its thinking, its text, its call.
+const BLOCKS: [&str; 3] = ["thinking", "text", "tool_use"];
+
+pub(crate) fn whole_args() -> String {
     ARGS.concat()
 }
 
@@ -95,19 +98,19 @@ fn anthropic_config_text(up: &Upstream, policy: &str) -> String {
     crate::anthropic::anthropic_model_config(up, "big", 64000, 8000, policy)
 }
 
-fn tool_json() -> Value {
+pub(crate) fn tool_json() -> Value {
     json!([{"type": "function", "function": {"name": "edit_file", "parameters": {"type": "object"}}}])
 }
 
 /// The pieces one door's stream carried: reasoning text pieces, signatures, argument pieces, text.
 #[derive(Debug, Default, PartialEq)]
-struct Seen {
-    reasoning: Vec<String>,
-    signature: String,
-    args: Vec<String>,
-    text: String,
+pub(crate) struct Seen {
+    pub(crate) reasoning: Vec<String>,
+    pub(crate) signature: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) text: String,
     /// The kinds of piece in the order they came: r(easoning), t(ext), c(all).
-    order: String,
+    pub(crate) order: String,
 }
 
 impl Seen {
@@ -117,7 +120,7 @@ impl Seen {
         }
     }
 
-    fn expected() -> Seen {
+    pub(crate) fn expected() -> Seen {
         Seen {
             reasoning: THOUGHTS.iter().map(|t| t.to_string()).collect(),
             signature: String::new(),
@@ -128,7 +131,7 @@ impl Seen {
     }
 }
 
-async fn grpc_stream(gw: &Gateway) -> (Seen, StreamChunk) {
+pub(crate) async fn grpc_stream(gw: &Gateway) -> (Seen, StreamChunk) {
     let mut req = stream_request("big", "fix main.rs");
     req.config = Some(aigw::proto::GenerationConfig {
         tools: vec![aigw::proto::Tool {
@@ -175,7 +178,7 @@ async fn grpc_stream(gw: &Gateway) -> (Seen, StreamChunk) {
     }
 }
 
-async fn post_sse(gw: &Gateway, path: &str, body: Value) -> String {
+pub(crate) async fn post_sse(gw: &Gateway, path: &str, body: Value) -> String {
     let resp = http()
         .post(format!("http://{}{path}", gw.addr))
         .bearer_auth(KEY)
@@ -188,7 +191,7 @@ async fn post_sse(gw: &Gateway, path: &str, body: Value) -> String {
 }
 
 /// The `data:` JSON of each event, with its `event:` name when it has one.
-fn events(text: &str) -> Vec<(String, Value)> {
+pub(crate) fn events(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter_map(|e| {
             let kind = e
@@ -202,7 +205,7 @@ fn events(text: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn chat_stream(gw: &Gateway) -> Seen {
+pub(crate) async fn chat_stream(gw: &Gateway) -> Seen {
     let text = post_sse(
         gw,
         "/v1/chat/completions",
@@ -237,7 +240,8 @@ async fn chat_stream(gw: &Gateway) -> Seen {
     seen
 }
 
-async fn messages_stream(gw: &Gateway, max_tokens: u32) -> Seen {
+/// The Messages door's stream, whose content blocks must be `blocks` (their types, in order).
+pub(crate) async fn messages_stream(gw: &Gateway, max_tokens: u32, blocks: &[&str]) -> Seen {
     let text = post_sse(
         gw,
         "/v1/messages",
@@ -260,14 +264,8 @@ async fn messages_stream(gw: &Gateway, max_tokens: u32) -> Seen {
             )
         })
         .collect();
-    assert_eq!(
-        starts,
-        [
-            (0, "thinking".to_owned()),
-            (1, "text".to_owned()),
-            (2, "tool_use".to_owned())
-        ]
-    );
+    let expected: Vec<(u64, String)> = (0..).zip(blocks.iter().map(|b| b.to_string())).collect();
+    assert_eq!(starts, expected, "{text}");
     let mut seen = Seen::default();
     for (kind, e) in evs {
         if kind != "content_block_delta" {
@@ -294,7 +292,7 @@ async fn messages_stream(gw: &Gateway, max_tokens: u32) -> Seen {
     seen
 }
 
-async fn responses_stream(gw: &Gateway) -> (Seen, Value) {
+pub(crate) async fn responses_stream(gw: &Gateway) -> (Seen, Value) {
     let text = post_sse(
         gw,
         "/v1/responses",
@@ -354,7 +352,7 @@ async fn anthropic_thinking_and_tool_input_stream_live_on_every_door() {
     );
 
     assert_eq!(chat_stream(&gw).await, signed);
-    assert_eq!(messages_stream(&gw, 8000).await, signed);
+    assert_eq!(messages_stream(&gw, 8000, &BLOCKS).await, signed);
     assert_eq!(
         up.requests()[2].body["thinking"],
         json!({"type": "enabled", "budget_tokens": 4000})
@@ -380,7 +378,7 @@ async fn openai_style_reasoning_streams_live_on_every_door() {
     assert_eq!(last.reasoning_blocks[0].text, THOUGHTS.concat());
     assert_eq!(up.requests()[0].body["reasoning_effort"], "high");
     assert_eq!(chat_stream(&gw).await, Seen::expected());
-    assert_eq!(messages_stream(&gw, 1000).await, Seen::expected());
+    assert_eq!(messages_stream(&gw, 1000, &BLOCKS).await, Seen::expected());
     // Anthropic's budget, to an OpenAI-style upstream, is an effort.
     assert_eq!(up.requests()[2].body["reasoning_effort"], "low");
     assert!(up.requests()[2].body.get("thinking").is_none());

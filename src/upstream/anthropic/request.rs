@@ -298,10 +298,7 @@ fn content_blocks<'a>(m: &'a ChatMessage<'a>) -> Vec<Block<'a>> {
 }
 
 fn image(url: &str) -> Block<'_> {
-    let inline = url
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"));
-    let source = match inline {
+    let source = match crate::upstream::openai::extras::inline_image(url) {
         Some((media_type, data)) => Source::Base64 { media_type, data },
         None => Source::Url { url },
     };

@@ -88,6 +88,9 @@ impl SseStream {
                     self.decoder.push(&bytes);
                     fed = true;
                 }
+                Ok(None) if self.events.ends_with_body(&mut self.reading) => {
+                    return Ok(self.end());
+                }
                 Ok(None) => {
                     let last = self.events.last_event();
                     return Err(self.unavailable(format!("the stream ended before {last}")));

@@ -82,6 +82,7 @@ pub fn chat_request<'a>(
         openai_options,
         anthropic_options: pass.dialect("anthropic"),
         responses_options: pass.dialect("responses"),
+        gemini_options: pass.dialect("gemini"),
         api_headers: None,
     }
 }
@@ -355,7 +356,7 @@ impl Reading {
     }
 
     /// Hands out one event's pieces: the first is returned, the rest queued in order.
-    fn hand_out(&mut self, mut pieces: impl Iterator<Item = Piece>) -> Piece {
+    pub(crate) fn hand_out(&mut self, mut pieces: impl Iterator<Item = Piece>) -> Piece {
         let first = pieces.next().unwrap_or(Piece::Progress);
         self.queued.extend(pieces);
         first

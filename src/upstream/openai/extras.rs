@@ -19,6 +19,12 @@ use crate::{
 /// Image types every major provider accepts inline.
 pub(crate) const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
+/// An inline image's media type and base64 data, from its `data:` URL; `None` for an image by address.
+pub(crate) fn inline_image(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+}
+
 /// Bounds on what a stream's tool calls may grow to while they are re-assembled.
 pub(crate) const MAX_TOOL_CALLS: usize = 128;
 pub(crate) const MAX_TOOL_CALL_BYTES: usize = 4 << 20;

@@ -71,6 +71,9 @@ pub struct ChatRequest<'a> {
     /// Fields for Responses API upstreams only, as the client sent them (`dialect_options["responses"]`).
     #[serde(skip)]
     pub(crate) responses_options: Map<String, Value>,
+    /// Fields for Gemini upstreams only, as the client sent them (`dialect_options["gemini"]`).
+    #[serde(skip)]
+    pub(crate) gemini_options: Map<String, Value>,
     /// The client's API headers, for upstreams of their dialect.
     #[serde(skip)]
     pub(crate) api_headers: Option<&'a crate::upstream::api_headers::ApiHeaders>,
@@ -119,6 +122,9 @@ impl ChatRequest<'_> {
         }
         if dialect != "responses" {
             out.extend(self.responses_options.keys().cloned());
+        }
+        if dialect != "gemini" {
+            out.extend(self.gemini_options.keys().cloned());
         }
         for m in &self.messages {
             if let Some(c) = &m.content {

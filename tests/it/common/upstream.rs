@@ -136,6 +136,8 @@ struct State {
     /// Connections the client closed while a reply was still in progress.
     aborted: AtomicUsize,
     aborted_notify: Notify,
+    /// What the real service checks of a request: a request it refuses gets this reply, not the script's.
+    check: Option<fn(&Recorded) -> Option<Reply>>,
 }
 
 #[derive(Clone)]
@@ -146,10 +148,20 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(script: Vec<Reply>) -> Upstream {
+        Self::start_checked(script, None).await
+    }
+
+    /// An upstream that refuses, as the real service would, each request that `check` finds wrong (the refusal
+    /// takes no reply from the script).
+    pub async fn start_checked(
+        script: Vec<Reply>,
+        check: Option<fn(&Recorded) -> Option<Reply>>,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             script: Mutex::new(script.into()),
+            check,
             ..State::default()
         });
         let s = state.clone();
@@ -208,8 +220,11 @@ async fn serve(tcp: TcpStream, state: Arc<State>) {
             return;
         };
         state.calls.fetch_add(1, Ordering::SeqCst);
+        let refusal = state.check.and_then(|check| check(&req));
         state.requests.lock().unwrap().push(req);
-        let reply = {
+        let reply = if refusal.is_some() {
+            refusal
+        } else {
             let mut script = state.script.lock().unwrap();
             if script.len() > 1 {
                 script.pop_front()
