@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{GroupConfig, Price, RawHeader, UpstreamAuth};
+use super::{GoogleCredentials, GroupConfig, Price, RawHeader, UpstreamAuth};
 
 use super::{
     defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, ModelKind,
@@ -30,6 +30,7 @@ pub(super) fn upstream(
             ))
         }
         (UpstreamKind::Gemini, None) => GEMINI_BASE_URL.to_owned(),
+        (UpstreamKind::Vertex, base) => vertex_base_url(&at, base, &u.project, &u.location)?,
         (
             UpstreamKind::Openai
             | UpstreamKind::Anthropic
@@ -46,6 +47,12 @@ pub(super) fn upstream(
         }
         (UpstreamKind::Mock, _) => String::new(),
     };
+    if u.kind == UpstreamKind::Vertex && u.api_key_env.is_some() {
+        return err(format!(
+            "{at}.api_key_env: kind = \"vertex\" signs in with OAuth2 (credentials_file, \
+             GOOGLE_APPLICATION_CREDENTIALS or the metadata server); for an API key use kind = \"gemini\""
+        ));
+    }
     let api_key = match &u.api_key_env {
         None => None,
         Some(var) => match env(var) {
@@ -89,6 +96,18 @@ pub(super) fn upstream(
         headers.push((name, value));
     }
     let auth = u.auth.unwrap_or(UpstreamAuth::Bearer);
+    let google = match (u.kind, u.credentials_file) {
+        (UpstreamKind::Vertex, Some(path)) => Some(GoogleCredentials::ServiceAccount(path.into())),
+        (UpstreamKind::Vertex, None) => Some(match env("GOOGLE_APPLICATION_CREDENTIALS") {
+            Some(path) if !path.is_empty() => GoogleCredentials::ServiceAccount(path.into()),
+            _ => GoogleCredentials::Metadata(match env("GCE_METADATA_HOST") {
+                Some(host) if !host.is_empty() => format!("http://{host}"),
+                _ => "http://metadata.google.internal".to_owned(),
+            }),
+        }),
+        (_, Some(_)) => return err(format!("{at}.credentials_file: only for kind = \"vertex\"")),
+        (_, None) => None,
+    };
     Ok(UpstreamConfig {
         name: u.name,
         kind: u.kind,
@@ -108,7 +127,46 @@ pub(super) fn upstream(
         auth,
         headers,
         query: u.query.into_iter().collect(),
+        google,
     })
+}
+
+/// A Vertex AI upstream's base: `{base_url}/projects/{project}/locations/{location}/publishers/google`, the
+/// base by default the location's endpoint (`https://{location}-aiplatform.googleapis.com/v1`; the global one
+/// for `global`).
+fn vertex_base_url(
+    at: &str,
+    base_url: Option<String>,
+    project: &Option<String>,
+    location: &Option<String>,
+) -> Result<String, ConfigError> {
+    let word = |field: &str, v: &Option<String>| match v {
+        Some(v)
+            if !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            Ok(v.clone())
+        }
+        Some(_) => err(format!("{at}.{field}: letters, digits, '-' and '_' only")),
+        None => err(format!("{at}.{field}: required for kind = \"vertex\"")),
+    };
+    let (project, location) = (word("project", project)?, word("location", location)?);
+    let base = match base_url {
+        Some(url) => {
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return err(format!("{at}.base_url: scheme must be http or https"));
+            }
+            url.trim_end_matches('/').to_owned()
+        }
+        None if location == "global" => "https://aiplatform.googleapis.com/v1".to_owned(),
+        None => format!("https://{location}-aiplatform.googleapis.com/v1"),
+    };
+    Ok(format!(
+        "{base}/projects/{project}/locations/{location}/publishers/google"
+    ))
 }
 
 pub(super) fn models(

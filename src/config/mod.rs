@@ -189,6 +189,12 @@ struct RawUpstream {
     /// Query parameters added to every request (e.g. Azure's `api-version`).
     #[serde(default)]
     query: std::collections::BTreeMap<String, String>,
+    /// Vertex AI: the Google Cloud project and location the models are called in.
+    project: Option<String>,
+    location: Option<String>,
+    /// Vertex AI: a service account's JSON key; without it, `GOOGLE_APPLICATION_CREDENTIALS`'s, else the
+    /// metadata server's token.
+    credentials_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -344,6 +350,9 @@ pub(crate) enum UpstreamKind {
     /// Google's Gemini API over HTTP(S) (`{base_url}/models/{model}:generateContent`, `x-goog-api-key`);
     /// `base_url` defaults to Google's.
     Gemini,
+    /// Gemini on Google Cloud's Vertex AI: the same API under
+    /// `{base_url}/projects/{project}/locations/{location}/publishers/google`, with OAuth2 access tokens.
+    Vertex,
     /// The built-in in-process generator.
     Mock,
 }
@@ -463,6 +472,18 @@ pub struct UpstreamConfig {
     /// Extra headers, values resolved (some from the environment: never logged).
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) query: Vec<(String, String)>,
+    /// Where a Vertex AI upstream's access tokens come from.
+    pub(crate) google: Option<GoogleCredentials>,
+}
+
+/// Where a Google Cloud upstream gets its OAuth2 access tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum GoogleCredentials {
+    /// A service account's JSON key file: a signed JWT is exchanged at its `token_uri`.
+    ServiceAccount(std::path::PathBuf),
+    /// The metadata server of the machine the gateway runs on (`http://metadata.google.internal`, or
+    /// `GCE_METADATA_HOST`).
+    Metadata(String),
 }
 
 impl std::fmt::Debug for UpstreamConfig {

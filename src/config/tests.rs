@@ -424,3 +424,91 @@ fn the_documented_defaults_are_the_configs() {
         assert_eq!(doc, actual, "`{key}`");
     }
 }
+
+/// Google's upstreams: Gemini's base defaults to Google's; Vertex AI's is its location's endpoint under the
+/// project, its tokens from a key file, `GOOGLE_APPLICATION_CREDENTIALS` or the metadata server, never a key.
+#[test]
+fn google_upstreams_take_their_bases_and_credentials() {
+    let upstream = |fields: &str| BASE.replace("kind = \"mock\"", fields);
+    let cfg = parse(&upstream("kind = \"gemini\"\napi_key_env = \"SET\"")).unwrap();
+    assert_eq!(
+        cfg.upstreams[0].base_url,
+        "https://generativelanguage.googleapis.com/v1beta"
+    );
+    assert_eq!(cfg.upstreams[0].google, None);
+    let vertex = |fields: &str, env: &[(&str, &str)]| {
+        let text =
+            upstream(&format!("kind = \"vertex\"\n{fields}")).replace("HASH", &hash_key("s"));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::parse(&text, move |var| {
+            env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
+        })
+    };
+    let cfg = vertex(
+        "project = \"p-1\"\nlocation = \"europe-west4\"\ncredentials_file = \"/k.json\"",
+        &[],
+    )
+    .unwrap();
+    let u = &cfg.upstreams[0];
+    assert_eq!(
+        u.base_url,
+        "https://europe-west4-aiplatform.googleapis.com/v1/projects/p-1/locations/europe-west4/publishers/google"
+    );
+    assert_eq!(
+        u.google,
+        Some(GoogleCredentials::ServiceAccount("/k.json".into()))
+    );
+    let cfg = vertex(
+        "project = \"p\"\nlocation = \"global\"",
+        &[("GOOGLE_APPLICATION_CREDENTIALS", "/a.json")],
+    )
+    .unwrap();
+    assert!(cfg.upstreams[0]
+        .base_url
+        .starts_with("https://aiplatform.googleapis.com/v1/projects/p/locations/global/"));
+    assert_eq!(
+        cfg.upstreams[0].google,
+        Some(GoogleCredentials::ServiceAccount("/a.json".into()))
+    );
+    let cfg = vertex(
+        "project = \"p\"\nlocation = \"l\"",
+        &[("GCE_METADATA_HOST", "10.0.0.1:8080")],
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.upstreams[0].google,
+        Some(GoogleCredentials::Metadata("http://10.0.0.1:8080".into()))
+    );
+    let cfg = vertex("project = \"p\"\nlocation = \"l\"", &[]).unwrap();
+    assert_eq!(
+        cfg.upstreams[0].google,
+        Some(GoogleCredentials::Metadata(
+            "http://metadata.google.internal".into()
+        ))
+    );
+    for (fields, field) in [
+        ("location = \"l\"", "upstreams[0].project"),
+        (
+            "project = \"p/../x\"\nlocation = \"l\"",
+            "upstreams[0].project",
+        ),
+        (
+            "project = \"p\"\nlocation = \"l\"\napi_key_env = \"SET\"",
+            "upstreams[0].api_key_env",
+        ),
+    ] {
+        let e = vertex(fields, &[("SET", "v")])
+            .expect_err(field)
+            .to_string();
+        assert!(e.contains(field), "{e}");
+    }
+    let e = parse(&upstream(
+        "kind = \"gemini\"\ncredentials_file = \"/k.json\"",
+    ))
+    .expect_err("a key file is Vertex's")
+    .to_string();
+    assert!(e.contains("upstreams[0].credentials_file"), "{e}");
+}

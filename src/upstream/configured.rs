@@ -60,7 +60,8 @@ impl Upstream {
             UpstreamKind::Openai
             | UpstreamKind::Anthropic
             | UpstreamKind::Responses
-            | UpstreamKind::Gemini => Upstream::Http(http::HttpUpstream::new(cfg)?),
+            | UpstreamKind::Gemini
+            | UpstreamKind::Vertex => Upstream::Http(http::HttpUpstream::new(cfg)?),
             UpstreamKind::Mock => Upstream::Mock(mock::MockUpstream::new(cfg)),
         })
     }

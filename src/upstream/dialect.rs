@@ -37,6 +37,9 @@ pub(crate) enum Dialect {
     Responses,
     /// Google's Gemini API (`generateContent`).
     Gemini,
+    /// The Gemini API on Google Cloud's Vertex AI: the same requests and answers, its own embeddings (`:predict`)
+    /// and OAuth2 access tokens.
+    Vertex,
 }
 
 impl Dialect {
@@ -46,6 +49,7 @@ impl Dialect {
             UpstreamKind::Anthropic => Self::Anthropic,
             UpstreamKind::Responses => Self::Responses,
             UpstreamKind::Gemini => Self::Gemini,
+            UpstreamKind::Vertex => Self::Vertex,
             UpstreamKind::Openai | UpstreamKind::Mock => Self::OpenAi,
         }
     }
@@ -56,7 +60,7 @@ impl Dialect {
             Self::OpenAi => "openai",
             Self::Anthropic => "anthropic",
             Self::Responses => "responses",
-            Self::Gemini => "gemini",
+            Self::Gemini | Self::Vertex => "gemini",
         }
     }
 
@@ -66,6 +70,7 @@ impl Dialect {
             Self::OpenAi | Self::Responses => "openai",
             Self::Anthropic => "anthropic",
             Self::Gemini => "gcp.gemini",
+            Self::Vertex => "gcp.vertex_ai",
         }
     }
 
@@ -76,10 +81,12 @@ impl Dialect {
             Self::OpenAi => "chat/completions".into(),
             Self::Anthropic => "messages".into(),
             Self::Responses => "responses".into(),
-            Self::Gemini if stream => {
+            Self::Gemini | Self::Vertex if stream => {
                 format!("{}:streamGenerateContent?alt=sse", gemini::resource(model)).into()
             }
-            Self::Gemini => format!("{}:generateContent", gemini::resource(model)).into(),
+            Self::Gemini | Self::Vertex => {
+                format!("{}:generateContent", gemini::resource(model)).into()
+            }
         }
     }
 
@@ -88,6 +95,7 @@ impl Dialect {
         match self {
             Self::OpenAi | Self::Responses => Some("embeddings".into()),
             Self::Gemini => Some(format!("{}:batchEmbedContents", gemini::resource(model)).into()),
+            Self::Vertex => Some(format!("{}:predict", gemini::resource(model)).into()),
             Self::Anthropic => None,
         }
     }
@@ -100,6 +108,7 @@ impl Dialect {
     ) -> Result<Vec<u8>, GatewayError> {
         match self {
             Self::Gemini => gemini::embed_body(model, ask),
+            Self::Vertex => gemini::predict_body(ask),
             _ => serde_json::to_vec(&EmbeddingsRequest::new(model, ask))
                 .map_err(|e| GatewayError::Internal(format!("encoding request: {e}"))),
         }
@@ -109,6 +118,7 @@ impl Dialect {
     pub(crate) fn embeddings(self, body: &[u8], inputs: usize) -> Result<Embeddings, String> {
         match self {
             Self::Gemini => gemini::embeddings(body, inputs),
+            Self::Vertex => gemini::predictions(body, inputs),
             _ => embeddings::parse(body, inputs),
         }
     }
@@ -117,7 +127,7 @@ impl Dialect {
     pub(crate) fn count_tokens_path(self) -> Option<&'static str> {
         match self {
             Self::Anthropic => Some("messages/count_tokens"),
-            Self::OpenAi | Self::Responses | Self::Gemini => None,
+            Self::OpenAi | Self::Responses | Self::Gemini | Self::Vertex => None,
         }
     }
 
@@ -126,7 +136,9 @@ impl Dialect {
     pub(crate) fn credentials(self, key: &str, auth: UpstreamAuth) -> (HeaderName, String) {
         match (self, auth) {
             (Self::Anthropic, _) => (HeaderName::from_static("x-api-key"), key.to_owned()),
-            (Self::Gemini, _) => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
+            (Self::Gemini | Self::Vertex, _) => {
+                (HeaderName::from_static("x-goog-api-key"), key.to_owned())
+            }
             (_, UpstreamAuth::ApiKey) => (HeaderName::from_static("api-key"), key.to_owned()),
             (_, _) => (AUTHORIZATION, format!("Bearer {key}")),
         }
@@ -151,7 +163,7 @@ impl Dialect {
             Self::OpenAi | Self::Responses => {
                 [api.openai_beta.clone().map(|b| ("openai-beta", b)), None]
             }
-            Self::Gemini => [None, None],
+            Self::Gemini | Self::Vertex => [None, None],
         }
     }
 
@@ -166,7 +178,7 @@ impl Dialect {
             Self::OpenAi => serde_json::to_vec(req),
             Self::Anthropic => return anthropic::body(req),
             Self::Responses => return responses::body(req),
-            Self::Gemini => return gemini::body(req),
+            Self::Gemini | Self::Vertex => return gemini::body(req),
         }
         .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
     }
@@ -177,7 +189,7 @@ impl Dialect {
             Self::OpenAi => convert::completion(body, logprobs).map_err(NoAnswer::Malformed),
             Self::Anthropic => anthropic::completion(body),
             Self::Responses => responses::completion(body).map_err(NoAnswer::Malformed),
-            Self::Gemini => gemini::completion(body),
+            Self::Gemini | Self::Vertex => gemini::completion(body),
         }
     }
 
@@ -187,7 +199,7 @@ impl Dialect {
             Self::OpenAi => Events::Chat,
             Self::Anthropic => Events::Anthropic(Default::default()),
             Self::Responses => Events::Responses(Default::default()),
-            Self::Gemini => Events::Gemini(Default::default()),
+            Self::Gemini | Self::Vertex => Events::Gemini(Default::default()),
         }
     }
 }

@@ -130,6 +130,80 @@ pub(crate) fn embeddings(body: &[u8], inputs: usize) -> Result<Embeddings, Strin
     })
 }
 
+/// Vertex AI's embeddings request (`:predict`): one instance per input.
+pub(crate) fn predict_body(ask: EmbedAsk<'_>) -> Result<Vec<u8>, GatewayError> {
+    let instances: Vec<serde_json::Value> = ask
+        .input
+        .iter()
+        .map(|text| serde_json::json!({ "content": text }))
+        .collect();
+    let mut body = serde_json::json!({ "instances": instances });
+    if let Some(d) = ask.dimensions {
+        body["parameters"] = serde_json::json!({ "outputDimensionality": d });
+    }
+    serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
+}
+
+#[derive(serde::Deserialize)]
+struct Predictions {
+    #[serde(default)]
+    predictions: Vec<Prediction>,
+}
+
+#[derive(serde::Deserialize)]
+struct Prediction {
+    embeddings: PredictedVector,
+}
+
+#[derive(serde::Deserialize)]
+struct PredictedVector {
+    values: Vec<f32>,
+    #[serde(default)]
+    statistics: Statistics,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Statistics {
+    #[serde(default)]
+    token_count: f64,
+}
+
+/// Vertex AI's embeddings answer to `inputs` inputs, in their order; its usage is the inputs' token counts.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a token count Vertex writes as a float: `as` saturates, NaN is 0"
+)]
+pub(crate) fn predictions(body: &[u8], inputs: usize) -> Result<Embeddings, String> {
+    let answer: Predictions =
+        serde_json::from_slice(body).map_err(|e| format!("invalid predictions JSON: {e}"))?;
+    if answer.predictions.len() != inputs {
+        return Err(format!(
+            "{} embeddings for {inputs} inputs",
+            answer.predictions.len()
+        ));
+    }
+    let tokens: u64 = answer
+        .predictions
+        .iter()
+        .map(|p| p.embeddings.statistics.token_count as u64)
+        .sum();
+    let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    Ok(Embeddings {
+        vectors: answer
+            .predictions
+            .into_iter()
+            .map(|p| p.embeddings.values)
+            .collect(),
+        model: String::new(),
+        usage: (tokens > 0).then(|| crate::proto::Usage {
+            prompt_tokens: clamp(tokens),
+            total_tokens: clamp(tokens),
+            ..Default::default()
+        }),
+    })
+}
+
 mod answer;
 mod request;
 

@@ -35,6 +35,8 @@ pub(crate) struct HttpUpstream {
     /// The key's header (`authorization: Bearer <key>`, or Anthropic's `x-api-key`), its value marked sensitive
     /// so no debug output shows it.
     auth: Option<(HeaderName, HeaderValue)>,
+    /// A Google Cloud upstream's OAuth2 access tokens (Vertex AI), fetched and kept apart from the calls.
+    google: Option<super::google_auth::GoogleAuth>,
     /// The config's extra headers, sent with every request.
     headers: HeaderMap,
     client: reqwest::Client,
@@ -97,6 +99,12 @@ impl HttpUpstream {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| setup(format!("HTTP client: {e}")))?;
+        let google = cfg
+            .google
+            .as_ref()
+            .map(|creds| super::google_auth::GoogleAuth::new(&cfg.name, creds, client.clone()))
+            .transpose()
+            .map_err(setup)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &cfg.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -113,6 +121,7 @@ impl HttpUpstream {
             query: cfg.query.clone(),
             count_tokens_url,
             auth,
+            google,
             headers,
             client,
             request_timeout: cfg.request_timeout,
@@ -257,6 +266,9 @@ impl HttpUpstream {
             .body(body);
         if let Some((name, value)) = &self.auth {
             builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(google) = &self.google {
+            builder = builder.header(reqwest::header::AUTHORIZATION, google.header().await?);
         }
         if !self.headers.is_empty() {
             builder = builder.headers(self.headers.clone());
@@ -440,7 +452,7 @@ async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<
 
 /// The first `limit` bytes of a body (all of it when shorter; what arrived when the transport failed): an error
 /// body is read for its message, and a huge one must neither be held nor lose the message.
-async fn read_prefix(resp: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+pub(super) async fn read_prefix(resp: &mut reqwest::Response, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
         let room = limit - body.len();
@@ -469,7 +481,7 @@ fn bounded(text: &str) -> String {
 }
 
 /// A transport error and its causes, without the URL (which may carry query parameters).
-fn describe(err: &reqwest::Error) -> String {
+pub(super) fn describe(err: &reqwest::Error) -> String {
     let mut out = if err.is_connect() {
         "connect failed".to_owned()
     } else if err.is_timeout() {

@@ -7,6 +7,7 @@ pub mod api_headers;
 pub(crate) mod configured;
 pub(crate) mod dialect;
 pub mod gemini;
+mod google_auth;
 pub mod http;
 pub(crate) mod mock;
 pub mod openai;

@@ -38,3 +38,4 @@ mod shutdown;
 mod tls;
 mod tools;
 mod traffic;
+mod vertex;

@@ -171,13 +171,35 @@ struct EmbedOne {
     task_type: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Predict {
+    instances: Vec<Instance>,
+    parameters: Option<PredictParameters>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Instance {
+    content: String,
+    task_type: Option<String>,
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PredictParameters {
+    output_dimensionality: Option<i32>,
+    auto_truncate: Option<bool>,
+}
+
 /// Google's error reply.
 pub fn error(code: u16, status: &str, message: &str) -> Reply {
     let body = serde_json::json!({"error": {"code": code, "message": message, "status": status}});
     Reply::json(code, &body.to_string())
 }
 
-/// The real API's refusal of a request it does not take; `None` for a good request.
+/// The Gemini API's refusal of a request it does not take; `None` for a good request.
 pub fn check(req: &Recorded) -> Option<Reply> {
     if req.header("x-goog-api-key") != Some(UPSTREAM_KEY) {
         return Some(error(
@@ -186,17 +208,40 @@ pub fn check(req: &Recorded) -> Option<Reply> {
             "Method doesn't allow unregistered callers.",
         ));
     }
+    check_call(req, "/v1beta/models/")
+}
+
+/// The prefix of a Vertex AI model's path in the tests: project "proj-1", location "us-central1".
+pub const VERTEX_MODELS: &str =
+    "/v1/projects/proj-1/locations/us-central1/publishers/google/models/";
+
+/// Vertex AI's refusal: the same API, an OAuth2 access token instead of a key, and Vertex's own embeddings.
+pub fn check_vertex(req: &Recorded) -> Option<Reply> {
+    let token = req.header("authorization").unwrap_or_default();
+    if !token.starts_with("Bearer ya29.") || req.header("x-goog-api-key").is_some() {
+        return Some(error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+        ));
+    }
+    check_call(req, VERTEX_MODELS)
+}
+
+fn check_call(req: &Recorded, models: &str) -> Option<Reply> {
     let path = req.path.split('?').next().unwrap_or_default();
-    let Some((_model, method)) = path
-        .strip_prefix("/v1beta/models/")
-        .and_then(|p| p.split_once(':'))
-    else {
+    let Some((_model, method)) = path.strip_prefix(models).and_then(|p| p.split_once(':')) else {
         return Some(error(404, "NOT_FOUND", "no such path"));
     };
     let problem = match method {
         "generateContent" => generate(&req.raw_body).err(),
         "streamGenerateContent" if req.path.ends_with("?alt=sse") => generate(&req.raw_body).err(),
-        "batchEmbedContents" => serde_json::from_slice::<BatchEmbed>(&req.raw_body)
+        "batchEmbedContents" if models == "/v1beta/models/" => {
+            serde_json::from_slice::<BatchEmbed>(&req.raw_body)
+                .err()
+                .map(|e| e.to_string())
+        }
+        "predict" if models == VERTEX_MODELS => serde_json::from_slice::<Predict>(&req.raw_body)
             .err()
             .map(|e| e.to_string()),
         _ => Some(format!("method {method} not found")),
