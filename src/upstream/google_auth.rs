@@ -166,9 +166,9 @@ impl GoogleAuth {
         let mut resp = tokio::time::timeout(FETCH_TIMEOUT, request.send())
             .await
             .map_err(|_| "the token endpoint did not answer in time".to_owned())?
-            .map_err(|e| format!("the token endpoint: {}", super::http::describe(&e)))?;
+            .map_err(|e| format!("the token endpoint: {}", super::read::describe(&e)))?;
         let status = resp.status();
-        let body = super::http::read_prefix(&mut resp, ANSWER_LIMIT).await;
+        let body = super::read::read_prefix(&mut resp, ANSWER_LIMIT).await;
         if !status.is_success() {
             let why = serde_json::from_slice::<TokenError>(&body)
                 .map(|e| format!("{}: {}", e.error, e.error_description))

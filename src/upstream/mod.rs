@@ -12,6 +12,7 @@ pub mod http;
 pub(crate) mod mock;
 pub mod openai;
 pub mod pass_through;
+pub(crate) mod read;
 pub(crate) mod reasoning;
 pub mod responses;
 pub(crate) mod retry_after;

@@ -506,7 +506,8 @@ async fn tools_through_the_chat_door() {
         &gw,
         "/v1/chat/completions",
         KEY,
-        &json!({"model": "big", "tool_choice": "required",
+        &json!({"model": "big", "tool_choice": "required", "store": true, "service_tier": "auto", "top_k": 4,
+                "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
                 "tools": [{"type": "function", "function": {"name": "get_weather",
                     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
                 "messages": [{"role": "user", "content": "weather in Seoul?"}]}),
@@ -535,4 +536,8 @@ async fn tools_through_the_chat_door() {
         json!({"type": "string"})
     );
     assert_eq!(sent["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
+    // Of the fields for any provider, Gemini's own go (top_k as its topK); OpenAI's would be refused.
+    assert_eq!(sent["safetySettings"][0]["threshold"], "BLOCK_NONE");
+    assert_eq!(sent["generationConfig"]["topK"], 4);
+    assert!(sent.get("store").is_none() && sent.get("service_tier").is_none());
 }

@@ -10,7 +10,7 @@ use super::{unsupported, SKIP_SIGNATURE};
 use crate::{
     error::GatewayError,
     proto::{Reasoning, ReasoningConfig},
-    upstream::openai::wire::{ChatContent, ChatMessage, ChatPart, ChatRequest},
+    upstream::openai::wire::{gemini_takes, ChatContent, ChatMessage, ChatPart, ChatRequest},
 };
 
 #[derive(Serialize)]
@@ -254,7 +254,15 @@ pub(super) fn request<'a>(req: &'a ChatRequest<'a>) -> Result<Request<'a>, Gatew
     };
     // Fields the client sent in Gemini's own dialect travel as they are; the gateway's own win, but Gemini's
     // tools join the client's functions and its generationConfig fields join the gateway's.
-    for (k, v) in req.gemini_options.iter().chain(&req.provider_options) {
+    // Top-k, which the Messages door and OpenAI-compatible servers spell `top_k`, is Gemini's `topK`.
+    if let Some(k) = req.provider_options.get("top_k").filter(|k| k.is_u64()) {
+        body.generation_config.rest.insert("topK", k);
+    }
+    let any_provider = req
+        .provider_options
+        .iter()
+        .filter(|(k, _)| *k != "top_k" && gemini_takes(k));
+    for (k, v) in req.gemini_options.iter().chain(any_provider) {
         match (k.as_str(), v) {
             _ if body.rest.contains_key(k.as_str()) => {}
             ("tools", Value::Array(native)) => {

@@ -1,7 +1,8 @@
 //! A streamed answer being read from the upstream's HTTP body: SSE events in, the dialect's chunks or events
 //! parsed into [`StreamEvent`]s out, within the body's byte limit.
 
-use super::{bounded, describe, unavailable};
+use super::{bounded, unavailable};
+use crate::upstream::read::describe;
 use crate::{
     error::GatewayError,
     upstream::{

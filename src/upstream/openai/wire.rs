@@ -109,6 +109,22 @@ pub(crate) struct ChatMessage<'a> {
     pub(crate) reasoning: &'a [crate::proto::Reasoning],
 }
 
+/// The top-level fields of Gemini's request that a client may set for any provider (the chat door's unnamed
+/// fields): others are another API's (`store`, `service_tier`, ...), which Gemini would refuse, and are left out.
+const GEMINI_FIELDS: [&str; 6] = [
+    "safetySettings",
+    "cachedContent",
+    "generationConfig",
+    "toolConfig",
+    "tools",
+    "labels",
+];
+
+/// Whether a field for any provider is one of Gemini's (`top_k` is its `topK`).
+pub(crate) fn gemini_takes(field: &str) -> bool {
+    GEMINI_FIELDS.contains(&field) || field == "top_k"
+}
+
 impl ChatRequest<'_> {
     /// What an upstream of `dialect` ("openai" or "anthropic") does not get of this request: Anthropic's fields
     /// for an OpenAI-style upstream, and content blocks it cannot take (by `type`). Logged where it is sent.
@@ -125,6 +141,10 @@ impl ChatRequest<'_> {
         }
         if dialect != "gemini" {
             out.extend(self.gemini_options.keys().cloned());
+        } else {
+            // Another API's fields, meant for any provider, are not Gemini's.
+            let theirs = self.provider_options.keys();
+            out.extend(theirs.filter(|k| !gemini_takes(k)).cloned());
         }
         for m in &self.messages {
             if let Some(c) = &m.content {
