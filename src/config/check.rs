@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{GoogleCredentials, GroupConfig, Price, RawHeader, UpstreamAuth};
+use super::{AwsConfig, AwsKeys, GoogleCredentials, GroupConfig, Price, RawHeader, UpstreamAuth};
 
 use super::{
     defaults, err, parse_hex32, policy, ClientKey, ConfigError, KeyLimits, ModelConfig, ModelKind,
@@ -23,6 +23,7 @@ pub(super) fn upstream(
     if u.name.is_empty() {
         return err(format!("{at}.name: must not be empty"));
     }
+    let aws = aws(&at, &u, env)?;
     let base_url = match (u.kind, u.base_url) {
         (UpstreamKind::Openai | UpstreamKind::Anthropic | UpstreamKind::Responses, None) => {
             return err(format!(
@@ -31,20 +32,20 @@ pub(super) fn upstream(
         }
         (UpstreamKind::Gemini, None) => GEMINI_BASE_URL.to_owned(),
         (UpstreamKind::Vertex, base) => vertex_base_url(&at, base, &u.project, &u.location)?,
+        (UpstreamKind::Bedrock, base) => {
+            let region = word(&at, "region", &u.region, "bedrock")?;
+            match base {
+                Some(url) => http_url(&at, url)?,
+                None => format!("https://bedrock-runtime.{region}.amazonaws.com"),
+            }
+        }
         (
             UpstreamKind::Openai
             | UpstreamKind::Anthropic
             | UpstreamKind::Responses
             | UpstreamKind::Gemini,
             Some(url),
-        ) => {
-            let parsed = reqwest::Url::parse(&url)
-                .map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return err(format!("{at}.base_url: scheme must be http or https"));
-            }
-            url.trim_end_matches('/').to_owned()
-        }
+        ) => http_url(&at, url)?,
         (UpstreamKind::Mock, _) => String::new(),
     };
     if u.kind == UpstreamKind::Vertex && u.api_key_env.is_some() {
@@ -128,7 +129,90 @@ pub(super) fn upstream(
         headers,
         query: u.query.into_iter().collect(),
         google,
+        aws,
     })
+}
+
+/// A Bedrock upstream's region and the access key its config names (all three variables, or none: the
+/// standard chain); another kind takes none of them.
+fn aws(
+    at: &str,
+    u: &RawUpstream,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<AwsConfig>, ConfigError> {
+    let named = [
+        ("region", u.region.is_some()),
+        ("access_key_id_env", u.access_key_id_env.is_some()),
+        ("secret_access_key_env", u.secret_access_key_env.is_some()),
+        ("session_token_env", u.session_token_env.is_some()),
+    ];
+    if u.kind != UpstreamKind::Bedrock {
+        return match named.iter().find(|(_, set)| *set) {
+            Some((field, _)) => err(format!("{at}.{field}: only for kind = \"bedrock\"")),
+            None => Ok(None),
+        };
+    }
+    if u.api_key_env.is_some() {
+        return err(format!(
+            "{at}.api_key_env: kind = \"bedrock\" signs its requests with AWS credentials \
+             (access_key_id_env and secret_access_key_env, or the standard AWS chain)"
+        ));
+    }
+    let region = word(at, "region", &u.region, "bedrock")?;
+    let read = |field: &str, var: &Option<String>| -> Result<Option<String>, ConfigError> {
+        match var {
+            None => Ok(None),
+            Some(var) => match env(var) {
+                Some(v) if !v.is_empty() => Ok(Some(v)),
+                _ => err(format!(
+                    "{at}.{field}: environment variable {var} is not set (nor {var}_FILE)"
+                )),
+            },
+        }
+    };
+    let id = read("access_key_id_env", &u.access_key_id_env)?;
+    let secret = read("secret_access_key_env", &u.secret_access_key_env)?;
+    let token = read("session_token_env", &u.session_token_env)?;
+    let keys = match (id, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => Some(AwsKeys {
+            access_key_id,
+            secret_access_key,
+            session_token: token,
+        }),
+        (None, None) if token.is_none() => None,
+        _ => {
+            return err(format!(
+                "{at}.access_key_id_env: set with secret_access_key_env (and session_token_env only with both)"
+            ))
+        }
+    };
+    Ok(Some(AwsConfig { region, keys }))
+}
+
+/// A name that goes into a host or a path (a region, a project): letters, digits, '-' and '_', and required
+/// for `kind`.
+fn word(at: &str, field: &str, value: &Option<String>, kind: &str) -> Result<String, ConfigError> {
+    match value {
+        Some(v)
+            if !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            Ok(v.clone())
+        }
+        Some(_) => err(format!("{at}.{field}: letters, digits, '-' and '_' only")),
+        None => err(format!("{at}.{field}: required for kind = \"{kind}\"")),
+    }
+}
+
+/// A base URL: http or https, without its trailing slash.
+fn http_url(at: &str, url: String) -> Result<String, ConfigError> {
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return err(format!("{at}.base_url: scheme must be http or https"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// A Vertex AI upstream's base: `{base_url}/projects/{project}/locations/{location}/publishers/google`, the
@@ -140,27 +224,10 @@ fn vertex_base_url(
     project: &Option<String>,
     location: &Option<String>,
 ) -> Result<String, ConfigError> {
-    let word = |field: &str, v: &Option<String>| match v {
-        Some(v)
-            if !v.is_empty()
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-        {
-            Ok(v.clone())
-        }
-        Some(_) => err(format!("{at}.{field}: letters, digits, '-' and '_' only")),
-        None => err(format!("{at}.{field}: required for kind = \"vertex\"")),
-    };
-    let (project, location) = (word("project", project)?, word("location", location)?);
+    let project = word(at, "project", project, "vertex")?;
+    let location = word(at, "location", location, "vertex")?;
     let base = match base_url {
-        Some(url) => {
-            let parsed = reqwest::Url::parse(&url)
-                .map_err(|e| ConfigError(format!("{at}.base_url: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return err(format!("{at}.base_url: scheme must be http or https"));
-            }
-            url.trim_end_matches('/').to_owned()
-        }
+        Some(url) => http_url(at, url)?,
         None if location == "global" => "https://aiplatform.googleapis.com/v1".to_owned(),
         None => format!("https://{location}-aiplatform.googleapis.com/v1"),
     };

@@ -195,6 +195,13 @@ struct RawUpstream {
     /// Vertex AI: a service account's JSON key; without it, `GOOGLE_APPLICATION_CREDENTIALS`'s, else the
     /// metadata server's token.
     credentials_file: Option<String>,
+    /// Bedrock: the AWS region the models are called in.
+    region: Option<String>,
+    /// Bedrock: variables holding an access key (all three read through `env`); without them, the standard
+    /// AWS credential chain.
+    access_key_id_env: Option<String>,
+    secret_access_key_env: Option<String>,
+    session_token_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -350,6 +357,8 @@ pub(crate) enum UpstreamKind {
     /// Google's Gemini API over HTTP(S) (`{base_url}/models/{model}:generateContent`, `x-goog-api-key`);
     /// `base_url` defaults to Google's.
     Gemini,
+    /// Amazon Bedrock's Converse API (`{base_url}/model/{model}/converse`, `converse-stream`), SigV4-signed.
+    Bedrock,
     /// Gemini on Google Cloud's Vertex AI: the same API under
     /// `{base_url}/projects/{project}/locations/{location}/publishers/google`, with OAuth2 access tokens.
     Vertex,
@@ -474,6 +483,31 @@ pub struct UpstreamConfig {
     pub(crate) query: Vec<(String, String)>,
     /// Where a Vertex AI upstream's access tokens come from.
     pub(crate) google: Option<GoogleCredentials>,
+    /// A Bedrock upstream's region and credentials.
+    pub(crate) aws: Option<AwsConfig>,
+}
+
+/// An AWS upstream's region, and the access key the config names (else the standard credential chain's).
+#[derive(Clone, PartialEq)]
+pub(crate) struct AwsConfig {
+    pub(crate) region: String,
+    pub(crate) keys: Option<AwsKeys>,
+}
+
+#[derive(Clone, PartialEq)]
+pub(crate) struct AwsKeys {
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: String,
+    pub(crate) session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsConfig")
+            .field("region", &self.region)
+            .field("keys", &self.keys.as_ref().map(|_| "<from env>"))
+            .finish()
+    }
 }
 
 /// Where a Google Cloud upstream gets its OAuth2 access tokens.

@@ -61,7 +61,8 @@ impl Upstream {
             | UpstreamKind::Anthropic
             | UpstreamKind::Responses
             | UpstreamKind::Gemini
-            | UpstreamKind::Vertex => Upstream::Http(http::HttpUpstream::new(cfg)?),
+            | UpstreamKind::Vertex
+            | UpstreamKind::Bedrock => Upstream::Http(http::HttpUpstream::new(cfg)?),
             UpstreamKind::Mock => Upstream::Mock(mock::MockUpstream::new(cfg)),
         })
     }

@@ -16,7 +16,7 @@ use crate::{
         answer::{Completion, NoAnswer},
         anthropic,
         api_headers::ApiHeaders,
-        gemini,
+        bedrock, gemini,
         openai::{
             convert::{self, ChunkError, Piece, Reading},
             embeddings::{self, EmbedAsk, Embeddings, EmbeddingsRequest},
@@ -40,6 +40,8 @@ pub(crate) enum Dialect {
     /// The Gemini API on Google Cloud's Vertex AI: the same requests and answers, its own embeddings (`:predict`)
     /// and OAuth2 access tokens.
     Vertex,
+    /// Amazon Bedrock's Converse API, its streams in AWS's event-stream framing.
+    Bedrock,
 }
 
 impl Dialect {
@@ -50,6 +52,7 @@ impl Dialect {
             UpstreamKind::Responses => Self::Responses,
             UpstreamKind::Gemini => Self::Gemini,
             UpstreamKind::Vertex => Self::Vertex,
+            UpstreamKind::Bedrock => Self::Bedrock,
             UpstreamKind::Openai | UpstreamKind::Mock => Self::OpenAi,
         }
     }
@@ -61,6 +64,7 @@ impl Dialect {
             Self::Anthropic => "anthropic",
             Self::Responses => "responses",
             Self::Gemini | Self::Vertex => "gemini",
+            Self::Bedrock => "bedrock",
         }
     }
 
@@ -71,6 +75,7 @@ impl Dialect {
             Self::Anthropic => "anthropic",
             Self::Gemini => "gcp.gemini",
             Self::Vertex => "gcp.vertex_ai",
+            Self::Bedrock => "aws.bedrock",
         }
     }
 
@@ -87,6 +92,7 @@ impl Dialect {
             Self::Gemini | Self::Vertex => {
                 format!("{}:generateContent", gemini::resource(model)).into()
             }
+            Self::Bedrock => bedrock::path(model, stream).into(),
         }
     }
 
@@ -96,7 +102,7 @@ impl Dialect {
             Self::OpenAi | Self::Responses => Some("embeddings".into()),
             Self::Gemini => Some(format!("{}:batchEmbedContents", gemini::resource(model)).into()),
             Self::Vertex => Some(format!("{}:predict", gemini::resource(model)).into()),
-            Self::Anthropic => None,
+            Self::Anthropic | Self::Bedrock => None,
         }
     }
 
@@ -127,7 +133,7 @@ impl Dialect {
     pub(crate) fn count_tokens_path(self) -> Option<&'static str> {
         match self {
             Self::Anthropic => Some("messages/count_tokens"),
-            Self::OpenAi | Self::Responses | Self::Gemini | Self::Vertex => None,
+            Self::OpenAi | Self::Responses | Self::Gemini | Self::Vertex | Self::Bedrock => None,
         }
     }
 
@@ -163,7 +169,7 @@ impl Dialect {
             Self::OpenAi | Self::Responses => {
                 [api.openai_beta.clone().map(|b| ("openai-beta", b)), None]
             }
-            Self::Gemini | Self::Vertex => [None, None],
+            Self::Gemini | Self::Vertex | Self::Bedrock => [None, None],
         }
     }
 
@@ -179,6 +185,7 @@ impl Dialect {
             Self::Anthropic => return anthropic::body(req),
             Self::Responses => return responses::body(req),
             Self::Gemini | Self::Vertex => return gemini::body(req),
+            Self::Bedrock => return bedrock::body(req),
         }
         .map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
     }
@@ -190,6 +197,7 @@ impl Dialect {
             Self::Anthropic => anthropic::completion(body),
             Self::Responses => responses::completion(body).map_err(NoAnswer::Malformed),
             Self::Gemini | Self::Vertex => gemini::completion(body),
+            Self::Bedrock => bedrock::completion(body),
         }
     }
 
@@ -200,6 +208,15 @@ impl Dialect {
             Self::Anthropic => Events::Anthropic(Default::default()),
             Self::Responses => Events::Responses(Default::default()),
             Self::Gemini | Self::Vertex => Events::Gemini(Default::default()),
+            Self::Bedrock => Events::Bedrock(Default::default()),
+        }
+    }
+
+    /// How a stream's events are framed on the wire: server-sent events, or AWS's binary event stream.
+    pub(crate) fn framing(self) -> Framing {
+        match self {
+            Self::Bedrock => Framing::AwsEventStream,
+            _ => Framing::Sse,
         }
     }
 }
@@ -212,6 +229,14 @@ pub(crate) enum Events {
     Anthropic(anthropic::StreamState),
     Responses(responses::StreamState),
     Gemini(gemini::StreamState),
+    Bedrock(bedrock::StreamState),
+}
+
+/// How a stream's events are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Sse,
+    AwsEventStream,
 }
 
 /// What one event said.
@@ -230,6 +255,7 @@ impl Events {
             Self::Anthropic(_) => "message_stop",
             Self::Responses(_) => "response.completed",
             Self::Gemini(_) => "a finishReason",
+            Self::Bedrock(_) => "messageStop",
         }
     }
 
@@ -241,12 +267,17 @@ impl Events {
                 gemini::finish(state, reading);
                 true
             }
+            Self::Bedrock(state) if state.stopped => {
+                bedrock::finish(state, reading);
+                true
+            }
             _ => false,
         }
     }
 
-    /// Reads one event's data; the answer's id, model, usage and text so far are kept in `reading`.
-    pub(crate) fn read(&mut self, data: &str, reading: &mut Reading) -> Said {
+    /// Reads one event (its name, `event`, and its data); the answer's id, model, usage and text so far are kept
+    /// in `reading`.
+    pub(crate) fn read(&mut self, event: &str, data: &str, reading: &mut Reading) -> Said {
         match self {
             Self::Chat if data == "[DONE]" => Said::End,
             Self::Chat => Said::Piece(convert::chunk(data, reading)),
@@ -267,6 +298,7 @@ impl Events {
                 }
             }
             Self::Gemini(state) => Said::Piece(gemini::chunk(data, state, reading)),
+            Self::Bedrock(state) => Said::Piece(bedrock::event(event, data, state, reading)),
         }
     }
 }

@@ -9,10 +9,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 
 use super::{
     answer::{Completion, NoAnswer},
-    dialect::Dialect,
+    dialect::{Dialect, Framing},
     read::{describe, read_bounded, read_prefix, BodyError},
     retry_after,
-    sse::SseDecoder,
 };
 use crate::{
     config::{MaxTokensField, UpstreamAuth, UpstreamConfig},
@@ -38,6 +37,8 @@ pub(crate) struct HttpUpstream {
     auth: Option<(HeaderName, HeaderValue)>,
     /// A Google Cloud upstream's OAuth2 access tokens (Vertex AI), fetched and kept apart from the calls.
     google: Option<super::google_auth::GoogleAuth>,
+    /// An AWS upstream's credentials and request signing (Bedrock).
+    aws: Option<super::aws_auth::AwsAuth>,
     /// The config's extra headers, sent with every request.
     headers: HeaderMap,
     client: reqwest::Client,
@@ -123,6 +124,10 @@ impl HttpUpstream {
             count_tokens_url,
             auth,
             google,
+            aws: cfg
+                .aws
+                .as_ref()
+                .map(|aws| super::aws_auth::AwsAuth::new(&cfg.name, aws)),
             headers,
             client,
             request_timeout: cfg.request_timeout,
@@ -239,10 +244,10 @@ impl HttpUpstream {
             );
         }
         let body = self.dialect.body(req)?;
-        let accept = if req.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
+        let accept = match (req.stream, self.dialect.framing()) {
+            (false, _) => "application/json",
+            (true, Framing::Sse) => "text/event-stream",
+            (true, Framing::AwsEventStream) => "application/vnd.amazon.eventstream",
         };
         let url = self.url(&self.dialect.path(req.model, req.stream))?;
         self.post(url, body, accept, request_id, req.api_headers)
@@ -258,6 +263,11 @@ impl HttpUpstream {
         request_id: &str,
         api: Option<&super::api_headers::ApiHeaders>,
     ) -> Result<reqwest::Response, GatewayError> {
+        // SigV4 signs the URL, the content type and the body as they go out.
+        let signature = match &self.aws {
+            Some(aws) => aws.sign(&url, "application/json", &body).await?,
+            None => Vec::new(),
+        };
         let mut builder = self
             .client
             .post(url)
@@ -265,6 +275,9 @@ impl HttpUpstream {
             .header(ACCEPT, accept)
             .header("x-request-id", request_id)
             .body(body);
+        for (name, value) in signature {
+            builder = builder.header(name, value);
+        }
         if let Some((name, value)) = &self.auth {
             builder = builder.header(name.clone(), value.clone());
         }
@@ -398,11 +411,10 @@ impl HttpUpstream {
         request_id: &str,
     ) -> Result<SseStream, GatewayError> {
         let resp = self.send(req, request_id).await?;
-        let decoder = SseDecoder::new(self.max_response_bytes);
         Ok(SseStream::new(
             self.name.clone(),
             resp,
-            decoder,
+            self.max_response_bytes,
             self.dialect,
             req.logprobs,
         ))
@@ -430,10 +442,21 @@ fn unavailable(upstream: &str, detail: String) -> GatewayError {
     }
 }
 
-/// The upstream's error message from an OpenAI error body, or the start of whatever text it sent.
+/// AWS's error body: `{"message": ...}` (some services spell it `Message`).
+#[derive(serde::Deserialize)]
+struct AwsError {
+    #[serde(alias = "Message")]
+    message: String,
+}
+
+/// The upstream's error message from an OpenAI (or Google) error body or an AWS one, or the start of whatever
+/// text it sent.
 fn error_message(body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(parsed) => bounded(&parsed.error.message),
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
+        return bounded(&parsed.error.message);
+    }
+    match serde_json::from_slice::<AwsError>(body) {
+        Ok(parsed) => bounded(&parsed.message),
         Err(_) => bounded(String::from_utf8_lossy(body).trim()),
     }
 }
@@ -457,6 +480,10 @@ mod tests {
             "bad temperature"
         );
         assert_eq!(error_message(b"  plain text  "), "plain text");
+        assert_eq!(
+            error_message(br#"{"message":"Too many tokens, please wait."}"#),
+            "Too many tokens, please wait."
+        );
         let long = "가".repeat(2000);
         let msg = error_message(long.as_bytes());
         assert_eq!(msg.chars().count(), ERROR_MESSAGE_LIMIT + 1);

@@ -4,8 +4,11 @@
 pub mod answer;
 pub mod anthropic;
 pub mod api_headers;
+mod aws_auth;
+pub mod bedrock;
 pub(crate) mod configured;
 pub(crate) mod dialect;
+mod event_stream;
 pub mod gemini;
 mod google_auth;
 pub mod http;

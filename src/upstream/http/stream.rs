@@ -7,17 +7,40 @@ use crate::{
     error::GatewayError,
     upstream::{
         answer::StreamEvent,
-        dialect::{Dialect, Events, Said},
+        dialect::{Dialect, Events, Framing, Said},
+        event_stream::AwsFrames,
         openai::convert::{ChunkError, Piece, Reading},
-        sse::SseDecoder,
+        sse::{SseDecoder, SseEvent},
     },
 };
+
+/// The stream's framing being decoded: server-sent events, or AWS's event-stream frames (Bedrock's).
+enum Decoder {
+    Sse(SseDecoder),
+    Aws(AwsFrames),
+}
+
+impl Decoder {
+    fn push(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sse(d) => d.push(bytes),
+            Self::Aws(d) => d.push(bytes),
+        }
+    }
+
+    fn next_event(&mut self) -> Result<Option<SseEvent>, String> {
+        match self {
+            Self::Sse(d) => d.next_event().map_err(|e| e.to_string()),
+            Self::Aws(d) => d.next_event(),
+        }
+    }
+}
 
 /// A streamed chat completion being read: SSE events in, [`StreamEvent`]s out.
 pub(crate) struct SseStream {
     upstream: String,
     resp: reqwest::Response,
-    decoder: SseDecoder,
+    decoder: Decoder,
     /// Id, model, finish reason and usage, collected from the chunks as they pass; the text joiner.
     reading: Reading,
     /// What the dialect's events tell across events, and how its stream ends.
@@ -28,13 +51,18 @@ pub(crate) struct SseStream {
 }
 
 impl SseStream {
+    /// Reads `resp` in `dialect`'s framing, no event over `max_event_bytes`.
     pub(super) fn new(
         upstream: String,
         resp: reqwest::Response,
-        decoder: SseDecoder,
+        max_event_bytes: usize,
         dialect: Dialect,
         logprobs: bool,
     ) -> SseStream {
+        let decoder = match dialect.framing() {
+            Framing::Sse => Decoder::Sse(SseDecoder::new(max_event_bytes)),
+            Framing::AwsEventStream => Decoder::Aws(AwsFrames::new(max_event_bytes)),
+        };
         SseStream {
             upstream,
             resp,
@@ -71,11 +99,7 @@ impl SseStream {
         // Bytes that made no event (an SSE comment, half an event) are a sign of life too.
         let mut fed = false;
         loop {
-            while let Some(event) = self
-                .decoder
-                .next_event()
-                .map_err(|e| self.protocol(e.to_string()))?
-            {
+            while let Some(event) = self.decoder.next_event().map_err(|e| self.protocol(e))? {
                 if let Some(out) = self.on_event(&event.event, event.data)? {
                     return Ok(out);
                 }
@@ -113,7 +137,7 @@ impl SseStream {
     }
 
     fn on_event(&mut self, event: &str, data: String) -> Result<Option<StreamEvent>, GatewayError> {
-        let piece = match self.events.read(&data, &mut self.reading) {
+        let piece = match self.events.read(event, &data, &mut self.reading) {
             Said::End => return Ok(Some(self.end())),
             Said::Piece(piece) => piece,
         };

@@ -83,6 +83,7 @@ pub fn chat_request<'a>(
         anthropic_options: pass.dialect("anthropic"),
         responses_options: pass.dialect("responses"),
         gemini_options: pass.dialect("gemini"),
+        bedrock_options: pass.dialect("bedrock"),
         api_headers: None,
     }
 }

@@ -74,6 +74,9 @@ pub struct ChatRequest<'a> {
     /// Fields for Gemini upstreams only, as the client sent them (`dialect_options["gemini"]`).
     #[serde(skip)]
     pub(crate) gemini_options: Map<String, Value>,
+    /// Fields for Bedrock upstreams only, as the client sent them (`dialect_options["bedrock"]`).
+    #[serde(skip)]
+    pub(crate) bedrock_options: Map<String, Value>,
     /// The client's API headers, for upstreams of their dialect.
     #[serde(skip)]
     pub(crate) api_headers: Option<&'a crate::upstream::api_headers::ApiHeaders>,
@@ -125,6 +128,21 @@ pub(crate) fn gemini_takes(field: &str) -> bool {
     GEMINI_FIELDS.contains(&field) || field == "top_k"
 }
 
+/// Converse's own top-level fields that a client may set for any provider (the chat door's unnamed fields);
+/// others are another API's, which Bedrock would refuse.
+pub(crate) const CONVERSE_FIELDS: [&str; 5] = [
+    "guardrailConfig",
+    "performanceConfig",
+    "requestMetadata",
+    "promptVariables",
+    "additionalModelResponseFieldPaths",
+];
+
+/// Whether a field for any provider is one Converse takes (`top_k` goes to the model's own fields).
+pub(crate) fn bedrock_takes(field: &str) -> bool {
+    CONVERSE_FIELDS.contains(&field) || field == "top_k"
+}
+
 impl ChatRequest<'_> {
     /// What an upstream of `dialect` ("openai" or "anthropic") does not get of this request: Anthropic's fields
     /// for an OpenAI-style upstream, and content blocks it cannot take (by `type`). Logged where it is sent.
@@ -145,6 +163,12 @@ impl ChatRequest<'_> {
             // Another API's fields, meant for any provider, are not Gemini's.
             let theirs = self.provider_options.keys();
             out.extend(theirs.filter(|k| !gemini_takes(k)).cloned());
+        }
+        if dialect != "bedrock" {
+            out.extend(self.bedrock_options.keys().cloned());
+        } else {
+            let theirs = self.provider_options.keys();
+            out.extend(theirs.filter(|k| !bedrock_takes(k)).cloned());
         }
         for m in &self.messages {
             if let Some(c) = &m.content {
