@@ -57,7 +57,7 @@ pub enum GatewayError {
     UpstreamRejected { upstream: String, message: String },
     /// The upstream refused the gateway's credentials (401, 403). The upstream's body is not passed on: it can
     /// echo part of the gateway's key.
-    #[error("upstream '{upstream}' refused the gateway's credentials (HTTP {status}); check its api_key_env")]
+    #[error("upstream '{upstream}' refused the gateway's credentials (HTTP {status}); check its api_key_env, or its AWS or Google credentials")]
     UpstreamAuth { upstream: String, status: u16 },
     /// The upstream answered with a status that points at the gateway's configuration (404 and others).
     #[error("upstream '{upstream}' answered HTTP {status}: {message}")]

@@ -423,15 +423,8 @@ async fn a_stream_without_a_finish_reason_is_an_error() {
             .await
             .unwrap()
             .into_inner();
-        let status = loop {
-            match s.message().await {
-                Ok(Some(c)) => assert!(!c.is_complete, "{c:?}"),
-                Ok(None) => panic!("the stream ended without an error"),
-                Err(status) => break status,
-            }
-        };
-        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-        assert!(status.message().contains(needle), "{status:?}");
+        let (_, status) = read_to_error(&mut s).await;
+        assert_status(&status, tonic::Code::Unavailable, needle);
     }
 }
 

@@ -13,6 +13,7 @@
 mod common;
 
 mod anthropic;
+mod bedrock;
 mod bench;
 mod cache;
 mod chat;

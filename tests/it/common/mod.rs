@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
+pub mod bedrock;
 pub mod gemini;
 pub mod redis;
 pub mod upstream;
@@ -26,6 +27,7 @@ pub const KEY: &str = "sk-test-client";
 pub const LIMITED_KEY: &str = "sk-test-limited";
 pub const UPSTREAM_KEY: &str = "sk-upstream-secret-0123456789";
 pub const ADMIN_KEY: &str = "admin-key-0123456789";
+pub const AWS_SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLEsessiontoken==";
 
 /// A config with one OpenAI-style upstream at `base_url`, two models on it, and two client keys (one limited
 /// to model "small").
@@ -165,6 +167,9 @@ pub fn env(var: &str) -> Option<String> {
         "TEST_LIMITED_KEY" => Some(LIMITED_KEY.into()),
         "TEST_UPSTREAM_KEY" => Some(UPSTREAM_KEY.into()),
         "TEST_ADMIN_KEY" => Some(ADMIN_KEY.into()),
+        "TEST_AWS_KEY_ID" => Some(bedrock::ACCESS_KEY_ID.into()),
+        "TEST_AWS_SECRET" => Some(bedrock::SECRET_ACCESS_KEY.into()),
+        "TEST_AWS_SESSION_TOKEN" => Some(AWS_SESSION_TOKEN.into()),
         _ => None,
     }
 }
