@@ -317,10 +317,14 @@ pub(super) fn models(
                 }
                 Some(&u)
                     if m.kind == ModelKind::Embedding
-                        && upstream_configs[u].kind == UpstreamKind::Anthropic =>
+                        && matches!(
+                            upstream_configs[u].kind,
+                            UpstreamKind::Anthropic | UpstreamKind::Bedrock
+                        ) =>
                 {
                     err(format!(
-                        "{at}.routes[{j}].upstream: '{}' speaks Anthropic's API, which has no embeddings",
+                        "{at}.routes[{j}].upstream: '{}' speaks an API the gateway calls for no embeddings \
+                         (Anthropic's, Bedrock's)",
                         r.upstream
                     ))
                 }

@@ -512,3 +512,65 @@ fn google_upstreams_take_their_bases_and_credentials() {
     .to_string();
     assert!(e.contains("upstreams[0].credentials_file"), "{e}");
 }
+
+/// Bedrock's upstreams: a region (its endpoint by default), the access key the config names (both halves, the
+/// token only with them) or the standard chain, never an API key, and no embedding models.
+#[test]
+fn bedrock_upstreams_take_a_region_and_aws_credentials() {
+    let upstream = |fields: &str| BASE.replace("kind = \"mock\"", fields);
+    let parse_with = |text: &str| {
+        let text = text.replace("HASH", &hash_key("s"));
+        Config::parse(&text, |var| {
+            (var == "SET" || var == "SET2").then(|| "value".to_owned())
+        })
+    };
+    let cfg = parse_with(&upstream("kind = \"bedrock\"\nregion = \"eu-west-1\"")).unwrap();
+    let u = &cfg.upstreams[0];
+    assert_eq!(
+        u.base_url,
+        "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    );
+    assert_eq!(
+        u.aws,
+        Some(AwsConfig {
+            region: "eu-west-1".into(),
+            keys: None
+        })
+    );
+    let cfg = parse_with(&upstream(
+        "kind = \"bedrock\"\nregion = \"r\"\naccess_key_id_env = \"SET\"\nsecret_access_key_env = \"SET2\"",
+    ))
+    .unwrap();
+    let keys = cfg.upstreams[0]
+        .aws
+        .as_ref()
+        .unwrap()
+        .keys
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (keys.access_key_id.as_str(), keys.session_token.as_deref()),
+        ("value", None)
+    );
+    assert!(!format!("{:?}", cfg.upstreams[0].aws).contains("value"));
+    for (fields, field) in [
+        ("kind = \"bedrock\"", "upstreams[0].region"),
+        ("kind = \"bedrock\"\nregion = \"us east\"", "upstreams[0].region"),
+        ("kind = \"bedrock\"\nregion = \"r\"\naccess_key_id_env = \"SET\"", "upstreams[0].access_key_id_env"),
+        ("kind = \"bedrock\"\nregion = \"r\"\nsession_token_env = \"SET\"", "upstreams[0].access_key_id_env"),
+        ("kind = \"bedrock\"\nregion = \"r\"\naccess_key_id_env = \"UNSET\"\nsecret_access_key_env = \"SET\"", "upstreams[0].access_key_id_env"),
+        ("kind = \"bedrock\"\nregion = \"r\"\napi_key_env = \"SET\"", "upstreams[0].api_key_env"),
+        ("kind = \"openai\"\nbase_url = \"http://x\"\nregion = \"r\"", "upstreams[0].region"),
+    ] {
+        let e = parse_with(&upstream(fields)).expect_err(field).to_string();
+        assert!(e.contains(field), "{fields}: {e}");
+    }
+    let embedding = format!(
+        "{}\n[[models]]\nname = \"e\"\nkind = \"embedding\"\nroutes = [{{ upstream = \"mock\", model = \"x\" }}]",
+        upstream("kind = \"bedrock\"\nregion = \"r\"")
+    );
+    let e = parse_with(&embedding)
+        .expect_err("no embeddings")
+        .to_string();
+    assert!(e.contains("models[1].routes[0].upstream"), "{e}");
+}

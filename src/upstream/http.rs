@@ -352,7 +352,7 @@ impl HttpUpstream {
         let Some(path) = self.dialect.embeddings_path(model) else {
             // Config validation keeps embedding models off Anthropic upstreams; this is the backstop.
             return Err(GatewayError::InvalidArgument(format!(
-                "upstream '{}' speaks Anthropic's API, which has no embeddings",
+                "upstream '{}' speaks an API the gateway calls for no embeddings",
                 self.name
             )));
         };
