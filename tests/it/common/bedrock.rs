@@ -190,9 +190,16 @@ pub fn exception(kind: &str, message: &str) -> Vec<u8> {
     out
 }
 
-/// A ConverseStream reply: the frames, in one part.
+/// A ConverseStream reply: the frames, each split in two HTTP chunks (a frame may arrive in pieces).
 pub fn stream(frames: &[Vec<u8>]) -> Reply {
-    let mut reply = Reply::sse_raw(vec![Part::Bytes(frames.concat())]);
+    let parts = frames
+        .iter()
+        .flat_map(|f| {
+            let (a, b) = f.split_at(f.len() / 3);
+            [Part::Bytes(a.to_vec()), Part::Bytes(b.to_vec())]
+        })
+        .collect();
+    let mut reply = Reply::sse_raw(parts);
     reply.headers = vec![(
         "content-type".into(),
         "application/vnd.amazon.eventstream".into(),
