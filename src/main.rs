@@ -103,6 +103,10 @@ enum Command {
         /// (a tool call's arguments, piece by piece).
         #[arg(long, default_value = "text")]
         shape: aigw::tools::mock_server::StreamShape,
+        /// Answer every POST with a stream in this API's words: openai (chat completions, the default),
+        /// anthropic, gemini or bedrock (unpaced; for benchmarks of each dialect).
+        #[arg(long, default_value = "openai")]
+        dialect: aigw::tools::mock_server::MockDialect,
         /// Answer this share of calls with an error status, e.g. `503=0.1` (repeatable).
         #[arg(long = "error-rate", value_parser = aigw::tools::chaos::parse_rate::<aigw::tools::chaos::Status>)]
         error_rates: Vec<(aigw::tools::chaos::Status, f64)>,
@@ -265,6 +269,7 @@ fn main() -> ExitCode {
             tokens_per_second,
             tokens,
             shape,
+            dialect,
             error_rates,
             retry_after,
             stream_faults,
@@ -281,6 +286,7 @@ fn main() -> ExitCode {
                 tokens_per_second,
                 tokens,
                 shape,
+                dialect,
             };
             let chaos = aigw::tools::chaos::ChaosConfig {
                 errors: error_rates.into_iter().map(|(s, p)| (s.0, p)).collect(),

@@ -32,6 +32,8 @@ pub struct MockServerConfig {
     pub tokens: Option<usize>,
     /// What a stream's pieces are: text, reasoning then text, or a tool call's arguments.
     pub shape: StreamShape,
+    /// The API whose stream every POST gets (see `dialects`); OpenAI's chat completions by default.
+    pub dialect: MockDialect,
 }
 
 /// What a streamed answer's pieces are, for benchmarks of reasoning- and tool-heavy streams.
@@ -363,8 +365,10 @@ fn injected(status: u16, retry_after: Option<Duration>) -> Response<Body> {
     resp
 }
 
+mod dialects;
 mod handle;
 
+pub use dialects::MockDialect;
 use handle::handle;
 
 /// Serves until `shutdown`.
@@ -383,7 +387,8 @@ pub async fn serve_with_chaos(
     chaos: ChaosConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let state = Arc::new((cfg, Chaos::new(chaos)));
+    let canned = dialects::stream(cfg.dialect, cfg.shape, cfg.tokens.unwrap_or(256));
+    let state = Arc::new((cfg, Chaos::new(chaos), canned));
     // A test peer, not a front door: no first-request or idle deadline worth having, a generous cap.
     let limits = crate::transport::accept::ConnLimits {
         first_request: Duration::from_secs(3600),

@@ -15,6 +15,7 @@ async fn mock_upstream() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = MockServerConfig {
+        dialect: Default::default(),
         shape: Default::default(),
         first_token_latency: Duration::ZERO,
         tokens_per_second: 1e6,

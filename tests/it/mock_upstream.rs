@@ -3,16 +3,25 @@
 use std::time::Duration;
 
 use crate::common::*;
-use aigw::tools::mock_server::{serve, MockServerConfig, StreamShape};
+use aigw::tools::mock_server::{serve, MockDialect, MockServerConfig, StreamShape};
 
 async fn mock(tokens: Option<usize>) -> std::net::SocketAddr {
     mock_shaped(tokens, StreamShape::Text).await
 }
 
 async fn mock_shaped(tokens: Option<usize>, shape: StreamShape) -> std::net::SocketAddr {
+    mock_speaking(tokens, shape, MockDialect::Openai).await
+}
+
+async fn mock_speaking(
+    tokens: Option<usize>,
+    shape: StreamShape,
+    dialect: MockDialect,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = MockServerConfig {
+        dialect,
         shape,
         first_token_latency: Duration::ZERO,
         tokens_per_second: 1e6,
@@ -256,4 +265,73 @@ async fn tools_json_formats_and_embeddings_as_the_in_process_mock() {
     .unwrap();
     assert_eq!(embedded["data"].as_array().unwrap().len(), 2, "{embedded}");
     assert!(embedded["data"][0]["embedding"].as_array().unwrap().len() > 8);
+}
+
+/// `--dialect`: the same stream in Anthropic's, Gemini's and Bedrock's words, which the gateway reads as those
+/// upstreams' (what `bench/streams.py --dialects` measures): every piece arrives, of the kind the shape says.
+#[tokio::test]
+async fn the_mock_speaks_each_dialect() {
+    use MockDialect::*;
+    for (dialect, kind, extra) in [
+        (Anthropic, "anthropic", "api_key_env = \"TEST_UPSTREAM_KEY\""),
+        (Gemini, "gemini", "api_key_env = \"TEST_UPSTREAM_KEY\""),
+        (
+            Bedrock,
+            "bedrock",
+            "region = \"us-east-1\"\naccess_key_id_env = \"TEST_AWS_KEY_ID\"\nsecret_access_key_env = \"TEST_AWS_SECRET\"",
+        ),
+    ] {
+        for shape in [StreamShape::Text, StreamShape::Reasoning, StreamShape::Tools] {
+            let addr = mock_speaking(Some(40), shape, dialect).await;
+            let base = if dialect == Gemini {
+                format!("http://{addr}/v1beta")
+            } else {
+                format!("http://{addr}")
+            };
+            let gw = Gateway::start(config(&format!(
+                r#"
+                [server]
+                listen = "127.0.0.1:0"
+                [[keys]]
+                name = "tester"
+                env = "TEST_KEY"
+                [[upstreams]]
+                name = "up"
+                kind = "{kind}"
+                base_url = "{base}"
+                {extra}
+                [[models]]
+                name = "big"
+                max_output_tokens = 1000
+                routes = [{{ upstream = "up", model = "m" }}]
+                "#
+            )))
+            .await;
+            let mut s = gw
+                .client()
+                .await
+                .stream_generate(authed(stream_request("big", "hi"), KEY))
+                .await
+                .unwrap()
+                .into_inner();
+            let (mut text, mut thoughts, mut args) = (0, 0, 0);
+            let mut last = None;
+            while let Some(c) = s.message().await.unwrap() {
+                text += usize::from(!c.delta.is_empty());
+                thoughts += usize::from(c.reasoning.as_ref().is_some_and(|r| !r.text.is_empty()));
+                args += c.tool_call_deltas.iter().filter(|d| !d.arguments.is_empty()).count();
+                last = Some(c);
+            }
+            let last = last.unwrap();
+            assert!(last.is_complete, "{kind} {shape:?}");
+            let expected = match (shape, dialect) {
+                (StreamShape::Text, _) => (40, 0, 0),
+                (StreamShape::Reasoning, _) => (10, 30, 0),
+                // Gemini sends a function call whole: one piece.
+                (StreamShape::Tools, Gemini) => (0, 0, 1),
+                (StreamShape::Tools, _) => (0, 0, 40),
+            };
+            assert_eq!((text, thoughts, args), expected, "{kind} {shape:?}");
+        }
+    }
 }

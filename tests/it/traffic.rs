@@ -666,6 +666,7 @@ async fn a_flaky_upstream_looks_better_through_the_gateway() {
         seed: 12,
     };
     let mock = MockServerConfig {
+        dialect: Default::default(),
         shape: Default::default(),
         first_token_latency: Duration::ZERO,
         tokens_per_second: 1e6,

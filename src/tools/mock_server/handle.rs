@@ -15,13 +15,27 @@ enum Step {
 }
 
 pub(super) async fn handle(
-    state: Arc<(MockServerConfig, Chaos)>,
+    state: Arc<(MockServerConfig, Chaos, Vec<Bytes>)>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let (cfg, chaos) = (&state.0, &state.1);
     if req.method() == Method::GET && req.uri().path() == "/stats" {
         let json = serde_json::to_vec(&chaos.stats()).unwrap_or_default();
         return Ok(full(StatusCode::OK, "application/json", json));
+    }
+    if cfg.dialect != MockDialect::Openai && req.method() == Method::POST {
+        // Another API's stream, whatever was asked: the request is read and the canned events sent.
+        if let Err(e) = Limited::new(req.into_body(), BODY_LIMIT).collect().await {
+            return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()));
+        }
+        let frames = state.2.clone().into_iter().map(|b| Ok(Frame::data(b)));
+        let mut resp = Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+            frames,
+        ))));
+        if let Ok(v) = http::HeaderValue::from_str(cfg.dialect.content_type()) {
+            resp.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        return Ok(resp);
     }
     let embeddings = req.uri().path().ends_with("/embeddings");
     if req.method() != Method::POST
