@@ -5,7 +5,13 @@ For each shape, `aigw mock-upstream --shape SHAPE` answers every call with `--st
 relays them over gRPC `StreamGenerate` to h2load (32 streams in flight); the gateway's CPU comes from
 /proc/PID/stat. Rounds alternate the shapes' order; the figure is the median of the rounds.
 
+With `--dialects`, each shape is measured from each upstream API: `aigw mock-upstream --dialect D` sends the same
+pieces as Anthropic's Messages events, Gemini's `streamGenerateContent` chunks or Bedrock's ConverseStream
+event-stream frames, and the gateway's upstream is of that kind (Bedrock's requests SigV4-signed). Gemini sends a
+function call whole, so it has no tool-call row.
+
 Usage: python3 bench/streams.py [--aigw PATH] [--upstream-aigw PATH] [--shapes text,reasoning,tools]
+                                [--dialects openai,anthropic,gemini,bedrock]
                                 [--duration 8] [--rounds 3] [--stream-tokens 256] [--out DIR] [--smoke]
 """
 
@@ -20,6 +26,21 @@ from compare import GATEWAY_CONFIG, KEY, ROOT, Proc, machine, measured, release_
 from floor import IN_FLIGHT, grpc_body, h2load  # noqa: E402
 
 SHAPES = ["text", "reasoning", "tools"]
+DIALECTS = ["openai", "anthropic", "gemini", "bedrock"]
+# Each dialect's upstream in the gateway's config, in place of compare.py's OpenAI one.
+UPSTREAMS = {
+    "openai": 'kind = "openai"\nbase_url = "http://{upstream}/v1"',
+    "anthropic": 'kind = "anthropic"\nbase_url = "http://{upstream}/v1"\napi_key_env = "AIGW_BENCH_KEY"',
+    "gemini": 'kind = "gemini"\nbase_url = "http://{upstream}/v1beta"\napi_key_env = "AIGW_BENCH_KEY"',
+    "bedrock": 'kind = "bedrock"\nbase_url = "http://{upstream}"\nregion = "us-east-1"\n'
+               'access_key_id_env = "AIGW_BENCH_KEY"\nsecret_access_key_env = "AIGW_BENCH_KEY"',
+}
+
+
+def gateway_config(dialect, upstream):
+    base = 'kind = "openai"\nbase_url = "http://{upstream}/v1"'
+    assert base in GATEWAY_CONFIG
+    return GATEWAY_CONFIG.replace(base, UPSTREAMS[dialect]).format(upstream=upstream)
 
 
 def main():
@@ -30,6 +51,7 @@ def main():
     ap.add_argument("--baseline", help="a second aigw binary whose text streams are measured in the same rounds, "
                     "interleaved: a before/after on one run, where the VM's drift hits both alike")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="which streams, of text, reasoning, tools")
+    ap.add_argument("--dialects", default="openai", help="which upstream APIs, of " + ", ".join(DIALECTS))
     ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--stream-tokens", type=int, default=256)
@@ -42,30 +64,36 @@ def main():
     shapes = opts.shapes.split(",")
     if not set(shapes) <= set(SHAPES):
         sys.exit(f"--shapes: each of {', '.join(SHAPES)}")
+    dialects = opts.dialects.split(",")
+    if not set(dialects) <= set(DIALECTS):
+        sys.exit(f"--dialects: each of {', '.join(DIALECTS)}")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     work = scratch("aigw-streams-")
     body = work / "stream.bin"
     body.write_bytes(grpc_body(0))
     pairs = {}
-    # What is measured: (row name, gateway binary, shape); a baseline gets a text row of its own.
-    rows = [(shape, aigw, shape) for shape in shapes]
+    # What is measured: (row name, gateway binary, shape, dialect); a baseline gets a text row of its own.
+    rows = [(shape if dialect == "openai" else f"{dialect} {shape}", aigw, shape, dialect)
+            for dialect in dialects for shape in shapes if (dialect, shape) != ("gemini", "tools")]
     if opts.baseline:
-        rows.append(("baseline text", opts.baseline, "text"))
+        rows.append(("baseline text", opts.baseline, "text", "openai"))
     try:
-        for name, binary, shape in rows:
-            # Text needs no --shape: an upstream binary from before shapes can serve it.
+        for name, binary, shape, dialect in rows:
+            # Text needs no --shape, OpenAI no --dialect: an upstream binary from before them can serve those.
             shaped = ["--shape", shape] if shape != "text" else []
+            if dialect != "openai":
+                shaped += ["--dialect", dialect]
             file = name.replace(" ", "-")
             upstream = Proc([opts.upstream_aigw or aigw, "mock-upstream", "--listen", "127.0.0.1:0", "--tokens",
                              str(opts.stream_tokens), *shaped], work / f"upstream-{file}.log",
                             r"listening addr=(\S+)")
-            (work / f"gateway-{file}.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
+            (work / f"gateway-{file}.toml").write_text(gateway_config(dialect, upstream.match.group(1)))
             gateway = Proc([binary, "serve", "--config", str(work / f"gateway-{file}.toml"), "--listen", "127.0.0.1:0",
                             "--admin-listen", "127.0.0.1:0"], work / f"gateway-{file}.log",
                            r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
             pairs[name] = (upstream, gateway)
-        names = [name for name, _, _ in rows]
+        names = [name for name, _, _, _ in rows]
         url = lambda name: f"http://{pairs[name][1].match.group(1)}/holysheepai.AIService/StreamGenerate"
         for name in names:  # warm-up
             h2load(url(name), body, 1)
@@ -95,6 +123,9 @@ def main():
              "| stream | pieces per gateway CPU-second | streams/s |", "|---|---:|---:|"]
     titles = {"text": "text", "reasoning": "reasoning (¾ reasoning_content, then text)",
               "tools": "tool call (every piece an arguments piece)", "baseline text": f"baseline: text ({opts.baseline})"}
+    for name, _, shape, dialect in rows:
+        if dialect != "openai":
+            titles[name] = f"{dialect}: {titles[shape].replace('reasoning_content', 'reasoning')}"
     for name in names:
         lines.append(f"| {titles[name]} | {cell(name, 'pieces_per_cpu_s')} | {cell(name, 'streams_s')} |")
     errors = sum(r[n]["errors"] for r in rounds for n in names)

@@ -164,6 +164,21 @@ def test_streams_script_smoke(tmp_path):
     assert "| reasoning (¾ reasoning_content, then text) |" in table and "| tool call" in table
 
 
+def test_streams_script_measures_each_dialect(tmp_path):
+    """bench/streams.py --dialects: the same streams from Anthropic, Gemini and Bedrock upstreams (the mock
+    speaking each), every one relayed and none failed; Gemini has no tool-call row (its calls come whole)."""
+    binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
+    done = subprocess.run([sys.executable, "bench/streams.py", "--smoke", "--aigw", binary, "--out", str(tmp_path),
+                           "--dialects", "anthropic,gemini,bedrock", "--shapes", "text,tools"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [row] = json.loads((tmp_path / "streams.json").read_text())["rounds"]
+    assert sorted(row) == ["anthropic text", "anthropic tools", "bedrock text", "bedrock tools", "gemini text"]
+    for name, figures in row.items():
+        assert figures["streams_s"] > 0 and figures["errors"] == 0, (name, row)
+    assert "| bedrock: tool call (every piece an arguments piece) |" in (tmp_path / "streams.md").read_text()
+
+
 def test_silence_script_smoke(tmp_path):
     """bench/silence.py: a 2 s think behind both doors gets its headers before the answer, keep-alives at the
     configured interval, and one upstream call each."""
