@@ -388,3 +388,36 @@ async fn tools_through_the_chat_door() {
     assert_eq!(sent["additionalModelRequestFields"]["top_k"], 5);
     assert!(sent.get("store").is_none());
 }
+
+/// A session's turns on Bedrock: the system prompt as a `system` block, the history as user and assistant turns.
+#[tokio::test]
+async fn sessions_speak_bedrock() {
+    use bedrock::frame;
+    let said = |text: &str| {
+        bedrock::stream(&[
+            frame("messageStart", &json!({"role": "assistant"})),
+            frame(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": 0, "delta": {"text": text}}),
+            ),
+            frame("contentBlockStop", &json!({"contentBlockIndex": 0})),
+            frame("messageStop", &json!({"stopReason": "end_turn"})),
+            frame(
+                "metadata",
+                &json!({"usage": {"inputTokens": 5, "outputTokens": 2, "totalTokens": 7}}),
+            ),
+        ])
+    };
+    let up = bedrock_upstream(vec![said("Hello."), said("Fine.")]).await;
+    let gw = Gateway::start(config(&bedrock_config_text(&up, KEYS))).await;
+    let answers = session_turns(&gw, "big", &["hi", "how are you?"]).await;
+    assert_eq!(answers, [Ok("Hello.".to_owned()), Ok("Fine.".to_owned())]);
+    let second = &up.requests()[1].body;
+    assert_eq!(second["system"], json!([{"text": "Be brief."}]));
+    assert_eq!(
+        second["messages"],
+        json!([{"role": "user", "content": [{"text": "hi"}]},
+               {"role": "assistant", "content": [{"text": "Hello."}]},
+               {"role": "user", "content": [{"text": "how are you?"}]}])
+    );
+}

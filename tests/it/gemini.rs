@@ -534,3 +534,28 @@ async fn tools_through_the_chat_door() {
     assert_eq!(sent["generationConfig"]["topK"], 4);
     assert!(sent.get("store").is_none() && sent.get("service_tier").is_none());
 }
+
+/// A session's turns on Gemini: the system prompt as `systemInstruction`, the history as user and model turns.
+#[tokio::test]
+async fn sessions_speak_gemini() {
+    let said = |text: &str| {
+        let end = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2}});
+        Reply::sse(&[end.to_string()])
+    };
+    let up = gemini_upstream(vec![said("Hello."), said("Fine.")]).await;
+    let gw = Gateway::start(gemini_config(&up)).await;
+    let answers = session_turns(&gw, "big", &["hi", "how are you?"]).await;
+    assert_eq!(answers, [Ok("Hello.".to_owned()), Ok("Fine.".to_owned())]);
+    let second = &up.requests()[1].body;
+    assert_eq!(
+        second["systemInstruction"],
+        json!({"parts": [{"text": "Be brief."}]})
+    );
+    assert_eq!(
+        second["contents"],
+        json!([{"role": "user", "parts": [{"text": "hi"}]},
+               {"role": "model", "parts": [{"text": "Hello."}]},
+               {"role": "user", "parts": [{"text": "how are you?"}]}])
+    );
+}

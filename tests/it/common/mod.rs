@@ -449,3 +449,60 @@ pub fn retry_after_secs(status: &tonic::Status) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// A session on `model` (`InteractiveStream`, system prompt "Be brief.") that says each of `turns` in order
+/// and reads each answer to its end: the answers' text, or the first turn's error message.
+pub async fn session_turns(
+    gw: &Gateway,
+    model: &str,
+    turns: &[&str],
+) -> Vec<Result<String, String>> {
+    use aigw::proto::{
+        interactive_request::Action, interactive_response::Event, InteractiveRequest, SessionStart,
+        UserTurn,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let request = |action| InteractiveRequest {
+        action: Some(action),
+    };
+    tx.send(request(Action::Start(SessionStart {
+        model: model.into(),
+        system_prompt: "Be brief.".into(),
+        ..Default::default()
+    })))
+    .await
+    .unwrap();
+    let mut events = gw
+        .client()
+        .await
+        .interactive_stream(authed(tokio_stream::wrappers::ReceiverStream::new(rx), KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answers = Vec::new();
+    for turn in turns {
+        tx.send(request(Action::Turn(UserTurn {
+            content: (*turn).into(),
+            ..Default::default()
+        })))
+        .await
+        .unwrap();
+        let mut text = String::new();
+        let answer = loop {
+            match events
+                .message()
+                .await
+                .unwrap()
+                .expect("the session ended early")
+                .event
+            {
+                Some(Event::Delta(d)) => text.push_str(&d.delta),
+                Some(Event::Complete(_)) => break Ok(text),
+                Some(Event::Error(e)) => break Err(e.message),
+                _ => {}
+            }
+        };
+        answers.push(answer);
+    }
+    answers
+}
