@@ -190,6 +190,19 @@ impl Upstream {
         }
     }
 
+    /// The upstream's count of a request's input tokens, when its API counts a request of the gateway's own
+    /// shape (Gemini's `countTokens`).
+    pub(crate) async fn count_request_tokens(
+        &self,
+        req: &ChatRequest<'_>,
+        request_id: &str,
+    ) -> Option<Result<u64, GatewayError>> {
+        match self {
+            Self::Http(u) => u.count_request_tokens(req, request_id).await,
+            _ => None,
+        }
+    }
+
     /// Starts a stream: returns once the upstream accepted the request (status checked), before any delta.
     pub(crate) async fn stream(
         &self,

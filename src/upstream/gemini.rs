@@ -58,6 +58,40 @@ pub(crate) fn resource(model: &str) -> String {
     }
 }
 
+/// `countTokens`' body for the request `req` would send: Gemini's API counts a whole `generateContentRequest`
+/// (the model named in it); Vertex AI's takes the request's contents, system instruction, tools and generation
+/// config at the top level, and no other field.
+pub(crate) fn count_body(req: &ChatRequest<'_>, vertex: bool) -> Result<Vec<u8>, GatewayError> {
+    let encode = |e: serde_json::Error| GatewayError::Internal(format!("encoding request: {e}"));
+    let mut body = serde_json::to_value(request::request(req)?).map_err(encode)?;
+    let body = match (vertex, body.as_object_mut()) {
+        (true, Some(fields)) => {
+            fields.retain(|k, _| {
+                ["contents", "systemInstruction", "tools", "generationConfig"].contains(&k.as_str())
+            });
+            body
+        }
+        (false, Some(fields)) => {
+            fields.insert("model".into(), resource(req.model).into());
+            serde_json::json!({ "generateContentRequest": body })
+        }
+        (_, None) => body,
+    };
+    serde_json::to_vec(&body).map_err(encode)
+}
+
+/// `countTokens`' answer: the request's tokens.
+pub(crate) fn counted(body: &[u8]) -> Result<u64, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Counted {
+        total_tokens: u64,
+    }
+    serde_json::from_slice::<Counted>(body)
+        .map(|c| c.total_tokens)
+        .map_err(|e| format!("countTokens: {e}"))
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct EmbedRequest<'a> {

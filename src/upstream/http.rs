@@ -393,6 +393,32 @@ impl HttpUpstream {
         )
     }
 
+    /// Gemini's count of a request's input tokens (`countTokens`, for the request's model); `None` for upstreams
+    /// of other dialects.
+    pub(crate) async fn count_request_tokens(
+        &self,
+        req: &ChatRequest<'_>,
+        request_id: &str,
+    ) -> Option<Result<u64, GatewayError>> {
+        let vertex = match self.dialect {
+            Dialect::Gemini => false,
+            Dialect::Vertex => true,
+            _ => return None,
+        };
+        Some(
+            async {
+                let path = format!("{}:countTokens", super::gemini::resource(req.model));
+                let body = super::gemini::count_body(req, vertex)?;
+                let resp = self
+                    .post(self.url(&path)?, body, "application/json", request_id, None)
+                    .await?;
+                let answer = self.whole_body(resp).await?;
+                super::gemini::counted(&answer).map_err(|detail| self.protocol(detail))
+            }
+            .await,
+        )
+    }
+
     /// A non-streamed answer's body, at most `max_response_bytes`.
     async fn whole_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, GatewayError> {
         read_bounded(&mut resp, self.max_response_bytes)

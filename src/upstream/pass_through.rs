@@ -18,7 +18,8 @@ pub type Fields = Map<String, Value>;
 pub struct PassThrough {
     /// For every upstream (`GenerationConfig.provider_options`; the chat door's unnamed fields).
     pub provider: Fields,
-    /// For upstreams of one dialect only, by its name (`dialect_options`: "anthropic", "openai", "responses").
+    /// For upstreams of one dialect only, by its name (`dialect_options`: "anthropic", "openai", "responses",
+    /// "gemini", "bedrock").
     pub dialect: BTreeMap<String, Fields>,
     /// The Anthropic-only fields of each tool's definition, in the order of `GenerationConfig.tools` (missing at
     /// the end: none).

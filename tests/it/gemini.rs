@@ -559,3 +559,38 @@ async fn sessions_speak_gemini() {
                {"role": "user", "parts": [{"text": "how are you?"}]}])
     );
 }
+
+/// The Messages door's `count_tokens` in front of Gemini: Gemini's `countTokens` of the whole request as the
+/// route would send it (system instruction and tools included), its count as the answer.
+#[tokio::test]
+async fn count_tokens_asks_gemini() {
+    let up = gemini_upstream(vec![Reply::json(
+        200,
+        &json!({"totalTokens": 42, "cachedContentTokenCount": 0}).to_string(),
+    )])
+    .await;
+    let gw = Gateway::start(gemini_config(&up)).await;
+    let (status, body) = post_json(
+        &gw,
+        "/v1/messages/count_tokens",
+        KEY,
+        &json!({"model": "big", "system": "Be brief.",
+                "tools": [{"name": "edit_file", "input_schema": {"type": "object"}}],
+                "messages": [{"role": "user", "content": "fix main.rs"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["input_tokens"],
+        42
+    );
+    let sent = &up.requests()[0];
+    assert_eq!(sent.path, "/v1beta/models/gemini-2.5-pro:countTokens");
+    let inner = &sent.body["generateContentRequest"];
+    assert_eq!(inner["model"], "models/gemini-2.5-pro");
+    assert_eq!(inner["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    assert_eq!(
+        inner["tools"][0]["functionDeclarations"][0]["name"],
+        "edit_file"
+    );
+}

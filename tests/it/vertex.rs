@@ -193,8 +193,8 @@ async fn a_refused_sign_in_fails_the_call_as_unavailable() {
     assert_eq!(api.calls(), 0);
 }
 
-/// Without a key file the machine's metadata server gives the token (`GCE_METADATA_HOST` names it); streams
-/// and `:predict` embeddings go with it.
+/// Without a key file the machine's metadata server gives the token (`GCE_METADATA_HOST` names it); streams,
+/// `:predict` embeddings and `countTokens` go with it.
 #[tokio::test]
 async fn the_metadata_server_gives_tokens_for_streams_and_embeddings() {
     fn metadata(req: &Recorded) -> Option<Reply> {
@@ -216,6 +216,7 @@ async fn the_metadata_server_gives_tokens_for_streams_and_embeddings() {
         vec![
             Reply::sse(&stream),
             Reply::json(200, &predictions.to_string()),
+            Reply::json(200, &json!({"totalTokens": 7}).to_string()),
         ],
         Some(gemini::check_vertex),
     )
@@ -262,6 +263,25 @@ async fn the_metadata_server_gives_tokens_for_streams_and_embeddings() {
         sent[1].body,
         json!({"instances": [{"content": "one"}], "parameters": {"outputDimensionality": 2}})
     );
+    // Vertex AI's countTokens takes the request's parts at the top level.
+    let (status, body) = post_json(
+        &gw,
+        "/v1/messages/count_tokens",
+        KEY,
+        &json!({"model": "big", "system": "Be brief.", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"input_tokens":7}"#));
+    let sent = api.requests();
+    assert_eq!(
+        sent[2].path,
+        format!("{}gemini-2.5-pro:countTokens", gemini::VERTEX_MODELS)
+    );
+    assert_eq!(
+        sent[2].body["systemInstruction"]["parts"][0]["text"],
+        "Be brief."
+    );
+    assert!(sent[2].body.get("generateContentRequest").is_none());
     assert!(sent
         .iter()
         .all(|r| r.header("authorization") == Some("Bearer ya29.metadata")));

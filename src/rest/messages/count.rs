@@ -28,7 +28,8 @@ pub(super) fn estimate(
 }
 
 /// `POST /v1/messages/count_tokens`: the request's input tokens as the model's first Anthropic route counts them
-/// (the body as the client sent it, for that route's model, with the client's API headers), else as the gateway
+/// (the body as the client sent it, for that route's model, with the client's API headers), else its first
+/// Gemini or Vertex AI route (`countTokens` of the request as that route would send it), else as the gateway
 /// estimates them (the same estimate its limits reserve; also when the upstream cannot be reached); errors in
 /// Anthropic's shape.
 pub(crate) async fn count_tokens(
@@ -67,6 +68,35 @@ pub(crate) async fn count_tokens(
             }
             // The request itself is wrong: the client hears why.
             Some(Err(e @ GatewayError::UpstreamRejected { .. })) => return gateway_error(&e),
+            Some(Err(e)) => {
+                tracing::info!(upstream = %route.upstream.name(), error = %e, "count_tokens estimated instead");
+            }
+            None => {}
+        }
+    }
+    let gemini = model
+        .routes
+        .iter()
+        .find(|r| r.upstream.dialect_name() == "gemini");
+    if let Some(route) = gemini {
+        let request_id = crate::call::start::request_id(
+            headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        );
+        let req = crate::upstream::openai::convert::chat_request(
+            route.upstream_model(&parsed.model),
+            &parsed.messages,
+            Some(&parsed.config),
+            &parsed.pass,
+            crate::config::MaxTokensField::MaxTokens,
+            false,
+        );
+        match route.upstream.count_request_tokens(&req, &request_id).await {
+            Some(Ok(n)) => {
+                return crate::rest::json(http::StatusCode::OK, &json!({"input_tokens": n}))
+            }
+            Some(Err(
+                e @ (GatewayError::UpstreamRejected { .. } | GatewayError::InvalidArgument(_)),
+            )) => return gateway_error(&e),
             Some(Err(e)) => {
                 tracing::info!(upstream = %route.upstream.name(), error = %e, "count_tokens estimated instead");
             }

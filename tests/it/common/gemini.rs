@@ -16,6 +16,8 @@ use super::{
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct GenerateContentRequest {
+    /// Named inside a `countTokens` request's `generateContentRequest`; in the path otherwise.
+    model: Option<String>,
     contents: Vec<Content>,
     system_instruction: Option<Content>,
     #[serde(default)]
@@ -171,6 +173,14 @@ struct EmbedOne {
     task_type: Option<String>,
 }
 
+/// Gemini's `countTokens`: `contents`, or a whole `generateContentRequest` (with its `model`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CountTokens {
+    contents: Option<Vec<Content>>,
+    generate_content_request: Option<Map<String, Value>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Predict {
@@ -236,6 +246,16 @@ fn check_call(req: &Recorded, models: &str) -> Option<Reply> {
     let problem = match method {
         "generateContent" => generate(&req.raw_body).err(),
         "streamGenerateContent" if req.path.ends_with("?alt=sse") => generate(&req.raw_body).err(),
+        "countTokens" if models == "/v1beta/models/" => {
+            serde_json::from_slice::<CountTokens>(&req.raw_body)
+                .map_err(|e| e.to_string())
+                .and_then(|c| match c.generate_content_request {
+                    Some(inner) => generate(&serde_json::to_vec(&inner).unwrap_or_default()),
+                    None => Ok(()),
+                })
+                .err()
+        }
+        "countTokens" => generate(&req.raw_body).err(),
         "batchEmbedContents" if models == "/v1beta/models/" => {
             serde_json::from_slice::<BatchEmbed>(&req.raw_body)
                 .err()
