@@ -10,7 +10,7 @@
 //! Prompt-cache marks become `cachePoint` blocks after what they mark. Reasoning is the model's own field in
 //! `additionalModelRequestFields`: Claude's `thinking` (as Anthropic's API spells it), other models'
 //! `reasoning_effort`; an assistant turn's signed reasoning and redacted blocks go first in it, byte-exact.
-//! JSON output (Converse has no response format) is the one tool the model must call, [`JSON_TOOL`], whose
+//! JSON output (Converse has no response format) is the one tool the model must call, `JSON_TOOL`, whose
 //! input is handed out as the answer's text. `logprobs` is refused; `seed`, the penalties and `user` have no
 //! Converse counterpart and are not sent.
 

@@ -16,7 +16,7 @@
 //! with. The gateway hands a signature out as a reasoning block's (the thought's before it, or a block of its
 //! own), and puts a turn's signatures back in order: on its function calls first, then on its last text part. A
 //! function call that comes back without one (a client that drops reasoning) gets Google's documented stand-in,
-//! [`SKIP_SIGNATURE`], rather than have a Gemini 3 model refuse the conversation. Thought text is not sent back.
+//! `SKIP_SIGNATURE`, rather than have a Gemini 3 model refuse the conversation. Thought text is not sent back.
 //!
 //! Streams: every chunk is a whole `GenerateContentResponse` with the parts that are new; a function call
 //! arrives whole, and is relayed as its id and name, then its arguments in one piece. A stream has no end

@@ -337,7 +337,7 @@ fn tool_result<'a>(m: &'a ChatMessage<'a>) -> Result<Block<'a>, GatewayError> {
 }
 
 /// The client's tools as Converse's, each followed by a cache point when it is marked; JSON output as the one
-/// tool the model must call ([`JSON_TOOL`]), whose input is the answer.
+/// tool the model must call (`JSON_TOOL`), whose input is the answer.
 fn tool_config<'a>(req: &'a ChatRequest<'a>) -> Result<Option<ToolConfig<'a>>, GatewayError> {
     let mut tools = Vec::new();
     let marks = req.tool_cache_control.iter().map(Option::is_some);
