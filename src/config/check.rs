@@ -317,14 +317,10 @@ pub(super) fn models(
                 }
                 Some(&u)
                     if m.kind == ModelKind::Embedding
-                        && matches!(
-                            upstream_configs[u].kind,
-                            UpstreamKind::Anthropic | UpstreamKind::Bedrock
-                        ) =>
+                        && upstream_configs[u].kind == UpstreamKind::Anthropic =>
                 {
                     err(format!(
-                        "{at}.routes[{j}].upstream: '{}' speaks an API the gateway calls for no embeddings \
-                         (Anthropic's, Bedrock's)",
+                        "{at}.routes[{j}].upstream: '{}' speaks Anthropic's API, which has no embeddings",
                         r.upstream
                     ))
                 }

@@ -14,7 +14,10 @@
 //! input is handed out as the answer's text. `logprobs` is refused; `seed`, the penalties and `user` have no
 //! Converse counterpart and are not sent.
 
-use crate::{error::GatewayError, upstream::openai::wire::ChatRequest};
+use crate::{
+    error::GatewayError,
+    upstream::openai::{embeddings::EmbedAsk, wire::ChatRequest},
+};
 
 /// The tool that carries a JSON answer: reserved (a client's tool of this name is refused).
 pub(crate) const JSON_TOOL: &str = "aigw_json_answer";
@@ -47,6 +50,66 @@ pub(crate) fn path(model: &str, stream: bool) -> String {
         "converse"
     };
     format!("model/{id}/{verb}")
+}
+
+/// The InvokeModel endpoint for `model`, which Bedrock's embedding models answer.
+pub(crate) fn invoke_path(model: &str) -> String {
+    path(model, false).replace("/converse", "/invoke")
+}
+
+/// Whether `model` embeds many texts in one call (Cohere's); Titan's take one text a call.
+fn batches(model: &str) -> bool {
+    model.contains("cohere.")
+}
+
+/// The InvokeModel bodies that embed `ask.input`, in order: one for Cohere's models (all the texts), one per
+/// text for Titan's (with the asked dimensions).
+pub(crate) fn embed_bodies(model: &str, ask: EmbedAsk<'_>) -> Result<Vec<Vec<u8>>, GatewayError> {
+    let encode = |v: serde_json::Value| {
+        serde_json::to_vec(&v).map_err(|e| GatewayError::Internal(format!("encoding request: {e}")))
+    };
+    if batches(model) {
+        if ask.dimensions.is_some() {
+            return Err(unsupported("dimensions with a Cohere embedding model"));
+        }
+        return Ok(vec![encode(
+            serde_json::json!({"texts": ask.input, "input_type": "search_document"}),
+        )?]);
+    }
+    ask.input
+        .iter()
+        .map(|text| {
+            let mut body = serde_json::json!({ "inputText": text });
+            if let Some(d) = ask.dimensions {
+                body["dimensions"] = d.into();
+            }
+            encode(body)
+        })
+        .collect()
+}
+
+/// One InvokeModel answer of an embedding model: its vectors (`texts` of them) and the input tokens it counted
+/// (Titan counts them; Cohere does not say).
+pub(crate) fn embed_answer(body: &[u8], texts: usize) -> Result<(Vec<Vec<f32>>, u64), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer {
+        embedding: Option<Vec<f32>>,
+        #[serde(default)]
+        input_text_token_count: u64,
+        embeddings: Option<Vec<Vec<f32>>>,
+    }
+    let a: Answer =
+        serde_json::from_slice(body).map_err(|e| format!("invalid embeddings JSON: {e}"))?;
+    let vectors = match (a.embedding, a.embeddings) {
+        (Some(one), _) => vec![one],
+        (None, Some(many)) => many,
+        (None, None) => return Err("no embedding in the answer".into()),
+    };
+    if vectors.len() != texts {
+        return Err(format!("{} embeddings for {texts} inputs", vectors.len()));
+    }
+    Ok((vectors, a.input_text_token_count))
 }
 
 mod answer;

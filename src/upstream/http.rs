@@ -349,6 +349,9 @@ impl HttpUpstream {
         ask: EmbedAsk<'_>,
         request_id: &str,
     ) -> Result<Embeddings, GatewayError> {
+        if self.dialect == Dialect::Bedrock {
+            return self.embed_on_bedrock(model, ask, request_id).await;
+        }
         let Some(path) = self.dialect.embeddings_path(model) else {
             // Config validation keeps embedding models off Anthropic upstreams; this is the backstop.
             return Err(GatewayError::InvalidArgument(format!(
@@ -365,6 +368,50 @@ impl HttpUpstream {
         self.dialect
             .embeddings(&body, ask.input.len())
             .map_err(|detail| self.protocol(detail))
+    }
+
+    /// Embeddings from Bedrock's InvokeModel: one call for Cohere's models, one per input for Titan's (eight at
+    /// a time, the vectors kept in the inputs' order).
+    async fn embed_on_bedrock(
+        &self,
+        model: &str,
+        ask: EmbedAsk<'_>,
+        request_id: &str,
+    ) -> Result<Embeddings, GatewayError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let url = self.url(&super::bedrock::invoke_path(model))?;
+        let bodies = super::bedrock::embed_bodies(model, ask)?;
+        let per_body = if bodies.len() == 1 {
+            ask.input.len()
+        } else {
+            1
+        };
+        let answers: Vec<(Vec<Vec<f32>>, u64)> = futures_util::stream::iter(bodies)
+            .map(|body| {
+                let url = url.clone();
+                async move {
+                    let resp = self
+                        .post(url, body, "application/json", request_id, None)
+                        .await?;
+                    let answer = self.whole_body(resp).await?;
+                    super::bedrock::embed_answer(&answer, per_body)
+                        .map_err(|detail| self.protocol(detail))
+                }
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        let tokens: u64 = answers.iter().map(|(_, n)| n).sum();
+        let clamp = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(Embeddings {
+            vectors: answers.into_iter().flat_map(|(v, _)| v).collect(),
+            model: String::new(),
+            usage: (tokens > 0).then(|| crate::proto::Usage {
+                prompt_tokens: clamp(tokens),
+                total_tokens: clamp(tokens),
+                ..Default::default()
+            }),
+        })
     }
 
     /// Anthropic's count of a Messages request's input tokens (`body` as the client wrote it, for the
