@@ -19,7 +19,8 @@
 //! `SKIP_SIGNATURE`, rather than have a Gemini 3 model refuse the conversation. Thought text is not sent back.
 //!
 //! Streams: every chunk is a whole `GenerateContentResponse` with the parts that are new; a function call
-//! arrives whole, and is relayed as its id and name, then its arguments in one piece. A stream has no end
+//! arrives whole, and is relayed as its id and name, then its arguments in one piece. A call Gemini gives no id
+//! (2.5 gives none) gets one made up (`call_` and 16 hex digits), unique across the conversation's answers. A stream has no end
 //! event: it is complete when its body ends after a finish reason, and broken when it ends before one.
 
 use serde::Serialize;

@@ -140,10 +140,11 @@ pub(super) fn error_status(e: &GoogleError) -> u16 {
     }
 }
 
-/// A tool call's id: Gemini's when it gave one, else one made from its place in the answer.
-fn call_id(given: String, index: usize) -> String {
+/// A tool call's id: Gemini's when it gave one, else one made up, unique in the conversation (clients key a
+/// call's result by its id across turns; Gemini 2.5 gives none).
+fn call_id(given: String) -> String {
     if given.is_empty() {
-        format!("call_{index}")
+        format!("call_{:016x}", fastrand::u64(..))
     } else {
         given
     }
@@ -189,7 +190,7 @@ pub(crate) fn completion(body: &[u8]) -> Result<Completion, NoAnswer> {
         in_thought = false;
         if let Some(call) = part.function_call {
             tool_calls.push(ToolCall {
-                id: call_id(call.id, tool_calls.len()),
+                id: call_id(call.id),
                 name: call.name,
                 arguments: arguments(&call.args),
             });
@@ -300,7 +301,7 @@ fn part_pieces(
     }
     state.in_thought = false;
     if let Some(call) = part.function_call {
-        let id = call_id(call.id, reading.end.tool_calls.len());
+        let id = call_id(call.id);
         let (index, first) = reading.call_begins(id, call.name)?;
         pieces.push(first);
         pieces.push(reading.call_arguments(index, arguments(&call.args))?);

@@ -304,11 +304,14 @@ fn whole_answers_translate_back() {
         ("resp-1", "gemini-2.5-pro")
     );
     assert_eq!(done.finish_reason, "tool_calls");
+    // Gemini 2.5 names no call: the id is made up, unique.
+    let made = &done.tool_calls[0].id;
+    assert!(made.starts_with("call_") && made.len() == 21, "{made}");
     assert_eq!(
         done.tool_calls,
         vec![
             ToolCall {
-                id: "call_0".into(),
+                id: made.clone(),
                 name: "get_weather".into(),
                 arguments: r#"{"city":"Seoul"}"#.into(),
             },
@@ -377,6 +380,8 @@ fn stream_chunks_hand_out_thoughts_signatures_text_and_calls() {
                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "thoughtsTokenCount": 7}}),
     ];
     let (out, mut reading, state) = pieces(&chunks);
+    let made = reading.end.tool_calls[0].id.clone();
+    assert!(made.starts_with("call_"), "{made}");
     let reasoning = |text: &str, signature: &str| {
         Piece::Reasoning(ReasoningDelta {
             index: 0,
@@ -393,7 +398,7 @@ fn stream_chunks_hand_out_thoughts_signatures_text_and_calls() {
             reasoning("", "c2ln"),
             Piece::ToolCall(ToolCallDelta {
                 index: 0,
-                id: "call_0".into(),
+                id: made,
                 name: "get_weather".into(),
                 arguments: String::new(),
             }),
