@@ -173,9 +173,11 @@ impl Dialect {
         }
     }
 
-    /// Whether a request must name its output limit (Anthropic's does: the dispatcher fills the model's default).
+    /// Whether a request must name its output limit (Anthropic's and Bedrock's: the dispatcher fills the model's
+    /// default).
     pub(crate) fn requires_max_tokens(self) -> bool {
-        self == Self::Anthropic
+        // Converse takes none, but Claude on Bedrock thinks only within one: a budget needs a limit above it.
+        matches!(self, Self::Anthropic | Self::Bedrock)
     }
 
     /// The request body.
@@ -363,6 +365,38 @@ mod tests {
                 true,
             ),
         ];
+        let table = table.into_iter().chain([
+            (
+                UpstreamKind::Gemini,
+                "models/m:generateContent",
+                Some("models/m:batchEmbedContents"),
+                None,
+                Bearer,
+                ("x-goog-api-key", "k"),
+                "a finishReason",
+                false,
+            ),
+            (
+                UpstreamKind::Vertex,
+                "models/m:generateContent",
+                Some("models/m:predict"),
+                None,
+                Bearer,
+                ("x-goog-api-key", "k"),
+                "a finishReason",
+                false,
+            ),
+            (
+                UpstreamKind::Bedrock,
+                "model/m/converse",
+                None,
+                None,
+                Bearer,
+                ("authorization", "Bearer k"),
+                "messageStop",
+                true,
+            ),
+        ]);
         for (kind, path, embeddings, count, auth, (header, value), last, max_tokens) in table {
             let d = Dialect::of(kind);
             assert_eq!(d.path("m", false), path, "{kind:?}");

@@ -143,10 +143,12 @@ async fn bedrock_reasoning_and_tool_input_stream_live_on_every_door() {
         first.header("accept"),
         Some("application/vnd.amazon.eventstream")
     );
-    // The effort is Claude's thinking budget, in the model's own fields.
+    // The effort is Claude's thinking budget, in the model's own fields, under the output limit the gateway
+    // filled in (the model's default_output_tokens: Claude thinks only within one).
+    assert_eq!(first.body["inferenceConfig"]["maxTokens"], 8000);
     assert_eq!(
-        first.body["additionalModelRequestFields"]["thinking"]["type"],
-        "enabled"
+        first.body["additionalModelRequestFields"]["thinking"],
+        json!({"type": "enabled", "budget_tokens": 7999})
     );
 
     assert_eq!(chat_stream(&gw).await, signed);
