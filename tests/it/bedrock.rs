@@ -423,3 +423,19 @@ async fn sessions_speak_bedrock() {
                {"role": "user", "content": [{"text": "how are you?"}]}])
     );
 }
+
+/// gRPC-Web's `Generate` in front of Bedrock: the same answer as over gRPC, the request signed.
+#[tokio::test]
+async fn grpc_web_reaches_bedrock() {
+    let answer = json!({"output": {"message": {"role": "assistant", "content": [{"text": "Hi from Bedrock."}]}},
+        "stopReason": "end_turn", "usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}});
+    let up = bedrock_upstream(vec![Reply::json(200, &answer.to_string())]).await;
+    let gw = Gateway::start(config(&bedrock_config_text(&up, KEYS))).await;
+    let r = grpc_web_generate(&gw, KEY, "big", "hi").await.unwrap();
+    assert_eq!(
+        (r.content.as_str(), r.finish_reason.as_str()),
+        ("Hi from Bedrock.", "stop")
+    );
+    assert_eq!(r.usage.unwrap().total_tokens, 7);
+    assert_eq!(up.calls(), 1);
+}

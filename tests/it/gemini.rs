@@ -601,3 +601,18 @@ async fn count_tokens_asks_gemini() {
         "edit_file"
     );
 }
+
+/// gRPC-Web's `Generate` in front of Gemini: the same answer as over gRPC.
+#[tokio::test]
+async fn grpc_web_reaches_gemini() {
+    let answer = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi from Gemini."}]},
+        "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}});
+    let up = gemini_upstream(vec![Reply::json(200, &answer.to_string())]).await;
+    let gw = Gateway::start(gemini_config(&up)).await;
+    let r = grpc_web_generate(&gw, KEY, "big", "hi").await.unwrap();
+    assert_eq!(
+        (r.content.as_str(), r.finish_reason.as_str()),
+        ("Hi from Gemini.", "stop")
+    );
+    assert_eq!(r.usage.unwrap().total_tokens, 7);
+}

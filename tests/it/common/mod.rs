@@ -506,3 +506,40 @@ pub async fn session_turns(
     }
     answers
 }
+
+/// `Generate` of `content` on `model` as a browser's gRPC-Web client sends it with `key` (HTTP/1.1, binary
+/// frames): the answer, or the code and message of a refusal (a trailers-only answer).
+pub async fn grpc_web_generate(
+    gw: &Gateway,
+    key: &str,
+    model: &str,
+    content: &str,
+) -> Result<aigw::proto::GenerateResponse, (tonic::Code, String)> {
+    use prost::Message;
+    let msg = generate(model, content).encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&msg);
+    let resp = http()
+        .post(format!("http://{}/holysheepai.AIService/Generate", gw.addr))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .bearer_auth(key)
+        .body(framed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    if let Some(code) = resp.headers().get("grpc-status") {
+        let code = tonic::Code::from(code.to_str().unwrap().parse::<i32>().unwrap());
+        return Err((
+            code,
+            resp.headers()["grpc-message"].to_str().unwrap().to_owned(),
+        ));
+    }
+    let body = resp.bytes().await.unwrap();
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let trailers = std::str::from_utf8(&body[5 + len + 5..]).unwrap();
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    Ok(aigw::proto::GenerateResponse::decode(&body[5..5 + len]).unwrap())
+}
