@@ -21,6 +21,8 @@ use crate::{config::AwsConfig, error::GatewayError};
 const SERVICE: &str = "bedrock";
 /// Credentials are fetched again when less than this much of their life is left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// The longest the chain may take to find credentials (a hung STS or instance endpoint holds no call longer).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct AwsAuth {
     upstream: String,
@@ -92,7 +94,16 @@ impl AwsAuth {
                     .await
             })
             .await;
-        match chain.provide_credentials().await {
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, chain.provide_credentials())
+            .await
+            .unwrap_or_else(|_| {
+                Err(
+                    aws_credential_types::provider::error::CredentialsError::provider_timed_out(
+                        FETCH_TIMEOUT,
+                    ),
+                )
+            });
+        match fetched {
             Ok(c) => {
                 *kept = Some(c.clone());
                 Ok(c)
