@@ -3,7 +3,10 @@
 //! OpenAI's Responses API); this file is the transport — credentials, headers, status and Retry-After, bounded
 //! bodies, quota headers.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    borrow::Cow,
+    time::{Duration, SystemTime},
+};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 
@@ -30,6 +33,9 @@ pub(crate) struct HttpUpstream {
     /// The config's base URL (no trailing slash) and query parameters, which every endpoint's URL has.
     base_url: String,
     query: Vec<(String, String)>,
+    /// The generation endpoint, built once, for dialects whose endpoint names neither the model nor the manner
+    /// of answer (OpenAI's, Anthropic's, the Responses API's); Gemini's and Bedrock's are built per call.
+    fixed_url: Option<reqwest::Url>,
     /// `{base_url}/messages/count_tokens`: Anthropic's alone.
     count_tokens_url: Option<reqwest::Url>,
     /// The key's header (`authorization: Bearer <key>`, or Anthropic's `x-api-key`), its value marked sensitive
@@ -66,7 +72,8 @@ impl HttpUpstream {
             url_of(&cfg.base_url, &cfg.query, path).map_err(|e| setup(format!("base_url: {e}")))
         };
         // Checked once here: every endpoint's URL is the base's with a path added.
-        url_of(&dialect.path("m", false))?;
+        let generation = url_of(&dialect.path("m", false))?;
+        let fixed_url = matches!(dialect.path("m", true), Cow::Borrowed(_)).then_some(generation);
         let count_tokens_url = dialect.count_tokens_path().map(url_of).transpose()?;
         let auth = match (&cfg.api_key, cfg.auth) {
             (None, _) | (_, UpstreamAuth::None) => None,
@@ -120,6 +127,7 @@ impl HttpUpstream {
             name: cfg.name.clone(),
             dialect,
             base_url: cfg.base_url.clone(),
+            fixed_url,
             query: cfg.query.clone(),
             count_tokens_url,
             auth,
@@ -249,7 +257,10 @@ impl HttpUpstream {
             (true, Framing::Sse) => "text/event-stream",
             (true, Framing::AwsEventStream) => "application/vnd.amazon.eventstream",
         };
-        let url = self.url(&self.dialect.path(req.model, req.stream))?;
+        let url = match &self.fixed_url {
+            Some(url) => url.clone(),
+            None => self.url(&self.dialect.path(req.model, req.stream))?,
+        };
         self.post(url, body, accept, request_id, req.api_headers)
             .await
     }

@@ -264,24 +264,30 @@ pub(crate) fn chunk(
         state.finished = true;
         state.finish = Some("SAFETY".into());
     }
-    let mut pieces = Vec::new();
     for candidate in r.candidates.into_iter().take(1) {
         if let Some(f) = candidate.finish_reason {
             state.finished = true;
             state.finish = Some(f);
         }
         for part in candidate.content.unwrap_or_default().parts {
-            part_pieces(part, state, reading, &mut pieces)?;
+            part_pieces(part, state, reading)?;
         }
     }
-    Ok(reading.hand_out(pieces.into_iter().filter(|p| *p != Piece::Progress)))
+    // The chunk's pieces wait in the reading's queue (no list of their own per chunk): the first goes now.
+    Ok(reading.queued.pop_front().unwrap_or(Piece::Progress))
+}
+
+/// Queues a piece for the client; a sign of life is no piece (the chunk itself is one).
+fn queue(reading: &mut Reading, piece: Piece) {
+    if piece != Piece::Progress {
+        reading.queued.push_back(piece);
+    }
 }
 
 fn part_pieces(
     part: Part,
     state: &mut StreamState,
     reading: &mut Reading,
-    pieces: &mut Vec<Piece>,
 ) -> Result<(), ChunkError> {
     let text = part.text.map(|t| t.0).unwrap_or_default();
     if part.thought {
@@ -289,7 +295,8 @@ fn part_pieces(
         if !text.is_empty() || !signature.is_empty() {
             let text = String::from_utf8_lossy(&text).into_owned();
             let new_block = !state.in_thought;
-            pieces.push(reading.reasoning_piece(new_block, text, signature, String::new())?);
+            let piece = reading.reasoning_piece(new_block, text, signature, String::new())?;
+            queue(reading, piece);
         }
         state.in_thought = true;
         return Ok(());
@@ -297,18 +304,21 @@ fn part_pieces(
     if let Some(signature) = part.thought_signature.filter(|s| !s.is_empty()) {
         // After a thought, its block's signature; else a block of its own.
         let new_block = !state.in_thought;
-        pieces.push(reading.reasoning_piece(new_block, String::new(), signature, String::new())?);
+        let piece = reading.reasoning_piece(new_block, String::new(), signature, String::new())?;
+        queue(reading, piece);
     }
     state.in_thought = false;
     if let Some(call) = part.function_call {
         let id = call_id(call.id);
         let (index, first) = reading.call_begins(id, call.name)?;
-        pieces.push(first);
-        pieces.push(reading.call_arguments(index, arguments(&call.args))?);
+        queue(reading, first);
+        let piece = reading.call_arguments(index, arguments(&call.args))?;
+        queue(reading, piece);
         // A text piece closes the reasoning block; a call must too.
         reading.reasoning_open = None;
     } else if !text.is_empty() {
-        pieces.push(reading.text_piece(RawText(text)));
+        let piece = reading.text_piece(RawText(text));
+        queue(reading, piece);
     }
     Ok(())
 }

@@ -357,7 +357,7 @@ impl Reading {
     }
 
     /// Hands out one event's pieces: the first is returned, the rest queued in order.
-    pub(crate) fn hand_out(&mut self, mut pieces: impl Iterator<Item = Piece>) -> Piece {
+    fn hand_out(&mut self, mut pieces: impl Iterator<Item = Piece>) -> Piece {
         let first = pieces.next().unwrap_or(Piece::Progress);
         self.queued.extend(pieces);
         first
