@@ -66,6 +66,34 @@ impl AwsFrames {
     }
 }
 
+/// One frame with string `headers` and `payload`, as AWS writes them: what the mock upstream's Bedrock streams and
+/// the tests' scripted ones are made of.
+pub fn encode(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+    let mut message = Message::new(payload.to_vec());
+    for (name, value) in headers {
+        message = message.add_header(aws_smithy_types::event_stream::Header::new(
+            name.to_string(),
+            HeaderValue::String(value.to_string().into()),
+        ));
+    }
+    let mut out = Vec::new();
+    // Writing to a Vec fails only for a header past the format's limits (names of 255 bytes, values of 32 KiB).
+    let _ = aws_smithy_eventstream::frame::write_message_to(&message, &mut out);
+    out
+}
+
+/// A ConverseStream event's frame: its `:event-type`, JSON content and `event` message type.
+pub fn encode_event(event_type: &str, payload: &[u8]) -> Vec<u8> {
+    encode(
+        &[
+            (":event-type", event_type),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
+        payload,
+    )
+}
+
 fn event(message: &Message) -> SseEvent {
     let header = |name: &str| {
         message
@@ -99,19 +127,9 @@ fn event(message: &Message) -> SseEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_smithy_types::event_stream::Header;
 
     fn frame(headers: &[(&str, &str)], payload: &str) -> Vec<u8> {
-        let mut message = Message::new(payload.as_bytes().to_vec());
-        for (name, value) in headers {
-            message = message.add_header(Header::new(
-                name.to_string(),
-                HeaderValue::String(value.to_string().into()),
-            ));
-        }
-        let mut out = Vec::new();
-        aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap();
-        out
+        encode(headers, payload.as_bytes())
     }
 
     /// Frames split anywhere come out whole, named by their event type (an exception by its type).

@@ -8,7 +8,7 @@ mod aws_auth;
 pub mod bedrock;
 pub(crate) mod configured;
 pub(crate) mod dialect;
-mod event_stream;
+pub mod event_stream;
 pub mod gemini;
 mod google_auth;
 pub mod http;

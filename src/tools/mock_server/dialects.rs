@@ -3,7 +3,6 @@
 //! measures what each dialect costs the gateway. Every POST gets the stream, its events rendered once at start
 //! and sent one per body frame as the chat-completions stream sends its chunks, unpaced.
 
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -159,23 +158,11 @@ fn gemini(shape: StreamShape, n: usize, piece: impl Fn(usize) -> String) -> Vec<
 }
 
 fn frame(event_type: &str, payload: &Value) -> Bytes {
-    let message = Message::new(payload.to_string().into_bytes())
-        .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String(event_type.to_owned().into()),
-        ))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/json".into()),
-        ))
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("event".into()),
-        ));
-    let mut out = Vec::new();
-    // Writing to a Vec fails only for a header over the format's limits, which these are not.
-    let _ = aws_smithy_eventstream::frame::write_message_to(&message, &mut out);
-    Bytes::from(out)
+    let json = payload.to_string();
+    Bytes::from(crate::upstream::event_stream::encode_event(
+        event_type,
+        json.as_bytes(),
+    ))
 }
 
 fn bedrock(shape: StreamShape, n: usize, piece: impl Fn(usize) -> String) -> Vec<Bytes> {

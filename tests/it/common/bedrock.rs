@@ -6,7 +6,6 @@
 
 #![allow(dead_code)] // the fields are read by serde's checks, not by code
 
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use ring::hmac;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -151,43 +150,20 @@ fn hex(bytes: &[u8]) -> String {
 /// One ConverseStream event as its frame: `:event-type`, `:content-type` and `:message-type` headers, the
 /// event's JSON as the payload.
 pub fn frame(event_type: &str, payload: &Value) -> Vec<u8> {
-    let message = Message::new(payload.to_string().into_bytes())
-        .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String(event_type.to_owned().into()),
-        ))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/json".into()),
-        ))
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("event".into()),
-        ));
-    let mut out = Vec::new();
-    aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap();
-    out
+    aigw::upstream::event_stream::encode_event(event_type, payload.to_string().as_bytes())
 }
 
 /// An exception frame, as Bedrock ends a stream that failed.
 pub fn exception(kind: &str, message: &str) -> Vec<u8> {
     let payload = serde_json::json!({ "message": message }).to_string();
-    let message = Message::new(payload.into_bytes())
-        .add_header(Header::new(
-            ":exception-type",
-            HeaderValue::String(kind.to_owned().into()),
-        ))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/json".into()),
-        ))
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("exception".into()),
-        ));
-    let mut out = Vec::new();
-    aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap();
-    out
+    aigw::upstream::event_stream::encode(
+        &[
+            (":exception-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "exception"),
+        ],
+        payload.as_bytes(),
+    )
 }
 
 /// A ConverseStream reply: the frames, each split in two HTTP chunks (a frame may arrive in pieces).
