@@ -8,10 +8,7 @@ use crate::reasoning::{
     chat_stream, grpc_stream, messages_stream, post_sse, responses_stream, whole_args, Seen, ARGS,
     SIGNATURE, THOUGHTS,
 };
-use aigw::proto::{
-    content_part::Part as ContentKind, response_format::Format, ContentPart, GenerationConfig,
-    ImageData, JsonSchema, Reasoning, ResponseFormat,
-};
+use aigw::proto::Reasoning;
 use serde_json::{json, Value};
 
 const MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -218,29 +215,7 @@ async fn unary_calls_carry_images_json_and_cache_usage() {
     let up = bedrock_upstream(vec![Reply::json(200, &answer.to_string())]).await;
     let keys = format!("{KEYS}\n        session_token_env = \"TEST_AWS_SESSION_TOKEN\"");
     let gw = Gateway::start(config(&bedrock_config_text(&up, &keys))).await;
-    let mut req = generate("big", "");
-    req.messages[0].parts = vec![
-        ContentPart {
-            part: Some(ContentKind::Text("How many dots?".into())),
-        },
-        ContentPart {
-            part: Some(ContentKind::Image(ImageData {
-                data: b"\x89PNG".to_vec(),
-                mime_type: "image/png".into(),
-                detail: String::new(),
-            })),
-        },
-    ];
-    req.config = Some(GenerationConfig {
-        response_format: Some(ResponseFormat {
-            format: Some(Format::JsonSchema(JsonSchema {
-                name: "count".into(),
-                schema_json: r#"{"type":"object","properties":{"n":{"type":"integer"}}}"#.into(),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    });
+    let req = image_for_json("big");
     let r = gw
         .client()
         .await

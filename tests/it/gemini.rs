@@ -7,11 +7,7 @@ use crate::reasoning::{
     chat_stream, grpc_stream, messages_stream, post_sse, responses_stream, whole_args, Seen,
     SIGNATURE, THOUGHTS,
 };
-use aigw::proto::{
-    content_part::Part as ContentKind, response_format::Format, ContentPart, EmbedRequest,
-    GenerationConfig, ImageData, JsonSchema, Message, Reasoning, ReasoningConfig, ResponseFormat,
-    ToolCall,
-};
+use aigw::proto::{EmbedRequest, GenerationConfig, Message, Reasoning, ReasoningConfig, ToolCall};
 use serde_json::{json, Value};
 
 /// Model "big" (and the embedding model "emb") on a Gemini upstream at `up`, one attempt per call.
@@ -289,33 +285,13 @@ async fn unary_calls_carry_images_json_and_usage() {
         "modelVersion": "gemini-2.5-pro", "responseId": "resp-u"});
     let up = gemini_upstream(vec![Reply::json(200, &answer.to_string())]).await;
     let gw = Gateway::start(gemini_config(&up)).await;
-    let mut req = generate("big", "");
-    req.messages[0].parts = vec![
-        ContentPart {
-            part: Some(ContentKind::Text("How many dots?".into())),
-        },
-        ContentPart {
-            part: Some(ContentKind::Image(ImageData {
-                data: b"\x89PNG".to_vec(),
-                mime_type: "image/png".into(),
-                detail: String::new(),
-            })),
-        },
-    ];
-    req.config = Some(GenerationConfig {
-        response_format: Some(ResponseFormat {
-            format: Some(Format::JsonSchema(JsonSchema {
-                name: "count".into(),
-                schema_json: r#"{"type":"object","properties":{"n":{"type":"integer"}}}"#.into(),
-                ..Default::default()
-            })),
-        }),
-        reasoning: Some(ReasoningConfig {
+    let mut req = image_for_json("big");
+    if let Some(config) = req.config.as_mut() {
+        config.reasoning = Some(ReasoningConfig {
             budget_tokens: Some(1024),
             ..Default::default()
-        }),
-        ..Default::default()
-    });
+        });
+    }
     let r = gw
         .client()
         .await

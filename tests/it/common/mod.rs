@@ -543,3 +543,36 @@ pub async fn grpc_web_generate(
     assert!(trailers.contains("grpc-status:0"), "{trailers}");
     Ok(aigw::proto::GenerateResponse::decode(&body[5..5 + len]).unwrap())
 }
+
+/// `Generate` on `model` asking "How many dots?" of a PNG given inline, for an answer in a JSON schema
+/// (`{"n": integer}`): an image and structured output in one request.
+pub fn image_for_json(model: &str) -> GenerateRequest {
+    use aigw::proto::{
+        content_part::Part, response_format::Format, ContentPart, ImageData, JsonSchema,
+        ResponseFormat,
+    };
+    let mut req = generate(model, "");
+    req.messages[0].parts = vec![
+        ContentPart {
+            part: Some(Part::Text("How many dots?".into())),
+        },
+        ContentPart {
+            part: Some(Part::Image(ImageData {
+                data: b"\x89PNG".to_vec(),
+                mime_type: "image/png".into(),
+                detail: String::new(),
+            })),
+        },
+    ];
+    req.config = Some(GenerationConfig {
+        response_format: Some(ResponseFormat {
+            format: Some(Format::JsonSchema(JsonSchema {
+                name: "count".into(),
+                schema_json: r#"{"type":"object","properties":{"n":{"type":"integer"}}}"#.into(),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    });
+    req
+}
