@@ -78,6 +78,32 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> BoxFuture {
+        // A token signed with a key this replica has not read yet (its issuer rotated): read the issuer's keys
+        // first, then take the call as any other (the check after is synchronous, as tonic's interceptors are).
+        if let Some(issuer) = self.token_needs_keys(req.headers()) {
+            let mut front = self.clone();
+            return Box::pin(async move {
+                issuer.read_keys().await;
+                front.dispatch(req).await
+            });
+        }
+        self.dispatch(req)
+    }
+}
+
+impl Front {
+    fn token_needs_keys(&self, headers: &http::HeaderMap) -> Option<Arc<crate::admission::jwt::Issuer>> {
+        let tokens = self.gateway.tokens.as_ref()?;
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        tokens.needs_keys(crate::admission::auth::bearer(value)?)
+    }
+
+    /// The call, to its door.
+    fn dispatch<B>(&mut self, req: Request<B>) -> BoxFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+    {
         let door = Door::of(req.headers());
         let panics = self.gateway.metrics.panics.clone();
         match door {

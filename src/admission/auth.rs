@@ -14,7 +14,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{
-    admission::{limits::KeyLimiter, registry::Runtime},
+    admission::{
+        jwt::{self, Issuers},
+        limits::KeyLimiter,
+        registry::Runtime,
+    },
     config::{ClientKey, GroupConfig},
     error::GatewayError,
     routing::router::Router,
@@ -38,6 +42,8 @@ pub(crate) struct Identity {
     /// What owns what the key keeps (stored responses): stable across reloads and rotations, never shared with
     /// a later key of the same name (a config key's first secret digest bytes, an API key's making time).
     pub(crate) owner: String,
+    /// A caller named by an identity provider's token (`[[auth.jwt]]`), not a key.
+    pub(crate) via_token: bool,
 }
 
 impl Identity {
@@ -119,6 +125,7 @@ impl KeyStore {
                     from_api,
                     expires,
                     owner,
+                    via_token: false,
                 })
             };
         let hex8 = |d: &[u8; 32]| {
@@ -174,6 +181,10 @@ impl KeyStore {
     /// Whether the key `who` was still holds here for `model`: not revoked or removed (a key of its name and
     /// owner is in this store), not expired, and still allowed the model. Long streams ask it when keys change.
     pub(crate) fn still_holds(&self, who: &Identity, model: &str) -> Result<(), GatewayError> {
+        // A token's caller is checked at each call's start; its issuer's settings change only on a restart.
+        if who.via_token {
+            return Ok(());
+        }
         let now = self
             .by_name(&who.name)
             .filter(|now| now.owner == who.owner)
@@ -192,10 +203,13 @@ impl KeyStore {
         Ok(())
     }
 
-    /// The caller of a call whose `authorization` header (or gRPC metadata) is `authorization`.
+    /// The caller of a call whose `authorization` header (or gRPC metadata) is `authorization`: a key of this
+    /// store, or else, when it has a JWT's shape, a token one of `tokens`' issuers signed.
     pub(crate) fn authenticate(
         &self,
         authorization: Option<&[u8]>,
+        tokens: Option<&Issuers>,
+        router: &Router,
     ) -> Result<Arc<Identity>, GatewayError> {
         let header = authorization.ok_or(GatewayError::Unauthenticated(
             "missing 'authorization: Bearer <key>' metadata",
@@ -215,8 +229,51 @@ impl KeyStore {
                     _ => Ok(who.clone()),
                 }
             }
-            _ => Err(GatewayError::Unauthenticated("unknown API key")),
+            _ => match tokens {
+                Some(tokens) if jwt::verify::looks_like_jwt(key) => {
+                    self.token_caller(tokens, key, digest, router)
+                }
+                _ => Err(GatewayError::Unauthenticated("unknown API key")),
+            },
         }
+    }
+
+    /// The caller a token names: remembered from an earlier call with the same token, or verified now.
+    fn token_caller(
+        &self,
+        tokens: &Issuers,
+        token: &str,
+        digest: [u8; 32],
+        router: &Router,
+    ) -> Result<Arc<Identity>, GatewayError> {
+        if let Some(who) = tokens.remembered(&digest) {
+            return Ok(who);
+        }
+        let caller = tokens.verify(token)?;
+        let group = match &caller.group {
+            None => None,
+            Some(g) => Some(self.groups.get(g).cloned().ok_or(
+                GatewayError::Unauthenticated("the token's group names no group this gateway has"),
+            )?),
+        };
+        let who = Arc::new(Identity {
+            allowed: caller.models.as_ref().map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| router.canonical(n))
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            limiter: caller.limiter,
+            group,
+            from_api: false,
+            expires: None,
+            owner: format!("jwt:{}", caller.name),
+            name: caller.name,
+            via_token: true,
+        });
+        tokens.remember(digest, who.clone(), caller.until);
+        Ok(who)
     }
 }
 
@@ -267,6 +324,7 @@ pub(crate) mod tests {
             from_api: false,
             expires: None,
             owner: "config:test".into(),
+            via_token: false,
         }
     }
 }

@@ -102,7 +102,7 @@ impl Log {
 #[derive(Debug)]
 pub(crate) struct KeyLimiter {
     name: String,
-    /// "key", or "group" for the limits a group's keys share.
+    /// "key", "group" for the limits a group's keys share, or "caller" for a token's caller.
     what: &'static str,
     /// rpm, tpm and the budget can change at run time (usage API); concurrency is fixed at start.
     limits: Mutex<KeyLimits>,
@@ -281,6 +281,15 @@ impl KeyLimiter {
             "this request may use {tokens} tokens, more than the key's {tpm} per minute; lower max_tokens"
         );
         self.exhausted("tpm", what, None)
+    }
+
+    /// A token caller's limiter (`[[auth.jwt]]`): its refusals name the caller, and its fleet state cannot
+    /// meet a key's of the same name.
+    pub(crate) fn tenant(name: &str, limits: KeyLimits) -> KeyLimiter {
+        KeyLimiter {
+            what: "caller",
+            ..KeyLimiter::new(name, limits)
+        }
     }
 
     /// A group's shared limiter: its refusals name the group.

@@ -215,6 +215,10 @@ impl UsageBook {
 
     pub(crate) fn request(&self, key: &str, model: &str) {
         let (now, wall) = (Instant::now(), SystemTime::now());
+        // A token's caller (`[[auth.jwt]]`) is booked from its first call: no list names them beforehand.
+        if get(&self.keys, key).is_none() {
+            self.know_key(key);
+        }
         self.both(key, model).for_each(|c| c.request(now, wall));
         if let Some(fleet) = self.fleet.get() {
             fleet.add_usage(key, model, (1, 0, 0.0));

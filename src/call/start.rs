@@ -178,9 +178,7 @@ pub(crate) fn authenticate(
     gw: &Gateway,
     authorization: Option<&[u8]>,
 ) -> Result<Arc<Identity>, GatewayError> {
-    gw.catalog()
-        .keys
-        .authenticate(authorization)
+    gw.authenticate(authorization)
         .inspect_err(|e| {
             let code = crate::core::call_record::code_name(e.code());
             gw.metrics

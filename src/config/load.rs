@@ -78,6 +78,7 @@ impl Config {
         let models = check::models(raw.models, raw.model_defaults, &upstream_index, &upstreams)?;
         let groups = check::groups(raw.groups)?;
         let keys = check::keys(raw.keys, raw.limits.key_default(), &models, &groups, &env)?;
+        let jwt = raw.auth.check(raw.limits.key_default(), &models, &groups)?;
         let admin_key = match (&raw.admin.key_env, &raw.admin.key_sha256) {
             (Some(_), Some(_)) => return err("admin: set key_env or key_sha256, not both"),
             (None, None) => None,
@@ -186,6 +187,7 @@ impl Config {
             cors: raw.cors.map(cors::RawCors::check).transpose()?,
             keys,
             groups,
+            jwt,
             upstreams,
             models,
         })

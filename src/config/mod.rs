@@ -5,6 +5,7 @@
 mod cache;
 mod check;
 mod cors;
+mod jwt;
 mod load;
 mod ops;
 mod policy;
@@ -16,6 +17,7 @@ pub(crate) use cache::{CacheConfig, ModelCache};
 pub(crate) use cors::{CorsConfig, Origins};
 pub(crate) use load::env_or_file;
 pub use load::hash_key;
+pub(crate) use jwt::JwtIssuer;
 use load::parse_hex32;
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig, UsageRecordsConfig};
@@ -68,6 +70,8 @@ struct RawConfig {
     groups: Vec<GroupConfig>,
     #[serde(default)]
     keys: Vec<RawKey>,
+    #[serde(default)]
+    auth: jwt::RawAuth,
     #[serde(default)]
     upstreams: Vec<RawUpstream>,
     #[serde(default)]
@@ -411,6 +415,8 @@ pub struct Config {
     pub(crate) cors: Option<CorsConfig>,
     pub keys: Vec<ClientKey>,
     pub(crate) groups: Vec<GroupConfig>,
+    /// `[[auth.jwt]]`: the identity providers whose tokens are accepted beside the keys.
+    pub(crate) jwt: Vec<JwtIssuer>,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
 }

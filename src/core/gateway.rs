@@ -1,13 +1,14 @@
 //! The gateway core that the handlers call: resolve and check a request, then call its upstream within its
 //! deadline and the server's lifecycle. Built once at start; shared by every request.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::auth::Identity,
+    admission::jwt::Issuers,
     admission::fleet::{Down, Shared},
     admission::limits::{Admission, KeyLimiter, Reservation, Reserved},
     admission::registry::{Registry, RegistryError},
@@ -57,12 +58,25 @@ pub struct Gateway {
     pub(crate) history: crate::observe::charts::History,
     /// Redis, when limits, spend and the cache are shared by the replicas.
     pub(crate) shared: Option<Arc<Shared>>,
+    /// `[[auth.jwt]]`: the identity providers whose tokens are accepted, with their keys (read at start only).
+    pub(crate) tokens: Option<Arc<Issuers>>,
     /// Counts changes to the keys (admin API, reload, the fleet's keys taken in): open streams watch it and
     /// ask whether their key still holds.
     key_changes: tokio::sync::watch::Sender<u64>,
     /// Held while this replica changes the fleet's keys or writes them back: neither sees the other's
     /// half-made state.
     keys_writing: tokio::sync::Mutex<()>,
+}
+
+/// The client that reads identity providers' signing keys (JWKS): bounded connect, no redirects to elsewhere.
+fn token_keys_client() -> Result<reqwest::Client, GatewayError> {
+    crate::upstream::http::install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("aigw/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| GatewayError::Internal(format!("the JWKS client: {e}")))
 }
 
 /// How often a replica looks for changes to the fleet's API keys.
@@ -121,6 +135,7 @@ impl Gateway {
             .map(|r| Records::start(r, metrics.records_dropped.clone()))
             .transpose()
             .map_err(GatewayError::Internal)?;
+        let tokens = Issuers::start(&cfg.jwt, token_keys_client()?, lifecycle.stop.clone());
         let gateway = Arc::new(Gateway {
             catalog,
             registry,
@@ -140,6 +155,7 @@ impl Gateway {
             conversations: Conversations::new(conversations::KEEP_FOR, conversations::MAX_BYTES),
             history: Default::default(),
             shared,
+            tokens,
             key_changes: tokio::sync::watch::Sender::new(0),
             keys_writing: tokio::sync::Mutex::new(()),
         });
@@ -327,6 +343,18 @@ impl Gateway {
             Ok(None) => self.take_fleet_keys(shared).await,
             Err(Down) => {}
         }
+    }
+
+    /// The caller whose `authorization` header (or metadata) is `authorization`: a key, or an identity
+    /// provider's token.
+    pub(crate) fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Arc<Identity>, GatewayError> {
+        let catalog = self.catalog();
+        catalog
+            .keys
+            .authenticate(authorization, self.tokens.as_deref(), &catalog.router)
     }
 
     /// Takes in a change the admin API made to its keys: the next call sees it.

@@ -109,6 +109,7 @@ fn restart_only(a: &Config, b: &Config) -> Vec<&'static str> {
         ("shared", !same(&a.shared, &b.shared)),
         ("cors", !same(&a.cors, &b.cors)),
         ("usage_records", !same(&a.usage_records, &b.usage_records)),
+        ("auth.jwt", a.jwt != b.jwt),
     ] {
         if differs {
             changed.push(name);

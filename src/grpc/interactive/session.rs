@@ -84,10 +84,7 @@ impl Session {
         tx: &Tx,
         session: Option<Deadline>,
     ) -> Result<InFlight, GatewayError> {
-        let now = gw
-            .catalog()
-            .keys
-            .authenticate(self.credentials.as_ref().map(|v| v.as_bytes()))?;
+        let now = gw.authenticate(self.credentials.as_ref().map(|v| v.as_bytes()))?;
         if !now.allows(&self.model.name) {
             return Err(GatewayError::PermissionDenied {
                 key: now.name.clone(),
