@@ -92,7 +92,10 @@ where
 }
 
 impl Front {
-    fn token_needs_keys(&self, headers: &http::HeaderMap) -> Option<Arc<crate::admission::jwt::Issuer>> {
+    fn token_needs_keys(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<Arc<crate::admission::jwt::Issuer>> {
         let tokens = self.gateway.tokens.as_ref()?;
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         tokens.needs_keys(crate::admission::auth::bearer(value)?)

@@ -14,11 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{
-    admission::{
-        jwt::{self, Issuers},
-        limits::KeyLimiter,
-        registry::Runtime,
-    },
+    admission::{limits::KeyLimiter, registry::Runtime},
     config::{ClientKey, GroupConfig},
     error::GatewayError,
     routing::router::Router,
@@ -203,14 +199,12 @@ impl KeyStore {
         Ok(())
     }
 
-    /// The caller of a call whose `authorization` header (or gRPC metadata) is `authorization`: a key of this
-    /// store, or else, when it has a JWT's shape, a token one of `tokens`' issuers signed.
-    pub(crate) fn authenticate(
+    /// What the `authorization` header (or gRPC metadata) presents: a key of this store, or a credential it
+    /// does not know (perhaps an identity provider's token: `Gateway::authenticate` asks them next).
+    pub(crate) fn present<'a>(
         &self,
-        authorization: Option<&[u8]>,
-        tokens: Option<&Issuers>,
-        router: &Router,
-    ) -> Result<Arc<Identity>, GatewayError> {
+        authorization: Option<&'a [u8]>,
+    ) -> Result<Presented<'a>, GatewayError> {
         let header = authorization.ok_or(GatewayError::Unauthenticated(
             "missing 'authorization: Bearer <key>' metadata",
         ))?;
@@ -226,54 +220,53 @@ impl KeyStore {
                     Some(end) if SystemTime::now() >= end => {
                         Err(GatewayError::Unauthenticated("the API key has expired"))
                     }
-                    _ => Ok(who.clone()),
+                    _ => Ok(Presented::Key(who.clone())),
                 }
             }
-            _ => match tokens {
-                Some(tokens) if jwt::verify::looks_like_jwt(key) => {
-                    self.token_caller(tokens, key, digest, router)
-                }
-                _ => Err(GatewayError::Unauthenticated("unknown API key")),
-            },
+            _ => Ok(Presented::Unknown(key, digest)),
         }
     }
 
-    /// The caller a token names: remembered from an earlier call with the same token, or verified now.
-    fn token_caller(
-        &self,
-        tokens: &Issuers,
-        token: &str,
-        digest: [u8; 32],
+    /// A group's shared limiter, by name.
+    pub(crate) fn group(&self, name: &str) -> Option<&Arc<KeyLimiter>> {
+        self.groups.get(name)
+    }
+}
+
+/// What an `authorization` value presents.
+pub(crate) enum Presented<'a> {
+    /// One of the store's keys.
+    Key(Arc<Identity>),
+    /// A credential that is no key of the store, with its SHA-256.
+    Unknown(&'a str, [u8; 32]),
+}
+
+impl Identity {
+    /// The caller an identity provider's token names (`admission::jwt`), allowed `models` (names or aliases)
+    /// or every model.
+    pub(crate) fn for_token(
+        name: String,
+        models: Option<&[String]>,
+        limiter: Arc<KeyLimiter>,
+        group: Option<Arc<KeyLimiter>>,
         router: &Router,
-    ) -> Result<Arc<Identity>, GatewayError> {
-        if let Some(who) = tokens.remembered(&digest) {
-            return Ok(who);
-        }
-        let caller = tokens.verify(token)?;
-        let group = match &caller.group {
-            None => None,
-            Some(g) => Some(self.groups.get(g).cloned().ok_or(
-                GatewayError::Unauthenticated("the token's group names no group this gateway has"),
-            )?),
-        };
-        let who = Arc::new(Identity {
-            allowed: caller.models.as_ref().map(|names| {
+    ) -> Identity {
+        Identity {
+            allowed: models.map(|names| {
                 names
                     .iter()
                     .filter_map(|n| router.canonical(n))
                     .map(str::to_owned)
                     .collect()
             }),
-            limiter: caller.limiter,
+            limiter,
             group,
             from_api: false,
             expires: None,
-            owner: format!("jwt:{}", caller.name),
-            name: caller.name,
+            owner: format!("jwt:{name}"),
+            name,
             via_token: true,
-        });
-        tokens.remember(digest, who.clone(), caller.until);
-        Ok(who)
+        }
     }
 }
 

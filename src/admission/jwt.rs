@@ -5,7 +5,7 @@
 //!
 //! Each issuer's keys are read at start and every `refresh` by a task of their own; a token naming a key the
 //! set lacks (the issuer rotated) asks for a read, at most once per `min_refresh`, and its call waits for that
-//! read (`Issuers::prepare`, before the synchronous check). A verified token is remembered until it expires or
+//! read (`Issuer::read_keys`, before the synchronous check). A verified token is remembered until it expires or
 //! the keys change, so a client's next calls cost a hash, not a signature check.
 
 use std::{
@@ -22,9 +22,13 @@ use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admission::{auth::Identity, limits::KeyLimiter},
+    admission::{
+        auth::{Identity, KeyStore},
+        limits::KeyLimiter,
+    },
     config::JwtIssuer,
     error::GatewayError,
+    routing::router::Router,
 };
 
 mod keys;
@@ -41,8 +45,11 @@ const KEY_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct Issuers {
     list: Vec<Arc<Issuer>>,
     /// SHA-256 of a token → its caller and when the token stops working.
-    verified: Mutex<HashMap<[u8; 32], (Arc<Identity>, SystemTime)>>,
+    verified: Mutex<HashMap<[u8; 32], Remembered>>,
 }
+
+/// A verified token's caller, and when the token stops working.
+type Remembered = (Arc<Identity>, SystemTime);
 
 /// One `[[auth.jwt]]` and its state.
 pub(crate) struct Issuer {
@@ -52,8 +59,8 @@ pub(crate) struct Issuer {
     reads: watch::Sender<u64>,
     /// Wakes the reader for a read before its next `refresh`.
     wanted: tokio::sync::Notify,
-    /// When the last read began, to keep reads at least `min_refresh` apart.
-    last_read: Mutex<Option<Instant>>,
+    /// When a call last asked for a read, to keep such reads at least `min_refresh` apart.
+    last_asked: Mutex<Option<Instant>>,
     /// A read is under way.
     reading: AtomicBool,
     /// Each caller's limit state, kept while the caller is known (`max_tenants` at most).
@@ -84,17 +91,7 @@ impl Issuers {
         let issuers = Arc::new(Issuers {
             list: cfg
                 .iter()
-                .map(|c| {
-                    Arc::new(Issuer {
-                        cfg: c.clone(),
-                        keys: RwLock::default(),
-                        reads: watch::Sender::new(0),
-                        wanted: tokio::sync::Notify::new(),
-                        last_read: Mutex::new(None),
-                        reading: AtomicBool::new(false),
-                        tenants: Mutex::default(),
-                    })
-                })
+                .map(|c| Arc::new(Issuer::new(c.clone())))
                 .collect(),
             verified: Mutex::default(),
         });
@@ -168,6 +165,32 @@ impl Issuers {
         })
     }
 
+    /// The caller `token` (whose SHA-256 is `digest`) names: remembered from an earlier call with the same
+    /// token, or verified now. Its group is one of `keys`' groups.
+    pub(crate) fn caller(
+        &self,
+        token: &str,
+        digest: [u8; 32],
+        keys: &KeyStore,
+        router: &Router,
+    ) -> Result<Arc<Identity>, GatewayError> {
+        if let Some(who) = self.remembered(&digest) {
+            return Ok(who);
+        }
+        let caller = self.verify(token)?;
+        let group = match &caller.group {
+            None => None,
+            Some(g) => Some(keys.group(g).cloned().ok_or(GatewayError::Unauthenticated(
+                "the token's group names no group this gateway has",
+            ))?),
+        };
+        let models = caller.models.as_deref();
+        let who = Identity::for_token(caller.name, models, caller.limiter, group, router);
+        let who = Arc::new(who);
+        self.remember(digest, who.clone(), caller.until);
+        Ok(who)
+    }
+
     /// A caller verified before, by its token's digest, while the token holds.
     pub(crate) fn remembered(&self, digest: &[u8; 32]) -> Option<Arc<Identity>> {
         let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,7 +226,19 @@ fn digest(credential: &str) -> [u8; 32] {
 }
 
 impl Issuer {
-    /// Asks for a read of the keys and waits for it (at most [`KEY_WAIT`]) — unless a read began less than
+    fn new(cfg: JwtIssuer) -> Issuer {
+        Issuer {
+            cfg,
+            keys: RwLock::default(),
+            reads: watch::Sender::new(0),
+            wanted: tokio::sync::Notify::new(),
+            last_asked: Mutex::new(None),
+            reading: AtomicBool::new(false),
+            tenants: Mutex::default(),
+        }
+    }
+
+    /// Asks for a read of the keys and waits for it (at most [`KEY_WAIT`]) — unless a call asked less than
     /// `min_refresh` ago, so unknown `kid`s cannot make the gateway hammer the issuer. A read under way before
     /// any keys are held is waited for in any case.
     pub(crate) async fn read_keys(&self) {
@@ -219,12 +254,13 @@ impl Issuer {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Asks the reader for a read now, unless one began less than `min_refresh` ago; says whether it asked.
+    /// Asks the reader for a read now, unless a call asked less than `min_refresh` ago; says whether it asked.
     fn want_read(&self) -> bool {
-        let last = *self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last_asked.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|at| at.elapsed() < self.cfg.min_refresh) {
             return false;
         }
+        *last = Some(Instant::now());
         self.wanted.notify_one();
         true
     }

@@ -178,15 +178,14 @@ pub(crate) fn authenticate(
     gw: &Gateway,
     authorization: Option<&[u8]>,
 ) -> Result<Arc<Identity>, GatewayError> {
-    gw.authenticate(authorization)
-        .inspect_err(|e| {
-            let code = crate::core::call_record::code_name(e.code());
-            gw.metrics
-                .requests
-                .with_label_values(&["", "", "", code])
-                .inc();
-            tracing::info!(target: "aigw::rpc", code, error = e.label(), "rejected before the handler");
-        })
+    gw.authenticate(authorization).inspect_err(|e| {
+        let code = crate::core::call_record::code_name(e.code());
+        gw.metrics
+            .requests
+            .with_label_values(&["", "", "", code])
+            .inc();
+        tracing::info!(target: "aigw::rpc", code, error = e.label(), "rejected before the handler");
+    })
 }
 
 /// The client's `x-request-id` when it is fit to pass on, else a new one.

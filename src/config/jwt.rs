@@ -119,7 +119,9 @@ impl RawAuth {
                 ));
             }
             if j.tenant_claim.is_empty() || j.group_claim.as_ref().is_some_and(String::is_empty) {
-                return err(format!("{at}: tenant_claim and group_claim must not be empty"));
+                return err(format!(
+                    "{at}: tenant_claim and group_claim must not be empty"
+                ));
             }
             if let Some(g) = &j.group {
                 if !groups.iter().any(|group| &group.name == g) {

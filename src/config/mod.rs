@@ -15,12 +15,13 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 pub(crate) use cache::{CacheConfig, ModelCache};
 pub(crate) use cors::{CorsConfig, Origins};
+pub(crate) use jwt::JwtIssuer;
 pub(crate) use load::env_or_file;
 pub use load::hash_key;
-pub(crate) use jwt::JwtIssuer;
 use load::parse_hex32;
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig, UsageRecordsConfig};
+pub use policy::GroupConfig;
 pub(crate) use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
 pub(crate) use shared::{OnFailure, SharedConfig};
 
@@ -140,16 +141,6 @@ struct RawKey {
     limits: KeyLimits,
     /// The group (team) whose limits this key shares with its other keys.
     group: Option<String>,
-}
-
-/// `[[groups]]`: limits that a group's keys share (a team's rpm, tpm, concurrency and budgets), on top of
-/// each key's own. An unset limit is no limit (`[limits.default]` is for keys).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupConfig {
-    pub(crate) name: String,
-    #[serde(default)]
-    pub(crate) limits: KeyLimits,
 }
 
 #[derive(Debug, Deserialize)]

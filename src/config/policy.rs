@@ -28,6 +28,16 @@ pub(crate) struct KeyLimits {
     pub(crate) monthly_budget_usd: Option<f64>,
 }
 
+/// `[[groups]]`: limits that a group's keys share (a team's rpm, tpm, concurrency and budgets), on top of
+/// each key's own. An unset limit is no limit (`[limits.default]` is for keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) limits: KeyLimits,
+}
+
 impl KeyLimits {
     pub(crate) fn or(self, default: KeyLimits) -> KeyLimits {
         KeyLimits {

@@ -7,9 +7,9 @@ use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admission::auth::Identity,
-    admission::jwt::Issuers,
+    admission::auth::{Identity, Presented},
     admission::fleet::{Down, Shared},
+    admission::jwt::{verify::looks_like_jwt, Issuers},
     admission::limits::{Admission, KeyLimiter, Reservation, Reserved},
     admission::registry::{Registry, RegistryError},
     admission::usage_book::UsageBook,
@@ -352,9 +352,15 @@ impl Gateway {
         authorization: Option<&[u8]>,
     ) -> Result<Arc<Identity>, GatewayError> {
         let catalog = self.catalog();
-        catalog
-            .keys
-            .authenticate(authorization, self.tokens.as_deref(), &catalog.router)
+        match catalog.keys.present(authorization)? {
+            Presented::Key(who) => Ok(who),
+            Presented::Unknown(credential, digest) => match &self.tokens {
+                Some(tokens) if looks_like_jwt(credential) => {
+                    tokens.caller(credential, digest, &catalog.keys, &catalog.router)
+                }
+                _ => Err(GatewayError::Unauthenticated("unknown API key")),
+            },
+        }
     }
 
     /// Takes in a change the admin API made to its keys: the next call sees it.

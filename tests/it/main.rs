@@ -23,6 +23,7 @@ mod gemini;
 mod groups;
 mod hardening;
 mod interactive;
+mod jwt;
 mod keys;
 mod messages;
 mod mock_upstream;

@@ -1,10 +1,9 @@
 //! Reading an issuer's signing keys (its JWKS document) at start, every `refresh`, and when a call asks for a
-//! read (a token with an unknown `kid`), never more often than `min_refresh`. A failed read keeps the keys
+//! read (a token with an unknown `kid`; calls ask at most once per `min_refresh`). A failed read keeps the keys
 //! the gateway has; a changed set makes every remembered token verify again.
 
 use std::sync::{atomic::Ordering, Arc, Weak};
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{verify::KeySet, Issuer, Issuers};
@@ -23,7 +22,6 @@ pub(super) fn read_keys(
 ) {
     crate::observe::tasks::spawn("jwks reader", async move {
         loop {
-            *issuer.last_read.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             issuer.reading.store(true, Ordering::Release);
             let read = tokio::select! {
                 read = fetch(&client, &issuer.cfg.jwks_url) => read,
@@ -52,22 +50,11 @@ pub(super) fn read_keys(
                 }
             }
             issuer.reads.send_modify(|n| *n += 1);
-            // The next read: at `refresh`, or sooner when a call asks — but never within `min_refresh`.
-            let wanted = tokio::select! {
-                () = tokio::time::sleep(issuer.cfg.refresh) => false,
-                () = issuer.wanted.notified() => true,
+            // The next read: at `refresh`, or sooner when a call asks (`Issuer::want_read` spaces those).
+            tokio::select! {
+                () = tokio::time::sleep(issuer.cfg.refresh) => {}
+                () = issuer.wanted.notified() => {}
                 () = stop.cancelled() => return,
-            };
-            if wanted {
-                let began = issuer
-                    .last_read
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .unwrap_or_else(Instant::now);
-                tokio::select! {
-                    () = tokio::time::sleep_until(began + issuer.cfg.min_refresh) => {}
-                    () = stop.cancelled() => return,
-                }
             }
         }
     });

@@ -7,6 +7,7 @@
 pub mod bedrock;
 pub mod gemini;
 pub mod redis;
+pub mod signer;
 pub mod upstream;
 
 use std::{net::SocketAddr, time::Duration};
@@ -457,6 +458,16 @@ pub async fn session_turns(
     model: &str,
     turns: &[&str],
 ) -> Vec<Result<String, String>> {
+    session_turns_as(gw, KEY, model, turns).await
+}
+
+/// Same, as the caller whose key (or token) is `key`.
+pub async fn session_turns_as(
+    gw: &Gateway,
+    key: &str,
+    model: &str,
+    turns: &[&str],
+) -> Vec<Result<String, String>> {
     use aigw::proto::{
         interactive_request::Action, interactive_response::Event, InteractiveRequest, SessionStart,
         UserTurn,
@@ -475,7 +486,7 @@ pub async fn session_turns(
     let mut events = gw
         .client()
         .await
-        .interactive_stream(authed(tokio_stream::wrappers::ReceiverStream::new(rx), KEY))
+        .interactive_stream(authed(tokio_stream::wrappers::ReceiverStream::new(rx), key))
         .await
         .unwrap()
         .into_inner();
