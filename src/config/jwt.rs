@@ -185,3 +185,87 @@ impl RawAuth {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn parse(jwt: &str) -> Result<Config, String> {
+        let text = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            [[groups]]
+            name = "team"
+            [[upstreams]]
+            name = "mock"
+            kind = "mock"
+            [[models]]
+            name = "m"
+            max_output_tokens = 100
+            routes = [{{ upstream = "mock", model = "m" }}]
+            {jwt}
+            "#
+        );
+        Config::parse(&text, |_| None).map_err(|e| e.0)
+    }
+
+    const GOOD: &str = r#"
+        [[auth.jwt]]
+        issuer = "https://id.example.com/"
+        jwks_url = "https://id.example.com/keys"
+        audiences = ["aigw"]
+    "#;
+
+    #[test]
+    fn an_issuer_needs_its_keys_over_https_an_audience_and_groups_and_models_that_exist() {
+        let cfg = parse(GOOD).unwrap();
+        let issuer = &cfg.jwt[0];
+        assert_eq!(
+            (issuer.name.as_str(), issuer.tenant_claim.as_str()),
+            ("id.example.com", "sub")
+        );
+        assert_eq!(issuer.min_refresh.as_secs(), 10);
+        let local = GOOD.replace("https://id.example.com/keys", "http://127.0.0.1:8080/keys");
+        assert!(parse(&local).is_ok());
+        for (change, says) in [
+            (
+                ("https://id.example.com/keys", "http://id.example.com/keys"),
+                "auth.jwt[0].jwks_url: must be https",
+            ),
+            (
+                ("audiences = [\"aigw\"]", "audiences = []"),
+                "auth.jwt[0].audiences",
+            ),
+            (
+                ("audiences", "group = \"nope\"\naudiences"),
+                "auth.jwt[0].group: no group named 'nope'",
+            ),
+            (
+                ("audiences", "models = [\"x\"]\naudiences"),
+                "auth.jwt[0].models[0]: no model named 'x'",
+            ),
+            (
+                ("audiences", "limits = { rpm = 0 }\naudiences"),
+                "auth.jwt[0].limits",
+            ),
+            (
+                ("audiences", "min_refresh = \"10m\"\naudiences"),
+                "refresh at least min_refresh",
+            ),
+            (
+                ("audiences", "name = \"a:b\"\naudiences"),
+                "auth.jwt[0].name",
+            ),
+            (
+                ("audiences", "algorithm = \"HS256\"\naudiences"),
+                "unknown field `algorithm`",
+            ),
+        ] {
+            let err = parse(&GOOD.replacen(change.0, change.1, 1)).unwrap_err();
+            assert!(err.contains(says), "{err} should say {says}");
+        }
+        let twice = parse(&format!("{GOOD}{GOOD}")).unwrap_err();
+        assert!(twice.contains("auth.jwt[1]: another issuer"), "{twice}");
+    }
+}

@@ -117,3 +117,33 @@ fn restart_only(a: &Config, b: &Config) -> Vec<&'static str> {
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn a_change_to_the_trusted_issuers_takes_a_restart() {
+        let text = |aud: &str| {
+            format!(
+                r#"
+                [server]
+                listen = "127.0.0.1:0"
+                [[auth.jwt]]
+                issuer = "https://id.example.com/"
+                jwks_url = "https://id.example.com/keys"
+                audiences = ["{aud}"]
+                "#
+            )
+        };
+        let parse = |aud| Config::parse(&text(aud), |_| None).unwrap();
+        assert_eq!(
+            super::restart_only(&parse("a"), &parse("a")),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            super::restart_only(&parse("a"), &parse("b")),
+            vec!["auth.jwt"]
+        );
+    }
+}
