@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tonic::Code;
 
 use crate::common::{
+    redis::Redis,
     signer::Signer,
     upstream::{Reply, Upstream},
     *,
@@ -26,8 +27,14 @@ async fn issuer(documents: &[&[&Value]]) -> Upstream {
 
 /// A gateway trusting the issuer at `jwks`, with `extra` lines in its `[[auth.jwt]]` table.
 async fn gateway(jwks: &Upstream, extra: &str) -> Gateway {
-    let text = format!(
+    Gateway::start(config(&config_text(jwks, "", extra))).await
+}
+
+/// Its config, with `top` (tables) at the top.
+fn config_text(jwks: &Upstream, top: &str, extra: &str) -> String {
+    format!(
         r#"
+        {top}
         [server]
         listen = "127.0.0.1:0"
         [admin]
@@ -62,8 +69,7 @@ async fn gateway(jwks: &Upstream, extra: &str) -> Gateway {
         routes = [{{ upstream = "mock", model = "small" }}]
         "#,
         jwks.base_url()
-    );
-    Gateway::start(config(&text)).await
+    )
 }
 
 fn now() -> u64 {
@@ -333,4 +339,41 @@ async fn a_session_of_interactive_turns_runs_on_a_token() {
     let token = key.token(json!({"alg": "EdDSA", "kid": "ed"}), claims("alice"));
     let answers = session_turns_as(&gw, &token, "big", &["one", "two"]).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_limit_holds_across_three_replicas_sharing_redis() {
+    let redis = Redis::start();
+    let key = Signer::es256();
+    let jwks = issuer(&[&[&key.jwk("k1")]]).await;
+    let shared = format!(
+        "[shared]\nredis_url = \"{}\"\ntimeout = \"5s\"",
+        redis.url()
+    );
+    let text = config_text(&jwks, &shared, "limits = { rpm = 4 }");
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        let gw = Gateway::start(config(&text)).await;
+        eventually("the replica reaches Redis", || async {
+            let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+            (metric(&metrics, "aigw_shared_state_up") == 1.0).then_some(())
+        })
+        .await;
+        fleet.push(gw);
+    }
+    let token = key.token(json!({"alg": "ES256", "kid": "k1"}), claims("alice"));
+    let mut admitted = 0;
+    for i in 0..12 {
+        match call(&fleet[i % 3], &token, "big").await {
+            Ok(_) => admitted += 1,
+            Err(refused) => assert_status(&refused, Code::ResourceExhausted, "caller 'corp:alice'"),
+        }
+    }
+    assert_eq!(
+        admitted, 4,
+        "the caller's limit is the fleet's, not each replica's"
+    );
+    // Another caller's window is their own.
+    let bob = key.token(json!({"alg": "ES256", "kid": "k1"}), claims("bob"));
+    call(&fleet[1], &bob, "big").await.unwrap();
 }
