@@ -186,7 +186,7 @@ pub(crate) fn panicked(door: Door) -> Response<Body> {
 }
 
 /// Headers a browser script may read from an answer: gRPC(-Web)'s status, and the gateway's own.
-const EXPOSED: [&str; 8] = [
+const EXPOSED: [&str; 20] = [
     "grpc-status",
     "grpc-message",
     "grpc-status-details-bin",
@@ -195,6 +195,18 @@ const EXPOSED: [&str; 8] = [
     "aigw-cache",
     "aigw-overhead-us",
     "aigw-cost-usd",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-tokens-reset",
 ];
 
 /// The CORS layer `[cors]` asks for. Request headers are mirrored: gRPC-Web and SDK clients send their own

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::limits::{utc_day, utc_month, FleetReservation, KeyLimiter, Reservation, WINDOW},
+    admission::standing::{Standing, Window},
     config::{KeyLimits, OnFailure, SharedConfig},
     error::GatewayError,
 };
@@ -262,11 +263,22 @@ impl Shared {
             "ok" => {
                 let spent = |i: usize| field(i).parse().unwrap_or(0.0);
                 limiter.saw_fleet_spend(spent(1), spent(2), SystemTime::now());
-                Ok(Some(Reservation::shared(SharedReservation {
+                let count = |i: usize| field(i).parse::<u64>().unwrap_or(0);
+                let window = |limit: u64, i: usize| Window {
+                    limit,
+                    remaining: limit.saturating_sub(count(i)),
+                    reset: Duration::from_millis(count(i + 1)),
+                };
+                let standing = Standing {
+                    requests: limits.rpm.map(|rpm| window(u64::from(rpm), 3)),
+                    tokens: limits.tpm.map(|tpm| window(tpm, 5)),
+                };
+                let held = SharedReservation {
                     shared: self.clone(),
                     key: store,
                     id,
-                })))
+                };
+                Ok(Some(Reservation::shared(held, standing)))
             }
             "rpm" => Err(limiter.rpm_reached(limits.rpm.unwrap_or(0), Some(wait()))),
             "tpm" => Err(limiter.tpm_reached(limits.tpm.unwrap_or(0), wait())),

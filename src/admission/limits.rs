@@ -20,7 +20,11 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{config::KeyLimits, error::GatewayError};
+use crate::{
+    admission::standing::{Standing, Window},
+    config::KeyLimits,
+    error::GatewayError,
+};
 
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 pub(crate) const GRAIN: Duration = Duration::from_millis(50);
@@ -37,6 +41,13 @@ impl Log {
     pub(crate) fn total(&mut self, now: Instant) -> u64 {
         self.expire(now);
         self.total
+    }
+
+    /// How long until the oldest entry in the window leaves it (0 for an empty window).
+    fn frees_in(&self, now: Instant) -> Duration {
+        self.entries.front().map_or(Duration::ZERO, |&(at, _)| {
+            (at + WINDOW).saturating_duration_since(now)
+        })
     }
 
     fn expire(&mut self, now: Instant) {
@@ -136,6 +147,12 @@ pub(crate) struct Reserved {
 }
 
 impl Reserved {
+    /// Where the caller stands: the tighter of the key's windows and its group's.
+    pub(crate) fn standing(&self) -> Standing {
+        let of = |r: &Option<Reservation>| r.as_ref().map(|r| r.standing).unwrap_or_default();
+        of(&self.key).tighter(of(&self.group))
+    }
+
     /// Every reservation made becomes the real figure.
     pub(crate) fn reconcile(&mut self, total_tokens: u64) {
         for r in [self.key.take(), self.group.take()].into_iter().flatten() {
@@ -145,9 +162,12 @@ impl Reserved {
 }
 
 /// Tokens held against a key's tpm until the call's real usage is known: in this replica's window, or in the
-/// fleet's (Redis).
+/// fleet's (Redis); and where the key stood once it was made.
 #[derive(Debug)]
-pub(crate) struct Reservation(Held);
+pub(crate) struct Reservation {
+    held: Held,
+    standing: Standing,
+}
 
 #[derive(Debug)]
 enum Held {
@@ -160,13 +180,16 @@ enum Held {
 }
 
 impl Reservation {
-    pub(crate) fn shared(r: impl FleetReservation + 'static) -> Reservation {
-        Reservation(Held::Shared(Box::new(r)))
+    pub(crate) fn shared(r: impl FleetReservation + 'static, standing: Standing) -> Reservation {
+        Reservation {
+            held: Held::Shared(Box::new(r)),
+            standing,
+        }
     }
 
     /// Replaces the reserved amount with the real one.
     pub(crate) fn reconcile(self, total_tokens: u64) {
-        match self.0 {
+        match self.held {
             Held::Local { tokens, at, amount } => {
                 let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
                 let (real, held) = (i128::from(total_tokens), i128::from(amount));
@@ -206,6 +229,11 @@ impl Admission {
     pub(crate) fn reconcile(&mut self, total_tokens: u64) {
         self.reserved
             .reconcile(total_tokens.saturating_add(self.lost));
+    }
+
+    /// Where the caller stood against its rate limits once admitted (the rate-limit headers).
+    pub(crate) fn standing(&self) -> Standing {
+        self.reserved.standing()
     }
 
     /// The call got no answer: only what lost attempts spent counts.
@@ -465,11 +493,24 @@ impl KeyLimiter {
         // Recorded whether or not a limit is set, so that one set or lowered at run time counts the calls and
         // tokens already in its window. (GRAIN bounds each log to 1,200 entries whatever the traffic.)
         requests.add(now, 1);
-        Ok(Some(Reservation(Held::Local {
-            tokens: self.tokens.clone(),
-            at: log.add(now, tokens),
-            amount: tokens,
-        })))
+        let at = log.add(now, tokens);
+        let window = |log: &mut Log, limit: u64| Window {
+            limit,
+            remaining: limit.saturating_sub(log.total(now)),
+            reset: log.frees_in(now),
+        };
+        let standing = Standing {
+            requests: limits.rpm.map(|rpm| window(&mut requests, u64::from(rpm))),
+            tokens: limits.tpm.map(|tpm| window(&mut log, tpm)),
+        };
+        Ok(Some(Reservation {
+            held: Held::Local {
+                tokens: self.tokens.clone(),
+                at,
+                amount: tokens,
+            },
+            standing,
+        }))
     }
 }
 

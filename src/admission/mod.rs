@@ -8,4 +8,5 @@ pub(crate) mod fleet;
 pub(crate) mod jwt;
 pub(crate) mod limits;
 pub(crate) mod registry;
+pub(crate) mod standing;
 pub(crate) mod usage_book;

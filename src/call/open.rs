@@ -65,6 +65,7 @@ pub(super) async fn open(
     let mut model = ask.check(gw, &start.who)?;
     log.model(&model);
     let mut admission = gw.admit(&start.who, ask.reserve(&model)).await?;
+    start.admitted(admission.standing());
     let deadline = start.deadline(&model);
     let plan = ask.plan(&model, start.cache_control, &start.who.owner);
     let plan = match look_up(gw, &model, plan, &mut admission, log).await {

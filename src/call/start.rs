@@ -3,13 +3,16 @@
 //! its response headers ([`Reply`]), or the error with them ([`Failure`]). Headers are HTTP's: gRPC metadata are
 //! HTTP/2 headers, and each door writes these into its own shape.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use crate::{
-    admission::auth::Identity,
+    admission::{auth::Identity, standing::Standing},
     core::cache::CacheControl,
     core::call_record::CallRecord,
     core::gateway::Gateway,
@@ -33,6 +36,8 @@ pub(crate) struct Start {
     parent: Option<opentelemetry::Context>,
     /// The caller's API headers (`anthropic-beta`, ...), for upstreams of their dialect.
     pub(crate) api_headers: ApiHeaders,
+    /// Where the caller stood against its rate limits once the call was admitted.
+    standing: Arc<OnceLock<Standing>>,
 }
 
 impl Start {
@@ -51,7 +56,26 @@ impl Start {
             cache_control: CacheControl::read(headers),
             parent: telemetry::caller_context(headers),
             api_headers: ApiHeaders::read(headers),
+            standing: Arc::default(),
         }
+    }
+
+    /// The call was admitted with the caller standing so against its rate limits: for the trailers (or the
+    /// headers of a whole REST answer), and for a stream's first headers ([`Start::standing`]).
+    pub(crate) fn admitted(&self, standing: Standing) {
+        if standing.is_empty() {
+            return;
+        }
+        if let Some(slot) = &self.trailers {
+            slot.set_standing(standing);
+        }
+        let _ = self.standing.set(standing);
+    }
+
+    /// Where the standing goes once the call is admitted: a door that writes its stream's headers reads it
+    /// when the stream begins (after admission).
+    pub(crate) fn standing(&self) -> Arc<OnceLock<Standing>> {
+        self.standing.clone()
     }
 
     /// The span every log line of this call is written in, its spawned tasks included: a child of the caller's

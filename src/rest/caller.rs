@@ -7,7 +7,7 @@ use tonic::body::Body;
 
 use super::{events::relay, StreamWriter};
 use crate::{
-    admission::auth::Identity,
+    admission::{auth::Identity, standing::Style},
     call::{
         self,
         request::Request,
@@ -25,6 +25,8 @@ pub(crate) struct Caller {
     pub(super) who: Arc<Identity>,
     /// The request's headers: `x-request-id` (set by `serve`), `cache-control`, trace context, API headers.
     pub(super) headers: HeaderMap,
+    /// The door's names for the rate-limit headers.
+    pub(super) style: Style,
 }
 
 impl Caller {
@@ -57,7 +59,7 @@ impl Caller {
             Ok(reply) => answer(reply),
             Err(failure) => failed(&failure),
         };
-        slot.apply(resp.headers_mut());
+        slot.apply_as(resp.headers_mut(), self.style);
         resp
     }
 
@@ -71,8 +73,12 @@ impl Caller {
         failed: fn(&Failure) -> Response<Body>,
     ) -> Response<Body> {
         let start = Start::read(&self.headers, self.who, None);
+        let standing = start.standing();
         match call::stream::stream(self.gw, rpc, start, req).await {
-            Ok(reply) => {
+            Ok(mut reply) => {
+                if let Some(standing) = standing.get() {
+                    standing.write(&mut reply.headers, self.style);
+                }
                 let writer = writer(&reply.headers);
                 relay(reply, writer)
             }

@@ -12,6 +12,7 @@ use super::{
     chat, embeddings, error, json, messages, responses, wire, Caller, MAX_BODY, MAX_MESSAGES_BODY,
 };
 use crate::{
+    admission::standing::Style,
     call,
     core::{
         gateway::Gateway,
@@ -178,7 +179,17 @@ where
         }
     };
     let _held = (reading, parsing);
-    let caller = Caller { gw, who, headers };
+    let style = if anthropic {
+        Style::Anthropic
+    } else {
+        Style::OpenAi
+    };
+    let caller = Caller {
+        gw,
+        who,
+        headers,
+        style,
+    };
     match route {
         Route::Chat => chat::completions(caller, bytes).await,
         Route::Embeddings => embeddings::create(caller, bytes).await,

@@ -1,6 +1,7 @@
 //! Trailers the gateway adds to gRPC responses: `aigw-overhead-us`, the time the gateway itself added
-//! (end-to-end minus upstream minus waiting for the client), and `aigw-cost-usd` when the model has a price.
-//! Trailers, because for a stream these are only known at its end.
+//! (end-to-end minus upstream minus waiting for the client), `aigw-cost-usd` when the model has a price, and
+//! the caller's rate-limit standing (`x-ratelimit-*`, as OpenAI's headers) once the call was admitted.
+//! Trailers, because for a stream the first two are only known at its end.
 //!
 //! A tower layer around the routes puts a [`TrailerSlot`] in each request's extensions (tonic hands them to
 //! the handler); the RPC's record fills it when the RPC ends, and the response body merges it into the
@@ -14,21 +15,41 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderValue};
+
+use crate::admission::standing::{Standing, Style};
 use http_body::{Body, Frame, SizeHint};
 
 /// What the RPC's record leaves for the trailers.
 #[derive(Debug, Default)]
 pub(crate) struct TrailerSlot {
     values: Mutex<Option<(Option<Duration>, Option<f64>)>>,
+    standing: Mutex<Option<Standing>>,
 }
 
 impl TrailerSlot {
+    /// Where the caller stood once the call was admitted.
+    pub(crate) fn set_standing(&self, standing: Standing) {
+        *self.standing.lock().unwrap_or_else(|p| p.into_inner()) = Some(standing);
+    }
+
+    /// Adds the values to `headers` as a REST answer carries them: the rate-limit standing in `style`'s names.
+    pub(crate) fn apply_as(&self, headers: &mut HeaderMap, style: Style) {
+        self.apply_values(headers);
+        if let Some(standing) = *self.standing.lock().unwrap_or_else(|p| p.into_inner()) {
+            standing.write(headers, style);
+        }
+    }
+
     pub(crate) fn set(&self, overhead: Option<Duration>, cost: Option<f64>) {
         *self.values.lock().unwrap_or_else(|p| p.into_inner()) = Some((overhead, cost));
     }
 
-    /// Adds the values, once set, to `trailers` (or, for an answer that has none, its headers).
+    /// Adds the values, once set, to gRPC's `trailers`.
     pub(crate) fn apply(&self, trailers: &mut HeaderMap) {
+        self.apply_as(trailers, Style::OpenAi);
+    }
+
+    fn apply_values(&self, trailers: &mut HeaderMap) {
         let Some((overhead, cost)) = *self.values.lock().unwrap_or_else(|p| p.into_inner()) else {
             return;
         };

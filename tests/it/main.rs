@@ -30,6 +30,7 @@ mod mock_upstream;
 mod observability;
 mod otlp;
 mod providers;
+mod rate_headers;
 mod reasoning;
 mod reload;
 mod responses;

@@ -440,7 +440,10 @@ async fn cors_allows_the_configured_origins_only() {
         .to_str()
         .unwrap();
     assert!(
-        exposed.contains("grpc-status") && exposed.contains("x-request-id"),
+        exposed.contains("grpc-status")
+            && exposed.contains("x-request-id")
+            && exposed.contains("x-ratelimit-remaining-requests")
+            && exposed.contains("anthropic-ratelimit-tokens-reset"),
         "{exposed}"
     );
     // Without [cors], no CORS headers at all.

@@ -5,7 +5,8 @@
 /// KEYS: requests, token window, token amounts, token total, today's spend.
 /// ARGV: rpm (0: none), tpm (0: none), tokens, reservation id, daily budget (-1: none), window ms, monthly
 /// budget (-1: none). `KEYS[6]` is this month's spend.
-/// Returns {verdict, number}: {"ok", spent today, spent this month}, {"rpm", wait ms}, {"tpm", wait ms},
+/// Returns {verdict, number}: {"ok", spent today, spent this month, requests in the window, ms until the oldest
+/// leaves, tokens in the window, ms until the oldest leaves}, {"rpm", wait ms}, {"tpm", wait ms},
 /// {"tpm_never", 0}, {"budget", spent today as a string}, {"budget_month", spent this month}. The spend an
 /// admission returns is what the replica falls back on if Redis goes away (`KeyLimiter::saw_fleet_spend`).
 pub(super) const ADMIT: &str = r#"
@@ -57,7 +58,14 @@ redis.call('ZADD', KEYS[2], now, id)
 redis.call('HSET', KEYS[3], id, tokens)
 redis.call('INCRBY', KEYS[4], tokens)
 for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], window * 2) end
-return {'ok', redis.call('GET', KEYS[5]) or '0', redis.call('GET', KEYS[6]) or '0'}
+-- Where the key stands now, for the rate-limit headers: when each window's oldest entry leaves it.
+local function frees(key)
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first == 0 then return '0' end
+  return tostring(math.max(0, tonumber(first[2]) + window - now))
+end
+return {'ok', redis.call('GET', KEYS[5]) or '0', redis.call('GET', KEYS[6]) or '0',
+  tostring(redis.call('ZCARD', KEYS[1])), frees(KEYS[1]), redis.call('GET', KEYS[4]) or '0', frees(KEYS[2])}
 "#;
 
 /// Rewrites a reservation's amount, if it is still in the window. KEYS: token amounts, token total.
