@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::limits::{utc_day, utc_month, FleetReservation, KeyLimiter, Reservation, WINDOW},
-    admission::standing::{Standing, Window},
     config::{KeyLimits, OnFailure, SharedConfig},
     error::GatewayError,
+    transport::standing::{Standing, Window},
 };
 
 mod scripts;

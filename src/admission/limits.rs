@@ -21,9 +21,9 @@ use tokio::{
 };
 
 use crate::{
-    admission::standing::{Standing, Window},
     config::KeyLimits,
     error::GatewayError,
+    transport::standing::{Standing, Window},
 };
 
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);

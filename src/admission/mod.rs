@@ -8,5 +8,4 @@ pub(crate) mod fleet;
 pub(crate) mod jwt;
 pub(crate) mod limits;
 pub(crate) mod registry;
-pub(crate) mod standing;
 pub(crate) mod usage_book;

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use crate::{
-    admission::{auth::Identity, standing::Standing},
+    admission::auth::Identity,
     core::cache::CacheControl,
     core::call_record::CallRecord,
     core::gateway::Gateway,
@@ -20,6 +20,7 @@ use crate::{
     observe::telemetry,
     routing::deadline::{self, Deadline},
     routing::router::Model,
+    transport::standing::Standing,
     transport::trailers::TrailerSlot,
     upstream::api_headers::ApiHeaders,
 };

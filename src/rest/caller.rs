@@ -7,7 +7,7 @@ use tonic::body::Body;
 
 use super::{events::relay, StreamWriter};
 use crate::{
-    admission::{auth::Identity, standing::Style},
+    admission::auth::Identity,
     call::{
         self,
         request::Request,
@@ -15,6 +15,7 @@ use crate::{
     },
     core::gateway::Gateway,
     proto::GenerateResponse,
+    transport::standing::Style,
     transport::trailers::TrailerSlot,
 };
 

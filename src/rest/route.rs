@@ -12,13 +12,13 @@ use super::{
     chat, embeddings, error, json, messages, responses, wire, Caller, MAX_BODY, MAX_MESSAGES_BODY,
 };
 use crate::{
-    admission::standing::Style,
     call,
     core::{
         gateway::Gateway,
         memory::{self, Held},
     },
     error::GatewayError,
+    transport::standing::Style,
 };
 
 /// Answers one REST request. Every answer, refusals included, carries the request's `x-request-id` (the

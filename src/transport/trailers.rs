@@ -16,7 +16,7 @@ use std::{
 
 use http::{HeaderMap, HeaderValue};
 
-use crate::admission::standing::{Standing, Style};
+use crate::transport::standing::{Standing, Style};
 use http_body::{Body, Frame, SizeHint};
 
 /// What the RPC's record leaves for the trailers.
