@@ -90,6 +90,7 @@ impl KeyStore {
                     }
                     None => Arc::new(KeyLimiter::group(&g.name, g.limits)),
                 };
+                limiter.set_model_limits(&g.model_limits);
                 (g.name.clone(), limiter)
             })
             .collect();
@@ -113,6 +114,7 @@ impl KeyStore {
                     }
                     None => Arc::new(KeyLimiter::new(&k.name, k.limits)),
                 };
+                limiter.set_model_limits(&k.model_limits);
                 Arc::new(Identity {
                     name: k.name.clone(),
                     allowed,

@@ -274,6 +274,7 @@ impl Issuer {
             return l.clone();
         }
         let limiter = Arc::new(KeyLimiter::tenant(name, self.cfg.limits));
+        limiter.set_model_limits(&self.cfg.model_limits);
         if tenants.len() >= self.cfg.max_tenants {
             let idle = tenants
                 .iter()

@@ -10,9 +10,9 @@
 //! its reservation back, a cancelled one keeps it (the upstream may have done the work).
 
 use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, SystemTime},
 };
 
 use tokio::{
@@ -124,6 +124,10 @@ pub(crate) struct KeyLimiter {
     requests: Mutex<Log>,
     tokens: Arc<Mutex<Log>>,
     in_flight: Option<Arc<Semaphore>>,
+    /// The model this limiter holds its owner to, when it is one of its owner's per-model limiters.
+    model: Option<String>,
+    /// Limits on the owner's calls to one model (`model_limits`), by the model's name: `limits/models.rs`.
+    models: RwLock<HashMap<String, Arc<KeyLimiter>>>,
 }
 
 /// What an admitted call holds until it ends: its concurrency permits and its token reservation.
@@ -133,6 +137,8 @@ pub(crate) struct Admission {
     _key: Option<OwnedSemaphorePermit>,
     /// The key's group's slot, when the group has a concurrency limit.
     _group: Option<OwnedSemaphorePermit>,
+    /// The slots of the key's and the group's limits on the model, when they limit its concurrency.
+    _models: [Option<OwnedSemaphorePermit>; 2],
     reserved: Reserved,
     /// Tokens attempts spent that gave no answer (accepted, then lost): counted on top of the answer's.
     lost: u64,
@@ -144,18 +150,29 @@ pub(crate) struct Admission {
 pub(crate) struct Reserved {
     pub(crate) key: Option<Reservation>,
     pub(crate) group: Option<Reservation>,
+    /// The key's and the group's windows on the model, when they limit it.
+    pub(crate) key_model: Option<Reservation>,
+    pub(crate) group_model: Option<Reservation>,
 }
 
 impl Reserved {
     /// Where the caller stands: the tighter of the key's windows and its group's.
     pub(crate) fn standing(&self) -> Standing {
         let of = |r: &Option<Reservation>| r.as_ref().map(|r| r.standing).unwrap_or_default();
-        of(&self.key).tighter(of(&self.group))
+        [&self.group, &self.key_model, &self.group_model]
+            .into_iter()
+            .fold(of(&self.key), |told, r| told.tighter(of(r)))
     }
 
     /// Every reservation made becomes the real figure.
     pub(crate) fn reconcile(&mut self, total_tokens: u64) {
-        for r in [self.key.take(), self.group.take()].into_iter().flatten() {
+        let all = [
+            self.key.take(),
+            self.group.take(),
+            self.key_model.take(),
+            self.group_model.take(),
+        ];
+        for r in all.into_iter().flatten() {
             r.reconcile(total_tokens);
         }
     }
@@ -207,6 +224,7 @@ impl Admission {
             _global: None,
             _key: None,
             _group: None,
+            _models: [None, None],
             reserved,
             lost: 0,
         }
@@ -218,9 +236,14 @@ impl Admission {
         self
     }
 
-    /// Adds the key's group's concurrency slot.
-    pub(crate) fn with_group_slot(mut self, slot: Option<OwnedSemaphorePermit>) -> Admission {
-        self._group = slot;
+    /// Adds the key's group's concurrency slot, and the key's and the group's on the model.
+    pub(crate) fn with_slots(
+        mut self,
+        group: Option<OwnedSemaphorePermit>,
+        models: [Option<OwnedSemaphorePermit>; 2],
+    ) -> Admission {
+        self._group = group;
+        self._models = models;
         self
     }
 
@@ -260,6 +283,8 @@ impl KeyLimiter {
             in_flight: limits
                 .concurrency
                 .map(|n| Arc::new(Semaphore::new(n as usize))),
+            model: None,
+            models: RwLock::default(),
         }
     }
 
@@ -269,8 +294,13 @@ impl KeyLimiter {
         what: String,
         retry_after: Option<Duration>,
     ) -> GatewayError {
+        let on = self
+            .model
+            .as_ref()
+            .map(|m| format!(" on model '{m}'"))
+            .unwrap_or_default();
         GatewayError::ResourceExhausted {
-            message: format!("{} '{}': {what}", self.what, self.name),
+            message: format!("{} '{}'{on}: {what}", self.what, self.name),
             retry_after,
             limit,
         }
@@ -334,10 +364,14 @@ impl KeyLimiter {
 
     /// Its name in the fleet's state: a group's cannot meet a key's.
     pub(crate) fn store_name(&self) -> String {
-        if self.what == "key" {
+        let owner = if self.what == "key" {
             self.name.clone()
         } else {
             format!("{}:{}", self.what, self.name)
+        };
+        match &self.model {
+            Some(model) => format!("{owner}@model:{model}"),
+            None => owner,
         }
     }
 
@@ -415,7 +449,10 @@ impl KeyLimiter {
     ) -> Result<Admission, GatewayError> {
         let admission = self.permits(global)?;
         let key = self.rates(now, SystemTime::now(), tokens)?;
-        Ok(admission.with_rates(Reserved { key, group: None }))
+        Ok(admission.with_rates(Reserved {
+            key,
+            ..Reserved::default()
+        }))
     }
 
     /// The concurrency part alone: what an InteractiveStream session holds for its whole life.
@@ -435,6 +472,7 @@ impl KeyLimiter {
             _global: Some(global),
             _key: self.slot()?,
             _group: None,
+            _models: [None, None],
             reserved: Reserved::default(),
             lost: 0,
         })
@@ -514,56 +552,6 @@ impl KeyLimiter {
     }
 }
 
-pub(crate) fn utc_day(wall: SystemTime) -> u64 {
-    wall.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400)
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// How long until 00:00 UTC on the 1st of the next month.
-fn until_next_utc_month(wall: SystemTime) -> Duration {
-    let ym = i64::from(utc_month(wall));
-    let (year, month) = (ym / 100, ym % 100);
-    let (ny, nm) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
-    let start = days_from_civil(ny, nm, 1) * 86_400;
-    let now = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
-    Duration::from_secs((start - now).max(1).unsigned_abs())
-}
-
-/// The UTC calendar month of `wall`, as YYYYMM.
-pub(crate) fn utc_month(wall: SystemTime) -> u32 {
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = i64::try_from(utc_day(wall)).unwrap_or(i64::MAX / 2) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    u32::try_from(year * 100 + month).unwrap_or(u32::MAX)
-}
-
-fn until_utc_midnight(wall: SystemTime) -> Duration {
-    let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Duration::from_secs(86_400 - secs % 86_400)
-}
-
 /// A reservation the fleet holds (in Redis: `admission::fleet` makes them). A trait, so that this file, which
 /// `shared` builds on, does not import it back.
 pub(crate) trait FleetReservation: std::fmt::Debug + Send + Sync {
@@ -571,5 +559,10 @@ pub(crate) trait FleetReservation: std::fmt::Debug + Send + Sync {
     fn reconcile(self: Box<Self>, total_tokens: u64);
 }
 
+mod calendar;
+mod models;
+
+use calendar::{until_next_utc_month, until_utc_midnight};
+pub(crate) use calendar::{utc_day, utc_month};
 #[cfg(test)]
 mod tests;

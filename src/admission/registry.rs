@@ -372,6 +372,7 @@ impl Registry {
                         models: k.models.clone(),
                         limits: k.limits.or(defaults),
                         group: k.group.clone(),
+                        model_limits: Default::default(),
                     },
                     also,
                     expires: k.expires_at.map(at),

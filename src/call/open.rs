@@ -64,7 +64,9 @@ pub(super) async fn open(
 ) -> Result<Opened, GatewayError> {
     let mut model = ask.check(gw, &start.who)?;
     log.model(&model);
-    let mut admission = gw.admit(&start.who, ask.reserve(&model)).await?;
+    let mut admission = gw
+        .admit(&start.who, &model.name, ask.reserve(&model))
+        .await?;
     start.admitted(admission.standing());
     let deadline = start.deadline(&model);
     let plan = ask.plan(&model, start.cache_control, &start.who.owner);

@@ -401,7 +401,15 @@ pub(super) fn models(
 }
 
 /// `[[groups]]`: unique names, and limits that can admit a call.
-pub(super) fn groups(raw: Vec<GroupConfig>) -> Result<Vec<GroupConfig>, ConfigError> {
+pub(super) fn groups(
+    mut raw: Vec<GroupConfig>,
+    models: &[ModelConfig],
+) -> Result<Vec<GroupConfig>, ConfigError> {
+    for g in &mut raw {
+        let at = format!("groups '{}'", g.name);
+        g.model_limits =
+            policy::check_model_limits(&at, std::mem::take(&mut g.model_limits), models)?;
+    }
     for (i, g) in raw.iter().enumerate() {
         if g.name.trim().is_empty() {
             return err(format!("groups[{i}].name: must not be empty"));
@@ -483,6 +491,7 @@ pub(super) fn keys(
             }
         }
         keys.push(ClientKey {
+            model_limits: policy::check_model_limits(&at, k.model_limits, models)?,
             name: k.name,
             sha256,
             models: k.models,

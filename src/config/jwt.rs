@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{duration, err, ConfigError, GroupConfig, KeyLimits, ModelConfig};
+use super::{duration, err, ConfigError, GroupConfig, KeyLimits, ModelConfig, ModelLimits};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +30,8 @@ struct RawJwt {
     models: Option<Vec<String>>,
     #[serde(default)]
     limits: KeyLimits,
+    #[serde(default)]
+    model_limits: ModelLimits,
     #[serde(default = "default_leeway", deserialize_with = "duration")]
     leeway: Duration,
     #[serde(default = "default_refresh", deserialize_with = "duration")]
@@ -76,6 +78,8 @@ pub(crate) struct JwtIssuer {
     pub(crate) models: Option<Vec<String>>,
     /// Each caller's own limits, over `[limits.default]`.
     pub(crate) limits: KeyLimits,
+    /// Each caller's limits on one model's calls.
+    pub(crate) model_limits: ModelLimits,
     /// Clock skew allowed on `exp` and `nbf`.
     pub(crate) leeway: Duration,
     /// How often the signing keys are read again.
@@ -176,6 +180,7 @@ impl RawAuth {
                 group_claim: j.group_claim,
                 models: j.models,
                 limits,
+                model_limits: super::policy::check_model_limits(&at, j.model_limits, models)?,
                 leeway: j.leeway,
                 refresh: j.refresh,
                 min_refresh: j.min_refresh,

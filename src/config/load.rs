@@ -76,7 +76,7 @@ impl Config {
             }
         }
         let models = check::models(raw.models, raw.model_defaults, &upstream_index, &upstreams)?;
-        let groups = check::groups(raw.groups)?;
+        let groups = check::groups(raw.groups, &models)?;
         let keys = check::keys(raw.keys, raw.limits.key_default(), &models, &groups, &env)?;
         let jwt = raw.auth.check(raw.limits.key_default(), &models, &groups)?;
         let admin_key = match (&raw.admin.key_env, &raw.admin.key_sha256) {

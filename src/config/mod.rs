@@ -21,8 +21,10 @@ pub use load::hash_key;
 use load::parse_hex32;
 use ops::RawAdmin;
 pub use ops::{ScalingConfig, TracingConfig, UsageRecordsConfig};
-pub use policy::GroupConfig;
-pub(crate) use policy::{Balance, BreakerPolicy, KeyLimits, Policy, RetryPolicy, StreamLimits};
+pub(crate) use policy::{
+    Balance, BreakerPolicy, KeyLimits, ModelLimits, Policy, RetryPolicy, StreamLimits,
+};
+pub use policy::{GroupConfig, MaxTokensField};
 pub(crate) use shared::{OnFailure, SharedConfig};
 
 use serde::{Deserialize, Deserializer};
@@ -141,6 +143,8 @@ struct RawKey {
     limits: KeyLimits,
     /// The group (team) whose limits this key shares with its other keys.
     group: Option<String>,
+    #[serde(default)]
+    model_limits: ModelLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,16 +365,6 @@ pub(crate) enum UpstreamKind {
     Mock,
 }
 
-/// Which request field carries the output-token limit: OpenAI's newer models want `max_completion_tokens`,
-/// most OpenAI-compatible servers still read `max_tokens`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MaxTokensField {
-    #[default]
-    MaxTokens,
-    MaxCompletionTokens,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -437,6 +431,8 @@ pub struct ClientKey {
     pub(crate) limits: KeyLimits,
     /// Its group, whose limits it shares.
     pub(crate) group: Option<String>,
+    /// Limits on its calls to one model, by the model's name.
+    pub(crate) model_limits: ModelLimits,
 }
 
 impl std::fmt::Debug for ClientKey {

@@ -36,6 +36,59 @@ pub struct GroupConfig {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) limits: KeyLimits,
+    #[serde(default)]
+    pub(crate) model_limits: ModelLimits,
+}
+
+/// Which request field carries the output-token limit: OpenAI's newer models want `max_completion_tokens`,
+/// most OpenAI-compatible servers still read `max_tokens`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    #[default]
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+/// `model_limits = { "gpt-4.1" = { rpm = 10, tpm = 20000, concurrency = 2 } }`: limits on the calls to one model,
+/// on top of the key's (group's, token caller's) own. Once checked, keyed by the model's configured name.
+pub(crate) type ModelLimits = std::collections::BTreeMap<String, KeyLimits>;
+
+/// Checks `model_limits` at `at`: each names a model (or alias, taken to its model), sets only rpm, tpm and
+/// concurrency, and none is 0.
+pub(super) fn check_model_limits(
+    at: &str,
+    raw: ModelLimits,
+    models: &[super::ModelConfig],
+) -> Result<ModelLimits, ConfigError> {
+    let mut out = ModelLimits::new();
+    for (name, limits) in raw {
+        let Some(model) = models
+            .iter()
+            .find(|m| m.name == name || m.aliases.contains(&name))
+        else {
+            return Err(ConfigError(format!(
+                "{at}.model_limits: no model named '{name}'"
+            )));
+        };
+        if limits.daily_budget_usd.is_some() || limits.monthly_budget_usd.is_some() {
+            return Err(ConfigError(format!(
+                "{at}.model_limits.{name}: takes rpm, tpm and concurrency (budgets are the key's)"
+            )));
+        }
+        if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.concurrency == Some(0) {
+            return Err(ConfigError(format!(
+                "{at}.model_limits.{name}: a limit of 0 would refuse every call; leave the model out of `models` instead"
+            )));
+        }
+        if out.insert(model.name.clone(), limits).is_some() {
+            return Err(ConfigError(format!(
+                "{at}.model_limits: '{}' is named twice (by name and alias)",
+                model.name
+            )));
+        }
+    }
+    Ok(out)
 }
 
 impl KeyLimits {

@@ -372,50 +372,73 @@ impl Gateway {
         }
     }
 
-    /// Admits a call for this key: in-flight caps, then requests and tokens per minute, reserving `tokens`
-    /// (the call's estimate: `call::request::Ask::reserve`).
+    /// Admits a call for this key to `model`: in-flight caps, then requests and tokens per minute, reserving
+    /// `tokens` (the call's estimate: `call::request::Ask::reserve`).
     pub(crate) async fn admit(
         &self,
         who: &Identity,
+        model: &str,
         tokens: u64,
     ) -> Result<Admission, GatewayError> {
         let admitted = async {
-            let permits = self.permits(who)?;
-            Ok(permits.with_rates(self.rates(who, tokens).await?))
+            let permits = self.permits(who, model)?;
+            Ok(permits.with_rates(self.rates(who, model, tokens).await?))
         }
         .await;
         admitted.inspect_err(|e| self.rejected(who, e))
     }
 
-    /// The concurrency part of admission: the process's cap, the key's slot and its group's.
-    pub(crate) fn permits(&self, who: &Identity) -> Result<Admission, GatewayError> {
+    /// The concurrency part of admission: the process's cap, the key's slot and its group's, and theirs on
+    /// `model` (`model_limits`).
+    pub(crate) fn permits(&self, who: &Identity, model: &str) -> Result<Admission, GatewayError> {
         let permits = who.limiter.permits(&self.in_flight)?;
-        let group = who.group.as_ref().map(|g| g.slot()).transpose()?.flatten();
-        Ok(permits.with_group_slot(group))
+        let slot =
+            |l: Option<&Arc<KeyLimiter>>| l.map(|l| l.slot()).transpose().map(Option::flatten);
+        let group = slot(who.group.as_ref())?;
+        let models = [
+            slot(who.limiter.on_model(model).as_ref())?,
+            slot(who.group.as_ref().and_then(|g| g.on_model(model)).as_ref())?,
+        ];
+        Ok(permits.with_slots(group, models))
     }
 
-    /// The rate part of admission (budgets, requests and tokens per minute), for the key's group first and
-    /// then the key, each in the fleet's windows in Redis when shared, else (or while Redis is down with
-    /// `on_failure = "open"`) this replica's. A refusal by the key gives the group's token reservation back.
+    /// The rate part of admission (budgets, requests and tokens per minute): the key's group, the group's
+    /// limits on `model`, the key, the key's on `model` — each in the fleet's windows in Redis when shared,
+    /// else (or while Redis is down with `on_failure = "open"`) this replica's. A refusal gives the
+    /// reservations already made back.
     pub(crate) async fn rates(
         &self,
         who: &Identity,
+        model: &str,
         tokens: u64,
     ) -> Result<Reserved, GatewayError> {
         let mut reserved = Reserved::default();
-        if let Some(group) = &who.group {
-            reserved.group = self.limiter_rates(group, tokens).await?;
-        }
-        match self.limiter_rates(&who.limiter, tokens).await {
-            Ok(key) => {
-                reserved.key = key;
-                Ok(reserved)
+        let group_model = who.group.as_ref().and_then(|g| g.on_model(model));
+        let key_model = who.limiter.on_model(model);
+        let steps = [
+            (who.group.as_ref(), 0),
+            (group_model.as_ref(), 1),
+            (Some(&who.limiter), 2),
+            (key_model.as_ref(), 3),
+        ];
+        for (limiter, step) in steps {
+            let Some(limiter) = limiter else { continue };
+            match self.limiter_rates(limiter, tokens).await {
+                Ok(made) => {
+                    *match step {
+                        0 => &mut reserved.group,
+                        1 => &mut reserved.group_model,
+                        2 => &mut reserved.key,
+                        _ => &mut reserved.key_model,
+                    } = made;
+                }
+                Err(e) => {
+                    reserved.reconcile(0);
+                    return Err(e);
+                }
             }
-            Err(e) => {
-                reserved.reconcile(0);
-                Err(e)
-            }
         }
+        Ok(reserved)
     }
 
     async fn limiter_rates(

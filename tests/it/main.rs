@@ -27,6 +27,7 @@ mod jwt;
 mod keys;
 mod messages;
 mod mock_upstream;
+mod model_limits;
 mod observability;
 mod otlp;
 mod providers;

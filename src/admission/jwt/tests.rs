@@ -17,6 +17,7 @@ fn issuer(max_tenants: usize) -> Issuer {
             rpm: Some(5),
             ..KeyLimits::default()
         },
+        model_limits: Default::default(),
         leeway: Duration::from_secs(60),
         refresh: Duration::from_secs(300),
         min_refresh: Duration::from_secs(10),

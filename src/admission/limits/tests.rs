@@ -1,4 +1,6 @@
-use super::*;
+use std::time::UNIX_EPOCH;
+
+use super::{calendar::days_from_civil, *};
 
 fn limiter(rpm: Option<u32>, tpm: Option<u64>, concurrency: Option<u32>) -> KeyLimiter {
     KeyLimiter::new(
@@ -456,4 +458,40 @@ fn estimates() {
         crate::admission::estimate::estimate_tokens([8, 0], 100),
         (2 + 4) + 4 + 100
     );
+}
+
+#[test]
+fn a_model_limiter_keeps_its_window_when_its_limits_change_but_not_its_concurrency() {
+    let key = limiter(Some(100), None, None);
+    let limits = |rpm, concurrency| {
+        crate::config::ModelLimits::from([(
+            "m".to_owned(),
+            KeyLimits {
+                rpm: Some(rpm),
+                concurrency,
+                ..KeyLimits::default()
+            },
+        )])
+    };
+    key.set_model_limits(&limits(1, None));
+    let on_m = key.on_model("m").unwrap();
+    assert!(key.on_model("other").is_none());
+    let now = Instant::now();
+    on_m.rates(now, SystemTime::now(), 1).unwrap();
+    key.set_model_limits(&limits(2, None));
+    assert!(Arc::ptr_eq(&on_m, &key.on_model("m").unwrap()));
+    on_m.rates(now, SystemTime::now(), 1).unwrap();
+    let refused = on_m.rates(now, SystemTime::now(), 1).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("key 'k' on model 'm': 2 requests"),
+        "{refused}"
+    );
+    assert_eq!(on_m.store_name(), "k@model:m");
+    // A new concurrency starts it afresh; a model no longer named loses its limiter.
+    key.set_model_limits(&limits(2, Some(1)));
+    assert!(!Arc::ptr_eq(&on_m, &key.on_model("m").unwrap()));
+    key.set_model_limits(&crate::config::ModelLimits::new());
+    assert!(key.on_model("m").is_none());
 }

@@ -56,7 +56,9 @@ pub(crate) async fn handle(
         checks::check_config(config.as_ref(), model.max_output_tokens)?;
         checks::check_pass_through(&pass)?;
         let history = History::new(first.system_prompt, first.history, gw.interactive)?;
-        let permits = gw.permits(&start.who).inspect_err(|e| gw.rejected(&start.who, e))?;
+        let permits = gw
+            .permits(&start.who, &model.name)
+            .inspect_err(|e| gw.rejected(&start.who, e))?;
         Ok(Session {
             model,
             requested: first.model,

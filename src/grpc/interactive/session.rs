@@ -99,7 +99,7 @@ impl Session {
         gw.signal.count(); // each turn is load, like a request
         let tokens =
             crate::admission::estimate::reserve(&self.model, &messages, self.config.as_ref());
-        let rates = gw.rates(&self.who, tokens).await;
+        let rates = gw.rates(&self.who, &self.model.name, tokens).await;
         let admission = Admission::for_turn(rates.inspect_err(|e| gw.rejected(&self.who, e))?);
         let mut deadline = Deadline::new(Instant::now(), None, self.model.request_timeout());
         if let Some(session) = session {
