@@ -588,4 +588,6 @@ pub(crate) struct ConnLimits {
 }
 
 #[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 use super::*;
 use sha2::{Digest, Sha256};
 
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
     [server]
     listen = "127.0.0.1:0"
     [[keys]]
@@ -18,7 +18,7 @@ const BASE: &str = r#"
     routes = [{ upstream = "mock", model = "m-up" }]
 "#;
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     let text = text.replace("HASH", &hash_key("secret"));
     Config::parse(&text, |var| (var == "SET").then(|| "value".to_owned()))
 }
@@ -571,34 +571,4 @@ fn bedrock_upstreams_take_a_region_and_aws_credentials() {
         upstream("kind = \"bedrock\"\nregion = \"r\"")
     );
     assert!(parse_with(&embedding).is_ok());
-}
-
-#[test]
-fn model_limits_name_a_model_and_set_rates_and_concurrency_only() {
-    let with = |limits: &str| {
-        parse(&BASE.replace(
-            "sha256 = \"HASH\"",
-            &format!("sha256 = \"HASH\"\nmodel_limits = {limits}"),
-        ))
-    };
-    let cfg = with("{ m-alias = { rpm = 2, concurrency = 1 } }").unwrap();
-    assert_eq!(cfg.keys[0].model_limits["m"].rpm, Some(2)); // an alias is taken to its model
-    for (limits, says) in [
-        (
-            "{ x = { rpm = 2 } }",
-            "keys[0].model_limits: no model named 'x'",
-        ),
-        (
-            "{ m = { daily_budget_usd = 1.0 } }",
-            "takes rpm, tpm and concurrency",
-        ),
-        ("{ m = { tpm = 0 } }", "a limit of 0"),
-        (
-            "{ m = { rpm = 1 }, m-alias = { rpm = 2 } }",
-            "'m' is named twice",
-        ),
-    ] {
-        let e = with(limits).unwrap_err().to_string();
-        assert!(e.contains(says), "{limits}: {e}");
-    }
 }

@@ -351,16 +351,7 @@ async fn a_callers_limit_holds_across_three_replicas_sharing_redis() {
         redis.url()
     );
     let text = config_text(&jwks, &shared, "limits = { rpm = 4 }");
-    let mut fleet = Vec::new();
-    for _ in 0..3 {
-        let gw = Gateway::start(config(&text)).await;
-        eventually("the replica reaches Redis", || async {
-            let (_, metrics) = admin_get(&gw, "/metrics", None).await;
-            (metric(&metrics, "aigw_shared_state_up") == 1.0).then_some(())
-        })
-        .await;
-        fleet.push(gw);
-    }
+    let fleet = replicas(&text, 3).await;
     let token = key.token(json!({"alg": "ES256", "kid": "k1"}), claims("alice"));
     let mut admitted = 0;
     for i in 0..12 {

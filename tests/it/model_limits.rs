@@ -184,16 +184,7 @@ async fn a_limit_on_a_model_holds_across_three_replicas_sharing_redis() {
         "[shared]\nredis_url = \"{}\"\ntimeout = \"5s\"",
         redis.url()
     );
-    let mut fleet = Vec::new();
-    for _ in 0..3 {
-        let gw = Gateway::start(config(&text(&shared, "https://id.test/keys"))).await;
-        eventually("the replica reaches Redis", || async {
-            let (_, metrics) = admin_get(&gw, "/metrics", None).await;
-            (metric(&metrics, "aigw_shared_state_up") == 1.0).then_some(())
-        })
-        .await;
-        fleet.push(gw);
-    }
+    let fleet = replicas(&text(&shared, "https://id.test/keys"), 3).await;
     let mut admitted = 0;
     for i in 0..9 {
         match call(&fleet[i % 3], KEY, "big").await {

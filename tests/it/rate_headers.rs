@@ -174,16 +174,7 @@ async fn across_replicas_sharing_redis_the_figures_are_the_fleets() {
         "[shared]\nredis_url = \"{}\"\ntimeout = \"5s\"",
         redis.url()
     );
-    let mut fleet = Vec::new();
-    for _ in 0..3 {
-        let gw = Gateway::start(config(&text(&shared))).await;
-        eventually("the replica reaches Redis", || async {
-            let (_, metrics) = admin_get(&gw, "/metrics", None).await;
-            (metric(&metrics, "aigw_shared_state_up") == 1.0).then_some(())
-        })
-        .await;
-        fleet.push(gw);
-    }
+    let fleet = replicas(&text(&shared), 3).await;
     for (i, left) in [4, 3, 2, 1, 0].into_iter().enumerate() {
         let resp = post(&fleet[i % 3], "/v1/chat/completions", KEY, &chat(false)).await;
         assert_eq!(

@@ -587,3 +587,18 @@ pub fn image_for_json(model: &str) -> GenerateRequest {
     });
     req
 }
+
+/// `n` gateways on the config `text` (which shares their state through Redis), each once it has reached Redis.
+pub async fn replicas(text: &str, n: usize) -> Vec<Gateway> {
+    let mut fleet = Vec::new();
+    for _ in 0..n {
+        let gw = Gateway::start(config(text)).await;
+        eventually("the replica reaches Redis", || async {
+            let (_, metrics) = admin_get(&gw, "/metrics", None).await;
+            (metric(&metrics, "aigw_shared_state_up") == 1.0).then_some(())
+        })
+        .await;
+        fleet.push(gw);
+    }
+    fleet
+}
