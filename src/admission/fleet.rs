@@ -22,18 +22,20 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use redis::{AsyncCommands, Script};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     admission::limits::{utc_day, utc_month, FleetReservation, KeyLimiter, Reservation, WINDOW},
-    config::{KeyLimits, OnFailure, SharedConfig},
+    config::{KeyLimits, OnFailure, RedisTarget, SharedConfig},
     error::GatewayError,
     transport::standing::{Standing, Window},
 };
 
+mod connect;
 mod scripts;
 
+use connect::Conn;
 use scripts::{ADMIT, PUT_KEYS, RECONCILE};
 
 /// How long the fleet keeps a day's and a month's books (spend and usage), in seconds.
@@ -51,9 +53,9 @@ pub(crate) struct Down;
 
 pub(crate) struct Shared {
     cfg: SharedConfig,
-    client: redis::Client,
-    /// Set by the monitor once connected; the manager reconnects by itself after that.
-    conn: RwLock<Option<ConnectionManager>>,
+    /// Set by the monitor once connected (again, after a Sentinel failure); one node's or a cluster's
+    /// connection reconnects by itself after that.
+    conn: RwLock<Option<Conn>>,
     up: AtomicBool,
     gauge: prometheus::IntGauge,
     admit: Script,
@@ -103,11 +105,12 @@ impl Shared {
     ) -> Result<Arc<Shared>, GatewayError> {
         // `rediss://` runs over rustls, trusting the system's certificate store.
         crate::upstream::http::install_crypto_provider();
-        let client = redis::Client::open(cfg.redis_url.as_str())
-            .map_err(|e| GatewayError::Internal(format!("shared.redis_url: {e}")))?;
+        if let RedisTarget::Node(url) = &cfg.redis {
+            redis::Client::open(url.as_str())
+                .map_err(|e| GatewayError::Internal(format!("shared.redis_url: {e}")))?;
+        }
         Ok(Arc::new(Shared {
             cfg: cfg.clone(),
-            client,
             conn: RwLock::new(None),
             up: AtomicBool::new(false),
             gauge,
@@ -148,18 +151,14 @@ impl Shared {
 
     async fn check(&self) -> bool {
         if self.connection().is_none() {
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.cfg.timeout.max(Duration::from_millis(500))))
-                .set_response_timeout(Some(self.cfg.timeout))
-                .set_number_of_retries(1);
-            match tokio::time::timeout(
-                Duration::from_secs(2),
-                ConnectionManager::new_with_config(self.client.clone(), config),
-            )
-            .await
-            {
+            let connecting = connect::connect(&self.cfg.redis, self.cfg.timeout);
+            match tokio::time::timeout(Duration::from_secs(2), connecting).await {
                 Ok(Ok(conn)) => *self.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn),
-                _ => return false,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "shared state (Redis): could not connect");
+                    return false;
+                }
+                Err(_) => return false,
             }
         }
         self.exchange(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
@@ -167,7 +166,7 @@ impl Shared {
             .is_ok()
     }
 
-    fn connection(&self) -> Option<ConnectionManager> {
+    fn connection(&self) -> Option<Conn> {
         self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -183,7 +182,7 @@ impl Shared {
     /// on it at all until the monitor sees it back. Any failure marks it down.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, Down>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if !self.is_up() {
@@ -194,13 +193,17 @@ impl Shared {
 
     async fn exchange<T, F, Fut>(&self, f: F) -> Result<T, Down>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection().ok_or(Down)?;
+        let drop_on_failure = conn.drop_on_failure();
         match tokio::time::timeout(self.cfg.timeout, f(conn)).await {
             Ok(Ok(v)) => Ok(v),
             _ => {
+                if drop_on_failure {
+                    *self.conn.write().unwrap_or_else(|p| p.into_inner()) = None;
+                }
                 if self.up.swap(false, Ordering::Relaxed) {
                     tracing::warn!("shared state (Redis) failed a command; treating it as down");
                     self.gauge.set(0);
@@ -300,8 +303,18 @@ impl Shared {
     }
 
     fn keys_names(&self) -> [String; 2] {
+        [self.common("apikeys:version"), self.common("apikeys")]
+    }
+
+    /// The name of one of the fleet's own Redis keys (not a limiter's): `{prefix}:{rest}`, or under a Redis
+    /// Cluster `{{prefix}}:{rest}`, the hash tag keeping them all in one slot (a script or pipeline touches
+    /// several together).
+    fn common(&self, rest: &str) -> String {
         let p = &self.cfg.prefix;
-        [format!("{p}:apikeys:version"), format!("{p}:apikeys")]
+        match self.cfg.redis {
+            RedisTarget::Cluster(_) => format!("{{{p}}}:{rest}"),
+            _ => format!("{p}:{rest}"),
+        }
     }
 
     /// The version of the fleet's API keys (0: none made yet).
@@ -355,11 +368,10 @@ impl Shared {
     /// The fleet's usage hashes: today's, this month's, and the 10-second bucket `bucket`.
     /// The fleet's usage hashes of one period: today's, this month's, and the 10-second bucket.
     fn usage_names(&self, (day, month, bucket): Period) -> [String; 3] {
-        let p = &self.cfg.prefix;
         [
-            format!("{p}:usage:day:{day}"),
-            format!("{p}:usage:month:{month}"),
-            format!("{p}:usage:10s:{bucket}"),
+            self.common(&format!("usage:day:{day}")),
+            self.common(&format!("usage:month:{month}")),
+            self.common(&format!("usage:10s:{bucket}")),
         ]
     }
 

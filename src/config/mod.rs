@@ -25,7 +25,7 @@ pub(crate) use policy::{
     Balance, BreakerPolicy, KeyLimits, ModelLimits, Policy, RetryPolicy, StreamLimits,
 };
 pub use policy::{GroupConfig, MaxTokensField};
-pub(crate) use shared::{OnFailure, SharedConfig};
+pub(crate) use shared::{OnFailure, RedisTarget, SharedConfig};
 
 use serde::{Deserialize, Deserializer};
 

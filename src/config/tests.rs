@@ -286,7 +286,7 @@ fn shared_state_takes_one_redis_url_and_never_prints_it() {
         "{BASE}\n[shared]\nredis_url = \"redis://:pw@10.0.0.5:6379/2\"\non_failure = \"closed\"\n"
     );
     let shared = parse(&text).unwrap().shared.unwrap();
-    assert_eq!(shared.redis_url, "redis://:pw@10.0.0.5:6379/2");
+    assert!(shared.redis == RedisTarget::Node("redis://:pw@10.0.0.5:6379/2".into()));
     assert_eq!(shared.on_failure, OnFailure::Closed);
     assert_eq!(shared.timeout, Duration::from_millis(100));
     assert_eq!(shared.prefix, "aigw");
@@ -311,6 +311,10 @@ fn shared_state_takes_one_redis_url_and_never_prints_it() {
             "shared.timeout",
         ),
         ("redis_url = \"redis://a\"\non_failure = \"maybe\"", "maybe"),
+        ("cluster_nodes = [\"redis://a\"]\nredis_url = \"redis://a\"", "exactly one"),
+        ("cluster_nodes = []", "must start with redis://"),
+        ("sentinels = [\"redis://s\"]", "exactly one"),
+        ("sentinels = [\"redis://s\"]\nsentinel_master = \"m\"\nsentinel_password_env = \"UNSET\"", "UNSET"),
     ] {
         let e = parse(&format!("{BASE}\n[shared]\n{bad}\n"))
             .unwrap_err()

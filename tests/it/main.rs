@@ -33,6 +33,7 @@ mod otlp;
 mod providers;
 mod rate_headers;
 mod reasoning;
+mod redis_topologies;
 mod reload;
 mod responses;
 mod rest;

@@ -201,7 +201,7 @@ async fn the_scripts_admit_refuse_and_reconcile_exactly() {
 #[test]
 fn a_keys_names_share_one_cluster_slot_and_the_prefix() {
     let cfg = crate::config::SharedConfig {
-        redis_url: "redis://127.0.0.1:1/0".into(),
+        redis: crate::config::RedisTarget::Node("redis://127.0.0.1:1/0".into()),
         on_failure: crate::config::OnFailure::Open,
         timeout: Duration::from_secs(1),
         prefix: "fleet".into(),

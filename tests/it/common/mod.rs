@@ -7,6 +7,7 @@
 pub mod bedrock;
 pub mod gemini;
 pub mod redis;
+pub mod redis_topologies;
 pub mod signer;
 pub mod upstream;
 
