@@ -3,11 +3,13 @@
   1. the REST door against gRPC: `aigw bench` at one release gateway with the in-process mock (no pacing),
      open loop — `Generate` and REST JSON at 1,000/s, `StreamGenerate` and REST SSE at 500/s;
   2. shared limits against local ones: `Generate` at 1,000/s for a key with rpm and tpm, its windows kept in
-     this replica or in a Redis on loopback (`redis-server`, started here) — the admission's cost is the
-     gateway's own time (`aigw-overhead-us`).
+     this replica, in a Redis on loopback, or in a Redis Cluster of three primaries on loopback (`redis-server`
+     and `redis-cli --cluster create`, started here) — the admission's cost is the gateway's own time
+     (`aigw-overhead-us`).
 Every report is written to --out; the tables are printed and written to --out/doors.md.
 
-Only the standard library; needs redis-server for part 2. Usage: python3 bench/doors.py [--smoke] [--out DIR]
+Only the standard library; needs redis-server and redis-cli for part 2.
+Usage: python3 bench/doors.py [--smoke] [--part doors|limits] [--out DIR]
 """
 
 import argparse
@@ -57,13 +59,15 @@ def gateway(aigw, work, name, shared="", key_limits=""):
                 r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
 
 
-def redis_server(work):
+def redis_server(work, *extra):
     for _ in range(10):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        home = work / f"redis-{port}"
+        home.mkdir(exist_ok=True)
         proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL,
+                                 "--appendonly", "no", "--dir", str(home), *extra], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         for _ in range(500):
             if proc.poll() is not None:
@@ -77,6 +81,20 @@ def redis_server(work):
                 time.sleep(0.02)
         proc.kill()
     sys.exit("redis-server did not start")
+
+
+def redis_cluster(work):
+    """Three cluster-enabled primaries with the slots spread over them; the servers and their ports."""
+    nodes = [redis_server(work, "--cluster-enabled", "yes") for _ in range(3)]
+    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{port}" for _, port in nodes],
+                    "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)
+    for _ in range(500):
+        infos = [subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True,
+                                text=True).stdout for _, port in nodes]
+        if all("cluster_state:ok" in i for i in infos):
+            return nodes
+        time.sleep(0.05)
+    sys.exit("the Redis Cluster did not come up")
 
 
 def q(report, section, key):
@@ -96,6 +114,7 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "target" / "bench-doors"))
     ap.add_argument("--smoke", action="store_true", help="short runs: checks the script, not the figures")
+    ap.add_argument("--part", choices=["doors", "limits"], help="only this part (default: both)")
     opts = ap.parse_args()
     if opts.smoke:
         opts.duration, opts.runs = "1s", 1
@@ -106,6 +125,29 @@ def main():
     common = ["--duration", opts.duration, "--warmup", "1s", "--threads", "1"]
     results = {"machine": machine(), "settings": vars(opts), "doors": {}, "limits": {}}
 
+    if opts.part != "limits":
+        doors(aigw, work, common, out, opts, results)
+    if opts.part != "doors":
+        limits(aigw, work, common, out, opts, results)
+    tables = []
+    if results["doors"]:
+        tables.append(table(["", "p50", "p90", "p99"], [
+            [label, span([q(r, "latency_us", "p50") for r in rs]), span([q(r, "latency_us", "p90") for r in rs]),
+             span([q(r, "latency_us", "p99") for r in rs])] for label, rs in results["doors"].items()]))
+    if results["limits"]:
+        tables.append(table(["", "in-gateway p50", "in-gateway p99", "end-to-end p50"], [
+            [label, span([q(r, "gateway_overhead_us", "p50") for r in rs]),
+             span([q(r, "gateway_overhead_us", "p99") for r in rs]),
+             span([q(r, "latency_us", "p50") for r in rs])] for label, rs in results["limits"].items()]))
+    errors = sum(sum(r["errors"].values()) for group in ("doors", "limits")
+                 for rs in results[group].values() for r in rs)
+    md = "\n\n".join([results["machine"], *tables, f"errors: {errors}"]) + "\n"
+    (out / "doors.json").write_text(json.dumps(results, indent=2))
+    (out / "doors.md").write_text(md)
+    print(md)
+
+
+def doors(aigw, work, common, out, opts, results):
     gw = gateway(aigw, work, "doors")
     grpc, rest = f"http://{gw.match.group(1)}", f"http://{gw.match.group(1)}/v1"
     rows = [("gRPC `Generate`, 1,000/s", ["--target", grpc, "--rate", 1000, "--max-tokens", 16]),
@@ -122,15 +164,21 @@ def main():
     finally:
         gw.stop()
 
+
+def limits(aigw, work, common, out, opts, results):
     redis, port = redis_server(work)
+    cluster = redis_cluster(work)
+    nodes = ", ".join(f'"redis://127.0.0.1:{p}"' for _, p in cluster)
     # The key has (huge) rpm and tpm, so admission consults the windows: this replica's, or Redis's.
     key_limits = "limits = { rpm = 100000000, tpm = 100000000000 }"
+    # A generous bound: one slow command on a loaded machine must not mark Redis down.
+    closed = '\non_failure = "closed"\ntimeout = "5s"'
     try:
         for label, shared in [("local limits", ""),
                               ("shared limits (Redis on loopback)",
-                               f'[shared]\nredis_url = "redis://127.0.0.1:{port}/0"\non_failure = "closed"\n'
-                               # A generous bound: one slow command on a loaded machine must not mark Redis down.
-                               'timeout = "5s"')]:
+                               f'[shared]\nredis_url = "redis://127.0.0.1:{port}/0"{closed}'),
+                              ("shared limits (Redis Cluster, 3 primaries on loopback)",
+                               f'[shared]\ncluster_nodes = [{nodes}]{closed}')]:
             gw = gateway(aigw, work, "limits", shared=shared, key_limits=key_limits)
             time.sleep(1.5)  # the shared-state monitor connects within its first second
             try:
@@ -142,20 +190,8 @@ def main():
             results["limits"][label] = reports
     finally:
         redis.kill()
-
-    door_table = table(["", "p50", "p90", "p99"], [
-        [label, span([q(r, "latency_us", "p50") for r in rs]), span([q(r, "latency_us", "p90") for r in rs]),
-         span([q(r, "latency_us", "p99") for r in rs])] for label, rs in results["doors"].items()])
-    limit_table = table(["", "in-gateway p50", "in-gateway p99", "end-to-end p50"], [
-        [label, span([q(r, "gateway_overhead_us", "p50") for r in rs]),
-         span([q(r, "gateway_overhead_us", "p99") for r in rs]),
-         span([q(r, "latency_us", "p50") for r in rs])] for label, rs in results["limits"].items()])
-    errors = sum(sum(r["errors"].values()) for group in ("doors", "limits")
-                 for rs in results[group].values() for r in rs)
-    md = f"{results['machine']}\n\n{door_table}\n\n{limit_table}\n\nerrors: {errors}\n"
-    (out / "doors.json").write_text(json.dumps(results, indent=2))
-    (out / "doors.md").write_text(md)
-    print(md)
+        for proc, _ in cluster:
+            proc.kill()
 
 
 if __name__ == "__main__":

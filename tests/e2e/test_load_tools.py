@@ -99,13 +99,14 @@ def test_soak_script_smoke(tmp_path):
 
 
 def test_doors_script_smoke(tmp_path):
-    """bench/doors.py runs end to end: both doors and both kinds of limits answer every call."""
+    """bench/doors.py runs end to end: both doors and the three kinds of limits (local, Redis, Redis Cluster) answer
+    every call."""
     binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
     done = subprocess.run([sys.executable, "bench/doors.py", "--smoke", "--aigw", binary, "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((tmp_path / "doors.json").read_text())
-    assert len(results["doors"]) == 4 and len(results["limits"]) == 2
+    assert len(results["doors"]) == 4 and len(results["limits"]) == 3
     for group in ("doors", "limits"):
         for reports in results[group].values():
             for r in reports:
