@@ -19,7 +19,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, RwLock,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use redis::{AsyncCommands, Script};
@@ -34,6 +34,7 @@ use crate::{
 
 mod connect;
 mod scripts;
+mod usage;
 
 use connect::Conn;
 use scripts::{ADMIT, PUT_KEYS, RECONCILE};
@@ -363,123 +364,6 @@ impl Shared {
             })
             .await?;
         Ok(u64::try_from(v).ok())
-    }
-
-    /// The fleet's usage hashes: today's, this month's, and the 10-second bucket `bucket`.
-    /// The fleet's usage hashes of one period: today's, this month's, and the 10-second bucket.
-    fn usage_names(&self, (day, month, bucket): Period) -> [String; 3] {
-        [
-            self.common(&format!("usage:day:{day}")),
-            self.common(&format!("usage:month:{month}")),
-            self.common(&format!("usage:10s:{bucket}")),
-        ]
-    }
-
-    /// Books a request (and its tokens and cost, once known) in the fleet's usage. Counts add up here, per
-    /// name and period, and go to Redis once a second in one pipeline (`flush_usage`): booking costs the request
-    /// path a lock and a few additions (a name is copied only the first time it is seen in a second), and Redis
-    /// one round trip a second per replica whatever the traffic.
-    pub(crate) fn add_usage(&self, key: &str, model: &str, add: (u64, u64, f64)) {
-        let wall = SystemTime::now();
-        let bucket = wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() / 10);
-        let period = (utc_day(wall), utc_month(wall), bucket);
-        let (requests, tokens, cost) = add;
-        let mut pending = self.pending_usage.lock().unwrap_or_else(|p| p.into_inner());
-        let (keys, models) = &mut *pending;
-        for (book, name) in [(keys, key), (models, model)] {
-            let periods = match book.get_mut(name) {
-                Some(p) => p,
-                None => book.entry(name.to_owned()).or_default(),
-            };
-            let c = periods.entry(period).or_default();
-            c.0 += requests;
-            c.1 += tokens;
-            c.2 += cost;
-        }
-    }
-
-    /// Sends the usage booked since the last flush, as fields `key:<name>:requests|tokens|cost` and
-    /// `model:<name>:...` of each period's hashes. While Redis is down it is dropped: the fleet's usage view is an
-    /// overview, and the usage records are the ledger.
-    pub(crate) async fn flush_usage(&self) {
-        let (keys, models) =
-            std::mem::take(&mut *self.pending_usage.lock().unwrap_or_else(|p| p.into_inner()));
-        if keys.is_empty() && models.is_empty() {
-            return;
-        }
-        let mut pipe = redis::pipe();
-        let mut expiring = std::collections::BTreeMap::new();
-        for (kind, book) in [("key", keys), ("model", models)] {
-            for (name, periods) in book {
-                for (period, (requests, tokens, cost)) in periods {
-                    let [day, month, recent] = self.usage_names(period);
-                    for hash in [&day, &month, &recent] {
-                        pipe.hincr(hash, format!("{kind}:{name}:requests"), requests)
-                            .ignore();
-                        pipe.hincr(hash, format!("{kind}:{name}:tokens"), tokens)
-                            .ignore();
-                    }
-                    for hash in [&day, &month] {
-                        let field = format!("{kind}:{name}:cost");
-                        pipe.cmd("HINCRBYFLOAT")
-                            .arg(hash)
-                            .arg(field)
-                            .arg(cost)
-                            .ignore();
-                    }
-                    expiring.insert(day, i64::try_from(DAY_TTL).unwrap_or(i64::MAX));
-                    expiring.insert(month, i64::try_from(MONTH_TTL).unwrap_or(i64::MAX));
-                    expiring.insert(recent, 80);
-                }
-            }
-        }
-        for (hash, ttl) in expiring {
-            pipe.expire(hash, ttl).ignore();
-        }
-        let _ = self
-            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await;
-    }
-
-    /// The fleet's usage: today's and this month's hashes, and the last minute's six 10-second buckets summed.
-    pub(crate) async fn usage(&self) -> Result<[HashMap<String, f64>; 3], Down> {
-        let wall = SystemTime::now();
-        let now = wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() / 10);
-        let (day_n, month_n) = (utc_day(wall), utc_month(wall));
-        let [day, month, _] = self.usage_names((day_n, month_n, now));
-        let recent: Vec<String> = (0..6)
-            .map(|i| self.usage_names((day_n, month_n, now.saturating_sub(i)))[2].clone())
-            .collect();
-        let maps: Vec<HashMap<String, String>> = self
-            .run(|mut c| async move {
-                let mut pipe = redis::pipe();
-                pipe.hgetall(&day).hgetall(&month);
-                for r in &recent {
-                    pipe.hgetall(r);
-                }
-                pipe.query_async(&mut c).await
-            })
-            .await?;
-        let number = |m: &HashMap<String, String>| -> HashMap<String, f64> {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
-                .collect()
-        };
-        let mut minute: HashMap<String, f64> = HashMap::new();
-        for m in maps.iter().skip(2) {
-            for (k, v) in number(m) {
-                *minute.entry(k).or_default() += v;
-            }
-        }
-        Ok([
-            maps.first().map(number).unwrap_or_default(),
-            maps.get(1).map(number).unwrap_or_default(),
-            minute,
-        ])
     }
 
     /// Adds spend to the key's UTC day and month in the fleet's book, on its own task; kept for
