@@ -174,17 +174,17 @@ def limits(aigw, work, common, out, opts, results):
     # A generous bound: one slow command on a loaded machine must not mark Redis down.
     closed = '\non_failure = "closed"\ntimeout = "5s"'
     try:
-        for label, shared in [("local limits", ""),
-                              ("shared limits (Redis on loopback)",
-                               f'[shared]\nredis_url = "redis://127.0.0.1:{port}/0"{closed}'),
-                              ("shared limits (Redis Cluster, 3 primaries on loopback)",
-                               f'[shared]\ncluster_nodes = [{nodes}]{closed}')]:
+        for name, label, shared in [("local", "local limits", ""),
+                                    ("redis", "shared limits (Redis on loopback)",
+                                     f'[shared]\nredis_url = "redis://127.0.0.1:{port}/0"{closed}'),
+                                    ("cluster", "shared limits (Redis Cluster, 3 primaries on loopback)",
+                                     f'[shared]\ncluster_nodes = [{nodes}]{closed}')]:
             gw = gateway(aigw, work, "limits", shared=shared, key_limits=key_limits)
             time.sleep(1.5)  # the shared-state monitor connects within its first second
             try:
                 reports = [bench(aigw, ["--target", f"http://{gw.match.group(1)}", "--rate", 1000,
                                         "--max-tokens", 16, *common], out,
-                                 f"limits-{i}-{'shared' if shared else 'local'}") for i in range(opts.runs)]
+                                 f"limits-{i}-{name}") for i in range(opts.runs)]
             finally:
                 gw.stop()
             results["limits"][label] = reports

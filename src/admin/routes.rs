@@ -181,12 +181,12 @@ impl Admin {
                     .query()
                     .is_some_and(|q| q.split('&').any(|p| p == "scope=replica"));
                 let catalog = gw.catalog();
-                let limits_of =
-                    |name: &str| catalog.keys.by_name(name).map(|who| who.limiter.limits());
                 let fleet = if replica_only {
                     None
                 } else {
-                    gw.usage.fleet_report(limits_of).await
+                    gw.usage
+                        .fleet_report(|kind, name| limits_of(&catalog, kind, name))
+                        .await
                 };
                 json(StatusCode::OK, &fleet.unwrap_or_else(|| usage(gw)))
             }
@@ -233,9 +233,22 @@ impl Admin {
     }
 }
 
-/// The usage book, with the limits in force for each key.
+/// The usage book, with the limits in force for each key and group.
 pub(super) fn usage(gw: &Gateway) -> crate::admission::usage_book::Report {
     let catalog = gw.catalog();
     gw.usage
-        .report(|name| catalog.keys.by_name(name).map(|who| who.limiter.limits()))
+        .report(|kind, name| limits_of(&catalog, kind, name))
+}
+
+/// The limits in force for the key or group (`kind`) `name`.
+fn limits_of(
+    catalog: &crate::core::catalog::Catalog,
+    kind: &str,
+    name: &str,
+) -> Option<crate::config::KeyLimits> {
+    match kind {
+        "key" => catalog.keys.by_name(name).map(|who| who.limiter.limits()),
+        "group" => catalog.keys.group(name).map(|g| g.limits()),
+        _ => None,
+    }
 }

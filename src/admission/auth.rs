@@ -31,6 +31,8 @@ pub(crate) struct Identity {
     pub(crate) limiter: Arc<KeyLimiter>,
     /// Its group's shared limits, when it has a group.
     pub(crate) group: Option<Arc<KeyLimiter>>,
+    /// The groups above its group (the team's organisation, ...), nearest first: their limits apply too.
+    pub(crate) above: Vec<Arc<KeyLimiter>>,
     /// Made through the admin API (not the config file), so the API may revoke it.
     pub(crate) from_api: bool,
     /// When it stops working, if it does.
@@ -43,6 +45,11 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
+    /// Its group's name and those of the groups above, nearest first.
+    pub(crate) fn group_names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.group.iter().chain(&self.above).map(|g| g.name())
+    }
+
     pub(crate) fn allows(&self, model: &str) -> bool {
         self.allowed.as_ref().is_none_or(|set| set.contains(model))
     }
@@ -70,13 +77,13 @@ impl KeyStore {
     /// names. Given the store it replaces, a key that keeps its name (and its concurrency limit) keeps its
     /// limiter, with the new limits.
     pub(crate) fn new(
-        (keys, groups): (&[ClientKey], &[GroupConfig]),
+        (keys, groups_cfg): (&[ClientKey], &[GroupConfig]),
         runtime: &[Runtime],
         router: &Router,
         before: Option<&KeyStore>,
     ) -> KeyStore {
         // Groups keep their limiters (windows, spend, slots) like keys do.
-        let groups: HashMap<String, Arc<KeyLimiter>> = groups
+        let groups: HashMap<String, Arc<KeyLimiter>> = groups_cfg
             .iter()
             .map(|g| {
                 let kept = before
@@ -94,6 +101,11 @@ impl KeyStore {
                 (g.name.clone(), limiter)
             })
             .collect();
+        for g in groups_cfg {
+            if let Some(limiter) = groups.get(&g.name) {
+                limiter.set_parent(g.parent.as_ref().and_then(|p| groups.get(p)).cloned());
+            }
+        }
         let identity =
             |k: &ClientKey, from_api: bool, expires: Option<SystemTime>, owner: String| {
                 let allowed = k.models.as_ref().map(|names| {
@@ -115,11 +127,13 @@ impl KeyStore {
                     None => Arc::new(KeyLimiter::new(&k.name, k.limits)),
                 };
                 limiter.set_model_limits(&k.model_limits);
+                let group = k.group.as_ref().and_then(|g| groups.get(g)).cloned();
                 Arc::new(Identity {
                     name: k.name.clone(),
                     allowed,
                     limiter,
-                    group: k.group.as_ref().and_then(|g| groups.get(g)).cloned(),
+                    above: above(group.as_ref()),
+                    group,
                     from_api,
                     expires,
                     owner,
@@ -254,6 +268,7 @@ impl Identity {
         router: &Router,
     ) -> Identity {
         Identity {
+            above: above(group.as_ref()),
             allowed: models.map(|names| {
                 names
                     .iter()
@@ -270,6 +285,11 @@ impl Identity {
             via_token: true,
         }
     }
+}
+
+/// The groups above `group`, nearest first.
+fn above(group: Option<&Arc<KeyLimiter>>) -> Vec<Arc<KeyLimiter>> {
+    group.map(|g| g.lineage().split_off(1)).unwrap_or_default()
 }
 
 /// A header value as text, when it is visible ASCII (tabs and spaces too), as `HeaderValue::to_str` reads it.
@@ -316,6 +336,7 @@ pub(crate) mod tests {
             allowed: None,
             limiter: Arc::new(KeyLimiter::new("test", KeyLimits::default())),
             group: None,
+            above: Vec::new(),
             from_api: false,
             expires: None,
             owner: "config:test".into(),

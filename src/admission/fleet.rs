@@ -37,7 +37,7 @@ mod scripts;
 mod usage;
 
 use connect::Conn;
-use scripts::{ADMIT, PUT_KEYS, RECONCILE};
+use scripts::{ADMIT, CANCEL, PUT_KEYS, RECONCILE};
 
 /// How long the fleet keeps a day's and a month's books (spend and usage), in seconds.
 const DAY_TTL: u64 = 3 * 86_400;
@@ -61,9 +61,10 @@ pub(crate) struct Shared {
     gauge: prometheus::IntGauge,
     admit: Script,
     reconcile: Script,
+    cancel: Script,
     put_keys: Script,
-    /// Usage booked since the last flush: per key and per model name, per period.
-    pending_usage: std::sync::Mutex<(Book, Book)>,
+    /// Usage booked since the last flush: per key, model and group name, per period.
+    pending_usage: std::sync::Mutex<[Book; 3]>,
     /// Spend that could not reach Redis (its Redis key → dollars, and how long the key lasts): sent when Redis
     /// is back, so what a replica spent during an outage still counts against the fleet's budget.
     unsent_spend: std::sync::Mutex<HashMap<String, (f64, u64)>>,
@@ -97,6 +98,23 @@ impl FleetReservation for SharedReservation {
                 .await;
         });
     }
+
+    /// Awaited by the refusal, so the next call finds the windows without it.
+    fn cancel(self: Box<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let SharedReservation { shared, key, id } = *self;
+        Box::pin(async move {
+            let keys = shared.keys(&key);
+            let mut call = shared.cancel.prepare_invoke();
+            call.key(&keys[0])
+                .key(&keys[1])
+                .key(&keys[2])
+                .key(&keys[3])
+                .arg(&id);
+            let _ = shared
+                .run(|mut c| async move { call.invoke_async::<i64>(&mut c).await })
+                .await;
+        })
+    }
 }
 
 impl Shared {
@@ -117,6 +135,7 @@ impl Shared {
             gauge,
             admit: Script::new(ADMIT),
             reconcile: Script::new(RECONCILE),
+            cancel: Script::new(CANCEL),
             put_keys: Script::new(PUT_KEYS),
             pending_usage: Default::default(),
             unsent_spend: Default::default(),

@@ -121,13 +121,15 @@ pub(crate) struct KeyLimiter {
     spend: Mutex<(u64, f64)>,
     /// (UTC month as YYYYMM, dollars spent that month).
     month_spend: Mutex<(u64, f64)>,
-    requests: Mutex<Log>,
+    requests: Arc<Mutex<Log>>,
     tokens: Arc<Mutex<Log>>,
     in_flight: Option<Arc<Semaphore>>,
     /// The model this limiter holds its owner to, when it is one of its owner's per-model limiters.
     model: Option<String>,
     /// Limits on the owner's calls to one model (`model_limits`), by the model's name: `limits/models.rs`.
     models: RwLock<HashMap<String, Arc<KeyLimiter>>>,
+    /// A group's parent group (a team's organisation), whose limits its calls must fit too.
+    parent: RwLock<Option<Arc<KeyLimiter>>>,
 }
 
 /// What an admitted call holds until it ends: its concurrency permits and its token reservation.
@@ -139,82 +141,11 @@ pub(crate) struct Admission {
     _group: Option<OwnedSemaphorePermit>,
     /// The slots of the key's and the group's limits on the model, when they limit its concurrency.
     _models: [Option<OwnedSemaphorePermit>; 2],
+    /// The slots of the groups above the key's group (and of their limits on the model).
+    _above: Vec<OwnedSemaphorePermit>,
     reserved: Reserved,
     /// Tokens attempts spent that gave no answer (accepted, then lost): counted on top of the answer's.
     lost: u64,
-}
-
-/// The token reservations of one request: the key's, and its group's when it has one. A pair, not a list, so
-/// admitting a call allocates nothing for it.
-#[derive(Debug, Default)]
-pub(crate) struct Reserved {
-    pub(crate) key: Option<Reservation>,
-    pub(crate) group: Option<Reservation>,
-    /// The key's and the group's windows on the model, when they limit it.
-    pub(crate) key_model: Option<Reservation>,
-    pub(crate) group_model: Option<Reservation>,
-}
-
-impl Reserved {
-    /// Where the caller stands: the tighter of the key's windows and its group's.
-    pub(crate) fn standing(&self) -> Standing {
-        let of = |r: &Option<Reservation>| r.as_ref().map(|r| r.standing).unwrap_or_default();
-        [&self.group, &self.key_model, &self.group_model]
-            .into_iter()
-            .fold(of(&self.key), |told, r| told.tighter(of(r)))
-    }
-
-    /// Every reservation made becomes the real figure.
-    pub(crate) fn reconcile(&mut self, total_tokens: u64) {
-        let all = [
-            self.key.take(),
-            self.group.take(),
-            self.key_model.take(),
-            self.group_model.take(),
-        ];
-        for r in all.into_iter().flatten() {
-            r.reconcile(total_tokens);
-        }
-    }
-}
-
-/// Tokens held against a key's tpm until the call's real usage is known: in this replica's window, or in the
-/// fleet's (Redis); and where the key stood once it was made.
-#[derive(Debug)]
-pub(crate) struct Reservation {
-    held: Held,
-    standing: Standing,
-}
-
-#[derive(Debug)]
-enum Held {
-    Local {
-        tokens: Arc<Mutex<Log>>,
-        at: Instant,
-        amount: u64,
-    },
-    Shared(Box<dyn FleetReservation>),
-}
-
-impl Reservation {
-    pub(crate) fn shared(r: impl FleetReservation + 'static, standing: Standing) -> Reservation {
-        Reservation {
-            held: Held::Shared(Box::new(r)),
-            standing,
-        }
-    }
-
-    /// Replaces the reserved amount with the real one.
-    pub(crate) fn reconcile(self, total_tokens: u64) {
-        match self.held {
-            Held::Local { tokens, at, amount } => {
-                let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
-                let (real, held) = (i128::from(total_tokens), i128::from(amount));
-                log.adjust(at, i64::try_from(real - held).unwrap_or(i64::MAX));
-            }
-            Held::Shared(r) => r.reconcile(total_tokens),
-        }
-    }
 }
 
 impl Admission {
@@ -225,6 +156,7 @@ impl Admission {
             _key: None,
             _group: None,
             _models: [None, None],
+            _above: Vec::new(),
             reserved,
             lost: 0,
         }
@@ -241,9 +173,11 @@ impl Admission {
         mut self,
         group: Option<OwnedSemaphorePermit>,
         models: [Option<OwnedSemaphorePermit>; 2],
+        above: Vec<OwnedSemaphorePermit>,
     ) -> Admission {
         self._group = group;
         self._models = models;
+        self._above = above;
         self
     }
 
@@ -278,13 +212,14 @@ impl KeyLimiter {
             limits: Mutex::new(limits),
             spend: Mutex::new((0, 0.0)),
             month_spend: Mutex::new((0, 0.0)),
-            requests: Mutex::default(),
+            requests: Arc::default(),
             tokens: Arc::default(),
             in_flight: limits
                 .concurrency
                 .map(|n| Arc::new(Semaphore::new(n as usize))),
             model: None,
             models: RwLock::default(),
+            parent: RwLock::default(),
         }
     }
 
@@ -473,6 +408,7 @@ impl KeyLimiter {
             _key: self.slot()?,
             _group: None,
             _models: [None, None],
+            _above: Vec::new(),
             reserved: Reserved::default(),
             lost: 0,
         })
@@ -530,7 +466,7 @@ impl KeyLimiter {
         }
         // Recorded whether or not a limit is set, so that one set or lowered at run time counts the calls and
         // tokens already in its window. (GRAIN bounds each log to 1,200 entries whatever the traffic.)
-        requests.add(now, 1);
+        let when = requests.add(now, 1);
         let at = log.add(now, tokens);
         let window = |log: &mut Log, limit: u64| Window {
             limit,
@@ -543,6 +479,7 @@ impl KeyLimiter {
         };
         Ok(Some(Reservation {
             held: Held::Local {
+                requests: (self.requests.clone(), when),
                 tokens: self.tokens.clone(),
                 at,
                 amount: tokens,
@@ -552,15 +489,13 @@ impl KeyLimiter {
     }
 }
 
-/// A reservation the fleet holds (in Redis: `admission::fleet` makes them). A trait, so that this file, which
-/// `shared` builds on, does not import it back.
-pub(crate) trait FleetReservation: std::fmt::Debug + Send + Sync {
-    /// Replaces the reserved amount with the real one.
-    fn reconcile(self: Box<Self>, total_tokens: u64);
-}
-
 mod calendar;
+mod family;
 mod models;
+mod reservation;
+
+use reservation::Held;
+pub(crate) use reservation::{FleetReservation, Reservation, Reserved};
 
 use calendar::{until_next_utc_month, until_utc_midnight};
 pub(crate) use calendar::{utc_day, utc_month};

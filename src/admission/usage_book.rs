@@ -141,6 +141,7 @@ pub(crate) struct Report {
     pub(crate) scope: &'static str,
     pub(crate) keys: BTreeMap<String, Entry>,
     pub(crate) models: BTreeMap<String, Entry>,
+    pub(crate) groups: BTreeMap<String, Entry>,
 }
 
 type Book = RwLock<HashMap<String, Arc<Counters>>>;
@@ -148,6 +149,8 @@ type Book = RwLock<HashMap<String, Arc<Counters>>>;
 pub(crate) struct UsageBook {
     keys: Book,
     models: Book,
+    /// Groups (teams, organisations): a call counts in its key's group and every group above it.
+    groups: Book,
     /// With `[shared]`: every call is also booked in the fleet's usage in Redis.
     fleet: std::sync::OnceLock<Arc<crate::admission::fleet::Shared>>,
 }
@@ -173,6 +176,7 @@ impl UsageBook {
         UsageBook {
             keys: names(cfg.keys.iter().map(|k| &k.name)),
             models: names(cfg.models.iter().map(|m| &m.name)),
+            groups: names(cfg.groups.iter().map(|g| &g.name)),
             fleet: std::sync::OnceLock::new(),
         }
     }
@@ -182,7 +186,7 @@ impl UsageBook {
         let _ = self.fleet.set(shared);
     }
 
-    /// Adds the keys and models of a reloaded config; those already known keep their counts.
+    /// Adds the keys, models and groups of a reloaded config; those already known keep their counts.
     pub(crate) fn know(&self, cfg: &Config) {
         for (book, names) in [
             (
@@ -190,6 +194,7 @@ impl UsageBook {
                 cfg.keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
             ),
             (&self.models, cfg.models.iter().map(|m| &m.name).collect()),
+            (&self.groups, cfg.groups.iter().map(|g| &g.name).collect()),
         ] {
             let mut book = book.write().unwrap_or_else(|p| p.into_inner());
             for name in names {
@@ -207,47 +212,80 @@ impl UsageBook {
             .or_default();
     }
 
-    fn both(&self, key: &str, model: &str) -> impl Iterator<Item = Arc<Counters>> {
+    /// The counters of the key, the model and each group (a group is booked from its first call).
+    fn all<'a>(
+        &self,
+        key: &str,
+        model: &str,
+        groups: impl Iterator<Item = &'a str>,
+    ) -> impl Iterator<Item = Arc<Counters>> {
+        let groups: Vec<Arc<Counters>> = groups
+            .map(|g| {
+                get(&self.groups, g).unwrap_or_else(|| {
+                    let mut book = self.groups.write().unwrap_or_else(|p| p.into_inner());
+                    book.entry(g.to_owned()).or_default().clone()
+                })
+            })
+            .collect();
         get(&self.keys, key)
             .into_iter()
             .chain(get(&self.models, model))
+            .chain(groups)
     }
 
-    pub(crate) fn request(&self, key: &str, model: &str) {
+    /// A request of `key` (in `groups`: its group and those above) for `model`.
+    pub(crate) fn request<'a>(
+        &self,
+        key: &str,
+        model: &str,
+        groups: impl Iterator<Item = &'a str> + Clone,
+    ) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         // A token's caller (`[[auth.jwt]]`) is booked from its first call: no list names them beforehand.
         if get(&self.keys, key).is_none() {
             self.know_key(key);
         }
-        self.both(key, model).for_each(|c| c.request(now, wall));
+        self.all(key, model, groups.clone())
+            .for_each(|c| c.request(now, wall));
         if let Some(fleet) = self.fleet.get() {
-            fleet.add_usage(key, model, (1, 0, 0.0));
+            fleet.add_usage(key, model, groups, (1, 0, 0.0));
         }
     }
 
-    pub(crate) fn usage(&self, key: &str, model: &str, tokens: u64, cost: f64) {
+    pub(crate) fn usage<'a>(
+        &self,
+        (key, model, groups): (&str, &str, impl Iterator<Item = &'a str> + Clone),
+        tokens: u64,
+        cost: f64,
+    ) {
         let (now, wall) = (Instant::now(), SystemTime::now());
-        self.both(key, model)
+        self.all(key, model, groups.clone())
             .for_each(|c| c.usage(tokens, cost, now, wall));
         if let Some(fleet) = self.fleet.get() {
-            fleet.add_usage(key, model, (0, tokens, cost));
+            fleet.add_usage(key, model, groups, (0, tokens, cost));
         }
     }
 
-    /// The fleet's usage from Redis (with `[shared]`), with each key's limits from `limits_of`; None without
+    /// The fleet's usage from Redis (with `[shared]`), with each key's and group's limits from `limits_of`; None without
     /// `[shared]`, or while Redis is down.
     pub(crate) async fn fleet_report(
         &self,
-        limits_of: impl Fn(&str) -> Option<KeyLimits>,
+        limits_of: impl Fn(&str, &str) -> Option<KeyLimits>,
     ) -> Option<Report> {
         let [day, month, minute] = self.fleet.get()?.usage().await.ok()?;
         let mut report = Report {
             scope: "fleet",
             keys: BTreeMap::new(),
             models: BTreeMap::new(),
+            groups: BTreeMap::new(),
         };
         let known = |book: &Book| list(book).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-        for (kind, names) in [("key", known(&self.keys)), ("model", known(&self.models))] {
+        let kinds = [
+            ("key", known(&self.keys)),
+            ("model", known(&self.models)),
+            ("group", known(&self.groups)),
+        ];
+        for (kind, names) in kinds {
             for name in names {
                 let get = |m: &HashMap<String, f64>, what: &str| {
                     m.get(&format!("{kind}:{name}:{what}"))
@@ -264,14 +302,12 @@ impl UsageBook {
                     tokens_last_minute: whole(get(&minute, "tokens")),
                     today: period(&day),
                     this_month: period(&month),
-                    limits: (kind == "key")
-                        .then(|| limits_of(&name).map(LimitsView::from))
-                        .flatten(),
+                    limits: limits_of(kind, &name).map(LimitsView::from),
                 };
-                let into = if kind == "key" {
-                    &mut report.keys
-                } else {
-                    &mut report.models
+                let into = match kind {
+                    "key" => &mut report.keys,
+                    "model" => &mut report.models,
+                    _ => &mut report.groups,
                 };
                 into.insert(name, entry);
             }
@@ -279,25 +315,24 @@ impl UsageBook {
         Some(report)
     }
 
-    /// Everything, with each key's limits from `limits_of`.
-    pub(crate) fn report(&self, limits_of: impl Fn(&str) -> Option<KeyLimits>) -> Report {
+    /// Everything, with each key's and group's limits from `limits_of` (given "key" or "group", and the name).
+    pub(crate) fn report(&self, limits_of: impl Fn(&str, &str) -> Option<KeyLimits>) -> Report {
         let (now, wall) = (Instant::now(), SystemTime::now());
-        let keys = list(&self.keys)
-            .into_iter()
-            .map(|(name, c)| {
-                let mut e = c.report(now, wall);
-                e.limits = limits_of(&name).map(LimitsView::from);
-                (name, e)
-            })
-            .collect();
-        let models = list(&self.models)
-            .into_iter()
-            .map(|(name, c)| (name, c.report(now, wall)))
-            .collect();
+        let entries = |book: &Book, kind: &str| {
+            list(book)
+                .into_iter()
+                .map(|(name, c)| {
+                    let mut e = c.report(now, wall);
+                    e.limits = limits_of(kind, &name).map(LimitsView::from);
+                    (name, e)
+                })
+                .collect()
+        };
         Report {
             scope: "replica",
-            keys,
-            models,
+            keys: entries(&self.keys, "key"),
+            models: entries(&self.models, "model"),
+            groups: entries(&self.groups, "group"),
         }
     }
 }

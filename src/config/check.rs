@@ -400,7 +400,10 @@ pub(super) fn models(
     Ok(models)
 }
 
-/// `[[groups]]`: unique names, and limits that can admit a call.
+/// How deep groups nest (organisation → division → team).
+pub(crate) const MAX_GROUP_DEPTH: usize = 4;
+
+/// `[[groups]]`: unique names, parents that exist without a circle, and limits that can admit a call.
 pub(super) fn groups(
     mut raw: Vec<GroupConfig>,
     models: &[ModelConfig],
@@ -416,6 +419,20 @@ pub(super) fn groups(
         }
         if raw[..i].iter().any(|other| other.name == g.name) {
             return err(format!("groups[{i}]: another group is named '{}'", g.name));
+        }
+        // Up the parents: each names a group, and the chain ends (no circle) within MAX_GROUP_DEPTH levels.
+        let mut up = g.parent.as_deref();
+        for depth in 1.. {
+            let Some(parent) = up else { break };
+            let Some(p) = raw.iter().find(|other| other.name == parent) else {
+                return err(format!("groups[{i}].parent: no group named '{parent}'"));
+            };
+            if depth >= MAX_GROUP_DEPTH || p.name == g.name {
+                return err(format!(
+                    "groups[{i}].parent: groups nest at most {MAX_GROUP_DEPTH} deep, without a circle"
+                ));
+            }
+            up = p.parent.as_deref();
         }
         let l = g.limits;
         if l.rpm == Some(0) || l.tpm == Some(0) || l.concurrency == Some(0) || l.bad_budget() {

@@ -14,6 +14,7 @@ mod shared;
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 pub(crate) use cache::{CacheConfig, ModelCache};
+pub(crate) use check::MAX_GROUP_DEPTH;
 pub(crate) use cors::{CorsConfig, Origins};
 pub(crate) use jwt::JwtIssuer;
 pub(crate) use load::env_or_file;

@@ -34,6 +34,8 @@ pub(crate) struct KeyLimits {
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     pub(crate) name: String,
+    /// The group this one is part of (a team's organisation): its limits apply to this group's calls too.
+    pub(crate) parent: Option<String>,
     #[serde(default)]
     pub(crate) limits: KeyLimits,
     #[serde(default)]

@@ -84,7 +84,8 @@ impl CallRecord {
         model.name.clone_into(&mut self.model);
         self.price = model.price;
         self.timing.gap = Some(self.gw.metrics.chunk_gap.with_label_values(&[&model.name]));
-        self.gw.usage.request(&self.key, &self.model);
+        let groups = self.who.group_names();
+        self.gw.usage.request(&self.key, &self.model, groups);
     }
 
     /// Upstream attempts made so far.
@@ -153,20 +154,19 @@ impl CallRecord {
         self.cost += cost;
         // Booked as it happens, so a budget or the usage API sees a session's turns one by one.
         self.gw.usage.usage(
-            &self.key,
-            &self.model,
+            (&self.key, &self.model, self.who.group_names()),
             u64::try_from(u.total_tokens).unwrap_or(0),
             cost,
         );
         if cost > 0.0 {
             let now = SystemTime::now();
             self.who.limiter.add_spend(cost, now);
-            if let Some(group) = &self.who.group {
+            for group in self.who.group.iter().chain(&self.who.above) {
                 group.add_spend(cost, now);
             }
             if let Some(shared) = &self.gw.shared {
                 shared.add_spend(&self.key, cost);
-                if let Some(group) = &self.who.group {
+                for group in self.who.group.iter().chain(&self.who.above) {
                     shared.add_spend(&group.store_name(), cost);
                 }
             }

@@ -399,13 +399,19 @@ impl Gateway {
             slot(who.limiter.on_model(model).as_ref())?,
             slot(who.group.as_ref().and_then(|g| g.on_model(model)).as_ref())?,
         ];
-        Ok(permits.with_slots(group, models))
+        let mut above = Vec::new();
+        for g in &who.above {
+            above.extend(slot(Some(g))?);
+            above.extend(slot(g.on_model(model).as_ref())?);
+        }
+        Ok(permits.with_slots(group, models, above))
     }
 
-    /// The rate part of admission (budgets, requests and tokens per minute): the key's group, the group's
-    /// limits on `model`, the key, the key's on `model` — each in the fleet's windows in Redis when shared,
-    /// else (or while Redis is down with `on_failure = "open"`) this replica's. A refusal gives the
-    /// reservations already made back.
+    /// The rate part of admission (budgets, requests and tokens per minute): the groups above the key's group
+    /// (top first) and their limits on `model`, the key's group, the group's limits on `model`, the key, the
+    /// key's on `model` — each in the fleet's windows in Redis when shared,
+    /// else (or while Redis is down with `on_failure = "open"`) this replica's. A refusal takes the requests and
+    /// tokens the other levels recorded back out of their windows.
     pub(crate) async fn rates(
         &self,
         who: &Identity,
@@ -413,6 +419,18 @@ impl Gateway {
         tokens: u64,
     ) -> Result<Reserved, GatewayError> {
         let mut reserved = Reserved::default();
+        // The groups above the key's first, the top one first.
+        for g in who.above.iter().rev() {
+            for limiter in [Some(g.clone()), g.on_model(model)].into_iter().flatten() {
+                match self.limiter_rates(&limiter, tokens).await {
+                    Ok(made) => reserved.above.extend(made),
+                    Err(e) => {
+                        reserved.cancel().await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
         let group_model = who.group.as_ref().and_then(|g| g.on_model(model));
         let key_model = who.limiter.on_model(model);
         let steps = [
@@ -433,7 +451,7 @@ impl Gateway {
                     } = made;
                 }
                 Err(e) => {
-                    reserved.reconcile(0);
+                    reserved.cancel().await;
                     return Err(e);
                 }
             }

@@ -21,6 +21,9 @@ TEAM_KEY = "sk-dash-team-not-a-secret"
 def dash_gateway(tmp_path_factory):
     text = (ROOT / "config.toml").read_text()
     text += '\n[[keys]]\nname = "dash-team"\nenv = "AIGW_DASH_TEAM_KEY"\nlimits = { rpm = 60, daily_budget_usd = 1.0 }\n'
+    # An organisation and a team in it: the key's calls count in both.
+    text += 'group = "ml"\n[[groups]]\nname = "acme"\nlimits = { monthly_budget_usd = 500.0 }\n'
+    text += '[[groups]]\nname = "ml"\nparent = "acme"\nlimits = { rpm = 100, daily_budget_usd = 20.0 }\n'
     cfg = tmp_path_factory.mktemp("dash") / "config.toml"
     cfg.write_text(text)
     proc, addr, lines = spawn_gateway(cfg, {"AIGW_ADMIN_KEY": ADMIN_KEY, "AIGW_DASH_TEAM_KEY": TEAM_KEY})
@@ -62,6 +65,10 @@ def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
     usage = {row[0]: row for row in seen["usage"]}
     # (the usage book counts the calls that reached a model: the refused one is not among them)
     assert usage["dash-team"][1:3] == ["3", "60"] and usage["dash-team"][5] == "3", usage
+    # By group: the team and its organisation, each with its own limits and budgets.
+    groups = {row[0]: row for row in seen["groups"]}
+    assert groups["ml"][1:4] == ["3", "100", "3"] and groups["ml"][6] == "$20", groups
+    assert groups["acme"][3] == "3" and groups["acme"][8] == "$500", groups
 
     # The playground streamed a chat through the REST door with the client key.
     assert "Hello from the playground" in seen["answer"], seen

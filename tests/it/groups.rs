@@ -149,3 +149,98 @@ fn a_key_must_name_a_configured_group() {
         "{err}"
     );
 }
+
+/// An organisation over two teams: a call must fit the key's team and the organisation, whose limits all the
+/// teams' keys share — and a call one level refuses leaves no trace in the others' windows; the usage API books
+/// each call in the team and in the organisation.
+#[tokio::test]
+async fn an_organisations_limits_hold_across_its_teams_and_usage_is_booked_at_each_level() {
+    let text = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [admin]
+        listen = "127.0.0.1:0"
+        key_env = "TEST_ADMIN_KEY"
+        [[groups]]
+        name = "acme"
+        limits = { rpm = 3 }
+        [[groups]]
+        name = "ml"
+        parent = "acme"
+        model_limits = { big = { rpm = 2 } }
+        [[groups]]
+        name = "web"
+        parent = "acme"
+        [[keys]]
+        name = "ann"
+        env = "TEST_KEY"
+        group = "ml"
+        [[keys]]
+        name = "bob"
+        env = "TEST_LIMITED_KEY"
+        group = "web"
+        [[upstreams]]
+        name = "mock"
+        kind = "mock"
+        first_token_latency = "0s"
+        tokens_per_second = 100000
+        [[models]]
+        name = "big"
+        max_output_tokens = 100
+        routes = [{ upstream = "mock", model = "big" }]
+        "#;
+    let gw = Gateway::start(config(text)).await;
+    call(&gw, KEY).await.unwrap();
+    call(&gw, KEY).await.unwrap();
+    // The team's limit on the model refuses Ann's third; the organisation still has room for Bob.
+    let team = call(&gw, KEY).await.unwrap_err();
+    assert_status(
+        &team,
+        Code::ResourceExhausted,
+        "group 'ml' on model 'big': 2 requests per minute",
+    );
+    call(&gw, LIMITED_KEY).await.unwrap();
+    let org = call(&gw, LIMITED_KEY).await.unwrap_err();
+    assert_status(
+        &org,
+        Code::ResourceExhausted,
+        "group 'acme': 3 requests per minute",
+    );
+    let (_, usage) = admin_get(&gw, "/v1/usage", Some(ADMIN_KEY)).await;
+    let usage: serde_json::Value = serde_json::from_str(&usage).unwrap();
+    // (as for keys, the book counts every call that reached a model, the refused ones too)
+    let requests = |g: &str| usage["groups"][g]["today"]["requests"].clone();
+    assert_eq!(
+        (requests("ml"), requests("web"), requests("acme")),
+        (json!(3), json!(2), json!(5)),
+        "{usage}"
+    );
+    assert_eq!(usage["keys"]["ann"]["today"]["requests"], 3, "{usage}");
+    assert_eq!(usage["groups"]["acme"]["limits"]["rpm"], 3, "{usage}");
+}
+
+#[test]
+fn groups_nest_without_a_circle_and_not_too_deep() {
+    let groups = |g: &str| {
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n{g}\n[[upstreams]]\nname = \"mock\"\nkind = \"mock\"\n")
+    };
+    let parse = |text: String| {
+        aigw::config::Config::parse(&text, env)
+            .map(drop)
+            .map_err(|e| e.0)
+    };
+    let ok = "[[groups]]\nname = \"a\"\n[[groups]]\nname = \"b\"\nparent = \"a\"";
+    assert!(parse(groups(ok)).is_ok());
+    for (text, says) in [
+        ("[[groups]]\nname = \"a\"\nparent = \"x\"", "no group named 'x'"),
+        ("[[groups]]\nname = \"a\"\nparent = \"a\"", "without a circle"),
+        ("[[groups]]\nname = \"a\"\nparent = \"b\"\n[[groups]]\nname = \"b\"\nparent = \"a\"", "without a circle"),
+        (
+            "[[groups]]\nname = \"a\"\n[[groups]]\nname = \"b\"\nparent = \"a\"\n[[groups]]\nname = \"c\"\nparent = \"b\"\n[[groups]]\nname = \"d\"\nparent = \"c\"\n[[groups]]\nname = \"e\"\nparent = \"d\"",
+            "at most 4 deep",
+        ),
+    ] {
+        let e = parse(groups(text)).unwrap_err();
+        assert!(e.contains(says), "{text}: {e}");
+    }
+}

@@ -78,6 +78,19 @@ redis.call('INCRBY', KEYS[2], tonumber(ARGV[2]) - tonumber(cur))
 return 1
 "#;
 
+/// Takes an admitted request back out of the windows (another level refused the call). KEYS: requests, token
+/// window, token amounts, token total. ARGV: reservation id. Returns 1 if it was still there.
+pub(super) const CANCEL: &str = r#"
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local amount = redis.call('HGET', KEYS[3], ARGV[1])
+if amount then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('DECRBY', KEYS[4], tonumber(amount))
+end
+return removed
+"#;
+
 /// Replaces the fleet's API keys if nobody changed them meanwhile. KEYS: version, state. ARGV: the version
 /// read, the new state (JSON), the new version. Returns the new version, or -1 when the version moved on.
 pub(super) const PUT_KEYS: &str = r#"

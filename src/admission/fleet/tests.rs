@@ -11,7 +11,7 @@ use std::{
 
 use redis::{AsyncCommands, Script};
 
-use super::{ADMIT, RECONCILE};
+use super::{ADMIT, CANCEL, RECONCILE};
 
 /// A redis-server on a unix socket in its own directory (no TCP port to race for), killed when dropped.
 struct Server {
@@ -221,4 +221,34 @@ fn a_keys_names_share_one_cluster_slot_and_the_prefix() {
         ]
     );
     assert!(keys[4].starts_with("fleet:{tester}:spend:"));
+}
+
+#[tokio::test]
+async fn cancel_takes_a_request_and_its_tokens_back() {
+    let server = server();
+    let client =
+        redis::Client::open(format!("redis+unix://{}", server.socket().display())).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    assert_eq!(admit(&mut c, (2, 1000, 300, "kept", -1.0)).await.0, "ok");
+    assert_eq!(admit(&mut c, (2, 1000, 400, "gone", -1.0)).await.0, "ok");
+    let cancel = Script::new(CANCEL);
+    let mut call = cancel.prepare_invoke();
+    call.key(KEYS[0])
+        .key(KEYS[1])
+        .key(KEYS[2])
+        .key(KEYS[3])
+        .arg("gone");
+    let removed: i64 = call.invoke_async(&mut c).await.unwrap();
+    assert_eq!(removed, 1);
+    let (n, total): (i64, i64) = (
+        c.zcard(KEYS[0]).await.unwrap(),
+        c.get(KEYS[3]).await.unwrap(),
+    );
+    assert_eq!((n, total), (1, 300));
+    // The slot it held is free again; cancelling twice changes nothing.
+    assert_eq!(admit(&mut c, (2, 1000, 400, "next", -1.0)).await.0, "ok");
+    let removed: i64 = call.invoke_async(&mut c).await.unwrap();
+    assert_eq!(removed, 0);
+    let total: i64 = c.get(KEYS[3]).await.unwrap();
+    assert_eq!(total, 700);
 }

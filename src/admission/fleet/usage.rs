@@ -23,39 +23,39 @@ impl Shared {
     /// name and period, and go to Redis once a second in one pipeline (`flush_usage`): booking costs the request
     /// path a lock and a few additions (a name is copied only the first time it is seen in a second), and Redis
     /// one round trip a second per replica whatever the traffic.
-    pub(crate) fn add_usage(&self, key: &str, model: &str, add: (u64, u64, f64)) {
+    pub(crate) fn add_usage<'a>(
+        &self,
+        key: &str,
+        model: &str,
+        groups: impl IntoIterator<Item = &'a str>,
+        add: (u64, u64, f64),
+    ) {
         let wall = SystemTime::now();
         let bucket = wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 10);
         let period = (utc_day(wall), utc_month(wall), bucket);
-        let (requests, tokens, cost) = add;
         let mut pending = self.pending_usage.lock().unwrap_or_else(|p| p.into_inner());
-        let (keys, models) = &mut *pending;
-        for (book, name) in [(keys, key), (models, model)] {
-            let periods = match book.get_mut(name) {
-                Some(p) => p,
-                None => book.entry(name.to_owned()).or_default(),
-            };
-            let c = periods.entry(period).or_default();
-            c.0 += requests;
-            c.1 += tokens;
-            c.2 += cost;
+        let [keys, models, group_book] = &mut *pending;
+        book(keys, key, period, add);
+        book(models, model, period, add);
+        for group in groups {
+            book(group_book, group, period, add);
         }
     }
 
-    /// Sends the usage booked since the last flush, as fields `key:<name>:requests|tokens|cost` and
-    /// `model:<name>:...` of each period's hashes. While Redis is down it is dropped: the fleet's usage view is an
+    /// Sends the usage booked since the last flush, as fields `key:<name>:requests|tokens|cost`,
+    /// `model:<name>:...` and `group:<name>:...` of each period's hashes. While Redis is down it is dropped: the fleet's usage view is an
     /// overview, and the usage records are the ledger.
     pub(crate) async fn flush_usage(&self) {
-        let (keys, models) =
+        let books =
             std::mem::take(&mut *self.pending_usage.lock().unwrap_or_else(|p| p.into_inner()));
-        if keys.is_empty() && models.is_empty() {
+        if books.iter().all(HashMap::is_empty) {
             return;
         }
         let mut pipe = redis::pipe();
         let mut expiring = std::collections::BTreeMap::new();
-        for (kind, book) in [("key", keys), ("model", models)] {
+        for (kind, book) in ["key", "model", "group"].into_iter().zip(books) {
             for (name, periods) in book {
                 for (period, (requests, tokens, cost)) in periods {
                     let [day, month, recent] = self.usage_names(period);
@@ -125,4 +125,21 @@ impl Shared {
             minute,
         ])
     }
+}
+
+/// Adds `add` to `name`'s counts for `period` (its name copied only the first time it is seen).
+fn book(
+    book: &mut super::Book,
+    name: &str,
+    period: Period,
+    (requests, tokens, cost): (u64, u64, f64),
+) {
+    let periods = match book.get_mut(name) {
+        Some(p) => p,
+        None => book.entry(name.to_owned()).or_default(),
+    };
+    let c = periods.entry(period).or_default();
+    c.0 += requests;
+    c.1 += tokens;
+    c.2 += cost;
 }

@@ -495,3 +495,16 @@ fn a_model_limiter_keeps_its_window_when_its_limits_change_but_not_its_concurren
     key.set_model_limits(&crate::config::ModelLimits::new());
     assert!(key.on_model("m").is_none());
 }
+
+#[test]
+fn a_cancelled_reservation_leaves_no_trace_in_the_windows() {
+    let l = limiter(Some(1), Some(1000), None);
+    let now = Instant::now();
+    let mut reserved = Reserved {
+        key: l.rates(now, SystemTime::now(), 600).unwrap(),
+        ..Reserved::default()
+    };
+    futures_util::FutureExt::now_or_never(reserved.cancel()).unwrap();
+    // The request and its 600 tokens are gone: another fits the rpm of 1 and a tpm of 1000 at once.
+    l.rates(now, SystemTime::now(), 1000).unwrap();
+}

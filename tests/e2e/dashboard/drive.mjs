@@ -36,6 +36,7 @@ try {
   await page.$eval("#admin-key", (el) => el.dispatchEvent(new Event("change")));
   await page.waitForFunction(() => !document.querySelector("#t-usage-keys .dim") && document.querySelector("#t-usage-keys tr"), guard);
   out.usage = await rows("#t-usage-keys");
+  out.groups = await rows("#t-usage-groups");
   await page.screenshot({ path: `${outDir}/dashboard-keys.png` });
 
   await page.click('nav button[data-tab="playground"]');
