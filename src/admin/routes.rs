@@ -93,10 +93,12 @@ impl Admin {
                     format!("{why}\n"),
                 ),
             },
-            (_, p) if p.starts_with("/v1/") => match self.authorized(&req) {
-                Err(resp) => resp,
-                Ok(()) => self.api(req, &path).await,
-            },
+            (_, p) if p.starts_with("/v1/") => {
+                match cross_origin(&req).map_or_else(|| self.authorized(&req), Err) {
+                    Err(resp) => resp,
+                    Ok(()) => self.api(req, &path).await,
+                }
+            }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         })
     }
@@ -231,6 +233,31 @@ impl Admin {
             }
         }
     }
+}
+
+/// A browser's request to the admin API from a page of another origin: refused (403) before the admin key is
+/// even looked at. The API takes its key from the `authorization` header only, never a cookie, so another site
+/// cannot borrow a logged-in browser; this refuses such pages outright (and `Origin: null`, a sandboxed page's).
+/// Clients that are not browsers send no `Origin` and are not concerned.
+fn cross_origin(req: &Request<Incoming>) -> Option<Response<Body>> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let same = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .is_some_and(|(_, authority)| Some(authority) == host);
+    (!same).then(|| {
+        reply(
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            "cross-origin requests to the admin API are refused\n",
+        )
+    })
 }
 
 /// The usage book, with the limits in force for each key and group.

@@ -32,13 +32,36 @@ def dash_gateway(tmp_path_factory):
     assert proc.wait(60) == 0, "".join(lines)
 
 
+def admin_request(gateway, method, path, body=None, origin=None):
+    """The admin API's JSON answer (or the HTTPError it raised)."""
+    req = urllib.request.Request(f"http://{gateway['admin']}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"authorization": f"Bearer {ADMIN_KEY}", **({"origin": origin} if origin else {})})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_the_admin_api_refuses_another_origins_requests(dash_gateway):
+    """With the right admin key, a request that a page of another origin sent (its Origin header says so) is
+    refused; one from the dashboard's own origin, or from a client that sends no Origin, is served."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        admin_request(dash_gateway, "POST", "/v1/keys", {"name": "from-elsewhere"}, origin="https://evil.example")
+    assert refused.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as sandboxed:
+        admin_request(dash_gateway, "GET", "/v1/keys", origin="null")
+    assert sandboxed.value.code == 403
+    own = admin_request(dash_gateway, "GET", "/v1/keys", origin=f"http://{dash_gateway['admin']}")
+    assert not any(k["name"] == "from-elsewhere" for k in own["keys"])
+
+
 def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
     for i in range(3):
         assert rest_chat(dash_gateway["grpc"], TEAM_KEY, "deepseek-v3.2", f"dashboard call {i}")[0] == 200
     assert rest_chat(dash_gateway["grpc"], TEAM_KEY, "no-such-model", "x")[0] == 404
     assert rest_chat(dash_gateway["grpc"], "sk-not-a-key", "deepseek-v3.2", "x")[0] == 401
     done = subprocess.run(
-        ["node", "drive.mjs", f"http://{dash_gateway['admin']}", ADMIN_KEY, KEY, "gpt-4.1", str(tmp_path)],
+        ["node", "drive.mjs", f"http://{dash_gateway['admin']}", ADMIN_KEY, KEY, "gpt-4.1", str(tmp_path),
+         f"http://{dash_gateway['grpc']}"],
         cwd=Path(__file__).parent / "dashboard", capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
@@ -70,10 +93,20 @@ def test_the_page_shows_the_calls_just_made(dash_gateway, tmp_path):
     assert groups["ml"][1:4] == ["3", "100", "3"] and groups["ml"][6] == "$20", groups
     assert groups["acme"][3] == "3" and groups["acme"][8] == "$500", groups
 
+    # Keys made, rotated and revoked from the page: each secret works until it should not.
+    assert seen["made"] == {"status": 200}, seen
+    assert seen["rotated"] == {"status": 200, "old": 200}, seen  # the old one works through the grace period
+    assert seen["revoked"] == {"status": 401, "old": 401}, seen
+    assert "dash-made" not in {row[0] for row in seen["managed"]}, seen["managed"]
+    # Another origin's page made nothing: the no-cors form post was refused, the one with the key never sent.
+    assert seen["crossOrigin"] == ["sent", "blocked"], seen["crossOrigin"]
+    listed = admin_request(dash_gateway, "GET", "/v1/keys")
+    assert not any(k["name"].startswith("csrf-made") for k in listed["keys"]), listed
+
     # The playground streamed a chat through the REST door with the client key.
     assert "Hello from the playground" in seen["answer"], seen
     assert "tokens" in seen["meta"]
-    for shot in ["dashboard.png", "dashboard-keys.png", "dashboard-playground.png"]:
+    for shot in ["dashboard.png", "dashboard-keys.png", "dashboard-manage.png", "dashboard-playground.png"]:
         assert (tmp_path / shot).stat().st_size > 10_000
 
 

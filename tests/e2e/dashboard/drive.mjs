@@ -1,10 +1,17 @@
 // Drives /dashboard in Debian's headless chromium, as a user would: reads the overview, types the admin key on
-// the keys tab, streams a chat on the playground, and takes a screenshot of each. Prints what it read as JSON.
+// the keys tab, makes, rotates and revokes a key there (trying each secret at the gateway), tries the admin API
+// from a page of another origin, streams a chat on the playground, and takes a screenshot of each. Prints what
+// it read as JSON.
 //
-//   node drive.mjs http://ADMIN_ADDR ADMIN_KEY CLIENT_KEY MODEL OUT_DIR
+//   node drive.mjs http://ADMIN_ADDR ADMIN_KEY CLIENT_KEY MODEL OUT_DIR http://GATEWAY_ADDR
 import puppeteer from "puppeteer-core";
 
-const [base, adminKey, clientKey, model, outDir] = process.argv.slice(2);
+const [base, adminKey, clientKey, model, outDir, gateway] = process.argv.slice(2);
+// A chat at the gateway with `secret` (from Node, not the page): its HTTP status.
+const tryKey = async (secret) => (await fetch(`${gateway}/v1/chat/completions`, {
+  method: "POST", headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+  body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 5 }),
+})).status;
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
@@ -37,6 +44,47 @@ try {
   await page.waitForFunction(() => !document.querySelector("#t-usage-keys .dim") && document.querySelector("#t-usage-keys tr"), guard);
   out.usage = await rows("#t-usage-keys");
   out.groups = await rows("#t-usage-groups");
+
+  // Make a key, rotate it, revoke it: each from the page, each secret tried at the gateway.
+  const secret = async (before) => {
+    await page.waitForFunction((b) => { const s = document.getElementById("new-secret").textContent; return s && s !== b; }, guard, before);
+    return page.$eval("#new-secret", (el) => el.textContent);
+  };
+  await page.waitForFunction(() => document.querySelector("#t-manage-keys tr"), guard);
+  await page.type("#new-name", "dash-made");
+  await page.type("#new-group", "ml");
+  await page.click("#key-create");
+  const made = await secret("");
+  out.made = { status: await tryKey(made) };
+  await page.waitForSelector('button[data-rotate="dash-made"]', guard);
+  await page.click('button[data-rotate="dash-made"]');
+  const rotated = await secret(made);
+  out.rotated = { status: await tryKey(rotated), old: await tryKey(made) };
+  page.once("dialog", (d) => d.accept());
+  await page.click('button[data-revoke="dash-made"]');
+  await page.waitForFunction(() => /revoked dash-made/.test(document.getElementById("keys-msg").textContent), guard);
+  out.revoked = { status: await tryKey(rotated), old: await tryKey(made) };
+  out.managed = await rows("#t-manage-keys");
+  await page.screenshot({ path: `${outDir}/dashboard-manage.png` });
+
+  // Another origin's page (the gateway's port) tries to make a key through the admin API: as a form would (no
+  // preflight), and with the admin key in a header (a preflight the admin listener does not grant).
+  const other = await browser.newPage();
+  await other.goto(`${gateway}/healthz`, guard).catch(() => {});
+  out.crossOrigin = await other.evaluate(async (admin, key) => {
+    const results = [];
+    try {
+      await fetch(`${admin}/v1/keys`, { method: "POST", mode: "no-cors", body: JSON.stringify({ name: "csrf-made" }) });
+      results.push("sent");
+    } catch (e) { results.push("blocked"); }
+    try {
+      const r = await fetch(`${admin}/v1/keys`, { method: "POST", headers: { authorization: `Bearer ${key}` },
+        body: JSON.stringify({ name: "csrf-made-2" }) });
+      results.push(`status ${r.status}`);
+    } catch (e) { results.push("blocked"); }
+    return results;
+  }, base, adminKey);
+  await other.close();
   await page.screenshot({ path: `${outDir}/dashboard-keys.png` });
 
   await page.click('nav button[data-tab="playground"]');
