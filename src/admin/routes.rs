@@ -93,12 +93,13 @@ impl Admin {
                     format!("{why}\n"),
                 ),
             },
-            (_, p) if p.starts_with("/v1/") => {
-                match cross_origin(&req).map_or_else(|| self.authorized(&req), Err) {
+            (_, p) if p.starts_with("/v1/") => match cross_origin(&req) {
+                Some(refused) => refused,
+                None => match self.authorized(&req) {
                     Err(resp) => resp,
                     Ok(()) => self.api(req, &path).await,
-                }
-            }
+                },
+            },
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         })
     }
