@@ -80,10 +80,10 @@ where
     fn call(&mut self, req: Request<B>) -> BoxFuture {
         // A token signed with a key this replica has not read yet (its issuer rotated): read the issuer's keys
         // first, then take the call as any other (the check after is synchronous, as tonic's interceptors are).
-        if let Some(issuer) = self.token_needs_keys(req.headers()) {
+        if let Some((issuer, kid)) = self.token_needs_keys(req.headers()) {
             let mut front = self.clone();
             return Box::pin(async move {
-                issuer.read_keys().await;
+                issuer.read_keys(kid.as_deref()).await;
                 front.dispatch(req).await
             });
         }
@@ -92,13 +92,18 @@ where
 }
 
 impl Front {
+    /// The issuer whose keys must be read before this call: its credential is `authorization: Bearer`, or
+    /// Anthropic's `x-api-key` (which the Messages door takes as the same).
     fn token_needs_keys(
         &self,
         headers: &http::HeaderMap,
-    ) -> Option<Arc<crate::admission::jwt::Issuer>> {
+    ) -> Option<(Arc<crate::admission::jwt::Issuer>, Option<String>)> {
         let tokens = self.gateway.tokens.as_ref()?;
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        tokens.needs_keys(crate::admission::auth::bearer(value)?)
+        let credential = match headers.get(header::AUTHORIZATION) {
+            Some(value) => crate::admission::auth::bearer(value.to_str().ok()?)?,
+            None => headers.get("x-api-key")?.to_str().ok()?.trim(),
+        };
+        tokens.needs_keys(credential)
     }
 
     /// The call, to its door.

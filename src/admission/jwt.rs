@@ -114,14 +114,14 @@ impl Issuers {
 
     /// Before the synchronous check: the issuer whose keys must be read again first, when `credential` is a
     /// token (not one verified lately) of a known issuer whose key set lacks its `kid` or is not read yet.
-    pub(crate) fn needs_keys(&self, credential: &str) -> Option<Arc<Issuer>> {
+    pub(crate) fn needs_keys(&self, credential: &str) -> Option<(Arc<Issuer>, Option<String>)> {
         if !verify::looks_like_jwt(credential) || self.remembered(&digest(credential)).is_some() {
             return None;
         }
         let token = Token::read(credential).ok()?;
         let issuer = self.issuer_of(&token)?;
         let keys = issuer.keys();
-        (keys.len() == 0 || !keys.knows(token.kid.as_deref())).then(|| issuer.clone())
+        (keys.len() == 0 || !keys.knows(token.kid.as_deref())).then(|| (issuer.clone(), token.kid))
     }
 
     /// The caller a token names, when it verifies.
@@ -238,15 +238,23 @@ impl Issuer {
         }
     }
 
-    /// Asks for a read of the keys and waits for it (at most [`KEY_WAIT`]) — unless a call asked less than
-    /// `min_refresh` ago, so unknown `kid`s cannot make the gateway hammer the issuer. A read under way before
-    /// any keys are held is waited for in any case.
-    pub(crate) async fn read_keys(&self) {
-        let mut reads = self.reads.subscribe();
-        reads.mark_unchanged();
-        let under_way = self.keys().len() == 0 && self.reading.load(Ordering::Acquire);
-        if under_way || self.want_read() {
-            let _ = tokio::time::timeout(KEY_WAIT, reads.changed()).await;
+    /// Until the set has `kid`: waits for a read under way, else asks for one and waits for it (at most
+    /// [`KEY_WAIT`] each) — unless a call asked less than `min_refresh` ago, so unknown `kid`s cannot make the
+    /// gateway hammer the issuer.
+    pub(crate) async fn read_keys(&self, kid: Option<&str>) {
+        // Twice at most: a read under way when the call came may predate the key it needs.
+        for _ in 0..2 {
+            let keys = self.keys();
+            if keys.len() > 0 && keys.knows(kid) {
+                return;
+            }
+            let mut reads = self.reads.subscribe();
+            reads.mark_unchanged();
+            if self.reading.load(Ordering::Acquire) || self.want_read() {
+                let _ = tokio::time::timeout(KEY_WAIT, reads.changed()).await;
+            } else {
+                return;
+            }
         }
     }
 

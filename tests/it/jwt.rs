@@ -368,3 +368,22 @@ async fn a_callers_limit_holds_across_three_replicas_sharing_redis() {
     let bob = key.token(json!({"alg": "ES256", "kid": "k1"}), claims("bob"));
     call(&fleet[1], &bob, "big").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_token_in_x_api_key_on_the_messages_door_brings_a_rotated_key_in_too() {
+    let (old, new) = (Signer::es256(), Signer::es256());
+    let jwks = issuer(&[&[&old.jwk("old")], &[&new.jwk("new")]]).await;
+    let gw = gateway(&jwks, "").await;
+    let token = new.token(json!({"alg": "ES256", "kid": "new"}), claims("alice"));
+    let body =
+        json!({"model": "big", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = http()
+        .post(format!("http://{}/v1/messages", gw.addr))
+        .header("x-api-key", &token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(jwks.calls(), 2);
+}
