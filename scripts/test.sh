@@ -37,12 +37,15 @@ npm ci --prefix tests/e2e/dashboard --no-audit --no-fund --loglevel=error
 # lock cannot name it and `npm ci` calls the lock out of sync; `install` follows the lock and skips it.
 npm install --prefix tests/e2e/agents --no-audit --no-fund --loglevel=error
 
-# Debian packages the tests run: redis-server (tests/it/shared.rs starts real Redis servers), chromium (the
+# Debian packages the tests run: redis-server, with redis-cli from redis-tools (tests/it/shared.rs starts real
+# Redis servers; tests/it/redis_topologies.rs a Redis Cluster, made by `redis-cli --cluster create`, and a Sentinel
+# set), chromium (the
 # dashboard in a headless browser, tests/e2e/test_dashboard.py) and prometheus for promtool (rules, config and a
 # live /metrics, tests/e2e/test_monitoring.py); wrk and h2load (nghttp2-client), the load tools of
 # bench/floor.py, run in smoke mode by tests/e2e/test_load_tools.py.
 missing=""
 command -v redis-server >/dev/null || missing="$missing redis-server"
+command -v redis-cli >/dev/null || missing="$missing redis-tools"
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v promtool >/dev/null || missing="$missing prometheus"
 command -v wrk >/dev/null || missing="$missing wrk"
