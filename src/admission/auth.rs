@@ -70,6 +70,9 @@ pub(crate) struct KeyStore {
     by_digest: HashMap<[u8; 32], (Arc<Identity>, Option<SystemTime>)>,
     by_name: HashMap<String, Arc<Identity>>,
     groups: HashMap<String, Arc<KeyLimiter>>,
+    /// The models each group's keys may use, its own list and those of the groups above it together
+    /// (canonical names; `None`: every model).
+    group_models: HashMap<String, Option<HashSet<String>>>,
 }
 
 impl KeyStore {
@@ -106,15 +109,36 @@ impl KeyStore {
                 limiter.set_parent(g.parent.as_ref().and_then(|p| groups.get(p)).cloned());
             }
         }
+        let canonical = |names: &Option<Vec<String>>| {
+            names.as_ref().map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| router.canonical(n))
+                    .map(str::to_owned)
+                    .collect::<HashSet<String>>()
+            })
+        };
+        // Each group's allow-list, narrowed by every group above it.
+        let group_models: HashMap<String, Option<HashSet<String>>> = groups_cfg
+            .iter()
+            .map(|g| {
+                let mut allowed = canonical(&g.models);
+                let mut up = g.parent.as_deref();
+                for _ in 0..crate::config::MAX_GROUP_DEPTH {
+                    let Some(parent) = groups_cfg.iter().find(|p| Some(p.name.as_str()) == up)
+                    else {
+                        break;
+                    };
+                    allowed = narrowed(allowed, canonical(&parent.models));
+                    up = parent.parent.as_deref();
+                }
+                (g.name.clone(), allowed)
+            })
+            .collect();
         let identity =
             |k: &ClientKey, from_api: bool, expires: Option<SystemTime>, owner: String| {
-                let allowed = k.models.as_ref().map(|names| {
-                    names
-                        .iter()
-                        .filter_map(|n| router.canonical(n))
-                        .map(str::to_owned)
-                        .collect()
-                });
+                let of_group = k.group.as_ref().and_then(|g| group_models.get(g)).cloned();
+                let allowed = narrowed(canonical(&k.models), of_group.flatten());
                 let kept = before
                     .and_then(|b| b.by_name(&k.name))
                     .map(|who| who.limiter.clone())
@@ -170,6 +194,7 @@ impl KeyStore {
             by_digest,
             by_name,
             groups,
+            group_models,
         }
     }
 
@@ -247,6 +272,11 @@ impl KeyStore {
     pub(crate) fn group(&self, name: &str) -> Option<&Arc<KeyLimiter>> {
         self.groups.get(name)
     }
+
+    /// The models a group's keys (and callers) may use: its list and those above it; `None`, every model.
+    pub(crate) fn group_models(&self, name: &str) -> Option<&HashSet<String>> {
+        self.group_models.get(name).and_then(Option::as_ref)
+    }
 }
 
 /// What an `authorization` value presents.
@@ -262,20 +292,21 @@ impl Identity {
     /// or every model.
     pub(crate) fn for_token(
         name: String,
-        models: Option<&[String]>,
+        (models, group_models): (Option<&[String]>, Option<&HashSet<String>>),
         limiter: Arc<KeyLimiter>,
         group: Option<Arc<KeyLimiter>>,
         router: &Router,
     ) -> Identity {
+        let own = models.map(|names| {
+            names
+                .iter()
+                .filter_map(|n| router.canonical(n))
+                .map(str::to_owned)
+                .collect()
+        });
         Identity {
             above: above(group.as_ref()),
-            allowed: models.map(|names| {
-                names
-                    .iter()
-                    .filter_map(|n| router.canonical(n))
-                    .map(str::to_owned)
-                    .collect()
-            }),
+            allowed: narrowed(own, group_models.cloned()),
             limiter,
             group,
             from_api: false,
@@ -284,6 +315,14 @@ impl Identity {
             name,
             via_token: true,
         }
+    }
+}
+
+/// Two allow-lists together: the models both allow (`None` allows every model).
+fn narrowed(a: Option<HashSet<String>>, b: Option<HashSet<String>>) -> Option<HashSet<String>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.intersection(&b).cloned().collect()),
+        (a, b) => a.or(b),
     }
 }
 

@@ -184,7 +184,10 @@ impl Issuers {
                 "the token's group names no group this gateway has",
             ))?),
         };
-        let models = caller.models.as_deref();
+        let models = (
+            caller.models.as_deref(),
+            caller.group.as_deref().and_then(|g| keys.group_models(g)),
+        );
         let who = Identity::for_token(caller.name, models, caller.limiter, group, router);
         let who = Arc::new(who);
         self.remember(digest, who.clone(), caller.until);

@@ -410,6 +410,14 @@ pub(super) fn groups(
 ) -> Result<Vec<GroupConfig>, ConfigError> {
     for g in &mut raw {
         let at = format!("groups '{}'", g.name);
+        for (j, name) in g.models.iter().flatten().enumerate() {
+            if !models
+                .iter()
+                .any(|m| &m.name == name || m.aliases.contains(name))
+            {
+                return err(format!("{at}.models[{j}]: no model named '{name}'"));
+            }
+        }
         g.model_limits =
             policy::check_model_limits(&at, std::mem::take(&mut g.model_limits), models)?;
     }

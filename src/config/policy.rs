@@ -36,6 +36,8 @@ pub struct GroupConfig {
     pub(crate) name: String,
     /// The group this one is part of (a team's organisation): its limits apply to this group's calls too.
     pub(crate) parent: Option<String>,
+    /// The models its keys may use (names or aliases), on top of each key's own list; `None`: every model.
+    pub(crate) models: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) limits: KeyLimits,
     #[serde(default)]

@@ -244,3 +244,64 @@ fn groups_nest_without_a_circle_and_not_too_deep() {
         assert!(e.contains(says), "{text}: {e}");
     }
 }
+
+/// Allow-lists at each level: a key may use only the models its own list, its team's and its organisation's
+/// all allow.
+#[tokio::test]
+async fn a_key_may_use_only_the_models_every_level_allows() {
+    let text = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [[groups]]
+        name = "acme"
+        models = ["big", "small"]
+        [[groups]]
+        name = "ml"
+        parent = "acme"
+        models = ["big", "huge"]
+        [[keys]]
+        name = "ann"
+        env = "TEST_KEY"
+        group = "ml"
+        [[keys]]
+        name = "bob"
+        env = "TEST_LIMITED_KEY"
+        group = "acme"
+        [[upstreams]]
+        name = "mock"
+        kind = "mock"
+        first_token_latency = "0s"
+        tokens_per_second = 100000
+        [[models]]
+        name = "big"
+        max_output_tokens = 100
+        routes = [{ upstream = "mock", model = "big" }]
+        [[models]]
+        name = "small"
+        max_output_tokens = 100
+        routes = [{ upstream = "mock", model = "small" }]
+        [[models]]
+        name = "huge"
+        max_output_tokens = 100
+        routes = [{ upstream = "mock", model = "huge" }]
+        "#;
+    let gw = Gateway::start(config(text)).await;
+    let on = |key: &'static str, model: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.client()
+                .await
+                .generate(authed(generate(model, "hi"), key))
+                .await
+                .map(drop)
+                .map_err(|s| s.code())
+        }
+    };
+    // Ann's team allows big and huge, its organisation big and small: big only.
+    assert_eq!(on(KEY, "big").await, Ok(()));
+    assert_eq!(on(KEY, "small").await, Err(Code::PermissionDenied));
+    assert_eq!(on(KEY, "huge").await, Err(Code::PermissionDenied));
+    // Bob is in the organisation itself.
+    assert_eq!(on(LIMITED_KEY, "small").await, Ok(()));
+    assert_eq!(on(LIMITED_KEY, "huge").await, Err(Code::PermissionDenied));
+}

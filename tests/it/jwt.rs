@@ -43,6 +43,7 @@ fn config_text(jwks: &Upstream, top: &str, extra: &str) -> String {
         [[groups]]
         name = "team-a"
         limits = {{ rpm = 2 }}
+        models = ["big"]
         [[keys]]
         name = "ann"
         env = "TEST_KEY"
@@ -304,6 +305,11 @@ async fn the_group_claim_puts_callers_in_a_team_that_shares_its_limits() {
         Code::ResourceExhausted,
         "group 'team-a': 2 requests per minute",
     );
+    // The team's allow-list holds for its callers too.
+    let denied = call(&gw, &token("bob", "team-a"), "small")
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
     let unknown = call(&gw, &token("dan", "team-z"), "big").await.unwrap_err();
     assert_status(&unknown, Code::Unauthenticated, "group names no group");
     // No claim: no group.
@@ -386,4 +392,38 @@ async fn a_token_in_x_api_key_on_the_messages_door_brings_a_rotated_key_in_too()
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     assert_eq!(jwks.calls(), 2);
+}
+
+#[tokio::test]
+async fn one_gateway_trusts_several_issuers_each_with_its_own_keys() {
+    let (corp, partner) = (Signer::es256(), Signer::ed25519());
+    let corp_jwks = issuer(&[&[&corp.jwk("c1")]]).await;
+    let partner_jwks = issuer(&[&[&partner.jwk("p1")]]).await;
+    let second = format!(
+        "\n        [[auth.jwt]]\n        name = \"partner\"\n        issuer = \"https://partner.test\"\n        jwks_url = \"{}/jwks\"\n        audiences = [\"aigw\"]\n        limits = {{ rpm = 1 }}",
+        partner_jwks.base_url()
+    );
+    let gw = gateway(&corp_jwks, &second).await;
+    let partner_claims = |sub: &str| json!({"iss": "https://partner.test", "aud": "aigw", "sub": sub, "exp": now() + 600});
+    let theirs = partner.token(
+        json!({"alg": "EdDSA", "kid": "p1"}),
+        partner_claims("alice"),
+    );
+    call(&gw, &theirs, "big").await.unwrap();
+    // The partner's callers are its own (named for it, with its limits), apart from the corp's Alice.
+    let refused = call(&gw, &theirs, "big").await.unwrap_err();
+    assert_status(&refused, Code::ResourceExhausted, "caller 'partner:alice'");
+    let ours = corp.token(json!({"alg": "ES256", "kid": "c1"}), claims("alice"));
+    call(&gw, &ours, "big").await.unwrap();
+    // A token that says it is the partner's but is signed with the corp's key is checked with the partner's.
+    let forged = corp.token(
+        json!({"alg": "ES256", "kid": "c1"}),
+        partner_claims("mallory"),
+    );
+    let refused = call(&gw, &forged, "big").await.unwrap_err();
+    assert_status(
+        &refused,
+        Code::Unauthenticated,
+        "key its issuer does not publish",
+    );
 }
