@@ -38,8 +38,9 @@ use verify::{KeySet, Token};
 
 /// Verified tokens remembered at most; more, and the expired ones go (then all, if none had).
 const MAX_VERIFIED: usize = 4096;
-/// How long a call waits for its issuer's keys to be read again.
-const KEY_WAIT: Duration = Duration::from_secs(5);
+/// How long a call waits for its issuer's keys to be read again: longer than a read may take (`keys::READ_TIMEOUT`),
+/// so the wait ends with the read, whatever the machine's load; this only guards against a reader that is gone.
+const KEY_WAIT: Duration = Duration::from_secs(15);
 
 /// Every trusted issuer, and the tokens lately verified.
 pub(crate) struct Issuers {

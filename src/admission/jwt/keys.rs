@@ -11,7 +11,7 @@ use super::{verify::KeySet, Issuer, Issuers};
 /// The largest key set read; identity providers publish a few keys (a few KiB).
 const MAX_BODY: usize = 256 * 1024;
 /// How long one read may take.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts the task that keeps `issuer`'s keys; it ends with `stop`.
 pub(super) fn read_keys(
