@@ -20,7 +20,7 @@ use crate::{
     observe::telemetry,
     routing::deadline::{self, Deadline},
     routing::router::Model,
-    transport::standing::Standing,
+    transport::standing::{self, Standing, Style},
     transport::trailers::TrailerSlot,
     upstream::api_headers::ApiHeaders,
 };
@@ -160,8 +160,14 @@ impl Failure {
     }
 
     /// `x-request-id`; `retry-after` (whole seconds) when the error says to wait; `x-should-retry: false` when
-    /// the gateway already retried.
+    /// the gateway already retried; and for a refusal by a rate window, that nothing is left of it until the
+    /// reset (OpenAI's `x-ratelimit-*` names).
     pub(crate) fn headers(&self) -> HeaderMap {
+        self.headers_as(Style::OpenAi)
+    }
+
+    /// The same, the rate-limit headers in `style`'s names.
+    pub(crate) fn headers_as(&self, style: Style) -> HeaderMap {
         let mut headers = HeaderMap::new();
         set_request_id(&mut headers, &self.request_id);
         if let Some(secs) = self.error.retry_after_secs() {
@@ -169,6 +175,21 @@ impl Failure {
         }
         if self.retried {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let GatewayError::ResourceExhausted {
+            limit,
+            retry_after: Some(wait),
+            ..
+        } = &self.error
+        {
+            let what = match *limit {
+                "rpm" => Some("requests"),
+                "tpm" => Some("tokens"),
+                _ => None,
+            };
+            if let Some(what) = what {
+                standing::write_spent(&mut headers, style, what, *wait);
+            }
         }
         headers
     }

@@ -56,28 +56,38 @@ impl Standing {
 
     /// Writes the headers in `style`'s names.
     pub(crate) fn write(&self, headers: &mut HeaderMap, style: Style) {
-        let now = SystemTime::now();
         for (what, window) in [("requests", self.requests), ("tokens", self.tokens)] {
             let Some(w) = window else { continue };
-            let reset = match style {
-                Style::OpenAi => go_duration(w.reset),
-                Style::Anthropic => humantime::format_rfc3339_seconds(now + w.reset).to_string(),
-            };
-            for (field, value) in [
-                ("limit", w.limit.to_string()),
-                ("remaining", w.remaining.to_string()),
-                ("reset", reset),
-            ] {
-                let name = match style {
-                    Style::OpenAi => format!("x-ratelimit-{field}-{what}"),
-                    Style::Anthropic => format!("anthropic-ratelimit-{what}-{field}"),
-                };
-                if let (Ok(name), Ok(value)) =
-                    (HeaderName::try_from(name), HeaderValue::try_from(value))
-                {
-                    headers.insert(name, value);
-                }
-            }
+            set(headers, style, what, "limit", w.limit.to_string());
+            set(headers, style, what, "remaining", w.remaining.to_string());
+            set(headers, style, what, "reset", reset(style, w.reset));
+        }
+    }
+}
+
+/// A refusal by the `what` window ("requests" or "tokens"): none left of it, until `wait` has passed.
+pub(crate) fn write_spent(headers: &mut HeaderMap, style: Style, what: &str, wait: Duration) {
+    set(headers, style, what, "remaining", "0".to_owned());
+    set(headers, style, what, "reset", reset(style, wait));
+}
+
+/// One header: `field` ("limit", "remaining", "reset") of the `what` window, in `style`'s name.
+fn set(headers: &mut HeaderMap, style: Style, what: &str, field: &str, value: String) {
+    let name = match style {
+        Style::OpenAi => format!("x-ratelimit-{field}-{what}"),
+        Style::Anthropic => format!("anthropic-ratelimit-{what}-{field}"),
+    };
+    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        headers.insert(name, value);
+    }
+}
+
+/// When a window frees up, as `style` writes it: OpenAI's duration, Anthropic's RFC 3339 time.
+fn reset(style: Style, after: Duration) -> String {
+    match style {
+        Style::OpenAi => go_duration(after),
+        Style::Anthropic => {
+            humantime::format_rfc3339_seconds(SystemTime::now() + after).to_string()
         }
     }
 }

@@ -187,3 +187,57 @@ async fn across_replicas_sharing_redis_the_figures_are_the_fleets() {
         assert!(!reset.is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_refusal_by_a_window_says_none_is_left_until_its_reset() {
+    let gw = Gateway::start(config(&text(""))).await;
+    for _ in 0..5 {
+        post(&gw, "/v1/chat/completions", KEY, &chat(false)).await;
+    }
+    let refused = http()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .bearer_auth(KEY)
+        .body(chat(false).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        header(&refused, "x-ratelimit-remaining-requests").as_deref(),
+        Some("0")
+    );
+    let reset = header(&refused, "x-ratelimit-reset-requests").unwrap();
+    assert!(reset.ends_with('s'), "{reset}");
+    assert!(header(&refused, "retry-after").is_some());
+    // The Messages door, in Anthropic's names.
+    let body =
+        json!({"model": "big", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let refused = http()
+        .post(format!("http://{}/v1/messages", gw.addr))
+        .bearer_auth(KEY)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        header(&refused, "anthropic-ratelimit-requests-remaining").as_deref(),
+        Some("0")
+    );
+    let reset = header(&refused, "anthropic-ratelimit-requests-reset").unwrap();
+    assert!(humantime::parse_rfc3339(&reset).is_ok(), "{reset}");
+    // gRPC: in the status's metadata.
+    let status = gw
+        .client()
+        .await
+        .generate(authed(generate("big", "hi"), KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status
+            .metadata()
+            .get("x-ratelimit-remaining-requests")
+            .unwrap(),
+        "0"
+    );
+}

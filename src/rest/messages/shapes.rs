@@ -90,7 +90,8 @@ pub(super) fn failure(failure: &Failure) -> Response<Body> {
     let overloaded = matches!(failure.error, GatewayError::UpstreamOverloaded { .. });
     let http = if overloaded { 529 } else { http };
     let mut resp = json_status(http, &error_body(http, &failure.error.message()));
-    resp.headers_mut().extend(failure.headers());
+    resp.headers_mut()
+        .extend(failure.headers_as(crate::transport::standing::Style::Anthropic));
     resp
 }
 
