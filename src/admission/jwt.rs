@@ -215,8 +215,9 @@ impl Issuers {
         verified.insert(digest, (who, until));
     }
 
-    /// Forgets every verified token (an issuer's keys changed: one may have been withdrawn).
-    fn forget_verified(&self) {
+    /// Forgets every verified token (an issuer's keys changed: one may have been withdrawn; or a reload changed
+    /// the groups their callers are in).
+    pub(crate) fn forget_verified(&self) {
         self.verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -249,6 +249,10 @@ impl Gateway {
     /// started with. On an error the old catalog stays. Returns a line for the log.
     pub(crate) fn reload(&self, cfg: &Config) -> Result<String, GatewayError> {
         let new = self.catalog.reload(cfg, &self.registry)?;
+        // Token callers were made with the old groups (limiters, allow-lists): their next calls verify again.
+        if let Some(tokens) = &self.tokens {
+            tokens.forget_verified();
+        }
         self.key_changes.send_modify(|n| *n += 1);
         self.usage.know(cfg);
         Ok(format!(

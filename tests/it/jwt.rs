@@ -427,3 +427,30 @@ async fn one_gateway_trusts_several_issuers_each_with_its_own_keys() {
         "key its issuer does not publish",
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_a_team_holds_for_tokens_already_verified() {
+    let key = Signer::es256();
+    let jwks = issuer(&[&[&key.jwk("k1")]]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let text = config_text(&jwks, "", "group_claim = \"team\"");
+    let wider = text.replace("models = [\"big\"]", "models = [\"big\", \"small\"]");
+    std::fs::write(&path, &wider).unwrap();
+    let gw = Gateway::start_from_file(&path).await;
+    let mut c = claims("alice");
+    c["team"] = json!("team-a");
+    let token = key.token(json!({"alg": "ES256", "kid": "k1"}), c);
+    call(&gw, &token, "small").await.unwrap();
+    // The team may no longer use "small": the token verified before is checked against the new team.
+    std::fs::write(&path, &text).unwrap();
+    let reloaded = http()
+        .post(format!("http://{}/v1/reload", gw.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200);
+    let denied = call(&gw, &token, "small").await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+}
