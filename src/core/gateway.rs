@@ -426,41 +426,35 @@ impl Gateway {
         // The groups above the key's first, the top one first.
         for g in who.above.iter().rev() {
             for limiter in [Some(g.clone()), g.on_model(model)].into_iter().flatten() {
-                match self.limiter_rates(&limiter, tokens).await {
-                    Ok(made) => reserved.above.extend(made),
-                    Err(e) => {
-                        reserved.cancel().await;
-                        return Err(e);
-                    }
-                }
+                let made = self.level(&limiter, tokens, &mut reserved).await?;
+                reserved.above.extend(made);
             }
         }
-        let group_model = who.group.as_ref().and_then(|g| g.on_model(model));
-        let key_model = who.limiter.on_model(model);
-        let steps = [
-            (who.group.as_ref(), 0),
-            (group_model.as_ref(), 1),
-            (Some(&who.limiter), 2),
-            (key_model.as_ref(), 3),
-        ];
-        for (limiter, step) in steps {
-            let Some(limiter) = limiter else { continue };
-            match self.limiter_rates(limiter, tokens).await {
-                Ok(made) => {
-                    *match step {
-                        0 => &mut reserved.group,
-                        1 => &mut reserved.group_model,
-                        2 => &mut reserved.key,
-                        _ => &mut reserved.key_model,
-                    } = made;
-                }
-                Err(e) => {
-                    reserved.cancel().await;
-                    return Err(e);
-                }
+        if let Some(group) = &who.group {
+            reserved.group = self.level(group, tokens, &mut reserved).await?;
+            if let Some(on_model) = group.on_model(model) {
+                reserved.group_model = self.level(&on_model, tokens, &mut reserved).await?;
             }
+        }
+        reserved.key = self.level(&who.limiter, tokens, &mut reserved).await?;
+        if let Some(on_model) = who.limiter.on_model(model) {
+            reserved.key_model = self.level(&on_model, tokens, &mut reserved).await?;
         }
         Ok(reserved)
+    }
+
+    /// One level's rates; its refusal takes back what the levels before it in `reserved` recorded.
+    async fn level(
+        &self,
+        limiter: &KeyLimiter,
+        tokens: u64,
+        reserved: &mut Reserved,
+    ) -> Result<Option<Reservation>, GatewayError> {
+        let made = self.limiter_rates(limiter, tokens).await;
+        if made.is_err() {
+            reserved.cancel().await;
+        }
+        made
     }
 
     async fn limiter_rates(
