@@ -38,7 +38,7 @@ pub(crate) async fn embed(
             model,
             plan,
             ..
-        } = match open(&gw, &start, Ask::Embed(&req), false, None, &mut log).await? {
+        } = match Box::pin(open(&gw, &start, Ask::Embed(&req), false, None, &mut log)).await? {
             Opened::Hit { hit, .. } => {
                 let vectors = hit.vectors().ok_or_else(other_kind)?;
                 let resp = EmbedResponse {

@@ -37,7 +37,16 @@ pub(crate) async fn generate(
             model,
             plan,
             ..
-        } = match open::open(&gw, &start, Ask::Chat(&req), false, None, &mut log).await? {
+        } = match Box::pin(open::open(
+            &gw,
+            &start,
+            Ask::Chat(&req),
+            false,
+            None,
+            &mut log,
+        ))
+        .await?
+        {
             Opened::Hit { hit, .. } => {
                 let chat = hit.chat().ok_or_else(open::other_kind)?;
                 telemetry::record_answer(

@@ -96,7 +96,8 @@ pub(super) async fn open(
         call.api_headers = Some(&start.api_headers);
     }
     let mut trail = Trail::default();
-    let mut dispatched = dispatch(&gw.handles(), &model, &call, stream, &mut trail).await;
+    // Boxed: the dispatch is most of a call's future, which would otherwise be copied whole at each level above.
+    let mut dispatched = Box::pin(dispatch(&gw.handles(), &model, &call, stream, &mut trail)).await;
     // The upstream refused the prompt as too long for its window: a larger-window model, if one is named.
     let bigger = match (ask, &dispatched) {
         (Ask::Chat(req), Err(e)) => {
@@ -106,7 +107,7 @@ pub(super) async fn open(
     };
     if let Some(bigger) = bigger {
         log.model(&bigger);
-        dispatched = dispatch(&gw.handles(), &bigger, &call, stream, &mut trail).await;
+        dispatched = Box::pin(dispatch(&gw.handles(), &bigger, &call, stream, &mut trail)).await;
         model = bigger;
     }
     log.dispatched(&trail);

@@ -119,15 +119,14 @@ impl Opening {
             started_now.notify_one();
         };
         let opened = {
-            let open = open::open(
+            let mut open = Box::pin(open::open(
                 &gw,
                 &start,
                 Ask::Chat(&req),
                 true,
                 Some(&accepted),
                 &mut log,
-            );
-            tokio::pin!(open);
+            ));
             // Once the response has started, the wait for the answer's first piece is filled with heartbeats.
             let mut beat = Instant::now();
             loop {

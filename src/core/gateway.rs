@@ -452,7 +452,9 @@ impl Gateway {
     ) -> Result<Option<Reservation>, GatewayError> {
         let made = self.limiter_rates(limiter, tokens).await;
         if made.is_err() {
-            reserved.cancel().await;
+            // Boxed, as the fleet's call below: Redis futures are large, and a call's future is copied whole at
+            // every level it passes through, shared state or not.
+            Box::pin(reserved.cancel()).await;
         }
         made
     }
@@ -465,7 +467,7 @@ impl Gateway {
         if let Some(shared) = &self.shared {
             let limits = limiter.limits();
             if limits.any_rate_or_budget() {
-                match shared.rates(limiter, limits, tokens).await {
+                match Box::pin(shared.rates(limiter, limits, tokens)).await {
                     Ok(verdict) => return verdict,
                     Err(Down) if shared.on_failure() == OnFailure::Closed => {
                         return Err(GatewayError::SharedStateUnavailable)
