@@ -112,7 +112,8 @@ class Server:
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"exited with {self.proc.returncode}; see {self.log_path}")
+                said = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+                raise RuntimeError(f"exited with {self.proc.returncode}: {said[-1][:300] if said else 'nothing said'}")
             try:
                 req = urllib.request.Request(url, BODY.encode(), {"content-type": "application/json", **headers})
                 with urllib.request.urlopen(req, timeout=5) as resp:
@@ -191,7 +192,7 @@ def litellm_rs(work, up, _opts):
     home = PEERS_DIR / f"litellm-rs-{LITELLM_RS}"
     exe = home / "bin" / "gateway"
     if not exe.exists():
-        run(["cargo", "install", "--locked", f"litellm-rs@{LITELLM_RS}", "--features", "storage", "--bin",
+        run(["cargo", "install", "--locked", f"litellm-rs@{LITELLM_RS}", "--features", "sqlite", "--bin",
              "gateway", "--root", str(home)], timeout=5400)
     port = free_port()
     (work / "litellm-rs.yaml").write_text(LITELLM_RS_CONFIG.format(port=port, up=up))
@@ -210,9 +211,10 @@ providers:
     provider_type: "openai"
     api_key: "sk-upstream"
     base_url: "http://{up}/v1"
+    endpoint_access: private_network
     max_concurrent_requests: 100000
     rpm: 100000000
-    tpm: 100000000000
+    tpm: 4000000000
     timeout: 30
     max_retries: 0
     models: ["bench"]

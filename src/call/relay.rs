@@ -183,6 +183,17 @@ pub(crate) async fn pump<M, E>(
     let mut key_changes = limits.key.as_ref().map(|k| k.gw.key_changes());
     // The last time the client was sent anything: a heartbeat is due a keep-alive interval after it.
     let mut last_sent = Instant::now();
+    // What the relay waits on between events, made once for the whole stream: made anew for every event, each
+    // registered and dropped its waiter (and the timer its wheel entry) once a chunk.
+    let closed = tx.closed();
+    let stopped = limits.stop.cancelled();
+    let turn_cancelled = cancelled(limits.cancel);
+    let timer = tokio::time::sleep_until(last_sent);
+    tokio::pin!(closed, stopped, turn_cancelled, timer);
+    // When the timer is set to fire; `None` once it has fired. It is moved only when it would fire too late,
+    // never later: it may fire early, and then the wait goes round and sets it again. A fast stream moves its
+    // limit forward with every event and so sets the timer once, not once a chunk.
+    let mut armed: Option<Instant> = None;
     loop {
         let relayed = match event {
             Some(Ok(StreamEvent::Delta(text))) => Some(Relayed::Text(text)),
@@ -235,17 +246,28 @@ pub(crate) async fn pump<M, E>(
                 let beat_at = last_sent + limits.stream.keepalive;
                 let beat = beat_at < limit_at;
                 let wake_at = if beat { beat_at } else { limit_at };
+                if armed.is_none_or(|at| at > wake_at) {
+                    timer.as_mut().reset(wake_at);
+                    armed = Some(wake_at);
+                }
                 tokio::select! {
                     biased;
-                    _ = tx.closed() => return Err(client_gone()),
-                    _ = limits.stop.cancelled() => return Err(GatewayError::ShuttingDown),
-                    _ = cancelled(limits.cancel) => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-                    _ = tokio::time::sleep_until(wake_at), if !beat => return Err(limits.error(limit)),
+                    _ = &mut closed => return Err(client_gone()),
+                    _ = &mut stopped => return Err(GatewayError::ShuttingDown),
+                    _ = &mut turn_cancelled => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
                     event = stream.next() => break event,
                     _ = keys_changed(key_changes.as_mut()) => {
                         limits.key_holds()?;
                     }
-                    _ = tokio::time::sleep_until(wake_at), if beat => {
+                    _ = &mut timer => {
+                        armed = None;
+                        let now = Instant::now();
+                        if now < wake_at {
+                            continue; // set for an earlier limit that has since moved on
+                        }
+                        if !beat {
+                            return Err(limits.error(limit));
+                        }
                         send(tx, Ok(wrap(Relayed::Heartbeat)), limits).await?;
                         last_sent = Instant::now();
                     }

@@ -190,13 +190,21 @@ where
         headers,
         style,
     };
+    // Each door's call is boxed: this future (and the connection's above it) would otherwise be as large as
+    // the largest of them, and be copied whole as it moves into place.
     match route {
-        Route::Chat => chat::completions(caller, bytes).await,
-        Route::Embeddings => embeddings::create(caller, bytes).await,
-        Route::Responses => responses::create(caller, bytes).await,
-        Route::Messages => messages::create(caller, bytes).await,
+        Route::Chat => Box::pin(chat::completions(caller, bytes)).await,
+        Route::Embeddings => Box::pin(embeddings::create(caller, bytes)).await,
+        Route::Responses => Box::pin(responses::create(caller, bytes)).await,
+        Route::Messages => Box::pin(messages::create(caller, bytes)).await,
         Route::CountTokens => {
-            messages::count_tokens(&caller.gw, &caller.who, &caller.headers, &bytes).await
+            Box::pin(messages::count_tokens(
+                &caller.gw,
+                &caller.who,
+                &caller.headers,
+                &bytes,
+            ))
+            .await
         }
         Route::Models if anthropic => {
             let catalog = caller.gw.catalog();
