@@ -125,6 +125,8 @@ struct StreamOptions {
 struct Completion<'a> {
     id: &'a str,
     object: &'static str,
+    /// Unix seconds, as OpenAI's API always sends it (strict clients refuse an answer without it).
+    created: u64,
     model: &'a str,
     choices: [CompletionChoice<'a>; 1],
     usage: OutUsage,
@@ -149,6 +151,7 @@ struct OutMessage<'a> {
 struct Chunk<'a> {
     id: &'a str,
     object: &'static str,
+    created: u64,
     model: &'a str,
     choices: Vec<ChunkChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -335,3 +335,47 @@ async fn the_mock_speaks_each_dialect() {
         }
     }
 }
+
+/// The mock's answers carry every field OpenAI's API always sends (`id`, `object`, `created`, `model`,
+/// `choices`), whole and as stream chunks: a strict client (litellm-rs, for one) refuses an answer without
+/// `created`, and `bench/peers.py` puts such clients in front of this mock.
+#[tokio::test]
+async fn the_mock_answers_with_every_field_openai_always_sends() {
+    let addr = mock(Some(4)).await;
+    aigw::upstream::http::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let ask = |stream: bool| {
+        client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"model": "m", "stream": stream,
+                    "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+            )
+            .send()
+    };
+    let required = |v: &serde_json::Value, object: &str| {
+        assert_eq!(v["object"], object, "{v}");
+        assert!(v["id"].is_string() && v["model"].is_string(), "{v}");
+        assert!(
+            v["created"].as_u64().is_some_and(|t| t > 1_700_000_000),
+            "{v}"
+        );
+        assert!(v["choices"].is_array(), "{v}");
+    };
+    let whole: serde_json::Value =
+        serde_json::from_slice(&ask(false).await.unwrap().bytes().await.unwrap()).unwrap();
+    required(&whole, "chat.completion");
+    let text = ask(true).await.unwrap().text().await.unwrap();
+    let chunks: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.len() >= 4, "{text}");
+    for chunk in &chunks {
+        required(chunk, "chat.completion.chunk");
+    }
+}

@@ -78,6 +78,9 @@ pub(super) async fn handle(
     }
     let pacing = Pacing::new(cfg.first_token_latency, cfg.tokens_per_second);
     let start = Instant::now();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     if !incoming.stream {
         pacing
             .token(start, reply.tokens.len().saturating_sub(1))
@@ -86,6 +89,7 @@ pub(super) async fn handle(
         let body = Completion {
             id: &reply.id,
             object: "chat.completion",
+            created,
             model: &reply.model,
             choices: [CompletionChoice {
                 index: 0,
@@ -110,6 +114,7 @@ pub(super) async fn handle(
     let chunk = |choices, usage| Chunk {
         id: &reply.id,
         object: "chat.completion.chunk",
+        created,
         model: &reply.model,
         choices,
         usage,
@@ -209,6 +214,7 @@ pub(super) async fn handle(
         line(&Chunk {
             id: &reply.id,
             object: "chat.completion.chunk",
+            created,
             model: &reply.model,
             choices: vec![choice],
             usage: None,
