@@ -61,9 +61,10 @@ pub(crate) struct Handles<'a> {
 }
 
 impl<'a> Handles<'a> {
-    /// Runs `fut` within the call's deadline and the server's lifecycle (see [`deadline::bounded`]). Not an
-    /// `async fn`: one would hold `fut` twice (its argument and the inner call's), and a call's futures are
-    /// copied whole at every level they pass through.
+    /// Runs `fut` within the call's deadline and the server's lifecycle (see [`deadline::bounded`]). `fut` is
+    /// boxed (an upstream's call is most of a call's future, which would otherwise be copied whole at every
+    /// level above it), and this is not an `async fn` (one would hold `fut` twice: its argument and the inner
+    /// call's).
     fn bounded<T, F>(
         &self,
         deadline: Deadline,
@@ -72,7 +73,7 @@ impl<'a> Handles<'a> {
     where
         F: std::future::Future<Output = Result<T, GatewayError>>,
     {
-        deadline::bounded(self.stop, deadline, fut)
+        deadline::bounded(self.stop, deadline, Box::pin(fut))
     }
 }
 
@@ -352,11 +353,7 @@ async fn try_route(
         return gw
             .bounded(
                 call.deadline,
-                Box::pin(upstream.embed(
-                    route.upstream_model(call.requested),
-                    ask,
-                    call.request_id,
-                )),
+                upstream.embed(route.upstream_model(call.requested), ask, call.request_id),
             )
             .await
             .map(Answer::Embedded);
@@ -383,10 +380,7 @@ async fn try_route(
     }
     if !stream {
         return gw
-            .bounded(
-                call.deadline,
-                Box::pin(upstream.complete(&req, call.request_id)),
-            )
+            .bounded(call.deadline, upstream.complete(&req, call.request_id))
             .await
             .map(Answer::Whole);
     }
@@ -399,36 +393,32 @@ async fn try_route(
         ),
         retry_after: None,
     };
-    gw.bounded(
-        call.deadline,
-        Box::pin(async {
-            let mut rest =
-                tokio::time::timeout(first_event, upstream.stream(&req, call.request_id))
-                    .await
-                    .map_err(|_| stalled())??;
-            *accepted = true;
-            if let Some(tell) = call.accepted {
-                tell();
-            }
-            // Signs of life (a role-only chunk, pings, comments) restart the wait; the first piece of the answer
-            // (or its end) starts the stream.
-            loop {
-                match tokio::time::timeout(first_event, rest.next()).await {
-                    Err(_) => return Err(stalled()),
-                    Ok(Some(Ok(first))) if first.is_answer() => {
-                        return Ok(Answer::Stream { first, rest })
-                    }
-                    Ok(Some(Ok(_))) => continue,
-                    Ok(Some(Err(e))) => return Err(e),
-                    Ok(None) => {
-                        return Err(GatewayError::Internal(
-                            "the upstream stream ended before it began".into(),
-                        ))
-                    }
+    gw.bounded(call.deadline, async {
+        let mut rest = tokio::time::timeout(first_event, upstream.stream(&req, call.request_id))
+            .await
+            .map_err(|_| stalled())??;
+        *accepted = true;
+        if let Some(tell) = call.accepted {
+            tell();
+        }
+        // Signs of life (a role-only chunk, pings, comments) restart the wait; the first piece of the answer
+        // (or its end) starts the stream.
+        loop {
+            match tokio::time::timeout(first_event, rest.next()).await {
+                Err(_) => return Err(stalled()),
+                Ok(Some(Ok(first))) if first.is_answer() => {
+                    return Ok(Answer::Stream { first, rest })
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(None) => {
+                    return Err(GatewayError::Internal(
+                        "the upstream stream ended before it began".into(),
+                    ))
                 }
             }
-        }),
-    )
+        }
+    })
     .await
 }
 
