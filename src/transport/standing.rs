@@ -58,8 +58,14 @@ impl Standing {
     pub(crate) fn write(&self, headers: &mut HeaderMap, style: Style) {
         for (what, window) in [("requests", self.requests), ("tokens", self.tokens)] {
             let Some(w) = window else { continue };
-            set(headers, style, what, "limit", w.limit.to_string());
-            set(headers, style, what, "remaining", w.remaining.to_string());
+            set(headers, style, what, "limit", HeaderValue::from(w.limit));
+            set(
+                headers,
+                style,
+                what,
+                "remaining",
+                HeaderValue::from(w.remaining),
+            );
             set(headers, style, what, "reset", reset(style, w.reset));
         }
     }
@@ -67,29 +73,59 @@ impl Standing {
 
 /// A refusal by the `what` window ("requests" or "tokens"): none left of it, until `wait` has passed.
 pub(crate) fn write_spent(headers: &mut HeaderMap, style: Style, what: &str, wait: Duration) {
-    set(headers, style, what, "remaining", "0".to_owned());
+    set(
+        headers,
+        style,
+        what,
+        "remaining",
+        HeaderValue::from_static("0"),
+    );
     set(headers, style, what, "reset", reset(style, wait));
 }
 
 /// One header: `field` ("limit", "remaining", "reset") of the `what` window, in `style`'s name.
-fn set(headers: &mut HeaderMap, style: Style, what: &str, field: &str, value: String) {
-    let name = match style {
-        Style::OpenAi => format!("x-ratelimit-{field}-{what}"),
-        Style::Anthropic => format!("anthropic-ratelimit-{what}-{field}"),
-    };
-    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+fn set(
+    headers: &mut HeaderMap,
+    style: Style,
+    what: &str,
+    field: &str,
+    value: impl Into<Option<HeaderValue>>,
+) {
+    if let (Some(name), Some(value)) = (name(style, what, field), value.into()) {
         headers.insert(name, value);
     }
 }
 
+/// The header's name, static: an admitted call's headers make no names. OpenAI's are
+/// `x-ratelimit-{field}-{what}`, Anthropic's `anthropic-ratelimit-{what}-{field}`.
+fn name(style: Style, what: &str, field: &str) -> Option<HeaderName> {
+    let name = match (style, what, field) {
+        (Style::OpenAi, "requests", "limit") => "x-ratelimit-limit-requests",
+        (Style::OpenAi, "requests", "remaining") => "x-ratelimit-remaining-requests",
+        (Style::OpenAi, "requests", "reset") => "x-ratelimit-reset-requests",
+        (Style::OpenAi, "tokens", "limit") => "x-ratelimit-limit-tokens",
+        (Style::OpenAi, "tokens", "remaining") => "x-ratelimit-remaining-tokens",
+        (Style::OpenAi, "tokens", "reset") => "x-ratelimit-reset-tokens",
+        (Style::Anthropic, "requests", "limit") => "anthropic-ratelimit-requests-limit",
+        (Style::Anthropic, "requests", "remaining") => "anthropic-ratelimit-requests-remaining",
+        (Style::Anthropic, "requests", "reset") => "anthropic-ratelimit-requests-reset",
+        (Style::Anthropic, "tokens", "limit") => "anthropic-ratelimit-tokens-limit",
+        (Style::Anthropic, "tokens", "remaining") => "anthropic-ratelimit-tokens-remaining",
+        (Style::Anthropic, "tokens", "reset") => "anthropic-ratelimit-tokens-reset",
+        _ => return None,
+    };
+    Some(HeaderName::from_static(name))
+}
+
 /// When a window frees up, as `style` writes it: OpenAI's duration, Anthropic's RFC 3339 time.
-fn reset(style: Style, after: Duration) -> String {
-    match style {
+fn reset(style: Style, after: Duration) -> Option<HeaderValue> {
+    let text = match style {
         Style::OpenAi => go_duration(after),
         Style::Anthropic => {
             humantime::format_rfc3339_seconds(SystemTime::now() + after).to_string()
         }
-    }
+    };
+    HeaderValue::try_from(text).ok()
 }
 
 /// A duration as OpenAI writes its resets (Go's form): `20ms`, `1s`, `1.5s`, `6m0s`.
@@ -116,6 +152,22 @@ fn go_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_follow_each_providers_pattern() {
+        for what in ["requests", "tokens"] {
+            for field in ["limit", "remaining", "reset"] {
+                let openai = name(Style::OpenAi, what, field).unwrap();
+                assert_eq!(openai.as_str(), format!("x-ratelimit-{field}-{what}"));
+                let anthropic = name(Style::Anthropic, what, field).unwrap();
+                assert_eq!(
+                    anthropic.as_str(),
+                    format!("anthropic-ratelimit-{what}-{field}")
+                );
+            }
+        }
+        assert!(name(Style::OpenAi, "images", "limit").is_none());
+    }
 
     #[test]
     fn resets_are_written_as_openai_writes_them() {
