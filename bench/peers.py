@@ -8,7 +8,11 @@ tokens, not streamed):
   - latency added, p50 and p99: the gateway's percentile minus the upstream's own at the same load, same round;
   - CPU per call: the gateway's processes' own accounting (/proc, every process of its tree, all threads);
   - resident memory after the loads (VmRSS of its tree).
-The order of the gateways turns by one each round. The table shows medians of the rounds with the min–max.
+Then the same call at fixed rates (`--rates`, default 200 and 2,000 calls/s; `aigw bench --rate`, an open loop
+whose latency runs from each call's scheduled start, so a gateway that falls behind shows it in its tail instead
+of slowing the load, as a closed loop lets it): calls/s, added p50/p99 against the upstream alone at the same
+rate, CPU per call. The order of the gateways turns by one each round. The tables show medians of the rounds
+with the min–max.
 
 The peers, each installed pinned into a cache folder on first use (AIGW_PEERS_DIR, default
 ~/.cache/aigw-peers) from the package registries, run as their own docs start them, with request logging at
@@ -23,7 +27,7 @@ A peer that cannot be installed or started here is named in the table with the r
 its published figure only: its npm package downloads its binary at run time, which cannot work offline.
 
 Needs wrk. Usage: python3 bench/peers.py [--aigw PATH] [--only NAME,...] [--rounds 3] [--duration 8]
-                                        [--tensorzero-src DIR] [--out DIR] [--smoke]
+                                        [--rates 200,2000] [--tensorzero-src DIR] [--out DIR] [--smoke]
 """
 
 import argparse
@@ -49,6 +53,10 @@ PORTKEY = "1.15.2"
 LITELLM = "1.105.7"
 LITELLM_RS = "0.9.0"
 IN_FLIGHT = (8, 32)
+# Fixed rates (calls/s) of the open-loop rows: one every gateway here but LiteLLM keeps up with, one for the
+# fastest. A call waits for a slot beyond this many in flight (the wait counts in its latency).
+RATES = (200, 2000)
+PACED_MAX_IN_FLIGHT = 256
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
                   separators=(",", ":"))
 
@@ -322,6 +330,28 @@ def measure(server, in_flight, duration, work):
     return out
 
 
+def paced(server, rate, duration, work, aigw):
+    """The same call at a fixed rate (`aigw bench`'s open loop, one thread): latency is counted from each call's
+    scheduled start, so a gateway that falls behind shows it in its tail instead of by slowing the load."""
+    before = cpu_seconds(server.proc.pid)
+    cmd = [aigw, "bench", "--protocol", "rest", "--target", server.url.removesuffix("/chat/completions"),
+           "--model", json.loads(server.body)["model"], "--prompt", "hi", "--max-tokens", "16",
+           "--rate", str(rate), "--duration", f"{duration}s", "--warmup", "1s", "--timeout", "10s",
+           "--max-in-flight", str(PACED_MAX_IN_FLIGHT), "--threads", "1", "--json", "-"]
+    for k, v in server.headers.items():
+        cmd += ["--header", f"{k}: {v}"]
+    env = {k: v for k, v in os.environ.items() if k != "AIGW_BENCH_KEY"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration * 4 + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"aigw bench said:\n{done.stdout}\n{done.stderr}")
+    report = json.loads(done.stdout)
+    lat = report.get("latency_us") or {}
+    ok = report["ok"]
+    return {"calls_s": report["throughput_per_s"], "errors": report["calls"] - ok,
+            "p50_ms": lat.get("p50", float("nan")) / 1e3, "p99_ms": lat.get("p99", float("nan")) / 1e3,
+            "cpu_us": (cpu_seconds(server.proc.pid) - before) / max(ok, 1) * 1e6, "raw": done.stdout}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
@@ -329,11 +359,14 @@ def main():
     ap.add_argument("--tensorzero-src", help="a TensorZero checkout whose gateway is built in crates/target")
     ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rates", default=",".join(map(str, RATES)),
+                    help="fixed rates (calls/s) of the open-loop rows, comma-separated; empty for none")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench-peers"))
     ap.add_argument("--smoke", action="store_true", help="a few seconds in all: checks the script, not speed")
     opts = ap.parse_args()
     if opts.smoke:
         opts.duration, opts.rounds = 1, 1
+    rates = [int(r) for r in opts.rates.split(",") if r.strip()]
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     aigw = release_binary(opts.aigw)
@@ -375,6 +408,10 @@ def main():
                     m = measure(servers[name], n, opts.duration, work)
                     (out / f"round{r + 1}-{name}-{n}.txt").write_text(m.pop("raw"))
                     row[f"{name}@{n}"] = m
+                for rate in rates:
+                    m = paced(servers[name], rate, opts.duration, work, aigw)
+                    (out / f"round{r + 1}-{name}-rate{rate}.json").write_text(m.pop("raw"))
+                    row[f"{name}@{rate}/s"] = m
             for name in gateways:
                 row[f"{name}@rss"] = rss_mib(servers[name].proc.pid)
             rounds.append(row)
@@ -408,8 +445,26 @@ def main():
                      sum(values(name, 8, "errors") + values(name, 32, "errors"))])
     for name, why in missing.items():
         rows.append([LABELS[name], f"not measured: {why}"] + [""] * 8)
+    paced_text = []
+    if rates:
+        paced_head = ["gateway"] + [h for rate in rates for h in (
+            f"calls/s @{rate}/s", f"added p50 @{rate}/s (ms)", f"added p99 @{rate}/s (ms)",
+            f"CPU per call @{rate}/s (µs)", f"errors @{rate}/s")]
+        paced_rows = [[LABELS["direct"]] + [c for rate in rates for c in (
+            cell(values("direct", f"{rate}/s", "calls_s"), "{:,.0f}"), "—", "—", "—",
+            sum(values("direct", f"{rate}/s", "errors")))]]
+        for name in gateways:
+            paced_rows.append([LABELS[name]] + [c for rate in rates for c in (
+                cell(values(name, f"{rate}/s", "calls_s"), "{:,.0f}"),
+                cell(added(name, f"{rate}/s", "p50_ms"), "{:.2f}"),
+                cell(added(name, f"{rate}/s", "p99_ms"), "{:.2f}"),
+                cell(values(name, f"{rate}/s", "cpu_us"), "{:,.0f}"),
+                sum(values(name, f"{rate}/s", "errors")))])
+        paced_text = ["", "Fixed rates (open loop, `aigw bench --rate`, latency from each call's scheduled start; at "
+                      f"most {PACED_MAX_IN_FLIGHT} in flight, a gateway below the rate falls behind and its tail "
+                      "shows it):", "", table(paced_head, paced_rows)]
     text = "\n".join([
-        table(headers_row, rows), "",
+        table(headers_row, rows)] + paced_text + ["",
         f"{opts.rounds} rounds of {opts.duration} s per load, medians (min–max). Machine: {machine()}.",
         "Bifrost (not run here: its npm package downloads its binary at run time) publishes 11 µs of mean "
         "overhead at 5,000 RPS on its own hardware.",

@@ -189,6 +189,10 @@ struct BenchArgs {
     /// Sent as `authorization: Bearer <key>`.
     #[arg(long, env = "AIGW_BENCH_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// REST: a header sent with every call, `name: value` (repeatable), for a gateway that takes its
+    /// upstream or its key in headers of its own.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     #[arg(long, default_value = "gpt-4.1")]
     model: String,
     #[arg(long, default_value = "Say hello in one short sentence.")]
@@ -439,6 +443,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         protocol: args.protocol,
         target: args.target,
         key: args.key,
+        headers: args.headers,
         work: aigw::tools::bench::Workload {
             rpc: args.rpc,
             model: args.model,

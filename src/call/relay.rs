@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admission::auth::Identity,
     config::StreamLimits,
-    core::gateway::Gateway,
+    core::{gateway::Gateway, key_changes::KeyChanges},
     error::GatewayError,
     observe::{tasks, timing::Timing},
     proto::{ReasoningDelta, ToolCallDelta},
@@ -83,18 +83,6 @@ impl<'a> KeyStanding<'a> {
 
     fn check(&self) -> Result<(), GatewayError> {
         self.gw.catalog().keys.still_holds(self.who, self.model)
-    }
-}
-
-/// Waits for the keys to change; never, without a key to watch.
-async fn keys_changed(changes: Option<&mut tokio::sync::watch::Receiver<u64>>) {
-    match changes {
-        Some(c) => {
-            if c.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
 
@@ -180,16 +168,27 @@ pub(crate) async fn pump<M, E>(
     timing: &mut Timing,
 ) -> Result<StreamEnd, GatewayError> {
     let mut event = Some(Ok(first));
-    let mut key_changes = limits.key.as_ref().map(|k| k.gw.key_changes());
+    // The server's stop, as a token of this stream's own: checking and waiting on the token every stream shares
+    // locked its one mutex (and its waiter list) from every stream, once a chunk.
+    let stop = limits.stop.child_token();
+    // The keys' changes, watched the same way (see `core::key_changes`).
+    let changes = limits.key.as_ref().map(|k| &k.gw.key_changes);
+    let watch = changes.map(KeyChanges::watch);
+    let mut seen = watch.as_ref().map_or(0, |w| w.seen);
+    let never = CancellationToken::new();
+    let keys_changed = watch.map_or(never, |w| w.changed).cancelled_owned();
+    // When the last event arrived or its piece was handed on: one clock read a piece, after the hand-off. An
+    // event that was already buffered when asked for counts as no wait on the upstream.
+    let mut mark = Instant::now();
     // The last time the client was sent anything: a heartbeat is due a keep-alive interval after it.
-    let mut last_sent = Instant::now();
+    let mut last_sent = mark;
     // What the relay waits on between events, made once for the whole stream: made anew for every event, each
     // registered and dropped its waiter (and the timer its wheel entry) once a chunk.
     let closed = tx.closed();
-    let stopped = limits.stop.cancelled();
+    let stopped = stop.cancelled();
     let turn_cancelled = cancelled(limits.cancel);
     let timer = tokio::time::sleep_until(last_sent);
-    tokio::pin!(closed, stopped, turn_cancelled, timer);
+    tokio::pin!(closed, stopped, turn_cancelled, timer, keys_changed);
     // When the timer is set to fire; `None` once it has fired. It is moved only when it would fire too late,
     // never later: it may fire early, and then the wait goes round and sets it again. A fast stream moves its
     // limit forward with every event and so sets the timer once, not once a chunk.
@@ -210,20 +209,29 @@ pub(crate) async fn pump<M, E>(
             }
         };
         if let Some(piece) = relayed {
-            let blocked = Instant::now();
-            send(tx, Ok(wrap(piece)), limits).await?;
-            timing.client_wait += blocked.elapsed();
-            timing.delta_sent();
-            last_sent = blocked;
+            if let Err(TrySendError::Full(msg) | TrySendError::Closed(msg)) =
+                tx.try_send(Ok(wrap(piece)))
+            {
+                // No room (or no client): the rare case gets its own boxed wait.
+                Box::pin(send(tx, msg, limits)).await?;
+            }
+            let sent = Instant::now();
+            timing.client_wait += sent - mark;
+            timing.delta_sent(sent);
+            last_sent = sent;
+            mark = sent;
+        } else {
+            // A sign of life (rare beside the pieces): the idle allowance runs from now.
+            mark = Instant::now();
         }
-        let waiting = Instant::now();
+        let waiting = mark;
         let (limit_at, limit) = limits.next(waiting);
         // Fast path, when the next event is already buffered: the same checks in the same order, as plain
         // reads, with no timer armed. A timer per chunk was a measurable share of a stream's CPU.
         if tx.is_closed() {
             return Err(client_gone());
         }
-        if limits.stop.is_cancelled() {
+        if stop.is_cancelled() {
             return Err(GatewayError::ShuttingDown);
         }
         if limits.cancel.is_some_and(CancellationToken::is_cancelled) {
@@ -232,9 +240,11 @@ pub(crate) async fn pump<M, E>(
         if waiting >= limit_at {
             return Err(limits.error(limit));
         }
-        if let Some(changes) = key_changes.as_mut() {
-            if changes.has_changed().unwrap_or(false) {
-                changes.borrow_and_update();
+        if let Some(changes) = changes {
+            if changes.version() != seen {
+                let watch = changes.watch();
+                seen = watch.seen;
+                keys_changed.set(watch.changed.cancelled_owned());
                 limits.key_holds()?;
             }
         }
@@ -242,39 +252,48 @@ pub(crate) async fn pump<M, E>(
         event = match stream.next().now_or_never() {
             Some(ready) => ready,
             // One timer for both the limit and the next heartbeat, whichever comes first.
-            None => loop {
-                let beat_at = last_sent + limits.stream.keepalive;
-                let beat = beat_at < limit_at;
-                let wake_at = if beat { beat_at } else { limit_at };
-                if armed.is_none_or(|at| at > wake_at) {
-                    timer.as_mut().reset(wake_at);
-                    armed = Some(wake_at);
-                }
-                tokio::select! {
-                    biased;
-                    _ = &mut closed => return Err(client_gone()),
-                    _ = &mut stopped => return Err(GatewayError::ShuttingDown),
-                    _ = &mut turn_cancelled => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
-                    event = stream.next() => break event,
-                    _ = keys_changed(key_changes.as_mut()) => {
-                        limits.key_holds()?;
+            None => {
+                let event = loop {
+                    let beat_at = last_sent + limits.stream.keepalive;
+                    let beat = beat_at < limit_at;
+                    let wake_at = if beat { beat_at } else { limit_at };
+                    if armed.is_none_or(|at| at > wake_at) {
+                        timer.as_mut().reset(wake_at);
+                        armed = Some(wake_at);
                     }
-                    _ = &mut timer => {
-                        armed = None;
-                        let now = Instant::now();
-                        if now < wake_at {
-                            continue; // set for an earlier limit that has since moved on
+                    tokio::select! {
+                        biased;
+                        _ = &mut closed => return Err(client_gone()),
+                        _ = &mut stopped => return Err(GatewayError::ShuttingDown),
+                        _ = &mut turn_cancelled => return Err(GatewayError::Cancelled("the turn was cancelled".into())),
+                        event = stream.next() => break event,
+                        _ = &mut keys_changed => {
+                            if let Some(changes) = changes {
+                                let watch = changes.watch();
+                                seen = watch.seen;
+                                keys_changed.set(watch.changed.cancelled_owned());
+                            }
+                            limits.key_holds()?;
                         }
-                        if !beat {
-                            return Err(limits.error(limit));
+                        _ = &mut timer => {
+                            armed = None;
+                            let now = Instant::now();
+                            if now < wake_at {
+                                continue; // set for an earlier limit that has since moved on
+                            }
+                            if !beat {
+                                return Err(limits.error(limit));
+                            }
+                            Box::pin(send(tx, Ok(wrap(Relayed::Heartbeat)), limits)).await?;
+                            last_sent = Instant::now();
                         }
-                        send(tx, Ok(wrap(Relayed::Heartbeat)), limits).await?;
-                        last_sent = Instant::now();
                     }
-                }
-            },
+                };
+                mark = Instant::now();
+                timing.upstream += mark - waiting;
+                event
+            }
         };
-        timing.upstream += waiting.elapsed();
     }
 }
 

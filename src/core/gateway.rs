@@ -62,7 +62,7 @@ pub struct Gateway {
     pub(crate) tokens: Option<Arc<Issuers>>,
     /// Counts changes to the keys (admin API, reload, the fleet's keys taken in): open streams watch it and
     /// ask whether their key still holds.
-    key_changes: tokio::sync::watch::Sender<u64>,
+    pub(crate) key_changes: crate::core::key_changes::KeyChanges,
     /// Held while this replica changes the fleet's keys or writes them back: neither sees the other's
     /// half-made state.
     keys_writing: tokio::sync::Mutex<()>,
@@ -156,7 +156,7 @@ impl Gateway {
             history: Default::default(),
             shared,
             tokens,
-            key_changes: tokio::sync::watch::Sender::new(0),
+            key_changes: Default::default(),
             keys_writing: tokio::sync::Mutex::new(()),
         });
         if let Some(shared) = &gateway.shared {
@@ -253,7 +253,7 @@ impl Gateway {
         if let Some(tokens) = &self.tokens {
             tokens.forget_verified();
         }
-        self.key_changes.send_modify(|n| *n += 1);
+        self.key_changes.tell();
         self.usage.know(cfg);
         Ok(format!(
             "{} models, {} keys",
@@ -314,11 +314,6 @@ impl Gateway {
         ))
     }
 
-    /// A watch on the keys' changes, seen up to now.
-    pub(crate) fn key_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.key_changes.subscribe()
-    }
-
     /// Takes in the fleet's keys as Redis has them.
     async fn take_fleet_keys(&self, shared: &Shared) {
         if let Ok((version, state)) = shared.keys_get().await {
@@ -370,7 +365,7 @@ impl Gateway {
     /// Takes in a change the admin API made to its keys: the next call sees it.
     pub(crate) fn keys_changed(&self) {
         self.catalog.rekey(&self.registry);
-        self.key_changes.send_modify(|n| *n += 1);
+        self.key_changes.tell();
         for key in self.registry.list() {
             self.usage.know_key(&key.name);
         }

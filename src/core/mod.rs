@@ -6,5 +6,6 @@ pub(crate) mod call_record;
 pub(crate) mod catalog;
 pub(crate) mod conversations;
 pub mod gateway;
+pub(crate) mod key_changes;
 pub(crate) mod memory;
 pub mod reload;

@@ -60,9 +60,8 @@ impl Timing {
         }
     }
 
-    /// A delta went to the client now.
-    pub(crate) fn delta_sent(&mut self) {
-        let now = Instant::now();
+    /// A piece of the answer was handed to the client's channel at `now`.
+    pub(crate) fn delta_sent(&mut self, now: Instant) {
         if self.first_token.is_none() {
             self.first_token = Some(now - self.start);
         }

@@ -135,11 +135,13 @@ def test_floor_script_smoke(tmp_path):
 
 
 def test_peers_script_smoke(tmp_path):
-    """bench/peers.py measures the upstream alone and aigw in front of it at both loads, and names a peer it
-    cannot run with the reason instead of failing (TensorZero without a source checkout: nothing installed)."""
+    """bench/peers.py measures the upstream alone and aigw in front of it at both loads and at a fixed rate, and
+    names a peer it cannot run with the reason instead of failing (TensorZero without a source checkout: nothing
+    installed)."""
     binary = os.environ.get("AIGW_BIN", str(ROOT / "target" / "debug" / "aigw"))
     done = subprocess.run([sys.executable, "bench/peers.py", "--smoke", "--aigw", binary, "--only", "tensorzero",
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--rates", "50", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "peers.json").read_text())
     [row] = result["rounds"]
@@ -148,9 +150,13 @@ def test_peers_script_smoke(tmp_path):
             m = row[f"{name}@{n}"]
             assert m["calls"] > 0 and m["errors"] == 0 and m["p99_ms"] >= m["p50_ms"] > 0, m
     assert row["aigw@32"]["cpu_us"] > 0 and row["aigw@rss"] > 0, row
+    for name in ("direct", "aigw"):  # the open loop at a fixed rate, headers (the key) sent by `aigw bench`
+        m = row[f"{name}@50/s"]
+        assert m["calls_s"] > 0 and m["errors"] == 0 and m["p99_ms"] >= m["p50_ms"] > 0, m
     assert "tensorzero" in result["missing"], result
     table = (tmp_path / "peers.md").read_text()
     assert "**aigw** (REST door)" in table and "TensorZero (Rust, from source) | not measured:" in table, table
+    assert "Fixed rates (open loop" in table and "added p99 @50/s (ms)" in table, table
 
 
 def test_ab_script_smoke(tmp_path):

@@ -30,6 +30,7 @@ fn options(protocol: Protocol, target: String, rpc: Rpc, load: Load, calls: u64)
         protocol,
         target,
         key: Some(KEY.into()),
+        headers: Vec::new(),
         work: Workload {
             rpc,
             model: "big".into(),
@@ -208,6 +209,31 @@ async fn rest_mode_drives_an_openai_endpoint_with_the_same_workload() {
     ))
     .await;
     assert!(refused.is_err());
+}
+
+/// `--header` carries what a gateway takes in headers of its own: here the key itself, which the gateway's REST
+/// door refuses without.
+#[tokio::test]
+async fn rest_mode_sends_the_headers_it_is_given() {
+    let (_gw, target) = gateway().await;
+    let mut opts = options(
+        Protocol::Rest,
+        format!("{target}/v1"),
+        Rpc::Generate,
+        Load::Closed { concurrency: 1 },
+        3,
+    );
+    opts.key = None;
+    let bare = bench::run(&opts).await.unwrap();
+    assert_eq!(bare.ok, 0, "{bare}");
+    assert_eq!(bare.errors.values().sum::<u64>(), 3, "{bare}");
+
+    opts.headers = vec![format!("Authorization:  Bearer {KEY} ")];
+    assert_all_ok(&bench::run(&opts).await.unwrap(), 3);
+
+    opts.headers = vec!["no colon".into()];
+    let err = bench::run(&opts).await.unwrap_err();
+    assert!(err.contains("expected `name: value`"), "{err}");
 }
 
 #[tokio::test]

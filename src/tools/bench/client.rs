@@ -151,9 +151,22 @@ impl Target {
     pub(crate) fn rest(
         base_url: &str,
         key: Option<&str>,
+        headers: &[String],
         work: &Workload,
     ) -> Result<Target, String> {
         crate::upstream::http::install_crypto_provider();
+        let mut extra = reqwest::header::HeaderMap::new();
+        for line in headers {
+            let parsed = line.split_once(':').and_then(|(name, value)| {
+                Some((
+                    reqwest::header::HeaderName::try_from(name.trim()).ok()?,
+                    reqwest::header::HeaderValue::try_from(value.trim()).ok()?,
+                ))
+            });
+            let (name, value) =
+                parsed.ok_or_else(|| format!("--header {line:?}: expected `name: value`"))?;
+            extra.append(name, value);
+        }
         let url = reqwest::Url::parse(&format!(
             "{}/chat/completions",
             base_url.trim_end_matches('/')
@@ -188,6 +201,7 @@ impl Target {
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(usize::MAX)
+            .default_headers(extra)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Target::Rest {

@@ -33,6 +33,8 @@ pub struct Options {
     /// gRPC: `http://host:port` of the gateway. REST: the OpenAI base URL, e.g. `http://127.0.0.1:8081/v1`.
     pub target: String,
     pub key: Option<String>,
+    /// REST: headers sent with every call, each `name: value`.
+    pub headers: Vec<String>,
     pub work: Workload,
     pub load: Load,
     /// gRPC: HTTP/2 connections to spread calls over.
@@ -66,6 +68,9 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         return Err("--duration must be above 0".into());
     }
     let target = Arc::new(match opts.protocol {
+        Protocol::Grpc if !opts.headers.is_empty() => {
+            return Err("--header is for REST targets (gRPC calls carry --key)".into())
+        }
         Protocol::Grpc => {
             Target::grpc(
                 &opts.target,
@@ -75,7 +80,9 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
             )
             .await?
         }
-        Protocol::Rest => Target::rest(&opts.target, opts.key.as_deref(), &opts.work)?,
+        Protocol::Rest => {
+            Target::rest(&opts.target, opts.key.as_deref(), &opts.headers, &opts.work)?
+        }
     });
     let begin = Instant::now();
     let rec = Arc::new(Recorder::new(begin + opts.warmup));
