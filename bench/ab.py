@@ -7,7 +7,11 @@ both gateways up at once, and per pair a run on each (the order alternating, ABB
 gRPC `Generate` (h2load), 32 in flight. Drift between the two runs of a pair is small, so the pair's difference
 is what the change costs; the median difference and how many pairs A won say how sure that is.
 
-Usage: python3 bench/ab.py A_BINARY B_BINARY [--pairs 20] [--seconds 4] [--out DIR]
+The same binary twice with `--b-env` or `--b-config` measures what one feature costs: B runs with the feature
+off (say `--b-env RUST_LOG=warn`: no log line per call), A with the default config.
+
+Usage: python3 bench/ab.py A_BINARY B_BINARY [--pairs 20] [--seconds 4] [--b-env K=V ...] [--b-config FILE]
+                           [--a-config FILE] [--out DIR]
 """
 
 import argparse
@@ -27,15 +31,21 @@ def main():
     ap.add_argument("b")
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--a-config", help="A's config, a template with {upstream} (default: compare.py's)")
+    ap.add_argument("--b-config", help="B's config, likewise")
+    ap.add_argument("--b-env", action="append", default=[], metavar="K=V", help="an environment variable for B")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench-ab"))
     opts = ap.parse_args()
     work = scratch("aigw-ab-")
     upstream = Proc([opts.a, "mock-upstream", "--listen", "127.0.0.1:0"], work / "upstream.log",
                     r"listening addr=(\S+)")
-    (work / "gateway.toml").write_text(GATEWAY_CONFIG.format(upstream=upstream.match.group(1)))
-    gateways = [Proc([binary, "serve", "--config", str(work / "gateway.toml"), "--listen", "127.0.0.1:0",
+    envs = {"a": {"AIGW_BENCH_KEY": KEY}, "b": {"AIGW_BENCH_KEY": KEY, **dict(e.split("=", 1) for e in opts.b_env)}}
+    for name, path in [("a", opts.a_config), ("b", opts.b_config)]:
+        template = Path(path).read_text() if path else GATEWAY_CONFIG
+        (work / f"gateway-{name}.toml").write_text(template.format(upstream=upstream.match.group(1)))
+    gateways = [Proc([binary, "serve", "--config", str(work / f"gateway-{name}.toml"), "--listen", "127.0.0.1:0",
                       "--admin-listen", "127.0.0.1:0"], work / f"gateway-{name}.log",
-                     r"aigw listening addr=(\S+) admin=(\S+)", env={"AIGW_BENCH_KEY": KEY})
+                     r"aigw listening addr=(\S+) admin=(\S+)", env=envs[name])
                 for name, binary in [("a", opts.a), ("b", opts.b)]]
     procs = [upstream] + gateways
     body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
@@ -76,7 +86,9 @@ def main():
         lines.append(f"{door}: A {statistics.median(a):.1f} µs, B {statistics.median(b):.1f} µs per call (medians); "
                      f"A − B per pair: {diff:+.1f} µs (median); A cheaper in {wins} of {len(a)} pairs")
     text = "\n".join(lines) + (f"\n\n{opts.pairs} pairs of {opts.seconds} s per door, 32 in flight. "
-                               f"A: {opts.a}. B: {opts.b}.")
+                               f"A: {opts.a}" + (f", config {opts.a_config}" if opts.a_config else "") + f". B: {opts.b}"
+                               + "".join(f", {e}" for e in opts.b_env)
+                               + (f", config {opts.b_config}" if opts.b_config else "") + ".")
     print(text)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
