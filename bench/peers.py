@@ -12,7 +12,8 @@ Then the same call at fixed rates (`--rates`, default 200 and 2,000 calls/s; `ai
 whose latency runs from each call's scheduled start, so a gateway that falls behind shows it in its tail instead
 of slowing the load, as a closed loop lets it): calls/s, added p50/p99 against the upstream alone at the same
 rate, CPU per call; a gateway whose closed-loop best at 32 in flight is below a rate is not run at it (the open
-loop would measure only its queue). The order of the gateways turns by one each round. The tables show medians of the rounds
+loop would measure only its queue). While one is measured the other gateways are stopped (SIGSTOP), so their
+idle work does not run beside it. The order of the gateways turns by one each round. The tables show medians of the rounds
 with the min–max.
 
 The peers, each installed pinned into a cache folder on first use (AIGW_PEERS_DIR, default
@@ -35,10 +36,12 @@ Needs wrk. Usage: python3 bench/peers.py [--aigw PATH] [--only NAME,...] [--roun
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -87,6 +90,23 @@ def tree(pid):
         out.append(p)
         todo.extend(children.get(p, []))
     return out
+
+
+@contextlib.contextmanager
+def others_paused(servers, measured):
+    """The gateways other than `measured` stopped (SIGSTOP, each process of their trees) while it is measured, then
+    let go: idle, they still run timers and workers (LiteLLM's Python, Node's event loop) on the two cores the
+    measured one shares with the load and the upstream. The upstream is never stopped."""
+    pids = [p for name, s in servers.items() if name not in ("direct", measured) for p in tree(s.proc.pid)]
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)
 
 
 def cpu_seconds(pid):
@@ -356,6 +376,23 @@ def paced(server, rate, duration, work, aigw):
             "cpu_us": (cpu_seconds(server.proc.pid) - before) / max(ok, 1) * 1e6, "raw": done.stdout}
 
 
+def measure_one(servers, name, row, r, rates, opts, work, out, aigw):
+    """One gateway (or the upstream alone) in one round: both closed loops, then each fixed rate it can reach."""
+    for n in IN_FLIGHT:
+        m = measure(servers[name], n, opts.duration, work)
+        (out / f"round{r + 1}-{name}-{n}.txt").write_text(m.pop("raw"))
+        row[f"{name}@{n}"] = m
+    for rate in rates:
+        if row[f"{name}@32"]["calls_s"] < rate:
+            # Beyond its closed-loop best the open loop only measures a growing queue (and takes as long to drain
+            # as the schedule is late): not run.
+            row[f"{name}@{rate}/s"] = None
+            continue
+        m = paced(servers[name], rate, opts.duration, work, aigw)
+        (out / f"round{r + 1}-{name}-rate{rate}.json").write_text(m.pop("raw"))
+        row[f"{name}@{rate}/s"] = m
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aigw", help="the aigw binary (default: build target/release/aigw)")
@@ -408,19 +445,8 @@ def main():
             turn = gateways[r % len(gateways):] + gateways[:r % len(gateways)]
             row = {}
             for name in ["direct"] + turn:
-                for n in IN_FLIGHT:
-                    m = measure(servers[name], n, opts.duration, work)
-                    (out / f"round{r + 1}-{name}-{n}.txt").write_text(m.pop("raw"))
-                    row[f"{name}@{n}"] = m
-                for rate in rates:
-                    if row[f"{name}@32"]["calls_s"] < rate:
-                        # Beyond its closed-loop best the open loop only measures a growing queue (and takes
-                        # as long to drain as the schedule is late): not run.
-                        row[f"{name}@{rate}/s"] = None
-                        continue
-                    m = paced(servers[name], rate, opts.duration, work, aigw)
-                    (out / f"round{r + 1}-{name}-rate{rate}.json").write_text(m.pop("raw"))
-                    row[f"{name}@{rate}/s"] = m
+                with others_paused(servers, name):
+                    measure_one(servers, name, row, r, rates, opts, work, out, aigw)
             for name in gateways:
                 row[f"{name}@rss"] = rss_mib(servers[name].proc.pid)
             rounds.append(row)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +158,42 @@ def test_peers_script_smoke(tmp_path):
     table = (tmp_path / "peers.md").read_text()
     assert "**aigw** (REST door)" in table and "TensorZero (Rust, from source) | not measured:" in table, table
     assert "Fixed rates (open loop" in table and "added p99 @50/s (ms)" in table, table
+
+
+def test_peers_stop_the_gateways_not_measured():
+    """While one gateway is measured, bench/peers.py stops the others' processes (and never the upstream), and lets
+    them go after, also when the measurement fails."""
+    import types
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import peers
+
+    procs = {name: subprocess.Popen(["sleep", "60"]) for name in ("direct", "measured", "idle")}
+    servers = {name: types.SimpleNamespace(proc=p) for name, p in procs.items()}
+
+    def becomes(name, want):
+        for _ in range(200):  # signals land asynchronously; bounded at 2 s
+            if Path(f"/proc/{procs[name].pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == want:
+                return True
+            time.sleep(0.01)
+        return False
+
+    try:
+        with peers.others_paused(servers, "measured"):
+            assert becomes("idle", "T")
+            assert becomes("measured", "S") and becomes("direct", "S")
+        assert becomes("idle", "S")
+        try:
+            with peers.others_paused(servers, "measured"):
+                assert becomes("idle", "T")
+                raise RuntimeError("a measurement failed")
+        except RuntimeError:
+            pass
+        assert becomes("idle", "S")
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
 
 
 def test_ab_script_smoke(tmp_path):
