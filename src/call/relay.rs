@@ -240,13 +240,9 @@ pub(crate) async fn pump<M, E>(
         if waiting >= limit_at {
             return Err(limits.error(limit));
         }
-        if let Some(changes) = changes {
-            if changes.version() != seen {
-                let watch = changes.watch();
-                seen = watch.seen;
-                keys_changed.set(watch.changed.cancelled_owned());
-                limits.key_holds()?;
-            }
+        if let Some(changes) = changes.filter(|c| c.version() != seen) {
+            seen = rewatch(changes, keys_changed.as_mut());
+            limits.key_holds()?;
         }
         // `next` is cancel-safe, so a first poll that finds nothing loses nothing.
         event = match stream.next().now_or_never() {
@@ -269,9 +265,7 @@ pub(crate) async fn pump<M, E>(
                         event = stream.next() => break event,
                         _ = &mut keys_changed => {
                             if let Some(changes) = changes {
-                                let watch = changes.watch();
-                                seen = watch.seen;
-                                keys_changed.set(watch.changed.cancelled_owned());
+                                seen = rewatch(changes, keys_changed.as_mut());
                             }
                             limits.key_holds()?;
                         }
@@ -295,6 +289,16 @@ pub(crate) async fn pump<M, E>(
             }
         };
     }
+}
+
+/// Watches the keys' changes from now on, in place of a watch that fired or fell behind; returns the version seen.
+fn rewatch(
+    changes: &KeyChanges,
+    mut fired: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>,
+) -> u64 {
+    let watch = changes.watch();
+    fired.set(watch.changed.cancelled_owned());
+    watch.seen
 }
 
 /// Sends one message, waiting for room in the channel within the hard limits.
