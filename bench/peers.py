@@ -64,6 +64,10 @@ IN_FLIGHT = (8, 32)
 # fastest. A call waits for a slot beyond this many in flight (the wait counts in its latency).
 RATES = (200, 2000)
 PACED_MAX_IN_FLIGHT = 256
+# A fixed-rate measurement whose load generator ran late (its own schedule lag at p99 above this) measured the
+# machine, not the gateway: it is taken again, up to PACED_TRIES times, and the least late one is kept.
+LAG_LIMIT_US = 500
+PACED_TRIES = 3
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
                   separators=(",", ":"))
 
@@ -355,6 +359,19 @@ def measure(server, in_flight, duration, work):
 
 
 def paced(server, rate, duration, work, aigw):
+    """The same call at a fixed rate, taken again while the load generator itself ran late (see LAG_LIMIT_US):
+    the least late of the tries is kept, with how many there were and its lag."""
+    tries = []
+    for _ in range(PACED_TRIES):
+        tries.append(paced_once(server, rate, duration, work, aigw))
+        if tries[-1]["lag_p99_ms"] * 1e3 <= LAG_LIMIT_US:
+            break
+    best = min(tries, key=lambda t: t["lag_p99_ms"])
+    best["tries"] = len(tries)
+    return best
+
+
+def paced_once(server, rate, duration, work, aigw):
     """The same call at a fixed rate (`aigw bench`'s open loop, one thread): latency is counted from each call's
     scheduled start, so a gateway that falls behind shows it in its tail instead of by slowing the load."""
     before = cpu_seconds(server.proc.pid)
@@ -370,9 +387,11 @@ def paced(server, rate, duration, work, aigw):
         raise RuntimeError(f"aigw bench said:\n{done.stdout}\n{done.stderr}")
     report = json.loads(done.stdout)
     lat = report.get("latency_us") or {}
+    lag = report.get("schedule_lag_us") or {}
     ok = report["ok"]
     return {"calls_s": report["throughput_per_s"], "errors": report["calls"] - ok,
             "p50_ms": lat.get("p50", float("nan")) / 1e3, "p99_ms": lat.get("p99", float("nan")) / 1e3,
+            "lag_p99_ms": lag.get("p99", 0.0) / 1e3,
             "cpu_us": (cpu_seconds(server.proc.pid) - before) / max(ok, 1) * 1e6, "raw": done.stdout}
 
 
@@ -466,6 +485,13 @@ def main():
         lo, hi = fmt.format(min(vals)), fmt.format(max(vals))
         return fmt.format(med) + ("" if lo == hi else f" ({lo}–{hi})")
 
+    def lag_cell(name, rate):
+        # The kept try's lag, and how many tries the rounds took in all (more than one a round: the machine was
+        # busy and the measurement was taken again).
+        tries = sum(r[f"{name}@{rate}/s"].get("tries", 1) for r in rounds)
+        return cell(values(name, f"{rate}/s", "lag_p99_ms"), "{:.2f}") + (
+            f", {tries} tries" if tries > len(rounds) else "")
+
     headers_row = ["gateway", "calls/s @8", "calls/s @32", "added p50 @8 (ms)", "added p99 @8 (ms)",
                    "added p50 @32 (ms)", "added p99 @32 (ms)", "CPU per call @32 (µs)", "RSS (MiB)", "errors"]
     rows = [[LABELS["direct"], cell(values("direct", 8, "calls_s"), "{:,.0f}"),
@@ -484,26 +510,28 @@ def main():
     if rates:
         paced_head = ["gateway"] + [h for rate in rates for h in (
             f"calls/s @{rate}/s", f"added p50 @{rate}/s (ms)", f"added p99 @{rate}/s (ms)",
-            f"CPU per call @{rate}/s (µs)", f"errors @{rate}/s")]
+            f"CPU per call @{rate}/s (µs)", f"errors @{rate}/s", f"load's own lag p99 @{rate}/s (ms)")]
         paced_rows = [[LABELS["direct"]] + [c for rate in rates for c in (
             cell(values("direct", f"{rate}/s", "calls_s"), "{:,.0f}"), "—", "—", "—",
-            sum(values("direct", f"{rate}/s", "errors")))]]
+            sum(values("direct", f"{rate}/s", "errors")), lag_cell("direct", rate))]]
         for name in gateways:
             cells = []
             for rate in rates:
                 if any(r[f"{name}@{rate}/s"] is None for r in rounds):
                     best = cell(values(name, 32, "calls_s"), "{:,.0f}")
-                    cells += [f"not run: below the rate ({best} calls/s at 32 in flight)", "", "", "", ""]
+                    cells += [f"not run: below the rate ({best} calls/s at 32 in flight)", "", "", "", "", ""]
                     continue
                 cells += [cell(values(name, f"{rate}/s", "calls_s"), "{:,.0f}"),
                           cell(added(name, f"{rate}/s", "p50_ms"), "{:.2f}"),
                           cell(added(name, f"{rate}/s", "p99_ms"), "{:.2f}"),
                           cell(values(name, f"{rate}/s", "cpu_us"), "{:,.0f}"),
-                          sum(values(name, f"{rate}/s", "errors"))]
+                          sum(values(name, f"{rate}/s", "errors")), lag_cell(name, rate)]
             paced_rows.append([LABELS[name]] + cells)
         paced_text = ["", "Fixed rates (open loop, `aigw bench --rate`, latency from each call's scheduled start; at "
                       f"most {PACED_MAX_IN_FLIGHT} in flight, a gateway below the rate falls behind and its tail "
-                      "shows it):", "", table(paced_head, paced_rows)]
+                      "shows it; a try whose load generator itself ran late by more than "
+                      f"{LAG_LIMIT_US / 1e3:.1f} ms at p99 is taken again, up to {PACED_TRIES} tries, and the least "
+                      "late kept):", "", table(paced_head, paced_rows)]
     text = "\n".join([
         table(headers_row, rows)] + paced_text + ["",
         f"{opts.rounds} rounds of {opts.duration} s per load, medians (min–max). Machine: {machine()}.",

@@ -225,11 +225,8 @@ pub(crate) fn authenticate(
     authorization: Option<&[u8]>,
 ) -> Result<Arc<Identity>, GatewayError> {
     gw.authenticate(authorization).inspect_err(|e| {
-        let code = crate::core::call_record::code_name(e.code());
-        gw.metrics
-            .requests
-            .with_label_values(&["", "", "", code])
-            .inc();
+        gw.metrics.count_call("", "", "", e.code());
+        let code = crate::observe::metrics::code_name(e.code());
         tracing::info!(target: "aigw::rpc", code, error = e.label(), "rejected before the handler");
     })
 }

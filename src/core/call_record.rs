@@ -11,6 +11,7 @@ use crate::{
     error::GatewayError,
     observe::{
         log_line::LogLine,
+        metrics::code_name,
         timing::{Timing, Trail},
     },
     proto::Usage,
@@ -191,9 +192,7 @@ impl CallRecord {
         let m = &self.gw.metrics;
         let elapsed = self.timing.start.elapsed().as_secs_f64();
         m.in_flight.with_label_values(&[self.rpc]).dec();
-        m.requests
-            .with_label_values(&[self.rpc, &self.model, &self.key, code_name(code)])
-            .inc();
+        m.count_call(self.rpc, &self.model, &self.key, code);
         m.duration
             .with_label_values(&[self.rpc, &self.model])
             .observe(elapsed);
@@ -231,30 +230,6 @@ impl CallRecord {
         if code == tonic::Code::Cancelled {
             m.cancellations.with_label_values(&[self.rpc]).inc();
         }
-    }
-}
-
-/// The canonical upper-case gRPC code name, as a label.
-pub(crate) fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

@@ -77,36 +77,35 @@ pub(crate) struct History(std::sync::Mutex<std::collections::VecDeque<Snapshot>>
 impl History {
     pub(crate) const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
     pub(crate) const KEEP: usize = 150;
-    const CHARTED: [&'static str; 3] = [
-        "aigw_request_duration_seconds",
-        "aigw_time_to_first_token_seconds",
-        "aigw_overhead_seconds",
-    ];
 
-    /// Takes the next snapshot (the oldest goes past [`Self::KEEP`]).
+    /// Takes the next snapshot (the oldest goes past [`Self::KEEP`]). It reads the calls by code and the three
+    /// charted histograms alone, never the whole registry: every key's series made that tens of milliseconds
+    /// on a runtime worker at thousands of keys (`cargo bench --bench charts`).
     pub(crate) fn record(&self, registry: &crate::observe::metrics::Metrics, outlook: Outlook) {
+        use prometheus::core::Collector;
         let mut metrics = BTreeMap::new();
-        for f in registry.gather() {
-            let name = f.name();
-            if name == "aigw_requests_total" {
-                let mut by_code: BTreeMap<String, f64> = BTreeMap::new();
-                for s in series(&f) {
-                    let code = s.labels.get("code").cloned().unwrap_or_default();
-                    *by_code.entry(code).or_default() += s.value.unwrap_or_default();
+        let calls: Vec<Series> = registry
+            .calls_by_code()
+            .map(|(code, n)| Series {
+                labels: [("code".to_owned(), code.to_owned())].into(),
+                value: Some(n as f64),
+                count: None,
+                sum: None,
+                buckets: Vec::new(),
+            })
+            .collect();
+        if !calls.is_empty() {
+            metrics.insert("aigw_requests_total".to_owned(), calls);
+        }
+        for histogram in [
+            &registry.duration,
+            &registry.first_token,
+            &registry.overhead,
+        ] {
+            for f in histogram.collect() {
+                if !f.get_metric().is_empty() {
+                    metrics.insert(f.name().to_owned(), vec![summed_histogram(&series(&f))]);
                 }
-                let summed = by_code
-                    .into_iter()
-                    .map(|(code, n)| Series {
-                        labels: [("code".to_owned(), code)].into(),
-                        value: Some(n),
-                        count: None,
-                        sum: None,
-                        buckets: Vec::new(),
-                    })
-                    .collect();
-                metrics.insert(name.to_owned(), summed);
-            } else if Self::CHARTED.contains(&name) {
-                metrics.insert(name.to_owned(), vec![summed_histogram(&series(&f))]);
             }
         }
         let snapshot = Snapshot {
@@ -158,6 +157,39 @@ pub(crate) fn now_ms() -> u128 {
         .unwrap_or_default()
 }
 
+/// For `benches/charts.rs`: a registry where `keys` keys have each made calls (two codes) and used tokens, and
+/// what the bench times on it: one history snapshot, and one scrape's text.
+#[doc(hidden)]
+pub fn bench_registry(keys: usize) -> (impl FnMut(), impl FnMut() -> usize) {
+    let metrics = std::sync::Arc::new(crate::observe::metrics::Metrics::new());
+    for k in 0..keys {
+        let key = format!("key-{k}");
+        metrics.count_call("generate", "m", &key, tonic::Code::Ok);
+        metrics.count_call("stream_generate", "m", &key, tonic::Code::Unavailable);
+        for kind in ["input", "output"] {
+            metrics
+                .tokens
+                .with_label_values(&["m", &key, kind, "false"])
+                .inc();
+        }
+        metrics
+            .duration
+            .with_label_values(&["generate", "m"])
+            .observe(0.01);
+    }
+    let history = History::default();
+    let outlook = Outlook {
+        last_minute: 0,
+        forecast_peak_per_minute: 0.0,
+        recommended_replicas: 1,
+    };
+    let scraped = metrics.clone();
+    (
+        move || history.record(&metrics, outlook),
+        move || scraped.render().len(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +214,62 @@ mod tests {
             kept.last().unwrap().outlook.last_minute,
             History::KEEP as u64 + 9
         );
+    }
+
+    /// What a snapshot says of the calls (by code, summed over every other label) and of the charted
+    /// histograms (summed over their series) is what the whole registry's families say, read without them.
+    #[test]
+    fn a_snapshot_sums_the_calls_and_histograms_as_the_registry_does() {
+        let metrics = crate::observe::metrics::Metrics::new();
+        for k in 0..50 {
+            let key = format!("key-{k}");
+            metrics.count_call("generate", "m", &key, tonic::Code::Ok);
+            metrics.count_call("stream_generate", "n", &key, tonic::Code::Ok);
+            if k % 10 == 0 {
+                metrics.count_call("generate", "m", &key, tonic::Code::Unavailable);
+            }
+            metrics
+                .duration
+                .with_label_values(&["generate", if k % 2 == 0 { "m" } else { "n" }])
+                .observe(0.001 * k as f64);
+        }
+        metrics.count_call("", "", "", tonic::Code::Unauthenticated);
+        let history = History::default();
+        history.record(
+            &metrics,
+            Outlook {
+                last_minute: 0,
+                forecast_peak_per_minute: 0.0,
+                recommended_replicas: 1,
+            },
+        );
+        let snap = history.snapshots().pop().unwrap();
+
+        let families = metrics.gather();
+        let family = |name: &str| families.iter().find(|f| f.name() == name).unwrap();
+        let mut want: BTreeMap<String, f64> = BTreeMap::new();
+        for s in series(family("aigw_requests_total")) {
+            *want.entry(s.labels["code"].clone()).or_default() += s.value.unwrap();
+        }
+        let got: BTreeMap<String, f64> = snap.metrics["aigw_requests_total"]
+            .iter()
+            .map(|s| (s.labels["code"].clone(), s.value.unwrap()))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got["OK"], 100.0);
+        assert_eq!(got["UNAVAILABLE"], 5.0);
+        assert_eq!(got["UNAUTHENTICATED"], 1.0);
+
+        let summed = summed_histogram(&series(family("aigw_request_duration_seconds")));
+        let kept = &snap.metrics["aigw_request_duration_seconds"];
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].count, Some(50));
+        assert_eq!(kept[0].count, summed.count);
+        assert_eq!(kept[0].buckets, summed.buckets);
+        // Families with nothing in them and the uncharted ones are left out.
+        assert!(!snap
+            .metrics
+            .contains_key("aigw_time_to_first_token_seconds"));
+        assert!(!snap.metrics.contains_key("aigw_tokens_total"));
     }
 }

@@ -7,6 +7,33 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// gRPC's status codes, 0 (OK) to 16 (UNAUTHENTICATED).
+const CODES: usize = 17;
+
+/// The canonical upper-case gRPC code name, as a label.
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -14,7 +41,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 pub(crate) struct Metrics {
     registry: Registry,
-    pub(crate) requests: IntCounterVec,
+    /// Counted through [`Metrics::count_call`], with `calls_by_code`.
+    requests: IntCounterVec,
+    /// `aigw_requests_total` summed over every label but the code, for the dashboard's history: summing the
+    /// family itself every two seconds read every key's series (72 ms at 10,000 keys, on a runtime worker).
+    calls_by_code: [std::sync::atomic::AtomicU64; CODES],
     pub(crate) in_flight: IntGaugeVec,
     pub(crate) duration: HistogramVec,
     pub(crate) upstream_duration: HistogramVec,
@@ -88,6 +119,7 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::new(),
             requests: counter("aigw_requests_total", "RPCs by outcome.", &["rpc", "model", "key", "code"]),
+            calls_by_code: Default::default(),
             in_flight: IntGaugeVec::new(Opts::new("aigw_in_flight", "RPCs in progress."), &["rpc"])
                 .expect("static metric definition"),
             duration: histogram("aigw_request_duration_seconds", "End-to-end RPC latency.", &["rpc", "model"]),
@@ -262,6 +294,23 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
         m
+    }
+
+    /// One call ended with `code`: `aigw_requests_total` and the calls by code.
+    pub(crate) fn count_call(&self, rpc: &str, model: &str, key: &str, code: tonic::Code) {
+        self.requests
+            .with_label_values(&[rpc, model, key, code_name(code)])
+            .inc();
+        self.calls_by_code[code as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The calls counted so far by code (codes with none left out), as `aigw_requests_total` summed over its
+    /// other labels would say.
+    pub(crate) fn calls_by_code(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        (0..).zip(&self.calls_by_code).filter_map(|(code, n)| {
+            let n = n.load(std::sync::atomic::Ordering::Relaxed);
+            (n > 0).then(|| (code_name(tonic::Code::from_i32(code)), n))
+        })
     }
 
     /// Every family, for the dashboard's JSON.

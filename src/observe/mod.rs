@@ -2,7 +2,7 @@
 //! (`telemetry`) and the load forecast behind the scaling signal. The per-call record that
 //! writes them is `core::call_record`.
 
-pub(crate) mod charts;
+pub mod charts;
 pub(crate) mod forecast;
 pub(crate) mod log_buffer;
 pub(crate) mod log_line;

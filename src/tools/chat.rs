@@ -92,7 +92,7 @@ impl Transcript {
                 self.answer.clear();
                 self.turns.pop();
                 self.answering = false;
-                let code = crate::core::call_record::code_name(tonic::Code::from(e.code));
+                let code = crate::observe::metrics::code_name(tonic::Code::from(e.code));
                 Some(format!("\n[{code}: {}]\n> ", e.message))
             }
             Event::Started(_) => None,
@@ -153,7 +153,7 @@ async fn open(
         .map_err(|s| {
             format!(
                 "{}: {}",
-                crate::core::call_record::code_name(s.code()),
+                crate::observe::metrics::code_name(s.code()),
                 s.message()
             )
         })?
@@ -166,7 +166,7 @@ async fn open(
         Ok(_) => Err("the session did not start".into()),
         Err(s) => Err(format!(
             "{}: {}",
-            crate::core::call_record::code_name(s.code()),
+            crate::observe::metrics::code_name(s.code()),
             s.message()
         )),
     }
@@ -355,7 +355,7 @@ async fn next_event(session: &mut Option<Session>) -> Result<Event, String> {
         Ok(_) => Err("the gateway ended the session".into()),
         Err(status) => Err(format!(
             "{}: {}",
-            crate::core::call_record::code_name(status.code()),
+            crate::observe::metrics::code_name(status.code()),
             status.message()
         )),
     }

@@ -23,7 +23,7 @@ impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Ok => f.write_str("OK"),
-            Self::Grpc(code) => f.write_str(crate::core::call_record::code_name(*code)),
+            Self::Grpc(code) => f.write_str(crate::observe::metrics::code_name(*code)),
             Self::Http(status) => write!(f, "HTTP_{status}"),
             Self::Failed(why) => f.write_str(why),
         }
