@@ -27,7 +27,13 @@ pub(crate) struct Admin {
     pub(crate) failures: Throttle,
     /// The REST door, handed in by the server (a door does not import another): the playground chats through it.
     pub(crate) rest: RestDoor,
+    /// Scrapes reading at once (see [`Admin::off_the_workers`]); the others wait their turn without a thread.
+    pub(crate) readers: tokio::sync::Semaphore,
 }
+
+/// How many scrapes read the metrics at once: each takes a blocking thread and tens of milliseconds at
+/// thousands of keys, and the admin listener takes 256 connections.
+pub(crate) const METRICS_READERS: usize = 2;
 
 /// A REST request answered by the REST door, as the server wires it.
 pub(crate) type RestDoor =
@@ -207,12 +213,21 @@ impl Admin {
     }
 
     /// Gauges that are read off live state when scraped.
-    /// Runs `read` on the blocking pool: a scrape reads and encodes every key's series (about 68 ms at 10,000
-    /// keys, `cargo bench --bench charts`), which on a runtime worker would hold the calls queued there.
+    /// Runs `read` on the blocking pool, [`METRICS_READERS`] at a time: a scrape reads and encodes every key's
+    /// series (about 68 ms at 10,000 keys, `cargo bench --bench charts`), which on a runtime worker would hold
+    /// the calls queued there.
     async fn off_the_workers(
         self: &Arc<Self>,
         read: impl FnOnce(&Admin) -> Response<Body> + Send + 'static,
     ) -> Response<Body> {
+        // The semaphore is never closed, so the acquire cannot fail.
+        let Ok(_turn) = self.readers.acquire().await else {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "shutting down\n",
+            );
+        };
         let admin = self.clone();
         let read = tokio::task::spawn_blocking(move || read(&admin)).await;
         read.unwrap_or_else(|e| {
@@ -304,5 +319,54 @@ fn limits_of(
         "key" => catalog.keys.by_name(name).map(|who| who.limiter.limits()),
         "group" => catalog.keys.group(name).map(|g| g.limits()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// However many scrapes arrive at once, at most [`METRICS_READERS`] read at a time; every one is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scrapes_read_a_few_at_a_time() {
+        let cfg = crate::config::Config::parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\nkind = \"mock\"\n",
+            |_| None,
+        )
+        .unwrap();
+        let admin = Arc::new(Admin {
+            gateway: Gateway::new(&cfg).unwrap(),
+            key: None,
+            reloader: None,
+            failures: Default::default(),
+            rest: |_, _| Box::pin(async { reply(StatusCode::NOT_FOUND, "text/plain", "") }),
+            readers: tokio::sync::Semaphore::new(METRICS_READERS),
+        });
+        static READING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let scrapes = (0..12).map(|_| {
+            let admin = admin.clone();
+            async move {
+                admin
+                    .off_the_workers(|_| {
+                        let now = READING.fetch_add(1, Ordering::SeqCst) + 1;
+                        MOST.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        READING.fetch_sub(1, Ordering::SeqCst);
+                        reply(StatusCode::OK, "text/plain", "ok\n")
+                    })
+                    .await
+                    .status()
+            }
+        });
+        let answered = futures_util::future::join_all(scrapes).await;
+        assert!(
+            answered.iter().all(|s| *s == StatusCode::OK),
+            "{answered:?}"
+        );
+        let most = MOST.load(Ordering::SeqCst);
+        assert!((1..=METRICS_READERS).contains(&most), "{most} read at once");
     }
 }
