@@ -12,7 +12,8 @@ Then the same call at fixed rates (`--rates`, default 200 and 2,000 calls/s; `ai
 whose latency runs from each call's scheduled start, so a gateway that falls behind shows it in its tail instead
 of slowing the load, as a closed loop lets it): calls/s, added p50/p99 against the upstream alone at the same
 rate, CPU per call; a gateway whose closed-loop best at 32 in flight is below a rate is not run at it (the open
-loop would measure only its queue). While one is measured the other gateways are stopped (SIGSTOP), so their
+loop would measure only its queue), and a try whose load generator itself ran late (LAG_LIMIT_US) is taken
+again, up to PACED_TRIES times. While one is measured the other gateways are stopped (SIGSTOP), so their
 idle work does not run beside it. The order of the gateways turns by one each round. The tables show medians of the rounds
 with the min–max.
 

@@ -192,7 +192,7 @@ impl Server {
             reloader,
             failures: Default::default(),
             rest: |gw, req| Box::pin(crate::rest::serve(gw, req)),
-            readers: tokio::sync::Semaphore::new(crate::admin::METRICS_READERS),
+            readers: Default::default(),
         });
         let admin_task = crate::observe::tasks::spawn(
             "admin listener",

@@ -22,4 +22,4 @@ mod throttle;
 
 pub(crate) use listen::serve;
 use routes::{json, BODY_LIMIT};
-pub(crate) use routes::{Admin, RestDoor, METRICS_READERS};
+pub(crate) use routes::{Admin, RestDoor};
